@@ -1,0 +1,50 @@
+// tconv3d._C: the op entry points, wrapped as torch.library custom ops in
+// python/tconv3d/_ops.py.
+#include <torch/extension.h>
+
+#include "ops.h"
+#include "problem.h"
+#ifdef TCONV3D_WITH_CUDA
+#include "cuda/cuda_passes.h"
+#endif
+
+namespace {
+
+std::vector<int64_t> output_shape(std::vector<int64_t> input_size, std::vector<int64_t> weight_size,
+                                  std::vector<int64_t> stride, std::vector<int64_t> padding,
+                                  std::vector<int64_t> output_padding, int64_t groups,
+                                  std::vector<int64_t> dilation) {
+  return tconv3d::ConvTranspose3dProblem::from_sizes(input_size, weight_size, stride, padding,
+                                                     output_padding, groups, dilation)
+      .output_shape();
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "tconv3d: 3-D transposed convolution kernels (forward, grad-input, grad-weight, grad-bias)";
+  m.def("forward", &tconv3d::forward, "y = conv_transpose3d(input, weight, bias, ...)",
+        py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"),
+        py::arg("padding"), py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
+  m.def("grad_input", &tconv3d::grad_input, "gradient with respect to the input",
+        py::arg("grad_output"), py::arg("weight"), py::arg("input_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
+  m.def("grad_weight", &tconv3d::grad_weight, "gradient with respect to the weight",
+        py::arg("grad_output"), py::arg("input"), py::arg("weight_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
+  m.def("grad_bias", &tconv3d::grad_bias, "gradient with respect to the bias",
+        py::arg("grad_output"));
+  m.def("output_shape", &output_shape,
+        "validated output shape of conv_transpose3d for the given input and weight shapes",
+        py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
+  m.def("_set_poison_results", &tconv3d::set_poison_results,
+        "test hook: NaN-fill every result before its kernel runs");
+#ifdef TCONV3D_WITH_CUDA
+  m.attr("with_cuda") = true;
+  m.def("_set_force_wide_index", &tconv3d::cuda::set_force_wide_index,
+        "test hook: use 64-bit offsets in every CUDA kernel");
+#else
+  m.attr("with_cuda") = false;
+#endif
+}

@@ -1,0 +1,59 @@
+// Fixed-order reductions: a block sum whose tree does not depend on timing,
+// and the pass that adds per-split partial sums in split order.
+#pragma once
+
+#include <cstdint>
+
+#include "../direct_gather.h"
+#include "dispatch.cuh"
+
+namespace tconv3d::cuda {
+
+// Sum of v over the block, valid in thread 0.  blockDim.x == kThreads.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v) {
+  __shared__ T warp_sums[kThreads / 32];
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < kThreads / 32 ? warp_sums[lane] : T(0);
+    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  }
+  return v;
+}
+
+// result[e] = Σ_{s = 0 … splits-1} partial[s · numel + e], in that order, for
+// e over a dense 5-D result of logical sizes (n0, c, d, h, w) and strides `dst`.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    combine_partials_kernel(const acc_t<scalar_t>* __restrict__ partial, int64_t splits,
+                            int64_t numel, int64_t C, int64_t D, int64_t H, int64_t W,
+                            Strides5 dst, scalar_t* __restrict__ result) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < numel;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    acc_t<scalar_t> acc = 0;
+    for (int64_t s = 0; s < splits; ++s) acc += partial[s * numel + e];
+    const Index5 idx = unflatten<int64_t>(e, C, D, H, W, /*channels_last=*/false);
+    result[offset_of<int64_t>(dst, idx)] = from_acc<scalar_t>(acc);
+  }
+}
+
+// Shape-only choice of the number of partial sums per result element: enough
+// blocks to fill a large GPU, each with a worthwhile share of the reduction,
+// and a workspace of at most kMaxPartials accumulators.
+inline int64_t choose_splits(int64_t numel, int64_t reduction_length) {
+  constexpr int64_t kWorkPerBlock = int64_t(1) << 15;
+  constexpr int64_t kTargetBlocks = 2048;
+  constexpr int64_t kMaxPartials = int64_t(1) << 22;
+  if (numel <= 0) return 1;
+  int64_t splits = (reduction_length + kWorkPerBlock - 1) / kWorkPerBlock;
+  const int64_t for_occupancy = (kTargetBlocks + numel - 1) / numel;
+  if (splits > for_occupancy) splits = for_occupancy;
+  if (splits > kMaxPartials / numel) splits = kMaxPartials / numel;
+  if (splits > 65535) splits = 65535;
+  return splits < 1 ? 1 : splits;
+}
+
+}  // namespace tconv3d::cuda

@@ -1,0 +1,43 @@
+// Kernel launchers: plain C++ signatures over raw pointers, so the .cu files
+// need no ATen headers and the op layer needs no CUDA compiler.  Each returns
+// the launch's error code; the caller checks it.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "../params.h"
+
+namespace tconv3d::cuda {
+
+struct LaunchConfig {
+  ScalarKind dtype;
+  bool wide_index;  // 64-bit offsets: some tensor spans more than 2^31 - 1 elements
+  cudaStream_t stream;
+};
+
+// Results are dense, laid out NCDHW or (channels_last) NDHWC; inputs any strides.
+cudaError_t launch_forward_gather(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                  const void* input, const void* weight, const void* bias,
+                                  void* output, bool channels_last);
+
+cudaError_t launch_grad_input_gather(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                     const void* grad_output, const void* weight,
+                                     void* grad_input, bool channels_last);
+
+// Reductions split into a fixed number of partial sums per result element,
+// chosen from the shape alone, and combined in a fixed order: bitwise
+// reproducible on any GPU.  The workspace holds splits × numel accumulators
+// (float, or double for float64); it is unused when splits == 1.
+int64_t grad_weight_splits(const ConvTranspose3dParams& p);
+cudaError_t launch_grad_weight_reduce(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                      const void* input, const void* grad_output,
+                                      void* grad_weight, void* workspace);
+
+int64_t grad_bias_splits(const ConvTranspose3dParams& p);
+cudaError_t launch_grad_bias_reduce(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                    const void* grad_output, void* grad_bias,
+                                    int64_t grad_bias_stride, void* workspace);
+
+}  // namespace tconv3d::cuda

@@ -1,0 +1,199 @@
+// Per-element sums of the direct (gather) formulation, shared by the CPU
+// kernels and the CUDA fallback kernels.  Each function produces one element of
+// a result from its valid taps only (see index_math.h); the caller decides the
+// parallel decomposition, the accumulation across threads and the store.
+#pragma once
+
+#include "index_math.h"
+#include "params.h"
+#include "scalar_convert.h"
+
+namespace tconv3d {
+
+struct Index5 {
+  int64_t n, c, d, h, w;
+};
+
+// Logical index of the element at position `linear` in a dense tensor of
+// logical sizes (N, C, D, H, W), laid out NCDHW or NDHWC.  Kernels walk their
+// results in memory order so neighbouring threads write neighbouring elements.
+template <typename index_t>
+TCONV3D_HOST_DEVICE Index5 unflatten(index_t linear, index_t C, index_t D, index_t H, index_t W,
+                                     bool channels_last) {
+  Index5 idx;
+  if (channels_last) {
+    idx.c = linear % C;
+    linear /= C;
+    idx.w = linear % W;
+    linear /= W;
+    idx.h = linear % H;
+    linear /= H;
+    idx.d = linear % D;
+    idx.n = linear / D;
+  } else {
+    idx.w = linear % W;
+    linear /= W;
+    idx.h = linear % H;
+    linear /= H;
+    idx.d = linear % D;
+    linear /= D;
+    idx.c = linear % C;
+    idx.n = linear / C;
+  }
+  return idx;
+}
+
+template <typename index_t>
+TCONV3D_HOST_DEVICE index_t offset_of(const Strides5& s, const Index5& i) {
+  return index_t(i.n) * index_t(s.n) + index_t(i.c) * index_t(s.c) + index_t(i.d) * index_t(s.d) +
+         index_t(i.h) * index_t(s.h) + index_t(i.w) * index_t(s.w);
+}
+
+// y[n, co, o] without bias: Σ_{ci ∈ group(co)} Σ_{valid taps} x[n, ci, i] · w[ci, co_local, k].
+template <typename scalar_t, typename index_t>
+TCONV3D_HOST_DEVICE acc_t<scalar_t> forward_sum(const ConvTranspose3dParams& p, const scalar_t* x,
+                                                const scalar_t* w, const Index5& out) {
+  acc_t<scalar_t> acc = 0;
+  const Run rd = forward_taps(p.axis[0], out.d);
+  const Run rh = forward_taps(p.axis[1], out.h);
+  const Run rw = forward_taps(p.axis[2], out.w);
+  if (rd.count == 0 || rh.count == 0 || rw.count == 0) return acc;
+  const index_t group = out.c / p.out_per_group;
+  const index_t co_local = out.c - group * p.out_per_group;
+  const Strides5 xs = p.input, ws = p.weight;
+  const index_t x_step_w = index_t(rw.db * xs.w), w_step_w = index_t(rw.da * ws.w);
+  for (index_t ci_local = 0; ci_local < p.in_per_group; ++ci_local) {
+    const index_t ci = group * index_t(p.in_per_group) + ci_local;
+    const scalar_t* xc = x + index_t(out.n) * index_t(xs.n) + ci * index_t(xs.c);
+    const scalar_t* wc = w + ci * index_t(ws.n) + co_local * index_t(ws.c);
+    for (int64_t md = 0; md < rd.count; ++md) {
+      const scalar_t* xd = xc + index_t(rd.b + md * rd.db) * index_t(xs.d);
+      const scalar_t* wd = wc + index_t(rd.a + md * rd.da) * index_t(ws.d);
+      for (int64_t mh = 0; mh < rh.count; ++mh) {
+        const scalar_t* xp = xd + index_t(rh.b + mh * rh.db) * index_t(xs.h) + index_t(rw.b) * index_t(xs.w);
+        const scalar_t* wp = wd + index_t(rh.a + mh * rh.da) * index_t(ws.h) + index_t(rw.a) * index_t(ws.w);
+        for (int64_t mw = 0; mw < rw.count; ++mw) {
+          acc += to_acc(*xp) * to_acc(*wp);
+          xp += x_step_w;
+          wp += w_step_w;
+        }
+      }
+    }
+  }
+  return acc;
+}
+
+// grad_x[n, ci, i] = Σ_{co ∈ group(ci)} Σ_{valid taps} gy[n, co, i·s − p + k·d] · w[ci, co_local, k].
+template <typename scalar_t, typename index_t>
+TCONV3D_HOST_DEVICE acc_t<scalar_t> grad_input_sum(const ConvTranspose3dParams& p,
+                                                   const scalar_t* grad_out, const scalar_t* w,
+                                                   const Index5& in) {
+  acc_t<scalar_t> acc = 0;
+  const Run rd = grad_input_taps(p.axis[0], in.d);
+  const Run rh = grad_input_taps(p.axis[1], in.h);
+  const Run rw = grad_input_taps(p.axis[2], in.w);
+  if (rd.count == 0 || rh.count == 0 || rw.count == 0) return acc;
+  const index_t group = in.c / p.in_per_group;
+  const Strides5 gs = p.output, ws = p.weight;
+  const index_t g_step_w = index_t(rw.db * gs.w), w_step_w = index_t(rw.da * ws.w);
+  for (index_t co_local = 0; co_local < p.out_per_group; ++co_local) {
+    const index_t co = group * index_t(p.out_per_group) + co_local;
+    const scalar_t* gc = grad_out + index_t(in.n) * index_t(gs.n) + co * index_t(gs.c);
+    const scalar_t* wc = w + index_t(in.c) * index_t(ws.n) + co_local * index_t(ws.c);
+    for (int64_t md = 0; md < rd.count; ++md) {
+      const scalar_t* gd = gc + index_t(rd.b + md * rd.db) * index_t(gs.d);
+      const scalar_t* wd = wc + index_t(rd.a + md * rd.da) * index_t(ws.d);
+      for (int64_t mh = 0; mh < rh.count; ++mh) {
+        const scalar_t* gp = gd + index_t(rh.b + mh * rh.db) * index_t(gs.h) + index_t(rw.b) * index_t(gs.w);
+        const scalar_t* wp = wd + index_t(rh.a + mh * rh.da) * index_t(ws.h) + index_t(rw.a) * index_t(ws.w);
+        for (int64_t mw = 0; mw < rw.count; ++mw) {
+          acc += to_acc(*gp) * to_acc(*wp);
+          gp += g_step_w;
+          wp += w_step_w;
+        }
+      }
+    }
+  }
+  return acc;
+}
+
+// The reduction behind grad_w[ci, co_local, k] runs over rows (n, md, mh) of
+// the valid (input, output) position pairs for tap k, each row a contiguous
+// run along W.  Splitting the rows, never the elements of a row, keeps every
+// partial sum in a fixed order.
+struct GradWeightRows {
+  Run d, h, w;
+  int64_t count;  // N · d.count · h.count
+};
+
+TCONV3D_HOST_DEVICE GradWeightRows grad_weight_rows(const ConvTranspose3dParams& p,
+                                                    const Index5& k) {
+  GradWeightRows r;
+  r.d = grad_weight_positions(p.axis[0], k.d);
+  r.h = grad_weight_positions(p.axis[1], k.h);
+  r.w = grad_weight_positions(p.axis[2], k.w);
+  r.count = r.w.count == 0 ? 0 : p.batch * r.d.count * r.h.count;
+  return r;
+}
+
+// Σ over rows q = row_begin, row_begin + row_step, … < row_end of
+// Σ_w x[n, ci, i] · gy[n, co, o].  `k` holds (ci, co_local, kd, kh, kw).
+template <typename scalar_t, typename index_t>
+TCONV3D_HOST_DEVICE acc_t<scalar_t> grad_weight_sum(const ConvTranspose3dParams& p,
+                                                    const scalar_t* x, const scalar_t* grad_out,
+                                                    const Index5& k, const GradWeightRows& rows,
+                                                    int64_t row_begin, int64_t row_end,
+                                                    int64_t row_step) {
+  acc_t<scalar_t> acc = 0;
+  const index_t group = k.n / p.in_per_group;
+  const index_t co = group * index_t(p.out_per_group) + index_t(k.c);
+  const Strides5 xs = p.input, gs = p.output;
+  const index_t x_step_w = index_t(xs.w), g_step_w = index_t(rows.w.db * gs.w);
+  for (int64_t q = row_begin; q < row_end; q += row_step) {
+    const int64_t mh = q % rows.h.count;
+    const int64_t md = (q / rows.h.count) % rows.d.count;
+    const int64_t n = q / (rows.h.count * rows.d.count);
+    const scalar_t* xp = x + index_t(n) * index_t(xs.n) + index_t(k.n) * index_t(xs.c) +
+                         index_t(rows.d.a + md) * index_t(xs.d) + index_t(rows.h.a + mh) * index_t(xs.h) +
+                         index_t(rows.w.a) * index_t(xs.w);
+    const scalar_t* gp = grad_out + index_t(n) * index_t(gs.n) + co * index_t(gs.c) +
+                         index_t(rows.d.b + md * rows.d.db) * index_t(gs.d) +
+                         index_t(rows.h.b + mh * rows.h.db) * index_t(gs.h) +
+                         index_t(rows.w.b) * index_t(gs.w);
+    acc_t<scalar_t> row = 0;  // two-level sum: error grows with row length + rows, not their product
+    for (int64_t mw = 0; mw < rows.w.count; ++mw) {
+      row += to_acc(*xp) * to_acc(*gp);
+      xp += x_step_w;
+      gp += g_step_w;
+    }
+    acc += row;
+  }
+  return acc;
+}
+
+// Σ over rows q = (n, od, oh) of Σ_ow gy[n, co, od, oh, ow].
+template <typename scalar_t, typename index_t>
+TCONV3D_HOST_DEVICE acc_t<scalar_t> grad_bias_sum(const ConvTranspose3dParams& p,
+                                                  const scalar_t* grad_out, int64_t co,
+                                                  int64_t row_begin, int64_t row_end,
+                                                  int64_t row_step) {
+  acc_t<scalar_t> acc = 0;
+  const Strides5 gs = p.output;
+  const int64_t H = p.axis[1].out, D = p.axis[0].out, W = p.axis[2].out;
+  for (int64_t q = row_begin; q < row_end; q += row_step) {
+    const int64_t oh = q % H;
+    const int64_t od = (q / H) % D;
+    const int64_t n = q / (H * D);
+    const scalar_t* gp = grad_out + index_t(n) * index_t(gs.n) + index_t(co) * index_t(gs.c) +
+                         index_t(od) * index_t(gs.d) + index_t(oh) * index_t(gs.h);
+    acc_t<scalar_t> row = 0;
+    for (int64_t ow = 0; ow < W; ++ow) {
+      row += to_acc(*gp);
+      gp += index_t(gs.w);
+    }
+    acc += row;
+  }
+  return acc;
+}
+
+}  // namespace tconv3d

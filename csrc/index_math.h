@@ -1,0 +1,150 @@
+// Index mathematics of 3-D transposed convolution, one spatial axis at a time.
+//
+// Shared verbatim by the CPU and CUDA kernels, so it holds no torch types and
+// every function is __host__ __device__.  All of it follows from one relation:
+// input position i, kernel tap k and output position o are linked by
+//
+//     o = i * stride - padding + k * dilation.
+//
+// The forward pass gathers, for each o, the (k, i) pairs that satisfy it.  Those
+// pairs form an arithmetic progression whose start depends only on the phase
+// o mod stride, so the kernels walk them with no divisibility test per tap.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define TCONV3D_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define TCONV3D_HOST_DEVICE inline
+#endif
+
+namespace tconv3d {
+
+TCONV3D_HOST_DEVICE int64_t floor_div(int64_t a, int64_t b) {  // b > 0
+  const int64_t q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+TCONV3D_HOST_DEVICE int64_t ceil_div(int64_t a, int64_t b) {  // b > 0
+  return -floor_div(-a, b);
+}
+
+TCONV3D_HOST_DEVICE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+TCONV3D_HOST_DEVICE int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+TCONV3D_HOST_DEVICE int64_t gcd64(int64_t a, int64_t b) {
+  while (b != 0) {
+    const int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+// O = (I - 1)·s - 2p + d·(K - 1) + op + 1
+TCONV3D_HOST_DEVICE int64_t transposed_output_extent(int64_t in, int64_t kernel, int64_t stride,
+                                                     int64_t padding, int64_t dilation,
+                                                     int64_t output_padding) {
+  return (in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1;
+}
+
+// One spatial axis of the problem, with the number theory of the phase
+// decomposition solved once on the host.
+//
+// Tap k reaches output o iff (o + p - k·d) ≡ 0 (mod s).  With g = gcd(s, d),
+// s' = s/g and d' = d/g this has solutions iff g | (o + p), and then
+// k ≡ ((o + p)/g) · d'^{-1} (mod s').  Consecutive valid taps are s' apart and
+// their input positions d' apart.
+struct Axis {
+  int64_t in;        // I
+  int64_t out;       // O
+  int64_t kernel;    // K
+  int64_t stride;    // s
+  int64_t padding;   // p
+  int64_t dilation;  // d
+  int64_t gcd;       // g = gcd(s, d)
+  int64_t tap_step;  // s' = s / g: distance between taps of one phase
+  int64_t in_step;   // d' = d / g: distance between their input positions
+  int64_t inv_in_step;  // d'^{-1} mod s'
+};
+
+TCONV3D_HOST_DEVICE Axis make_axis(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                                   int64_t padding, int64_t dilation) {
+  Axis a{};
+  a.in = in;
+  a.out = out;
+  a.kernel = kernel;
+  a.stride = stride;
+  a.padding = padding;
+  a.dilation = dilation;
+  a.gcd = gcd64(stride, dilation);
+  a.tap_step = stride / a.gcd;
+  a.in_step = dilation / a.gcd;
+  a.inv_in_step = 0;
+  // s' is small (a stride), so a search is cheaper than extended Euclid to read.
+  for (int64_t v = 0; v < a.tap_step; ++v) {
+    if ((a.in_step * v) % a.tap_step == 1 % a.tap_step) {
+      a.inv_in_step = v;
+      break;
+    }
+  }
+  return a;
+}
+
+// A run of index pairs along one axis: (a + m·da, b + m·db) for m in [0, count).
+// Which indices a and b are depends on the function that made the run.
+struct Run {
+  int64_t a, da;
+  int64_t b, db;
+  int64_t count;
+};
+
+// Smallest kernel tap that reaches outputs of phase r = o mod s, or -1 when
+// the phase receives no tap at all (possible when gcd(s, d) > 1).
+TCONV3D_HOST_DEVICE int64_t phase_first_tap(const Axis& ax, int64_t phase) {
+  const int64_t shifted = phase + ax.padding;  // ≥ 0
+  if (shifted % ax.gcd != 0) return -1;
+  return ((shifted / ax.gcd) % ax.tap_step) * ax.inv_in_step % ax.tap_step;
+}
+
+// Forward: the taps that reach output position o.  a = kernel tap k (step s'),
+// b = input position i (step -d').  Only pairs with 0 ≤ k < K and 0 ≤ i < I.
+TCONV3D_HOST_DEVICE Run forward_taps(const Axis& ax, int64_t o) {
+  Run r{0, ax.tap_step, 0, -ax.in_step, 0};
+  const int64_t k0 = phase_first_tap(ax, o % ax.stride);
+  if (k0 < 0 || k0 >= ax.kernel) return r;
+  const int64_t i0 = (o + ax.padding - k0 * ax.dilation) / ax.stride;  // exact
+  // m ranges over taps with k < K and 0 ≤ i0 - m·d' < I.
+  const int64_t m_lo = max64(0, ceil_div(i0 - ax.in + 1, ax.in_step));
+  const int64_t m_hi = min64((ax.kernel - 1 - k0) / ax.tap_step, floor_div(i0, ax.in_step));
+  if (m_hi < m_lo) return r;
+  r.a = k0 + m_lo * ax.tap_step;
+  r.b = i0 - m_lo * ax.in_step;
+  r.count = m_hi - m_lo + 1;
+  return r;
+}
+
+// Grad-input: the taps through which input position i reached the output.
+// a = kernel tap k (step 1), b = output position o (step d).
+TCONV3D_HOST_DEVICE Run grad_input_taps(const Axis& ax, int64_t i) {
+  const int64_t base = i * ax.stride - ax.padding;  // o = base + k·d
+  const int64_t k_lo = max64(0, ceil_div(-base, ax.dilation));
+  const int64_t k_hi = min64(ax.kernel - 1, floor_div(ax.out - 1 - base, ax.dilation));
+  Run r{k_lo, 1, base + k_lo * ax.dilation, ax.dilation, 0};
+  r.count = k_hi >= k_lo ? k_hi - k_lo + 1 : 0;
+  return r;
+}
+
+// Grad-weight: the input positions that tap k connects to the output.
+// a = input position i (step 1), b = output position o (step s).
+TCONV3D_HOST_DEVICE Run grad_weight_positions(const Axis& ax, int64_t k) {
+  const int64_t shift = k * ax.dilation - ax.padding;  // o = i·s + shift
+  const int64_t i_lo = max64(0, ceil_div(-shift, ax.stride));
+  const int64_t i_hi = min64(ax.in - 1, floor_div(ax.out - 1 - shift, ax.stride));
+  Run r{i_lo, 1, i_lo * ax.stride + shift, ax.stride, 0};
+  r.count = i_hi >= i_lo ? i_hi - i_lo + 1 : 0;
+  return r;
+}
+
+}  // namespace tconv3d

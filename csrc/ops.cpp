@@ -1,0 +1,146 @@
+#include "ops.h"
+
+#include <atomic>
+#include <limits>
+
+#include <ATen/ATen.h>
+
+#include "cpu/cpu_passes.h"
+#include "problem.h"
+#ifdef TCONV3D_WITH_CUDA
+#include "cuda/cuda_passes.h"
+#endif
+
+namespace tconv3d {
+namespace {
+
+// Runs the CPU or CUDA implementation of a pass, by the device of `reference`.
+#ifdef TCONV3D_WITH_CUDA
+#define TCONV3D_RUN_PASS(reference, pass, ...)                                               \
+  do {                                                                                       \
+    if ((reference).is_cuda()) {                                                             \
+      cuda::pass(__VA_ARGS__);                                                               \
+    } else {                                                                                 \
+      TORCH_CHECK((reference).is_cpu(), "tconv3d: unsupported device ", (reference).device()); \
+      cpu::pass(__VA_ARGS__);                                                                \
+    }                                                                                        \
+  } while (0)
+#else
+#define TCONV3D_RUN_PASS(reference, pass, ...)                                                  \
+  do {                                                                                          \
+    TORCH_CHECK((reference).is_cpu(), "tconv3d: built without CUDA, cannot run on ",            \
+                (reference).device());                                                          \
+    cpu::pass(__VA_ARGS__);                                                                     \
+  } while (0)
+#endif
+
+std::atomic<bool> g_poison_results{false};
+
+// Every result tensor comes from here, so the poison hook covers every kernel.
+at::Tensor new_result(at::IntArrayRef shape, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(shape, options);
+  if (g_poison_results.load()) t.fill_(std::numeric_limits<double>::quiet_NaN());
+  return t;
+}
+
+at::Tensor empty_like_format(at::IntArrayRef shape, const at::Tensor& format_source) {
+  return new_result(shape, format_source.options().memory_format(
+                               format_source.suggest_memory_format()));
+}
+
+void check_grad_output(const ConvTranspose3dProblem& problem, const at::Tensor& grad_output) {
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(problem.output_shape()),
+              "conv_transpose3d backward: expected grad_output of size ",
+              at::IntArrayRef(problem.output_shape()), ", but got ", grad_output.sizes());
+}
+
+}  // namespace
+
+void set_poison_results(bool on) { g_poison_results.store(on); }
+
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
+                   const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                   at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
+                   at::IntArrayRef dilation) {
+  constexpr const char* op = "conv_transpose3d";
+  check_supported_dtype(op, input, "input");
+  check_same_dtype_and_device(op, input, "input", weight, "weight");
+  const auto problem = ConvTranspose3dProblem::from_sizes(input.sizes(), weight.sizes(), stride,
+                                                          padding, output_padding, groups,
+                                                          dilation);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {
+    check_same_dtype_and_device(op, input, "input", *bias, "bias");
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == problem.out_channels,
+                "conv_transpose3d: given weight of size ", weight.sizes(),
+                ", expected bias to be 1-dimensional with ", problem.out_channels,
+                " elements, but got bias of size ", bias->sizes(), " instead");
+  }
+  const at::Tensor x = as_batched(input, problem.batched);
+  at::Tensor y = empty_like_format(
+      {problem.batch, problem.out_channels, problem.out_size[0], problem.out_size[1],
+       problem.out_size[2]},
+      x);
+  const std::optional<at::Tensor> b = has_bias ? bias : std::nullopt;
+  const auto params = problem.params(x, weight, y, b);
+  TCONV3D_RUN_PASS(x, forward, params, x, weight, b, y);
+  return problem.batched ? y : y.squeeze(0);
+}
+
+at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                      at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                      at::IntArrayRef output_padding, int64_t groups, at::IntArrayRef dilation) {
+  constexpr const char* op = "conv_transpose3d grad_input";
+  check_supported_dtype(op, grad_output, "grad_output");
+  check_same_dtype_and_device(op, grad_output, "grad_output", weight, "weight");
+  const auto problem = ConvTranspose3dProblem::from_sizes(input_size, weight.sizes(), stride,
+                                                          padding, output_padding, groups,
+                                                          dilation);
+  check_grad_output(problem, grad_output);
+  const at::Tensor gy = as_batched(grad_output, problem.batched);
+  at::Tensor gx = empty_like_format({problem.batch, problem.in_channels, problem.in_size[0],
+                                     problem.in_size[1], problem.in_size[2]},
+                                    gy);
+  const auto params = problem.params(gx, weight, gy);
+  TCONV3D_RUN_PASS(gy, grad_input, params, gy, weight, gx);
+  return problem.batched ? gx : gx.squeeze(0);
+}
+
+at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                       at::IntArrayRef weight_size, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
+                       at::IntArrayRef dilation) {
+  constexpr const char* op = "conv_transpose3d grad_weight";
+  check_supported_dtype(op, grad_output, "grad_output");
+  check_same_dtype_and_device(op, grad_output, "grad_output", input, "input");
+  const auto problem = ConvTranspose3dProblem::from_sizes(input.sizes(), weight_size, stride,
+                                                          padding, output_padding, groups,
+                                                          dilation);
+  check_grad_output(problem, grad_output);
+  const at::Tensor gy = as_batched(grad_output, problem.batched);
+  const at::Tensor x = as_batched(input, problem.batched);
+  at::Tensor gw = new_result(problem.weight_shape(), gy.options());
+  const auto params = problem.params(x, gw, gy);
+  TCONV3D_RUN_PASS(gy, grad_weight, params, gy, x, gw);
+  return gw;
+}
+
+at::Tensor grad_bias(const at::Tensor& grad_output) {
+  constexpr const char* op = "conv_transpose3d grad_bias";
+  check_supported_dtype(op, grad_output, "grad_output");
+  TORCH_CHECK(grad_output.dim() == 4 || grad_output.dim() == 5, op,
+              ": expected 4D (unbatched) or 5D (batched) grad_output, but got size ",
+              grad_output.sizes());
+  const at::Tensor gy = as_batched(grad_output, grad_output.dim() == 5);
+  // Only the output-shaped role matters for this pass.
+  ConvTranspose3dParams params{};
+  params.batch = gy.size(0);
+  params.out_channels = gy.size(1);
+  for (int i = 0; i < 3; ++i) params.axis[i].out = gy.size(2 + i);
+  params.output = {gy.stride(0), gy.stride(1), gy.stride(2), gy.stride(3), gy.stride(4)};
+  at::Tensor gb = new_result({gy.size(1)}, gy.options());
+  TCONV3D_RUN_PASS(gy, grad_bias, params, gy, gb);
+  return gb;
+}
+
+}  // namespace tconv3d

@@ -1,0 +1,35 @@
+// The four passes of 3-D transposed convolution as ATen-level functions: the
+// op layer validates (problem.h), allocates results in the caller's memory
+// format and hands raw pointers to the CPU or CUDA kernels.
+#pragma once
+
+#include <optional>
+
+#include <ATen/core/Tensor.h>
+
+namespace tconv3d {
+
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
+                   const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                   at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
+                   at::IntArrayRef dilation);
+
+// Gradient with respect to the input, of shape `input_size`.
+at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                      at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                      at::IntArrayRef output_padding, int64_t groups, at::IntArrayRef dilation);
+
+// Gradient with respect to the weight, of shape `weight_size`.
+at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                       at::IntArrayRef weight_size, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
+                       at::IntArrayRef dilation);
+
+// Gradient with respect to the bias: grad_output summed over all but the channel dimension.
+at::Tensor grad_bias(const at::Tensor& grad_output);
+
+// Test hook: fill every result with NaN before its kernel runs, so an element a
+// kernel fails to write shows up in the comparison against the reference.
+void set_poison_results(bool on);
+
+}  // namespace tconv3d

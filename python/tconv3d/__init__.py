@@ -1,0 +1,12 @@
+"""tconv3d: fast, deterministic 3-D transposed convolution for PyTorch.
+
+    y = tconv3d.conv_transpose3d(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    layer = tconv3d.ConvTranspose3d(in_channels, out_channels, kernel_size, ...)
+    model = tconv3d.convert(model)   # swaps every nn.ConvTranspose3d inside
+"""
+from . import _ops
+from .functional import ConvTranspose3dFunction, conv_transpose3d
+from .modules import ConvTranspose3d, convert
+
+__version__ = "0.1.0"
+__all__ = ["conv_transpose3d", "ConvTranspose3d", "ConvTranspose3dFunction", "convert"]

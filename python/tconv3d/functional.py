@@ -1,0 +1,72 @@
+"""conv_transpose3d: a drop-in for torch.nn.functional.conv_transpose3d."""
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from . import _ops
+
+IntOrTriple = Union[int, Sequence[int]]
+
+
+def _as_list(value: IntOrTriple) -> list:
+    """int or 1-sequence -> three equal ints; other sequences pass through for C++ to check."""
+    if isinstance(value, int):
+        return [value] * 3
+    value = [int(v) for v in value]
+    return value * 3 if len(value) == 1 else value
+
+
+class ConvTranspose3dFunction(torch.autograd.Function):
+    """Autograd node of the layer: the forward kernel, and in backward only the
+    gradients that ctx.needs_input_grad asks for.  Backward is itself written
+    with differentiable tconv3d ops, so double backward works."""
+
+    @staticmethod
+    def forward(input, weight, bias, stride, padding, output_padding, groups, dilation):
+        return _ops.forward(input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, weight = inputs[0], inputs[1]
+        ctx.save_for_backward(input, weight)
+        ctx.geometry = tuple(inputs[3:8])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        grads = _ops.conv_transpose3d_backward(grad_output, input, weight, ctx.geometry,
+                                               ctx.needs_input_grad)
+        return (*grads, None, None, None, None, None)
+
+
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+def _cast_for_autocast(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+    # Autocast leaves float64 (and non-floating) tensors alone, as for torch's own conv.
+    if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+        return t
+    return t.to(dtype)
+
+
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
+                     stride: IntOrTriple = 1, padding: IntOrTriple = 0,
+                     output_padding: IntOrTriple = 0, groups: int = 1,
+                     dilation: IntOrTriple = 1) -> Tensor:
+    """3-D transposed convolution with the signature and semantics of
+    torch.nn.functional.conv_transpose3d.
+
+    input: (N, Cin, D, H, W) or unbatched (Cin, D, H, W); weight:
+    (Cin, Cout/groups, kD, kH, kW); bias: (Cout,) or None.  The output takes the
+    input's memory format.  Under torch.autocast the input, weight and bias run
+    in the autocast dtype, as nn.ConvTranspose3d's do."""
+    autocast_dtype = _autocast_dtype(input.device.type)
+    if autocast_dtype is not None:
+        input, weight, bias = (_cast_for_autocast(t, autocast_dtype) for t in (input, weight, bias))
+    return ConvTranspose3dFunction.apply(input, weight, bias, _as_list(stride), _as_list(padding),
+                                         _as_list(output_padding), int(groups),
+                                         _as_list(dilation))

@@ -1,0 +1,43 @@
+"""ConvTranspose3d, a drop-in for torch.nn.ConvTranspose3d, and convert()."""
+import copy
+from typing import List, Optional
+
+from torch import Tensor, nn
+
+from .functional import conv_transpose3d
+
+
+class ConvTranspose3d(nn.ConvTranspose3d):
+    """torch.nn.ConvTranspose3d computed by tconv3d.
+
+    Subclassing keeps the constructor, parameters, initialisation, state_dict
+    keys, repr and output_size handling identical to torch's; only the
+    computation differs."""
+
+    def forward(self, input: Tensor, output_size: Optional[List[int]] = None) -> Tensor:
+        if self.padding_mode != "zeros":
+            raise ValueError("Only 'zeros' padding mode is supported for ConvTranspose3d")
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding,
+                                              self.kernel_size, 3, self.dilation)
+        return conv_transpose3d(input, self.weight, self.bias, self.stride, self.padding,
+                                output_padding, self.groups, self.dilation)
+
+
+def _swap(module: nn.ConvTranspose3d) -> ConvTranspose3d:
+    swapped = copy.copy(module)  # shallow: the same Parameter objects, hooks and flags
+    swapped.__class__ = ConvTranspose3d
+    return swapped
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Replaces every torch.nn.ConvTranspose3d inside `model` (the model itself
+    included) by tconv3d.ConvTranspose3d sharing the same parameter tensors,
+    and returns the model.  Subclasses of nn.ConvTranspose3d are left alone:
+    they may compute something else."""
+    if type(model) is nn.ConvTranspose3d:
+        return _swap(model)
+    for name, child in model.named_children():
+        replaced = convert(child)
+        if replaced is not child:
+            setattr(model, name, replaced)
+    return model

@@ -1,0 +1,34 @@
+"""Configurations for the parity sweep: odd sizes, anisotropic everything."""
+
+# name: (N, Cin, Cout, groups, input DHW, kernel, stride, padding, output_padding, dilation, bias)
+CONFIGS = {
+    "k3s1": (2, 3, 5, 1, (4, 5, 3), 3, 1, 0, 0, 1, True),
+    "k3s1p1_batch1": (1, 4, 3, 1, (5, 3, 4), 3, 1, 1, 0, 1, False),
+    "k2s2_unet": (2, 6, 4, 1, (3, 4, 5), 2, 2, 0, 0, 1, True),
+    "k4s2p1_vae": (2, 5, 3, 1, (3, 4, 3), 4, 2, 1, 0, 1, True),
+    "k3s2p1op1_vae": (1, 4, 6, 1, (4, 3, 5), 3, 2, 1, 1, 1, True),
+    "aniso_kernel_135": (2, 3, 4, 1, (3, 5, 4), (1, 3, 5), (1, 2, 1), (0, 1, 2), (0, 1, 0), 1, True),
+    "aniso_stride_123": (2, 4, 3, 1, (3, 4, 3), (2, 3, 5), (1, 2, 3), (0, 1, 2), (0, 1, 2), 1, False),
+    "dilated": (2, 3, 4, 1, (4, 3, 5), 3, (2, 2, 1), (1, 0, 2), (1, 0, 0), (2, 1, 3), True),
+    "stride_gt_kernel": (2, 3, 2, 1, (3, 4, 2), (1, 2, 1), (3, 3, 2), 0, (2, 1, 1), 1, True),
+    "phases_without_taps": (1, 2, 3, 1, (4, 3, 3), 3, 4, 1, (3, 0, 1), 2, True),
+    "large_padding": (2, 3, 3, 1, (5, 6, 4), 5, 3, 4, 2, 2, True),
+    "groups2": (2, 4, 6, 2, (3, 4, 3), 3, 2, 1, 1, 1, True),
+    "groups3_k2s2": (2, 6, 9, 3, (3, 3, 4), 2, 2, 0, 0, 1, False),
+    "depthwise": (2, 5, 5, 5, (4, 3, 4), 3, 2, 1, 1, 1, True),
+    "depthwise_multiplier": (1, 3, 6, 3, (3, 4, 3), (3, 1, 2), (2, 1, 2), (1, 0, 0), (1, 0, 1), 1, True),
+    "k7s1p3": (1, 2, 3, 1, (3, 4, 3), 7, 1, 3, 0, 1, True),
+    "rgb_like": (4, 3, 8, 1, (3, 3, 3), 3, 2, 1, 1, 1, True),
+}
+
+
+def geometry_of(config):
+    _, _, _, groups, _, _, stride, padding, output_padding, dilation, _ = config
+    return dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                dilation=dilation)
+
+
+def shapes_of(config):
+    n, cin, cout, groups, size, kernel, *_ = config
+    kernel = (kernel,) * 3 if isinstance(kernel, int) else kernel
+    return (n, cin, *size), (cin, cout // groups, *kernel), cout

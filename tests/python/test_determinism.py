@@ -1,0 +1,48 @@
+"""Bitwise-identical results run to run: no atomics, fixed reduction order."""
+import pytest
+import torch
+
+import tconv3d
+from conftest import devices, requires_cuda
+
+
+def run_once(device, deterministic_mode=False):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 8, 9, 7, 8, generator=g).to(device).requires_grad_()
+    w = torch.randn(8, 6, 3, 3, 3, generator=g).to(device).requires_grad_()
+    b = torch.randn(6, generator=g).to(device).requires_grad_()
+    gy_shape = (4, 6, 18, 14, 16)
+    gy = torch.randn(gy_shape, generator=g).to(device)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic_mode)
+    try:
+        y = tconv3d.conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1)
+        y.backward(gy)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    return [t.detach().cpu() for t in (y, x.grad, w.grad, b.grad)]
+
+
+@pytest.mark.parametrize("device", devices())
+def test_two_runs_are_bitwise_identical(device):
+    first, second = run_once(device), run_once(device)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_runs_under_use_deterministic_algorithms(device):
+    for a, b in zip(run_once(device), run_once(device, deterministic_mode=True)):
+        assert torch.equal(a, b)
+
+
+@requires_cuda
+def test_wide_index_path_gives_identical_results():
+    narrow = run_once("cuda")
+    tconv3d._C._set_force_wide_index(True)
+    try:
+        wide = run_once("cuda")
+    finally:
+        tconv3d._C._set_force_wide_index(False)
+    for a, b in zip(narrow, wide):
+        assert torch.equal(a, b)

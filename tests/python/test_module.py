@@ -1,0 +1,128 @@
+"""tconv3d.ConvTranspose3d and convert() as drop-ins for nn.ConvTranspose3d."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import tconv3d
+from conftest import devices, rel_err, requires_cuda
+
+CTOR_ARGS = [
+    dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, output_padding=1),
+    dict(in_channels=4, out_channels=6, kernel_size=(1, 3, 2), stride=(1, 2, 3), groups=2,
+         bias=False, dilation=(2, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("kwargs", CTOR_ARGS)
+def test_same_parameters_initialisation_and_repr(kwargs):
+    torch.manual_seed(7)
+    theirs = nn.ConvTranspose3d(**kwargs)
+    torch.manual_seed(7)
+    ours = tconv3d.ConvTranspose3d(**kwargs)
+    assert repr(ours) == repr(theirs)
+    assert ours.extra_repr() == theirs.extra_repr()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for (name_a, a), (name_b, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert name_a == name_b and a.shape == b.shape and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs", CTOR_ARGS)
+def test_state_dict_loads_both_ways(kwargs):
+    theirs, ours = nn.ConvTranspose3d(**kwargs), tconv3d.ConvTranspose3d(**kwargs)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 4, 3, 4, 3)
+    torch.testing.assert_close(ours(x), theirs(x))
+    again = nn.ConvTranspose3d(**kwargs)
+    again.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(again(x), ours(x))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_output_size_argument(device):
+    theirs = nn.ConvTranspose3d(3, 2, 3, stride=2, padding=1).to(device)
+    ours = tconv3d.ConvTranspose3d(3, 2, 3, stride=2, padding=1).to(device)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 4, 5, 3, device=device)
+    for output_size in ([8, 10, 6], [7, 9, 5], (2, 2, 8, 9, 6)):
+        expected = theirs(x, output_size=output_size)
+        got = ours(x, output_size=output_size)
+        assert got.shape == expected.shape
+        assert rel_err(got, expected) < 1e-5
+    with pytest.raises(ValueError):
+        ours(x, output_size=[20, 20, 20])
+
+
+def test_unbatched_module_call():
+    layer = tconv3d.ConvTranspose3d(3, 2, 2, stride=2)
+    x = torch.randn(3, 2, 3, 4)
+    y = layer(x)
+    assert y.shape == (2, 4, 6, 8)
+    torch.testing.assert_close(y, layer(x.unsqueeze(0)).squeeze(0))
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose3d(4, 3, 2, stride=2)
+        self.block = nn.Sequential(nn.ReLU(), nn.ConvTranspose3d(3, 2, 3, padding=1, groups=1))
+        self.head = nn.Conv3d(2, 1, 1)
+
+    def forward(self, x):
+        return self.head(self.block(self.up(x)))
+
+
+def test_convert_swaps_every_layer_and_shares_parameters():
+    model = Decoder()
+    params_before = {name: p for name, p in model.named_parameters()}
+    x = torch.randn(2, 4, 3, 3, 3)
+    expected = model(x)
+    converted = tconv3d.convert(model)
+    assert converted is model
+    assert type(model.up) is tconv3d.ConvTranspose3d
+    assert type(model.block[1]) is tconv3d.ConvTranspose3d
+    assert type(model.head) is nn.Conv3d
+    for name, p in model.named_parameters():
+        assert p is params_before[name]
+    assert rel_err(model(x), expected) < 1e-5
+    # An optimizer built before convert() still trains the converted model.
+    assert list(model.state_dict()) == list(params_before)
+
+
+def test_convert_on_a_bare_layer():
+    layer = nn.ConvTranspose3d(2, 2, 3)
+    swapped = tconv3d.convert(layer)
+    assert type(swapped) is tconv3d.ConvTranspose3d and swapped.weight is layer.weight
+
+
+@requires_cuda
+@pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
+def test_amp_training_step_matches_torch(amp_dtype):
+    torch.manual_seed(0)
+    reference = nn.Sequential(nn.ConvTranspose3d(8, 6, 3, stride=2, padding=1, output_padding=1),
+                              nn.ReLU(), nn.ConvTranspose3d(6, 4, 2, stride=2)).cuda()
+    ours = tconv3d.convert(copy.deepcopy(reference))
+    x = torch.randn(2, 8, 6, 5, 7, device="cuda")
+    target = torch.randn(2, 4, 24, 20, 28, device="cuda")
+    results = []
+    for model in (reference, ours):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cuda")
+        with torch.autocast("cuda", dtype=amp_dtype):
+            y = model(x)
+            assert y.dtype == amp_dtype
+            loss = (y.float() - target).square().mean()
+        scaler.scale(loss).backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        assert all(g.dtype == torch.float32 for g in grads)
+        scaler.step(optimizer)
+        scaler.update()
+        results.append((y.float(), grads, [p.detach().clone() for p in model.parameters()]))
+    tol = 5e-3 if amp_dtype == torch.float16 else 3e-2
+    (y_ref, g_ref, p_ref), (y_our, g_our, p_our) = results
+    assert rel_err(y_our, y_ref) < tol
+    for a, b in zip(g_our, g_ref):
+        assert rel_err(a, b) < tol
+    for a, b in zip(p_our, p_ref):
+        assert rel_err(a, b) < tol

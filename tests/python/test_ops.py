@@ -1,0 +1,93 @@
+"""The torch.library registration: schemas, fake tensors, autograd
+registration and torch.compile without graph breaks."""
+import pytest
+import torch
+
+import tconv3d
+from tconv3d import _ops
+from conftest import devices, rel_err
+
+GEOMETRY = ([2, 1, 2], [1, 0, 1], [1, 0, 0], 2, [1, 2, 1])
+
+
+def sample(device, batched=True, channels_last=False):
+    x = torch.randn(2, 4, 3, 4, 3, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    if not batched:
+        x = x[0]
+    w = torch.randn(4, 3, 3, 2, 3, device=device)
+    b = torch.randn(6, device=device)
+    return x, w, b
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("variant", ["batched", "unbatched", "channels_last"])
+def test_opcheck_every_op(device, variant):
+    x, w, b = sample(device, batched=variant != "unbatched", channels_last=variant == "channels_last")
+    x.requires_grad_()
+    w.requires_grad_()
+    b.requires_grad_()
+    y = _ops.forward(x, w, b, *GEOMETRY)
+    gy = torch.randn_like(y).requires_grad_()
+    torch.library.opcheck(torch.ops.tconv3d.forward.default, (x, w, b, *GEOMETRY))
+    torch.library.opcheck(torch.ops.tconv3d.forward.default, (x, w, None, *GEOMETRY))
+    torch.library.opcheck(torch.ops.tconv3d.grad_input.default,
+                          (gy, w, list(x.shape), *GEOMETRY))
+    torch.library.opcheck(torch.ops.tconv3d.grad_weight.default,
+                          (gy, x, list(w.shape), *GEOMETRY))
+    torch.library.opcheck(torch.ops.tconv3d.grad_bias.default, (gy,))
+
+
+def test_python_shape_formula_agrees_with_the_cpp_one():
+    for size in range(1, 6):
+        for kernel in range(1, 5):
+            for stride in range(1, 4):
+                for dilation in range(1, 3):
+                    for padding in range(0, 3):
+                        for op in range(max(stride, dilation)):
+                            args = ([1, 1, size, size, size], [1, 1, kernel, kernel, kernel],
+                                    [stride], [padding], [op], 1, [dilation])
+                            expected = _ops.transposed_output_extent(size, kernel, stride,
+                                                                     padding, dilation, op)
+                            if expected <= 0:
+                                with pytest.raises(RuntimeError, match="too small"):
+                                    tconv3d._C.output_shape(*args)
+                            else:
+                                assert tconv3d._C.output_shape(*args)[2:] == [expected] * 3
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = tconv3d.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1)
+        self.act = torch.nn.SiLU()
+        self.up2 = tconv3d.ConvTranspose3d(6, 2, 2, stride=2, groups=2)
+
+    def forward(self, x):
+        return self.up2(self.act(self.up(x)))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_torch_compile_fullgraph_forward_and_backward(device):
+    torch.manual_seed(0)
+    model = Net().to(device)
+    x = torch.randn(2, 4, 3, 4, 3, device=device, requires_grad=True)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    y_eager = model(x)
+    y_compiled = compiled(x)
+    assert rel_err(y_compiled, y_eager) < 1e-6
+    gx_eager, = torch.autograd.grad(y_eager.square().sum(), x)
+    gx_compiled, = torch.autograd.grad(y_compiled.square().sum(), x)
+    assert rel_err(gx_compiled, gx_eager) < 1e-6
+
+
+def test_torch_compile_inductor():
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(2, 4, 3, 4, 3, requires_grad=True)
+    compiled = torch.compile(model, fullgraph=True)
+    y = compiled(x)
+    assert rel_err(y, model(x)) < 1e-5
+    y.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -1,0 +1,118 @@
+"""Forward and all three gradients against a float64 reference, over odd
+shapes, every geometry feature, three memory layouts and four dtypes."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tconv3d
+from cases import CONFIGS, geometry_of, shapes_of
+from conftest import TOLERANCE, devices, reference_conv, rel_err
+
+DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+LAYOUTS = ["contiguous", "channels_last", "sliced"]
+
+# Below these, a 2x-of-torch's-error bound would be comparing rounding noise.
+ERROR_FLOOR = {torch.float64: 1e-13, torch.float32: 1e-6, torch.float16: 5e-4,
+               torch.bfloat16: 4e-3}
+
+
+def make_tensor(shape, layout, dtype, device, generator):
+    """Random data (never zeros) in the requested memory layout."""
+    if layout == "sliced":
+        # Every dimension strided or offset inside a larger buffer.
+        big = torch.randn([2 * s + 1 for s in shape], generator=generator, dtype=torch.float64)
+        t = big[tuple(slice(1, 1 + 2 * s, 2) for s in shape)]
+        assert not t.is_contiguous()
+        return t.to(dtype=dtype, device=device)
+    t = torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    if layout == "channels_last" and t.dim() == 5:
+        t = t.contiguous(memory_format=torch.channels_last_3d)
+    return t
+
+
+def torch_same_dtype(x, w, b, gy, geometry):
+    """torch's own result in the same dtype and device, or None where torch
+    has no kernel for it."""
+    try:
+        xt, wt = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+        bt = None if b is None else b.detach().clone().requires_grad_()
+        y = F.conv_transpose3d(xt, wt, bt, **geometry)
+        y.backward(gy)
+        return y, xt.grad, wt.grad, None if bt is None else bt.grad
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def check(what, value, reference, torch_value, dtype):
+    err = rel_err(value, reference)
+    assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.3g} > {TOLERANCE[dtype]:.3g}"
+    if torch_value is not None:
+        err_torch = rel_err(torch_value, reference)
+        bound = max(2 * err_torch, ERROR_FLOOR[dtype])
+        assert err <= bound, f"{what}: error {err:.3g} > 2x torch's ({err_torch:.3g})"
+
+
+def run_parity(config, layout, dtype, device, unbatched=False):
+    gen = torch.Generator().manual_seed(hash((str(config), layout, str(dtype))) % 2**31)
+    x_shape, w_shape, cout = shapes_of(config)
+    if unbatched:
+        x_shape = x_shape[1:]
+    geometry = geometry_of(config)
+    has_bias = config[-1]
+    x = make_tensor(x_shape, layout, dtype, device, gen).requires_grad_()
+    w = make_tensor(w_shape, layout, dtype, device, gen).requires_grad_()
+    b = make_tensor((cout,), "contiguous", dtype, device, gen).requires_grad_() if has_bias else None
+
+    y = tconv3d.conv_transpose3d(x, w, b, **geometry)
+    xr, wr, br, yr = reference_conv(x, w, b, **geometry)
+    assert y.shape == yr.shape and y.dtype == dtype and y.device == x.device
+    if layout == "channels_last" and not unbatched:
+        assert y.is_contiguous(memory_format=torch.channels_last_3d)
+
+    gy = make_tensor(y.shape, layout, dtype, device, gen)
+    y.backward(gy)
+    yr.backward(gy.double().cpu())
+    theirs = torch_same_dtype(x, w, b, gy, geometry) or (None,) * 4
+
+    check("output", y, yr, theirs[0], dtype)
+    check("grad_input", x.grad, xr.grad, theirs[1], dtype)
+    check("grad_weight", w.grad, wr.grad, theirs[2], dtype)
+    if has_bias:
+        check("grad_bias", b.grad, br.grad, theirs[3], dtype)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_forward_and_gradients_match_reference(name, layout, dtype, device):
+    run_parity(CONFIGS[name], layout, dtype, device)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("name", ["k3s2p1op1_vae", "groups2", "dilated"])
+def test_unbatched_input(name, device):
+    run_parity(CONFIGS[name], "contiguous", torch.float32, device, unbatched=True)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_empty_batch(device):
+    x = torch.randn(0, 4, 3, 3, 3, device=device, requires_grad=True)
+    w = torch.randn(4, 2, 3, 3, 3, device=device, requires_grad=True)
+    b = torch.randn(2, device=device, requires_grad=True)
+    y = tconv3d.conv_transpose3d(x, w, b, stride=2)
+    assert y.shape == (0, 2, 7, 7, 7)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w))
+    assert torch.equal(b.grad, torch.zeros_like(b))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_only_requested_gradients_are_computed(device):
+    x = torch.randn(2, 3, 4, 4, 4, device=device)
+    w = torch.randn(3, 2, 3, 3, 3, device=device, requires_grad=True)
+    b = torch.randn(2, device=device)
+    y = tconv3d.conv_transpose3d(x, w, b, stride=2)
+    gx, = torch.autograd.grad(y.sum(), [w])
+    assert gx.shape == w.shape and x.grad is None and b.grad is None
