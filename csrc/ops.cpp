@@ -51,7 +51,7 @@ at::Tensor empty_like_format(at::IntArrayRef shape, const at::Tensor& format_sou
 void check_grad_output(const ConvTranspose3dProblem& problem, const at::Tensor& grad_output) {
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(problem.output_shape()),
               "conv_transpose3d backward: expected grad_output of size ",
-              at::IntArrayRef(problem.output_shape()), ", but got ", grad_output.sizes());
+              text(problem.output_shape()), ", but got ", text(grad_output.sizes()));
 }
 
 }  // namespace
@@ -72,9 +72,9 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   if (has_bias) {
     check_same_dtype_and_device(op, input, "input", *bias, "bias");
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == problem.out_channels,
-                "conv_transpose3d: given weight of size ", weight.sizes(),
-                ", expected bias to be 1-dimensional with ", problem.out_channels,
-                " elements, but got bias of size ", bias->sizes(), " instead");
+                "conv_transpose3d: given weight of size ", text(weight.sizes()),
+                ", expected bias to be 1-dimensional with ", text(problem.out_channels),
+                " elements, but got bias of size ", text(bias->sizes()), " instead");
   }
   const at::Tensor x = as_batched(input, problem.batched);
   at::Tensor y = empty_like_format(
@@ -130,7 +130,7 @@ at::Tensor grad_bias(const at::Tensor& grad_output) {
   check_supported_dtype(op, grad_output, "grad_output");
   TORCH_CHECK(grad_output.dim() == 4 || grad_output.dim() == 5, op,
               ": expected 4D (unbatched) or 5D (batched) grad_output, but got size ",
-              grad_output.sizes());
+              text(grad_output.sizes()));
   const at::Tensor gy = as_batched(grad_output, grad_output.dim() == 5);
   // Only the output-shaped role matters for this pass.
   ConvTranspose3dParams params{};

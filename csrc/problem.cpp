@@ -3,11 +3,20 @@
 #include <c10/util/Exception.h>
 
 namespace tconv3d {
+
+std::string text(int64_t v) { return std::to_string(v); }
+
+std::string text(at::IntArrayRef values) {
+  std::string s = "[";
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? ", " : "") + std::to_string(values[i]);
+  return s + "]";
+}
+
 namespace {
 
 Triple expand3(at::IntArrayRef v, const char* name) {
   TORCH_CHECK(v.size() == 1 || v.size() == 3, "conv_transpose3d: expected ", name,
-              " to be a single integer value or a list of 3 values, but got ", name, "=", v);
+              " to be a single integer value or a list of 3 values, but got ", name, "=", text(v));
   return v.size() == 1 ? Triple{v[0], v[0], v[0]} : Triple{v[0], v[1], v[2]};
 }
 
@@ -28,27 +37,27 @@ ConvTranspose3dProblem ConvTranspose3dProblem::from_sizes(at::IntArrayRef input_
   TORCH_CHECK(input_sizes.size() == 4 || input_sizes.size() == 5,
               "conv_transpose3d: expected 4D (unbatched) or 5D (batched) input, but got input of "
               "size: ",
-              input_sizes);
+              text(input_sizes));
   TORCH_CHECK(weight_sizes.size() == 5,
               "conv_transpose3d: expected 5D weight [in_channels, out_channels/groups, kD, kH, "
               "kW], but got weight of size ",
-              weight_sizes);
+              text(weight_sizes));
   p.stride = expand3(stride, "stride");
   p.padding = expand3(padding, "padding");
   p.output_padding = expand3(output_padding, "output_padding");
   p.dilation = expand3(dilation, "dilation");
   p.groups = groups;
   TORCH_CHECK(all_of(p.stride, [](int64_t v) { return v > 0; }),
-              "conv_transpose3d: non-positive stride is not supported, got stride=", stride);
+              "conv_transpose3d: non-positive stride is not supported, got stride=", text(stride));
   TORCH_CHECK(all_of(p.dilation, [](int64_t v) { return v > 0; }),
-              "conv_transpose3d: non-positive dilation is not supported, got dilation=", dilation);
+              "conv_transpose3d: non-positive dilation is not supported, got dilation=", text(dilation));
   TORCH_CHECK(all_of(p.padding, [](int64_t v) { return v >= 0; }),
-              "conv_transpose3d: negative padding is not supported, got padding=", padding);
+              "conv_transpose3d: negative padding is not supported, got padding=", text(padding));
   TORCH_CHECK(all_of(p.output_padding, [](int64_t v) { return v >= 0; }),
               "conv_transpose3d: negative output_padding is not supported, got output_padding=",
-              output_padding);
+              text(output_padding));
   TORCH_CHECK(groups > 0, "conv_transpose3d: non-positive groups is not supported, got groups=",
-              groups);
+              text(groups));
 
   p.batched = input_sizes.size() == 5;
   const size_t c_dim = p.batched ? 1 : 0;
@@ -60,26 +69,27 @@ ConvTranspose3dProblem ConvTranspose3dProblem::from_sizes(at::IntArrayRef input_
   TORCH_CHECK(weight_sizes[0] > 0 && weight_sizes[1] > 0,
               "conv_transpose3d: expected weight to have non-zero in/out channel dimensions, but "
               "got weight of size ",
-              weight_sizes);
+              text(weight_sizes));
   TORCH_CHECK(all_of(p.kernel, [](int64_t v) { return v > 0; }),
               "conv_transpose3d: expected a kernel of positive size, but got weight of size ",
-              weight_sizes);
-  TORCH_CHECK(weight_sizes[0] % groups == 0, "conv_transpose3d: given groups=", groups,
-              ", expected weight to be divisible by ", groups,
-              " at dimension 0, but got weight of size ", weight_sizes);
+              text(weight_sizes));
+  TORCH_CHECK(weight_sizes[0] % groups == 0, "conv_transpose3d: given groups=", text(groups),
+              ", expected weight to be divisible by ", text(groups),
+              " at dimension 0, but got weight of size ", text(weight_sizes));
   TORCH_CHECK(p.in_channels == weight_sizes[0], "conv_transpose3d: given weight of size ",
-              weight_sizes, ", expected input", input_sizes, " to have ", weight_sizes[0],
-              " channels, but got ", p.in_channels, " channels instead");
+              text(weight_sizes), ", expected input", text(input_sizes), " to have ",
+              text(weight_sizes[0]), " channels, but got ", text(p.in_channels),
+              " channels instead");
   TORCH_CHECK(all_of(p.in_size, [](int64_t v) { return v > 0; }),
               "conv_transpose3d: expected input to have non-zero spatial size, but got input of "
               "size ",
-              input_sizes);
+              text(input_sizes));
   TORCH_CHECK(p.batch >= 0, "conv_transpose3d: negative batch size");
   for (int i = 0; i < 3; ++i) {
     TORCH_CHECK(p.output_padding[i] < p.stride[i] || p.output_padding[i] < p.dilation[i],
                 "conv_transpose3d: output padding must be smaller than either stride or "
                 "dilation, but got output_padding=",
-                output_padding, ", stride=", stride, ", dilation=", dilation);
+                text(output_padding), ", stride=", text(stride), ", dilation=", text(dilation));
   }
   p.out_channels = weight_sizes[1] * groups;
   for (int i = 0; i < 3; ++i) {
@@ -87,10 +97,9 @@ ConvTranspose3dProblem ConvTranspose3dProblem::from_sizes(at::IntArrayRef input_
                                              p.padding[i], p.dilation[i], p.output_padding[i]);
   }
   TORCH_CHECK(all_of(p.out_size, [](int64_t v) { return v > 0; }),
-              "conv_transpose3d: given input size per channel: (", p.in_size[0], " x ",
-              p.in_size[1], " x ", p.in_size[2], "), calculated output size per channel: (",
-              p.out_size[0], " x ", p.out_size[1], " x ", p.out_size[2],
-              "). Output size is too small");
+              "conv_transpose3d: given input size per channel: ", text(p.in_size),
+              ", calculated output size per channel: ", text(p.out_size),
+              ". Output size is too small");
   return p;
 }
 

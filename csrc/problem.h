@@ -5,6 +5,7 @@
 
 #include <array>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -49,6 +50,12 @@ void check_same_dtype_and_device(const char* op, const at::Tensor& reference,
 void check_supported_dtype(const char* op, const at::Tensor& t, const char* name);
 
 ScalarKind scalar_kind(at::ScalarType type);
+
+// Numbers for TORCH_CHECK messages, formatted without iostreams: streaming an
+// integer crashed the process where the extension was built by a newer GCC
+// than the libstdc++ loaded at run time (seen on the GPU test machine).
+std::string text(int64_t v);
+std::string text(at::IntArrayRef values);
 
 // Views a (C, D, H, W) tensor as (1, C, D, H, W); 5-D tensors pass through.
 at::Tensor as_batched(const at::Tensor& t, bool batched);
