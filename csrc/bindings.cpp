@@ -44,6 +44,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = true;
   m.def("_set_force_wide_index", &tconv3d::cuda::set_force_wide_index,
         "test hook: use 64-bit offsets in every CUDA kernel");
+  m.def(
+      "_set_kernel_policy",
+      [](const std::string& policy) {
+        using tconv3d::cuda::KernelPolicy;
+        TORCH_CHECK(policy == "auto" || policy == "gather" || policy == "tensor_core",
+                    "kernel policy must be 'auto', 'gather' or 'tensor_core', got '", policy, "'");
+        tconv3d::cuda::set_kernel_policy(policy == "auto"     ? KernelPolicy::Auto
+                                         : policy == "gather" ? KernelPolicy::Gather
+                                                              : KernelPolicy::TensorCore);
+      },
+      "test hook: which CUDA kernels the passes may use");
 #else
   m.attr("with_cuda") = false;
 #endif

@@ -11,12 +11,19 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../problem.h"
+#include "forward_implicit_gemm.h"
 #include "launch.h"
 
 namespace tconv3d::cuda {
 namespace {
 
 std::atomic<bool> g_force_wide_index{false};
+std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
+
+// TF32 follows the switch that governs torch's own convolutions.
+bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
+
+bool may_use_tensor_cores() { return g_policy.load() != KernelPolicy::Gather; }
 
 // Largest element offset reachable in t, plus one.
 int64_t span(const at::Tensor& t) {
@@ -57,14 +64,23 @@ at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& l
 
 void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
 
+void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
+
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor b = bias.value_or(at::Tensor());
   const LaunchConfig cfg = config_for(input, {input, weight, b, output});
+  const void* bias_ptr = b.defined() ? b.const_data_ptr() : nullptr;
+  if (may_use_tensor_cores() && forward_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
+    C10_CUDA_CHECK(launch_forward_implicit_gemm(p, cfg, input.const_data_ptr(),
+                                                weight.const_data_ptr(), bias_ptr,
+                                                output.mutable_data_ptr()));
+    return;
+  }
   C10_CUDA_CHECK(launch_forward_gather(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
-                                       b.defined() ? b.const_data_ptr() : nullptr,
-                                       output.mutable_data_ptr(), is_channels_last(output)));
+                                       bias_ptr, output.mutable_data_ptr(),
+                                       is_channels_last(output)));
 }
 
 void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,

@@ -19,7 +19,11 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
 void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                const at::Tensor& grad_bias);
 
-// Test hook: run every kernel with 64-bit offsets even where 32 bits suffice.
+// Test hooks.  Wide index: 64-bit offsets even where 32 bits suffice.
+// Policy: Auto picks per shape; Gather forces the direct-gather fallback;
+// TensorCore takes the tensor-core kernels wherever they support the shape.
 void set_force_wide_index(bool on);
+enum class KernelPolicy { Auto, Gather, TensorCore };
+void set_kernel_policy(KernelPolicy policy);
 
 }  // namespace tconv3d::cuda

@@ -232,6 +232,20 @@ TCONV3D_HOST_DEVICE void next_tap(Cursor<index_t>& c, const Stepper<index_t>& s)
   }
 }
 
+// Moves the cursor one column on.
+template <typename index_t>
+TCONV3D_HOST_DEVICE void next_col(Cursor<index_t>& c, const Stepper<index_t>& s) {
+  using uoff_t = std::make_unsigned_t<index_t>;
+  ++c.kk;
+  ++c.ci;
+  c.off += s.c_step;
+  if (c.ci == s.cig) {
+    c.ci = 0;
+    c.off -= uoff_t(s.cig) * s.c_step;
+    next_tap(c, s);
+  }
+}
+
 // Moves the cursor n ≥ 0 columns on (past the end of K is allowed: callers mask kk < K).
 template <typename index_t>
 TCONV3D_HOST_DEVICE void advance(Cursor<index_t>& c, const Stepper<index_t>& s, int n) {
@@ -458,7 +472,7 @@ TCONV3D_HOST_DEVICE void load_a(const BlockCtx<index_t>& b, const scalar_t* __re
         }
         put_bits(words + r * T::A_WORDS_PER_ROW, e, v);
       }
-      advance(cur, b.sa, 1);
+      next_col(cur, b.sa);
     }
     advance(cur, b.sa, T::BK - T::A_RUN);
   }
@@ -481,7 +495,7 @@ TCONV3D_HOST_DEVICE void load_b(const BlockCtx<index_t>& b, const scalar_t* __re
       v = wb[index_t(co_off + cur.off)];
     }
     put_bits(words, e, v);
-    advance(cur, b.sb, 1);
+    next_col(cur, b.sb);
   }
   advance(cur, b.sb, T::BK - T::B_RUN);
 }

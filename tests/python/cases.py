@@ -32,3 +32,22 @@ def shapes_of(config):
     n, cin, cout, groups, size, kernel, *_ = config
     kernel = (kernel,) * 3 if isinstance(kernel, int) else kernel
     return (n, cin, *size), (cin, cout // groups, *kernel), cout
+
+
+def widen(config, min_channels_per_group=9):
+    """The same geometry with channels scaled until both Cin/G and Cout/G reach
+    `min_channels_per_group` (odd counts: partial tensor-core tiles)."""
+    n, cin, cout, groups, *rest = config
+    per_group = min(cin // groups, cout // groups)
+    factor = -(-min_channels_per_group // per_group)
+    return (n, cin * factor, cout * factor, groups, *rest)
+
+
+# Shapes the tensor-core kernels accept (Cin/G, Cout/G >= 8), with several
+# M tiles, a partial second N tile and K not a multiple of the K tile.
+TENSOR_CORE_CONFIGS = {f"{name}_wide": widen(config) for name, config in CONFIGS.items()}
+TENSOR_CORE_CONFIGS.update({
+    "many_m_tiles": (2, 16, 24, 1, (9, 10, 11), 3, 2, 1, 1, 1, True),
+    "partial_n_tile": (1, 40, 72, 1, (5, 6, 7), (2, 3, 2), (2, 1, 2), (0, 1, 0), (1, 0, 0), 1, True),
+    "grouped_wide_k": (1, 48, 32, 2, (4, 5, 6), 5, 1, 2, 0, 1, False),
+})

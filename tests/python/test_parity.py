@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import tconv3d
-from cases import CONFIGS, geometry_of, shapes_of
-from conftest import TOLERANCE, devices, reference_conv, rel_err
+from cases import CONFIGS, TENSOR_CORE_CONFIGS, geometry_of, shapes_of
+from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["contiguous", "channels_last", "sliced"]
@@ -14,6 +14,7 @@ LAYOUTS = ["contiguous", "channels_last", "sliced"]
 # Below these, a 2x-of-torch's-error bound would be comparing rounding noise.
 ERROR_FLOOR = {torch.float64: 1e-13, torch.float32: 1e-6, torch.float16: 5e-4,
                torch.bfloat16: 4e-3}
+TF32_TOLERANCE, TF32_ERROR_FLOOR = 3e-3, 5e-4
 
 
 def make_tensor(shape, layout, dtype, device, generator):
@@ -44,11 +45,14 @@ def torch_same_dtype(x, w, b, gy, geometry):
 
 
 def check(what, value, reference, torch_value, dtype):
+    tf32 = dtype == torch.float32 and value.is_cuda and torch.backends.cudnn.allow_tf32
+    tolerance = TF32_TOLERANCE if tf32 else TOLERANCE[dtype]
+    floor = TF32_ERROR_FLOOR if tf32 else ERROR_FLOOR[dtype]
     err = rel_err(value, reference)
-    assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.3g} > {TOLERANCE[dtype]:.3g}"
+    assert err <= tolerance, f"{what}: relative error {err:.3g} > {tolerance:.3g}"
     if torch_value is not None:
         err_torch = rel_err(torch_value, reference)
-        bound = max(2 * err_torch, ERROR_FLOOR[dtype])
+        bound = max(2 * err_torch, floor)
         assert err <= bound, f"{what}: error {err:.3g} > 2x torch's ({err_torch:.3g})"
 
 
@@ -87,6 +91,26 @@ def run_parity(config, layout, dtype, device, unbatched=False):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_forward_and_gradients_match_reference(name, layout, dtype, device):
     run_parity(CONFIGS[name], layout, dtype, device)
+
+
+@pytest.fixture
+def kernel_policy(request):
+    tconv3d._C._set_kernel_policy(request.param)
+    yield request.param
+    tconv3d._C._set_kernel_policy("auto")
+
+
+@requires_cuda
+@pytest.mark.parametrize("kernel_policy", ["gather", "tensor_core"], indirect=True)
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(TENSOR_CORE_CONFIGS))
+def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
+    """Each kernel family forced through the sweep, in the precisions that
+    have tensor-core paths (fp32 runs as TF32 here, as torch's conv would)."""
+    dtype = {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
 
 
 @pytest.mark.parametrize("device", devices())

@@ -1,0 +1,157 @@
+// Grad-weight as split-reduction GEMMs on tensor cores (WMMA: fp16/bf16 with
+// fp32 accumulation, TF32 for float32).  See grad_weight_gemm.cu for the
+// kernel; the decomposition (plan, block → work, split ranges, row decoding)
+// lives here as __host__ __device__ helpers so a host program can walk it.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "../index_math.h"
+#include "../params.h"
+#include "launch.h"
+
+namespace tconv3d::cuda {
+
+// True when the GEMM kernel handles this problem: fp16/bf16, or fp32 with TF32
+// allowed; Cin/G >= 8 and Cout/G >= 8; sizes within the kernel's bookkeeping;
+// and the current device (and the compiled kernel) is sm_80 or newer.
+bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32);
+
+// Number of fp32 accumulators the workspace must hold (0 if none); the op
+// layer allocates it.  = splits · Cin · (Cout/G) · kD · kH · kW when splits > 1,
+// bounded by kGwGemmMaxPartials (64 MiB of fp32).
+int64_t grad_weight_gemm_workspace_elems(const ConvTranspose3dParams& p);
+
+// Same contract as launch_grad_weight_reduce: any input / grad_output strides,
+// grad_weight at p.weight strides, written once (rounded once from fp32).
+// float32 runs in TF32 (only called when TF32 is allowed).  `workspace` must
+// hold grad_weight_gemm_workspace_elems(p) floats (may be null when that is 0).
+// Deterministic: no atomics; partials are combined in split order.
+cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                    const void* input, const void* grad_output, void* grad_weight,
+                                    float* workspace);
+
+// ---------------------------------------------------------------------------
+// Decomposition (shared by the kernel and host-side checks).
+//
+// Per group g and kernel tap k = (kd, kh, kw):
+//   C_k[ci, co] = Σ_r X[r, ci] · GY_k[r, co],
+// r running over (n, md, mh, mw) (mw fastest) of the tap's valid box: input
+// position i = a + m, output position o = b + m·s per axis, from
+// grad_weight_positions (so no masking of out-of-range outputs is needed).
+// R_k = N · cd · ch · cw rows.  A block owns (g, split, ci-tile, tap, co-tile);
+// split `s` of S covers rows [R_k·s/S, R_k·(s+1)/S) of the tap.
+namespace gw_gemm {
+
+constexpr int kThreads = 128;  // 4 warps, 2 × 2
+constexpr int kBK = 32;        // rows of the reduction per chunk
+constexpr int64_t kMinRowsPerSplit = 2048;
+constexpr int64_t kTargetBlocks = 2048;
+constexpr int64_t kMaxPartials = int64_t(1) << 24;  // 64 MiB of fp32
+
+struct Plan {
+  int bm, bn;  // tile sizes: channels of Cin/G (m) and Cout/G (n), 32 or 64
+  int64_t groups, tiles_m, tiles_n, taps, splits;
+  int64_t numel;   // Cin · Cout/G · taps
+  int64_t blocks;  // groups · splits · tiles_m · taps · tiles_n
+};
+
+inline Plan make_plan(const ConvTranspose3dParams& p) {
+  Plan pl{};
+  pl.bm = p.in_per_group <= 32 ? 32 : 64;
+  pl.bn = p.out_per_group <= 32 ? 32 : 64;
+  pl.groups = p.groups;
+  pl.tiles_m = (p.in_per_group + pl.bm - 1) / pl.bm;
+  pl.tiles_n = (p.out_per_group + pl.bn - 1) / pl.bn;
+  pl.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  pl.numel = p.in_channels * p.out_per_group * pl.taps;
+  const int64_t base = pl.groups * pl.tiles_m * pl.tiles_n * pl.taps;
+  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  int64_t splits = (rows + kMinRowsPerSplit - 1) / kMinRowsPerSplit;
+  const int64_t for_occupancy = base > 0 ? (kTargetBlocks + base - 1) / base : 1;
+  if (splits > for_occupancy) splits = for_occupancy;
+  if (pl.numel > 0 && splits > kMaxPartials / pl.numel) splits = kMaxPartials / pl.numel;
+  if (splits > 65535) splits = 65535;
+  pl.splits = splits < 1 ? 1 : splits;
+  pl.blocks = base * pl.splits;
+  return pl;
+}
+
+inline int64_t workspace_elems(const Plan& pl) { return pl.splits > 1 ? pl.splits * pl.numel : 0; }
+
+struct BlockWork {
+  int64_t g, split, tm, tap, tn;
+  int64_t kd, kh, kw;
+};
+
+// Block order: co-tile fastest, then tap, ci-tile, split, group — blocks that
+// run together share the split's rows of x / grad_output in L2.
+TCONV3D_HOST_DEVICE BlockWork decode_block(const Plan& pl, const ConvTranspose3dParams& p,
+                                           int64_t linear) {
+  BlockWork b;
+  b.tn = linear % pl.tiles_n;
+  linear /= pl.tiles_n;
+  b.tap = linear % pl.taps;
+  linear /= pl.taps;
+  b.tm = linear % pl.tiles_m;
+  linear /= pl.tiles_m;
+  b.split = linear % pl.splits;
+  b.g = linear / pl.splits;
+  b.kw = b.tap % p.axis[2].kernel;
+  b.kh = (b.tap / p.axis[2].kernel) % p.axis[1].kernel;
+  b.kd = b.tap / (p.axis[2].kernel * p.axis[1].kernel);
+  return b;
+}
+
+struct TapRows {
+  Run d, h, w;    // a = input position, b = output position (step s)
+  int64_t count;  // N · cd · ch · cw
+};
+
+TCONV3D_HOST_DEVICE TapRows tap_rows(const ConvTranspose3dParams& p, int64_t kd, int64_t kh,
+                                     int64_t kw) {
+  TapRows t;
+  t.d = grad_weight_positions(p.axis[0], kd);
+  t.h = grad_weight_positions(p.axis[1], kh);
+  t.w = grad_weight_positions(p.axis[2], kw);
+  t.count = p.batch * t.d.count * t.h.count * t.w.count;
+  return t;
+}
+
+// Rows [begin, end) of the tap's reduction owned by split `split` of `splits`.
+TCONV3D_HOST_DEVICE void split_range(int64_t count, int64_t split, int64_t splits,
+                                     int64_t* begin, int64_t* end) {
+  *begin = count * split / splits;
+  *end = count * (split + 1) / splits;
+}
+
+template <typename index_t>
+struct RowPos {
+  index_t n, id, ih, iw, od, oh, ow;
+};
+
+// Row r (0 ≤ r < count) of the tap's box → batch, input and output positions.
+// cd, ch, cw: the box's counts; the Runs give the starts and output steps.
+template <typename index_t>
+TCONV3D_HOST_DEVICE RowPos<index_t> row_position(const TapRows& t, index_t r) {
+  const index_t cw = index_t(t.w.count), ch = index_t(t.h.count), cd = index_t(t.d.count);
+  RowPos<index_t> q;
+  const index_t mw = r % cw;
+  r /= cw;
+  const index_t mh = r % ch;
+  r /= ch;
+  const index_t md = r % cd;
+  q.n = r / cd;
+  q.id = index_t(t.d.a) + md;
+  q.ih = index_t(t.h.a) + mh;
+  q.iw = index_t(t.w.a) + mw;
+  q.od = index_t(t.d.b) + md * index_t(t.d.db);
+  q.oh = index_t(t.h.b) + mh * index_t(t.h.db);
+  q.ow = index_t(t.w.b) + mw * index_t(t.w.db);
+  return q;
+}
+
+}  // namespace gw_gemm
+}  // namespace tconv3d::cuda

@@ -1,0 +1,349 @@
+// index_math.h on its own, against brute-force enumeration of the relation
+//
+//     o = i * stride - padding + k * dilation,   0 <= i < I, 0 <= k < K, 0 <= o < O.
+//
+// No torch here: this translation unit builds in seconds.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "index_math.h"
+
+namespace tconv3d {
+namespace {
+
+using Pair = std::pair<int64_t, int64_t>;
+using PairSet = std::set<Pair>;
+using TapRun = tconv3d::Run;  // unqualified Run inside a TEST names testing::Test::Run
+
+struct AxisConfig {
+  int64_t in, kernel, stride, padding, dilation, output_padding;
+  int64_t out() const {
+    // Written out here rather than taken from transposed_output_extent.
+    return (in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1;
+  }
+  std::string str() const {
+    std::ostringstream s;
+    s << "I=" << in << " K=" << kernel << " s=" << stride << " p=" << padding
+      << " d=" << dilation << " op=" << output_padding << " O=" << out();
+    return s.str();
+  }
+};
+
+int64_t output_of(const AxisConfig& c, int64_t i, int64_t k) {
+  return i * c.stride - c.padding + k * c.dilation;
+}
+
+// Mathematical mod, result in [0, b).
+int64_t mod(int64_t a, int64_t b) { return ((a % b) + b) % b; }
+
+// Expands a run into its pairs, failing the test on a duplicate (a run must
+// not visit a pair twice) or a negative count.
+PairSet pairs_of(const TapRun& r, const std::string& where) {
+  PairSet s;
+  EXPECT_GE(r.count, 0) << where;
+  for (int64_t m = 0; m < r.count; ++m) {
+    const bool inserted = s.insert({r.a + m * r.da, r.b + m * r.db}).second;
+    EXPECT_TRUE(inserted) << where << ": run visits (" << r.a + m * r.da << ", "
+                          << r.b + m * r.db << ") twice";
+  }
+  return s;
+}
+
+std::string describe(const PairSet& s) {
+  std::ostringstream o;
+  o << "{";
+  for (const auto& [a, b] : s) o << "(" << a << "," << b << ")";
+  o << "}";
+  return o.str();
+}
+
+// Checks every query function of one axis against brute force.  Returns the
+// number of (i, k) pairs that reach the output, to let callers make sure the
+// sweep is not vacuous.
+int64_t check_axis(const AxisConfig& c) {
+  const int64_t O = c.out();
+  const Axis ax = make_axis(c.in, O, c.kernel, c.stride, c.padding, c.dilation);
+  const std::string cfg = c.str();
+
+  // All (i, k, o) triples of the relation, by brute force.
+  std::vector<PairSet> by_output(O);        // o -> {(k, i)}
+  std::vector<PairSet> by_input(c.in);      // i -> {(k, o)}
+  std::vector<PairSet> by_tap(c.kernel);    // k -> {(i, o)}
+  int64_t connections = 0;
+  for (int64_t i = 0; i < c.in; ++i) {
+    for (int64_t k = 0; k < c.kernel; ++k) {
+      const int64_t o = output_of(c, i, k);
+      if (o < 0 || o >= O) continue;
+      by_output[o].insert({k, i});
+      by_input[i].insert({k, o});
+      by_tap[k].insert({i, o});
+      ++connections;
+    }
+  }
+
+  for (int64_t o = 0; o < O; ++o) {
+    const TapRun r = forward_taps(ax, o);
+    const std::string where = cfg + " forward_taps(o=" + std::to_string(o) + ")";
+    const PairSet got = pairs_of(r, where);
+    EXPECT_EQ(got, by_output[o]) << where << ": got " << describe(got) << ", expected "
+                                 << describe(by_output[o]);
+    if (by_output[o].empty()) {
+      EXPECT_EQ(r.count, 0) << where;
+    }
+  }
+  for (int64_t i = 0; i < c.in; ++i) {
+    const TapRun r = grad_input_taps(ax, i);
+    const std::string where = cfg + " grad_input_taps(i=" + std::to_string(i) + ")";
+    const PairSet got = pairs_of(r, where);
+    EXPECT_EQ(got, by_input[i]) << where << ": got " << describe(got) << ", expected "
+                                << describe(by_input[i]);
+    if (by_input[i].empty()) {
+      EXPECT_EQ(r.count, 0) << where;
+    }
+  }
+  for (int64_t k = 0; k < c.kernel; ++k) {
+    const TapRun r = grad_weight_positions(ax, k);
+    const std::string where = cfg + " grad_weight_positions(k=" + std::to_string(k) + ")";
+    const PairSet got = pairs_of(r, where);
+    EXPECT_EQ(got, by_tap[k]) << where << ": got " << describe(got) << ", expected "
+                              << describe(by_tap[k]);
+    if (by_tap[k].empty()) {
+      EXPECT_EQ(r.count, 0) << where;
+    }
+  }
+  return connections;
+}
+
+// ---------------------------------------------------------------------------
+// floor_div / ceil_div / gcd64
+// ---------------------------------------------------------------------------
+
+TEST(IndexMath, FloorDivCeilDivKnownValues) {
+  EXPECT_EQ(floor_div(7, 2), 3);
+  EXPECT_EQ(ceil_div(7, 2), 4);
+  EXPECT_EQ(floor_div(-7, 2), -4);
+  EXPECT_EQ(ceil_div(-7, 2), -3);
+  EXPECT_EQ(floor_div(-6, 3), -2);
+  EXPECT_EQ(ceil_div(-6, 3), -2);
+  EXPECT_EQ(floor_div(-1, 5), -1);
+  EXPECT_EQ(ceil_div(-1, 5), 0);
+  EXPECT_EQ(floor_div(0, 4), 0);
+  EXPECT_EQ(ceil_div(0, 4), 0);
+  EXPECT_EQ(floor_div(1, 1), 1);
+  EXPECT_EQ(ceil_div(-1, 1), -1);
+  const int64_t big = int64_t{1} << 40;
+  EXPECT_EQ(floor_div(-big - 1, 3), -(big + 1 + 2) / 3);
+  EXPECT_EQ(ceil_div(big + 1, 3), (big + 1 + 2) / 3);
+}
+
+TEST(IndexMath, FloorDivCeilDivExhaustive) {
+  for (int64_t b = 1; b <= 12; ++b) {
+    for (int64_t a = -100; a <= 100; ++a) {
+      const int64_t f = floor_div(a, b);
+      const int64_t c = ceil_div(a, b);
+      // f is the largest q with q*b <= a; c the smallest q with q*b >= a.
+      EXPECT_TRUE(f * b <= a && a < (f + 1) * b) << "floor_div(" << a << ", " << b << ") = " << f;
+      EXPECT_TRUE(c * b >= a && a > (c - 1) * b) << "ceil_div(" << a << ", " << b << ") = " << c;
+      EXPECT_EQ(c - f, a % b == 0 ? 0 : 1) << a << " / " << b;
+    }
+  }
+}
+
+TEST(IndexMath, Gcd) {
+  for (int64_t a = 1; a <= 30; ++a) {
+    for (int64_t b = 1; b <= 30; ++b) {
+      int64_t expected = 1;
+      for (int64_t g = 1; g <= a; ++g) {
+        if (a % g == 0 && b % g == 0) expected = g;
+      }
+      EXPECT_EQ(gcd64(a, b), expected) << a << ", " << b;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// transposed_output_extent
+// ---------------------------------------------------------------------------
+
+TEST(IndexMath, TransposedOutputExtentKnownValues) {
+  // (I - 1)·s - 2p + d·(K - 1) + op + 1, evaluated by hand.
+  EXPECT_EQ(transposed_output_extent(4, 3, 1, 0, 1, 0), 6);    // 3 + 2 + 1
+  EXPECT_EQ(transposed_output_extent(4, 2, 2, 0, 1, 0), 8);    // U-Net k2s2 doubles
+  EXPECT_EQ(transposed_output_extent(5, 3, 2, 1, 1, 1), 10);   // 8 - 2 + 2 + 1 + 1
+  EXPECT_EQ(transposed_output_extent(5, 4, 2, 1, 1, 0), 10);   // 8 - 2 + 3 + 1
+  EXPECT_EQ(transposed_output_extent(3, 3, 3, 2, 2, 2), 9);    // 6 - 4 + 4 + 2 + 1
+  EXPECT_EQ(transposed_output_extent(1, 1, 7, 0, 5, 0), 1);
+  EXPECT_EQ(transposed_output_extent(5, 2, 1, 2, 1, 0), 2);    // 4 - 4 + 1 + 1
+  EXPECT_EQ(transposed_output_extent(1, 1, 1, 1, 1, 0), -1);   // too small: caller rejects
+}
+
+TEST(IndexMath, TransposedOutputExtentMatchesReach) {
+  // With p = 0 and op = 0 the output is exactly the span the scatter reaches;
+  // padding crops p from each side and output_padding adds op at the end.
+  for (int64_t I = 1; I <= 6; ++I)
+    for (int64_t K = 1; K <= 5; ++K)
+      for (int64_t s = 1; s <= 4; ++s)
+        for (int64_t d = 1; d <= 3; ++d)
+          for (int64_t p = 0; p <= 3; ++p)
+            for (int64_t op = 0; op < std::max(s, d); ++op) {
+              int64_t max_o = std::numeric_limits<int64_t>::min();
+              for (int64_t i = 0; i < I; ++i)
+                for (int64_t k = 0; k < K; ++k) max_o = std::max(max_o, i * s - p + k * d);
+              EXPECT_EQ(transposed_output_extent(I, K, s, p, d, op), max_o + 1 - p + op)
+                  << I << " " << K << " " << s << " " << p << " " << d << " " << op;
+            }
+}
+
+// ---------------------------------------------------------------------------
+// make_axis / phase_first_tap
+// ---------------------------------------------------------------------------
+
+TEST(IndexMath, MakeAxisNumberTheory) {
+  for (int64_t s = 1; s <= 9; ++s) {
+    for (int64_t d = 1; d <= 9; ++d) {
+      const Axis ax = make_axis(5, 7, 3, s, 1, d);
+      EXPECT_EQ(ax.in, 5);
+      EXPECT_EQ(ax.out, 7);
+      EXPECT_EQ(ax.kernel, 3);
+      EXPECT_EQ(ax.stride, s);
+      EXPECT_EQ(ax.padding, 1);
+      EXPECT_EQ(ax.dilation, d);
+      EXPECT_EQ(s % ax.gcd, 0);
+      EXPECT_EQ(d % ax.gcd, 0);
+      EXPECT_EQ(ax.tap_step * ax.gcd, s);
+      EXPECT_EQ(ax.in_step * ax.gcd, d);
+      EXPECT_EQ(gcd64(ax.tap_step, ax.in_step), 1);
+      EXPECT_GE(ax.inv_in_step, 0);
+      EXPECT_LT(ax.inv_in_step, std::max<int64_t>(ax.tap_step, 1));
+      EXPECT_EQ(mod(ax.in_step * ax.inv_in_step, ax.tap_step), mod(1, ax.tap_step))
+          << "s=" << s << " d=" << d;
+    }
+  }
+}
+
+TEST(IndexMath, PhaseFirstTapBruteForce) {
+  int64_t phases_without_taps = 0;
+  for (int64_t s = 1; s <= 8; ++s) {
+    for (int64_t d = 1; d <= 8; ++d) {
+      for (int64_t p = 0; p <= 10; ++p) {
+        const Axis ax = make_axis(4, 9, 6, s, p, d);
+        for (int64_t r = 0; r < s; ++r) {
+          // Smallest k >= 0 with (r + p - k·d) ≡ 0 (mod s).  The condition is
+          // periodic in k with period dividing s, so k < s suffices.
+          int64_t expected = -1;
+          for (int64_t k = 0; k < s; ++k) {
+            if (mod(r + p - k * d, s) == 0) {
+              expected = k;
+              break;
+            }
+          }
+          if (expected < 0) ++phases_without_taps;
+          EXPECT_EQ(phase_first_tap(ax, r), expected) << "s=" << s << " d=" << d << " p=" << p
+                                                      << " phase=" << r;
+        }
+      }
+    }
+  }
+  EXPECT_GT(phases_without_taps, 0);  // the sweep covers gcd(s, d) > 1
+}
+
+// ---------------------------------------------------------------------------
+// forward_taps / grad_input_taps / grad_weight_positions
+// ---------------------------------------------------------------------------
+
+TEST(IndexMath, RunsMatchBruteForceExhaustive) {
+  int64_t configs = 0, connections = 0, empty_outputs = 0;
+  for (int64_t I = 1; I <= 6; ++I)
+    for (int64_t K = 1; K <= 5; ++K)
+      for (int64_t s = 1; s <= 4; ++s)
+        for (int64_t d = 1; d <= 3; ++d)
+          for (int64_t p = 0; p <= 3; ++p)
+            for (int64_t op = 0; op < std::max(s, d); ++op) {
+              const AxisConfig c{I, K, s, p, d, op};
+              if (c.out() <= 0) continue;  // rejected by the argument checks
+              connections += check_axis(c);
+              ++configs;
+              // Count outputs that no tap reaches (forward must report count 0).
+              const Axis ax = make_axis(I, c.out(), K, s, p, d);
+              for (int64_t o = 0; o < c.out(); ++o) empty_outputs += forward_taps(ax, o).count == 0;
+              if (HasFailure()) {
+                ADD_FAILURE() << "stopping at first failing configuration " << c.str();
+                return;
+              }
+            }
+  EXPECT_GT(configs, 3000);
+  EXPECT_GT(connections, 0);
+  EXPECT_GT(empty_outputs, 0);
+}
+
+TEST(IndexMath, RunsMatchBruteForceRandomLarger) {
+  std::mt19937_64 rng(20240611);
+  auto uniform = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  int64_t tested = 0;
+  while (tested < 3000) {
+    AxisConfig c{uniform(1, 40), uniform(1, 9), uniform(1, 7), uniform(0, 12), uniform(1, 6), 0};
+    c.output_padding = uniform(0, std::max(c.stride, c.dilation) - 1);
+    if (c.out() <= 0) continue;
+    check_axis(c);
+    ++tested;
+    if (HasFailure()) {
+      ADD_FAILURE() << "stopping at first failing configuration " << c.str();
+      return;
+    }
+  }
+}
+
+TEST(IndexMath, KnownRuns) {
+  // U-Net k=2 s=2: every output has exactly one tap, k = o mod 2, i = o / 2.
+  {
+    const Axis ax = make_axis(4, 8, 2, 2, 0, 1);
+    for (int64_t o = 0; o < 8; ++o) {
+      const TapRun r = forward_taps(ax, o);
+      ASSERT_EQ(r.count, 1) << o;
+      EXPECT_EQ(r.a, o % 2);
+      EXPECT_EQ(r.b, o / 2);
+    }
+  }
+  // s=2, d=2, p=0: odd outputs receive no tap at all.
+  {
+    const Axis ax = make_axis(3, 9, 3, 2, 0, 2);
+    EXPECT_EQ(phase_first_tap(ax, 1), -1);
+    EXPECT_EQ(forward_taps(ax, 3).count, 0);
+    // o = 4 = i·2 + k·2: (k, i) in {(0, 2), (1, 1), (2, 0)}.
+    const TapRun r = forward_taps(ax, 4);
+    EXPECT_EQ(r.count, 3);
+    EXPECT_EQ(r.a, 0);
+    EXPECT_EQ(r.da, 1);
+    EXPECT_EQ(r.b, 2);
+    EXPECT_EQ(r.db, -1);
+  }
+  // Heavy padding crops taps: I=5, K=2, s=1, p=2 gives O=2; input 0 reaches nothing.
+  {
+    const Axis ax = make_axis(5, 2, 2, 1, 2, 1);
+    EXPECT_EQ(grad_input_taps(ax, 0).count, 0);
+    EXPECT_EQ(grad_input_taps(ax, 4).count, 0);
+    const TapRun r = grad_input_taps(ax, 2);  // o = 2 - 2 + k ∈ {0, 1}
+    EXPECT_EQ(r.count, 2);
+    EXPECT_EQ(r.a, 0);
+    EXPECT_EQ(r.b, 0);
+    const TapRun w = grad_weight_positions(ax, 1);  // o = i - 1 ∈ [0, 2) → i ∈ {1, 2}
+    EXPECT_EQ(w.count, 2);
+    EXPECT_EQ(w.a, 1);
+    EXPECT_EQ(w.b, 0);
+    EXPECT_EQ(w.db, 1);
+  }
+}
+
+}  // namespace
+}  // namespace tconv3d
