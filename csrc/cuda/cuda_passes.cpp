@@ -12,6 +12,8 @@
 
 #include "../problem.h"
 #include "forward_implicit_gemm.h"
+#include "grad_input_implicit_gemm.h"
+#include "grad_weight_gemm.h"
 #include "launch.h"
 
 namespace tconv3d::cuda {
@@ -87,6 +89,12 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                 const at::Tensor& weight, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
+  if (may_use_tensor_cores() && grad_input_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
+    C10_CUDA_CHECK(launch_grad_input_implicit_gemm(p, cfg, grad_output.const_data_ptr(),
+                                                   weight.const_data_ptr(),
+                                                   grad_input.mutable_data_ptr()));
+    return;
+  }
   C10_CUDA_CHECK(launch_grad_input_gather(p, cfg, grad_output.const_data_ptr(),
                                           weight.const_data_ptr(), grad_input.mutable_data_ptr(),
                                           is_channels_last(grad_input)));
@@ -96,6 +104,15 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
+  if (may_use_tensor_cores() && grad_weight_gemm_supports(p, cfg.dtype, tf32_allowed())) {
+    const int64_t elems = grad_weight_gemm_workspace_elems(p);
+    const at::Tensor partials =
+        elems > 0 ? at::empty({elems}, grad_output.options().dtype(at::kFloat)) : at::Tensor();
+    C10_CUDA_CHECK(launch_grad_weight_gemm(
+        p, cfg, input.const_data_ptr(), grad_output.const_data_ptr(),
+        grad_weight.mutable_data_ptr(), partials.defined() ? partials.data_ptr<float>() : nullptr));
+    return;
+  }
   const at::Tensor workspace =
       partials_workspace(grad_weight_splits(p), grad_weight.numel(), grad_output);
   C10_CUDA_CHECK(launch_grad_weight_reduce(

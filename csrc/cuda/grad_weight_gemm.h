@@ -21,7 +21,7 @@ bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
 
 // Number of fp32 accumulators the workspace must hold (0 if none); the op
 // layer allocates it.  = splits · Cin · (Cout/G) · kD · kH · kW when splits > 1,
-// bounded by kGwGemmMaxPartials (64 MiB of fp32).
+// bounded by gw_gemm::kMaxPartials = 2^24 (64 MiB of fp32).
 int64_t grad_weight_gemm_workspace_elems(const ConvTranspose3dParams& p);
 
 // Same contract as launch_grad_weight_reduce: any input / grad_output strides,
@@ -45,7 +45,7 @@ cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const Launch
 // split `s` of S covers rows [R_k·s/S, R_k·(s+1)/S) of the tap.
 namespace gw_gemm {
 
-constexpr int kThreads = 128;  // 4 warps, 2 × 2
+constexpr int kBlockThreads = 128;  // 4 warps, 2 × 2
 constexpr int kBK = 32;        // rows of the reduction per chunk
 constexpr int64_t kMinRowsPerSplit = 2048;
 constexpr int64_t kTargetBlocks = 2048;
