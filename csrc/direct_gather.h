@@ -14,32 +14,19 @@ struct Index5 {
   int64_t n, c, d, h, w;
 };
 
-// Logical index of the element at position `linear` in a dense tensor of
-// logical sizes (N, C, D, H, W), laid out NCDHW or NDHWC.  Kernels walk their
-// results in memory order so neighbouring threads write neighbouring elements.
+// Logical index of the element at position `linear` of a dense NCDHW
+// enumeration of logical sizes (N, C, D, H, W).
 template <typename index_t>
-TCONV3D_HOST_DEVICE Index5 unflatten(index_t linear, index_t C, index_t D, index_t H, index_t W,
-                                     bool channels_last) {
+TCONV3D_HOST_DEVICE Index5 unflatten(index_t linear, index_t C, index_t D, index_t H, index_t W) {
   Index5 idx;
-  if (channels_last) {
-    idx.c = linear % C;
-    linear /= C;
-    idx.w = linear % W;
-    linear /= W;
-    idx.h = linear % H;
-    linear /= H;
-    idx.d = linear % D;
-    idx.n = linear / D;
-  } else {
-    idx.w = linear % W;
-    linear /= W;
-    idx.h = linear % H;
-    linear /= H;
-    idx.d = linear % D;
-    linear /= D;
-    idx.c = linear % C;
-    idx.n = linear / C;
-  }
+  idx.w = linear % W;
+  linear /= W;
+  idx.h = linear % H;
+  linear /= H;
+  idx.d = linear % D;
+  linear /= D;
+  idx.c = linear % C;
+  idx.n = linear / C;
   return idx;
 }
 
@@ -49,17 +36,35 @@ TCONV3D_HOST_DEVICE index_t offset_of(const Strides5& s, const Index5& i) {
          index_t(i.h) * index_t(s.h) + index_t(i.w) * index_t(s.w);
 }
 
-// y[n, co, o] without bias: Σ_{ci ∈ group(co)} Σ_{valid taps} x[n, ci, i] · w[ci, co_local, k].
+// The valid taps of one position along each axis.  Computed once per spatial
+// position and shared by all of its channels: the index arithmetic (64-bit
+// divisions) costs more than a channel's few multiply-adds on small layers.
+struct Taps3 {
+  Run d, h, w;
+  TCONV3D_HOST_DEVICE bool empty() const { return d.count == 0 || h.count == 0 || w.count == 0; }
+};
+
+TCONV3D_HOST_DEVICE Taps3 forward_taps3(const ConvTranspose3dParams& p, const Index5& out) {
+  return {forward_taps(p.axis[0], out.d), forward_taps(p.axis[1], out.h),
+          forward_taps(p.axis[2], out.w)};
+}
+
+TCONV3D_HOST_DEVICE Taps3 grad_input_taps3(const ConvTranspose3dParams& p, const Index5& in) {
+  return {grad_input_taps(p.axis[0], in.d), grad_input_taps(p.axis[1], in.h),
+          grad_input_taps(p.axis[2], in.w)};
+}
+
+// y[n, co, o] without bias: Σ_{ci ∈ group(co)} Σ_{valid taps} x[n, ci, i] · w[ci, co_local, k],
+// with `taps` = forward_taps3(p, out).
 template <typename scalar_t, typename index_t>
 TCONV3D_HOST_DEVICE acc_t<scalar_t> forward_sum(const ConvTranspose3dParams& p, const scalar_t* x,
-                                                const scalar_t* w, const Index5& out) {
+                                                const scalar_t* w, const Index5& out,
+                                                const Taps3& taps) {
   acc_t<scalar_t> acc = 0;
-  const Run rd = forward_taps(p.axis[0], out.d);
-  const Run rh = forward_taps(p.axis[1], out.h);
-  const Run rw = forward_taps(p.axis[2], out.w);
-  if (rd.count == 0 || rh.count == 0 || rw.count == 0) return acc;
-  const index_t group = out.c / p.out_per_group;
-  const index_t co_local = out.c - group * p.out_per_group;
+  if (taps.empty()) return acc;
+  const Run &rd = taps.d, &rh = taps.h, &rw = taps.w;
+  const index_t group = index_t(out.c) / index_t(p.out_per_group);
+  const index_t co_local = index_t(out.c) - group * index_t(p.out_per_group);
   const Strides5 xs = p.input, ws = p.weight;
   const index_t x_step_w = index_t(rw.db * xs.w), w_step_w = index_t(rw.da * ws.w);
   for (index_t ci_local = 0; ci_local < p.in_per_group; ++ci_local) {
@@ -84,16 +89,15 @@ TCONV3D_HOST_DEVICE acc_t<scalar_t> forward_sum(const ConvTranspose3dParams& p, 
 }
 
 // grad_x[n, ci, i] = Σ_{co ∈ group(ci)} Σ_{valid taps} gy[n, co, i·s − p + k·d] · w[ci, co_local, k].
+// with `taps` = grad_input_taps3(p, in).
 template <typename scalar_t, typename index_t>
 TCONV3D_HOST_DEVICE acc_t<scalar_t> grad_input_sum(const ConvTranspose3dParams& p,
                                                    const scalar_t* grad_out, const scalar_t* w,
-                                                   const Index5& in) {
+                                                   const Index5& in, const Taps3& taps) {
   acc_t<scalar_t> acc = 0;
-  const Run rd = grad_input_taps(p.axis[0], in.d);
-  const Run rh = grad_input_taps(p.axis[1], in.h);
-  const Run rw = grad_input_taps(p.axis[2], in.w);
-  if (rd.count == 0 || rh.count == 0 || rw.count == 0) return acc;
-  const index_t group = in.c / p.in_per_group;
+  if (taps.empty()) return acc;
+  const Run &rd = taps.d, &rh = taps.h, &rw = taps.w;
+  const index_t group = index_t(in.c) / index_t(p.in_per_group);
   const Strides5 gs = p.output, ws = p.weight;
   const index_t g_step_w = index_t(rw.db * gs.w), w_step_w = index_t(rw.da * ws.w);
   for (index_t co_local = 0; co_local < p.out_per_group; ++co_local) {

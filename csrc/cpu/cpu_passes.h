@@ -10,6 +10,9 @@
 
 namespace tconv3d::cpu {
 
+// Reductions (grad-weight, grad-bias) add rows in chunks of this many.
+constexpr int64_t kRowsPerChunk = 64;
+
 // Tensors are 5-D; results are preallocated and fully overwritten.
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output);

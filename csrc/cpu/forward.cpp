@@ -14,13 +14,18 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     const scalar_t* b = bias.has_value() ? bias->const_data_ptr<scalar_t>() : nullptr;
     scalar_t* y = output.mutable_data_ptr<scalar_t>();
-    const int64_t C = p.out_channels, D = p.axis[0].out, H = p.axis[1].out, W = p.axis[2].out;
-    at::parallel_for(0, output.numel(), 64, [&](int64_t begin, int64_t end) {
+    const int64_t D = p.axis[0].out, H = p.axis[1].out, W = p.axis[2].out;
+    const int64_t positions = p.batch * D * H * W;
+    // One task per output position, looping over channels: taps found once.
+    at::parallel_for(0, positions, 16, [&](int64_t begin, int64_t end) {
       for (int64_t linear = begin; linear < end; ++linear) {
-        const Index5 o = unflatten<int64_t>(linear, C, D, H, W, /*channels_last=*/false);
-        acc_t<scalar_t> acc = forward_sum<scalar_t, int64_t>(p, x, w, o);
-        if (b != nullptr) acc += to_acc(b[o.c * p.bias_stride]);
-        y[offset_of<int64_t>(p.output, o)] = from_acc<scalar_t>(acc);
+        Index5 o = unflatten<int64_t>(linear, 1, D, H, W);
+        const Taps3 taps = forward_taps3(p, o);
+        for (o.c = 0; o.c < p.out_channels; ++o.c) {
+          acc_t<scalar_t> acc = forward_sum<scalar_t, int64_t>(p, x, w, o, taps);
+          if (b != nullptr) acc += to_acc(b[o.c * p.bias_stride]);
+          y[offset_of<int64_t>(p.output, o)] = from_acc<scalar_t>(acc);
+        }
       }
     });
   });

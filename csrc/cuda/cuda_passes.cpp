@@ -50,10 +50,6 @@ LaunchConfig config_for(const at::Tensor& reference, std::initializer_list<at::T
           c10::cuda::getCurrentCUDAStream(reference.device().index()).stream()};
 }
 
-bool is_channels_last(const at::Tensor& t) {
-  return t.is_contiguous(at::MemoryFormat::ChannelsLast3d) && !t.is_contiguous();
-}
-
 // Workspace for split partial sums; freed when the caller's tensor dies (the
 // caching allocator keeps stream order safe).
 at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& like) {
@@ -81,8 +77,7 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
     return;
   }
   C10_CUDA_CHECK(launch_forward_gather(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
-                                       bias_ptr, output.mutable_data_ptr(),
-                                       is_channels_last(output)));
+                                       bias_ptr, output.mutable_data_ptr()));
 }
 
 void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
@@ -96,8 +91,7 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     return;
   }
   C10_CUDA_CHECK(launch_grad_input_gather(p, cfg, grad_output.const_data_ptr(),
-                                          weight.const_data_ptr(), grad_input.mutable_data_ptr(),
-                                          is_channels_last(grad_input)));
+                                          weight.const_data_ptr(), grad_input.mutable_data_ptr()));
 }
 
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,

@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kThreads)
        e += int64_t(gridDim.x) * blockDim.x) {
     acc_t<scalar_t> acc = 0;
     for (int64_t s = 0; s < splits; ++s) acc += partial[s * numel + e];
-    const Index5 idx = unflatten<int64_t>(e, C, D, H, W, /*channels_last=*/false);
+    const Index5 idx = unflatten<int64_t>(e, C, D, H, W);
     result[offset_of<int64_t>(dst, idx)] = from_acc<scalar_t>(acc);
   }
 }

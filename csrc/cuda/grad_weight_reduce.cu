@@ -17,7 +17,7 @@ __global__ void __launch_bounds__(kThreads)
                               int64_t numel, int64_t splits) {
   const int64_t element = blockIdx.x, split = blockIdx.y;
   const Index5 k = unflatten<int64_t>(element, p.out_per_group, p.axis[0].kernel,
-                                      p.axis[1].kernel, p.axis[2].kernel, false);
+                                      p.axis[1].kernel, p.axis[2].kernel);
   const GradWeightRows rows = grad_weight_rows(p, k);
   const int64_t begin = rows.count * split / splits, end = rows.count * (split + 1) / splits;
   acc_t<scalar_t> acc = grad_weight_sum<scalar_t, index_t>(p, x, grad_out, k, rows,

@@ -17,14 +17,14 @@ struct LaunchConfig {
   cudaStream_t stream;
 };
 
-// Results are dense, laid out NCDHW or (channels_last) NDHWC; inputs any strides.
+// Any strides for every tensor, results included (strides in p).
 cudaError_t launch_forward_gather(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                   const void* input, const void* weight, const void* bias,
-                                  void* output, bool channels_last);
+                                  void* output);
 
 cudaError_t launch_grad_input_gather(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                      const void* grad_output, const void* weight,
-                                     void* grad_input, bool channels_last);
+                                     void* grad_input);
 
 // Reductions split into a fixed number of partial sums per result element,
 // chosen from the shape alone, and combined in a fixed order: bitwise

@@ -1,5 +1,7 @@
 """Forward and all three gradients against a float64 reference, over odd
 shapes, every geometry feature, three memory layouts and four dtypes."""
+import zlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,7 +59,8 @@ def check(what, value, reference, torch_value, dtype):
 
 
 def run_parity(config, layout, dtype, device, unbatched=False):
-    gen = torch.Generator().manual_seed(hash((str(config), layout, str(dtype))) % 2**31)
+    # A fixed seed per case (str hashes are salted per process): failures reproduce.
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((config, layout, dtype)).encode()))
     x_shape, w_shape, cout = shapes_of(config)
     if unbatched:
         x_shape = x_shape[1:]
