@@ -163,6 +163,8 @@ void check_same_dtype_and_device(const char* op, const at::Tensor& reference,
   TORCH_CHECK(other.scalar_type() == reference.scalar_type(), op, ": ", reference_name,
               " type (", reference.scalar_type(), ") and ", other_name, " type (",
               other.scalar_type(), ") should be the same");
+  TORCH_CHECK(other.layout() == at::kStrided, op, ": expected a strided (dense) tensor for ",
+              other_name, ", but got layout ", other.layout());
   TORCH_CHECK(other.device() == reference.device(), op, ": expected ", other_name,
               " to be on the same device as ", reference_name, " (", reference.device(),
               "), but got ", other.device());

@@ -1,5 +1,6 @@
 #include "cuda_passes.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <initializer_list>
@@ -21,11 +22,24 @@ namespace {
 
 std::atomic<bool> g_force_wide_index{false};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
+constexpr int64_t kMinTensorCoreChannels = 8;
 
 // TF32 follows the switch that governs torch's own convolutions.
 bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 
-bool may_use_tensor_cores() { return g_policy.load() != KernelPolicy::Gather; }
+// Auto: tensor-core tiles (64 channels wide) pay once a group has a few
+// channels on at least one side; depthwise-like layers stay on the gather
+// kernels.  TensorCore forces them wherever they support the shape.
+bool may_use_tensor_cores(const ConvTranspose3dParams& p) {
+  switch (g_policy.load()) {
+    case KernelPolicy::Gather:
+      return false;
+    case KernelPolicy::TensorCore:
+      return true;
+    default:
+      return std::max(p.in_per_group, p.out_per_group) >= kMinTensorCoreChannels;
+  }
+}
 
 // Largest element offset reachable in t, plus one.
 int64_t span(const at::Tensor& t) {
@@ -70,7 +84,7 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
   const at::Tensor b = bias.value_or(at::Tensor());
   const LaunchConfig cfg = config_for(input, {input, weight, b, output});
   const void* bias_ptr = b.defined() ? b.const_data_ptr() : nullptr;
-  if (may_use_tensor_cores() && forward_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
+  if (may_use_tensor_cores(p) && forward_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
     C10_CUDA_CHECK(launch_forward_implicit_gemm(p, cfg, input.const_data_ptr(),
                                                 weight.const_data_ptr(), bias_ptr,
                                                 output.mutable_data_ptr()));
@@ -84,7 +98,7 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                 const at::Tensor& weight, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
-  if (may_use_tensor_cores() && grad_input_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
+  if (may_use_tensor_cores(p) && grad_input_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
     C10_CUDA_CHECK(launch_grad_input_implicit_gemm(p, cfg, grad_output.const_data_ptr(),
                                                    weight.const_data_ptr(),
                                                    grad_input.mutable_data_ptr()));
@@ -98,7 +112,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
-  if (may_use_tensor_cores() && grad_weight_gemm_supports(p, cfg.dtype, tf32_allowed())) {
+  if (may_use_tensor_cores(p) && grad_weight_gemm_supports(p, cfg.dtype, tf32_allowed())) {
     const int64_t elems = grad_weight_gemm_workspace_elems(p);
     const at::Tensor partials =
         elems > 0 ? at::empty({elems}, grad_output.options().dtype(at::kFloat)) : at::Tensor();

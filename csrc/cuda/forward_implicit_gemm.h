@@ -11,7 +11,7 @@
 namespace tconv3d::cuda {
 
 // True when launch_forward_implicit_gemm handles this problem: dtype fp16/bf16,
-// or fp32 with allow_tf32; Cin/G >= 8 and Cout/G >= 8; sizes within the
+// or fp32 with allow_tf32; sizes within the
 // kernel's 32-bit tile bookkeeping; and the current device (and the compiled
 // kernel) is sm_80 or newer.
 bool forward_implicit_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,

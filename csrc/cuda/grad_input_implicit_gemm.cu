@@ -791,7 +791,7 @@ bool grad_input_implicit_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
   const bool dtype_ok = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
                         (dtype == ScalarKind::Float32 && allow_tf32);
   if (!dtype_ok) return false;
-  if (p.in_per_group < 8 || p.out_per_group < 8) return false;
+  if (p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (gi_igemm::gemm_rows(p) > 0 && !gi_igemm::problem_fits(p)) return false;
   return gi_igemm::kernel_built_for_device();
 }

@@ -11,7 +11,7 @@
 namespace tconv3d::cuda {
 
 // True when launch_grad_input_implicit_gemm handles this problem: fp16/bf16,
-// or fp32 with TF32 allowed; Cin/G >= 8 and Cout/G >= 8; sizes within the
+// or fp32 with TF32 allowed; sizes within the
 // kernel's 32-bit tile bookkeeping; and the current device (and the compiled
 // kernel) is sm_80 or newer.
 bool grad_input_implicit_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,

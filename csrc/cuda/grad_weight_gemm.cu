@@ -362,7 +362,7 @@ bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
   const bool dtype_ok = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
                         (dtype == ScalarKind::Float32 && allow_tf32);
   if (!dtype_ok) return false;
-  if (p.in_per_group < 8 || p.out_per_group < 8) return false;
+  if (p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (!gw_gemm::problem_fits(p)) return false;
   return gw_gemm::kernel_built_for_device();
 }

@@ -15,7 +15,7 @@
 namespace tconv3d::cuda {
 
 // True when the GEMM kernel handles this problem: fp16/bf16, or fp32 with TF32
-// allowed; Cin/G >= 8 and Cout/G >= 8; sizes within the kernel's bookkeeping;
+// allowed; sizes within the kernel's bookkeeping;
 // and the current device (and the compiled kernel) is sm_80 or newer.
 bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32);
 

@@ -43,11 +43,16 @@ def widen(config, min_channels_per_group=9):
     return (n, cin * factor, cout * factor, groups, *rest)
 
 
-# Shapes the tensor-core kernels accept (Cin/G, Cout/G >= 8), with several
-# M tiles, a partial second N tile and K not a multiple of the K tile.
+# Shapes for the tensor-core kernels: the sweep widened to Cin/G, Cout/G >= 9,
+# several M tiles, a partial second N tile, K not a multiple of the K tile.
 TENSOR_CORE_CONFIGS = {f"{name}_wide": widen(config) for name, config in CONFIGS.items()}
 TENSOR_CORE_CONFIGS.update({
     "many_m_tiles": (2, 16, 24, 1, (9, 10, 11), 3, 2, 1, 1, 1, True),
     "partial_n_tile": (1, 40, 72, 1, (5, 6, 7), (2, 3, 2), (2, 1, 2), (0, 1, 0), (1, 0, 0), 1, True),
     "grouped_wide_k": (1, 48, 32, 2, (4, 5, 6), 5, 1, 2, 0, 1, False),
+    # Narrow groups: forced onto tensor cores, mostly-empty tiles must stay exact.
+    "rgb_in_narrow": (2, 3, 16, 1, (4, 5, 3), 3, 2, 1, 1, 1, True),
+    "rgb_out_narrow": (2, 24, 3, 1, (3, 4, 5), 4, 2, 1, 0, 1, True),
+    "depthwise_narrow": (2, 6, 6, 6, (4, 3, 5), 3, 2, 1, 1, 1, True),
+    "single_input_channel": (1, 1, 9, 1, (5, 4, 3), 2, 2, 0, 0, 1, False),
 })

@@ -39,6 +39,7 @@ def bad_calls(device):
         "integer_dtype": ((t(X, torch.int32), t(W, torch.int32)), {}),
         "zero_spatial_input": ((t((2, 4, 0, 3, 3)), w), {}),
         "zero_kernel": ((x, t((4, 2, 0, 2, 2))), {}),
+        "sparse_weight": ((x, w.to_sparse()), {}),
     }
     if device == "cuda":
         calls["weight_on_cpu"] = ((x, t(W, dev="cpu")), {})
