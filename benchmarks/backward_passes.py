@@ -2,27 +2,72 @@
 asked for one gradient), on the first ten cases of cases.json, TF32 and bf16, NCDHW.
 
     python benchmarks/backward_passes.py
+
+bench.py times the forward and the whole training step; this isolates grad-input and
+grad-weight so each can be compared with the pass cuDNN runs for it.  Needs a GPU.
 """
-import json, math, statistics, torch, tconv3d
-cases = json.load(open("benchmarks/cases.json"))["cases"][:10]
-def t(fn, iters=10):
-    for _ in range(2): fn()
-    ts = []
+import json
+import math
+import statistics
+from pathlib import Path
+
+import torch
+
+import tconv3d
+
+CASES = Path(__file__).resolve().parent / "cases.json"
+
+
+def median_ms(fn, iters=10, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
     for _ in range(iters):
-        s, e = torch.cuda.Event(True), torch.cuda.Event(True); s.record(); fn(); e.record(); e.synchronize(); ts.append(s.elapsed_time(e))
-    return statistics.median(ts)
-torch.backends.cudnn.allow_tf32 = True
-ratios = {}
-print(f"{'case':28s} dtype | gi ours cudnn x | gw ours cudnn x")
-for c in cases:
-    for dt in (torch.float32, torch.bfloat16):
-        x = torch.randn(c["batch"], c["in_channels"], *c["input_size"], device="cuda", dtype=dt)
-        w = torch.randn(c["in_channels"], c["out_channels"] // c["groups"], *c["kernel"], device="cuda", dtype=dt)
-        g = [c["stride"], c["padding"], c["output_padding"], c["groups"], c["dilation"]]
-        y = tconv3d.conv_transpose3d(x, w, None, *g); gy = torch.randn_like(y)
-        def cud(mask): return torch.ops.aten.convolution_backward(gy, x, w, None, c["stride"], c["padding"], c["dilation"], True, c["output_padding"], c["groups"], mask)
-        gi = (t(lambda: torch.ops.tconv3d.grad_input(gy, w, list(x.shape), *g)), t(lambda: cud([True, False, False])))
-        gw = (t(lambda: torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *g)), t(lambda: cud([False, True, False])))
-        for k, v in (("gi", gi), ("gw", gw)): ratios.setdefault((k, str(dt)), []).append(v[1] / v[0])
-        print(f"{c['name']:28s} {str(dt)[6:]:8s} | {gi[0]:7.3f} {gi[1]:7.3f} {gi[1]/gi[0]:5.2f} | {gw[0]:7.3f} {gw[1]:7.3f} {gw[1]/gw[0]:5.2f}", flush=True)
-for k, v in ratios.items(): print(k, "geomean speed-up", round(math.exp(sum(map(math.log, v)) / len(v)), 3), "min", round(min(v), 3))
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def main():
+    torch.backends.cudnn.allow_tf32 = True
+    cases = json.loads(CASES.read_text())["cases"][:10]
+    speedups = {}
+    print(f"{'case':28s} {'dtype':8s} | grad-input ours cuDNN speed-up | grad-weight ours cuDNN speed-up")
+    for case in cases:
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.randn(case["batch"], case["in_channels"], *case["input_size"], device="cuda",
+                            dtype=dtype)
+            w = torch.randn(case["in_channels"], case["out_channels"] // case["groups"],
+                            *case["kernel"], device="cuda", dtype=dtype)
+            geometry = [case["stride"], case["padding"], case["output_padding"], case["groups"],
+                        case["dilation"]]
+            gy = torch.randn_like(tconv3d.conv_transpose3d(x, w, None, *geometry))
+
+            def cudnn(mask):
+                return torch.ops.aten.convolution_backward(
+                    gy, x, w, None, case["stride"], case["padding"], case["dilation"], True,
+                    case["output_padding"], case["groups"], mask)
+
+            grad_input = (median_ms(lambda: torch.ops.tconv3d.grad_input(gy, w, list(x.shape),
+                                                                         *geometry)),
+                          median_ms(lambda: cudnn([True, False, False])))
+            grad_weight = (median_ms(lambda: torch.ops.tconv3d.grad_weight(gy, x, list(w.shape),
+                                                                           *geometry)),
+                           median_ms(lambda: cudnn([False, True, False])))
+            for name, (ours, theirs) in (("grad-input", grad_input), ("grad-weight", grad_weight)):
+                speedups.setdefault((name, dtype), []).append(theirs / ours)
+            print(f"{case['name']:28s} {str(dtype)[6:]:8s} | "
+                  f"{grad_input[0]:7.3f} {grad_input[1]:7.3f} {grad_input[1] / grad_input[0]:5.2f}x | "
+                  f"{grad_weight[0]:7.3f} {grad_weight[1]:7.3f} {grad_weight[1] / grad_weight[0]:5.2f}x",
+                  flush=True)
+    for (name, dtype), values in speedups.items():
+        geomean = math.exp(sum(map(math.log, values)) / len(values))
+        print(f"{name} {str(dtype)[6:]}: geometric-mean speed-up {geomean:.2f}x, min {min(values):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
