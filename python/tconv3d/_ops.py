@@ -113,13 +113,13 @@ def conv_transpose3d_backward(grad_output: Tensor, input: Tensor, weight: Tensor
     return gx, gw, gb
 
 
-def _forward_setup(ctx, inputs, output):
+def forward_setup_context(ctx, inputs, output):
     input, weight = inputs[0], inputs[1]
     ctx.save_for_backward(input, weight)
     ctx.geometry = _geometry(inputs, 3)
 
 
-def _forward_backward(ctx, grad_output):
+def forward_backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
     grads = conv_transpose3d_backward(grad_output, input, weight, ctx.geometry,
                                       ctx.needs_input_grad)
@@ -166,7 +166,7 @@ def _grad_bias_backward(ctx, ggb):
     return ggb.reshape(view).expand(shape)
 
 
-forward.register_autograd(_forward_backward, setup_context=_forward_setup)
+forward.register_autograd(forward_backward, setup_context=forward_setup_context)
 grad_input.register_autograd(_grad_input_backward, setup_context=_grad_input_setup)
 grad_weight.register_autograd(_grad_weight_backward, setup_context=_grad_weight_setup)
 grad_bias.register_autograd(_grad_bias_backward, setup_context=_grad_bias_setup)

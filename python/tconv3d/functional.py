@@ -26,18 +26,9 @@ class ConvTranspose3dFunction(torch.autograd.Function):
     def forward(input, weight, bias, stride, padding, output_padding, groups, dilation):
         return _ops.forward(input, weight, bias, stride, padding, output_padding, groups, dilation)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, weight = inputs[0], inputs[1]
-        ctx.save_for_backward(input, weight)
-        ctx.geometry = tuple(inputs[3:8])
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        grads = _ops.conv_transpose3d_backward(grad_output, input, weight, ctx.geometry,
-                                               ctx.needs_input_grad)
-        return (*grads, None, None, None, None, None)
+    # The same context and formula as the forward op's registered autograd.
+    setup_context = staticmethod(_ops.forward_setup_context)
+    backward = staticmethod(_ops.forward_backward)
 
 
 def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
