@@ -49,12 +49,6 @@
 namespace tconv3d::cuda {
 namespace igemm {
 
-// Test hook: host emulation defines it to bounds-check every global load
-// (kind 'x' or 'w', element offset).  Empty in the build.
-#ifndef TCONV3D_IGEMM_LOAD_HOOK
-#define TCONV3D_IGEMM_LOAD_HOOK(kind, offset)
-#endif
-
 constexpr int kTh = 256;  // threads per block
 constexpr int kBM = 128;  // rows (output voxels of one phase) per block
 constexpr int kBN = 64;   // output channels per block
@@ -448,8 +442,6 @@ TCONV3D_HOST_DEVICE void load_a(const BlockCtx<index_t>& b, const scalar_t* __re
     for (int r = 0; r < T::A_ROWS; ++r) {
       uint4 v = make_uint4(0u, 0u, 0u, 0u);
       if (kok && a_in_bounds(b, rows[r], cur)) {
-        TCONV3D_IGEMM_LOAD_HOOK('x', index_t(rows[r].off + cur.off));
-        TCONV3D_IGEMM_LOAD_HOOK('x', index_t(rows[r].off + cur.off) + T::VEC - 1);
         v = *reinterpret_cast<const uint4*>(x + index_t(rows[r].off + cur.off));
       }
       words[r * 4 + 0] = v.x;
@@ -467,7 +459,6 @@ TCONV3D_HOST_DEVICE void load_a(const BlockCtx<index_t>& b, const scalar_t* __re
       for (int r = 0; r < T::A_ROWS; ++r) {
         bits_t v = 0;
         if (kok && a_in_bounds(b, rows[r], cur)) {
-          TCONV3D_IGEMM_LOAD_HOOK('x', index_t(rows[r].off + cur.off));
           v = xb[index_t(rows[r].off + cur.off)];
         }
         put_bits(words + r * T::A_WORDS_PER_ROW, e, v);
@@ -491,7 +482,6 @@ TCONV3D_HOST_DEVICE void load_b(const BlockCtx<index_t>& b, const scalar_t* __re
   for (int e = 0; e < T::B_RUN; ++e) {
     bits_t v = 0;
     if (co_ok && cur.kk < b.K) {
-      TCONV3D_IGEMM_LOAD_HOOK('w', index_t(co_off + cur.off));
       v = wb[index_t(co_off + cur.off)];
     }
     put_bits(words, e, v);
@@ -504,7 +494,7 @@ TCONV3D_HOST_DEVICE uint32_t tf32_bits(uint32_t u) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   return __float_as_uint(nvcuda::wmma::__float_to_tf32(__uint_as_float(u)));
 #else
-  return u;  // host emulation: plain fp32
+  return u;  // host compilation pass: never executed
 #endif
 }
 

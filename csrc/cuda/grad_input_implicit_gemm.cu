@@ -52,12 +52,6 @@
 namespace tconv3d::cuda {
 namespace gi_igemm {
 
-// Test hook: host emulation defines it to bounds-check every global load
-// (kind 'g' for grad_output or 'w', element offset).  Empty in the build.
-#ifndef TCONV3D_GI_IGEMM_LOAD_HOOK
-#define TCONV3D_GI_IGEMM_LOAD_HOOK(kind, offset)
-#endif
-
 constexpr int kTh = 256;  // threads per block
 constexpr int kBM = 128;  // rows (grad_input voxels) per block
 constexpr int kBN = 64;   // input channels per block
@@ -420,8 +414,6 @@ TCONV3D_HOST_DEVICE void load_a(const BlockCtx<index_t>& b, const scalar_t* __re
     for (int r = 0; r < T::A_ROWS; ++r) {
       uint4 v = make_uint4(0u, 0u, 0u, 0u);
       if (kok && a_in_bounds(b, rows[r], cur)) {
-        TCONV3D_GI_IGEMM_LOAD_HOOK('g', index_t(rows[r].off + cur.off));
-        TCONV3D_GI_IGEMM_LOAD_HOOK('g', index_t(rows[r].off + cur.off) + T::VEC - 1);
         v = *reinterpret_cast<const uint4*>(gy + index_t(rows[r].off + cur.off));
       }
       words[r * 4 + 0] = v.x;
@@ -439,7 +431,6 @@ TCONV3D_HOST_DEVICE void load_a(const BlockCtx<index_t>& b, const scalar_t* __re
       for (int r = 0; r < T::A_ROWS; ++r) {
         bits_t v = 0;
         if (kok && a_in_bounds(b, rows[r], cur)) {
-          TCONV3D_GI_IGEMM_LOAD_HOOK('g', index_t(rows[r].off + cur.off));
           v = gb[index_t(rows[r].off + cur.off)];
         }
         put_bits(words + r * T::A_WORDS_PER_ROW, e, v);
@@ -467,7 +458,6 @@ TCONV3D_HOST_DEVICE void load_b(const BlockCtx<index_t>& b, const scalar_t* __re
   for (int e = 0; e < T::B_RUN; ++e) {
     bits_t v = 0;
     if (kok && e < ci_count) {
-      TCONV3D_GI_IGEMM_LOAD_HOOK('w', ci_off + cur.off);
       v = wb[ci_off + cur.off];
     }
     put_bits(words, e, v);
@@ -489,7 +479,7 @@ TCONV3D_HOST_DEVICE uint32_t tf32_bits(uint32_t u) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   return __float_as_uint(nvcuda::wmma::__float_to_tf32(__uint_as_float(u)));
 #else
-  return u;  // host emulation: plain fp32
+  return u;  // host compilation pass: never executed
 #endif
 }
 
