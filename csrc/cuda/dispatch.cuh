@@ -4,7 +4,6 @@
 #include <cstdint>
 
 #include <cuda_bf16.h>
-#include <cuda_runtime_api.h>
 #include <cuda_fp16.h>
 
 #include "../params.h"
@@ -38,20 +37,6 @@ void dispatch_index(bool wide, F&& f) {
   } else {
     f(int32_t{});
   }
-}
-
-// Tensor-core kernels have a body only when compiled for sm_80+ (PTX/JIT
-// included): true when `kernel` has one and the current device can run it.
-template <typename Kernel>
-bool tensor_core_kernel_runs_here(Kernel* kernel) {
-  cudaFuncAttributes attr{};
-  int dev = 0, major = 0;
-  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess || cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-    cudaGetLastError();  // clear it, or the next launch check would report it
-    return false;
-  }
-  return major >= 8 && attr.ptxVersion >= 80;
 }
 
 constexpr int kThreads = 256;

@@ -756,8 +756,21 @@ void launch_typed(const ConvTranspose3dParams& p, const LaunchConfig& cfg, const
   });
 }
 
+// The kernel body exists only when compiled for sm_80+ (PTX/JIT included).
 inline bool kernel_built_for_device() {
-  return tensor_core_kernel_runs_here(forward_igemm_kernel<__half, int32_t, kAModeRows>);
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, forward_igemm_kernel<__half, int32_t, kAModeRows>) !=
+      cudaSuccess) {
+    cudaGetLastError();  // clear
+    return false;
+  }
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major >= 8 && attr.ptxVersion >= 80;
 }
 
 }  // namespace igemm

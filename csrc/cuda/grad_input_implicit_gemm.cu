@@ -757,8 +757,21 @@ void launch_typed(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
   });
 }
 
+// The kernel body exists only when compiled for sm_80+ (PTX/JIT included).
 inline bool kernel_built_for_device() {
-  return tensor_core_kernel_runs_here(grad_input_igemm_kernel<__half, int32_t, kAModeRows>);
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, grad_input_igemm_kernel<__half, int32_t, kAModeRows>) !=
+      cudaSuccess) {
+    cudaGetLastError();  // clear
+    return false;
+  }
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major >= 8 && attr.ptxVersion >= 80;
 }
 
 }  // namespace gi_igemm

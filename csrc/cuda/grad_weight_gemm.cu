@@ -330,8 +330,21 @@ void launch_tiles(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t s
   }
 }
 
+// The kernel body exists only when compiled for sm_80+ (PTX/JIT included).
 inline bool kernel_built_for_device() {
-  return tensor_core_kernel_runs_here(grad_weight_gemm_kernel<__half, int32_t, 64, 64>);
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, grad_weight_gemm_kernel<__half, int32_t, 64, 64>) !=
+      cudaSuccess) {
+    cudaGetLastError();  // clear
+    return false;
+  }
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major >= 8 && attr.ptxVersion >= 80;
 }
 
 // Grid fits one dimension; per-tap row counts fit the 32-bit row bookkeeping
