@@ -95,9 +95,11 @@ def _(grad_output):
 
 
 # ---------------------------------------------------------------- autograd formulas
-def _geometry(inputs, first):
-    """(stride, padding, output_padding, groups, dilation) from an op's inputs."""
-    return tuple(inputs[first:first + 5])
+def save_tensors_and_geometry(ctx, inputs, output):
+    """setup_context of forward, grad_input and grad_weight alike: each takes two
+    tensors, one size list, then (stride, padding, output_padding, groups, dilation)."""
+    ctx.save_for_backward(inputs[0], inputs[1])
+    ctx.geometry = tuple(inputs[3:8])
 
 
 def conv_transpose3d_backward(grad_output: Tensor, input: Tensor, weight: Tensor, geometry,
@@ -113,22 +115,11 @@ def conv_transpose3d_backward(grad_output: Tensor, input: Tensor, weight: Tensor
     return gx, gw, gb
 
 
-def forward_setup_context(ctx, inputs, output):
-    input, weight = inputs[0], inputs[1]
-    ctx.save_for_backward(input, weight)
-    ctx.geometry = _geometry(inputs, 3)
-
-
 def forward_backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
     grads = conv_transpose3d_backward(grad_output, input, weight, ctx.geometry,
                                       ctx.needs_input_grad)
     return (*grads, None, None, None, None, None)
-
-
-def _grad_input_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[0], inputs[1])
-    ctx.geometry = _geometry(inputs, 3)
 
 
 def _grad_input_backward(ctx, ggx):
@@ -139,11 +130,6 @@ def _grad_input_backward(ctx, ggx):
     if ctx.needs_input_grad[1]:
         d_w = grad_weight(grad_output, ggx, list(weight.shape), *ctx.geometry)
     return d_gy, d_w, None, None, None, None, None, None
-
-
-def _grad_weight_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[0], inputs[1])
-    ctx.geometry = _geometry(inputs, 3)
 
 
 def _grad_weight_backward(ctx, ggw):
@@ -166,7 +152,7 @@ def _grad_bias_backward(ctx, ggb):
     return ggb.reshape(view).expand(shape)
 
 
-forward.register_autograd(forward_backward, setup_context=forward_setup_context)
-grad_input.register_autograd(_grad_input_backward, setup_context=_grad_input_setup)
-grad_weight.register_autograd(_grad_weight_backward, setup_context=_grad_weight_setup)
+forward.register_autograd(forward_backward, setup_context=save_tensors_and_geometry)
+grad_input.register_autograd(_grad_input_backward, setup_context=save_tensors_and_geometry)
+grad_weight.register_autograd(_grad_weight_backward, setup_context=save_tensors_and_geometry)
 grad_bias.register_autograd(_grad_bias_backward, setup_context=_grad_bias_setup)

@@ -27,7 +27,7 @@ class ConvTranspose3dFunction(torch.autograd.Function):
         return _ops.forward(input, weight, bias, stride, padding, output_padding, groups, dilation)
 
     # The same context and formula as the forward op's registered autograd.
-    setup_context = staticmethod(_ops.forward_setup_context)
+    setup_context = staticmethod(_ops.save_tensors_and_geometry)
     backward = staticmethod(_ops.forward_backward)
 
 

@@ -31,6 +31,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include "expect_error.h"
 #include "ops.h"
 #include "problem.h"
 
@@ -468,18 +469,7 @@ TEST(Params, StridesAndAxesFromTensors) {
   }
 }
 
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.msg();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected c10::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected c10::Error, nothing was thrown";
-  return "";
-}
+using test_support::error_message;
 
 #define EXPECT_REJECTED(statement, needle)                                              \
   do {                                                                                  \

@@ -90,36 +90,23 @@ int64_t check_axis(const AxisConfig& c) {
     }
   }
 
-  for (int64_t o = 0; o < O; ++o) {
-    const TapRun r = forward_taps(ax, o);
-    const std::string where = cfg + " forward_taps(o=" + std::to_string(o) + ")";
-    const PairSet got = pairs_of(r, where);
-    EXPECT_EQ(got, by_output[o]) << where << ": got " << describe(got) << ", expected "
-                                 << describe(by_output[o]);
-    if (by_output[o].empty()) {
-      EXPECT_EQ(r.count, 0) << where;
+  // Each query function must yield exactly its brute-force set of pairs.
+  const auto check_query = [&](const char* name, const char* arg, int64_t count,
+                               const std::vector<PairSet>& expected, auto query) {
+    for (int64_t v = 0; v < count; ++v) {
+      const TapRun r = query(ax, v);
+      const std::string where = cfg + " " + name + "(" + arg + "=" + std::to_string(v) + ")";
+      const PairSet got = pairs_of(r, where);
+      EXPECT_EQ(got, expected[v]) << where << ": got " << describe(got) << ", expected "
+                                  << describe(expected[v]);
+      if (expected[v].empty()) {
+        EXPECT_EQ(r.count, 0) << where;
+      }
     }
-  }
-  for (int64_t i = 0; i < c.in; ++i) {
-    const TapRun r = grad_input_taps(ax, i);
-    const std::string where = cfg + " grad_input_taps(i=" + std::to_string(i) + ")";
-    const PairSet got = pairs_of(r, where);
-    EXPECT_EQ(got, by_input[i]) << where << ": got " << describe(got) << ", expected "
-                                << describe(by_input[i]);
-    if (by_input[i].empty()) {
-      EXPECT_EQ(r.count, 0) << where;
-    }
-  }
-  for (int64_t k = 0; k < c.kernel; ++k) {
-    const TapRun r = grad_weight_positions(ax, k);
-    const std::string where = cfg + " grad_weight_positions(k=" + std::to_string(k) + ")";
-    const PairSet got = pairs_of(r, where);
-    EXPECT_EQ(got, by_tap[k]) << where << ": got " << describe(got) << ", expected "
-                              << describe(by_tap[k]);
-    if (by_tap[k].empty()) {
-      EXPECT_EQ(r.count, 0) << where;
-    }
-  }
+  };
+  check_query("forward_taps", "o", O, by_output, forward_taps);
+  check_query("grad_input_taps", "i", c.in, by_input, grad_input_taps);
+  check_query("grad_weight_positions", "k", c.kernel, by_tap, grad_weight_positions);
   return connections;
 }
 

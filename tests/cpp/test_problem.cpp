@@ -12,6 +12,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "expect_error.h"
 #include "problem.h"
 
 namespace tconv3d {
@@ -35,19 +36,7 @@ struct Args {
   }
 };
 
-// The message of the c10::Error `f` throws; "" (and a test failure) otherwise.
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.msg();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected c10::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected c10::Error, nothing was thrown";
-  return "";
-}
+using test_support::error_message;
 
 // The arguments must be rejected with a c10::Error whose message contains `needle`.
 void expect_rejected(const Args& args, const std::string& needle) {

@@ -22,24 +22,15 @@ def inputs(device):
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("name", list(GEOMETRIES))
-def test_gradcheck(name, device):
+@pytest.mark.parametrize("check", [torch.autograd.gradcheck, torch.autograd.gradgradcheck],
+                         ids=["gradcheck", "gradgradcheck"])
+def test_numerical_gradients(check, name, device):
     x, w, b = inputs(device)
     geometry = dict(GEOMETRIES[name])
     if geometry.get("groups", 1) == 1:
         b = b[:3].detach().requires_grad_()
     fn = lambda x, w, b: tconv3d.conv_transpose3d(x, w, b, **geometry)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x, w, b))
-
-
-@pytest.mark.parametrize("device", devices())
-@pytest.mark.parametrize("name", list(GEOMETRIES))
-def test_gradgradcheck(name, device):
-    x, w, b = inputs(device)
-    geometry = dict(GEOMETRIES[name])
-    if geometry.get("groups", 1) == 1:
-        b = b[:3].detach().requires_grad_()
-    fn = lambda x, w, b: tconv3d.conv_transpose3d(x, w, b, **geometry)  # noqa: E731
-    assert torch.autograd.gradgradcheck(fn, (x, w, b))
+    assert check(fn, (x, w, b))
 
 
 @pytest.mark.parametrize("device", devices())
