@@ -2,6 +2,8 @@
 // shared per-element sums of direct_gather.h in a fixed order.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <optional>
 
 #include <ATen/core/Tensor.h>
@@ -10,8 +12,18 @@
 
 namespace tconv3d::cpu {
 
-// Reductions (grad-weight, grad-bias) add rows in chunks of this many.
-constexpr int64_t kRowsPerChunk = 64;
+// Σ of sum_rows(begin, end) over [0, rows) in chunks of 64 rows, in order: the
+// rounding error of the long reductions (grad-weight, grad-bias) grows with
+// the chunk length plus the chunk count, not with their product.
+template <typename acc_t, typename SumRows>
+acc_t chunked_row_sum(int64_t rows, const SumRows& sum_rows) {
+  constexpr int64_t kRowsPerChunk = 64;
+  acc_t acc = 0;
+  for (int64_t begin = 0; begin < rows; begin += kRowsPerChunk) {
+    acc += sum_rows(begin, std::min(begin + kRowsPerChunk, rows));
+  }
+  return acc;
+}
 
 // Tensors are 5-D; results are preallocated and fully overwritten.
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,

@@ -1,5 +1,3 @@
-#include <algorithm>
-
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
@@ -17,11 +15,9 @@ void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     const int64_t rows = p.batch * p.axis[0].out * p.axis[1].out;
     at::parallel_for(0, p.out_channels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t co = begin; co < end; ++co) {
-        acc_t<scalar_t> acc = 0;
-        for (int64_t begin_row = 0; begin_row < rows; begin_row += kRowsPerChunk) {
-          const int64_t end_row = std::min(begin_row + kRowsPerChunk, rows);
-          acc += grad_bias_sum<scalar_t, int64_t>(p, gy, co, begin_row, end_row, 1);
-        }
+        const auto acc = chunked_row_sum<acc_t<scalar_t>>(rows, [&](int64_t b, int64_t e) {
+          return grad_bias_sum<scalar_t, int64_t>(p, gy, co, b, e, 1);
+        });
         gb[co * grad_bias.stride(0)] = from_acc<scalar_t>(acc);
       }
     });

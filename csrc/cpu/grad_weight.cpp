@@ -1,5 +1,3 @@
-#include <algorithm>
-
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
@@ -9,8 +7,7 @@
 namespace tconv3d::cpu {
 
 // One task per weight element, each summing its whole reduction in a fixed
-// order (deterministic whatever the thread count), in chunks of rows so the
-// rounding error grows with the chunk and chunk counts, not the product.
+// order: deterministic whatever the thread count.
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
@@ -25,11 +22,9 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         // Weight-shaped: (Cin, Cout/G, kD, kH, kW) unflattens like (N, C, D, H, W).
         const Index5 k = unflatten<int64_t>(linear, Co, kD, kH, kW);
         const GradWeightRows rows = grad_weight_rows(p, k);
-        acc_t<scalar_t> acc = 0;
-        for (int64_t begin_row = 0; begin_row < rows.count; begin_row += kRowsPerChunk) {
-          const int64_t end_row = std::min(begin_row + kRowsPerChunk, rows.count);
-          acc += grad_weight_sum<scalar_t, int64_t>(p, x, gy, k, rows, begin_row, end_row, 1);
-        }
+        const auto acc = chunked_row_sum<acc_t<scalar_t>>(rows.count, [&](int64_t b, int64_t e) {
+          return grad_weight_sum<scalar_t, int64_t>(p, x, gy, k, rows, b, e, 1);
+        });
         gw[offset_of<int64_t>(p.weight, k)] = from_acc<scalar_t>(acc);
       }
     });
