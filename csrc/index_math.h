@@ -147,4 +147,58 @@ TCONV3D_HOST_DEVICE Run grad_weight_positions(const Axis& ax, int64_t k) {
   return r;
 }
 
+// One spatial axis of an implicit GEMM that gathers rows from a source tensor.
+// GEMM row j (0 ≤ j < rows) and tap t (0 ≤ t < taps) read source position
+//
+//     src = j·src_per_row + src_origin + t·src_per_tap   (nothing where src ∉ [0, src_extent))
+//
+// through weight tap k = k_origin + t·k_per_tap, and the row's sum lands at
+// destination position dst = j·dst_per_row + dst_origin.  The tensor-core
+// kernels run the forward (one GEMM per stride phase) and grad-input as such
+// GEMMs; the functions below are the only places their geometry is derived.
+struct GemmAxis {
+  int64_t rows, taps;
+  int64_t src_extent, src_per_row, src_origin, src_per_tap;
+  int64_t k_origin, k_per_tap;
+  int64_t dst_per_row, dst_origin;
+};
+
+// Forward, phase r = o mod s: outputs o = r + s·j receive taps k = k0 + t·s'
+// from inputs i = j + base − t·d' (see phase_first_tap).  A phase that no tap
+// reaches has taps = 0: its outputs are bias only.
+TCONV3D_HOST_DEVICE GemmAxis forward_phase_axis(const Axis& ax, int64_t r) {
+  GemmAxis g{};
+  g.rows = r < ax.out ? (ax.out - 1 - r) / ax.stride + 1 : 0;
+  g.src_extent = ax.in;
+  g.src_per_row = 1;
+  g.src_per_tap = -ax.in_step;
+  g.k_per_tap = ax.tap_step;
+  g.dst_per_row = ax.stride;
+  g.dst_origin = r;
+  const int64_t k0 = phase_first_tap(ax, r);
+  if (k0 >= 0 && k0 < ax.kernel) {
+    g.taps = (ax.kernel - 1 - k0) / ax.tap_step + 1;
+    g.k_origin = k0;
+    g.src_origin = (r + ax.padding - k0 * ax.dilation) / ax.stride;  // exact
+  }
+  return g;
+}
+
+// Grad-input: gx at input position i gathers grad_output at o = i·s − p + k·d
+// over every tap k (an ordinary strided convolution).
+TCONV3D_HOST_DEVICE GemmAxis grad_input_axis(const Axis& ax) {
+  GemmAxis g{};
+  g.rows = ax.in;
+  g.taps = ax.kernel;
+  g.src_extent = ax.out;
+  g.src_per_row = ax.stride;
+  g.src_origin = -ax.padding;
+  g.src_per_tap = ax.dilation;
+  g.k_origin = 0;
+  g.k_per_tap = 1;
+  g.dst_per_row = 1;
+  g.dst_origin = 0;
+  return g;
+}
+
 }  // namespace tconv3d

@@ -107,6 +107,40 @@ int64_t check_axis(const AxisConfig& c) {
   check_query("forward_taps", "o", O, by_output, forward_taps);
   check_query("grad_input_taps", "i", c.in, by_input, grad_input_taps);
   check_query("grad_weight_positions", "k", c.kernel, by_tap, grad_weight_positions);
+
+  // The implicit-GEMM geometries: rows × taps, filtered by the source extent,
+  // must visit exactly the relation's pairs, each destination once per pass.
+  const auto gemm_pairs = [&](const GemmAxis& g, std::vector<PairSet>& got,
+                              std::vector<int>& row_hits, const std::string& where) {
+    for (int64_t j = 0; j < g.rows; ++j) {
+      const int64_t dst = j * g.dst_per_row + g.dst_origin;
+      ASSERT_TRUE(dst >= 0 && dst < static_cast<int64_t>(got.size())) << where << " row " << j;
+      ++row_hits[dst];
+      for (int64_t t = 0; t < g.taps; ++t) {
+        const int64_t src = j * g.src_per_row + g.src_origin + t * g.src_per_tap;
+        const int64_t k = g.k_origin + t * g.k_per_tap;
+        ASSERT_TRUE(k >= 0 && k < c.kernel) << where << " row " << j << " tap " << t;
+        if (src < 0 || src >= g.src_extent) continue;
+        EXPECT_TRUE(got[dst].insert({k, src}).second) << where << " pair visited twice";
+      }
+    }
+  };
+  std::vector<PairSet> fwd(O);
+  std::vector<int> fwd_rows(O, 0);
+  for (int64_t r = 0; r < c.stride; ++r) {
+    const GemmAxis g = forward_phase_axis(ax, r);
+    EXPECT_EQ(g.src_extent, c.in);
+    gemm_pairs(g, fwd, fwd_rows, cfg + " forward_phase_axis(r=" + std::to_string(r) + ")");
+  }
+  EXPECT_EQ(fwd, by_output) << cfg << " forward_phase_axis";
+  EXPECT_EQ(fwd_rows, std::vector<int>(O, 1)) << cfg << " forward phases must tile the output";
+  std::vector<PairSet> gin(c.in);
+  std::vector<int> gin_rows(c.in, 0);
+  const GemmAxis gi = grad_input_axis(ax);
+  EXPECT_EQ(gi.src_extent, O);
+  gemm_pairs(gi, gin, gin_rows, cfg + " grad_input_axis");
+  EXPECT_EQ(gin, by_input) << cfg << " grad_input_axis";
+  EXPECT_EQ(gin_rows, std::vector<int>(c.in, 1)) << cfg << " grad-input rows must tile the input";
   return connections;
 }
 
