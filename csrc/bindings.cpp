@@ -1,5 +1,8 @@
 // tconv3d._C: the op entry points, wrapped as torch.library custom ops in
 // python/tconv3d/_ops.py.
+#include <map>
+#include <string>
+
 #include <torch/extension.h>
 
 #include "ops.h"
@@ -55,6 +58,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                                               : KernelPolicy::TensorCore);
       },
       "test hook: which CUDA kernels the passes may use");
+  m.def(
+      "_last_cuda_kernels",
+      [] {
+        std::map<std::string, std::string> k;
+        k["forward"] = tconv3d::cuda::last_kernel(0);
+        k["grad_input"] = tconv3d::cuda::last_kernel(1);
+        k["grad_weight"] = tconv3d::cuda::last_kernel(2);
+        return k;
+      },
+      "test hook: the kernel family each pass last launched on CUDA");
 #else
   m.attr("with_cuda") = false;
 #endif

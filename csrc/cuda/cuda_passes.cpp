@@ -12,16 +12,17 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../problem.h"
-#include "forward_implicit_gemm.h"
-#include "grad_input_implicit_gemm.h"
 #include "grad_weight_gemm.h"
 #include "launch.h"
+#include "tensor_core_gemm.h"
 
 namespace tconv3d::cuda {
 namespace {
 
 std::atomic<bool> g_force_wide_index{false};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
+// Last kernel family per pass (forward, grad-input, grad-weight), for tests.
+std::atomic<const char*> g_last_kernel[3] = {"none", "none", "none"};
 constexpr int64_t kMinTensorCoreChannels = 8;
 
 // TF32 follows the switch that governs torch's own convolutions.
@@ -72,40 +73,100 @@ at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& l
   return at::empty({splits * numel}, like.options().dtype(acc_type));
 }
 
+
+int64_t padded_channels(int64_t channels, ScalarKind dtype) {
+  const int64_t vec = tensor_core_channel_multiple(dtype);
+  return (channels + vec - 1) / vec * vec;
+}
+
+// The GEMM source: each group's channels contiguous, padded with zeros to
+// whole 16-byte pieces.  Channels-last tensors whose strides and address are
+// 16-byte multiples are read in place; anything else is copied once into
+// [N, D, H, W, G, padded] (extra memory: that copy, reported in RESULTS.md).
+struct GemmSource {
+  at::Tensor tensor;
+  int64_t n, d, h, w;  // element strides
+};
+
+GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
+  const int64_t per_group = t.size(1) / groups;
+  const int64_t vec = 16 / static_cast<int64_t>(t.element_size());
+  const bool in_place = padded == per_group && t.stride(1) == 1 && t.stride(0) % vec == 0 &&
+                        t.stride(2) % vec == 0 && t.stride(3) % vec == 0 &&
+                        t.stride(4) % vec == 0 &&
+                        reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
+  if (in_place) return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
+  const at::Tensor v = t.unflatten(1, {groups, per_group}).permute({0, 3, 4, 5, 1, 2});
+  const at::Tensor c = padded > per_group ? at::constant_pad_nd(v, {0, padded - per_group}).contiguous()
+                                          : v.contiguous();
+  return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
+}
+
+// [G·Cin/G, Cout/G, kD, kH, kW] → [G][kD·kH·kW][columns][channels], channels
+// (the GEMM's K side) zero-padded: forward columns = Cout/G, grad-input Cin/G.
+at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, int64_t padded) {
+  const at::Tensor v = w.unflatten(0, {groups, w.size(0) / groups}).flatten(3);
+  const at::Tensor p = pass == GatherPass::Forward ? v.permute({0, 3, 2, 1}) : v.permute({0, 3, 1, 2});
+  const int64_t channels = p.size(3);
+  return padded > channels ? at::constant_pad_nd(p, {0, padded - channels}).contiguous()
+                           : p.contiguous();
+}
 }  // namespace
 
 void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
 
 void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 
+const char* last_kernel(int pass) { return g_last_kernel[pass].load(); }
+
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor b = bias.value_or(at::Tensor());
-  const LaunchConfig cfg = config_for(input, {input, weight, b, output});
   const void* bias_ptr = b.defined() ? b.const_data_ptr() : nullptr;
-  if (may_use_tensor_cores(p) && forward_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
-    C10_CUDA_CHECK(launch_forward_implicit_gemm(p, cfg, input.const_data_ptr(),
-                                                weight.const_data_ptr(), bias_ptr,
-                                                output.mutable_data_ptr()));
+  const ScalarKind dtype = scalar_kind(input.scalar_type());
+  if (may_use_tensor_cores(p) &&
+      tensor_core_gemm_supports(p, GatherPass::Forward, dtype, tf32_allowed())) {
+    const int64_t padded = padded_channels(p.in_per_group, dtype);
+    const GemmSource source = gemm_source(input, p.groups, padded);
+    const at::Tensor packed = packed_weight(weight, p.groups, GatherPass::Forward, padded);
+    const LaunchConfig cfg = config_for(input, {source.tensor, packed, b, output});
+    const TensorCoreGemmOperands ops{GatherPass::Forward, source.tensor.const_data_ptr(),
+                                     source.n, source.d, source.h, source.w, padded,
+                                     packed.const_data_ptr(), p.out_per_group, bias_ptr,
+                                     output.mutable_data_ptr()};
+    C10_CUDA_CHECK(launch_tensor_core_gemm(p, cfg, ops));
+    g_last_kernel[0] = "tensor_core_gemm";
     return;
   }
+  const LaunchConfig cfg = config_for(input, {input, weight, b, output});
   C10_CUDA_CHECK(launch_forward_gather(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
                                        bias_ptr, output.mutable_data_ptr()));
+  g_last_kernel[0] = "forward_gather";
 }
 
 void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                 const at::Tensor& weight, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
-  if (may_use_tensor_cores(p) && grad_input_implicit_gemm_supports(p, cfg.dtype, tf32_allowed())) {
-    C10_CUDA_CHECK(launch_grad_input_implicit_gemm(p, cfg, grad_output.const_data_ptr(),
-                                                   weight.const_data_ptr(),
-                                                   grad_input.mutable_data_ptr()));
+  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  if (may_use_tensor_cores(p) &&
+      tensor_core_gemm_supports(p, GatherPass::GradInput, dtype, tf32_allowed())) {
+    const int64_t padded = padded_channels(p.out_per_group, dtype);
+    const GemmSource source = gemm_source(grad_output, p.groups, padded);
+    const at::Tensor packed = packed_weight(weight, p.groups, GatherPass::GradInput, padded);
+    const LaunchConfig cfg = config_for(grad_output, {source.tensor, packed, grad_input});
+    const TensorCoreGemmOperands ops{GatherPass::GradInput, source.tensor.const_data_ptr(),
+                                     source.n, source.d, source.h, source.w, padded,
+                                     packed.const_data_ptr(), p.in_per_group, nullptr,
+                                     grad_input.mutable_data_ptr()};
+    C10_CUDA_CHECK(launch_tensor_core_gemm(p, cfg, ops));
+    g_last_kernel[1] = "tensor_core_gemm";
     return;
   }
+  const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
   C10_CUDA_CHECK(launch_grad_input_gather(p, cfg, grad_output.const_data_ptr(),
                                           weight.const_data_ptr(), grad_input.mutable_data_ptr()));
+  g_last_kernel[1] = "grad_input_gather";
 }
 
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
@@ -119,6 +180,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     C10_CUDA_CHECK(launch_grad_weight_gemm(
         p, cfg, input.const_data_ptr(), grad_output.const_data_ptr(),
         grad_weight.mutable_data_ptr(), partials.defined() ? partials.data_ptr<float>() : nullptr));
+    g_last_kernel[2] = "grad_weight_gemm";
     return;
   }
   const at::Tensor workspace =
@@ -126,6 +188,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   C10_CUDA_CHECK(launch_grad_weight_reduce(
       p, cfg, input.const_data_ptr(), grad_output.const_data_ptr(),
       grad_weight.mutable_data_ptr(), workspace.defined() ? workspace.mutable_data_ptr() : nullptr));
+  g_last_kernel[2] = "grad_weight_reduce";
 }
 
 void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,

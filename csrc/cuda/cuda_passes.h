@@ -25,5 +25,8 @@ void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
 void set_force_wide_index(bool on);
 enum class KernelPolicy { Auto, Gather, TensorCore };
 void set_kernel_policy(KernelPolicy policy);
+// Kernel family the last CUDA call of a pass launched: 0 forward, 1 grad-input,
+// 2 grad-weight.
+const char* last_kernel(int pass);
 
 }  // namespace tconv3d::cuda

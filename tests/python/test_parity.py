@@ -116,6 +116,15 @@ def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
     dtype = {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels() == EXPECTED_KERNELS[kernel_policy]
+
+
+EXPECTED_KERNELS = {
+    "gather": {"forward": "forward_gather", "grad_input": "grad_input_gather",
+               "grad_weight": "grad_weight_reduce"},
+    "tensor_core": {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
+                    "grad_weight": "grad_weight_gemm"},
+}
 
 
 @pytest.mark.parametrize("device", devices())

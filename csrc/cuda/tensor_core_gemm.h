@@ -1,0 +1,49 @@
+// The tensor-core kernel of the two gather passes, forward and grad-input:
+// an implicit GEMM over a channels-last source through a pre-packed weight
+// (DESIGN.md §3; geometry in index_math.h, forward_phase_axis and
+// grad_input_axis).  cuda_passes.cpp prepares the operands with ATen.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "../params.h"
+#include "launch.h"
+
+namespace tconv3d::cuda {
+
+enum class GatherPass { Forward, GradInput };
+
+// What the kernel reads and writes.
+//  source: forward x, grad-input grad_output.  Channel c of group g sits at
+//    element g·channels + c of a position, contiguous (channel stride 1), with
+//    `channels` a multiple of tensor_core_channel_multiple; source_n/d/h/w
+//    are element strides, all multiples of it, the pointer 16-byte aligned.
+//  packed_weight: [G][kD·kH·kW][columns][channels] contiguous, channels
+//    zero-padded: (forward) columns = Cout/G over channels = Cin/G,
+//    (grad-input) columns = Cin/G over channels = Cout/G.
+//  dest: forward y (strides p.output), grad-input grad_input (p.input).
+struct TensorCoreGemmOperands {
+  GatherPass pass;
+  const void* source;
+  int64_t source_n, source_d, source_h, source_w;
+  int64_t channels;
+  const void* packed_weight;
+  int64_t columns;
+  const void* bias;  // forward only; nullptr for none
+  void* dest;
+};
+
+// Elements per 16 bytes: the source channels and strides must be multiples.
+int64_t tensor_core_channel_multiple(ScalarKind dtype);
+
+// fp16/bf16, fp32 only when TF32 is allowed; shapes within the kernel's
+// 32-bit position and grid limits; a device of sm_80 or newer.
+bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
+                               bool allow_tf32);
+
+cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                    const TensorCoreGemmOperands& ops);
+
+}  // namespace tconv3d::cuda
