@@ -1,5 +1,5 @@
-// tconv3d._C: the op entry points, wrapped as torch.library custom ops in
-// python/tconv3d/_ops.py.
+// tconv3d._C: the extension module.  Loading it registers the operators
+// (op_registration.cpp); pybind11 adds the shape helper and the test hooks.
 #include <map>
 #include <string>
 
@@ -26,17 +26,6 @@ std::vector<int64_t> output_shape(std::vector<int64_t> input_size, std::vector<i
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "tconv3d: 3-D transposed convolution kernels (forward, grad-input, grad-weight, grad-bias)";
-  m.def("forward", &tconv3d::forward, "y = conv_transpose3d(input, weight, bias, ...)",
-        py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"),
-        py::arg("padding"), py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
-  m.def("grad_input", &tconv3d::grad_input, "gradient with respect to the input",
-        py::arg("grad_output"), py::arg("weight"), py::arg("input_size"), py::arg("stride"),
-        py::arg("padding"), py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
-  m.def("grad_weight", &tconv3d::grad_weight, "gradient with respect to the weight",
-        py::arg("grad_output"), py::arg("input"), py::arg("weight_size"), py::arg("stride"),
-        py::arg("padding"), py::arg("output_padding"), py::arg("groups"), py::arg("dilation"));
-  m.def("grad_bias", &tconv3d::grad_bias, "gradient with respect to the bias",
-        py::arg("grad_output"));
   m.def("output_shape", &output_shape,
         "validated output shape of conv_transpose3d for the given input and weight shapes",
         py::arg("input_size"), py::arg("weight_size"), py::arg("stride"), py::arg("padding"),

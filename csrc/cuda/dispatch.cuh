@@ -1,7 +1,10 @@
 // Compile-time dispatch over storage type and index width for the launchers.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+
+#include <cuda_runtime_api.h>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -37,6 +40,33 @@ void dispatch_index(bool wide, F&& f) {
   } else {
     f(int32_t{});
   }
+}
+
+// Whether Kernel, whose body exists only in sm_80+ code, has code the current
+// device runs.  Asked once per device: the answer cannot change, and the
+// runtime queries cost host time on every call otherwise.
+template <auto Kernel>
+bool sm80_kernel_runs_here() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices];  // 0 unknown, 1 yes, -1 no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();  // clear
+    return false;
+  }
+  if (dev < 0 || dev >= kMaxDevices) return false;
+  int state = known[dev].load(std::memory_order_relaxed);
+  if (state == 0) {
+    cudaFuncAttributes attr{};
+    int major = 0;
+    const bool ok = cudaFuncGetAttributes(&attr, Kernel) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ==
+                        cudaSuccess;
+    if (!ok) cudaGetLastError();  // clear
+    state = ok && major >= 8 && attr.ptxVersion >= 80 ? 1 : -1;
+    known[dev].store(state, std::memory_order_relaxed);
+  }
+  return state > 0;
 }
 
 constexpr int kThreads = 256;

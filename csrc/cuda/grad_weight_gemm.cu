@@ -331,22 +331,6 @@ void launch_tiles(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t s
 }
 
 // The kernel body exists only when compiled for sm_80+ (PTX/JIT included).
-inline bool kernel_built_for_device() {
-  cudaFuncAttributes attr{};
-  if (cudaFuncGetAttributes(&attr, grad_weight_gemm_kernel<__half, int32_t, 64, 64>) !=
-      cudaSuccess) {
-    cudaGetLastError();  // clear
-    return false;
-  }
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major >= 8 && attr.ptxVersion >= 80;
-}
-
 // Grid fits one dimension; per-tap row counts fit the 32-bit row bookkeeping
 // of the narrow kernels (they do whenever x fits int32 offsets, but the op
 // layer picks wide_index from all tensors, so check here too).
@@ -364,7 +348,7 @@ bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
   if (!dtype_ok) return false;
   if (p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (!gw_gemm::problem_fits(p)) return false;
-  return gw_gemm::kernel_built_for_device();
+  return sm80_kernel_runs_here<gw_gemm::grad_weight_gemm_kernel<__half, int32_t, 64, 64>>();
 }
 
 int64_t grad_weight_gemm_workspace_elems(const ConvTranspose3dParams& p) {

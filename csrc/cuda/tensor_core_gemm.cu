@@ -28,6 +28,7 @@
 // 16 bytes per store when dest is channel-contiguous and aligned.
 #include "tensor_core_gemm.h"
 
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <type_traits>
@@ -519,28 +520,20 @@ inline bool problem_fits(const ConvTranspose3dParams& p, GatherPass pass, int64_
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
   auto* kernel = tensor_core_gemm_kernel<scalar_t, index_t>;
-  const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-  if (attr != cudaSuccess) return attr;
+  // Over 48 KB of dynamic shared memory needs an opt-in, once per device.
+  static std::atomic<uint64_t> opted_in{0};  // bit d: device d done
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
+  if (bit == 0 || !(opted_in.load(std::memory_order_relaxed) & bit)) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    if (err != cudaSuccess) return err;
+    opted_in.fetch_or(bit, std::memory_order_relaxed);
+  }
   const dim3 grid(static_cast<unsigned int>(s.blocks_x()), static_cast<unsigned int>(args.p.groups));
   kernel<<<grid, kThreads, kSmemBytes, stream>>>(args);
   return cudaGetLastError();
-}
-
-// The kernel body exists only when compiled for sm_80+ (PTX/JIT included).
-inline bool kernel_built_for_device() {
-  cudaFuncAttributes attr{};
-  if (cudaFuncGetAttributes(&attr, tensor_core_gemm_kernel<__half, int32_t>) != cudaSuccess) {
-    cudaGetLastError();  // clear
-    return false;
-  }
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major >= 8 && attr.ptxVersion >= 80;
 }
 
 inline bool multiple_of(int64_t v, int64_t m) { return v % m == 0; }
@@ -557,7 +550,7 @@ bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, 
                         (dtype == ScalarKind::Float32 && allow_tf32);
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (p.batch > 0 && !tcg::problem_fits(p, pass, tensor_core_channel_multiple(dtype))) return false;
-  return tcg::kernel_built_for_device();
+  return sm80_kernel_runs_here<tcg::tensor_core_gemm_kernel<__half, int32_t>>();
 }
 
 cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

@@ -1,20 +1,22 @@
-"""The four passes as torch.library custom ops over the pybind11 module.
+"""The four passes as torch operators, torch.ops.tconv3d.{forward, grad_input,
+grad_weight, grad_bias}.
 
-Each op has a fake implementation (so torch.compile traces it without graph
-breaks) and an autograd formula written with the other ops, so derivatives of
-any order stay inside tconv3d:
-
-  y  = forward(x, w, b)       gx = grad_input(gy, w)    gw = grad_weight(gy, x)
-  d gx: gy <- forward(ggx, w),  w <- grad_weight(gy, ggx)
-  d gw: gy <- forward(x, ggw),  x <- grad_input(gy, ggw)
-  d gb: gy <- ggb broadcast
+Schemas, CPU/CUDA kernels and the autograd formulas (derivatives of any order)
+are registered in C++ (csrc/op_registration.cpp), so a call costs one trip
+through the dispatcher.  This module adds the fake implementations that let
+torch.compile trace the ops without graph breaks.
 """
-from typing import List, Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from . import _C
+from . import _C  # noqa: F401  (loading the extension registers the operators)
+
+forward = torch.ops.tconv3d.forward
+grad_input = torch.ops.tconv3d.grad_input
+grad_weight = torch.ops.tconv3d.grad_weight
+grad_bias = torch.ops.tconv3d.grad_bias
 
 
 def transposed_output_extent(size, kernel, stride, padding, dilation, output_padding):
@@ -36,15 +38,8 @@ def _empty_like_format(shape: Sequence, format_source: Tensor) -> Tensor:
     return out if batched else out.squeeze(0)
 
 
-# ---------------------------------------------------------------- forward
-@torch.library.custom_op("tconv3d::forward", mutates_args=())
-def forward(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int],
-            padding: List[int], output_padding: List[int], groups: int,
-            dilation: List[int]) -> Tensor:
-    return _C.forward(input, weight, bias, stride, padding, output_padding, groups, dilation)
-
-
-@forward.register_fake
+# ---------------------------------------------------------------- fakes
+@torch.library.register_fake("tconv3d::forward")
 def _(input, weight, bias, stride, padding, output_padding, groups, dilation):
     spatial = [
         transposed_output_extent(input.shape[-3 + i], weight.shape[2 + i], stride[i], padding[i],
@@ -57,102 +52,16 @@ def _(input, weight, bias, stride, padding, output_padding, groups, dilation):
     return _empty_like_format(shape, input)
 
 
-# ---------------------------------------------------------------- backward passes
-@torch.library.custom_op("tconv3d::grad_input", mutates_args=())
-def grad_input(grad_output: Tensor, weight: Tensor, input_size: List[int], stride: List[int],
-               padding: List[int], output_padding: List[int], groups: int,
-               dilation: List[int]) -> Tensor:
-    return _C.grad_input(grad_output, weight, input_size, stride, padding, output_padding, groups,
-                         dilation)
-
-
-@grad_input.register_fake
+@torch.library.register_fake("tconv3d::grad_input")
 def _(grad_output, weight, input_size, stride, padding, output_padding, groups, dilation):
     return _empty_like_format(input_size, grad_output)
 
 
-@torch.library.custom_op("tconv3d::grad_weight", mutates_args=())
-def grad_weight(grad_output: Tensor, input: Tensor, weight_size: List[int], stride: List[int],
-                padding: List[int], output_padding: List[int], groups: int,
-                dilation: List[int]) -> Tensor:
-    return _C.grad_weight(grad_output, input, weight_size, stride, padding, output_padding, groups,
-                          dilation)
-
-
-@grad_weight.register_fake
+@torch.library.register_fake("tconv3d::grad_weight")
 def _(grad_output, input, weight_size, stride, padding, output_padding, groups, dilation):
     return grad_output.new_empty(weight_size)
 
 
-@torch.library.custom_op("tconv3d::grad_bias", mutates_args=())
-def grad_bias(grad_output: Tensor) -> Tensor:
-    return _C.grad_bias(grad_output)
-
-
-@grad_bias.register_fake
+@torch.library.register_fake("tconv3d::grad_bias")
 def _(grad_output):
     return grad_output.new_empty([grad_output.shape[-4]])
-
-
-# ---------------------------------------------------------------- autograd formulas
-def save_tensors_and_geometry(ctx, inputs, output):
-    """setup_context of forward, grad_input and grad_weight alike: each takes two
-    tensors, one size list, then (stride, padding, output_padding, groups, dilation)."""
-    ctx.save_for_backward(inputs[0], inputs[1])
-    ctx.geometry = tuple(inputs[3:8])
-
-
-def conv_transpose3d_backward(grad_output: Tensor, input: Tensor, weight: Tensor, geometry,
-                              needs_input_grad) -> tuple:
-    """(grad_input, grad_weight, grad_bias) of the forward op, each None unless asked for."""
-    gx = gw = gb = None
-    if needs_input_grad[0]:
-        gx = grad_input(grad_output, weight, list(input.shape), *geometry)
-    if needs_input_grad[1]:
-        gw = grad_weight(grad_output, input, list(weight.shape), *geometry)
-    if needs_input_grad[2]:
-        gb = grad_bias(grad_output)
-    return gx, gw, gb
-
-
-def forward_backward(ctx, grad_output):
-    input, weight = ctx.saved_tensors
-    grads = conv_transpose3d_backward(grad_output, input, weight, ctx.geometry,
-                                      ctx.needs_input_grad)
-    return (*grads, None, None, None, None, None)
-
-
-def _grad_input_backward(ctx, ggx):
-    grad_output, weight = ctx.saved_tensors
-    d_gy = d_w = None
-    if ctx.needs_input_grad[0]:
-        d_gy = forward(ggx, weight, None, *ctx.geometry)
-    if ctx.needs_input_grad[1]:
-        d_w = grad_weight(grad_output, ggx, list(weight.shape), *ctx.geometry)
-    return d_gy, d_w, None, None, None, None, None, None
-
-
-def _grad_weight_backward(ctx, ggw):
-    grad_output, input = ctx.saved_tensors
-    d_gy = d_x = None
-    if ctx.needs_input_grad[0]:
-        d_gy = forward(input, ggw, None, *ctx.geometry)
-    if ctx.needs_input_grad[1]:
-        d_x = grad_input(grad_output, ggw, list(input.shape), *ctx.geometry)
-    return d_gy, d_x, None, None, None, None, None, None
-
-
-def _grad_bias_setup(ctx, inputs, output):
-    ctx.grad_output_shape = inputs[0].shape
-
-
-def _grad_bias_backward(ctx, ggb):
-    shape = ctx.grad_output_shape
-    view = [-1, 1, 1, 1] if len(shape) == 4 else [1, -1, 1, 1, 1]
-    return ggb.reshape(view).expand(shape)
-
-
-forward.register_autograd(forward_backward, setup_context=save_tensors_and_geometry)
-grad_input.register_autograd(_grad_input_backward, setup_context=save_tensors_and_geometry)
-grad_weight.register_autograd(_grad_weight_backward, setup_context=save_tensors_and_geometry)
-grad_bias.register_autograd(_grad_bias_backward, setup_context=_grad_bias_setup)

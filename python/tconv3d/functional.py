@@ -18,17 +18,32 @@ def _as_list(value: IntOrTriple) -> list:
 
 
 class ConvTranspose3dFunction(torch.autograd.Function):
-    """Autograd node of the layer: the forward kernel, and in backward only the
-    gradients that ctx.needs_input_grad asks for.  Backward is itself written
-    with differentiable tconv3d ops, so double backward works."""
+    """The layer as a Python autograd.Function, for code that composes them.
+    In backward it computes only the gradients ctx.needs_input_grad asks for,
+    with the differentiable tconv3d operators, so double backward works.
+    conv_transpose3d does not go through it: the operators carry their own
+    C++ autograd, which costs less host time per call."""
 
     @staticmethod
     def forward(input, weight, bias, stride, padding, output_padding, groups, dilation):
         return _ops.forward(input, weight, bias, stride, padding, output_padding, groups, dilation)
 
-    # The same context and formula as the forward op's registered autograd.
-    setup_context = staticmethod(_ops.save_tensors_and_geometry)
-    backward = staticmethod(_ops.forward_backward)
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1])
+        ctx.geometry = tuple(inputs[3:8])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = _ops.grad_input(grad_output, weight, list(input.shape), *ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            gw = _ops.grad_weight(grad_output, input, list(weight.shape), *ctx.geometry)
+        if ctx.needs_input_grad[2]:
+            gb = _ops.grad_bias(grad_output)
+        return gx, gw, gb, None, None, None, None, None
 
 
 def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
@@ -58,6 +73,5 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     autocast_dtype = _autocast_dtype(input.device.type)
     if autocast_dtype is not None:
         input, weight, bias = (_cast_for_autocast(t, autocast_dtype) for t in (input, weight, bias))
-    return ConvTranspose3dFunction.apply(input, weight, bias, _as_list(stride), _as_list(padding),
-                                         _as_list(output_padding), int(groups),
-                                         _as_list(dilation))
+    return _ops.forward(input, weight, bias, _as_list(stride), _as_list(padding),
+                        _as_list(output_padding), int(groups), _as_list(dilation))

@@ -20,16 +20,25 @@ def inputs(device):
     return [t.requires_grad_() for t in (x, w, b)]
 
 
+def through_function(x, w, b, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """The layer through the public Python autograd.Function."""
+    triple = lambda v: list(v) if isinstance(v, tuple) else [v] * 3  # noqa: E731
+    return tconv3d.ConvTranspose3dFunction.apply(x, w, b, triple(stride), triple(padding),
+                                                 triple(output_padding), groups, triple(dilation))
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 @pytest.mark.parametrize("check", [torch.autograd.gradcheck, torch.autograd.gradgradcheck],
                          ids=["gradcheck", "gradgradcheck"])
-def test_numerical_gradients(check, name, device):
+@pytest.mark.parametrize("entry", [tconv3d.conv_transpose3d, through_function],
+                         ids=["functional", "autograd_function"])
+def test_numerical_gradients(entry, check, name, device):
     x, w, b = inputs(device)
     geometry = dict(GEOMETRIES[name])
     if geometry.get("groups", 1) == 1:
         b = b[:3].detach().requires_grad_()
-    fn = lambda x, w, b: tconv3d.conv_transpose3d(x, w, b, **geometry)  # noqa: E731
+    fn = lambda x, w, b: entry(x, w, b, **geometry)  # noqa: E731
     assert check(fn, (x, w, b))
 
 

@@ -1,0 +1,283 @@
+// The four passes as torch operators (torch.ops.tconv3d.*): schemas, the
+// CPU/CUDA kernels of ops.h, and autograd kernels written in C++.
+//
+// Autograd lives here rather than in Python because a layer that replaces
+// nn.ConvTranspose3d must not cost more host time per call than torch's own:
+// a Python autograd.Function around a Python custom op spent ~4x cuDNN's whole
+// host path per training step.  Each backward is written with the other ops
+// (called through the dispatcher, so they record graph under create_graph):
+// derivatives of any order stay inside tconv3d.
+//
+//   y  = forward(x, w, b)       gx = grad_input(gy, w)    gw = grad_weight(gy, x)
+//   d gx: gy <- forward(ggx, w),  w <- grad_weight(gy, ggx)
+//   d gw: gy <- forward(x, ggw),  x <- grad_input(gy, ggw)
+//   d gb: gy <- ggb broadcast
+//
+// Fake (meta) implementations for torch.compile are in python/tconv3d/_ops.py.
+#include <optional>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "ops.h"
+
+namespace tconv3d {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using at::IntArrayRef;
+using c10::SymIntArrayRef;
+
+// ---------------------------------------------------------------- dispatcher calls
+at::Tensor call_forward(const at::Tensor& input, const at::Tensor& weight,
+                        const std::optional<at::Tensor>& bias, IntArrayRef stride,
+                        IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+                        IntArrayRef dilation) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv3d::forward", "")
+                             .typed<decltype(forward)>();
+  return op.call(input, weight, bias, stride, padding, output_padding, groups, dilation);
+}
+
+using SizedPass = at::Tensor(const at::Tensor&, const at::Tensor&, SymIntArrayRef, IntArrayRef,
+                             IntArrayRef, IntArrayRef, int64_t, IntArrayRef);
+
+at::Tensor call_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                           SymIntArrayRef input_size, IntArrayRef stride, IntArrayRef padding,
+                           IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv3d::grad_input", "")
+                             .typed<SizedPass>();
+  return op.call(grad_output, weight, input_size, stride, padding, output_padding, groups,
+                 dilation);
+}
+
+at::Tensor call_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                            SymIntArrayRef weight_size, IntArrayRef stride, IntArrayRef padding,
+                            IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv3d::grad_weight", "")
+                             .typed<SizedPass>();
+  return op.call(grad_output, input, weight_size, stride, padding, output_padding, groups,
+                 dilation);
+}
+
+at::Tensor call_grad_bias(const at::Tensor& grad_output) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv3d::grad_bias", "")
+                             .typed<decltype(grad_bias)>();
+  return op.call(grad_output);
+}
+
+// ---------------------------------------------------------------- backend kernels
+// The sizes arrive as SymInts (the schema must take them so for symbolic
+// tracing); real kernels only ever see concrete ones.
+at::Tensor grad_input_kernel(const at::Tensor& grad_output, const at::Tensor& weight,
+                             SymIntArrayRef input_size, IntArrayRef stride, IntArrayRef padding,
+                             IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
+  return grad_input(grad_output, weight, C10_AS_INTARRAYREF_SLOW(input_size), stride, padding,
+                    output_padding, groups, dilation);
+}
+
+at::Tensor grad_weight_kernel(const at::Tensor& grad_output, const at::Tensor& input,
+                              SymIntArrayRef weight_size, IntArrayRef stride, IntArrayRef padding,
+                              IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
+  return grad_weight(grad_output, input, C10_AS_INTARRAYREF_SLOW(weight_size), stride, padding,
+                     output_padding, groups, dilation);
+}
+
+// ---------------------------------------------------------------- autograd
+// (stride, padding, output_padding, groups, dilation), saved with the context.
+struct Geometry {
+  std::vector<int64_t> stride, padding, output_padding, dilation;
+  int64_t groups;
+};
+
+void save_geometry(AutogradContext* ctx, IntArrayRef stride, IntArrayRef padding,
+                   IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
+  ctx->saved_data["stride"] = stride;
+  ctx->saved_data["padding"] = padding;
+  ctx->saved_data["output_padding"] = output_padding;
+  ctx->saved_data["groups"] = groups;
+  ctx->saved_data["dilation"] = dilation;
+}
+
+Geometry geometry_of(AutogradContext* ctx) {
+  return {ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
+          ctx->saved_data["output_padding"].toIntVector(),
+          ctx->saved_data["dilation"].toIntVector(), ctx->saved_data["groups"].toInt()};
+}
+
+#define TCONV3D_GEOMETRY(g) g.stride, g.padding, g.output_padding, g.groups, g.dilation
+
+class ForwardFunction : public torch::autograd::Function<ForwardFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                            IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                            int64_t groups, IntArrayRef dilation) {
+    ctx->save_for_backward({input, weight});
+    save_geometry(ctx, stride, padding, output_padding, groups, dilation);
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_forward(input, weight, bias, stride, padding, output_padding, groups, dilation);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &input = saved[0], &weight = saved[1], &gy = grads[0];
+    const Geometry g = geometry_of(ctx);
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      gx = call_grad_input(gy, weight, input.sym_sizes(), TCONV3D_GEOMETRY(g));
+    }
+    if (ctx->needs_input_grad(1)) {
+      gw = call_grad_weight(gy, input, weight.sym_sizes(), TCONV3D_GEOMETRY(g));
+    }
+    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) {
+      gb = call_grad_bias(gy);
+    }
+    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+class GradInputFunction : public torch::autograd::Function<GradInputFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                            const at::Tensor& weight, SymIntArrayRef input_size,
+                            IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                            int64_t groups, IntArrayRef dilation) {
+    ctx->save_for_backward({grad_output, weight});
+    save_geometry(ctx, stride, padding, output_padding, groups, dilation);
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_grad_input(grad_output, weight, input_size, stride, padding, output_padding,
+                           groups, dilation);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &gy = saved[0], &weight = saved[1], &ggx = grads[0];
+    const Geometry g = geometry_of(ctx);
+    at::Tensor d_gy, d_weight;
+    if (ctx->needs_input_grad(0)) d_gy = call_forward(ggx, weight, std::nullopt, TCONV3D_GEOMETRY(g));
+    if (ctx->needs_input_grad(1)) {
+      d_weight = call_grad_weight(gy, ggx, weight.sym_sizes(), TCONV3D_GEOMETRY(g));
+    }
+    return {d_gy, d_weight, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+class GradWeightFunction : public torch::autograd::Function<GradWeightFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                            const at::Tensor& input, SymIntArrayRef weight_size,
+                            IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                            int64_t groups, IntArrayRef dilation) {
+    ctx->save_for_backward({grad_output, input});
+    save_geometry(ctx, stride, padding, output_padding, groups, dilation);
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_grad_weight(grad_output, input, weight_size, stride, padding, output_padding,
+                            groups, dilation);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &gy = saved[0], &input = saved[1], &ggw = grads[0];
+    const Geometry g = geometry_of(ctx);
+    at::Tensor d_gy, d_input;
+    if (ctx->needs_input_grad(0)) d_gy = call_forward(input, ggw, std::nullopt, TCONV3D_GEOMETRY(g));
+    if (ctx->needs_input_grad(1)) {
+      d_input = call_grad_input(gy, ggw, input.sym_sizes(), TCONV3D_GEOMETRY(g));
+    }
+    return {d_gy, d_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+class GradBiasFunction : public torch::autograd::Function<GradBiasFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output) {
+    ctx->saved_data["shape"] = grad_output.sym_sizes();
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_grad_bias(grad_output);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const std::vector<c10::SymInt> shape = ctx->saved_data["shape"].toSymIntVector();
+    // Channels are dimension 0 unbatched, 1 batched.
+    std::vector<c10::SymInt> view(shape.size(), c10::SymInt(1));
+    view[shape.size() == 4 ? 0 : 1] = c10::SymInt(-1);
+    return {grads[0].reshape_symint(view).expand_symint(shape)};
+  }
+};
+
+#undef TCONV3D_GEOMETRY
+
+at::Tensor forward_autograd(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, IntArrayRef stride,
+                            IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+                            IntArrayRef dilation) {
+  return ForwardFunction::apply(input, weight, bias, stride, padding, output_padding, groups,
+                                dilation);
+}
+
+at::Tensor grad_input_autograd(const at::Tensor& grad_output, const at::Tensor& weight,
+                               SymIntArrayRef input_size, IntArrayRef stride, IntArrayRef padding,
+                               IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
+  return GradInputFunction::apply(grad_output, weight, input_size, stride, padding,
+                                  output_padding, groups, dilation);
+}
+
+at::Tensor grad_weight_autograd(const at::Tensor& grad_output, const at::Tensor& input,
+                                SymIntArrayRef weight_size, IntArrayRef stride,
+                                IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+                                IntArrayRef dilation) {
+  return GradWeightFunction::apply(grad_output, input, weight_size, stride, padding,
+                                   output_padding, groups, dilation);
+}
+
+at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
+  return GradBiasFunction::apply(grad_output);
+}
+
+}  // namespace
+}  // namespace tconv3d
+
+TORCH_LIBRARY(tconv3d, m) {
+  m.def(
+      "forward(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, "
+      "int[] output_padding, int groups, int[] dilation) -> Tensor");
+  m.def(
+      "grad_input(Tensor grad_output, Tensor weight, SymInt[] input_size, int[] stride, "
+      "int[] padding, int[] output_padding, int groups, int[] dilation) -> Tensor");
+  m.def(
+      "grad_weight(Tensor grad_output, Tensor input, SymInt[] weight_size, int[] stride, "
+      "int[] padding, int[] output_padding, int groups, int[] dilation) -> Tensor");
+  m.def("grad_bias(Tensor grad_output) -> Tensor");
+}
+
+// ops.h picks the CPU or CUDA kernels by the tensors' device, so both backend
+// keys take the same functions.
+#define TCONV3D_REGISTER_BACKEND(key)                           \
+  TORCH_LIBRARY_IMPL(tconv3d, key, m) {                         \
+    m.impl("forward", &tconv3d::forward);                       \
+    m.impl("grad_input", &tconv3d::grad_input_kernel);          \
+    m.impl("grad_weight", &tconv3d::grad_weight_kernel);        \
+    m.impl("grad_bias", &tconv3d::grad_bias);                   \
+  }
+TCONV3D_REGISTER_BACKEND(CPU)
+#ifdef TCONV3D_WITH_CUDA
+TCONV3D_REGISTER_BACKEND(CUDA)
+#endif
+#undef TCONV3D_REGISTER_BACKEND
+
+TORCH_LIBRARY_IMPL(tconv3d, Autograd, m) {
+  m.impl("forward", &tconv3d::forward_autograd);
+  m.impl("grad_input", &tconv3d::grad_input_autograd);
+  m.impl("grad_weight", &tconv3d::grad_weight_autograd);
+  m.impl("grad_bias", &tconv3d::grad_bias_autograd);
+}
