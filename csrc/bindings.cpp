@@ -9,6 +9,7 @@
 #include "problem.h"
 #ifdef TCONV3D_WITH_CUDA
 #include "cuda/cuda_passes.h"
+#include "cuda/tensor_core_gemm.h"
 #endif
 
 namespace {
@@ -47,6 +48,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                                               : KernelPolicy::TensorCore);
       },
       "test hook: which CUDA kernels the passes may use");
+  m.def(
+      "_set_tensor_core_tile",
+      [](int rows, int columns) {
+        TORCH_CHECK((rows == 0 && columns == 0) ||
+                        ((rows == 64 || rows == 128) && (columns == 32 || columns == 64)),
+                    "tile must be (0, 0) for automatic, or rows 64/128 and columns 32/64");
+        tconv3d::cuda::set_tensor_core_tile(rows, columns);
+      },
+      "test hook: force the tensor-core GEMM's block tile; (0, 0) = automatic");
   m.def(
       "_last_cuda_kernels",
       [] {

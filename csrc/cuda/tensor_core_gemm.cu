@@ -43,27 +43,32 @@
 namespace tconv3d::cuda {
 namespace tcg {
 
-constexpr int kThreads = 128;
-constexpr int kBM = 128;
-constexpr int kBN = 64;
+constexpr int kThreads = 128;  // 4 warps, 2 × 2
 constexpr int kSliceBytes = 64;  // K per stage
 constexpr int kPitch = kSliceBytes + 16;
 constexpr int kStages = 4;
-constexpr int kAStageBytes = kBM * kPitch;
-constexpr int kStageBytes = kAStageBytes + kBN * kPitch;
-constexpr int kSmemBytes = kStages * kStageBytes;
 constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
 constexpr int kRowStep = kThreads / kPieces;
-constexpr int kARows = kBM / kRowStep;  // A rows a thread loads per stage
-constexpr int kBRows = kBN / kRowStep;  // B rows a thread loads per stage
-constexpr int kWarpM = 64, kWarpN = 32;
-constexpr int kMmaM = kWarpM / 16, kMmaN = kWarpN / 8;
 constexpr int kFar = INT_MIN / 2;  // position of rows past M: never in bounds
-constexpr int kLdcChannelFastest = kBN + 4;  // 16-byte aligned rows for vector reads
-constexpr int kLdcRowFastest = kBN + 1;      // conflict-free reads down a column
-static_assert(kThreads == 4 * 32 && kWarpM * 2 == kBM && kWarpN * 2 == kBN, "2 x 2 warps");
-static_assert(kBM * kLdcChannelFastest * 4 <= kSmemBytes, "C tile fits the stages");
-static_assert(kThreads == kBM, "one destination row per thread in the setup");
+
+// Block tile BM rows × BN columns.  128 × 64 by default; 64 rows when the
+// problem would not fill the GPU with 128-row tiles, 32 columns when a group
+// has at most 32 (then a 64-wide tile would be half empty).
+template <int BM, int BN>
+struct Tile {
+  static constexpr int kAStageBytes = BM * kPitch;
+  static constexpr int kStageBytes = kAStageBytes + BN * kPitch;
+  static constexpr int kSmemBytes = kStages * kStageBytes;
+  static constexpr int kARows = BM / kRowStep;  // A rows a thread loads per stage
+  static constexpr int kBRows = BN / kRowStep;  // B rows a thread loads per stage
+  static constexpr int kWarpM = BM / 2, kWarpN = BN / 2;
+  static constexpr int kMmaM = kWarpM / 16, kMmaN = kWarpN / 8;
+  static constexpr int kLdcChannelFastest = BN + 4;  // 16-byte aligned rows for vector reads
+  static constexpr int kLdcRowFastest = BN + 1;      // conflict-free reads down a column
+  static_assert(kARows >= 1 && kBRows >= 1 && kMmaN % 2 == 0, "tile shape");
+  static_assert(BM * kLdcChannelFastest * 4 <= kSmemBytes, "C tile fits the stages");
+  static_assert(BM <= kThreads && BN <= kThreads, "one row / column per thread in the setup");
+};
 
 template <typename scalar_t>
 constexpr int kVec = 16 / int(sizeof(scalar_t));  // elements per 16-byte piece
@@ -215,10 +220,15 @@ __device__ __forceinline__ GemmAxis pass_axis(const KernelArgs& k, int a, int r)
                                            : grad_input_axis(k.p.axis[a]);
 }
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename index_t, int BM, int BN>
 __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const KernelArgs k) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using uoff_t = std::make_unsigned_t<index_t>;
+  using T = Tile<BM, BN>;
+  constexpr int kBM = BM, kBN = BN;
+  constexpr int kAStageBytes = T::kAStageBytes, kStageBytes = T::kStageBytes;
+  constexpr int kARows = T::kARows, kBRows = T::kBRows;
+  constexpr int kWarpM = T::kWarpM, kWarpN = T::kWarpN, kMmaM = T::kMmaM, kMmaN = T::kMmaN;
   constexpr int VEC = kVec<scalar_t>;
   constexpr int SLICE = kSlice<scalar_t>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -283,7 +293,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
   // Destination row offsets and bias of the tile.
   {
     const int64_t m = m0 + tid;
-    if (m < M) {
+    if (tid < kBM && m < M) {
       int64_t n;
       int j[3];
       decompose(m, n, j);
@@ -422,7 +432,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
 
   // Accumulators → shared C tile [row][column].
   float* cs = reinterpret_cast<float*>(smem);
-  const int ldc = k.row_fastest ? kLdcRowFastest : kLdcChannelFastest;
+  const int ldc = k.row_fastest ? T::kLdcRowFastest : T::kLdcChannelFastest;
   {
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
@@ -478,6 +488,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
 // Host side.
 
 struct LaunchShape {
+  int bm, bn;
   int64_t mtiles, ntiles, phases[3];
   int64_t blocks_x() const { return mtiles * phases[0] * phases[1] * phases[2] * ntiles; }
 };
@@ -486,17 +497,45 @@ inline int64_t columns_of(const ConvTranspose3dParams& p, GatherPass pass) {
   return pass == GatherPass::Forward ? p.out_per_group : p.in_per_group;
 }
 
-inline LaunchShape launch_shape(const ConvTranspose3dParams& p, GatherPass pass) {
-  LaunchShape s{};
+inline LaunchShape launch_shape(const ConvTranspose3dParams& p, GatherPass pass, int bm, int bn) {
+  LaunchShape s{bm, bn};
   int64_t rows = p.batch;  // rows of the largest phase (phase 0 on every axis)
   for (int a = 0; a < 3; ++a) {
     const bool fwd = pass == GatherPass::Forward;
     s.phases[a] = fwd ? p.axis[a].stride : 1;
     rows *= fwd ? ceil_div(p.axis[a].out, p.axis[a].stride) : p.axis[a].in;
   }
-  s.mtiles = ceil_div(rows, kBM);
-  s.ntiles = ceil_div(columns_of(p, pass), kBN);
+  s.mtiles = ceil_div(rows, bm);
+  s.ntiles = ceil_div(columns_of(p, pass), bn);
   return s;
+}
+
+std::atomic<int> g_forced_bm{0}, g_forced_bn{0};
+
+int sm_count() {
+  static std::atomic<int> cached{0};
+  int n = cached.load(std::memory_order_relaxed);
+  if (n == 0) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();  // clear
+      return 132;
+    }
+    cached.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+// 32 columns for narrow groups; 64 rows unless 128-row tiles give the GPU at
+// least one full wave (3 blocks per SM).  The choice depends on the shape and
+// the device only, so results stay bitwise reproducible on a given GPU (the
+// tile does not change any sum's order anyway: each output is one block's).
+inline LaunchShape choose_tile(const ConvTranspose3dParams& p, GatherPass pass) {
+  const int bn = g_forced_bn.load() ? g_forced_bn.load() : (columns_of(p, pass) <= 32 ? 32 : 64);
+  if (g_forced_bm.load()) return launch_shape(p, pass, g_forced_bm.load(), bn);
+  const LaunchShape big = launch_shape(p, pass, 128, bn);
+  return big.blocks_x() * p.groups >= 3 * int64_t(sm_count()) ? big : launch_shape(p, pass, 64, bn);
 }
 
 // Positions, taps and K in int with headroom; the grid within CUDA's limits.
@@ -513,13 +552,14 @@ inline bool problem_fits(const ConvTranspose3dParams& p, GatherPass pass, int64_
   const int64_t channels = pass == GatherPass::Forward ? p.in_per_group : p.out_per_group;
   const int64_t padded = ceil_div(channels, vec) * vec;
   if (taps * padded + kSliceBytes >= INT_MAX || columns_of(p, pass) >= kLimit) return false;
-  const LaunchShape s = launch_shape(p, pass);
-  return p.groups <= 65535 && s.blocks_x() < INT_MAX && s.phases[0] * s.phases[1] * s.phases[2] < INT_MAX;
+  const LaunchShape smallest = launch_shape(p, pass, 64, 32);  // the most blocks
+  return p.groups <= 65535 && smallest.blocks_x() < INT_MAX;
 }
 
-template <typename scalar_t, typename index_t>
-cudaError_t launch_typed(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
-  auto* kernel = tensor_core_gemm_kernel<scalar_t, index_t>;
+template <typename scalar_t, typename index_t, int BM, int BN>
+cudaError_t launch_tile(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
+  auto* kernel = tensor_core_gemm_kernel<scalar_t, index_t, BM, BN>;
+  constexpr int smem = Tile<BM, BN>::kSmemBytes;
   // Over 48 KB of dynamic shared memory needs an opt-in, once per device.
   static std::atomic<uint64_t> opted_in{0};  // bit d: device d done
   int dev = 0;
@@ -527,13 +567,23 @@ cudaError_t launch_typed(const KernelArgs& args, const LaunchShape& s, cudaStrea
   if (err != cudaSuccess) return err;
   const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
   if (bit == 0 || !(opted_in.load(std::memory_order_relaxed) & bit)) {
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     opted_in.fetch_or(bit, std::memory_order_relaxed);
   }
   const dim3 grid(static_cast<unsigned int>(s.blocks_x()), static_cast<unsigned int>(args.p.groups));
-  kernel<<<grid, kThreads, kSmemBytes, stream>>>(args);
+  kernel<<<grid, kThreads, smem, stream>>>(args);
   return cudaGetLastError();
+}
+
+template <typename scalar_t, typename index_t>
+cudaError_t launch_typed(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
+  if (s.bm == 128) {
+    return s.bn == 64 ? launch_tile<scalar_t, index_t, 128, 64>(args, s, stream)
+                      : launch_tile<scalar_t, index_t, 128, 32>(args, s, stream);
+  }
+  return s.bn == 64 ? launch_tile<scalar_t, index_t, 64, 64>(args, s, stream)
+                    : launch_tile<scalar_t, index_t, 64, 32>(args, s, stream);
 }
 
 inline bool multiple_of(int64_t v, int64_t m) { return v % m == 0; }
@@ -550,13 +600,13 @@ bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, 
                         (dtype == ScalarKind::Float32 && allow_tf32);
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (p.batch > 0 && !tcg::problem_fits(p, pass, tensor_core_channel_multiple(dtype))) return false;
-  return sm80_kernel_runs_here<tcg::tensor_core_gemm_kernel<__half, int32_t>>();
+  return sm80_kernel_runs_here<tcg::tensor_core_gemm_kernel<__half, int32_t, 128, 64>>();
 }
 
 cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                     const TensorCoreGemmOperands& ops) {
   using tcg::multiple_of;
-  const tcg::LaunchShape s = tcg::launch_shape(p, ops.pass);
+  const tcg::LaunchShape s = tcg::choose_tile(p, ops.pass);
   if (p.batch == 0 || s.blocks_x() == 0) return cudaSuccess;
   tcg::KernelArgs args{};
   args.p = p;
@@ -588,6 +638,11 @@ cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const Launch
     }
   });
   return err;
+}
+
+void set_tensor_core_tile(int rows, int columns) {
+  tcg::g_forced_bm.store(rows);
+  tcg::g_forced_bn.store(columns);
 }
 
 }  // namespace tconv3d::cuda

@@ -43,6 +43,10 @@ int64_t tensor_core_channel_multiple(ScalarKind dtype);
 bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
                                bool allow_tf32);
 
+// Test hook: force the block tile (rows 64 or 128, columns 32 or 64); 0, 0 =
+// the shape-based choice.
+void set_tensor_core_tile(int rows, int columns);
+
 cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                     const TensorCoreGemmOperands& ops);
 

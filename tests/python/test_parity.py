@@ -119,6 +119,33 @@ def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
     assert tconv3d._C._last_cuda_kernels() == EXPECTED_KERNELS[kernel_policy]
 
 
+@pytest.fixture
+def forced_tile(request):
+    tconv3d._C._set_tensor_core_tile(*request.param)
+    yield request.param
+    tconv3d._C._set_tensor_core_tile(0, 0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("forced_tile", [(64, 32), (64, 64), (128, 32), (128, 64)],
+                         indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("layout", ["channels_last", "sliced"])
+@pytest.mark.parametrize("name", list(TENSOR_CORE_CONFIGS))
+def test_every_tensor_core_tile(name, layout, precision, forced_tile):
+    """Each block tile of the tensor-core GEMM forced through the sweep (the
+    shape-based choice reaches only some of them on these small shapes)."""
+    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    tconv3d._C._set_kernel_policy("tensor_core")
+    try:
+        run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
+    finally:
+        tconv3d._C._set_kernel_policy("auto")
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
+
+
 EXPECTED_KERNELS = {
     "gather": {"forward": "forward_gather", "grad_input": "grad_input_gather",
                "grad_weight": "grad_weight_reduce"},
