@@ -172,17 +172,28 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
-  if (may_use_tensor_cores(p) && grad_weight_gemm_supports(p, cfg.dtype, tf32_allowed())) {
+  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  if (may_use_tensor_cores(p) && grad_weight_gemm_supports(p, dtype, tf32_allowed())) {
+    const GemmSource x = gemm_source(input, p.groups, padded_channels(p.in_per_group, dtype));
+    const GemmSource gy =
+        gemm_source(grad_output, p.groups, padded_channels(p.out_per_group, dtype));
     const int64_t elems = grad_weight_gemm_workspace_elems(p);
     const at::Tensor partials =
         elems > 0 ? at::empty({elems}, grad_output.options().dtype(at::kFloat)) : at::Tensor();
-    C10_CUDA_CHECK(launch_grad_weight_gemm(
-        p, cfg, input.const_data_ptr(), grad_output.const_data_ptr(),
-        grad_weight.mutable_data_ptr(), partials.defined() ? partials.data_ptr<float>() : nullptr));
+    const LaunchConfig cfg = config_for(grad_output, {x.tensor, gy.tensor, grad_weight});
+    const GradWeightOperands ops{x.tensor.const_data_ptr(),
+                                 x.n, x.d, x.h, x.w,
+                                 padded_channels(p.in_per_group, dtype),
+                                 gy.tensor.const_data_ptr(),
+                                 gy.n, gy.d, gy.h, gy.w,
+                                 padded_channels(p.out_per_group, dtype),
+                                 grad_weight.mutable_data_ptr(),
+                                 partials.defined() ? partials.data_ptr<float>() : nullptr};
+    C10_CUDA_CHECK(launch_grad_weight_gemm(p, cfg, ops));
     g_last_kernel[2] = "grad_weight_gemm";
     return;
   }
+  const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
   const at::Tensor workspace =
       partials_workspace(grad_weight_splits(p), grad_weight.numel(), grad_output);
   C10_CUDA_CHECK(launch_grad_weight_reduce(

@@ -39,6 +39,7 @@
 #include "../index_math.h"
 #include "../scalar_convert.h"
 #include "dispatch.cuh"
+#include "mma_sm80.cuh"
 
 namespace tconv3d::cuda {
 namespace tcg {
@@ -152,57 +153,6 @@ __device__ __forceinline__ bool in_bounds(const SourceRow<index_t>& r, const Cur
     ok &= static_cast<unsigned>(r.pos[a] + cur.dpos[a]) < static_cast<unsigned>(w.extent[a]);
   }
   return ok;
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global → shared, or 16 zero bytes when !valid (nothing is read).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-__device__ __forceinline__ uint32_t to_tf32(uint32_t bits) {
-  uint32_t out;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(out) : "f"(__uint_as_float(bits)));
-  return out;
-}
-
-// One 32-byte step along K: d += a · b over m16 n8 (k16 in 16-bit, k8 in TF32).
-template <typename scalar_t>
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  if constexpr (std::is_same_v<scalar_t, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else if constexpr (std::is_same_v<scalar_t, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
 }
 
 struct KernelArgs {
@@ -560,17 +510,8 @@ template <typename scalar_t, typename index_t, int BM, int BN>
 cudaError_t launch_tile(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
   auto* kernel = tensor_core_gemm_kernel<scalar_t, index_t, BM, BN>;
   constexpr int smem = Tile<BM, BN>::kSmemBytes;
-  // Over 48 KB of dynamic shared memory needs an opt-in, once per device.
-  static std::atomic<uint64_t> opted_in{0};  // bit d: device d done
-  int dev = 0;
-  cudaError_t err = cudaGetDevice(&dev);
+  const cudaError_t err = opt_in_dynamic_smem<tensor_core_gemm_kernel<scalar_t, index_t, BM, BN>>(smem);
   if (err != cudaSuccess) return err;
-  const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
-  if (bit == 0 || !(opted_in.load(std::memory_order_relaxed) & bit)) {
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (err != cudaSuccess) return err;
-    opted_in.fetch_or(bit, std::memory_order_relaxed);
-  }
   const dim3 grid(static_cast<unsigned int>(s.blocks_x()), static_cast<unsigned int>(args.p.groups));
   kernel<<<grid, kThreads, smem, stream>>>(args);
   return cudaGetLastError();
