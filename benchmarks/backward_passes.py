@@ -1,11 +1,13 @@
 """Each backward pass on its own against cuDNN's matching pass (aten.convolution_backward
-asked for one gradient), on the first ten cases of cases.json, TF32 and bf16, NCDHW.
+asked for one gradient), on the first ten cases of cases.json, TF32 and bf16, in NCDHW
+or channels_last_3d.
 
-    python benchmarks/backward_passes.py
+    python benchmarks/backward_passes.py [--layout ncdhw|cl]
 
 bench.py times the forward and the whole training step; this isolates grad-input and
 grad-weight so each can be compared with the pass cuDNN runs for it.  Needs a GPU.
 """
+import argparse
 import json
 import math
 import statistics
@@ -33,19 +35,25 @@ def median_ms(fn, iters=10, warmup=2):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layout", choices=["ncdhw", "cl"], default="ncdhw")
+    layout = parser.parse_args().layout
+    fmt = torch.channels_last_3d if layout == "cl" else torch.contiguous_format
     torch.backends.cudnn.allow_tf32 = True
     cases = json.loads(CASES.read_text())["cases"][:10]
     speedups = {}
+    print(f"layout {layout}")
     print(f"{'case':28s} {'dtype':8s} | grad-input ours cuDNN speed-up | grad-weight ours cuDNN speed-up")
     for case in cases:
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.randn(case["batch"], case["in_channels"], *case["input_size"], device="cuda",
-                            dtype=dtype)
+                            dtype=dtype).contiguous(memory_format=fmt)
             w = torch.randn(case["in_channels"], case["out_channels"] // case["groups"],
                             *case["kernel"], device="cuda", dtype=dtype)
             geometry = [case["stride"], case["padding"], case["output_padding"], case["groups"],
                         case["dilation"]]
             gy = torch.randn_like(tconv3d.conv_transpose3d(x, w, None, *geometry))
+            assert gy.is_contiguous(memory_format=fmt)
 
             def cudnn(mask):
                 return torch.ops.aten.convolution_backward(

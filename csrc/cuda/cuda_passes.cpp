@@ -65,6 +65,12 @@ LaunchConfig config_for(const at::Tensor& reference, std::initializer_list<at::T
           c10::cuda::getCurrentCUDAStream(reference.device().index()).stream()};
 }
 
+// fp32 workspace of `elems` (none when 0); freed when the tensor dies (the
+// caching allocator keeps stream order safe).
+at::Tensor float_workspace(int64_t elems, const at::Tensor& like) {
+  return elems > 0 ? at::empty({elems}, like.options().dtype(at::kFloat)) : at::Tensor();
+}
+
 // Workspace for split partial sums; freed when the caller's tensor dies (the
 // caching allocator keeps stream order safe).
 at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& like) {
@@ -88,14 +94,20 @@ struct GemmSource {
   int64_t n, d, h, w;  // element strides
 };
 
+// Channels-last with each group's `padded` channels contiguous and every
+// stride and the address 16-byte multiples: the GEMM kernels read it as is.
+bool readable_in_place(const at::Tensor& t, int64_t groups, int64_t padded) {
+  const int64_t vec = 16 / static_cast<int64_t>(t.element_size());
+  return padded == t.size(1) / groups && t.stride(1) == 1 && t.stride(0) % vec == 0 &&
+         t.stride(2) % vec == 0 && t.stride(3) % vec == 0 && t.stride(4) % vec == 0 &&
+         reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
+}
+
 GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   const int64_t per_group = t.size(1) / groups;
-  const int64_t vec = 16 / static_cast<int64_t>(t.element_size());
-  const bool in_place = padded == per_group && t.stride(1) == 1 && t.stride(0) % vec == 0 &&
-                        t.stride(2) % vec == 0 && t.stride(3) % vec == 0 &&
-                        t.stride(4) % vec == 0 &&
-                        reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
-  if (in_place) return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
+  if (readable_in_place(t, groups, padded)) {
+    return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
+  }
   const at::Tensor v = t.unflatten(1, {groups, per_group}).permute({0, 3, 4, 5, 1, 2});
   const at::Tensor c = padded > per_group ? at::constant_pad_nd(v, {0, padded - per_group}).contiguous()
                                           : v.contiguous();
@@ -173,25 +185,36 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
-  if (may_use_tensor_cores(p) && grad_weight_gemm_supports(p, dtype, tf32_allowed())) {
-    const GemmSource x = gemm_source(input, p.groups, padded_channels(p.in_per_group, dtype));
-    const GemmSource gy =
-        gemm_source(grad_output, p.groups, padded_channels(p.out_per_group, dtype));
-    const int64_t elems = grad_weight_gemm_workspace_elems(p);
-    const at::Tensor partials =
-        elems > 0 ? at::empty({elems}, grad_output.options().dtype(at::kFloat)) : at::Tensor();
-    const LaunchConfig cfg = config_for(grad_output, {x.tensor, gy.tensor, grad_weight});
-    const GradWeightOperands ops{x.tensor.const_data_ptr(),
-                                 x.n, x.d, x.h, x.w,
-                                 padded_channels(p.in_per_group, dtype),
-                                 gy.tensor.const_data_ptr(),
-                                 gy.n, gy.d, gy.h, gy.w,
-                                 padded_channels(p.out_per_group, dtype),
-                                 grad_weight.mutable_data_ptr(),
-                                 partials.defined() ? partials.data_ptr<float>() : nullptr};
-    C10_CUDA_CHECK(launch_grad_weight_gemm(p, cfg, ops));
-    g_last_kernel[2] = "grad_weight_gemm";
-    return;
+  if (may_use_tensor_cores(p)) {
+    // Channels-last operands that can be read in place go to the cp.async
+    // kernel; anything else to the one that reads any strides element by
+    // element (copying x and grad_output first would cost more than it gains).
+    const int64_t cx = padded_channels(p.in_per_group, dtype);
+    const int64_t cg = padded_channels(p.out_per_group, dtype);
+    if (readable_in_place(input, p.groups, cx) && readable_in_place(grad_output, p.groups, cg) &&
+        grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
+      const at::Tensor partials = float_workspace(
+          grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
+      const LaunchConfig cfg = config_for(grad_output, {input, grad_output, grad_weight});
+      const GradWeightOperands ops{
+          input.const_data_ptr(), input.stride(0), input.stride(2), input.stride(3),
+          input.stride(4), cx, grad_output.const_data_ptr(), grad_output.stride(0),
+          grad_output.stride(2), grad_output.stride(3), grad_output.stride(4), cg,
+          grad_weight.mutable_data_ptr(),
+          partials.defined() ? partials.data_ptr<float>() : nullptr};
+      C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, ops));
+      g_last_kernel[2] = "grad_weight_gemm_channels_last";
+      return;
+    }
+    if (grad_weight_gemm_supports(p, dtype, tf32_allowed())) {
+      const at::Tensor partials = float_workspace(grad_weight_gemm_workspace_elems(p), grad_output);
+      const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
+      C10_CUDA_CHECK(launch_grad_weight_gemm(
+          p, cfg, input.const_data_ptr(), grad_output.const_data_ptr(),
+          grad_weight.mutable_data_ptr(), partials.defined() ? partials.data_ptr<float>() : nullptr));
+      g_last_kernel[2] = "grad_weight_gemm";
+      return;
+    }
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
   const at::Tensor workspace =

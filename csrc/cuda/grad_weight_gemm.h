@@ -1,5 +1,5 @@
-// Grad-weight as split-reduction GEMMs on tensor cores (mma.sync: fp16/bf16
-// with fp32 accumulation, TF32 for float32).  See grad_weight_gemm.cu for the
+// Grad-weight as split-reduction GEMMs on tensor cores (WMMA: fp16/bf16 with
+// fp32 accumulation, TF32 for float32).  See grad_weight_gemm.cu for the
 // kernel; the decomposition (plan, block → work, split ranges, row decoding)
 // lives here as __host__ __device__ helpers so a host program can walk it.
 #pragma once
@@ -24,8 +24,18 @@ bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
 // bounded by gw_gemm::kMaxPartials = 2^24 (64 MiB of fp32).
 int64_t grad_weight_gemm_workspace_elems(const ConvTranspose3dParams& p);
 
-// What the kernel reads and writes.  input (x) and grad_output are
-// channel-contiguous sources as for the tensor-core GEMM of the other passes
+// Same contract as launch_grad_weight_reduce: any input / grad_output strides,
+// grad_weight at p.weight strides, written once (rounded once from fp32).
+// float32 runs in TF32 (only called when TF32 is allowed).  `workspace` must
+// hold grad_weight_gemm_workspace_elems(p) floats (may be null when that is 0).
+// Deterministic: no atomics; partials are combined in split order.
+cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                    const void* input, const void* grad_output, void* grad_weight,
+                                    float* workspace);
+
+// The channels-last variant (grad_weight_gemm_channels_last.cu), for x and
+// grad_output that are channels_last_3d with 16-byte-multiple channel counts:
+// input (x) and grad_output are channel-contiguous sources as for the tensor-core GEMM of the other passes
 // (tensor_core_gemm.h): channel c of group g at element g·channels + c of a
 // position, channels a multiple of 16 bytes' worth, strides in elements, all
 // 16-byte multiples.  grad_weight at p.weight strides, written once (rounded
@@ -41,8 +51,12 @@ struct GradWeightOperands {
   float* workspace;
 };
 
-cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                    const GradWeightOperands& ops);
+bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                             bool allow_tf32);
+int64_t grad_weight_gemm_channels_last_workspace_elems(const ConvTranspose3dParams& p);
+cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p,
+                                                  const LaunchConfig& cfg,
+                                                  const GradWeightOperands& ops);
 
 // ---------------------------------------------------------------------------
 // Decomposition (shared by the kernel and host-side checks).
@@ -63,16 +77,18 @@ constexpr int64_t kTargetBlocks = 2048;
 constexpr int64_t kMaxPartials = int64_t(1) << 24;  // 64 MiB of fp32
 
 struct Plan {
-  int bm, bn;  // tile sizes: channels of Cin/G (m) and Cout/G (n)
+  int bm, bn;  // tile sizes: channels of Cin/G (m) and Cout/G (n), 32 or 64
   int64_t groups, tiles_m, tiles_n, taps, splits;
   int64_t numel;   // Cin · Cout/G · taps
   int64_t blocks;  // groups · splits · tiles_m · taps · tiles_n
 };
 
-inline Plan make_plan(const ConvTranspose3dParams& p) {
+// fixed_tile: the tile of both channel sides (the channels-last kernel's 64);
+// 0 picks 32 or 64 per side from the channel counts.
+inline Plan make_plan(const ConvTranspose3dParams& p, int fixed_tile = 0) {
   Plan pl{};
-  pl.bm = 64;
-  pl.bn = 64;
+  pl.bm = fixed_tile ? fixed_tile : (p.in_per_group <= 32 ? 32 : 64);
+  pl.bn = fixed_tile ? fixed_tile : (p.out_per_group <= 32 ? 32 : 64);
   pl.groups = p.groups;
   pl.tiles_m = (p.in_per_group + pl.bm - 1) / pl.bm;
   pl.tiles_n = (p.out_per_group + pl.bn - 1) / pl.bn;

@@ -116,7 +116,10 @@ def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
     dtype = {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
-    assert tconv3d._C._last_cuda_kernels() == EXPECTED_KERNELS[kernel_policy]
+    kernels, expected = tconv3d._C._last_cuda_kernels(), EXPECTED_KERNELS[kernel_policy]
+    assert kernels["forward"] == expected["forward"]
+    assert kernels["grad_input"] == expected["grad_input"]
+    assert kernels["grad_weight"] in expected["grad_weight"]
 
 
 @pytest.fixture
@@ -148,10 +151,27 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
 
 EXPECTED_KERNELS = {
     "gather": {"forward": "forward_gather", "grad_input": "grad_input_gather",
-               "grad_weight": "grad_weight_reduce"},
+               "grad_weight": {"grad_weight_reduce"}},
     "tensor_core": {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
-                    "grad_weight": "grad_weight_gemm"},
+                    "grad_weight": {"grad_weight_gemm", "grad_weight_gemm_channels_last"}},
 }
+
+
+@requires_cuda
+@pytest.mark.parametrize("case", [
+    # (layout, in_channels, out_channels, groups, expected grad-weight kernel)
+    ("channels_last", 16, 24, 1, "grad_weight_gemm_channels_last"),
+    ("channels_last", 32, 16, 2, "grad_weight_gemm_channels_last"),
+    ("channels_last", 12, 16, 1, "grad_weight_gemm"),  # 12 bf16 channels: not 16-byte pieces
+    ("contiguous", 16, 24, 1, "grad_weight_gemm"),
+], ids=str)
+def test_grad_weight_kernel_follows_the_layout(case):
+    """Channels-last operands that can be read in place take the cp.async
+    kernel; everything else the strided one, and both stay exact."""
+    layout, cin, cout, groups, expected = case
+    config = (2, cin, cout, groups, (5, 4, 6), 3, 2, 1, 1, 1, True)
+    run_parity(config, layout, torch.bfloat16, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
 
 
 @pytest.mark.parametrize("device", devices())
