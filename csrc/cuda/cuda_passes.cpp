@@ -123,6 +123,31 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
   return padded > channels ? at::constant_pad_nd(p, {0, padded - channels}).contiguous()
                            : p.contiguous();
 }
+
+// Forward or grad-input on the tensor-core GEMM, when policy, dtype and shape
+// allow it: gathers from `source` (x or grad_output) through the packed
+// weight into `dest`.  Returns false (nothing launched) otherwise.
+bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
+                          const at::Tensor& source, const at::Tensor& weight,
+                          const at::Tensor& bias, const at::Tensor& dest) {
+  const ScalarKind dtype = scalar_kind(source.scalar_type());
+  if (!may_use_tensor_cores(p) || !tensor_core_gemm_supports(p, pass, dtype, tf32_allowed())) {
+    return false;
+  }
+  const bool fwd = pass == GatherPass::Forward;
+  const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
+  const GemmSource src = gemm_source(source, p.groups, padded);
+  const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
+  const LaunchConfig cfg = config_for(source, {src.tensor, packed, bias, dest});
+  const TensorCoreGemmOperands ops{pass, src.tensor.const_data_ptr(), src.n, src.d, src.h, src.w,
+                                   padded, packed.const_data_ptr(),
+                                   fwd ? p.out_per_group : p.in_per_group,
+                                   bias.defined() ? bias.const_data_ptr() : nullptr,
+                                   dest.mutable_data_ptr()};
+  C10_CUDA_CHECK(launch_tensor_core_gemm(p, cfg, ops));
+  g_last_kernel[fwd ? 0 : 1] = "tensor_core_gemm";
+  return true;
+}
 }  // namespace
 
 void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
@@ -135,44 +160,19 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor b = bias.value_or(at::Tensor());
-  const void* bias_ptr = b.defined() ? b.const_data_ptr() : nullptr;
-  const ScalarKind dtype = scalar_kind(input.scalar_type());
-  if (may_use_tensor_cores(p) &&
-      tensor_core_gemm_supports(p, GatherPass::Forward, dtype, tf32_allowed())) {
-    const int64_t padded = padded_channels(p.in_per_group, dtype);
-    const GemmSource source = gemm_source(input, p.groups, padded);
-    const at::Tensor packed = packed_weight(weight, p.groups, GatherPass::Forward, padded);
-    const LaunchConfig cfg = config_for(input, {source.tensor, packed, b, output});
-    const TensorCoreGemmOperands ops{GatherPass::Forward, source.tensor.const_data_ptr(),
-                                     source.n, source.d, source.h, source.w, padded,
-                                     packed.const_data_ptr(), p.out_per_group, bias_ptr,
-                                     output.mutable_data_ptr()};
-    C10_CUDA_CHECK(launch_tensor_core_gemm(p, cfg, ops));
-    g_last_kernel[0] = "tensor_core_gemm";
-    return;
-  }
+  if (try_tensor_core_gemm(GatherPass::Forward, p, input, weight, b, output)) return;
   const LaunchConfig cfg = config_for(input, {input, weight, b, output});
   C10_CUDA_CHECK(launch_forward_gather(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
-                                       bias_ptr, output.mutable_data_ptr()));
+                                       b.defined() ? b.const_data_ptr() : nullptr,
+                                       output.mutable_data_ptr()));
   g_last_kernel[0] = "forward_gather";
 }
 
 void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                 const at::Tensor& weight, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
-  if (may_use_tensor_cores(p) &&
-      tensor_core_gemm_supports(p, GatherPass::GradInput, dtype, tf32_allowed())) {
-    const int64_t padded = padded_channels(p.out_per_group, dtype);
-    const GemmSource source = gemm_source(grad_output, p.groups, padded);
-    const at::Tensor packed = packed_weight(weight, p.groups, GatherPass::GradInput, padded);
-    const LaunchConfig cfg = config_for(grad_output, {source.tensor, packed, grad_input});
-    const TensorCoreGemmOperands ops{GatherPass::GradInput, source.tensor.const_data_ptr(),
-                                     source.n, source.d, source.h, source.w, padded,
-                                     packed.const_data_ptr(), p.in_per_group, nullptr,
-                                     grad_input.mutable_data_ptr()};
-    C10_CUDA_CHECK(launch_tensor_core_gemm(p, cfg, ops));
-    g_last_kernel[1] = "tensor_core_gemm";
+  if (try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight, at::Tensor(),
+                           grad_input)) {
     return;
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});

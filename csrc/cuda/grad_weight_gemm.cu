@@ -47,6 +47,7 @@
 #include "../scalar_convert.h"
 #include "deterministic_reduce.cuh"
 #include "dispatch.cuh"
+#include "grad_weight_launch.cuh"
 
 namespace tconv3d::cuda {
 namespace gw_gemm {
@@ -330,7 +331,6 @@ void launch_tiles(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t s
   }
 }
 
-// The kernel body exists only when compiled for sm_80+ (PTX/JIT included).
 // Grid fits one dimension; per-tap row counts fit the 32-bit row bookkeeping
 // of the narrow kernels (they do whenever x fits int32 offsets, but the op
 // layer picks wide_index from all tensors, so check here too).
@@ -359,44 +359,11 @@ cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const Launch
                                     const void* input, const void* grad_output, void* grad_weight,
                                     float* workspace) {
   const gw_gemm::Plan pl = gw_gemm::make_plan(p);
-  if (pl.numel == 0) return cudaSuccess;
-  if (pl.blocks > int64_t(INT_MAX)) return cudaErrorInvalidConfiguration;
-  if (pl.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
-  // Rows of one tap must fit index_t: guaranteed for int32 when x has < 2^31
-  // elements (rows ≤ N·D·H·W ≤ numel(x)); refuse otherwise.
-  const int64_t max_rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  if (!cfg.wide_index && max_rows + gw_gemm::kBK > int64_t(INT_MAX))
-    return cudaErrorInvalidConfiguration;
-  cudaError_t err = cudaSuccess;
-  auto run = [&](auto scalar) {
-    using scalar_t = decltype(scalar);
-    dispatch_index(cfg.wide_index, [&](auto index) {
-      using index_t = decltype(index);
-      gw_gemm::launch_tiles<scalar_t, index_t>(p, pl, cfg.stream, input, grad_output, grad_weight,
-                                               workspace);
-    });
-    if (pl.splits > 1) {
-      combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
-          workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
-          p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
-    }
-  };
-  switch (cfg.dtype) {
-    case ScalarKind::Float16:
-      run(__half{});
-      break;
-    case ScalarKind::BFloat16:
-      run(__nv_bfloat16{});
-      break;
-    case ScalarKind::Float32:
-      run(float{});
-      break;
-    default:
-      err = cudaErrorInvalidValue;  // float64 is not handled here
-      break;
-  }
-  if (err != cudaSuccess) return err;
-  return cudaGetLastError();
+  return gw_gemm::run_split_gemm(p, cfg, pl, workspace, grad_weight, [&](auto scalar, auto index) {
+    gw_gemm::launch_tiles<decltype(scalar), decltype(index)>(p, pl, cfg.stream, input,
+                                                             grad_output, grad_weight, workspace);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace tconv3d::cuda

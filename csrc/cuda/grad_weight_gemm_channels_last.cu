@@ -39,6 +39,7 @@
 #include "deterministic_reduce.cuh"
 #include "dispatch.cuh"
 #include "grad_weight_gemm.h"
+#include "grad_weight_launch.cuh"
 #include "mma_sm80.cuh"
 
 namespace tconv3d::cuda {
@@ -257,39 +258,11 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
                                                   const LaunchConfig& cfg,
                                                   const GradWeightOperands& ops) {
   const gw_gemm::Plan pl = gw_gemm::make_plan(p, gw_gemm::kTile);
-  if (pl.numel == 0) return cudaSuccess;
-  if (pl.blocks > int64_t(INT_MAX)) return cudaErrorInvalidConfiguration;
-  if (pl.splits > 1 && ops.workspace == nullptr) return cudaErrorInvalidValue;
-  const int64_t max_rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  if (!cfg.wide_index && max_rows + gw_gemm::kBK > int64_t(INT_MAX))
-    return cudaErrorInvalidConfiguration;
-  cudaError_t err = cudaErrorInvalidValue;  // float64 is not handled here
-  auto run = [&](auto scalar) {
-    using scalar_t = decltype(scalar);
-    dispatch_index(cfg.wide_index, [&](auto index) {
-      err = gw_gemm::launch_mma<scalar_t, decltype(index)>(p, pl, cfg.stream, ops);
-    });
-    if (err == cudaSuccess && pl.splits > 1) {
-      combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
-          ops.workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel,
-          p.axis[1].kernel, p.axis[2].kernel, p.weight, static_cast<scalar_t*>(ops.grad_weight));
-      err = cudaGetLastError();
-    }
-  };
-  switch (cfg.dtype) {
-    case ScalarKind::Float16:
-      run(__half{});
-      break;
-    case ScalarKind::BFloat16:
-      run(__nv_bfloat16{});
-      break;
-    case ScalarKind::Float32:
-      run(float{});
-      break;
-    default:
-      break;
-  }
-  return err;
+  return gw_gemm::run_split_gemm(p, cfg, pl, ops.workspace, ops.grad_weight,
+                                 [&](auto scalar, auto index) {
+                                   return gw_gemm::launch_mma<decltype(scalar), decltype(index)>(
+                                       p, pl, cfg.stream, ops);
+                                 });
 }
 
 }  // namespace tconv3d::cuda

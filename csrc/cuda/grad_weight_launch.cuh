@@ -1,0 +1,56 @@
+// What both grad-weight GEMMs do around their kernel: the plan's checks, the
+// dtype and index-width dispatch, and the fixed-order combine of the split
+// partials.
+#pragma once
+
+#include <climits>
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "deterministic_reduce.cuh"
+#include "dispatch.cuh"
+#include "grad_weight_gemm.h"
+
+namespace tconv3d::cuda::gw_gemm {
+
+// launch(scalar_t{}, index_t{}) launches the GEMM kernel and returns its error.
+template <typename Launch>
+cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg, const Plan& pl,
+                           float* workspace, void* grad_weight, Launch&& launch) {
+  if (pl.numel == 0) return cudaSuccess;
+  if (pl.blocks > int64_t(INT_MAX)) return cudaErrorInvalidConfiguration;
+  if (pl.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
+  // Rows of one tap must fit index_t: guaranteed for int32 when x has < 2^31
+  // elements (rows ≤ N·D·H·W ≤ numel(x)); refuse otherwise.
+  const int64_t max_rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  if (!cfg.wide_index && max_rows + kBK > int64_t(INT_MAX)) return cudaErrorInvalidConfiguration;
+  cudaError_t err = cudaErrorInvalidValue;  // float64 is not handled here
+  auto run = [&](auto scalar) {
+    using scalar_t = decltype(scalar);
+    dispatch_index(cfg.wide_index, [&](auto index) { err = launch(scalar, index); });
+    if (err == cudaSuccess && pl.splits > 1) {
+      combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
+          workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
+          p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
+      err = cudaGetLastError();
+    }
+  };
+  switch (cfg.dtype) {
+    case ScalarKind::Float16:
+      run(__half{});
+      break;
+    case ScalarKind::BFloat16:
+      run(__nv_bfloat16{});
+      break;
+    case ScalarKind::Float32:
+      run(float{});
+      break;
+    default:
+      break;
+  }
+  return err;
+}
+
+}  // namespace tconv3d::cuda::gw_gemm
