@@ -185,31 +185,40 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
   __shared__ index_t s_dst[kBM];
   __shared__ float s_bias[kBN];
 
-  // Block → (m-tile, phase, n-tile, group).
-  const int nphase = k.phases[0] * k.phases[1] * k.phases[2];
-  const int64_t bx = blockIdx.x;
-  const int ntile = int(bx % k.ntiles);
-  const int64_t rest = bx / k.ntiles;
+  // Block → (m-tile, phase, n-tile, group), in 32-bit arithmetic: the setup
+  // below runs once per block, and with a short K (a U-Net layer has four
+  // pipeline stages) 64-bit divisions in it would cost as much as the GEMM.
+  const int tid = threadIdx.x;
+  const uint32_t nphase = uint32_t(k.phases[0] * k.phases[1] * k.phases[2]);
+  const uint32_t bx = blockIdx.x;
+  const int ntile = int(bx % uint32_t(k.ntiles));
+  const uint32_t rest = bx / uint32_t(k.ntiles);
   const int phase = int(rest % nphase);
-  const int64_t m0 = (rest / nphase) * kBM;
+  const int64_t m0 = int64_t(rest / nphase) * kBM;
   const int group = blockIdx.y;
-  const int r[3] = {phase / (k.phases[1] * k.phases[2]), (phase / k.phases[2]) % k.phases[1],
-                    phase % k.phases[2]};
-  GemmAxis ax[3];
+  // The block's three GemmAxis, derived once (by three threads) and shared.
+  __shared__ GemmAxis ax[3];
+  {
+    const int r[3] = {phase / (k.phases[1] * k.phases[2]), (phase / k.phases[2]) % k.phases[1],
+                      phase % k.phases[2]};
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
+      if (tid == a) ax[a] = pass_axis(k, a, r[a]);
+    }
+  }
+  __syncthreads();
   int64_t M = k.p.batch;
   int taps = 1;
 #pragma unroll
   for (int a = 0; a < 3; ++a) {
-    ax[a] = pass_axis(k, a, r[a]);
     M *= ax[a].rows;
     taps *= int(ax[a].taps);
   }
-  if (m0 >= M) return;  // a phase smaller than the largest: block-uniform, before any barrier
+  if (m0 >= M) return;  // a phase smaller than the largest: block-uniform
   const int C = int(k.ops.channels);
   const int columns = int(k.ops.columns);
   const int K = taps * C;
   const int n0 = ntile * kBN;
-  const int tid = threadIdx.x;
 
   const int64_t src_stride[3] = {k.ops.source_d, k.ops.source_h, k.ops.source_w};
   const int64_t dst_stride[3] = {k.dest.d, k.dest.h, k.dest.w};
@@ -230,14 +239,18 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
   }
   const int64_t kvol = k.p.axis[0].kernel * k.p.axis[1].kernel * k.p.axis[2].kernel;
 
-  // Row decomposition m → (n, j0, j1, j2).
-  auto decompose = [&](int64_t m, int64_t& n, int (&j)[3]) {
+  // Row decomposition m → (n, j0, j1, j2); 32-bit when offsets are (M then
+  // counts at most the destination's elements, < 2^31).
+  using row_t = std::conditional_t<sizeof(index_t) == 4, uint32_t, uint64_t>;
+  const row_t extent[3] = {row_t(ax[0].rows), row_t(ax[1].rows), row_t(ax[2].rows)};
+  auto decompose = [&](int64_t m64, int64_t& n, int (&j)[3]) {
+    row_t m = row_t(m64);
 #pragma unroll
     for (int a = 2; a >= 0; --a) {
-      j[a] = int(m % ax[a].rows);
-      m /= ax[a].rows;
+      j[a] = int(m % extent[a]);
+      m /= extent[a];
     }
-    n = m;
+    n = int64_t(m);
   };
 
   // Destination row offsets and bias of the tile.
