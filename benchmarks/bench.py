@@ -4,6 +4,7 @@
     python benchmarks/bench.py                 # every case, dtype, layout and pass on this device
     python benchmarks/bench.py --quick         # the representative cases, fewer dtypes (CUDA) / iterations (CPU)
     python benchmarks/bench.py --only unet --dtypes bf16 --passes fwd
+    python benchmarks/bench.py --quick --passes dgrad,wgrad   # each backward pass on its own
 
 Method (DESIGN.md §5): same process, dtype, TF32 setting and memory format for both sides;
 cuDNN with benchmark=False and, in a separate column, its best setting (channels_last_3d with
@@ -44,7 +45,10 @@ FAKE_ENV = "TCONV3D_BENCH_FAKE"
 DTYPES = {"tf32": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16,
           "fp16": torch.float16, "fp64": torch.float64}
 LAYOUTS = ("ncdhw", "cl")
-PASSES = ("fwd", "fwdbwd")
+# fwd: forward; fwdbwd: training step through autograd; dgrad / wgrad: grad-input / grad-weight
+# alone, against cuDNN's matching pass (aten.convolution_backward asked for that one gradient).
+PASSES = ("fwd", "fwdbwd", "dgrad", "wgrad")
+DEFAULT_PASSES = "fwd,fwdbwd"
 # DESIGN.md §2: relative error against a float64 reference (fp64 itself: a loose sanity bound).
 TOLERANCE = {"fp32": 1e-5, "tf32": 3e-3, "fp16": 5e-3, "bf16": 2e-2, "fp64": 1e-10}
 # DESIGN.md §5, measured on an H100: dtype -> TFLOP/s, "copy" -> GB/s (read + write).
@@ -237,7 +241,7 @@ class InputSet:
 def make_input_sets(case: Case, dtype: torch.dtype, channels_last: bool, pass_: str,
                     device: torch.device, count: int, seed: int) -> list[InputSet]:
     """Random sets (never zeros); values depend on the seed, not on the layout, so layouts compare."""
-    needs_grad = pass_ == "fwdbwd"
+    needs_grad = pass_ == "fwdbwd"  # dgrad / wgrad call the backward ops directly
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     # Fan-in scaling keeps fp16 outputs and weight gradients far from overflow.
     w_scale = 1.0 / math.sqrt(case.in_channels // case.groups * math.prod(case.kernel))
@@ -255,14 +259,14 @@ def make_input_sets(case: Case, dtype: torch.dtype, channels_last: bool, pass_: 
         x = randn(case.input_shape, memory_format=fmt)
         w = randn(case.weight_shape, w_scale, memory_format=fmt)
         b = randn((case.out_channels,)) if case.bias else None
-        grad_y = randn(case.output_shape, memory_format=fmt).detach() if needs_grad else None
+        grad_y = randn(case.output_shape, memory_format=fmt).detach() if pass_ != "fwd" else None
         sets.append(InputSet(x, w, b, grad_y))
     return sets
 
 
 def set_bytes(case: Case, elem_size: int, pass_: str) -> int:
     numel = math.prod(case.input_shape) + math.prod(case.weight_shape) + case.out_channels
-    if pass_ == "fwdbwd":
+    if pass_ != "fwd":
         numel += math.prod(case.output_shape)
     return numel * elem_size
 
@@ -285,18 +289,43 @@ def choose_set_count(case: Case, elem_size: int, pass_: str, device: torch.devic
 
 
 def make_call(fn: Callable, case: Case, pass_: str) -> Callable[[InputSet], tuple[torch.Tensor, ...]]:
-    """One timed unit: forward, or forward + backward through autograd. Returns (y, *grads)."""
+    """One timed unit: forward, forward + backward through autograd (returns (y, *grads)), or
+    one backward pass alone (returns (grad,)): torch's for F.conv_transpose3d, else tconv3d's."""
     kwargs = case.conv_args
     if pass_ == "fwd":
         def forward(s: InputSet):
             return (fn(s.x, s.w, s.b, **kwargs),)
         return forward
+    if pass_ in ("dgrad", "wgrad"):
+        return make_backward_call(fn is F.conv_transpose3d, case, pass_)
 
     def forward_backward(s: InputSet):
         y = fn(s.x, s.w, s.b, **kwargs)
         # autograd.grad, not backward(): .grad accumulation would add a kernel to every call.
         return (y, *torch.autograd.grad(y, s.leaves, s.grad_y))
     return forward_backward
+
+
+def make_backward_call(torch_side: bool, case: Case, pass_: str) -> Callable:
+    stride, padding, output_padding, dilation = (list(v) for v in (
+        case.stride, case.padding, case.output_padding, case.dilation))
+    dgrad = pass_ == "dgrad"
+    if torch_side:
+        mask = [dgrad, not dgrad, False]
+
+        def torch_pass(s: InputSet):
+            grads = torch.ops.aten.convolution_backward(
+                s.grad_y, s.x, s.w, None, stride, padding, dilation, True, output_padding,
+                case.groups, mask)
+            return (grads[0] if dgrad else grads[1],)
+        return torch_pass
+    geometry = (stride, padding, output_padding, case.groups, dilation)
+
+    def tconv3d_pass(s: InputSet):
+        if dgrad:
+            return (torch.ops.tconv3d.grad_input(s.grad_y, s.w, list(s.x.shape), *geometry),)
+        return (torch.ops.tconv3d.grad_weight(s.grad_y, s.x, list(s.w.shape), *geometry),)
+    return tconv3d_pass
 
 
 def selected_backend(case: Case, s: InputSet) -> str:
@@ -834,7 +863,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                     f"CPU: {CPU_DEFAULTS['dtypes']})")
     p.add_argument("--layouts", default=",".join(LAYOUTS),
                    help="ncdhw and/or cl = channels_last_3d (default: %(default)s)")
-    p.add_argument("--passes", default=",".join(PASSES), help="fwd and/or fwdbwd (default: %(default)s)")
+    p.add_argument("--passes", default=DEFAULT_PASSES,
+                   help=f"of {','.join(PASSES)} (default: %(default)s)")
     p.add_argument("--iters", type=int, help="timed runs per implementation, median reported (default CUDA 20, CPU 5)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default CUDA 5, CPU 1)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default: %(default)s)")
