@@ -79,7 +79,6 @@ at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& l
   return at::empty({splits * numel}, like.options().dtype(acc_type));
 }
 
-
 int64_t padded_channels(int64_t channels, ScalarKind dtype) {
   const int64_t vec = tensor_core_channel_multiple(dtype);
   return (channels + vec - 1) / vec * vec;
@@ -190,7 +189,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // kernel; anything else to the one that reads any strides element by
     // element (copying x and grad_output first costs more than it gains).
     // In TF32 the cp.async kernel's 64 × 64 tiles only pay beyond 32 channels
-    // a side (H100, benchmarks/backward_passes.py --layout cl: 1.3x faster at
+    // a side (H100, per-pass timing in channels_last_3d: 1.3x faster at
     // 64-128 channels, 1.1-1.5x slower at 4-32); in 16-bit it never lost.
     const int64_t cx = padded_channels(p.in_per_group, dtype);
     const int64_t cg = padded_channels(p.out_per_group, dtype);

@@ -34,13 +34,13 @@ cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const Launch
                                     float* workspace);
 
 // The channels-last variant (grad_weight_gemm_channels_last.cu), for x and
-// grad_output that are channels_last_3d with 16-byte-multiple channel counts:
-// input (x) and grad_output are channel-contiguous sources as for the tensor-core GEMM of the other passes
+// grad_output that are channels_last_3d with 16-byte-multiple channel counts,
+// read in place as the tensor-core GEMM of the other passes reads its source
 // (tensor_core_gemm.h): channel c of group g at element g·channels + c of a
-// position, channels a multiple of 16 bytes' worth, strides in elements, all
-// 16-byte multiples.  grad_weight at p.weight strides, written once (rounded
-// once from fp32); float32 runs in TF32 (only called when TF32 is allowed).
-// workspace holds grad_weight_gemm_workspace_elems(p) floats (null when 0).
+// position, strides in elements, all 16-byte multiples.  grad_weight at
+// p.weight strides, written once (rounded once from fp32); float32 runs in
+// TF32 (only called when TF32 is allowed).  workspace holds
+// grad_weight_gemm_channels_last_workspace_elems(p) floats (null when 0).
 // Deterministic: no atomics; partials are combined in split order.
 struct GradWeightOperands {
   const void* input;
