@@ -2,7 +2,9 @@
 
 Environment:
   TCONV3D_FORCE_CUDA=1   build the CUDA kernels even where no GPU is visible (CI)
-  TORCH_CUDA_ARCH_LIST   GPU targets; default 9.0 plus the visible GPUs' own
+  TORCH_CUDA_ARCH_LIST   GPU targets; default 9.0 plus the visible GPUs' own (9.0 is built
+                         as 9.0a: the Hopper kernels need sm_90a code, which every
+                         compute-capability-9.0 GPU runs)
   TCONV3D_PTXAS_VERBOSE=1  print the compiler's register/shared-memory report
   PYTORCH_NVCC="ccache nvcc", CXX="ccache g++"  cache compilations
 """
@@ -51,6 +53,13 @@ def default_arch_list() -> str:
     return ";".join(sorted(archs))
 
 
+def with_sm90a(arch_list: str) -> str:
+    """9.0 → 9.0a (keeping +PTX): the wgmma kernels exist only in sm_90a code.
+    Plain sm_90 code beside it would leave the loader a choice of two."""
+    entries = [e for e in arch_list.replace(" ", ";").split(";") if e]
+    return ";".join(dict.fromkeys("9.0a" + e[3:] if e.split("+")[0] == "9.0" else e for e in entries))
+
+
 def sources(pattern: str) -> list:
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
@@ -60,14 +69,18 @@ def extension():
     common = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     if not cuda_wanted():
         return CppExtension("tconv3d._C", common, extra_compile_args={"cxx": cxx_flags})
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", default_arch_list())
+    archs = with_sm90a(os.environ.get("TORCH_CUDA_ARCH_LIST") or default_arch_list())
+    os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+    macros = [("TCONV3D_WITH_CUDA", None)]
+    if "9.0a" in [e.split("+")[0] for e in archs.split(";")]:
+        macros.append(("TCONV3D_WITH_SM90A", None))
     nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
     if os.environ.get("TCONV3D_PTXAS_VERBOSE") == "1":
         nvcc_flags.append("-Xptxas=-v")
     return CUDAExtension(
         "tconv3d._C",
         common + sources("csrc/cuda/*.cpp") + sources("csrc/cuda/*.cu"),
-        define_macros=[("TCONV3D_WITH_CUDA", None)],
+        define_macros=macros,
         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
     )
 

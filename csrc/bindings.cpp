@@ -41,13 +41,25 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_set_kernel_policy",
       [](const std::string& policy) {
         using tconv3d::cuda::KernelPolicy;
-        TORCH_CHECK(policy == "auto" || policy == "gather" || policy == "tensor_core",
-                    "kernel policy must be 'auto', 'gather' or 'tensor_core', got '", policy, "'");
-        tconv3d::cuda::set_kernel_policy(policy == "auto"     ? KernelPolicy::Auto
-                                         : policy == "gather" ? KernelPolicy::Gather
-                                                              : KernelPolicy::TensorCore);
+        TORCH_CHECK(policy == "auto" || policy == "gather" || policy == "tensor_core" ||
+                        policy == "wgmma",
+                    "kernel policy must be 'auto', 'gather', 'tensor_core' or 'wgmma', got '",
+                    policy, "'");
+        tconv3d::cuda::set_kernel_policy(policy == "auto"          ? KernelPolicy::Auto
+                                         : policy == "gather"      ? KernelPolicy::Gather
+                                         : policy == "tensor_core" ? KernelPolicy::TensorCore
+                                                                   : KernelPolicy::Wgmma);
       },
       "test hook: which CUDA kernels the passes may use");
+  m.def(
+      "_set_wgmma_grid",
+      [](int ctas) {
+        TORCH_CHECK(ctas >= 0, "CTA count must be >= 0 (0 = one per SM), got ", ctas);
+        tconv3d::cuda::set_tensor_core_gemm_sm90_grid(ctas);
+      },
+      "test hook: cap the Hopper GEMM's persistent grid at this many CTAs (0 = one per SM)");
+  m.def("_wgmma_available", [] { return tconv3d::cuda::wgmma_available(); },
+        "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(
       "_set_tensor_core_tile",
       [](int rows, int columns) {

@@ -36,6 +36,7 @@ bool may_use_tensor_cores(const ConvTranspose3dParams& p) {
     case KernelPolicy::Gather:
       return false;
     case KernelPolicy::TensorCore:
+    case KernelPolicy::Wgmma:
       return true;
     default:
       return std::max(p.in_per_group, p.out_per_group) >= kMinTensorCoreChannels;
@@ -123,6 +124,16 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
                            : p.contiguous();
 }
 
+// For a shape the tensor-core GEMM supports: the Hopper version (one
+// persistent CTA per SM, 128-row tiles) where it runs, unless its tiles would
+// not give every SM one: then the mma.sync kernel's smaller tiles spread the
+// work wider.
+bool use_wgmma(const ConvTranspose3dParams& p, GatherPass pass) {
+  const KernelPolicy policy = g_policy.load();
+  if (policy == KernelPolicy::TensorCore || !tensor_core_gemm_sm90_runs_here()) return false;
+  return policy == KernelPolicy::Wgmma || tensor_core_gemm_sm90_fills_device(p, pass);
+}
+
 // Forward or grad-input on the tensor-core GEMM, when policy, dtype and shape
 // allow it: gathers from `source` (x or grad_output) through the packed
 // weight into `dest`.  Returns false (nothing launched) otherwise.
@@ -134,6 +145,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
     return false;
   }
   const bool fwd = pass == GatherPass::Forward;
+  const bool wgmma = use_wgmma(p, pass);
   const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
   const GemmSource src = gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
@@ -143,8 +155,9 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                                    fwd ? p.out_per_group : p.in_per_group,
                                    bias.defined() ? bias.const_data_ptr() : nullptr,
                                    dest.mutable_data_ptr()};
-  C10_CUDA_CHECK(launch_tensor_core_gemm(p, cfg, ops));
-  g_last_kernel[fwd ? 0 : 1] = "tensor_core_gemm";
+  C10_CUDA_CHECK(wgmma ? launch_tensor_core_gemm_sm90(p, cfg, ops)
+                       : launch_tensor_core_gemm(p, cfg, ops));
+  g_last_kernel[fwd ? 0 : 1] = wgmma ? "tensor_core_gemm_sm90" : "tensor_core_gemm";
   return true;
 }
 }  // namespace
@@ -154,6 +167,8 @@ void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
 void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 
 const char* last_kernel(int pass) { return g_last_kernel[pass].load(); }
+
+bool wgmma_available() { return tensor_core_gemm_sm90_runs_here(); }
 
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {

@@ -21,12 +21,16 @@ void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
 
 // Test hooks.  Wide index: 64-bit offsets even where 32 bits suffice.
 // Policy: Auto picks per shape; Gather forces the direct-gather fallback;
-// TensorCore takes the tensor-core kernels wherever they support the shape.
+// TensorCore takes the sm_80 tensor-core kernels (mma.sync) wherever they
+// support the shape; Wgmma takes the Hopper GEMM for forward and grad-input
+// where it runs (else as TensorCore).
 void set_force_wide_index(bool on);
-enum class KernelPolicy { Auto, Gather, TensorCore };
+enum class KernelPolicy { Auto, Gather, TensorCore, Wgmma };
 void set_kernel_policy(KernelPolicy policy);
 // Kernel family the last CUDA call of a pass launched: 0 forward, 1 grad-input,
 // 2 grad-weight.
 const char* last_kernel(int pass);
+// Whether the Hopper GEMM runs on the current device (tests expect it then).
+bool wgmma_available();
 
 }  // namespace tconv3d::cuda

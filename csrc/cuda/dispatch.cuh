@@ -42,11 +42,16 @@ void dispatch_index(bool wide, F&& f) {
   }
 }
 
-// Whether Kernel, whose body exists only in sm_80+ code, has code the current
-// device runs.  Asked once per device: the answer cannot change, and the
-// runtime queries cost host time on every call otherwise.
-template <auto Kernel>
-bool sm80_kernel_runs_here() {
+// What a kernel's code needs of the device: sm_80 or newer (bodies compiled
+// only for __CUDA_ARCH__ >= 800), or exactly sm_90 running sm_90a machine code
+// (wgmma and the other architecture-specific features).
+enum class ArchNeed { Sm80OrNewer, Sm90a };
+
+// Whether Kernel has code the current device runs, as `need` says.  Asked
+// once per device: the answer cannot change, and the runtime queries cost host
+// time on every call otherwise.
+template <auto Kernel, ArchNeed need>
+bool kernel_runs_here() {
   constexpr int kMaxDevices = 64;
   static std::atomic<int> known[kMaxDevices];  // 0 unknown, 1 yes, -1 no
   int dev = 0;
@@ -58,15 +63,24 @@ bool sm80_kernel_runs_here() {
   int state = known[dev].load(std::memory_order_relaxed);
   if (state == 0) {
     cudaFuncAttributes attr{};
-    int major = 0;
-    const bool ok = cudaFuncGetAttributes(&attr, Kernel) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ==
-                        cudaSuccess;
+    int major = 0, minor = 0;
+    const bool ok =
+        cudaFuncGetAttributes(&attr, Kernel) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess;
     if (!ok) cudaGetLastError();  // clear
-    state = ok && major >= 8 && attr.ptxVersion >= 80 ? 1 : -1;
+    const bool arch_ok = need == ArchNeed::Sm80OrNewer
+                             ? major >= 8 && attr.ptxVersion >= 80
+                             : major == 9 && minor == 0 && attr.binaryVersion == 90;
+    state = ok && arch_ok ? 1 : -1;
     known[dev].store(state, std::memory_order_relaxed);
   }
   return state > 0;
+}
+
+template <auto Kernel>
+bool sm80_kernel_runs_here() {
+  return kernel_runs_here<Kernel, ArchNeed::Sm80OrNewer>();
 }
 
 constexpr int kThreads = 256;

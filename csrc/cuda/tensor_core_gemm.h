@@ -36,7 +36,9 @@ struct TensorCoreGemmOperands {
 };
 
 // Elements per 16 bytes: the source channels and strides must be multiples.
-int64_t tensor_core_channel_multiple(ScalarKind dtype);
+inline int64_t tensor_core_channel_multiple(ScalarKind dtype) {
+  return dtype == ScalarKind::Float32 ? 4 : 8;
+}
 
 // fp16/bf16, fp32 only when TF32 is allowed; shapes within the kernel's
 // 32-bit position and grid limits; a device of sm_80 or newer.
@@ -49,5 +51,18 @@ void set_tensor_core_tile(int rows, int columns);
 
 cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                     const TensorCoreGemmOperands& ops);
+
+// The same GEMM on Hopper's warpgroup MMAs (tensor_core_gemm_sm90.cu): same
+// operands, contract and supported shapes (tensor_core_gemm_supports).  Runs
+// on an sm_90 device when the build has sm_90a code (setup.py turns 9.0 in
+// TORCH_CUDA_ARCH_LIST into 9.0a).
+bool tensor_core_gemm_sm90_runs_here();
+// Whether its 128-row tiles give every multiprocessor at least one.
+bool tensor_core_gemm_sm90_fills_device(const ConvTranspose3dParams& p, GatherPass pass);
+// Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
+// walk several tiles per CTA.
+void set_tensor_core_gemm_sm90_grid(int ctas);
+cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                         const TensorCoreGemmOperands& ops);
 
 }  // namespace tconv3d::cuda

@@ -55,4 +55,7 @@ TENSOR_CORE_CONFIGS.update({
     "rgb_out_narrow": (2, 24, 3, 1, (3, 4, 5), 4, 2, 1, 0, 1, True),
     "depthwise_narrow": (2, 6, 6, 6, (4, 3, 5), 3, 2, 1, 1, 1, True),
     "single_input_channel": (1, 1, 9, 1, (5, 4, 3), 2, 2, 0, 0, 1, False),
+    # 33-64 columns: the Hopper GEMM's 64-wide tile (forward, then grad-input).
+    "columns_48": (1, 24, 48, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "input_columns_56": (2, 56, 16, 1, (4, 3, 5), (2, 3, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, False),
 })

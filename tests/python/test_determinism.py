@@ -32,6 +32,25 @@ def test_two_runs_are_bitwise_identical(device, dtype):
         assert torch.equal(a, b)
 
 
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
+    """Same results whatever the CTA count: each output is one thread's sum in
+    a fixed order, however the persistent grid hands out the tiles."""
+    tconv3d._C._set_kernel_policy("wgmma")
+    try:
+        runs = []
+        for ctas in (0, 0, 7):
+            tconv3d._C._set_wgmma_grid(ctas)
+            runs.append(run_once("cuda", dtype=dtype))
+    finally:
+        tconv3d._C._set_wgmma_grid(0)
+        tconv3d._C._set_kernel_policy("auto")
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("device", devices())
 def test_runs_under_use_deterministic_algorithms(device):
     for a, b in zip(run_once(device), run_once(device, deterministic_mode=True)):
@@ -39,13 +58,18 @@ def test_runs_under_use_deterministic_algorithms(device):
 
 
 @requires_cuda
+@pytest.mark.parametrize("policy", ["auto", "wgmma"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_wide_index_path_gives_identical_results(dtype):
-    narrow = run_once("cuda", dtype=dtype)
-    tconv3d._C._set_force_wide_index(True)
+def test_wide_index_path_gives_identical_results(dtype, policy):
+    tconv3d._C._set_kernel_policy(policy)
     try:
-        wide = run_once("cuda", dtype=dtype)
+        narrow = run_once("cuda", dtype=dtype)
+        tconv3d._C._set_force_wide_index(True)
+        try:
+            wide = run_once("cuda", dtype=dtype)
+        finally:
+            tconv3d._C._set_force_wide_index(False)
     finally:
-        tconv3d._C._set_force_wide_index(False)
+        tconv3d._C._set_kernel_policy("auto")
     for a, b in zip(narrow, wide):
         assert torch.equal(a, b)

@@ -106,7 +106,7 @@ def kernel_policy(request):
 
 
 @requires_cuda
-@pytest.mark.parametrize("kernel_policy", ["gather", "tensor_core"], indirect=True)
+@pytest.mark.parametrize("kernel_policy", ["gather", "tensor_core", "wgmma"], indirect=True)
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(TENSOR_CORE_CONFIGS))
@@ -116,7 +116,7 @@ def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
     dtype = {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
-    kernels, expected = tconv3d._C._last_cuda_kernels(), EXPECTED_KERNELS[kernel_policy]
+    kernels, expected = tconv3d._C._last_cuda_kernels(), expected_kernels(kernel_policy)
     assert kernels["forward"] == expected["forward"]
     assert kernels["grad_input"] == expected["grad_input"]
     assert kernels["grad_weight"] in expected["grad_weight"]
@@ -149,12 +149,55 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
 
-EXPECTED_KERNELS = {
-    "gather": {"forward": "forward_gather", "grad_input": "grad_input_gather",
-               "grad_weight": {"grad_weight_reduce"}},
-    "tensor_core": {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
-                    "grad_weight": {"grad_weight_gemm", "grad_weight_gemm_channels_last"}},
-}
+def expected_kernels(policy):
+    """The kernel families a forced policy runs; wgmma falls back to the
+    mma.sync GEMM where the Hopper one does not run (test_wgmma_runs_on_hopper
+    makes sure that is only off Hopper)."""
+    tensor_core = {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
+                   "grad_weight": {"grad_weight_gemm", "grad_weight_gemm_channels_last"}}
+    if policy == "gather":
+        return {"forward": "forward_gather", "grad_input": "grad_input_gather",
+                "grad_weight": {"grad_weight_reduce"}}
+    if policy == "wgmma" and tconv3d._C._wgmma_available():
+        return dict(tensor_core, forward="tensor_core_gemm_sm90", grad_input="tensor_core_gemm_sm90")
+    return tensor_core
+
+
+@requires_cuda
+def test_wgmma_runs_on_hopper():
+    """On a compute-capability-9.0 GPU the build must carry the sm_90a kernels."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("not a Hopper GPU")
+    assert tconv3d._C._wgmma_available()
+
+
+@pytest.fixture
+def wgmma_grid(request):
+    tconv3d._C._set_wgmma_grid(request.param)
+    tconv3d._C._set_kernel_policy("wgmma")
+    yield request.param
+    tconv3d._C._set_kernel_policy("auto")
+    tconv3d._C._set_wgmma_grid(0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("wgmma_grid", [1, 3], indirect=True, ids=lambda n: f"{n}cta")
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("layout", ["channels_last", "sliced"])
+@pytest.mark.parametrize("name", ["many_m_tiles", "k4s2p1_vae_wide",
+                                  "phases_without_taps_wide", "partial_n_tile", "columns_48",
+                                  "input_columns_56"])
+def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
+    """The persistent Hopper GEMM with its grid capped: each CTA walks many
+    tiles, its stage ring wraps around mid-tile and across tiles (barrier
+    phases flip), and the producer runs ahead into the next tile."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_sm90"
 
 
 @requires_cuda

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (device time is scarce): build, a smoke test
+# under a hard timeout (a hung kernel must not eat the call), the CUDA tests
+# named by $TESTS (pytest -k expression; "all" = the whole suite), then
+# whatever benchmark command $BENCH holds.  Logs land in $OUT when set.
+#
+#   TESTS="wgmma" BENCH="python3 benchmarks/kernel_ab.py --quick" bash scripts/gpu_session.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-build/gpu_session}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+git log -1 --format='commit %h %s' 2>/dev/null || true
+
+start=$SECONDS
+if ! TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" TCONV3D_PTXAS_VERBOSE=1 MAX_JOBS="${MAX_JOBS:-16}" \
+    "$PY" -m pip install --no-build-isolation --no-deps -v -e . >"$OUT/build.log" 2>&1; then
+  tail -n 40 "$OUT/build.log"
+  echo "BUILD FAILED"
+  exit 1
+fi
+echo "== built in $((SECONDS - start)) s"
+
+echo "== smoke test (hard timeout)"
+if ! timeout -s KILL 120 "$PY" - <<'EOF'
+import torch, torch.nn.functional as F, tconv3d
+print("wgmma available:", tconv3d._C._wgmma_available())
+for policy in ("tensor_core", "wgmma"):
+    for dtype, tf32 in ((torch.bfloat16, False), (torch.float32, True)):
+        torch.backends.cudnn.allow_tf32 = tf32
+        x = torch.randn(2, 64, 9, 10, 11, device="cuda", dtype=dtype)
+        w = torch.randn(64, 48, 3, 3, 3, device="cuda", dtype=dtype) / 40
+        ref = F.conv_transpose3d(x.double(), w.double(), stride=2, padding=1, output_padding=1)
+        tconv3d._C._set_kernel_policy(policy)
+        y = tconv3d.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1)
+        torch.cuda.synchronize()
+        err = ((y.double() - ref).norm() / ref.norm()).item()
+        print(policy, dtype, "kernel", tconv3d._C._last_cuda_kernels()["forward"], "rel err", f"{err:.2e}")
+tconv3d._C._set_kernel_policy("auto")
+EOF
+then
+  echo "SMOKE TEST FAILED OR HUNG"
+  exit 1
+fi
+
+if [ -n "${TESTS:-}" ]; then
+  echo "== tests: ${TESTS}"
+  select=(-k "$TESTS")
+  [ "$TESTS" = all ] && select=()
+  timeout -s KILL "${TEST_TIMEOUT:-420}" "$PY" -m pytest tests/python -q -x -p no:cacheprovider \
+      "${select[@]}" 2>&1 | tee "$OUT/tests.log" | tail -n 25
+fi
+
+if [ -n "${BENCH:-}" ]; then
+  echo "== bench: $BENCH"
+  timeout -s KILL "${BENCH_TIMEOUT:-400}" bash -c "$BENCH" 2>"$OUT/bench.err" | tee "$OUT/bench.md"
+  tail -n 5 "$OUT/bench.err"
+fi
+echo "== done in $((SECONDS - start)) s"
