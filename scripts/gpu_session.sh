@@ -51,7 +51,7 @@ if [ -n "${TESTS:-}" ]; then
   echo "== tests: ${TESTS}"
   select=(-k "$TESTS")
   [ "$TESTS" = all ] && select=()
-  timeout -s KILL "${TEST_TIMEOUT:-420}" "$PY" -m pytest tests/python -q -x -p no:cacheprovider \
+  timeout -s KILL "${TEST_TIMEOUT:-420}" "$PY" -m pytest tests/python -q --maxfail=20 -p no:cacheprovider \
       "${select[@]}" 2>&1 | tee "$OUT/tests.log" | tail -n 25
 fi
 
