@@ -130,7 +130,10 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
 // work wider.
 bool use_wgmma(const ConvTranspose3dParams& p, GatherPass pass) {
   const KernelPolicy policy = g_policy.load();
-  if (policy == KernelPolicy::TensorCore || !tensor_core_gemm_sm90_runs_here()) return false;
+  if (policy == KernelPolicy::TensorCore || !tensor_core_gemm_sm90_runs_here() ||
+      !tensor_core_gemm_sm90_handles(p, pass)) {
+    return false;
+  }
   return policy == KernelPolicy::Wgmma || tensor_core_gemm_sm90_fills_device(p, pass);
 }
 

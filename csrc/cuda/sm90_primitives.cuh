@@ -37,6 +37,23 @@ __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
   } while (done == 0);
 }
 
+// Arrives on the barrier once every cp.async this thread has issued so far
+// has landed; counts as one of the arrivals the barrier was initialised with.
+__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+
+// Moves registers between warpgroups (sm_90a): the kernel must start with a
+// register cap (__launch_bounds__(threads, 1)); each role calls one of these.
+template <int kRegs>
+__device__ __forceinline__ void release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
 // Orders this thread's generic-proxy shared-memory writes before later
 // async-proxy reads of them (wgmma reads its operands through the async proxy).
 __device__ __forceinline__ void fence_proxy_async_shared() {

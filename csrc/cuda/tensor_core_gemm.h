@@ -57,6 +57,9 @@ cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const Launch
 // on an sm_90 device when the build has sm_90a code (setup.py turns 9.0 in
 // TORCH_CUDA_ARCH_LIST into 9.0a).
 bool tensor_core_gemm_sm90_runs_here();
+// Whether it handles the shape at all: forward strides up to 8 per axis (its
+// table of stride phases has 8 entries per axis).
+bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pass);
 // Whether its 128-row tiles give every multiprocessor at least one.
 bool tensor_core_gemm_sm90_fills_device(const ConvTranspose3dParams& p, GatherPass pass);
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems

@@ -47,16 +47,18 @@ namespace tcg90 {
 using namespace igemm;
 using namespace sm90;
 
-constexpr int kConsumers = 2;                     // warpgroups of 64 rows
-constexpr int kBM = 64 * kConsumers;              // rows per tile
+constexpr int kBM = 128;                 // rows per tile: two m64 wgmmas per k-step
+constexpr int kConsumers = 2;            // warpgroups taking tiles in turn
 constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consumers
-constexpr int kSliceBytes = 128;                  // K per stage: one swizzle row
-constexpr int kPieces = kSliceBytes / 16;         // 16-byte pieces per row and stage
-constexpr int kRowStep = 128 / kPieces;           // rows per producer pass
-constexpr int kARows = kBM / kRowStep;            // A rows a producer thread loads
+constexpr int kProducerRegs = 96, kConsumerRegs = 208;  // 128·96 + 256·208 ≤ 64 K
+constexpr int kSliceBytes = 128;         // K per stage: one swizzle row
+constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
+constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
+constexpr int kARows = kBM / kRowStep;   // A rows a producer thread loads
 constexpr int kStages = 6;
-constexpr int kLag = 3;  // stages in flight per producer thread before it publishes
-static_assert(kStages >= kLag + 2, "the consumers hold one stage and release the one before");
+constexpr int kLag = 3;  // TF32: stages in flight per producer thread before it publishes
+constexpr int kMaxPhases = 8;  // per axis: the phase geometry table's size
+static_assert(kStages >= kLag + 2, "a consumer holds one stage and releases the one before");
 
 template <int BN>
 struct Layout {
@@ -80,6 +82,15 @@ __device__ __forceinline__ void round_piece_to_tf32(uint32_t addr) {
                : "memory");
 }
 
+// The GemmAxis of every (axis, residue), derived once per CTA: per tile they
+// would cost a chain of 64-bit divisions in front of each tile's first load.
+using PhaseTable = GemmAxis[3][kMaxPhases];
+
+struct SharedState {
+  uint64_t full[kStages], empty[kStages];
+  PhaseTable axes;
+};
+
 // What every role derives from a tile index.
 struct TileGeometry {
   TileCoord tile;
@@ -89,15 +100,15 @@ struct TileGeometry {
 };
 
 template <typename scalar_t>
-__device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, uint32_t t,
-                                                      uint32_t tiles_per_group) {
+__device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const PhaseTable& axes,
+                                                      uint32_t t, uint32_t tiles_per_group) {
   constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
   TileGeometry g;
   g.tile = decode_tile(k, t % tiles_per_group, int(t / tiles_per_group));
   int r[3];
   phase_residues(k, g.tile.phase, r);
 #pragma unroll
-  for (int a = 0; a < 3; ++a) g.ax[a] = pass_axis(k, a, r[a]);
+  for (int a = 0; a < 3; ++a) g.ax[a] = axes[a][r[a]];
   const PhaseSize size = phase_size(k, g.ax);
   g.m0 = g.tile.mtile * kBM;
   g.rows = size.rows;
@@ -107,11 +118,11 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, uint3
 }
 
 template <typename scalar_t, typename index_t, int BN>
-__device__ __forceinline__ void produce(const KernelArgs& k, uint32_t smem0, uint32_t full0,
-                                        uint32_t empty0, uint32_t tiles_per_group,
-                                        uint32_t tiles) {
+__device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& st, uint32_t smem0,
+                                        uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
   using uoff_t = std::make_unsigned_t<index_t>;
+  constexpr bool kTf32 = std::is_same_v<scalar_t, float>;
   constexpr int kVec = 16 / int(sizeof(scalar_t));
   constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
   const int tid = threadIdx.x;
@@ -119,20 +130,20 @@ __device__ __forceinline__ void produce(const KernelArgs& k, uint32_t smem0, uin
   const scalar_t* src = static_cast<const scalar_t*>(k.ops.source);
   const scalar_t* wts = static_cast<const scalar_t*>(k.ops.packed_weight);
   const int C = int(k.ops.channels), columns = int(k.ops.columns);
+  const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
 
-  // This thread's pieces sit at the same place in every stage.
-  auto publish = [&](uint32_t seq) {
+  // TF32 only: this thread's pieces of stage `seq` have landed (it waited);
+  // round them (they sit at the same place in every stage), fence, arrive.
+  auto publish_tf32 = [&](uint32_t seq) {
     const uint32_t s = seq % kStages;
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      const uint32_t base = smem0 + s * L::kStageBytes;
+    const uint32_t base = smem0 + s * L::kStageBytes;
 #pragma unroll
-      for (int q = 0; q < kARows; ++q) {
-        round_piece_to_tf32(base + sw128_offset(row0 + q * kRowStep, piece));
-      }
+    for (int q = 0; q < kARows; ++q) {
+      round_piece_to_tf32(base + sw128_offset(row0 + q * kRowStep, piece));
+    }
 #pragma unroll
-      for (int q = 0; q < L::kBRows; ++q) {
-        round_piece_to_tf32(base + L::kABytes + sw128_offset(row0 + q * kRowStep, piece));
-      }
+    for (int q = 0; q < L::kBRows; ++q) {
+      round_piece_to_tf32(base + L::kABytes + sw128_offset(row0 + q * kRowStep, piece));
     }
     fence_proxy_async_shared();
     mbarrier_arrive(full0 + 8 * s);
@@ -140,7 +151,7 @@ __device__ __forceinline__ void produce(const KernelArgs& k, uint32_t smem0, uin
 
   uint32_t seq = 0;  // stages issued so far, over all tiles
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t>(k, t, tiles_per_group);
+    const TileGeometry g = tile_geometry<scalar_t>(k, st.axes, t, tiles_per_group);
     if (g.m0 >= g.rows || g.nslices == 0) continue;
     const Walk<index_t> w = make_walk<index_t>(k, g.ax, g.tile.group);
     const RowDecomposer<index_t> decompose(g.ax);
@@ -178,91 +189,112 @@ __device__ __forceinline__ void produce(const KernelArgs& k, uint32_t smem0, uin
         const scalar_t* p = ok ? wts + index_t(b_row[q] + cur.b_off) : wts;
         cp_async16(sb + sw128_offset(row0 + q * kRowStep, piece), p, ok);
       }
-      cp_async_commit();
       advance(cur, w, kSlice);
-      if (seq >= kLag) {
-        cp_async_wait<kLag>();
-        publish(seq - kLag);
+      if constexpr (kTf32) {
+        cp_async_commit();
+        if (seq >= kLag) {
+          cp_async_wait<kLag>();
+          publish_tf32(seq - kLag);
+        }
+      } else {
+        cp_async_arrive_noinc(full0 + 8 * s);  // wgmma reads the copies as they land
       }
     }
   }
-  cp_async_wait<0>();
-  for (uint32_t p = seq > kLag ? seq - kLag : 0; p < seq; ++p) publish(p);
+  if constexpr (kTf32) {
+    cp_async_wait<0>();
+    for (uint32_t p = seq > kLag ? seq - kLag : 0; p < seq; ++p) publish_tf32(p);
+  }
 }
 
+// A consumer warpgroup takes every other tile that has rows (ping-pong: one's
+// epilogue overlaps the other's MMAs) and computes all 128 rows of it.
 template <typename scalar_t, typename index_t, int BN>
-__device__ __forceinline__ void consume(const KernelArgs& k, uint32_t smem0, uint32_t full0,
-                                        uint32_t empty0, uint32_t tiles_per_group,
-                                        uint32_t tiles) {
+__device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& st, uint32_t smem0,
+                                        uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
   constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per stage
-  const int ctid = threadIdx.x - 128;
-  const int wg = ctid / 128, warp = (ctid / 32) % 4, lane = ctid % 32;
+  const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int columns = int(k.ops.columns);
   const scalar_t* bias = static_cast<const scalar_t*>(k.ops.bias);
   scalar_t* dst = static_cast<scalar_t*>(k.ops.dest);
   const index_t dc = index_t(k.dest.c);
+  const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
 
   auto release = [&](uint32_t seq) {
     __syncwarp();
     if (lane == 0) mbarrier_arrive(empty0 + 8 * (seq % kStages));
   };
 
-  float acc[BN / 2];
-  uint32_t seq = 0;  // stages consumed so far, over all tiles
+  float acc[2][BN / 2];  // rows 0-63 and 64-127 of the tile
+  uint32_t seq = 0;      // stages of every tile so far, this warpgroup's or not
+  int turn = 0;          // tiles with rows so far
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t>(k, t, tiles_per_group);
+    const TileGeometry g = tile_geometry<scalar_t>(k, st.axes, t, tiles_per_group);
     if (g.m0 >= g.rows) continue;
+    if (turn++ % kConsumers != wg) {
+      seq += uint32_t(g.nslices);
+      continue;
+    }
 #pragma unroll
-    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
-    fence_accumulators(acc);
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < BN / 2; ++i) acc[h][i] = 0.f;
+    fence_accumulators(acc[0]);
+    fence_accumulators(acc[1]);
     for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
       const uint32_t s = seq % kStages;
       mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-      const uint32_t a = smem0 + s * L::kStageBytes + wg * 64 * kSliceBytes;
-      const uint32_t b = smem0 + s * L::kStageBytes + L::kABytes;
+      const uint32_t a = smem0 + s * L::kStageBytes;
+      const uint32_t b = a + L::kABytes;
       wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < kSteps; ++ks) {
-        Wgmma<scalar_t, BN>::run(acc, sw128_desc(a + 32 * ks), sw128_desc(b + 32 * ks));
+        const uint64_t bd = sw128_desc(b + 32 * ks);
+        Wgmma<scalar_t, BN>::run(acc[0], sw128_desc(a + 32 * ks), bd);
+        Wgmma<scalar_t, BN>::run(acc[1], sw128_desc(a + 64 * kSliceBytes + 32 * ks), bd);
       }
       wgmma_commit();
       wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
       if (slice > 0) release(seq - 1);
     }
     wgmma_wait<0>();
-    fence_accumulators(acc);
+    fence_accumulators(acc[0]);
+    fence_accumulators(acc[1]);
     if (g.nslices > 0) release(seq - 1);
 
-    // Epilogue: thread (warp, lane) holds rows 16·warp + lane/4 (+8) of its
-    // warpgroup's 64 and columns 8j + 2·(lane%4) (+1).
+    // Epilogue: thread (warp, lane) holds rows 64·half + 16·warp + lane/4
+    // (+8) and columns 8j + 2·(lane%4) (+1).
     const RowDecomposer<index_t> decompose(g.ax);
     const int n0 = g.tile.ntile * BN;
     const int64_t bias_base = int64_t(g.tile.group) * columns;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t m = g.m0 + wg * 64 + warp * 16 + lane / 4 + 8 * h;
-      if (m >= g.rows) continue;
-      const index_t row = dest_row<index_t>(k, g.ax, decompose, m, g.tile.group);
+    for (int half = 0; half < 2; ++half) {
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int col = n0 + 8 * j + 2 * (lane % 4);
-        if (col >= columns) continue;
-        const bool second = col + 1 < columns;
-        float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
-        if (bias != nullptr) {
-          v0 += to_acc(bias[index_t((bias_base + col) * k.p.bias_stride)]);
-          if (second) v1 += to_acc(bias[index_t((bias_base + col + 1) * k.p.bias_stride)]);
-        }
-        if (k.pair_store) {  // columns even: the pair is whole
-          struct alignas(2 * sizeof(scalar_t)) Pair {
-            scalar_t x, y;
-          };
-          *reinterpret_cast<Pair*>(dst + row + index_t(col)) =
-              Pair{from_acc<scalar_t>(v0), from_acc<scalar_t>(v1)};
-        } else {
-          dst[row + index_t(col) * dc] = from_acc<scalar_t>(v0);
-          if (second) dst[row + index_t(col + 1) * dc] = from_acc<scalar_t>(v1);
+      for (int h = 0; h < 2; ++h) {
+        const int64_t m = g.m0 + half * 64 + warp * 16 + lane / 4 + 8 * h;
+        if (m >= g.rows) continue;
+        const index_t row = dest_row<index_t>(k, g.ax, decompose, m, g.tile.group);
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const int col = n0 + 8 * j + 2 * (lane % 4);
+          if (col >= columns) continue;
+          const bool second = col + 1 < columns;
+          float v0 = acc[half][4 * j + 2 * h], v1 = acc[half][4 * j + 2 * h + 1];
+          if (bias != nullptr) {
+            v0 += to_acc(bias[index_t((bias_base + col) * k.p.bias_stride)]);
+            if (second) v1 += to_acc(bias[index_t((bias_base + col + 1) * k.p.bias_stride)]);
+          }
+          if (k.pair_store) {  // columns even: the pair is whole
+            struct alignas(2 * sizeof(scalar_t)) Pair {
+              scalar_t x, y;
+            };
+            *reinterpret_cast<Pair*>(dst + row + index_t(col)) =
+                Pair{from_acc<scalar_t>(v0), from_acc<scalar_t>(v1)};
+          } else {
+            dst[row + index_t(col) * dc] = from_acc<scalar_t>(v0);
+            if (second) dst[row + index_t(col + 1) * dc] = from_acc<scalar_t>(v1);
+          }
         }
       }
     }
@@ -273,26 +305,30 @@ template <typename scalar_t, typename index_t, int BN>
 __global__ void __launch_bounds__(kThreads, 1) tensor_core_gemm_sm90_kernel(const KernelArgs k) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  __shared__ uint64_t full[kStages], empty[kStages];
+  __shared__ SharedState st;
   const uint32_t smem0 = (smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms
-  const uint32_t full0 = smem_addr(full), empty0 = smem_addr(empty);
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full0 + 8 * s, 128);             // each producer thread publishes
-      mbarrier_init(empty0 + 8 * s, 4 * kConsumers);  // each consumer warp releases
-    }
+  const int tid = threadIdx.x;
+  if (tid < kStages) {
+    mbarrier_init(smem_addr(&st.full[tid]), 128);  // each producer thread, once per stage
+    mbarrier_init(smem_addr(&st.empty[tid]), 4);   // each warp of the consuming warpgroup
+  }
+  if (tid >= 32 && tid < 32 + 3 * kMaxPhases) {
+    const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
+    if (r < k.phases[a]) st.axes[a][r] = pass_axis(k, a, r);
   }
   __syncthreads();
   const uint32_t tiles_per_group =
       uint32_t(k.mtiles) * uint32_t(k.phases[0] * k.phases[1] * k.phases[2]) * uint32_t(k.ntiles);
   const uint32_t tiles = tiles_per_group * uint32_t(k.p.groups);
-  if (threadIdx.x < 128) {
-    produce<scalar_t, index_t, BN>(k, smem0, full0, empty0, tiles_per_group, tiles);
+  if (tid < 128) {
+    release_registers<kProducerRegs>();
+    produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
   } else {
-    consume<scalar_t, index_t, BN>(k, smem0, full0, empty0, tiles_per_group, tiles);
+    claim_registers<kConsumerRegs>();
+    consume<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
   }
 #else
-  __trap();  // never launched: tensor_core_gemm_sm90_supports requires sm_90a code
+  __trap();  // never launched: tensor_core_gemm_sm90_runs_here requires sm_90a code
 #endif
 }
 
@@ -327,6 +363,14 @@ bool tensor_core_gemm_sm90_runs_here() {
 #else
   return false;  // built without sm_90a code: the kernel bodies are empty
 #endif
+}
+
+bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pass) {
+  if (pass == GatherPass::GradInput) return true;
+  for (const Axis& ax : p.axis) {
+    if (ax.stride > tcg90::kMaxPhases) return false;
+  }
+  return true;
 }
 
 bool tensor_core_gemm_sm90_fills_device(const ConvTranspose3dParams& p, GatherPass pass) {

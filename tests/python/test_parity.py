@@ -171,6 +171,23 @@ def test_wgmma_runs_on_hopper():
     assert tconv3d._C._wgmma_available()
 
 
+@requires_cuda
+def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
+    """Forward strides above 8 have more phases than the Hopper GEMM's table:
+    that pass takes the mma.sync GEMM (grad-input has no phases), still exact."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    config = (1, 16, 24, 1, (3, 4, 2), (3, 2, 10), (2, 1, 9), 1, (1, 0, 3), 1, True)
+    tconv3d._C._set_kernel_policy("wgmma")
+    try:
+        run_parity(config, "channels_last", torch.bfloat16, "cuda")
+    finally:
+        tconv3d._C._set_kernel_policy("auto")
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert kernels["forward"] == "tensor_core_gemm"
+    assert kernels["grad_input"] == "tensor_core_gemm_sm90"
+
+
 @pytest.fixture
 def wgmma_grid(request):
     tconv3d._C._set_wgmma_grid(request.param)
