@@ -26,7 +26,7 @@ fi
 echo "== built in $((SECONDS - start)) s"
 
 echo "== smoke test (hard timeout)"
-if ! timeout -s KILL 120 "$PY" - <<'EOF'
+if ! timeout -s KILL "${SMOKE_TIMEOUT:-90}" "$PY" - <<'EOF'
 import torch, torch.nn.functional as F, tconv3d
 print("wgmma available:", tconv3d._C._wgmma_available())
 for policy in ("tensor_core", "wgmma"):

@@ -50,7 +50,14 @@ using namespace sm90;
 constexpr int kBM = 128;                 // rows per tile: two m64 wgmmas per k-step
 constexpr int kConsumers = 2;            // warpgroups taking tiles in turn
 constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consumers
-constexpr int kProducerRegs = 96, kConsumerRegs = 208;  // 128·96 + 256·208 ≤ 64 K
+// Registers per thread: every warp starts with the launch cap, then the
+// producer gives some back and the consumers take them.  setmaxnreg.inc
+// waits until the pool holds enough, so the consumers must not ask for more
+// than the producer released: that would hang the CTA.
+constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
+constexpr int kProducerRegs = 96, kConsumerRegs = 200;
+static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
+              "consumers would wait forever for registers");
 constexpr int kSliceBytes = 128;         // K per stage: one swizzle row
 constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
 constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
