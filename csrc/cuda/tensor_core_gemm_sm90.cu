@@ -48,7 +48,7 @@ using namespace igemm;
 using namespace sm90;
 
 constexpr int kBM = 128;                 // rows per tile: two m64 wgmmas per k-step
-constexpr int kConsumers = 2;            // warpgroups taking tiles in turn
+constexpr int kConsumers = 2;            // warpgroups taking tiles in turn (ping-pong)
 constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consumers
 // Registers per thread: every warp starts with the launch cap, then the
 // producer gives some back and the consumers take them.  setmaxnreg.inc
@@ -95,6 +95,7 @@ using PhaseTable = GemmAxis[3][kMaxPhases];
 
 struct SharedState {
   uint64_t full[kStages], empty[kStages];
+  uint64_t mainloop_done[kConsumers];  // per consumer warpgroup, once per tile
   PhaseTable axes;
 };
 
@@ -215,7 +216,11 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
 }
 
 // A consumer warpgroup takes every other tile that has rows (ping-pong: one's
-// epilogue overlaps the other's MMAs) and computes all 128 rows of it.
+// epilogue overlaps the other's MMAs) and computes all 128 rows of it.  It
+// starts a tile's main loop only once the other warpgroup has finished the
+// previous tile's: then every stage before this tile has been filled, so a
+// barrier it waits on is never more than one phase behind (a parity wait on
+// a barrier two phases behind would pass at once).
 template <typename scalar_t, typename index_t, int BN>
 __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
@@ -227,6 +232,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
   scalar_t* dst = static_cast<scalar_t*>(k.ops.dest);
   const index_t dc = index_t(k.dest.c);
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
+  const uint32_t done0 = smem_addr(st.mainloop_done);
 
   auto release = [&](uint32_t seq) {
     __syncwarp();
@@ -239,10 +245,13 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const TileGeometry g = tile_geometry<scalar_t>(k, st.axes, t, tiles_per_group);
     if (g.m0 >= g.rows) continue;
-    if (turn++ % kConsumers != wg) {
+    const int i = turn++;
+    if (i % kConsumers != wg) {
       seq += uint32_t(g.nslices);
       continue;
     }
+    // Tile i - 1 was the ((i - 1) / 2)-th of the other warpgroup.
+    if (i > 0) mbarrier_wait(done0 + 8 * (1 - wg), uint32_t((i - 1) / kConsumers) & 1);
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
@@ -265,6 +274,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
       wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
       if (slice > 0) release(seq - 1);
     }
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
     wgmma_wait<0>();
     fence_accumulators(acc[0]);
     fence_accumulators(acc[1]);
@@ -319,6 +330,7 @@ __global__ void __launch_bounds__(kThreads, 1) tensor_core_gemm_sm90_kernel(cons
     mbarrier_init(smem_addr(&st.full[tid]), 128);  // each producer thread, once per stage
     mbarrier_init(smem_addr(&st.empty[tid]), 4);   // each warp of the consuming warpgroup
   }
+  if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);  // each of its warps
   if (tid >= 32 && tid < 32 + 3 * kMaxPhases) {
     const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
     if (r < k.phases[a]) st.axes[a][r] = pass_axis(k, a, r);
