@@ -124,17 +124,15 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
                            : p.contiguous();
 }
 
-// For a shape the tensor-core GEMM supports: the Hopper version (one
-// persistent CTA per SM, 128-row tiles) where it runs, unless its tiles would
-// not give every SM one: then the mma.sync kernel's smaller tiles spread the
-// work wider.
+// For a shape the tensor-core GEMM supports: the Hopper version where it runs
+// and pays (tensor_core_gemm.h), else the mma.sync one.
 bool use_wgmma(const ConvTranspose3dParams& p, GatherPass pass) {
   const KernelPolicy policy = g_policy.load();
   if (policy == KernelPolicy::TensorCore || !tensor_core_gemm_sm90_runs_here() ||
       !tensor_core_gemm_sm90_handles(p, pass)) {
     return false;
   }
-  return policy == KernelPolicy::Wgmma || tensor_core_gemm_sm90_fills_device(p, pass);
+  return policy == KernelPolicy::Wgmma || tensor_core_gemm_sm90_pays(p, pass);
 }
 
 // Forward or grad-input on the tensor-core GEMM, when policy, dtype and shape

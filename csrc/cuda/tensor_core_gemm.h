@@ -60,8 +60,11 @@ bool tensor_core_gemm_sm90_runs_here();
 // Whether it handles the shape at all: forward strides up to 8 per axis (its
 // table of stride phases has 8 entries per axis).
 bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pass);
-// Whether its 128-row tiles give every multiprocessor at least one.
-bool tensor_core_gemm_sm90_fills_device(const ConvTranspose3dParams& p, GatherPass pass);
+// Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py, the
+// representative cases; RESULTS.md): wide tiles (grad-input beyond 32
+// columns, forward beyond 64, where each tile's reduction is long enough to
+// hide its epilogue) that give every multiprocessor at least one.
+bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass);
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);

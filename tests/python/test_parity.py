@@ -172,6 +172,29 @@ def test_wgmma_runs_on_hopper():
 
 
 @requires_cuda
+def test_auto_policy_takes_wgmma_where_it_pays():
+    """Auto: the Hopper GEMM for a grad-input 64 columns wide over more tiles
+    than SMs, the mma.sync one for the forward's 48 columns; both exact."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 64, 16, 16, 18, generator=g).to("cuda", torch.bfloat16)
+    w = (torch.randn(64, 48, 2, 2, 2, generator=g) / 16).to("cuda", torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    y = tconv3d.conv_transpose3d(x, w, stride=2)
+    gy = torch.randn(y.shape, generator=g).to("cuda", torch.bfloat16)
+    gx, = torch.autograd.grad(y, x, gy)
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert kernels["forward"] == "tensor_core_gemm"
+    assert kernels["grad_input"] == "tensor_core_gemm_sm90"
+    xr = x.detach().double().requires_grad_()
+    yr = F.conv_transpose3d(xr, w.double(), stride=2)
+    gxr, = torch.autograd.grad(yr, xr, gy.double())
+    assert rel_err(y, yr) <= TOLERANCE[torch.bfloat16]
+    assert rel_err(gx, gxr) <= TOLERANCE[torch.bfloat16]
+
+
+@requires_cuda
 def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
     """Forward strides above 8 have more phases than the Hopper GEMM's table:
     that pass takes the mma.sync GEMM (grad-input has no phases), still exact."""
