@@ -57,7 +57,7 @@ fi
 
 if [ -n "${BENCH:-}" ]; then
   echo "== bench: $BENCH"
-  timeout -s KILL "${BENCH_TIMEOUT:-400}" bash -c "$BENCH" 2>"$OUT/bench.err" | tee "$OUT/bench.md"
+  timeout -s INT -k 20 "${BENCH_TIMEOUT:-400}" bash -c "$BENCH" 2>"$OUT/bench.err" | tee "$OUT/bench.md"
   tail -n 5 "$OUT/bench.err"
 fi
 echo "== done in $((SECONDS - start)) s"
