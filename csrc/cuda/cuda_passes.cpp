@@ -126,13 +126,13 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
 
 // For a shape the tensor-core GEMM supports: the Hopper version where it runs
 // and pays (tensor_core_gemm.h), else the mma.sync one.
-bool use_wgmma(const ConvTranspose3dParams& p, GatherPass pass) {
+bool use_wgmma(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   const KernelPolicy policy = g_policy.load();
   if (policy == KernelPolicy::TensorCore || !tensor_core_gemm_sm90_runs_here() ||
       !tensor_core_gemm_sm90_handles(p, pass)) {
     return false;
   }
-  return policy == KernelPolicy::Wgmma || tensor_core_gemm_sm90_pays(p, pass);
+  return policy == KernelPolicy::Wgmma || tensor_core_gemm_sm90_pays(p, pass, dtype);
 }
 
 // Forward or grad-input on the tensor-core GEMM, when policy, dtype and shape
@@ -146,7 +146,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
     return false;
   }
   const bool fwd = pass == GatherPass::Forward;
-  const bool wgmma = use_wgmma(p, pass);
+  const bool wgmma = use_wgmma(p, pass, dtype);
   const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
   const GemmSource src = gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);

@@ -60,12 +60,13 @@ bool tensor_core_gemm_sm90_runs_here();
 // Whether it handles the shape at all: forward strides up to 8 per axis (its
 // table of stride phases has 8 entries per axis).
 bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pass);
-// Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py, the
-// representative cases; RESULTS.md): wide tiles (grad-input beyond 32
-// columns, forward beyond 64, where each tile's reduction is long enough to
-// hide its epilogue) that give every multiprocessor at least one.
-bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass);
-// Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
+// Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py over
+// 16 cases, both passes and layouts; RESULTS.md): fp16/bf16 with more than 64
+// columns (geomean 1.10-1.12x there; 0.85-1.05x narrower, 0.70-0.99x in
+// TF32, whose operands it must round in shared memory first), and enough
+// 128-row tiles to give every multiprocessor one.
+bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
+                                ScalarKind dtype);// Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

@@ -392,9 +392,9 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
   return true;
 }
 
-bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass) {
-  const int64_t min_columns = pass == GatherPass::GradInput ? 33 : 65;
-  if (igemm::columns_of(p, pass) < min_columns) return false;
+bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
+                                ScalarKind dtype) {
+  if (dtype == ScalarKind::Float32 || igemm::columns_of(p, pass) <= 64) return false;
   const igemm::LaunchShape s =
       igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
   return s.tiles_per_group() * p.groups >= igemm::sm_count();

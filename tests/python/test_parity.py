@@ -173,13 +173,13 @@ def test_wgmma_runs_on_hopper():
 
 @requires_cuda
 def test_auto_policy_takes_wgmma_where_it_pays():
-    """Auto: the Hopper GEMM for a grad-input 64 columns wide over more tiles
-    than SMs, the mma.sync one for the forward's 48 columns; both exact."""
+    """Auto, bf16: the Hopper GEMM for a grad-input 96 columns wide over more
+    tiles than SMs, the mma.sync one for the forward's 48 columns; both exact."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(4, 64, 16, 16, 18, generator=g).to("cuda", torch.bfloat16)
-    w = (torch.randn(64, 48, 2, 2, 2, generator=g) / 16).to("cuda", torch.bfloat16)
+    x = torch.randn(4, 96, 16, 16, 18, generator=g).to("cuda", torch.bfloat16)
+    w = (torch.randn(96, 48, 2, 2, 2, generator=g) / 16).to("cuda", torch.bfloat16)
     x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
     y = tconv3d.conv_transpose3d(x, w, stride=2)
     gy = torch.randn(y.shape, generator=g).to("cuda", torch.bfloat16)
