@@ -169,8 +169,6 @@ void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 
 const char* last_kernel(int pass) { return g_last_kernel[pass].load(); }
 
-bool wgmma_available() { return tensor_core_gemm_sm90_runs_here(); }
-
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const c10::cuda::CUDAGuard guard(input.device());

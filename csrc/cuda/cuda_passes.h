@@ -30,7 +30,5 @@ void set_kernel_policy(KernelPolicy policy);
 // Kernel family the last CUDA call of a pass launched: 0 forward, 1 grad-input,
 // 2 grad-weight.
 const char* last_kernel(int pass);
-// Whether the Hopper GEMM runs on the current device (tests expect it then).
-bool wgmma_available();
 
 }  // namespace tconv3d::cuda

@@ -20,7 +20,6 @@
 #include "tensor_core_gemm.h"
 
 #include <atomic>
-#include <climits>
 #include <cstdint>
 #include <type_traits>
 

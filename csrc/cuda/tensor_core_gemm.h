@@ -66,7 +66,8 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 // TF32, whose operands it must round in shared memory first), and enough
 // 128-row tiles to give every multiprocessor one.
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
-                                ScalarKind dtype);// Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
+                                ScalarKind dtype);
+// Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

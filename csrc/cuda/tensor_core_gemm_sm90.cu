@@ -5,23 +5,25 @@
 // address arithmetic in the same warps as the MMAs, and short reductions
 // spending each block in its prologue and epilogue).
 //
-// Warp-specialised and persistent: one CTA per SM walks the tiles in
-// decode_tile order (group outermost), stride gridDim.x.
-//  - Producer warpgroup (threads 0-127): computes each tile's gather
-//    addresses and fills a 6-stage ring of shared-memory slices with 16-byte
-//    zero-filling cp.async, in the 128-byte swizzle wgmma reads (one 128-byte
-//    row of K per GEMM row and stage).  It runs ahead across tile boundaries,
-//    so the next tile's loads overlap this tile's epilogue.  A thread
-//    publishes a stage once its own copies have landed, kLag stages after
-//    issuing them (cp.async.wait_group): TF32 operands are rounded in place
-//    then (cvt.rna, as the mma.sync path and cuDNN round them; wgmma would
-//    truncate), then fence.proxy.async and an mbarrier arrive.
-//  - Two consumer warpgroups (threads 128-383), 64 rows each of the 128-row
-//    tile: wait for a stage, issue wgmma m64nBNk16 (k8 in TF32) over its
-//    four 32-byte k-steps, keep one stage's MMAs in flight, release the stage
-//    before (mbarrier, one arrive per warp).  Epilogue straight from the
-//    accumulator registers: + bias, one rounding, two channels per store
-//    where dest is channel-contiguous.
+// Warp-specialised and persistent: one CTA per SM walks the tiles (128 rows ×
+// 32, 64 or 128 columns) in decode_tile order, stride gridDim.x; the GemmAxis
+// of every stride phase are derived once per CTA into a table.
+//  - Producer warpgroup (threads 0-127, 96 registers): computes each tile's
+//    gather addresses and fills a 6-stage ring of shared-memory slices with
+//    16-byte zero-filling cp.async, in the 128-byte swizzle wgmma reads (one
+//    128-byte row of K per GEMM row and stage).  It runs ahead across tiles,
+//    so the next tile's loads overlap this tile's epilogue.  fp16/bf16
+//    stages are published by cp.async.mbarrier.arrive as the copies land;
+//    TF32 ones kLag stages later, once the thread has waited for its copies
+//    and rounded them in place (cvt.rna, as the mma.sync path and cuDNN round
+//    them; wgmma would truncate), fenced for the async proxy.
+//  - Two consumer warpgroups (threads 128-383, 200 registers) take the tiles
+//    in turn (ping-pong: one's epilogue overlaps the other's MMAs) and each
+//    computes a whole tile: per stage, two wgmma m64nBNk16 (k8 in TF32) for
+//    each of its four 32-byte k-steps, one stage's MMAs kept in flight, the
+//    stage before released (mbarrier, one arrive per warp).  Epilogue straight
+//    from the accumulator registers: + bias, one rounding, two channels per
+//    store where dest is channel-contiguous.
 //
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
