@@ -63,8 +63,8 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 // Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py over
 // 16 cases, both passes and layouts; RESULTS.md): fp16/bf16 with more than 64
 // columns (geomean 1.10-1.12x there; 0.85-1.05x narrower, 0.70-0.99x in
-// TF32, whose operands it must round in shared memory first), and enough
-// 128-row tiles to give every multiprocessor one.
+// TF32, whose operands it must round in shared memory first), and 128-row
+// tiles for at least three quarters of the multiprocessors.
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype);
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
