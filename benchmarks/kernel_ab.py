@@ -122,16 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             for layout in layouts:
                 for pass_ in passes:
                     try:
-                        rows.append(ab_row(case, dtype_name, layout, pass_, policies, args))
+                        r = ab_row(case, dtype_name, layout, pass_, policies, args)
+                        rows.append(r)
+                        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in r.items() if not k.endswith("_kernel")),
+                              file=sys.stderr, flush=True)
                     except Exception as exc:  # keep going: one failing row must not hide the rest
                         print(f"{case.name} {dtype_name} {layout} {pass_}: {bench.short_error(exc)}",
                               file=sys.stderr)
                     bench.free_memory(torch.device("cuda"))
-                    if rows:
-                        r = rows[-1]
-                        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in r.items() if not k.endswith("_kernel")),
-                              file=sys.stderr, flush=True)
     print(markdown(rows, policies))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -257,7 +257,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int i = 0; i < BN / 2; ++i) acc[h][i] = 0.f;
+      for (int e = 0; e < BN / 2; ++e) acc[h][e] = 0.f;
     fence_accumulators(acc[0]);
     fence_accumulators(acc[1]);
     for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
