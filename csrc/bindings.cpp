@@ -9,6 +9,7 @@
 #include "problem.h"
 #ifdef TCONV3D_WITH_CUDA
 #include "cuda/cuda_passes.h"
+#include "cuda/grad_weight_gemm.h"
 #include "cuda/tensor_core_gemm.h"
 #endif
 
@@ -69,6 +70,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         tconv3d::cuda::set_tensor_core_tile(rows, columns);
       },
       "test hook: force the tensor-core GEMM's block tile; (0, 0) = automatic");
+  m.def(
+      "_set_grad_weight_tile",
+      [](int bm, int bn) {
+        TORCH_CHECK((bm == 0 && bn == 0) || tconv3d::cuda::grad_weight_tile_exists(bm, bn),
+                    "grad-weight tile must be (0, 0) for automatic, or one of 16x16, 32x32, "
+                    "64x64, 64x128, 128x64, 128x128; got ", bm, "x", bn);
+        tconv3d::cuda::set_grad_weight_tile(bm, bn);
+      },
+      "test hook: force the channels-last grad-weight GEMM's block tile (input x output "
+      "channels); (0, 0) = automatic");
   m.def(
       "_last_cuda_kernels",
       [] {

@@ -202,14 +202,9 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // Channels-last operands that can be read in place go to the cp.async
     // kernel; anything else to the one that reads any strides element by
     // element (copying x and grad_output first costs more than it gains).
-    // In TF32 the cp.async kernel's 64 × 64 tiles only pay beyond 32 channels
-    // a side (H100, per-pass timing in channels_last_3d: 1.3x faster at
-    // 64-128 channels, 1.1-1.5x slower at 4-32); in 16-bit it never lost.
     const int64_t cx = padded_channels(p.in_per_group, dtype);
     const int64_t cg = padded_channels(p.out_per_group, dtype);
-    const bool wide_enough =
-        dtype != ScalarKind::Float32 || (p.in_per_group > 32 && p.out_per_group > 32);
-    if (wide_enough && readable_in_place(input, p.groups, cx) &&
+    if (readable_in_place(input, p.groups, cx) &&
         readable_in_place(grad_output, p.groups, cg) &&
         grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
       const at::Tensor partials = float_workspace(

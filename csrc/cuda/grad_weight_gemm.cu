@@ -75,6 +75,12 @@ struct Cfg<float> {
   static constexpr int PAD = 4;  // ld multiple of 4 elements (16 bytes)
 };
 
+// 32 or 64 channels a side; splits of at least 2048 rows, up to 2048 blocks.
+inline Plan plan(const ConvTranspose3dParams& p) {
+  return make_plan(p, p.in_per_group <= 32 ? 32 : 64, p.out_per_group <= 32 ? 32 : 64,
+                   SplitPolicy{2048, 2048});
+}
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 template <typename scalar_t>
 struct Frag {
@@ -335,7 +341,7 @@ void launch_tiles(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t s
 // of the narrow kernels (they do whenever x fits int32 offsets, but the op
 // layer picks wide_index from all tensors, so check here too).
 inline bool problem_fits(const ConvTranspose3dParams& p) {
-  const Plan pl = make_plan(p);
+  const Plan pl = plan(p);
   if (pl.blocks > int64_t(INT_MAX)) return false;
   return true;
 }
@@ -352,13 +358,13 @@ bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
 }
 
 int64_t grad_weight_gemm_workspace_elems(const ConvTranspose3dParams& p) {
-  return gw_gemm::workspace_elems(gw_gemm::make_plan(p));
+  return gw_gemm::workspace_elems(gw_gemm::plan(p));
 }
 
 cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                     const void* input, const void* grad_output, void* grad_weight,
                                     float* workspace) {
-  const gw_gemm::Plan pl = gw_gemm::make_plan(p);
+  const gw_gemm::Plan pl = gw_gemm::plan(p);
   return gw_gemm::run_split_gemm(p, cfg, pl, workspace, grad_weight, [&](auto scalar, auto index) {
     gw_gemm::launch_tiles<decltype(scalar), decltype(index)>(p, pl, cfg.stream, input,
                                                              grad_output, grad_weight, workspace);

@@ -58,6 +58,11 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
                                                   const LaunchConfig& cfg,
                                                   const GradWeightOperands& ops);
 
+// Test hook: force the channels-last kernel's tile (Cin/G × Cout/G channels per
+// block), one of those grad_weight_tile_exists accepts; (0, 0) = by shape.
+void set_grad_weight_tile(int bm, int bn);
+bool grad_weight_tile_exists(int bm, int bn);
+
 // ---------------------------------------------------------------------------
 // Decomposition (shared by the kernel and host-side checks).
 //
@@ -70,25 +75,29 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
 // split `s` of S covers rows [R_k·s/S, R_k·(s+1)/S) of the tap.
 namespace gw_gemm {
 
-constexpr int kBlockThreads = 128;  // 4 warps, 2 × 2
-constexpr int kBK = 32;        // rows of the reduction per chunk
-constexpr int64_t kMinRowsPerSplit = 2048;
-constexpr int64_t kTargetBlocks = 2048;
+constexpr int kBlockThreads = 128;  // the strided kernel: 4 warps, 2 × 2
+constexpr int kBK = 32;        // rows of the reduction per chunk (strided kernel)
 constexpr int64_t kMaxPartials = int64_t(1) << 24;  // 64 MiB of fp32
 
 struct Plan {
-  int bm, bn;  // tile sizes: channels of Cin/G (m) and Cout/G (n), 32 or 64
+  int bm, bn;  // tile sizes: channels of Cin/G (m) and Cout/G (n)
   int64_t groups, tiles_m, tiles_n, taps, splits;
   int64_t numel;   // Cin · Cout/G · taps
   int64_t blocks;  // groups · splits · tiles_m · taps · tiles_n
 };
 
-// fixed_tile: the tile of both channel sides (the channels-last kernel's 64);
-// 0 picks 32 or 64 per side from the channel counts.
-inline Plan make_plan(const ConvTranspose3dParams& p, int fixed_tile = 0) {
+// How far a plan splits each tap's rows: at least min_rows_per_split rows per
+// split, no more splits than it takes to reach target_blocks blocks, and at
+// most kMaxPartials partial sums.  Shape-only, so results are the same on
+// every GPU.
+struct SplitPolicy {
+  int64_t min_rows_per_split, target_blocks;
+};
+
+inline Plan make_plan(const ConvTranspose3dParams& p, int bm, int bn, SplitPolicy policy) {
   Plan pl{};
-  pl.bm = fixed_tile ? fixed_tile : (p.in_per_group <= 32 ? 32 : 64);
-  pl.bn = fixed_tile ? fixed_tile : (p.out_per_group <= 32 ? 32 : 64);
+  pl.bm = bm;
+  pl.bn = bn;
   pl.groups = p.groups;
   pl.tiles_m = (p.in_per_group + pl.bm - 1) / pl.bm;
   pl.tiles_n = (p.out_per_group + pl.bn - 1) / pl.bn;
@@ -96,8 +105,8 @@ inline Plan make_plan(const ConvTranspose3dParams& p, int fixed_tile = 0) {
   pl.numel = p.in_channels * p.out_per_group * pl.taps;
   const int64_t base = pl.groups * pl.tiles_m * pl.tiles_n * pl.taps;
   const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  int64_t splits = (rows + kMinRowsPerSplit - 1) / kMinRowsPerSplit;
-  const int64_t for_occupancy = base > 0 ? (kTargetBlocks + base - 1) / base : 1;
+  int64_t splits = (rows + policy.min_rows_per_split - 1) / policy.min_rows_per_split;
+  const int64_t for_occupancy = base > 0 ? (policy.target_blocks + base - 1) / base : 1;
   if (splits > for_occupancy) splits = for_occupancy;
   if (pl.numel > 0 && splits > kMaxPartials / pl.numel) splits = kMaxPartials / pl.numel;
   if (splits > 65535) splits = 65535;

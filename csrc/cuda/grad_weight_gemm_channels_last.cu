@@ -9,25 +9,33 @@
 // visited, so no masking by position is needed).
 //
 // Decomposition: one block per (group, split, ci-tile, tap, co-tile); a fixed
-// number of splits S chosen from the shape alone (gw_gemm::make_plan) divides
-// each tap's rows into contiguous ranges.  The taps of one (split, ci-tile)
-// are adjacent in the grid, so the x rows they all read come from L2.
+// number of splits S chosen from the shape alone divides each tap's rows into
+// contiguous ranges.  The taps of one (split, ci-tile) are adjacent in the
+// grid, so the x rows they all read come from L2.
 //
 // Used when x and grad_output are channels_last_3d with 16-byte-multiple
 // channel counts (read in place; grad_weight_gemm.cu, which reads any strides
-// element by element, serves the rest).  A reduction row r is one position, and its 64 channels of x (or gy)
-// are 16-byte pieces copied by cp.async straight into shared memory as
-// [k = r][m = channel] — the "k-major" layout.  Fragments come out of it with
-// ldmatrix.trans (fp16/bf16) or plain 32-bit loads (TF32, whose words
-// ldmatrix cannot transpose), from rows padded so both are conflict-free.
-// Tile 64 ci × 64 co × 32 rows per stage, 4 stages; 4 warps in 2 × 2, each
-// 32 × 32 = 2 × 4 mma tiles of m16n8.
+// element by element, serves the rest).  A reduction row r is one position,
+// and its channels of x (or gy) are 16-byte pieces copied by cp.async straight
+// into shared memory as [k = r][m = channel] — the "k-major" layout.
+// Fragments come out of it with ldmatrix.trans (fp16/bf16) or plain 32-bit
+// loads (TF32, whose words ldmatrix cannot transpose), from rows padded so
+// both are conflict-free.  The rows' offsets are decoded once per row (not
+// once per 16-byte piece) into a small table one stage ahead.
 //
-// Epilogue: accumulators straight from registers to workspace[split · numel +
-// ((ci · Cout/G + co) · taps + tap)] (the dense logical order of gw), or, when
-// S == 1, rounded once into gw at p.weight strides.  combine_partials_kernel
-// then adds the S partials in split order and rounds once.  No atomics:
-// bitwise reproducible.
+// Tiles follow the channel counts (Tile below): 128 × 128, 128 × 64, 64 × 128
+// and 64 × 64 split the tile among warps; 32 × 32 and 16 × 16 (narrow and
+// grouped layers, where a 64-wide tile would be 4-16× empty) give each of
+// four warps the whole tile over a quarter of each stage's rows and add the
+// four accumulators in a fixed order at the end.
+//
+// Epilogue: accumulators straight from registers, pairs of adjacent co as one
+// 8-byte store, to workspace[split · numel + (tap · Cin + ci) · Cout/G + co]
+// (tap-major: a tile is runs of contiguous co), or, when S == 1, rounded once
+// into gw at p.weight strides.  combine_tap_major_partials_kernel then adds
+// the S partials in split order and rounds once.  No atomics: bitwise
+// reproducible.
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <type_traits>
@@ -45,182 +53,256 @@
 namespace tconv3d::cuda {
 namespace gw_gemm {
 
-constexpr int kTile = 64;  // ci and co per block
-constexpr int kStages = 4;
-
-template <typename scalar_t>
-struct Layout {
-  static constexpr int ES = int(sizeof(scalar_t));
-  static constexpr int VEC = 16 / ES;             // channels per 16-byte piece
-  static constexpr int PIECES = kTile / VEC;      // pieces per row of a tile
-  static constexpr int ROW_STEP = kBlockThreads / PIECES;
-  static constexpr int ROWS = kBK / ROW_STEP;     // rows a thread loads per stage
-  // Row pitch: 16 bytes past a multiple of 128 for ldmatrix (8 rows hit 8
-  // distinct 16-byte bank groups); 8 words past a multiple of 32 for TF32's
-  // word loads (lanes (t, g) hit bank 8t + g).
-  static constexpr int PITCH = ES == 2 ? kTile * 2 + 16 : kTile * 4 + 32;
-  static constexpr int OPERAND = kBK * PITCH;     // bytes of one operand per stage
-  static constexpr int STAGE = 2 * OPERAND;
-  static constexpr int SMEM = kStages * STAGE;
-  static_assert(ROWS * ROW_STEP == kBK, "rows per stage");
+// A block's tile: BM input channels × BN output channels, BK rows a stage;
+// warps WARPS_M × WARPS_N over the tile, WARPS_K over each stage's rows.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int WARPS_K_, int BK_>
+struct Tile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, WARPS_K = WARPS_K_;
+  static constexpr int THREADS = 32 * WARPS_M * WARPS_N * WARPS_K;
+  static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;  // a warp's tile
+  static constexpr int MI = WM / 16, NI = WN / 8;             // its m16 × n8 pieces
+  static constexpr int KW = BK / WARPS_K;                     // a warp's rows per stage
+  static constexpr int MIN_BLOCKS = THREADS == 256 ? 2 : 4;   // 128 registers a thread
+  static_assert(MI >= 1 && NI >= 2 && NI % 2 == 0 && KW % 16 == 0, "warp tile");
 };
 
-template <typename scalar_t, typename index_t>
-__global__ void __launch_bounds__(kBlockThreads, 4)
+using Tile128x128 = Tile<128, 128, 2, 4, 1, 32>;
+using Tile128x64 = Tile<128, 64, 4, 2, 1, 32>;
+using Tile64x128 = Tile<64, 128, 2, 4, 1, 32>;
+using Tile64x64 = Tile<64, 64, 2, 2, 1, 32>;
+using Tile32x32 = Tile<32, 32, 1, 1, 4, 64>;
+using Tile16x16 = Tile<16, 16, 1, 1, 4, 64>;
+
+// Splits of at least 512 rows, up to about two waves of 16 warps per SM on
+// a 132-SM GPU.
+constexpr int64_t kMinRowsPerSplit = 512;
+constexpr int64_t kTargetWarps = 4096;
+
+template <typename scalar_t, typename T>
+struct Layout {
+  static constexpr int ES = int(sizeof(scalar_t));
+  static constexpr int VEC = 16 / ES;                      // channels per 16-byte piece
+  static constexpr int PIECES_A = T::BM / VEC, PIECES_B = T::BN / VEC;
+  static constexpr int PIECES = PIECES_A + PIECES_B;       // pieces per row, x then gy
+  static constexpr int LOADS = T::BK * PIECES / T::THREADS;  // pieces a thread copies per stage
+  static_assert(LOADS * T::THREADS == T::BK * PIECES, "pieces per stage");
+  // Row pitch: 16 bytes past a multiple of 32 for ldmatrix (8 rows hit 8
+  // distinct 16-byte bank groups); 8 words past a multiple of 32 for TF32's
+  // word loads (lanes (t, g) hit bank 8t + g).
+  static constexpr int pitch(int channels) { return ES == 2 ? channels * 2 + 16 : (channels + 8) * 4; }
+  static constexpr int PITCH_A = pitch(T::BM), PITCH_B = pitch(T::BN);
+  static constexpr int OPERAND_A = T::BK * PITCH_A;
+  static constexpr int STAGE = T::BK * (PITCH_A + PITCH_B);
+  static constexpr int STAGES = ES == 2 ? 4 : 3;
+  static constexpr int RING = STAGES * STAGE;
+  static constexpr int REDUCE = (T::WARPS_K - 1) * T::BM * T::BN * 4;  // reuses the ring
+  static_assert(REDUCE <= RING, "the k-split reduction fits in the ring");
+};
+
+template <typename scalar_t, typename index_t, typename T>
+__global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
     grad_weight_mma_kernel(const ConvTranspose3dParams p, const Plan pl,
-                            const GradWeightOperands ops) {
+                           const GradWeightOperands ops) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  using L = Layout<scalar_t>;
-  constexpr int VEC = L::VEC, PITCH = L::PITCH;
+  using L = Layout<scalar_t, T>;
+  constexpr int VEC = L::VEC, BK = T::BK, STAGES = L::STAGES;
   extern __shared__ __align__(128) unsigned char smem[];
+  // Row offsets of x and gy for two stages' rows, decoded one stage ahead.
+  __shared__ index_t row_x[2][BK], row_g[2][BK];
 
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  const int wm = warp % 2, wn = warp / 2;
+  const int wm = warp % T::WARPS_M, wn = (warp / T::WARPS_M) % T::WARPS_N;
+  const int wk = warp / (T::WARPS_M * T::WARPS_N);
 
   const BlockWork b = decode_block(pl, p, blockIdx.x);
   const TapRows rows = tap_rows(p, b.kd, b.kh, b.kw);
   int64_t begin64, end64;
   split_range(rows.count, b.split, pl.splits, &begin64, &end64);
   const index_t begin = index_t(begin64), len = index_t(end64 - begin64);
-  const int m0 = int(b.tm) * kTile, n0 = int(b.tn) * kTile;  // within the group
-
-  // This thread's 16-byte piece (same column in x and gy) and rows.
-  const int piece = tid % L::PIECES, row0 = tid / L::PIECES;
-  const bool a_col_ok = m0 + piece * VEC < ops.input_channels;
-  const bool b_col_ok = n0 + piece * VEC < ops.grad_output_channels;
+  const int m0 = int(b.tm) * T::BM, n0 = int(b.tn) * T::BN;  // within the group
   const scalar_t* xs = static_cast<const scalar_t*>(ops.input) +
-                       index_t(b.g * ops.input_channels + m0 + piece * VEC);
+                       index_t(b.g * ops.input_channels + m0);
   const scalar_t* gs = static_cast<const scalar_t*>(ops.grad_output) +
-                       index_t(b.g * ops.grad_output_channels + n0 + piece * VEC);
+                       index_t(b.g * ops.grad_output_channels + n0);
   const uint32_t smem0 = smem_addr(smem);
+  const index_t nslices = (len + BK - 1) / BK;
 
-  auto load_stage = [&](index_t slice, int stage) {
-    const uint32_t sa = smem0 + stage * L::STAGE, sb = sa + L::OPERAND;
-#pragma unroll
-    for (int q = 0; q < L::ROWS; ++q) {
-      const int row = row0 + q * L::ROW_STEP;
-      const index_t rr = slice * kBK + row;
+  auto decode_rows = [&](index_t slice) {
+    if (tid < BK) {
+      const index_t rr = slice * BK + tid;
       index_t xo = 0, go = 0;
-      const bool row_ok = rr < len;
-      if (row_ok) {
+      if (rr < len) {
         const RowPos<index_t> at = row_position<index_t>(rows, begin + rr);
         xo = at.n * index_t(ops.input_n) + at.id * index_t(ops.input_d) +
              at.ih * index_t(ops.input_h) + at.iw * index_t(ops.input_w);
         go = at.n * index_t(ops.grad_output_n) + at.od * index_t(ops.grad_output_d) +
              at.oh * index_t(ops.grad_output_h) + at.ow * index_t(ops.grad_output_w);
       }
-      const uint32_t dst = row * PITCH + piece * 16;
-      cp_async16(sa + dst, xs + xo, row_ok && a_col_ok);
-      cp_async16(sb + dst, gs + go, row_ok && b_col_ok);
+      row_x[slice % 2][tid] = xo;
+      row_g[slice % 2][tid] = go;
+    }
+  };
+  auto load_stage = [&](index_t slice) {
+    const uint32_t sa = smem0 + int(slice % STAGES) * L::STAGE, sb = sa + L::OPERAND_A;
+#pragma unroll
+    for (int q = 0; q < L::LOADS; ++q) {
+      const int idx = tid + q * T::THREADS;
+      const int row = idx / L::PIECES, piece = idx % L::PIECES;
+      const bool row_ok = slice * BK + row < len;
+      if (piece < L::PIECES_A) {
+        const int c = piece * VEC;
+        cp_async16(sa + row * L::PITCH_A + piece * 16, xs + row_x[slice % 2][row] + c,
+                   row_ok && m0 + c < ops.input_channels);
+      } else {
+        const int c = (piece - L::PIECES_A) * VEC;
+        cp_async16(sb + row * L::PITCH_B + (piece - L::PIECES_A) * 16,
+                   gs + row_g[slice % 2][row] + c, row_ok && n0 + c < ops.grad_output_channels);
+      }
     }
   };
 
-  float acc[2][4][4];
+  float acc[T::MI][T::NI][4];
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < T::MI; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < T::NI; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-  const index_t nslices = (len + kBK - 1) / kBK;
+  // Prologue: stages 0 … STAGES-2 in flight, the rows of STAGES-1 decoded.
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < nslices) load_stage(s, s);
+  for (int s = 0; s < STAGES - 1; ++s) {
+    decode_rows(s);
+    __syncthreads();  // the table is visible; the one decoded before it was consumed
+    if (s < nslices) load_stage(s);
     cp_async_commit();
   }
-  for (index_t slice = 0; slice < nslices; ++slice) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();  // slice's stage is visible; the stage refilled below was consumed
-    if (slice + kStages - 1 < nslices) {
-      load_stage(slice + kStages - 1, int((slice + kStages - 1) % kStages));
-    }
-    cp_async_commit();
+  decode_rows(STAGES - 1);
 
-    const int stage = int(slice % kStages);
+  for (index_t slice = 0; slice < nslices; ++slice) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // slice's stage and the next rows are visible; the stage refilled was consumed
+    if (slice + STAGES - 1 < nslices) load_stage(slice + STAGES - 1);
+    cp_async_commit();
+    decode_rows(slice + STAGES);
+
+    const int stage = int(slice % STAGES);
+    const int k_warp = wk * T::KW;
     if constexpr (std::is_same_v<scalar_t, float>) {
       // TF32: fragments word by word from [k][m] (k8 steps).
       const float* fa = reinterpret_cast<const float*>(smem + stage * L::STAGE);
-      const float* fb = reinterpret_cast<const float*>(smem + stage * L::STAGE + L::OPERAND);
-      constexpr int P = PITCH / 4;
+      const float* fb = reinterpret_cast<const float*>(smem + stage * L::STAGE + L::OPERAND_A);
+      constexpr int PA = L::PITCH_A / 4, PB = L::PITCH_B / 4;
       const int g = lane / 4, t = lane % 4;
 #pragma unroll
-      for (int ks = 0; ks < kBK / 8; ++ks) {
-        const int k0 = ks * 8 + t;
-        uint32_t af[2][4], bf[4][2];
+      for (int ks = 0; ks < T::KW / 8; ++ks) {
+        const int k0 = k_warp + ks * 8 + t;
+        uint32_t af[T::MI][4], bf[T::NI][2];
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          const int m = wm * 32 + i * 16 + g;
-          af[i][0] = to_tf32(__float_as_uint(fa[k0 * P + m]));
-          af[i][1] = to_tf32(__float_as_uint(fa[k0 * P + m + 8]));
-          af[i][2] = to_tf32(__float_as_uint(fa[(k0 + 4) * P + m]));
-          af[i][3] = to_tf32(__float_as_uint(fa[(k0 + 4) * P + m + 8]));
+        for (int i = 0; i < T::MI; ++i) {
+          const int m = wm * T::WM + i * 16 + g;
+          af[i][0] = to_tf32(__float_as_uint(fa[k0 * PA + m]));
+          af[i][1] = to_tf32(__float_as_uint(fa[k0 * PA + m + 8]));
+          af[i][2] = to_tf32(__float_as_uint(fa[(k0 + 4) * PA + m]));
+          af[i][3] = to_tf32(__float_as_uint(fa[(k0 + 4) * PA + m + 8]));
         }
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int n = wn * 32 + j * 8 + g;
-          bf[j][0] = to_tf32(__float_as_uint(fb[k0 * P + n]));
-          bf[j][1] = to_tf32(__float_as_uint(fb[(k0 + 4) * P + n]));
+        for (int j = 0; j < T::NI; ++j) {
+          const int n = wn * T::WN + j * 8 + g;
+          bf[j][0] = to_tf32(__float_as_uint(fb[k0 * PB + n]));
+          bf[j][1] = to_tf32(__float_as_uint(fb[(k0 + 4) * PB + n]));
         }
 #pragma unroll
-        for (int i = 0; i < 2; ++i)
+        for (int i = 0; i < T::MI; ++i)
 #pragma unroll
-          for (int j = 0; j < 4; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+          for (int j = 0; j < T::NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
       }
     } else {
       // fp16/bf16: ldmatrix.trans from [k][m] (k16 steps).  Lane l addresses
       // row l % 8 of matrix l / 8.
-      const uint32_t sa = smem0 + stage * L::STAGE, sb = sa + L::OPERAND;
+      const uint32_t sa = smem0 + stage * L::STAGE, sb = sa + L::OPERAND_A;
       const int mat = lane / 8, r8 = lane % 8;
 #pragma unroll
-      for (int ks = 0; ks < kBK / 16; ++ks) {
-        uint32_t af[2][4], bf[4][2];
+      for (int ks = 0; ks < T::KW / 16; ++ks) {
+        uint32_t af[T::MI][4], bf[T::NI][2];
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {  // matrices (m block, k block) = (mat % 2, mat / 2)
-          const int k = ks * 16 + (mat / 2) * 8 + r8;
-          const int m = wm * 32 + i * 16 + (mat % 2) * 8;
-          ldmatrix_x4_trans(af[i], sa + k * PITCH + m * 2);
+        for (int i = 0; i < T::MI; ++i) {  // matrices (m block, k block) = (mat % 2, mat / 2)
+          const int k = k_warp + ks * 16 + (mat / 2) * 8 + r8;
+          const int m = wm * T::WM + i * 16 + (mat % 2) * 8;
+          ldmatrix_x4_trans(af[i], sa + k * L::PITCH_A + m * 2);
         }
 #pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {  // matrices (n block, k block) = (mat / 2, mat % 2)
-          const int k = ks * 16 + (mat % 2) * 8 + r8;
-          const int n = wn * 32 + jj * 16 + (mat / 2) * 8;
+        for (int jj = 0; jj < T::NI / 2; ++jj) {  // matrices (n block, k block) = (mat / 2, mat % 2)
+          const int k = k_warp + ks * 16 + (mat % 2) * 8 + r8;
+          const int n = wn * T::WN + jj * 16 + (mat / 2) * 8;
           uint32_t t4[4];
-          ldmatrix_x4_trans(t4, sb + k * PITCH + n * 2);
+          ldmatrix_x4_trans(t4, sb + k * L::PITCH_B + n * 2);
           bf[2 * jj][0] = t4[0];
           bf[2 * jj][1] = t4[1];
           bf[2 * jj + 1][0] = t4[2];
           bf[2 * jj + 1][1] = t4[3];
         }
 #pragma unroll
-        for (int i = 0; i < 2; ++i)
+        for (int i = 0; i < T::MI; ++i)
 #pragma unroll
-          for (int j = 0; j < 4; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+          for (int j = 0; j < T::NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
       }
     }
   }
   cp_async_wait<0>();
 
+  if constexpr (T::WARPS_K > 1) {
+    // Warps 1 … WARPS_K-1 hand their sums to warp 0 through the (idle) ring;
+    // warp 0 adds them in warp order, so the sum does not depend on timing.
+    constexpr int PER_WARP = T::MI * T::NI * 4 * 32;
+    float* red = reinterpret_cast<float*>(smem);
+    __syncthreads();  // every warp is done reading the ring
+    if (wk > 0) {
+#pragma unroll
+      for (int i = 0; i < T::MI; ++i)
+#pragma unroll
+        for (int j = 0; j < T::NI; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            red[(wk - 1) * PER_WARP + ((i * T::NI + j) * 4 + e) * 32 + lane] = acc[i][j][e];
+    }
+    __syncthreads();
+    if (wk > 0) return;
+#pragma unroll
+    for (int w = 0; w < T::WARPS_K - 1; ++w)
+#pragma unroll
+      for (int i = 0; i < T::MI; ++i)
+#pragma unroll
+        for (int j = 0; j < T::NI; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            acc[i][j][e] += red[w * PER_WARP + ((i * T::NI + j) * 4 + e) * 32 + lane];
+  }
+
   // Accumulators → partials (or gw), straight from registers.
-  const int64_t taps = pl.taps, cig = p.in_per_group, cog = p.out_per_group;
+  const int64_t cig = p.in_per_group, cog = p.out_per_group;
   const int g = lane / 4, t = lane % 4;
   scalar_t* gw = static_cast<scalar_t*>(ops.grad_weight);
+  float* ws = ops.workspace + b.split * pl.numel + b.tap * p.in_channels * cog;
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < T::MI; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < T::NI; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t ci = m0 + wm * 32 + i * 16 + g + (e >= 2 ? 8 : 0);
-        const int64_t co = n0 + wn * 32 + j * 8 + 2 * t + (e & 1);
+      for (int h = 0; h < 2; ++h) {  // rows g and g + 8 of the m16 piece
+        const int64_t ci = m0 + wm * T::WM + i * 16 + g + 8 * h;
+        const int64_t co = n0 + wn * T::WN + j * 8 + 2 * t;  // even; Cout/G is even here
         if (ci >= cig || co >= cog) continue;
         const int64_t ci_global = b.g * cig + ci;
+        const float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
         if (pl.splits == 1) {
-          const Strides5 ws = p.weight;
-          gw[ci_global * ws.n + co * ws.c + b.kd * ws.d + b.kh * ws.h + b.kw * ws.w] =
-              from_acc<scalar_t>(acc[i][j][e]);
+          const Strides5 s = p.weight;
+          scalar_t* at = gw + ci_global * s.n + co * s.c + b.kd * s.d + b.kh * s.h + b.kw * s.w;
+          at[0] = from_acc<scalar_t>(v0);
+          at[s.c] = from_acc<scalar_t>(v1);
         } else {
-          ops.workspace[b.split * pl.numel + (ci_global * cog + co) * taps + b.tap] = acc[i][j][e];
+          *reinterpret_cast<float2*>(ws + ci_global * cog + co) = make_float2(v0, v1);
         }
       }
 #else
@@ -228,15 +310,62 @@ __global__ void __launch_bounds__(kBlockThreads, 4)
 #endif
 }
 
+template <typename scalar_t, typename index_t, typename T>
+cudaError_t launch_tile(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
+                        const GradWeightOperands& ops) {
+  constexpr int smem = Layout<scalar_t, T>::RING;
+  const cudaError_t err = opt_in_dynamic_smem<grad_weight_mma_kernel<scalar_t, index_t, T>>(smem);
+  if (err != cudaSuccess) return err;
+  grad_weight_mma_kernel<scalar_t, index_t, T>
+      <<<static_cast<unsigned int>(pl.blocks), T::THREADS, smem, stream>>>(p, pl, ops);
+  return cudaGetLastError();
+}
+
+std::atomic<int> g_forced_bm{0}, g_forced_bn{0};
+
+bool is_tile(int bm, int bn) {
+  return (bm == bn && (bm == 16 || bm == 32 || bm == 64 || bm == 128)) ||
+         (bm == 128 && bn == 64) || (bm == 64 && bn == 128);
+}
+
+// Each side's tile is the smallest of 16, 32, 64, 128 holding its channels;
+// up to 32 a side the tile is square, beyond it each side at least 64.
+Plan plan(const ConvTranspose3dParams& p) {
+  auto side = [](int64_t c) { return c <= 16 ? 16 : c <= 32 ? 32 : c <= 64 ? 64 : 128; };
+  int bm = side(p.in_per_group), bn = side(p.out_per_group);
+  if (bm <= 32 && bn <= 32) {
+    bm = bn = bm > bn ? bm : bn;
+  } else {
+    bm = bm < 64 ? 64 : bm;
+    bn = bn < 64 ? 64 : bn;
+  }
+  if (g_forced_bm.load()) {
+    bm = g_forced_bm.load();
+    bn = g_forced_bn.load();
+  }
+  const int warps = bm * bn >= 128 * 64 ? 8 : 4;
+  return make_plan(p, bm, bn, SplitPolicy{kMinRowsPerSplit, kTargetWarps / warps});
+}
+
 template <typename scalar_t, typename index_t>
 cudaError_t launch_mma(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
-                         const GradWeightOperands& ops) {
-  constexpr int smem = Layout<scalar_t>::SMEM;
-  const cudaError_t err = opt_in_dynamic_smem<grad_weight_mma_kernel<scalar_t, index_t>>(smem);
-  if (err != cudaSuccess) return err;
-  grad_weight_mma_kernel<scalar_t, index_t>
-      <<<static_cast<unsigned int>(pl.blocks), kBlockThreads, smem, stream>>>(p, pl, ops);
-  return cudaGetLastError();
+                       const GradWeightOperands& ops) {
+  switch (pl.bm * 1000 + pl.bn) {
+    case 128128:
+      return launch_tile<scalar_t, index_t, Tile128x128>(p, pl, stream, ops);
+    case 128064:
+      return launch_tile<scalar_t, index_t, Tile128x64>(p, pl, stream, ops);
+    case 64128:
+      return launch_tile<scalar_t, index_t, Tile64x128>(p, pl, stream, ops);
+    case 64064:
+      return launch_tile<scalar_t, index_t, Tile64x64>(p, pl, stream, ops);
+    case 32032:
+      return launch_tile<scalar_t, index_t, Tile32x32>(p, pl, stream, ops);
+    case 16016:
+      return launch_tile<scalar_t, index_t, Tile16x16>(p, pl, stream, ops);
+    default:
+      return cudaErrorInvalidConfiguration;
+  }
 }
 
 }  // namespace gw_gemm
@@ -246,23 +375,30 @@ bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, Sca
   const bool dtype_ok = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
                         (dtype == ScalarKind::Float32 && allow_tf32);
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
-  if (gw_gemm::make_plan(p, gw_gemm::kTile).blocks > int64_t(INT_MAX)) return false;
-  return sm80_kernel_runs_here<gw_gemm::grad_weight_mma_kernel<__half, int32_t>>();
+  if (gw_gemm::plan(p).blocks > int64_t(INT_MAX)) return false;
+  return sm80_kernel_runs_here<
+      gw_gemm::grad_weight_mma_kernel<__half, int32_t, gw_gemm::Tile64x64>>();
 }
 
 int64_t grad_weight_gemm_channels_last_workspace_elems(const ConvTranspose3dParams& p) {
-  return gw_gemm::workspace_elems(gw_gemm::make_plan(p, gw_gemm::kTile));
+  return gw_gemm::workspace_elems(gw_gemm::plan(p));
 }
 
 cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p,
                                                   const LaunchConfig& cfg,
                                                   const GradWeightOperands& ops) {
-  const gw_gemm::Plan pl = gw_gemm::make_plan(p, gw_gemm::kTile);
-  return gw_gemm::run_split_gemm(p, cfg, pl, ops.workspace, ops.grad_weight,
-                                 [&](auto scalar, auto index) {
-                                   return gw_gemm::launch_mma<decltype(scalar), decltype(index)>(
-                                       p, pl, cfg.stream, ops);
-                                 });
+  const gw_gemm::Plan pl = gw_gemm::plan(p);
+  return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo>(
+      p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto index) {
+        return gw_gemm::launch_mma<decltype(scalar), decltype(index)>(p, pl, cfg.stream, ops);
+      });
 }
+
+void set_grad_weight_tile(int bm, int bn) {
+  gw_gemm::g_forced_bm.store(bm);
+  gw_gemm::g_forced_bn.store(bn);
+}
+
+bool grad_weight_tile_exists(int bm, int bn) { return gw_gemm::is_tile(bm, bn); }
 
 }  // namespace tconv3d::cuda

@@ -59,3 +59,17 @@ TENSOR_CORE_CONFIGS.update({
     "columns_48": (1, 24, 48, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
     "input_columns_56": (2, 56, 16, 1, (4, 3, 5), (2, 3, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, False),
 })
+
+# Channels-last grad-weight GEMM: channel counts in whole 16-byte pieces (read
+# in place), reductions long enough to be split across blocks.
+GRAD_WEIGHT_CONFIGS = {
+    "many_m_tiles": TENSOR_CORE_CONFIGS["many_m_tiles"],
+    "grouped_wide_k": TENSOR_CORE_CONFIGS["grouped_wide_k"],
+    # Beyond 128 channels a side, second tiles partial; 27 taps, splits.
+    "wide_channels": (2, 136, 200, 1, (6, 7, 9), 3, 2, 1, 1, 1, True),
+    # 16 and 8 channels per group, anisotropic everything.
+    "narrow_groups": (2, 64, 32, 4, (5, 8, 7), (3, 2, 4), (2, 1, 3), (1, 0, 2), (1, 0, 1), 1, True),
+    # Stride 4, dilation 2, output padding: every tap's box cropped differently.
+    "strided_dilated": (3, 24, 40, 1, (6, 5, 7), 3, 4, 1, (3, 0, 1), 2, False),
+}
+

@@ -6,14 +6,16 @@ import tconv3d
 from conftest import devices, requires_cuda
 
 
-def run_once(device, deterministic_mode=False, dtype=torch.float32):
+def run_once(device, deterministic_mode=False, dtype=torch.float32, channels_last=False):
     # 16 -> 12 channels: wide enough for the tensor-core kernels in half precision,
     # and a grad-weight reduction long enough to be split across blocks.
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 16, 9, 7, 8, generator=g).to(device, dtype).requires_grad_()
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    x = torch.randn(4, 16, 9, 7, 8, generator=g).to(device, dtype, memory_format=fmt)
+    x.requires_grad_()
     w = torch.randn(16, 12, 3, 3, 3, generator=g).to(device, dtype).requires_grad_()
     b = torch.randn(12, generator=g).to(device, dtype).requires_grad_()
-    gy = torch.randn((4, 12, 18, 14, 16), generator=g).to(device, dtype)
+    gy = torch.randn((4, 12, 18, 14, 16), generator=g).to(device, dtype, memory_format=fmt)
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic_mode)
     try:
@@ -51,6 +53,24 @@ def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
             assert torch.equal(a, b)
 
 
+@requires_cuda
+@pytest.mark.parametrize("tile", [(16, 16), (32, 32), (64, 64), (128, 128)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_channels_last_grad_weight_is_bitwise_reproducible(dtype, tile):
+    """The channels-last grad-weight GEMM, split reduction and the k-split
+    tiles' in-block sum included: identical gradients run to run (float32 in TF32)."""
+    torch.backends.cudnn.allow_tf32 = True
+    tconv3d._C._set_grad_weight_tile(*tile)
+    try:
+        runs = [run_once("cuda", dtype=dtype, channels_last=True) for _ in range(3)]
+    finally:
+        tconv3d._C._set_grad_weight_tile(0, 0)
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("device", devices())
 def test_runs_under_use_deterministic_algorithms(device):
     for a, b in zip(run_once(device), run_once(device, deterministic_mode=True)):
@@ -58,15 +78,16 @@ def test_runs_under_use_deterministic_algorithms(device):
 
 
 @requires_cuda
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 @pytest.mark.parametrize("policy", ["auto", "wgmma"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_wide_index_path_gives_identical_results(dtype, policy):
+def test_wide_index_path_gives_identical_results(dtype, policy, channels_last):
     tconv3d._C._set_kernel_policy(policy)
     try:
-        narrow = run_once("cuda", dtype=dtype)
+        narrow = run_once("cuda", dtype=dtype, channels_last=channels_last)
         tconv3d._C._set_force_wide_index(True)
         try:
-            wide = run_once("cuda", dtype=dtype)
+            wide = run_once("cuda", dtype=dtype, channels_last=channels_last)
         finally:
             tconv3d._C._set_force_wide_index(False)
     finally:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv3d
-from cases import CONFIGS, TENSOR_CORE_CONFIGS, geometry_of, shapes_of
+from cases import CONFIGS, GRAD_WEIGHT_CONFIGS, TENSOR_CORE_CONFIGS, geometry_of, shapes_of
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -255,6 +255,36 @@ def test_grad_weight_kernel_follows_the_layout(case):
     config = (2, cin, cout, groups, (5, 4, 6), 3, 2, 1, 1, 1, True)
     run_parity(config, layout, torch.bfloat16, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
+
+
+@pytest.fixture
+def forced_grad_weight_tile(request):
+    tconv3d._C._set_grad_weight_tile(*request.param)
+    yield request.param
+    tconv3d._C._set_grad_weight_tile(0, 0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("forced_grad_weight_tile",
+                         [(16, 16), (32, 32), (64, 64), (64, 128), (128, 64), (128, 128)],
+                         indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("name", list(GRAD_WEIGHT_CONFIGS))
+def test_every_grad_weight_tile(name, precision, forced_grad_weight_tile):
+    """Each tile of the channels-last grad-weight GEMM (the shape picks one per
+    layer) forced through channels-last shapes: partial tiles on both sides,
+    groups, split reductions, taps without rows."""
+    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    run_parity(GRAD_WEIGHT_CONFIGS[name], "channels_last", dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
+
+
+def test_grad_weight_tile_hook_rejects_unknown_tiles():
+    if not tconv3d._C.with_cuda:
+        pytest.skip("built without CUDA")
+    with pytest.raises(RuntimeError, match="grad-weight tile"):
+        tconv3d._C._set_grad_weight_tile(32, 64)
 
 
 @pytest.mark.parametrize("device", devices())
