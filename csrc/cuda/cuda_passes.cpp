@@ -244,7 +244,9 @@ void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const LaunchConfig cfg = config_for(grad_output, {grad_output, grad_bias});
   const at::Tensor workspace =
-      partials_workspace(grad_bias_splits(p), grad_bias.numel(), grad_output);
+      partials_workspace(
+      grad_bias_splits(p, scalar_kind(grad_output.scalar_type()), grad_output.const_data_ptr()),
+      grad_bias.numel(), grad_output);
   C10_CUDA_CHECK(launch_grad_bias_reduce(
       p, cfg, grad_output.const_data_ptr(), grad_bias.mutable_data_ptr(), grad_bias.stride(0),
       workspace.defined() ? workspace.mutable_data_ptr() : nullptr));

@@ -35,7 +35,8 @@ cudaError_t launch_grad_weight_reduce(const ConvTranspose3dParams& p, const Laun
                                       const void* input, const void* grad_output,
                                       void* grad_weight, void* workspace);
 
-int64_t grad_bias_splits(const ConvTranspose3dParams& p);
+// grad_output's layout and address decide the grad-bias kernel (and so its splits).
+int64_t grad_bias_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const void* grad_output);
 cudaError_t launch_grad_bias_reduce(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                     const void* grad_output, void* grad_bias,
                                     int64_t grad_bias_stride, void* workspace);

@@ -1,5 +1,6 @@
 """Forward and all three gradients against a float64 reference, over odd
 shapes, every geometry feature, three memory layouts and four dtypes."""
+import math
 import zlib
 
 import pytest
@@ -283,8 +284,26 @@ def test_every_grad_weight_tile(name, precision, forced_grad_weight_tile):
 def test_grad_weight_tile_hook_rejects_unknown_tiles():
     if not tconv3d._C.with_cuda:
         pytest.skip("built without CUDA")
-    with pytest.raises(RuntimeError, match="grad-weight tile"):
+    with pytest.raises(ValueError, match="grad-weight tile"):
         tconv3d._C._set_grad_weight_tile(32, 64)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "offset"])
+@pytest.mark.parametrize("channels", [3, 24, 264, 300])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+def test_grad_bias_of_channels_last_grad_output(dtype, channels, aligned, device):
+    """Dense channels-last grad_output: 16-byte vectors, single channels (odd
+    counts, an address off 16 bytes), past 256 channels, split reductions."""
+    g = torch.Generator().manual_seed(channels)
+    shape = (3, 9, 11, 13, channels)  # N, D, H, W, C in memory
+    flat = torch.randn(math.prod(shape) + 1, generator=g).to(device, dtype)
+    gy = flat[0 if aligned else 1:][:math.prod(shape)].view(shape).permute(0, 4, 1, 2, 3)
+    assert gy.is_contiguous(memory_format=torch.channels_last_3d)
+    grad_bias = torch.ops.tconv3d.grad_bias(gy)
+    reference = gy.double().sum((0, 2, 3, 4))
+    assert rel_err(grad_bias, reference) <= TOLERANCE[dtype]
+    assert torch.equal(grad_bias, torch.ops.tconv3d.grad_bias(gy))
 
 
 @pytest.mark.parametrize("device", devices())
