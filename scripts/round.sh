@@ -1,13 +1,11 @@
 set -u
-python3 -X faulthandler -c "
+which gdb && gdb -batch -ex run -ex bt --args python3 -c "import tconv3d; tconv3d._C._set_kernel_policy('bogus')" 2>&1 | grep -E "^#|signal|Error" | head -25
+python3 -c "
 import tconv3d
-for f, a in ((tconv3d._C._set_kernel_policy, ('bogus',)), (tconv3d._C._set_grad_weight_tile, (32, 64))):
-    try:
-        f(*a); print('no raise', f)
-    except Exception as e:
-        print('raised', type(e).__name__, str(e)[:80])
-" 2>&1 | tail -5
-mkdir -p $OUT/ncu
-OUT=$OUT/ncu timeout 200 ncu --clock-control none --kernel-name-base demangled --launch-skip 60 --launch-count 40 --section SpeedOfLight python3 scripts/profile_case.py unet3d_up_k2s2_128to64 bf16 cl fwdbwd > $OUT/ncu/fwdbwd_unet128.txt 2>&1
-grep -E "^  [a-zA-Z_].*\(|Duration" $OUT/ncu/fwdbwd_unet128.txt | sed -E 's/\(ConvTr.*|\(const.*|\(Kernel.*|\(at::.*//' | paste - - | awk '{print $NF, $0}' | cut -c1-200 | head -40
-cd $OUT && tar czf ncu.tgz ncu && rm -rf ncu
+try:
+    tconv3d._C.output_shape([1,1,1,1,1],[1,1,5,5,5],[1],[3],[0],1,[1])
+except Exception as e: print('output_shape raised', type(e).__name__)
+" 2>&1 | tail -2
+for L in cl ncdhw; do python3 scripts/profile_step.py unet3d_up_k2s2_128to64 bf16 $L 2>&1 | grep -v Warning | head -20; done
+python3 benchmarks/bench.py --quick --dtypes bf16,tf32 --layouts cl,ncdhw --passes fwd,fwdbwd,dgrad,wgrad --iters 20 --warmup 3 --out $OUT/all >/dev/null
+grep -A20 "^## Summary" $OUT/all/results.md

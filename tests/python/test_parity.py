@@ -291,15 +291,19 @@ def test_grad_weight_tile_hook_rejects_unknown_tiles():
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "offset"])
 @pytest.mark.parametrize("channels", [3, 24, 264, 300])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
-def test_grad_bias_of_channels_last_grad_output(dtype, channels, aligned, device):
-    """Dense channels-last grad_output: 16-byte vectors, single channels (odd
+def test_grad_bias_of_dense_grad_output(dtype, layout, channels, aligned, device):
+    """Dense grad_output in both layouts: 16-byte vectors, single elements (odd
     counts, an address off 16 bytes), past 256 channels, split reductions."""
     g = torch.Generator().manual_seed(channels)
-    shape = (3, 9, 11, 13, channels)  # N, D, H, W, C in memory
+    n, d, h, w = 3, 12, 23, 32  # planes of 8832: two splits, whole 16-byte vectors
+    shape = (n, d, h, w, channels) if layout == "channels_last" else (n, channels, d, h, w)
     flat = torch.randn(math.prod(shape) + 1, generator=g).to(device, dtype)
-    gy = flat[0 if aligned else 1:][:math.prod(shape)].view(shape).permute(0, 4, 1, 2, 3)
-    assert gy.is_contiguous(memory_format=torch.channels_last_3d)
+    gy = flat[0 if aligned else 1:][:math.prod(shape)].view(shape)
+    if layout == "channels_last":
+        gy = gy.permute(0, 4, 1, 2, 3)
+        assert gy.is_contiguous(memory_format=torch.channels_last_3d)
     grad_bias = torch.ops.tconv3d.grad_bias(gy)
     reference = gy.double().sum((0, 2, 3, 4))
     assert rel_err(grad_bias, reference) <= TOLERANCE[dtype]

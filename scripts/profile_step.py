@@ -1,0 +1,46 @@
+"""Where a training step's time goes: torch.profiler over a few steps of one
+benchmark case, ours and cuDNN's, GPU kernel time against wall time.
+
+    python3 scripts/profile_step.py unet3d_up_k2s2_128to64 bf16 cl
+"""
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench  # noqa: E402
+import tconv3d  # noqa: E402
+
+
+def main() -> None:
+    name, dtype_name, layout = sys.argv[1:4]
+    case = next(c for c in bench.load_cases(Path(bench.__file__).with_name("cases.json"), False)
+                if c.name == name)
+    device = torch.device("cuda")
+    with bench.torch_settings(dtype_name, cudnn_benchmark=False):
+        sets = bench.make_input_sets(case, bench.DTYPES[dtype_name], layout == "cl", "fwdbwd",
+                                     device, 1, seed=0)
+        for label, fn in (("tconv3d", tconv3d.conv_transpose3d), ("cuDNN", F.conv_transpose3d)):
+            call = bench.make_call(fn, case, "fwdbwd")
+            for _ in range(5):
+                call(sets[0])
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                    torch.profiler.ProfilerActivity.CUDA]) as prof:
+                for _ in range(10):
+                    call(sets[0])
+                torch.cuda.synchronize()
+            wall = (time.perf_counter() - start) / 10 * 1e3
+            events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+            gpu = sum(e.self_device_time_total for e in events) / 10 / 1e3
+            print(f"== {label}: wall {wall:.3f} ms/step (profiled), GPU kernels {gpu:.3f} ms/step")
+            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:8]:
+                print(f"   {e.self_device_time_total / 10 / 1e3:7.3f} ms  x{e.count // 10}  {e.key[:90]}")
+
+
+if __name__ == "__main__":
+    main()
