@@ -103,6 +103,23 @@ bool readable_in_place(const at::Tensor& t, int64_t groups, int64_t padded) {
          reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
 }
 
+// 16 or 8 when a channels-last tensor can be read in place in cp.async
+// pieces of that many bytes (each group's channels whole pieces, strides and
+// address multiples of a piece), else 0.
+int cp_async_piece(const at::Tensor& t, int64_t groups) {
+  const int64_t es = static_cast<int64_t>(t.element_size());
+  for (const int64_t piece : {int64_t(16), int64_t(8)}) {
+    const int64_t vec = piece / es;
+    if (vec < 1 || (t.size(1) / groups) % vec != 0) continue;
+    if (t.stride(1) == 1 && t.stride(0) % vec == 0 && t.stride(2) % vec == 0 &&
+        t.stride(3) % vec == 0 && t.stride(4) % vec == 0 &&
+        reinterpret_cast<uintptr_t>(t.const_data_ptr()) % piece == 0) {
+      return int(piece);
+    }
+  }
+  return 0;
+}
+
 GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   const int64_t per_group = t.size(1) / groups;
   if (readable_in_place(t, groups, padded)) {
@@ -199,23 +216,22 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
   if (may_use_tensor_cores(p)) {
-    // Channels-last operands that can be read in place go to the cp.async
-    // kernel; anything else to the one that reads any strides element by
-    // element (copying x and grad_output first costs more than it gains).
-    const int64_t cx = padded_channels(p.in_per_group, dtype);
-    const int64_t cg = padded_channels(p.out_per_group, dtype);
-    if (readable_in_place(input, p.groups, cx) &&
-        readable_in_place(grad_output, p.groups, cg) &&
-        grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
+    // Channels-last operands that can be read in place (whole 16-byte
+    // pieces, else whole 8-byte ones) go to the cp.async kernel; anything
+    // else to the one that reads any strides element by element (copying x
+    // and grad_output first costs more than it gains).
+    const int px = cp_async_piece(input, p.groups), pg = cp_async_piece(grad_output, p.groups);
+    const int piece = px > 0 && pg > 0 ? std::min(px, pg) : 0;
+    if (piece > 0 && grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
       const at::Tensor partials = float_workspace(
           grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
       const LaunchConfig cfg = config_for(grad_output, {input, grad_output, grad_weight});
       const GradWeightOperands ops{
           input.const_data_ptr(), input.stride(0), input.stride(2), input.stride(3),
-          input.stride(4), cx, grad_output.const_data_ptr(), grad_output.stride(0),
-          grad_output.stride(2), grad_output.stride(3), grad_output.stride(4), cg,
+          input.stride(4), p.in_per_group, grad_output.const_data_ptr(), grad_output.stride(0),
+          grad_output.stride(2), grad_output.stride(3), grad_output.stride(4), p.out_per_group,
           grad_weight.mutable_data_ptr(),
-          partials.defined() ? partials.data_ptr<float>() : nullptr};
+          partials.defined() ? partials.data_ptr<float>() : nullptr, piece};
       C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, ops));
       g_last_kernel[2] = "grad_weight_gemm_channels_last";
       return;

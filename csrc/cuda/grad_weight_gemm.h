@@ -34,10 +34,10 @@ cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const Launch
                                     float* workspace);
 
 // The channels-last variant (grad_weight_gemm_channels_last.cu), for x and
-// grad_output that are channels_last_3d with 16-byte-multiple channel counts,
-// read in place as the tensor-core GEMM of the other passes reads its source
-// (tensor_core_gemm.h): channel c of group g at element g·channels + c of a
-// position, strides in elements, all 16-byte multiples.  grad_weight at
+// grad_output that are channels_last_3d with 8-byte-multiple channel counts,
+// read in place: channel c of group g at element g·channels + c of a
+// position, strides in elements, all multiples of piece_bytes (16, or 8 when
+// some group's channels are not whole 16-byte pieces), addresses too.  grad_weight at
 // p.weight strides, written once (rounded once from fp32); float32 runs in
 // TF32 (only called when TF32 is allowed).  workspace holds
 // grad_weight_gemm_channels_last_workspace_elems(p) floats (null when 0).
@@ -49,6 +49,7 @@ struct GradWeightOperands {
   int64_t grad_output_n, grad_output_d, grad_output_h, grad_output_w, grad_output_channels;
   void* grad_weight;
   float* workspace;
+  int piece_bytes;  // 16 or 8: the cp.async size
 };
 
 bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, ScalarKind dtype,

@@ -13,11 +13,13 @@
 // contiguous ranges.  The taps of one (split, ci-tile) are adjacent in the
 // grid, so the x rows they all read come from L2.
 //
-// Used when x and grad_output are channels_last_3d with 16-byte-multiple
+// Used when x and grad_output are channels_last_3d with 8-byte-multiple
 // channel counts (read in place; grad_weight_gemm.cu, which reads any strides
 // element by element, serves the rest).  A reduction row r is one position,
-// and its channels of x (or gy) are 16-byte pieces copied by cp.async straight
-// into shared memory as [k = r][m = channel] — the "k-major" layout.
+// and its channels of x (or gy) are 16-byte pieces (8-byte ones when a group's
+// channels are not whole 16-byte pieces: 4 input channels in bf16, say)
+// copied by cp.async straight into shared memory as [k = r][m = channel] —
+// the "k-major" layout.
 // Fragments come out of it with ldmatrix.trans (fp16/bf16) or plain 32-bit
 // loads (TF32, whose words ldmatrix cannot transpose), from rows padded so
 // both are conflict-free.  The rows' offsets are decoded once per row (not
@@ -79,10 +81,10 @@ using Tile16x16 = Tile<16, 16, 1, 1, 4, 64>;
 constexpr int64_t kMinRowsPerSplit = 512;
 constexpr int64_t kTargetWarps = 4096;
 
-template <typename scalar_t, typename T>
+template <typename scalar_t, typename T, int PIECE>
 struct Layout {
   static constexpr int ES = int(sizeof(scalar_t));
-  static constexpr int VEC = 16 / ES;                      // channels per 16-byte piece
+  static constexpr int VEC = PIECE / ES;                   // channels per piece
   static constexpr int PIECES_A = T::BM / VEC, PIECES_B = T::BN / VEC;
   static constexpr int PIECES = PIECES_A + PIECES_B;       // pieces per row, x then gy
   static constexpr int LOADS = T::BK * PIECES / T::THREADS;  // pieces a thread copies per stage
@@ -100,12 +102,12 @@ struct Layout {
   static_assert(REDUCE <= RING, "the k-split reduction fits in the ring");
 };
 
-template <typename scalar_t, typename index_t, typename T>
+template <typename scalar_t, typename index_t, typename T, int PIECE>
 __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
     grad_weight_mma_kernel(const ConvTranspose3dParams p, const Plan pl,
                            const GradWeightOperands ops) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  using L = Layout<scalar_t, T>;
+  using L = Layout<scalar_t, T, PIECE>;
   constexpr int VEC = L::VEC, BK = T::BK, STAGES = L::STAGES;
   extern __shared__ __align__(128) unsigned char smem[];
   // Row offsets of x and gy for two stages' rows, decoded one stage ahead.
@@ -143,6 +145,13 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
       row_g[slice % 2][tid] = go;
     }
   };
+  auto copy = [](uint32_t dst, const scalar_t* src, bool valid) {
+    if constexpr (PIECE == 16) {
+      cp_async16(dst, src, valid);
+    } else {
+      cp_async8(dst, src, valid);
+    }
+  };
   auto load_stage = [&](index_t slice) {
     const uint32_t sa = smem0 + int(slice % STAGES) * L::STAGE, sb = sa + L::OPERAND_A;
 #pragma unroll
@@ -152,12 +161,12 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
       const bool row_ok = slice * BK + row < len;
       if (piece < L::PIECES_A) {
         const int c = piece * VEC;
-        cp_async16(sa + row * L::PITCH_A + piece * 16, xs + row_x[slice % 2][row] + c,
-                   row_ok && m0 + c < ops.input_channels);
+        copy(sa + row * L::PITCH_A + piece * PIECE, xs + row_x[slice % 2][row] + c,
+             row_ok && m0 + c < ops.input_channels);
       } else {
         const int c = (piece - L::PIECES_A) * VEC;
-        cp_async16(sb + row * L::PITCH_B + (piece - L::PIECES_A) * 16,
-                   gs + row_g[slice % 2][row] + c, row_ok && n0 + c < ops.grad_output_channels);
+        copy(sb + row * L::PITCH_B + (piece - L::PIECES_A) * PIECE,
+             gs + row_g[slice % 2][row] + c, row_ok && n0 + c < ops.grad_output_channels);
       }
     }
   };
@@ -310,15 +319,23 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
 #endif
 }
 
+template <typename scalar_t, typename index_t, typename T, int PIECE>
+cudaError_t launch_tile_pieces(const ConvTranspose3dParams& p, const Plan& pl,
+                               cudaStream_t stream, const GradWeightOperands& ops) {
+  constexpr auto kernel = grad_weight_mma_kernel<scalar_t, index_t, T, PIECE>;
+  constexpr int smem = Layout<scalar_t, T, PIECE>::RING;
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
+  if (err != cudaSuccess) return err;
+  kernel<<<static_cast<unsigned int>(pl.blocks), T::THREADS, smem, stream>>>(p, pl, ops);
+  return cudaGetLastError();
+}
+
 template <typename scalar_t, typename index_t, typename T>
 cudaError_t launch_tile(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
                         const GradWeightOperands& ops) {
-  constexpr int smem = Layout<scalar_t, T>::RING;
-  const cudaError_t err = opt_in_dynamic_smem<grad_weight_mma_kernel<scalar_t, index_t, T>>(smem);
-  if (err != cudaSuccess) return err;
-  grad_weight_mma_kernel<scalar_t, index_t, T>
-      <<<static_cast<unsigned int>(pl.blocks), T::THREADS, smem, stream>>>(p, pl, ops);
-  return cudaGetLastError();
+  if (ops.piece_bytes == 16) return launch_tile_pieces<scalar_t, index_t, T, 16>(p, pl, stream, ops);
+  if (ops.piece_bytes == 8) return launch_tile_pieces<scalar_t, index_t, T, 8>(p, pl, stream, ops);
+  return cudaErrorInvalidValue;
 }
 
 std::atomic<int> g_forced_bm{0}, g_forced_bn{0};
@@ -377,7 +394,7 @@ bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, Sca
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (gw_gemm::plan(p).blocks > int64_t(INT_MAX)) return false;
   return sm80_kernel_runs_here<
-      gw_gemm::grad_weight_mma_kernel<__half, int32_t, gw_gemm::Tile64x64>>();
+      gw_gemm::grad_weight_mma_kernel<__half, int32_t, gw_gemm::Tile64x64, 16>>();
 }
 
 int64_t grad_weight_gemm_channels_last_workspace_elems(const ConvTranspose3dParams& p) {

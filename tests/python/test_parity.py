@@ -246,7 +246,8 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     # (layout, in_channels, out_channels, groups, expected grad-weight kernel)
     ("channels_last", 16, 24, 1, "grad_weight_gemm_channels_last"),
     ("channels_last", 32, 16, 2, "grad_weight_gemm_channels_last"),
-    ("channels_last", 12, 16, 1, "grad_weight_gemm"),  # 12 bf16 channels: not 16-byte pieces
+    ("channels_last", 12, 16, 1, "grad_weight_gemm_channels_last"),  # 8-byte pieces
+    ("channels_last", 10, 16, 1, "grad_weight_gemm"),  # 10 bf16 channels: not 8-byte pieces
     ("contiguous", 16, 24, 1, "grad_weight_gemm"),
 ], ids=str)
 def test_grad_weight_kernel_follows_the_layout(case):
@@ -278,6 +279,24 @@ def test_every_grad_weight_tile(name, precision, forced_grad_weight_tile):
     dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     run_parity(GRAD_WEIGHT_CONFIGS[name], "channels_last", dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
+
+
+@requires_cuda
+@pytest.mark.parametrize("forced_grad_weight_tile", [(16, 16), (64, 64), (128, 128)],
+                         indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
+@pytest.mark.parametrize("channels", [
+    # (precision, Cin, Cout, groups): some group's channels are 8-byte, not 16-byte, pieces
+    ("bf16", 4, 8, 1), ("bf16", 12, 20, 1), ("bf16", 24, 8, 2), ("tf32", 6, 10, 1),
+    ("tf32", 2, 8, 1)], ids=str)
+def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_tile):
+    """Channels-last operands with 4 (bf16) or 2 (fp32) channels to a piece
+    take the cp.async kernel's 8-byte copies, exact, however wide the tile."""
+    precision, cin, cout, groups = channels
+    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    config = (3, cin, cout, groups, (7, 6, 9), 3, 2, 1, 1, 1, True)
+    run_parity(config, "channels_last", dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
