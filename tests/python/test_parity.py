@@ -300,13 +300,6 @@ def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_t
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
-def test_grad_weight_tile_hook_rejects_unknown_tiles():
-    if not tconv3d._C.with_cuda:
-        pytest.skip("built without CUDA")
-    with pytest.raises(ValueError, match="grad-weight tile"):
-        tconv3d._C._set_grad_weight_tile(32, 64)
-
-
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "offset"])
 @pytest.mark.parametrize("channels", [3, 24, 264, 300])
