@@ -91,6 +91,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "test hook: force the channels-last grad-weight GEMM's block tile (input x output "
       "channels); (0, 0) = automatic");
   m.def(
+      "_set_grad_weight_split_policy",
+      [](int64_t min_rows_per_split, int64_t target_warps) {
+        require(min_rows_per_split >= 0 && target_warps >= 0,
+                "split policy values must be >= 0 (0 = built in)");
+        tconv3d::cuda::set_grad_weight_split_policy(min_rows_per_split, target_warps);
+      },
+      "tuning hook: the channels-last grad-weight GEMM's minimum rows per split and target "
+      "warp count; (0, 0) = built in");
+  m.def(
       "_last_cuda_kernels",
       [] {
         std::map<std::string, std::string> k;

@@ -63,6 +63,9 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
 // block), one of those grad_weight_tile_exists accepts; (0, 0) = by shape.
 void set_grad_weight_tile(int bm, int bn);
 bool grad_weight_tile_exists(int bm, int bn);
+// Test / tuning hook: the channels-last kernel's split policy (rows per split
+// at least, warps aimed at); 0 = the built-in constant.
+void set_grad_weight_split_policy(int64_t min_rows_per_split, int64_t target_warps);
 
 // ---------------------------------------------------------------------------
 // Decomposition (shared by the kernel and host-side checks).

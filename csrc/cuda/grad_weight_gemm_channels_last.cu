@@ -339,6 +339,7 @@ cudaError_t launch_tile(const ConvTranspose3dParams& p, const Plan& pl, cudaStre
 }
 
 std::atomic<int> g_forced_bm{0}, g_forced_bn{0};
+std::atomic<int64_t> g_forced_split_rows{0}, g_forced_target_warps{0};
 
 bool is_tile(int bm, int bn) {
   return (bm == bn && (bm == 16 || bm == 32 || bm == 64 || bm == 128)) ||
@@ -361,7 +362,9 @@ Plan plan(const ConvTranspose3dParams& p) {
     bn = g_forced_bn.load();
   }
   const int warps = bm * bn >= 128 * 64 ? 8 : 4;
-  return make_plan(p, bm, bn, SplitPolicy{kMinRowsPerSplit, kTargetWarps / warps});
+  const int64_t rows = g_forced_split_rows.load() ? g_forced_split_rows.load() : kMinRowsPerSplit;
+  const int64_t target = g_forced_target_warps.load() ? g_forced_target_warps.load() : kTargetWarps;
+  return make_plan(p, bm, bn, SplitPolicy{rows, target / warps});
 }
 
 template <typename scalar_t, typename index_t>
@@ -417,5 +420,10 @@ void set_grad_weight_tile(int bm, int bn) {
 }
 
 bool grad_weight_tile_exists(int bm, int bn) { return gw_gemm::is_tile(bm, bn); }
+
+void set_grad_weight_split_policy(int64_t min_rows_per_split, int64_t target_warps) {
+  gw_gemm::g_forced_split_rows.store(min_rows_per_split);
+  gw_gemm::g_forced_target_warps.store(target_warps);
+}
 
 }  // namespace tconv3d::cuda
