@@ -69,9 +69,13 @@ struct Tile {
   static_assert(MI >= 1 && NI >= 2 && NI % 2 == 0 && KW % 16 == 0, "warp tile");
 };
 
-using Tile128x128 = Tile<128, 128, 2, 4, 1, 32>;
-using Tile128x64 = Tile<128, 64, 4, 2, 1, 32>;
-using Tile64x128 = Tile<64, 128, 2, 4, 1, 32>;
+// The 8-warp tiles with 32 rows a stage, or (16-bit types, under test) 64.
+template <int BK>
+using Tile128x128 = Tile<128, 128, 2, 4, 1, BK>;
+template <int BK>
+using Tile128x64 = Tile<128, 64, 4, 2, 1, BK>;
+template <int BK>
+using Tile64x128 = Tile<64, 128, 2, 4, 1, BK>;
 using Tile64x64 = Tile<64, 64, 2, 2, 1, 32>;
 using Tile32x32 = Tile<32, 32, 1, 1, 4, 64>;
 using Tile16x16 = Tile<16, 16, 1, 1, 4, 64>;
@@ -98,7 +102,8 @@ struct Layout {
   static constexpr int PITCH_A = pitch(T::BM), PITCH_B = pitch(T::BN);
   static constexpr int OPERAND_A = T::BK * PITCH_A;
   static constexpr int STAGE = T::BK * (PITCH_A + PITCH_B);
-  static constexpr int STAGES = ES == 2 ? 4 : 3;
+  // Up to 4 stages in 16-bit types, 3 in TF32, within ~108 KB: two blocks an SM.
+  static constexpr int STAGES = ES == 2 ? (4 * STAGE <= 110592 ? 4 : 3) : 3;
   static constexpr int RING = STAGES * STAGE;
   static constexpr int REDUCE = (T::WARPS_K - 1) * T::BM * T::BN * 4;  // reuses the ring
   static_assert(REDUCE <= RING, "the k-split reduction fits in the ring");
@@ -342,6 +347,7 @@ cudaError_t launch_tile(const ConvTranspose3dParams& p, const Plan& pl, cudaStre
 
 std::atomic<int> g_forced_bm{0}, g_forced_bn{0};
 std::atomic<int64_t> g_forced_split_rows{0}, g_forced_target_warps{0};
+std::atomic<int> g_wide_stage_rows{32};
 
 bool is_tile(int bm, int bn) {
   return (bm == bn && (bm == 16 || bm == 32 || bm == 64 || bm == 128)) ||
@@ -369,16 +375,16 @@ Plan plan(const ConvTranspose3dParams& p) {
   return make_plan(p, bm, bn, SplitPolicy{rows, target / warps});
 }
 
-template <typename scalar_t, typename index_t>
-cudaError_t launch_mma(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
-                       const GradWeightOperands& ops) {
+template <typename scalar_t, typename index_t, int BK>
+cudaError_t launch_mma_rows(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
+                            const GradWeightOperands& ops) {
   switch (pl.bm * 1000 + pl.bn) {
     case 128128:
-      return launch_tile<scalar_t, index_t, Tile128x128>(p, pl, stream, ops);
+      return launch_tile<scalar_t, index_t, Tile128x128<BK>>(p, pl, stream, ops);
     case 128064:
-      return launch_tile<scalar_t, index_t, Tile128x64>(p, pl, stream, ops);
+      return launch_tile<scalar_t, index_t, Tile128x64<BK>>(p, pl, stream, ops);
     case 64128:
-      return launch_tile<scalar_t, index_t, Tile64x128>(p, pl, stream, ops);
+      return launch_tile<scalar_t, index_t, Tile64x128<BK>>(p, pl, stream, ops);
     case 64064:
       return launch_tile<scalar_t, index_t, Tile64x64>(p, pl, stream, ops);
     case 32032:
@@ -388,6 +394,15 @@ cudaError_t launch_mma(const ConvTranspose3dParams& p, const Plan& pl, cudaStrea
     default:
       return cudaErrorInvalidConfiguration;
   }
+}
+
+template <typename scalar_t, typename index_t>
+cudaError_t launch_mma(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
+                       const GradWeightOperands& ops) {
+  if constexpr (sizeof(scalar_t) == 2) {
+    if (g_wide_stage_rows.load() == 64) return launch_mma_rows<scalar_t, index_t, 64>(p, pl, stream, ops);
+  }
+  return launch_mma_rows<scalar_t, index_t, 32>(p, pl, stream, ops);
 }
 
 }  // namespace gw_gemm
@@ -422,6 +437,8 @@ void set_grad_weight_tile(int bm, int bn) {
 }
 
 bool grad_weight_tile_exists(int bm, int bn) { return gw_gemm::is_tile(bm, bn); }
+
+void set_grad_weight_wide_stage_rows(int rows) { gw_gemm::g_wide_stage_rows.store(rows); }
 
 void set_grad_weight_split_policy(int64_t min_rows_per_split, int64_t target_warps) {
   gw_gemm::g_forced_split_rows.store(min_rows_per_split);
