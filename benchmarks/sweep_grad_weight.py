@@ -32,25 +32,20 @@ def sweep_row(case: bench.Case, dtype_name: str, args) -> dict:
     sets = bench.make_input_sets(case, dtype, True, "wgrad", device, count, args.seed)
     ours = bench.make_call(tconv3d.conv_transpose3d, case, "wgrad")
 
-    def setting(tile=(0, 0), splits=(0, 0), stage_rows=32):
+    def setting(tile=(0, 0), splits=(0, 0)):
         def call(s):
             tconv3d._C._set_grad_weight_tile(*tile)
             tconv3d._C._set_grad_weight_split_policy(*splits)
-            tconv3d._C._set_grad_weight_wide_stage_rows(stage_rows)
             try:
                 return ours(s)
             finally:
                 tconv3d._C._set_grad_weight_tile(0, 0)
                 tconv3d._C._set_grad_weight_split_policy(0, 0)
-                tconv3d._C._set_grad_weight_wide_stage_rows(32)
         return call
 
     calls = {"cudnn": bench.make_call(F.conv_transpose3d, case, "wgrad"), "auto": setting()}
-    if args.stage_rows_only:
-        calls["64 rows"] = setting(stage_rows=64)
-    else:
-        calls.update({f"tile {m}x{n}": setting(tile=(m, n)) for m, n in TILES})
-        calls.update({f"split {r}/{w}": setting(splits=(r, w)) for r, w in SPLITS})
+    calls.update({f"tile {m}x{n}": setting(tile=(m, n)) for m, n in TILES})
+    calls.update({f"split {r}/{w}": setting(splits=(r, w)) for r, w in SPLITS})
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
         ours(sets[0])
         assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
@@ -65,8 +60,6 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage-rows-only", action="store_true",
-                   help="only auto against 64 rows a stage for the 8-warp tiles (fp16/bf16)")
     args = p.parse_args()
     cases = bench.load_cases(bench.HERE / "cases.json", on_cpu=False)
     if args.quick:

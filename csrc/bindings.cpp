@@ -100,14 +100,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "tuning hook: the channels-last grad-weight GEMM's minimum rows per split and target "
       "warp count; (0, 0) = built in");
   m.def(
-      "_set_grad_weight_wide_stage_rows",
-      [](int rows) {
-        require(rows == 32 || rows == 64, "stage rows must be 32 or 64, got ", rows);
-        tconv3d::cuda::set_grad_weight_wide_stage_rows(rows);
-      },
-      "tuning hook: rows per pipeline stage of the channels-last grad-weight GEMM's 8-warp "
-      "tiles in fp16/bf16");
-  m.def(
       "_last_cuda_kernels",
       [] {
         std::map<std::string, std::string> k;

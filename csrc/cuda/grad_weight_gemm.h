@@ -66,8 +66,6 @@ bool grad_weight_tile_exists(int bm, int bn);
 // Test / tuning hook: the channels-last kernel's split policy (rows per split
 // at least, warps aimed at); 0 = the built-in constant.
 void set_grad_weight_split_policy(int64_t min_rows_per_split, int64_t target_warps);
-// Tuning hook: rows per stage of the 8-warp tiles in fp16/bf16, 32 or 64.
-void set_grad_weight_wide_stage_rows(int rows);
 
 // ---------------------------------------------------------------------------
 // Decomposition (shared by the kernel and host-side checks).

@@ -270,20 +270,15 @@ def forced_grad_weight_tile(request):
 @pytest.mark.parametrize("forced_grad_weight_tile",
                          [(16, 16), (32, 32), (64, 64), (64, 128), (128, 64), (128, 128)],
                          indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
-@pytest.mark.parametrize("precision", ["tf32", "bf16", "bf16_64rows"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
 @pytest.mark.parametrize("name", list(GRAD_WEIGHT_CONFIGS))
 def test_every_grad_weight_tile(name, precision, forced_grad_weight_tile):
     """Each tile of the channels-last grad-weight GEMM (the shape picks one per
     layer) forced through channels-last shapes: partial tiles on both sides,
-    groups, split reductions, stride and dilation (bf16_64rows: the 8-warp
-    tiles with 64-row stages)."""
-    dtype = torch.float32 if precision == "tf32" else torch.bfloat16
+    groups, split reductions, stride and dilation."""
+    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    tconv3d._C._set_grad_weight_wide_stage_rows(64 if precision == "bf16_64rows" else 32)
-    try:
-        run_parity(GRAD_WEIGHT_CONFIGS[name], "channels_last", dtype, "cuda")
-    finally:
-        tconv3d._C._set_grad_weight_wide_stage_rows(32)
+    run_parity(GRAD_WEIGHT_CONFIGS[name], "channels_last", dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
