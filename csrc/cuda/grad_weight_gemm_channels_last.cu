@@ -275,29 +275,20 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
   if constexpr (T::WARPS_K > 1) {
     // Warps 1 … WARPS_K-1 hand their sums to warp 0 through the (idle) ring;
     // warp 0 adds them in warp order, so the sum does not depend on timing.
-    constexpr int PER_WARP = T::MI * T::NI * 4 * 32;
-    float* red = reinterpret_cast<float*>(smem);
+    constexpr int PER_THREAD = T::MI * T::NI * 4, PER_WARP = PER_THREAD * 32;
+    float* const mine = &acc[0][0][0];
+    float* const red = reinterpret_cast<float*>(smem);
     __syncthreads();  // every warp is done reading the ring
     if (wk > 0) {
 #pragma unroll
-      for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-        for (int j = 0; j < T::NI; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            red[(wk - 1) * PER_WARP + ((i * T::NI + j) * 4 + e) * 32 + lane] = acc[i][j][e];
+      for (int q = 0; q < PER_THREAD; ++q) red[(wk - 1) * PER_WARP + q * 32 + lane] = mine[q];
     }
     __syncthreads();
     if (wk > 0) return;
 #pragma unroll
     for (int w = 0; w < T::WARPS_K - 1; ++w)
 #pragma unroll
-      for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-        for (int j = 0; j < T::NI; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            acc[i][j][e] += red[w * PER_WARP + ((i * T::NI + j) * 4 + e) * 32 + lane];
+      for (int q = 0; q < PER_THREAD; ++q) mine[q] += red[w * PER_WARP + q * 32 + lane];
   }
 
   // Accumulators → partials (or gw), straight from registers.
