@@ -5,6 +5,10 @@
 # whatever benchmark command $BENCH holds.  Logs land in $OUT when set.
 #
 #   TESTS="wgmma" BENCH="python3 benchmarks/kernel_ab.py --quick" bash scripts/gpu_session.sh
+#
+# The GPU machine's copy of the tree carries a stale .git: put the real commit
+# in the command (TCONV3D_COMMIT=$(git rev-parse --short HEAD), written out
+# where the command is composed) and bench.py's reports name it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-build/gpu_session}"
@@ -14,7 +18,7 @@ PY="${PYTHON:-python3}"
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
-git log -1 --format='commit %h %s' 2>/dev/null || true
+echo "commit ${TCONV3D_COMMIT:-unknown, set TCONV3D_COMMIT}"
 
 start=$SECONDS
 if ! TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" TCONV3D_PTXAS_VERBOSE=1 MAX_JOBS="${MAX_JOBS:-16}" \
