@@ -23,11 +23,13 @@ TF32_TOLERANCE, TF32_ERROR_FLOOR = 3e-3, 5e-4
 def make_tensor(shape, layout, dtype, device, generator):
     """Random data (never zeros) in the requested memory layout."""
     if layout == "sliced":
-        # Every dimension strided or offset inside a larger buffer.
+        # Every dimension strided or offset inside a larger buffer.  Sliced
+        # after the conversion: .to() of a strided tensor returns a contiguous
+        # one, which made this layout contiguous on CUDA and in 16/32-bit.
         big = torch.randn([2 * s + 1 for s in shape], generator=generator, dtype=torch.float64)
-        t = big[tuple(slice(1, 1 + 2 * s, 2) for s in shape)]
+        t = big.to(dtype=dtype, device=device)[tuple(slice(1, 1 + 2 * s, 2) for s in shape)]
         assert not t.is_contiguous()
-        return t.to(dtype=dtype, device=device)
+        return t
     t = torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
     if layout == "channels_last" and t.dim() == 5:
         t = t.contiguous(memory_format=torch.channels_last_3d)
