@@ -53,9 +53,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       [](const std::string& policy) {
         using tconv3d::cuda::KernelPolicy;
         require(policy == "auto" || policy == "gather" || policy == "tensor_core" ||
-                        policy == "wgmma",
-                    "kernel policy must be 'auto', 'gather', 'tensor_core' or 'wgmma', got '",
-                    policy, "'");
+                    policy == "wgmma",
+                "kernel policy must be 'auto', 'gather', 'tensor_core' or 'wgmma', got '", policy,
+                "'");
         tconv3d::cuda::set_kernel_policy(policy == "auto"          ? KernelPolicy::Auto
                                          : policy == "gather"      ? KernelPolicy::Gather
                                          : policy == "tensor_core" ? KernelPolicy::TensorCore
@@ -75,8 +75,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_set_tensor_core_tile",
       [](int rows, int columns) {
         require((rows == 0 && columns == 0) ||
-                        ((rows == 64 || rows == 128) && (columns == 32 || columns == 64)),
-                    "tile must be (0, 0) for automatic, or rows 64/128 and columns 32/64");
+                    ((rows == 64 || rows == 128) && (columns == 32 || columns == 64)),
+                "tile must be (0, 0) for automatic, or rows 64/128 and columns 32/64");
         tconv3d::cuda::set_tensor_core_tile(rows, columns);
       },
       "test hook: force the tensor-core GEMM's block tile; (0, 0) = automatic");
@@ -84,8 +84,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_set_grad_weight_tile",
       [](int bm, int bn) {
         require((bm == 0 && bn == 0) || tconv3d::cuda::grad_weight_tile_exists(bm, bn),
-                    "grad-weight tile must be (0, 0) for automatic, or one of 16x16, 32x32, "
-                    "64x64, 64x128, 128x64, 128x128; got ", bm, "x", bn);
+                "grad-weight tile must be (0, 0) for automatic, or one of 16x16, 32x32, 64x64, "
+                "64x128, 128x64, 128x128; got ", bm, "x", bn);
         tconv3d::cuda::set_grad_weight_tile(bm, bn);
       },
       "test hook: force the channels-last grad-weight GEMM's block tile (input x output "

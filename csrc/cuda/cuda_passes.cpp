@@ -94,30 +94,25 @@ struct GemmSource {
   int64_t n, d, h, w;  // element strides
 };
 
-// Channels-last with each group's `padded` channels contiguous and every
-// stride and the address 16-byte multiples: the GEMM kernels read it as is.
-bool readable_in_place(const at::Tensor& t, int64_t groups, int64_t padded) {
-  const int64_t vec = 16 / static_cast<int64_t>(t.element_size());
-  return padded == t.size(1) / groups && t.stride(1) == 1 && t.stride(0) % vec == 0 &&
-         t.stride(2) % vec == 0 && t.stride(3) % vec == 0 && t.stride(4) % vec == 0 &&
-         reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
+// Whether a channels-last tensor can be read in place in cp.async pieces of
+// `piece` bytes: each group's channels whole pieces, strides and address
+// multiples of a piece.
+bool reads_in_pieces(const at::Tensor& t, int64_t groups, int64_t piece) {
+  const int64_t vec = piece / static_cast<int64_t>(t.element_size());
+  return vec >= 1 && (t.size(1) / groups) % vec == 0 && t.stride(1) == 1 &&
+         t.stride(0) % vec == 0 && t.stride(2) % vec == 0 && t.stride(3) % vec == 0 &&
+         t.stride(4) % vec == 0 && reinterpret_cast<uintptr_t>(t.const_data_ptr()) % piece == 0;
 }
 
-// 16 or 8 when a channels-last tensor can be read in place in cp.async
-// pieces of that many bytes (each group's channels whole pieces, strides and
-// address multiples of a piece), else 0.
+// The GEMM kernels read the source as is: each group's `padded` channels
+// (its own channels, no padding needed) in 16-byte pieces.
+bool readable_in_place(const at::Tensor& t, int64_t groups, int64_t padded) {
+  return padded == t.size(1) / groups && reads_in_pieces(t, groups, 16);
+}
+
+// The largest cp.async piece (16 or 8 bytes) a tensor can be read in, else 0.
 int cp_async_piece(const at::Tensor& t, int64_t groups) {
-  const int64_t es = static_cast<int64_t>(t.element_size());
-  for (const int64_t piece : {int64_t(16), int64_t(8)}) {
-    const int64_t vec = piece / es;
-    if (vec < 1 || (t.size(1) / groups) % vec != 0) continue;
-    if (t.stride(1) == 1 && t.stride(0) % vec == 0 && t.stride(2) % vec == 0 &&
-        t.stride(3) % vec == 0 && t.stride(4) % vec == 0 &&
-        reinterpret_cast<uintptr_t>(t.const_data_ptr()) % piece == 0) {
-      return int(piece);
-    }
-  }
-  return 0;
+  return reads_in_pieces(t, groups, 16) ? 16 : reads_in_pieces(t, groups, 8) ? 8 : 0;
 }
 
 GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
@@ -259,10 +254,8 @@ void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                const at::Tensor& grad_bias) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const LaunchConfig cfg = config_for(grad_output, {grad_output, grad_bias});
-  const at::Tensor workspace =
-      partials_workspace(
-      grad_bias_splits(p, scalar_kind(grad_output.scalar_type()), grad_output.const_data_ptr()),
-      grad_bias.numel(), grad_output);
+  const int64_t splits = grad_bias_splits(p, cfg.dtype, grad_output.const_data_ptr());
+  const at::Tensor workspace = partials_workspace(splits, grad_bias.numel(), grad_output);
   C10_CUDA_CHECK(launch_grad_bias_reduce(
       p, cfg, grad_output.const_data_ptr(), grad_bias.mutable_data_ptr(), grad_bias.stride(0),
       workspace.defined() ? workspace.mutable_data_ptr() : nullptr));
