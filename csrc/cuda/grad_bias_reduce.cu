@@ -22,6 +22,26 @@
 namespace tconv3d::cuda {
 namespace {
 
+// V elements moved as one aligned load.
+template <typename scalar_t, int V>
+struct alignas(sizeof(scalar_t) * V) Elements {
+  scalar_t v[V];
+};
+
+// A channel's sum: the result itself when there is one split, else that
+// split's partial (partial[split · C + c], combined per channel afterwards).
+template <typename scalar_t>
+__device__ __forceinline__ void store_channel_sum(acc_t<scalar_t> sum, int64_t c, int64_t split,
+                                                  int64_t splits, int64_t channels,
+                                                  scalar_t* grad_b, int64_t grad_b_stride,
+                                                  acc_t<scalar_t>* partial) {
+  if (splits == 1) {
+    grad_b[c * grad_b_stride] = from_acc<scalar_t>(sum);
+  } else {
+    partial[split * channels + c] = sum;
+  }
+}
+
 template <typename scalar_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     grad_bias_reduce_kernel(const ConvTranspose3dParams p, const scalar_t* __restrict__ grad_out,
@@ -33,11 +53,8 @@ __global__ void __launch_bounds__(kThreads)
   acc_t<scalar_t> acc =
       grad_bias_sum<scalar_t, index_t>(p, grad_out, co, begin + threadIdx.x, end, blockDim.x);
   acc = block_sum(acc);
-  if (threadIdx.x != 0) return;
-  if (splits == 1) {
-    grad_b[co * grad_b_stride] = from_acc<scalar_t>(acc);
-  } else {
-    partial[split * p.out_channels + co] = acc;
+  if (threadIdx.x == 0) {
+    store_channel_sum(acc, co, split, splits, p.out_channels, grad_b, grad_b_stride, partial);
   }
 }
 
@@ -50,9 +67,7 @@ __global__ void __launch_bounds__(kThreads)
                           int64_t splits, scalar_t* __restrict__ grad_b, int64_t grad_b_stride,
                           acc_t<scalar_t>* __restrict__ partial) {
   using acc_type = acc_t<scalar_t>;
-  struct alignas(sizeof(scalar_t) * V) Vec {
-    scalar_t v[V];
-  };
+  using Vec = Elements<scalar_t, V>;
   __shared__ acc_type sums[kThreads * V];
   const int cols = channels / V, step = kThreads / cols;
   const int t = threadIdx.x, col = t % cols, r0 = t / cols;
@@ -78,7 +93,7 @@ __global__ void __launch_bounds__(kThreads)
     if (splits == 1) {
       grad_b[c * grad_b_stride] = from_acc<scalar_t>(s);
     } else {
-      partial[blockIdx.x * channels + c] = s;
+      partial[blockIdx.x * channels + c] = s;  // store_channel_sum's layout, 32-bit index
     }
   }
 }
@@ -92,9 +107,7 @@ __global__ void __launch_bounds__(kThreads)
                             int64_t chunk, int64_t splits, scalar_t* __restrict__ grad_b,
                             int64_t grad_b_stride, acc_t<scalar_t>* __restrict__ partial) {
   using acc_type = acc_t<scalar_t>;
-  struct alignas(sizeof(scalar_t) * V) Vec {
-    scalar_t v[V];
-  };
+  using Vec = Elements<scalar_t, V>;
   const int64_t c = blockIdx.x, split = blockIdx.y;
   const int64_t begin = split * chunk, end = begin + chunk < plane ? begin + chunk : plane;
   acc_type acc = 0;
@@ -108,11 +121,8 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   acc = block_sum(acc);
-  if (threadIdx.x != 0) return;
-  if (splits == 1) {
-    grad_b[c * grad_b_stride] = from_acc<scalar_t>(acc);
-  } else {
-    partial[split * gridDim.x + c] = acc;
+  if (threadIdx.x == 0) {
+    store_channel_sum(acc, c, split, splits, gridDim.x, grad_b, grad_b_stride, partial);
   }
 }
 
