@@ -142,61 +142,33 @@ struct Wgmma;
                  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])  \
                : "l"(a), "l"(b))
 
-template <>
-struct Wgmma<__nv_bfloat16, 32> {
-  __device__ __forceinline__ static void run(float (&d)[16], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N32("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16", "1, 1, 1, 0, 0");
-  }
-};
-template <>
-struct Wgmma<__nv_bfloat16, 64> {
-  __device__ __forceinline__ static void run(float (&d)[32], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N64("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16", "1, 1, 1, 0, 0");
-  }
-};
-template <>
-struct Wgmma<__nv_bfloat16, 128> {
-  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N128("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", "1, 1, 1, 0, 0");
-  }
-};
-template <>
-struct Wgmma<__half, 32> {
-  __device__ __forceinline__ static void run(float (&d)[16], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N32("wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16", "1, 1, 1, 0, 0");
-  }
-};
-template <>
-struct Wgmma<__half, 64> {
-  __device__ __forceinline__ static void run(float (&d)[32], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N64("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16", "1, 1, 1, 0, 0");
-  }
-};
-template <>
-struct Wgmma<__half, 128> {
-  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N128("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16", "1, 1, 1, 0, 0");
-  }
-};
-template <>
-struct Wgmma<float, 32> {
-  __device__ __forceinline__ static void run(float (&d)[16], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N32("wgmma.mma_async.sync.aligned.m64n32k8.f32.tf32.tf32", "1, 1, 1");
-  }
-};
-template <>
-struct Wgmma<float, 64> {
-  __device__ __forceinline__ static void run(float (&d)[32], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N64("wgmma.mma_async.sync.aligned.m64n64k8.f32.tf32.tf32", "1, 1, 1");
-  }
-};
-template <>
-struct Wgmma<float, 128> {
-  __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {
-    TCONV3D_WGMMA_N128("wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32", "1, 1, 1");
-  }
-};
+// The three widths of one type: instruction prefix (shape k and types) and
+// immediates.
+#define TCONV3D_WGMMA_TYPE(scalar, k_and_types, immediates)  \
+  template <>  \
+  struct Wgmma<scalar, 32> {  \
+    __device__ __forceinline__ static void run(float (&d)[16], uint64_t a, uint64_t b) {  \
+      TCONV3D_WGMMA_N32("wgmma.mma_async.sync.aligned.m64n32" k_and_types, immediates);  \
+    }  \
+  };  \
+  template <>  \
+  struct Wgmma<scalar, 64> {  \
+    __device__ __forceinline__ static void run(float (&d)[32], uint64_t a, uint64_t b) {  \
+      TCONV3D_WGMMA_N64("wgmma.mma_async.sync.aligned.m64n64" k_and_types, immediates);  \
+    }  \
+  };  \
+  template <>  \
+  struct Wgmma<scalar, 128> {  \
+    __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {  \
+      TCONV3D_WGMMA_N128("wgmma.mma_async.sync.aligned.m64n128" k_and_types, immediates);  \
+    }  \
+  };
 
+TCONV3D_WGMMA_TYPE(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0, 0")
+TCONV3D_WGMMA_TYPE(__half, "k16.f32.f16.f16", "1, 1, 1, 0, 0")
+TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
+
+#undef TCONV3D_WGMMA_TYPE
 #undef TCONV3D_WGMMA_N32
 #undef TCONV3D_WGMMA_N64
 #undef TCONV3D_WGMMA_N128
