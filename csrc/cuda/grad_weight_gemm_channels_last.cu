@@ -34,7 +34,7 @@
 // Epilogue: accumulators straight from registers, pairs of adjacent co as one
 // 8-byte store, to workspace[split · numel + (tap · Cin + ci) · Cout/G + co]
 // (tap-major: a tile is runs of contiguous co), or, when S == 1, rounded once
-// into gw at p.weight strides.  combine_tap_major_partials_kernel then adds
+// into gw at p.weight strides.  combine_partials_kernel then adds
 // the S partials in split order and rounds once.  No atomics: bitwise
 // reproducible.
 #include <atomic>

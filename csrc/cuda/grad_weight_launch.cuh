@@ -17,26 +17,9 @@ namespace tconv3d::cuda::gw_gemm {
 
 // How a kernel lays out one split's partial sums in the workspace: the dense
 // logical order of gw ([ci][co][tap]), or tap-major ([tap][ci][co]), where a
-// block's tile is runs of contiguous co and its stores coalesce.
+// block's tile is runs of contiguous co and its stores coalesce.  Either is
+// combined by combine_partials_kernel, which sees it as a permutation of gw.
 enum class PartialOrder { CiCoTap, TapCiCo };
-
-// grad_weight[ci, co, tap] = Σ_{s = 0 … splits-1} partial[s · numel + (tap · Cin + ci) · Cout/G
-// + co], in split order, rounded once, at strides `dst`.
-template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads)
-    combine_tap_major_partials_kernel(const float* __restrict__ partial, int64_t splits,
-                                      int64_t numel, int64_t in_channels, int64_t cog,
-                                      int64_t kh, int64_t kw, Strides5 dst,
-                                      scalar_t* __restrict__ result) {
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < numel;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    float acc = 0.f;
-    for (int64_t s = 0; s < splits; ++s) acc += partial[s * numel + e];
-    const int64_t co = e % cog, ci = (e / cog) % in_channels, tap = e / (cog * in_channels);
-    const int64_t w = tap % kw, h = (tap / kw) % kh, d = tap / (kw * kh);
-    result[ci * dst.n + co * dst.c + d * dst.d + h * dst.h + w * dst.w] = from_acc<scalar_t>(acc);
-  }
-}
 
 // launch(scalar_t{}, index_t{}) launches the GEMM kernel and returns its error.
 template <PartialOrder order = PartialOrder::CiCoTap, typename Launch>
@@ -54,16 +37,18 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
     using scalar_t = decltype(scalar);
     dispatch_index(cfg.wide_index, [&](auto index) { err = launch(scalar, index); });
     if (err == cudaSuccess && pl.splits > 1) {
-      if constexpr (order == PartialOrder::TapCiCo) {
-        combine_tap_major_partials_kernel<scalar_t>
-            <<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
-                workspace, pl.splits, pl.numel, p.in_channels, p.out_per_group,
-                p.axis[1].kernel, p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
-      } else {
-        combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
-            workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
-            p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
-      }
+      // The combine walks the partials' dense order as 5-D (outermost first)
+      // and writes each sum at the strides of the same dimensions of gw.
+      const Strides5 w = p.weight;
+      const bool tap_major = order == PartialOrder::TapCiCo;  // [kD][kH][kW][Cin][Cout/G]
+      const int64_t sizes[4] = {tap_major ? p.axis[1].kernel : p.out_per_group,
+                                tap_major ? p.axis[2].kernel : p.axis[0].kernel,
+                                tap_major ? p.in_channels : p.axis[1].kernel,
+                                tap_major ? p.out_per_group : p.axis[2].kernel};
+      const Strides5 dst = tap_major ? Strides5{w.d, w.h, w.w, w.n, w.c} : w;
+      combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
+          workspace, pl.splits, pl.numel, sizes[0], sizes[1], sizes[2], sizes[3], dst,
+          static_cast<scalar_t*>(grad_weight));
       err = cudaGetLastError();
     }
   };
