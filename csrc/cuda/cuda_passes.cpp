@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <limits>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -12,6 +13,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../problem.h"
+#include "channels_last_pack.h"
 #include "grad_weight_gemm.h"
 #include "launch.h"
 #include "tensor_core_gemm.h"
@@ -115,14 +117,34 @@ int cp_async_piece(const at::Tensor& t, int64_t groups) {
   return reads_in_pieces(t, groups, 16) ? 16 : reads_in_pieces(t, groups, 8) ? 8 : 0;
 }
 
+// Whether each (n, c) plane of D·H·W elements is contiguous (NCDHW-like).
+bool planes_contiguous(const at::Tensor& t) {
+  int64_t expected = 1;
+  for (int64_t d = 4; d >= 2; --d) {
+    if (t.size(d) != 1 && t.stride(d) != expected) return false;
+    expected *= t.size(d);
+  }
+  return true;
+}
+
 GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   const int64_t per_group = t.size(1) / groups;
   if (readable_in_place(t, groups, padded)) {
     return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
   }
-  const at::Tensor v = t.unflatten(1, {groups, per_group}).permute({0, 3, 4, 5, 1, 2});
-  const at::Tensor c = padded > per_group ? at::constant_pad_nd(v, {0, padded - per_group}).contiguous()
-                                          : v.contiguous();
+  at::Tensor c;
+  if (planes_contiguous(t)) {
+    c = at::empty({t.size(0), t.size(2), t.size(3), t.size(4), groups, padded}, t.options());
+    const PlanarSource src{t.const_data_ptr(), t.size(0), t.size(1), groups,
+                           t.size(2) * t.size(3) * t.size(4), t.stride(0), t.stride(1)};
+    C10_CUDA_CHECK(launch_pack_channels_last(
+        src, static_cast<int>(t.element_size()), padded, c.mutable_data_ptr(),
+        c10::cuda::getCurrentCUDAStream(t.device().index()).stream()));
+  } else {
+    const at::Tensor v = t.unflatten(1, {groups, per_group}).permute({0, 3, 4, 5, 1, 2});
+    c = padded > per_group ? at::constant_pad_nd(v, {0, padded - per_group}).contiguous()
+                           : v.contiguous();
+  }
   return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
 }
 
@@ -212,21 +234,28 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
   if (may_use_tensor_cores(p)) {
     // Channels-last operands that can be read in place (whole 16-byte
-    // pieces, else whole 8-byte ones) go to the cp.async kernel; anything
-    // else to the one that reads any strides element by element (copying x
-    // and grad_output first costs more than it gains).
+    // pieces, else whole 8-byte ones) are; NCDHW ones are packed once
+    // (channels_last_pack.h), which costs less than the strided kernel loses.
+    // Anything else goes to the kernel that reads any strides element by element.
     const int px = cp_async_piece(input, p.groups), pg = cp_async_piece(grad_output, p.groups);
-    const int piece = px > 0 && pg > 0 ? std::min(px, pg) : 0;
-    if (piece > 0 && grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
+    if ((px > 0 || planes_contiguous(input)) && (pg > 0 || planes_contiguous(grad_output)) &&
+        grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
+      auto source = [&](const at::Tensor& t, int piece, int64_t per_group) {
+        return piece > 0 ? std::pair{GemmSource{t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)},
+                                     per_group}
+                         : std::pair{gemm_source(t, p.groups, padded_channels(per_group, dtype)),
+                                     padded_channels(per_group, dtype)};
+      };
+      const auto [x, x_channels] = source(input, px, p.in_per_group);
+      const auto [gy, gy_channels] = source(grad_output, pg, p.out_per_group);
       const at::Tensor partials = float_workspace(
           grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
-      const LaunchConfig cfg = config_for(grad_output, {input, grad_output, grad_weight});
-      const GradWeightOperands ops{
-          input.const_data_ptr(), input.stride(0), input.stride(2), input.stride(3),
-          input.stride(4), p.in_per_group, grad_output.const_data_ptr(), grad_output.stride(0),
-          grad_output.stride(2), grad_output.stride(3), grad_output.stride(4), p.out_per_group,
-          grad_weight.mutable_data_ptr(),
-          partials.defined() ? partials.data_ptr<float>() : nullptr, piece};
+      const LaunchConfig cfg = config_for(grad_output, {x.tensor, gy.tensor, grad_weight});
+      const GradWeightOperands ops{x.tensor.const_data_ptr(), x.n, x.d, x.h, x.w, x_channels,
+                                   gy.tensor.const_data_ptr(), gy.n, gy.d, gy.h, gy.w, gy_channels,
+                                   grad_weight.mutable_data_ptr(),
+                                   partials.defined() ? partials.data_ptr<float>() : nullptr,
+                                   std::min(px > 0 ? px : 16, pg > 0 ? pg : 16)};
       C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, ops));
       g_last_kernel[2] = "grad_weight_gemm_channels_last";
       return;

@@ -33,11 +33,11 @@ cudaError_t launch_grad_weight_gemm(const ConvTranspose3dParams& p, const Launch
                                     const void* input, const void* grad_output, void* grad_weight,
                                     float* workspace);
 
-// The channels-last variant (grad_weight_gemm_channels_last.cu), for x and
-// grad_output that are channels_last_3d with 8-byte-multiple channel counts,
-// read in place: channel c of group g at element g·channels + c of a
-// position, strides in elements, all multiples of piece_bytes (16, or 8 when
-// some group's channels are not whole 16-byte pieces), addresses too.  grad_weight at
+// The channels-last variant (grad_weight_gemm_channels_last.cu): channel c
+// of group g at element g·channels + c of a position (channels ≥ the group's
+// own count; any beyond it hold zeros), strides in elements, all multiples of
+// piece_bytes (16, or 8 when some group's channels are not whole 16-byte
+// pieces), addresses too.  grad_weight at
 // p.weight strides, written once (rounded once from fp32); float32 runs in
 // TF32 (only called when TF32 is allowed).  workspace holds
 // grad_weight_gemm_channels_last_workspace_elems(p) floats (null when 0).

@@ -14,8 +14,10 @@
 // grid, so the x rows they all read come from L2.
 //
 // Used when x and grad_output are channels_last_3d with 8-byte-multiple
-// channel counts (read in place; grad_weight_gemm.cu, which reads any strides
-// element by element, serves the rest).  A reduction row r is one position,
+// channel counts (read in place) or NCDHW (packed first into channels-last,
+// each group's channels zero-padded to 16-byte pieces: channels_last_pack.h);
+// grad_weight_gemm.cu, which reads any strides element by element, serves
+// the rest.  A reduction row r is one position,
 // and its channels of x (or gy) are 16-byte pieces (8-byte ones when a group's
 // channels are not whole 16-byte pieces: 4 input channels in bf16, say)
 // copied by cp.async straight into shared memory as [k = r][m = channel] —
@@ -303,17 +305,23 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {  // rows g and g + 8 of the m16 piece
         const int64_t ci = m0 + wm * T::WM + i * 16 + g + 8 * h;
-        const int64_t co = n0 + wn * T::WN + j * 8 + 2 * t;  // even; Cout/G is even here
+        const int64_t co = n0 + wn * T::WN + j * 8 + 2 * t;  // even
         if (ci >= cig || co >= cog) continue;
         const int64_t ci_global = b.g * cig + ci;
         const float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+        // Odd Cout/G (grad_output packed with padding): column co + 1 may
+        // be padding, and the pair is not 8-byte aligned in the partials.
+        const bool pair = co + 1 < cog;
         if (pl.splits == 1) {
           const Strides5 s = p.weight;
           scalar_t* at = gw + ci_global * s.n + co * s.c + b.kd * s.d + b.kh * s.h + b.kw * s.w;
           at[0] = from_acc<scalar_t>(v0);
-          at[s.c] = from_acc<scalar_t>(v1);
-        } else {
+          if (pair) at[s.c] = from_acc<scalar_t>(v1);
+        } else if (cog % 2 == 0) {
           *reinterpret_cast<float2*>(ws + ci_global * cog + co) = make_float2(v0, v1);
+        } else {
+          ws[ci_global * cog + co] = v0;
+          if (pair) ws[ci_global * cog + co + 1] = v1;
         }
       }
 #else

@@ -250,11 +250,14 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     ("channels_last", 32, 16, 2, "grad_weight_gemm_channels_last"),
     ("channels_last", 12, 16, 1, "grad_weight_gemm_channels_last"),  # 8-byte pieces
     ("channels_last", 10, 16, 1, "grad_weight_gemm"),  # 10 bf16 channels: not 8-byte pieces
-    ("contiguous", 16, 24, 1, "grad_weight_gemm"),
+    ("contiguous", 16, 24, 1, "grad_weight_gemm_channels_last"),  # packed
+    ("contiguous", 10, 7, 1, "grad_weight_gemm_channels_last"),  # packed, padded
+    ("sliced", 16, 24, 1, "grad_weight_gemm"),
 ], ids=str)
 def test_grad_weight_kernel_follows_the_layout(case):
-    """Channels-last operands that can be read in place take the cp.async
-    kernel; everything else the strided one, and both stay exact."""
+    """Channels-last operands that can be read in place, and NCDHW ones
+    (packed), take the cp.async kernel; everything else the strided one, and
+    both stay exact."""
     layout, cin, cout, groups, expected = case
     config = (2, cin, cout, groups, (5, 4, 6), 3, 2, 1, 1, 1, True)
     run_parity(config, layout, torch.bfloat16, "cuda")
@@ -273,14 +276,16 @@ def forced_grad_weight_tile(request):
                          [(16, 16), (32, 32), (64, 64), (64, 128), (128, 64), (128, 128)],
                          indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("name", list(GRAD_WEIGHT_CONFIGS))
-def test_every_grad_weight_tile(name, precision, forced_grad_weight_tile):
+def test_every_grad_weight_tile(name, layout, precision, forced_grad_weight_tile):
     """Each tile of the channels-last grad-weight GEMM (the shape picks one per
-    layer) forced through channels-last shapes: partial tiles on both sides,
-    groups, split reductions, stride and dilation."""
+    layer) forced through shapes with partial tiles on both sides, groups,
+    split reductions, stride and dilation: channels-last operands read in
+    place, NCDHW ones packed."""
     dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    run_parity(GRAD_WEIGHT_CONFIGS[name], "channels_last", dtype, "cuda")
+    run_parity(GRAD_WEIGHT_CONFIGS[name], layout, dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
@@ -300,6 +305,37 @@ def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_t
     config = (3, cin, cout, groups, (7, 6, 9), 3, 2, 1, 1, 1, True)
     run_parity(config, "channels_last", dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
+
+
+@requires_cuda
+@pytest.mark.parametrize("forced_grad_weight_tile", [(16, 16), (64, 64), (128, 128)],
+                         indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
+@pytest.mark.parametrize("size", [(1, (3, 4, 5)), (3, (7, 6, 9))], ids=["one_split", "splits"])
+@pytest.mark.parametrize("channels", [
+    # (precision, Cin, Cout, groups): odd and padded channel counts per group
+    ("bf16", 24, 21, 1), ("bf16", 9, 13, 1), ("bf16", 30, 10, 2), ("tf32", 9, 5, 1),
+    ("tf32", 12, 6, 3)], ids=str)
+def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile):
+    """NCDHW x and grad_output packed into zero-padded channels-last copies:
+    the padding never reaches gw, odd Cout/G included (its last column is a
+    lone store, in gw and in the partials)."""
+    precision, cin, cout, groups = channels
+    batch, spatial = size
+    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    config = (batch, cin, cout, groups, spatial, 3, 2, 1, 1, 1, True)
+    run_parity(config, "contiguous", dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
+
+
+@requires_cuda
+def test_packing_walks_more_than_65535_batch_groups():
+    """The NCDHW → channels-last pack loops over (n, g) beyond grid z's limit."""
+    config = (33000, 16, 16, 2, (1, 1, 2), 2, 2, 0, 0, 1, True)
+    run_parity(config, "contiguous", torch.bfloat16, "cuda")
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert kernels["forward"].startswith("tensor_core_gemm")
+    assert kernels["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
 @pytest.mark.parametrize("device", devices())

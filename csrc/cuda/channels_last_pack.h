@@ -1,0 +1,27 @@
+// NCDHW → the tensor-core GEMMs' source layout [N][D·H·W][G][padded], each
+// group's channels contiguous and zero-padded to whole 16-byte pieces.
+// torch's permuted copy cannot coalesce both sides of this transpose (it runs
+// at 0.7–0.9 TB/s on an H200, pytorch#113560); a tile transposed in shared
+// memory reads whole plane rows and writes whole channel rows.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace tconv3d::cuda {
+
+// Element (n, c, s) of the source at n·stride_n + c·stride_c + s: each
+// (n, c) plane of `plane` = D·H·W elements contiguous.
+struct PlanarSource {
+  const void* data;
+  int64_t batch, channels, groups, plane;
+  int64_t stride_n, stride_c;
+};
+
+// element_bytes 2, 4 or 8 (the copy moves bits, so any dtype of that size);
+// dst holds batch · plane · groups · padded elements, padded ≥ channels / groups.
+cudaError_t launch_pack_channels_last(const PlanarSource& src, int element_bytes, int64_t padded,
+                                      void* dst, cudaStream_t stream);
+
+}  // namespace tconv3d::cuda
