@@ -1,6 +1,7 @@
 #include "channels_last_pack.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace tconv3d::cuda {
 namespace {
@@ -37,14 +38,79 @@ __global__ void __launch_bounds__(kTile* kRowsPerPass)
   }
 }
 
+// The same transpose in 16-byte pieces on both sides (V elements each), for
+// planes, strides and padding in whole pieces: a 64 × 64 tile, each thread
+// with several 16-byte loads in flight where the element-wise kernel has
+// one 2-byte load — the copy is bound by the bytes in flight per SM.
+constexpr int kVecTile = 64, kVecThreads = 256;
+
+template <typename Bits>
+__global__ void __launch_bounds__(kVecThreads)
+    pack_channels_last_vec_kernel(const PlanarSource src, const int64_t padded, Bits* dst) {
+  constexpr int V = 16 / sizeof(Bits), PIECES = kVecTile / V;  // pieces per tile row
+  constexpr int PER_THREAD = kVecTile * PIECES / kVecThreads;
+  // [position][channel] in 16-byte chunks, chunk k of row s stored at
+  // k ^ (s / V): the element stores of a warp (8 or 16 rows V apart, one
+  // chunk) land in distinct banks, and a row's chunks stay whole for the
+  // 16-byte reads.
+  __shared__ __align__(16) Bits tile[kVecTile * kVecTile];
+  const Bits* in = static_cast<const Bits*>(src.data);
+  const int64_t per_group = src.channels / src.groups;
+  const int64_t s0 = int64_t(blockIdx.x) * kVecTile, c0 = int64_t(blockIdx.y) * kVecTile;
+  for (int64_t z = blockIdx.z; z < src.batch * src.groups; z += gridDim.z) {
+    const int64_t n = z / src.groups, g = z % src.groups;
+    const Bits* plane = in + n * src.stride_n + g * per_group * src.stride_c;
+    uint4 v[PER_THREAD];
+#pragma unroll
+    for (int q = 0; q < PER_THREAD; ++q) {  // channel rows, a piece of positions each
+      const int idx = threadIdx.x + q * kVecThreads, c = idx / PIECES, j = idx % PIECES;
+      const int64_t s = s0 + j * V;
+      v[q] = c0 + c < per_group && s < src.plane
+                 ? *reinterpret_cast<const uint4*>(plane + (c0 + c) * src.stride_c + s)
+                 : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int q = 0; q < PER_THREAD; ++q) {
+      const int idx = threadIdx.x + q * kVecThreads, c = idx / PIECES, j = idx % PIECES;
+      const Bits* e = reinterpret_cast<const Bits*>(&v[q]);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const int row = j * V + k;
+        tile[row * kVecTile + ((c / V) ^ j) * V + c % V] = e[k];  // row / V == j
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < PER_THREAD; ++q) {  // positions, a piece of channels each
+      const int idx = threadIdx.x + q * kVecThreads, s = idx / PIECES, j = idx % PIECES;
+      const int64_t c = c0 + j * V;
+      if (s0 + s < src.plane && c < padded) {
+        *reinterpret_cast<uint4*>(dst + ((n * src.plane + s0 + s) * src.groups + g) * padded + c) =
+            *reinterpret_cast<const uint4*>(&tile[s * kVecTile + (j ^ (s / V)) * V]);
+      }
+    }
+    __syncthreads();  // the tile is reused for the next (n, g)
+  }
+}
+
 template <typename Bits>
 cudaError_t launch(const PlanarSource& src, int64_t padded, void* dst, cudaStream_t stream) {
-  const int64_t tiles_s = (src.plane + kTile - 1) / kTile, tiles_c = (padded + kTile - 1) / kTile;
+  constexpr int V = 16 / sizeof(Bits);
+  const bool pieces = src.plane % V == 0 && src.stride_c % V == 0 && src.stride_n % V == 0 &&
+                      padded % V == 0 && reinterpret_cast<uintptr_t>(src.data) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(dst) % 16 == 0;
+  const int tile = pieces ? kVecTile : kTile;
+  const int64_t tiles_s = (src.plane + tile - 1) / tile, tiles_c = (padded + tile - 1) / tile;
   if (tiles_s > 0x7fffffff || tiles_c > 65535) return cudaErrorInvalidConfiguration;
   const dim3 grid(unsigned(tiles_s), unsigned(tiles_c),
                   unsigned(std::min<int64_t>(src.batch * src.groups, 65535)));
-  pack_channels_last_kernel<Bits>
-      <<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(src, padded, static_cast<Bits*>(dst));
+  if (pieces) {
+    pack_channels_last_vec_kernel<Bits>
+        <<<grid, kVecThreads, 0, stream>>>(src, padded, static_cast<Bits*>(dst));
+  } else {
+    pack_channels_last_kernel<Bits>
+        <<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(src, padded, static_cast<Bits*>(dst));
+  }
   return cudaGetLastError();
 }
 
@@ -58,8 +124,6 @@ cudaError_t launch_pack_channels_last(const PlanarSource& src, int element_bytes
       return launch<uint16_t>(src, padded, dst, stream);
     case 4:
       return launch<uint32_t>(src, padded, dst, stream);
-    case 8:
-      return launch<uint64_t>(src, padded, dst, stream);
     default:
       return cudaErrorInvalidValue;
   }

@@ -19,7 +19,8 @@ struct PlanarSource {
   int64_t stride_n, stride_c;
 };
 
-// element_bytes 2, 4 or 8 (the copy moves bits, so any dtype of that size);
+// element_bytes 2 or 4 (the copy moves bits, so any dtype of that size: the
+// tensor-core GEMMs' fp16, bf16 and fp32);
 // dst holds batch · plane · groups · padded elements, padded ≥ channels / groups.
 cudaError_t launch_pack_channels_last(const PlanarSource& src, int element_bytes, int64_t padded,
                                       void* dst, cudaStream_t stream);

@@ -310,15 +310,16 @@ def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_t
 @requires_cuda
 @pytest.mark.parametrize("forced_grad_weight_tile", [(16, 16), (64, 64), (128, 128)],
                          indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
-@pytest.mark.parametrize("size", [(1, (3, 4, 5)), (3, (7, 6, 9))], ids=["one_split", "splits"])
+@pytest.mark.parametrize("size", [(1, (3, 4, 5)), (3, (8, 6, 9))], ids=["one_split", "splits"])
 @pytest.mark.parametrize("channels", [
     # (precision, Cin, Cout, groups): odd and padded channel counts per group
     ("bf16", 24, 21, 1), ("bf16", 9, 13, 1), ("bf16", 30, 10, 2), ("tf32", 9, 5, 1),
-    ("tf32", 12, 6, 3)], ids=str)
+    ("tf32", 24, 6, 3)], ids=str)
 def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile):
     """NCDHW x and grad_output packed into zero-padded channels-last copies:
     the padding never reaches gw, odd Cout/G included (its last column is a
-    lone store, in gw and in the partials)."""
+    lone store, in gw and in the partials).  Planes of 60 and 432 positions:
+    the pack's element-wise and 16-byte kernels both run."""
     precision, cin, cout, groups = channels
     batch, spatial = size
     dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
@@ -329,9 +330,11 @@ def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile):
 
 
 @requires_cuda
-def test_packing_walks_more_than_65535_batch_groups():
-    """The NCDHW → channels-last pack loops over (n, g) beyond grid z's limit."""
-    config = (33000, 16, 16, 2, (1, 1, 2), 2, 2, 0, 0, 1, True)
+@pytest.mark.parametrize("spatial", [(1, 1, 2), (1, 2, 4)], ids=["elements", "pieces"])
+def test_packing_walks_more_than_65535_batch_groups(spatial):
+    """The NCDHW → channels-last pack (both kernels: planes of 2 and of 8
+    positions) loops over (n, g) beyond grid z's limit."""
+    config = (33000, 16, 16, 2, spatial, 2, 2, 0, 0, 1, True)
     run_parity(config, "contiguous", torch.bfloat16, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"].startswith("tensor_core_gemm")
