@@ -180,7 +180,10 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
     return false;
   }
   const bool fwd = pass == GatherPass::Forward;
-  const bool wgmma = use_wgmma(p, pass, dtype);
+  // Auto only: the forced policies keep testing the phase GEMMs on these shapes.
+  const bool tap_columns = fwd && g_policy.load() == KernelPolicy::Auto &&
+                           forward_tap_columns_gemm_supports(p, dtype);
+  const bool wgmma = !tap_columns && use_wgmma(p, pass, dtype);
   const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
   const GemmSource src = gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
@@ -190,9 +193,12 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                                    fwd ? p.out_per_group : p.in_per_group,
                                    bias.defined() ? bias.const_data_ptr() : nullptr,
                                    dest.mutable_data_ptr()};
-  C10_CUDA_CHECK(wgmma ? launch_tensor_core_gemm_sm90(p, cfg, ops)
-                       : launch_tensor_core_gemm(p, cfg, ops));
-  g_last_kernel[fwd ? 0 : 1] = wgmma ? "tensor_core_gemm_sm90" : "tensor_core_gemm";
+  C10_CUDA_CHECK(tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
+                 : wgmma      ? launch_tensor_core_gemm_sm90(p, cfg, ops)
+                              : launch_tensor_core_gemm(p, cfg, ops));
+  g_last_kernel[fwd ? 0 : 1] = tap_columns ? "forward_tap_columns_gemm"
+                               : wgmma     ? "tensor_core_gemm_sm90"
+                                           : "tensor_core_gemm";
   return true;
 }
 }  // namespace

@@ -52,6 +52,15 @@ void set_tensor_core_tile(int rows, int columns);
 cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                     const TensorCoreGemmOperands& ops);
 
+// The forward when every output position takes exactly one tap (kernel ==
+// stride, no dilation, padding or output padding, every axis: 3-D U-Net
+// decoders) as one GEMM per group over input positions × (tap, co) columns
+// (forward_tap_columns_gemm.cu): same operands (pass Forward), for groups of
+// at most 512 bytes of (padded) input channels.
+bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
+cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                            const TensorCoreGemmOperands& ops);
+
 // The same GEMM on Hopper's warpgroup MMAs (tensor_core_gemm_sm90.cu): same
 // operands, contract and supported shapes (tensor_core_gemm_supports).  Runs
 // on an sm_90 device when the build has sm_90a code (setup.py turns 9.0 in

@@ -73,3 +73,19 @@ GRAD_WEIGHT_CONFIGS = {
     "strided_dilated": (3, 24, 40, 1, (6, 5, 7), 3, 4, 1, (3, 0, 1), 2, False),
 }
 
+
+# Kernel == stride with no padding, dilation or output padding: every output
+# position takes one tap, and the forward runs as one GEMM over (tap, co)
+# columns (forward_tap_columns_gemm.cu) where a group's input channels fit
+# 512 bytes.
+TAP_COLUMN_CONFIGS = {
+    "unet_partial_tiles": (2, 24, 40, 1, (3, 5, 7), 2, 2, 0, 0, 1, True),
+    "aniso_taps_odd_columns": (1, 9, 13, 1, (4, 3, 5), (1, 2, 3), (1, 2, 3), 0, 0, 1, False),
+    "groups": (3, 32, 24, 2, (5, 4, 3), 2, 2, 0, 0, 1, True),
+    "k3_half_k_step": (2, 8, 16, 1, (3, 4, 2), 3, 3, 0, 0, 1, True),
+    "widest_channels": (1, 128, 10, 1, (3, 4, 5), 2, 2, 0, 0, 1, True),
+    # 141 row tiles: column tiles split two ways, a block walks two of them.
+    "column_tiles_per_block": (1, 16, 24, 1, (24, 25, 30), 2, 2, 0, 0, 1, True),
+    # 264 bf16 channels: beyond 512 bytes, the phase GEMM takes it.
+    "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
+}

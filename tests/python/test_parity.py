@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import tconv3d
-from cases import CONFIGS, GRAD_WEIGHT_CONFIGS, TENSOR_CORE_CONFIGS, geometry_of, shapes_of
+from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, TAP_COLUMN_CONFIGS, TENSOR_CORE_CONFIGS,
+                   geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -241,6 +242,25 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_sm90"
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(TAP_COLUMN_CONFIGS))
+def test_forward_tap_columns_gemm(name, layout, precision):
+    """Kernel == stride: the forward as one GEMM over (tap, co) columns —
+    partial row and column tiles, odd Cout/G (no paired stores), groups, K
+    padded to a whole k-step, several column tiles per block — and the phase
+    GEMM beyond 512 bytes of channels."""
+    dtype = {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    config = TAP_COLUMN_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
+    per_group_bytes = config[1] // config[3] * dtype.itemsize
+    cin_bytes = -(-per_group_bytes // 16) * 16  # padded to 16-byte pieces
+    expected = "forward_tap_columns_gemm" if cin_bytes <= 512 else "tensor_core_gemm"
+    assert tconv3d._C._last_cuda_kernels()["forward"].startswith(expected)
 
 
 @requires_cuda

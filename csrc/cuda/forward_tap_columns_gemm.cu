@@ -1,0 +1,294 @@
+// The forward when every output position takes exactly one tap: kernel ==
+// stride, no dilation, padding or output padding, on every axis (3-D U-Net
+// decoders, k = s = 2).  Then output position i·s + k is input position i
+// through tap k alone, and per group the layer is one GEMM
+//
+//   Y[i, (k, co)] = Σ_ci X[i, ci] · W[ci, (k, co)] + b[co]
+//
+// over rows i = input positions and columns (tap, co), stored interleaved.
+// The phase-decomposed GEMM (tensor_core_gemm.cu) runs it as s³ GEMMs of
+// K = Cin/G each: a pipeline fill, a few k-steps and an epilogue per tile,
+// every phase loading the same rows of x again.  Here a block loads its
+// 128 rows of x once, whole K (≤ 512 bytes of channels), and walks its
+// column tiles with the next tile's weights in flight while it multiplies.
+//
+// Tile: 128 rows × 64 columns, 8 warps in 4 × 2, each 32 × 32 = 2 × 4
+// m16n8 pieces (k16 fp16/bf16, k8 TF32), fragments by ldmatrix from rows
+// padded to an odd number of 16-byte pieces (conflict-free).  K is padded
+// with zeros to 32 bytes (one k-step) by the zero-filling copies.
+// Epilogue from registers: + bias, one rounding, adjacent channels as one
+// store where the output is channel-contiguous.  Each output is written
+// once by one thread: deterministic, no workspace.
+#include "tensor_core_gemm.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../scalar_convert.h"
+#include "dispatch.cuh"
+#include "implicit_gemm_walk.cuh"
+#include "mma_sm80.cuh"
+
+namespace tconv3d::cuda {
+namespace tapcol {
+
+constexpr int kBM = 128, kBN = 64, kThreads = 256;
+constexpr int kWarpsM = 4, kWarpM = 32, kWarpN = 32, kMI = kWarpM / 16, kNI = kWarpN / 8;
+constexpr int kMaxKBytes = 512;
+constexpr int kMaxSmem = kBM * (kMaxKBytes + 16) + 2 * kBN * (kMaxKBytes + 16);
+
+struct Args {
+  ConvTranspose3dParams p;
+  TensorCoreGemmOperands ops;
+  int64_t rows;       // N·D·H·W input positions
+  int64_t col_count;  // taps · Cout/G
+  int64_t m_tiles, col_tiles, tiles_per_block;
+  int k_bytes;  // channels · element size, rounded up to 32
+  int pitch;    // k_bytes + 16: an odd number of 16-byte pieces
+  bool pair_store;
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ void store_pair(scalar_t* at, float v0, float v1) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    *reinterpret_cast<float2*>(at) = make_float2(v0, v1);
+  } else {
+    union {
+      uint32_t u;
+      scalar_t e[2];
+    } pr;
+    pr.e[0] = from_acc<scalar_t>(v0);
+    pr.e[1] = from_acc<scalar_t>(v1);
+    *reinterpret_cast<uint32_t*>(at) = pr.u;
+  }
+}
+
+template <typename scalar_t, typename index_t>
+__global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const Args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int ES = sizeof(scalar_t), VEC = 16 / ES;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ index_t s_xrow[kBM], s_yrow[kBM];
+  __shared__ index_t s_col[2][kBN];
+  __shared__ float s_bias[2][kBN];
+
+  const ConvTranspose3dParams& p = a.p;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wm = warp % kWarpsM, wn = warp / kWarpsM;
+  const int64_t g = blockIdx.y;
+  const int64_t m0 = int64_t(blockIdx.x % a.m_tiles) * kBM;
+  const int64_t t_begin = int64_t(blockIdx.x / a.m_tiles) * a.tiles_per_block;
+  const int64_t t_end = std::min(t_begin + a.tiles_per_block, a.col_tiles);
+  const int C = int(a.ops.channels), cog = int(a.ops.columns);
+  const int pieces = a.k_bytes / 16, pitch = a.pitch;
+  const uint32_t sa = smem_addr(smem), sb0 = sa + kBM * pitch;
+  const int b_bytes = kBN * pitch;
+  const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
+  const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
+  const scalar_t* bias = static_cast<const scalar_t*>(a.ops.bias);
+  scalar_t* y = static_cast<scalar_t*>(a.ops.dest);
+
+  if (tid < kBM) {  // the rows' offsets in x and y (tap 0, channel 0 of the group)
+    int64_t r = m0 + tid;
+    index_t xo = 0, yo = 0;
+    if (r < a.rows) {
+      const int64_t iw = r % p.axis[2].in;
+      r /= p.axis[2].in;
+      const int64_t ih = r % p.axis[1].in;
+      r /= p.axis[1].in;
+      const int64_t id = r % p.axis[0].in, n = r / p.axis[0].in;
+      xo = index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
+                   iw * a.ops.source_w + g * C);
+      yo = index_t(n * p.output.n + id * p.axis[0].stride * p.output.d +
+                   ih * p.axis[1].stride * p.output.h + iw * p.axis[2].stride * p.output.w +
+                   g * cog * p.output.c);
+    }
+    s_xrow[tid] = xo;
+    s_yrow[tid] = yo;
+  }
+  auto column_tables = [&](int64_t t) {  // output offset and bias of tile t's columns
+    if (tid < kBN) {
+      const int64_t j = t * kBN + tid;
+      index_t off = 0;
+      float b = 0.f;
+      if (j < a.col_count) {
+        const int64_t tap = j / cog, co = j % cog;
+        const int64_t kw = tap % p.axis[2].kernel, kh = (tap / p.axis[2].kernel) % p.axis[1].kernel;
+        const int64_t kd = tap / (p.axis[2].kernel * p.axis[1].kernel);
+        off = index_t(kd * p.output.d + kh * p.output.h + kw * p.output.w + co * p.output.c);
+        if (bias != nullptr) b = to_acc(bias[index_t((g * cog + co) * p.bias_stride)]);
+      }
+      s_col[t % 2][tid] = off;
+      s_bias[t % 2][tid] = b;
+    }
+  };
+  auto load_b = [&](int64_t t) {
+    const uint32_t sb = sb0 + int(t % 2) * b_bytes;
+    for (int idx = tid; idx < kBN * pieces; idx += kThreads) {
+      const int col = idx / pieces, pc = idx % pieces;
+      const int64_t j = t * kBN + col;
+      const bool ok = j < a.col_count && pc * VEC < C;
+      cp_async16(sb + col * pitch + pc * 16, ok ? wts + index_t(j * C + pc * VEC) : wts, ok);
+    }
+  };
+  __syncthreads();  // row offsets visible
+  for (int idx = tid; idx < kBM * pieces; idx += kThreads) {
+    const int row = idx / pieces, pc = idx % pieces;
+    const bool ok = m0 + row < a.rows && pc * VEC < C;
+    cp_async16(sa + row * pitch + pc * 16, ok ? x + s_xrow[row] + pc * VEC : x, ok);
+  }
+  load_b(t_begin);
+  column_tables(t_begin);
+  cp_async_commit();
+
+  const int gq = lane / 4, tq = lane % 4;
+  const uint32_t a_lane = (wm * kWarpM + lane % 16) * pitch + (lane / 16) * 16;
+  const uint32_t b_lane = (wn * kWarpN + lane % 8 + 8 * (lane / 16)) * pitch + ((lane / 8) % 2) * 16;
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    if (t + 1 < t_end) {
+      load_b(t + 1);  // its buffer and tables were last read before the loop's closing barrier
+      column_tables(t + 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // x rows and tile t's weights and tables visible
+
+    float acc[kMI][kNI][4];
+#pragma unroll
+    for (int i = 0; i < kMI; ++i)
+#pragma unroll
+      for (int j = 0; j < kNI; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+    const uint32_t sb = sb0 + int(t % 2) * b_bytes;
+#pragma unroll 2
+    for (int kb = 0; kb < a.k_bytes; kb += 32) {
+      uint32_t af[kMI][4], bf[kNI][2];
+#pragma unroll
+      for (int i = 0; i < kMI; ++i) ldmatrix_x4(af[i], sa + a_lane + i * 16 * pitch + kb);
+#pragma unroll
+      for (int jj = 0; jj < kNI / 2; ++jj) {
+        uint32_t t4[4];
+        ldmatrix_x4(t4, sb + b_lane + jj * 16 * pitch + kb);
+        bf[2 * jj][0] = t4[0];
+        bf[2 * jj][1] = t4[1];
+        bf[2 * jj + 1][0] = t4[2];
+        bf[2 * jj + 1][1] = t4[3];
+      }
+      if constexpr (std::is_same_v<scalar_t, float>) {
+#pragma unroll
+        for (int i = 0; i < kMI; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
+#pragma unroll
+        for (int j = 0; j < kNI; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) bf[j][e] = to_tf32(bf[j][e]);
+      }
+#pragma unroll
+      for (int i = 0; i < kMI; ++i)
+#pragma unroll
+        for (int j = 0; j < kNI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+    }
+
+    const index_t* cols = s_col[t % 2];
+    const float* bs = s_bias[t % 2];
+#pragma unroll
+    for (int i = 0; i < kMI; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // rows gq and gq + 8 of the m16 piece
+        const int row = wm * kWarpM + i * 16 + gq + 8 * h;
+        if (m0 + row >= a.rows) continue;
+        scalar_t* yr = y + s_yrow[row];
+#pragma unroll
+        for (int j = 0; j < kNI; ++j) {
+          const int col = wn * kWarpN + j * 8 + 2 * tq;  // even
+          const int64_t jg = t * kBN + col;
+          if (jg >= a.col_count) continue;
+          const float v0 = acc[i][j][2 * h] + bs[col], v1 = acc[i][j][2 * h + 1] + bs[col + 1];
+          if (a.pair_store) {  // Cout/G even: columns jg, jg + 1 are adjacent channels of one tap
+            store_pair(yr + cols[col], v0, v1);
+          } else {
+            yr[cols[col]] = from_acc<scalar_t>(v0);
+            if (jg + 1 < a.col_count) yr[cols[col + 1]] = from_acc<scalar_t>(v1);
+          }
+        }
+      }
+    __syncthreads();  // tile t's buffer and tables are free for tile t + 2
+  }
+#else
+  __trap();  // never launched: forward_tap_columns_gemm_supports requires sm_80 code
+#endif
+}
+
+template <typename scalar_t, typename index_t>
+cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
+  constexpr auto kernel = forward_tap_columns_kernel<scalar_t, index_t>;
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(static_cast<unsigned int>(a.m_tiles * ((a.col_tiles + a.tiles_per_block - 1) /
+                                                         a.tiles_per_block)),
+                  static_cast<unsigned int>(a.p.groups));
+  kernel<<<grid, kThreads, smem, stream>>>(a);
+  return cudaGetLastError();
+}
+
+int k_bytes(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  const int64_t es = dtype == ScalarKind::Float32 ? 4 : 2;
+  const int64_t padded = (p.in_per_group + 16 / es - 1) / (16 / es) * (16 / es);
+  return int(std::min<int64_t>((padded * es + 31) / 32 * 32, kMaxKBytes + 32));
+}
+
+}  // namespace tapcol
+
+bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  for (const Axis& ax : p.axis) {
+    if (ax.kernel != ax.stride || ax.dilation != 1 || ax.padding != 0 || ax.out != ax.in * ax.stride) {
+      return false;
+    }
+  }
+  if (tapcol::k_bytes(p, dtype) > tapcol::kMaxKBytes || p.groups > 65535) return false;
+  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30)) return false;
+  return sm80_kernel_runs_here<tapcol::forward_tap_columns_kernel<__half, int32_t>>();
+}
+
+cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                            const TensorCoreGemmOperands& ops) {
+  using namespace tapcol;
+  Args a{};
+  a.p = p;
+  a.ops = ops;
+  a.rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  a.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
+  if (a.rows == 0 || a.col_count == 0) return cudaSuccess;
+  a.k_bytes = k_bytes(p, cfg.dtype);
+  a.pitch = a.k_bytes + 16;
+  a.m_tiles = (a.rows + kBM - 1) / kBM;
+  a.col_tiles = (a.col_count + kBN - 1) / kBN;
+  // Column tiles split over blocks only as far as it takes to give every SM
+  // two blocks: each split loads the block's rows of x again.
+  const int64_t target = 2 * int64_t(igemm::sm_count());
+  const int64_t have = a.m_tiles * p.groups;
+  const int64_t chunks = std::clamp<int64_t>((target + have - 1) / have, 1, a.col_tiles);
+  a.tiles_per_block = (a.col_tiles + chunks - 1) / chunks;
+  const int64_t es = cfg.dtype == ScalarKind::Float32 ? 4 : 2;
+  const Strides5 o = p.output;
+  a.pair_store = o.c == 1 && ops.columns % 2 == 0 && o.n % 2 == 0 && o.d % 2 == 0 &&
+                 o.h % 2 == 0 && o.w % 2 == 0 &&
+                 reinterpret_cast<uintptr_t>(ops.dest) % (2 * es) == 0;
+  const int smem = (kBM + 2 * kBN) * a.pitch;
+  cudaError_t err = cudaErrorInvalidValue;
+  igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
+    err = launch_typed<decltype(scalar), decltype(index)>(a, smem, cfg.stream);
+  });
+  return err;
+}
+
+}  // namespace tconv3d::cuda
