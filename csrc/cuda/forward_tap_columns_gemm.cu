@@ -16,9 +16,12 @@
 // m16n8 pieces (k16 fp16/bf16, k8 TF32), fragments by ldmatrix from rows
 // padded to an odd number of 16-byte pieces (conflict-free).  K is padded
 // with zeros to 32 bytes (one k-step) by the zero-filling copies.
-// Epilogue from registers: + bias, one rounding, adjacent channels as one
-// store where the output is channel-contiguous.  Each output is written
-// once by one thread: deterministic, no workspace.
+// Epilogue: accumulators + bias, rounded once, into a shared tile; from it
+// 16-byte stores where the output is channel-contiguous (a piece of
+// channels never straddles two taps when Cout/G is whole pieces), else
+// stores running down the rows, so a warp's 32 stores of one channel fall in
+// a few sectors of one output row (NCDHW).  Each output is written once by
+// one thread: deterministic, no workspace.
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
@@ -39,7 +42,15 @@ namespace tapcol {
 constexpr int kBM = 128, kBN = 64, kThreads = 256;
 constexpr int kWarpsM = 4, kWarpM = 32, kWarpN = 32, kMI = kWarpM / 16, kNI = kWarpN / 8;
 constexpr int kMaxKBytes = 512;
-constexpr int kMaxSmem = kBM * (kMaxKBytes + 16) + 2 * kBN * (kMaxKBytes + 16);
+// The output tile: [row][column], rows a 16-byte piece longer (aligned for
+// the vector reads) or, for the stores down a column, an odd number of words
+// long (conflict-free).
+template <typename scalar_t>
+constexpr int kOutPitchVector = kBN + 16 / int(sizeof(scalar_t));
+template <typename scalar_t>
+constexpr int kOutPitchColumn = kBN + (sizeof(scalar_t) == 2 ? 2 : 1);
+constexpr int kOutBytes = kBM * (kBN + 4) * 4;  // the larger, fp32
+constexpr int kMaxSmem = kBM * (kMaxKBytes + 16) + 2 * kBN * (kMaxKBytes + 16) + kOutBytes;
 
 struct Args {
   ConvTranspose3dParams p;
@@ -49,23 +60,8 @@ struct Args {
   int64_t m_tiles, col_tiles, tiles_per_block;
   int k_bytes;  // channels · element size, rounded up to 32
   int pitch;    // k_bytes + 16: an odd number of 16-byte pieces
-  bool pair_store;
+  bool vector_store;  // output channel-contiguous, Cout/G, strides and address in pieces
 };
-
-template <typename scalar_t>
-__device__ __forceinline__ void store_pair(scalar_t* at, float v0, float v1) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    *reinterpret_cast<float2*>(at) = make_float2(v0, v1);
-  } else {
-    union {
-      uint32_t u;
-      scalar_t e[2];
-    } pr;
-    pr.e[0] = from_acc<scalar_t>(v0);
-    pr.e[1] = from_acc<scalar_t>(v1);
-    *reinterpret_cast<uint32_t*>(at) = pr.u;
-  }
-}
 
 template <typename scalar_t, typename index_t>
 __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const Args a) {
@@ -87,6 +83,8 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
   const int pieces = a.k_bytes / 16, pitch = a.pitch;
   const uint32_t sa = smem_addr(smem), sb0 = sa + kBM * pitch;
   const int b_bytes = kBN * pitch;
+  scalar_t* const out = reinterpret_cast<scalar_t*>(smem + kBM * pitch + 2 * b_bytes);
+  const int out_pitch = a.vector_store ? kOutPitchVector<scalar_t> : kOutPitchColumn<scalar_t>;
   const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
   const scalar_t* bias = static_cast<const scalar_t*>(a.ops.bias);
@@ -204,22 +202,31 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
 #pragma unroll
       for (int h = 0; h < 2; ++h) {  // rows gq and gq + 8 of the m16 piece
         const int row = wm * kWarpM + i * 16 + gq + 8 * h;
-        if (m0 + row >= a.rows) continue;
-        scalar_t* yr = y + s_yrow[row];
 #pragma unroll
         for (int j = 0; j < kNI; ++j) {
-          const int col = wn * kWarpN + j * 8 + 2 * tq;  // even
-          const int64_t jg = t * kBN + col;
-          if (jg >= a.col_count) continue;
-          const float v0 = acc[i][j][2 * h] + bs[col], v1 = acc[i][j][2 * h + 1] + bs[col + 1];
-          if (a.pair_store) {  // Cout/G even: columns jg, jg + 1 are adjacent channels of one tap
-            store_pair(yr + cols[col], v0, v1);
-          } else {
-            yr[cols[col]] = from_acc<scalar_t>(v0);
-            if (jg + 1 < a.col_count) yr[cols[col + 1]] = from_acc<scalar_t>(v1);
-          }
+          const int col = wn * kWarpN + j * 8 + 2 * tq;
+          out[row * out_pitch + col] = from_acc<scalar_t>(acc[i][j][2 * h] + bs[col]);
+          out[row * out_pitch + col + 1] = from_acc<scalar_t>(acc[i][j][2 * h + 1] + bs[col + 1]);
         }
       }
+    __syncthreads();  // the output tile is complete
+    const int rows_here = int(std::min<int64_t>(a.rows - m0, kBM));
+    const int cols_here = int(std::min<int64_t>(a.col_count - t * kBN, kBN));
+    if (a.vector_store) {
+      constexpr int PER_ROW = kBN / VEC;
+      for (int idx = tid; idx < kBM * PER_ROW; idx += kThreads) {
+        const int row = idx / PER_ROW, col = idx % PER_ROW * VEC;
+        if (row < rows_here && col < cols_here) {  // col_count is whole pieces
+          *reinterpret_cast<uint4*>(y + s_yrow[row] + cols[col]) =
+              *reinterpret_cast<const uint4*>(out + row * out_pitch + col);
+        }
+      }
+    } else {
+      for (int idx = tid; idx < kBM * kBN; idx += kThreads) {
+        const int row = idx % kBM, col = idx / kBM;
+        if (row < rows_here && col < cols_here) y[s_yrow[row] + cols[col]] = out[row * out_pitch + col];
+      }
+    }
     __syncthreads();  // tile t's buffer and tables are free for tile t + 2
   }
 #else
@@ -280,10 +287,13 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.tiles_per_block = (a.col_tiles + chunks - 1) / chunks;
   const int64_t es = cfg.dtype == ScalarKind::Float32 ? 4 : 2;
   const Strides5 o = p.output;
-  a.pair_store = o.c == 1 && ops.columns % 2 == 0 && o.n % 2 == 0 && o.d % 2 == 0 &&
-                 o.h % 2 == 0 && o.w % 2 == 0 &&
-                 reinterpret_cast<uintptr_t>(ops.dest) % (2 * es) == 0;
-  const int smem = (kBM + 2 * kBN) * a.pitch;
+  const int64_t vec = 16 / es;
+  a.vector_store = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
+                   o.h % vec == 0 && o.w % vec == 0 &&
+                   reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;
+  const int out_bytes = int(es) * kBM *
+                        (a.vector_store ? kBN + int(vec) : kBN + (es == 2 ? 2 : 1));
+  const int smem = (kBM + 2 * kBN) * a.pitch + out_bytes;
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     err = launch_typed<decltype(scalar), decltype(index)>(a, smem, cfg.stream);
