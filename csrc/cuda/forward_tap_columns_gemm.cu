@@ -16,12 +16,13 @@
 // m16n8 pieces (k16 fp16/bf16, k8 TF32), fragments by ldmatrix from rows
 // padded to an odd number of 16-byte pieces (conflict-free).  K is padded
 // with zeros to 32 bytes (one k-step) by the zero-filling copies.
-// Epilogue: accumulators + bias, rounded once, into a shared tile; from it
-// 16-byte stores where the output is channel-contiguous (a piece of
-// channels never straddles two taps when Cout/G is whole pieces), else
-// stores running down the rows, so a warp's 32 stores of one channel fall in
-// a few sectors of one output row (NCDHW).  Each output is written once by
-// one thread: deterministic, no workspace.
+// Epilogue: accumulators + bias, rounded once.  Where the output is
+// channel-contiguous and Cout/G whole 16-byte pieces (so no piece straddles
+// two taps), through a shared tile into 16-byte stores; else straight from
+// the registers (staging NCDHW through shared memory measured 20-35 % slower
+// on the U-Net cases: a warp's stores there cover the same sectors either
+// way, and the staged loop costs three shared loads per element).  Each
+// output is written once by one thread: deterministic, no workspace.
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
@@ -42,13 +43,10 @@ namespace tapcol {
 constexpr int kBM = 128, kBN = 64, kThreads = 256;
 constexpr int kWarpsM = 4, kWarpM = 32, kWarpN = 32, kMI = kWarpM / 16, kNI = kWarpN / 8;
 constexpr int kMaxKBytes = 512;
-// The output tile: [row][column], rows a 16-byte piece longer (aligned for
-// the vector reads) or, for the stores down a column, an odd number of words
-// long (conflict-free).
+// The output tile for 16-byte stores: [row][column], rows a piece longer
+// (aligned for the vector reads, writes from fragments spread over the banks).
 template <typename scalar_t>
-constexpr int kOutPitchVector = kBN + 16 / int(sizeof(scalar_t));
-template <typename scalar_t>
-constexpr int kOutPitchColumn = kBN + (sizeof(scalar_t) == 2 ? 2 : 1);
+constexpr int kOutPitch = kBN + 16 / int(sizeof(scalar_t));
 constexpr int kOutBytes = kBM * (kBN + 4) * 4;  // the larger, fp32
 constexpr int kMaxSmem = kBM * (kMaxKBytes + 16) + 2 * kBN * (kMaxKBytes + 16) + kOutBytes;
 
@@ -84,7 +82,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
   const uint32_t sa = smem_addr(smem), sb0 = sa + kBM * pitch;
   const int b_bytes = kBN * pitch;
   scalar_t* const out = reinterpret_cast<scalar_t*>(smem + kBM * pitch + 2 * b_bytes);
-  const int out_pitch = a.vector_store ? kOutPitchVector<scalar_t> : kOutPitchColumn<scalar_t>;
+  constexpr int out_pitch = kOutPitch<scalar_t>;
   const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
   const scalar_t* bias = static_cast<const scalar_t*>(a.ops.bias);
@@ -197,22 +195,23 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
 
     const index_t* cols = s_col[t % 2];
     const float* bs = s_bias[t % 2];
-#pragma unroll
-    for (int i = 0; i < kMI; ++i)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {  // rows gq and gq + 8 of the m16 piece
-        const int row = wm * kWarpM + i * 16 + gq + 8 * h;
-#pragma unroll
-        for (int j = 0; j < kNI; ++j) {
-          const int col = wn * kWarpN + j * 8 + 2 * tq;
-          out[row * out_pitch + col] = from_acc<scalar_t>(acc[i][j][2 * h] + bs[col]);
-          out[row * out_pitch + col + 1] = from_acc<scalar_t>(acc[i][j][2 * h + 1] + bs[col + 1]);
-        }
-      }
-    __syncthreads();  // the output tile is complete
-    const int rows_here = int(std::min<int64_t>(a.rows - m0, kBM));
-    const int cols_here = int(std::min<int64_t>(a.col_count - t * kBN, kBN));
     if (a.vector_store) {
+#pragma unroll
+      for (int i = 0; i < kMI; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {  // rows gq and gq + 8 of the m16 piece
+          const int row = wm * kWarpM + i * 16 + gq + 8 * h;
+#pragma unroll
+          for (int j = 0; j < kNI; ++j) {
+            const int col = wn * kWarpN + j * 8 + 2 * tq;
+            out[row * out_pitch + col] = from_acc<scalar_t>(acc[i][j][2 * h] + bs[col]);
+            out[row * out_pitch + col + 1] =
+                from_acc<scalar_t>(acc[i][j][2 * h + 1] + bs[col + 1]);
+          }
+        }
+      __syncthreads();  // the output tile is complete
+      const int rows_here = int(std::min<int64_t>(a.rows - m0, kBM));
+      const int cols_here = int(std::min<int64_t>(a.col_count - t * kBN, kBN));
       constexpr int PER_ROW = kBN / VEC;
       for (int idx = tid; idx < kBM * PER_ROW; idx += kThreads) {
         const int row = idx / PER_ROW, col = idx % PER_ROW * VEC;
@@ -222,10 +221,23 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
         }
       }
     } else {
-      for (int idx = tid; idx < kBM * kBN; idx += kThreads) {
-        const int row = idx % kBM, col = idx / kBM;
-        if (row < rows_here && col < cols_here) y[s_yrow[row] + cols[col]] = out[row * out_pitch + col];
-      }
+#pragma unroll
+      for (int i = 0; i < kMI; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = wm * kWarpM + i * 16 + gq + 8 * h;
+          if (m0 + row >= a.rows) continue;
+          scalar_t* yr = y + s_yrow[row];
+#pragma unroll
+          for (int j = 0; j < kNI; ++j) {
+            const int col = wn * kWarpN + j * 8 + 2 * tq;
+            const int64_t jg = t * kBN + col;
+            if (jg < a.col_count) yr[cols[col]] = from_acc<scalar_t>(acc[i][j][2 * h] + bs[col]);
+            if (jg + 1 < a.col_count) {
+              yr[cols[col + 1]] = from_acc<scalar_t>(acc[i][j][2 * h + 1] + bs[col + 1]);
+            }
+          }
+        }
     }
     __syncthreads();  // tile t's buffer and tables are free for tile t + 2
   }
@@ -291,8 +303,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.vector_store = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
                    o.h % vec == 0 && o.w % vec == 0 &&
                    reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;
-  const int out_bytes = int(es) * kBM *
-                        (a.vector_store ? kBN + int(vec) : kBN + (es == 2 ? 2 : 1));
+  const int out_bytes = a.vector_store ? int(es) * kBM * (kBN + int(vec)) : 0;
   const int smem = (kBM + 2 * kBN) * a.pitch + out_bytes;
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
