@@ -178,7 +178,8 @@ def test_wgmma_runs_on_hopper():
 @requires_cuda
 def test_auto_policy_takes_wgmma_where_it_pays():
     """Auto, bf16: the Hopper GEMM for a grad-input 96 columns wide over more
-    tiles than SMs, the mma.sync one for the forward's 48 columns; both exact."""
+    tiles than SMs; for the forward's 48 columns the tap-columns GEMM where
+    kernel == stride, else the mma.sync one; all exact."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     g = torch.Generator().manual_seed(3)
@@ -189,13 +190,17 @@ def test_auto_policy_takes_wgmma_where_it_pays():
     gy = torch.randn(y.shape, generator=g).to("cuda", torch.bfloat16)
     gx, = torch.autograd.grad(y, x, gy)
     kernels = tconv3d._C._last_cuda_kernels()
-    assert kernels["forward"] == "tensor_core_gemm"
+    assert kernels["forward"] == "forward_tap_columns_gemm"
     assert kernels["grad_input"] == "tensor_core_gemm_sm90"
     xr = x.detach().double().requires_grad_()
     yr = F.conv_transpose3d(xr, w.double(), stride=2)
     gxr, = torch.autograd.grad(yr, xr, gy.double())
     assert rel_err(y, yr) <= TOLERANCE[torch.bfloat16]
     assert rel_err(gx, gxr) <= TOLERANCE[torch.bfloat16]
+    y_padded = tconv3d.conv_transpose3d(x, w, stride=2, padding=1)  # not one tap per output
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm"
+    yr_padded = F.conv_transpose3d(xr.detach(), w.double(), stride=2, padding=1)
+    assert rel_err(y_padded, yr_padded) <= TOLERANCE[torch.bfloat16]
 
 
 @requires_cuda
