@@ -165,32 +165,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
     const uint32_t sb = sb0 + int(t % 2) * b_bytes;
 #pragma unroll 2
     for (int kb = 0; kb < a.k_bytes; kb += 32) {
-      uint32_t af[kMI][4], bf[kNI][2];
-#pragma unroll
-      for (int i = 0; i < kMI; ++i) ldmatrix_x4(af[i], sa + a_lane + i * 16 * pitch + kb);
-#pragma unroll
-      for (int jj = 0; jj < kNI / 2; ++jj) {
-        uint32_t t4[4];
-        ldmatrix_x4(t4, sb + b_lane + jj * 16 * pitch + kb);
-        bf[2 * jj][0] = t4[0];
-        bf[2 * jj][1] = t4[1];
-        bf[2 * jj + 1][0] = t4[2];
-        bf[2 * jj + 1][1] = t4[3];
-      }
-      if constexpr (std::is_same_v<scalar_t, float>) {
-#pragma unroll
-        for (int i = 0; i < kMI; ++i)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
-#pragma unroll
-        for (int j = 0; j < kNI; ++j)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) bf[j][e] = to_tf32(bf[j][e]);
-      }
-#pragma unroll
-      for (int i = 0; i < kMI; ++i)
-#pragma unroll
-        for (int j = 0; j < kNI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+      mma_k_step<scalar_t, kMI, kNI>(acc, sa + a_lane + kb, sb + b_lane + kb, pitch);
     }
 
     const index_t* cols = s_col[t % 2];

@@ -76,6 +76,41 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const
   }
 }
 
+// One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
+// this lane's ldmatrix address in A ([m][k] rows `pitch` bytes apart) at the
+// step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands.
+template <typename scalar_t, int MI, int NI>
+__device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_addr,
+                                           uint32_t b_addr, int pitch) {
+  static_assert(NI % 2 == 0, "B fragments come in pairs");
+  uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+  for (int i = 0; i < MI; ++i) ldmatrix_x4(af[i], a_addr + i * 16 * pitch);
+#pragma unroll
+  for (int jj = 0; jj < NI / 2; ++jj) {
+    uint32_t t4[4];
+    ldmatrix_x4(t4, b_addr + jj * 16 * pitch);
+    bf[2 * jj][0] = t4[0];
+    bf[2 * jj][1] = t4[1];
+    bf[2 * jj + 1][0] = t4[2];
+    bf[2 * jj + 1][1] = t4[3];
+  }
+  if constexpr (std::is_same_v<scalar_t, float>) {
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) bf[j][e] = to_tf32(bf[j][e]);
+  }
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+}
+
 // Kernels using more than 48 KB of dynamic shared memory must opt in, once
 // per device; later calls cost one atomic load.
 template <auto Kernel>

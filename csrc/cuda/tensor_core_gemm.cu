@@ -193,33 +193,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
     const uint32_t sb = sa + kAStageBytes;
 #pragma unroll
     for (int ks = 0; ks < kSliceBytes / 32; ++ks) {
-      uint32_t af[kMmaM][4];
-      uint32_t bf[kMmaN][2];
-#pragma unroll
-      for (int i = 0; i < kMmaM; ++i) ldmatrix_x4(af[i], sa + a_lane + i * 16 * kPitch + ks * 32);
-#pragma unroll
-      for (int jj = 0; jj < kMmaN / 2; ++jj) {
-        uint32_t t4[4];
-        ldmatrix_x4(t4, sb + b_lane + jj * 16 * kPitch + ks * 32);
-        bf[2 * jj][0] = t4[0];
-        bf[2 * jj][1] = t4[1];
-        bf[2 * jj + 1][0] = t4[2];
-        bf[2 * jj + 1][1] = t4[3];
-      }
-      if constexpr (std::is_same_v<scalar_t, float>) {
-#pragma unroll
-        for (int i = 0; i < kMmaM; ++i)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
-#pragma unroll
-        for (int j = 0; j < kMmaN; ++j)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) bf[j][e] = to_tf32(bf[j][e]);
-      }
-#pragma unroll
-      for (int i = 0; i < kMmaM; ++i)
-#pragma unroll
-        for (int j = 0; j < kMmaN; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+      mma_k_step<scalar_t, kMmaM, kMmaN>(acc, sa + a_lane + ks * 32, sb + b_lane + ks * 32, kPitch);
     }
   }
   cp_async_wait<0>();
