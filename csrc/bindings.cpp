@@ -25,10 +25,10 @@ std::vector<int64_t> output_shape(std::vector<int64_t> input_size, std::vector<i
       .output_shape();
 }
 
-// Test hooks reject bad arguments with ValueError.  (A c10::Error thrown
-// through these pybind11 lambdas crashed the interpreter on the GPU machine,
-// torch 2.11, Python 3.12; a standard exception is translated by pybind11
-// itself.)
+// Test hooks reject bad arguments with ValueError.  Known defect: on the GPU
+// machine (torch 2.11, Python 3.12) any exception thrown through these
+// lambdas, this one or c10::Error, crashes the interpreter; it raises
+// normally here (torch 2.14, Python 3.11).  Tests pass them valid arguments.
 template <typename... Args>
 void require(bool ok, const Args&... message) {
   if (!ok) throw std::invalid_argument(c10::str(message...));

@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <limits>
-#include <utility>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -82,11 +81,6 @@ at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& l
   return at::empty({splits * numel}, like.options().dtype(acc_type));
 }
 
-int64_t padded_channels(int64_t channels, ScalarKind dtype) {
-  const int64_t vec = tensor_core_channel_multiple(dtype);
-  return (channels + vec - 1) / vec * vec;
-}
-
 // The GEMM source: each group's channels contiguous, padded with zeros to
 // whole 16-byte pieces.  Channels-last tensors whose strides and address are
 // 16-byte multiples are read in place; anything else is copied once into
@@ -127,11 +121,13 @@ bool planes_contiguous(const at::Tensor& t) {
   return true;
 }
 
+GemmSource in_place(const at::Tensor& t) {
+  return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
+}
+
 GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   const int64_t per_group = t.size(1) / groups;
-  if (readable_in_place(t, groups, padded)) {
-    return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
-  }
+  if (readable_in_place(t, groups, padded)) return in_place(t);
   at::Tensor c;
   if (planes_contiguous(t)) {
     c = at::empty({t.size(0), t.size(2), t.size(3), t.size(4), groups, padded}, t.options());
@@ -146,6 +142,25 @@ GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
                            : v.contiguous();
   }
   return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
+}
+
+// A grad-weight GEMM operand: read in place in the largest cp.async piece it
+// allows, else (NCDHW) packed, each group's channels padded to 16-byte pieces.
+struct GradWeightSource {
+  GemmSource src;
+  int64_t channels;  // a group's stride in the channel dimension
+  int piece;
+};
+
+bool grad_weight_readable(const at::Tensor& t, int64_t groups) {
+  return cp_async_piece(t, groups) > 0 || planes_contiguous(t);
+}
+
+GradWeightSource grad_weight_source(const at::Tensor& t, int64_t groups, int64_t per_group,
+                                    ScalarKind dtype) {
+  if (const int piece = cp_async_piece(t, groups)) return {in_place(t), per_group, piece};
+  const int64_t padded = padded_channels(per_group, dtype);
+  return {gemm_source(t, groups, padded), padded, 16};
 }
 
 // [G·Cin/G, Cout/G, kD, kH, kW] → [G][kD·kH·kW][columns][channels], channels
@@ -243,25 +258,18 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // pieces, else whole 8-byte ones) are; NCDHW ones are packed once
     // (channels_last_pack.h), which costs less than the strided kernel loses.
     // Anything else goes to the kernel that reads any strides element by element.
-    const int px = cp_async_piece(input, p.groups), pg = cp_async_piece(grad_output, p.groups);
-    if ((px > 0 || planes_contiguous(input)) && (pg > 0 || planes_contiguous(grad_output)) &&
+    if (grad_weight_readable(input, p.groups) && grad_weight_readable(grad_output, p.groups) &&
         grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
-      auto source = [&](const at::Tensor& t, int piece, int64_t per_group) {
-        return piece > 0 ? std::pair{GemmSource{t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)},
-                                     per_group}
-                         : std::pair{gemm_source(t, p.groups, padded_channels(per_group, dtype)),
-                                     padded_channels(per_group, dtype)};
-      };
-      const auto [x, x_channels] = source(input, px, p.in_per_group);
-      const auto [gy, gy_channels] = source(grad_output, pg, p.out_per_group);
+      const GradWeightSource x = grad_weight_source(input, p.groups, p.in_per_group, dtype);
+      const GradWeightSource gy = grad_weight_source(grad_output, p.groups, p.out_per_group, dtype);
       const at::Tensor partials = float_workspace(
           grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
-      const LaunchConfig cfg = config_for(grad_output, {x.tensor, gy.tensor, grad_weight});
-      const GradWeightOperands ops{x.tensor.const_data_ptr(), x.n, x.d, x.h, x.w, x_channels,
-                                   gy.tensor.const_data_ptr(), gy.n, gy.d, gy.h, gy.w, gy_channels,
-                                   grad_weight.mutable_data_ptr(),
-                                   partials.defined() ? partials.data_ptr<float>() : nullptr,
-                                   std::min(px > 0 ? px : 16, pg > 0 ? pg : 16)};
+      const LaunchConfig cfg = config_for(grad_output, {x.src.tensor, gy.src.tensor, grad_weight});
+      const GradWeightOperands ops{
+          x.src.tensor.const_data_ptr(), x.src.n, x.src.d, x.src.h, x.src.w, x.channels,
+          gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d, gy.src.h, gy.src.w, gy.channels,
+          grad_weight.mutable_data_ptr(),
+          partials.defined() ? partials.data_ptr<float>() : nullptr, std::min(x.piece, gy.piece)};
       C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, ops));
       g_last_kernel[2] = "grad_weight_gemm_channels_last";
       return;

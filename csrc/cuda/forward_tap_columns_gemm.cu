@@ -233,10 +233,10 @@ cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-int k_bytes(const ConvTranspose3dParams& p, ScalarKind dtype) {
-  const int64_t es = dtype == ScalarKind::Float32 ? 4 : 2;
-  const int64_t padded = (p.in_per_group + 16 / es - 1) / (16 / es) * (16 / es);
-  return int(std::min<int64_t>((padded * es + 31) / 32 * 32, kMaxKBytes + 32));
+// K in bytes: a group's input channels, padded to 16-byte pieces as the op
+// layer pads them, rounded up to a whole 32-byte k-step.
+int64_t k_bytes(int64_t channels, ScalarKind dtype) {
+  return (channels * (16 / tensor_core_channel_multiple(dtype)) + 31) / 32 * 32;
 }
 
 }  // namespace tapcol
@@ -247,7 +247,10 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
       return false;
     }
   }
-  if (tapcol::k_bytes(p, dtype) > tapcol::kMaxKBytes || p.groups > 65535) return false;
+  if (tapcol::k_bytes(padded_channels(p.in_per_group, dtype), dtype) > tapcol::kMaxKBytes ||
+      p.groups > 65535) {
+    return false;
+  }
   const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30)) return false;
   return sm80_kernel_runs_here<tapcol::forward_tap_columns_kernel<__half, int32_t>>();
@@ -262,7 +265,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   a.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
   if (a.rows == 0 || a.col_count == 0) return cudaSuccess;
-  a.k_bytes = k_bytes(p, cfg.dtype);
+  a.k_bytes = int(k_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
   a.m_tiles = (a.rows + kBM - 1) / kBM;
   a.col_tiles = (a.col_count + kBN - 1) / kBN;
@@ -272,9 +275,8 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   const int64_t have = a.m_tiles * p.groups;
   const int64_t chunks = std::clamp<int64_t>((target + have - 1) / have, 1, a.col_tiles);
   a.tiles_per_block = (a.col_tiles + chunks - 1) / chunks;
-  const int64_t es = cfg.dtype == ScalarKind::Float32 ? 4 : 2;
+  const int64_t vec = tensor_core_channel_multiple(cfg.dtype), es = 16 / vec;
   const Strides5 o = p.output;
-  const int64_t vec = 16 / es;
   a.vector_store = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
                    o.h % vec == 0 && o.w % vec == 0 &&
                    reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;

@@ -40,6 +40,13 @@ inline int64_t tensor_core_channel_multiple(ScalarKind dtype) {
   return dtype == ScalarKind::Float32 ? 4 : 8;
 }
 
+// A group's channels padded (with zeros) to whole 16-byte pieces: the
+// `channels` of a source the GEMMs read.
+inline int64_t padded_channels(int64_t channels, ScalarKind dtype) {
+  const int64_t vec = tensor_core_channel_multiple(dtype);
+  return (channels + vec - 1) / vec * vec;
+}
+
 // fp16/bf16, fp32 only when TF32 is allowed; shapes within the kernel's
 // 32-bit position and grid limits; a device of sm_80 or newer.
 bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,

@@ -21,6 +21,13 @@ ERROR_FLOOR = {torch.float64: 1e-13, torch.float32: 1e-6, torch.float16: 5e-4,
 TF32_TOLERANCE, TF32_ERROR_FLOOR = 3e-3, 5e-4
 
 
+def use_precision(precision):
+    """The dtype of a tensor-core precision ("tf32", "fp16", "bf16"); float32
+    runs as TF32 exactly when "tf32", as torch's convolutions would."""
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    return {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
 def make_tensor(shape, layout, dtype, device, generator):
     """Random data (never zeros) in the requested memory layout."""
     if layout == "sliced":
@@ -117,8 +124,7 @@ def kernel_policy(request):
 def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
     """Each kernel family forced through the sweep, in the precisions that
     have tensor-core paths (fp32 runs as TF32 here, as torch's conv would)."""
-    dtype = {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    dtype = use_precision(precision)
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
     kernels, expected = tconv3d._C._last_cuda_kernels(), expected_kernels(kernel_policy)
     assert kernels["forward"] == expected["forward"]
@@ -142,8 +148,7 @@ def forced_tile(request):
 def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     """Each block tile of the tensor-core GEMM forced through the sweep (the
     shape-based choice reaches only some of them on these small shapes)."""
-    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    dtype = use_precision(precision)
     tconv3d._C._set_kernel_policy("tensor_core")
     try:
         run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
@@ -242,8 +247,7 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     phases flip), and the producer runs ahead into the next tile."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
-    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    dtype = use_precision(precision)
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_sm90"
@@ -258,8 +262,7 @@ def test_forward_tap_columns_gemm(name, layout, precision):
     partial row and column tiles, odd Cout/G (no paired stores), groups, K
     padded to a whole k-step, several column tiles per block — and the phase
     GEMM beyond 512 bytes of channels."""
-    dtype = {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    dtype = use_precision(precision)
     config = TAP_COLUMN_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
     per_group_bytes = config[1] // config[3] * dtype.itemsize
@@ -308,8 +311,7 @@ def test_every_grad_weight_tile(name, layout, precision, forced_grad_weight_tile
     layer) forced through shapes with partial tiles on both sides, groups,
     split reductions, stride and dilation: channels-last operands read in
     place, NCDHW ones packed."""
-    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    dtype = use_precision(precision)
     run_parity(GRAD_WEIGHT_CONFIGS[name], layout, dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
@@ -325,8 +327,7 @@ def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_t
     """Channels-last operands with 4 (bf16) or 2 (fp32) channels to a piece
     take the cp.async kernel's 8-byte copies, exact, however wide the tile."""
     precision, cin, cout, groups = channels
-    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    dtype = use_precision(precision)
     config = (3, cin, cout, groups, (7, 6, 9), 3, 2, 1, 1, 1, True)
     run_parity(config, "channels_last", dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
@@ -347,8 +348,7 @@ def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile):
     the pack's element-wise and 16-byte kernels both run."""
     precision, cin, cout, groups = channels
     batch, spatial = size
-    dtype = {"tf32": torch.float32, "bf16": torch.bfloat16}[precision]
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    dtype = use_precision(precision)
     config = (batch, cin, cout, groups, spatial, 3, 2, 1, 1, 1, True)
     run_parity(config, "contiguous", dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
