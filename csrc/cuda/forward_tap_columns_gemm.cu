@@ -156,12 +156,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
     __syncthreads();  // x rows and tile t's weights and tables visible
 
     float acc[kMI][kNI][4];
-#pragma unroll
-    for (int i = 0; i < kMI; ++i)
-#pragma unroll
-      for (int j = 0; j < kNI; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+    zero_accumulators(acc);
     const uint32_t sb = sb0 + int(t % 2) * b_bytes;
 #pragma unroll 2
     for (int kb = 0; kb < a.k_bytes; kb += 32) {

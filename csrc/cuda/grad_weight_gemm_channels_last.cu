@@ -185,12 +185,7 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
   };
 
   float acc[T::MI][T::NI][4];
-#pragma unroll
-  for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-    for (int j = 0; j < T::NI; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+  zero_accumulators(acc);
 
   // Prologue: stages 0 … STAGES-2 in flight, the rows of STAGES-1 decoded.
 #pragma unroll

@@ -76,6 +76,17 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const
   }
 }
 
+// A warp's MI × NI tile of m16n8 accumulators, zeroed.
+template <int MI, int NI>
+__device__ __forceinline__ void zero_accumulators(float (&acc)[MI][NI][4]) {
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+}
+
 // One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
 // this lane's ldmatrix address in A ([m][k] rows `pitch` bytes apart) at the
 // step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands.

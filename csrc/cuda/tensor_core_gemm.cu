@@ -166,12 +166,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
   const int lane = tid % 32, warp = tid / 32;
   const int wm = warp % 2, wn = warp / 2;
   float acc[kMmaM][kMmaN][4];
-#pragma unroll
-  for (int i = 0; i < kMmaM; ++i)
-#pragma unroll
-    for (int j = 0; j < kMmaN; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+  zero_accumulators(acc);
 
   // ldmatrix lane addresses (bytes within a stage) for k-step 0.
   const uint32_t a_lane = (wm * kWarpM + lane % 16) * kPitch + (lane / 16) * 16;
