@@ -13,11 +13,15 @@
 //   d gw: gy <- forward(x, ggw),  x <- grad_input(gy, ggw)
 //   d gb: gy <- ggb broadcast
 //
+// Autocast is here too (forward_autocast), so the operator itself, not only
+// the Python wrapper, follows torch.autocast as aten's convolutions do.
+//
 // Fake (meta) implementations for torch.compile are in python/tconv3d/_ops.py.
 #include <optional>
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -96,19 +100,36 @@ struct Geometry {
   int64_t groups;
 };
 
+// One saved entry, not five: each is a string-keyed map insertion on every
+// forward call and a lookup in every backward.
 void save_geometry(AutogradContext* ctx, IntArrayRef stride, IntArrayRef padding,
                    IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
-  ctx->saved_data["stride"] = stride;
-  ctx->saved_data["padding"] = padding;
-  ctx->saved_data["output_padding"] = output_padding;
-  ctx->saved_data["groups"] = groups;
-  ctx->saved_data["dilation"] = dilation;
+  std::vector<int64_t> packed;
+  packed.reserve(stride.size() * 4 + 1);
+  for (IntArrayRef values : {stride, padding, output_padding, dilation}) {
+    packed.push_back(static_cast<int64_t>(values.size()));
+    packed.insert(packed.end(), values.begin(), values.end());
+  }
+  packed.push_back(groups);
+  ctx->saved_data["geometry"] = std::move(packed);
 }
 
 Geometry geometry_of(AutogradContext* ctx) {
-  return {ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
-          ctx->saved_data["output_padding"].toIntVector(),
-          ctx->saved_data["dilation"].toIntVector(), ctx->saved_data["groups"].toInt()};
+  const std::vector<int64_t> packed = ctx->saved_data["geometry"].toIntVector();
+  auto next = packed.begin();
+  auto take = [&next] {
+    const int64_t count = *next++;
+    std::vector<int64_t> values(next, next + count);
+    next += count;
+    return values;
+  };
+  Geometry g;
+  g.stride = take();
+  g.padding = take();
+  g.output_padding = take();
+  g.dilation = take();
+  g.groups = *next;
+  return g;
 }
 
 #define TCONV3D_GEOMETRY(g) g.stride, g.padding, g.output_padding, g.groups, g.dilation
@@ -244,6 +265,25 @@ at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
   return GradBiasFunction::apply(grad_output);
 }
 
+// ---------------------------------------------------------------- autocast
+// As for torch's own convolutions: under autocast the forward's floating
+// operands (float64 excepted) run in the autocast dtype, weights cast once
+// per autocast region (cached_cast), and the cast stays differentiable (this
+// key sits above Autograd).  The backward ops are not autocast: they receive
+// the forward's dtypes.
+template <c10::DeviceType device, c10::DispatchKey key>
+at::Tensor forward_autocast(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, IntArrayRef stride,
+                            IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+                            IntArrayRef dilation) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(key);
+  const at::ScalarType dtype = at::autocast::get_autocast_dtype(device);
+  return call_forward(at::autocast::cached_cast(dtype, input, device),
+                      at::autocast::cached_cast(dtype, weight, device),
+                      at::autocast::cached_cast(dtype, bias, device), stride, padding,
+                      output_padding, groups, dilation);
+}
+
 }  // namespace
 }  // namespace tconv3d
 
@@ -274,6 +314,15 @@ TCONV3D_REGISTER_BACKEND(CPU)
 TCONV3D_REGISTER_BACKEND(CUDA)
 #endif
 #undef TCONV3D_REGISTER_BACKEND
+
+TORCH_LIBRARY_IMPL(tconv3d, AutocastCPU, m) {
+  m.impl("forward",
+         &tconv3d::forward_autocast<c10::DeviceType::CPU, c10::DispatchKey::AutocastCPU>);
+}
+TORCH_LIBRARY_IMPL(tconv3d, AutocastCUDA, m) {
+  m.impl("forward",
+         &tconv3d::forward_autocast<c10::DeviceType::CUDA, c10::DispatchKey::AutocastCUDA>);
+}
 
 TORCH_LIBRARY_IMPL(tconv3d, Autograd, m) {
   m.impl("forward", &tconv3d::forward_autograd);

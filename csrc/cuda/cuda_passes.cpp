@@ -16,6 +16,7 @@
 #include "grad_weight_gemm.h"
 #include "launch.h"
 #include "tensor_core_gemm.h"
+#include "weight_pack.h"
 
 namespace tconv3d::cuda {
 namespace {
@@ -163,14 +164,27 @@ GradWeightSource grad_weight_source(const at::Tensor& t, int64_t groups, int64_t
   return {gemm_source(t, groups, padded), padded, 16};
 }
 
-// [G·Cin/G, Cout/G, kD, kH, kW] → [G][kD·kH·kW][columns][channels], channels
-// (the GEMM's K side) zero-padded: forward columns = Cout/G, grad-input Cin/G.
+// [G·Cin/G, Cout/G, kD, kH, kW] → [G][kD·kH·kW][columns][padded], channels
+// (the GEMM's K side) zero-padded: forward columns = Cout/G over Cin/G
+// channels, grad-input Cin/G over Cout/G (weight_pack.h).
 at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, int64_t padded) {
-  const at::Tensor v = w.unflatten(0, {groups, w.size(0) / groups}).flatten(3);
-  const at::Tensor p = pass == GatherPass::Forward ? v.permute({0, 3, 2, 1}) : v.permute({0, 3, 1, 2});
-  const int64_t channels = p.size(3);
-  return padded > channels ? at::constant_pad_nd(p, {0, padded - channels}).contiguous()
-                           : p.contiguous();
+  const bool fwd = pass == GatherPass::Forward;
+  const int64_t in_per_group = w.size(0) / groups;
+  at::Tensor packed = at::empty(
+      {groups, w.size(2) * w.size(3) * w.size(4), fwd ? w.size(1) : in_per_group, padded},
+      w.options());
+  const WeightPackGeometry geometry{w.const_data_ptr(), groups,
+                                    fwd ? w.size(1) : in_per_group,
+                                    fwd ? in_per_group : w.size(1), padded,
+                                    in_per_group * w.stride(0),
+                                    fwd ? w.stride(1) : w.stride(0),
+                                    fwd ? w.stride(0) : w.stride(1),
+                                    {w.size(2), w.size(3), w.size(4)},
+                                    {w.stride(2), w.stride(3), w.stride(4)}};
+  C10_CUDA_CHECK(launch_pack_weight(geometry, static_cast<int>(w.element_size()),
+                                    packed.mutable_data_ptr(),
+                                    c10::cuda::getCurrentCUDAStream(w.device().index()).stream()));
+  return packed;
 }
 
 // For a shape the tensor-core GEMM supports: the Hopper version where it runs

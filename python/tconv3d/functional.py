@@ -46,19 +46,6 @@ class ConvTranspose3dFunction(torch.autograd.Function):
         return gx, gw, gb, None, None, None, None, None
 
 
-def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
-    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return None
-
-
-def _cast_for_autocast(t: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
-    # Autocast leaves float64 (and non-floating) tensors alone, as for torch's own conv.
-    if t is None or not t.is_floating_point() or t.dtype == torch.float64:
-        return t
-    return t.to(dtype)
-
-
 def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
                      stride: IntOrTriple = 1, padding: IntOrTriple = 0,
                      output_padding: IntOrTriple = 0, groups: int = 1,
@@ -69,9 +56,7 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     input: (N, Cin, D, H, W) or unbatched (Cin, D, H, W); weight:
     (Cin, Cout/groups, kD, kH, kW); bias: (Cout,) or None.  The output takes the
     input's memory format.  Under torch.autocast the input, weight and bias run
-    in the autocast dtype, as nn.ConvTranspose3d's do."""
-    autocast_dtype = _autocast_dtype(input.device.type)
-    if autocast_dtype is not None:
-        input, weight, bias = (_cast_for_autocast(t, autocast_dtype) for t in (input, weight, bias))
+    in the autocast dtype, as nn.ConvTranspose3d's do (the operator's
+    Autocast kernel, csrc/op_registration.cpp, does the casting)."""
     return _ops.forward(input, weight, bias, _as_list(stride), _as_list(padding),
                         _as_list(output_padding), int(groups), _as_list(dilation))

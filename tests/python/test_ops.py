@@ -91,3 +91,32 @@ def test_torch_compile_inductor():
     assert rel_err(y, model(x)) < 1e-5
     y.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("device", devices())
+def test_operator_follows_autocast_like_torchs_conv(device):
+    """The operator itself (not only the Python wrapper) casts under autocast,
+    float64 excepted, and gradients reach the float32 leaves in float32."""
+    x, w, b = sample(device)
+    x.requires_grad_()
+    w.requires_grad_()
+    low = torch.bfloat16
+    geometry = dict(stride=GEOMETRY[0], padding=GEOMETRY[1], output_padding=GEOMETRY[2],
+                    groups=GEOMETRY[3], dilation=GEOMETRY[4])
+    with torch.autocast(device, dtype=low):
+        y = _ops.forward(x, w, b, *GEOMETRY)
+        y_wrapper = tconv3d.conv_transpose3d(x, w, b, **geometry)
+        y_torch = torch.nn.functional.conv_transpose3d(x, w, b, **geometry)
+        y64 = _ops.forward(x.double(), w.double(), b.double(), *GEOMETRY)
+    assert y.dtype == y_wrapper.dtype == y_torch.dtype == low
+    assert y64.dtype == torch.float64
+    reference = torch.nn.functional.conv_transpose3d(
+        x.detach().to(low).double(), w.detach().to(low).double(), b.to(low).double(), **geometry)
+    assert rel_err(y, reference) < 1e-2
+    assert torch.equal(y, y_wrapper)
+    y.float().square().sum().backward()
+    assert x.grad.dtype == w.grad.dtype == torch.float32
+    assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
+    x.grad = w.grad = None
+    # Outside autocast nothing is cast.
+    assert _ops.forward(x, w, b, *GEOMETRY).dtype == torch.float32
