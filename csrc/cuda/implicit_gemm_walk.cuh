@@ -135,7 +135,6 @@ struct Cursor {
   using uoff_t = std::make_unsigned_t<index_t>;
   int kk, c;
   int t[3], dpos[3];
-  int tap;  // (t0·taps1 + t1)·taps2 + t2: bit of a row's tap_mask
   uoff_t a_off, b_off;
 };
 
@@ -161,7 +160,6 @@ __device__ __forceinline__ void next_tap(Cursor<index_t>& cur, const Walk<index_
       }
     }
   }
-  ++cur.tap;  // the odometer walks taps in linear order
 }
 
 // Moves the cursor n ≥ 0 columns on; past K is fine (callers mask kk < K).
@@ -258,35 +256,6 @@ __device__ __forceinline__ bool in_bounds(const SourceRow<index_t>& r, const Cur
     ok &= static_cast<unsigned>(r.pos[a] + cur.dpos[a]) < static_cast<unsigned>(w.extent[a]);
   }
   return ok;
-}
-
-// Taps of a phase that a row's tap mask can hold.
-constexpr int kMaskTaps = 64;
-
-// Bit `tap` (Cursor::tap) set when that tap of row r reads inside the source:
-// a phase of at most kMaskTaps taps tests one bit per row and stage instead
-// of three positions (the producer of the wgmma GEMM is bound by its
-// instructions per stage).  Once per tile and row.
-template <typename index_t>
-__device__ __forceinline__ uint64_t tap_mask(const SourceRow<index_t>& r, const Walk<index_t>& w) {
-  uint32_t axis_mask[3];
-#pragma unroll
-  for (int a = 0; a < 3; ++a) {
-    uint32_t m = 0;
-    for (int t = 0; t < w.taps[a]; ++t) {
-      m |= uint32_t(static_cast<unsigned>(r.pos[a] + t * w.p_step[a]) <
-                    static_cast<unsigned>(w.extent[a])) << t;
-    }
-    axis_mask[a] = m;
-  }
-  uint64_t mask = 0;
-  int bit = 0;
-  for (int t0 = 0; t0 < w.taps[0]; ++t0) {
-    for (int t1 = 0; t1 < w.taps[1]; ++t1, bit += w.taps[2]) {
-      if ((axis_mask[0] >> t0) & (axis_mask[1] >> t1) & 1u) mask |= uint64_t(axis_mask[2]) << bit;
-    }
-  }
-  return mask;
 }
 
 // ---------------------------------------------------------------------------

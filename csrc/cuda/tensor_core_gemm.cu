@@ -150,10 +150,9 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
     const bool kok = cur.kk < K;
 #pragma unroll
     for (int q = 0; q < kARows; ++q) {
-      // Offset 0 (zero fill) out of bounds: no branch around the address.
       const bool ok = kok && in_bounds(rows[q], cur, w);
-      const uoff_t off = ok ? rows[q].off + cur.a_off : uoff_t(0);
-      cp_async16(sa + (row0 + q * kRowStep) * kPitch + piece * 16, src + off, ok);
+      const scalar_t* g = ok ? src + index_t(rows[q].off + cur.a_off) : src;
+      cp_async16(sa + (row0 + q * kRowStep) * kPitch + piece * 16, g, ok);
     }
 #pragma unroll
     for (int q = 0; q < kBRows; ++q) {

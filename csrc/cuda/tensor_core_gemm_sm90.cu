@@ -182,48 +182,33 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
     Cursor<index_t> cur{};
     advance(cur, w, piece * kVec);
 
-    // Fills the tile's stages; row_ok(q) says whether A row q's current tap
-    // reads inside the source.  Rows out of bounds copy nothing (zero fill)
-    // from offset 0: no branches around the address arithmetic.
-    auto fill = [&](auto row_ok) {
-      for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
-        const uint32_t s = seq % kStages;
-        if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
-        const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
-        const bool kok = cur.kk < g.K;
+    for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
+      const uint32_t s = seq % kStages;
+      if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+      const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
+      const bool kok = cur.kk < g.K;
 #pragma unroll
-        for (int q = 0; q < kARows; ++q) {
-          const bool ok = kok && row_ok(q);
-          // In bounds, the wrapped unsigned sum is the offset itself (< 2^31
-          // for 32-bit index_t): zero-extended, it needs no sign extension.
-          const uoff_t off = ok ? rows[q].off + cur.a_off : uoff_t(0);
-          cp_async16(sa + sw128_offset(row0 + q * kRowStep, piece), src + off, ok);
-        }
-#pragma unroll
-        for (int q = 0; q < L::kBRows; ++q) {
-          const bool ok = kok && b_ok[q];
-          const scalar_t* p = ok ? wts + index_t(b_row[q] + cur.b_off) : wts;
-          cp_async16(sb + sw128_offset(row0 + q * kRowStep, piece), p, ok);
-        }
-        advance(cur, w, kSlice);
-        if constexpr (kTf32) {
-          cp_async_commit();
-          if (seq >= kLag) {
-            cp_async_wait<kLag>();
-            publish_tf32(seq - kLag);
-          }
-        } else {
-          cp_async_arrive_noinc(full0 + 8 * s);  // wgmma reads the copies as they land
-        }
+      for (int q = 0; q < kARows; ++q) {
+        const bool ok = kok && in_bounds(rows[q], cur, w);
+        const scalar_t* p = ok ? src + index_t(rows[q].off + cur.a_off) : src;
+        cp_async16(sa + sw128_offset(row0 + q * kRowStep, piece), p, ok);
       }
-    };
-    if (w.taps[0] * w.taps[1] * w.taps[2] <= kMaskTaps) {
-      uint64_t masks[kARows];
 #pragma unroll
-      for (int q = 0; q < kARows; ++q) masks[q] = tap_mask(rows[q], w);
-      fill([&](int q) { return ((masks[q] >> cur.tap) & 1u) != 0; });
-    } else {
-      fill([&](int q) { return in_bounds(rows[q], cur, w); });
+      for (int q = 0; q < L::kBRows; ++q) {
+        const bool ok = kok && b_ok[q];
+        const scalar_t* p = ok ? wts + index_t(b_row[q] + cur.b_off) : wts;
+        cp_async16(sb + sw128_offset(row0 + q * kRowStep, piece), p, ok);
+      }
+      advance(cur, w, kSlice);
+      if constexpr (kTf32) {
+        cp_async_commit();
+        if (seq >= kLag) {
+          cp_async_wait<kLag>();
+          publish_tf32(seq - kLag);
+        }
+      } else {
+        cp_async_arrive_noinc(full0 + 8 * s);  // wgmma reads the copies as they land
+      }
     }
   }
   if constexpr (kTf32) {

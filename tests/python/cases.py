@@ -58,8 +58,7 @@ TENSOR_CORE_CONFIGS.update({
     # 33-64 columns: the Hopper GEMM's 64-wide tile (forward, then grad-input).
     "columns_48": (1, 24, 48, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
     "input_columns_56": (2, 56, 16, 1, (4, 3, 5), (2, 3, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, False),
-    # 64 taps in one phase (stride 1): the wgmma producer's tap mask uses every
-    # bit of its 64; grouped_wide_k (125 taps) takes the per-position test.
+    # 64 taps in one phase (stride 1, kernel 4): K walks 64 taps.
     "mask_64_taps": (1, 16, 40, 1, (5, 6, 4), 4, 1, 1, 0, 1, True),
 })
 
