@@ -209,6 +209,31 @@ def test_auto_policy_takes_wgmma_where_it_pays():
 
 
 @requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
+    """Auto: grad-input takes the Hopper GEMM from 33 columns (input channels
+    per group) in TF32 as in bf16, given the tiles; 32 columns stay on
+    mma.sync; both exact."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(5)
+    for in_channels, expected in ((64, "tensor_core_gemm_sm90"), (32, "tensor_core_gemm")):
+        # 4·16·16·18 input positions: 144 row tiles of 128, more than 3/4 of 132 SMs.
+        w = (torch.randn(in_channels, 24, 3, 3, 3, generator=g) / 16).to("cuda", dtype)
+        gy = torch.randn(4, 24, 31, 31, 35, generator=g).to("cuda", dtype)
+        gy = gy.contiguous(memory_format=torch.channels_last_3d)
+        gx = torch.ops.tconv3d.grad_input(gy, w, [4, in_channels, 16, 16, 18], [2, 2, 2],
+                                          [1, 1, 1], [0, 0, 0], 1, [1, 1, 1])
+        assert tconv3d._C._last_cuda_kernels()["grad_input"] == expected
+        x_ref = torch.zeros(4, in_channels, 16, 16, 18, dtype=torch.float64, requires_grad=True)
+        y_ref = F.conv_transpose3d(x_ref, w.double().cpu(), stride=2, padding=1)
+        gx_ref, = torch.autograd.grad(y_ref, x_ref, gy.double().cpu())
+        tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
+        assert rel_err(gx, gx_ref) <= tolerance
+
+
+@requires_cuda
 def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
     """Forward strides above 8 have more phases than the Hopper GEMM's table:
     that pass takes the mma.sync GEMM (grad-input has no phases), still exact."""
