@@ -350,7 +350,11 @@ def selected_backend(case: Case, s: InputSet) -> str:
 
 def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: int, warmup: int,
                      device: torch.device) -> dict[str, list[float]]:
-    """Milliseconds per call for each implementation, alternating them (and their order) every iteration."""
+    """Milliseconds per call for each implementation, interleaved: every iteration runs each once
+    on the same input set, the order rotated by one each iteration, so that each implementation
+    runs in each position (first on a cold input set, or after another's) equally often.
+    (Alternating forward and reversed order, as before, left the middle positions of three or
+    more implementations never first: kernel_ab.py read the same kernel up to 50 % apart.)"""
     names = list(calls)
     for i in range(warmup):
         for name in names:
@@ -360,7 +364,7 @@ def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: in
     events = []
     for i in range(iters):
         s = sets[i % len(sets)]
-        for name in (names if i % 2 == 0 else names[::-1]):
+        for name in names[i % len(names):] + names[:i % len(names)]:
             if device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()

@@ -77,12 +77,11 @@ bool tensor_core_gemm_sm90_runs_here();
 // table of stride phases has 8 entries per axis).
 bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pass);
 // Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py;
-// RESULTS.md): forward in fp16/bf16 with more than 64 columns (geomean
-// 1.10-1.12x there; 0.85-1.05x narrower, 0.70-0.99x in TF32, whose operands
-// it must round in shared memory first); grad-input with more than 32
-// columns in any precision (1.1-1.4x on the 64-256-column U-Net and VAE
-// layers, TF32 included; 0.7x at 32 columns); and 128-row tiles for at least
-// three quarters of the multiprocessors.
+// RESULTS.md): fp16/bf16 only (in TF32 it must round its operands in shared
+// memory first: 0.70-0.99x forward, 0.8-1.06x grad-input); forward above 64
+// columns (geomean 1.10-1.12x there, 0.85-1.05x narrower); grad-input above
+// 32 columns (1.01-1.25x from 64 columns, 0.8x at 32); and 128-row tiles
+// for at least three quarters of the multiprocessors.
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype);
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems

@@ -397,10 +397,9 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype) {
   const int64_t columns = igemm::columns_of(p, pass);
-  const bool wide_enough = pass == GatherPass::GradInput
-                               ? columns > 32
-                               : dtype != ScalarKind::Float32 && columns > 64;
-  if (!wide_enough) return false;
+  if (dtype == ScalarKind::Float32 || columns <= (pass == GatherPass::GradInput ? 32 : 64)) {
+    return false;
+  }
   const igemm::LaunchShape s =
       igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
   // 128 tiles on the H200's 132 SMs still won (1.3-1.5x), 64 lost (0.9x).

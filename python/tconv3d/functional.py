@@ -30,7 +30,12 @@ class ConvTranspose3dFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0], inputs[1])
+        input, weight = inputs[0], inputs[1]
+        if output.dtype != input.dtype:
+            # The operator ran under autocast (its C++ Autocast kernel cast the
+            # operands): backward needs them in the dtype the forward used.
+            input, weight = input.to(output.dtype), weight.to(output.dtype)
+        ctx.save_for_backward(input, weight)
         ctx.geometry = tuple(inputs[3:8])
 
     @staticmethod

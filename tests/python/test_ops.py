@@ -118,5 +118,16 @@ def test_operator_follows_autocast_like_torchs_conv(device):
     assert x.grad.dtype == w.grad.dtype == torch.float32
     assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
     x.grad = w.grad = None
+    # The Python autograd.Function over the same operator, under autocast:
+    # its backward sees the operands in the forward's dtype.
+    with torch.autocast(device, dtype=low):
+        y_function = tconv3d.ConvTranspose3dFunction.apply(x, w, b, *GEOMETRY)
+    assert y_function.dtype == low and torch.equal(y_function, y)
+    gx, gw = torch.autograd.grad(y_function.float().square().sum(), (x, w))
+    assert gx.dtype == gw.dtype == torch.float32
+    with torch.autocast(device, dtype=low):
+        y_again = _ops.forward(x, w, b, *GEOMETRY)
+    gx_ref, gw_ref = torch.autograd.grad(y_again.float().square().sum(), (x, w))
+    assert torch.equal(gx, gx_ref) and torch.equal(gw, gw_ref)
     # Outside autocast nothing is cast.
     assert _ops.forward(x, w, b, *GEOMETRY).dtype == torch.float32

@@ -211,14 +211,15 @@ def test_auto_policy_takes_wgmma_where_it_pays():
 @requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
-    """Auto: grad-input takes the Hopper GEMM from 33 columns (input channels
-    per group) in TF32 as in bf16, given the tiles; 32 columns stay on
-    mma.sync; both exact."""
+    """Auto: a bf16 grad-input takes the Hopper GEMM from 33 columns (input
+    channels per group), given the tiles, and stays on mma.sync at 32; TF32
+    stays on mma.sync; all exact."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
+    wide = "tensor_core_gemm" if precision == "tf32" else "tensor_core_gemm_sm90"
     g = torch.Generator().manual_seed(5)
-    for in_channels, expected in ((64, "tensor_core_gemm_sm90"), (32, "tensor_core_gemm")):
+    for in_channels, expected in ((64, wide), (32, "tensor_core_gemm")):
         # 4·16·16·18 input positions: 144 row tiles of 128, more than 3/4 of 132 SMs.
         w = (torch.randn(in_channels, 24, 3, 3, 3, generator=g) / 16).to("cuda", dtype)
         gy = torch.randn(4, 24, 31, 31, 35, generator=g).to("cuda", dtype)
