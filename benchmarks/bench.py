@@ -5,6 +5,7 @@
     python benchmarks/bench.py --quick         # the representative cases, fewer dtypes (CUDA) / iterations (CPU)
     python benchmarks/bench.py --only unet --dtypes bf16 --passes fwd
     python benchmarks/bench.py --quick --passes dgrad,wgrad   # each backward pass on its own
+    python benchmarks/bench.py --quick --deterministic  # both sides under use_deterministic_algorithms
 
 Method (DESIGN.md §5): same process, dtype, TF32 setting and memory format for both sides;
 cuDNN with benchmark=False and, in a separate column, its best setting (channels_last_3d with
@@ -770,7 +771,8 @@ def markdown_report(env: dict, settings: dict, ceilings: dict, ceilings_source: 
             f"- tconv3d commit {env['tconv3d_commit'] or 'unknown'}; implementation {env['implementation']['name']}",
             f"- {env['date_utc']}; median of {settings['iters']} after {settings['warmup']} warm-up; dtypes "
             f"{','.join(settings['dtypes'])}; layouts {','.join(settings['layouts'])}; passes "
-            f"{','.join(settings['passes'])}",
+            f"{','.join(settings['passes'])}"
+            + ("; both sides under torch.use_deterministic_algorithms(True)" if settings.get("deterministic") else ""),
             f"- ceilings: {ceiling_text or 'none'} ({ceilings_source})",
             f"- command: `{env['command']}`",
             "", legend, "", markdown_table(rows, reference), "", "## Summary", "", markdown_summary(summary), ""]
@@ -879,6 +881,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="cpu forces the CPU path and its cases (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true",
+                   help="run both sides under torch.use_deterministic_algorithms(True), where cuDNN "
+                        "must restrict itself to deterministic algorithms (tconv3d always is)")
     args = p.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -926,6 +931,9 @@ def select_cases(args: argparse.Namespace) -> list[Case]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = args.device
+    if args.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before any cuBLAS handle
+        torch.use_deterministic_algorithms(True)
     ours_fn, impl = implementation_under_test()
     cases = select_cases(args)
     fake_prefix = f"{FAKE_ENV}={os.environ[FAKE_ENV]} " if impl["fake"] else ""
@@ -962,7 +970,8 @@ def main(argv: list[str] | None = None) -> int:
     env["elapsed_s"] = round(time.perf_counter() - started, 1)
 
     summary = summarize(rows)
-    settings = {k: getattr(args, k) for k in ("dtypes", "layouts", "passes", "iters", "warmup", "quick", "seed")}
+    settings = {k: getattr(args, k) for k in ("dtypes", "layouts", "passes", "iters", "warmup", "quick", "seed",
+                                              "deterministic")}
     report = markdown_report(env, settings, ceilings, ceilings_source, rows, summary)
     print(report)
 
