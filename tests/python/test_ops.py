@@ -94,6 +94,25 @@ def test_torch_compile_inductor():
 
 
 @pytest.mark.parametrize("device", devices())
+def test_torch_compile_fullgraph_under_autocast(device):
+    """The operator's C++ Autocast kernel traces: compiled and eager agree in
+    dtype and value under autocast, and float32 leaves get float32 gradients."""
+    torch.manual_seed(0)
+    model = Net().to(device)
+    x = torch.randn(2, 4, 3, 4, 3, device=device, requires_grad=True)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with torch.autocast(device, dtype=torch.bfloat16):
+        y_eager = model(x)
+        y_compiled = compiled(x)
+    assert y_eager.dtype == y_compiled.dtype == torch.bfloat16
+    assert torch.equal(y_compiled, y_eager)
+    gx_eager, = torch.autograd.grad(y_eager.float().square().sum(), x)
+    gx_compiled, = torch.autograd.grad(y_compiled.float().square().sum(), x)
+    assert gx_compiled.dtype == torch.float32
+    assert rel_err(gx_compiled, gx_eager) < 1e-6
+
+
+@pytest.mark.parametrize("device", devices())
 def test_operator_follows_autocast_like_torchs_conv(device):
     """The operator itself (not only the Python wrapper) casts under autocast,
     float64 excepted, and gradients reach the float32 leaves in float32."""
