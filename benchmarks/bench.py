@@ -153,6 +153,14 @@ def load_cases(path: Path, on_cpu: bool) -> list[Case]:
     return cases
 
 
+def cuda_case(name: str) -> Case:
+    """The CUDA case of cases.json called `name` (for the one-case profiling scripts)."""
+    for case in load_cases(HERE / "cases.json", on_cpu=False):
+        if case.name == name:
+            return case
+    raise SystemExit(f"no CUDA case named {name!r} in {HERE / 'cases.json'}")
+
+
 # ----------------------------------------------------------------------------- settings
 
 def implementation_under_test() -> tuple[Callable, dict]:

@@ -105,7 +105,7 @@ struct Geometry {
 void save_geometry(AutogradContext* ctx, IntArrayRef stride, IntArrayRef padding,
                    IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
   std::vector<int64_t> packed;
-  packed.reserve(stride.size() * 4 + 1);
+  packed.reserve((stride.size() + 1) * 4 + 1);
   for (IntArrayRef values : {stride, padding, output_padding, dilation}) {
     packed.push_back(static_cast<int64_t>(values.size()));
     packed.insert(packed.end(), values.begin(), values.end());
@@ -271,12 +271,13 @@ at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
 // per autocast region (cached_cast), and the cast stays differentiable (this
 // key sits above Autograd).  The backward ops are not autocast: they receive
 // the forward's dtypes.
-template <c10::DeviceType device, c10::DispatchKey key>
+template <c10::DeviceType device>
 at::Tensor forward_autocast(const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, IntArrayRef stride,
                             IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
                             IntArrayRef dilation) {
-  const c10::impl::ExcludeDispatchKeyGuard no_autocast(key);
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(
+      at::autocast::get_autocast_dispatch_key_from_device_type(device));
   const at::ScalarType dtype = at::autocast::get_autocast_dtype(device);
   return call_forward(at::autocast::cached_cast(dtype, input, device),
                       at::autocast::cached_cast(dtype, weight, device),
@@ -316,12 +317,10 @@ TCONV3D_REGISTER_BACKEND(CUDA)
 #undef TCONV3D_REGISTER_BACKEND
 
 TORCH_LIBRARY_IMPL(tconv3d, AutocastCPU, m) {
-  m.impl("forward",
-         &tconv3d::forward_autocast<c10::DeviceType::CPU, c10::DispatchKey::AutocastCPU>);
+  m.impl("forward", &tconv3d::forward_autocast<c10::DeviceType::CPU>);
 }
 TORCH_LIBRARY_IMPL(tconv3d, AutocastCUDA, m) {
-  m.impl("forward",
-         &tconv3d::forward_autocast<c10::DeviceType::CUDA, c10::DispatchKey::AutocastCUDA>);
+  m.impl("forward", &tconv3d::forward_autocast<c10::DeviceType::CUDA>);
 }
 
 TORCH_LIBRARY_IMPL(tconv3d, Autograd, m) {

@@ -62,8 +62,7 @@ def graph_seconds(call, s) -> float:
 
 def main() -> None:
     name, dtype_name, layout, pass_ = sys.argv[1:5]
-    case = next(c for c in bench.load_cases(Path(bench.__file__).with_name("cases.json"), False)
-                if c.name == name)
+    case = bench.cuda_case(name)
     device = torch.device("cuda")
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
         s = bench.make_input_sets(case, bench.DTYPES[dtype_name], layout == "cl", pass_, device,

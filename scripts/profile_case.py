@@ -16,7 +16,7 @@ import tconv3d  # noqa: E402
 def main() -> None:
     name, dtype_name, layout, pass_ = sys.argv[1:5]
     policy = sys.argv[5] if len(sys.argv) > 5 else "auto"
-    case = next(c for c in bench.load_cases(Path(bench.__file__).with_name("cases.json"), on_cpu=False) if c.name == name)
+    case = bench.cuda_case(name)
     device = torch.device("cuda")
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
         dtype = bench.DTYPES[dtype_name]

@@ -17,8 +17,7 @@ import tconv3d  # noqa: E402
 
 def main() -> None:
     name, dtype_name, layout = sys.argv[1:4]
-    case = next(c for c in bench.load_cases(Path(bench.__file__).with_name("cases.json"), False)
-                if c.name == name)
+    case = bench.cuda_case(name)
     device = torch.device("cuda")
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
         sets = bench.make_input_sets(case, bench.DTYPES[dtype_name], layout == "cl", "fwdbwd",

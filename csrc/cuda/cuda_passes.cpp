@@ -168,17 +168,17 @@ GradWeightSource grad_weight_source(const at::Tensor& t, int64_t groups, int64_t
 // (the GEMM's K side) zero-padded: forward columns = Cout/G over Cin/G
 // channels, grad-input Cin/G over Cout/G (weight_pack.h).
 at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, int64_t padded) {
-  const bool fwd = pass == GatherPass::Forward;
+  // Dimension 0 of w holds the groups' input channels, dimension 1 a group's output channels.
   const int64_t in_per_group = w.size(0) / groups;
-  at::Tensor packed = at::empty(
-      {groups, w.size(2) * w.size(3) * w.size(4), fwd ? w.size(1) : in_per_group, padded},
-      w.options());
-  const WeightPackGeometry geometry{w.const_data_ptr(), groups,
-                                    fwd ? w.size(1) : in_per_group,
-                                    fwd ? in_per_group : w.size(1), padded,
-                                    in_per_group * w.stride(0),
-                                    fwd ? w.stride(1) : w.stride(0),
-                                    fwd ? w.stride(0) : w.stride(1),
+  const bool fwd = pass == GatherPass::Forward;
+  const int column_dim = fwd ? 1 : 0, channel_dim = fwd ? 0 : 1;
+  const int64_t columns = fwd ? w.size(1) : in_per_group, channels = fwd ? in_per_group : w.size(1);
+  at::Tensor packed =
+      at::empty({groups, w.size(2) * w.size(3) * w.size(4), columns, padded}, w.options());
+  const WeightPackGeometry geometry{w.const_data_ptr(),      groups,
+                                    columns,                 channels,
+                                    padded,                  in_per_group * w.stride(0),
+                                    w.stride(column_dim),    w.stride(channel_dim),
                                     {w.size(2), w.size(3), w.size(4)},
                                     {w.stride(2), w.stride(3), w.stride(4)}};
   C10_CUDA_CHECK(launch_pack_weight(geometry, static_cast<int>(w.element_size()),
