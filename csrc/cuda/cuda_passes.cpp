@@ -222,12 +222,14 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                                    fwd ? p.out_per_group : p.in_per_group,
                                    bias.defined() ? bias.const_data_ptr() : nullptr,
                                    dest.mutable_data_ptr()};
+  bool tma_loader = false;
   C10_CUDA_CHECK(tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
-                 : wgmma      ? launch_tensor_core_gemm_sm90(p, cfg, ops)
+                 : wgmma      ? launch_tensor_core_gemm_sm90(p, cfg, ops, &tma_loader)
                               : launch_tensor_core_gemm(p, cfg, ops));
   g_last_kernel[fwd ? 0 : 1] = tap_columns ? "forward_tap_columns_gemm"
-                               : wgmma     ? "tensor_core_gemm_sm90"
-                                           : "tensor_core_gemm";
+                               : tma_loader ? "tensor_core_gemm_sm90_tma"
+                               : wgmma      ? "tensor_core_gemm_sm90"
+                                            : "tensor_core_gemm";
   return true;
 }
 }  // namespace

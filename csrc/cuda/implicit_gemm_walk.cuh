@@ -232,19 +232,26 @@ __device__ __forceinline__ SourceRow<index_t> source_row(const KernelArgs& k,
   return r;
 }
 
+// Destination offset of sample n, phase position j, column 0 of the group.
+template <typename index_t>
+__device__ __forceinline__ index_t dest_offset(const KernelArgs& k, const GemmAxis (&ax)[3],
+                                               int64_t n, const int (&j)[3], int group) {
+  const int64_t dst_stride[3] = {k.dest.d, k.dest.h, k.dest.w};
+  int64_t off = n * k.dest.n + int64_t(group) * k.ops.columns * k.dest.c;
+#pragma unroll
+  for (int a = 0; a < 3; ++a) off += (j[a] * ax[a].dst_per_row + ax[a].dst_origin) * dst_stride[a];
+  return index_t(off);
+}
+
 // Destination offset of row m < M, column 0 of the group.
 template <typename index_t>
 __device__ __forceinline__ index_t dest_row(const KernelArgs& k, const GemmAxis (&ax)[3],
                                             const RowDecomposer<index_t>& decompose, int64_t m,
                                             int group) {
-  const int64_t dst_stride[3] = {k.dest.d, k.dest.h, k.dest.w};
   int64_t n;
   int j[3];
   decompose(m, n, j);
-  int64_t off = n * k.dest.n + int64_t(group) * k.ops.columns * k.dest.c;
-#pragma unroll
-  for (int a = 0; a < 3; ++a) off += (j[a] * ax[a].dst_per_row + ax[a].dst_origin) * dst_stride[a];
-  return index_t(off);
+  return dest_offset<index_t>(k, ax, n, j, group);
 }
 
 template <typename index_t>

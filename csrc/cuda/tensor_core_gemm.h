@@ -87,7 +87,10 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
+// *tma_loader (when given) says whether the stages were loaded by tensor-map
+// copies (fp16/bf16, a group's channels a multiple of 64, grad-input strides
+// up to 8) rather than the cp.async gather.
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                         const TensorCoreGemmOperands& ops);
+                                         const TensorCoreGemmOperands& ops, bool* tma_loader);
 
 }  // namespace tconv3d::cuda

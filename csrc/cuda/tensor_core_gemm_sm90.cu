@@ -25,16 +25,29 @@
 //    from the accumulator registers: + bias, one rounding, two channels per
 //    store where dest is channel-contiguous.
 //
+// The TMA loader (fp16/bf16, channels in whole 128-byte rows): the cp.async
+// gather above delivers about 11 bytes per clock per SM (RESULTS.md), a third
+// of what the MMAs take.  Where the shape allows, a tile's 128 rows are
+// instead a box of the phase grid (d × h × w rows of one sample, powers of
+// two chosen to waste the fewest rows) and one producer thread loads each
+// stage as two tensor-map copies: the source box at the tap's offset (every
+// src_per_row-th position: TMA's element strides walk the grad-input's
+// stride; positions outside the tensor arrive as zeros, so no bounds
+// arithmetic) and the weight slice, both in the same 128-byte swizzle.
+//
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
 #include "tensor_core_gemm.h"
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 
+#include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cudaTypedefs.h>
 
 #include "../index_math.h"
 #include "../scalar_convert.h"
@@ -101,17 +114,31 @@ struct SharedState {
   PhaseTable axes;
 };
 
+// The TMA loader's tensor maps and row boxes: a tile's rows are box[0] ×
+// box[1] × box[2] positions (d, h, w; 2^log_box each, 128 in all) of one
+// sample's phase grid, boxes[a] of them per axis over the largest phase.
+struct TmaTiling {
+  CUtensorMap source;  // [N][D][H][W][G·channels], boxes of src_per_row-strided positions
+  CUtensorMap weight;  // packed weight [G][taps][columns][channels], boxes of BN × 64 channels
+  int log_box[3];
+  int boxes[3];
+};
+
 // What every role derives from a tile index.
 struct TileGeometry {
   TileCoord tile;
   GemmAxis ax[3];
-  int64_t m0, rows;  // first row, rows of the phase
+  int64_t m0, rows;  // cp.async loader: first row, rows of the phase
+  int64_t n;         // TMA loader: the box's sample and first position per axis
+  int j0[3];
+  bool has_rows;
   int K, nslices;    // reduction length, stages
 };
 
-template <typename scalar_t>
-__device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const PhaseTable& axes,
-                                                      uint32_t t, uint32_t tiles_per_group) {
+template <typename scalar_t, bool kTma>
+__device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const TmaTiling& tma,
+                                                      const PhaseTable& axes, uint32_t t,
+                                                      uint32_t tiles_per_group) {
   constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
   TileGeometry g;
   g.tile = decode_tile(k, t % tiles_per_group, int(t / tiles_per_group));
@@ -122,9 +149,67 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
   const PhaseSize size = phase_size(k, g.ax);
   g.m0 = g.tile.mtile * kBM;
   g.rows = size.rows;
+  if constexpr (kTma) {
+    uint32_t m = uint32_t(g.tile.mtile);
+    g.has_rows = true;
+#pragma unroll
+    for (int a = 2; a >= 0; --a) {
+      g.j0[a] = int(m % uint32_t(tma.boxes[a])) << tma.log_box[a];
+      m /= uint32_t(tma.boxes[a]);
+      g.has_rows &= g.j0[a] < g.ax[a].rows;
+    }
+    g.n = int64_t(m);
+  } else {
+    g.has_rows = g.m0 < g.rows;
+  }
   g.K = size.taps * int(k.ops.channels);
   g.nslices = (g.K + kSlice - 1) / kSlice;
   return g;
+}
+
+// One thread loads every stage: per tap (t0, t1, t2) and 64-channel chunk,
+// the source box at the tap's offset and the weight slice of (tap, columns).
+template <typename scalar_t, int BN>
+__device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling& tma,
+                                            const SharedState& st, uint32_t smem0,
+                                            uint32_t tiles_per_group, uint32_t tiles) {
+  using L = Layout<BN>;
+  constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
+  if (threadIdx.x != 0) return;
+  const int C = int(k.ops.channels), chunks = C / kSlice;
+  const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
+  const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
+  uint32_t seq = 0;
+  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
+    if (!g.has_rows || g.nslices == 0) continue;
+    int pos0[3], step[3], kidx0 = 0, kstep[3], taps[3];
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
+      pos0[a] = int(g.j0[a] * g.ax[a].src_per_row + g.ax[a].src_origin);
+      step[a] = int(g.ax[a].src_per_tap);
+      kidx0 += int(g.ax[a].k_origin) * kstride[a];
+      kstep[a] = int(g.ax[a].k_per_tap) * kstride[a];
+      taps[a] = int(g.ax[a].taps);
+    }
+    const int group = g.tile.group, n = int(g.n), col0 = g.tile.ntile * BN;
+    for (int t0 = 0; t0 < taps[0]; ++t0) {
+      for (int t1 = 0; t1 < taps[1]; ++t1) {
+        for (int t2 = 0; t2 < taps[2]; ++t2) {
+          const int kidx = kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2];
+          for (int chunk = 0; chunk < chunks; ++chunk, ++seq) {
+            const uint32_t s = seq % kStages, full = full0 + 8 * s;
+            if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+            const uint32_t sa = smem0 + s * L::kStageBytes;
+            mbarrier_arrive_expect_tx(full, L::kStageBytes);
+            tma_load_5d(sa, &tma.source, full, group * C + chunk * kSlice,
+                        pos0[2] + t2 * step[2], pos0[1] + t1 * step[1], pos0[0] + t0 * step[0], n);
+            tma_load_4d(sa + L::kABytes, &tma.weight, full, chunk * kSlice, col0, kidx, group);
+          }
+        }
+      }
+    }
+  }
 }
 
 template <typename scalar_t, typename index_t, int BN>
@@ -161,8 +246,8 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
 
   uint32_t seq = 0;  // stages issued so far, over all tiles
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t>(k, st.axes, t, tiles_per_group);
-    if (g.m0 >= g.rows || g.nslices == 0) continue;
+    const TileGeometry g = tile_geometry<scalar_t, false>(k, TmaTiling{}, st.axes, t, tiles_per_group);
+    if (!g.has_rows || g.nslices == 0) continue;
     const Walk<index_t> w = make_walk<index_t>(k, g.ax, g.tile.group);
     const RowDecomposer<index_t> decompose(g.ax);
     SourceRow<index_t> rows[kARows];
@@ -223,8 +308,9 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
 // previous tile's: then every stage before this tile has been filled, so a
 // barrier it waits on is never more than one phase behind (a parity wait on
 // a barrier two phases behind would pass at once).
-template <typename scalar_t, typename index_t, int BN>
-__device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& st, uint32_t smem0,
+template <typename scalar_t, typename index_t, int BN, bool kTma>
+__device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tma,
+                                        const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
   constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per stage
@@ -245,8 +331,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
   uint32_t seq = 0;      // stages of every tile so far, this warpgroup's or not
   int turn = 0;          // tiles with rows so far
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t>(k, st.axes, t, tiles_per_group);
-    if (g.m0 >= g.rows) continue;
+    const TileGeometry g = tile_geometry<scalar_t, kTma>(k, tma, st.axes, t, tiles_per_group);
+    if (!g.has_rows) continue;
     const int i = turn++;
     if (i % kConsumers != wg) {
       seq += uint32_t(g.nslices);
@@ -284,7 +370,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
     if (g.nslices > 0) release(seq - 1);
 
     // Epilogue: thread (warp, lane) holds rows 64·half + 16·warp + lane/4
-    // (+8) and columns 8j + 2·(lane%4) (+1).
+    // (+8) and columns 8j + 2·(lane%4) (+1); under the TMA loader row r of
+    // the tile is position r of the box, w fastest.
     const RowDecomposer<index_t> decompose(g.ax);
     const int n0 = g.tile.ntile * BN;
     const int64_t bias_base = int64_t(g.tile.group) * columns;
@@ -292,9 +379,19 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
     for (int half = 0; half < 2; ++half) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int64_t m = g.m0 + half * 64 + warp * 16 + lane / 4 + 8 * h;
-        if (m >= g.rows) continue;
-        const index_t row = dest_row<index_t>(k, g.ax, decompose, m, g.tile.group);
+        const int r = half * 64 + warp * 16 + lane / 4 + 8 * h;
+        index_t row;
+        if constexpr (kTma) {
+          const int lw = tma.log_box[2], lh = tma.log_box[1];
+          const int j[3] = {g.j0[0] + (r >> (lw + lh)), g.j0[1] + ((r >> lw) & ((1 << lh) - 1)),
+                            g.j0[2] + (r & ((1 << lw) - 1))};
+          if (j[0] >= g.ax[0].rows || j[1] >= g.ax[1].rows || j[2] >= g.ax[2].rows) continue;
+          row = dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group);
+        } else {
+          const int64_t m = g.m0 + r;
+          if (m >= g.rows) continue;
+          row = dest_row<index_t>(k, g.ax, decompose, m, g.tile.group);
+        }
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
           const int col = n0 + 8 * j + 2 * (lane % 4);
@@ -321,15 +418,18 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const SharedState& 
   }
 }
 
-template <typename scalar_t, typename index_t, int BN>
-__global__ void __launch_bounds__(kThreads, 1) tensor_core_gemm_sm90_kernel(const KernelArgs k) {
+template <typename scalar_t, typename index_t, int BN, bool kTma>
+__global__ void __launch_bounds__(kThreads, 1)
+    tensor_core_gemm_sm90_kernel(const KernelArgs k, const __grid_constant__ TmaTiling tma) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   __shared__ SharedState st;
   const uint32_t smem0 = (smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms
   const int tid = threadIdx.x;
   if (tid < kStages) {
-    mbarrier_init(smem_addr(&st.full[tid]), 128);  // each producer thread, once per stage
+    // cp.async: each producer thread, once per stage; TMA: the one thread's
+    // arrive.expect_tx, then the copies' bytes.
+    mbarrier_init(smem_addr(&st.full[tid]), kTma ? 1 : 128);
     mbarrier_init(smem_addr(&st.empty[tid]), 4);   // each warp of the consuming warpgroup
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);  // each of its warps
@@ -343,10 +443,14 @@ __global__ void __launch_bounds__(kThreads, 1) tensor_core_gemm_sm90_kernel(cons
   const uint32_t tiles = tiles_per_group * uint32_t(k.p.groups);
   if (tid < 128) {
     release_registers<kProducerRegs>();
-    produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
+    if constexpr (kTma) {
+      produce_tma<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
+    } else {
+      produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
+    }
   } else {
     claim_registers<kConsumerRegs>();
-    consume<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
+    consume<scalar_t, index_t, BN, kTma>(k, tma, st, smem0, tiles_per_group, tiles);
   }
 #else
   __trap();  // never launched: tensor_core_gemm_sm90_runs_here requires sm_90a code
@@ -362,16 +466,123 @@ inline int choose_columns(const ConvTranspose3dParams& p, GatherPass pass) {
 
 std::atomic<int> g_forced_ctas{0};
 
-template <typename scalar_t, typename index_t, int BN>
-cudaError_t launch_columns(const KernelArgs& args, int64_t tiles, cudaStream_t stream) {
+// ---------------------------------------------------------------------------
+// The TMA loader, host side.
+
+// cuTensorMapEncodeTiled from the driver the runtime already loaded (no link
+// against libcuda); null where the driver lacks it.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();  // clear
+      fn = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// Row box of the largest phase (rows[a] per axis): the power-of-two
+// d × h × w split of kBM rows that pads the grid least, each side's traversal
+// (rows × element stride) within TMA's 256; wider w first among equals.
+bool choose_box(const int64_t (&rows)[3], const int64_t (&element_stride)[3], TmaTiling& t) {
+  int64_t best = INT64_MAX;
+  for (int lw = 7; lw >= 0; --lw) {
+    for (int lh = 7 - lw; lh >= 0; --lh) {
+      const int log_box[3] = {7 - lw - lh, lh, lw};
+      int64_t padded = 1, boxes[3];
+      bool fits = true;
+      for (int a = 0; a < 3; ++a) {
+        const int64_t box = int64_t(1) << log_box[a];
+        fits &= box * element_stride[a] <= 256;
+        boxes[a] = ceil_div(rows[a], box);
+        padded *= boxes[a] * box;
+      }
+      if (fits && padded < best) {
+        best = padded;
+        for (int a = 0; a < 3; ++a) {
+          t.log_box[a] = log_box[a];
+          t.boxes[a] = int(boxes[a]);
+        }
+      }
+    }
+  }
+  return best != INT64_MAX;
+}
+
+// Tensor maps and boxes for the TMA loader, when the shape allows one:
+// fp16/bf16, a group's channels whole 128-byte rows (a box never reads into
+// the next group), element strides up to 8, the encoder accepting the
+// strides (multiples of 16 bytes below 2^40).  mtiles: row tiles per group
+// and phase.
+bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
+                int bn, TmaTiling& t, int64_t& mtiles) {
+  if (dtype != ScalarKind::Float16 && dtype != ScalarKind::BFloat16) return false;
+  constexpr int64_t kElement = 2, kSlice = kSliceBytes / kElement;
+  if (ops.channels % kSlice != 0) return false;
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return false;
+  const bool fwd = ops.pass == GatherPass::Forward;
+  int64_t rows[3], element_stride[3], extent[3];
+  for (int a = 0; a < 3; ++a) {
+    const Axis& ax = p.axis[a];
+    rows[a] = fwd ? ceil_div(ax.out, ax.stride) : ax.in;  // phase 0 is the largest
+    element_stride[a] = fwd ? 1 : ax.stride;
+    extent[a] = fwd ? ax.in : ax.out;
+    if (element_stride[a] > 8) return false;
+  }
+  if (!choose_box(rows, element_stride, t)) return false;
+  mtiles = p.batch * int64_t(t.boxes[0]) * t.boxes[1] * t.boxes[2];
+  const igemm::LaunchShape s = igemm::launch_shape(p, ops.pass, kBM, bn);
+  if (mtiles * s.phases[0] * s.phases[1] * s.phases[2] * s.ntiles * p.groups >= INT_MAX) {
+    return false;
+  }
+  const CUtensorMapDataType type =
+      dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const cuuint64_t src_dim[5] = {cuuint64_t(p.groups * ops.channels), cuuint64_t(extent[2]),
+                                 cuuint64_t(extent[1]), cuuint64_t(extent[0]),
+                                 cuuint64_t(p.batch)};
+  const cuuint64_t src_stride[4] = {cuuint64_t(ops.source_w * kElement),
+                                    cuuint64_t(ops.source_h * kElement),
+                                    cuuint64_t(ops.source_d * kElement),
+                                    cuuint64_t(ops.source_n * kElement)};
+  const cuuint32_t src_box[5] = {cuuint32_t(kSlice),
+                                 cuuint32_t((int64_t(1) << t.log_box[2]) * element_stride[2]),
+                                 cuuint32_t((int64_t(1) << t.log_box[1]) * element_stride[1]),
+                                 cuuint32_t((int64_t(1) << t.log_box[0]) * element_stride[0]), 1};
+  const cuuint32_t src_step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
+                                  cuuint32_t(element_stride[0]), 1};
+  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
+                               cuuint64_t(p.groups)};
+  const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * kElement),
+                                  cuuint64_t(ops.columns * ops.channels * kElement),
+                                  cuuint64_t(taps * ops.columns * ops.channels * kElement)};
+  const cuuint32_t w_box[4] = {cuuint32_t(kSlice), cuuint32_t(bn), 1, 1};
+  const cuuint32_t w_step[4] = {1, 1, 1, 1};
+  return encode(&t.source, type, 5, const_cast<void*>(ops.source), src_dim, src_stride, src_box,
+                src_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
+         encode(&t.weight, type, 4, const_cast<void*>(ops.packed_weight), w_dim, w_stride, w_box,
+                w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <typename scalar_t, typename index_t, int BN, bool kTma>
+cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t tiles,
+                           cudaStream_t stream) {
+  using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma>);
+  constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma>;
   constexpr int smem = Layout<BN>::kSmemBytes;
-  const cudaError_t err =
-      opt_in_dynamic_smem<tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN>>(smem);
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t cap = g_forced_ctas.load() > 0 ? g_forced_ctas.load() : sm_count();
   const int64_t ctas = tiles < cap ? tiles : cap;
-  tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN>
-      <<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(args);
+  kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(args, tma);
   return cudaGetLastError();
 }
 
@@ -379,7 +590,7 @@ cudaError_t launch_columns(const KernelArgs& args, int64_t tiles, cudaStream_t s
 
 bool tensor_core_gemm_sm90_runs_here() {
 #if defined(TCONV3D_WITH_SM90A)
-  return kernel_runs_here<tcg90::tensor_core_gemm_sm90_kernel<__half, int32_t, 64>,
+  return kernel_runs_here<tcg90::tensor_core_gemm_sm90_kernel<__half, int32_t, 64, false>,
                           ArchNeed::Sm90a>();
 #else
   return false;  // built without sm_90a code: the kernel bodies are empty
@@ -407,20 +618,38 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 }
 
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                         const TensorCoreGemmOperands& ops) {
+                                         const TensorCoreGemmOperands& ops, bool* tma_loader) {
   const int bn = tcg90::choose_columns(p, ops.pass);
-  const igemm::LaunchShape s = igemm::launch_shape(p, ops.pass, tcg90::kBM, bn);
+  igemm::LaunchShape s = igemm::launch_shape(p, ops.pass, tcg90::kBM, bn);
+  if (tma_loader != nullptr) *tma_loader = false;
+  if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
+  tcg90::TmaTiling tma{};
+  int64_t box_mtiles = 0;
+  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, bn, tma, box_mtiles);
+  if (use_tma) s.mtiles = box_mtiles;
   const int64_t tiles = s.tiles_per_group() * p.groups;
-  if (p.batch == 0 || tiles == 0) return cudaSuccess;
   const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, s);
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     using scalar_t = decltype(scalar);
     using index_t = decltype(index);
-    err = bn == 32    ? tcg90::launch_columns<scalar_t, index_t, 32>(args, tiles, cfg.stream)
-          : bn == 64  ? tcg90::launch_columns<scalar_t, index_t, 64>(args, tiles, cfg.stream)
-                      : tcg90::launch_columns<scalar_t, index_t, 128>(args, tiles, cfg.stream);
+    const auto launch = [&](auto tma_on) {
+      constexpr bool kTma = decltype(tma_on)::value;
+      err = bn == 32   ? tcg90::launch_columns<scalar_t, index_t, 32, kTma>(args, tma, tiles, cfg.stream)
+            : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma>(args, tma, tiles, cfg.stream)
+                       : tcg90::launch_columns<scalar_t, index_t, 128, kTma>(args, tma, tiles, cfg.stream);
+    };
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      launch(std::false_type{});
+    } else {
+      if (use_tma) {
+        launch(std::true_type{});
+      } else {
+        launch(std::false_type{});
+      }
+    }
   });
+  if (tma_loader != nullptr) *tma_loader = use_tma && err == cudaSuccess;
   return err;
 }
 

@@ -62,6 +62,25 @@ TENSOR_CORE_CONFIGS.update({
     "mask_64_taps": (1, 16, 40, 1, (5, 6, 4), 4, 1, 1, 0, 1, True),
 })
 
+# The Hopper GEMM's TMA loader: a group's channels whole 64-element rows on
+# the source side (forward Cin/G, grad-input Cout/G), row boxes cut by odd
+# extents, element strides 2-8, phases without taps, and its fallbacks.
+TMA_CONFIGS = {
+    "vae_k3s2p1op1": (2, 64, 64, 1, (5, 6, 7), 3, 2, 1, 1, 1, True),
+    "k4s2p1_two_groups": (1, 128, 128, 2, (4, 5, 3), 4, 2, 1, 0, 1, False),
+    "aniso_dilated": (2, 64, 128, 1, (3, 5, 4), (3, 2, 3), (3, 1, 2), (1, 0, 2), (2, 0, 1),
+                      (2, 1, 1), True),
+    # Forward 192 channels (three 64-channel stages a tap), stride 1, many boxes.
+    "channels_192_many_tiles": (2, 192, 64, 1, (9, 10, 11), 3, 1, 1, 0, 1, True),
+    # Stride 8: grad-input's element stride 8; 56 of 64 forward phases without taps.
+    "stride_8": (1, 64, 64, 1, (3, 2, 3), 2, 8, 0, 3, 1, False),
+    # 72 output channels: forward columns a partial 128-wide tile; grad-input's
+    # 72 channels are not whole rows, so it keeps the cp.async loader.
+    "columns_72": (1, 64, 72, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),
+    # Stride 9: past TMA's element strides (grad-input) and the phase table (forward).
+    "stride_9": (1, 64, 64, 1, (2, 3, 2), 3, (9, 1, 1), 1, 0, 1, False),
+}
+
 # Channels-last grad-weight GEMM: channel counts in whole 16-byte pieces (read
 # in place), reductions long enough to be split across blocks.
 GRAD_WEIGHT_CONFIGS = {

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import tconv3d
 from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, TAP_COLUMN_CONFIGS, TENSOR_CORE_CONFIGS,
-                   geometry_of, shapes_of)
+                   TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -279,6 +279,41 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_sm90"
 
 
+def expected_wgmma_loaders(config):
+    """The kernels a 16-bit config runs under the wgmma policy: the TMA
+    loader where the source's channels per group are whole 64-element rows
+    (and, grad-input, strides at most 8), the cp.async one elsewhere, and
+    mma.sync for forward strides beyond the phase table."""
+    _, cin, cout, groups, _, _, stride, *_ = config
+    strides = (stride,) * 3 if isinstance(stride, int) else stride
+    if max(strides) > 8:
+        forward = "tensor_core_gemm"
+    else:
+        forward = "tensor_core_gemm_sm90" + ("_tma" if (cin // groups) % 64 == 0 else "")
+    tma_input = (cout // groups) % 64 == 0 and max(strides) <= 8
+    return forward, "tensor_core_gemm_sm90" + ("_tma" if tma_input else "")
+
+
+@requires_cuda
+@pytest.mark.parametrize("wgmma_grid", [0, 3], indirect=True, ids=["sm_count", "3cta"])
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(TMA_CONFIGS))
+def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
+    """The Hopper GEMM's tensor-map loader through the sweep: row boxes past
+    the phase grid's ends, taps reaching outside the source (zero-filled by
+    TMA), element strides up to 8, phases without taps, groups, several
+    64-channel stages per tap, partial column tiles; with 3 CTAs the stage
+    ring wraps across tiles."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    config = TMA_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(config)
+
+
 @requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -389,7 +424,7 @@ def test_packing_walks_more_than_65535_batch_groups(spatial):
     run_parity(config, "contiguous", torch.bfloat16, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"] in ("forward_tap_columns_gemm", "tensor_core_gemm",
-                                  "tensor_core_gemm_sm90")
+                                  "tensor_core_gemm_sm90", "tensor_core_gemm_sm90_tma")
     assert kernels["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
