@@ -514,16 +514,26 @@ bool choose_box(const int64_t (&rows)[3], const int64_t (&element_stride)[3], Tm
   return best != INT64_MAX;
 }
 
-// Tensor maps and boxes for the TMA loader, when the shape allows one:
-// fp16/bf16, a group's channels whole 128-byte rows (a box never reads into
-// the next group), element strides up to 8, the encoder accepting the
-// strides (multiples of 16 bytes below 2^40).  mtiles: row tiles per group
-// and phase.
+// Whether the shape suits the TMA loader: fp16/bf16, a group's channels
+// whole 128-byte rows (a box never reads into the next group), grad-input
+// strides within TMA's element strides (8).
+bool tma_loader_fits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
+  if (dtype != ScalarKind::Float16 && dtype != ScalarKind::BFloat16) return false;
+  const int64_t channels = pass == GatherPass::Forward ? p.in_per_group : p.out_per_group;
+  if (channels % (kSliceBytes / 2) != 0) return false;
+  for (const Axis& ax : p.axis) {
+    if (pass == GatherPass::GradInput && ax.stride > 8) return false;
+  }
+  return true;
+}
+
+// Tensor maps and boxes for the TMA loader where it fits and the encoder
+// accepts the strides (multiples of 16 bytes below 2^40).  mtiles: row
+// tiles per group and phase.
 bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
                 int bn, TmaTiling& t, int64_t& mtiles) {
-  if (dtype != ScalarKind::Float16 && dtype != ScalarKind::BFloat16) return false;
   constexpr int64_t kElement = 2, kSlice = kSliceBytes / kElement;
-  if (ops.channels % kSlice != 0) return false;
+  if (!tma_loader_fits(p, ops.pass, dtype) || ops.channels % kSlice != 0) return false;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   const bool fwd = ops.pass == GatherPass::Forward;
@@ -533,7 +543,6 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     rows[a] = fwd ? ceil_div(ax.out, ax.stride) : ax.in;  // phase 0 is the largest
     element_stride[a] = fwd ? 1 : ax.stride;
     extent[a] = fwd ? ax.in : ax.out;
-    if (element_stride[a] > 8) return false;
   }
   if (!choose_box(rows, element_stride, t)) return false;
   mtiles = p.batch * int64_t(t.boxes[0]) * t.boxes[1] * t.boxes[2];
@@ -608,9 +617,11 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype) {
   const int64_t columns = igemm::columns_of(p, pass);
-  if (dtype == ScalarKind::Float32 || columns <= (pass == GatherPass::GradInput ? 32 : 64)) {
-    return false;
-  }
+  if (dtype == ScalarKind::Float32) return false;
+  // With the TMA loader it won from 64 columns and 16 tiles up (0.85-0.5x the
+  // mma.sync GEMM's time, RESULTS.md); 32 columns not measured.
+  if (tcg90::tma_loader_fits(p, pass, dtype) && columns > 32) return true;
+  if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;
   const igemm::LaunchShape s =
       igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
   // 128 tiles on the H200's 132 SMs still won (1.3-1.5x), 64 lost (0.9x).

@@ -235,6 +235,31 @@ def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
 
 
 @requires_cuda
+def test_auto_policy_takes_the_tma_loader_above_32_columns():
+    """Auto, bf16, source channels per group a multiple of 64: the Hopper GEMM
+    with its TMA loader from 64 columns however few the tiles (forward and
+    grad-input); without whole 64-channel rows, few tiles keep mma.sync."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 64, 5, 6, 7, generator=g).to("cuda", torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    # 32 output channels: 32 forward columns, and grad-input's source is not whole rows.
+    for out_channels, expected in ((64, "tensor_core_gemm_sm90_tma"), (32, "tensor_core_gemm")):
+        w = (torch.randn(64, out_channels, 3, 3, 3, generator=g) / 16).to("cuda", torch.bfloat16)
+        y = tconv3d.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1)
+        gy = torch.randn(y.shape, generator=g).to("cuda", torch.bfloat16)
+        gx, = torch.autograd.grad(y, x, gy)
+        kernels = tconv3d._C._last_cuda_kernels()
+        assert kernels["forward"] == kernels["grad_input"] == expected
+        xr = x.detach().double().requires_grad_()
+        yr = F.conv_transpose3d(xr, w.double(), stride=2, padding=1, output_padding=1)
+        gxr, = torch.autograd.grad(yr, xr, gy.double())
+        assert rel_err(y, yr) <= TOLERANCE[torch.bfloat16]
+        assert rel_err(gx, gxr) <= TOLERANCE[torch.bfloat16]
+
+
+@requires_cuda
 def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
     """Forward strides above 8 have more phases than the Hopper GEMM's table:
     that pass takes the mma.sync GEMM (grad-input has no phases), still exact."""
