@@ -359,11 +359,13 @@ def selected_backend(case: Case, s: InputSet) -> str:
 
 def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: int, warmup: int,
                      device: torch.device) -> dict[str, list[float]]:
-    """Milliseconds per call for each implementation, interleaved: every iteration runs each once
-    on the same input set, the order rotated by one each iteration, so that each implementation
-    runs in each position (first on a cold input set, or after another's) equally often.
-    (Alternating forward and reversed order, as before, left the middle positions of three or
-    more implementations never first: kernel_ab.py read the same kernel up to 50 % apart.)"""
+    """Milliseconds per call for each implementation, interleaved: every iteration runs each once,
+    the order rotated by one each iteration, so that each implementation runs in each position
+    equally often; every call takes the next input set in turn, so none finds its inputs in L2
+    (with as many sets as choose_set_count makes).  (Until then the calls of one iteration
+    shared a set: whoever came second read it from L2, and kernel_ab.py, where one policy
+    followed cuDNN three times in four and another followed a GEMM of the same data, read the
+    same kernel up to 2x apart.)"""
     names = list(calls)
     for i in range(warmup):
         for name in names:
@@ -371,9 +373,11 @@ def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: in
     synchronize(device)
     times: dict[str, list[float]] = {name: [] for name in names}
     events = []
+    call_index = 0
     for i in range(iters):
-        s = sets[i % len(sets)]
         for name in names[i % len(names):] + names[:i % len(names)]:
+            s = sets[call_index % len(sets)]
+            call_index += 1
             if device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
