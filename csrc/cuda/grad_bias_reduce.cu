@@ -4,16 +4,25 @@
 // Three kernels, by grad_output's layout:
 // - dense channels-last, a [rows][C] matrix (rows = N·D·H·W): each block sums
 //   a contiguous range of rows with coalesced 16-byte loads, each thread
-//   keeping the sums of one fixed group of channels, then adds its threads'
-//   sums per channel in thread order;
-// - contiguous D·H·W planes (NCDHW): one block per (channel, range of the
-//   plane) sums that range of every batch's plane with 16-byte loads;
+//   keeping the sums of one fixed group of channels, then folds its threads'
+//   sums per channel in a fixed tree;
+// - contiguous D·H·W planes (NCDHW): one block per (channel, range of that
+//   channel's N planes laid end to end), 16-byte loads;
 // - anything else: one block per (channel, split) walks rows of W elements.
-// The first two took 220 and 170 us for a 64 MB bf16 grad_output on the
-// H200 with the third (a separate sector per load in channels-last, one W
-// row per thread in NCDHW); the split partials are then added per channel in
-// a fixed order.
+// The split partials are then added per channel in a fixed order, by a
+// second kernel that is launched before the first ends where it can be
+// (launch_combine_channel_partials).
+//
+// The first two are bound by how many bytes each SM keeps in flight.  Their
+// previous loops (`#pragma unroll 4` over an unknown trip count) tested the
+// exit between unrolled loads, and the compiler does not hoist a load above
+// that branch: one 16-byte load per thread in flight, 8 KB an SM at two
+// blocks, 1.86 TB/s (36 us) on a 64 MiB bf16 channels-last grad_output on the
+// H200.  Now each thread issues kLoadsInFlight loads before adding any, and
+// the grid is at most one wave of kBlocksPerSm blocks on each of the H200's
+// SMs.
 #include <cstdint>
+#include <cstring>
 
 #include "../direct_gather.h"
 #include "deterministic_reduce.cuh"
@@ -22,11 +31,118 @@
 namespace tconv3d::cuda {
 namespace {
 
+// 8 × 16 bytes a thread, 128 KB an SM at four blocks: a few times what an
+// SM's share of the bandwidth times the memory's loaded latency needs (about
+// 36 B/ns × 1 us on the H200).
+constexpr int kLoadsInFlight = 8;
+// The launch bounds hold the streaming kernels to 64 registers for this.
+constexpr int kBlocksPerSm = 4;
+// Shape-only (splits must not depend on the GPU): one wave on the H200's 132
+// SMs, so no block waits for a second one while the memory idles.
+constexpr int64_t kWaveBlocks = kBlocksPerSm * 132;
+// At least two rounds of loads per thread: small tensors take fewer blocks,
+// and so fewer partials to combine.
+constexpr int64_t kMinBlockLoads = 2 * kThreads * kLoadsInFlight;
+
 // V elements moved as one aligned load.
 template <typename scalar_t, int V>
 struct alignas(sizeof(scalar_t) * V) Elements {
   scalar_t v[V];
+  // +0 is all-zero bits in each storage type (whose default constructors,
+  // the 16-bit ones', may leave an element unset).
+  __device__ __forceinline__ static Elements zeros() {
+    Elements z;
+    memset(&z, 0, sizeof(z));
+    return z;
+  }
 };
+
+// The main kernels let the combine kernel be placed on the SMs they leave
+// (programmatic dependent launch, sm_90); it waits for their writes in
+// wait_for_partials.  Both are no-ops where the launch did not ask for it.
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wait_for_partials() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// A thread's vectors in channels-last rows: one column, every step-th row.
+template <typename Vec>
+struct StridedWalk {
+  const Vec* at;
+  int64_t stride;
+  __device__ __forceinline__ Vec load() const { return *at; }
+  __device__ __forceinline__ void advance() { at += stride; }
+};
+
+// A channel's N planes of P vectors (V elements each), laid end to end as
+// positions k = n · P + i, and the constant steps of a walk over every
+// kThreads-th position with no division: kThreads = whole planes · P +
+// in_plane_step.  Strides in vectors.  Set on the host, so that the walk's
+// constants stay in the parameter bank (a register each pushed the 16-bit
+// kernel past 64).
+struct PlanesGeometry {
+  int64_t channel_stride;
+  int64_t batch_stride;
+  int64_t plane;          // P
+  int64_t positions;      // N · P
+  int64_t step;           // whole planes · batch stride + in_plane_step
+  int64_t in_plane_step;
+  int64_t to_next_plane;  // batch stride − P: from a plane's end to the next one's start
+};
+
+PlanesGeometry planes_geometry(const ConvTranspose3dParams& p, int vec) {
+  const int64_t P = p.axis[0].out * p.axis[1].out * p.axis[2].out / vec;
+  const int64_t batch_stride = p.output.n / vec;
+  return {p.output.c / vec,
+          batch_stride,
+          P,
+          p.batch * P,
+          (kThreads / P) * batch_stride + kThreads % P,
+          kThreads % P,
+          batch_stride - P};
+}
+
+template <typename Vec>
+struct PlanesWalk {
+  const Vec* at;
+  int64_t in_plane;  // i
+  const PlanesGeometry g;
+  __device__ __forceinline__ Vec load() const { return *at; }
+  __device__ __forceinline__ void advance() {
+    at += g.step;
+    in_plane += g.in_plane_step;
+    if (in_plane >= g.plane) {
+      in_plane -= g.plane;
+      at += g.to_next_plane;
+    }
+  }
+};
+
+// add(x) for each of the `count` vectors the walk visits, in that order.  A
+// round issues all of its loads before adding any.  In the last one the loads
+// past `count` repeat the last vector and are added as zeros, which leave the
+// sums as they are (a sum starts at +0 and so is never −0): skipping those
+// adds instead would let the compiler sink their loads below the first add.
+template <typename Vec, typename Walk, typename Add>
+__device__ __forceinline__ void sum_vectors(Walk walk, int64_t count, Add add) {
+  for (; count > 0; count -= kLoadsInFlight) {
+    Vec x[kLoadsInFlight];
+#pragma unroll
+    for (int j = 0; j < kLoadsInFlight; ++j) {
+      x[j] = walk.load();
+      if (j + 1 < count) walk.advance();
+    }
+#pragma unroll
+    for (int j = 0; j < kLoadsInFlight; ++j) add(j < count ? x[j] : Vec::zeros());
+  }
+}
 
 // A channel's sum: the result itself when there is one split, else that
 // split's partial (partial[split · C + c], combined per channel afterwards).
@@ -62,63 +178,73 @@ __global__ void __launch_bounds__(kThreads)
 // C / V ≤ kThreads.  Thread t owns vector column t % (C/V) of the rows
 // r ≡ t / (C/V) (mod step) of the block's range.
 template <typename scalar_t, int V>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     grad_bias_rows_kernel(const scalar_t* __restrict__ grad_out, int64_t rows, int channels,
                           int64_t splits, scalar_t* __restrict__ grad_b, int64_t grad_b_stride,
                           acc_t<scalar_t>* __restrict__ partial) {
+  allow_dependent_launch();
   using acc_type = acc_t<scalar_t>;
   using Vec = Elements<scalar_t, V>;
   __shared__ acc_type sums[kThreads * V];
   const int cols = channels / V, step = kThreads / cols;
-  const int t = threadIdx.x, col = t % cols, r0 = t / cols;
+  const int t = threadIdx.x, col = t % cols, row = t / cols;
   const int64_t begin = rows * blockIdx.x / splits, end = rows * (blockIdx.x + 1) / splits;
-  acc_type acc[V];
-#pragma unroll
-  for (int v = 0; v < V; ++v) acc[v] = 0;
-  if (r0 < step) {
-    const Vec* src = reinterpret_cast<const Vec*>(grad_out) + col;
-#pragma unroll 4
-    for (int64_t r = begin + r0; r < end; r += step) {
-      const Vec x = src[r * cols];
+  acc_type acc[V] = {};
+  if (row < step && begin + row < end) {
+    const Vec* at = reinterpret_cast<const Vec*>(grad_out) + (begin + row) * cols + col;
+    const StridedWalk<Vec> walk{at, int64_t(step) * cols};
+    sum_vectors<Vec>(walk, (end - begin - row + step - 1) / step, [&](const Vec& x) {
 #pragma unroll
       for (int v = 0; v < V; ++v) acc[v] += to_acc(x.v[v]);
-    }
+    });
+  }
+  if (row < step) {
 #pragma unroll
-    for (int v = 0; v < V; ++v) sums[r0 * channels + col * V + v] = acc[v];
+    for (int v = 0; v < V; ++v) sums[row * channels + col * V + v] = acc[v];
   }
   __syncthreads();
-  for (int c = t; c < channels; c += kThreads) {
-    acc_type s = 0;
-    for (int r = 0; r < step; ++r) s += sums[r * channels + c];
-    if (splits == 1) {
-      grad_b[c * grad_b_stride] = from_acc<scalar_t>(s);
-    } else {
-      partial[blockIdx.x * channels + c] = s;  // store_channel_sum's layout, 32-bit index
+  // Fixed tree over the step row sums of each channel: fold the upper half
+  // onto the lower, all threads at once (log2(step) barriers).
+  for (int live = step; live > 1;) {
+    const int half = (live + 1) / 2;
+    for (int e = t; e < (live - half) * channels; e += kThreads) {
+      sums[e] += sums[e + half * channels];
     }
+    live = half;
+    __syncthreads();
+  }
+  for (int c = t; c < channels; c += kThreads) {
+    store_channel_sum(sums[c], c, blockIdx.x, splits, channels, grad_b, grad_b_stride, partial);
   }
 }
 
-// Contiguous planes: block (c, split) sums elements [split·chunk, …+chunk) of
-// the D·H·W plane of channel c in every batch, V elements per load.
+// Contiguous planes: block (c, split) sums the split-th of `splits` equal
+// ranges of channel c's positions, one vector of V elements per load.
 template <typename scalar_t, int V>
-__global__ void __launch_bounds__(kThreads)
-    grad_bias_planes_kernel(const scalar_t* __restrict__ grad_out, int64_t batch,
-                            int64_t batch_stride, int64_t channel_stride, int64_t plane,
-                            int64_t chunk, int64_t splits, scalar_t* __restrict__ grad_b,
-                            int64_t grad_b_stride, acc_t<scalar_t>* __restrict__ partial) {
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    grad_bias_planes_kernel(const scalar_t* __restrict__ grad_out, const PlanesGeometry g,
+                            int64_t splits, scalar_t* __restrict__ grad_b, int64_t grad_b_stride,
+                            acc_t<scalar_t>* __restrict__ partial) {
+  allow_dependent_launch();
   using acc_type = acc_t<scalar_t>;
   using Vec = Elements<scalar_t, V>;
   const int64_t c = blockIdx.x, split = blockIdx.y;
-  const int64_t begin = split * chunk, end = begin + chunk < plane ? begin + chunk : plane;
+  const int64_t begin = g.positions * split / splits, end = g.positions * (split + 1) / splits;
+  const int64_t first = begin + threadIdx.x;
   acc_type acc = 0;
-  for (int64_t n = 0; n < batch; ++n) {
-    const Vec* src = reinterpret_cast<const Vec*>(grad_out + n * batch_stride + c * channel_stride);
-#pragma unroll 4
-    for (int64_t i = begin / V + threadIdx.x; i < end / V; i += kThreads) {
-      const Vec x = src[i];
+  if (first < end) {
+    const int64_t n = first / g.plane, in_plane = first % g.plane;
+    const Vec* at = reinterpret_cast<const Vec*>(grad_out) + c * g.channel_stride +
+                    n * g.batch_stride + in_plane;
+    // One channel: a vector's elements are added first, then the vector to
+    // the thread's sum (one accumulator, not V: 64 registers hold the loads).
+    sum_vectors<Vec>(PlanesWalk<Vec>{at, in_plane, g}, (end - first + kThreads - 1) / kThreads,
+                     [&](const Vec& x) {
+                       acc_type vector_sum = to_acc(x.v[0]);
 #pragma unroll
-      for (int v = 0; v < V; ++v) acc += to_acc(x.v[v]);
-    }
+                       for (int v = 1; v < V; ++v) vector_sum += to_acc(x.v[v]);
+                       acc += vector_sum;
+                     });
   }
   acc = block_sum(acc);
   if (threadIdx.x == 0) {
@@ -133,6 +259,7 @@ __global__ void __launch_bounds__(kThreads)
     combine_channel_partials_kernel(const acc_t<scalar_t>* __restrict__ partial, int64_t splits,
                                     int channels, scalar_t* __restrict__ grad_b,
                                     int64_t grad_b_stride) {
+  wait_for_partials();
   const int c = blockIdx.x;
   acc_t<scalar_t> acc = 0;
   for (int64_t s = threadIdx.x; s < splits; s += kThreads) acc += partial[s * channels + c];
@@ -140,17 +267,44 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) grad_b[c * grad_b_stride] = from_acc<scalar_t>(acc);
 }
 
+// After the rows or planes kernel: launched as its dependent where its sm_90a
+// code runs, so that its blocks are already placed, waiting in
+// wait_for_partials, when the last partial lands, instead of its launch
+// starting only then.  Elsewhere an ordinary launch.
+template <typename scalar_t>
+cudaError_t launch_combine_channel_partials(const acc_t<scalar_t>* partial, int64_t splits,
+                                            int channels, scalar_t* grad_b, int64_t grad_b_stride,
+                                            cudaStream_t stream) {
+  constexpr auto kernel = combine_channel_partials_kernel<scalar_t>;
+  cudaLaunchAttribute overlap{};
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned int>(channels));
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  config.attrs = &overlap;
+  config.numAttrs = kernel_runs_here<kernel, ArchNeed::Sm90a>() ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, partial, splits, channels, grad_b, grad_b_stride);
+}
+
 int64_t bias_rows(const ConvTranspose3dParams& p) {
   return p.batch * p.axis[0].out * p.axis[1].out * p.axis[2].out;
+}
+
+// Splits of `loads` loads (per channel for Planes, whose grid is C × splits):
+// kMinBlockLoads or more each, at most `max_splits`.
+int64_t stream_splits(int64_t loads, int64_t max_splits) {
+  const int64_t splits = (loads + kMinBlockLoads - 1) / kMinBlockLoads;
+  return splits < 1 ? 1 : splits > max_splits ? max_splits : splits;
 }
 
 enum class BiasKernel { Rows, Planes, Strided };
 
 struct BiasPlan {
   BiasKernel kernel;
-  int vec;               // elements per load (Rows, Planes)
+  int vec;  // elements per load (Rows, Planes)
   int64_t splits;
-  int64_t chunk;         // Planes: elements of a plane per split
 };
 
 // Shape, strides and address only, so the op layer sizes the workspace with
@@ -164,28 +318,21 @@ BiasPlan bias_plan(const ConvTranspose3dParams& p, ScalarKind dtype, const void*
   const bool rows_dense = s.c == 1 && (W == 1 || s.w == C) && (H == 1 || s.h == W * C) &&
                           (D == 1 || s.d == H * W * C) && (p.batch == 1 || s.n == D * H * W * C);
   if (rows_dense && C > 0 && C <= kThreads * vec) {
-    // ~two blocks an SM on large GPUs, at least 512 rows each.
-    int64_t splits = (rows + 511) / 512;
-    splits = splits < 1 ? 1 : splits > 256 ? 256 : splits;
-    if (C % vec == 0 && C / vec <= kThreads && aligned) return {BiasKernel::Rows, int(vec), splits, 0};
-    if (C <= kThreads) return {BiasKernel::Rows, 1, splits, 0};
+    if (C % vec == 0 && C / vec <= kThreads && aligned) {
+      return {BiasKernel::Rows, int(vec), stream_splits(rows * (C / vec), kWaveBlocks)};
+    }
+    if (C <= kThreads) return {BiasKernel::Rows, 1, stream_splits(rows * C, kWaveBlocks)};
   }
   const bool planes = (W == 1 || s.w == 1) && (H == 1 || s.h == W) && (D == 1 || s.d == H * W);
   if (planes && C > 0 && plane > 0) {
     const bool vectors = aligned && plane % vec == 0 && (C == 1 || s.c % vec == 0) &&
                          (p.batch == 1 || s.n % vec == 0);
     const int v = vectors ? int(vec) : 1;
-    // Chunks of at least 8192 elements, up to ~2048 blocks in all.
-    int64_t splits = (plane + 8191) / 8192;
-    const int64_t for_occupancy = (2048 + C - 1) / C;
-    splits = splits > for_occupancy ? for_occupancy : splits;
-    splits = splits < 1 ? 1 : splits > 65535 ? 65535 : splits;
-    int64_t chunk = (plane + splits - 1) / splits;
-    chunk = (chunk + v - 1) / v * v;
-    splits = (plane + chunk - 1) / chunk;
-    return {BiasKernel::Planes, v, splits, chunk};
+    const int64_t in_one_wave = kWaveBlocks / C;  // a channel's splits with C × splits ≤ a wave
+    return {BiasKernel::Planes, v,
+            stream_splits(p.batch * (plane / v), in_one_wave < 1 ? 1 : in_one_wave)};
   }
-  return {BiasKernel::Strided, 1, choose_splits(C, rows), 0};
+  return {BiasKernel::Strided, 1, choose_splits(C, rows)};
 }
 
 }  // namespace
@@ -202,6 +349,7 @@ cudaError_t launch_grad_bias_reduce(const ConvTranspose3dParams& p, const Launch
   const int64_t splits = bp.splits;
   if (p.out_channels == 0) return cudaSuccess;
   if (splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
+  cudaError_t combined = cudaSuccess;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     auto* partial = static_cast<acc_t<scalar_t>*>(workspace);
@@ -220,22 +368,19 @@ cudaError_t launch_grad_bias_reduce(const ConvTranspose3dParams& p, const Launch
       }
     } else if (bp.kernel == BiasKernel::Planes) {
       const dim3 grid(static_cast<unsigned int>(C), static_cast<unsigned int>(splits));
-      const int64_t plane = p.axis[0].out * p.axis[1].out * p.axis[2].out;
+      const PlanesGeometry g = planes_geometry(p, bp.vec);
       if (bp.vec == kVec) {
         grad_bias_planes_kernel<scalar_t, kVec><<<grid, kThreads, 0, cfg.stream>>>(
-            gy, p.batch, p.output.n, p.output.c, plane, bp.chunk, splits, gb, grad_bias_stride,
-            partial);
+            gy, g, splits, gb, grad_bias_stride, partial);
       } else {
         grad_bias_planes_kernel<scalar_t, 1><<<grid, kThreads, 0, cfg.stream>>>(
-            gy, p.batch, p.output.n, p.output.c, plane, bp.chunk, splits, gb, grad_bias_stride,
-            partial);
+            gy, g, splits, gb, grad_bias_stride, partial);
       }
     }
     if (bp.kernel != BiasKernel::Strided) {
       if (splits > 1) {
-        combine_channel_partials_kernel<scalar_t>
-            <<<static_cast<unsigned int>(C), kThreads, 0, cfg.stream>>>(partial, splits, C, gb,
-                                                                        grad_bias_stride);
+        combined = launch_combine_channel_partials<scalar_t>(partial, splits, C, gb,
+                                                             grad_bias_stride, cfg.stream);
       }
       return;
     }
@@ -251,7 +396,8 @@ cudaError_t launch_grad_bias_reduce(const ConvTranspose3dParams& p, const Launch
           partial, splits, p.out_channels, p.out_channels, 1, 1, 1, dst, gb);
     }
   });
-  return cudaGetLastError();
+  const cudaError_t launched = cudaGetLastError();
+  return launched != cudaSuccess ? launched : combined;
 }
 
 }  // namespace tconv3d::cuda
