@@ -110,6 +110,7 @@ using PhaseTable = GemmAxis[3][kMaxPhases];
 
 struct SharedState {
   uint64_t full[kStages], empty[kStages];
+  uint64_t landed[kStages];  // TF32 under the TMA loader: copies in, not yet rounded
   uint64_t mainloop_done[kConsumers];  // per consumer warpgroup, once per tile
   PhaseTable axes;
 };
@@ -167,18 +168,37 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
   return g;
 }
 
-// One thread loads every stage: per tap (t0, t1, t2) and 64-channel chunk,
-// the source box at the tap's offset and the weight slice of (tap, columns).
+// One thread issues every stage: per tap (t0, t1, t2) and 128-byte chunk of
+// channels, the source box at the tap's offset and the weight slice of
+// (tap, columns).  fp16/bf16 stages are published by the copies themselves.
+// TF32 ones land on `landed` instead; the whole warpgroup rounds each stage
+// in place kLag stages behind (cvt.rna, as the mma.sync path and cuDNN;
+// wgmma would truncate), fences it for the async proxy and publishes it.
 template <typename scalar_t, int BN>
 __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling& tma,
                                             const SharedState& st, uint32_t smem0,
                                             uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
+  constexpr bool kTf32 = std::is_same_v<scalar_t, float>;
   constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
-  if (threadIdx.x != 0) return;
+  const bool issuer = threadIdx.x == 0;
+  if (!kTf32 && !issuer) return;
   const int C = int(k.ops.channels), chunks = C / kSlice;
   const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
+  const uint32_t landed0 = kTf32 ? smem_addr(st.landed) : full0;
+
+  auto publish_tf32 = [&](uint32_t seq) {
+    const uint32_t s = seq % kStages;
+    mbarrier_wait(landed0 + 8 * s, (seq / kStages) & 1);
+    const uint32_t base = smem0 + s * L::kStageBytes;
+    for (uint32_t piece = threadIdx.x; piece < uint32_t(L::kStageBytes / 16); piece += 128) {
+      round_piece_to_tf32(base + 16 * piece);
+    }
+    fence_proxy_async_shared();
+    mbarrier_arrive(full0 + 8 * s);
+  };
+
   uint32_t seq = 0;
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
@@ -198,17 +218,25 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
         for (int t2 = 0; t2 < taps[2]; ++t2) {
           const int kidx = kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2];
           for (int chunk = 0; chunk < chunks; ++chunk, ++seq) {
-            const uint32_t s = seq % kStages, full = full0 + 8 * s;
-            if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
-            const uint32_t sa = smem0 + s * L::kStageBytes;
-            mbarrier_arrive_expect_tx(full, L::kStageBytes);
-            tma_load_5d(sa, &tma.source, full, group * C + chunk * kSlice,
-                        pos0[2] + t2 * step[2], pos0[1] + t1 * step[1], pos0[0] + t0 * step[0], n);
-            tma_load_4d(sa + L::kABytes, &tma.weight, full, chunk * kSlice, col0, kidx, group);
+            if (issuer) {
+              const uint32_t s = seq % kStages, landed = landed0 + 8 * s;
+              if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+              const uint32_t sa = smem0 + s * L::kStageBytes;
+              mbarrier_arrive_expect_tx(landed, L::kStageBytes);
+              tma_load_5d(sa, &tma.source, landed, group * C + chunk * kSlice,
+                          pos0[2] + t2 * step[2], pos0[1] + t1 * step[1], pos0[0] + t0 * step[0], n);
+              tma_load_4d(sa + L::kABytes, &tma.weight, landed, chunk * kSlice, col0, kidx, group);
+            }
+            if constexpr (kTf32) {
+              if (seq >= kLag) publish_tf32(seq - kLag);
+            }
           }
         }
       }
     }
+  }
+  if constexpr (kTf32) {
+    for (uint32_t q = seq > kLag ? seq - kLag : 0; q < seq; ++q) publish_tf32(q);
   }
 }
 
@@ -427,9 +455,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t smem0 = (smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms
   const int tid = threadIdx.x;
   if (tid < kStages) {
-    // cp.async: each producer thread, once per stage; TMA: the one thread's
-    // arrive.expect_tx, then the copies' bytes.
-    mbarrier_init(smem_addr(&st.full[tid]), kTma ? 1 : 128);
+    // Each producer thread once per stage, except under the TMA loader in
+    // fp16/bf16: the one thread's arrive.expect_tx, then the copies' bytes.
+    constexpr bool kCopiesPublish = kTma && !std::is_same_v<scalar_t, float>;
+    mbarrier_init(smem_addr(&st.full[tid]), kCopiesPublish ? 1 : 128);
+    mbarrier_init(smem_addr(&st.landed[tid]), 1);
     mbarrier_init(smem_addr(&st.empty[tid]), 4);   // each warp of the consuming warpgroup
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);  // each of its warps
@@ -514,13 +544,13 @@ bool choose_box(const int64_t (&rows)[3], const int64_t (&element_stride)[3], Tm
   return best != INT64_MAX;
 }
 
-// Whether the shape suits the TMA loader: fp16/bf16, a group's channels
-// whole 128-byte rows (a box never reads into the next group), grad-input
-// strides within TMA's element strides (8).
+// Whether the shape suits the TMA loader: a group's channels whole 128-byte
+// rows (a box never reads into the next group), grad-input strides within
+// TMA's element strides (8).  fp16, bf16 or fp32 (as TF32: callers allow it).
 bool tma_loader_fits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
-  if (dtype != ScalarKind::Float16 && dtype != ScalarKind::BFloat16) return false;
+  const int64_t element = dtype == ScalarKind::Float32 ? 4 : 2;
   const int64_t channels = pass == GatherPass::Forward ? p.in_per_group : p.out_per_group;
-  if (channels % (kSliceBytes / 2) != 0) return false;
+  if (channels % (kSliceBytes / element) != 0) return false;
   for (const Axis& ax : p.axis) {
     if (pass == GatherPass::GradInput && ax.stride > 8) return false;
   }
@@ -532,7 +562,7 @@ bool tma_loader_fits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind
 // tiles per group and phase.
 bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
                 int bn, TmaTiling& t, int64_t& mtiles) {
-  constexpr int64_t kElement = 2, kSlice = kSliceBytes / kElement;
+  const int64_t kElement = dtype == ScalarKind::Float32 ? 4 : 2, kSlice = kSliceBytes / kElement;
   if (!tma_loader_fits(p, ops.pass, dtype) || ops.channels % kSlice != 0) return false;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
@@ -550,8 +580,9 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   if (mtiles * s.phases[0] * s.phases[1] * s.phases[2] * s.ntiles * p.groups >= INT_MAX) {
     return false;
   }
-  const CUtensorMapDataType type =
-      dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const CUtensorMapDataType type = dtype == ScalarKind::Float32   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                                   : dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                                  : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   const cuuint64_t src_dim[5] = {cuuint64_t(p.groups * ops.channels), cuuint64_t(extent[2]),
                                  cuuint64_t(extent[1]), cuuint64_t(extent[0]),
                                  cuuint64_t(p.batch)};
@@ -617,10 +648,10 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype) {
   const int64_t columns = igemm::columns_of(p, pass);
-  if (dtype == ScalarKind::Float32) return false;
   // With the TMA loader it won from 64 columns and 16 tiles up (0.85-0.5x the
-  // mma.sync GEMM's time, RESULTS.md); 32 columns not measured.
+  // mma.sync GEMM's time in bf16, RESULTS.md); 32 columns not measured.
   if (tcg90::tma_loader_fits(p, pass, dtype) && columns > 32) return true;
+  if (dtype == ScalarKind::Float32) return false;
   if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;
   const igemm::LaunchShape s =
       igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
@@ -650,14 +681,10 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
             : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma>(args, tma, tiles, cfg.stream)
                        : tcg90::launch_columns<scalar_t, index_t, 128, kTma>(args, tma, tiles, cfg.stream);
     };
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      launch(std::false_type{});
+    if (use_tma) {
+      launch(std::true_type{});
     } else {
-      if (use_tma) {
-        launch(std::true_type{});
-      } else {
-        launch(std::false_type{});
-      }
+      launch(std::false_type{});
     }
   });
   if (tma_loader != nullptr) *tma_loader = use_tma && err == cudaSuccess;

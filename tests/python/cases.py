@@ -79,6 +79,8 @@ TMA_CONFIGS = {
     "columns_72": (1, 64, 72, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),
     # Stride 9: past TMA's element strides (grad-input) and the phase table (forward).
     "stride_9": (1, 64, 64, 1, (2, 3, 2), 3, (9, 1, 1), 1, 0, 1, False),
+    # 32 channels: whole rows in TF32 only (fp16/bf16 keep the cp.async loader).
+    "channels_32": (2, 32, 32, 1, (6, 5, 7), 3, 1, 1, 0, 1, True),
 }
 
 # Channels-last grad-weight GEMM: channel counts in whole 16-byte pieces (read

@@ -235,28 +235,60 @@ def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
 
 
 @requires_cuda
-def test_auto_policy_takes_the_tma_loader_above_32_columns():
-    """Auto, bf16, source channels per group a multiple of 64: the Hopper GEMM
-    with its TMA loader from 64 columns however few the tiles (forward and
-    grad-input); without whole 64-channel rows, few tiles keep mma.sync."""
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_auto_policy_takes_the_tma_loader_above_32_columns(precision):
+    """Auto, bf16 and TF32, source channels per group whole 128-byte rows:
+    the Hopper GEMM with its TMA loader from 64 columns however few the
+    tiles (forward and grad-input); 32 columns (and, bf16, 32 channels)
+    keep mma.sync."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
     g = torch.Generator().manual_seed(11)
-    x = torch.randn(1, 64, 5, 6, 7, generator=g).to("cuda", torch.bfloat16)
+    x = torch.randn(1, 64, 5, 6, 7, generator=g).to("cuda", dtype)
     x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
-    # 32 output channels: 32 forward columns, and grad-input's source is not whole rows.
     for out_channels, expected in ((64, "tensor_core_gemm_sm90_tma"), (32, "tensor_core_gemm")):
-        w = (torch.randn(64, out_channels, 3, 3, 3, generator=g) / 16).to("cuda", torch.bfloat16)
+        w = (torch.randn(64, out_channels, 3, 3, 3, generator=g) / 16).to("cuda", dtype)
         y = tconv3d.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1)
-        gy = torch.randn(y.shape, generator=g).to("cuda", torch.bfloat16)
+        gy = torch.randn(y.shape, generator=g).to("cuda", dtype)
         gx, = torch.autograd.grad(y, x, gy)
         kernels = tconv3d._C._last_cuda_kernels()
-        assert kernels["forward"] == kernels["grad_input"] == expected
+        assert kernels["forward"] == expected
+        # TF32 rows are 32 channels: 32 output channels are whole rows for grad-input's source.
+        assert kernels["grad_input"] == ("tensor_core_gemm_sm90_tma" if precision == "tf32"
+                                         else expected)
         xr = x.detach().double().requires_grad_()
         yr = F.conv_transpose3d(xr, w.double(), stride=2, padding=1, output_padding=1)
         gxr, = torch.autograd.grad(yr, xr, gy.double())
-        assert rel_err(y, yr) <= TOLERANCE[torch.bfloat16]
-        assert rel_err(gx, gxr) <= TOLERANCE[torch.bfloat16]
+        assert rel_err(y, yr) <= tolerance
+        assert rel_err(gx, gxr) <= tolerance
+
+
+@requires_cuda
+@pytest.mark.parametrize("kernel_policy", ["auto", "tensor_core"], indirect=True)
+def test_tf32_operands_round_to_nearest(kernel_policy):
+    """TF32 on either GEMM rounds each fp32 operand to the nearest TF32 value
+    (as cuDNN does), never truncates: 1 + 3·2^-12 is 0.75 of a TF32 unit above
+    1, so 64 products with the centre tap's weight of 1 (the other taps' are
+    0, exact products) sum exactly to 64·(1 + 2^-10); truncated operands
+    would give 64.  Kernel 3, padding 1: the phase GEMMs, not the U-Net one."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    use_precision("tf32")
+    value = 1 + 3 * 2.0 ** -12
+    x = torch.full((2, 64, 5, 6, 7), value, device="cuda").contiguous(
+        memory_format=torch.channels_last_3d).requires_grad_()
+    w = torch.zeros(64, 64, 3, 3, 3, device="cuda")
+    w[:, :, 1, 1, 1] = 1
+    y = tconv3d.conv_transpose3d(x, w, padding=1)
+    gx, = torch.autograd.grad(y, x, torch.full_like(y, value))
+    expected = 64 * (1 + 2.0 ** -10)
+    assert torch.equal(y, torch.full_like(y, expected))
+    assert torch.equal(gx, torch.full_like(gx, expected))
+    kernels = tconv3d._C._last_cuda_kernels()
+    gemm = "tensor_core_gemm_sm90_tma" if kernel_policy == "auto" else "tensor_core_gemm"
+    assert kernels["forward"] == kernels["grad_input"] == gemm
 
 
 @requires_cuda
@@ -304,39 +336,40 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_sm90"
 
 
-def expected_wgmma_loaders(config):
-    """The kernels a 16-bit config runs under the wgmma policy: the TMA
-    loader where the source's channels per group are whole 64-element rows
-    (and, grad-input, strides at most 8), the cp.async one elsewhere, and
-    mma.sync for forward strides beyond the phase table."""
+def expected_wgmma_loaders(config, dtype):
+    """The kernels a config runs under the wgmma policy: the TMA loader where
+    the source's channels per group are whole 128-byte rows (and, grad-input,
+    strides at most 8), the cp.async one elsewhere, and mma.sync for forward
+    strides beyond the phase table."""
     _, cin, cout, groups, _, _, stride, *_ = config
     strides = (stride,) * 3 if isinstance(stride, int) else stride
+    row = 128 // dtype.itemsize
     if max(strides) > 8:
         forward = "tensor_core_gemm"
     else:
-        forward = "tensor_core_gemm_sm90" + ("_tma" if (cin // groups) % 64 == 0 else "")
-    tma_input = (cout // groups) % 64 == 0 and max(strides) <= 8
+        forward = "tensor_core_gemm_sm90" + ("_tma" if (cin // groups) % row == 0 else "")
+    tma_input = (cout // groups) % row == 0 and max(strides) <= 8
     return forward, "tensor_core_gemm_sm90" + ("_tma" if tma_input else "")
 
 
 @requires_cuda
 @pytest.mark.parametrize("wgmma_grid", [0, 3], indirect=True, ids=["sm_count", "3cta"])
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(TMA_CONFIGS))
 def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
     """The Hopper GEMM's tensor-map loader through the sweep: row boxes past
     the phase grid's ends, taps reaching outside the source (zero-filled by
     TMA), element strides up to 8, phases without taps, groups, several
-    64-channel stages per tap, partial column tiles; with 3 CTAs the stage
-    ring wraps across tiles."""
+    128-byte stages per tap, partial column tiles, TF32 rounded in shared
+    memory; with 3 CTAs the stage ring wraps across tiles."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
     config = TMA_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
-    assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(config)
+    assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(config, dtype)
 
 
 @requires_cuda
