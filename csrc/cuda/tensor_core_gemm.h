@@ -78,9 +78,10 @@ bool tensor_core_gemm_sm90_runs_here();
 bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pass);
 // Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py;
 // RESULTS.md): fp16/bf16 only (in TF32 it must round its operands in shared
-// memory first: 0.70-0.99x forward, 0.8-1.06x grad-input); with the TMA
-// loader (source channels per group a multiple of 64) above 32 columns
-// whatever the tile count; else forward above 64 columns (geomean
+// memory first: 0.70-0.99x forward, 0.8-1.06x grad-input) except TF32
+// grad-input with the TMA loader; with the TMA loader (source channels per
+// group whole 128-byte rows) above 32 columns whatever the tile count; else
+// forward above 64 columns (geomean
 // 1.10-1.12x there, 0.85-1.05x narrower), grad-input above 32 columns
 // (1.01-1.25x from 64 columns, 0.8x at 32), and 128-row tiles for at least
 // three quarters of the multiprocessors.

@@ -648,10 +648,16 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype) {
   const int64_t columns = igemm::columns_of(p, pass);
-  // With the TMA loader it won from 64 columns and 16 tiles up (0.85-0.5x the
-  // mma.sync GEMM's time in bf16, RESULTS.md); 32 columns not measured.
-  if (tcg90::tma_loader_fits(p, pass, dtype) && columns > 32) return true;
-  if (dtype == ScalarKind::Float32) return false;
+  // With the TMA loader it won from 64 columns and 16 tiles up in bf16
+  // (0.85-0.5x the mma.sync GEMM's time) and for TF32 grad-input (0.65-1.0x);
+  // TF32 forwards were mixed (0.76-1.45x): they stay on mma.sync.  At 32
+  // columns TF32 lost (1.3x); bf16 not measured.  RESULTS.md.
+  const bool tf32 = dtype == ScalarKind::Float32;
+  if (tcg90::tma_loader_fits(p, pass, dtype) && columns > 32 &&
+      (!tf32 || pass == GatherPass::GradInput)) {
+    return true;
+  }
+  if (tf32) return false;
   if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;
   const igemm::LaunchShape s =
       igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
