@@ -494,9 +494,11 @@ def test_packing_walks_more_than_65535_batch_groups(spatial):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
 def test_grad_bias_of_dense_grad_output(dtype, layout, channels, aligned, device):
     """Dense grad_output in both layouts: 16-byte vectors, single elements (odd
-    counts, an address off 16 bytes), past 256 channels, split reductions."""
+    counts, an address off 16 bytes), past 256 channels, split reductions
+    (every channels-last case; NCDHW planes in fp32 and fp64, while a bf16
+    plane's 3·8832 elements are one block's work)."""
     g = torch.Generator().manual_seed(channels)
-    n, d, h, w = 3, 12, 23, 32  # planes of 8832: two splits, whole 16-byte vectors
+    n, d, h, w = 3, 12, 23, 32  # planes of 8832: whole 16-byte vectors
     shape = (n, d, h, w, channels) if layout == "channels_last" else (n, channels, d, h, w)
     flat = torch.randn(math.prod(shape) + 1, generator=g).to(device, dtype)
     gy = flat[0 if aligned else 1:][:math.prod(shape)].view(shape)
