@@ -495,8 +495,8 @@ def test_packing_walks_more_than_65535_batch_groups(spatial):
 def test_grad_bias_of_dense_grad_output(dtype, layout, channels, aligned, device):
     """Dense grad_output in both layouts: 16-byte vectors, single elements (odd
     counts, an address off 16 bytes), past 256 channels, split reductions
-    (every channels-last case; NCDHW planes in fp32 and fp64, while a bf16
-    plane's 3·8832 elements are one block's work)."""
+    (all channels-last cases and some NCDHW ones: a bf16 channel's 3·8832
+    elements are one block's work, and 300 channels fill a wave unsplit)."""
     g = torch.Generator().manual_seed(channels)
     n, d, h, w = 3, 12, 23, 32  # planes of 8832: whole 16-byte vectors
     shape = (n, d, h, w, channels) if layout == "channels_last" else (n, channels, d, h, w)
