@@ -91,7 +91,7 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
 // *tma_loader (when given) says whether the stages were loaded by tensor-map
-// copies (fp16/bf16, a group's channels a multiple of 64, grad-input strides
+// copies (a group's source channels whole 128-byte rows, grad-input strides
 // up to 8) rather than the cp.async gather.
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const TensorCoreGemmOperands& ops, bool* tma_loader);

@@ -25,7 +25,7 @@
 //    from the accumulator registers: + bias, one rounding, two channels per
 //    store where dest is channel-contiguous.
 //
-// The TMA loader (fp16/bf16, channels in whole 128-byte rows): the cp.async
+// The TMA loader (a group's source channels whole 128-byte rows): the cp.async
 // gather above delivers about 11 bytes per clock per SM (RESULTS.md), a third
 // of what the MMAs take.  Where the shape allows, a tile's 128 rows are
 // instead a box of the phase grid (d × h × w rows of one sample, powers of
@@ -34,6 +34,8 @@
 // src_per_row-th position: TMA's element strides walk the grad-input's
 // stride; positions outside the tensor arrive as zeros, so no bounds
 // arithmetic) and the weight slice, both in the same 128-byte swizzle.
+// TF32 stages land on a separate barrier and the producer warpgroup rounds
+// them in place before publishing them, as the cp.async path does.
 //
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
@@ -649,9 +651,10 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype) {
   const int64_t columns = igemm::columns_of(p, pass);
   // With the TMA loader it won from 64 columns and 16 tiles up in bf16
-  // (0.85-0.5x the mma.sync GEMM's time) and for TF32 grad-input (0.65-1.0x);
-  // TF32 forwards were mixed (0.76-1.45x): they stay on mma.sync.  At 32
-  // columns TF32 lost (1.3x); bf16 not measured.  RESULTS.md.
+  // (0.27-0.95x the mma.sync GEMM's time) and for TF32 grad-input
+  // (0.59-0.98x); TF32 forwards were mixed (0.72-1.45x): they stay on
+  // mma.sync.  At 32 columns TF32 lost (1.2-1.5x); bf16 not measured.
+  // RESULTS.md, "TMA loader round".
   const bool tf32 = dtype == ScalarKind::Float32;
   if (tcg90::tma_loader_fits(p, pass, dtype) && columns > 32 &&
       (!tf32 || pass == GatherPass::GradInput)) {
