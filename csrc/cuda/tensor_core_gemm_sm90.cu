@@ -122,7 +122,7 @@ struct SharedState {
 // sample's phase grid, boxes[a] of them per axis over the largest phase.
 struct TmaTiling {
   CUtensorMap source;  // [N][D][H][W][G·channels], boxes of src_per_row-strided positions
-  CUtensorMap weight;  // packed weight [G][taps][columns][channels], boxes of BN × 64 channels
+  CUtensorMap weight;  // packed weight [G][taps][columns][channels], boxes of BN × 128 bytes
   int log_box[3];
   int boxes[3];
 };
