@@ -7,6 +7,7 @@
 #include <limits>
 
 #include <ATen/ATen.h>
+#include <ATen/cuda/EmptyTensor.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -68,10 +69,21 @@ LaunchConfig config_for(const at::Tensor& reference, std::initializer_list<at::T
           c10::cuda::getCurrentCUDAStream(reference.device().index()).stream()};
 }
 
+// Memory a kernel writes whole before anything reads it: workspaces, packed
+// copies.  Allocated without the NaN fill that torch gives every `empty`
+// under use_deterministic_algorithms (fill_uninitialized_memory): a memset
+// per buffer per call there, which cuDNN's workspaces do not pay (it slowed
+// our grad-weight by up to 1.4x in `bench.py --deterministic`).  The
+// non-deterministic path always ran on unfilled memory, so nothing changes
+// in what is read.
+at::Tensor scratch(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return at::Tensor(at::detail::empty_cuda(sizes, options));
+}
+
 // fp32 workspace of `elems` (none when 0); freed when the tensor dies (the
 // caching allocator keeps stream order safe).
 at::Tensor float_workspace(int64_t elems, const at::Tensor& like) {
-  return elems > 0 ? at::empty({elems}, like.options().dtype(at::kFloat)) : at::Tensor();
+  return elems > 0 ? scratch({elems}, like.options().dtype(at::kFloat)) : at::Tensor();
 }
 
 // Workspace for split partial sums; freed when the caller's tensor dies (the
@@ -79,7 +91,7 @@ at::Tensor float_workspace(int64_t elems, const at::Tensor& like) {
 at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& like) {
   if (splits <= 1) return at::Tensor();
   const auto acc_type = like.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return at::empty({splits * numel}, like.options().dtype(acc_type));
+  return scratch({splits * numel}, like.options().dtype(acc_type));
 }
 
 // The GEMM source: each group's channels contiguous, padded with zeros to
@@ -131,7 +143,7 @@ GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   if (readable_in_place(t, groups, padded)) return in_place(t);
   at::Tensor c;
   if (planes_contiguous(t)) {
-    c = at::empty({t.size(0), t.size(2), t.size(3), t.size(4), groups, padded}, t.options());
+    c = scratch({t.size(0), t.size(2), t.size(3), t.size(4), groups, padded}, t.options());
     const PlanarSource src{t.const_data_ptr(), t.size(0), t.size(1), groups,
                            t.size(2) * t.size(3) * t.size(4), t.stride(0), t.stride(1)};
     C10_CUDA_CHECK(launch_pack_channels_last(
@@ -174,7 +186,7 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
   const int column_dim = fwd ? 1 : 0, channel_dim = fwd ? 0 : 1;
   const int64_t columns = fwd ? w.size(1) : in_per_group, channels = fwd ? in_per_group : w.size(1);
   at::Tensor packed =
-      at::empty({groups, w.size(2) * w.size(3) * w.size(4), columns, padded}, w.options());
+      scratch({groups, w.size(2) * w.size(3) * w.size(4), columns, padded}, w.options());
   const WeightPackGeometry geometry{w.const_data_ptr(),      groups,
                                     columns,                 channels,
                                     padded,                  in_per_group * w.stride(0),
