@@ -56,6 +56,7 @@
 #include "dispatch.cuh"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
+#include "row_boxes.h"
 #include "sm90_primitives.cuh"
 
 namespace tconv3d::cuda {
@@ -64,7 +65,8 @@ namespace tcg90 {
 using namespace igemm;
 using namespace sm90;
 
-constexpr int kBM = 128;                 // rows per tile: two m64 wgmmas per k-step
+constexpr int kLogBM = 7;
+constexpr int kBM = 1 << kLogBM;         // rows per tile: two m64 wgmmas per k-step
 constexpr int kConsumers = 2;            // warpgroups taking tiles in turn (ping-pong)
 constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consumers
 // Registers per thread: every warp starts with the launch cap, then the
@@ -518,34 +520,6 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
-// Row box of the largest phase (rows[a] per axis): the power-of-two
-// d × h × w split of kBM rows that pads the grid least, each side's traversal
-// (rows × element stride) within TMA's 256; wider w first among equals.
-bool choose_box(const int64_t (&rows)[3], const int64_t (&element_stride)[3], TmaTiling& t) {
-  int64_t best = INT64_MAX;
-  for (int lw = 7; lw >= 0; --lw) {
-    for (int lh = 7 - lw; lh >= 0; --lh) {
-      const int log_box[3] = {7 - lw - lh, lh, lw};
-      int64_t padded = 1, boxes[3];
-      bool fits = true;
-      for (int a = 0; a < 3; ++a) {
-        const int64_t box = int64_t(1) << log_box[a];
-        fits &= box * element_stride[a] <= 256;
-        boxes[a] = ceil_div(rows[a], box);
-        padded *= boxes[a] * box;
-      }
-      if (fits && padded < best) {
-        best = padded;
-        for (int a = 0; a < 3; ++a) {
-          t.log_box[a] = log_box[a];
-          t.boxes[a] = int(boxes[a]);
-        }
-      }
-    }
-  }
-  return best != INT64_MAX;
-}
-
 // Whether the shape suits the TMA loader: a group's channels whole 128-byte
 // rows (a box never reads into the next group), grad-input strides within
 // TMA's element strides (8).  fp16, bf16 or fp32 (as TF32: callers allow it).
@@ -576,8 +550,13 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     element_stride[a] = fwd ? 1 : ax.stride;
     extent[a] = fwd ? ax.in : ax.out;
   }
-  if (!choose_box(rows, element_stride, t)) return false;
-  mtiles = p.batch * int64_t(t.boxes[0]) * t.boxes[1] * t.boxes[2];
+  RowBoxes boxes{};
+  if (!choose_row_boxes(rows, element_stride, kLogBM, boxes)) return false;
+  for (int a = 0; a < 3; ++a) {
+    t.log_box[a] = boxes.log_box[a];
+    t.boxes[a] = int(boxes.boxes[a]);
+  }
+  mtiles = p.batch * boxes.boxes[0] * boxes.boxes[1] * boxes.boxes[2];
   const igemm::LaunchShape s = igemm::launch_shape(p, ops.pass, kBM, bn);
   if (mtiles * s.phases[0] * s.phases[1] * s.phases[2] * s.ntiles * p.groups >= INT_MAX) {
     return false;

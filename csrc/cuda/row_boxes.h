@@ -1,0 +1,49 @@
+// The row tiles of the Hopper GEMM's TMA loader (tensor_core_gemm_sm90.cu): a
+// tile's 2^log_rows GEMM rows are one box of a phase's output grid, d × h × w
+// positions of one sample, loaded by one tensor-map copy per tap.  Host-only
+// and free of CUDA headers, so the C++ tests check it without a GPU.
+#pragma once
+
+#include <cstdint>
+
+namespace tconv3d::cuda {
+
+struct RowBoxes {
+  int log_box[3];     // box side per axis (d, h, w), as a power of two
+  int64_t boxes[3];   // boxes per axis covering the grid
+};
+
+// Of the power-of-two splits of 2^log_rows rows into d × h × w whose every
+// side, times its element stride (positions a row step moves in the
+// source), stays within TMA's 256 per box dimension: the one that pads a grid
+// of rows[a] positions per axis least.  Among equals the widest w, then the
+// widest h (longer contiguous runs).  False when no split fits.
+inline bool choose_row_boxes(const int64_t (&rows)[3], const int64_t (&element_stride)[3],
+                             int log_rows, RowBoxes& out) {
+  bool found = false;
+  int64_t best = 0;
+  for (int lw = log_rows; lw >= 0; --lw) {
+    for (int lh = log_rows - lw; lh >= 0; --lh) {
+      const int log_box[3] = {log_rows - lw - lh, lh, lw};
+      int64_t padded = 1, boxes[3];
+      bool fits = true;
+      for (int a = 0; a < 3; ++a) {
+        const int64_t box = int64_t(1) << log_box[a];
+        fits = fits && box * element_stride[a] <= 256;
+        boxes[a] = (rows[a] + box - 1) / box;
+        padded *= boxes[a] * box;
+      }
+      if (fits && (!found || padded < best)) {
+        found = true;
+        best = padded;
+        for (int a = 0; a < 3; ++a) {
+          out.log_box[a] = log_box[a];
+          out.boxes[a] = boxes[a];
+        }
+      }
+    }
+  }
+  return found;
+}
+
+}  // namespace tconv3d::cuda
