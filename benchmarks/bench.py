@@ -361,11 +361,10 @@ def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: in
                      device: torch.device) -> dict[str, list[float]]:
     """Milliseconds per call for each implementation, interleaved: every iteration runs each once,
     the order rotated by one each iteration, so that each implementation runs in each position
-    equally often; every call takes the next input set in turn, so none finds its inputs in L2
-    (with as many sets as choose_set_count makes).  (Until then the calls of one iteration
-    shared a set: whoever came second read it from L2, and kernel_ab.py, where one policy
-    followed cuDNN three times in four and another followed a GEMM of the same data, read the
-    same kernel up to 2x apart.)"""
+    equally often; every call takes the next input set in turn, so none reads inputs that the
+    call before it pulled into L2 (with as many sets as choose_set_count makes).  Sharing a set
+    within an iteration favoured whoever came second: kernel_ab.py read one kernel up to 2x
+    apart depending on what ran before it."""
     names = list(calls)
     for i in range(warmup):
         for name in names:

@@ -13,14 +13,12 @@
 // second kernel that is launched before the first ends where it can be
 // (launch_combine_channel_partials).
 //
-// The first two are bound by how many bytes each SM keeps in flight.  Their
-// previous loops (`#pragma unroll 4` over an unknown trip count) tested the
-// exit between unrolled loads, and the compiler does not hoist a load above
-// that branch: one 16-byte load per thread in flight, 8 KB an SM at two
-// blocks, 1.86 TB/s (36 us) on a 64 MiB bf16 channels-last grad_output on the
-// H200.  Now each thread issues kLoadsInFlight loads before adding any, and
-// the grid is at most one wave of kBlocksPerSm blocks on each of the H200's
-// SMs.
+// The first two are bound by how many bytes each SM keeps in flight, so each
+// thread issues kLoadsInFlight loads before adding any (sum_vectors): a loop
+// over an unknown trip count, even unrolled, tests its exit between loads and
+// the compiler does not hoist a load above that branch — one 16-byte load in
+// flight a thread, 1.86 TB/s on a 64 MiB bf16 grad_output on the H200.  The
+// grid is at most one wave of kBlocksPerSm blocks on each of the H200's SMs.
 #include <cstdint>
 #include <cstring>
 

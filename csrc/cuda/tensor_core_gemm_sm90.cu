@@ -520,46 +520,52 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
+constexpr int64_t kMaxElementStride = 8;  // TMA's traversal strides
+
+int64_t element_bytes(ScalarKind dtype) { return 16 / tensor_core_channel_multiple(dtype); }
+
 // Whether the shape suits the TMA loader: a group's channels whole 128-byte
-// rows (a box never reads into the next group), grad-input strides within
-// TMA's element strides (8).  fp16, bf16 or fp32 (as TF32: callers allow it).
+// rows (a box never reads into the next group; nor is there padding, so the
+// GEMM's channels are the group's), grad-input strides within TMA's element
+// strides.  fp16, bf16 or fp32 (as TF32: callers allow it).
 bool tma_loader_fits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
-  const int64_t element = dtype == ScalarKind::Float32 ? 4 : 2;
-  const int64_t channels = pass == GatherPass::Forward ? p.in_per_group : p.out_per_group;
-  if (channels % (kSliceBytes / element) != 0) return false;
+  const bool fwd = pass == GatherPass::Forward;
+  if ((fwd ? p.in_per_group : p.out_per_group) % (kSliceBytes / element_bytes(dtype)) != 0) {
+    return false;
+  }
   for (const Axis& ax : p.axis) {
-    if (pass == GatherPass::GradInput && ax.stride > 8) return false;
+    if (!fwd && ax.stride > kMaxElementStride) return false;
   }
   return true;
 }
 
-// Tensor maps and boxes for the TMA loader where it fits and the encoder
-// accepts the strides (multiples of 16 bytes below 2^40).  mtiles: row
-// tiles per group and phase.
+// Tensor maps and row boxes for the TMA loader where it fits and the encoder
+// accepts the strides (multiples of 16 bytes below 2^40); on success s
+// counts the box tiles.  Per axis the pass's GemmAxis of phase 0 (the
+// largest) gives the grid (rows), the element stride (src_per_row) and the
+// source extent.
 bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
-                int bn, TmaTiling& t, int64_t& mtiles) {
-  const int64_t kElement = dtype == ScalarKind::Float32 ? 4 : 2, kSlice = kSliceBytes / kElement;
-  if (!tma_loader_fits(p, ops.pass, dtype) || ops.channels % kSlice != 0) return false;
+                igemm::LaunchShape& s, TmaTiling& t) {
+  if (!tma_loader_fits(p, ops.pass, dtype)) return false;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
-  const bool fwd = ops.pass == GatherPass::Forward;
+  const int64_t element = element_bytes(dtype), slice = kSliceBytes / element;
   int64_t rows[3], element_stride[3], extent[3];
   for (int a = 0; a < 3; ++a) {
-    const Axis& ax = p.axis[a];
-    rows[a] = fwd ? ceil_div(ax.out, ax.stride) : ax.in;  // phase 0 is the largest
-    element_stride[a] = fwd ? 1 : ax.stride;
-    extent[a] = fwd ? ax.in : ax.out;
+    const GemmAxis g = ops.pass == GatherPass::Forward ? forward_phase_axis(p.axis[a], 0)
+                                                       : grad_input_axis(p.axis[a]);
+    rows[a] = g.rows;
+    element_stride[a] = g.src_per_row;
+    extent[a] = g.src_extent;
   }
   RowBoxes boxes{};
   if (!choose_row_boxes(rows, element_stride, kLogBM, boxes)) return false;
+  igemm::LaunchShape boxed = s;
+  boxed.mtiles = p.batch * boxes.boxes[0] * boxes.boxes[1] * boxes.boxes[2];
+  if (boxed.tiles_per_group() * p.groups >= INT_MAX) return false;
   for (int a = 0; a < 3; ++a) {
     t.log_box[a] = boxes.log_box[a];
     t.boxes[a] = int(boxes.boxes[a]);
-  }
-  mtiles = p.batch * boxes.boxes[0] * boxes.boxes[1] * boxes.boxes[2];
-  const igemm::LaunchShape s = igemm::launch_shape(p, ops.pass, kBM, bn);
-  if (mtiles * s.phases[0] * s.phases[1] * s.phases[2] * s.ntiles * p.groups >= INT_MAX) {
-    return false;
   }
   const CUtensorMapDataType type = dtype == ScalarKind::Float32   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
                                    : dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
@@ -567,11 +573,11 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const cuuint64_t src_dim[5] = {cuuint64_t(p.groups * ops.channels), cuuint64_t(extent[2]),
                                  cuuint64_t(extent[1]), cuuint64_t(extent[0]),
                                  cuuint64_t(p.batch)};
-  const cuuint64_t src_stride[4] = {cuuint64_t(ops.source_w * kElement),
-                                    cuuint64_t(ops.source_h * kElement),
-                                    cuuint64_t(ops.source_d * kElement),
-                                    cuuint64_t(ops.source_n * kElement)};
-  const cuuint32_t src_box[5] = {cuuint32_t(kSlice),
+  const cuuint64_t src_stride[4] = {cuuint64_t(ops.source_w * element),
+                                    cuuint64_t(ops.source_h * element),
+                                    cuuint64_t(ops.source_d * element),
+                                    cuuint64_t(ops.source_n * element)};
+  const cuuint32_t src_box[5] = {cuuint32_t(slice),
                                  cuuint32_t((int64_t(1) << t.log_box[2]) * element_stride[2]),
                                  cuuint32_t((int64_t(1) << t.log_box[1]) * element_stride[1]),
                                  cuuint32_t((int64_t(1) << t.log_box[0]) * element_stride[0]), 1};
@@ -580,17 +586,20 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
                                cuuint64_t(p.groups)};
-  const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * kElement),
-                                  cuuint64_t(ops.columns * ops.channels * kElement),
-                                  cuuint64_t(taps * ops.columns * ops.channels * kElement)};
-  const cuuint32_t w_box[4] = {cuuint32_t(kSlice), cuuint32_t(bn), 1, 1};
+  const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * element),
+                                  cuuint64_t(ops.columns * ops.channels * element),
+                                  cuuint64_t(taps * ops.columns * ops.channels * element)};
+  const cuuint32_t w_box[4] = {cuuint32_t(slice), cuuint32_t(s.bn), 1, 1};
   const cuuint32_t w_step[4] = {1, 1, 1, 1};
-  return encode(&t.source, type, 5, const_cast<void*>(ops.source), src_dim, src_stride, src_box,
-                src_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
-         encode(&t.weight, type, 4, const_cast<void*>(ops.packed_weight), w_dim, w_stride, w_box,
-                w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  const bool encoded =
+      encode(&t.source, type, 5, const_cast<void*>(ops.source), src_dim, src_stride, src_box,
+             src_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
+      encode(&t.weight, type, 4, const_cast<void*>(ops.packed_weight), w_dim, w_stride, w_box,
+             w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  if (encoded) s = boxed;
+  return encoded;
 }
 
 template <typename scalar_t, typename index_t, int BN, bool kTma>
@@ -654,9 +663,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (tma_loader != nullptr) *tma_loader = false;
   if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
   tcg90::TmaTiling tma{};
-  int64_t box_mtiles = 0;
-  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, bn, tma, box_mtiles);
-  if (use_tma) s.mtiles = box_mtiles;
+  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, s, tma);
   const int64_t tiles = s.tiles_per_group() * p.groups;
   const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, s);
   cudaError_t err = cudaErrorInvalidValue;
