@@ -290,16 +290,26 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
       const GradWeightSource x = grad_weight_source(input, p.groups, p.in_per_group, dtype);
       const GradWeightSource gy = grad_weight_source(grad_output, p.groups, p.out_per_group, dtype);
-      const at::Tensor partials = float_workspace(
-          grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
       const LaunchConfig cfg = config_for(grad_output, {x.src.tensor, gy.src.tensor, grad_weight});
-      const GradWeightOperands ops{
+      GradWeightOperands ops{
           x.src.tensor.const_data_ptr(), x.src.n, x.src.d, x.src.h, x.src.w, x.channels,
           gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d, gy.src.h, gy.src.w, gy.channels,
-          grad_weight.mutable_data_ptr(),
-          partials.defined() ? partials.data_ptr<float>() : nullptr, std::min(x.piece, gy.piece)};
-      C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, ops));
-      g_last_kernel[2] = "grad_weight_gemm_channels_last";
+          grad_weight.mutable_data_ptr(), nullptr, std::min(x.piece, gy.piece)};
+      // The wgmma kernel where it applies, unless the policy asks for mma.sync.
+      const bool sm90 = g_policy.load() != KernelPolicy::TensorCore &&
+                        grad_weight_gemm_sm90_supports(p, dtype, ops);
+      const at::Tensor partials = float_workspace(
+          sm90 ? grad_weight_gemm_sm90_workspace_elems(p)
+               : grad_weight_gemm_channels_last_workspace_elems(p),
+          grad_output);
+      ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;
+      if (sm90) {
+        C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(p, cfg, ops));
+        g_last_kernel[2] = "grad_weight_gemm_sm90";
+      } else {
+        C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, ops));
+        g_last_kernel[2] = "grad_weight_gemm_channels_last";
+      }
       return;
     }
     if (grad_weight_gemm_supports(p, dtype, tf32_allowed())) {

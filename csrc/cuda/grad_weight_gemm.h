@@ -59,6 +59,18 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
                                                   const LaunchConfig& cfg,
                                                   const GradWeightOperands& ops);
 
+// The Hopper variant (grad_weight_gemm_sm90.cu: wgmma, TMA loads), same
+// contract, for fp16/bf16 operands whose groups hold multiples of 64 channels
+// read without padding (channels == the group's count), 16-byte-aligned
+// addresses and strides, strides at most 8; false where it does not apply or
+// this device cannot run it.
+bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                    const GradWeightOperands& ops);
+bool grad_weight_gemm_sm90_runs_here();
+int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p);
+cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                         const GradWeightOperands& ops);
+
 // Test hook: force the channels-last kernel's tile (Cin/G × Cout/G channels per
 // block), one of those grad_weight_tile_exists accepts; (0, 0) = by shape.
 void set_grad_weight_tile(int bm, int bn);

@@ -88,13 +88,39 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// Descriptor of a K-major operand tile in the 128-byte swizzle: rows of 128
-// bytes (the K slice), 16-byte piece p of row r stored at piece p ^ (r % 8),
-// 8-row groups 1024 bytes apart; the tile starts 1024-byte aligned, and a
-// k-step inside the row is a plain byte offset of the start address.
+// Descriptor of a K-major operand tile in the `row_bytes`-byte swizzle (32,
+// 64 or 128: what a TMA box of that inner extent lands under
+// CU_TENSOR_MAP_SWIZZLE_32B/64B/128B, and cute's Layout_K_SW32/64/128_Atom):
+// rows of row_bytes (the K slice), 8-row groups 8·row_bytes apart (the stride
+// byte offset), the address's 16-byte-piece bits XORed with its bits 7 and
+// up (Swizzle<1|2|3, 4, 3>), so the tile starts 8·row_bytes aligned (base
+// offset 0).  Layout type in bits 62-63: 1 = 128-byte, 2 = 64-byte, 3 =
+// 32-byte swizzle; the leading byte offset is unused by swizzled K-major
+// layouts (16 bytes, as cute sets it).  A k-step (32 bytes of K) inside a row
+// is a plain byte offset of the start address.  The address-independent bits
+// first, so that a loop can hoist them:
+__host__ __device__ constexpr uint64_t kmajor_swizzle_desc_bits(uint32_t row_bytes) {
+  const uint64_t layout = row_bytes == 128 ? 1 : row_bytes == 64 ? 2 : 3;
+  return (uint64_t(16 >> 4) << 16) | (uint64_t((8 * row_bytes) >> 4) << 32) | (layout << 62);
+}
+__device__ __forceinline__ uint64_t kmajor_swizzle_desc(uint32_t smem_addr, uint64_t bits) {
+  return uint64_t((smem_addr & 0x3FFFF) >> 4) | bits;
+}
+// The 128-byte case: 16-byte piece p of row r stored at piece p ^ (r % 8),
+// 8-row groups 1024 bytes apart, the tile 1024-byte aligned.
 __device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) {
-  constexpr uint64_t kLeadingBytes = 16, kStrideBytes = 1024, kSwizzle128 = 1;
-  return uint64_t((smem_addr & 0x3FFFF) >> 4) | ((kLeadingBytes >> 4) << 16) |
+  return kmajor_swizzle_desc(smem_addr, kmajor_swizzle_desc_bits(128));
+}
+
+// Descriptor of an MN-major operand tile in the 128-byte swizzle, as a TMA
+// box of 128-byte rows lands it: K runs down the rows (row k holds 64
+// fp16/bf16 elements of M or N), 8-row groups 1024 bytes apart; blocks of 64
+// M/N elements `block_bytes` apart.  A k16 step is 16 rows: + 2048 bytes,
+// which keeps the start 1024-byte aligned.  fp16/bf16 only (wgmma transposes
+// no 32-bit operand).
+__device__ __forceinline__ uint64_t mn_major_sw128_desc(uint32_t smem_addr, uint32_t block_bytes) {
+  constexpr uint64_t kStrideBytes = 1024, kSwizzle128 = 1;
+  return uint64_t((smem_addr & 0x3FFFF) >> 4) | (uint64_t((block_bytes >> 4) & 0x3FFF) << 16) |
          ((kStrideBytes >> 4) << 32) | (kSwizzle128 << 62);
 }
 
@@ -128,8 +154,13 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
 // storage; the operands must already be rounded to TF32).  Thread t of the
 // warpgroup holds rows 16·(t/32) + (t%32)/4 (+8) and columns 8j + 2(t%4) (+1)
 // of D in d[4j .. 4j+3], as mma.sync's m16n8 accumulator.
+//
+// WgmmaMnMajor: the same with both operands MN-major (A stored [K][M], B
+// [K][N]; mn_major_sw128_desc), fp16/bf16 only.
 template <typename scalar_t, int N>
 struct Wgmma;
+template <typename scalar_t, int N>
+struct WgmmaMnMajor;
 
 // The register lists are mechanical: one macro per N, the instruction and its
 // immediates (scale-d, scale-a, scale-b and, in 16-bit, both operands K-major)
@@ -173,20 +204,22 @@ struct Wgmma;
 // The three widths of one type: instruction prefix (shape k and types) and
 // immediates.
 #define TCONV3D_WGMMA_TYPE(scalar, k_and_types, immediates)  \
+  TCONV3D_WGMMA_WIDTHS(Wgmma, scalar, k_and_types, immediates)
+#define TCONV3D_WGMMA_WIDTHS(name, scalar, k_and_types, immediates)  \
   template <>  \
-  struct Wgmma<scalar, 32> {  \
+  struct name<scalar, 32> {  \
     __device__ __forceinline__ static void run(float (&d)[16], uint64_t a, uint64_t b) {  \
       TCONV3D_WGMMA_N32("wgmma.mma_async.sync.aligned.m64n32" k_and_types, immediates);  \
     }  \
   };  \
   template <>  \
-  struct Wgmma<scalar, 64> {  \
+  struct name<scalar, 64> {  \
     __device__ __forceinline__ static void run(float (&d)[32], uint64_t a, uint64_t b) {  \
       TCONV3D_WGMMA_N64("wgmma.mma_async.sync.aligned.m64n64" k_and_types, immediates);  \
     }  \
   };  \
   template <>  \
-  struct Wgmma<scalar, 128> {  \
+  struct name<scalar, 128> {  \
     __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {  \
       TCONV3D_WGMMA_N128("wgmma.mma_async.sync.aligned.m64n128" k_and_types, immediates);  \
     }  \
@@ -195,8 +228,11 @@ struct Wgmma;
 TCONV3D_WGMMA_TYPE(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_TYPE(__half, "k16.f32.f16.f16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
+TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 1, 1")
+TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __half, "k16.f32.f16.f16", "1, 1, 1, 1, 1")
 
 #undef TCONV3D_WGMMA_TYPE
+#undef TCONV3D_WGMMA_WIDTHS
 #undef TCONV3D_WGMMA_N32
 #undef TCONV3D_WGMMA_N64
 #undef TCONV3D_WGMMA_N128

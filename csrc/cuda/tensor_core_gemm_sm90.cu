@@ -20,20 +20,28 @@
 //  - Two consumer warpgroups (threads 128-383, 200 registers) take the tiles
 //    in turn (ping-pong: one's epilogue overlaps the other's MMAs) and each
 //    computes a whole tile: per stage, two wgmma m64nBNk16 (k8 in TF32) for
-//    each of its four 32-byte k-steps, one stage's MMAs kept in flight, the
-//    stage before released (mbarrier, one arrive per warp).  Epilogue straight
+//    each of its four 32-byte k-steps (one or two under the TMA loader's
+//    narrower rows, below), one stage's MMAs kept in flight, the stage
+//    before released (mbarrier, one arrive per warp).  Epilogue straight
 //    from the accumulator registers: + bias, one rounding, two channels per
 //    store where dest is channel-contiguous.
 //
-// The TMA loader (a group's source channels whole 128-byte rows): the cp.async
-// gather above delivers about 11 bytes per clock per SM (RESULTS.md), a third
-// of what the MMAs take.  Where the shape allows, a tile's 128 rows are
-// instead a box of the phase grid (d × h × w rows of one sample, powers of
-// two chosen to waste the fewest rows) and one producer thread loads each
-// stage as two tensor-map copies: the source box at the tap's offset (every
-// src_per_row-th position: TMA's element strides walk the grad-input's
-// stride; positions outside the tensor arrive as zeros, so no bounds
-// arithmetic) and the weight slice, both in the same 128-byte swizzle.
+// The TMA loader (a group's source channels whole 128-byte rows, or exactly
+// one row of 64 or 32 bytes): the cp.async gather above delivers about 11
+// bytes per clock per SM (RESULTS.md), a third of what the MMAs take.  Where
+// the shape allows, a tile's 128 rows are instead a box of the phase grid
+// (d × h × w rows of one sample, powers of two chosen to waste the fewest
+// rows) and one producer thread loads each stage as two tensor-map copies:
+// the source box at the tap's offset (every src_per_row-th position: TMA's
+// element strides walk the grad-input's stride; positions outside the tensor
+// arrive as zeros, so no bounds arithmetic) and the weight slice, both in the
+// swizzle of their row width.  A stage is one row of K per GEMM row: the
+// narrow groups (16 or 32 fp16/bf16 channels, 8 or 16 fp32) take the 32- or
+// 64-byte swizzle, one tap per stage (a row is one position's channels), so
+// their stages carry one or two k-steps and fill the front of a slot sized
+// for 128-byte rows.  The row width is a runtime value of the tiling (more
+// template instantiations would cost build time); the consumers branch on it
+// once per tile, so each stage's wgmmas stay one straight-line commit group.
 // TF32 stages land on a separate barrier and the producer warpgroup rounds
 // them in place before publishing them, as the cp.async path does.
 //
@@ -122,11 +130,15 @@ struct SharedState {
 // The TMA loader's tensor maps and row boxes: a tile's rows are box[0] ×
 // box[1] × box[2] positions (d, h, w; 2^log_box each, 128 in all) of one
 // sample's phase grid, boxes[a] of them per axis over the largest phase.
+// A stage holds row_bytes of K per GEMM row (32, 64 or 128: the swizzle of
+// both maps and of the wgmma descriptors), `chunks` stages per tap.
 struct TmaTiling {
   CUtensorMap source;  // [N][D][H][W][G·channels], boxes of src_per_row-strided positions
-  CUtensorMap weight;  // packed weight [G][taps][columns][channels], boxes of BN × 128 bytes
+  CUtensorMap weight;  // packed weight [G][taps][columns][channels], boxes of BN × row_bytes
   int log_box[3];
   int boxes[3];
+  int row_bytes;
+  int chunks;  // channels / (row_bytes / element size)
 };
 
 // What every role derives from a tile index.
@@ -168,11 +180,11 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
     g.has_rows = g.m0 < g.rows;
   }
   g.K = size.taps * int(k.ops.channels);
-  g.nslices = (g.K + kSlice - 1) / kSlice;
+  g.nslices = kTma ? size.taps * tma.chunks : (g.K + kSlice - 1) / kSlice;
   return g;
 }
 
-// One thread issues every stage: per tap (t0, t1, t2) and 128-byte chunk of
+// One thread issues every stage: per tap (t0, t1, t2) and row_bytes chunk of
 // channels, the source box at the tap's offset and the weight slice of
 // (tap, columns).  fp16/bf16 stages are published by the copies themselves.
 // TF32 ones land on `landed` instead; the whole warpgroup rounds each stage
@@ -184,10 +196,14 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
                                             uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
   constexpr bool kTf32 = std::is_same_v<scalar_t, float>;
-  constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
   const bool issuer = threadIdx.x == 0;
   if (!kTf32 && !issuer) return;
-  const int C = int(k.ops.channels), chunks = C / kSlice;
+  // A stage's two boxes fill the front of its slot: A's kBM rows of
+  // row_bytes, then B's BN (whole boxes, zeros included, as TMA counts them).
+  const uint32_t row_bytes = uint32_t(tma.row_bytes), b_offset = kBM * row_bytes;
+  const uint32_t stage_bytes = (kBM + BN) * row_bytes;
+  const int slice = int(row_bytes / sizeof(scalar_t)), chunks = tma.chunks;
+  const int C = int(k.ops.channels);
   const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   const uint32_t landed0 = kTf32 ? smem_addr(st.landed) : full0;
@@ -196,7 +212,7 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
     const uint32_t s = seq % kStages;
     mbarrier_wait(landed0 + 8 * s, (seq / kStages) & 1);
     const uint32_t base = smem0 + s * L::kStageBytes;
-    for (uint32_t piece = threadIdx.x; piece < uint32_t(L::kStageBytes / 16); piece += 128) {
+    for (uint32_t piece = threadIdx.x; piece < stage_bytes / 16; piece += 128) {
       round_piece_to_tf32(base + 16 * piece);
     }
     fence_proxy_async_shared();
@@ -226,10 +242,10 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
               const uint32_t s = seq % kStages, landed = landed0 + 8 * s;
               if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
               const uint32_t sa = smem0 + s * L::kStageBytes;
-              mbarrier_arrive_expect_tx(landed, L::kStageBytes);
-              tma_load_5d(sa, &tma.source, landed, group * C + chunk * kSlice,
+              mbarrier_arrive_expect_tx(landed, stage_bytes);
+              tma_load_5d(sa, &tma.source, landed, group * C + chunk * slice,
                           pos0[2] + t2 * step[2], pos0[1] + t1 * step[1], pos0[0] + t0 * step[0], n);
-              tma_load_4d(sa + L::kABytes, &tma.weight, landed, chunk * kSlice, col0, kidx, group);
+              tma_load_4d(sa + b_offset, &tma.weight, landed, chunk * slice, col0, kidx, group);
             }
             if constexpr (kTf32) {
               if (seq >= kLag) publish_tf32(seq - kLag);
@@ -345,7 +361,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                                         const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
-  constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per stage
+  constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per 128-byte stage
   const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int columns = int(k.ops.columns);
   const scalar_t* bias = static_cast<const scalar_t*>(k.ops.bias);
@@ -378,21 +394,38 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       for (int e = 0; e < BN / 2; ++e) acc[h][e] = 0.f;
     fence_accumulators(acc[0]);
     fence_accumulators(acc[1]);
-    for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
-      const uint32_t s = seq % kStages;
-      mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-      const uint32_t a = smem0 + s * L::kStageBytes;
-      const uint32_t b = a + L::kABytes;
-      wgmma_fence();
+    // Per stage, kK 32-byte k-steps of K (rows of 32·kK bytes: 128, or the
+    // TMA loader's 64 or 32), A at the front of the slot, B after A's kBM
+    // rows.  kK is a compile-time count chosen once per tile: a branch
+    // between a stage's wgmmas would split their commit group.
+    const auto main_loop = [&](auto steps) {
+      constexpr int kK = decltype(steps)::value;
+      constexpr uint32_t kRow = 32 * kK;
+      constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
+      for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
+        const uint32_t s = seq % kStages;
+        mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
+        const uint32_t a = smem0 + s * L::kStageBytes;
+        const uint32_t b = a + kBM * kRow;
+        wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < kSteps; ++ks) {
-        const uint64_t bd = sw128_desc(b + 32 * ks);
-        Wgmma<scalar_t, BN>::run(acc[0], sw128_desc(a + 32 * ks), bd);
-        Wgmma<scalar_t, BN>::run(acc[1], sw128_desc(a + 64 * kSliceBytes + 32 * ks), bd);
+        for (int ks = 0; ks < kK; ++ks) {
+          const uint64_t bd = kmajor_swizzle_desc(b + 32 * ks, kDesc);
+          Wgmma<scalar_t, BN>::run(acc[0], kmajor_swizzle_desc(a + 32 * ks, kDesc), bd);
+          Wgmma<scalar_t, BN>::run(acc[1], kmajor_swizzle_desc(a + 64 * kRow + 32 * ks, kDesc), bd);
+        }
+        wgmma_commit();
+        wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
+        if (slice > 0) release(seq - 1);
       }
-      wgmma_commit();
-      wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
-      if (slice > 0) release(seq - 1);
+    };
+    const int row_bytes = kTma ? tma.row_bytes : kSliceBytes;
+    if (row_bytes == kSliceBytes) {
+      main_loop(std::integral_constant<int, kSteps>{});
+    } else if (row_bytes == 64) {
+      main_loop(std::integral_constant<int, 2>{});
+    } else {
+      main_loop(std::integral_constant<int, 1>{});
     }
     __syncwarp();
     if (lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
@@ -524,19 +557,20 @@ constexpr int64_t kMaxElementStride = 8;  // TMA's traversal strides
 
 int64_t element_bytes(ScalarKind dtype) { return 16 / tensor_core_channel_multiple(dtype); }
 
-// Whether the shape suits the TMA loader: a group's channels whole 128-byte
-// rows (a box never reads into the next group; nor is there padding, so the
-// GEMM's channels are the group's), grad-input strides within TMA's element
-// strides.  fp16, bf16 or fp32 (as TF32: callers allow it).
-bool tma_loader_fits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
+// The TMA loader's K per GEMM row and stage, 0 where the shape does not suit
+// it: a group's source channels whole 128-byte rows, or exactly one row of
+// 64 or 32 bytes (the narrower swizzles; 16 or 32 fp16/bf16 channels, 8 or
+// 16 fp32), so that a box never reads into the next group (nor is there
+// padding: the GEMM's channels are the group's); grad-input strides within
+// TMA's element strides.  fp16, bf16 or fp32 (as TF32: callers allow it).
+int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   const bool fwd = pass == GatherPass::Forward;
-  if ((fwd ? p.in_per_group : p.out_per_group) % (kSliceBytes / element_bytes(dtype)) != 0) {
-    return false;
-  }
   for (const Axis& ax : p.axis) {
-    if (!fwd && ax.stride > kMaxElementStride) return false;
+    if (!fwd && ax.stride > kMaxElementStride) return 0;
   }
-  return true;
+  const int64_t bytes = (fwd ? p.in_per_group : p.out_per_group) * element_bytes(dtype);
+  if (bytes % kSliceBytes == 0) return kSliceBytes;
+  return bytes == 64 || bytes == 32 ? bytes : 0;
 }
 
 // Tensor maps and row boxes for the TMA loader where it fits and the encoder
@@ -546,10 +580,11 @@ bool tma_loader_fits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind
 // source extent.
 bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
                 igemm::LaunchShape& s, TmaTiling& t) {
-  if (!tma_loader_fits(p, ops.pass, dtype)) return false;
+  const int64_t row_bytes = tma_row_bytes(p, ops.pass, dtype);
+  if (row_bytes == 0) return false;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
-  const int64_t element = element_bytes(dtype), slice = kSliceBytes / element;
+  const int64_t element = element_bytes(dtype), slice = row_bytes / element;
   int64_t rows[3], element_stride[3], extent[3];
   for (int a = 0; a < 3; ++a) {
     const GemmAxis g = ops.pass == GatherPass::Forward ? forward_phase_axis(p.axis[a], 0)
@@ -567,6 +602,11 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     t.log_box[a] = boxes.log_box[a];
     t.boxes[a] = int(boxes.boxes[a]);
   }
+  t.row_bytes = int(row_bytes);
+  t.chunks = int(ops.channels / slice);
+  const CUtensorMapSwizzle swizzle = row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B
+                                     : row_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+                                                       : CU_TENSOR_MAP_SWIZZLE_32B;
   const CUtensorMapDataType type = dtype == ScalarKind::Float32   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
                                    : dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
                                                                   : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
@@ -593,10 +633,10 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const cuuint32_t w_step[4] = {1, 1, 1, 1};
   const bool encoded =
       encode(&t.source, type, 5, const_cast<void*>(ops.source), src_dim, src_stride, src_box,
-             src_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             src_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
       encode(&t.weight, type, 4, const_cast<void*>(ops.packed_weight), w_dim, w_stride, w_box,
-             w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
   if (encoded) s = boxed;
   return encoded;
@@ -642,9 +682,12 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   // (0.27-0.95x the mma.sync GEMM's time) and for TF32 grad-input
   // (0.59-0.98x); TF32 forwards were mixed (0.72-1.45x): they stay on
   // mma.sync.  At 32 columns TF32 lost (1.2-1.5x); bf16 not measured.
-  // RESULTS.md, "TMA loader round".
+  // RESULTS.md, "TMA loader round".  Those were whole 128-byte rows; the
+  // loader's 32- and 64-byte rows are not measured, so those shapes route by
+  // the rules below (where these take the Hopper GEMM, it runs them with the
+  // TMA loader).
   const bool tf32 = dtype == ScalarKind::Float32;
-  if (tcg90::tma_loader_fits(p, pass, dtype) && columns > 32 &&
+  if (tcg90::tma_row_bytes(p, pass, dtype) == tcg90::kSliceBytes && columns > 32 &&
       (!tf32 || pass == GatherPass::GradInput)) {
     return true;
   }

@@ -62,9 +62,10 @@ TENSOR_CORE_CONFIGS.update({
     "mask_64_taps": (1, 16, 40, 1, (5, 6, 4), 4, 1, 1, 0, 1, True),
 })
 
-# The Hopper GEMM's TMA loader: a group's channels whole 64-element rows on
-# the source side (forward Cin/G, grad-input Cout/G), row boxes cut by odd
-# extents, element strides 2-8, phases without taps, and its fallbacks.
+# The Hopper GEMM's TMA loader: a group's channels on the source side
+# (forward Cin/G, grad-input Cout/G) whole 128-byte rows or exactly one row of
+# 64 or 32 bytes (32 or 16 fp16/bf16 channels, 16 or 8 fp32), row boxes cut
+# by odd extents, element strides 2-8, phases without taps, and its fallbacks.
 TMA_CONFIGS = {
     "vae_k3s2p1op1": (2, 64, 64, 1, (5, 6, 7), 3, 2, 1, 1, 1, True),
     "k4s2p1_two_groups": (1, 128, 128, 2, (4, 5, 3), 4, 2, 1, 0, 1, False),
@@ -79,8 +80,41 @@ TMA_CONFIGS = {
     "columns_72": (1, 64, 72, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),
     # Stride 9: past TMA's element strides (grad-input) and the phase table (forward).
     "stride_9": (1, 64, 64, 1, (2, 3, 2), 3, (9, 1, 1), 1, 0, 1, False),
-    # 32 channels: whole rows in TF32 only (fp16/bf16 keep the cp.async loader).
+    # 32 channels: whole 128-byte rows in TF32, one 64-byte row in fp16/bf16.
     "channels_32": (2, 32, 32, 1, (6, 5, 7), 3, 1, 1, 0, 1, True),
+    # 16 channels: 32-byte rows (64 in TF32); 16 columns, half a 32-wide tile.
+    "channels_16_columns_16": (2, 16, 16, 1, (6, 5, 7), 3, 1, 1, 0, 1, True),
+    # Dilated 32 -> 32, stride 1: taps reaching past every face.
+    "dilated_32": (1, 32, 32, 1, (5, 6, 4), 3, 1, (2, 1, 3), 0, (2, 1, 3), False),
+    # 16 channels per group of 4: each box reads its group's 32 bytes of a position.
+    "groups_4_of_16": (2, 64, 64, 4, (4, 5, 6), 3, 2, 1, 1, 1, True),
+    # 32 -> 16, stride 2: forward 64-byte rows over 16 columns, grad-input
+    # 32-byte rows at element stride 2 over 32 columns.
+    "channels_32_to_16": (2, 32, 16, 1, (5, 4, 6), 4, 2, 1, 0, 1, True),
+    # 8 channels per group: 32-byte rows in TF32 (fp16/bf16's 16 bytes keep
+    # the cp.async loader).
+    "groups_2_of_8": (2, 16, 16, 2, (5, 6, 7), 3, 2, 1, 1, 1, True),
+    # Narrow rows at element strides 8, 4, 2 (grad-input) and 64 phases, most
+    # without taps (forward).
+    "narrow_stride_8": (1, 16, 32, 1, (3, 2, 3), 2, (8, 4, 2), 0, (3, 1, 1), 1, False),
+    # 16 channels over many boxes, a partial 64-wide column tile.
+    "channels_16_many_tiles": (2, 16, 48, 1, (9, 10, 11), 3, 1, 1, 0, 1, True),
+}
+
+# The Hopper grad-weight GEMM: multiples of 64 channels per group on both
+# sides; its four tiles, split reductions (B·s/S box ranges) and one split
+# (gw written directly), 64-position boxes cut by odd extents, element
+# strides up to 8 on grad_output, dilation, groups; then its fallbacks.
+GRAD_WEIGHT_SM90_CONFIGS = {
+    "tile_64x64_splits": (2, 64, 64, 1, (9, 10, 11), 3, 2, 1, 1, 1, True),
+    "tile_128x128_two_groups": (1, 256, 256, 2, (5, 6, 7), 3, 2, 1, 0, 1, False),
+    "tile_128x64_dilated": (2, 128, 64, 1, (6, 5, 7), (3, 2, 3), (2, 1, 3), (2, 0, 1), (1, 0, 2),
+                            (2, 1, 1), True),
+    "tile_64x128_stride_8": (1, 64, 128, 1, (3, 4, 3), 2, 8, 0, 3, 1, False),
+    "one_tap_many_splits": (3, 64, 64, 1, (16, 15, 17), 1, 1, 0, 0, 1, True),
+    # Stride 9: past TMA's element strides.  96 channels: not whole 64-channel rows.
+    "fallback_stride_9": (1, 64, 64, 1, (2, 3, 2), 3, (9, 1, 1), 1, 0, 1, False),
+    "fallback_96_channels": (1, 96, 64, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),
 }
 
 # Channels-last grad-weight GEMM: channel counts in whole 16-byte pieces (read

@@ -7,14 +7,14 @@ from conftest import devices, requires_cuda
 
 
 def run_once(device, deterministic_mode=False, dtype=torch.float32, channels_last=False,
-             out_channels=12):
+             in_channels=16, out_channels=12):
     # 16 -> out_channels (12, 24): wide enough for the tensor-core kernels in half precision,
     # and a grad-weight reduction long enough to be split across blocks.
     g = torch.Generator().manual_seed(1)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    x = torch.randn(4, 16, 9, 7, 8, generator=g).to(device, dtype, memory_format=fmt)
+    x = torch.randn(4, in_channels, 9, 7, 8, generator=g).to(device, dtype, memory_format=fmt)
     x.requires_grad_()
-    w = torch.randn(16, out_channels, 3, 3, 3, generator=g).to(device, dtype).requires_grad_()
+    w = torch.randn(in_channels, out_channels, 3, 3, 3, generator=g).to(device, dtype).requires_grad_()
     b = torch.randn(out_channels, generator=g).to(device, dtype).requires_grad_()
     gy = torch.randn((4, out_channels, 18, 14, 16), generator=g).to(device, dtype,
                                                                    memory_format=fmt)
@@ -70,6 +70,20 @@ def test_channels_last_grad_weight_is_bitwise_reproducible(dtype, tile):
     finally:
         tconv3d._C._set_grad_weight_tile(0, 0)
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)
+
+
+@requires_cuda
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_hopper_grad_weight_is_bitwise_reproducible(channels_last):
+    """The wgmma grad-weight GEMM's split partials and their combine:
+    identical gradients run to run (64 channels a side: its shapes)."""
+    runs = [run_once("cuda", dtype=torch.bfloat16, channels_last=channels_last, in_channels=64,
+                     out_channels=64) for _ in range(3)]
+    if tconv3d._C._wgmma_available():
+        assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert torch.equal(a, b)

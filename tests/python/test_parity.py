@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import tconv3d
-from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, TAP_COLUMN_CONFIGS, TENSOR_CORE_CONFIGS,
-                   TMA_CONFIGS, geometry_of, shapes_of)
+from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
+                   TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -126,7 +126,8 @@ def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
     have tensor-core paths (fp32 runs as TF32 here, as torch's conv would)."""
     dtype = use_precision(precision)
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
-    kernels, expected = tconv3d._C._last_cuda_kernels(), expected_kernels(kernel_policy)
+    kernels = tconv3d._C._last_cuda_kernels()
+    expected = expected_kernels(kernel_policy, TENSOR_CORE_CONFIGS[name], dtype)
     assert kernels["forward"] == expected["forward"]
     assert kernels["grad_input"] == expected["grad_input"]
     assert kernels["grad_weight"] in expected["grad_weight"]
@@ -158,17 +159,20 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
 
-def expected_kernels(policy):
+def expected_kernels(policy, config, dtype):
     """The kernel families a forced policy runs; wgmma falls back to the
     mma.sync GEMM where the Hopper one does not run (test_wgmma_runs_on_hopper
-    makes sure that is only off Hopper)."""
+    makes sure that is only off Hopper), its loader as the shape allows
+    (expected_wgmma_loaders)."""
     tensor_core = {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
                    "grad_weight": {"grad_weight_gemm", "grad_weight_gemm_channels_last"}}
     if policy == "gather":
         return {"forward": "forward_gather", "grad_input": "grad_input_gather",
                 "grad_weight": {"grad_weight_reduce"}}
     if policy == "wgmma" and tconv3d._C._wgmma_available():
-        return dict(tensor_core, forward="tensor_core_gemm_sm90", grad_input="tensor_core_gemm_sm90")
+        forward, grad_input = expected_wgmma_loaders(config, dtype)
+        return dict(tensor_core, forward=forward, grad_input=grad_input,
+                    grad_weight=tensor_core["grad_weight"] | {"grad_weight_gemm_sm90"})
     return tensor_core
 
 
@@ -328,29 +332,55 @@ def wgmma_grid(request):
 def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     """The persistent Hopper GEMM with its grid capped: each CTA walks many
     tiles, its stage ring wraps around mid-tile and across tiles (barrier
-    phases flip), and the producer runs ahead into the next tile."""
+    phases flip), and the producer runs ahead into the next tile.  The
+    cp.async loader, except where a group's 16 source channels are one TMA
+    row (many_m_tiles' forward, input_columns_56's grad-input)."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
-    run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
+    config = TENSOR_CORE_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
-    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_sm90"
+    assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(config, dtype)
+
+
+def tma_row_bytes(channels_per_group, dtype):
+    """The Hopper GEMM's TMA rows for a group's source channels: 128 bytes
+    where they are whole 128-byte rows, 64 or 32 where they are exactly one
+    row that wide, else None (the cp.async loader)."""
+    row_bytes = channels_per_group * dtype.itemsize
+    return 128 if row_bytes % 128 == 0 else row_bytes if row_bytes in (32, 64) else None
 
 
 def expected_wgmma_loaders(config, dtype):
     """The kernels a config runs under the wgmma policy: the TMA loader where
-    the source's channels per group are whole 128-byte rows (and, grad-input,
+    the source's channels per group suit its rows (tma_row_bytes; grad-input,
     strides at most 8), the cp.async one elsewhere, and mma.sync for forward
     strides beyond the phase table."""
     _, cin, cout, groups, _, _, stride, *_ = config
     strides = (stride,) * 3 if isinstance(stride, int) else stride
-    row = 128 // dtype.itemsize
     if max(strides) > 8:
         forward = "tensor_core_gemm"
     else:
-        forward = "tensor_core_gemm_sm90" + ("_tma" if (cin // groups) % row == 0 else "")
-    tma_input = (cout // groups) % row == 0 and max(strides) <= 8
+        forward = "tensor_core_gemm_sm90" + ("_tma" if tma_row_bytes(cin // groups, dtype) else "")
+    tma_input = tma_row_bytes(cout // groups, dtype) and max(strides) <= 8
     return forward, "tensor_core_gemm_sm90" + ("_tma" if tma_input else "")
+
+
+def test_tma_configs_cover_every_row_width():
+    """TMA_CONFIGS reach the loader with each row width in each precision
+    family, both passes (so test_wgmma_tma_loader asserts each was taken):
+    128, 64 and 32 bytes in fp16/bf16 and TF32."""
+    for dtype in (torch.bfloat16, torch.float32):
+        for pass_ in ("forward", "grad_input"):
+            widths = set()
+            for config in TMA_CONFIGS.values():
+                loader = dict(zip(("forward", "grad_input"), expected_wgmma_loaders(config, dtype)))
+                _, cin, cout, groups, *_ = config
+                if loader[pass_].endswith("_tma"):
+                    channels = cin // groups if pass_ == "forward" else cout // groups
+                    widths.add(tma_row_bytes(channels, dtype))
+            assert widths == {32, 64, 128}, (dtype, pass_, widths)
 
 
 @requires_cuda
@@ -362,8 +392,9 @@ def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
     """The Hopper GEMM's tensor-map loader through the sweep: row boxes past
     the phase grid's ends, taps reaching outside the source (zero-filled by
     TMA), element strides up to 8, phases without taps, groups, several
-    128-byte stages per tap, partial column tiles, TF32 rounded in shared
-    memory; with 3 CTAs the stage ring wraps across tiles."""
+    128-byte stages per tap, single 64- and 32-byte rows (the narrower
+    swizzles), partial column tiles, TF32 rounded in shared memory; with 3
+    CTAs the stage ring wraps across tiles."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
@@ -471,6 +502,29 @@ def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile):
     dtype = use_precision(precision)
     config = (batch, cin, cout, groups, spatial, 3, 2, 1, 1, 1, True)
     run_parity(config, "contiguous", dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("name", list(GRAD_WEIGHT_SM90_CONFIGS))
+def test_hopper_grad_weight_gemm(name, layout, precision):
+    """The wgmma grad-weight GEMM (TMA boxes of x and of grad_output at each
+    tap's offset, MN-major operands) on every tile, split and unsplit
+    reductions, strides 1-8, dilation, groups; channels-last operands read in
+    place, NCDHW ones packed.  Elsewhere the mma.sync kernel, which the
+    tensor_core policy also forces here: both exact."""
+    dtype = use_precision(precision)
+    run_parity(GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype, "cuda")
+    hopper = tconv3d._C._wgmma_available() and not name.startswith("fallback")
+    expected = "grad_weight_gemm_sm90" if hopper else "grad_weight_gemm_channels_last"
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
+    tconv3d._C._set_kernel_policy("tensor_core")
+    try:
+        run_parity(GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype, "cuda")
+    finally:
+        tconv3d._C._set_kernel_policy("auto")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
 

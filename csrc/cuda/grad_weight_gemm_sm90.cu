@@ -1,0 +1,462 @@
+// Grad-weight on Hopper's warpgroup MMAs (wgmma, sm_90a) fed by TMA, for
+// fp16/bf16 operands laid out channels-last (read in place, or packed from
+// NCDHW by the op layer) whose groups hold whole multiples of 64 channels on
+// both sides:
+//
+//   C_k[ci, co] = Σ_i x[n, i, ci] · gy[n, i·s − p + k·d, co]   (group g, tap k)
+//
+// The mma.sync kernel (grad_weight_gemm_channels_last.cu) spends its SM
+// copying 16-byte pieces and transposing them through ldmatrix; here one
+// thread moves every byte with tensor-map copies and wgmma reads the
+// operands as they land.
+//
+// Rows (the GEMM's K) are the input positions of the whole grid, cut into
+// boxes of 64 (d × h × w powers of two, row_boxes.h).  A stage holds one box
+// of x, BM channels (BM/64 copies of 64 positions × 128 bytes), and the box of
+// gy the tap reaches from it, BN channels: every s-th output position from
+// i0·s − p + k·d (TMA's element strides).  Output positions outside gy — and
+// input positions past the grid's end — arrive as zeros, which is exactly the
+// masking the sum needs, so no row is decoded or bounds-checked.  Both
+// operands land as [position][128 bytes of channels] in the 128-byte
+// swizzle: K rows of M (or N) elements, the MN-major layout wgmma reads with
+// its transpose bits (mn_major_sw128_desc).
+//
+// Work units are (group, split, ci-tile, tap, co-tile), co-tile fastest so
+// units running together read the same x boxes from L2; split `s` of S covers
+// boxes [B·s/S, B·(s+1)/S) of the grid's B.  S is chosen from the shape alone
+// (results do not depend on the GPU): about two units per SM of a 132-SM
+// part, so one consumer's epilogue overlaps the other's main loop.
+//
+// Persistent CTAs, one per SM, as the forward GEMM (tensor_core_gemm_sm90.cu):
+// a producer warpgroup (one thread issues the copies into a 6-stage ring) and
+// two consumer warpgroups taking units in turn (ping-pong), each computing a
+// whole BM × BN tile: per stage and 16-row k-step, one m64nBNk16 per 64 rows
+// of ci.  Epilogue from registers: fp32 partials [split][tap][ci][co] (pairs
+// of co as one 8-byte store), combined in split order by
+// combine_partials_kernel; with one split, gw rounded once.  No atomics:
+// bitwise reproducible.
+#include "grad_weight_gemm.h"
+
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../index_math.h"
+#include "../scalar_convert.h"
+#include "dispatch.cuh"
+#include "grad_weight_launch.cuh"
+#include "implicit_gemm_walk.cuh"
+#include "mma_sm80.cuh"
+#include "row_boxes.h"
+#include "sm90_primitives.cuh"
+#include "tensor_map_encoder.h"
+
+namespace tconv3d::cuda {
+namespace gw90 {
+
+using namespace sm90;
+
+constexpr int kLogBoxRows = 6;                    // positions per box and stage: 64
+constexpr int kBoxRows = 1 << kLogBoxRows;
+constexpr int kChunk = 64;                        // channels per copy: one 128-byte row
+constexpr int kChunkBytes = kBoxRows * 128;       // one copy's box: 8 KB
+constexpr int kConsumers = 2;
+constexpr int kThreads = 128 * (1 + kConsumers);
+constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
+constexpr int kProducerRegs = 64, kConsumerRegs = 216;
+static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
+              "consumers would wait forever for registers");
+constexpr int kStages = 6;
+constexpr int kMaxElementStride = 8;  // TMA's traversal strides
+// Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
+// SM count: the splits, and so the sums' order, depend on the shape alone.
+constexpr int64_t kTargetUnits = 2 * 132;
+constexpr int64_t kMinBoxesPerSplit = 8;
+
+template <int BM, int BN>
+struct Layout {
+  static constexpr int kABytes = BM / kChunk * kChunkBytes;
+  static constexpr int kStageBytes = kABytes + BN / kChunk * kChunkBytes;
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
+};
+
+struct SharedState {
+  uint64_t full[kStages], empty[kStages];
+  uint64_t mainloop_done[kConsumers];
+};
+
+// Everything a unit's decoding needs, fixed per launch.
+struct Geometry {
+  int64_t groups, splits, tiles_m, tiles_n, taps;
+  int64_t boxes;                  // B: boxes of the grid, all samples
+  int boxes_axis[3], log_box[3];  // per axis (d, h, w)
+  int kernel[3], stride[3], shift0[3], dilation[3];  // o = i·s + shift0 + k·d
+  int in_per_group, out_per_group;
+  int64_t in_channels, numel;
+  float* workspace;   // null: one split, write gw
+  void* grad_weight;  // at `weight` strides
+  Strides5 weight;
+};
+
+struct Unit {
+  int group, tm, tn, tap, k[3];
+  int64_t split, box0, box1;
+};
+
+__device__ __forceinline__ Unit decode_unit(const Geometry& g, int64_t u) {
+  Unit w;
+  w.tn = int(u % g.tiles_n);
+  u /= g.tiles_n;
+  w.tap = int(u % g.taps);
+  u /= g.taps;
+  w.tm = int(u % g.tiles_m);
+  u /= g.tiles_m;
+  w.split = u % g.splits;
+  w.group = int(u / g.splits);
+  w.k[2] = w.tap % g.kernel[2];
+  w.k[1] = (w.tap / g.kernel[2]) % g.kernel[1];
+  w.k[0] = w.tap / (g.kernel[2] * g.kernel[1]);
+  w.box0 = g.boxes * w.split / g.splits;
+  w.box1 = g.boxes * (w.split + 1) / g.splits;
+  return w;
+}
+
+template <int BM, int BN>
+__device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_map,
+                                        const CUtensorMap& gy_map, const SharedState& st,
+                                        uint32_t smem0, int64_t units) {
+  using L = Layout<BM, BN>;
+  if (threadIdx.x != 0) return;
+  const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
+  uint32_t seq = 0;
+  for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit w = decode_unit(g, u);
+    int shift[3];
+#pragma unroll
+    for (int a = 0; a < 3; ++a) shift[a] = g.shift0[a] + w.k[a] * g.dilation[a];
+    const int ci0 = w.group * g.in_per_group + w.tm * BM;
+    const int co0 = w.group * g.out_per_group + w.tn * BN;
+    for (int64_t b = w.box0; b < w.box1; ++b, ++seq) {
+      int64_t r = b;
+      int i0[3];
+#pragma unroll
+      for (int a = 2; a >= 0; --a) {
+        i0[a] = int(r % g.boxes_axis[a]) << g.log_box[a];
+        r /= g.boxes_axis[a];
+      }
+      const int n = int(r);
+      const uint32_t s = seq % kStages, full = full0 + 8 * s;
+      if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+      const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
+      mbarrier_arrive_expect_tx(full, L::kStageBytes);
+#pragma unroll
+      for (int j = 0; j < BM / kChunk; ++j) {
+        tma_load_5d(sa + j * kChunkBytes, &x_map, full, ci0 + j * kChunk, i0[2], i0[1], i0[0], n);
+      }
+#pragma unroll
+      for (int j = 0; j < BN / kChunk; ++j) {
+        tma_load_5d(sb + j * kChunkBytes, &gy_map, full, co0 + j * kChunk,
+                    i0[2] * g.stride[2] + shift[2], i0[1] * g.stride[1] + shift[1],
+                    i0[0] * g.stride[0] + shift[0], n);
+      }
+    }
+  }
+}
+
+// A consumer warpgroup takes every other unit and computes its whole tile.
+// It starts a unit's main loop only once the other warpgroup has finished
+// the previous unit's: then every stage before this unit has been filled, so
+// a barrier it waits on is never more than one phase behind.
+template <typename scalar_t, int BM, int BN>
+__device__ __forceinline__ void consume(const Geometry& g, const SharedState& st, uint32_t smem0,
+                                        int64_t units) {
+  using L = Layout<BM, BN>;
+  constexpr int kHalves = BM / 64;  // m64 wgmmas per k-step
+  const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
+  const uint32_t done0 = smem_addr(st.mainloop_done);
+  auto release = [&](uint32_t seq) {
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(empty0 + 8 * (seq % kStages));
+  };
+
+  float acc[kHalves][BN / 2];
+  uint32_t seq = 0;
+  int turn = 0;
+  for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit w = decode_unit(g, u);
+    const int stages = int(w.box1 - w.box0);
+    const int i = turn++;
+    if (i % kConsumers != wg) {
+      seq += uint32_t(stages);
+      continue;
+    }
+    if (i > 0) mbarrier_wait(done0 + 8 * (1 - wg), uint32_t((i - 1) / kConsumers) & 1);
+#pragma unroll
+    for (int h = 0; h < kHalves; ++h) {
+#pragma unroll
+      for (int e = 0; e < BN / 2; ++e) acc[h][e] = 0.f;
+      fence_accumulators(acc[h]);
+    }
+    for (int stage = 0; stage < stages; ++stage, ++seq) {
+      const uint32_t s = seq % kStages;
+      mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
+      const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kBoxRows / 16; ++ks) {
+        const uint64_t bd = mn_major_sw128_desc(b + 2048 * ks, kChunkBytes);
+#pragma unroll
+        for (int h = 0; h < kHalves; ++h) {
+          WgmmaMnMajor<scalar_t, BN>::run(acc[h], mn_major_sw128_desc(a + h * kChunkBytes + 2048 * ks, kChunkBytes), bd);
+        }
+      }
+      wgmma_commit();
+      wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
+      if (stage > 0) release(seq - 1);
+    }
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
+    wgmma_wait<0>();
+#pragma unroll
+    for (int h = 0; h < kHalves; ++h) fence_accumulators(acc[h]);
+    if (stages > 0) release(seq - 1);
+
+    // Thread (warp, lane) holds ci rows 64·half + 16·warp + lane/4 (+8) and
+    // co columns 8j + 2·(lane%4) (+1) of the tile.
+    const int64_t ci_base = int64_t(w.group) * g.in_per_group + int64_t(w.tm) * BM;
+    const int co_base = w.tn * BN;
+#pragma unroll
+    for (int half = 0; half < kHalves; ++half) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t ci = ci_base + half * 64 + warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const int co = co_base + 8 * j + 2 * (lane % 4);
+          const float v0 = acc[half][4 * j + 2 * h], v1 = acc[half][4 * j + 2 * h + 1];
+          if (g.workspace != nullptr) {
+            float* dst = g.workspace + w.split * g.numel +
+                         (int64_t(w.tap) * g.in_channels + ci) * g.out_per_group + co;
+            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+          } else {
+            scalar_t* gw = static_cast<scalar_t*>(g.grad_weight) + ci * g.weight.n +
+                           w.k[0] * g.weight.d + w.k[1] * g.weight.h + w.k[2] * g.weight.w;
+            gw[co * g.weight.c] = from_acc<scalar_t>(v0);
+            gw[(co + 1) * g.weight.c] = from_acc<scalar_t>(v1);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t, int BM, int BN>
+__global__ void __launch_bounds__(kThreads, 1)
+    grad_weight_gemm_sm90_kernel(const __grid_constant__ Geometry g,
+                                 const __grid_constant__ CUtensorMap x_map,
+                                 const __grid_constant__ CUtensorMap gy_map) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ SharedState st;
+  const uint32_t smem0 = (smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms
+  const int tid = threadIdx.x;
+  if (tid < kStages) {
+    mbarrier_init(smem_addr(&st.full[tid]), 1);   // the issuing thread's arrive.expect_tx
+    mbarrier_init(smem_addr(&st.empty[tid]), 4);  // each warp of the consuming warpgroup
+  }
+  if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
+  __syncthreads();
+  const int64_t units = g.groups * g.splits * g.tiles_m * g.taps * g.tiles_n;
+  if (tid < 128) {
+    release_registers<kProducerRegs>();
+    produce<BM, BN>(g, x_map, gy_map, st, smem0, units);
+  } else {
+    claim_registers<kConsumerRegs>();
+    consume<scalar_t, BM, BN>(g, st, smem0, units);
+  }
+#else
+  __trap();  // never launched: grad_weight_gemm_sm90_runs_here requires sm_90a code
+#endif
+}
+
+// Tiles: 128 channels a side where the group's count allows, else 64.
+int tile_side(int64_t per_group) { return per_group % 128 == 0 ? 128 : 64; }
+
+// The decomposition, from the shape alone; false where the shape does not
+// suit the kernel (boxes beyond TMA's limits).
+bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {
+  int64_t rows[3], element_stride[3];
+  for (int a = 0; a < 3; ++a) {
+    rows[a] = p.axis[a].in;
+    element_stride[a] = p.axis[a].stride;
+    if (p.axis[a].stride > kMaxElementStride) return false;
+  }
+  RowBoxes boxes{};
+  if (!choose_row_boxes(rows, element_stride, kLogBoxRows, boxes)) return false;
+  g = Geometry{};
+  g.groups = p.groups;
+  g.tiles_m = p.in_per_group / tile_side(p.in_per_group);
+  g.tiles_n = p.out_per_group / tile_side(p.out_per_group);
+  g.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  g.boxes = p.batch;
+  for (int a = 0; a < 3; ++a) {
+    g.boxes_axis[a] = int(boxes.boxes[a]);
+    g.log_box[a] = boxes.log_box[a];
+    g.boxes *= boxes.boxes[a];
+    g.kernel[a] = int(p.axis[a].kernel);
+    g.stride[a] = int(p.axis[a].stride);
+    g.dilation[a] = int(p.axis[a].dilation);
+    g.shift0[a] = -int(p.axis[a].padding);
+  }
+  g.in_per_group = int(p.in_per_group);
+  g.out_per_group = int(p.out_per_group);
+  g.in_channels = p.in_channels;
+  g.numel = p.in_channels * p.out_per_group * g.taps;
+  const int64_t base = g.groups * g.tiles_m * g.taps * g.tiles_n;
+  int64_t splits = base >= kTargetUnits ? 1 : kTargetUnits / base;
+  const int64_t by_rows = g.boxes / kMinBoxesPerSplit;
+  if (splits > by_rows) splits = by_rows;
+  if (g.numel > 0 && splits > gw_gemm::kMaxPartials / g.numel) splits = gw_gemm::kMaxPartials / g.numel;
+  g.splits = splits < 1 ? 1 : splits;
+
+  pl = gw_gemm::Plan{};
+  pl.bm = tile_side(p.in_per_group);
+  pl.bn = tile_side(p.out_per_group);
+  pl.groups = g.groups;
+  pl.tiles_m = g.tiles_m;
+  pl.tiles_n = g.tiles_n;
+  pl.taps = g.taps;
+  pl.splits = g.splits;
+  pl.numel = g.numel;
+  pl.blocks = base * g.splits;
+  return pl.blocks <= INT_MAX;
+}
+
+template <typename scalar_t, int BM, int BN>
+cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
+                        int64_t units, cudaStream_t stream) {
+  constexpr auto kernel = grad_weight_gemm_sm90_kernel<scalar_t, BM, BN>;
+  constexpr int smem = Layout<BM, BN>::kSmemBytes;
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
+  if (err != cudaSuccess) return err;
+  const int64_t cap = igemm::sm_count();
+  const int64_t ctas = units < cap ? units : cap;
+  kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(g, x_map, gy_map);
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
+cudaError_t launch_typed(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
+                         int bm, int bn, int64_t units, cudaStream_t stream) {
+  if (bm == 128 && bn == 128) return launch_tile<scalar_t, 128, 128>(g, x_map, gy_map, units, stream);
+  if (bm == 128) return launch_tile<scalar_t, 128, 64>(g, x_map, gy_map, units, stream);
+  if (bn == 128) return launch_tile<scalar_t, 64, 128>(g, x_map, gy_map, units, stream);
+  return launch_tile<scalar_t, 64, 64>(g, x_map, gy_map, units, stream);
+}
+
+// A channels-last operand as a 5-D tensor map: [N][D][H][W][channels of all
+// groups], boxes of 64 channels × the row box's positions, every
+// element_stride[a]-th position along each axis.
+bool encode(CUtensorMap& map, CUtensorMapDataType type, const void* base, int64_t channels,
+            const int64_t (&extent)[3], int64_t batch, const int64_t (&strides)[4],
+            const int (&log_box)[3], const int (&element_stride)[3]) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode_tiled = tensor_map_encoder();
+  if (encode_tiled == nullptr) return false;
+  constexpr int64_t kElement = 2;
+  const cuuint64_t dim[5] = {cuuint64_t(channels), cuuint64_t(extent[2]), cuuint64_t(extent[1]),
+                             cuuint64_t(extent[0]), cuuint64_t(batch)};
+  const cuuint64_t stride[4] = {cuuint64_t(strides[3] * kElement), cuuint64_t(strides[2] * kElement),
+                                cuuint64_t(strides[1] * kElement), cuuint64_t(strides[0] * kElement)};
+  const cuuint32_t box[5] = {cuuint32_t(kChunk), cuuint32_t((1 << log_box[2]) * element_stride[2]),
+                             cuuint32_t((1 << log_box[1]) * element_stride[1]),
+                             cuuint32_t((1 << log_box[0]) * element_stride[0]), 1};
+  const cuuint32_t step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
+                              cuuint32_t(element_stride[0]), 1};
+  return encode_tiled(&map, type, 5, const_cast<void*>(base), dim, stride, box, step,
+                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace gw90
+
+bool grad_weight_gemm_sm90_runs_here() {
+#if defined(TCONV3D_WITH_SM90A)
+  return kernel_runs_here<gw90::grad_weight_gemm_sm90_kernel<__nv_bfloat16, 64, 64>,
+                          ArchNeed::Sm90a>();
+#else
+  return false;  // built without sm_90a code: the kernel bodies are empty
+#endif
+}
+
+bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                    const GradWeightOperands& ops) {
+  if (dtype != ScalarKind::Float16 && dtype != ScalarKind::BFloat16) return false;
+  if (p.in_per_group % gw90::kChunk != 0 || p.out_per_group % gw90::kChunk != 0) return false;
+  // Channels exactly the group's (no padding: a box must not read into the
+  // next group's), strides and addresses as TMA needs them (16-byte multiples).
+  if (ops.input_channels != p.in_per_group || ops.grad_output_channels != p.out_per_group) {
+    return false;
+  }
+  const int64_t strides[8] = {ops.input_n,         ops.input_d,         ops.input_h,
+                              ops.input_w,         ops.grad_output_n,   ops.grad_output_d,
+                              ops.grad_output_h,   ops.grad_output_w};
+  for (const int64_t s : strides) {
+    if (s % 8 != 0 || s <= 0 || s >= (int64_t(1) << 38)) return false;
+  }
+  if (reinterpret_cast<uintptr_t>(ops.input) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(ops.grad_output) % 16 != 0) {
+    return false;
+  }
+  gw90::Geometry g;
+  gw_gemm::Plan pl;
+  return gw90::plan(p, g, pl) && grad_weight_gemm_sm90_runs_here();
+}
+
+int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p) {
+  gw90::Geometry g;
+  gw_gemm::Plan pl;
+  return gw90::plan(p, g, pl) ? gw_gemm::workspace_elems(pl) : 0;
+}
+
+cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                         const GradWeightOperands& ops) {
+  gw90::Geometry g;
+  gw_gemm::Plan pl;
+  if (!gw90::plan(p, g, pl)) return cudaErrorInvalidConfiguration;
+  if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
+  g.workspace = pl.splits > 1 ? ops.workspace : nullptr;
+  g.grad_weight = ops.grad_weight;
+  g.weight = p.weight;
+  const CUtensorMapDataType type =
+      cfg.dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
+  const int64_t out_extent[3] = {p.axis[0].out, p.axis[1].out, p.axis[2].out};
+  const int64_t x_strides[4] = {ops.input_n, ops.input_d, ops.input_h, ops.input_w};
+  const int64_t gy_strides[4] = {ops.grad_output_n, ops.grad_output_d, ops.grad_output_h,
+                                 ops.grad_output_w};
+  const int unit_stride[3] = {1, 1, 1};
+  CUtensorMap x_map, gy_map;
+  if (!gw90::encode(x_map, type, ops.input, p.in_channels, in_extent, p.batch, x_strides,
+                    g.log_box, unit_stride) ||
+      !gw90::encode(gy_map, type, ops.grad_output, p.out_channels, out_extent, p.batch,
+                    gy_strides, g.log_box, g.stride)) {
+    return cudaErrorInvalidValue;
+  }
+  return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo>(
+      p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto) -> cudaError_t {
+        using scalar_t = decltype(scalar);
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          return cudaErrorInvalidValue;  // fp16/bf16 only (supports says so)
+        } else {
+          return gw90::launch_typed<scalar_t>(g, x_map, gy_map, pl.bm, pl.bn, pl.blocks, cfg.stream);
+        }
+      });
+}
+
+}  // namespace tconv3d::cuda
