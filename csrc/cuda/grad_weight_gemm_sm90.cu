@@ -11,30 +11,34 @@
 // operands as they land.
 //
 // Rows (the GEMM's K) are the input positions of the whole grid, cut into
-// boxes of 64 (d × h × w powers of two, row_boxes.h).  A stage holds one box
-// of x, BM channels (BM/64 copies of 64 positions × 128 bytes), and the box of
-// gy the tap reaches from it, BN channels: every s-th output position from
-// i0·s − p + k·d (TMA's element strides).  Output positions outside gy — and
-// input positions past the grid's end — arrive as zeros, which is exactly the
+// boxes of 64 (d × h × w powers of two, row_boxes.h).  Columns are (tap, co)
+// pairs, co fastest, so a 128-wide tile of a 64-channel group spans two taps
+// that share each x box.  A stage holds one box of x, BM channels (BM/64
+// copies of 64 positions × 128 bytes), and per 64 columns the box of gy
+// their tap reaches from it: every s-th output position from i0·s − p + k·d
+// (TMA's element strides).  Output positions outside gy — and input
+// positions past the grid's end — arrive as zeros, which is exactly the
 // masking the sum needs, so no row is decoded or bounds-checked.  Both
 // operands land as [position][128 bytes of channels] in the 128-byte
 // swizzle: K rows of M (or N) elements, the MN-major layout wgmma reads with
 // its transpose bits (mn_major_sw128_desc).
 //
-// Work units are (group, split, ci-tile, tap, co-tile), co-tile fastest so
-// units running together read the same x boxes from L2; split `s` of S covers
-// boxes [B·s/S, B·(s+1)/S) of the grid's B.  S is chosen from the shape alone
-// (results do not depend on the GPU): about two units per SM of a 132-SM
-// part, so one consumer's epilogue overlaps the other's main loop.
+// Work units are (group, split, ci-tile, column tile), columns fastest so
+// units running together read the same x boxes from L2; split `s` of S
+// covers boxes [B·s/S, B·(s+1)/S) of the grid's B.  S is chosen from the
+// shape alone (results do not depend on the GPU): about two units per SM of
+// a 132-SM part, so one consumer's epilogue overlaps the other's main loop.
 //
 // Persistent CTAs, one per SM, as the forward GEMM (tensor_core_gemm_sm90.cu):
 // a producer warpgroup (one thread issues the copies into a 6-stage ring) and
 // two consumer warpgroups taking units in turn (ping-pong), each computing a
 // whole BM × BN tile: per stage and 16-row k-step, one m64nBNk16 per 64 rows
 // of ci.  Epilogue from registers: fp32 partials [split][tap][ci][co] (pairs
-// of co as one 8-byte store), combined in split order by
-// combine_partials_kernel; with one split, gw rounded once.  No atomics:
-// bitwise reproducible.
+// of co as one 8-byte store), even with one split: gw keeps its taps
+// innermost, so stores straight into it would be 2-byte writes kD·kH·kW
+// elements apart (the 512→256 bottleneck spent most of its 70 us on them).
+// combine_tap_major_kernel then adds the splits in order, rounds once and
+// writes gw in its own order.  No atomics: bitwise reproducible.
 #include "grad_weight_gemm.h"
 
 #include <climits>
@@ -91,19 +95,17 @@ struct SharedState {
 
 // Everything a unit's decoding needs, fixed per launch.
 struct Geometry {
-  int64_t groups, splits, tiles_m, tiles_n, taps;
+  int64_t groups, splits, tiles_m, tiles_n, taps;  // tiles_n over taps × Cout/G columns
   int64_t boxes;                  // B: boxes of the grid, all samples
   int boxes_axis[3], log_box[3];  // per axis (d, h, w)
   int kernel[3], stride[3], shift0[3], dilation[3];  // o = i·s + shift0 + k·d
   int in_per_group, out_per_group;
   int64_t in_channels, numel;
-  float* workspace;   // null: one split, write gw
-  void* grad_weight;  // at `weight` strides
-  Strides5 weight;
+  float* workspace;  // splits × numel partial sums, tap-major
 };
 
 struct Unit {
-  int group, tm, tn, tap, k[3];
+  int group, tm, tn;
   int64_t split, box0, box1;
 };
 
@@ -111,18 +113,23 @@ __device__ __forceinline__ Unit decode_unit(const Geometry& g, int64_t u) {
   Unit w;
   w.tn = int(u % g.tiles_n);
   u /= g.tiles_n;
-  w.tap = int(u % g.taps);
-  u /= g.taps;
   w.tm = int(u % g.tiles_m);
   u /= g.tiles_m;
   w.split = u % g.splits;
   w.group = int(u / g.splits);
-  w.k[2] = w.tap % g.kernel[2];
-  w.k[1] = (w.tap / g.kernel[2]) % g.kernel[1];
-  w.k[0] = w.tap / (g.kernel[2] * g.kernel[1]);
   w.box0 = g.boxes * w.split / g.splits;
   w.box1 = g.boxes * (w.split + 1) / g.splits;
   return w;
+}
+
+// Column block j (64 columns) of co-tile tn: its tap and first output channel
+// within the group; tap == taps past the last column.
+struct ColumnBlock {
+  int tap, co;
+};
+__device__ __forceinline__ ColumnBlock column_block(const Geometry& g, int tn, int j, int bn) {
+  const int column = tn * bn + j * kChunk;
+  return {column / g.out_per_group, column % g.out_per_group};
 }
 
 template <int BM, int BN>
@@ -135,20 +142,47 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
   uint32_t seq = 0;
   for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
     const Unit w = decode_unit(g, u);
-    int shift[3];
+    // Per 64-column block: the grad_output channel and the tap's offset from
+    // o = i·s (a block past the last tap reads outside the tensor: zeros).
+    int shift[BN / kChunk][3], co[BN / kChunk], sample_offset[BN / kChunk];
 #pragma unroll
-    for (int a = 0; a < 3; ++a) shift[a] = g.shift0[a] + w.k[a] * g.dilation[a];
+    for (int j = 0; j < BN / kChunk; ++j) {
+      const ColumnBlock c = column_block(g, w.tn, j, BN);
+      const int k[3] = {c.tap / (g.kernel[1] * g.kernel[2]), (c.tap / g.kernel[2]) % g.kernel[1],
+                        c.tap % g.kernel[2]};
+#pragma unroll
+      for (int a = 0; a < 3; ++a) shift[j][a] = g.shift0[a] + k[a] * g.dilation[a];
+      co[j] = w.group * g.out_per_group + c.co;
+      sample_offset[j] = c.tap < g.taps ? 0 : 1 << 30;
+    }
     const int ci0 = w.group * g.in_per_group + w.tm * BM;
-    const int co0 = w.group * g.out_per_group + w.tn * BN;
-    for (int64_t b = w.box0; b < w.box1; ++b, ++seq) {
-      int64_t r = b;
-      int i0[3];
+    // The unit's first box, decoded once; later ones by carrying (64-bit
+    // divisions per stage would hold the one issuing thread back longer than
+    // the MMAs take).
+    int box[3], n;
+    {
+      int64_t r = w.box0;
 #pragma unroll
       for (int a = 2; a >= 0; --a) {
-        i0[a] = int(r % g.boxes_axis[a]) << g.log_box[a];
+        box[a] = int(r % g.boxes_axis[a]);
         r /= g.boxes_axis[a];
       }
-      const int n = int(r);
+      n = int(r);
+    }
+    for (int64_t b = w.box0; b < w.box1; ++b, ++seq) {
+      int i0[3];
+#pragma unroll
+      for (int a = 0; a < 3; ++a) i0[a] = box[a] << g.log_box[a];
+      if (++box[2] == g.boxes_axis[2]) {
+        box[2] = 0;
+        if (++box[1] == g.boxes_axis[1]) {
+          box[1] = 0;
+          if (++box[0] == g.boxes_axis[0]) {
+            box[0] = 0;
+            ++n;
+          }
+        }
+      }
       const uint32_t s = seq % kStages, full = full0 + 8 * s;
       if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
       const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
@@ -159,9 +193,9 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
       }
 #pragma unroll
       for (int j = 0; j < BN / kChunk; ++j) {
-        tma_load_5d(sb + j * kChunkBytes, &gy_map, full, co0 + j * kChunk,
-                    i0[2] * g.stride[2] + shift[2], i0[1] * g.stride[1] + shift[1],
-                    i0[0] * g.stride[0] + shift[0], n);
+        tma_load_5d(sb + j * kChunkBytes, &gy_map, full, co[j], i0[2] * g.stride[2] + shift[j][2],
+                    i0[1] * g.stride[1] + shift[j][1], i0[0] * g.stride[0] + shift[j][0],
+                    n + sample_offset[j]);
       }
     }
   }
@@ -229,25 +263,22 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
     // Thread (warp, lane) holds ci rows 64·half + 16·warp + lane/4 (+8) and
     // co columns 8j + 2·(lane%4) (+1) of the tile.
     const int64_t ci_base = int64_t(w.group) * g.in_per_group + int64_t(w.tm) * BM;
-    const int co_base = w.tn * BN;
+    float* const partials = g.workspace + w.split * g.numel;
 #pragma unroll
-    for (int half = 0; half < kHalves; ++half) {
+    for (int block = 0; block < BN / kChunk; ++block) {
+      const ColumnBlock c = column_block(g, w.tn, block, BN);
+      if (c.tap >= g.taps) continue;
+      float* const tap_base = partials + int64_t(c.tap) * g.in_channels * g.out_per_group + c.co;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int64_t ci = ci_base + half * 64 + warp * 16 + lane / 4 + 8 * h;
+      for (int half = 0; half < kHalves; ++half) {
 #pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-          const int co = co_base + 8 * j + 2 * (lane % 4);
-          const float v0 = acc[half][4 * j + 2 * h], v1 = acc[half][4 * j + 2 * h + 1];
-          if (g.workspace != nullptr) {
-            float* dst = g.workspace + w.split * g.numel +
-                         (int64_t(w.tap) * g.in_channels + ci) * g.out_per_group + co;
-            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
-          } else {
-            scalar_t* gw = static_cast<scalar_t*>(g.grad_weight) + ci * g.weight.n +
-                           w.k[0] * g.weight.d + w.k[1] * g.weight.h + w.k[2] * g.weight.w;
-            gw[co * g.weight.c] = from_acc<scalar_t>(v0);
-            gw[(co + 1) * g.weight.c] = from_acc<scalar_t>(v1);
+        for (int h = 0; h < 2; ++h) {
+          const int64_t ci = ci_base + half * 64 + warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+          for (int j = 8 * block; j < 8 * block + 8; ++j) {
+            const int co = 8 * (j - 8 * block) + 2 * (lane % 4);
+            *reinterpret_cast<float2*>(tap_base + ci * g.out_per_group + co) =
+                make_float2(acc[half][4 * j + 2 * h], acc[half][4 * j + 2 * h + 1]);
           }
         }
       }
@@ -271,7 +302,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
   __syncthreads();
-  const int64_t units = g.groups * g.splits * g.tiles_m * g.taps * g.tiles_n;
+  const int64_t units = g.groups * g.splits * g.tiles_m * g.tiles_n;
   if (tid < 128) {
     release_registers<kProducerRegs>();
     produce<BM, BN>(g, x_map, gy_map, st, smem0, units);
@@ -284,8 +315,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// Tiles: 128 channels a side where the group's count allows, else 64.
-int tile_side(int64_t per_group) { return per_group % 128 == 0 ? 128 : 64; }
+// Tiles: 128 input channels where the group's count allows, else 64; 128
+// columns of (tap, co) — two taps of a 64-channel group share a tile, and so
+// the x box they both read — unless there are only 64.
+int tile_m(const ConvTranspose3dParams& p) { return p.in_per_group % 128 == 0 ? 128 : 64; }
+int tile_n(int64_t columns) { return columns >= 128 ? 128 : 64; }
 
 // The decomposition, from the shape alone; false where the shape does not
 // suit the kernel (boxes beyond TMA's limits).
@@ -300,9 +334,10 @@ bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {
   if (!choose_row_boxes(rows, element_stride, kLogBoxRows, boxes)) return false;
   g = Geometry{};
   g.groups = p.groups;
-  g.tiles_m = p.in_per_group / tile_side(p.in_per_group);
-  g.tiles_n = p.out_per_group / tile_side(p.out_per_group);
   g.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  const int64_t columns = g.taps * p.out_per_group;
+  g.tiles_m = p.in_per_group / tile_m(p);
+  g.tiles_n = (columns + tile_n(columns) - 1) / tile_n(columns);
   g.boxes = p.batch;
   for (int a = 0; a < 3; ++a) {
     g.boxes_axis[a] = int(boxes.boxes[a]);
@@ -317,7 +352,7 @@ bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {
   g.out_per_group = int(p.out_per_group);
   g.in_channels = p.in_channels;
   g.numel = p.in_channels * p.out_per_group * g.taps;
-  const int64_t base = g.groups * g.tiles_m * g.taps * g.tiles_n;
+  const int64_t base = g.groups * g.tiles_m * g.tiles_n;
   int64_t splits = base >= kTargetUnits ? 1 : kTargetUnits / base;
   const int64_t by_rows = g.boxes / kMinBoxesPerSplit;
   if (splits > by_rows) splits = by_rows;
@@ -325,8 +360,8 @@ bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {
   g.splits = splits < 1 ? 1 : splits;
 
   pl = gw_gemm::Plan{};
-  pl.bm = tile_side(p.in_per_group);
-  pl.bn = tile_side(p.out_per_group);
+  pl.bm = tile_m(p);
+  pl.bn = tile_n(columns);
   pl.groups = g.groups;
   pl.tiles_m = g.tiles_m;
   pl.tiles_n = g.tiles_n;
@@ -421,7 +456,7 @@ bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind d
 int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p) {
   gw90::Geometry g;
   gw_gemm::Plan pl;
-  return gw90::plan(p, g, pl) ? gw_gemm::workspace_elems(pl) : 0;
+  return gw90::plan(p, g, pl) ? pl.splits * pl.numel : 0;  // one split too: see the epilogue
 }
 
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -430,9 +465,7 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   gw_gemm::Plan pl;
   if (!gw90::plan(p, g, pl)) return cudaErrorInvalidConfiguration;
   if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
-  g.workspace = pl.splits > 1 ? ops.workspace : nullptr;
-  g.grad_weight = ops.grad_weight;
-  g.weight = p.weight;
+  g.workspace = ops.workspace;
   const CUtensorMapDataType type =
       cfg.dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
@@ -448,7 +481,7 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
                     gy_strides, g.log_box, g.stride)) {
     return cudaErrorInvalidValue;
   }
-  return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo>(
+  return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo, /*always_partials=*/true>(
       p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto) -> cudaError_t {
         using scalar_t = decltype(scalar);
         if constexpr (std::is_same_v<scalar_t, float>) {

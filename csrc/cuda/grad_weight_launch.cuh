@@ -21,13 +21,38 @@ namespace tconv3d::cuda::gw_gemm {
 // combined by combine_partials_kernel, which sees it as a permutation of gw.
 enum class PartialOrder { CiCoTap, TapCiCo };
 
+// gw[ci, co, kd, kh, kw] = Σ_s partial[s][tap][ci][co] in split order, one
+// thread per element of gw in its logical order [ci][co][kd][kh][kw] — a
+// contiguous gw's memory order, so the stores coalesce.  The loads stride by
+// Cin·Cout/G floats, but the 8 co of each 32-byte sector are read by nearby
+// threads of the same block, which L1 serves.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    combine_tap_major_kernel(const float* __restrict__ partial, int64_t splits, int64_t numel,
+                             int64_t in_channels, int64_t out_per_group, int64_t kh, int64_t kw,
+                             int64_t taps, Strides5 dst, scalar_t* __restrict__ result) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < numel;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t tap = e % taps, co = (e / taps) % out_per_group, ci = e / (taps * out_per_group);
+    const float* src = partial + (tap * in_channels + ci) * out_per_group + co;
+    float acc = 0.f;
+    for (int64_t s = 0; s < splits; ++s) acc += src[s * numel];
+    const int64_t w = tap % kw, h = (tap / kw) % kh, d = tap / (kw * kh);
+    result[ci * dst.n + co * dst.c + d * dst.d + h * dst.h + w * dst.w] = from_acc<scalar_t>(acc);
+  }
+}
+
 // launch(scalar_t{}, index_t{}) launches the GEMM kernel and returns its error.
-template <PartialOrder order = PartialOrder::CiCoTap, typename Launch>
+// always_partials: the kernel writes partials even with one split (they are
+// then combined as any others).
+template <PartialOrder order = PartialOrder::CiCoTap, bool always_partials = false,
+          typename Launch>
 cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg, const Plan& pl,
                            float* workspace, void* grad_weight, Launch&& launch) {
   if (pl.numel == 0) return cudaSuccess;
   if (pl.blocks > int64_t(INT_MAX)) return cudaErrorInvalidConfiguration;
-  if (pl.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
+  const bool combine = always_partials || pl.splits > 1;
+  if (combine && workspace == nullptr) return cudaErrorInvalidValue;
   // Rows of one tap must fit index_t: guaranteed for int32 when x has < 2^31
   // elements (rows ≤ N·D·H·W ≤ numel(x)); refuse otherwise.
   const int64_t max_rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
@@ -36,19 +61,16 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
   auto run = [&](auto scalar) {
     using scalar_t = decltype(scalar);
     dispatch_index(cfg.wide_index, [&](auto index) { err = launch(scalar, index); });
-    if (err == cudaSuccess && pl.splits > 1) {
-      // The combine walks the partials' dense order as 5-D (outermost first)
-      // and writes each sum at the strides of the same dimensions of gw.
-      const Strides5 w = p.weight;
-      const bool tap_major = order == PartialOrder::TapCiCo;  // [kD][kH][kW][Cin][Cout/G]
-      const int64_t sizes[4] = {tap_major ? p.axis[1].kernel : p.out_per_group,
-                                tap_major ? p.axis[2].kernel : p.axis[0].kernel,
-                                tap_major ? p.in_channels : p.axis[1].kernel,
-                                tap_major ? p.out_per_group : p.axis[2].kernel};
-      const Strides5 dst = tap_major ? Strides5{w.d, w.h, w.w, w.n, w.c} : w;
-      combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
-          workspace, pl.splits, pl.numel, sizes[0], sizes[1], sizes[2], sizes[3], dst,
-          static_cast<scalar_t*>(grad_weight));
+    if (err == cudaSuccess && combine) {
+      if (order == PartialOrder::TapCiCo) {  // [kD][kH][kW][Cin][Cout/G]
+        combine_tap_major_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
+            workspace, pl.splits, pl.numel, p.in_channels, p.out_per_group, p.axis[1].kernel,
+            p.axis[2].kernel, pl.taps, p.weight, static_cast<scalar_t*>(grad_weight));
+      } else {  // gw's own logical order: the dense walk of combine_partials_kernel
+        combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
+            workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
+            p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
+      }
       err = cudaGetLastError();
     }
   };
