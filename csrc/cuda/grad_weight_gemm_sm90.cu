@@ -173,6 +173,7 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
       int i0[3];
 #pragma unroll
       for (int a = 0; a < 3; ++a) i0[a] = box[a] << g.log_box[a];
+      const int sample = n;
       if (++box[2] == g.boxes_axis[2]) {
         box[2] = 0;
         if (++box[1] == g.boxes_axis[1]) {
@@ -189,13 +190,13 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
       mbarrier_arrive_expect_tx(full, L::kStageBytes);
 #pragma unroll
       for (int j = 0; j < BM / kChunk; ++j) {
-        tma_load_5d(sa + j * kChunkBytes, &x_map, full, ci0 + j * kChunk, i0[2], i0[1], i0[0], n);
+        tma_load_5d(sa + j * kChunkBytes, &x_map, full, ci0 + j * kChunk, i0[2], i0[1], i0[0], sample);
       }
 #pragma unroll
       for (int j = 0; j < BN / kChunk; ++j) {
         tma_load_5d(sb + j * kChunkBytes, &gy_map, full, co[j], i0[2] * g.stride[2] + shift[j][2],
                     i0[1] * g.stride[1] + shift[j][1], i0[0] * g.stride[0] + shift[j][0],
-                    n + sample_offset[j]);
+                    sample + sample_offset[j]);
       }
     }
   }

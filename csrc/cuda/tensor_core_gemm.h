@@ -77,22 +77,23 @@ bool tensor_core_gemm_sm90_runs_here();
 // table of stride phases has 8 entries per axis).
 bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pass);
 // Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py;
-// RESULTS.md): fp16/bf16 only (in TF32 it must round its operands in shared
-// memory first: 0.70-0.99x forward, 0.8-1.06x grad-input) except TF32
-// grad-input with the TMA loader; with the TMA loader (source channels per
-// group whole 128-byte rows) above 32 columns whatever the tile count; else
-// forward above 64 columns (geomean
-// 1.10-1.12x there, 0.85-1.05x narrower), grad-input above 32 columns
-// (1.01-1.25x from 64 columns, 0.8x at 32), and 128-row tiles for at least
-// three quarters of the multiprocessors.
+// RESULTS.md): fp16/bf16 wherever the TMA loader fits (source channels per
+// group whole 128-byte rows, or exactly one 64- or 32-byte row), whatever the
+// column and tile counts; TF32 only for grad-input with the TMA loader's
+// 128-byte rows above 32 columns (in TF32 it must round its operands in
+// shared memory first: 0.70-0.99x forward, 0.8-1.06x grad-input with the
+// cp.async loader; narrow TF32 rows lost too); else fp16/bf16 forward above
+// 64 columns (geomean 1.10-1.12x there, 0.85-1.05x narrower), grad-input
+// above 32 columns (1.01-1.25x from 64 columns, 0.8x at 32), and 128-row
+// tiles for at least three quarters of the multiprocessors.
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype);
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
 // *tma_loader (when given) says whether the stages were loaded by tensor-map
-// copies (a group's source channels whole 128-byte rows, grad-input strides
-// up to 8) rather than the cp.async gather.
+// copies (a group's source channels whole 128-byte rows or exactly one 64- or
+// 32-byte row, grad-input strides up to 8) rather than the cp.async gather.
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const TensorCoreGemmOperands& ops, bool* tma_loader);
 

@@ -20,9 +20,8 @@
 //  - Two consumer warpgroups (threads 128-383, 200 registers) take the tiles
 //    in turn (ping-pong: one's epilogue overlaps the other's MMAs) and each
 //    computes a whole tile: per stage, two wgmma m64nBNk16 (k8 in TF32) for
-//    each of its four 32-byte k-steps (one or two under the TMA loader's
-//    narrower rows, below), one stage's MMAs kept in flight, the stage
-//    before released (mbarrier, one arrive per warp).  Epilogue straight
+//    each of its four 32-byte k-steps, one stage's MMAs kept in flight, the
+//    stage before released (mbarrier, one arrive per warp).  Epilogue straight
 //    from the accumulator registers: + bias, one rounding, two channels per
 //    store where dest is channel-contiguous.
 //
@@ -35,11 +34,19 @@
 // the source box at the tap's offset (every src_per_row-th position: TMA's
 // element strides walk the grad-input's stride; positions outside the tensor
 // arrive as zeros, so no bounds arithmetic) and the weight slice, both in the
-// swizzle of their row width.  A stage is one row of K per GEMM row: the
-// narrow groups (16 or 32 fp16/bf16 channels, 8 or 16 fp32) take the 32- or
-// 64-byte swizzle, one tap per stage (a row is one position's channels), so
-// their stages carry one or two k-steps and fill the front of a slot sized
-// for 128-byte rows.  The row width is a runtime value of the tiling (more
+// swizzle of their row width.  The narrow groups (16 or 32 fp16/bf16
+// channels, 8 or 16 fp32) take the 32- or 64-byte swizzle, a row being one
+// position's channels of one tap.  A stage holds 128 / row-bytes taps, each
+// its own pair of boxes (A's sub-tile, then B's), so that the slot is as full
+// as with 128-byte rows and every stage is four k-steps: one tap a stage
+// filled a quarter or half of each slot, too few bytes in flight (about
+// 0.31 us a stage against about 80 clocks of MMAs at 32 channels).  Packed,
+// they are 3-5% faster (bf16, 32 channels: k5s1 forward 0.121 against
+// 0.126 ms, k3s1 over 2 × 160³ 3.13 against 3.24 ms), so bytes in flight are
+// not what bounds these shapes; more likely the L2 → SM traffic of reading
+// the source box again at every tap (about 4.5 TB/s at 160³).  A tile's last
+// stage is padded with boxes wholly outside both tensors (zeros, nothing read
+// from memory).  The row width is a runtime value of the tiling (more
 // template instantiations would cost build time); the consumers branch on it
 // once per tile, so each stage's wgmmas stay one straight-line commit group.
 // TF32 stages land on a separate barrier and the producer warpgroup rounds
@@ -85,7 +92,7 @@ constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
 constexpr int kProducerRegs = 96, kConsumerRegs = 200;
 static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
               "consumers would wait forever for registers");
-constexpr int kSliceBytes = 128;         // K per stage: one swizzle row
+constexpr int kSliceBytes = 128;         // K per stage and GEMM row (a 128-byte swizzle row)
 constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
 constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
 constexpr int kARows = kBM / kRowStep;   // A rows a producer thread loads
@@ -130,15 +137,21 @@ struct SharedState {
 // The TMA loader's tensor maps and row boxes: a tile's rows are box[0] ×
 // box[1] × box[2] positions (d, h, w; 2^log_box each, 128 in all) of one
 // sample's phase grid, boxes[a] of them per axis over the largest phase.
-// A stage holds row_bytes of K per GEMM row (32, 64 or 128: the swizzle of
-// both maps and of the wgmma descriptors), `chunks` stages per tap.
+// A box row is row_bytes of K (32, 64 or 128: the swizzle of both maps and of
+// the wgmma descriptors).  K is walked in pieces of one box row, `chunks` per
+// tap, `pieces_per_stage` of them per stage (128 / row_bytes: a stage always
+// holds 128 bytes of K per GEMM row; chunks is 1 wherever it exceeds 1).
 struct TmaTiling {
   CUtensorMap source;  // [N][D][H][W][G·channels], boxes of src_per_row-strided positions
   CUtensorMap weight;  // packed weight [G][taps][columns][channels], boxes of BN × row_bytes
   int log_box[3];
   int boxes[3];
   int row_bytes;
-  int chunks;  // channels / (row_bytes / element size)
+  int chunks;            // channels / (row_bytes / element size)
+  int pieces_per_stage;  // 128 / row_bytes
+  // One past the end of the source map's sample dimension and of the weight
+  // map's tap dimension: a piece loaded there is all zeros (a stage's padding).
+  int past_sample, past_tap;
 };
 
 // What every role derives from a tile index.
@@ -180,16 +193,29 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
     g.has_rows = g.m0 < g.rows;
   }
   g.K = size.taps * int(k.ops.channels);
-  g.nslices = kTma ? size.taps * tma.chunks : (g.K + kSlice - 1) / kSlice;
+  if constexpr (kTma) {
+    // Producer and consumers both count a tile's stages here: the last one
+    // may be partly padding.
+    g.nslices = (size.taps * tma.chunks + tma.pieces_per_stage - 1) / tma.pieces_per_stage;
+  } else {
+    g.nslices = (g.K + kSlice - 1) / kSlice;
+  }
   return g;
 }
 
-// One thread issues every stage: per tap (t0, t1, t2) and row_bytes chunk of
-// channels, the source box at the tap's offset and the weight slice of
-// (tap, columns).  fp16/bf16 stages are published by the copies themselves.
-// TF32 ones land on `landed` instead; the whole warpgroup rounds each stage
-// in place kLag stages behind (cvt.rna, as the mma.sync path and cuDNN;
-// wgmma would truncate), fences it for the async proxy and publishes it.
+// One thread issues every stage.  K is walked per tap (t0, t1, t2) and
+// row_bytes chunk of channels; each such piece is two copies, the source box
+// at the tap's offset and the weight slice of (tap, columns), and
+// pieces_per_stage consecutive pieces share a stage (A's sub-tiles at the
+// front of the slot, B's after all of A, each sub-tile a whole number of
+// swizzle atoms).  The tile's last stage is filled up with pieces at
+// past_sample / past_tap: boxes wholly outside both tensors, which TMA fills
+// with zeros (and still counts in full toward the stage's bytes), so they add
+// nothing to the sums, not even 0 · inf, and read no memory.  fp16/bf16
+// stages are published by the copies themselves.  TF32 ones land on `landed`
+// instead; the whole warpgroup rounds each stage in place kLag stages behind
+// (cvt.rna, as the mma.sync path and cuDNN; wgmma would truncate), fences it
+// for the async proxy and publishes it.
 template <typename scalar_t, int BN>
 __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling& tma,
                                             const SharedState& st, uint32_t smem0,
@@ -198,10 +224,12 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   constexpr bool kTf32 = std::is_same_v<scalar_t, float>;
   const bool issuer = threadIdx.x == 0;
   if (!kTf32 && !issuer) return;
-  // A stage's two boxes fill the front of its slot: A's kBM rows of
-  // row_bytes, then B's BN (whole boxes, zeros included, as TMA counts them).
-  const uint32_t row_bytes = uint32_t(tma.row_bytes), b_offset = kBM * row_bytes;
-  const uint32_t stage_bytes = (kBM + BN) * row_bytes;
+  // Sub-tile sizes: kBM (A) or BN (B) rows of row_bytes.  pieces_per_stage ×
+  // row_bytes is 128, so the stage's bytes are always the whole slot's
+  // (whole boxes, zeros included, as TMA counts them).
+  const uint32_t row_bytes = uint32_t(tma.row_bytes);
+  const uint32_t a_piece = kBM * row_bytes, b_piece = BN * row_bytes;
+  const int per_stage = tma.pieces_per_stage;
   const int slice = int(row_bytes / sizeof(scalar_t)), chunks = tma.chunks;
   const int C = int(k.ops.channels);
   const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
@@ -212,14 +240,41 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
     const uint32_t s = seq % kStages;
     mbarrier_wait(landed0 + 8 * s, (seq / kStages) & 1);
     const uint32_t base = smem0 + s * L::kStageBytes;
-    for (uint32_t piece = threadIdx.x; piece < stage_bytes / 16; piece += 128) {
+    for (uint32_t piece = threadIdx.x; piece < uint32_t(L::kStageBytes / 16); piece += 128) {
       round_piece_to_tf32(base + 16 * piece);
     }
     fence_proxy_async_shared();
     mbarrier_arrive(full0 + 8 * s);
   };
 
-  uint32_t seq = 0;
+  uint32_t seq = 0;   // stages begun so far, over all tiles
+  int sub = 0;        // pieces already in stage `seq`
+  uint32_t sa = 0, landed = 0;  // the issuer's current slot and barrier
+  // Piece `sub` of stage `seq`: the source box at (channel c0, w, h, d,
+  // sample) and the weight slice at (channel wc0, column col0, tap, group).
+  const auto load_piece = [&](int c0, int w, int h, int d, int sample, int wc0, int col0, int tap,
+                              int group) {
+    if (issuer) {
+      if (sub == 0) {
+        const uint32_t s = seq % kStages;
+        landed = landed0 + 8 * s;
+        if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+        sa = smem0 + s * L::kStageBytes;
+        mbarrier_arrive_expect_tx(landed, L::kStageBytes);
+      }
+      tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, landed, c0, w, h, d, sample);
+      tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, landed, wc0, col0, tap,
+                  group);
+    }
+    if (++sub == per_stage) {
+      sub = 0;
+      if constexpr (kTf32) {
+        if (seq >= kLag) publish_tf32(seq - kLag);
+      }
+      ++seq;
+    }
+  };
+
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
     if (!g.has_rows || g.nslices == 0) continue;
@@ -237,23 +292,14 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
       for (int t1 = 0; t1 < taps[1]; ++t1) {
         for (int t2 = 0; t2 < taps[2]; ++t2) {
           const int kidx = kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2];
-          for (int chunk = 0; chunk < chunks; ++chunk, ++seq) {
-            if (issuer) {
-              const uint32_t s = seq % kStages, landed = landed0 + 8 * s;
-              if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
-              const uint32_t sa = smem0 + s * L::kStageBytes;
-              mbarrier_arrive_expect_tx(landed, stage_bytes);
-              tma_load_5d(sa, &tma.source, landed, group * C + chunk * slice,
-                          pos0[2] + t2 * step[2], pos0[1] + t1 * step[1], pos0[0] + t0 * step[0], n);
-              tma_load_4d(sa + b_offset, &tma.weight, landed, chunk * slice, col0, kidx, group);
-            }
-            if constexpr (kTf32) {
-              if (seq >= kLag) publish_tf32(seq - kLag);
-            }
+          for (int chunk = 0; chunk < chunks; ++chunk) {
+            load_piece(group * C + chunk * slice, pos0[2] + t2 * step[2], pos0[1] + t1 * step[1],
+                       pos0[0] + t0 * step[0], n, chunk * slice, col0, kidx, group);
           }
         }
       }
     }
+    while (sub != 0) load_piece(group * C, 0, 0, 0, tma.past_sample, 0, col0, tma.past_tap, group);
   }
   if constexpr (kTf32) {
     for (uint32_t q = seq > kLag ? seq - kLag : 0; q < seq; ++q) publish_tf32(q);
@@ -394,25 +440,30 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       for (int e = 0; e < BN / 2; ++e) acc[h][e] = 0.f;
     fence_accumulators(acc[0]);
     fence_accumulators(acc[1]);
-    // Per stage, kK 32-byte k-steps of K (rows of 32·kK bytes: 128, or the
-    // TMA loader's 64 or 32), A at the front of the slot, B after A's kBM
-    // rows.  kK is a compile-time count chosen once per tile: a branch
-    // between a stage's wgmmas would split their commit group.
+    // Per stage, kSteps 32-byte k-steps of K: kK of them per row of 32·kK
+    // bytes (128, or the TMA loader's 64 or 32) and kSteps / kK such pieces
+    // of K, each one sub-tile of A (kBM rows) in the front of the slot and
+    // one of B (BN rows) after all of A.  kK is a compile-time count chosen
+    // once per tile: a branch between a stage's wgmmas would split their
+    // commit group.
     const auto main_loop = [&](auto steps) {
       constexpr int kK = decltype(steps)::value;
       constexpr uint32_t kRow = 32 * kK;
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
+      static_assert(kSteps % kK == 0, "a stage holds whole rows");
       for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
         const uint32_t s = seq % kStages;
         mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
         const uint32_t a = smem0 + s * L::kStageBytes;
-        const uint32_t b = a + kBM * kRow;
+        const uint32_t b = a + L::kABytes;
         wgmma_fence();
 #pragma unroll
-        for (int ks = 0; ks < kK; ++ks) {
-          const uint64_t bd = kmajor_swizzle_desc(b + 32 * ks, kDesc);
-          Wgmma<scalar_t, BN>::run(acc[0], kmajor_swizzle_desc(a + 32 * ks, kDesc), bd);
-          Wgmma<scalar_t, BN>::run(acc[1], kmajor_swizzle_desc(a + 64 * kRow + 32 * ks, kDesc), bd);
+        for (int ks = 0; ks < kSteps; ++ks) {
+          const uint32_t piece = ks / kK, at = 32 * (ks % kK);
+          const uint32_t ap = a + piece * (kBM * kRow), bp = b + piece * (BN * kRow);
+          const uint64_t bd = kmajor_swizzle_desc(bp + at, kDesc);
+          Wgmma<scalar_t, BN>::run(acc[0], kmajor_swizzle_desc(ap + at, kDesc), bd);
+          Wgmma<scalar_t, BN>::run(acc[1], kmajor_swizzle_desc(ap + 64 * kRow + at, kDesc), bd);
         }
         wgmma_commit();
         wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
@@ -557,12 +608,13 @@ constexpr int64_t kMaxElementStride = 8;  // TMA's traversal strides
 
 int64_t element_bytes(ScalarKind dtype) { return 16 / tensor_core_channel_multiple(dtype); }
 
-// The TMA loader's K per GEMM row and stage, 0 where the shape does not suit
-// it: a group's source channels whole 128-byte rows, or exactly one row of
-// 64 or 32 bytes (the narrower swizzles; 16 or 32 fp16/bf16 channels, 8 or
-// 16 fp32), so that a box never reads into the next group (nor is there
-// padding: the GEMM's channels are the group's); grad-input strides within
-// TMA's element strides.  fp16, bf16 or fp32 (as TF32: callers allow it).
+// The TMA loader's box row (K per GEMM row of one box), 0 where the shape
+// does not suit it: a group's source channels whole 128-byte rows, or exactly
+// one row of 64 or 32 bytes (the narrower swizzles; 16 or 32 fp16/bf16
+// channels, 8 or 16 fp32; 4 or 2 taps a stage), so that a box never reads
+// into the next group (nor is there padding: the GEMM's channels are the
+// group's); grad-input strides within TMA's element strides.  fp16, bf16 or
+// fp32 (as TF32: callers allow it).
 int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   const bool fwd = pass == GatherPass::Forward;
   for (const Axis& ax : p.axis) {
@@ -602,8 +654,12 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     t.log_box[a] = boxes.log_box[a];
     t.boxes[a] = int(boxes.boxes[a]);
   }
+  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   t.row_bytes = int(row_bytes);
   t.chunks = int(ops.channels / slice);
+  t.pieces_per_stage = int(kSliceBytes / row_bytes);
+  t.past_sample = int(p.batch);
+  t.past_tap = int(taps);
   const CUtensorMapSwizzle swizzle = row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B
                                      : row_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
                                                        : CU_TENSOR_MAP_SWIZZLE_32B;
@@ -623,7 +679,6 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
                                  cuuint32_t((int64_t(1) << t.log_box[0]) * element_stride[0]), 1};
   const cuuint32_t src_step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
                                   cuuint32_t(element_stride[0]), 1};
-  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
                                cuuint64_t(p.groups)};
   const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * element),
@@ -678,17 +733,24 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype) {
   const int64_t columns = igemm::columns_of(p, pass);
-  // With the TMA loader it won from 64 columns and 16 tiles up in bf16
-  // (0.27-0.95x the mma.sync GEMM's time) and for TF32 grad-input
-  // (0.59-0.98x); TF32 forwards were mixed (0.72-1.45x): they stay on
-  // mma.sync.  At 32 columns TF32 lost (1.2-1.5x); bf16 not measured.
-  // RESULTS.md, "TMA loader round".  Those were whole 128-byte rows; the
-  // loader's 32- and 64-byte rows are not measured, so those shapes route by
-  // the rules below (where these take the Hopper GEMM, it runs them with the
-  // TMA loader).
+  // fp16/bf16 with the TMA loader: it won at every row width and column
+  // count measured.  Whole 128-byte rows from 64 columns and 16 tiles up
+  // (0.27-0.95x the mma.sync GEMM's time; RESULTS.md, "TMA loader round") and
+  // at 32 columns (U-Net 64→32 k2s2 forward 0.065 vs 0.088 ms); 64- and
+  // 32-byte rows (RESULTS.md, narrow-row round; bf16, channels-last, ms, vs
+  // mma.sync): 32→32 k3s1 forward 0.0656 vs 0.0906 and grad-input 0.0640 vs
+  // 0.0835, k5s1 forward 0.126 vs 0.194, dilated forward 0.0375 vs 0.046;
+  // groups of 16 channels (g4) forward 0.0715 vs 0.0875 and grad-input 0.038
+  // vs 0.057; U-Net 64→32 grad-input 0.034 vs 0.052 (narrow rows at one tap
+  // a stage; several taps a stage are 3-5% faster still).  TF32: 128-byte
+  // rows won for grad-input above 32 columns (0.59-0.98x); its forwards were
+  // mixed (0.72-1.45x), it lost at 32 columns (1.2-1.5x) and with narrow rows
+  // in most cases (32→32 k3s1 0.18 vs 0.14 ms, grouped forward 0.145 vs
+  // 0.096; packed stages 0.188 vs 0.141): all of those stay on mma.sync.
   const bool tf32 = dtype == ScalarKind::Float32;
-  if (tcg90::tma_row_bytes(p, pass, dtype) == tcg90::kSliceBytes && columns > 32 &&
-      (!tf32 || pass == GatherPass::GradInput)) {
+  const int64_t tma_row = tcg90::tma_row_bytes(p, pass, dtype);
+  if (!tf32 && tma_row != 0) return true;
+  if (tf32 && tma_row == tcg90::kSliceBytes && columns > 32 && pass == GatherPass::GradInput) {
     return true;
   }
   if (tf32) return false;

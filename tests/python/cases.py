@@ -64,8 +64,9 @@ TENSOR_CORE_CONFIGS.update({
 
 # The Hopper GEMM's TMA loader: a group's channels on the source side
 # (forward Cin/G, grad-input Cout/G) whole 128-byte rows or exactly one row of
-# 64 or 32 bytes (32 or 16 fp16/bf16 channels, 16 or 8 fp32), row boxes cut
-# by odd extents, element strides 2-8, phases without taps, and its fallbacks.
+# 64 or 32 bytes (32 or 16 fp16/bf16 channels, 16 or 8 fp32; 2 or 4 taps a
+# stage, tap counts that leave the last stage part padding), row boxes cut by
+# odd extents, element strides 2-8, phases without taps, and its fallbacks.
 TMA_CONFIGS = {
     "vae_k3s2p1op1": (2, 64, 64, 1, (5, 6, 7), 3, 2, 1, 1, 1, True),
     "k4s2p1_two_groups": (1, 128, 128, 2, (4, 5, 3), 4, 2, 1, 0, 1, False),
@@ -99,12 +100,20 @@ TMA_CONFIGS = {
     "narrow_stride_8": (1, 16, 32, 1, (3, 2, 3), 2, (8, 4, 2), 0, (3, 1, 1), 1, False),
     # 16 channels over many boxes, a partial 64-wide column tile.
     "channels_16_many_tiles": (2, 16, 48, 1, (9, 10, 11), 3, 1, 1, 0, 1, True),
+    # 15 taps (kernel 3 x 1 x 5, stride 1): narrow stages hold 2 (64-byte
+    # rows: fp16/bf16 forward, TF32 grad-input) or 4 taps (32-byte rows:
+    # fp16/bf16 grad-input), so each tile's last stage is part padding.
+    "taps_15_padded_stage": (2, 32, 16, 1, (5, 4, 6), (3, 1, 5), 1, (1, 0, 2), 0, 1, False),
+    # One tap (kernel 1): a tile is one stage, all of it but the tap padding
+    # (except TF32 grad-input's 128-byte rows).
+    "one_tap": (2, 16, 32, 1, (5, 6, 7), 1, 1, 0, 0, 1, True),
 }
 
 # The Hopper grad-weight GEMM: multiples of 64 channels per group on both
-# sides; its four tiles, split reductions (B·s/S box ranges) and one split
-# (gw written directly), 64-position boxes cut by odd extents, element
-# strides up to 8 on grad_output, dilation, groups; then its fallbacks.
+# sides; its four tiles (128-column tiles spanning two taps, the last one
+# half past the final tap at 27 taps), split reductions (B·s/S box ranges)
+# and one split, 64-position boxes cut by odd extents, element strides up to
+# 8 on grad_output, dilation, groups; then its fallbacks.
 GRAD_WEIGHT_SM90_CONFIGS = {
     "tile_64x64_splits": (2, 64, 64, 1, (9, 10, 11), 3, 2, 1, 1, 1, True),
     "tile_128x128_two_groups": (1, 256, 256, 2, (5, 6, 7), 3, 2, 1, 0, 1, False),
@@ -112,6 +121,8 @@ GRAD_WEIGHT_SM90_CONFIGS = {
                             (2, 1, 1), True),
     "tile_64x128_stride_8": (1, 64, 128, 1, (3, 4, 3), 2, 8, 0, 3, 1, False),
     "one_tap_many_splits": (3, 64, 64, 1, (16, 15, 17), 1, 1, 0, 0, 1, True),
+    # One tap of 64 output channels: a 64-column tile under 128 input channels.
+    "tile_128x64_one_tap": (2, 128, 64, 1, (7, 6, 5), 1, 2, 0, 1, 1, True),
     # Stride 9: past TMA's element strides.  96 channels: not whole 64-channel rows.
     "fallback_stride_9": (1, 64, 64, 1, (2, 3, 2), 3, (9, 1, 1), 1, 0, 1, False),
     "fallback_96_channels": (1, 96, 64, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),

@@ -240,33 +240,49 @@ def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
 
 @requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
-def test_auto_policy_takes_the_tma_loader_above_32_columns(precision):
-    """Auto, source channels per group whole 128-byte rows: the Hopper GEMM
-    with its TMA loader from 64 columns however few the tiles, forward (bf16
-    only: TF32 forwards stay on mma.sync) and grad-input; 32 columns (and,
-    bf16, 32 channels) keep mma.sync."""
+@pytest.mark.parametrize("case", [
+    # (in_channels, out_channels, groups, input DHW, kernel, stride, padding, output_padding,
+    #  expected bf16 forward, grad-input, expected TF32 forward, grad-input)
+    # 64 -> 64: whole 128-byte rows on both sides, 64 columns.
+    (64, 64, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "mma", "tma"),
+    # 64 -> 32: forward 128-byte rows over 32 columns; grad-input's 32 source
+    # channels one 64-byte row in bf16, a whole 128-byte row in TF32.
+    (64, 32, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "mma", "tma"),
+    # 32 -> 32, stride 1: 64-byte rows in bf16; TF32 grad-input's 128-byte
+    # rows over only 32 columns stay on mma.sync.
+    (32, 32, 1, (6, 5, 7), 3, 1, 1, 0, "tma", "tma", "mma", "mma"),
+    # 16 channels per group of 4: 32-byte rows over 16 columns in bf16 (64-byte
+    # rows in TF32, which stay on mma.sync).
+    (64, 64, 4, (4, 5, 6), 3, 2, 1, 1, "tma", "tma", "mma", "mma"),
+], ids=["64to64", "64to32", "32to32_k3s1", "groups4_of_16"])
+def test_auto_policy_takes_the_tma_loader_where_it_fits(case, precision):
+    """Auto: fp16/bf16 take the Hopper GEMM with its TMA loader wherever the
+    source's channels per group suit it (whole 128-byte rows, or exactly one
+    64- or 32-byte row), whatever the column and tile counts; TF32 only for
+    grad-input with 128-byte rows above 32 columns (its forwards, 32 columns
+    and narrow rows stay on mma.sync); all exact."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
+    cin, cout, groups, size, kernel, stride, padding, output_padding, *expected = case
+    expected = expected[:2] if precision == "bf16" else expected[2:]
+    name = {"tma": "tensor_core_gemm_sm90_tma", "mma": "tensor_core_gemm"}
     dtype = use_precision(precision)
     tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
+    geometry = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups)
     g = torch.Generator().manual_seed(11)
-    x = torch.randn(1, 64, 5, 6, 7, generator=g).to("cuda", dtype)
+    x = torch.randn(2, cin, *size, generator=g).to("cuda", dtype)
     x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
-    for out_channels, expected in ((64, "tensor_core_gemm_sm90_tma"), (32, "tensor_core_gemm")):
-        w = (torch.randn(64, out_channels, 3, 3, 3, generator=g) / 16).to("cuda", dtype)
-        y = tconv3d.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1)
-        gy = torch.randn(y.shape, generator=g).to("cuda", dtype)
-        gx, = torch.autograd.grad(y, x, gy)
-        kernels = tconv3d._C._last_cuda_kernels()
-        assert kernels["forward"] == ("tensor_core_gemm" if precision == "tf32" else expected)
-        # TF32 rows are 32 channels: 32 output channels are whole rows for grad-input's source.
-        assert kernels["grad_input"] == ("tensor_core_gemm_sm90_tma" if precision == "tf32"
-                                         else expected)
-        xr = x.detach().double().requires_grad_()
-        yr = F.conv_transpose3d(xr, w.double(), stride=2, padding=1, output_padding=1)
-        gxr, = torch.autograd.grad(yr, xr, gy.double())
-        assert rel_err(y, yr) <= tolerance
-        assert rel_err(gx, gxr) <= tolerance
+    w = (torch.randn(cin, cout // groups, kernel, kernel, kernel, generator=g) / 16).to("cuda", dtype)
+    y = tconv3d.conv_transpose3d(x, w, **geometry)
+    gy = torch.randn(y.shape, generator=g).to("cuda", dtype)
+    gx, = torch.autograd.grad(y, x, gy)
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert (kernels["forward"], kernels["grad_input"]) == tuple(name[e] for e in expected)
+    xr = x.detach().double().requires_grad_()
+    yr = F.conv_transpose3d(xr, w.double(), **geometry)
+    gxr, = torch.autograd.grad(yr, xr, gy.double())
+    assert rel_err(y, yr) <= tolerance
+    assert rel_err(gx, gxr) <= tolerance
 
 
 @requires_cuda
@@ -393,8 +409,9 @@ def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
     the phase grid's ends, taps reaching outside the source (zero-filled by
     TMA), element strides up to 8, phases without taps, groups, several
     128-byte stages per tap, single 64- and 32-byte rows (the narrower
-    swizzles), partial column tiles, TF32 rounded in shared memory; with 3
-    CTAs the stage ring wraps across tiles."""
+    swizzles, 2 or 4 taps a stage, a tile's last stage padded with zero
+    boxes), partial column tiles, TF32 rounded in shared memory; with 3 CTAs
+    the stage ring wraps across tiles."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
