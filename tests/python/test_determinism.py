@@ -136,7 +136,10 @@ def test_cuda_graph_replay_matches_eager(allow_tf32, dtype):
         y = tconv3d.conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1)
         return (y, *torch.autograd.grad(y, leaves, gy))
 
-    eager = [t.clone() for t in step()]
+    # Detached: a clone of y would keep the eager graph, and with it the
+    # leaves' AccumulateGrad nodes made on the default stream, alive into the
+    # capture, whose backward would then wait on the default stream.
+    eager = [t.detach().clone() for t in step()]
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up off the capture stream, as torch.cuda.graph asks
