@@ -73,6 +73,7 @@
 #include "mma_sm80.cuh"
 #include "row_boxes.h"
 #include "sm90_primitives.cuh"
+#include "tensor_map_encoder.h"
 
 namespace tconv3d::cuda {
 namespace tcg90 {
@@ -586,23 +587,6 @@ std::atomic<int> g_forced_ctas{0};
 
 // ---------------------------------------------------------------------------
 // The TMA loader, host side.
-
-// cuTensorMapEncodeTiled from the driver the runtime already loaded (no link
-// against libcuda); null where the driver lacks it.
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
-                                         &found) != cudaSuccess ||
-        found != cudaDriverEntryPointSuccess) {
-      cudaGetLastError();  // clear
-      fn = nullptr;
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
 
 constexpr int64_t kMaxElementStride = 8;  // TMA's traversal strides
 
