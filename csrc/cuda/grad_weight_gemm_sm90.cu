@@ -53,6 +53,7 @@
 #include "../scalar_convert.h"
 #include "dispatch.cuh"
 #include "grad_weight_launch.cuh"
+#include "grad_weight_sm90_plan.h"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
 #include "row_boxes.h"
@@ -64,10 +65,7 @@ namespace gw90 {
 
 using namespace sm90;
 
-constexpr int kLogBoxRows = 6;                    // positions per box and stage: 64
-constexpr int kBoxRows = 1 << kLogBoxRows;
-constexpr int kChunk = 64;                        // channels per copy: one 128-byte row
-constexpr int kChunkBytes = kBoxRows * 128;       // one copy's box: 8 KB
+constexpr int kChunkBytes = kBoxRows * 128;  // one copy's box: 8 KB
 constexpr int kConsumers = 2;
 constexpr int kThreads = 128 * (1 + kConsumers);
 constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
@@ -75,12 +73,6 @@ constexpr int kProducerRegs = 64, kConsumerRegs = 216;
 static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
               "consumers would wait forever for registers");
 constexpr int kStages = 6;
-constexpr int kMaxElementStride = 8;  // TMA's traversal strides
-// Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
-// SM count: the splits, and so the sums' order, depend on the shape alone.
-constexpr int64_t kTargetUnits = 2 * 132;
-constexpr int64_t kMinBoxesPerSplit = 8;
-
 template <int BM, int BN>
 struct Layout {
   static constexpr int kABytes = BM / kChunk * kChunkBytes;
@@ -92,45 +84,6 @@ struct SharedState {
   uint64_t full[kStages], empty[kStages];
   uint64_t mainloop_done[kConsumers];
 };
-
-// Everything a unit's decoding needs, fixed per launch.
-struct Geometry {
-  int64_t groups, splits, tiles_m, tiles_n, taps;  // tiles_n over taps × Cout/G columns
-  int64_t boxes;                  // B: boxes of the grid, all samples
-  int boxes_axis[3], log_box[3];  // per axis (d, h, w)
-  int kernel[3], stride[3], shift0[3], dilation[3];  // o = i·s + shift0 + k·d
-  int in_per_group, out_per_group;
-  int64_t in_channels, numel;
-  float* workspace;  // splits × numel partial sums, tap-major
-};
-
-struct Unit {
-  int group, tm, tn;
-  int64_t split, box0, box1;
-};
-
-__device__ __forceinline__ Unit decode_unit(const Geometry& g, int64_t u) {
-  Unit w;
-  w.tn = int(u % g.tiles_n);
-  u /= g.tiles_n;
-  w.tm = int(u % g.tiles_m);
-  u /= g.tiles_m;
-  w.split = u % g.splits;
-  w.group = int(u / g.splits);
-  w.box0 = g.boxes * w.split / g.splits;
-  w.box1 = g.boxes * (w.split + 1) / g.splits;
-  return w;
-}
-
-// Column block j (64 columns) of co-tile tn: its tap and first output channel
-// within the group; tap == taps past the last column.
-struct ColumnBlock {
-  int tap, co;
-};
-__device__ __forceinline__ ColumnBlock column_block(const Geometry& g, int tn, int j, int bn) {
-  const int column = tn * bn + j * kChunk;
-  return {column / g.out_per_group, column % g.out_per_group};
-}
 
 template <int BM, int BN>
 __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_map,
@@ -156,34 +109,12 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
       sample_offset[j] = c.tap < g.taps ? 0 : 1 << 30;
     }
     const int ci0 = w.group * g.in_per_group + w.tm * BM;
-    // The unit's first box, decoded once; later ones by carrying (64-bit
-    // divisions per stage would hold the one issuing thread back longer than
-    // the MMAs take).
-    int box[3], n;
-    {
-      int64_t r = w.box0;
-#pragma unroll
-      for (int a = 2; a >= 0; --a) {
-        box[a] = int(r % g.boxes_axis[a]);
-        r /= g.boxes_axis[a];
-      }
-      n = int(r);
-    }
+    BoxCursor cursor;
+    cursor.seek(g, w.box0);
     for (int64_t b = w.box0; b < w.box1; ++b, ++seq) {
-      int i0[3];
-#pragma unroll
-      for (int a = 0; a < 3; ++a) i0[a] = box[a] << g.log_box[a];
-      const int sample = n;
-      if (++box[2] == g.boxes_axis[2]) {
-        box[2] = 0;
-        if (++box[1] == g.boxes_axis[1]) {
-          box[1] = 0;
-          if (++box[0] == g.boxes_axis[0]) {
-            box[0] = 0;
-            ++n;
-          }
-        }
-      }
+      const int i0[3] = {cursor.origin(g, 0), cursor.origin(g, 1), cursor.origin(g, 2)};
+      const int sample = cursor.sample;
+      cursor.next(g);
       const uint32_t s = seq % kStages, full = full0 + 8 * s;
       if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
       const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
@@ -303,7 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
   __syncthreads();
-  const int64_t units = g.groups * g.splits * g.tiles_m * g.tiles_n;
+  const int64_t units = unit_count(g);
   if (tid < 128) {
     release_registers<kProducerRegs>();
     produce<BM, BN>(g, x_map, gy_map, st, smem0, units);
@@ -316,61 +247,22 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// Tiles: 128 input channels where the group's count allows, else 64; 128
-// columns of (tap, co) — two taps of a 64-channel group share a tile, and so
-// the x box they both read — unless there are only 64.
-int tile_m(const ConvTranspose3dParams& p) { return p.in_per_group % 128 == 0 ? 128 : 64; }
-int tile_n(int64_t columns) { return columns >= 128 ? 128 : 64; }
+static_assert(kMaxPartials == gw_gemm::kMaxPartials, "one workspace bound for both kernels");
 
-// The decomposition, from the shape alone; false where the shape does not
-// suit the kernel (boxes beyond TMA's limits).
+// The plan run_split_gemm takes, from the decomposition.
 bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {
-  int64_t rows[3], element_stride[3];
-  for (int a = 0; a < 3; ++a) {
-    rows[a] = p.axis[a].in;
-    element_stride[a] = p.axis[a].stride;
-    if (p.axis[a].stride > kMaxElementStride) return false;
-  }
-  RowBoxes boxes{};
-  if (!choose_row_boxes(rows, element_stride, kLogBoxRows, boxes)) return false;
-  g = Geometry{};
-  g.groups = p.groups;
-  g.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
-  const int64_t columns = g.taps * p.out_per_group;
-  g.tiles_m = p.in_per_group / tile_m(p);
-  g.tiles_n = (columns + tile_n(columns) - 1) / tile_n(columns);
-  g.boxes = p.batch;
-  for (int a = 0; a < 3; ++a) {
-    g.boxes_axis[a] = int(boxes.boxes[a]);
-    g.log_box[a] = boxes.log_box[a];
-    g.boxes *= boxes.boxes[a];
-    g.kernel[a] = int(p.axis[a].kernel);
-    g.stride[a] = int(p.axis[a].stride);
-    g.dilation[a] = int(p.axis[a].dilation);
-    g.shift0[a] = -int(p.axis[a].padding);
-  }
-  g.in_per_group = int(p.in_per_group);
-  g.out_per_group = int(p.out_per_group);
-  g.in_channels = p.in_channels;
-  g.numel = p.in_channels * p.out_per_group * g.taps;
-  const int64_t base = g.groups * g.tiles_m * g.tiles_n;
-  int64_t splits = base >= kTargetUnits ? 1 : kTargetUnits / base;
-  const int64_t by_rows = g.boxes / kMinBoxesPerSplit;
-  if (splits > by_rows) splits = by_rows;
-  if (g.numel > 0 && splits > gw_gemm::kMaxPartials / g.numel) splits = gw_gemm::kMaxPartials / g.numel;
-  g.splits = splits < 1 ? 1 : splits;
-
+  if (!plan_geometry(p, g)) return false;
   pl = gw_gemm::Plan{};
-  pl.bm = tile_m(p);
-  pl.bn = tile_n(columns);
+  pl.bm = g.bm;
+  pl.bn = g.bn;
   pl.groups = g.groups;
   pl.tiles_m = g.tiles_m;
   pl.tiles_n = g.tiles_n;
   pl.taps = g.taps;
   pl.splits = g.splits;
   pl.numel = g.numel;
-  pl.blocks = base * g.splits;
-  return pl.blocks <= INT_MAX;
+  pl.blocks = unit_count(g);
+  return true;
 }
 
 template <typename scalar_t, int BM, int BN>

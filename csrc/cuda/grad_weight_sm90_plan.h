@@ -1,0 +1,148 @@
+// The decomposition of the Hopper grad-weight GEMM (grad_weight_gemm_sm90.cu):
+// its row boxes, splits, (tap, co) column tiles and the walk from box to box.
+// Host and device; free of CUDA headers, so the C++ tests check it without a
+// GPU.
+#pragma once
+
+#include <cstdint>
+
+#include "../index_math.h"
+#include "../params.h"
+#include "row_boxes.h"
+
+namespace tconv3d::cuda::gw90 {
+
+constexpr int kLogBoxRows = 6;  // positions per box and stage: 64
+constexpr int kBoxRows = 1 << kLogBoxRows;
+constexpr int kChunk = 64;      // channels per copy: one 128-byte row of fp16/bf16
+constexpr int kMaxElementStride = 8;  // TMA's traversal strides
+// Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
+// SM count: the splits, and so the sums' order, depend on the shape alone.
+constexpr int64_t kTargetUnits = 2 * 132;
+constexpr int64_t kMinBoxesPerSplit = 8;
+constexpr int64_t kMaxPartials = int64_t(1) << 24;  // as the mma.sync kernel's: 64 MiB of fp32
+
+// Everything a unit's decoding needs, fixed per launch.
+struct Geometry {
+  int64_t groups, splits, tiles_m, tiles_n, taps;  // tiles_n over taps × Cout/G columns
+  int64_t boxes;                  // B: boxes of the grid, all samples
+  int boxes_axis[3], log_box[3];  // per axis (d, h, w)
+  int kernel[3], stride[3], shift0[3], dilation[3];  // o = i·s + shift0 + k·d
+  int in_per_group, out_per_group;
+  int bm, bn;  // tile: input channels × (tap, co) columns
+  int64_t in_channels, numel;
+  float* workspace;  // splits × numel partial sums, tap-major
+};
+
+// Work unit u: columns fastest, then ci-tile, split, group.  Split s of S
+// covers boxes [B·s/S, B·(s+1)/S).
+struct Unit {
+  int group, tm, tn;
+  int64_t split, box0, box1;
+};
+
+TCONV3D_HOST_DEVICE int64_t unit_count(const Geometry& g) {
+  return g.groups * g.splits * g.tiles_m * g.tiles_n;
+}
+
+TCONV3D_HOST_DEVICE Unit decode_unit(const Geometry& g, int64_t u) {
+  Unit w;
+  w.tn = int(u % g.tiles_n);
+  u /= g.tiles_n;
+  w.tm = int(u % g.tiles_m);
+  u /= g.tiles_m;
+  w.split = u % g.splits;
+  w.group = int(u / g.splits);
+  w.box0 = g.boxes * w.split / g.splits;
+  w.box1 = g.boxes * (w.split + 1) / g.splits;
+  return w;
+}
+
+// Column block j (64 columns) of column tile tn: its tap and first output
+// channel within the group; tap ≥ taps past the last column.
+struct ColumnBlock {
+  int tap, co;
+};
+TCONV3D_HOST_DEVICE ColumnBlock column_block(const Geometry& g, int tn, int j, int bn) {
+  const int column = tn * bn + j * kChunk;
+  return {column / g.out_per_group, column % g.out_per_group};
+}
+
+// Box b of the grid, (sample, d, h, w) with w fastest.  seek() divides once;
+// next() carries, so the one thread issuing the copies spends no division a
+// stage.
+struct BoxCursor {
+  int box[3], sample;
+  TCONV3D_HOST_DEVICE void seek(const Geometry& g, int64_t b) {
+    for (int a = 2; a >= 0; --a) {
+      box[a] = int(b % g.boxes_axis[a]);
+      b /= g.boxes_axis[a];
+    }
+    sample = int(b);
+  }
+  // The box's first input position along axis a.
+  TCONV3D_HOST_DEVICE int origin(const Geometry& g, int a) const { return box[a] << g.log_box[a]; }
+  TCONV3D_HOST_DEVICE void next(const Geometry& g) {
+    if (++box[2] == g.boxes_axis[2]) {
+      box[2] = 0;
+      if (++box[1] == g.boxes_axis[1]) {
+        box[1] = 0;
+        if (++box[0] == g.boxes_axis[0]) {
+          box[0] = 0;
+          ++sample;
+        }
+      }
+    }
+  }
+};
+
+// Tiles: 128 input channels where the group's count allows, else 64; 128
+// columns of (tap, co) — two taps of a 64-channel group share a tile, and so
+// the x box they both read — unless there are only 64.
+inline int tile_m(int64_t in_per_group) { return in_per_group % 128 == 0 ? 128 : 64; }
+inline int tile_n(int64_t columns) { return columns >= 128 ? 128 : 64; }
+
+// The decomposition, from the shape alone (groups of multiples of 64 channels
+// on both sides: the caller checks); false where no row box fits TMA's
+// traversal (a stride beyond 8).  workspace is left null.
+inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g) {
+  int64_t rows[3], element_stride[3];
+  for (int a = 0; a < 3; ++a) {
+    rows[a] = p.axis[a].in;
+    element_stride[a] = p.axis[a].stride;
+    if (p.axis[a].stride > kMaxElementStride) return false;
+  }
+  RowBoxes boxes{};
+  if (!choose_row_boxes(rows, element_stride, kLogBoxRows, boxes)) return false;
+  g = Geometry{};
+  g.groups = p.groups;
+  g.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  const int64_t columns = g.taps * p.out_per_group;
+  g.bm = tile_m(p.in_per_group);
+  g.bn = tile_n(columns);
+  g.tiles_m = p.in_per_group / g.bm;
+  g.tiles_n = (columns + g.bn - 1) / g.bn;
+  g.boxes = p.batch;
+  for (int a = 0; a < 3; ++a) {
+    g.boxes_axis[a] = int(boxes.boxes[a]);
+    g.log_box[a] = boxes.log_box[a];
+    g.boxes *= boxes.boxes[a];
+    g.kernel[a] = int(p.axis[a].kernel);
+    g.stride[a] = int(p.axis[a].stride);
+    g.dilation[a] = int(p.axis[a].dilation);
+    g.shift0[a] = -int(p.axis[a].padding);
+  }
+  g.in_per_group = int(p.in_per_group);
+  g.out_per_group = int(p.out_per_group);
+  g.in_channels = p.in_channels;
+  g.numel = p.in_channels * p.out_per_group * g.taps;
+  const int64_t base = g.groups * g.tiles_m * g.tiles_n;
+  int64_t splits = base >= kTargetUnits ? 1 : kTargetUnits / base;
+  const int64_t by_rows = g.boxes / kMinBoxesPerSplit;
+  if (splits > by_rows) splits = by_rows;
+  if (g.numel > 0 && splits > kMaxPartials / g.numel) splits = kMaxPartials / g.numel;
+  g.splits = splits < 1 ? 1 : splits;
+  return unit_count(g) <= int64_t(INT32_MAX);
+}
+
+}  // namespace tconv3d::cuda::gw90

@@ -1,0 +1,155 @@
+// The Hopper grad-weight GEMM's decomposition (cuda/grad_weight_sm90_plan.h):
+// the box walk the issuing thread carries from stage to stage, and that the
+// work units' splits and column tiles cover every box and every (tap, co)
+// column exactly once, within TMA's box limits and the workspace bound.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "cuda/grad_weight_sm90_plan.h"
+
+namespace tconv3d::cuda::gw90 {
+namespace {
+
+struct Shape {
+  int64_t batch, cin, cout, groups;
+  int64_t in[3], kernel[3], stride[3], padding[3], dilation[3];
+};
+
+ConvTranspose3dParams params_of(const Shape& s) {
+  ConvTranspose3dParams p{};
+  p.batch = s.batch;
+  p.in_channels = s.cin;
+  p.out_channels = s.cout;
+  p.groups = s.groups;
+  p.in_per_group = s.cin / s.groups;
+  p.out_per_group = s.cout / s.groups;
+  for (int a = 0; a < 3; ++a) {
+    const int64_t out = transposed_output_extent(s.in[a], s.kernel[a], s.stride[a], s.padding[a],
+                                                 s.dilation[a], 0);
+    p.axis[a] = make_axis(s.in[a], out, s.kernel[a], s.stride[a], s.padding[a], s.dilation[a]);
+  }
+  return p;
+}
+
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> v = {
+      {2, 64, 64, 1, {9, 10, 11}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
+      {1, 256, 256, 2, {5, 6, 7}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
+      {2, 128, 64, 1, {6, 5, 7}, {3, 2, 3}, {2, 1, 3}, {2, 0, 1}, {2, 1, 1}},
+      {1, 64, 128, 1, {3, 4, 3}, {2, 2, 2}, {8, 8, 8}, {0, 0, 0}, {1, 1, 1}},
+      {3, 64, 64, 1, {16, 15, 17}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}},
+      {2, 128, 64, 1, {7, 6, 5}, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1}},
+      {2, 128, 64, 1, {24, 24, 24}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
+      {1, 512, 256, 1, {8, 8, 8}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
+      {1, 64, 64, 1, {32, 32, 32}, {4, 4, 4}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
+      {4, 192, 320, 1, {3, 1, 2}, {5, 1, 3}, {3, 1, 2}, {2, 0, 1}, {1, 1, 2}},
+  };
+  return v;
+}
+
+TEST(GradWeightSm90Plan, CarryingTheBoxCursorMatchesDecodingEveryBox) {
+  for (const Shape& s : shapes()) {
+    Geometry g;
+    ASSERT_TRUE(plan_geometry(params_of(s), g));
+    for (int64_t split = 0; split < g.splits; ++split) {
+      const int64_t b0 = g.boxes * split / g.splits, b1 = g.boxes * (split + 1) / g.splits;
+      BoxCursor carried;
+      carried.seek(g, b0);
+      for (int64_t b = b0; b < b1; ++b) {
+        BoxCursor decoded;
+        decoded.seek(g, b);
+        ASSERT_EQ(carried.sample, decoded.sample) << "box " << b;
+        for (int a = 0; a < 3; ++a) ASSERT_EQ(carried.origin(g, a), decoded.origin(g, a));
+        carried.next(g);
+      }
+    }
+  }
+}
+
+TEST(GradWeightSm90Plan, BoxesCoverTheGridWithinTmaLimits) {
+  for (const Shape& s : shapes()) {
+    const ConvTranspose3dParams p = params_of(s);
+    Geometry g;
+    ASSERT_TRUE(plan_geometry(p, g));
+    int64_t per_sample = 1;
+    int log_rows = 0;
+    for (int a = 0; a < 3; ++a) {
+      const int64_t side = int64_t(1) << g.log_box[a];
+      EXPECT_GE(g.boxes_axis[a] * side, p.axis[a].in);            // the grid is covered
+      EXPECT_LT((g.boxes_axis[a] - 1) * side, p.axis[a].in);      // and no box lies wholly past it
+      EXPECT_LE(side * p.axis[a].stride, 256);                     // grad_output's strided box
+      per_sample *= g.boxes_axis[a];
+      log_rows += g.log_box[a];
+    }
+    EXPECT_EQ(log_rows, kLogBoxRows);
+    EXPECT_EQ(g.boxes, p.batch * per_sample);
+  }
+}
+
+TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
+  for (const Shape& s : shapes()) {
+    const ConvTranspose3dParams p = params_of(s);
+    Geometry g;
+    ASSERT_TRUE(plan_geometry(p, g));
+    EXPECT_GE(g.splits, 1);
+    EXPECT_LE(g.splits * g.numel, kMaxPartials);
+    EXPECT_EQ(g.numel, p.in_channels * p.out_per_group * g.taps);
+    // (group, ci-tile, tap, co-block) → how many units cover it, per box.
+    std::vector<int> box_hits(size_t(g.boxes), 0);
+    std::set<std::tuple<int, int, int, int>> columns_seen;
+    std::set<std::tuple<int, int, int64_t>> tiles_seen;
+    for (int64_t u = 0; u < unit_count(g); ++u) {
+      const Unit w = decode_unit(g, u);
+      ASSERT_LT(w.group, g.groups);
+      ASSERT_LT(w.tm * g.bm, g.in_per_group);
+      EXPECT_TRUE(tiles_seen.insert({w.group, w.tm * 1000 + w.tn, w.split}).second);
+      if (w.group == 0 && w.tm == 0 && w.tn == 0) {
+        for (int64_t b = w.box0; b < w.box1; ++b) ++box_hits[size_t(b)];
+      }
+      if (w.split != 0) continue;
+      for (int j = 0; j < g.bn / kChunk; ++j) {
+        const ColumnBlock c = column_block(g, w.tn, j, g.bn);
+        if (c.tap >= g.taps) {
+          // Only the last column tile runs past the final tap.
+          EXPECT_EQ(w.tn, g.tiles_n - 1);
+          continue;
+        }
+        EXPECT_EQ(c.co % kChunk, 0);
+        EXPECT_TRUE(columns_seen.insert({w.group, w.tm, c.tap, c.co}).second)
+            << "column block covered twice";
+      }
+    }
+    for (int64_t b = 0; b < g.boxes; ++b) EXPECT_EQ(box_hits[size_t(b)], 1) << "box " << b;
+    EXPECT_EQ(int64_t(columns_seen.size()),
+              g.groups * g.tiles_m * g.taps * (p.out_per_group / kChunk));
+  }
+}
+
+TEST(GradWeightSm90Plan, RefusesStridesPastTmaTraversal) {
+  Shape s = shapes()[0];
+  s.stride[0] = 9;
+  Geometry g;
+  EXPECT_FALSE(plan_geometry(params_of(s), g));
+}
+
+TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
+  // Two units a SM of a 132-SM part where the boxes allow; never fewer than
+  // 8 boxes a split (unless there are fewer than 8 in all).
+  for (const Shape& s : shapes()) {
+    Geometry g;
+    ASSERT_TRUE(plan_geometry(params_of(s), g));
+    const int64_t base = g.groups * g.tiles_m * g.tiles_n;
+    EXPECT_LE(base * g.splits, std::max<int64_t>(base, kTargetUnits));
+    if (g.splits > 1) {
+      EXPECT_GE(g.boxes / g.splits, kMinBoxesPerSplit);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tconv3d::cuda::gw90
