@@ -104,7 +104,9 @@ inline int tile_n(int64_t columns) { return columns >= 128 ? 128 : 64; }
 
 // The decomposition, from the shape alone (groups of multiples of 64 channels
 // on both sides: the caller checks); false where no row box fits TMA's
-// traversal (a stride beyond 8).  workspace is left null.
+// traversal (a stride beyond 8) or where even one split's partials would pass
+// kMaxPartials (the kernel always writes partials: those layers stay on the
+// mma.sync kernel, which stores gw directly).  workspace is left null.
 inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g) {
   int64_t rows[3], element_stride[3];
   for (int a = 0; a < 3; ++a) {
@@ -136,11 +138,12 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g) {
   g.out_per_group = int(p.out_per_group);
   g.in_channels = p.in_channels;
   g.numel = p.in_channels * p.out_per_group * g.taps;
+  if (g.numel > kMaxPartials) return false;
   const int64_t base = g.groups * g.tiles_m * g.tiles_n;
   int64_t splits = base >= kTargetUnits ? 1 : kTargetUnits / base;
   const int64_t by_rows = g.boxes / kMinBoxesPerSplit;
   if (splits > by_rows) splits = by_rows;
-  if (g.numel > 0 && splits > kMaxPartials / g.numel) splits = kMaxPartials / g.numel;
+  if (g.numel > 0 && splits > kMaxPartials / g.numel) splits = kMaxPartials / g.numel;  // ≥ 1
   g.splits = splits < 1 ? 1 : splits;
   return unit_count(g) <= int64_t(INT32_MAX);
 }

@@ -137,6 +137,18 @@ TEST(GradWeightSm90Plan, RefusesStridesPastTmaTraversal) {
   EXPECT_FALSE(plan_geometry(params_of(s), g));
 }
 
+TEST(GradWeightSm90Plan, RefusesLayersWhosePartialsWouldPassTheWorkspaceBound) {
+  // 1024 × 1024 × 27 taps: 28M partial sums even unsplit (the mma.sync kernel
+  // stores such gw directly); 1024 × 512 × 27 = 14M still fits.
+  Shape s = shapes()[0];
+  s.cin = s.cout = 1024;
+  Geometry g;
+  EXPECT_FALSE(plan_geometry(params_of(s), g));
+  s.cout = 512;
+  ASSERT_TRUE(plan_geometry(params_of(s), g));
+  EXPECT_LE(g.splits * g.numel, kMaxPartials);
+}
+
 TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
   // Two units a SM of a 132-SM part where the boxes allow; never fewer than
   // 8 boxes a split (unless there are fewer than 8 in all).
