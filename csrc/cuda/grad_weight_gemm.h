@@ -66,7 +66,6 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
 // this device cannot run it.
 bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                     const GradWeightOperands& ops);
-bool grad_weight_gemm_sm90_runs_here();
 int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p);
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const GradWeightOperands& ops);

@@ -41,7 +41,6 @@
 // writes gw in its own order.  No atomics: bitwise reproducible.
 #include "grad_weight_gemm.h"
 
-#include <climits>
 #include <cstdint>
 #include <type_traits>
 
@@ -49,14 +48,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "../index_math.h"
 #include "../scalar_convert.h"
 #include "dispatch.cuh"
 #include "grad_weight_launch.cuh"
 #include "grad_weight_sm90_plan.h"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
-#include "row_boxes.h"
 #include "sm90_primitives.cuh"
 #include "tensor_map_encoder.h"
 
@@ -243,7 +240,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     consume<scalar_t, BM, BN>(g, st, smem0, units);
   }
 #else
-  __trap();  // never launched: grad_weight_gemm_sm90_runs_here requires sm_90a code
+  __trap();  // never launched: runs_here requires sm_90a code
 #endif
 }
 
@@ -311,16 +308,15 @@ bool encode(CUtensorMap& map, CUtensorMapDataType type, const void* base, int64_
                       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-}  // namespace gw90
-
-bool grad_weight_gemm_sm90_runs_here() {
+bool runs_here() {
 #if defined(TCONV3D_WITH_SM90A)
-  return kernel_runs_here<gw90::grad_weight_gemm_sm90_kernel<__nv_bfloat16, 64, 64>,
-                          ArchNeed::Sm90a>();
+  return kernel_runs_here<grad_weight_gemm_sm90_kernel<__nv_bfloat16, 64, 64>, ArchNeed::Sm90a>();
 #else
   return false;  // built without sm_90a code: the kernel bodies are empty
 #endif
 }
+
+}  // namespace gw90
 
 bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                     const GradWeightOperands& ops) {
@@ -343,7 +339,7 @@ bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind d
   }
   gw90::Geometry g;
   gw_gemm::Plan pl;
-  return gw90::plan(p, g, pl) && grad_weight_gemm_sm90_runs_here();
+  return gw90::plan(p, g, pl) && gw90::runs_here();
 }
 
 int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p) {

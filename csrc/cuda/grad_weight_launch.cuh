@@ -16,9 +16,9 @@
 namespace tconv3d::cuda::gw_gemm {
 
 // How a kernel lays out one split's partial sums in the workspace: the dense
-// logical order of gw ([ci][co][tap]), or tap-major ([tap][ci][co]), where a
-// block's tile is runs of contiguous co and its stores coalesce.  Either is
-// combined by combine_partials_kernel, which sees it as a permutation of gw.
+// logical order of gw ([ci][co][tap]), combined by combine_partials_kernel,
+// or tap-major ([tap][ci][co]), where a block's tile is runs of contiguous co
+// and its stores coalesce, combined by combine_tap_major_kernel.
 enum class PartialOrder { CiCoTap, TapCiCo };
 
 // gw[ci, co, kd, kh, kw] = Σ_s partial[s][tap][ci][co] in split order, one

@@ -88,28 +88,41 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-// Descriptor of a K-major operand tile in the `row_bytes`-byte swizzle (32,
-// 64 or 128: what a TMA box of that inner extent lands under
-// CU_TENSOR_MAP_SWIZZLE_32B/64B/128B, and cute's Layout_K_SW32/64/128_Atom):
-// rows of row_bytes (the K slice), 8-row groups 8·row_bytes apart (the stride
-// byte offset), the address's 16-byte-piece bits XORed with its bits 7 and
-// up (Swizzle<1|2|3, 4, 3>), so the tile starts 8·row_bytes aligned (base
-// offset 0).  Layout type in bits 62-63: 1 = 128-byte, 2 = 64-byte, 3 =
-// 32-byte swizzle; the leading byte offset is unused by swizzled K-major
-// layouts (16 bytes, as cute sets it).  A k-step (32 bytes of K) inside a row
-// is a plain byte offset of the start address.  The address-independent bits
-// first, so that a loop can hoist them:
-__host__ __device__ constexpr uint64_t kmajor_swizzle_desc_bits(uint32_t row_bytes) {
-  const uint64_t layout = row_bytes == 128 ? 1 : row_bytes == 64 ? 2 : 3;
-  return (uint64_t(16 >> 4) << 16) | (uint64_t((8 * row_bytes) >> 4) << 32) | (layout << 62);
+// Shared-memory matrix descriptors: the start address (bits 0-13, in 16-byte
+// units) over address-independent bits — leading byte offset (16-29), stride
+// byte offset (32-45), layout type (62-63: 1 = 128-byte, 2 = 64-byte, 3 =
+// 32-byte swizzle) — built first, so that a loop can hoist them.
+__host__ __device__ constexpr uint64_t smem_desc_bits(uint32_t leading_bytes, uint32_t stride_bytes,
+                                                      uint32_t swizzle_bytes) {
+  const uint64_t layout = swizzle_bytes == 128 ? 1 : swizzle_bytes == 64 ? 2 : 3;
+  return (uint64_t((leading_bytes >> 4) & 0x3FFF) << 16) | (uint64_t(stride_bytes >> 4) << 32) |
+         (layout << 62);
 }
-__device__ __forceinline__ uint64_t kmajor_swizzle_desc(uint32_t smem_addr, uint64_t bits) {
+__device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr, uint64_t bits) {
   return uint64_t((smem_addr & 0x3FFFF) >> 4) | bits;
+}
+
+// A K-major operand tile in the `row_bytes`-byte swizzle (32, 64 or 128: what
+// a TMA box of that inner extent lands under CU_TENSOR_MAP_SWIZZLE_32B/64B/
+// 128B, and cute's Layout_K_SW32/64/128_Atom): rows of row_bytes (the K
+// slice), 8-row groups 8·row_bytes apart (the stride byte offset), the
+// address's 16-byte-piece bits XORed with its bits 7 and up (Swizzle<1|2|3,
+// 4, 3>), so the tile starts 8·row_bytes aligned (base offset 0).  The
+// leading byte offset is unused by swizzled K-major layouts (16 bytes, as
+// cute sets it).  A k-step (32 bytes of K) inside a row is a plain byte
+// offset of the start address.
+__host__ __device__ constexpr uint64_t kmajor_swizzle_desc_bits(uint32_t row_bytes) {
+  return smem_desc_bits(16, 8 * row_bytes, row_bytes);
 }
 // The 128-byte case: 16-byte piece p of row r stored at piece p ^ (r % 8),
 // 8-row groups 1024 bytes apart, the tile 1024-byte aligned.
 __device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) {
-  return kmajor_swizzle_desc(smem_addr, kmajor_swizzle_desc_bits(128));
+  return smem_desc(smem_addr, kmajor_swizzle_desc_bits(128));
+}
+
+// Byte offset of 16-byte piece `piece` of row `row` in such a tile.
+__device__ __forceinline__ uint32_t sw128_offset(int row, int piece) {
+  return uint32_t(row * 128 + ((piece ^ (row & 7)) << 4));
 }
 
 // Descriptor of an MN-major operand tile in the 128-byte swizzle, as a TMA
@@ -119,14 +132,7 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) {
 // which keeps the start 1024-byte aligned.  fp16/bf16 only (wgmma transposes
 // no 32-bit operand).
 __device__ __forceinline__ uint64_t mn_major_sw128_desc(uint32_t smem_addr, uint32_t block_bytes) {
-  constexpr uint64_t kStrideBytes = 1024, kSwizzle128 = 1;
-  return uint64_t((smem_addr & 0x3FFFF) >> 4) | (uint64_t((block_bytes >> 4) & 0x3FFF) << 16) |
-         ((kStrideBytes >> 4) << 32) | (kSwizzle128 << 62);
-}
-
-// Byte offset of 16-byte piece `piece` of row `row` in such a tile.
-__device__ __forceinline__ uint32_t sw128_offset(int row, int piece) {
-  return uint32_t(row * 128 + ((piece ^ (row & 7)) << 4));
+  return smem_desc(smem_addr, smem_desc_bits(block_bytes, 1024, 128));
 }
 
 __device__ __forceinline__ void wgmma_fence() {

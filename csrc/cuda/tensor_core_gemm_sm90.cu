@@ -462,9 +462,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         for (int ks = 0; ks < kSteps; ++ks) {
           const uint32_t piece = ks / kK, at = 32 * (ks % kK);
           const uint32_t ap = a + piece * (kBM * kRow), bp = b + piece * (BN * kRow);
-          const uint64_t bd = kmajor_swizzle_desc(bp + at, kDesc);
-          Wgmma<scalar_t, BN>::run(acc[0], kmajor_swizzle_desc(ap + at, kDesc), bd);
-          Wgmma<scalar_t, BN>::run(acc[1], kmajor_swizzle_desc(ap + 64 * kRow + at, kDesc), bd);
+          const uint64_t bd = smem_desc(bp + at, kDesc);
+          Wgmma<scalar_t, BN>::run(acc[0], smem_desc(ap + at, kDesc), bd);
+          Wgmma<scalar_t, BN>::run(acc[1], smem_desc(ap + 64 * kRow + at, kDesc), bd);
         }
         wgmma_commit();
         wgmma_wait<1>();  // the previous stage's MMAs are done with their operands

@@ -351,10 +351,15 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     phases flip), and the producer runs ahead into the next tile.  The
     cp.async loader, except where a group's 16 source channels are one TMA
     row (many_m_tiles' forward, input_columns_56's grad-input)."""
+    run_wgmma_parity(TENSOR_CORE_CONFIGS[name], layout, precision)
+
+
+def run_wgmma_parity(config, layout, precision):
+    """Parity under the wgmma policy (the caller's fixture forces it), each
+    gather pass on the loader expected_wgmma_loaders names."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
-    config = TENSOR_CORE_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
     assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(config, dtype)
@@ -412,13 +417,7 @@ def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
     swizzles, 2 or 4 taps a stage, a tile's last stage padded with zero
     boxes), partial column tiles, TF32 rounded in shared memory; with 3 CTAs
     the stage ring wraps across tiles."""
-    if not tconv3d._C._wgmma_available():
-        pytest.skip("the Hopper GEMM does not run on this device")
-    dtype = use_precision(precision)
-    config = TMA_CONFIGS[name]
-    run_parity(config, layout, dtype, "cuda")
-    kernels = tconv3d._C._last_cuda_kernels()
-    assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(config, dtype)
+    run_wgmma_parity(TMA_CONFIGS[name], layout, precision)
 
 
 @requires_cuda
