@@ -284,30 +284,6 @@ cudaError_t launch_typed(const Geometry& g, const CUtensorMap& x_map, const CUte
   return launch_tile<scalar_t, 64, 64>(g, x_map, gy_map, units, stream);
 }
 
-// A channels-last operand as a 5-D tensor map: [N][D][H][W][channels of all
-// groups], boxes of 64 channels × the row box's positions, every
-// element_stride[a]-th position along each axis.
-bool encode(CUtensorMap& map, CUtensorMapDataType type, const void* base, int64_t channels,
-            const int64_t (&extent)[3], int64_t batch, const int64_t (&strides)[4],
-            const int (&log_box)[3], const int (&element_stride)[3]) {
-  const PFN_cuTensorMapEncodeTiled_v12000 encode_tiled = tensor_map_encoder();
-  if (encode_tiled == nullptr) return false;
-  constexpr int64_t kElement = 2;
-  const cuuint64_t dim[5] = {cuuint64_t(channels), cuuint64_t(extent[2]), cuuint64_t(extent[1]),
-                             cuuint64_t(extent[0]), cuuint64_t(batch)};
-  const cuuint64_t stride[4] = {cuuint64_t(strides[3] * kElement), cuuint64_t(strides[2] * kElement),
-                                cuuint64_t(strides[1] * kElement), cuuint64_t(strides[0] * kElement)};
-  const cuuint32_t box[5] = {cuuint32_t(kChunk), cuuint32_t((1 << log_box[2]) * element_stride[2]),
-                             cuuint32_t((1 << log_box[1]) * element_stride[1]),
-                             cuuint32_t((1 << log_box[0]) * element_stride[0]), 1};
-  const cuuint32_t step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
-                              cuuint32_t(element_stride[0]), 1};
-  return encode_tiled(&map, type, 5, const_cast<void*>(base), dim, stride, box, step,
-                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
 bool runs_here() {
 #if defined(TCONV3D_WITH_SM90A)
   return kernel_runs_here<grad_weight_gemm_sm90_kernel<__nv_bfloat16, 64, 64>, ArchNeed::Sm90a>();
@@ -355,19 +331,20 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (!gw90::plan(p, g, pl)) return cudaErrorInvalidConfiguration;
   if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
   g.workspace = ops.workspace;
-  const CUtensorMapDataType type =
-      cfg.dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
   const int64_t out_extent[3] = {p.axis[0].out, p.axis[1].out, p.axis[2].out};
   const int64_t x_strides[4] = {ops.input_n, ops.input_d, ops.input_h, ops.input_w};
   const int64_t gy_strides[4] = {ops.grad_output_n, ops.grad_output_d, ops.grad_output_h,
                                  ops.grad_output_w};
-  const int unit_stride[3] = {1, 1, 1};
+  const int64_t unit_stride[3] = {1, 1, 1};
+  const int64_t conv_stride[3] = {p.axis[0].stride, p.axis[1].stride, p.axis[2].stride};
   CUtensorMap x_map, gy_map;
-  if (!gw90::encode(x_map, type, ops.input, p.in_channels, in_extent, p.batch, x_strides,
-                    g.log_box, unit_stride) ||
-      !gw90::encode(gy_map, type, ops.grad_output, p.out_channels, out_extent, p.batch,
-                    gy_strides, g.log_box, g.stride)) {
+  if (!encode_channels_last_boxes(x_map, cfg.dtype, ops.input, p.in_channels, p.batch, in_extent,
+                                  x_strides, gw90::kChunk, g.log_box, unit_stride,
+                                  CU_TENSOR_MAP_SWIZZLE_128B) ||
+      !encode_channels_last_boxes(gy_map, cfg.dtype, ops.grad_output, p.out_channels, p.batch,
+                                  out_extent, gy_strides, gw90::kChunk, g.log_box, conv_stride,
+                                  CU_TENSOR_MAP_SWIZZLE_128B)) {
     return cudaErrorInvalidValue;
   }
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo, /*always_partials=*/true>(

@@ -647,22 +647,7 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const CUtensorMapSwizzle swizzle = row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B
                                      : row_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
                                                        : CU_TENSOR_MAP_SWIZZLE_32B;
-  const CUtensorMapDataType type = dtype == ScalarKind::Float32   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
-                                   : dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
-                                                                  : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  const cuuint64_t src_dim[5] = {cuuint64_t(p.groups * ops.channels), cuuint64_t(extent[2]),
-                                 cuuint64_t(extent[1]), cuuint64_t(extent[0]),
-                                 cuuint64_t(p.batch)};
-  const cuuint64_t src_stride[4] = {cuuint64_t(ops.source_w * element),
-                                    cuuint64_t(ops.source_h * element),
-                                    cuuint64_t(ops.source_d * element),
-                                    cuuint64_t(ops.source_n * element)};
-  const cuuint32_t src_box[5] = {cuuint32_t(slice),
-                                 cuuint32_t((int64_t(1) << t.log_box[2]) * element_stride[2]),
-                                 cuuint32_t((int64_t(1) << t.log_box[1]) * element_stride[1]),
-                                 cuuint32_t((int64_t(1) << t.log_box[0]) * element_stride[0]), 1};
-  const cuuint32_t src_step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
-                                  cuuint32_t(element_stride[0]), 1};
+  const int64_t source_strides[4] = {ops.source_n, ops.source_d, ops.source_h, ops.source_w};
   const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
                                cuuint64_t(p.groups)};
   const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * element),
@@ -671,11 +656,11 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const cuuint32_t w_box[4] = {cuuint32_t(slice), cuuint32_t(s.bn), 1, 1};
   const cuuint32_t w_step[4] = {1, 1, 1, 1};
   const bool encoded =
-      encode(&t.source, type, 5, const_cast<void*>(ops.source), src_dim, src_stride, src_box,
-             src_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
-             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
-      encode(&t.weight, type, 4, const_cast<void*>(ops.packed_weight), w_dim, w_stride, w_box,
-             w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+      encode_channels_last_boxes(t.source, dtype, ops.source, p.groups * ops.channels, p.batch,
+                                 extent, source_strides, slice, t.log_box, element_stride,
+                                 swizzle) &&
+      encode(&t.weight, tensor_map_type(dtype), 4, const_cast<void*>(ops.packed_weight), w_dim,
+             w_stride, w_box, w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
   if (encoded) s = boxed;
   return encoded;

@@ -1,10 +1,15 @@
-// The driver's tensor-map encoder for the Hopper kernels' TMA loaders.
+// The driver's tensor-map encoder for the Hopper kernels' TMA loaders, and
+// the channels-last box maps both kernels load their sources through.
 // Host-only.
 #pragma once
+
+#include <cstdint>
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
+
+#include "../params.h"
 
 namespace tconv3d::cuda {
 
@@ -23,6 +28,44 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   }();
   return encode;
+}
+
+// fp32 (read as TF32 by the kernels), fp16 or bf16.
+inline CUtensorMapDataType tensor_map_type(ScalarKind dtype) {
+  return dtype == ScalarKind::Float32   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+         : dtype == ScalarKind::Float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                        : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+}
+
+// A channels-last tensor ([N][D][H][W][channels], element strides n, d, h,
+// w) as a 5-D tensor map whose boxes are box_channels channels × 2^log_box[a]
+// positions per axis (d, h, w), every element_stride[a]-th one (TMA's
+// traversal strides), in `swizzle`; positions outside the tensor load as
+// zeros.  fp32, fp16 or bf16.  False where there is no encoder or it refuses
+// (addresses and strides must be 16-byte multiples).
+inline bool encode_channels_last_boxes(CUtensorMap& map, ScalarKind dtype, const void* base,
+                                       int64_t channels, int64_t batch,
+                                       const int64_t (&extent)[3], const int64_t (&strides)[4],
+                                       int64_t box_channels, const int (&log_box)[3],
+                                       const int64_t (&element_stride)[3],
+                                       CUtensorMapSwizzle swizzle) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return false;
+  const CUtensorMapDataType type = tensor_map_type(dtype);
+  const int64_t element = dtype == ScalarKind::Float32 ? 4 : 2;
+  const cuuint64_t dim[5] = {cuuint64_t(channels), cuuint64_t(extent[2]), cuuint64_t(extent[1]),
+                             cuuint64_t(extent[0]), cuuint64_t(batch)};
+  const cuuint64_t stride[4] = {cuuint64_t(strides[3] * element), cuuint64_t(strides[2] * element),
+                                cuuint64_t(strides[1] * element), cuuint64_t(strides[0] * element)};
+  const cuuint32_t box[5] = {cuuint32_t(box_channels),
+                             cuuint32_t((int64_t(1) << log_box[2]) * element_stride[2]),
+                             cuuint32_t((int64_t(1) << log_box[1]) * element_stride[1]),
+                             cuuint32_t((int64_t(1) << log_box[0]) * element_stride[0]), 1};
+  const cuuint32_t step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
+                              cuuint32_t(element_stride[0]), 1};
+  return encode(&map, type, 5, const_cast<void*>(base), dim, stride, box, step,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 }  // namespace tconv3d::cuda
