@@ -258,6 +258,13 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
   const at::Tensor b = bias.value_or(at::Tensor());
   if (try_tensor_core_gemm(GatherPass::Forward, p, input, weight, b, output)) return;
   const LaunchConfig cfg = config_for(input, {input, weight, b, output});
+  if (depthwise_gather_supports(p)) {
+    C10_CUDA_CHECK(launch_depthwise_forward(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
+                                            b.defined() ? b.const_data_ptr() : nullptr,
+                                            output.mutable_data_ptr()));
+    g_last_kernel[0] = "depthwise_gather";
+    return;
+  }
   C10_CUDA_CHECK(launch_forward_gather(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
                                        b.defined() ? b.const_data_ptr() : nullptr,
                                        output.mutable_data_ptr()));
@@ -272,6 +279,13 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     return;
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
+  if (depthwise_gather_supports(p)) {
+    C10_CUDA_CHECK(launch_depthwise_grad_input(p, cfg, grad_output.const_data_ptr(),
+                                               weight.const_data_ptr(),
+                                               grad_input.mutable_data_ptr()));
+    g_last_kernel[1] = "depthwise_gather";
+    return;
+  }
   C10_CUDA_CHECK(launch_grad_input_gather(p, cfg, grad_output.const_data_ptr(),
                                           weight.const_data_ptr(), grad_input.mutable_data_ptr()));
   g_last_kernel[1] = "grad_input_gather";
@@ -323,6 +337,16 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     }
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
+  if (depthwise_grad_weight_supports(p, cfg.dtype)) {
+    const int64_t splits = depthwise_grad_weight_splits(p);
+    const at::Tensor partials =
+        float_workspace(splits > 1 ? splits * grad_weight.numel() : 0, grad_output);
+    C10_CUDA_CHECK(launch_depthwise_grad_weight(
+        p, cfg, input.const_data_ptr(), grad_output.const_data_ptr(),
+        grad_weight.mutable_data_ptr(), partials.defined() ? partials.data_ptr<float>() : nullptr));
+    g_last_kernel[2] = "depthwise_grad_weight";
+    return;
+  }
   const at::Tensor workspace =
       partials_workspace(grad_weight_splits(p), grad_weight.numel(), grad_output);
   C10_CUDA_CHECK(launch_grad_weight_reduce(

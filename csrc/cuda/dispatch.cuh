@@ -83,6 +83,22 @@ bool sm80_kernel_runs_here() {
   return kernel_runs_here<Kernel, ArchNeed::Sm80OrNewer>();
 }
 
+// Multiprocessors of the first device asked (tile and grid choices read it).
+inline int sm_count() {
+  static std::atomic<int> cached{0};
+  int n = cached.load(std::memory_order_relaxed);
+  if (n == 0) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();  // clear
+      return 132;
+    }
+    cached.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
 constexpr int kThreads = 256;
 
 inline unsigned int grid_for(int64_t work, int64_t cap = int64_t(1) << 20) {

@@ -266,7 +266,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.col_tiles = (a.col_count + kBN - 1) / kBN;
   // Column tiles split over blocks only as far as it takes to give every SM
   // two blocks: each split loads the block's rows of x again.
-  const int64_t target = 2 * int64_t(igemm::sm_count());
+  const int64_t target = 2 * int64_t(sm_count());
   const int64_t have = a.m_tiles * p.groups;
   const int64_t chunks = std::clamp<int64_t>((target + have - 1) / have, 1, a.col_tiles);
   a.tiles_per_block = (a.col_tiles + chunks - 1) / chunks;

@@ -269,7 +269,7 @@ cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUten
   constexpr int smem = Layout<BM, BN>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
-  const int64_t cap = igemm::sm_count();
+  const int64_t cap = sm_count();
   const int64_t ctas = units < cap ? units : cap;
   kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(g, x_map, gy_map);
   return cudaGetLastError();

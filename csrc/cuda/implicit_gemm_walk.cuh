@@ -353,20 +353,4 @@ void dispatch_gemm_types(const LaunchConfig& cfg, F&& f) {
   });
 }
 
-// Multiprocessors of the first device asked (the tile choice reads it).
-inline int sm_count() {
-  static std::atomic<int> cached{0};
-  int n = cached.load(std::memory_order_relaxed);
-  if (n == 0) {
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();  // clear
-      return 132;
-    }
-    cached.store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
-
 }  // namespace tconv3d::cuda::igemm

@@ -26,6 +26,24 @@ cudaError_t launch_grad_input_gather(const ConvTranspose3dParams& p, const Launc
                                      const void* grad_output, const void* weight,
                                      void* grad_input);
 
+// Depthwise layers only (one input and one output channel per group), any
+// strides; depthwise_gather_supports says which of them.
+bool depthwise_gather_supports(const ConvTranspose3dParams& p);
+cudaError_t launch_depthwise_forward(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                     const void* input, const void* weight, const void* bias,
+                                     void* output);
+cudaError_t launch_depthwise_grad_input(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                        const void* grad_output, const void* weight,
+                                        void* grad_input);
+
+// Depthwise grad-weight, one thread (channels-last) or warp per (channel, tap,
+// split); splits × numel floats of workspace when splits > 1.  Not fp64.
+bool depthwise_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
+int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p);
+cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                         const void* input, const void* grad_output,
+                                         void* grad_weight, float* workspace);
+
 // Reductions split into a fixed number of partial sums per result element,
 // chosen from the shape alone, and combined in a fixed order: bitwise
 // reproducible on any GPU.  The workspace holds splits × numel accumulators

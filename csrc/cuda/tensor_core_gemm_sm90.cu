@@ -727,7 +727,7 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   const igemm::LaunchShape s =
       igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
   // 128 tiles on the H200's 132 SMs still won (1.3-1.5x), 64 lost (0.9x).
-  return 4 * s.tiles_per_group() * p.groups >= 3 * int64_t(igemm::sm_count());
+  return 4 * s.tiles_per_group() * p.groups >= 3 * int64_t(sm_count());
 }
 
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

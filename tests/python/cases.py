@@ -157,3 +157,22 @@ TAP_COLUMN_CONFIGS = {
     # 264 bf16 channels: beyond 512 bytes, the phase GEMM takes it.
     "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
 }
+
+# Depthwise layers (G = Cin = Cout) on their own stencil kernel: channel counts
+# that channels-last walks in 16-byte vectors in every dtype (8, 16, 24), 6
+# (vectors in fp64 only), 1 (one channel: W fastest whatever the layout), every
+# geometry feature; a kernel too large for a block's weights at one vector of
+# channels (channels-last then walks W fastest); more destination coordinates
+# than a block tabulates (the generic gather kernels take it).
+DEPTHWISE_CONFIGS = {
+    "k3s2p1op1_c16": (2, 16, 16, 16, (5, 6, 7), 3, 2, 1, 1, 1, True),
+    "k3s1p1_c24": (1, 24, 24, 24, (7, 5, 6), 3, 1, 1, 0, 1, False),
+    "k4s2p1_c8": (3, 8, 8, 8, (4, 5, 3), 4, 2, 1, 0, 1, True),
+    "aniso_dilated_c16": (1, 16, 16, 16, (4, 6, 5), (3, 2, 5), (3, 1, 2), (1, 0, 2), (2, 0, 1),
+                          (2, 1, 2), True),
+    "phases_without_taps_c8": (2, 8, 8, 8, (3, 4, 3), 3, 4, 1, (3, 0, 1), 2, True),
+    "c6_no_vectors": (2, 6, 6, 6, (5, 4, 3), 3, 2, 1, 1, 1, True),
+    "one_channel": (2, 1, 1, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "kernel_1584_taps": (1, 8, 8, 8, (2, 3, 2), (11, 12, 12), 1, 5, 0, 1, True),
+    "too_many_coordinates": (1, 8, 8, 8, (1, 1, 2100), 1, 1, 0, 0, 1, True),
+}

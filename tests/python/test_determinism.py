@@ -7,21 +7,21 @@ from conftest import devices, requires_cuda
 
 
 def run_once(device, deterministic_mode=False, dtype=torch.float32, channels_last=False,
-             in_channels=16, out_channels=12):
+             in_channels=16, out_channels=12, groups=1):
     # 16 -> out_channels (12, 24): wide enough for the tensor-core kernels in half precision,
     # and a grad-weight reduction long enough to be split across blocks.
     g = torch.Generator().manual_seed(1)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     x = torch.randn(4, in_channels, 9, 7, 8, generator=g).to(device, dtype, memory_format=fmt)
     x.requires_grad_()
-    w = torch.randn(in_channels, out_channels, 3, 3, 3, generator=g).to(device, dtype).requires_grad_()
+    w = torch.randn(in_channels, out_channels // groups, 3, 3, 3, generator=g).to(device, dtype).requires_grad_()
     b = torch.randn(out_channels, generator=g).to(device, dtype).requires_grad_()
     gy = torch.randn((4, out_channels, 18, 14, 16), generator=g).to(device, dtype,
                                                                    memory_format=fmt)
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic_mode)
     try:
-        y = tconv3d.conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1)
+        y = tconv3d.conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1, groups=groups)
         y.backward(gy)
     finally:
         torch.use_deterministic_algorithms(previous)
@@ -84,6 +84,20 @@ def test_hopper_grad_weight_is_bitwise_reproducible(channels_last):
                      out_channels=64) for _ in range(3)]
     if tconv3d._C._wgmma_available():
         assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)
+
+
+@requires_cuda
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_depthwise_grad_weight_is_bitwise_reproducible(dtype, channels_last):
+    """The depthwise grad-weight's split partials (a thread a channel and tap
+    channels-last, a warp otherwise) and their combine, run to run."""
+    runs = [run_once("cuda", dtype=dtype, channels_last=channels_last, in_channels=16,
+                     out_channels=16, groups=16) for _ in range(3)]
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "depthwise_grad_weight"
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert torch.equal(a, b)

@@ -1,0 +1,186 @@
+// Grad-weight of depthwise layers (one input and one output channel per group):
+//
+//     gw[c, 0, k] = Σ_n Σ_{i valid for k} x[n, c, i] · gy[n, c, i·s − p + k·d],
+//
+// a reduction per (channel, tap) over the positions grad_weight_positions
+// (index_math.h) gives.  The generic reduction kernel gives each weight element
+// a block of its own, so every block re-reads x and grad_output across the
+// memory's slow axis; here a team of threads owns one (channel, tap, split)
+// and teams lie side by side the way memory does: one thread a team with
+// channels-last tensors (neighbouring threads read neighbouring channels), a
+// warp a team otherwise (its lanes read neighbouring W positions).  Splits are
+// fixed by the shape and combined in split order: bitwise reproducible.
+#include <algorithm>
+#include <cstdint>
+
+#include "../direct_gather.h"
+#include "deterministic_reduce.cuh"
+#include "dispatch.cuh"
+#include "launch.h"
+
+namespace tconv3d::cuda {
+namespace {
+
+constexpr int64_t kMaxPartials = int64_t(1) << 24;
+
+struct DepthwiseGradWeightArgs {
+  const void* x;
+  const void* grad_output;
+  void* grad_weight;
+  float* partials;  // splits × numel, [split][c][tap]; unused when splits == 1
+  Strides5 xs, gs, ws;
+  Axis axis[3];
+  int channels, batch, splits;
+  int kernel[3];
+};
+
+// Team of kTeam threads per unit (c, tap, split), units c fastest.  Each
+// thread walks its team's share of the split's (row, w) elements, rows being
+// (n, d, h) of the tap's valid positions; a row's products are summed before
+// they join the total (error grows with rows + row length, not their product).
+template <typename scalar_t, int kTeam>
+__global__ void __launch_bounds__(kThreads)
+    depthwise_grad_weight_kernel(const DepthwiseGradWeightArgs a, int64_t units) {
+  using acc = acc_t<scalar_t>;
+  const int64_t unit = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kTeam;
+  const int lane = kTeam == 1 ? 0 : int(threadIdx.x % kTeam);
+  if (unit >= units) return;  // whole teams leave together
+  const int c = int(unit % a.channels);
+  const int64_t tap_split = unit / a.channels;
+  const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
+  const int tap = int(tap_split % kvol), split = int(tap_split / kvol);
+  const int kw = tap % a.kernel[2], kh = tap / a.kernel[2] % a.kernel[1];
+  const int kd = tap / (a.kernel[2] * a.kernel[1]);
+  const Run rd = grad_weight_positions(a.axis[0], kd), rh = grad_weight_positions(a.axis[1], kh),
+            rw = grad_weight_positions(a.axis[2], kw);
+
+  acc total = 0;
+  const int64_t rows = rw.count == 0 ? 0 : int64_t(a.batch) * rd.count * rh.count;
+  const int64_t row_begin = rows * split / a.splits, row_end = rows * (split + 1) / a.splits;
+  if (row_end > row_begin) {
+    const auto* x = static_cast<const scalar_t*>(a.x) + c * a.xs.c + rd.a * a.xs.d +
+                    rh.a * a.xs.h + rw.a * a.xs.w;
+    const auto* gy = static_cast<const scalar_t*>(a.grad_output) + c * a.gs.c + rd.b * a.gs.d +
+                     rh.b * a.gs.h + rw.b * a.gs.w;
+    const int64_t gy_step[3] = {rd.db * a.gs.d, rh.db * a.gs.h, rw.db * a.gs.w};
+    // Digits (w, h, d, n) of the first element, then stepped by kTeam.
+    const int radix[4] = {int(rw.count), int(rh.count), int(rd.count), a.batch};
+    int digit[4], step[4];
+    {
+      int64_t e = row_begin * rw.count + lane, s = kTeam;
+      for (int i = 0; i < 4; ++i) {
+        digit[i] = int(e % radix[i]);
+        e /= radix[i];
+        step[i] = int(s % radix[i]);
+        s /= radix[i];
+      }
+    }
+    acc row = 0;
+    for (int64_t e = row_begin * rw.count + lane; e < row_end * rw.count; e += kTeam) {
+      const int64_t xo = digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
+      const int64_t go = digit[3] * a.gs.n + digit[2] * gy_step[0] + digit[1] * gy_step[1] +
+                         digit[0] * gy_step[2];
+      row += to_acc(x[xo]) * to_acc(gy[go]);
+      int carry = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        digit[i] += step[i] + carry;
+        carry = digit[i] >= radix[i];
+        if (carry) digit[i] -= radix[i];
+      }
+      if (kTeam > 1 || digit[0] == 0) {  // a row ended (every step, for a wide team)
+        total += row;
+        row = 0;
+      }
+    }
+    total += row;
+  }
+  if constexpr (kTeam > 1) {
+#pragma unroll
+    for (int offset = kTeam / 2; offset > 0; offset /= 2) {
+      total += __shfl_down_sync(0xffffffffu, total, offset, kTeam);
+    }
+    if (lane != 0) return;
+  }
+  if (a.splits == 1) {
+    static_cast<scalar_t*>(a.grad_weight)[c * a.ws.n + kd * a.ws.d + kh * a.ws.h + kw * a.ws.w] =
+        from_acc<scalar_t>(total);
+  } else {
+    a.partials[(int64_t(split) * a.channels + c) * kvol + tap] = float(total);
+  }
+}
+
+// The walk of one team per unit: one thread with channels innermost in both
+// operands, else a warp.
+int team_size(const ConvTranspose3dParams& p) {
+  return p.input.c == 1 && p.output.c == 1 && p.in_channels > 1 ? 1 : 32;
+}
+
+}  // namespace
+
+bool depthwise_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  // fp64 keeps its own accumulator type on the generic kernel's workspace.
+  return p.in_per_group == 1 && p.out_per_group == 1 && dtype != ScalarKind::Float64 &&
+         p.batch <= INT32_MAX && p.in_channels <= INT32_MAX;
+}
+
+// Splits from the shape (and the layout's team size) alone: about 2^17 busy
+// threads, no split without a row, at most kMaxPartials partial sums.
+int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p) {
+  const int64_t numel = p.in_channels * p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  if (numel == 0) return 1;
+  const int64_t target_threads = int64_t(1) << 17;
+  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in;
+  int64_t splits = target_threads / (numel * team_size(p));
+  splits = std::min({splits, rows, kMaxPartials / numel, int64_t(65535)});
+  return std::max<int64_t>(splits, 1);
+}
+
+cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                         const void* input, const void* grad_output,
+                                         void* grad_weight, float* workspace) {
+  DepthwiseGradWeightArgs a{};
+  a.x = input;
+  a.grad_output = grad_output;
+  a.grad_weight = grad_weight;
+  a.partials = workspace;
+  a.xs = p.input;
+  a.gs = p.output;
+  a.ws = p.weight;
+  a.channels = int(p.in_channels);
+  a.batch = int(p.batch);
+  const int64_t splits = depthwise_grad_weight_splits(p);
+  a.splits = int(splits);
+  int64_t kvol = 1;
+  for (int i = 0; i < 3; ++i) {
+    a.axis[i] = p.axis[i];
+    a.kernel[i] = int(p.axis[i].kernel);
+    kvol *= p.axis[i].kernel;
+  }
+  const int64_t numel = p.in_channels * kvol;
+  if (numel == 0) return cudaSuccess;
+  const int64_t units = numel * splits;
+  const int team = team_size(p);
+  const int64_t blocks = (units * team + kThreads - 1) / kThreads;
+  if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
+  dispatch_scalar(cfg.dtype, [&](auto scalar) {
+    using scalar_t = decltype(scalar);
+    if constexpr (!std::is_same_v<scalar_t, double>) {
+      if (team == 1) {
+        depthwise_grad_weight_kernel<scalar_t, 1>
+            <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
+      } else {
+        depthwise_grad_weight_kernel<scalar_t, 32>
+            <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
+      }
+      if (splits > 1) {
+        combine_partials_kernel<scalar_t><<<grid_for(numel), kThreads, 0, cfg.stream>>>(
+            workspace, splits, numel, 1, p.axis[0].kernel, p.axis[1].kernel, p.axis[2].kernel,
+            p.weight, static_cast<scalar_t*>(grad_weight));
+      }
+    }
+  });
+  return cudaGetLastError();
+}
+
+}  // namespace tconv3d::cuda
