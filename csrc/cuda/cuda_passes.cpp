@@ -258,7 +258,7 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
   const at::Tensor b = bias.value_or(at::Tensor());
   if (try_tensor_core_gemm(GatherPass::Forward, p, input, weight, b, output)) return;
   const LaunchConfig cfg = config_for(input, {input, weight, b, output});
-  if (depthwise_gather_supports(p)) {
+  if (depthwise_gather_supports(p, cfg.dtype)) {
     C10_CUDA_CHECK(launch_depthwise_forward(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
                                             b.defined() ? b.const_data_ptr() : nullptr,
                                             output.mutable_data_ptr()));
@@ -279,7 +279,7 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     return;
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
-  if (depthwise_gather_supports(p)) {
+  if (depthwise_gather_supports(p, cfg.dtype)) {
     C10_CUDA_CHECK(launch_depthwise_grad_input(p, cfg, grad_output.const_data_ptr(),
                                                weight.const_data_ptr(),
                                                grad_input.mutable_data_ptr()));

@@ -7,11 +7,14 @@
 // kernel is built around the loads and stores.  The generic gather kernels find
 // each position's taps with 64-bit divisions and walk channels across the
 // memory's slow axis; here each block tabulates the runs of taps of every
-// destination coordinate (index_math.h) once, threads walk the destination in
-// memory order (channels fastest for channels_last_3d, in 16-byte vectors where
-// aligned; W fastest otherwise), and advance their mixed-radix position by
-// carries instead of dividing again.
+// destination coordinate (index_math.h) and stages its channels' weights once,
+// threads walk the destination in memory order (channels fastest for
+// channels_last_3d, in 16-byte vectors where aligned; W fastest otherwise,
+// four channels an item so that each tap's index work feeds four independent
+// loads), and advance their mixed-radix position by carries instead of
+// dividing again.
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -34,10 +37,16 @@ struct Run32 {
   int a, b, count;
 };
 
-// The destination is walked as digits (v, w, h, d, c, n), v fastest: v the
-// 16-byte channel vector of a channels-fastest walk, c the channel of a
-// W-fastest walk (each a single value in the other walk).
-constexpr int kDigits = 6;
+// How a thread's items lie in memory.  ChannelVectors: kVec channels
+// contiguous and 16-byte aligned, one load; Channels: one channel; WidthFastest:
+// kStrided channels a plane apart, consecutive items along W.
+enum class Walk { ChannelVectors, Channels, WidthFastest };
+constexpr int kStrided = 4;
+
+// The destination's items as digits, fastest first: (v, w, h, d, n) for the
+// channels-fastest walks, (w, h, d, v, n) for W fastest; v indexes the
+// item-wide channel vectors of the block's slab.
+constexpr int kDigits = 5;
 
 struct DepthwiseArgs {
   const void* src;
@@ -53,7 +62,7 @@ struct DepthwiseArgs {
   int kernel[3];
   int tap_step[3], src_step[3];  // da, db of every run of the axis
   int channels;
-  int slab;  // channels-fastest: channels per grid row (blockIdx.y); else 1
+  int slab;  // channels per grid row (blockIdx.y), a multiple of the item's
   int radix[kDigits];
   int step[kDigits];  // blockDim.x written in the radix above
   int64_t items;      // per grid row
@@ -98,34 +107,47 @@ __device__ __forceinline__ void load_weights(const acc* p, acc (&w)[kVec]) {
   }
 }
 
-// kVec: channels per thread item (16 bytes of them, or 1).  kChannelsFastest:
-// the walk puts channels innermost and the block's channels' weights sit in
-// shared memory as [tap][channel]; otherwise a block's consecutive threads
-// share a channel and read its weights from L1.
-template <typename scalar_t, int kVec, bool kChannelsFastest>
+template <typename scalar_t, int kVec>
+__device__ __forceinline__ Vec<scalar_t, kVec> load_strided(const scalar_t* p, int64_t stride,
+                                                            int valid) {
+  Vec<scalar_t, kVec> x;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) x.v[j] = j < valid ? p[j * stride] : from_acc<scalar_t>(0);
+  return x;
+}
+
+template <typename scalar_t, Walk kWalk>
+constexpr int item_channels() {
+  return kWalk == Walk::ChannelVectors ? int(16 / sizeof(scalar_t))
+                                       : kWalk == Walk::WidthFastest ? kStrided : 1;
+}
+
+template <typename scalar_t, Walk kWalk>
 __global__ void __launch_bounds__(kThreads) depthwise_gather_kernel(const DepthwiseArgs a) {
   using acc = acc_t<scalar_t>;
+  constexpr int kVec = item_channels<scalar_t, kWalk>();
+  constexpr bool kWidthFastest = kWalk == Walk::WidthFastest;
+  constexpr int kV = kWidthFastest ? 3 : 0, kW = kWidthFastest ? 0 : 1;
+  constexpr int kH = kW + 1, kD = kW + 2, kN = 4;
   extern __shared__ __align__(16) unsigned char smem[];
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   acc* weights = reinterpret_cast<acc*>(smem);
-  Run32* runs = reinterpret_cast<Run32*>(smem + (kChannelsFastest ? kvol * a.slab * sizeof(acc) : 0));
+  Run32* runs = reinterpret_cast<Run32*>(smem + kvol * a.slab * sizeof(acc));
   const int D = a.extent[0], H = a.extent[1], W = a.extent[2];
-  const int c0 = kChannelsFastest ? int(blockIdx.y) * a.slab : 0;
+  const int c0 = int(blockIdx.y) * a.slab;
   const scalar_t* w = static_cast<const scalar_t*>(a.weight);
 
   for (int e = threadIdx.x; e < D + H + W; e += blockDim.x) {
     const int axis = e < D ? 0 : (e < D + H ? 1 : 2);
     runs[e] = run_of(a, axis, e - (axis > 0 ? D : 0) - (axis > 1 ? H : 0));
   }
-  if constexpr (kChannelsFastest) {
-    for (int e = threadIdx.x; e < kvol * a.slab; e += blockDim.x) {
-      const int tap = e / a.slab, c = c0 + e % a.slab;
-      const int kw = tap % a.kernel[2], kh = tap / a.kernel[2] % a.kernel[1];
-      const int kd = tap / (a.kernel[2] * a.kernel[1]);
-      weights[e] = c < a.channels ? to_acc(w[c * a.weight_stride[0] + kd * a.weight_stride[1] +
-                                              kh * a.weight_stride[2] + kw * a.weight_stride[3]])
-                                  : acc(0);
-    }
+  for (int e = threadIdx.x; e < kvol * a.slab; e += blockDim.x) {
+    const int tap = e / a.slab, c = c0 + e % a.slab;
+    const int kw = tap % a.kernel[2], kh = tap / a.kernel[2] % a.kernel[1];
+    const int kd = tap / (a.kernel[2] * a.kernel[1]);
+    weights[e] = c < a.channels ? to_acc(w[c * a.weight_stride[0] + kd * a.weight_stride[1] +
+                                            kh * a.weight_stride[2] + kw * a.weight_stride[3]])
+                                : acc(0);
   }
   __syncthreads();
 
@@ -147,45 +169,51 @@ __global__ void __launch_bounds__(kThreads) depthwise_gather_kernel(const Depthw
   const int64_t* ds = a.dst_stride;
 
   for (int64_t item = begin + threadIdx.x; item < end; item += blockDim.x) {
-    const int v = digit[0], ow = digit[1], oh = digit[2], od = digit[3], n = digit[5];
-    const int c = kChannelsFastest ? c0 + v * kVec : digit[4];
-    if (c < a.channels) {
+    const int ow = digit[kW], oh = digit[kH], od = digit[kD], n = digit[kN];
+    const int cl = digit[kV] * kVec, c = c0 + cl;  // first channel, and its place in the slab
+    const int valid = min(kVec, a.channels - c);
+    if (valid > 0) {
       const Run32 rd = runs[od], rh = runs[D + oh], rw = runs[D + H + ow];
       acc sum[kVec] = {};
       const scalar_t* src_nc = src + n * ss[0] + c * ss[1];
-      const scalar_t* w_c = w + c * a.weight_stride[0];
       for (int md = 0; md < rd.count; ++md) {
         const int kd = rd.a + md * a.tap_step[0];
         const scalar_t* src_d = src_nc + int64_t(rd.b + md * a.src_step[0]) * ss[2];
         for (int mh = 0; mh < rh.count; ++mh) {
           const int kh = rh.a + mh * a.tap_step[1];
           const scalar_t* src_row = src_d + int64_t(rh.b + mh * a.src_step[1]) * ss[3];
-          const int tap_row = (kd * a.kernel[1] + kh) * a.kernel[2];
+          const acc* w_row = weights + (kd * a.kernel[1] + kh) * a.kernel[2] * a.slab + cl;
           for (int mw = 0; mw < rw.count; ++mw) {
             const int kw = rw.a + mw * a.tap_step[2];
-            const Vec<scalar_t, kVec> x =
-                load_vec<scalar_t, kVec>(src_row + int64_t(rw.b + mw * a.src_step[2]) * ss[4]);
-            if constexpr (kChannelsFastest) {
-              acc wt[kVec];
-              load_weights<acc, kVec>(weights + (tap_row + kw) * a.slab + (c - c0), wt);
-#pragma unroll
-              for (int j = 0; j < kVec; ++j) sum[j] += to_acc(x.v[j]) * wt[j];
+            const scalar_t* sp = src_row + int64_t(rw.b + mw * a.src_step[2]) * ss[4];
+            Vec<scalar_t, kVec> x;
+            if constexpr (kWidthFastest) {
+              x = load_strided<scalar_t, kVec>(sp, ss[1], valid);
             } else {
-              sum[0] += to_acc(x.v[0]) * to_acc(__ldg(w_c + kd * a.weight_stride[1] +
-                                                      kh * a.weight_stride[2] +
-                                                      kw * a.weight_stride[3]));
+              x = load_vec<scalar_t, kVec>(sp);
             }
+            acc wt[kVec];
+            load_weights<acc, kVec>(w_row + kw * a.slab, wt);
+#pragma unroll
+            for (int j = 0; j < kVec; ++j) sum[j] += to_acc(x.v[j]) * wt[j];
           }
         }
       }
+      scalar_t* dp = dst + n * ds[0] + c * ds[1] + od * ds[2] + oh * ds[3] + ow * ds[4];
       Vec<scalar_t, kVec> out;
 #pragma unroll
       for (int j = 0; j < kVec; ++j) {
-        if (bias != nullptr) sum[j] += to_acc(bias[(c + j) * a.bias_stride]);
+        if (bias != nullptr && j < valid) sum[j] += to_acc(bias[(c + j) * a.bias_stride]);
         out.v[j] = from_acc<scalar_t>(sum[j]);
       }
-      *reinterpret_cast<Vec<scalar_t, kVec>*>(dst + n * ds[0] + c * ds[1] + od * ds[2] +
-                                               oh * ds[3] + ow * ds[4]) = out;
+      if constexpr (kWidthFastest) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          if (j < valid) dp[j * ds[1]] = out.v[j];
+        }
+      } else {
+        *reinterpret_cast<Vec<scalar_t, kVec>*>(dp) = out;
+      }
     }
     // Advance by blockDim.x: every digit and step is below its radix, so one
     // carry per digit suffices.
@@ -265,25 +293,32 @@ cudaError_t launch_depthwise(bool forward, const ConvTranspose3dParams& p, const
                                                                 : 2;
   const int64_t vec = vector_alignment(cfg.dtype);
   const int64_t acc_bytes = accumulator_bytes(cfg.dtype);
-  // Channels fastest where both tensors keep channels innermost and the
-  // weights of at least one vector of channels fit the block.
+  // Channels fastest where both tensors keep channels innermost, in vectors
+  // where those are whole and aligned; W fastest otherwise.
   const bool channels_last = a.src_stride[1] == 1 && a.dst_stride[1] == 1 && p.in_channels > 1;
   const bool vectors = channels_last &&
                        vectors_aligned(a.src_stride, src, p.in_channels, vec, elem_bytes) &&
                        vectors_aligned(a.dst_stride, dst, p.in_channels, vec, elem_bytes);
-  const int64_t item_channels = vectors ? vec : 1;
-  const int64_t max_slab = kMaxWeightBytes / (kvol * acc_bytes) / item_channels * item_channels;
-  const bool channels_fastest = channels_last && max_slab >= item_channels;
-  int64_t slab = 1, slabs = 1;
-  if (channels_fastest) {
-    const int64_t rounded = (p.in_channels + item_channels - 1) / item_channels * item_channels;
-    slabs = (rounded + max_slab - 1) / max_slab;
-    slab = (rounded / item_channels + slabs - 1) / slabs * item_channels;
-  }
+  const Walk walk = !channels_last ? Walk::WidthFastest
+                                   : vectors ? Walk::ChannelVectors : Walk::Channels;
+  int64_t item_channels = walk == Walk::ChannelVectors ? vec
+                          : walk == Walk::WidthFastest ? kStrided
+                                                       : 1;
+  // The block's weights, [tap][slab] in the accumulator type, within
+  // kMaxWeightBytes: slabs of whole items, spread evenly over grid rows.
+  int64_t max_slab = kMaxWeightBytes / (kvol * acc_bytes) / item_channels * item_channels;
+  if (max_slab == 0) return cudaErrorInvalidConfiguration;  // depthwise_gather_supports
+  const int64_t rounded = (p.in_channels + item_channels - 1) / item_channels * item_channels;
+  const int64_t slabs = (rounded + max_slab - 1) / max_slab;
+  const int64_t slab = (rounded / item_channels + slabs - 1) / slabs * item_channels;
   a.slab = int(slab);
-  const int64_t radix[kDigits] = {channels_fastest ? slab / item_channels : 1, a.extent[2],
-                                  a.extent[1], a.extent[0],
-                                  channels_fastest ? 1 : p.in_channels, p.batch};
+  const int64_t vectors_per_slab = slab / item_channels;
+  const std::array<int64_t, kDigits> radix =
+      walk == Walk::WidthFastest
+          ? std::array<int64_t, kDigits>{a.extent[2], a.extent[1], a.extent[0], vectors_per_slab,
+                                         p.batch}
+          : std::array<int64_t, kDigits>{vectors_per_slab, a.extent[2], a.extent[1], a.extent[0],
+                                         p.batch};
   int64_t rest = kThreads;
   a.items = 1;
   for (int i = 0; i < kDigits; ++i) {
@@ -295,18 +330,23 @@ cudaError_t launch_depthwise(bool forward, const ConvTranspose3dParams& p, const
   const int64_t target = (a.items + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
   const int64_t resident = std::max<int64_t>(1, 8 * int64_t(sm_count()) / slabs);
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min(target, resident))), unsigned(slabs));
-  const size_t smem = size_t(channels_fastest ? kvol * slab * acc_bytes : 0) +
+  const size_t smem = size_t(kvol * slab * acc_bytes) +
                       size_t(a.extent[0] + a.extent[1] + a.extent[2]) * sizeof(Run32);
 
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
-    constexpr int kVec = int(16 / sizeof(scalar_t));
-    if (!channels_fastest) {
-      depthwise_gather_kernel<scalar_t, 1, false><<<grid, kThreads, smem, cfg.stream>>>(a);
-    } else if (vectors) {
-      depthwise_gather_kernel<scalar_t, kVec, true><<<grid, kThreads, smem, cfg.stream>>>(a);
-    } else {
-      depthwise_gather_kernel<scalar_t, 1, true><<<grid, kThreads, smem, cfg.stream>>>(a);
+    switch (walk) {
+      case Walk::ChannelVectors:
+        depthwise_gather_kernel<scalar_t, Walk::ChannelVectors>
+            <<<grid, kThreads, smem, cfg.stream>>>(a);
+        break;
+      case Walk::Channels:
+        depthwise_gather_kernel<scalar_t, Walk::Channels><<<grid, kThreads, smem, cfg.stream>>>(a);
+        break;
+      case Walk::WidthFastest:
+        depthwise_gather_kernel<scalar_t, Walk::WidthFastest>
+            <<<grid, kThreads, smem, cfg.stream>>>(a);
+        break;
     }
   });
   return cudaGetLastError();
@@ -314,8 +354,13 @@ cudaError_t launch_depthwise(bool forward, const ConvTranspose3dParams& p, const
 
 }  // namespace
 
-bool depthwise_gather_supports(const ConvTranspose3dParams& p) {
+bool depthwise_gather_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
   if (p.in_per_group != 1 || p.out_per_group != 1) return false;
+  // Weights of one item's channels (at most kStrided or 16 bytes' worth) must
+  // fit a block.
+  const int64_t kvol = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  const int64_t most_item_channels = std::max<int64_t>(kStrided, vector_alignment(dtype));
+  if (kvol * most_item_channels * accumulator_bytes(dtype) > kMaxWeightBytes) return false;
   int64_t coords_out = 0, coords_in = 0;
   for (const Axis& ax : p.axis) {
     coords_out += ax.out;

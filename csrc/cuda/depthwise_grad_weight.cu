@@ -7,8 +7,9 @@
 // a block of its own, so every block re-reads x and grad_output across the
 // memory's slow axis; here a team of threads owns one (channel, tap, split)
 // and teams lie side by side the way memory does: one thread a team with
-// channels-last tensors (neighbouring threads read neighbouring channels), a
-// warp a team otherwise (its lanes read neighbouring W positions).  Splits are
+// channels-last tensors (neighbouring threads read neighbouring channels, 16
+// bytes of them a load where aligned), a warp a team otherwise (its lanes read
+// neighbouring W positions).  Splits are
 // fixed by the shape and combined in split order: bitwise reproducible.
 #include <algorithm>
 #include <cstdint>
@@ -31,22 +32,40 @@ struct DepthwiseGradWeightArgs {
   Strides5 xs, gs, ws;
   Axis axis[3];
   int channels, batch, splits;
+  int vectors;  // channel vectors of kVec: units run (vector, tap, split)
   int kernel[3];
 };
 
-// Team of kTeam threads per unit (c, tap, split), units c fastest.  Each
-// thread walks its team's share of the split's (row, w) elements, rows being
-// (n, d, h) of the tap's valid positions; a row's products are summed before
-// they join the total (error grows with rows + row length, not their product).
-template <typename scalar_t, int kTeam>
+template <typename scalar_t, int kVec>
+struct alignas(sizeof(scalar_t) * kVec) Channels {
+  scalar_t v[kVec];
+};
+
+template <typename scalar_t, int kVec>
+__device__ __forceinline__ Channels<scalar_t, kVec> load_channels(const scalar_t* p) {
+  if constexpr (kVec == 1) {
+    return {{p[0]}};
+  } else {
+    static_assert(sizeof(Channels<scalar_t, kVec>) == 16);
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    return *reinterpret_cast<const Channels<scalar_t, kVec>*>(&raw);
+  }
+}
+
+// Team of kTeam threads per unit (kVec channels, tap, split), units channels
+// fastest.  Split s of S owns elements [E·s/S, E·(s+1)/S) of the tap's E
+// valid (row, w) positions, rows being (n, d, h); each thread walks its
+// team's share, summing a row's products before they join the total (error
+// grows with rows + row length, not their product).
+template <typename scalar_t, int kTeam, int kVec>
 __global__ void __launch_bounds__(kThreads)
     depthwise_grad_weight_kernel(const DepthwiseGradWeightArgs a, int64_t units) {
   using acc = acc_t<scalar_t>;
   const int64_t unit = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kTeam;
   const int lane = kTeam == 1 ? 0 : int(threadIdx.x % kTeam);
   if (unit >= units) return;  // whole teams leave together
-  const int c = int(unit % a.channels);
-  const int64_t tap_split = unit / a.channels;
+  const int c = int(unit % a.vectors) * kVec;
+  const int64_t tap_split = unit / a.vectors;
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   const int tap = int(tap_split % kvol), split = int(tap_split / kvol);
   const int kw = tap % a.kernel[2], kh = tap / a.kernel[2] % a.kernel[1];
@@ -54,10 +73,10 @@ __global__ void __launch_bounds__(kThreads)
   const Run rd = grad_weight_positions(a.axis[0], kd), rh = grad_weight_positions(a.axis[1], kh),
             rw = grad_weight_positions(a.axis[2], kw);
 
-  acc total = 0;
-  const int64_t rows = rw.count == 0 ? 0 : int64_t(a.batch) * rd.count * rh.count;
-  const int64_t row_begin = rows * split / a.splits, row_end = rows * (split + 1) / a.splits;
-  if (row_end > row_begin) {
+  acc total[kVec] = {};
+  const int64_t elements = int64_t(a.batch) * rd.count * rh.count * rw.count;
+  const int64_t first = elements * split / a.splits, last = elements * (split + 1) / a.splits;
+  if (last > first) {
     const auto* x = static_cast<const scalar_t*>(a.x) + c * a.xs.c + rd.a * a.xs.d +
                     rh.a * a.xs.h + rw.a * a.xs.w;
     const auto* gy = static_cast<const scalar_t*>(a.grad_output) + c * a.gs.c + rd.b * a.gs.d +
@@ -67,7 +86,7 @@ __global__ void __launch_bounds__(kThreads)
     const int radix[4] = {int(rw.count), int(rh.count), int(rd.count), a.batch};
     int digit[4], step[4];
     {
-      int64_t e = row_begin * rw.count + lane, s = kTeam;
+      int64_t e = first + lane, s = kTeam;
       for (int i = 0; i < 4; ++i) {
         digit[i] = int(e % radix[i]);
         e /= radix[i];
@@ -75,12 +94,15 @@ __global__ void __launch_bounds__(kThreads)
         s /= radix[i];
       }
     }
-    acc row = 0;
-    for (int64_t e = row_begin * rw.count + lane; e < row_end * rw.count; e += kTeam) {
+    acc row[kVec] = {};
+    for (int64_t e = first + lane; e < last; e += kTeam) {
       const int64_t xo = digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
       const int64_t go = digit[3] * a.gs.n + digit[2] * gy_step[0] + digit[1] * gy_step[1] +
                          digit[0] * gy_step[2];
-      row += to_acc(x[xo]) * to_acc(gy[go]);
+      const Channels<scalar_t, kVec> xv = load_channels<scalar_t, kVec>(x + xo);
+      const Channels<scalar_t, kVec> gv = load_channels<scalar_t, kVec>(gy + go);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) row[j] += to_acc(xv.v[j]) * to_acc(gv.v[j]);
       int carry = 0;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -89,24 +111,31 @@ __global__ void __launch_bounds__(kThreads)
         if (carry) digit[i] -= radix[i];
       }
       if (kTeam > 1 || digit[0] == 0) {  // a row ended (every step, for a wide team)
-        total += row;
-        row = 0;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          total[j] += row[j];
+          row[j] = 0;
+        }
       }
     }
-    total += row;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) total[j] += row[j];
   }
   if constexpr (kTeam > 1) {
 #pragma unroll
     for (int offset = kTeam / 2; offset > 0; offset /= 2) {
-      total += __shfl_down_sync(0xffffffffu, total, offset, kTeam);
+      total[0] += __shfl_down_sync(0xffffffffu, total[0], offset, kTeam);
     }
     if (lane != 0) return;
   }
-  if (a.splits == 1) {
-    static_cast<scalar_t*>(a.grad_weight)[c * a.ws.n + kd * a.ws.d + kh * a.ws.h + kw * a.ws.w] =
-        from_acc<scalar_t>(total);
-  } else {
-    a.partials[(int64_t(split) * a.channels + c) * kvol + tap] = float(total);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    if (a.splits == 1) {
+      static_cast<scalar_t*>(a.grad_weight)[(c + j) * a.ws.n + kd * a.ws.d + kh * a.ws.h +
+                                            kw * a.ws.w] = from_acc<scalar_t>(total[j]);
+    } else {
+      a.partials[(int64_t(split) * a.channels + c + j) * kvol + tap] = float(total[j]);
+    }
   }
 }
 
@@ -114,6 +143,21 @@ __global__ void __launch_bounds__(kThreads)
 // operands, else a warp.
 int team_size(const ConvTranspose3dParams& p) {
   return p.input.c == 1 && p.output.c == 1 && p.in_channels > 1 ? 1 : 32;
+}
+
+// Channels a thread of a one-thread team reads at once: a 16-byte vector where
+// channels, strides and both addresses allow it.
+int64_t vector_channels(const ConvTranspose3dParams& p, ScalarKind dtype, const void* x,
+                        const void* gy) {
+  const int64_t vec = dtype == ScalarKind::Float32 ? 4 : 8;
+  const auto whole = [&](const Strides5& s, const void* ptr) {
+    return s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
+           reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+  };
+  return team_size(p) == 1 && p.in_channels % vec == 0 && whole(p.input, x) &&
+                 whole(p.output, gy)
+             ? vec
+             : 1;
 }
 
 }  // namespace
@@ -124,15 +168,18 @@ bool depthwise_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind d
          p.batch <= INT32_MAX && p.in_channels <= INT32_MAX;
 }
 
-// Splits from the shape (and the layout's team size) alone: about 2^17 busy
-// threads, no split without a row, at most kMaxPartials partial sums.
+// Splits from the shape and the layout's team size alone (not from whether
+// the channels make 16-byte vectors): about 2^17 busy threads counting one
+// for each 8 channels of a one-thread team, no split without a position, at
+// most kMaxPartials partial sums.
 int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p) {
   const int64_t numel = p.in_channels * p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   if (numel == 0) return 1;
   const int64_t target_threads = int64_t(1) << 17;
-  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in;
-  int64_t splits = target_threads / (numel * team_size(p));
-  splits = std::min({splits, rows, kMaxPartials / numel, int64_t(65535)});
+  const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int team = team_size(p);
+  int64_t splits = target_threads * (team == 1 ? 8 : 1) / (numel * team);
+  splits = std::min({splits, positions, kMaxPartials / numel, int64_t(65535)});
   return std::max<int64_t>(splits, 1);
 }
 
@@ -159,18 +206,24 @@ cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const L
   }
   const int64_t numel = p.in_channels * kvol;
   if (numel == 0) return cudaSuccess;
-  const int64_t units = numel * splits;
   const int team = team_size(p);
+  const int64_t vec = vector_channels(p, cfg.dtype, input, grad_output);
+  a.vectors = int(p.in_channels / vec);
+  const int64_t units = a.vectors * kvol * splits;
   const int64_t blocks = (units * team + kThreads - 1) / kThreads;
   if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     if constexpr (!std::is_same_v<scalar_t, double>) {
-      if (team == 1) {
-        depthwise_grad_weight_kernel<scalar_t, 1>
+      constexpr int kVec = int(16 / sizeof(scalar_t));
+      if (team == 32) {
+        depthwise_grad_weight_kernel<scalar_t, 32, 1>
+            <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
+      } else if (vec == kVec) {
+        depthwise_grad_weight_kernel<scalar_t, 1, kVec>
             <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
       } else {
-        depthwise_grad_weight_kernel<scalar_t, 32>
+        depthwise_grad_weight_kernel<scalar_t, 1, 1>
             <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
       }
       if (splits > 1) {

@@ -8,7 +8,7 @@
 //   sums per channel in a fixed tree;
 // - contiguous D·H·W planes (NCDHW): one block per (channel, range of that
 //   channel's N planes laid end to end), 16-byte loads;
-// - anything else: one block per (channel, split) walks rows of W elements.
+// - anything else: one block per (channel, split) walks its positions.
 // The split partials are then added per channel in a fixed order, by a
 // second kernel that is launched before the first ends where it can be
 // (launch_combine_channel_partials).
@@ -156,16 +156,43 @@ __device__ __forceinline__ void store_channel_sum(acc_t<scalar_t> sum, int64_t c
   }
 }
 
+// Any strides: block (c, split) walks the split's share of the N·D·H·W
+// positions, thread t every kThreads-th of them (not whole W rows: a long row
+// summed by one thread would grow the error with its length), then the
+// block's fixed tree.
 template <typename scalar_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     grad_bias_reduce_kernel(const ConvTranspose3dParams p, const scalar_t* __restrict__ grad_out,
                             scalar_t* __restrict__ grad_b, int64_t grad_b_stride,
                             acc_t<scalar_t>* __restrict__ partial, int64_t splits) {
   const int64_t co = blockIdx.x, split = blockIdx.y;
-  const int64_t rows = p.batch * p.axis[0].out * p.axis[1].out;
-  const int64_t begin = rows * split / splits, end = rows * (split + 1) / splits;
-  acc_t<scalar_t> acc =
-      grad_bias_sum<scalar_t, index_t>(p, grad_out, co, begin + threadIdx.x, end, blockDim.x);
+  const int64_t radix[4] = {p.axis[2].out, p.axis[1].out, p.axis[0].out, p.batch};
+  const Strides5 s = p.output;
+  const index_t stride[4] = {index_t(s.w), index_t(s.h), index_t(s.d), index_t(s.n)};
+  const int64_t positions = radix[0] * radix[1] * radix[2] * radix[3];
+  const int64_t begin = positions * split / splits, end = positions * (split + 1) / splits;
+  int64_t digit[4], step[4];
+  {
+    int64_t e = begin + threadIdx.x, st = blockDim.x;
+    for (int i = 0; i < 4; ++i) {
+      digit[i] = e % radix[i];
+      e /= radix[i];
+      step[i] = st % radix[i];
+      st /= radix[i];
+    }
+  }
+  const scalar_t* g = grad_out + index_t(co) * index_t(s.c);
+  acc_t<scalar_t> acc = 0;
+  for (int64_t e = begin + threadIdx.x; e < end; e += blockDim.x) {
+    acc += to_acc(g[index_t(digit[0]) * stride[0] + index_t(digit[1]) * stride[1] +
+                    index_t(digit[2]) * stride[2] + index_t(digit[3]) * stride[3]]);
+    int64_t carry = 0;
+    for (int i = 0; i < 4; ++i) {
+      digit[i] += step[i] + carry;
+      carry = digit[i] >= radix[i];
+      if (carry) digit[i] -= radix[i];
+    }
+  }
   acc = block_sum(acc);
   if (threadIdx.x == 0) {
     store_channel_sum(acc, co, split, splits, p.out_channels, grad_b, grad_b_stride, partial);
@@ -330,7 +357,7 @@ BiasPlan bias_plan(const ConvTranspose3dParams& p, ScalarKind dtype, const void*
     return {BiasKernel::Planes, v,
             stream_splits(p.batch * (plane / v), in_one_wave < 1 ? 1 : in_one_wave)};
   }
-  return {BiasKernel::Strided, 1, choose_splits(C, rows)};
+  return {BiasKernel::Strided, 1, choose_splits(C, rows * W)};
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ cudaError_t launch_grad_input_gather(const ConvTranspose3dParams& p, const Launc
 
 // Depthwise layers only (one input and one output channel per group), any
 // strides; depthwise_gather_supports says which of them.
-bool depthwise_gather_supports(const ConvTranspose3dParams& p);
+bool depthwise_gather_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
 cudaError_t launch_depthwise_forward(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                      const void* input, const void* weight, const void* bias,
                                      void* output);
