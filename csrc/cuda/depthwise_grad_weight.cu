@@ -169,16 +169,17 @@ bool depthwise_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind d
 }
 
 // Splits from the shape and the layout's team size alone (not from whether
-// the channels make 16-byte vectors): about 2^17 busy threads counting one
-// for each 8 channels of a one-thread team, no split without a position, at
-// most kMaxPartials partial sums.
+// the channels make 16-byte vectors): 2^20 lanes' worth of work (four waves
+// of a 132-SM GPU: the walks are latency-bound), a one-thread team counting
+// as a lane per channel; no split without a position, at most kMaxPartials
+// partial sums.
 int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p) {
   const int64_t numel = p.in_channels * p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   if (numel == 0) return 1;
-  const int64_t target_threads = int64_t(1) << 17;
+  const int64_t target_lanes = int64_t(1) << 20;
   const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   const int team = team_size(p);
-  int64_t splits = target_threads * (team == 1 ? 8 : 1) / (numel * team);
+  int64_t splits = target_lanes / (numel * team);
   splits = std::min({splits, positions, kMaxPartials / numel, int64_t(65535)});
   return std::max<int64_t>(splits, 1);
 }

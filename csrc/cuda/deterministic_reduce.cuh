@@ -25,7 +25,11 @@ __device__ __forceinline__ T block_sum(T v) {
 }
 
 // result[e] = Σ_{s = 0 … splits-1} partial[s · numel + e], in that order, for
-// e over a dense 5-D result of logical sizes (n0, c, d, h, w) and strides `dst`.
+// e over a dense 5-D result of logical sizes (n0, c, d, h, w) and strides `dst`;
+// added kCombineChunk splits at a time, then the chunks: the error grows with
+// chunk + splits / chunk, not with thousands of splits in a row.
+constexpr int64_t kCombineChunk = 32;
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     combine_partials_kernel(const acc_t<scalar_t>* __restrict__ partial, int64_t splits,
@@ -34,7 +38,12 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < numel;
        e += int64_t(gridDim.x) * blockDim.x) {
     acc_t<scalar_t> acc = 0;
-    for (int64_t s = 0; s < splits; ++s) acc += partial[s * numel + e];
+    for (int64_t s0 = 0; s0 < splits; s0 += kCombineChunk) {
+      acc_t<scalar_t> chunk = 0;
+      const int64_t s1 = s0 + kCombineChunk < splits ? s0 + kCombineChunk : splits;
+      for (int64_t s = s0; s < s1; ++s) chunk += partial[s * numel + e];
+      acc += chunk;
+    }
     const Index5 idx = unflatten<int64_t>(e, C, D, H, W);
     result[offset_of<int64_t>(dst, idx)] = from_acc<scalar_t>(acc);
   }

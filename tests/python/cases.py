@@ -161,9 +161,10 @@ TAP_COLUMN_CONFIGS = {
 # Depthwise layers (G = Cin = Cout) on their own stencil kernel: channel counts
 # that channels-last walks in 16-byte vectors in every dtype (8, 16, 24), 6
 # (vectors in fp64 only), 1 (one channel: W fastest whatever the layout), every
-# geometry feature; a kernel too large for a block's weights at one vector of
-# channels (channels-last then walks W fastest); more destination coordinates
-# than a block tabulates (the generic gather kernels take it).
+# geometry feature; 729 taps (9³: fp64's weights take two slabs of four
+# channels); past the kernel's limits, the generic gather kernels: 1584 taps
+# (an item's weights pass a block's 24 KB) and more destination coordinates
+# than a block tabulates.
 DEPTHWISE_CONFIGS = {
     "k3s2p1op1_c16": (2, 16, 16, 16, (5, 6, 7), 3, 2, 1, 1, 1, True),
     "k3s1p1_c24": (1, 24, 24, 24, (7, 5, 6), 3, 1, 1, 0, 1, False),
@@ -173,6 +174,7 @@ DEPTHWISE_CONFIGS = {
     "phases_without_taps_c8": (2, 8, 8, 8, (3, 4, 3), 3, 4, 1, (3, 0, 1), 2, True),
     "c6_no_vectors": (2, 6, 6, 6, (5, 4, 3), 3, 2, 1, 1, 1, True),
     "one_channel": (2, 1, 1, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "kernel_729_taps": (2, 8, 8, 8, (2, 3, 2), 9, 1, 4, 0, 1, True),
     "kernel_1584_taps": (1, 8, 8, 8, (2, 3, 2), (11, 12, 12), 1, 5, 0, 1, True),
     "too_many_coordinates": (1, 8, 8, 8, (1, 1, 2100), 1, 1, 0, 0, 1, True),
 }

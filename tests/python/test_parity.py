@@ -620,11 +620,11 @@ def test_only_requested_gradients_are_computed(device):
 def test_depthwise_kernels(name, layout, dtype):
     """The depthwise stencil kernel, forward and grad-input, in each of its
     walks (channels-last in 16-byte vectors or single channels, W fastest),
-    and the generic gather kernels past its coordinate table; the depthwise
+    and the generic gather kernels past its weight and coordinate limits; the depthwise
     grad-weight (a thread or a warp per channel and tap) but in fp64."""
     run_parity(DEPTHWISE_CONFIGS[name], layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
-    generic = name == "too_many_coordinates"
+    generic = name in ("kernel_1584_taps", "too_many_coordinates")
     assert kernels["forward"] == ("forward_gather" if generic else "depthwise_gather")
     assert kernels["grad_input"] == ("grad_input_gather" if generic else "depthwise_gather")
     expected = "grad_weight_reduce" if dtype == torch.float64 else "depthwise_grad_weight"
