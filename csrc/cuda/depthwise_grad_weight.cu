@@ -5,12 +5,11 @@
 // a reduction per (channel, tap) over the positions grad_weight_positions
 // (index_math.h) gives.  The generic reduction kernel gives each weight element
 // a block of its own, so every block re-reads x and grad_output across the
-// memory's slow axis; here a team of threads owns one (channel, tap, split)
-// and teams lie side by side the way memory does: one thread a team with
-// channels-last tensors (neighbouring threads read neighbouring channels, 16
-// bytes of them a load where aligned), a warp a team otherwise (its lanes read
-// neighbouring W positions).  Splits are
-// fixed by the shape and combined in split order: bitwise reproducible.
+// memory's slow axis; here a thread owns one (channels, tap, split) of
+// channels-last operands (the op layer copies others once), neighbouring
+// threads reading neighbouring channels, 16 bytes of them a load where
+// aligned.  Splits are fixed by the shape and combined in split order:
+// bitwise reproducible.
 #include <algorithm>
 #include <cstdint>
 
@@ -52,18 +51,17 @@ __device__ __forceinline__ Channels<scalar_t, kVec> load_channels(const scalar_t
   }
 }
 
-// Team of kTeam threads per unit (kVec channels, tap, split), units channels
-// fastest.  Split s of S owns elements [E·s/S, E·(s+1)/S) of the tap's E
-// valid (row, w) positions, rows being (n, d, h); each thread walks its
-// team's share, summing a row's products before they join the total (error
-// grows with rows + row length, not their product).
-template <typename scalar_t, int kTeam, int kVec>
+// A thread per unit (kVec channels, tap, split), units channels fastest.
+// Split s of S owns elements [E·s/S, E·(s+1)/S) of the tap's E valid
+// (row, w) positions, rows being (n, d, h); the thread sums a row's products
+// before they join the total (error grows with rows + row length, not their
+// product).
+template <typename scalar_t, int kVec>
 __global__ void __launch_bounds__(kThreads)
     depthwise_grad_weight_kernel(const DepthwiseGradWeightArgs a, int64_t units) {
   using acc = acc_t<scalar_t>;
-  const int64_t unit = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kTeam;
-  const int lane = kTeam == 1 ? 0 : int(threadIdx.x % kTeam);
-  if (unit >= units) return;  // whole teams leave together
+  const int64_t unit = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (unit >= units) return;
   const int c = int(unit % a.vectors) * kVec;
   const int64_t tap_split = unit / a.vectors;
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
@@ -82,20 +80,18 @@ __global__ void __launch_bounds__(kThreads)
     const auto* gy = static_cast<const scalar_t*>(a.grad_output) + c * a.gs.c + rd.b * a.gs.d +
                      rh.b * a.gs.h + rw.b * a.gs.w;
     const int64_t gy_step[3] = {rd.db * a.gs.d, rh.db * a.gs.h, rw.db * a.gs.w};
-    // Digits (w, h, d, n) of the first element, then stepped by kTeam.
+    // Digits (w, h, d, n) of the first element, then stepped one at a time.
     const int radix[4] = {int(rw.count), int(rh.count), int(rd.count), a.batch};
-    int digit[4], step[4];
+    int digit[4];
     {
-      int64_t e = first + lane, s = kTeam;
+      int64_t e = first;
       for (int i = 0; i < 4; ++i) {
         digit[i] = int(e % radix[i]);
         e /= radix[i];
-        step[i] = int(s % radix[i]);
-        s /= radix[i];
       }
     }
     acc row[kVec] = {};
-    for (int64_t e = first + lane; e < last; e += kTeam) {
+    for (int64_t e = first; e < last; ++e) {
       const int64_t xo = digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
       const int64_t go = digit[3] * a.gs.n + digit[2] * gy_step[0] + digit[1] * gy_step[1] +
                          digit[0] * gy_step[2];
@@ -103,14 +99,14 @@ __global__ void __launch_bounds__(kThreads)
       const Channels<scalar_t, kVec> gv = load_channels<scalar_t, kVec>(gy + go);
 #pragma unroll
       for (int j = 0; j < kVec; ++j) row[j] += to_acc(xv.v[j]) * to_acc(gv.v[j]);
-      int carry = 0;
+      int carry = 1;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        digit[i] += step[i] + carry;
+        digit[i] += carry;
         carry = digit[i] >= radix[i];
         if (carry) digit[i] -= radix[i];
       }
-      if (kTeam > 1 || digit[0] == 0) {  // a row ended (every step, for a wide team)
+      if (digit[0] == 0) {  // a row ended
 #pragma unroll
         for (int j = 0; j < kVec; ++j) {
           total[j] += row[j];
@@ -120,13 +116,6 @@ __global__ void __launch_bounds__(kThreads)
     }
 #pragma unroll
     for (int j = 0; j < kVec; ++j) total[j] += row[j];
-  }
-  if constexpr (kTeam > 1) {
-#pragma unroll
-    for (int offset = kTeam / 2; offset > 0; offset /= 2) {
-      total[0] += __shfl_down_sync(0xffffffffu, total[0], offset, kTeam);
-    }
-    if (lane != 0) return;
   }
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
@@ -139,14 +128,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The walk of one team per unit: one thread with channels innermost in both
-// operands, else a warp.
-int team_size(const ConvTranspose3dParams& p) {
-  return p.input.c == 1 && p.output.c == 1 && p.in_channels > 1 ? 1 : 32;
-}
-
-// Channels a thread of a one-thread team reads at once: a 16-byte vector where
-// channels, strides and both addresses allow it.
+// Channels a thread reads at once: a 16-byte vector where channels, strides
+// and both addresses allow it.
 int64_t vector_channels(const ConvTranspose3dParams& p, ScalarKind dtype, const void* x,
                         const void* gy) {
   const int64_t vec = dtype == ScalarKind::Float32 ? 4 : 8;
@@ -154,7 +137,7 @@ int64_t vector_channels(const ConvTranspose3dParams& p, ScalarKind dtype, const 
     return s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
            reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
   };
-  return team_size(p) == 1 && p.in_channels % vec == 0 && whole(p.input, x) &&
+  return p.input.c == 1 && p.output.c == 1 && p.in_channels % vec == 0 && whole(p.input, x) &&
                  whole(p.output, gy)
              ? vec
              : 1;
@@ -168,18 +151,15 @@ bool depthwise_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind d
          p.batch <= INT32_MAX && p.in_channels <= INT32_MAX;
 }
 
-// Splits from the shape and the layout's team size alone (not from whether
-// the channels make 16-byte vectors): 2^20 lanes' worth of work (four waves
-// of a 132-SM GPU: the walks are latency-bound), a one-thread team counting
-// as a lane per channel; no split without a position, at most kMaxPartials
-// partial sums.
+// Splits from the shape alone (not from whether the channels make 16-byte
+// vectors): 2^20 channel-units of work (2^17 threads of 8-channel vectors),
+// no split without a position, at most kMaxPartials partial sums.
 int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p) {
   const int64_t numel = p.in_channels * p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   if (numel == 0) return 1;
-  const int64_t target_lanes = int64_t(1) << 20;
+  const int64_t target_units = int64_t(1) << 20;
   const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  const int team = team_size(p);
-  int64_t splits = target_lanes / (numel * team);
+  int64_t splits = target_units / numel;
   splits = std::min({splits, positions, kMaxPartials / numel, int64_t(65535)});
   return std::max<int64_t>(splits, 1);
 }
@@ -207,24 +187,20 @@ cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const L
   }
   const int64_t numel = p.in_channels * kvol;
   if (numel == 0) return cudaSuccess;
-  const int team = team_size(p);
   const int64_t vec = vector_channels(p, cfg.dtype, input, grad_output);
   a.vectors = int(p.in_channels / vec);
   const int64_t units = a.vectors * kvol * splits;
-  const int64_t blocks = (units * team + kThreads - 1) / kThreads;
+  const int64_t blocks = (units + kThreads - 1) / kThreads;
   if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     if constexpr (!std::is_same_v<scalar_t, double>) {
       constexpr int kVec = int(16 / sizeof(scalar_t));
-      if (team == 32) {
-        depthwise_grad_weight_kernel<scalar_t, 32, 1>
-            <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
-      } else if (vec == kVec) {
-        depthwise_grad_weight_kernel<scalar_t, 1, kVec>
+      if (vec == kVec) {
+        depthwise_grad_weight_kernel<scalar_t, kVec>
             <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
       } else {
-        depthwise_grad_weight_kernel<scalar_t, 1, 1>
+        depthwise_grad_weight_kernel<scalar_t, 1>
             <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
       }
       if (splits > 1) {

@@ -36,8 +36,9 @@ cudaError_t launch_depthwise_grad_input(const ConvTranspose3dParams& p, const La
                                         const void* grad_output, const void* weight,
                                         void* grad_input);
 
-// Depthwise grad-weight, one thread (channels-last) or warp per (channel, tap,
-// split); splits × numel floats of workspace when splits > 1.  Not fp64.
+// Depthwise grad-weight over channels-last operands (channel stride 1), a
+// thread per (channels, tap, split); splits × numel floats of workspace when
+// splits > 1.  Not fp64.
 bool depthwise_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
 int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p);
 cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

@@ -93,8 +93,9 @@ def test_hopper_grad_weight_is_bitwise_reproducible(channels_last):
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_depthwise_grad_weight_is_bitwise_reproducible(dtype, channels_last):
-    """The depthwise grad-weight's split partials (a thread a channel and tap
-    channels-last, a warp otherwise) and their combine, run to run."""
+    """The depthwise grad-weight's split partials (a thread a channel vector
+    and tap; NCDHW operands copied channels-last first) and their combine,
+    run to run."""
     runs = [run_once("cuda", dtype=dtype, channels_last=channels_last, in_channels=16,
                      out_channels=16, groups=16) for _ in range(3)]
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "depthwise_grad_weight"
