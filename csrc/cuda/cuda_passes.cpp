@@ -16,6 +16,7 @@
 #include "channels_last_pack.h"
 #include "grad_weight_gemm.h"
 #include "launch.h"
+#include "narrow_gather.h"
 #include "tensor_core_gemm.h"
 #include "weight_pack.h"
 
@@ -30,6 +31,23 @@ constexpr int64_t kMinTensorCoreChannels = 8;
 
 // TF32 follows the switch that governs torch's own convolutions.
 bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
+
+// Auto: narrow groups (depthwise; at most 4 channels a group on one side and
+// 16 on the other: RGB-like layers) take the CUDA-core stencil in the gather
+// passes, their tensor-core tiles being mostly padding.  Gather takes it
+// wherever it runs; the tensor-core policies never.
+bool prefers_narrow_gather(const ConvTranspose3dParams& p) {
+  switch (g_policy.load()) {
+    case KernelPolicy::Gather:
+      return true;
+    case KernelPolicy::TensorCore:
+    case KernelPolicy::Wgmma:
+      return false;
+    default:
+      return std::min(p.in_per_group, p.out_per_group) <= 4 &&
+             std::max(p.in_per_group, p.out_per_group) <= 16;
+  }
+}
 
 // Auto: tensor-core tiles (64 channels wide) pay once a group has a few
 // channels on at least one side; depthwise-like layers stay on the gather
@@ -256,13 +274,14 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor b = bias.value_or(at::Tensor());
-  if (try_tensor_core_gemm(GatherPass::Forward, p, input, weight, b, output)) return;
   const LaunchConfig cfg = config_for(input, {input, weight, b, output});
-  if (depthwise_gather_supports(p, cfg.dtype)) {
-    C10_CUDA_CHECK(launch_depthwise_forward(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
-                                            b.defined() ? b.const_data_ptr() : nullptr,
-                                            output.mutable_data_ptr()));
-    g_last_kernel[0] = "depthwise_gather";
+  const bool narrow = prefers_narrow_gather(p) && narrow_gather_supports(p, cfg.dtype, true);
+  if (!narrow && try_tensor_core_gemm(GatherPass::Forward, p, input, weight, b, output)) return;
+  if (narrow || (g_policy.load() == KernelPolicy::Auto && narrow_gather_supports(p, cfg.dtype, true))) {
+    C10_CUDA_CHECK(launch_narrow_forward(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
+                                         b.defined() ? b.const_data_ptr() : nullptr,
+                                         output.mutable_data_ptr()));
+    g_last_kernel[0] = "narrow_gather";
     return;
   }
   C10_CUDA_CHECK(launch_forward_gather(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
@@ -274,16 +293,17 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
 void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                 const at::Tensor& weight, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  if (try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight, at::Tensor(),
-                           grad_input)) {
+  const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
+  const bool narrow = prefers_narrow_gather(p) && narrow_gather_supports(p, cfg.dtype, false);
+  if (!narrow && try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight, at::Tensor(),
+                                      grad_input)) {
     return;
   }
-  const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
-  if (depthwise_gather_supports(p, cfg.dtype)) {
-    C10_CUDA_CHECK(launch_depthwise_grad_input(p, cfg, grad_output.const_data_ptr(),
-                                               weight.const_data_ptr(),
-                                               grad_input.mutable_data_ptr()));
-    g_last_kernel[1] = "depthwise_gather";
+  if (narrow || (g_policy.load() == KernelPolicy::Auto && narrow_gather_supports(p, cfg.dtype, false))) {
+    C10_CUDA_CHECK(launch_narrow_grad_input(p, cfg, grad_output.const_data_ptr(),
+                                            weight.const_data_ptr(),
+                                            grad_input.mutable_data_ptr()));
+    g_last_kernel[1] = "narrow_gather";
     return;
   }
   C10_CUDA_CHECK(launch_grad_input_gather(p, cfg, grad_output.const_data_ptr(),

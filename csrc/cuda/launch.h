@@ -26,16 +26,6 @@ cudaError_t launch_grad_input_gather(const ConvTranspose3dParams& p, const Launc
                                      const void* grad_output, const void* weight,
                                      void* grad_input);
 
-// Depthwise layers only (one input and one output channel per group), any
-// strides; depthwise_gather_supports says which of them.
-bool depthwise_gather_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
-cudaError_t launch_depthwise_forward(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                     const void* input, const void* weight, const void* bias,
-                                     void* output);
-cudaError_t launch_depthwise_grad_input(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                        const void* grad_output, const void* weight,
-                                        void* grad_input);
-
 // Depthwise grad-weight over channels-last operands (channel stride 1), a
 // thread per (channels, tap, split); splits × numel floats of workspace when
 // splits > 1.  Not fp64.

@@ -158,14 +158,16 @@ TAP_COLUMN_CONFIGS = {
     "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
 }
 
-# Depthwise layers (G = Cin = Cout) on their own stencil kernel: channel counts
-# that channels-last walks in 16-byte vectors in every dtype (8, 16, 24), 6
-# (vectors in fp64 only), 1 (one channel: W fastest whatever the layout), every
-# geometry feature; 729 taps (9³: fp64's weights take two slabs of four
-# channels); past the kernel's limits, the generic gather kernels: 1584 taps
+# Narrow groups on the CUDA-core stencil (narrow_gather.cu).  Depthwise
+# (G = Cin = Cout): channel counts that channels-last walks in 16-byte vectors
+# in every dtype (8, 16, 24), 6 (vectors in fp64 only), 1 (one channel: W
+# fastest whatever the layout), every geometry feature; 729 taps (9³: fp64's
+# weights take two slabs of four channels).  Then groups of a few channels:
+# destination channels a group that make whole items of 8, 4 or neither, on
+# both passes.  Past the kernel's limits, the generic gather kernels: 1584 taps
 # (an item's weights pass a block's 24 KB) and more destination coordinates
 # than a block tabulates.
-DEPTHWISE_CONFIGS = {
+NARROW_GATHER_CONFIGS = {
     "k3s2p1op1_c16": (2, 16, 16, 16, (5, 6, 7), 3, 2, 1, 1, 1, True),
     "k3s1p1_c24": (1, 24, 24, 24, (7, 5, 6), 3, 1, 1, 0, 1, False),
     "k4s2p1_c8": (3, 8, 8, 8, (4, 5, 3), 4, 2, 1, 0, 1, True),
@@ -175,6 +177,13 @@ DEPTHWISE_CONFIGS = {
     "c6_no_vectors": (2, 6, 6, 6, (5, 4, 3), 3, 2, 1, 1, 1, True),
     "one_channel": (2, 1, 1, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
     "kernel_729_taps": (2, 8, 8, 8, (2, 3, 2), 9, 1, 4, 0, 1, True),
+    # Groups of a few channels (forward S -> D source -> destination channels
+    # a group; grad-input the reverse).
+    "rgba_4_to_8": (2, 4, 8, 1, (5, 6, 7), 3, 2, 1, 1, 1, True),
+    "rgb_3_to_16": (2, 3, 16, 1, (4, 5, 6), 3, 2, 1, 1, 1, False),
+    "groups4_2_to_4": (1, 8, 16, 4, (5, 4, 6), (3, 2, 4), (2, 1, 3), (1, 0, 2), (1, 0, 1), 1, True),
+    "16_to_4_dilated": (2, 16, 4, 1, (4, 5, 3), 3, 1, 2, 0, 2, True),
+    "depthwise_multiplier_2": (2, 4, 8, 4, (5, 4, 3), 3, 2, 1, 1, 1, True),
     "kernel_1584_taps": (1, 8, 8, 8, (2, 3, 2), (11, 12, 12), 1, 5, 0, 1, True),
     "too_many_coordinates": (1, 8, 8, 8, (1, 1, 2100), 1, 1, 0, 0, 1, True),
 }

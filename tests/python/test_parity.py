@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv3d
-from cases import (CONFIGS, DEPTHWISE_CONFIGS, GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
+from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
@@ -169,8 +169,7 @@ def expected_kernels(policy, config, dtype):
     if policy == "gather":
         _, cin, cout, groups, *_ = config
         depthwise = cin == cout == groups
-        return {"forward": "depthwise_gather" if depthwise else "forward_gather",
-                "grad_input": "depthwise_gather" if depthwise else "grad_input_gather",
+        return {"forward": "narrow_gather", "grad_input": "narrow_gather",
                 "grad_weight": {"depthwise_grad_weight" if depthwise else "grad_weight_reduce"}}
     if policy == "wgmma" and tconv3d._C._wgmma_available():
         forward, grad_input = expected_wgmma_loaders(config, dtype)
@@ -616,16 +615,21 @@ def test_only_requested_gradients_are_computed(device):
 @requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("name", list(DEPTHWISE_CONFIGS))
-def test_depthwise_kernels(name, layout, dtype):
-    """The depthwise stencil kernel, forward and grad-input, in each of its
-    walks (channels-last in 16-byte vectors or single channels, W fastest),
-    and the generic gather kernels past its weight and coordinate limits; the depthwise
-    grad-weight (a thread or a warp per channel and tap) but in fp64."""
-    run_parity(DEPTHWISE_CONFIGS[name], layout, dtype, "cuda")
+@pytest.mark.parametrize("name", list(NARROW_GATHER_CONFIGS))
+def test_narrow_gather(name, layout, dtype):
+    """Auto policy: the narrow-group stencil, forward and grad-input, in each
+    of its walks (channels-last in 16-byte vectors or single channels; W
+    fastest four channels or one an item) and both source forms (depthwise,
+    a group's channels), the generic gather kernels past its weight and
+    coordinate limits; depthwise layers' grad-weight on its own kernel but in
+    fp64."""
+    config = NARROW_GATHER_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
     generic = name in ("kernel_1584_taps", "too_many_coordinates")
-    assert kernels["forward"] == ("forward_gather" if generic else "depthwise_gather")
-    assert kernels["grad_input"] == ("grad_input_gather" if generic else "depthwise_gather")
-    expected = "grad_weight_reduce" if dtype == torch.float64 else "depthwise_grad_weight"
-    assert kernels["grad_weight"] == expected
+    assert kernels["forward"] == ("forward_gather" if generic else "narrow_gather")
+    assert kernels["grad_input"] == ("grad_input_gather" if generic else "narrow_gather")
+    _, cin, cout, groups, *_ = config
+    if cin == cout == groups:
+        expected = "grad_weight_reduce" if dtype == torch.float64 else "depthwise_grad_weight"
+        assert kernels["grad_weight"] == expected

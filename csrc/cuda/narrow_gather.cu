@@ -1,0 +1,457 @@
+// Forward and grad-input of layers whose groups are narrow (depthwise, RGB-like,
+// a few channels a group): tensor-core tiles would be mostly padding, and the
+// work is a few multiply-adds per element moved, so these kernels are built
+// around the loads and stores.  Both passes are one per-group stencil,
+//
+//     dst[n, c, p] = Σ_{j < S} Σ_{valid taps k} src[n, g(c)·S + j, q(p, k)] · Wt(c, j, k)
+//                    (+ bias[c], forward),
+//
+// with g(c) = c / D for D destination and S source channels a group (forward:
+// D = Cout/G, S = Cin/G, Wt = w[g·S + j, c − g·D, k]; grad-input: D = Cin/G,
+// S = Cout/G, Wt = w[c, j, k]).  Each block tabulates the runs of taps of every
+// destination coordinate (index_math.h) and stages its channels' weights as
+// [tap][j][channel] once; threads walk the destination in memory order
+// (channels fastest for channels_last_3d, in 16-byte vectors where aligned;
+// W fastest otherwise, four channels an item where groups split in fours, so
+// that each tap's index work feeds four independent loads), and advance their mixed-radix position by
+// carries instead of dividing again.
+#include "narrow_gather.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+#include "../index_math.h"
+#include "../scalar_convert.h"
+#include "dispatch.cuh"
+
+namespace tconv3d::cuda {
+namespace {
+
+// Shared memory: the two together stay within the 48 KB a block gets unasked.
+constexpr int kMaxRuns = 2048;              // D + H + W destination coordinates tabulated
+constexpr int kMaxWeightBytes = 24 * 1024;  // a block's [tap][j][channel] weights (accumulator type)
+constexpr int kItemsPerThread = 4;          // before the grid stops growing with the work
+
+// One destination coordinate's taps along an axis: tap k = a + m·da reads source
+// position b + m·db for m < count (da, db are the axis's).
+struct Run32 {
+  int a, b, count;
+};
+
+// How a thread's item lies in memory.  ChannelVectors: kVec destination
+// channels contiguous and 16-byte aligned; Channels: one channel;
+// WidthFastest: kStrided channels a plane apart (Width: one), consecutive
+// items along W.
+enum class Walk { ChannelVectors, Channels, WidthFastest, Width };
+constexpr int kStrided = 4;
+
+// The destination's items as digits, fastest first: (v, w, h, d, n) for the
+// channels-fastest walks, (w, h, d, v, n) for W fastest; v indexes the
+// item-wide channel vectors of the block's slab.
+constexpr int kDigits = 5;
+
+struct NarrowArgs {
+  const void* src;
+  const void* weight;
+  const void* bias;  // forward only, else nullptr
+  void* dst;
+  int64_t src_stride[5], dst_stride[5];  // n, c, d, h, w
+  int64_t weight_stride[5];              // w's own: ci, co-in-group, kd, kh, kw
+  int64_t bias_stride;
+  Axis axis[3];
+  bool forward;
+  int extent[3];  // destination D, H, W
+  int kernel[3];
+  int tap_step[3], src_step[3];  // da, db of every run of the axis
+  int channels;                  // destination channels
+  int dst_per_group, src_per_group;
+  int slab;  // channels per grid row (blockIdx.y), a multiple of the item's
+  int radix[kDigits];
+  int step[kDigits];  // blockDim.x written in the radix above
+  int64_t items;      // per grid row
+};
+
+// Run of destination coordinate `coord` along `axis`: the forward gathers the
+// inputs that reach an output, grad-input the outputs an input reached.
+__device__ Run32 run_of(const NarrowArgs& a, int axis, int coord) {
+  const Run r = a.forward ? forward_taps(a.axis[axis], coord) : grad_input_taps(a.axis[axis], coord);
+  return {int(r.a), int(r.b), int(r.count)};
+}
+
+template <typename scalar_t, int kVec>
+struct alignas(sizeof(scalar_t) * kVec) Vec {
+  scalar_t v[kVec];
+};
+
+template <typename scalar_t, int kVec>
+__device__ __forceinline__ Vec<scalar_t, kVec> load_vec(const scalar_t* p) {
+  if constexpr (kVec == 1) {
+    return {{p[0]}};
+  } else {
+    static_assert(sizeof(Vec<scalar_t, kVec>) == 16);
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    return *reinterpret_cast<const Vec<scalar_t, kVec>*>(&raw);
+  }
+}
+
+template <typename scalar_t, int kVec>
+__device__ __forceinline__ Vec<scalar_t, kVec> load_strided(const scalar_t* p, int64_t stride,
+                                                            int valid) {
+  Vec<scalar_t, kVec> x;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) x.v[j] = j < valid ? p[j * stride] : from_acc<scalar_t>(0);
+  return x;
+}
+
+// kVec accumulator-type weights from shared memory, in 16-byte reads where
+// they make whole ones (the [tap][j][channel] rows keep vectors aligned).
+template <typename acc, int kVec>
+__device__ __forceinline__ void load_weights(const acc* p, acc (&w)[kVec]) {
+  if constexpr (kVec * sizeof(acc) % 16 == 0) {
+#pragma unroll
+    for (int j = 0; j < int(kVec * sizeof(acc) / 16); ++j) {
+      const float4 raw = reinterpret_cast<const float4*>(p)[j];
+      memcpy(&w[j * 16 / sizeof(acc)], &raw, 16);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) w[j] = p[j];
+  }
+}
+
+template <typename scalar_t, Walk kWalk>
+constexpr int item_channels() {
+  return kWalk == Walk::ChannelVectors ? int(16 / sizeof(scalar_t))
+                                       : kWalk == Walk::WidthFastest ? kStrided : 1;
+}
+
+template <Walk kWalk>
+constexpr bool walks_width() {
+  return kWalk == Walk::WidthFastest || kWalk == Walk::Width;
+}
+
+// kDepthwise: one source and one destination channel a group, so an item's
+// channels read as many source channels side by side (one load of them).
+// Otherwise an item's channels share a group, and each of its S source
+// channels is one load every channel of the item uses.
+template <typename scalar_t, Walk kWalk, bool kDepthwise>
+__global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArgs a) {
+  using acc = acc_t<scalar_t>;
+  constexpr int kVec = item_channels<scalar_t, kWalk>();
+  constexpr bool kWidthFastest = walks_width<kWalk>();
+  constexpr int kV = kWidthFastest ? 3 : 0, kW = kWidthFastest ? 0 : 1;
+  constexpr int kH = kW + 1, kD = kW + 2, kN = 4;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
+  const int S = a.src_per_group, Dg = a.dst_per_group;
+  acc* weights = reinterpret_cast<acc*>(smem);
+  Run32* runs = reinterpret_cast<Run32*>(smem + kvol * S * a.slab * sizeof(acc));
+  const int D = a.extent[0], H = a.extent[1], W = a.extent[2];
+  const int c0 = int(blockIdx.y) * a.slab;
+  const scalar_t* w = static_cast<const scalar_t*>(a.weight);
+  const int64_t* ws = a.weight_stride;
+
+  for (int e = threadIdx.x; e < D + H + W; e += blockDim.x) {
+    const int axis = e < D ? 0 : (e < D + H ? 1 : 2);
+    runs[e] = run_of(a, axis, e - (axis > 0 ? D : 0) - (axis > 1 ? H : 0));
+  }
+  for (int e = threadIdx.x; e < kvol * S * a.slab; e += blockDim.x) {
+    const int c = c0 + e % a.slab, j = e / a.slab % S, tap = e / (a.slab * S);
+    const int kw = tap % a.kernel[2], kh = tap / a.kernel[2] % a.kernel[1];
+    const int kd = tap / (a.kernel[2] * a.kernel[1]);
+    acc v = 0;
+    if (c < a.channels) {
+      const int g = c / Dg;
+      const int64_t at = a.forward ? (g * S + j) * ws[0] + (c - g * Dg) * ws[1]
+                                   : c * ws[0] + j * ws[1];
+      v = to_acc(w[at + kd * ws[2] + kh * ws[3] + kw * ws[4]]);
+    }
+    weights[e] = v;
+  }
+  __syncthreads();
+
+  // This block's share of the grid row's items, and this thread's first one.
+  const int64_t begin = a.items * blockIdx.x / gridDim.x;
+  const int64_t end = a.items * (blockIdx.x + 1) / gridDim.x;
+  int digit[kDigits];
+  {
+    int64_t rest = begin + threadIdx.x;
+    for (int i = 0; i < kDigits; ++i) {
+      digit[i] = int(rest % a.radix[i]);
+      rest /= a.radix[i];
+    }
+  }
+  const scalar_t* src = static_cast<const scalar_t*>(a.src);
+  scalar_t* dst = static_cast<scalar_t*>(a.dst);
+  const auto* bias = static_cast<const scalar_t*>(a.bias);
+  const int64_t* ss = a.src_stride;
+  const int64_t* ds = a.dst_stride;
+  const int tap_stride = S * a.slab;  // weights from one tap to the next
+
+  for (int64_t item = begin + threadIdx.x; item < end; item += blockDim.x) {
+    const int ow = digit[kW], oh = digit[kH], od = digit[kD], n = digit[kN];
+    const int cl = digit[kV] * kVec, c = c0 + cl;  // first channel, and its place in the slab
+    const int valid = min(kVec, a.channels - c);
+    if (valid > 0) {
+      const Run32 rd = runs[od], rh = runs[D + oh], rw = runs[D + H + ow];
+      acc sum[kVec] = {};
+      // The item's first source channel: its own (depthwise) or its group's first.
+      const scalar_t* src_n = src + n * ss[0] + int64_t(kDepthwise ? c : c / Dg * S) * ss[1];
+      for (int md = 0; md < rd.count; ++md) {
+        const int kd = rd.a + md * a.tap_step[0];
+        const scalar_t* src_d = src_n + int64_t(rd.b + md * a.src_step[0]) * ss[2];
+        for (int mh = 0; mh < rh.count; ++mh) {
+          const int kh = rh.a + mh * a.tap_step[1];
+          const scalar_t* src_row = src_d + int64_t(rh.b + mh * a.src_step[1]) * ss[3];
+          const acc* w_row = weights + (kd * a.kernel[1] + kh) * a.kernel[2] * tap_stride + cl;
+          for (int mw = 0; mw < rw.count; ++mw) {
+            const int kw = rw.a + mw * a.tap_step[2];
+            const scalar_t* sp = src_row + int64_t(rw.b + mw * a.src_step[2]) * ss[4];
+            const acc* w_tap = w_row + kw * tap_stride;
+            if constexpr (kDepthwise) {
+              Vec<scalar_t, kVec> x;
+              if constexpr (kWidthFastest) {
+                x = load_strided<scalar_t, kVec>(sp, ss[1], valid);
+              } else {
+                x = load_vec<scalar_t, kVec>(sp);
+              }
+              acc wt[kVec];
+              load_weights<acc, kVec>(w_tap, wt);
+#pragma unroll
+              for (int l = 0; l < kVec; ++l) sum[l] += to_acc(x.v[l]) * wt[l];
+            } else {
+              for (int j = 0; j < S; ++j) {
+                const acc xj = to_acc(sp[j * ss[1]]);
+                acc wt[kVec];
+                load_weights<acc, kVec>(w_tap + j * a.slab, wt);
+#pragma unroll
+                for (int l = 0; l < kVec; ++l) sum[l] += xj * wt[l];
+              }
+            }
+          }
+        }
+      }
+      scalar_t* dp = dst + n * ds[0] + c * ds[1] + od * ds[2] + oh * ds[3] + ow * ds[4];
+      Vec<scalar_t, kVec> out;
+#pragma unroll
+      for (int l = 0; l < kVec; ++l) {
+        if (bias != nullptr && l < valid) sum[l] += to_acc(bias[(c + l) * a.bias_stride]);
+        out.v[l] = from_acc<scalar_t>(sum[l]);
+      }
+      if constexpr (kWidthFastest) {
+#pragma unroll
+        for (int l = 0; l < kVec; ++l) {
+          if (l < valid) dp[l * ds[1]] = out.v[l];
+        }
+      } else {
+        *reinterpret_cast<Vec<scalar_t, kVec>*>(dp) = out;
+      }
+    }
+    // Advance by blockDim.x: every digit and step is below its radix, so one
+    // carry per digit suffices.
+    int carry = 0;
+#pragma unroll
+    for (int i = 0; i < kDigits; ++i) {
+      digit[i] += a.step[i] + carry;
+      carry = digit[i] >= a.radix[i];
+      if (carry) digit[i] -= a.radix[i];
+    }
+  }
+}
+
+int64_t vector_channels(ScalarKind dtype) {
+  switch (dtype) {
+    case ScalarKind::Float64:
+      return 2;
+    case ScalarKind::Float32:
+      return 4;
+    default:
+      return 8;
+  }
+}
+
+int64_t accumulator_bytes(ScalarKind dtype) { return dtype == ScalarKind::Float64 ? 8 : 4; }
+
+int64_t element_bytes(ScalarKind dtype) {
+  return dtype == ScalarKind::Float64 ? 8 : dtype == ScalarKind::Float32 ? 4 : 2;
+}
+
+// Whether every offset a 16-byte vector of `vec` channels is read or written
+// at is a multiple of 16 bytes (any address where `ptr` is null: the plan
+// before the tensors are known).
+bool vectors_aligned(const Strides5& s, const void* ptr, int64_t vec, int64_t elem_bytes) {
+  return s.c == 1 && s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
+         reinterpret_cast<uintptr_t>(ptr) % (vec * elem_bytes) == 0;
+}
+
+// The walk, item width and weight slabs of one pass; `walkable` false where
+// the kernel does not take the shape.
+struct NarrowPlan {
+  bool walkable = false;
+  Walk walk = Walk::Channels;
+  bool depthwise = false;
+  int64_t item_channels = 1, slab = 1, slabs = 1;
+};
+
+NarrowPlan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool forward,
+                       const void* src, const void* dst) {
+  NarrowPlan plan;
+  const Strides5& ss = forward ? p.input : p.output;
+  const Strides5& ds = forward ? p.output : p.input;
+  const int64_t channels = forward ? p.out_channels : p.in_channels;
+  const int64_t dst_per_group = forward ? p.out_per_group : p.in_per_group;
+  const int64_t src_per_group = forward ? p.in_per_group : p.out_per_group;
+  int64_t kvol = 1, coords = 0;
+  for (const Axis& ax : p.axis) {
+    kvol *= ax.kernel;
+    coords += forward ? ax.out : ax.in;
+  }
+  // The walk's digits and grid rows are 32-bit.
+  if (coords > kMaxRuns || p.batch > INT32_MAX || channels > INT32_MAX || channels == 0) {
+    return plan;
+  }
+  plan.depthwise = src_per_group == 1 && dst_per_group == 1;
+  const int64_t vec = vector_channels(dtype);
+  const bool channels_last = ss.c == 1 && ds.c == 1 && channels > 1;
+  // An item's channels read side by side (depthwise) or share a group.
+  const auto fits_item = [&](int64_t width) {
+    return plan.depthwise || dst_per_group % width == 0;
+  };
+  if (channels_last) {
+    const int64_t bytes = element_bytes(dtype);
+    const bool aligned = vectors_aligned(ds, dst, vec, bytes) && channels % vec == 0 &&
+                         (!plan.depthwise || vectors_aligned(ss, src, vec, bytes));
+    plan.walk = aligned && fits_item(vec) ? Walk::ChannelVectors : Walk::Channels;
+  } else {
+    plan.walk = fits_item(kStrided) ? Walk::WidthFastest : Walk::Width;
+  }
+  plan.item_channels = plan.walk == Walk::ChannelVectors ? vec
+                       : plan.walk == Walk::WidthFastest ? kStrided
+                                                         : 1;
+  // The block's weights, [tap][j][slab] in the accumulator type, within
+  // kMaxWeightBytes: slabs of whole items, spread evenly over grid rows.
+  const int64_t per_channel = kvol * src_per_group * accumulator_bytes(dtype);
+  const int64_t max_slab = kMaxWeightBytes / per_channel / plan.item_channels * plan.item_channels;
+  if (max_slab == 0) return plan;
+  const int64_t rounded =
+      (channels + plan.item_channels - 1) / plan.item_channels * plan.item_channels;
+  plan.slabs = (rounded + max_slab - 1) / max_slab;
+  plan.slab = (rounded / plan.item_channels + plan.slabs - 1) / plan.slabs * plan.item_channels;
+  plan.walkable = plan.slabs <= 65535;
+  return plan;
+}
+
+void copy_strides(const Strides5& s, int64_t out[5]) {
+  out[0] = s.n;
+  out[1] = s.c;
+  out[2] = s.d;
+  out[3] = s.h;
+  out[4] = s.w;
+}
+
+// The depthwise form only for walks of several channels an item (one channel
+// reads its source alike in both forms).
+template <typename scalar_t, Walk kWalk>
+void launch_walk(bool depthwise, dim3 grid, size_t smem, cudaStream_t stream, const NarrowArgs& a) {
+  if constexpr (item_channels<scalar_t, kWalk>() > 1) {
+    if (depthwise) {
+      narrow_gather_kernel<scalar_t, kWalk, true><<<grid, kThreads, smem, stream>>>(a);
+      return;
+    }
+  }
+  narrow_gather_kernel<scalar_t, kWalk, false><<<grid, kThreads, smem, stream>>>(a);
+}
+
+cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                          const void* src, const void* weight, const void* bias, void* dst) {
+  const NarrowPlan plan = plan_narrow(p, cfg.dtype, forward, src, dst);
+  if (!plan.walkable) return cudaErrorInvalidConfiguration;  // narrow_gather_supports
+  NarrowArgs a{};
+  a.src = src;
+  a.weight = weight;
+  a.bias = bias;
+  a.dst = dst;
+  copy_strides(forward ? p.input : p.output, a.src_stride);
+  copy_strides(forward ? p.output : p.input, a.dst_stride);
+  copy_strides(p.weight, a.weight_stride);
+  a.bias_stride = p.bias_stride;
+  a.forward = forward;
+  a.channels = int(forward ? p.out_channels : p.in_channels);
+  a.dst_per_group = int(forward ? p.out_per_group : p.in_per_group);
+  a.src_per_group = int(forward ? p.in_per_group : p.out_per_group);
+  int64_t kvol = 1;
+  for (int i = 0; i < 3; ++i) {
+    const Axis& ax = p.axis[i];
+    a.axis[i] = ax;
+    a.extent[i] = int(forward ? ax.out : ax.in);
+    a.kernel[i] = int(ax.kernel);
+    a.tap_step[i] = int(forward ? ax.tap_step : 1);
+    a.src_step[i] = int(forward ? -ax.in_step : ax.dilation);
+    kvol *= ax.kernel;
+  }
+  const int64_t positions = p.batch * a.extent[0] * a.extent[1] * a.extent[2];
+  if (positions == 0) return cudaSuccess;
+  a.slab = int(plan.slab);
+  const int64_t vectors_per_slab = plan.slab / plan.item_channels;
+  const std::array<int64_t, kDigits> radix =
+      plan.walk == Walk::WidthFastest || plan.walk == Walk::Width
+          ? std::array<int64_t, kDigits>{a.extent[2], a.extent[1], a.extent[0], vectors_per_slab,
+                                         p.batch}
+          : std::array<int64_t, kDigits>{vectors_per_slab, a.extent[2], a.extent[1], a.extent[0],
+                                         p.batch};
+  int64_t rest = kThreads;
+  a.items = 1;
+  for (int i = 0; i < kDigits; ++i) {
+    a.radix[i] = int(radix[i]);
+    a.step[i] = int(rest % radix[i]);
+    rest /= radix[i];
+    a.items *= radix[i];
+  }
+  const int64_t target = (a.items + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
+  const int64_t resident = std::max<int64_t>(1, 8 * int64_t(sm_count()) / plan.slabs);
+  const dim3 grid(unsigned(std::max<int64_t>(1, std::min(target, resident))), unsigned(plan.slabs));
+  const int64_t taps_j = kvol * a.src_per_group;
+  const size_t smem = size_t(taps_j * plan.slab * accumulator_bytes(cfg.dtype)) +
+                      size_t(a.extent[0] + a.extent[1] + a.extent[2]) * sizeof(Run32);
+
+  dispatch_scalar(cfg.dtype, [&](auto scalar) {
+    using scalar_t = decltype(scalar);
+    switch (plan.walk) {
+      case Walk::ChannelVectors:
+        launch_walk<scalar_t, Walk::ChannelVectors>(plan.depthwise, grid, smem, cfg.stream, a);
+        break;
+      case Walk::Channels:  // one channel an item: the group form covers depthwise too
+        launch_walk<scalar_t, Walk::Channels>(false, grid, smem, cfg.stream, a);
+        break;
+      case Walk::WidthFastest:
+        launch_walk<scalar_t, Walk::WidthFastest>(plan.depthwise, grid, smem, cfg.stream, a);
+        break;
+      case Walk::Width:
+        launch_walk<scalar_t, Walk::Width>(false, grid, smem, cfg.stream, a);
+        break;
+    }
+  });
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool narrow_gather_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool forward) {
+  return plan_narrow(p, dtype, forward, nullptr, nullptr).walkable;
+}
+
+cudaError_t launch_narrow_forward(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                  const void* input, const void* weight, const void* bias,
+                                  void* output) {
+  return launch_narrow(true, p, cfg, input, weight, bias, output);
+}
+
+cudaError_t launch_narrow_grad_input(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                     const void* grad_output, const void* weight,
+                                     void* grad_input) {
+  return launch_narrow(false, p, cfg, grad_output, weight, nullptr, grad_input);
+}
+
+}  // namespace tconv3d::cuda
