@@ -127,7 +127,7 @@ def test_every_cuda_kernel_variant(name, layout, precision, kernel_policy):
     dtype = use_precision(precision)
     run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
-    expected = expected_kernels(kernel_policy, TENSOR_CORE_CONFIGS[name], dtype)
+    expected = expected_kernels(kernel_policy, TENSOR_CORE_CONFIGS[name], dtype, layout)
     assert kernels["forward"] == expected["forward"]
     assert kernels["grad_input"] == expected["grad_input"]
     assert kernels["grad_weight"] in expected["grad_weight"]
@@ -159,17 +159,48 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
 
-def expected_kernels(policy, config, dtype):
+def narrow_gather_takes(config, layout, dtype, forward):
+    """Whether the narrow-group stencil (narrow_gather.cu, plan_narrow) takes
+    a pass: its destination coordinates tabulate in a block (at most 2048 of
+    D + H + W), and one item's weights, taps × S source channels × the item's
+    channels in the accumulator type, fit a block's 24 KB.  An item is a
+    16-byte vector of channels channels-last (where the channel count and, but
+    for depthwise, the destination channels a group split into whole vectors),
+    else one; four channels W-fastest where a group's destination channels
+    split in fours (or depthwise), else one."""
+    n, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
+    triple = lambda v: (v,) * 3 if isinstance(v, int) else tuple(v)
+    kernel, stride, padding = triple(kernel), triple(stride), triple(padding)
+    output_padding, dilation = triple(output_padding), triple(dilation)
+    out = [(i - 1) * s - 2 * p + d * (k - 1) + op + 1
+           for i, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation)]
+    coordinates = sum(out) if forward else sum(size)
+    channels, dst_pg, src_pg = ((cout, cout // groups, cin // groups) if forward
+                                else (cin, cin // groups, cout // groups))
+    depthwise = dst_pg == src_pg == 1
+    vec = {torch.float64: 2, torch.float32: 4}.get(dtype, 8)
+    if layout == "channels_last" and channels > 1:
+        item = vec if channels % vec == 0 and (depthwise or dst_pg % vec == 0) else 1
+    else:
+        item = 4 if depthwise or dst_pg % 4 == 0 else 1
+    acc_bytes = 8 if dtype == torch.float64 else 4
+    return coordinates <= 2048 and math.prod(kernel) * src_pg * item * acc_bytes <= 24 * 1024
+
+
+def expected_kernels(policy, config, dtype, layout):
     """The kernel families a forced policy runs; wgmma falls back to the
     mma.sync GEMM where the Hopper one does not run (test_wgmma_runs_on_hopper
     makes sure that is only off Hopper), its loader as the shape allows
-    (expected_wgmma_loaders)."""
+    (expected_wgmma_loaders); gather takes the narrow-group stencil where it
+    runs (narrow_gather_takes), else the generic gather kernels."""
     tensor_core = {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
                    "grad_weight": {"grad_weight_gemm", "grad_weight_gemm_channels_last"}}
     if policy == "gather":
         _, cin, cout, groups, *_ = config
         depthwise = cin == cout == groups
-        return {"forward": "narrow_gather", "grad_input": "narrow_gather",
+        narrow = [narrow_gather_takes(config, layout, dtype, forward) for forward in (True, False)]
+        return {"forward": "narrow_gather" if narrow[0] else "forward_gather",
+                "grad_input": "narrow_gather" if narrow[1] else "grad_input_gather",
                 "grad_weight": {"depthwise_grad_weight" if depthwise else "grad_weight_reduce"}}
     if policy == "wgmma" and tconv3d._C._wgmma_available():
         forward, grad_input = expected_wgmma_loaders(config, dtype)
