@@ -648,7 +648,8 @@ def test_only_requested_gradients_are_computed(device):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(NARROW_GATHER_CONFIGS))
 def test_narrow_gather(name, layout, dtype):
-    """Auto policy: the narrow-group stencil, forward and grad-input, in each
+    """Auto policy: the narrow-group stencil, forward and grad-input (but
+    channels-last grad-input of groups wider than a channel), in each
     of its walks (channels-last in 16-byte vectors or single channels; W
     fastest four channels or one an item) and both source forms (depthwise,
     a group's channels), the generic gather kernels past its weight and
@@ -659,8 +660,15 @@ def test_narrow_gather(name, layout, dtype):
     kernels = tconv3d._C._last_cuda_kernels()
     generic = name in ("kernel_1584_taps", "too_many_coordinates")
     assert kernels["forward"] == ("forward_gather" if generic else "narrow_gather")
-    assert kernels["grad_input"] == ("grad_input_gather" if generic else "narrow_gather")
     _, cin, cout, groups, *_ = config
+    # Channels-last grad-input of groups wider than one channel stays on the
+    # tensor cores where they run (fp16/bf16, 8+ channels a group on a side).
+    tensor_cores = (layout == "channels_last" and not cin == cout == groups
+                    and dtype in (torch.float16, torch.bfloat16) and max(cin, cout) // groups >= 8)
+    if tensor_cores:
+        assert kernels["grad_input"].startswith("tensor_core_gemm")
+    else:
+        assert kernels["grad_input"] == ("grad_input_gather" if generic else "narrow_gather")
     if cin == cout == groups:
         expected = "grad_weight_reduce" if dtype == torch.float64 else "depthwise_grad_weight"
         assert kernels["grad_weight"] == expected
