@@ -17,6 +17,7 @@
 #include "deterministic_reduce.cuh"
 #include "dispatch.cuh"
 #include "launch.h"
+#include "vector_access.cuh"
 
 namespace tconv3d::cuda {
 namespace {
@@ -34,22 +35,6 @@ struct DepthwiseGradWeightArgs {
   int vectors;  // channel vectors of kVec: units run (vector, tap, split)
   int kernel[3];
 };
-
-template <typename scalar_t, int kVec>
-struct alignas(sizeof(scalar_t) * kVec) Channels {
-  scalar_t v[kVec];
-};
-
-template <typename scalar_t, int kVec>
-__device__ __forceinline__ Channels<scalar_t, kVec> load_channels(const scalar_t* p) {
-  if constexpr (kVec == 1) {
-    return {{p[0]}};
-  } else {
-    static_assert(sizeof(Channels<scalar_t, kVec>) == 16);
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    return *reinterpret_cast<const Channels<scalar_t, kVec>*>(&raw);
-  }
-}
 
 // A thread per unit (kVec channels, tap, split), units channels fastest.
 // Split s of S owns elements [E·s/S, E·(s+1)/S) of the tap's E valid
@@ -95,8 +80,8 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t xo = digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
       const int64_t go = digit[3] * a.gs.n + digit[2] * gy_step[0] + digit[1] * gy_step[1] +
                          digit[0] * gy_step[2];
-      const Channels<scalar_t, kVec> xv = load_channels<scalar_t, kVec>(x + xo);
-      const Channels<scalar_t, kVec> gv = load_channels<scalar_t, kVec>(gy + go);
+      const Vec<scalar_t, kVec> xv = load_vec<scalar_t, kVec>(x + xo);
+      const Vec<scalar_t, kVec> gv = load_vec<scalar_t, kVec>(gy + go);
 #pragma unroll
       for (int j = 0; j < kVec; ++j) row[j] += to_acc(xv.v[j]) * to_acc(gv.v[j]);
       int carry = 1;

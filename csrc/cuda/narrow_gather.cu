@@ -25,6 +25,7 @@
 #include "../index_math.h"
 #include "../scalar_convert.h"
 #include "dispatch.cuh"
+#include "vector_access.cuh"
 
 namespace tconv3d::cuda {
 namespace {
@@ -78,22 +79,6 @@ struct NarrowArgs {
 __device__ Run32 run_of(const NarrowArgs& a, int axis, int coord) {
   const Run r = a.forward ? forward_taps(a.axis[axis], coord) : grad_input_taps(a.axis[axis], coord);
   return {int(r.a), int(r.b), int(r.count)};
-}
-
-template <typename scalar_t, int kVec>
-struct alignas(sizeof(scalar_t) * kVec) Vec {
-  scalar_t v[kVec];
-};
-
-template <typename scalar_t, int kVec>
-__device__ __forceinline__ Vec<scalar_t, kVec> load_vec(const scalar_t* p) {
-  if constexpr (kVec == 1) {
-    return {{p[0]}};
-  } else {
-    static_assert(sizeof(Vec<scalar_t, kVec>) == 16);
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    return *reinterpret_cast<const Vec<scalar_t, kVec>*>(&raw);
-  }
 }
 
 template <typename scalar_t, int kVec>
