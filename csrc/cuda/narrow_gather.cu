@@ -18,40 +18,26 @@
 #include "narrow_gather.h"
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <cstring>
 
 #include "../index_math.h"
 #include "../scalar_convert.h"
 #include "dispatch.cuh"
+#include "narrow_gather_plan.h"
 #include "vector_access.cuh"
 
 namespace tconv3d::cuda {
 namespace {
 
-// Shared memory: the two together stay within the 48 KB a block gets unasked.
-constexpr int kMaxRuns = 2048;              // D + H + W destination coordinates tabulated
-constexpr int kMaxWeightBytes = 24 * 1024;  // a block's [tap][j][channel] weights (accumulator type)
-constexpr int kItemsPerThread = 4;          // before the grid stops growing with the work
+using namespace narrow;
+constexpr int kItemsPerThread = 4;  // before the grid stops growing with the work
 
 // One destination coordinate's taps along an axis: tap k = a + m·da reads source
 // position b + m·db for m < count (da, db are the axis's).
 struct Run32 {
   int a, b, count;
 };
-
-// How a thread's item lies in memory.  ChannelVectors: kVec destination
-// channels contiguous and 16-byte aligned; Channels: one channel;
-// WidthFastest: kStrided channels a plane apart (Width: one), consecutive
-// items along W.
-enum class Walk { ChannelVectors, Channels, WidthFastest, Width };
-constexpr int kStrided = 4;
-
-// The destination's items as digits, fastest first: (v, w, h, d, n) for the
-// channels-fastest walks, (w, h, d, v, n) for W fastest; v indexes the
-// item-wide channel vectors of the block's slab.
-constexpr int kDigits = 5;
 
 struct NarrowArgs {
   const void* src;
@@ -161,13 +147,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int64_t begin = a.items * blockIdx.x / gridDim.x;
   const int64_t end = a.items * (blockIdx.x + 1) / gridDim.x;
   int digit[kDigits];
-  {
-    int64_t rest = begin + threadIdx.x;
-    for (int i = 0; i < kDigits; ++i) {
-      digit[i] = int(rest % a.radix[i]);
-      rest /= a.radix[i];
-    }
-  }
+  first_digits(begin + threadIdx.x, a.radix, digit);
   const scalar_t* src = static_cast<const scalar_t*>(a.src);
   scalar_t* dst = static_cast<scalar_t*>(a.dst);
   const auto* bias = static_cast<const scalar_t*>(a.bias);
@@ -234,98 +214,8 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
         *reinterpret_cast<Vec<scalar_t, kVec>*>(dp) = out;
       }
     }
-    // Advance by blockDim.x: every digit and step is below its radix, so one
-    // carry per digit suffices.
-    int carry = 0;
-#pragma unroll
-    for (int i = 0; i < kDigits; ++i) {
-      digit[i] += a.step[i] + carry;
-      carry = digit[i] >= a.radix[i];
-      if (carry) digit[i] -= a.radix[i];
-    }
+    advance_digits(a.radix, a.step, digit);
   }
-}
-
-int64_t vector_channels(ScalarKind dtype) {
-  switch (dtype) {
-    case ScalarKind::Float64:
-      return 2;
-    case ScalarKind::Float32:
-      return 4;
-    default:
-      return 8;
-  }
-}
-
-int64_t accumulator_bytes(ScalarKind dtype) { return dtype == ScalarKind::Float64 ? 8 : 4; }
-
-int64_t element_bytes(ScalarKind dtype) {
-  return dtype == ScalarKind::Float64 ? 8 : dtype == ScalarKind::Float32 ? 4 : 2;
-}
-
-// Whether every offset a 16-byte vector of `vec` channels is read or written
-// at is a multiple of 16 bytes (any address where `ptr` is null: the plan
-// before the tensors are known).
-bool vectors_aligned(const Strides5& s, const void* ptr, int64_t vec, int64_t elem_bytes) {
-  return s.c == 1 && s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
-         reinterpret_cast<uintptr_t>(ptr) % (vec * elem_bytes) == 0;
-}
-
-// The walk, item width and weight slabs of one pass; `walkable` false where
-// the kernel does not take the shape.
-struct NarrowPlan {
-  bool walkable = false;
-  Walk walk = Walk::Channels;
-  bool depthwise = false;
-  int64_t item_channels = 1, slab = 1, slabs = 1;
-};
-
-NarrowPlan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool forward,
-                       const void* src, const void* dst) {
-  NarrowPlan plan;
-  const Strides5& ss = forward ? p.input : p.output;
-  const Strides5& ds = forward ? p.output : p.input;
-  const int64_t channels = forward ? p.out_channels : p.in_channels;
-  const int64_t dst_per_group = forward ? p.out_per_group : p.in_per_group;
-  const int64_t src_per_group = forward ? p.in_per_group : p.out_per_group;
-  int64_t kvol = 1, coords = 0;
-  for (const Axis& ax : p.axis) {
-    kvol *= ax.kernel;
-    coords += forward ? ax.out : ax.in;
-  }
-  // The walk's digits and grid rows are 32-bit.
-  if (coords > kMaxRuns || p.batch > INT32_MAX || channels > INT32_MAX || channels == 0) {
-    return plan;
-  }
-  plan.depthwise = src_per_group == 1 && dst_per_group == 1;
-  const int64_t vec = vector_channels(dtype);
-  const bool channels_last = ss.c == 1 && ds.c == 1 && channels > 1;
-  // An item's channels read side by side (depthwise) or share a group.
-  const auto fits_item = [&](int64_t width) {
-    return plan.depthwise || dst_per_group % width == 0;
-  };
-  if (channels_last) {
-    const int64_t bytes = element_bytes(dtype);
-    const bool aligned = vectors_aligned(ds, dst, vec, bytes) && channels % vec == 0 &&
-                         (!plan.depthwise || vectors_aligned(ss, src, vec, bytes));
-    plan.walk = aligned && fits_item(vec) ? Walk::ChannelVectors : Walk::Channels;
-  } else {
-    plan.walk = fits_item(kStrided) ? Walk::WidthFastest : Walk::Width;
-  }
-  plan.item_channels = plan.walk == Walk::ChannelVectors ? vec
-                       : plan.walk == Walk::WidthFastest ? kStrided
-                                                         : 1;
-  // The block's weights, [tap][j][slab] in the accumulator type, within
-  // kMaxWeightBytes: slabs of whole items, spread evenly over grid rows.
-  const int64_t per_channel = kvol * src_per_group * accumulator_bytes(dtype);
-  const int64_t max_slab = kMaxWeightBytes / per_channel / plan.item_channels * plan.item_channels;
-  if (max_slab == 0) return plan;
-  const int64_t rounded =
-      (channels + plan.item_channels - 1) / plan.item_channels * plan.item_channels;
-  plan.slabs = (rounded + max_slab - 1) / max_slab;
-  plan.slab = (rounded / plan.item_channels + plan.slabs - 1) / plan.slabs * plan.item_channels;
-  plan.walkable = plan.slabs <= 65535;
-  return plan;
 }
 
 void copy_strides(const Strides5& s, int64_t out[5]) {
@@ -351,7 +241,8 @@ void launch_walk(bool depthwise, dim3 grid, size_t smem, cudaStream_t stream, co
 
 cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                           const void* src, const void* weight, const void* bias, void* dst) {
-  const NarrowPlan plan = plan_narrow(p, cfg.dtype, forward, src, dst);
+  const Plan plan = plan_narrow(p, cfg.dtype, forward, reinterpret_cast<uintptr_t>(src),
+                                reinterpret_cast<uintptr_t>(dst), kThreads);
   if (!plan.walkable) return cudaErrorInvalidConfiguration;  // narrow_gather_supports
   NarrowArgs a{};
   a.src = src;
@@ -376,24 +267,13 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
     a.src_step[i] = int(forward ? -ax.in_step : ax.dilation);
     kvol *= ax.kernel;
   }
-  const int64_t positions = p.batch * a.extent[0] * a.extent[1] * a.extent[2];
-  if (positions == 0) return cudaSuccess;
+  if (plan.items == 0) return cudaSuccess;
   a.slab = int(plan.slab);
-  const int64_t vectors_per_slab = plan.slab / plan.item_channels;
-  const std::array<int64_t, kDigits> radix =
-      plan.walk == Walk::WidthFastest || plan.walk == Walk::Width
-          ? std::array<int64_t, kDigits>{a.extent[2], a.extent[1], a.extent[0], vectors_per_slab,
-                                         p.batch}
-          : std::array<int64_t, kDigits>{vectors_per_slab, a.extent[2], a.extent[1], a.extent[0],
-                                         p.batch};
-  int64_t rest = kThreads;
-  a.items = 1;
   for (int i = 0; i < kDigits; ++i) {
-    a.radix[i] = int(radix[i]);
-    a.step[i] = int(rest % radix[i]);
-    rest /= radix[i];
-    a.items *= radix[i];
+    a.radix[i] = plan.radix[i];
+    a.step[i] = plan.step[i];
   }
+  a.items = plan.items;
   const int64_t target = (a.items + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
   const int64_t resident = std::max<int64_t>(1, 8 * int64_t(sm_count()) / plan.slabs);
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min(target, resident))), unsigned(plan.slabs));
@@ -424,7 +304,7 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
 }  // namespace
 
 bool narrow_gather_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool forward) {
-  return plan_narrow(p, dtype, forward, nullptr, nullptr).walkable;
+  return plan_narrow(p, dtype, forward, 0, 0, kThreads).walkable;
 }
 
 cudaError_t launch_narrow_forward(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

@@ -1,0 +1,146 @@
+// The plan of the narrow-group stencil (narrow_gather.cu): which walk a pass
+// takes, how wide its items are, how its channels split into weight slabs,
+// and the mixed-radix walk threads carry over the destination.  Host and
+// device; free of CUDA headers, so the C++ tests check it without a GPU.
+#pragma once
+
+#include <cstdint>
+
+#include "../index_math.h"
+#include "../params.h"
+
+namespace tconv3d::cuda::narrow {
+
+// Shared memory: the two together stay within the 48 KB a block gets unasked.
+constexpr int kMaxRuns = 2048;              // D + H + W destination coordinates tabulated
+constexpr int kMaxWeightBytes = 24 * 1024;  // a block's [tap][j][channel] weights (accumulator type)
+constexpr int kStrided = 4;                 // channels of a W-fastest item where groups allow
+
+// How a thread's item lies in memory.  ChannelVectors: a 16-byte vector of
+// destination channels, contiguous and aligned; Channels: one channel;
+// WidthFastest: kStrided channels a plane apart (Width: one), consecutive
+// items along W.
+enum class Walk { ChannelVectors, Channels, WidthFastest, Width };
+
+// The destination's items as digits, fastest first: (v, w, h, d, n) for the
+// channels-fastest walks, (w, h, d, v, n) for the W-fastest ones; v indexes
+// the item-wide channel vectors of a block's slab.
+constexpr int kDigits = 5;
+
+inline int64_t vector_channels(ScalarKind dtype) {
+  return dtype == ScalarKind::Float64 ? 2 : dtype == ScalarKind::Float32 ? 4 : 8;
+}
+inline int64_t accumulator_bytes(ScalarKind dtype) { return dtype == ScalarKind::Float64 ? 8 : 4; }
+inline int64_t element_bytes(ScalarKind dtype) {
+  return dtype == ScalarKind::Float64 ? 8 : dtype == ScalarKind::Float32 ? 4 : 2;
+}
+
+// Whether every offset a 16-byte vector of `vec` channels is read or written
+// at is a multiple of 16 bytes (address 0: the plan before the tensors exist).
+inline bool vectors_aligned(const Strides5& s, uintptr_t address, int64_t vec,
+                            int64_t elem_bytes) {
+  return s.c == 1 && s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
+         address % uintptr_t(vec * elem_bytes) == 0;
+}
+
+struct Plan {
+  bool walkable = false;  // false: the kernel does not take the shape
+  Walk walk = Walk::Channels;
+  bool depthwise = false;  // one source and one destination channel a group
+  int64_t item_channels = 1, slab = 1, slabs = 1;
+  int radix[kDigits] = {};
+  int step[kDigits] = {};  // the threads of a block written in that radix
+  int64_t items = 0;       // per slab
+};
+
+inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool forward,
+                        uintptr_t src, uintptr_t dst, int threads) {
+  Plan plan;
+  const Strides5& ss = forward ? p.input : p.output;
+  const Strides5& ds = forward ? p.output : p.input;
+  const int64_t channels = forward ? p.out_channels : p.in_channels;
+  const int64_t dst_per_group = forward ? p.out_per_group : p.in_per_group;
+  const int64_t src_per_group = forward ? p.in_per_group : p.out_per_group;
+  int64_t kvol = 1, coords = 0, extent[3];
+  for (int i = 0; i < 3; ++i) {
+    kvol *= p.axis[i].kernel;
+    extent[i] = forward ? p.axis[i].out : p.axis[i].in;
+    coords += extent[i];
+  }
+  // The walk's digits and grid rows are 32-bit.
+  if (coords > kMaxRuns || p.batch > INT32_MAX || channels > INT32_MAX || channels == 0) {
+    return plan;
+  }
+  plan.depthwise = src_per_group == 1 && dst_per_group == 1;
+  const int64_t vec = vector_channels(dtype);
+  const bool channels_last = ss.c == 1 && ds.c == 1 && channels > 1;
+  // An item's channels read side by side (depthwise) or share a group.
+  const auto fits_item = [&](int64_t width) {
+    return plan.depthwise || dst_per_group % width == 0;
+  };
+  if (channels_last) {
+    const int64_t bytes = element_bytes(dtype);
+    const bool aligned = vectors_aligned(ds, dst, vec, bytes) && channels % vec == 0 &&
+                         (!plan.depthwise || vectors_aligned(ss, src, vec, bytes));
+    plan.walk = aligned && fits_item(vec) ? Walk::ChannelVectors : Walk::Channels;
+  } else {
+    plan.walk = fits_item(kStrided) ? Walk::WidthFastest : Walk::Width;
+  }
+  plan.item_channels = plan.walk == Walk::ChannelVectors ? vec
+                       : plan.walk == Walk::WidthFastest ? kStrided
+                                                         : 1;
+  // The block's weights, [tap][j][slab] in the accumulator type, within
+  // kMaxWeightBytes: slabs of whole items, spread evenly over grid rows.
+  const int64_t per_channel = kvol * src_per_group * accumulator_bytes(dtype);
+  const int64_t max_slab = kMaxWeightBytes / per_channel / plan.item_channels * plan.item_channels;
+  if (max_slab == 0) return plan;
+  const int64_t rounded =
+      (channels + plan.item_channels - 1) / plan.item_channels * plan.item_channels;
+  plan.slabs = (rounded + max_slab - 1) / max_slab;
+  plan.slab = (rounded / plan.item_channels + plan.slabs - 1) / plan.slabs * plan.item_channels;
+  if (plan.slabs > 65535) return plan;  // grid rows
+
+  const int64_t vectors = plan.slab / plan.item_channels;
+  const bool width_fastest = plan.walk == Walk::WidthFastest || plan.walk == Walk::Width;
+  const int64_t radix[kDigits] = {width_fastest ? extent[2] : vectors,
+                                  width_fastest ? extent[1] : extent[2],
+                                  width_fastest ? extent[0] : extent[1],
+                                  width_fastest ? vectors : extent[0], p.batch};
+  int64_t rest = threads;
+  plan.items = 1;
+  for (int i = 0; i < kDigits; ++i) {
+    plan.radix[i] = int(radix[i]);
+    plan.step[i] = int(rest % radix[i]);
+    rest /= radix[i];
+    plan.items *= radix[i];
+  }
+  plan.walkable = true;
+  return plan;
+}
+
+// Digits of item `item` (division: once per thread).
+TCONV3D_HOST_DEVICE void first_digits(int64_t item, const int (&radix)[kDigits],
+                                      int (&digit)[kDigits]) {
+  for (int i = 0; i < kDigits; ++i) {
+    digit[i] = int(item % radix[i]);
+    item /= radix[i];
+  }
+}
+
+// The digits `step` items further (a block's threads): every digit and step
+// digit is below its radix, so one carry a digit suffices.  Past the last item
+// the digits are meaningless; the walk stops there.
+TCONV3D_HOST_DEVICE void advance_digits(const int (&radix)[kDigits], const int (&step)[kDigits],
+                                        int (&digit)[kDigits]) {
+  int carry = 0;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int i = 0; i < kDigits; ++i) {
+    digit[i] += step[i] + carry;
+    carry = digit[i] >= radix[i];
+    if (carry) digit[i] -= radix[i];
+  }
+}
+
+}  // namespace tconv3d::cuda::narrow
