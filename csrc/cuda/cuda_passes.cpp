@@ -321,10 +321,61 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   g_last_kernel[1] = "grad_input_gather";
 }
 
+namespace {
+
+// x and grad_output channels-last (copied once where they are not; extra
+// memory: the copies) and the parameters that describe them.
+struct ChannelsLastOperands {
+  at::Tensor x, gy;
+  ConvTranspose3dParams p;
+};
+
+ChannelsLastOperands channels_last_operands(const ConvTranspose3dParams& p, const at::Tensor& input,
+                                            const at::Tensor& grad_output) {
+  ChannelsLastOperands o{input.contiguous(at::MemoryFormat::ChannelsLast3d),
+                         grad_output.contiguous(at::MemoryFormat::ChannelsLast3d), p};
+  o.p.input = {o.x.stride(0), o.x.stride(1), o.x.stride(2), o.x.stride(3), o.x.stride(4)};
+  o.p.output = {o.gy.stride(0), o.gy.stride(1), o.gy.stride(2), o.gy.stride(3), o.gy.stride(4)};
+  return o;
+}
+
+// Auto: groups of at most 4 channels on one side (but depthwise, which has a
+// kernel of its own) take the CUDA-core grad-weight; a GEMM tile over them
+// would be mostly padding.  Gather takes it wherever it runs; the tensor-core
+// policies never.
+bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p) {
+  if (p.in_per_group == 1 && p.out_per_group == 1) return false;
+  switch (g_policy.load()) {
+    case KernelPolicy::Gather:
+      return true;
+    case KernelPolicy::TensorCore:
+    case KernelPolicy::Wgmma:
+      return false;
+    default:
+      return std::min(p.in_per_group, p.out_per_group) <= 4;
+  }
+}
+
+}  // namespace
+
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  if (prefers_narrow_grad_weight(p) && narrow_grad_weight_supports(p, dtype)) {
+    // Channels-last operands: a thread's channels contiguous, neighbouring
+    // threads on neighbouring positions.
+    const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
+    const int64_t splits = narrow_grad_weight_splits(o.p);
+    const at::Tensor partials =
+        float_workspace(splits > 1 ? splits * grad_weight.numel() : 0, grad_output);
+    C10_CUDA_CHECK(launch_narrow_grad_weight(
+        o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
+        o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
+        partials.defined() ? partials.data_ptr<float>() : nullptr));
+    g_last_kernel[2] = "narrow_grad_weight";
+    return;
+  }
   if (may_use_tensor_cores(p)) {
     // Channels-last operands that can be read in place (whole 16-byte
     // pieces, else whole 8-byte ones) are; NCDHW ones are packed once
@@ -368,20 +419,16 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
   if (depthwise_grad_weight_supports(p, cfg.dtype)) {
-    // Channels-last operands, copied once where they are not: a warp walking
-    // each (channel, tap) along W was instruction-bound, 2-4x slower than the
-    // copies plus the channels-last walk (extra memory: the copies).
-    const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast3d);
-    const at::Tensor gy = grad_output.contiguous(at::MemoryFormat::ChannelsLast3d);
-    ConvTranspose3dParams q = p;
-    q.input = {x.stride(0), x.stride(1), x.stride(2), x.stride(3), x.stride(4)};
-    q.output = {gy.stride(0), gy.stride(1), gy.stride(2), gy.stride(3), gy.stride(4)};
-    const int64_t splits = depthwise_grad_weight_splits(q);
+    // Channels-last operands: a warp walking each (channel, tap) along W was
+    // instruction-bound, 2-4x slower than the copies plus the channels-last walk.
+    const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
+    const int64_t splits = depthwise_grad_weight_splits(o.p);
     const at::Tensor partials =
         float_workspace(splits > 1 ? splits * grad_weight.numel() : 0, grad_output);
     C10_CUDA_CHECK(launch_depthwise_grad_weight(
-        q, config_for(gy, {x, gy, grad_weight}), x.const_data_ptr(), gy.const_data_ptr(),
-        grad_weight.mutable_data_ptr(), partials.defined() ? partials.data_ptr<float>() : nullptr));
+        o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
+        o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
+        partials.defined() ? partials.data_ptr<float>() : nullptr));
     g_last_kernel[2] = "depthwise_grad_weight";
     return;
   }

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv3d
-from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
+from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, NARROW_GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
@@ -199,9 +199,11 @@ def expected_kernels(policy, config, dtype, layout):
         _, cin, cout, groups, *_ = config
         depthwise = cin == cout == groups
         narrow = [narrow_gather_takes(config, layout, dtype, forward) for forward in (True, False)]
+        narrow_gw = cin // groups <= 4 and cout // groups <= 16 or cout // groups <= 4
         return {"forward": "narrow_gather" if narrow[0] else "forward_gather",
                 "grad_input": "narrow_gather" if narrow[1] else "grad_input_gather",
-                "grad_weight": {"depthwise_grad_weight" if depthwise else "grad_weight_reduce"}}
+                "grad_weight": {"depthwise_grad_weight" if depthwise
+                                else "narrow_grad_weight" if narrow_gw else "grad_weight_reduce"}}
     if policy == "wgmma" and tconv3d._C._wgmma_available():
         forward, grad_input = expected_wgmma_loaders(config, dtype)
         return dict(tensor_core, forward=forward, grad_input=grad_input,
@@ -523,9 +525,11 @@ def test_every_grad_weight_tile(name, layout, precision, forced_grad_weight_tile
     # (precision, Cin, Cout, groups): some group's channels are 8-byte, not 16-byte, pieces
     ("bf16", 4, 8, 1), ("bf16", 12, 20, 1), ("bf16", 24, 8, 2), ("tf32", 6, 10, 1),
     ("tf32", 2, 8, 1)], ids=str)
-def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_tile):
+@pytest.mark.parametrize("kernel_policy", ["tensor_core"], indirect=True)
+def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_tile, kernel_policy):
     """Channels-last operands with 4 (bf16) or 2 (fp32) channels to a piece
-    take the cp.async kernel's 8-byte copies, exact, however wide the tile."""
+    take the cp.async kernel's 8-byte copies, exact, however wide the tile
+    (forced: auto sends groups this narrow to the CUDA-core grad-weight)."""
     precision, cin, cout, groups = channels
     dtype = use_precision(precision)
     config = (3, cin, cout, groups, (7, 6, 9), 3, 2, 1, 1, 1, True)
@@ -541,7 +545,8 @@ def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_t
     # (precision, Cin, Cout, groups): odd and padded channel counts per group
     ("bf16", 24, 21, 1), ("bf16", 9, 13, 1), ("bf16", 30, 10, 2), ("tf32", 9, 5, 1),
     ("tf32", 24, 6, 3)], ids=str)
-def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile):
+@pytest.mark.parametrize("kernel_policy", ["tensor_core"], indirect=True)
+def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile, kernel_policy):
     """NCDHW x and grad_output packed into zero-padded channels-last copies:
     the padding never reaches gw, odd Cout/G included (its last column is a
     lone store, in gw and in the partials).  Planes of 60 and 432 positions:
@@ -672,3 +677,16 @@ def test_narrow_gather(name, layout, dtype):
     if cin == cout == groups:
         expected = "grad_weight_reduce" if dtype == torch.float64 else "depthwise_grad_weight"
         assert kernels["grad_weight"] == expected
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(NARROW_GRAD_WEIGHT_CONFIGS))
+def test_narrow_grad_weight(name, layout, dtype):
+    """Auto policy: groups of at most 4 channels on one side take the CUDA-core
+    grad-weight (both register tiles, input channels in chunks of 16 with a
+    partial last one, splits and one split), fp64 the generic reduction."""
+    run_parity(NARROW_GRAD_WEIGHT_CONFIGS[name], layout, dtype, "cuda")
+    expected = "grad_weight_reduce" if dtype == torch.float64 else "narrow_grad_weight"
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
