@@ -13,8 +13,9 @@
 // [tap][j][channel] once; threads walk the destination in memory order
 // (channels fastest for channels_last_3d, in 16-byte vectors where aligned;
 // W fastest otherwise, four channels an item where groups split in fours, so
-// that each tap's index work feeds four independent loads), and advance their mixed-radix position by
-// carries instead of dividing again.
+// that each tap's index work feeds four independent loads), and advance their
+// mixed-radix position by carries instead of dividing again (the plan and the
+// walk: narrow_gather_plan.h).
 #include "narrow_gather.h"
 
 #include <algorithm>
