@@ -166,7 +166,7 @@ def narrow_gather_takes(config, layout, dtype, forward):
     channels in the accumulator type, fit a block's 24 KB.  An item is a
     16-byte vector of channels channels-last (where the channel count and, but
     for depthwise, the destination channels a group split into whole vectors),
-    else one; four channels W-fastest where a group's destination channels
+    else a group of 2-4 channels, else one; four channels W-fastest where a group's destination channels
     split in fours (or depthwise), else one."""
     n, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     triple = lambda v: (v,) * 3 if isinstance(v, int) else tuple(v)
@@ -180,7 +180,10 @@ def narrow_gather_takes(config, layout, dtype, forward):
     depthwise = dst_pg == src_pg == 1
     vec = {torch.float64: 2, torch.float32: 4}.get(dtype, 8)
     if layout == "channels_last" and channels > 1:
-        item = vec if channels % vec == 0 and (depthwise or dst_pg % vec == 0) else 1
+        if channels % vec == 0 and (depthwise or dst_pg % vec == 0):
+            item = vec
+        else:  # a group's 2-4 channels, else one
+            item = dst_pg if not depthwise and 1 < dst_pg <= 4 else 1
     else:
         item = 4 if depthwise or dst_pg % 4 == 0 else 1
     acc_bytes = 8 if dtype == torch.float64 else 4
