@@ -166,8 +166,8 @@ def narrow_gather_takes(config, layout, dtype, forward):
     channels in the accumulator type, fit a block's 24 KB.  An item is a
     16-byte vector of channels channels-last (where the channel count and, but
     for depthwise, the destination channels a group split into whole vectors),
-    else a group of 2-4 channels, else one; four channels W-fastest where a group's destination channels
-    split in fours (or depthwise), else one."""
+    else a group of 2-4 channels, else one; four channels W-fastest where a
+    group's destination channels split in fours (or depthwise), else one."""
     n, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     triple = lambda v: (v,) * 3 if isinstance(v, int) else tuple(v)
     kernel, stride, padding = triple(kernel), triple(stride), triple(padding)
