@@ -68,6 +68,7 @@
 
 #include "../index_math.h"
 #include "../scalar_convert.h"
+#include "channel_vectors.h"
 #include "dispatch.cuh"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
@@ -589,8 +590,6 @@ std::atomic<int> g_forced_ctas{0};
 // The TMA loader, host side.
 
 constexpr int64_t kMaxElementStride = 8;  // TMA's traversal strides
-
-int64_t element_bytes(ScalarKind dtype) { return 16 / tensor_core_channel_multiple(dtype); }
 
 // The TMA loader's box row (K per GEMM row of one box), 0 where the shape
 // does not suit it: a group's source channels whole 128-byte rows, or exactly

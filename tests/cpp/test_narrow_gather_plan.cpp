@@ -67,10 +67,10 @@ void expect_walk_covers_every_item(const Plan& plan, int64_t blocks, int threads
     const int64_t begin = plan.items * b / blocks, end = plan.items * (b + 1) / blocks;
     for (int t = 0; t < threads; ++t) {
       int digit[kDigits];
-      first_digits(begin + t, plan.radix, digit);
+      digits_of(begin + t, plan.radix, digit);
       for (int64_t item = begin + t; item < end; item += threads) {
         int decoded[kDigits];
-        first_digits(item, plan.radix, decoded);
+        digits_of(item, plan.radix, decoded);
         for (int i = 0; i < kDigits; ++i) ASSERT_EQ(digit[i], decoded[i]) << "item " << item;
         ++seen[size_t(item)];
         advance_digits(plan.radix, plan.step, digit);
