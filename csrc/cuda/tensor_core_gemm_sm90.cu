@@ -106,10 +106,10 @@ static_assert(kStages >= kLag + 2, "a consumer holds one stage and releases the 
 template <int BN>
 struct Layout {
   static constexpr int kABytes = kBM * kSliceBytes;
-  static constexpr int kStageBytes = kABytes + BN * kSliceBytes;  // multiple of 1024
-  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
+  static constexpr int kStageBytes = kABytes + BN * kSliceBytes;  // whole swizzle atoms
+  static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
   static constexpr int kBRows = BN / kRowStep;
-  static_assert(kStageBytes % 1024 == 0 && kBRows >= 1, "swizzle atoms stay aligned");
+  static_assert(kStageBytes % kSwizzleAtomBytes == 0 && kBRows >= 1, "swizzle atoms stay aligned");
 };
 
 // Rounds this thread's 16-byte piece of fp32 operands to TF32 in place.
@@ -542,7 +542,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   __shared__ SharedState st;
-  const uint32_t smem0 = (smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms
+  const uint32_t smem0 = swizzle_aligned(smem_addr(smem_raw));
   const int tid = threadIdx.x;
   if (tid < kStages) {
     // Each producer thread once per stage, except under the TMA loader in
