@@ -119,12 +119,10 @@ std::vector<int64_t> ConvTranspose3dProblem::weight_shape() const {
   return {in_channels, out_channels / groups, kernel[0], kernel[1], kernel[2]};
 }
 
-namespace {
 Strides5 strides_of(const at::Tensor& t) {
   TORCH_INTERNAL_ASSERT(t.dim() == 5);
   return {t.stride(0), t.stride(1), t.stride(2), t.stride(3), t.stride(4)};
 }
-}  // namespace
 
 ConvTranspose3dParams ConvTranspose3dProblem::params(const at::Tensor& input_like,
                                                      const at::Tensor& weight_like,

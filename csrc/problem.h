@@ -57,6 +57,9 @@ ScalarKind scalar_kind(at::ScalarType type);
 std::string text(int64_t v);
 std::string text(at::IntArrayRef values);
 
+// Element strides of a 5-D tensor in logical (N, C, D, H, W) order.
+Strides5 strides_of(const at::Tensor& t);
+
 // Views a (C, D, H, W) tensor as (1, C, D, H, W); 5-D tensors pass through.
 at::Tensor as_batched(const at::Tensor& t, bool batched);
 

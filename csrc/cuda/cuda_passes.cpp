@@ -32,29 +32,38 @@ constexpr int64_t kMinTensorCoreChannels = 8;
 // TF32 follows the switch that governs torch's own convolutions.
 bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 
-// Auto: narrow groups (depthwise; at most 4 channels a group on one side and
-// 16 on the other: RGB-like layers) take the CUDA-core stencil in the gather
-// passes, their tensor-core tiles being mostly padding — except grad-input
-// from a channels-last grad_output with groups wider than one channel, where
-// the stencil loads a group's source channels one by one for every item and
-// lost to the GEMM (H200, 4 -> 8 channels, 8 x 64^3: 0.16 ms against 0.09).
-// Gather takes it wherever it runs; the tensor-core policies never.
-bool prefers_narrow_gather(const ConvTranspose3dParams& p, GatherPass pass) {
+// The CUDA-core stencil (narrow_gather.h) in the gather passes.  Tried before
+// the tensor cores: in auto, for narrow groups (depthwise; at most 4 channels
+// a group on one side and 16 on the other: RGB-like layers), their
+// tensor-core tiles being mostly padding — except grad-input from a
+// channels-last grad_output with groups wider than one channel, where the
+// stencil loads a group's source channels one by one for every item and lost
+// to the GEMM (H200, 4 -> 8 channels, 8 x 64^3: 0.16 ms against 0.09); under
+// Gather, always.  Taken after them for whatever they did not run, but under
+// the tensor-core policies.  Either only where the stencil runs the shape.
+bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
+  const bool fwd = pass == GatherPass::Forward;
   switch (g_policy.load()) {
     case KernelPolicy::Gather:
-      return true;
+      return narrow_gather_supports(p, dtype, fwd);
     case KernelPolicy::TensorCore:
     case KernelPolicy::Wgmma:
       return false;
     default: {
       const bool depthwise = p.in_per_group == 1 && p.out_per_group == 1;
-      if (pass == GatherPass::GradInput && !depthwise && p.output.c == 1 && p.out_channels > 1) {
-        return false;
-      }
-      return std::min(p.in_per_group, p.out_per_group) <= 4 &&
-             std::max(p.in_per_group, p.out_per_group) <= 16;
+      const bool channels_last_grad_input = !fwd && p.output.c == 1 && p.out_channels > 1;
+      const bool narrow = std::min(p.in_per_group, p.out_per_group) <= 4 &&
+                          std::max(p.in_per_group, p.out_per_group) <= 16;
+      return narrow && (depthwise || !channels_last_grad_input) &&
+             narrow_gather_supports(p, dtype, fwd);
     }
   }
+}
+
+bool narrow_gather_after(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
+  const KernelPolicy policy = g_policy.load();
+  return policy != KernelPolicy::TensorCore && policy != KernelPolicy::Wgmma &&
+         narrow_gather_supports(p, dtype, pass == GatherPass::Forward);
 }
 
 // Auto: tensor-core tiles (64 channels wide) pay once a group has a few
@@ -282,11 +291,13 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor b = bias.value_or(at::Tensor());
+  const ScalarKind dtype = scalar_kind(input.scalar_type());
+  const bool narrow_first = narrow_gather_first(p, GatherPass::Forward, dtype);
+  if (!narrow_first && try_tensor_core_gemm(GatherPass::Forward, p, input, weight, b, output)) {
+    return;
+  }
   const LaunchConfig cfg = config_for(input, {input, weight, b, output});
-  const bool narrow = prefers_narrow_gather(p, GatherPass::Forward) &&
-                      narrow_gather_supports(p, cfg.dtype, true);
-  if (!narrow && try_tensor_core_gemm(GatherPass::Forward, p, input, weight, b, output)) return;
-  if (narrow || (g_policy.load() == KernelPolicy::Auto && narrow_gather_supports(p, cfg.dtype, true))) {
+  if (narrow_first || narrow_gather_after(p, GatherPass::Forward, dtype)) {
     C10_CUDA_CHECK(launch_narrow_forward(p, cfg, input.const_data_ptr(), weight.const_data_ptr(),
                                          b.defined() ? b.const_data_ptr() : nullptr,
                                          output.mutable_data_ptr()));
@@ -302,14 +313,14 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
 void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                 const at::Tensor& weight, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
-  const bool narrow = prefers_narrow_gather(p, GatherPass::GradInput) &&
-                      narrow_gather_supports(p, cfg.dtype, false);
-  if (!narrow && try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight, at::Tensor(),
-                                      grad_input)) {
+  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  const bool narrow_first = narrow_gather_first(p, GatherPass::GradInput, dtype);
+  if (!narrow_first && try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight,
+                                            at::Tensor(), grad_input)) {
     return;
   }
-  if (narrow || (g_policy.load() == KernelPolicy::Auto && narrow_gather_supports(p, cfg.dtype, false))) {
+  const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});
+  if (narrow_first || narrow_gather_after(p, GatherPass::GradInput, dtype)) {
     C10_CUDA_CHECK(launch_narrow_grad_input(p, cfg, grad_output.const_data_ptr(),
                                             weight.const_data_ptr(),
                                             grad_input.mutable_data_ptr()));
@@ -334,8 +345,8 @@ ChannelsLastOperands channels_last_operands(const ConvTranspose3dParams& p, cons
                                             const at::Tensor& grad_output) {
   ChannelsLastOperands o{input.contiguous(at::MemoryFormat::ChannelsLast3d),
                          grad_output.contiguous(at::MemoryFormat::ChannelsLast3d), p};
-  o.p.input = {o.x.stride(0), o.x.stride(1), o.x.stride(2), o.x.stride(3), o.x.stride(4)};
-  o.p.output = {o.gy.stride(0), o.gy.stride(1), o.gy.stride(2), o.gy.stride(3), o.gy.stride(4)};
+  o.p.input = strides_of(o.x);
+  o.p.output = strides_of(o.gy);
   return o;
 }
 
@@ -417,8 +428,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
       return;
     }
   }
-  const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
-  if (depthwise_grad_weight_supports(p, cfg.dtype)) {
+  if (depthwise_grad_weight_supports(p, dtype)) {
     // Channels-last operands: a warp walking each (channel, tap) along W was
     // instruction-bound, 2-4x slower than the copies plus the channels-last walk.
     const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
@@ -432,6 +442,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     g_last_kernel[2] = "depthwise_grad_weight";
     return;
   }
+  const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});
   const at::Tensor workspace =
       partials_workspace(grad_weight_splits(p), grad_weight.numel(), grad_output);
   C10_CUDA_CHECK(launch_grad_weight_reduce(

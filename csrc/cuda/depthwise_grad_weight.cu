@@ -14,9 +14,11 @@
 #include <cstdint>
 
 #include "../direct_gather.h"
+#include "channel_vectors.h"
 #include "deterministic_reduce.cuh"
 #include "dispatch.cuh"
 #include "launch.h"
+#include "mixed_radix.h"
 #include "vector_access.cuh"
 
 namespace tconv3d::cuda {
@@ -67,14 +69,9 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t gy_step[3] = {rd.db * a.gs.d, rh.db * a.gs.h, rw.db * a.gs.w};
     // Digits (w, h, d, n) of the first element, then stepped one at a time.
     const int radix[4] = {int(rw.count), int(rh.count), int(rd.count), a.batch};
+    constexpr int kOne[4] = {1, 0, 0, 0};
     int digit[4];
-    {
-      int64_t e = first;
-      for (int i = 0; i < 4; ++i) {
-        digit[i] = int(e % radix[i]);
-        e /= radix[i];
-      }
-    }
+    digits_of(first, radix, digit);
     acc row[kVec] = {};
     for (int64_t e = first; e < last; ++e) {
       const int64_t xo = digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
@@ -84,13 +81,7 @@ __global__ void __launch_bounds__(kThreads)
       const Vec<scalar_t, kVec> gv = load_vec<scalar_t, kVec>(gy + go);
 #pragma unroll
       for (int j = 0; j < kVec; ++j) row[j] += to_acc(xv.v[j]) * to_acc(gv.v[j]);
-      int carry = 1;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        digit[i] += carry;
-        carry = digit[i] >= radix[i];
-        if (carry) digit[i] -= radix[i];
-      }
+      advance_digits(radix, kOne, digit);
       if (digit[0] == 0) {  // a row ended
 #pragma unroll
         for (int j = 0; j < kVec; ++j) {
@@ -115,15 +106,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // Channels a thread reads at once: a 16-byte vector where channels, strides
 // and both addresses allow it.
-int64_t vector_channels(const ConvTranspose3dParams& p, ScalarKind dtype, const void* x,
+int64_t thread_channels(const ConvTranspose3dParams& p, ScalarKind dtype, const void* x,
                         const void* gy) {
-  const int64_t vec = dtype == ScalarKind::Float32 ? 4 : 8;
-  const auto whole = [&](const Strides5& s, const void* ptr) {
-    return s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
-           reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
-  };
-  return p.input.c == 1 && p.output.c == 1 && p.in_channels % vec == 0 && whole(p.input, x) &&
-                 whole(p.output, gy)
+  const int64_t vec = vector_channels(dtype), bytes = element_bytes(dtype);
+  return p.in_channels % vec == 0 &&
+                 vectors_aligned(p.input, reinterpret_cast<uintptr_t>(x), vec, bytes) &&
+                 vectors_aligned(p.output, reinterpret_cast<uintptr_t>(gy), vec, bytes)
              ? vec
              : 1;
 }
@@ -172,7 +160,7 @@ cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const L
   }
   const int64_t numel = p.in_channels * kvol;
   if (numel == 0) return cudaSuccess;
-  const int64_t vec = vector_channels(p, cfg.dtype, input, grad_output);
+  const int64_t vec = thread_channels(p, cfg.dtype, input, grad_output);
   a.vectors = int(p.in_channels / vec);
   const int64_t units = a.vectors * kvol * splits;
   const int64_t blocks = (units + kThreads - 1) / kThreads;

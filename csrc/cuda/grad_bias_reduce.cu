@@ -25,6 +25,7 @@
 #include "../direct_gather.h"
 #include "deterministic_reduce.cuh"
 #include "launch.h"
+#include "mixed_radix.h"
 
 namespace tconv3d::cuda {
 namespace {
@@ -172,26 +173,14 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t positions = radix[0] * radix[1] * radix[2] * radix[3];
   const int64_t begin = positions * split / splits, end = positions * (split + 1) / splits;
   int64_t digit[4], step[4];
-  {
-    int64_t e = begin + threadIdx.x, st = blockDim.x;
-    for (int i = 0; i < 4; ++i) {
-      digit[i] = e % radix[i];
-      e /= radix[i];
-      step[i] = st % radix[i];
-      st /= radix[i];
-    }
-  }
+  digits_of(begin + threadIdx.x, radix, digit);
+  digits_of(blockDim.x, radix, step);
   const scalar_t* g = grad_out + index_t(co) * index_t(s.c);
   acc_t<scalar_t> acc = 0;
   for (int64_t e = begin + threadIdx.x; e < end; e += blockDim.x) {
     acc += to_acc(g[index_t(digit[0]) * stride[0] + index_t(digit[1]) * stride[1] +
                     index_t(digit[2]) * stride[2] + index_t(digit[3]) * stride[3]]);
-    int64_t carry = 0;
-    for (int i = 0; i < 4; ++i) {
-      digit[i] += step[i] + carry;
-      carry = digit[i] >= radix[i];
-      if (carry) digit[i] -= radix[i];
-    }
+    advance_digits(radix, step, digit);
   }
   acc = block_sum(acc);
   if (threadIdx.x == 0) {

@@ -74,7 +74,7 @@ template <int BM, int BN>
 struct Layout {
   static constexpr int kABytes = BM / kChunk * kChunkBytes;
   static constexpr int kStageBytes = kABytes + BN / kChunk * kChunkBytes;
-  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
+  static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
 };
 
 struct SharedState {
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   __shared__ SharedState st;
-  const uint32_t smem0 = (smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms
+  const uint32_t smem0 = swizzle_aligned(smem_addr(smem_raw));
   const int tid = threadIdx.x;
   if (tid < kStages) {
     mbarrier_init(smem_addr(&st.full[tid]), 1);   // the issuing thread's arrive.expect_tx

@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int64_t begin = a.items * blockIdx.x / gridDim.x;
   const int64_t end = a.items * (blockIdx.x + 1) / gridDim.x;
   int digit[kDigits];
-  first_digits(begin + threadIdx.x, a.radix, digit);
+  digits_of(begin + threadIdx.x, a.radix, digit);
   const scalar_t* src = static_cast<const scalar_t*>(a.src);
   scalar_t* dst = static_cast<scalar_t*>(a.dst);
   const auto* bias = static_cast<const scalar_t*>(a.bias);

@@ -1,6 +1,6 @@
 // The plan of the narrow-group stencil (narrow_gather.cu): which walk a pass
 // takes, how wide its items are, how its channels split into weight slabs,
-// and the mixed-radix walk threads carry over the destination.  Host and
+// and the mixed-radix walk (mixed_radix.h) threads carry over the destination.  Host and
 // device; free of CUDA headers, so the C++ tests check it without a GPU.
 #pragma once
 
@@ -8,6 +8,8 @@
 
 #include "../index_math.h"
 #include "../params.h"
+#include "channel_vectors.h"
+#include "mixed_radix.h"
 
 namespace tconv3d::cuda::narrow {
 
@@ -29,21 +31,7 @@ enum class Walk { ChannelVectors, ChannelGroups, Channels, WidthFastest, Width }
 // the item-wide channel vectors of a block's slab.
 constexpr int kDigits = 5;
 
-inline int64_t vector_channels(ScalarKind dtype) {
-  return dtype == ScalarKind::Float64 ? 2 : dtype == ScalarKind::Float32 ? 4 : 8;
-}
 inline int64_t accumulator_bytes(ScalarKind dtype) { return dtype == ScalarKind::Float64 ? 8 : 4; }
-inline int64_t element_bytes(ScalarKind dtype) {
-  return dtype == ScalarKind::Float64 ? 8 : dtype == ScalarKind::Float32 ? 4 : 2;
-}
-
-// Whether every offset a 16-byte vector of `vec` channels is read or written
-// at is a multiple of 16 bytes (address 0: the plan before the tensors exist).
-inline bool vectors_aligned(const Strides5& s, uintptr_t address, int64_t vec,
-                            int64_t elem_bytes) {
-  return s.c == 1 && s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
-         address % uintptr_t(vec * elem_bytes) == 0;
-}
 
 struct Plan {
   bool walkable = false;  // false: the kernel does not take the shape
@@ -51,7 +39,7 @@ struct Plan {
   bool depthwise = false;  // one source and one destination channel a group
   int64_t item_channels = 1, slab = 1, slabs = 1;
   int radix[kDigits] = {};
-  int step[kDigits] = {};  // the threads of a block written in that radix
+  int step[kDigits] = {};  // a block's threads written in that radix
   int64_t items = 0;       // per slab
 };
 
@@ -112,41 +100,14 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
                                   width_fastest ? extent[1] : extent[2],
                                   width_fastest ? extent[0] : extent[1],
                                   width_fastest ? vectors : extent[0], p.batch};
-  int64_t rest = threads;
   plan.items = 1;
   for (int i = 0; i < kDigits; ++i) {
     plan.radix[i] = int(radix[i]);
-    plan.step[i] = int(rest % radix[i]);
-    rest /= radix[i];
     plan.items *= radix[i];
   }
+  digits_of(threads, plan.radix, plan.step);
   plan.walkable = true;
   return plan;
-}
-
-// Digits of item `item` (division: once per thread).
-TCONV3D_HOST_DEVICE void first_digits(int64_t item, const int (&radix)[kDigits],
-                                      int (&digit)[kDigits]) {
-  for (int i = 0; i < kDigits; ++i) {
-    digit[i] = int(item % radix[i]);
-    item /= radix[i];
-  }
-}
-
-// The digits `step` items further (a block's threads): every digit and step
-// digit is below its radix, so one carry a digit suffices.  Past the last item
-// the digits are meaningless; the walk stops there.
-TCONV3D_HOST_DEVICE void advance_digits(const int (&radix)[kDigits], const int (&step)[kDigits],
-                                        int (&digit)[kDigits]) {
-  int carry = 0;
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-  for (int i = 0; i < kDigits; ++i) {
-    digit[i] += step[i] + carry;
-    carry = digit[i] >= radix[i];
-    if (carry) digit[i] -= radix[i];
-  }
 }
 
 }  // namespace tconv3d::cuda::narrow

@@ -19,6 +19,7 @@
 #include "deterministic_reduce.cuh"
 #include "dispatch.cuh"
 #include "launch.h"
+#include "mixed_radix.h"
 
 namespace tconv3d::cuda {
 namespace {
@@ -72,15 +73,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     // Digits (w, h, d, n) of the thread's first position, then stepped by blockDim.x.
     const int radix[4] = {int(rw.count), int(rh.count), int(rd.count), a.batch};
     int digit[4], step[4];
-    {
-      int64_t e = first + threadIdx.x, s = blockDim.x;
-      for (int i = 0; i < 4; ++i) {
-        digit[i] = int(e % radix[i]);
-        e /= radix[i];
-        step[i] = int(s % radix[i]);
-        s /= radix[i];
-      }
-    }
+    digits_of(first + threadIdx.x, radix, digit);
+    digits_of(blockDim.x, radix, step);
     for (int64_t e = first + threadIdx.x; e < last; e += blockDim.x) {
       const scalar_t* xp =
           x + digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
@@ -96,13 +90,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
         for (int d = 0; d < kMaxD; ++d) sum[i][d] += xv[i] * gv[d];
       }
-      int carry = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        digit[i] += step[i] + carry;
-        carry = digit[i] >= radix[i];
-        if (carry) digit[i] -= radix[i];
-      }
+      advance_digits(radix, step, digit);
     }
   }
 

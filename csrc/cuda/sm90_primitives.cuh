@@ -88,6 +88,14 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// 128-byte swizzle atoms repeat every 1024 bytes: a kernel's stages start on
+// such a boundary, so its dynamic shared memory asks for that much slack.
+constexpr int kSwizzleAtomBytes = 1024;
+
+__device__ __forceinline__ uint32_t swizzle_aligned(uint32_t smem_addr) {
+  return (smem_addr + kSwizzleAtomBytes - 1u) & ~uint32_t(kSwizzleAtomBytes - 1);
+}
+
 // Shared-memory matrix descriptors: the start address (bits 0-13, in 16-byte
 // units) over address-independent bits — leading byte offset (16-29), stride
 // byte offset (32-45), layout type (62-63: 1 = 128-byte, 2 = 64-byte, 3 =

@@ -68,6 +68,7 @@
 
 #include "../index_math.h"
 #include "../scalar_convert.h"
+#include "channel_vectors.h"
 #include "dispatch.cuh"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
@@ -105,10 +106,10 @@ static_assert(kStages >= kLag + 2, "a consumer holds one stage and releases the 
 template <int BN>
 struct Layout {
   static constexpr int kABytes = kBM * kSliceBytes;
-  static constexpr int kStageBytes = kABytes + BN * kSliceBytes;  // multiple of 1024
-  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + alignment slack
+  static constexpr int kStageBytes = kABytes + BN * kSliceBytes;  // whole swizzle atoms
+  static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
   static constexpr int kBRows = BN / kRowStep;
-  static_assert(kStageBytes % 1024 == 0 && kBRows >= 1, "swizzle atoms stay aligned");
+  static_assert(kStageBytes % kSwizzleAtomBytes == 0 && kBRows >= 1, "swizzle atoms stay aligned");
 };
 
 // Rounds this thread's 16-byte piece of fp32 operands to TF32 in place.
@@ -541,7 +542,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   __shared__ SharedState st;
-  const uint32_t smem0 = (smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms
+  const uint32_t smem0 = swizzle_aligned(smem_addr(smem_raw));
   const int tid = threadIdx.x;
   if (tid < kStages) {
     // Each producer thread once per stage, except under the TMA loader in
@@ -589,8 +590,6 @@ std::atomic<int> g_forced_ctas{0};
 // The TMA loader, host side.
 
 constexpr int64_t kMaxElementStride = 8;  // TMA's traversal strides
-
-int64_t element_bytes(ScalarKind dtype) { return 16 / tensor_core_channel_multiple(dtype); }
 
 // The TMA loader's box row (K per GEMM row of one box), 0 where the shape
 // does not suit it: a group's source channels whole 128-byte rows, or exactly

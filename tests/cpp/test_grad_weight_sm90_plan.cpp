@@ -10,31 +10,14 @@
 #include <tuple>
 #include <vector>
 
+#include "conv_shape.h"
 #include "cuda/grad_weight_sm90_plan.h"
 
 namespace tconv3d::cuda::gw90 {
 namespace {
 
-struct Shape {
-  int64_t batch, cin, cout, groups;
-  int64_t in[3], kernel[3], stride[3], padding[3], dilation[3];
-};
-
-ConvTranspose3dParams params_of(const Shape& s) {
-  ConvTranspose3dParams p{};
-  p.batch = s.batch;
-  p.in_channels = s.cin;
-  p.out_channels = s.cout;
-  p.groups = s.groups;
-  p.in_per_group = s.cin / s.groups;
-  p.out_per_group = s.cout / s.groups;
-  for (int a = 0; a < 3; ++a) {
-    const int64_t out = transposed_output_extent(s.in[a], s.kernel[a], s.stride[a], s.padding[a],
-                                                 s.dilation[a], 0);
-    p.axis[a] = make_axis(s.in[a], out, s.kernel[a], s.stride[a], s.padding[a], s.dilation[a]);
-  }
-  return p;
-}
+using plan_tests::params_of;
+using plan_tests::Shape;
 
 const std::vector<Shape>& shapes() {
   static const std::vector<Shape> v = {

@@ -7,40 +7,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "conv_shape.h"
 #include "cuda/narrow_gather_plan.h"
 
 namespace tconv3d::cuda::narrow {
 namespace {
 
-struct Shape {
-  int64_t batch, cin, cout, groups;
-  int64_t in[3], kernel[3], stride[3], padding[3], dilation[3];
-};
-
-// Dense strides of (N, C, D, H, W) sizes, channels innermost or not.
-Strides5 dense(int64_t c, const int64_t (&s)[3], bool channels_last) {
-  if (channels_last) return {s[0] * s[1] * s[2] * c, 1, s[1] * s[2] * c, s[2] * c, c};
-  return {c * s[0] * s[1] * s[2], s[0] * s[1] * s[2], s[1] * s[2], s[2], 1};
-}
-
-ConvTranspose3dParams params_of(const Shape& s, bool channels_last) {
-  ConvTranspose3dParams p{};
-  p.batch = s.batch;
-  p.in_channels = s.cin;
-  p.out_channels = s.cout;
-  p.groups = s.groups;
-  p.in_per_group = s.cin / s.groups;
-  p.out_per_group = s.cout / s.groups;
-  int64_t out[3];
-  for (int a = 0; a < 3; ++a) {
-    out[a] = transposed_output_extent(s.in[a], s.kernel[a], s.stride[a], s.padding[a],
-                                      s.dilation[a], 0);
-    p.axis[a] = make_axis(s.in[a], out[a], s.kernel[a], s.stride[a], s.padding[a], s.dilation[a]);
-  }
-  p.input = dense(s.cin, s.in, channels_last);
-  p.output = dense(s.cout, out, channels_last);
-  return p;
-}
+using plan_tests::params_of;
+using plan_tests::Shape;
 
 const std::vector<Shape>& shapes() {
   static const std::vector<Shape> v = {
@@ -67,10 +41,10 @@ void expect_walk_covers_every_item(const Plan& plan, int64_t blocks, int threads
     const int64_t begin = plan.items * b / blocks, end = plan.items * (b + 1) / blocks;
     for (int t = 0; t < threads; ++t) {
       int digit[kDigits];
-      first_digits(begin + t, plan.radix, digit);
+      digits_of(begin + t, plan.radix, digit);
       for (int64_t item = begin + t; item < end; item += threads) {
         int decoded[kDigits];
-        first_digits(item, plan.radix, decoded);
+        digits_of(item, plan.radix, decoded);
         for (int i = 0; i < kDigits; ++i) ASSERT_EQ(digit[i], decoded[i]) << "item " << item;
         ++seen[size_t(item)];
         advance_digits(plan.radix, plan.step, digit);

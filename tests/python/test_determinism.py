@@ -28,6 +28,13 @@ def run_once(device, deterministic_mode=False, dtype=torch.float32, channels_las
     return [t.detach().cpu() for t in (y, x.grad, w.grad, b.grad)]
 
 
+def assert_bitwise_equal(runs):
+    """Every run's results equal the first's, bit for bit."""
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_two_runs_are_bitwise_identical(device, dtype):
@@ -50,9 +57,7 @@ def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
     finally:
         tconv3d._C._set_wgmma_grid(0)
         tconv3d._C._set_kernel_policy("auto")
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert torch.equal(a, b)
+    assert_bitwise_equal(runs)
 
 
 @requires_cuda
@@ -70,9 +75,7 @@ def test_channels_last_grad_weight_is_bitwise_reproducible(dtype, tile):
     finally:
         tconv3d._C._set_grad_weight_tile(0, 0)
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert torch.equal(a, b)
+    assert_bitwise_equal(runs)
 
 
 @requires_cuda
@@ -84,9 +87,7 @@ def test_hopper_grad_weight_is_bitwise_reproducible(channels_last):
                      out_channels=64) for _ in range(3)]
     if tconv3d._C._wgmma_available():
         assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert torch.equal(a, b)
+    assert_bitwise_equal(runs)
 
 
 @requires_cuda
@@ -99,9 +100,7 @@ def test_depthwise_grad_weight_is_bitwise_reproducible(dtype, channels_last):
     runs = [run_once("cuda", dtype=dtype, channels_last=channels_last, in_channels=16,
                      out_channels=16, groups=16) for _ in range(3)]
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "depthwise_grad_weight"
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert torch.equal(a, b)
+    assert_bitwise_equal(runs)
 
 
 @pytest.mark.parametrize("device", devices())
@@ -179,6 +178,4 @@ def test_narrow_grad_weight_is_bitwise_reproducible(channels, channels_last):
     runs = [run_once("cuda", dtype=torch.bfloat16, channels_last=channels_last, in_channels=cin,
                      out_channels=cout) for _ in range(3)]
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "narrow_grad_weight"
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert torch.equal(a, b)
+    assert_bitwise_equal(runs)

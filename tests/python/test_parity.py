@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import tconv3d
-from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, NARROW_GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
+from tconv3d._ops import transposed_output_extent
+from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, NARROW_GRAD_WEIGHT_CONFIGS,
+                   GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
@@ -170,10 +172,9 @@ def narrow_gather_takes(config, layout, dtype, forward):
     group's destination channels split in fours (or depthwise), else one."""
     n, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     triple = lambda v: (v,) * 3 if isinstance(v, int) else tuple(v)
-    kernel, stride, padding = triple(kernel), triple(stride), triple(padding)
-    output_padding, dilation = triple(output_padding), triple(dilation)
-    out = [(i - 1) * s - 2 * p + d * (k - 1) + op + 1
-           for i, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation)]
+    kernel = triple(kernel)
+    out = list(map(transposed_output_extent, size, kernel, triple(stride), triple(padding),
+                   triple(dilation), triple(output_padding)))
     coordinates = sum(out) if forward else sum(size)
     channels, dst_pg, src_pg = ((cout, cout // groups, cin // groups) if forward
                                 else (cin, cin // groups, cout // groups))

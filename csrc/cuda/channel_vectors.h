@@ -1,0 +1,29 @@
+// Channels moved 16 bytes at a time: how many make a vector of each dtype, and
+// whether a channels-last tensor's vectors all sit on 16-byte boundaries.
+// Host only; free of CUDA headers.
+#pragma once
+
+#include <cstdint>
+
+#include "../params.h"
+
+namespace tconv3d::cuda {
+
+inline int64_t element_bytes(ScalarKind dtype) {
+  return dtype == ScalarKind::Float64 ? 8 : dtype == ScalarKind::Float32 ? 4 : 2;
+}
+
+// Channels in 16 bytes.
+inline int64_t vector_channels(ScalarKind dtype) { return 16 / element_bytes(dtype); }
+
+// Whether every offset a 16-byte vector of `vec` channels is read or written
+// at is a multiple of 16 bytes: channels innermost, every other stride a
+// multiple of vec, the address aligned (address 0: a plan made before the
+// tensors exist).
+inline bool vectors_aligned(const Strides5& s, uintptr_t address, int64_t vec,
+                            int64_t elem_bytes) {
+  return s.c == 1 && s.n % vec == 0 && s.d % vec == 0 && s.h % vec == 0 && s.w % vec == 0 &&
+         address % uintptr_t(vec * elem_bytes) == 0;
+}
+
+}  // namespace tconv3d::cuda
