@@ -105,7 +105,8 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
     plan.radix[i] = int(radix[i]);
     plan.items *= radix[i];
   }
-  digits_of(threads, plan.radix, plan.step);
+  // An empty batch has nothing to walk (and a zero radix to divide by).
+  if (plan.items > 0) digits_of(threads, plan.radix, plan.step);
   plan.walkable = true;
   return plan;
 }

@@ -150,5 +150,22 @@ TEST(NarrowGatherPlan, RefusesWhatItsTablesOrWeightsCannotHold) {
                    .walkable);
 }
 
+// An empty batch is a walkable plan with nothing to walk; planning it must
+// not divide by its zero radix (that was a SIGFPE in the host process).
+TEST(NarrowGatherPlan, EmptyBatchPlansNoItems) {
+  for (const Shape& shape : shapes()) {
+    Shape empty = shape;
+    empty.batch = 0;
+    for (bool channels_last : {false, true}) {
+      for (bool forward : {false, true}) {
+        const Plan plan =
+            plan_narrow(params_of(empty, channels_last), ScalarKind::Float32, forward, 0, 0, 256);
+        EXPECT_TRUE(plan.walkable);
+        EXPECT_EQ(plan.items, 0);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tconv3d::cuda::narrow
