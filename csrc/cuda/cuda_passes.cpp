@@ -350,10 +350,10 @@ ChannelsLastOperands channels_last_operands(const ConvTranspose3dParams& p, cons
   return o;
 }
 
-// Auto: groups of at most 4 channels on one side (but depthwise, which has a
-// kernel of its own) take the CUDA-core grad-weight; a GEMM tile over them
-// would be mostly padding.  Gather takes it wherever it runs; the tensor-core
-// policies never.
+// Auto: groups of at most 4 input and 16 output channels (but depthwise,
+// which has a kernel of its own) take the CUDA-core grad-weight; a GEMM tile
+// over them would be mostly padding.  Gather takes it wherever it runs; the
+// tensor-core policies never.
 bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p) {
   if (p.in_per_group == 1 && p.out_per_group == 1) return false;
   switch (g_policy.load()) {
@@ -363,9 +363,15 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p) {
     case KernelPolicy::Wgmma:
       return false;
     default:
-      return std::min(p.in_per_group, p.out_per_group) <= 4;
+      return p.in_per_group <= 4;
   }
 }
+
+// Few output channels a group: the per-tap GEMM would pad them to a 16-wide
+// tile and read x once per tap; the taps-folded one fills its columns with
+// taps · Cout/G.  Every tensor-core policy takes it (the Hopper GEMM needs
+// 64-channel groups on both sides).
+constexpr int64_t kTapsGemmMaxOutPerGroup = 4;
 
 }  // namespace
 
@@ -386,6 +392,20 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         partials.defined() ? partials.data_ptr<float>() : nullptr));
     g_last_kernel[2] = "narrow_grad_weight";
     return;
+  }
+  if (may_use_tensor_cores(p) && p.out_per_group <= kTapsGemmMaxOutPerGroup &&
+      grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
+    const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
+    if (reinterpret_cast<uintptr_t>(o.x.const_data_ptr()) % 16 == 0) {
+      const at::Tensor partials =
+          float_workspace(grad_weight_taps_gemm_workspace_elems(o.p), grad_output);
+      C10_CUDA_CHECK(launch_grad_weight_taps_gemm(
+          o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
+          o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
+          partials.defined() ? partials.data_ptr<float>() : nullptr));
+      g_last_kernel[2] = "grad_weight_taps_gemm";
+      return;
+    }
   }
   if (may_use_tensor_cores(p)) {
     // Channels-last operands that can be read in place (whole 16-byte

@@ -1,13 +1,15 @@
-// Grad-weight of layers whose groups are narrow on one side (at most 4 channels
-// of x or of grad_output a group: RGB-like inputs and outputs, small-channel
-// layers), where a GEMM tile over (ci, co) would be mostly padding:
+// Grad-weight of layers with at most 4 input and 16 output channels a group
+// (RGB-like inputs, small-channel layers), where a GEMM tile over (ci, co)
+// would be mostly padding:
 //
 //     gw[g·S + i, d, k] = Σ_n Σ_{p valid for k} x[n, g·S + i, p] · gy[n, g·D + d, p·s − pad + k·dil]
 //
-// with S = Cin/G, D = Cout/G.  A block owns one (group, tap, chunk of up to
-// kMaxS input channels, split of the tap's valid positions); its threads take
-// the split's positions in turn, each keeping the whole chunk × D outer
-// product in registers, and the block adds its threads' sums in a fixed tree.
+// with S = Cin/G, D = Cout/G.  A block owns one (group, tap, split of the
+// tap's valid positions); its threads take the split's positions in turn,
+// each keeping the whole S × D outer product in registers, and the block adds
+// its threads' sums in a fixed tree.  (Few *output* channels with many input
+// ones — RGB outputs — are grad_weight_taps_gemm.cu's: a thread's 16 × 4
+// tile here re-read x once per tap and ran 25x slower than cuDNN.)
 // Operands are channels-last (the op layer copies others once), so a thread's
 // channels are contiguous and neighbouring threads read neighbouring
 // positions.  Splits are fixed by the shape and combined in split order:
@@ -26,7 +28,7 @@ namespace {
 
 constexpr int64_t kMaxPartials = int64_t(1) << 24;
 constexpr int64_t kTargetBlocks = 1024;  // a few waves of a 132-SM GPU
-constexpr int kAccumulators = 64;        // kMaxS × kMaxD registers a thread
+constexpr int kMaxS = 4, kMaxD = 16;     // the outer product a thread keeps
 
 struct NarrowGradWeightArgs {
   const void* x;
@@ -35,30 +37,27 @@ struct NarrowGradWeightArgs {
   float* partials;  // splits × numel, gw's logical order; unused when splits == 1
   Strides5 xs, gs, ws;
   Axis axis[3];
-  int batch, groups, in_per_group, out_per_group, chunks, splits;
+  int batch, groups, in_per_group, out_per_group, splits;
   int kernel[3];
 };
 
-// Block (unit) = ((group · taps + tap) · chunks + chunk) · splits + split.
+// Block (unit) = (group · taps + tap) · splits + split.
 // Two blocks an SM: the 64 sums and the loads of a position fit 128 registers.
-template <typename scalar_t, int kMaxS, int kMaxD>
+template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads, 2)
     narrow_grad_weight_kernel(const NarrowGradWeightArgs a) {
-  static_assert(kMaxS * kMaxD <= kAccumulators);
   using acc = acc_t<scalar_t>;
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   int64_t unit = blockIdx.x;
   const int split = int(unit % a.splits);
   unit /= a.splits;
-  const int chunk = int(unit % a.chunks);
-  unit /= a.chunks;
   const int tap = int(unit % kvol), group = int(unit / kvol);
   const int kw = tap % a.kernel[2], kh = tap / a.kernel[2] % a.kernel[1];
   const int kd = tap / (a.kernel[2] * a.kernel[1]);
   const Run rd = grad_weight_positions(a.axis[0], kd), rh = grad_weight_positions(a.axis[1], kh),
             rw = grad_weight_positions(a.axis[2], kw);
-  const int ci0 = group * a.in_per_group + chunk * kMaxS;
-  const int S = min(kMaxS, a.in_per_group - chunk * kMaxS), D = a.out_per_group;
+  const int ci0 = group * a.in_per_group;
+  const int S = a.in_per_group, D = a.out_per_group;
 
   acc sum[kMaxS][kMaxD] = {};
   const int64_t positions = int64_t(a.batch) * rd.count * rh.count * rw.count;
@@ -123,40 +122,18 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// The register tile a layer takes: up to 4 input channels against up to 16
-// output channels, or chunks of 16 input channels against up to 4 outputs.
-struct Tile {
-  int max_s, max_d;
-};
-
-bool tile_for(const ConvTranspose3dParams& p, Tile& tile) {
-  if (p.in_per_group <= 4 && p.out_per_group <= 16) {
-    tile = {4, 16};
-    return true;
-  }
-  if (p.out_per_group <= 4) {
-    tile = {16, 4};
-    return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 bool narrow_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
-  Tile tile;
-  return dtype != ScalarKind::Float64 && tile_for(p, tile) && p.batch <= INT32_MAX &&
-         p.in_channels <= INT32_MAX;
+  return dtype != ScalarKind::Float64 && p.in_per_group <= kMaxS && p.out_per_group <= kMaxD &&
+         p.batch <= INT32_MAX && p.in_channels <= INT32_MAX;
 }
 
 // Splits from the shape alone: about kTargetBlocks blocks, no split without a
 // position, at most kMaxPartials partial sums.
 int64_t narrow_grad_weight_splits(const ConvTranspose3dParams& p) {
-  Tile tile;
-  if (!tile_for(p, tile)) return 1;
   const int64_t kvol = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
-  const int64_t chunks = (p.in_per_group + tile.max_s - 1) / tile.max_s;
-  const int64_t units = p.groups * kvol * chunks;
+  const int64_t units = p.groups * kvol;
   const int64_t numel = p.in_channels * p.out_per_group * kvol;
   const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   if (units == 0 || numel == 0) return 1;
@@ -168,8 +145,7 @@ int64_t narrow_grad_weight_splits(const ConvTranspose3dParams& p) {
 cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                       const void* input, const void* grad_output,
                                       void* grad_weight, float* workspace) {
-  Tile tile;
-  if (!tile_for(p, tile)) return cudaErrorInvalidConfiguration;
+  if (p.in_per_group > kMaxS || p.out_per_group > kMaxD) return cudaErrorInvalidConfiguration;
   NarrowGradWeightArgs a{};
   a.x = input;
   a.grad_output = grad_output;
@@ -190,19 +166,14 @@ cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const Laun
   }
   const int64_t splits = narrow_grad_weight_splits(p);
   a.splits = int(splits);
-  a.chunks = int((p.in_per_group + tile.max_s - 1) / tile.max_s);
   const int64_t numel = p.in_channels * p.out_per_group * kvol;
   if (numel == 0) return cudaSuccess;
-  const int64_t blocks = p.groups * kvol * a.chunks * splits;
+  const int64_t blocks = p.groups * kvol * splits;
   if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     if constexpr (!std::is_same_v<scalar_t, double>) {
-      if (tile.max_s == 4) {
-        narrow_grad_weight_kernel<scalar_t, 4, 16><<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a);
-      } else {
-        narrow_grad_weight_kernel<scalar_t, 16, 4><<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a);
-      }
+      narrow_grad_weight_kernel<scalar_t><<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a);
       if (splits > 1) {
         combine_partials_kernel<scalar_t><<<grid_for(numel), kThreads, 0, cfg.stream>>>(
             workspace, splits, numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,

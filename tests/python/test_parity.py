@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import tconv3d
 from tconv3d._ops import transposed_output_extent
 from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, NARROW_GRAD_WEIGHT_CONFIGS,
-                   GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
+                   GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
@@ -191,19 +191,28 @@ def narrow_gather_takes(config, layout, dtype, forward):
     return coordinates <= 2048 and math.prod(kernel) * src_pg * item * acc_bytes <= 24 * 1024
 
 
+def taps_gemm_takes(config, dtype):
+    """Whether the tensor-core policies send a grad-weight to the taps-folded
+    GEMM (TF32 or half precision assumed): at most 4 output channels a group,
+    input groups of whole 16-byte pieces."""
+    _, cin, cout, groups, *_ = config
+    return cout // groups <= 4 and (cin // groups) % (4 if dtype == torch.float32 else 8) == 0
+
+
 def expected_kernels(policy, config, dtype, layout):
     """The kernel families a forced policy runs; wgmma falls back to the
     mma.sync GEMM where the Hopper one does not run (test_wgmma_runs_on_hopper
     makes sure that is only off Hopper), its loader as the shape allows
     (expected_wgmma_loaders); gather takes the narrow-group stencil where it
     runs (narrow_gather_takes), else the generic gather kernels."""
+    _, cin, cout, groups, *_ = config
     tensor_core = {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
-                   "grad_weight": {"grad_weight_gemm", "grad_weight_gemm_channels_last"}}
+                   "grad_weight": ({"grad_weight_taps_gemm"} if taps_gemm_takes(config, dtype)
+                                   else {"grad_weight_gemm", "grad_weight_gemm_channels_last"})}
     if policy == "gather":
-        _, cin, cout, groups, *_ = config
         depthwise = cin == cout == groups
         narrow = [narrow_gather_takes(config, layout, dtype, forward) for forward in (True, False)]
-        narrow_gw = cin // groups <= 4 and cout // groups <= 16 or cout // groups <= 4
+        narrow_gw = cin // groups <= 4 and cout // groups <= 16
         return {"forward": "narrow_gather" if narrow[0] else "forward_gather",
                 "grad_input": "narrow_gather" if narrow[1] else "grad_input_gather",
                 "grad_weight": {"depthwise_grad_weight" if depthwise
@@ -548,7 +557,7 @@ def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_t
 @pytest.mark.parametrize("channels", [
     # (precision, Cin, Cout, groups): odd and padded channel counts per group
     ("bf16", 24, 21, 1), ("bf16", 9, 13, 1), ("bf16", 30, 10, 2), ("tf32", 9, 5, 1),
-    ("tf32", 24, 6, 3)], ids=str)
+    ("tf32", 24, 15, 3)], ids=str)
 @pytest.mark.parametrize("kernel_policy", ["tensor_core"], indirect=True)
 def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile, kernel_policy):
     """NCDHW x and grad_output packed into zero-padded channels-last copies:
@@ -688,9 +697,32 @@ def test_narrow_gather(name, layout, dtype):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(NARROW_GRAD_WEIGHT_CONFIGS))
 def test_narrow_grad_weight(name, layout, dtype):
-    """Auto policy: groups of at most 4 channels on one side take the CUDA-core
-    grad-weight (both register tiles, input channels in chunks of 16 with a
-    partial last one, splits and one split), fp64 the generic reduction."""
+    """Auto policy: groups of at most 4 input and 16 output channels take the
+    CUDA-core grad-weight (splits and one split), fp64 the generic reduction."""
     run_parity(NARROW_GRAD_WEIGHT_CONFIGS[name], layout, dtype, "cuda")
     expected = "grad_weight_reduce" if dtype == torch.float64 else "narrow_grad_weight"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(TAPS_GEMM_CONFIGS))
+def test_grad_weight_taps_gemm(name, layout, precision):
+    """Auto policy: at most 4 output channels a group over input groups of
+    whole 16-byte pieces take the taps-folded grad-weight GEMM — every
+    column and input tile edge, groups, stride, dilation, gy positions no tap
+    reaches, one split and many — exact in every layout (operands copied
+    channels-last)."""
+    dtype = use_precision(precision)
+    run_parity(TAPS_GEMM_CONFIGS[name], layout, dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm"
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_grad_weight_taps_gemm_leaves_full_precision_alone(dtype):
+    """fp64, and fp32 with TF32 off, keep the full-precision reduction."""
+    torch.backends.cudnn.allow_tf32 = False
+    run_parity(TAPS_GEMM_CONFIGS["rgb_out_64_to_3"], "contiguous", dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_reduce"
