@@ -332,10 +332,81 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   g_last_kernel[1] = "grad_input_gather";
 }
 
+namespace {
+
+// x and grad_output channels-last (copied once where they are not; extra
+// memory: the copies) and the parameters that describe them.
+struct ChannelsLastOperands {
+  at::Tensor x, gy;
+  ConvTranspose3dParams p;
+};
+
+ChannelsLastOperands channels_last_operands(const ConvTranspose3dParams& p, const at::Tensor& input,
+                                            const at::Tensor& grad_output) {
+  ChannelsLastOperands o{input.contiguous(at::MemoryFormat::ChannelsLast3d),
+                         grad_output.contiguous(at::MemoryFormat::ChannelsLast3d), p};
+  o.p.input = strides_of(o.x);
+  o.p.output = strides_of(o.gy);
+  return o;
+}
+
+// Auto: groups of at most 4 input and 16 output channels (but depthwise,
+// which has a kernel of its own) take the CUDA-core grad-weight; a GEMM tile
+// over them would be mostly padding.  Gather takes it wherever it runs; the
+// tensor-core policies never.
+bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p) {
+  if (p.in_per_group == 1 && p.out_per_group == 1) return false;
+  switch (g_policy.load()) {
+    case KernelPolicy::Gather:
+      return true;
+    case KernelPolicy::TensorCore:
+    case KernelPolicy::Wgmma:
+      return false;
+    default:
+      return p.in_per_group <= 4;
+  }
+}
+
+// Few output channels a group: the per-tap GEMM would pad them to a 16-wide
+// tile and read x once per tap; the taps-folded one fills its columns with
+// taps · Cout/G.  Every tensor-core policy takes it (the Hopper GEMM needs
+// 64-channel groups on both sides).
+constexpr int64_t kTapsGemmMaxOutPerGroup = 4;
+
+}  // namespace
+
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  if (prefers_narrow_grad_weight(p) && narrow_grad_weight_supports(p, dtype)) {
+    // Channels-last operands: a thread's channels contiguous, neighbouring
+    // threads on neighbouring positions.
+    const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
+    const int64_t splits = narrow_grad_weight_splits(o.p);
+    const at::Tensor partials =
+        float_workspace(splits > 1 ? splits * grad_weight.numel() : 0, grad_output);
+    C10_CUDA_CHECK(launch_narrow_grad_weight(
+        o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
+        o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
+        partials.defined() ? partials.data_ptr<float>() : nullptr));
+    g_last_kernel[2] = "narrow_grad_weight";
+    return;
+  }
+  if (may_use_tensor_cores(p) && p.out_per_group <= kTapsGemmMaxOutPerGroup &&
+      grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
+    const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
+    if (reinterpret_cast<uintptr_t>(o.x.const_data_ptr()) % 16 == 0) {
+      const at::Tensor partials =
+          float_workspace(grad_weight_taps_gemm_workspace_elems(o.p), grad_output);
+      C10_CUDA_CHECK(launch_grad_weight_taps_gemm(
+          o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
+          o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
+          partials.defined() ? partials.data_ptr<float>() : nullptr));
+      g_last_kernel[2] = "grad_weight_taps_gemm";
+      return;
+    }
+  }
   if (may_use_tensor_cores(p)) {
     // Channels-last operands that can be read in place (whole 16-byte
     // pieces, else whole 8-byte ones) are; NCDHW ones are packed once
@@ -378,20 +449,16 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     }
   }
   if (depthwise_grad_weight_supports(p, dtype)) {
-    // Channels-last operands, copied once where they are not: a warp walking
-    // each (channel, tap) along W was instruction-bound, 2-4x slower than the
-    // copies plus the channels-last walk (extra memory: the copies).
-    const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast3d);
-    const at::Tensor gy = grad_output.contiguous(at::MemoryFormat::ChannelsLast3d);
-    ConvTranspose3dParams q = p;
-    q.input = strides_of(x);
-    q.output = strides_of(gy);
-    const int64_t splits = depthwise_grad_weight_splits(q);
+    // Channels-last operands: a warp walking each (channel, tap) along W was
+    // instruction-bound, 2-4x slower than the copies plus the channels-last walk.
+    const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
+    const int64_t splits = depthwise_grad_weight_splits(o.p);
     const at::Tensor partials =
         float_workspace(splits > 1 ? splits * grad_weight.numel() : 0, grad_output);
     C10_CUDA_CHECK(launch_depthwise_grad_weight(
-        q, config_for(gy, {x, gy, grad_weight}), x.const_data_ptr(), gy.const_data_ptr(),
-        grad_weight.mutable_data_ptr(), partials.defined() ? partials.data_ptr<float>() : nullptr));
+        o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
+        o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
+        partials.defined() ? partials.data_ptr<float>() : nullptr));
     g_last_kernel[2] = "depthwise_grad_weight";
     return;
   }

@@ -59,6 +59,18 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
                                                   const LaunchConfig& cfg,
                                                   const GradWeightOperands& ops);
 
+// The taps-folded variant (grad_weight_taps_gemm.cu) for layers with few
+// output channels a group: N = taps · Cout/G columns.  Same contract as the
+// channels-last one, but x must be channels-last with its channels in
+// 16-byte pieces (each group's count a multiple of 8 in fp16/bf16, 4 in fp32;
+// strides and address likewise) and grad_output may have any strides.
+bool grad_weight_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                    bool allow_tf32);
+int64_t grad_weight_taps_gemm_workspace_elems(const ConvTranspose3dParams& p);
+cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                         const void* input, const void* grad_output,
+                                         void* grad_weight, float* workspace);
+
 // The Hopper variant (grad_weight_gemm_sm90.cu: wgmma, TMA loads), same
 // contract, for fp16/bf16 operands whose groups hold multiples of 64 channels
 // read without padding (channels == the group's count), 16-byte-aligned

@@ -204,68 +204,9 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
     cp_async_commit();
     decode_rows(slice + STAGES);
 
-    const int stage = int(slice % STAGES);
-    const int k_warp = wk * T::KW;
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      // TF32: fragments word by word from [k][m] (k8 steps).
-      const float* fa = reinterpret_cast<const float*>(smem + stage * L::STAGE);
-      const float* fb = reinterpret_cast<const float*>(smem + stage * L::STAGE + L::OPERAND_A);
-      constexpr int PA = L::PITCH_A / 4, PB = L::PITCH_B / 4;
-      const int g = lane / 4, t = lane % 4;
-#pragma unroll
-      for (int ks = 0; ks < T::KW / 8; ++ks) {
-        const int k0 = k_warp + ks * 8 + t;
-        uint32_t af[T::MI][4], bf[T::NI][2];
-#pragma unroll
-        for (int i = 0; i < T::MI; ++i) {
-          const int m = wm * T::WM + i * 16 + g;
-          af[i][0] = to_tf32(__float_as_uint(fa[k0 * PA + m]));
-          af[i][1] = to_tf32(__float_as_uint(fa[k0 * PA + m + 8]));
-          af[i][2] = to_tf32(__float_as_uint(fa[(k0 + 4) * PA + m]));
-          af[i][3] = to_tf32(__float_as_uint(fa[(k0 + 4) * PA + m + 8]));
-        }
-#pragma unroll
-        for (int j = 0; j < T::NI; ++j) {
-          const int n = wn * T::WN + j * 8 + g;
-          bf[j][0] = to_tf32(__float_as_uint(fb[k0 * PB + n]));
-          bf[j][1] = to_tf32(__float_as_uint(fb[(k0 + 4) * PB + n]));
-        }
-#pragma unroll
-        for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-          for (int j = 0; j < T::NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
-      }
-    } else {
-      // fp16/bf16: ldmatrix.trans from [k][m] (k16 steps).  Lane l addresses
-      // row l % 8 of matrix l / 8.
-      const uint32_t sa = smem0 + stage * L::STAGE, sb = sa + L::OPERAND_A;
-      const int mat = lane / 8, r8 = lane % 8;
-#pragma unroll
-      for (int ks = 0; ks < T::KW / 16; ++ks) {
-        uint32_t af[T::MI][4], bf[T::NI][2];
-#pragma unroll
-        for (int i = 0; i < T::MI; ++i) {  // matrices (m block, k block) = (mat % 2, mat / 2)
-          const int k = k_warp + ks * 16 + (mat / 2) * 8 + r8;
-          const int m = wm * T::WM + i * 16 + (mat % 2) * 8;
-          ldmatrix_x4_trans(af[i], sa + k * L::PITCH_A + m * 2);
-        }
-#pragma unroll
-        for (int jj = 0; jj < T::NI / 2; ++jj) {  // matrices (n block, k block) = (mat / 2, mat % 2)
-          const int k = k_warp + ks * 16 + (mat % 2) * 8 + r8;
-          const int n = wn * T::WN + jj * 16 + (mat / 2) * 8;
-          uint32_t t4[4];
-          ldmatrix_x4_trans(t4, sb + k * L::PITCH_B + n * 2);
-          bf[2 * jj][0] = t4[0];
-          bf[2 * jj][1] = t4[1];
-          bf[2 * jj + 1][0] = t4[2];
-          bf[2 * jj + 1][1] = t4[3];
-        }
-#pragma unroll
-        for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-          for (int j = 0; j < T::NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
-      }
-    }
+    const unsigned char* stage = smem + int(slice % STAGES) * L::STAGE;
+    mma_k_major_stage<scalar_t, T::MI, T::NI, T::KW, L::PITCH_A, L::PITCH_B>(
+        acc, stage, stage + L::OPERAND_A, wk * T::KW, wm * T::WM, wn * T::WN, lane);
   }
   cp_async_wait<0>();
 

@@ -35,6 +35,16 @@ cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const L
                                          const void* input, const void* grad_output,
                                          void* grad_weight, float* workspace);
 
+// Grad-weight of groups with at most 4 channels of x (against up to 16 of
+// grad_output) or at most 4 of grad_output, over channels-last operands: a
+// block per (group, tap, input-channel chunk, split); splits × numel floats
+// of workspace when splits > 1.  Not fp64.
+bool narrow_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
+int64_t narrow_grad_weight_splits(const ConvTranspose3dParams& p);
+cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                      const void* input, const void* grad_output,
+                                      void* grad_weight, float* workspace);
+
 // Reductions split into a fixed number of partial sums per result element,
 // chosen from the shape alone, and combined in a fixed order: bitwise
 // reproducible on any GPU.  The workspace holds splits × numel accumulators

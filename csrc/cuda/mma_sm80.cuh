@@ -122,6 +122,77 @@ __device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_a
     for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
 }
 
+// One stage of a warp's MI × NI tile of m16n8 accumulators from k-major
+// operands in shared memory: A as [k][m] rows PITCH_A bytes apart, B as
+// [k][n] rows PITCH_B apart (the grad-weight GEMMs' layout: a reduction row
+// is a position, its channels contiguous).  The warp's rows k0 … k0 + KW − 1,
+// its tile at (m0, n0).  fp16/bf16: ldmatrix.trans, k16 steps; TF32: word
+// loads (ldmatrix cannot transpose 32-bit words), k8 steps, rounded.
+template <typename scalar_t, int MI, int NI, int KW, int PITCH_A, int PITCH_B>
+__device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const unsigned char* a,
+                                                  const unsigned char* b, int k0, int m0, int n0,
+                                                  int lane) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    const float* fa = reinterpret_cast<const float*>(a);
+    const float* fb = reinterpret_cast<const float*>(b);
+    constexpr int PA = PITCH_A / 4, PB = PITCH_B / 4;
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int ks = 0; ks < KW / 8; ++ks) {
+      const int k = k0 + ks * 8 + t;
+      uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        const int m = m0 + i * 16 + g;
+        af[i][0] = to_tf32(__float_as_uint(fa[k * PA + m]));
+        af[i][1] = to_tf32(__float_as_uint(fa[k * PA + m + 8]));
+        af[i][2] = to_tf32(__float_as_uint(fa[(k + 4) * PA + m]));
+        af[i][3] = to_tf32(__float_as_uint(fa[(k + 4) * PA + m + 8]));
+      }
+#pragma unroll
+      for (int j = 0; j < NI; ++j) {
+        const int n = n0 + j * 8 + g;
+        bf[j][0] = to_tf32(__float_as_uint(fb[k * PB + n]));
+        bf[j][1] = to_tf32(__float_as_uint(fb[(k + 4) * PB + n]));
+      }
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+    }
+  } else {
+    static_assert(NI % 2 == 0, "B fragments come in pairs");
+    // Lane l addresses row l % 8 of matrix l / 8.
+    const uint32_t sa = smem_addr(a), sb = smem_addr(b);
+    const int mat = lane / 8, r8 = lane % 8;
+#pragma unroll
+    for (int ks = 0; ks < KW / 16; ++ks) {
+      uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {  // matrices (m block, k block) = (mat % 2, mat / 2)
+        const int k = k0 + ks * 16 + (mat / 2) * 8 + r8;
+        const int m = m0 + i * 16 + (mat % 2) * 8;
+        ldmatrix_x4_trans(af[i], sa + k * PITCH_A + m * 2);
+      }
+#pragma unroll
+      for (int jj = 0; jj < NI / 2; ++jj) {  // matrices (n block, k block) = (mat / 2, mat % 2)
+        const int k = k0 + ks * 16 + (mat % 2) * 8 + r8;
+        const int n = n0 + jj * 16 + (mat / 2) * 8;
+        uint32_t t4[4];
+        ldmatrix_x4_trans(t4, sb + k * PITCH_B + n * 2);
+        bf[2 * jj][0] = t4[0];
+        bf[2 * jj][1] = t4[1];
+        bf[2 * jj + 1][0] = t4[2];
+        bf[2 * jj + 1][1] = t4[3];
+      }
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+    }
+  }
+}
+
 // Kernels using more than 48 KB of dynamic shared memory must opt in, once
 // per device; later calls cost one atomic load.
 template <auto Kernel>

@@ -56,6 +56,7 @@ struct NarrowArgs {
   int channels;                  // destination channels
   int dst_per_group, src_per_group;
   int slab;  // channels per grid row (blockIdx.y), a multiple of the item's
+  int item_channels;  // the plan's: ChannelGroups items are a group's channels
   int radix[kDigits];
   int step[kDigits];  // blockDim.x written in the radix above
   int64_t items;      // per grid row
@@ -93,10 +94,12 @@ __device__ __forceinline__ void load_weights(const acc* p, acc (&w)[kVec]) {
   }
 }
 
+// Channels an item holds at most (ChannelGroups: its group's, up to kStrided).
 template <typename scalar_t, Walk kWalk>
 constexpr int item_channels() {
-  return kWalk == Walk::ChannelVectors ? int(16 / sizeof(scalar_t))
-                                       : kWalk == Walk::WidthFastest ? kStrided : 1;
+  return kWalk == Walk::ChannelVectors                                 ? int(16 / sizeof(scalar_t))
+         : kWalk == Walk::WidthFastest || kWalk == Walk::ChannelGroups ? kStrided
+                                                                       : 1;
 }
 
 template <Walk kWalk>
@@ -113,6 +116,9 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   using acc = acc_t<scalar_t>;
   constexpr int kVec = item_channels<scalar_t, kWalk>();
   constexpr bool kWidthFastest = walks_width<kWalk>();
+  // Items whose channels are loaded and stored one at a time, some masked.
+  constexpr bool kStridedItems = kWidthFastest || kWalk == Walk::ChannelGroups;
+  const int width = kWalk == Walk::ChannelGroups ? a.item_channels : kVec;
   constexpr int kV = kWidthFastest ? 3 : 0, kW = kWidthFastest ? 0 : 1;
   constexpr int kH = kW + 1, kD = kW + 2, kN = 4;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -158,8 +164,8 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
 
   for (int64_t item = begin + threadIdx.x; item < end; item += blockDim.x) {
     const int ow = digit[kW], oh = digit[kH], od = digit[kD], n = digit[kN];
-    const int cl = digit[kV] * kVec, c = c0 + cl;  // first channel, and its place in the slab
-    const int valid = min(kVec, a.channels - c);
+    const int cl = digit[kV] * width, c = c0 + cl;  // first channel, and its place in the slab
+    const int valid = min(width, a.channels - c);
     if (valid > 0) {
       const Run32 rd = runs[od], rh = runs[D + oh], rw = runs[D + H + ow];
       acc sum[kVec] = {};
@@ -191,7 +197,12 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
               for (int j = 0; j < S; ++j) {
                 const acc xj = to_acc(sp[j * ss[1]]);
                 acc wt[kVec];
-                load_weights<acc, kVec>(w_tap + j * a.slab, wt);
+                if constexpr (kWalk == Walk::ChannelGroups) {  // rows not 16-byte aligned
+#pragma unroll
+                  for (int l = 0; l < kVec; ++l) wt[l] = l < valid ? w_tap[j * a.slab + l] : acc(0);
+                } else {
+                  load_weights<acc, kVec>(w_tap + j * a.slab, wt);
+                }
 #pragma unroll
                 for (int l = 0; l < kVec; ++l) sum[l] += xj * wt[l];
               }
@@ -206,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
         if (bias != nullptr && l < valid) sum[l] += to_acc(bias[(c + l) * a.bias_stride]);
         out.v[l] = from_acc<scalar_t>(sum[l]);
       }
-      if constexpr (kWidthFastest) {
+      if constexpr (kStridedItems) {
 #pragma unroll
         for (int l = 0; l < kVec; ++l) {
           if (l < valid) dp[l * ds[1]] = out.v[l];
@@ -227,11 +238,11 @@ void copy_strides(const Strides5& s, int64_t out[5]) {
   out[4] = s.w;
 }
 
-// The depthwise form only for walks of several channels an item (one channel
-// reads its source alike in both forms).
+// The depthwise form only for the walks that take depthwise layers with
+// several channels an item (one channel reads its source alike in both forms).
 template <typename scalar_t, Walk kWalk>
 void launch_walk(bool depthwise, dim3 grid, size_t smem, cudaStream_t stream, const NarrowArgs& a) {
-  if constexpr (item_channels<scalar_t, kWalk>() > 1) {
+  if constexpr (kWalk == Walk::ChannelVectors || kWalk == Walk::WidthFastest) {
     if (depthwise) {
       narrow_gather_kernel<scalar_t, kWalk, true><<<grid, kThreads, smem, stream>>>(a);
       return;
@@ -270,6 +281,7 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
   }
   if (plan.items == 0) return cudaSuccess;
   a.slab = int(plan.slab);
+  a.item_channels = int(plan.item_channels);
   for (int i = 0; i < kDigits; ++i) {
     a.radix[i] = plan.radix[i];
     a.step[i] = plan.step[i];
@@ -287,6 +299,9 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
     switch (plan.walk) {
       case Walk::ChannelVectors:
         launch_walk<scalar_t, Walk::ChannelVectors>(plan.depthwise, grid, smem, cfg.stream, a);
+        break;
+      case Walk::ChannelGroups:  // never depthwise
+        launch_walk<scalar_t, Walk::ChannelGroups>(false, grid, smem, cfg.stream, a);
         break;
       case Walk::Channels:  // one channel an item: the group form covers depthwise too
         launch_walk<scalar_t, Walk::Channels>(false, grid, smem, cfg.stream, a);

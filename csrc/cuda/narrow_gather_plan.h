@@ -19,10 +19,12 @@ constexpr int kMaxWeightBytes = 24 * 1024;  // a block's [tap][j][channel] weigh
 constexpr int kStrided = 4;                 // channels of a W-fastest item where groups allow
 
 // How a thread's item lies in memory.  ChannelVectors: a 16-byte vector of
-// destination channels, contiguous and aligned; Channels: one channel;
+// destination channels, contiguous and aligned; ChannelGroups: one group's
+// 2–4 destination channels, contiguous, one element at a time (a group's
+// source channels, loaded once, feed all of them); Channels: one channel;
 // WidthFastest: kStrided channels a plane apart (Width: one), consecutive
 // items along W.
-enum class Walk { ChannelVectors, Channels, WidthFastest, Width };
+enum class Walk { ChannelVectors, ChannelGroups, Channels, WidthFastest, Width };
 
 // The destination's items as digits, fastest first: (v, w, h, d, n) for the
 // channels-fastest walks, (w, h, d, v, n) for the W-fastest ones; v indexes
@@ -70,13 +72,17 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
     const int64_t bytes = element_bytes(dtype);
     const bool aligned = vectors_aligned(ds, dst, vec, bytes) && channels % vec == 0 &&
                          (!plan.depthwise || vectors_aligned(ss, src, vec, bytes));
-    plan.walk = aligned && fits_item(vec) ? Walk::ChannelVectors : Walk::Channels;
+    plan.walk = aligned && fits_item(vec)                          ? Walk::ChannelVectors
+                : !plan.depthwise && dst_per_group > 1 && dst_per_group <= kStrided
+                    ? Walk::ChannelGroups
+                    : Walk::Channels;
   } else {
     plan.walk = fits_item(kStrided) ? Walk::WidthFastest : Walk::Width;
   }
-  plan.item_channels = plan.walk == Walk::ChannelVectors ? vec
-                       : plan.walk == Walk::WidthFastest ? kStrided
-                                                         : 1;
+  plan.item_channels = plan.walk == Walk::ChannelVectors  ? vec
+                       : plan.walk == Walk::ChannelGroups ? dst_per_group
+                       : plan.walk == Walk::WidthFastest  ? kStrided
+                                                          : 1;
   // The block's weights, [tap][j][slab] in the accumulator type, within
   // kMaxWeightBytes: slabs of whole items, spread evenly over grid rows.
   const int64_t per_channel = kvol * src_per_group * accumulator_bytes(dtype);

@@ -96,6 +96,10 @@ TEST(NarrowGatherPlan, SlabsAndItemsStayWithinTheKernelsAssumptions) {
           if (plan.item_channels > 1 && !plan.depthwise) {
             EXPECT_EQ(dst_pg % plan.item_channels, 0);
           }
+          if (plan.walk == Walk::ChannelGroups) {
+            EXPECT_EQ(plan.item_channels, dst_pg);
+            EXPECT_LE(plan.item_channels, kStrided);
+          }
           if (plan.walk == Walk::ChannelVectors) {
             EXPECT_TRUE(channels_last);
             EXPECT_EQ(channels % vector_channels(dtype), 0);
@@ -117,10 +121,15 @@ TEST(NarrowGatherPlan, WalkFollowsLayoutAlignmentAndGroups) {
   // Channels-last: 16-byte vectors where the address allows, else one channel.
   EXPECT_EQ(walk(depthwise, true, true, 0), Walk::ChannelVectors);
   EXPECT_EQ(walk(depthwise, true, true, 8), Walk::Channels);
-  // RGBA 4 -> 8: the forward's 8 channels a group make a bf16 vector, the
-  // grad-input's 4 do not.
+  // RGBA 4 -> 8: the forward's 8 channels a group make a bf16 vector; the
+  // grad-input's 4 do not, and an item is that group; 6 channels a group
+  // neither make a vector nor fit a group item.
   EXPECT_EQ(walk(rgba, true, true, 0), Walk::ChannelVectors);
-  EXPECT_EQ(walk(rgba, true, false, 0), Walk::Channels);
+  EXPECT_EQ(walk(rgba, true, false, 0), Walk::ChannelGroups);
+  Shape six = rgba;
+  six.cout = 6;
+  EXPECT_EQ(walk(six, true, true, 0), Walk::Channels);
+  EXPECT_EQ(walk(rgb, true, false, 0), Walk::ChannelGroups);  // 3 channels a group
   // W fastest: four channels an item where a group's destination channels
   // split in fours (or depthwise), else one.
   EXPECT_EQ(walk(depthwise, false, true, 0), Walk::WidthFastest);

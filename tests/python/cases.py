@@ -187,3 +187,30 @@ NARROW_GATHER_CONFIGS = {
     "kernel_1584_taps": (1, 8, 8, 8, (2, 3, 2), (11, 12, 12), 1, 5, 0, 1, True),
     "too_many_coordinates": (1, 8, 8, 8, (1, 1, 2100), 1, 1, 0, 0, 1, True),
 }
+
+# The CUDA-core grad-weight of groups of at most 4 input channels against at
+# most 16 output ones: groups, stride, dilation; one position a split (a
+# single-position batch) and many splits.
+NARROW_GRAD_WEIGHT_CONFIGS = {
+    "rgba_4_to_8": (3, 4, 8, 1, (6, 5, 7), 3, 2, 1, 1, 1, False),
+    "rgb_3_to_16": (2, 3, 16, 1, (4, 5, 6), (3, 2, 4), (1, 2, 3), (1, 0, 2), 0, 1, True),
+    "groups2_3_to_12": (2, 6, 24, 2, (5, 4, 3), 3, 2, 1, 1, 1, False),
+    "groups4_2_to_4": (1, 8, 16, 4, (5, 4, 6), (3, 2, 4), (2, 1, 3), (1, 0, 2), (1, 0, 1), 1, True),
+    "multiplier_2": (2, 4, 8, 4, (5, 4, 3), 3, 2, 1, 1, 1, True),
+    "one_position": (1, 4, 8, 1, (1, 1, 1), 3, 2, 1, 1, 1, True),
+}
+
+# The taps-folded grad-weight GEMM (few output channels a group, input groups
+# of whole 16-byte pieces): columns = taps x Cout/G in one partial tile (54,
+# 96, 125) or two (192), input channels in one partial tile (8, 16, 24) or two
+# (72), groups, anisotropic stride and kernel, dilation, stride beyond the
+# kernel (output positions no tap reaches), one split and 40.
+TAPS_GEMM_CONFIGS = {
+    "rgb_out_64_to_3": (2, 64, 3, 1, (4, 5, 3), 4, 2, 1, 0, 1, True),
+    "rgb_out_24_to_3_dilated": (2, 24, 3, 1, (5, 4, 6), 3, (2, 1, 2), 1, (1, 0, 1), (1, 2, 1), True),
+    "two_input_tiles_72_to_2": (1, 72, 2, 1, (3, 4, 5), 3, 2, 1, 1, 1, False),
+    "groups2_16_to_4": (2, 32, 8, 2, (4, 3, 5), (2, 3, 4), (2, 1, 3), (0, 1, 1), (1, 0, 2), 1, True),
+    "one_output_channel_k5": (1, 16, 1, 1, (3, 3, 4), 5, 1, 2, 0, 1, True),
+    "stride_beyond_kernel": (2, 8, 2, 1, (3, 4, 2), (1, 2, 1), (3, 3, 2), 0, (2, 1, 1), 1, True),
+    "forty_splits": (8, 8, 3, 1, (16, 16, 20), 3, 2, 1, 1, 1, True),
+}

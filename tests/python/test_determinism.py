@@ -166,3 +166,29 @@ def test_cuda_graph_replay_matches_eager(allow_tf32, dtype):
     torch.cuda.synchronize()
     for name, e, c in zip(("output", "grad_input", "grad_weight", "grad_bias"), eager, captured):
         assert torch.equal(e, c), name
+
+
+@requires_cuda
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("channels", [(4, 8), (3, 16)], ids=["4_to_8", "3_to_16"])
+def test_narrow_grad_weight_is_bitwise_reproducible(channels, channels_last):
+    """The CUDA-core grad-weight of narrow groups: its block trees, split
+    partials and their combine, run to run."""
+    cin, cout = channels
+    runs = [run_once("cuda", dtype=torch.bfloat16, channels_last=channels_last, in_channels=cin,
+                     out_channels=cout) for _ in range(3)]
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "narrow_grad_weight"
+    assert_bitwise_equal(runs)
+
+
+@requires_cuda
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_grad_weight_taps_gemm_is_bitwise_reproducible(dtype, channels_last):
+    """The taps-folded grad-weight GEMM (64 -> 3, float32 in TF32): split
+    partials and their combine, run to run."""
+    torch.backends.cudnn.allow_tf32 = True
+    runs = [run_once("cuda", dtype=dtype, channels_last=channels_last, in_channels=64,
+                     out_channels=3) for _ in range(3)]
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm"
+    assert_bitwise_equal(runs)

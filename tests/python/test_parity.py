@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import tconv3d
 from tconv3d._ops import transposed_output_extent
-from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS,
+from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, NARROW_GRAD_WEIGHT_CONFIGS,
+                   GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
@@ -87,7 +88,8 @@ def run_parity(config, layout, dtype, device, unbatched=False):
     assert y.shape == yr.shape and y.dtype == dtype and y.device == x.device
     if not unbatched:  # the output takes the input's memory format, by torch's own rule
         assert y.is_contiguous(memory_format=torch._prims_common.suggest_memory_format(x))
-    if layout == "channels_last" and not unbatched and x.shape[1] > 1:
+    # (x of one position is both layouts at once, and torch's rule reads it as contiguous.)
+    if layout == "channels_last" and not unbatched and not x.is_contiguous():
         assert y.is_contiguous(memory_format=torch.channels_last_3d)
 
     gy = make_tensor(y.shape, layout, dtype, device, gen)
@@ -167,8 +169,8 @@ def narrow_gather_takes(config, layout, dtype, forward):
     channels in the accumulator type, fit a block's 24 KB.  An item is a
     16-byte vector of channels channels-last (where the channel count and, but
     for depthwise, the destination channels a group split into whole vectors),
-    else one; four channels W-fastest where a group's destination channels
-    split in fours (or depthwise), else one."""
+    else a group of 2-4 channels, else one; four channels W-fastest where a
+    group's destination channels split in fours (or depthwise), else one."""
     n, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     triple = lambda v: (v,) * 3 if isinstance(v, int) else tuple(v)
     kernel = triple(kernel)
@@ -180,11 +182,22 @@ def narrow_gather_takes(config, layout, dtype, forward):
     depthwise = dst_pg == src_pg == 1
     vec = {torch.float64: 2, torch.float32: 4}.get(dtype, 8)
     if layout == "channels_last" and channels > 1:
-        item = vec if channels % vec == 0 and (depthwise or dst_pg % vec == 0) else 1
+        if channels % vec == 0 and (depthwise or dst_pg % vec == 0):
+            item = vec
+        else:  # a group's 2-4 channels, else one
+            item = dst_pg if not depthwise and 1 < dst_pg <= 4 else 1
     else:
         item = 4 if depthwise or dst_pg % 4 == 0 else 1
     acc_bytes = 8 if dtype == torch.float64 else 4
     return coordinates <= 2048 and math.prod(kernel) * src_pg * item * acc_bytes <= 24 * 1024
+
+
+def taps_gemm_takes(config, dtype):
+    """Whether the tensor-core policies send a grad-weight to the taps-folded
+    GEMM (TF32 or half precision assumed): at most 4 output channels a group,
+    input groups of whole 16-byte pieces."""
+    _, cin, cout, groups, *_ = config
+    return cout // groups <= 4 and (cin // groups) % (4 if dtype == torch.float32 else 8) == 0
 
 
 def expected_kernels(policy, config, dtype, layout):
@@ -193,15 +206,18 @@ def expected_kernels(policy, config, dtype, layout):
     makes sure that is only off Hopper), its loader as the shape allows
     (expected_wgmma_loaders); gather takes the narrow-group stencil where it
     runs (narrow_gather_takes), else the generic gather kernels."""
+    _, cin, cout, groups, *_ = config
     tensor_core = {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
-                   "grad_weight": {"grad_weight_gemm", "grad_weight_gemm_channels_last"}}
+                   "grad_weight": ({"grad_weight_taps_gemm"} if taps_gemm_takes(config, dtype)
+                                   else {"grad_weight_gemm", "grad_weight_gemm_channels_last"})}
     if policy == "gather":
-        _, cin, cout, groups, *_ = config
         depthwise = cin == cout == groups
         narrow = [narrow_gather_takes(config, layout, dtype, forward) for forward in (True, False)]
+        narrow_gw = cin // groups <= 4 and cout // groups <= 16
         return {"forward": "narrow_gather" if narrow[0] else "forward_gather",
                 "grad_input": "narrow_gather" if narrow[1] else "grad_input_gather",
-                "grad_weight": {"depthwise_grad_weight" if depthwise else "grad_weight_reduce"}}
+                "grad_weight": {"depthwise_grad_weight" if depthwise
+                                else "narrow_grad_weight" if narrow_gw else "grad_weight_reduce"}}
     if policy == "wgmma" and tconv3d._C._wgmma_available():
         forward, grad_input = expected_wgmma_loaders(config, dtype)
         return dict(tensor_core, forward=forward, grad_input=grad_input,
@@ -523,9 +539,11 @@ def test_every_grad_weight_tile(name, layout, precision, forced_grad_weight_tile
     # (precision, Cin, Cout, groups): some group's channels are 8-byte, not 16-byte, pieces
     ("bf16", 4, 8, 1), ("bf16", 12, 20, 1), ("bf16", 24, 8, 2), ("tf32", 6, 10, 1),
     ("tf32", 2, 8, 1)], ids=str)
-def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_tile):
+@pytest.mark.parametrize("kernel_policy", ["tensor_core"], indirect=True)
+def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_tile, kernel_policy):
     """Channels-last operands with 4 (bf16) or 2 (fp32) channels to a piece
-    take the cp.async kernel's 8-byte copies, exact, however wide the tile."""
+    take the cp.async kernel's 8-byte copies, exact, however wide the tile
+    (forced: auto sends groups this narrow to the CUDA-core grad-weight)."""
     precision, cin, cout, groups = channels
     dtype = use_precision(precision)
     config = (3, cin, cout, groups, (7, 6, 9), 3, 2, 1, 1, 1, True)
@@ -540,8 +558,9 @@ def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_t
 @pytest.mark.parametrize("channels", [
     # (precision, Cin, Cout, groups): odd and padded channel counts per group
     ("bf16", 24, 21, 1), ("bf16", 9, 13, 1), ("bf16", 30, 10, 2), ("tf32", 9, 5, 1),
-    ("tf32", 24, 6, 3)], ids=str)
-def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile):
+    ("tf32", 24, 15, 3)], ids=str)
+@pytest.mark.parametrize("kernel_policy", ["tensor_core"], indirect=True)
+def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile, kernel_policy):
     """NCDHW x and grad_output packed into zero-padded channels-last copies:
     the padding never reaches gw, odd Cout/G included (its last column is a
     lone store, in gw and in the partials).  Planes of 60 and 432 positions:
@@ -672,3 +691,39 @@ def test_narrow_gather(name, layout, dtype):
     if cin == cout == groups:
         expected = "grad_weight_reduce" if dtype == torch.float64 else "depthwise_grad_weight"
         assert kernels["grad_weight"] == expected
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(NARROW_GRAD_WEIGHT_CONFIGS))
+def test_narrow_grad_weight(name, layout, dtype):
+    """Auto policy: groups of at most 4 input and 16 output channels take the
+    CUDA-core grad-weight (splits and one split), fp64 the generic reduction."""
+    run_parity(NARROW_GRAD_WEIGHT_CONFIGS[name], layout, dtype, "cuda")
+    expected = "grad_weight_reduce" if dtype == torch.float64 else "narrow_grad_weight"
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(TAPS_GEMM_CONFIGS))
+def test_grad_weight_taps_gemm(name, layout, precision):
+    """Auto policy: at most 4 output channels a group over input groups of
+    whole 16-byte pieces take the taps-folded grad-weight GEMM — every
+    column and input tile edge, groups, stride, dilation, gy positions no tap
+    reaches, one split and many — exact in every layout (operands copied
+    channels-last)."""
+    dtype = use_precision(precision)
+    run_parity(TAPS_GEMM_CONFIGS[name], layout, dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm"
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_grad_weight_taps_gemm_leaves_full_precision_alone(dtype):
+    """fp64, and fp32 with TF32 off, keep the full-precision reduction."""
+    torch.backends.cudnn.allow_tf32 = False
+    run_parity(TAPS_GEMM_CONFIGS["rgb_out_64_to_3"], "contiguous", dtype, "cuda")
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_reduce"
