@@ -367,12 +367,6 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p) {
   }
 }
 
-// Few output channels a group: the per-tap GEMM would pad them to a 16-wide
-// tile and read x once per tap; the taps-folded one fills its columns with
-// taps · Cout/G.  Every tensor-core policy takes it (the Hopper GEMM needs
-// 64-channel groups on both sides).
-constexpr int64_t kTapsGemmMaxOutPerGroup = 4;
-
 }  // namespace
 
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
@@ -393,19 +387,30 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     g_last_kernel[2] = "narrow_grad_weight";
     return;
   }
-  if (may_use_tensor_cores(p) && p.out_per_group <= kTapsGemmMaxOutPerGroup &&
-      grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
-    const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
-    if (reinterpret_cast<uintptr_t>(o.x.const_data_ptr()) % 16 == 0) {
-      const at::Tensor partials =
-          float_workspace(grad_weight_taps_gemm_workspace_elems(o.p), grad_output);
-      C10_CUDA_CHECK(launch_grad_weight_taps_gemm(
-          o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
-          o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
-          partials.defined() ? partials.data_ptr<float>() : nullptr));
-      g_last_kernel[2] = "grad_weight_taps_gemm";
-      return;
-    }
+  if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
+    // Few output channels a group: the per-tap GEMM would pad them to a
+    // 16-wide tile and read x once per tap; this one's columns are (tap,
+    // channel) pairs.  Every tensor-core policy takes it (the Hopper GEMM
+    // needs 64-channel groups).  x in 16-byte pieces, in place where it can
+    // be; gy's groups padded to kTapChannels, one cp.async piece a tap.
+    const GemmSource x = reads_in_pieces(input, p.groups, 16)
+                             ? in_place(input)
+                             : gemm_source(input, p.groups, padded_channels(p.in_per_group, dtype));
+    const bool gy_in_place = p.out_per_group == kTapChannels &&
+                             reads_in_pieces(grad_output, p.groups,
+                                             kTapChannels * int64_t(grad_output.element_size()));
+    const GemmSource gy =
+        gy_in_place ? in_place(grad_output) : gemm_source(grad_output, p.groups, kTapChannels);
+    const int64_t x_group = x.tensor.dim() == 6 ? x.tensor.size(5) : p.in_per_group;
+    const at::Tensor partials = float_workspace(grad_weight_taps_gemm_workspace_elems(p), grad_output);
+    const TapsGemmOperands ops{x.tensor.const_data_ptr(), x.n, x.d, x.h, x.w, x_group,
+                               gy.tensor.const_data_ptr(), gy.n, gy.d, gy.h, gy.w,
+                               grad_weight.mutable_data_ptr(),
+                               partials.defined() ? partials.data_ptr<float>() : nullptr};
+    C10_CUDA_CHECK(launch_grad_weight_taps_gemm(
+        p, config_for(grad_output, {x.tensor, gy.tensor, grad_weight}), ops));
+    g_last_kernel[2] = "grad_weight_taps_gemm";
+    return;
   }
   if (may_use_tensor_cores(p)) {
     // Channels-last operands that can be read in place (whole 16-byte

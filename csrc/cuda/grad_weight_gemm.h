@@ -59,17 +59,33 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
                                                   const LaunchConfig& cfg,
                                                   const GradWeightOperands& ops);
 
-// The taps-folded variant (grad_weight_taps_gemm.cu) for layers with few
-// output channels a group: N = taps · Cout/G columns.  Same contract as the
-// channels-last one, but x must be channels-last with its channels in
-// 16-byte pieces (each group's count a multiple of 8 in fp16/bf16, 4 in fp32;
-// strides and address likewise) and grad_output may have any strides.
+// The taps-folded variant (grad_weight_taps_gemm.cu) for layers with at
+// most kTapChannels output channels a group: its columns are (tap, channel)
+// pairs.  x as for the channels-last GEMM (channel c of group g at element
+// g·input_group + c of a position, 16-byte pieces: strides, input_group and
+// address multiples of 16 bytes, channels past the group's own count zeros);
+// grad_output likewise but each group's channels padded with zeros to
+// kTapChannels (element g·kTapChannels + c; strides and address multiples of
+// a group's piece).  grad_weight at p.weight strides, written once (rounded
+// once from fp32); float32 runs in TF32.  workspace holds
+// grad_weight_taps_gemm_workspace_elems(p) floats (null when 0).
+// Deterministic: no atomics; partials are combined in split order.
+constexpr int kTapChannels = 4;
+
+struct TapsGemmOperands {
+  const void* input;
+  int64_t input_n, input_d, input_h, input_w, input_group;
+  const void* grad_output;
+  int64_t grad_output_n, grad_output_d, grad_output_h, grad_output_w;
+  void* grad_weight;
+  float* workspace;
+};
+
 bool grad_weight_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                     bool allow_tf32);
 int64_t grad_weight_taps_gemm_workspace_elems(const ConvTranspose3dParams& p);
 cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                         const void* input, const void* grad_output,
-                                         void* grad_weight, float* workspace);
+                                         const TapsGemmOperands& ops);
 
 // The Hopper variant (grad_weight_gemm_sm90.cu: wgmma, TMA loads), same
 // contract, for fp16/bf16 operands whose groups hold multiples of 64 channels

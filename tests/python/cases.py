@@ -200,11 +200,13 @@ NARROW_GRAD_WEIGHT_CONFIGS = {
     "one_position": (1, 4, 8, 1, (1, 1, 1), 3, 2, 1, 1, 1, True),
 }
 
-# The taps-folded grad-weight GEMM (few output channels a group, input groups
-# of whole 16-byte pieces): columns = taps x Cout/G in one partial tile (54,
-# 96, 125) or two (192), input channels in one partial tile (8, 16, 24) or two
-# (72), groups, anisotropic stride and kernel, dilation, stride beyond the
-# kernel (output positions no tap reaches), one split and 40.
+# The taps-folded grad-weight GEMM (at most 4 output channels a group): taps
+# in one partial column tile of 32 (2, 24, 27) or several (64: two, 125:
+# four), input channels in one partial tile (8 … 24 of 64) or two (72), input
+# groups read in place (multiples of 8 channels in bf16, 4 in fp32) or padded
+# (10, 12), gy's groups padded (1-3 channels) or, channels-last with 4, read
+# in place; groups, anisotropic stride and kernel, dilation, stride beyond
+# the kernel (output positions no tap reaches), one split and 40.
 TAPS_GEMM_CONFIGS = {
     "rgb_out_64_to_3": (2, 64, 3, 1, (4, 5, 3), 4, 2, 1, 0, 1, True),
     "rgb_out_24_to_3_dilated": (2, 24, 3, 1, (5, 4, 6), 3, (2, 1, 2), 1, (1, 0, 1), (1, 2, 1), True),
@@ -213,4 +215,6 @@ TAPS_GEMM_CONFIGS = {
     "one_output_channel_k5": (1, 16, 1, 1, (3, 3, 4), 5, 1, 2, 0, 1, True),
     "stride_beyond_kernel": (2, 8, 2, 1, (3, 4, 2), (1, 2, 1), (3, 3, 2), 0, (2, 1, 1), 1, True),
     "forty_splits": (8, 8, 3, 1, (16, 16, 20), 3, 2, 1, 1, 1, True),
+    "padded_input_12_to_3": (2, 12, 3, 1, (4, 5, 6), 3, 2, 1, 1, 1, True),
+    "groups3_10_to_4": (1, 30, 12, 3, (3, 4, 5), 3, 2, 1, 1, 1, False),
 }

@@ -192,12 +192,11 @@ def narrow_gather_takes(config, layout, dtype, forward):
     return coordinates <= 2048 and math.prod(kernel) * src_pg * item * acc_bytes <= 24 * 1024
 
 
-def taps_gemm_takes(config, dtype):
+def taps_gemm_takes(config):
     """Whether the tensor-core policies send a grad-weight to the taps-folded
-    GEMM (TF32 or half precision assumed): at most 4 output channels a group,
-    input groups of whole 16-byte pieces."""
+    GEMM (TF32 or half precision assumed): at most 4 output channels a group."""
     _, cin, cout, groups, *_ = config
-    return cout // groups <= 4 and (cin // groups) % (4 if dtype == torch.float32 else 8) == 0
+    return cout // groups <= 4
 
 
 def expected_kernels(policy, config, dtype, layout):
@@ -208,7 +207,7 @@ def expected_kernels(policy, config, dtype, layout):
     runs (narrow_gather_takes), else the generic gather kernels."""
     _, cin, cout, groups, *_ = config
     tensor_core = {"forward": "tensor_core_gemm", "grad_input": "tensor_core_gemm",
-                   "grad_weight": ({"grad_weight_taps_gemm"} if taps_gemm_takes(config, dtype)
+                   "grad_weight": ({"grad_weight_taps_gemm"} if taps_gemm_takes(config)
                                    else {"grad_weight_gemm", "grad_weight_gemm_channels_last"})}
     if policy == "gather":
         depthwise = cin == cout == groups
@@ -537,7 +536,7 @@ def test_every_grad_weight_tile(name, layout, precision, forced_grad_weight_tile
                          indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
 @pytest.mark.parametrize("channels", [
     # (precision, Cin, Cout, groups): some group's channels are 8-byte, not 16-byte, pieces
-    ("bf16", 4, 8, 1), ("bf16", 12, 20, 1), ("bf16", 24, 8, 2), ("tf32", 6, 10, 1),
+    ("bf16", 4, 8, 1), ("bf16", 12, 20, 1), ("bf16", 24, 16, 2), ("tf32", 6, 10, 1),
     ("tf32", 2, 8, 1)], ids=str)
 @pytest.mark.parametrize("kernel_policy", ["tensor_core"], indirect=True)
 def test_grad_weight_reads_8_byte_pieces_in_place(channels, forced_grad_weight_tile, kernel_policy):
@@ -710,11 +709,11 @@ def test_narrow_grad_weight(name, layout, dtype):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(TAPS_GEMM_CONFIGS))
 def test_grad_weight_taps_gemm(name, layout, precision):
-    """Auto policy: at most 4 output channels a group over input groups of
-    whole 16-byte pieces take the taps-folded grad-weight GEMM — every
-    column and input tile edge, groups, stride, dilation, gy positions no tap
-    reaches, one split and many — exact in every layout (operands copied
-    channels-last)."""
+    """Auto policy: at most 4 output channels a group (and 8+ input ones) take
+    the taps-folded grad-weight GEMM — every tap and input tile edge, groups,
+    input groups read in place and padded, gy's groups padded to 4 channels
+    or read in place, stride, dilation, gy positions no tap reaches, one
+    split and many — exact in every layout."""
     dtype = use_precision(precision)
     run_parity(TAPS_GEMM_CONFIGS[name], layout, dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm"
