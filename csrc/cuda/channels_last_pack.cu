@@ -114,6 +114,41 @@ cudaError_t launch(const PlanarSource& src, int64_t padded, void* dst, cudaStrea
   return cudaGetLastError();
 }
 
+// Four elements of `Bits` as one aligned store.
+template <typename Bits>
+struct Four;
+template <>
+struct Four<uint16_t> {
+  using type = uint2;
+};
+template <>
+struct Four<uint32_t> {
+  using type = uint4;
+};
+
+template <typename Bits>
+__global__ void __launch_bounds__(256) pad_groups_to_four_kernel(const StridedPositions src, Bits* dst) {
+  using Out = typename Four<Bits>::type;
+  const Bits* in = static_cast<const Bits*>(src.data);
+  const int64_t total = src.batch * src.positions * src.groups;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t g = e % src.groups, ns = e / src.groups;
+    const int64_t s = ns % src.positions, n = ns / src.positions;
+    const Bits* at = in + n * src.stride_n + g * src.per_group * src.stride_c + s * src.stride_s;
+    Bits v[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) v[c] = c < src.per_group ? at[c * src.stride_c] : Bits(0);
+    Out out;
+    if constexpr (sizeof(Bits) == 2) {
+      out = make_uint2(uint32_t(v[0]) | uint32_t(v[1]) << 16, uint32_t(v[2]) | uint32_t(v[3]) << 16);
+    } else {
+      out = make_uint4(v[0], v[1], v[2], v[3]);
+    }
+    reinterpret_cast<Out*>(dst)[e] = out;
+  }
+}
+
 }  // namespace
 
 cudaError_t launch_pack_channels_last(const PlanarSource& src, int element_bytes, int64_t padded,
@@ -127,6 +162,28 @@ cudaError_t launch_pack_channels_last(const PlanarSource& src, int element_bytes
     default:
       return cudaErrorInvalidValue;
   }
+}
+
+cudaError_t launch_pad_groups_to_four(const StridedPositions& src, int element_bytes, void* dst,
+                                      cudaStream_t stream) {
+  const int64_t total = src.batch * src.positions * src.groups;
+  if (total == 0) return cudaSuccess;
+  if (src.per_group < 1 || src.per_group > 4 ||
+      reinterpret_cast<uintptr_t>(dst) % (4 * element_bytes) != 0) {
+    return cudaErrorInvalidValue;
+  }
+  const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 65535 * 8));
+  switch (element_bytes) {
+    case 2:
+      pad_groups_to_four_kernel<uint16_t><<<blocks, 256, 0, stream>>>(src, static_cast<uint16_t*>(dst));
+      break;
+    case 4:
+      pad_groups_to_four_kernel<uint32_t><<<blocks, 256, 0, stream>>>(src, static_cast<uint32_t*>(dst));
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
 }
 
 }  // namespace tconv3d::cuda

@@ -25,4 +25,20 @@ struct PlanarSource {
 cudaError_t launch_pack_channels_last(const PlanarSource& src, int element_bytes, int64_t padded,
                                       void* dst, cudaStream_t stream);
 
+// The taps-folded grad-weight's gy: [N][positions][G][4], each group's
+// channels (at most 4) padded with zeros to 4, from a source whose positions
+// are uniformly strided (NCDHW planes: stride_s = 1; dense channels-last:
+// stride_s = C, stride_c = 1).  A thread a (position, group): its channels'
+// loads coalesce across the warp in either layout (consecutive positions),
+// and so do its 8- or 16-byte stores — no transpose tile, which at 4
+// channels would be mostly empty.
+struct StridedPositions {
+  const void* data;
+  int64_t batch, positions, groups, per_group;  // per_group ≤ 4
+  int64_t stride_n, stride_c, stride_s;
+};
+
+cudaError_t launch_pad_groups_to_four(const StridedPositions& src, int element_bytes, void* dst,
+                                      cudaStream_t stream);
+
 }  // namespace tconv3d::cuda

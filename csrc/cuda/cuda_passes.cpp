@@ -192,6 +192,40 @@ GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
 }
 
+// The element stride between consecutive D·H·W positions of t, where it is
+// uniform (NCDHW planes: 1; dense channels-last: C), else 0.
+int64_t uniform_position_stride(const at::Tensor& t) {
+  int64_t stride = 0, expected = 0;
+  for (int64_t d = 4; d >= 2; --d) {
+    if (t.size(d) == 1) continue;
+    if (stride == 0) {
+      stride = expected = t.stride(d);
+    } else if (t.stride(d) != expected) {
+      return 0;
+    }
+    expected *= t.size(d);
+  }
+  return stride == 0 ? 1 : stride;
+}
+
+// The taps-folded grad-weight's gy: [N, D, H, W, G, kTapChannels], each
+// group's channels padded with zeros, in one coalesced pass
+// (launch_pad_groups_to_four) where positions are uniformly strided, else
+// by ATen's pad.
+GemmSource taps_gy_source(const at::Tensor& t, int64_t groups) {
+  const int64_t position_stride = uniform_position_stride(t);
+  if (position_stride == 0) return gemm_source(t, groups, kTapChannels);
+  at::Tensor c = scratch({t.size(0), t.size(2), t.size(3), t.size(4), groups, kTapChannels},
+                         t.options());
+  const StridedPositions src{t.const_data_ptr(), t.size(0),   t.size(2) * t.size(3) * t.size(4),
+                             groups,             t.size(1) / groups, t.stride(0),
+                             t.stride(1),        position_stride};
+  C10_CUDA_CHECK(launch_pad_groups_to_four(
+      src, static_cast<int>(t.element_size()), c.mutable_data_ptr(),
+      c10::cuda::getCurrentCUDAStream(t.device().index()).stream()));
+  return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
+}
+
 // A grad-weight GEMM operand: read in place in the largest cp.async piece it
 // allows, else (NCDHW) packed, each group's channels padded to 16-byte pieces.
 struct GradWeightSource {
@@ -399,8 +433,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     const bool gy_in_place = p.out_per_group == kTapChannels &&
                              reads_in_pieces(grad_output, p.groups,
                                              kTapChannels * int64_t(grad_output.element_size()));
-    const GemmSource gy =
-        gy_in_place ? in_place(grad_output) : gemm_source(grad_output, p.groups, kTapChannels);
+    const GemmSource gy = gy_in_place ? in_place(grad_output) : taps_gy_source(grad_output, p.groups);
     const int64_t x_group = x.tensor.dim() == 6 ? x.tensor.size(5) : p.in_per_group;
     const at::Tensor partials = float_workspace(grad_weight_taps_gemm_workspace_elems(p), grad_output);
     const TapsGemmOperands ops{x.tensor.const_data_ptr(), x.n, x.d, x.h, x.w, x_group,
