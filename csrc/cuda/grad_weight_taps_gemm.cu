@@ -42,8 +42,10 @@ constexpr int BM = 64, BN = 32 * kTapChannels, BK = 32;
 constexpr int WARPS_M = 2, WARPS_N = 4, THREADS = 32 * WARPS_M * WARPS_N;
 constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MI = WM / 16, NI = WN / 8;
 constexpr int TAPS = BN / kTapChannels;         // a column tile's taps
-constexpr int B_LOADS = BK * TAPS / THREADS;    // gy pieces a thread copies a stage
-constexpr int B_ROW_STEP = THREADS / TAPS;      // between a thread's gy rows
+// A thread copies B_LOADS consecutive taps of one row a stage: the row's
+// offsets are read from the table once for all of them.
+constexpr int B_LOADS = BK * TAPS / THREADS;
+constexpr int B_THREADS_PER_ROW = TAPS / B_LOADS;
 
 // Splits of at least 1024 rows, up to 512 blocks (two waves of two blocks an
 // SM on a 132-SM GPU), shape-only.
@@ -109,14 +111,22 @@ __global__ void __launch_bounds__(THREADS, 2)
   const scalar_t* x = static_cast<const scalar_t*>(ops.input) + index_t(b.g * ops.input_group + m0);
   const scalar_t* gy = static_cast<const scalar_t*>(ops.grad_output) + index_t(b.g * kTapChannels);
 
-  // This thread's tap of the column tile, at a fixed offset from a row's base in gy.
-  const int my_tap = tid % TAPS;
-  const int64_t tap = tap0 + my_tap;
-  const bool tap_ok = tap < pl.taps;
-  const int tap_o[3] = {int(tap / (kh * kw) * p.axis[0].dilation),
-                        int(tap / kw % kh * p.axis[1].dilation), int(tap % kw * p.axis[2].dilation)};
-  const index_t tap_off = index_t(tap_o[0] * ops.grad_output_d + tap_o[1] * ops.grad_output_h +
-                                  tap_o[2] * ops.grad_output_w);
+  // This thread's row of a stage and its taps of the column tile, each at a
+  // fixed offset from a row's base in gy.
+  const int my_row = tid / B_THREADS_PER_ROW, my_tap0 = tid % B_THREADS_PER_ROW * B_LOADS;
+  int tap_o[B_LOADS][3];
+  index_t tap_off[B_LOADS];
+  bool tap_ok[B_LOADS];
+#pragma unroll
+  for (int j = 0; j < B_LOADS; ++j) {
+    const int64_t tap = tap0 + my_tap0 + j;
+    tap_ok[j] = tap < pl.taps;
+    tap_o[j][0] = int(tap / (kh * kw) * p.axis[0].dilation);
+    tap_o[j][1] = int(tap / kw % kh * p.axis[1].dilation);
+    tap_o[j][2] = int(tap % kw * p.axis[2].dilation);
+    tap_off[j] = index_t(tap_o[j][0] * ops.grad_output_d + tap_o[j][1] * ops.grad_output_h +
+                         tap_o[j][2] * ops.grad_output_w);
+  }
   const int out0 = int(p.axis[0].out), out1 = int(p.axis[1].out), out2 = int(p.axis[2].out);
 
   auto decode_rows = [&](index_t slice) {
@@ -154,20 +164,20 @@ __global__ void __launch_bounds__(THREADS, 2)
       cp_async16(sa + row * L::PITCH_A + piece * 16, x + row_x[buf][row] + c,
                  slice * BK + row < len && m0 + c < S);
     }
+    const int o0 = row_o[buf][0][my_row], o1 = row_o[buf][1][my_row], o2 = row_o[buf][2][my_row];
+    const index_t g0 = row_g[buf][my_row];
+    const uint32_t dst0 = sb + my_row * L::PITCH_B + my_tap0 * L::B_PIECE;
 #pragma unroll
     for (int j = 0; j < B_LOADS; ++j) {
-      const int row = tid / TAPS + j * B_ROW_STEP;
-      const int od = row_o[buf][0][row] + tap_o[0], oh = row_o[buf][1][row] + tap_o[1],
-                ow = row_o[buf][2][row] + tap_o[2];
-      const bool ok = tap_ok && unsigned(od) < unsigned(out0) && unsigned(oh) < unsigned(out1) &&
-                      unsigned(ow) < unsigned(out2);
-      const uint32_t dst = sb + row * L::PITCH_B + my_tap * L::B_PIECE;
+      const bool ok = tap_ok[j] && unsigned(o0 + tap_o[j][0]) < unsigned(out0) &&
+                      unsigned(o1 + tap_o[j][1]) < unsigned(out1) &&
+                      unsigned(o2 + tap_o[j][2]) < unsigned(out2);
       // Zero-fill reads no bytes, but its address stays inside gy all the same.
-      const scalar_t* src = ok ? gy + row_g[buf][row] + tap_off : gy;
+      const scalar_t* src = ok ? gy + g0 + tap_off[j] : gy;
       if constexpr (L::B_PIECE == 16) {
-        cp_async16(dst, src, ok);
+        cp_async16(dst0 + j * L::B_PIECE, src, ok);
       } else {
-        cp_async8(dst, src, ok);
+        cp_async8(dst0 + j * L::B_PIECE, src, ok);
       }
     }
   };
