@@ -648,11 +648,13 @@ def test_unbatched_input(name, device):
     (64, 3, 1),    # taps-folded grad-weight GEMM
     (8, 8, 8),     # depthwise stencil and grad-weight
     (32, 48, 1),   # tensor-core GEMMs
+    (64, 64, 1),   # and the Hopper grad-weight GEMM (bf16), which wrote no gw for it
 ], ids=str)
 def test_empty_batch(channels, layout, dtype, device):
     """A zero batch: an empty output of the right shape and zero gradients
-    for weight and bias, from every kernel family (a zero radix in a host
-    plan once killed the interpreter with SIGFPE)."""
+    for weight and bias (results are NaN-poisoned first), through every
+    kernel family's host code (a zero radix in a host plan once killed the
+    interpreter with SIGFPE)."""
     cin, cout, groups = channels
     fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
     x = torch.randn(0, cin, 3, 3, 3, device=device, dtype=dtype).contiguous(memory_format=fmt)
