@@ -120,6 +120,9 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
   const at::Tensor gy = as_batched(grad_output, problem.batched);
   const at::Tensor x = as_batched(input, problem.batched);
   at::Tensor gw = new_result(problem.weight_shape(), gy.options());
+  // An empty batch sums nothing, whichever kernel the shape would take (the
+  // Hopper grad-weight GEMM returned without writing gw).
+  if (problem.batch == 0) return gw.zero_();
   const auto params = problem.params(x, gw, gy);
   TCONV3D_RUN_PASS(gy, grad_weight, params, gy, x, gw);
   return gw;
@@ -139,6 +142,7 @@ at::Tensor grad_bias(const at::Tensor& grad_output) {
   for (int i = 0; i < 3; ++i) params.axis[i].out = gy.size(2 + i);
   params.output = {gy.stride(0), gy.stride(1), gy.stride(2), gy.stride(3), gy.stride(4)};
   at::Tensor gb = new_result({gy.size(1)}, gy.options());
+  if (params.batch == 0) return gb.zero_();  // an empty sum, as for grad_weight
   TCONV3D_RUN_PASS(gy, grad_bias, params, gy, gb);
   return gb;
 }

@@ -37,9 +37,10 @@ bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 // a group on one side and 16 on the other: RGB-like layers), their
 // tensor-core tiles being mostly padding — except grad-input from a
 // channels-last grad_output with groups wider than one channel, where the
-// stencil loads a group's source channels one by one for every item and lost
-// to the GEMM (H200, 4 -> 8 channels, 8 x 64^3: 0.16 ms against 0.09); under
-// Gather, always.  Taken after them for whatever they did not run, but under
+// stencil lost to the GEMM (H200, bf16, 4 -> 8 channels, 8 x 64^3: 0.16 ms
+// against 0.09 loading a group's source channels once per destination
+// channel, still 0.12 with its ChannelGroups walk loading them once per
+// group; 0.18 against 0.06 for 3 -> 16); under Gather, always.  Taken after them for whatever they did not run, but under
 // the tensor-core policies.  Either only where the stencil runs the shape.
 bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   const bool fwd = pass == GatherPass::Forward;

@@ -639,12 +639,29 @@ def test_unbatched_input(name, device):
 
 
 @pytest.mark.parametrize("device", devices())
-def test_empty_batch(device):
-    x = torch.randn(0, 4, 3, 3, 3, device=device, requires_grad=True)
-    w = torch.randn(4, 2, 3, 3, 3, device=device, requires_grad=True)
-    b = torch.randn(2, device=device, requires_grad=True)
-    y = tconv3d.conv_transpose3d(x, w, b, stride=2)
-    assert y.shape == (0, 2, 7, 7, 7)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("channels", [
+    # (Cin, Cout, groups): each CUDA kernel family's host plan meets a zero batch
+    (4, 2, 1),     # narrow stencil, CUDA-core narrow grad-weight
+    (64, 3, 1),    # taps-folded grad-weight GEMM
+    (8, 8, 8),     # depthwise stencil and grad-weight
+    (32, 48, 1),   # tensor-core GEMMs
+    (64, 64, 1),   # and the Hopper grad-weight GEMM (bf16), which wrote no gw for it
+], ids=str)
+def test_empty_batch(channels, layout, dtype, device):
+    """A zero batch: an empty output of the right shape and zero gradients
+    for weight and bias (results are NaN-poisoned first), through every
+    kernel family's host code (a zero radix in a host plan once killed the
+    interpreter with SIGFPE)."""
+    cin, cout, groups = channels
+    fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(0, cin, 3, 3, 3, device=device, dtype=dtype).contiguous(memory_format=fmt)
+    x.requires_grad_()
+    w = torch.randn(cin, cout // groups, 3, 3, 3, device=device, dtype=dtype, requires_grad=True)
+    b = torch.randn(cout, device=device, dtype=dtype, requires_grad=True)
+    y = tconv3d.conv_transpose3d(x, w, b, stride=2, groups=groups)
+    assert y.shape == (0, cout, 7, 7, 7)
     y.sum().backward()
     assert x.grad.shape == x.shape
     assert torch.equal(w.grad, torch.zeros_like(w))
