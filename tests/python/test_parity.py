@@ -638,6 +638,55 @@ def test_unbatched_input(name, device):
     run_parity(CONFIGS[name], "contiguous", torch.float32, device, unbatched=True)
 
 
+# One layer per kernel family, for the broadcast-operand test.
+BROADCAST_CONFIGS = {
+    "dense_16_to_24": (3, 16, 24, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "hopper_64_to_64": (2, 64, 64, 1, (4, 3, 5), 2, 2, 0, 0, 1, True),
+    "narrow_4_to_8": (3, 4, 8, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "depthwise_8": (2, 8, 8, 8, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "rgb_out_64_to_3": (2, 64, 3, 1, (4, 5, 3), 4, 2, 1, 0, 1, True),
+}
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("policy", ["auto", "gather", "tensor_core", "wgmma"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("base_layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("name", list(BROADCAST_CONFIGS))
+def test_broadcast_operands(name, base_layout, dtype, policy, device):
+    """Stride-0 operands, as users make them: x expanded along the batch from
+    one sample, and grad_output of `(y * c).sum().backward()` — one value a
+    channel broadcast over batch and space (strides 0, 1, 0, 0, 0) — and of
+    `y.sum().backward()` (every stride 0).  Every kernel family must read
+    them as the repeated values they are, against the float64 reference."""
+    if device == "cpu" and policy != "auto":
+        pytest.skip("kernel policies choose among CUDA kernels")
+    torch.backends.cudnn.allow_tf32 = True
+    tconv3d._C._set_kernel_policy(policy)
+    try:
+        config = BROADCAST_CONFIGS[name]
+        gen = torch.Generator().manual_seed(zlib.crc32(repr((name, base_layout, dtype)).encode()))
+        x_shape, w_shape, cout = shapes_of(config)
+        geometry = geometry_of(config)
+        one = make_tensor((1, *x_shape[1:]), base_layout, dtype, device, gen)
+        x = one.expand(x_shape).requires_grad_()
+        w = make_tensor(w_shape, "contiguous", dtype, device, gen).requires_grad_()
+        b = make_tensor((cout,), "contiguous", dtype, device, gen).requires_grad_()
+        y = tconv3d.conv_transpose3d(x, w, b, **geometry)
+        xr, wr, br, yr = reference_conv(x, w, b, **geometry)
+        check("output", y, yr, None, dtype)
+        per_channel = torch.randn(1, cout, 1, 1, 1, generator=gen, dtype=torch.float64)
+        for gy in (per_channel.to(device, dtype).expand(y.shape),
+                   torch.ones((), device=device, dtype=dtype).expand(y.shape)):
+            grads = torch.autograd.grad(y, (x, w, b), gy, retain_graph=True)
+            refs = torch.autograd.grad(yr, (xr, wr, br), gy.double().cpu(), retain_graph=True)
+            for what, value, reference in zip(("grad_input", "grad_weight", "grad_bias"), grads,
+                                              refs):
+                check(what, value, reference, None, dtype)
+    finally:
+        tconv3d._C._set_kernel_policy("auto")
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
