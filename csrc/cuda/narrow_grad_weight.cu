@@ -28,7 +28,7 @@ namespace {
 
 constexpr int64_t kMaxPartials = int64_t(1) << 24;
 constexpr int64_t kTargetBlocks = 1024;  // a few waves of a 132-SM GPU
-constexpr int kMaxS = 4, kMaxD = 16;     // the outer product a thread keeps
+constexpr int kMaxS = 4, kMaxD = 16;     // the largest outer product a thread keeps
 
 struct NarrowGradWeightArgs {
   const void* x;
@@ -41,9 +41,11 @@ struct NarrowGradWeightArgs {
   int kernel[3];
 };
 
-// Block (unit) = (group · taps + tap) · splits + split.
-// Two blocks an SM: the 64 sums and the loads of a position fit 128 registers.
-template <typename scalar_t>
+// Block (unit) = (group · taps + tap) · splits + split.  kD: D rounded up to
+// 4, 8 or 16 (the FMAs of the columns past D multiply zeros: with one tile of
+// 16, an 8-channel layer did twice the arithmetic it needed).  Two blocks an
+// SM at least: the 64 sums and the loads of a position fit 128 registers.
+template <typename scalar_t, int kD>
 __global__ void __launch_bounds__(kThreads, 2)
     narrow_grad_weight_kernel(const NarrowGradWeightArgs a) {
   using acc = acc_t<scalar_t>;
@@ -59,7 +61,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int ci0 = group * a.in_per_group;
   const int S = a.in_per_group, D = a.out_per_group;
 
-  acc sum[kMaxS][kMaxD] = {};
+  acc sum[kMaxS][kD] = {};
   const int64_t positions = int64_t(a.batch) * rd.count * rh.count * rw.count;
   const int64_t first = positions * split / a.splits, last = positions * (split + 1) / a.splits;
   if (first + threadIdx.x < last) {
@@ -79,30 +81,30 @@ __global__ void __launch_bounds__(kThreads, 2)
           x + digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
       const scalar_t* gp = gy + digit[3] * a.gs.n + digit[2] * gy_step[0] +
                            digit[1] * gy_step[1] + digit[0] * gy_step[2];
-      acc xv[kMaxS], gv[kMaxD];
+      acc xv[kMaxS], gv[kD];
 #pragma unroll
       for (int i = 0; i < kMaxS; ++i) xv[i] = i < S ? to_acc(xp[i * a.xs.c]) : acc(0);
 #pragma unroll
-      for (int d = 0; d < kMaxD; ++d) gv[d] = d < D ? to_acc(gp[d * a.gs.c]) : acc(0);
+      for (int d = 0; d < kD; ++d) gv[d] = d < D ? to_acc(gp[d * a.gs.c]) : acc(0);
 #pragma unroll
       for (int i = 0; i < kMaxS; ++i) {
 #pragma unroll
-        for (int d = 0; d < kMaxD; ++d) sum[i][d] += xv[i] * gv[d];
+        for (int d = 0; d < kD; ++d) sum[i][d] += xv[i] * gv[d];
       }
       advance_digits(radix, step, digit);
     }
   }
 
   // Fixed tree: within each warp by shuffles, then the warps' sums in order.
-  __shared__ acc warp_sums[kThreads / 32][kMaxS * kMaxD];
+  __shared__ acc warp_sums[kThreads / 32][kMaxS * kD];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
   for (int i = 0; i < kMaxS; ++i) {
 #pragma unroll
-    for (int d = 0; d < kMaxD; ++d) {
+    for (int d = 0; d < kD; ++d) {
       acc v = sum[i][d];
       for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-      if (lane == 0) warp_sums[warp][i * kMaxD + d] = v;
+      if (lane == 0) warp_sums[warp][i * kD + d] = v;
     }
   }
   __syncthreads();
@@ -110,7 +112,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int e = threadIdx.x; e < S * D; e += blockDim.x) {
     const int i = e / D, d = e % D;
     acc total = 0;
-    for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w][i * kMaxD + d];
+    for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w][i * kD + d];
     const int ci = ci0 + i;
     if (a.splits == 1) {
       static_cast<scalar_t*>(a.grad_weight)[ci * a.ws.n + d * a.ws.c + kd * a.ws.d +
@@ -173,7 +175,10 @@ cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const Laun
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     if constexpr (!std::is_same_v<scalar_t, double>) {
-      narrow_grad_weight_kernel<scalar_t><<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a);
+      const auto kernel = p.out_per_group <= 4   ? narrow_grad_weight_kernel<scalar_t, 4>
+                          : p.out_per_group <= 8 ? narrow_grad_weight_kernel<scalar_t, 8>
+                                                 : narrow_grad_weight_kernel<scalar_t, kMaxD>;
+      kernel<<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a);
       if (splits > 1) {
         combine_partials_kernel<scalar_t><<<grid_for(numel), kThreads, 0, cfg.stream>>>(
             workspace, splits, numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
