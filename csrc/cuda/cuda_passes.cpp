@@ -193,20 +193,21 @@ GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
 }
 
-// The element stride between consecutive D·H·W positions of t, where it is
-// uniform (NCDHW planes: 1; dense channels-last: C), else 0.
+// The element stride between consecutive D·H·W positions of t where it is
+// uniform (NCDHW planes: 1; dense channels-last: C; broadcast, as the
+// grad_output of y.sum(): 0), else -1.
 int64_t uniform_position_stride(const at::Tensor& t) {
-  int64_t stride = 0, expected = 0;
+  int64_t stride = -1, expected = 0;
   for (int64_t d = 4; d >= 2; --d) {
     if (t.size(d) == 1) continue;
-    if (stride == 0) {
-      stride = expected = t.stride(d);
+    if (stride < 0) {
+      stride = t.stride(d);
     } else if (t.stride(d) != expected) {
-      return 0;
+      return -1;
     }
-    expected *= t.size(d);
+    expected = t.stride(d) * t.size(d);
   }
-  return stride == 0 ? 1 : stride;
+  return stride < 0 ? 1 : stride;
 }
 
 // The taps-folded grad-weight's gy: [N, D, H, W, G, kTapChannels], each
@@ -215,7 +216,7 @@ int64_t uniform_position_stride(const at::Tensor& t) {
 // by ATen's pad.
 GemmSource taps_gy_source(const at::Tensor& t, int64_t groups) {
   const int64_t position_stride = uniform_position_stride(t);
-  if (position_stride == 0) return gemm_source(t, groups, kTapChannels);
+  if (position_stride < 0) return gemm_source(t, groups, kTapChannels);
   at::Tensor c = scratch({t.size(0), t.size(2), t.size(3), t.size(4), groups, kTapChannels},
                          t.options());
   const StridedPositions src{t.const_data_ptr(), t.size(0),   t.size(2) * t.size(3) * t.size(4),
