@@ -764,10 +764,22 @@ def test_narrow_gather(name, layout, dtype):
 @pytest.mark.parametrize("name", list(NARROW_GRAD_WEIGHT_CONFIGS))
 def test_narrow_grad_weight(name, layout, dtype):
     """Auto policy: groups of at most 4 input and 16 output channels take the
-    CUDA-core grad-weight (splits and one split), fp64 the generic reduction."""
-    run_parity(NARROW_GRAD_WEIGHT_CONFIGS[name], layout, dtype, "cuda")
-    expected = "grad_weight_reduce" if dtype == torch.float64 else "narrow_grad_weight"
-    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
+    CUDA-core grad-weight (splits and one split) — but for more than 8 output
+    channels a group on operands not channels-last, where the tensor cores
+    run (fp16, bf16) and beat the copies; fp64 the generic reduction (fp32
+    runs without TF32 here: no tensor cores)."""
+    config = NARROW_GRAD_WEIGHT_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
+    _, cin, cout, groups, *_ = config
+    tensor_cores = (dtype in (torch.float16, torch.bfloat16) and layout != "channels_last"
+                    and cout // groups > 8)
+    kernel = tconv3d._C._last_cuda_kernels()["grad_weight"]
+    if dtype == torch.float64:
+        assert kernel == "grad_weight_reduce"
+    elif tensor_cores:
+        assert kernel in ("grad_weight_gemm", "grad_weight_gemm_channels_last")
+    else:
+        assert kernel == "narrow_grad_weight"
 
 
 @requires_cuda
