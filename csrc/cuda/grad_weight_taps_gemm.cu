@@ -27,6 +27,7 @@
 #include <cuda_fp16.h>
 
 #include "../scalar_convert.h"
+#include "channel_vectors.h"
 #include "dispatch.cuh"
 #include "grad_weight_gemm.h"
 #include "grad_weight_launch.cuh"
@@ -243,8 +244,7 @@ gw_gemm::Plan plan(const ConvTranspose3dParams& p) {
   const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   int64_t splits = (rows + kSplitPolicy.min_rows_per_split - 1) / kSplitPolicy.min_rows_per_split;
   if (base > 0) splits = std::min(splits, (kSplitPolicy.target_blocks + base - 1) / base);
-  if (pl.numel > 0) splits = std::min(splits, gw_gemm::kMaxPartials / pl.numel);
-  pl.splits = std::max<int64_t>(std::min<int64_t>(splits, 65535), 1);
+  pl.splits = bounded_splits(splits, rows, pl.numel);
   pl.blocks = base * pl.splits;
   return pl;
 }
@@ -267,8 +267,8 @@ bool grad_weight_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind d
                                     bool allow_tf32) {
   const bool half = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16;
   if (!half && !(dtype == ScalarKind::Float32 && allow_tf32)) return false;
-  const int64_t vec = half ? 8 : 4;  // a 16-byte piece of a group's input channels
-  if (p.in_per_group % vec != 0 || p.out_per_group < 1) return false;
+  // x's groups whole 16-byte pieces.
+  if (p.in_per_group % vector_channels(dtype) != 0 || p.out_per_group < 1) return false;
   const gw_gemm::Plan pl = taps_gemm::plan(p);
   // Output positions and the column offsets are ints.
   for (const Axis& a : p.axis) {
@@ -286,10 +286,8 @@ cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const L
                                          const void* input, const void* grad_output,
                                          void* grad_weight, float* workspace) {
   // x's channels contiguous in 16-byte pieces (gy is read element by element, any strides).
-  const int64_t vec = cfg.dtype == ScalarKind::Float32 ? 4 : 8;
-  const Strides5& xs = p.input;
-  if (xs.c != 1 || xs.n % vec || xs.d % vec || xs.h % vec || xs.w % vec ||
-      reinterpret_cast<uintptr_t>(input) % 16 != 0) {
+  if (!vectors_aligned(p.input, reinterpret_cast<uintptr_t>(input), vector_channels(cfg.dtype),
+                       element_bytes(cfg.dtype))) {
     return cudaErrorInvalidValue;
   }
   const gw_gemm::Plan pl = taps_gemm::plan(p);
