@@ -40,8 +40,9 @@ bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 // stencil lost to the GEMM (H200, bf16, 4 -> 8 channels, 8 x 64^3: 0.16 ms
 // against 0.09 loading a group's source channels once per destination
 // channel, still 0.12 with its ChannelGroups walk loading them once per
-// group; 0.18 against 0.06 for 3 -> 16); under Gather, always.  Taken after them for whatever they did not run, but under
-// the tensor-core policies.  Either only where the stencil runs the shape.
+// group; 0.18 against 0.06 for 3 -> 16); under Gather, always.  Taken after
+// them for whatever they did not run, but under the tensor-core policies.
+// Either only where the stencil runs the shape.
 bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   const bool fwd = pass == GatherPass::Forward;
   switch (g_policy.load()) {
@@ -386,6 +387,20 @@ ChannelsLastOperands channels_last_operands(const ConvTranspose3dParams& p, cons
   return o;
 }
 
+// The grad-weight kernels over channels-last operands share one launcher signature.
+using ChannelsLastGradWeight = cudaError_t (*)(const ConvTranspose3dParams&, const LaunchConfig&,
+                                               const void* input, const void* grad_output,
+                                               void* grad_weight, float* workspace);
+
+void run_channels_last_grad_weight(ChannelsLastGradWeight launch, const char* name,
+                                   const ChannelsLastOperands& o, const at::Tensor& partials,
+                                   const at::Tensor& grad_weight) {
+  C10_CUDA_CHECK(launch(o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
+                        o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
+                        partials.defined() ? partials.data_ptr<float>() : nullptr));
+  g_last_kernel[2] = name;
+}
+
 // Auto: groups of at most 4 input and 16 output channels (but depthwise,
 // which has a kernel of its own) take the CUDA-core grad-weight; a GEMM tile
 // over them would be mostly padding — except NCDHW operands with more than 8
@@ -423,14 +438,10 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // Channels-last operands: a thread's channels contiguous, neighbouring
     // threads on neighbouring positions.
     const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
-    const int64_t splits = narrow_grad_weight_splits(o.p);
-    const at::Tensor partials =
-        float_workspace(splits > 1 ? splits * grad_weight.numel() : 0, grad_output);
-    C10_CUDA_CHECK(launch_narrow_grad_weight(
-        o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
-        o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
-        partials.defined() ? partials.data_ptr<float>() : nullptr));
-    g_last_kernel[2] = "narrow_grad_weight";
+    run_channels_last_grad_weight(
+        launch_narrow_grad_weight, "narrow_grad_weight", o,
+        partials_workspace(narrow_grad_weight_splits(o.p), grad_weight.numel(), grad_output),
+        grad_weight);
     return;
   }
   if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
@@ -502,14 +513,10 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // Channels-last operands: a warp walking each (channel, tap) along W was
     // instruction-bound, 2-4x slower than the copies plus the channels-last walk.
     const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);
-    const int64_t splits = depthwise_grad_weight_splits(o.p);
-    const at::Tensor partials =
-        float_workspace(splits > 1 ? splits * grad_weight.numel() : 0, grad_output);
-    C10_CUDA_CHECK(launch_depthwise_grad_weight(
-        o.p, config_for(o.gy, {o.x, o.gy, grad_weight}), o.x.const_data_ptr(),
-        o.gy.const_data_ptr(), grad_weight.mutable_data_ptr(),
-        partials.defined() ? partials.data_ptr<float>() : nullptr));
-    g_last_kernel[2] = "depthwise_grad_weight";
+    run_channels_last_grad_weight(
+        launch_depthwise_grad_weight, "depthwise_grad_weight", o,
+        partials_workspace(depthwise_grad_weight_splits(o.p), grad_weight.numel(), grad_output),
+        grad_weight);
     return;
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, input, grad_weight});

@@ -10,8 +10,8 @@
 // threads reading neighbouring channels, 16 bytes of them a load where
 // aligned.  Splits are fixed by the shape and combined in split order:
 // bitwise reproducible.
-#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../direct_gather.h"
 #include "channel_vectors.h"
@@ -23,8 +23,6 @@
 
 namespace tconv3d::cuda {
 namespace {
-
-constexpr int64_t kMaxPartials = int64_t(1) << 24;
 
 struct DepthwiseGradWeightArgs {
   const void* x;
@@ -129,12 +127,10 @@ bool depthwise_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind d
 // no split without a position, at most kMaxPartials partial sums.
 int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p) {
   const int64_t numel = p.in_channels * p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
-  if (numel == 0) return 1;
+  if (numel == 0) return 1;  // and no division by it below
   const int64_t target_units = int64_t(1) << 20;
   const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  int64_t splits = target_units / numel;
-  splits = std::min({splits, positions, kMaxPartials / numel, int64_t(65535)});
-  return std::max<int64_t>(splits, 1);
+  return bounded_splits(target_units / numel, positions, numel);
 }
 
 cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

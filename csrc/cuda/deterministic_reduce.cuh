@@ -51,16 +51,17 @@ __global__ void __launch_bounds__(kThreads)
 
 // Shape-only choice of the number of partial sums per result element: enough
 // blocks to fill a large GPU, each with a worthwhile share of the reduction,
-// and a workspace of at most kMaxPartials accumulators.
+// and a workspace of at most kMaxSums accumulators (the generic kernels'
+// bound, below launch.h's kMaxPartials).
 inline int64_t choose_splits(int64_t numel, int64_t reduction_length) {
   constexpr int64_t kWorkPerBlock = int64_t(1) << 15;
   constexpr int64_t kTargetBlocks = 2048;
-  constexpr int64_t kMaxPartials = int64_t(1) << 22;
+  constexpr int64_t kMaxSums = int64_t(1) << 22;
   if (numel <= 0) return 1;
   int64_t splits = (reduction_length + kWorkPerBlock - 1) / kWorkPerBlock;
   const int64_t for_occupancy = (kTargetBlocks + numel - 1) / numel;
   if (splits > for_occupancy) splits = for_occupancy;
-  if (splits > kMaxPartials / numel) splits = kMaxPartials / numel;
+  if (splits > kMaxSums / numel) splits = kMaxSums / numel;
   if (splits > 65535) splits = 65535;
   return splits < 1 ? 1 : splits;
 }

@@ -21,7 +21,7 @@ bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
 
 // Number of fp32 accumulators the workspace must hold (0 if none); the op
 // layer allocates it.  = splits · Cin · (Cout/G) · kD · kH · kW when splits > 1,
-// bounded by gw_gemm::kMaxPartials = 2^24 (64 MiB of fp32).
+// bounded by kMaxPartials = 2^24 (64 MiB of fp32, launch.h).
 int64_t grad_weight_gemm_workspace_elems(const ConvTranspose3dParams& p);
 
 // Same contract as launch_grad_weight_reduce: any input / grad_output strides,
@@ -120,7 +120,6 @@ namespace gw_gemm {
 
 constexpr int kBlockThreads = 128;  // the strided kernel: 4 warps, 2 × 2
 constexpr int kBK = 32;        // rows of the reduction per chunk (strided kernel)
-constexpr int64_t kMaxPartials = int64_t(1) << 24;  // 64 MiB of fp32
 
 struct Plan {
   int bm, bn;  // tile sizes: channels of Cin/G (m) and Cout/G (n)

@@ -244,7 +244,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-static_assert(kMaxPartials == gw_gemm::kMaxPartials, "one workspace bound for both kernels");
+static_assert(kMaxPartials == cuda::kMaxPartials, "one workspace bound for both kernels");
 
 // The plan run_split_gemm takes, from the decomposition.
 bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {

@@ -30,6 +30,7 @@
 #include <cuda_fp16.h>
 
 #include "../scalar_convert.h"
+#include "channel_vectors.h"
 #include "dispatch.cuh"
 #include "grad_weight_gemm.h"
 #include "grad_weight_launch.cuh"
@@ -249,8 +250,7 @@ gw_gemm::Plan plan(const ConvTranspose3dParams& p) {
   const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   int64_t splits = (rows + kSplitPolicy.min_rows_per_split - 1) / kSplitPolicy.min_rows_per_split;
   if (base > 0) splits = std::min(splits, (kSplitPolicy.target_blocks + base - 1) / base);
-  if (pl.numel > 0) splits = std::min(splits, gw_gemm::kMaxPartials / pl.numel);
-  pl.splits = std::max<int64_t>(std::min<int64_t>(splits, 65535), 1);
+  pl.splits = bounded_splits(splits, rows, pl.numel);
   pl.blocks = base * pl.splits;
   return pl;
 }
@@ -288,7 +288,7 @@ int64_t grad_weight_taps_gemm_workspace_elems(const ConvTranspose3dParams& p) {
 cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const TapsGemmOperands& ops) {
   // Every x piece and gy piece whole and aligned (the op layer's sources).
-  const int64_t es = cfg.dtype == ScalarKind::Float32 ? 4 : 2, vec = 16 / es;
+  const int64_t es = element_bytes(cfg.dtype), vec = vector_channels(cfg.dtype);
   const int64_t x_strides[5] = {ops.input_n, ops.input_d, ops.input_h, ops.input_w, ops.input_group};
   for (int64_t s : x_strides) {
     if (s % vec != 0) return cudaErrorInvalidValue;

@@ -35,10 +35,9 @@ cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const L
                                          const void* input, const void* grad_output,
                                          void* grad_weight, float* workspace);
 
-// Grad-weight of groups with at most 4 channels of x (against up to 16 of
-// grad_output) or at most 4 of grad_output, over channels-last operands: a
-// block per (group, tap, input-channel chunk, split); splits × numel floats
-// of workspace when splits > 1.  Not fp64.
+// Grad-weight of groups with at most 4 channels of x and 16 of grad_output,
+// over channels-last operands: a block per (group, tap, split); splits ×
+// numel floats of workspace when splits > 1.  Not fp64.
 bool narrow_grad_weight_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
 int64_t narrow_grad_weight_splits(const ConvTranspose3dParams& p);
 cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -49,6 +48,19 @@ cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const Laun
 // chosen from the shape alone, and combined in a fixed order: bitwise
 // reproducible on any GPU.  The workspace holds splits × numel accumulators
 // (float, or double for float64); it is unused when splits == 1.
+constexpr int64_t kMaxPartials = int64_t(1) << 24;  // the grad-weight kernels': 64 MiB of fp32
+
+// `wanted` splits of a reduction over `positions` into `numel` results,
+// within the workspace bound and a grid dimension, none without a position.
+inline int64_t bounded_splits(int64_t wanted, int64_t positions, int64_t numel) {
+  if (numel <= 0) return 1;
+  int64_t splits = wanted;
+  if (splits > positions) splits = positions;
+  if (splits > kMaxPartials / numel) splits = kMaxPartials / numel;
+  if (splits > 65535) splits = 65535;
+  return splits < 1 ? 1 : splits;
+}
+
 int64_t grad_weight_splits(const ConvTranspose3dParams& p);
 cudaError_t launch_grad_weight_reduce(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                       const void* input, const void* grad_output,

@@ -14,8 +14,8 @@
 // channels are contiguous and neighbouring threads read neighbouring
 // positions.  Splits are fixed by the shape and combined in split order:
 // bitwise reproducible.
-#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../direct_gather.h"
 #include "deterministic_reduce.cuh"
@@ -26,7 +26,6 @@
 namespace tconv3d::cuda {
 namespace {
 
-constexpr int64_t kMaxPartials = int64_t(1) << 24;
 constexpr int64_t kTargetBlocks = 1024;  // a few waves of a 132-SM GPU
 constexpr int kMaxS = 4, kMaxD = 16;     // the largest outer product a thread keeps
 
@@ -139,9 +138,7 @@ int64_t narrow_grad_weight_splits(const ConvTranspose3dParams& p) {
   const int64_t numel = p.in_channels * p.out_per_group * kvol;
   const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   if (units == 0 || numel == 0) return 1;
-  int64_t splits = (kTargetBlocks + units - 1) / units;
-  splits = std::min({splits, positions, kMaxPartials / numel, int64_t(65535)});
-  return std::max<int64_t>(splits, 1);
+  return bounded_splits((kTargetBlocks + units - 1) / units, positions, numel);
 }
 
 cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

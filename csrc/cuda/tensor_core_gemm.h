@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include "../params.h"
+#include "channel_vectors.h"
 #include "launch.h"
 
 namespace tconv3d::cuda {
@@ -36,9 +37,7 @@ struct TensorCoreGemmOperands {
 };
 
 // Elements per 16 bytes: the source channels and strides must be multiples.
-inline int64_t tensor_core_channel_multiple(ScalarKind dtype) {
-  return dtype == ScalarKind::Float32 ? 4 : 8;
-}
+inline int64_t tensor_core_channel_multiple(ScalarKind dtype) { return vector_channels(dtype); }
 
 // A group's channels padded (with zeros) to whole 16-byte pieces: the
 // `channels` of a source the GEMMs read.

@@ -218,3 +218,13 @@ TAPS_GEMM_CONFIGS = {
     "padded_input_12_to_3": (2, 12, 3, 1, (4, 5, 6), 3, 2, 1, 1, 1, True),
     "groups3_10_to_4": (1, 30, 12, 3, (3, 4, 5), 3, 2, 1, 1, 1, False),
 }
+
+# One layer per kernel family, for the broadcast-operand test
+# (stride-0 x and grad_output).
+BROADCAST_CONFIGS = {
+    "dense_16_to_24": (3, 16, 24, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "hopper_64_to_64": (2, 64, 64, 1, (4, 3, 5), 2, 2, 0, 0, 1, True),
+    "narrow_4_to_8": (3, 4, 8, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "depthwise_8": (2, 8, 8, 8, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    "rgb_out_64_to_3": (2, 64, 3, 1, (4, 5, 3), 4, 2, 1, 0, 1, True),
+}

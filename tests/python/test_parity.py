@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import tconv3d
 from tconv3d._ops import transposed_output_extent
-from cases import (CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS, NARROW_GRAD_WEIGHT_CONFIGS,
+from cases import (BROADCAST_CONFIGS, CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS,
+                   NARROW_GRAD_WEIGHT_CONFIGS,
                    GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
@@ -180,7 +181,7 @@ def narrow_gather_takes(config, layout, dtype, forward):
     channels, dst_pg, src_pg = ((cout, cout // groups, cin // groups) if forward
                                 else (cin, cin // groups, cout // groups))
     depthwise = dst_pg == src_pg == 1
-    vec = {torch.float64: 2, torch.float32: 4}.get(dtype, 8)
+    vec = 16 // dtype.itemsize
     if layout == "channels_last" and channels > 1:
         if channels % vec == 0 and (depthwise or dst_pg % vec == 0):
             item = vec
@@ -195,7 +196,7 @@ def narrow_gather_takes(config, layout, dtype, forward):
 def taps_gemm_takes(config):
     """Whether the tensor-core policies send a grad-weight to the taps-folded
     GEMM (TF32 or half precision assumed): at most 4 output channels a group."""
-    _, cin, cout, groups, *_ = config
+    _, _, cout, groups, *_ = config
     return cout // groups <= 4
 
 
@@ -636,16 +637,6 @@ def test_grad_bias_of_dense_grad_output(dtype, layout, channels, aligned, device
 @pytest.mark.parametrize("name", ["k3s2p1op1_vae", "groups2", "dilated"])
 def test_unbatched_input(name, device):
     run_parity(CONFIGS[name], "contiguous", torch.float32, device, unbatched=True)
-
-
-# One layer per kernel family, for the broadcast-operand test.
-BROADCAST_CONFIGS = {
-    "dense_16_to_24": (3, 16, 24, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
-    "hopper_64_to_64": (2, 64, 64, 1, (4, 3, 5), 2, 2, 0, 0, 1, True),
-    "narrow_4_to_8": (3, 4, 8, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
-    "depthwise_8": (2, 8, 8, 8, (5, 4, 6), 3, 2, 1, 1, 1, True),
-    "rgb_out_64_to_3": (2, 64, 3, 1, (4, 5, 3), 4, 2, 1, 0, 1, True),
-}
 
 
 @pytest.mark.parametrize("device", devices())
