@@ -229,6 +229,23 @@ TCONV3D_HOST_DEVICE ForwardBoxAxis forward_box_axis(const Axis& ax, int64_t tile
   return b;
 }
 
+// Output u of a tile (o = T·L − shift + u) along the axis: its first tap, the
+// box position that tap reads (T·L/s − lift + box), and how many taps reach
+// it (forward_taps without the clipping to [0, I): the box's positions
+// outside x are zeros) — each further tap s' taps on and d' positions back.
+struct ForwardBoxTaps {
+  int64_t tap, box, count;
+};
+
+TCONV3D_HOST_DEVICE ForwardBoxTaps forward_box_taps(const Axis& ax, const ForwardBoxAxis& b,
+                                                    int64_t u) {
+  const int64_t v = ax.padding - b.shift + u;  // (o + p) − T·L
+  const int64_t k0 = phase_first_tap(ax, (u - b.shift + ax.stride) % ax.stride);
+  if (k0 < 0 || k0 >= ax.kernel) return {0, 0, 0};
+  return {k0, (v - k0 * ax.dilation) / ax.stride + b.lift,  // exact
+          (ax.kernel - 1 - k0) / ax.tap_step + 1};
+}
+
 // First input position of tile t's box.
 TCONV3D_HOST_DEVICE int64_t forward_box_origin(const Axis& ax, const ForwardBoxAxis& b,
                                                int64_t t) {

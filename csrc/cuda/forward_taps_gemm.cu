@@ -53,6 +53,7 @@ constexpr int kMaxColumns = 4;            // Cout/G
 constexpr int kMaxKBytes = 256;
 constexpr int kMaxTile = 32;
 constexpr int kZPitch = kBN + 1;          // odd: a warp's gather reads spread over the banks
+constexpr int kMaxSmem = (kMaxBoxRows + kBN) * (kMaxKBytes + 16) + kBM * kZPitch * 4;
 
 struct Args {
   ConvTranspose3dParams p;
@@ -65,6 +66,11 @@ struct Args {
   int col_count;     // taps · Cout/G
   int k_bytes;       // channels · element size, rounded up to 32
   int pitch;         // k_bytes + 16: an odd number of 16-byte pieces
+  // Output u of the tile along axis a (forward_box_taps): its first box row
+  // and tap, as offsets in the box's rows and the flat tap index, and its
+  // tap count; the next tap along a is row_step[a] rows, tap_step[a] taps on.
+  int first_row[3][kMaxTile], first_tap[3][kMaxTile], count[3][kMaxTile];
+  int row_step[3], tap_step[3];
 };
 
 template <typename scalar_t, typename index_t>
@@ -117,40 +123,32 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
   }
   cp_async_commit();
 
-  // This thread's outputs, while the copies fly: output u of the tile, its
-  // first box row and tap (forward_taps' run on each axis), the run lengths.
-  // Along axis a the next tap is s'_a taps and d'_a box positions further.
-  const int row_stride[3] = {ew * eh, ew, 1};
-  const int tap_stride[3] = {int(p.axis[1].kernel * p.axis[2].kernel), int(p.axis[2].kernel), 1};
-  int row_step[3], tap_step[3];
-#pragma unroll
-  for (int ax = 0; ax < 3; ++ax) {
-    row_step[ax] = -int(p.axis[ax].in_step) * row_stride[ax];
-    tap_step[ax] = int(p.axis[ax].tap_step) * tap_stride[ax];
+  // This thread's outputs, while the copies fly: their first box row and tap
+  // and run lengths, from the tables.
+  __shared__ int s_first_row[3][kMaxTile], s_first_tap[3][kMaxTile], s_count[3][kMaxTile];
+  if (tid < 3 * kMaxTile) {
+    const int ax = tid / kMaxTile, u = tid % kMaxTile;
+    s_first_row[ax][u] = a.first_row[ax][u];
+    s_first_tap[ax][u] = a.first_tap[ax][u];
+    s_count[ax][u] = a.count[ax][u];
   }
+  __syncthreads();
+  const int lw = int(a.box[2].tile), lh = int(a.box[1].tile);
   int first_row[kOutputsPerThread], first_tap[kOutputsPerThread], counts[kOutputsPerThread];
   float acc[kOutputsPerThread][kMaxColumns];
 #pragma unroll
   for (int j = 0; j < kOutputsPerThread; ++j) {
-    int u = tid + j * kThreads;
-    const int uw = u % int(a.box[2].tile);
-    u /= int(a.box[2].tile);
-    const int uh = u % int(a.box[1].tile), ud = u / int(a.box[1].tile);
-    const int64_t o[3] = {tile[0] * a.box[0].tile - a.box[0].shift + ud,
-                          tile[1] * a.box[1].tile - a.box[1].shift + uh,
-                          tile[2] * a.box[2].tile - a.box[2].shift + uw};
-    bool valid = tid + j * kThreads < a.outputs;
-    first_row[j] = first_tap[j] = counts[j] = 0;
-#pragma unroll
-    for (int ax = 0; ax < 3; ++ax) {
-      valid = valid && o[ax] >= 0 && o[ax] < p.axis[ax].out;
-      if (!valid) continue;
-      const Run r = forward_taps(p.axis[ax], o[ax]);
-      first_row[j] += int(r.b - origin[ax]) * row_stride[ax];
-      first_tap[j] += int(r.a) * tap_stride[ax];
-      counts[j] |= int(r.count) << (8 * ax);
-    }
-    if (!valid) counts[j] = -1;  // not written
+    const int u = tid + j * kThreads;
+    const int uw = u % lw, uh = u / lw % lh, ud = u / (lw * lh);
+    const bool valid =
+        u < a.outputs && tile[0] * a.box[0].tile - a.box[0].shift + ud < p.axis[0].out &&
+        tile[1] * a.box[1].tile - a.box[1].shift + uh < p.axis[1].out &&
+        tile[2] * a.box[2].tile - a.box[2].shift + uw < p.axis[2].out &&
+        ud >= (tile[0] == 0 ? a.box[0].shift : 0) && uh >= (tile[1] == 0 ? a.box[1].shift : 0) &&
+        uw >= (tile[2] == 0 ? a.box[2].shift : 0);
+    first_row[j] = s_first_row[0][ud] + s_first_row[1][uh] + s_first_row[2][uw];
+    first_tap[j] = s_first_tap[0][ud] + s_first_tap[1][uh] + s_first_tap[2][uw];
+    counts[j] = valid ? s_count[0][ud] | s_count[1][uh] << 8 | s_count[2][uw] << 16 : -1;
 #pragma unroll
     for (int c = 0; c < kMaxColumns; ++c) acc[j][c] = 0.f;
   }
@@ -194,12 +192,12 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
       const int cd = counts[j] & 0xff, ch = (counts[j] >> 8) & 0xff, cw = counts[j] >> 16;
       for (int md = 0; md < cd; ++md) {
         for (int mh = 0; mh < ch; ++mh) {
-          const int row0 = first_row[j] + md * row_step[0] + mh * row_step[1] - row_lo;
-          const int tap0 = first_tap[j] + md * tap_step[0] + mh * tap_step[1];
+          const int row0 = first_row[j] + md * a.row_step[0] + mh * a.row_step[1] - row_lo;
+          const int tap0 = first_tap[j] + md * a.tap_step[0] + mh * a.tap_step[1];
           for (int mw = 0; mw < cw; ++mw) {
-            const int row = row0 + mw * row_step[2];
+            const int row = row0 + mw * a.row_step[2];
             if (unsigned(row) >= unsigned(kBM)) continue;
-            const float* zr = z + row * kZPitch + (tap0 + mw * tap_step[2]) * cog;
+            const float* zr = z + row * kZPitch + (tap0 + mw * a.tap_step[2]) * cog;
 #pragma unroll
             for (int c = 0; c < kMaxColumns; ++c) {
               if (c < cog) acc[j][c] += zr[c];
@@ -279,7 +277,7 @@ template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
                          cudaStream_t stream) {
   constexpr auto kernel = forward_taps_kernel<scalar_t, index_t>;
-  const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(batch * a.tiles), static_cast<unsigned int>(groups));
   kernel<<<grid, kThreads, smem, stream>>>(a);
@@ -338,6 +336,18 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
   a.col_count = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns);
   a.k_bytes = int(k_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
+  const int row_stride[3] = {a.box_rows / int(plan.box[0].extent), int(plan.box[2].extent), 1};
+  const int tap_stride[3] = {int(p.axis[1].kernel * p.axis[2].kernel), int(p.axis[2].kernel), 1};
+  for (int ax = 0; ax < 3; ++ax) {
+    a.row_step[ax] = -int(p.axis[ax].in_step) * row_stride[ax];
+    a.tap_step[ax] = int(p.axis[ax].tap_step) * tap_stride[ax];
+    for (int64_t u = 0; u < plan.box[ax].tile; ++u) {
+      const ForwardBoxTaps t = forward_box_taps(p.axis[ax], plan.box[ax], u);
+      a.first_row[ax][u] = int(t.box) * row_stride[ax];
+      a.first_tap[ax][u] = int(t.tap) * tap_stride[ax];
+      a.count[ax][u] = int(t.count);
+    }
+  }
   const int smem = smem_bytes(plan, a.pitch);
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {

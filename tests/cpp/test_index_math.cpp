@@ -392,13 +392,22 @@ TEST(IndexMath, ForwardBoxHoldsEveryTapOfItsTile) {
                       const int64_t o = t * L - shift + u;
                       if (o < 0 || o >= c.out()) continue;
                       ++covered[o];
+                      // The box's run is forward_taps' before clipping to [0, I).
                       const TapRun r = forward_taps(ax, o);
-                      for (int64_t m = 0; m < r.count; ++m) {
-                        const int64_t i = r.b + m * r.db;
-                        ASSERT_GE(i, origin) << c.str() << " L=" << L << " shift=" << shift;
-                        ASSERT_LT(i, origin + box.extent) << c.str() << " L=" << L << " shift=" << shift;
+                      const ForwardBoxTaps bt = forward_box_taps(ax, box, u);
+                      std::set<Pair> clipped, unclipped;
+                      for (int64_t m = 0; m < r.count; ++m) clipped.insert({r.a + m * r.da, r.b + m * r.db});
+                      for (int64_t m = 0; m < bt.count; ++m) {
+                        const int64_t k = bt.tap + m * ax.tap_step;
+                        const int64_t b = bt.box - m * ax.in_step;
+                        ASSERT_LT(k, K) << c.str();
+                        ASSERT_GE(b, 0) << c.str() << " L=" << L << " shift=" << shift;
+                        ASSERT_LT(b, box.extent) << c.str() << " L=" << L << " shift=" << shift;
+                        ASSERT_EQ(o, (origin + b) * s - p + k * d) << c.str();
+                        if (origin + b >= 0 && origin + b < I) unclipped.insert({k, origin + b});
                         ++checked;
                       }
+                      ASSERT_EQ(clipped, unclipped) << c.str() << " o=" << o;
                     }
                   }
                   for (int64_t o = 0; o < c.out(); ++o) ASSERT_EQ(covered[o], 1) << c.str();
