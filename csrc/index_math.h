@@ -206,7 +206,7 @@ TCONV3D_HOST_DEVICE GemmAxis grad_input_axis(const Axis& ax) {
 // (0 ≤ shift ≤ p, so P = p − shift ≥ 0 and every output's (o + p) is
 // T·L + P + u, u in [0, L)).  The inputs its taps reach (forward_taps) lie in
 //
-//     T·L/s − lift + [0, extent),   lift = −⌊(P − (K−1)d)/s⌋,
+//     T·L/s − lift + [0, extent),   lift = −⌈(P − (K−1)d)/s⌉,
 //                                   extent = ⌊(L − 1 + P)/s⌋ + lift + 1,
 //
 // and ⌈(O + shift)/L⌉ tiles cover the axis.
@@ -223,7 +223,7 @@ TCONV3D_HOST_DEVICE ForwardBoxAxis forward_box_axis(const Axis& ax, int64_t tile
   ForwardBoxAxis b{};
   b.tile = tile;
   b.shift = shift;
-  b.lift = -floor_div(p - (ax.kernel - 1) * ax.dilation, ax.stride);
+  b.lift = -ceil_div(p - (ax.kernel - 1) * ax.dilation, ax.stride);
   b.extent = floor_div(tile - 1 + p, ax.stride) + b.lift + 1;
   b.tiles = ceil_div(ax.out + shift, tile);
   return b;

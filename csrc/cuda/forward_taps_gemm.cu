@@ -102,26 +102,29 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
   const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
 
-  // The input box, zeros outside x and past its last row; the weight's
-  // columns, zeros past the last.
-  for (int idx = tid; idx < a.passes * kBM * pieces; idx += kThreads) {
-    const int row = idx / pieces, pc = idx % pieces;
-    const int64_t iw = origin[2] + row % ew, ih = origin[1] + row / ew % eh;
-    const int64_t id = origin[0] + row / (ew * eh);
-    const bool ok = row < a.box_rows && pc * VEC < C && id >= 0 && id < p.axis[0].in && ih >= 0 &&
-                    ih < p.axis[1].in && iw >= 0 && iw < p.axis[2].in;
-    const scalar_t* src =
-        ok ? x + index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
-                         iw * a.ops.source_w + g * C + pc * VEC)
-           : x;
-    cp_async16(sa + row * pitch + pc * 16, src, ok);
-  }
+  // The weight's columns (zeros past the last) and the input box (zeros
+  // outside x and past its last row), one commit group a pass: a pass's MMAs
+  // start while the later passes' rows are in flight.
   for (int idx = tid; idx < kBN * pieces; idx += kThreads) {
     const int col = idx / pieces, pc = idx % pieces;
     const bool ok = col < a.col_count && pc * VEC < C;
     cp_async16(sb + col * pitch + pc * 16, ok ? wts + index_t(col * C + pc * VEC) : wts, ok);
   }
-  cp_async_commit();
+  for (int pass = 0; pass < a.passes; ++pass) {
+    for (int idx = tid; idx < kBM * pieces; idx += kThreads) {
+      const int row = pass * kBM + idx / pieces, pc = idx % pieces;
+      const int64_t iw = origin[2] + row % ew, ih = origin[1] + row / ew % eh;
+      const int64_t id = origin[0] + row / (ew * eh);
+      const bool ok = row < a.box_rows && pc * VEC < C && id >= 0 && id < p.axis[0].in &&
+                      ih >= 0 && ih < p.axis[1].in && iw >= 0 && iw < p.axis[2].in;
+      const scalar_t* src =
+          ok ? x + index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
+                           iw * a.ops.source_w + g * C + pc * VEC)
+             : x;
+      cp_async16(sa + row * pitch + pc * 16, src, ok);
+    }
+    cp_async_commit();
+  }
 
   // This thread's outputs, while the copies fly: their first box row and tap
   // and run lengths, from the tables.
@@ -152,25 +155,27 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
 #pragma unroll
     for (int c = 0; c < kMaxColumns; ++c) acc[j][c] = 0.f;
   }
-  cp_async_wait<0>();
-  __syncthreads();
 
   const int gq = lane / 4, tq = lane % 4;
   const uint32_t a_lane = (wm * kWarpM + lane % 16) * pitch + (lane / 16) * 16;
   const uint32_t b_lane = (wn * kWarpN + lane % 8 + 8 * (lane / 16)) * pitch + ((lane / 8) % 2) * 16;
   const bool warp_has_columns = wn * kWarpN < a.col_count;
   for (int pass = 0; pass < a.passes; ++pass) {
-    float macc[kMI][kNI][4];
-    zero_accumulators(macc);
+    switch (a.passes - 1 - pass) {  // this pass's rows (and the weights) landed
+      case 0: cp_async_wait<0>(); break;
+      case 1: cp_async_wait<1>(); break;
+      case 2: cp_async_wait<2>(); break;
+      default: cp_async_wait<3>(); break;
+    }
+    __syncthreads();  // ... for every thread; and the last pass's sums have read Z
     if (warp_has_columns) {
+      float macc[kMI][kNI][4];
+      zero_accumulators(macc);
       const uint32_t a_pass = sa + pass * kBM * pitch + a_lane;
 #pragma unroll 2
       for (int kb = 0; kb < a.k_bytes; kb += 32) {
         mma_k_step<scalar_t, kMI, kNI>(macc, a_pass + kb, sb + b_lane + kb, pitch);
       }
-    }
-    if (pass > 0) __syncthreads();  // the last pass's sums have read Z
-    if (warp_has_columns) {
 #pragma unroll
       for (int i = 0; i < kMI; ++i)
 #pragma unroll
@@ -190,7 +195,14 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
     for (int j = 0; j < kOutputsPerThread; ++j) {
       if (counts[j] <= 0) continue;
       const int cd = counts[j] & 0xff, ch = (counts[j] >> 8) & 0xff, cw = counts[j] >> 16;
+      // Rows fall from first_row with each tap: skip the planes (and the
+      // outputs) this pass holds none of.
+      const int plane_span = (ch - 1) * a.row_step[1] + (cw - 1) * a.row_step[2];
+      const int first = first_row[j] - row_lo;
+      if (first < 0 || first + (cd - 1) * a.row_step[0] + plane_span >= kBM) continue;
       for (int md = 0; md < cd; ++md) {
+        const int plane = first + md * a.row_step[0];
+        if (plane < 0 || plane + plane_span >= kBM) continue;
         for (int mh = 0; mh < ch; ++mh) {
           const int row0 = first_row[j] + md * a.row_step[0] + mh * a.row_step[1] - row_lo;
           const int tap0 = first_tap[j] + md * a.tap_step[0] + mh * a.tap_step[1];
