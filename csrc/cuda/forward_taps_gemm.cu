@@ -102,9 +102,25 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
   const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
 
-  // The weight's columns (zeros past the last) and the input box (zeros
-  // outside x and past its last row), one commit group a pass: a pass's MMAs
-  // start while the later passes' rows are in flight.
+  // Each box row's offset in x (−1 outside x or past the box's last row).
+  // (Shared memory is at its limit for two blocks an SM in fp16/bf16: the
+  // per-axis tap tables, read once, stay in the kernel's parameters.)
+  __shared__ index_t s_xrow[kMaxBoxRows];
+  static_assert(kThreads == kMaxBoxRows, "a thread a box row");
+  {
+    const int row = tid;
+    const int64_t iw = origin[2] + row % ew, ih = origin[1] + row / ew % eh;
+    const int64_t id = origin[0] + row / (ew * eh);
+    const bool ok = row < a.box_rows && id >= 0 && id < p.axis[0].in && ih >= 0 &&
+                    ih < p.axis[1].in && iw >= 0 && iw < p.axis[2].in;
+    s_xrow[row] = ok ? index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
+                               iw * a.ops.source_w + g * C)
+                     : index_t(-1);
+  }
+  __syncthreads();
+
+  // The weight's columns (zeros past the last) and the input box, one commit
+  // group a pass: a pass's MMAs start while the later passes' rows land.
   for (int idx = tid; idx < kBN * pieces; idx += kThreads) {
     const int col = idx / pieces, pc = idx % pieces;
     const bool ok = col < a.col_count && pc * VEC < C;
@@ -113,31 +129,20 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
   for (int pass = 0; pass < a.passes; ++pass) {
     for (int idx = tid; idx < kBM * pieces; idx += kThreads) {
       const int row = pass * kBM + idx / pieces, pc = idx % pieces;
-      const int64_t iw = origin[2] + row % ew, ih = origin[1] + row / ew % eh;
-      const int64_t id = origin[0] + row / (ew * eh);
-      const bool ok = row < a.box_rows && pc * VEC < C && id >= 0 && id < p.axis[0].in &&
-                      ih >= 0 && ih < p.axis[1].in && iw >= 0 && iw < p.axis[2].in;
-      const scalar_t* src =
-          ok ? x + index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
-                           iw * a.ops.source_w + g * C + pc * VEC)
-             : x;
-      cp_async16(sa + row * pitch + pc * 16, src, ok);
+      const index_t off = s_xrow[row];
+      const bool ok = off >= 0 && pc * VEC < C;
+      cp_async16(sa + row * pitch + pc * 16, ok ? x + off + pc * VEC : x, ok);
     }
     cp_async_commit();
   }
 
-  // This thread's outputs, while the copies fly: their first box row and tap
-  // and run lengths, from the tables.
-  __shared__ int s_first_row[3][kMaxTile], s_first_tap[3][kMaxTile], s_count[3][kMaxTile];
-  if (tid < 3 * kMaxTile) {
-    const int ax = tid / kMaxTile, u = tid % kMaxTile;
-    s_first_row[ax][u] = a.first_row[ax][u];
-    s_first_tap[ax][u] = a.first_tap[ax][u];
-    s_count[ax][u] = a.count[ax][u];
-  }
-  __syncthreads();
+  // This thread's outputs: their first Z element (box row, tap) and run
+  // lengths, from the tables; a further tap along axis a is z_step[a] on.
+  int z_step[3];
+#pragma unroll
+  for (int ax = 0; ax < 3; ++ax) z_step[ax] = a.row_step[ax] * kZPitch + a.tap_step[ax] * cog;
   const int lw = int(a.box[2].tile), lh = int(a.box[1].tile);
-  int first_row[kOutputsPerThread], first_tap[kOutputsPerThread], counts[kOutputsPerThread];
+  int first_row[kOutputsPerThread], first_z[kOutputsPerThread], counts[kOutputsPerThread];
   float acc[kOutputsPerThread][kMaxColumns];
 #pragma unroll
   for (int j = 0; j < kOutputsPerThread; ++j) {
@@ -149,9 +154,10 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
         tile[2] * a.box[2].tile - a.box[2].shift + uw < p.axis[2].out &&
         ud >= (tile[0] == 0 ? a.box[0].shift : 0) && uh >= (tile[1] == 0 ? a.box[1].shift : 0) &&
         uw >= (tile[2] == 0 ? a.box[2].shift : 0);
-    first_row[j] = s_first_row[0][ud] + s_first_row[1][uh] + s_first_row[2][uw];
-    first_tap[j] = s_first_tap[0][ud] + s_first_tap[1][uh] + s_first_tap[2][uw];
-    counts[j] = valid ? s_count[0][ud] | s_count[1][uh] << 8 | s_count[2][uw] << 16 : -1;
+    first_row[j] = a.first_row[0][ud] + a.first_row[1][uh] + a.first_row[2][uw];
+    first_z[j] = first_row[j] * kZPitch +
+                 (a.first_tap[0][ud] + a.first_tap[1][uh] + a.first_tap[2][uw]) * cog;
+    counts[j] = valid ? a.count[0][ud] | a.count[1][uh] << 8 | a.count[2][uw] << 16 : -1;
 #pragma unroll
     for (int c = 0; c < kMaxColumns; ++c) acc[j][c] = 0.f;
   }
@@ -203,13 +209,14 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
       for (int md = 0; md < cd; ++md) {
         const int plane = first + md * a.row_step[0];
         if (plane < 0 || plane + plane_span >= kBM) continue;
+        const int z_plane = first_z[j] - row_lo * kZPitch + md * z_step[0];
         for (int mh = 0; mh < ch; ++mh) {
-          const int row0 = first_row[j] + md * a.row_step[0] + mh * a.row_step[1] - row_lo;
-          const int tap0 = first_tap[j] + md * a.tap_step[0] + mh * a.tap_step[1];
+          const int row0 = plane + mh * a.row_step[1];
+          const int z0 = z_plane + mh * z_step[1];
           for (int mw = 0; mw < cw; ++mw) {
             const int row = row0 + mw * a.row_step[2];
             if (unsigned(row) >= unsigned(kBM)) continue;
-            const float* zr = z + row * kZPitch + (tap0 + mw * a.tap_step[2]) * cog;
+            const float* zr = z + z0 + mw * z_step[2];
 #pragma unroll
             for (int c = 0; c < kMaxColumns; ++c) {
               if (c < cog) acc[j][c] += zr[c];
