@@ -201,4 +201,55 @@ TCONV3D_HOST_DEVICE GemmAxis grad_input_axis(const Axis& ax) {
   return g;
 }
 
+// The forward's input box (forward_taps_gemm.cu).  A tile of L output
+// positions along an axis, L a multiple of s, starts at T·L − shift
+// (0 ≤ shift ≤ p, so P = p − shift ≥ 0 and every output's (o + p) is
+// T·L + P + u, u in [0, L)).  The inputs its taps reach (forward_taps) lie in
+//
+//     T·L/s − lift + [0, extent),   lift = −⌈(P − (K−1)d)/s⌉,
+//                                   extent = ⌊(L − 1 + P)/s⌋ + lift + 1,
+//
+// and ⌈(O + shift)/L⌉ tiles cover the axis.
+struct ForwardBoxAxis {
+  int64_t tile;  // L
+  int64_t shift;
+  int64_t lift;
+  int64_t extent;
+  int64_t tiles;
+};
+
+TCONV3D_HOST_DEVICE ForwardBoxAxis forward_box_axis(const Axis& ax, int64_t tile, int64_t shift) {
+  const int64_t p = ax.padding - shift;
+  ForwardBoxAxis b{};
+  b.tile = tile;
+  b.shift = shift;
+  b.lift = -ceil_div(p - (ax.kernel - 1) * ax.dilation, ax.stride);
+  b.extent = floor_div(tile - 1 + p, ax.stride) + b.lift + 1;
+  b.tiles = ceil_div(ax.out + shift, tile);
+  return b;
+}
+
+// Output u of a tile (o = T·L − shift + u) along the axis: its first tap, the
+// box position that tap reads (T·L/s − lift + box), and how many taps reach
+// it (forward_taps without the clipping to [0, I): the box's positions
+// outside x are zeros) — each further tap s' taps on and d' positions back.
+struct ForwardBoxTaps {
+  int64_t tap, box, count;
+};
+
+TCONV3D_HOST_DEVICE ForwardBoxTaps forward_box_taps(const Axis& ax, const ForwardBoxAxis& b,
+                                                    int64_t u) {
+  const int64_t v = ax.padding - b.shift + u;  // (o + p) − T·L
+  const int64_t k0 = phase_first_tap(ax, (u - b.shift + ax.stride) % ax.stride);
+  if (k0 < 0 || k0 >= ax.kernel) return {0, 0, 0};
+  return {k0, (v - k0 * ax.dilation) / ax.stride + b.lift,  // exact
+          (ax.kernel - 1 - k0) / ax.tap_step + 1};
+}
+
+// First input position of tile t's box.
+TCONV3D_HOST_DEVICE int64_t forward_box_origin(const Axis& ax, const ForwardBoxAxis& b,
+                                               int64_t t) {
+  return t * b.tile / ax.stride - b.lift;
+}
+
 }  // namespace tconv3d

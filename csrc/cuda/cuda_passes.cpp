@@ -294,9 +294,11 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   }
   const bool fwd = pass == GatherPass::Forward;
   // Auto only: the forced policies keep testing the phase GEMMs on these shapes.
-  const bool tap_columns = fwd && g_policy.load() == KernelPolicy::Auto &&
-                           forward_tap_columns_gemm_supports(p, dtype);
-  const bool wgmma = !tap_columns && use_wgmma(p, pass, dtype);
+  const bool auto_policy = fwd && g_policy.load() == KernelPolicy::Auto;
+  const bool tap_columns = auto_policy && forward_tap_columns_gemm_supports(p, dtype);
+  const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
+                    forward_taps_gemm_supports(p, dtype);
+  const bool wgmma = !tap_columns && !taps && use_wgmma(p, pass, dtype);
   const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
   const GemmSource src = gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
@@ -308,9 +310,11 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                                    dest.mutable_data_ptr()};
   bool tma_loader = false;
   C10_CUDA_CHECK(tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
+                 : taps       ? launch_forward_taps_gemm(p, cfg, ops)
                  : wgmma      ? launch_tensor_core_gemm_sm90(p, cfg, ops, &tma_loader)
                               : launch_tensor_core_gemm(p, cfg, ops));
   g_last_kernel[fwd ? 0 : 1] = tap_columns ? "forward_tap_columns_gemm"
+                               : taps       ? "forward_taps_gemm"
                                : tma_loader ? "tensor_core_gemm_sm90_tma"
                                : wgmma      ? "tensor_core_gemm_sm90"
                                             : "tensor_core_gemm";

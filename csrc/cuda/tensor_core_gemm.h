@@ -67,6 +67,18 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
 cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                             const TensorCoreGemmOperands& ops);
 
+// The forward of groups of at most 4 output channels, their taps folded into
+// the GEMM's columns (forward_taps_gemm.cu): a block multiplies the box of
+// input positions that reaches its tile of outputs by every (tap, co) column
+// at once and sums each output's taps from shared memory.  Same operands
+// (pass Forward); up to 192 columns (taps · Cout/G) and 256 bytes of (padded)
+// input channels a group.  Pays where every axis with taps has stride ≥ 2
+// (a stride-1 axis's halo outgrows what the folding saves).
+bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
+bool forward_taps_gemm_pays(const ConvTranspose3dParams& p);
+cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                     const TensorCoreGemmOperands& ops);
+
 // The same GEMM on Hopper's warpgroup MMAs (tensor_core_gemm_sm90.cu): same
 // operands, contract and supported shapes (tensor_core_gemm_supports).  Runs
 // on an sm_90 device when the build has sm_90a code (setup.py turns 9.0 in

@@ -366,5 +366,55 @@ TEST(IndexMath, KnownRuns) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// forward_box_axis: every tap of every output of a tile reads inside the box
+// ---------------------------------------------------------------------------
+
+TEST(IndexMath, ForwardBoxHoldsEveryTapOfItsTile) {
+  int64_t checked = 0;
+  for (int64_t I = 1; I <= 7; ++I)
+    for (int64_t K = 1; K <= 5; ++K)
+      for (int64_t s = 1; s <= 4; ++s)
+        for (int64_t d = 1; d <= 3; ++d)
+          for (int64_t p = 0; p <= 4; ++p)
+            for (int64_t op = 0; op < std::max(s, d); ++op) {
+              const AxisConfig c{I, K, s, p, d, op};
+              if (c.out() <= 0) continue;
+              const Axis ax = make_axis(I, c.out(), K, s, p, d);
+              for (int64_t shift : {int64_t(0), p % s})
+                for (int64_t L = s; L <= 3 * s; L += s) {
+                  const ForwardBoxAxis box = forward_box_axis(ax, L, shift);
+                  ASSERT_GE(box.extent, 1) << c.str();
+                  std::vector<int> covered(c.out(), 0);
+                  for (int64_t t = 0; t < box.tiles; ++t) {
+                    const int64_t origin = forward_box_origin(ax, box, t);
+                    for (int64_t u = 0; u < L; ++u) {
+                      const int64_t o = t * L - shift + u;
+                      if (o < 0 || o >= c.out()) continue;
+                      ++covered[o];
+                      // The box's run is forward_taps' before clipping to [0, I).
+                      const TapRun r = forward_taps(ax, o);
+                      const ForwardBoxTaps bt = forward_box_taps(ax, box, u);
+                      std::set<Pair> clipped, unclipped;
+                      for (int64_t m = 0; m < r.count; ++m) clipped.insert({r.a + m * r.da, r.b + m * r.db});
+                      for (int64_t m = 0; m < bt.count; ++m) {
+                        const int64_t k = bt.tap + m * ax.tap_step;
+                        const int64_t b = bt.box - m * ax.in_step;
+                        ASSERT_LT(k, K) << c.str();
+                        ASSERT_GE(b, 0) << c.str() << " L=" << L << " shift=" << shift;
+                        ASSERT_LT(b, box.extent) << c.str() << " L=" << L << " shift=" << shift;
+                        ASSERT_EQ(o, (origin + b) * s - p + k * d) << c.str();
+                        if (origin + b >= 0 && origin + b < I) unclipped.insert({k, origin + b});
+                        ++checked;
+                      }
+                      ASSERT_EQ(clipped, unclipped) << c.str() << " o=" << o;
+                    }
+                  }
+                  for (int64_t o = 0; o < c.out(); ++o) ASSERT_EQ(covered[o], 1) << c.str();
+                }
+            }
+  EXPECT_GT(checked, 10000);
+}
+
 }  // namespace
 }  // namespace tconv3d

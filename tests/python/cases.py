@@ -158,6 +158,26 @@ TAP_COLUMN_CONFIGS = {
     "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
 }
 
+# At most 4 output channels a group, more than 16 input channels (fewer are
+# the stencil's): the forward folds its taps into the GEMM's columns
+# (forward_taps_gemm.cu) where taps · Cout/G ≤ 192, a group's padded input
+# channels ≤ 256 bytes and every axis with taps has stride ≥ 2.
+FORWARD_TAPS_CONFIGS = {
+    "rgb_out_k4s2p1": (2, 24, 3, 1, (5, 6, 7), 4, 2, 1, 0, 1, True),
+    "k3s2p1op1_one_channel": (2, 40, 1, 1, (4, 5, 6), 3, 2, 1, 1, 1, False),
+    "groups_of_two_outputs": (2, 48, 4, 2, (3, 5, 4), 4, 2, 1, 0, 1, True),
+    "aniso_dilated": (2, 20, 3, 1, (3, 4, 5), (3, 4, 2), (2, 3, 2), (1, 0, 2), (1, 2, 0),
+                      (2, 1, 1), False),
+    "stride3_kernel_345": (1, 40, 1, 1, (3, 4, 3), (3, 4, 5), 3, 1, 0, 1, True),
+    # Several tiles on every axis, boxes cut by both ends of x.
+    "many_tiles": (1, 64, 3, 1, (9, 10, 21), 4, 2, 1, 0, 1, True),
+    # 128 channels: 256 bytes in fp16/bf16 (the widest), 512 in TF32 (the phase GEMM's).
+    "widest_channels": (1, 128, 3, 1, (3, 4, 5), 4, 2, 1, 0, 1, True),
+    # Past the kernel's limits, the phase GEMMs: 256 columns; a stride-1 axis.
+    "too_many_columns": (1, 32, 4, 1, (3, 3, 3), 4, 2, 1, 0, 1, True),
+    "stride_one_axis": (1, 24, 3, 1, (4, 5, 6), (4, 3, 4), (2, 1, 2), 1, 0, 1, True),
+}
+
 # Narrow groups on the CUDA-core stencil (narrow_gather.cu).  Depthwise
 # (G = Cin = Cout): channel counts that channels-last walks in 16-byte vectors
 # in every dtype (8, 16, 24), 6 (vectors in fp64 only), 1 (one channel: W

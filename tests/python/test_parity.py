@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import tconv3d
 from tconv3d._ops import transposed_output_extent
-from cases import (BROADCAST_CONFIGS, CONFIGS, GRAD_WEIGHT_CONFIGS, NARROW_GATHER_CONFIGS,
+from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_WEIGHT_CONFIGS,
+                   NARROW_GATHER_CONFIGS,
                    NARROW_GRAD_WEIGHT_CONFIGS,
                    GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
@@ -485,6 +486,54 @@ def test_forward_tap_columns_gemm(name, layout, precision):
     cin_bytes = -(-per_group_bytes // 16) * 16  # padded to 16-byte pieces
     expected = "forward_tap_columns_gemm" if cin_bytes <= 512 else "tensor_core_gemm"
     assert tconv3d._C._last_cuda_kernels()["forward"].startswith(expected)
+
+
+def forward_taps_expected(config, dtype):
+    """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
+    _, cin, cout, groups, _, kernel, stride, *_ = config
+    kernel, stride = (tuple(v) if isinstance(v, tuple) else (v,) * 3 for v in (kernel, stride))
+    vec = 16 // dtype.itemsize
+    padded = -(-(cin // groups) // vec) * vec
+    k_bytes = -(-(padded * dtype.itemsize) // 32) * 32
+    columns = math.prod(kernel) * (cout // groups)
+    strided = all(k == 1 or s >= 2 for k, s in zip(kernel, stride))
+    return cout // groups <= 4 and columns <= 192 and k_bytes <= 256 and strided
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(FORWARD_TAPS_CONFIGS))
+def test_forward_taps_gemm(name, layout, precision):
+    """Few output channels a group: the forward with its taps folded into the
+    GEMM's columns — boxes cut by x's ends and by partial tiles, one to four
+    output channels, groups, dilation, anisotropic kernels and strides,
+    stride 3, the widest input channels — and the phase GEMMs past its
+    limits (256 columns, a stride-1 axis, 512 bytes of TF32 channels)."""
+    dtype = use_precision(precision)
+    config = FORWARD_TAPS_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
+    chosen = tconv3d._C._last_cuda_kernels()["forward"]
+    assert (chosen == "forward_taps_gemm") == forward_taps_expected(config, dtype), chosen
+
+
+@requires_cuda
+def test_forward_taps_gemm_rounds_tf32_to_nearest():
+    """TF32 operands rounded to nearest in the taps-folded forward (as in
+    test_tf32_operands_round_to_nearest): one tap of weight 1, x = 1 + 3·2^-12
+    (0.75 of a TF32 unit above 1): the outputs that tap reaches sum 64 rounded
+    products exactly, 64·(1 + 2^-10); truncation would give 64."""
+    use_precision("tf32")
+    value = 1 + 3 * 2.0 ** -12
+    x = torch.full((2, 64, 5, 6, 7), value, device="cuda")
+    w = torch.zeros(64, 3, 4, 4, 4, device="cuda")
+    w[:, :, 1, 2, 1] = 1
+    y = tconv3d.conv_transpose3d(x, w, stride=2, padding=1)
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_taps_gemm"
+    reached = F.conv_transpose3d(x.double(), w.double(), stride=2, padding=1) != 0
+    assert reached.any() and not reached.all()
+    expected = torch.where(reached, 64 * (1 + 2.0 ** -10), 0.0).float()
+    assert torch.equal(y, expected)
 
 
 @requires_cuda

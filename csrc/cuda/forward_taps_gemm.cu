@@ -1,0 +1,378 @@
+// The forward of layers with few output channels a group (the RGB output of a
+// volume VAE decoder: 64 → 3 channels, 4³ taps, stride 2), on tensor cores
+// with the taps folded into the GEMM's columns:
+//
+//     Z[i, (t, co)] = Σ_ci X[i, ci] · W[ci, co, t]                 (K = Cin/G)
+//     Y[o, co]      = b[co] + Σ_{(t, i) : o = i·s − p + t·d} Z[i, (t, co)]
+//
+// The phase GEMM (tensor_core_gemm*.cu) pads its 1-4 columns to a whole MMA
+// tile and reads every input position once per output it reaches (64 times
+// at k = 4, s = 2: 4 GB through L2 for the benchmark's layer, 0.75-2.4 ms).
+// Here a block owns a box of output positions (tile L per axis, a multiple of
+// the stride; index_math.h, forward_box_axis) and loads the box of input
+// positions that reach it once, whole K; multiplies it 64 rows at a time into
+// Z (shared memory, fp32, every column at once); and each thread adds its
+// outputs' taps (forward_taps: the index mathematics the CPU kernel walks)
+// from Z in a fixed order.  Halo inputs are multiplied by every block whose
+// box holds them (≈ 2.5x the MMAs at k = 4, s = 2), cheap next to the reads
+// they replace.  Every output is written once, by one thread, its sum in an
+// order fixed by the shape: deterministic, no workspace.
+//
+// Operands as the phase GEMM's (tensor_core_gemm.h): x channels-last, a
+// group's channels padded to 16-byte pieces; the packed weight's column
+// j = tap·Cout/G + co holds channels contiguous — the tap-columns GEMM's B.
+#include "tensor_core_gemm.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../index_math.h"
+#include "../scalar_convert.h"
+#include "dispatch.cuh"
+#include "implicit_gemm_walk.cuh"
+#include "mma_sm80.cuh"
+
+namespace tconv3d::cuda {
+namespace fwd_taps {
+
+constexpr int kThreads = 256;
+constexpr int kBM = 64;                   // box rows a pass multiplies
+constexpr int kBN = 192;                  // every (tap, co) column at once
+constexpr int kWarpsM = 2, kWarpM = 32, kWarpN = kBN / 4;  // 8 warps, 2 × 4
+constexpr int kMI = kWarpM / 16, kNI = kWarpN / 8;
+constexpr int kMaxBoxRows = 256;          // four passes
+constexpr int kOutputsPerThread = 4;
+constexpr int kMaxOutputs = kThreads * kOutputsPerThread;
+constexpr int kMaxColumns = 4;            // Cout/G
+constexpr int kMaxKBytes = 256;
+constexpr int kMaxTile = 32;
+constexpr int kZPitch = kBN + 1;          // odd: a warp's gather reads spread over the banks
+constexpr int kMaxSmem = (kMaxBoxRows + kBN) * (kMaxKBytes + 16) + kBM * kZPitch * 4;
+
+struct Args {
+  ConvTranspose3dParams p;
+  TensorCoreGemmOperands ops;
+  ForwardBoxAxis box[3];
+  int64_t tiles;     // per sample
+  int box_rows;      // extent product
+  int passes;        // ⌈box_rows / kBM⌉
+  int outputs;       // tile product
+  int col_count;     // taps · Cout/G
+  int k_bytes;       // channels · element size, rounded up to 32
+  int pitch;         // k_bytes + 16: an odd number of 16-byte pieces
+  // Output u of the tile along axis a (forward_box_taps): its first box row
+  // and tap, as offsets in the box's rows and the flat tap index, and its
+  // tap count; the next tap along a is row_step[a] rows, tap_step[a] taps on.
+  int first_row[3][kMaxTile], first_tap[3][kMaxTile], count[3][kMaxTile];
+  int row_step[3], tap_step[3];
+};
+
+template <typename scalar_t, typename index_t>
+__global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int ES = sizeof(scalar_t), VEC = 16 / ES;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const ConvTranspose3dParams& p = a.p;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wm = warp % kWarpsM, wn = warp / kWarpsM;
+  const int64_t g = blockIdx.y;
+  const int64_t n = blockIdx.x / a.tiles;
+  int64_t tile[3];
+  {
+    int64_t t = blockIdx.x % a.tiles;
+    tile[2] = t % a.box[2].tiles;
+    t /= a.box[2].tiles;
+    tile[1] = t % a.box[1].tiles;
+    tile[0] = t / a.box[1].tiles;
+  }
+  int64_t origin[3];  // the box's first input position
+#pragma unroll
+  for (int ax = 0; ax < 3; ++ax) origin[ax] = forward_box_origin(p.axis[ax], a.box[ax], tile[ax]);
+  const int ew = int(a.box[2].extent), eh = int(a.box[1].extent);
+  const int C = int(a.ops.channels), cog = int(a.ops.columns);
+  const int pieces = a.k_bytes / 16, pitch = a.pitch;
+  const uint32_t sa = smem_addr(smem), sb = sa + a.passes * kBM * pitch;
+  float* const z = reinterpret_cast<float*>(smem + (a.passes * kBM + kBN) * pitch);
+  const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
+  const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
+
+  // Each box row's offset in x (−1 outside x or past the box's last row).
+  // (Shared memory is at its limit for two blocks an SM in fp16/bf16: the
+  // per-axis tap tables, read once, stay in the kernel's parameters.)
+  __shared__ index_t s_xrow[kMaxBoxRows];
+  static_assert(kThreads == kMaxBoxRows, "a thread a box row");
+  {
+    const int row = tid;
+    const int64_t iw = origin[2] + row % ew, ih = origin[1] + row / ew % eh;
+    const int64_t id = origin[0] + row / (ew * eh);
+    const bool ok = row < a.box_rows && id >= 0 && id < p.axis[0].in && ih >= 0 &&
+                    ih < p.axis[1].in && iw >= 0 && iw < p.axis[2].in;
+    s_xrow[row] = ok ? index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
+                               iw * a.ops.source_w + g * C)
+                     : index_t(-1);
+  }
+  __syncthreads();
+
+  // The weight's columns (zeros past the last) and the input box, one commit
+  // group a pass: a pass's MMAs start while the later passes' rows land.
+  for (int idx = tid; idx < kBN * pieces; idx += kThreads) {
+    const int col = idx / pieces, pc = idx % pieces;
+    const bool ok = col < a.col_count && pc * VEC < C;
+    cp_async16(sb + col * pitch + pc * 16, ok ? wts + index_t(col * C + pc * VEC) : wts, ok);
+  }
+  for (int pass = 0; pass < a.passes; ++pass) {
+    for (int idx = tid; idx < kBM * pieces; idx += kThreads) {
+      const int row = pass * kBM + idx / pieces, pc = idx % pieces;
+      const index_t off = s_xrow[row];
+      const bool ok = off >= 0 && pc * VEC < C;
+      cp_async16(sa + row * pitch + pc * 16, ok ? x + off + pc * VEC : x, ok);
+    }
+    cp_async_commit();
+  }
+
+  // This thread's outputs: their first Z element (box row, tap) and run
+  // lengths, from the tables; a further tap along axis a is z_step[a] on.
+  int z_step[3];
+#pragma unroll
+  for (int ax = 0; ax < 3; ++ax) z_step[ax] = a.row_step[ax] * kZPitch + a.tap_step[ax] * cog;
+  const int lw = int(a.box[2].tile), lh = int(a.box[1].tile);
+  int first_row[kOutputsPerThread], first_z[kOutputsPerThread], counts[kOutputsPerThread];
+  float acc[kOutputsPerThread][kMaxColumns];
+#pragma unroll
+  for (int j = 0; j < kOutputsPerThread; ++j) {
+    const int u = tid + j * kThreads;
+    const int uw = u % lw, uh = u / lw % lh, ud = u / (lw * lh);
+    const bool valid =
+        u < a.outputs && tile[0] * a.box[0].tile - a.box[0].shift + ud < p.axis[0].out &&
+        tile[1] * a.box[1].tile - a.box[1].shift + uh < p.axis[1].out &&
+        tile[2] * a.box[2].tile - a.box[2].shift + uw < p.axis[2].out &&
+        ud >= (tile[0] == 0 ? a.box[0].shift : 0) && uh >= (tile[1] == 0 ? a.box[1].shift : 0) &&
+        uw >= (tile[2] == 0 ? a.box[2].shift : 0);
+    first_row[j] = a.first_row[0][ud] + a.first_row[1][uh] + a.first_row[2][uw];
+    first_z[j] = first_row[j] * kZPitch +
+                 (a.first_tap[0][ud] + a.first_tap[1][uh] + a.first_tap[2][uw]) * cog;
+    counts[j] = valid ? a.count[0][ud] | a.count[1][uh] << 8 | a.count[2][uw] << 16 : -1;
+#pragma unroll
+    for (int c = 0; c < kMaxColumns; ++c) acc[j][c] = 0.f;
+  }
+
+  const int gq = lane / 4, tq = lane % 4;
+  const uint32_t a_lane = (wm * kWarpM + lane % 16) * pitch + (lane / 16) * 16;
+  const uint32_t b_lane = (wn * kWarpN + lane % 8 + 8 * (lane / 16)) * pitch + ((lane / 8) % 2) * 16;
+  const bool warp_has_columns = wn * kWarpN < a.col_count;
+  for (int pass = 0; pass < a.passes; ++pass) {
+    switch (a.passes - 1 - pass) {  // this pass's rows (and the weights) landed
+      case 0: cp_async_wait<0>(); break;
+      case 1: cp_async_wait<1>(); break;
+      case 2: cp_async_wait<2>(); break;
+      default: cp_async_wait<3>(); break;
+    }
+    __syncthreads();  // ... for every thread; and the last pass's sums have read Z
+    if (warp_has_columns) {
+      float macc[kMI][kNI][4];
+      zero_accumulators(macc);
+      const uint32_t a_pass = sa + pass * kBM * pitch + a_lane;
+#pragma unroll 2
+      for (int kb = 0; kb < a.k_bytes; kb += 32) {
+        mma_k_step<scalar_t, kMI, kNI>(macc, a_pass + kb, sb + b_lane + kb, pitch);
+      }
+#pragma unroll
+      for (int i = 0; i < kMI; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float* zr = z + (wm * kWarpM + i * 16 + gq + 8 * h) * kZPitch + wn * kWarpN + 2 * tq;
+#pragma unroll
+          for (int jn = 0; jn < kNI; ++jn) {
+            zr[jn * 8] = macc[i][jn][2 * h];
+            zr[jn * 8 + 1] = macc[i][jn][2 * h + 1];
+          }
+        }
+    }
+    __syncthreads();  // Z of this pass complete
+
+    const int row_lo = pass * kBM;
+#pragma unroll
+    for (int j = 0; j < kOutputsPerThread; ++j) {
+      if (counts[j] <= 0) continue;
+      const int cd = counts[j] & 0xff, ch = (counts[j] >> 8) & 0xff, cw = counts[j] >> 16;
+      // Rows fall from first_row with each tap: skip the planes (and the
+      // outputs) this pass holds none of.
+      const int plane_span = (ch - 1) * a.row_step[1] + (cw - 1) * a.row_step[2];
+      const int first = first_row[j] - row_lo;
+      if (first < 0 || first + (cd - 1) * a.row_step[0] + plane_span >= kBM) continue;
+      for (int md = 0; md < cd; ++md) {
+        const int plane = first + md * a.row_step[0];
+        if (plane < 0 || plane + plane_span >= kBM) continue;
+        const int z_plane = first_z[j] - row_lo * kZPitch + md * z_step[0];
+        for (int mh = 0; mh < ch; ++mh) {
+          const int row0 = plane + mh * a.row_step[1];
+          const int z0 = z_plane + mh * z_step[1];
+          for (int mw = 0; mw < cw; ++mw) {
+            const int row = row0 + mw * a.row_step[2];
+            if (unsigned(row) >= unsigned(kBM)) continue;
+            const float* zr = z + z0 + mw * z_step[2];
+#pragma unroll
+            for (int c = 0; c < kMaxColumns; ++c) {
+              if (c < cog) acc[j][c] += zr[c];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  const scalar_t* bias = static_cast<const scalar_t*>(a.ops.bias);
+  scalar_t* y = static_cast<scalar_t*>(a.ops.dest);
+#pragma unroll
+  for (int j = 0; j < kOutputsPerThread; ++j) {
+    if (counts[j] < 0) continue;
+    int u = tid + j * kThreads;
+    const int uw = u % int(a.box[2].tile);
+    u /= int(a.box[2].tile);
+    const int uh = u % int(a.box[1].tile), ud = u / int(a.box[1].tile);
+    const int64_t od = tile[0] * a.box[0].tile - a.box[0].shift + ud;
+    const int64_t oh = tile[1] * a.box[1].tile - a.box[1].shift + uh;
+    const int64_t ow = tile[2] * a.box[2].tile - a.box[2].shift + uw;
+    scalar_t* yo = y + index_t(n * p.output.n + g * cog * p.output.c + od * p.output.d +
+                               oh * p.output.h + ow * p.output.w);
+#pragma unroll
+    for (int c = 0; c < kMaxColumns; ++c) {
+      if (c >= cog) continue;
+      const float b = bias != nullptr ? to_acc(bias[index_t((g * cog + c) * p.bias_stride)]) : 0.f;
+      yo[index_t(c * p.output.c)] = from_acc<scalar_t>(acc[j][c] + b);
+    }
+  }
+#else
+  __trap();  // never launched: forward_taps_gemm_supports requires sm_80 code
+#endif
+}
+
+// The tile: per axis L a power of two times the stride (≤ kMaxTile, no longer
+// than the axis needs), shift 0 or p mod s; the box within kMaxBoxRows, the
+// tile within kMaxOutputs.  Least MMA passes over the whole output, a pass
+// and a block's fixed cost (loads, epilogue) counted alike.
+struct Plan {
+  ForwardBoxAxis box[3];
+  int64_t box_rows = 0, passes = 0, tiles = 0;
+};
+
+bool plan_tiles(const ConvTranspose3dParams& p, Plan* best) {
+  std::vector<ForwardBoxAxis> options[3];
+  for (int ax = 0; ax < 3; ++ax) {
+    const Axis& a = p.axis[ax];
+    for (const int64_t shift : {int64_t(0), a.padding % a.stride}) {
+      const int64_t need = (a.out + shift + a.stride - 1) / a.stride * a.stride;
+      for (int64_t L = a.stride; L <= kMaxTile; L *= 2) {
+        options[ax].push_back(forward_box_axis(a, L, shift));
+        if (L >= need) break;
+      }
+      if (a.padding % a.stride == 0) break;  // one shift only
+    }
+  }
+  int64_t best_cost = std::numeric_limits<int64_t>::max();
+  for (const ForwardBoxAxis& d : options[0])
+    for (const ForwardBoxAxis& h : options[1])
+      for (const ForwardBoxAxis& w : options[2]) {
+        const int64_t rows = d.extent * h.extent * w.extent;
+        if (rows > kMaxBoxRows || d.tile * h.tile * w.tile > kMaxOutputs) continue;
+        const int64_t tiles = d.tiles * h.tiles * w.tiles;
+        const int64_t passes = (rows + kBM - 1) / kBM;
+        const int64_t cost = tiles * (passes + 1);
+        if (cost < best_cost) {
+          best_cost = cost;
+          *best = Plan{{d, h, w}, rows, passes, tiles};
+        }
+      }
+  return best_cost != std::numeric_limits<int64_t>::max();
+}
+
+template <typename scalar_t, typename index_t>
+cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
+                         cudaStream_t stream) {
+  constexpr auto kernel = forward_taps_kernel<scalar_t, index_t>;
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(static_cast<unsigned int>(batch * a.tiles), static_cast<unsigned int>(groups));
+  kernel<<<grid, kThreads, smem, stream>>>(a);
+  return cudaGetLastError();
+}
+
+int64_t k_bytes(int64_t channels, ScalarKind dtype) {
+  return (channels * (16 / tensor_core_channel_multiple(dtype)) + 31) / 32 * 32;
+}
+
+int smem_bytes(const Plan& plan, int pitch) {
+  return int((plan.passes * kBM + kBN) * pitch + kBM * kZPitch * int(sizeof(float)));
+}
+
+}  // namespace fwd_taps
+
+bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  using namespace fwd_taps;
+  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  if (p.out_per_group > kMaxColumns || taps * p.out_per_group > kBN || p.groups > 65535 ||
+      k_bytes(padded_channels(p.in_per_group, dtype), dtype) > kMaxKBytes) {
+    return false;
+  }
+  for (const Axis& a : p.axis) {
+    // Run lengths travel in 8 bits; box rows, taps and tiles in int.
+    if (a.kernel > 255 || a.out > std::numeric_limits<int>::max() / 2) return false;
+  }
+  Plan plan;
+  if (!plan_tiles(p, &plan) || p.batch * plan.tiles > std::numeric_limits<int>::max()) return false;
+  return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t>>();
+}
+
+bool forward_taps_gemm_pays(const ConvTranspose3dParams& p) {
+  // A stride-1 axis with taps makes the box L + (K−1)d long for L outputs: the
+  // halo's MMAs and reads outgrow what folding the taps saves.
+  for (const Axis& a : p.axis) {
+    if (a.kernel > 1 && a.stride < 2) return false;
+  }
+  return true;
+}
+
+cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                     const TensorCoreGemmOperands& ops) {
+  using namespace fwd_taps;
+  Plan plan;
+  if (!plan_tiles(p, &plan)) return cudaErrorInvalidValue;
+  if (p.batch == 0 || plan.tiles == 0) return cudaSuccess;
+  Args a{};
+  a.p = p;
+  a.ops = ops;
+  std::copy(plan.box, plan.box + 3, a.box);
+  a.tiles = plan.tiles;
+  a.box_rows = int(plan.box_rows);
+  a.passes = int(plan.passes);
+  a.outputs = int(plan.box[0].tile * plan.box[1].tile * plan.box[2].tile);
+  a.col_count = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns);
+  a.k_bytes = int(k_bytes(ops.channels, cfg.dtype));
+  a.pitch = a.k_bytes + 16;
+  const int row_stride[3] = {a.box_rows / int(plan.box[0].extent), int(plan.box[2].extent), 1};
+  const int tap_stride[3] = {int(p.axis[1].kernel * p.axis[2].kernel), int(p.axis[2].kernel), 1};
+  for (int ax = 0; ax < 3; ++ax) {
+    a.row_step[ax] = -int(p.axis[ax].in_step) * row_stride[ax];
+    a.tap_step[ax] = int(p.axis[ax].tap_step) * tap_stride[ax];
+    for (int64_t u = 0; u < plan.box[ax].tile; ++u) {
+      const ForwardBoxTaps t = forward_box_taps(p.axis[ax], plan.box[ax], u);
+      a.first_row[ax][u] = int(t.box) * row_stride[ax];
+      a.first_tap[ax][u] = int(t.tap) * tap_stride[ax];
+      a.count[ax][u] = int(t.count);
+    }
+  }
+  const int smem = smem_bytes(plan, a.pitch);
+  cudaError_t err = cudaErrorInvalidValue;
+  igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
+    err = launch_typed<decltype(scalar), decltype(index)>(a, smem, p.batch, p.groups, cfg.stream);
+  });
+  return err;
+}
+
+}  // namespace tconv3d::cuda
