@@ -73,7 +73,7 @@ struct Args {
   int row_step[3], tap_step[3];
 };
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename index_t, int kAxisTaps>
 __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int ES = sizeof(scalar_t), VEC = 16 / ES;
@@ -201,22 +201,29 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
     for (int j = 0; j < kOutputsPerThread; ++j) {
       if (counts[j] <= 0) continue;
       const int cd = counts[j] & 0xff, ch = (counts[j] >> 8) & 0xff, cw = counts[j] >> 16;
-      // Rows fall from first_row with each tap: skip the planes (and the
-      // outputs) this pass holds none of.
-      const int plane_span = (ch - 1) * a.row_step[1] + (cw - 1) * a.row_step[2];
+      // Rows fall from first_row with each tap: skip the outputs this pass
+      // holds no row of.
       const int first = first_row[j] - row_lo;
-      if (first < 0 || first + (cd - 1) * a.row_step[0] + plane_span >= kBM) continue;
-      for (int md = 0; md < cd; ++md) {
-        const int plane = first + md * a.row_step[0];
-        if (plane < 0 || plane + plane_span >= kBM) continue;
-        const int z_plane = first_z[j] - row_lo * kZPitch + md * z_step[0];
-        for (int mh = 0; mh < ch; ++mh) {
-          const int row0 = plane + mh * a.row_step[1];
-          const int z0 = z_plane + mh * z_step[1];
-          for (int mw = 0; mw < cw; ++mw) {
-            const int row = row0 + mw * a.row_step[2];
+      const int last = first + (cd - 1) * a.row_step[0] + (ch - 1) * a.row_step[1] +
+                       (cw - 1) * a.row_step[2];
+      if (first < 0 || last >= kBM) continue;
+      const float* zj = z + first_z[j] - row_lo * kZPitch;
+      // kAxisTaps > 0: at most that many taps an axis (k ≤ 2s: the VAE
+      // layers), the walk unrolled; 0: any number.
+      const int nd = kAxisTaps > 0 ? kAxisTaps : cd, nh = kAxisTaps > 0 ? kAxisTaps : ch;
+      const int nw = kAxisTaps > 0 ? kAxisTaps : cw;
+#pragma unroll
+      for (int md = 0; md < nd; ++md) {
+        if (md >= cd) break;
+#pragma unroll
+        for (int mh = 0; mh < nh; ++mh) {
+          if (mh >= ch) break;
+#pragma unroll
+          for (int mw = 0; mw < nw; ++mw) {
+            if (mw >= cw) break;
+            const int row = first + md * a.row_step[0] + mh * a.row_step[1] + mw * a.row_step[2];
             if (unsigned(row) >= unsigned(kBM)) continue;
-            const float* zr = z + z0 + mw * z_step[2];
+            const float* zr = zj + md * z_step[0] + mh * z_step[1] + mw * z_step[2];
 #pragma unroll
             for (int c = 0; c < kMaxColumns; ++c) {
               if (c < cog) acc[j][c] += zr[c];
@@ -292,10 +299,10 @@ bool plan_tiles(const ConvTranspose3dParams& p, Plan* best) {
   return best_cost != std::numeric_limits<int64_t>::max();
 }
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename index_t, int kAxisTaps>
 cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
                          cudaStream_t stream) {
-  constexpr auto kernel = forward_taps_kernel<scalar_t, index_t>;
+  constexpr auto kernel = forward_taps_kernel<scalar_t, index_t, kAxisTaps>;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(batch * a.tiles), static_cast<unsigned int>(groups));
@@ -326,7 +333,7 @@ bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype
   }
   Plan plan;
   if (!plan_tiles(p, &plan) || p.batch * plan.tiles > std::numeric_limits<int>::max()) return false;
-  return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t>>();
+  return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t, 0>>();
 }
 
 bool forward_taps_gemm_pays(const ConvTranspose3dParams& p) {
@@ -369,8 +376,12 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
   }
   const int smem = smem_bytes(plan, a.pitch);
   cudaError_t err = cudaErrorInvalidValue;
+  const bool two_taps = *std::max_element(&a.count[0][0], &a.count[0][0] + 3 * kMaxTile) <= 2;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
-    err = launch_typed<decltype(scalar), decltype(index)>(a, smem, p.batch, p.groups, cfg.stream);
+    using S = decltype(scalar);
+    using I = decltype(index);
+    err = two_taps ? launch_typed<S, I, 2>(a, smem, p.batch, p.groups, cfg.stream)
+                   : launch_typed<S, I, 0>(a, smem, p.batch, p.groups, cfg.stream);
   });
   return err;
 }
