@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
-#include <vector>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -35,6 +34,7 @@
 #include "../index_math.h"
 #include "../scalar_convert.h"
 #include "dispatch.cuh"
+#include "forward_taps_plan.h"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
 
@@ -42,16 +42,13 @@ namespace tconv3d::cuda {
 namespace fwd_taps {
 
 constexpr int kThreads = 256;
-constexpr int kBM = 64;                   // box rows a pass multiplies
 constexpr int kBN = 192;                  // every (tap, co) column at once
 constexpr int kWarpsM = 2, kWarpM = 32, kWarpN = kBN / 4;  // 8 warps, 2 × 4
 constexpr int kMI = kWarpM / 16, kNI = kWarpN / 8;
-constexpr int kMaxBoxRows = 256;          // four passes
 constexpr int kOutputsPerThread = 4;
-constexpr int kMaxOutputs = kThreads * kOutputsPerThread;
+static_assert(kMaxOutputs == kThreads * kOutputsPerThread, "four outputs a thread");
 constexpr int kMaxColumns = 4;            // Cout/G
 constexpr int kMaxKBytes = 256;
-constexpr int kMaxTile = 32;
 constexpr int kZPitch = kBN + 1;          // odd: a warp's gather reads spread over the banks
 constexpr int kMaxSmem = (kMaxBoxRows + kBN) * (kMaxKBytes + 16) + kBM * kZPitch * 4;
 
@@ -260,45 +257,6 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
 #endif
 }
 
-// The tile: per axis L a power of two times the stride (≤ kMaxTile, no longer
-// than the axis needs), shift 0 or p mod s; the box within kMaxBoxRows, the
-// tile within kMaxOutputs.  Least MMA passes over the whole output, a pass
-// and a block's fixed cost (loads, epilogue) counted alike.
-struct Plan {
-  ForwardBoxAxis box[3];
-  int64_t box_rows = 0, passes = 0, tiles = 0;
-};
-
-bool plan_tiles(const ConvTranspose3dParams& p, Plan* best) {
-  std::vector<ForwardBoxAxis> options[3];
-  for (int ax = 0; ax < 3; ++ax) {
-    const Axis& a = p.axis[ax];
-    for (const int64_t shift : {int64_t(0), a.padding % a.stride}) {
-      const int64_t need = (a.out + shift + a.stride - 1) / a.stride * a.stride;
-      for (int64_t L = a.stride; L <= kMaxTile; L *= 2) {
-        options[ax].push_back(forward_box_axis(a, L, shift));
-        if (L >= need) break;
-      }
-      if (a.padding % a.stride == 0) break;  // one shift only
-    }
-  }
-  int64_t best_cost = std::numeric_limits<int64_t>::max();
-  for (const ForwardBoxAxis& d : options[0])
-    for (const ForwardBoxAxis& h : options[1])
-      for (const ForwardBoxAxis& w : options[2]) {
-        const int64_t rows = d.extent * h.extent * w.extent;
-        if (rows > kMaxBoxRows || d.tile * h.tile * w.tile > kMaxOutputs) continue;
-        const int64_t tiles = d.tiles * h.tiles * w.tiles;
-        const int64_t passes = (rows + kBM - 1) / kBM;
-        const int64_t cost = tiles * (passes + 1);
-        if (cost < best_cost) {
-          best_cost = cost;
-          *best = Plan{{d, h, w}, rows, passes, tiles};
-        }
-      }
-  return best_cost != std::numeric_limits<int64_t>::max();
-}
-
 template <typename scalar_t, typename index_t, int kAxisTaps>
 cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
                          cudaStream_t stream) {
@@ -332,7 +290,9 @@ bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype
     if (a.kernel > 255 || a.out > std::numeric_limits<int>::max() / 2) return false;
   }
   Plan plan;
-  if (!plan_tiles(p, &plan) || p.batch * plan.tiles > std::numeric_limits<int>::max()) return false;
+  if (!plan_forward_taps(p, &plan) || p.batch * plan.tiles > std::numeric_limits<int>::max()) {
+    return false;
+  }
   return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t, 0>>();
 }
 
@@ -349,7 +309,7 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
                                      const TensorCoreGemmOperands& ops) {
   using namespace fwd_taps;
   Plan plan;
-  if (!plan_tiles(p, &plan)) return cudaErrorInvalidValue;
+  if (!plan_forward_taps(p, &plan)) return cudaErrorInvalidValue;
   if (p.batch == 0 || plan.tiles == 0) return cudaSuccess;
   Args a{};
   a.p = p;
@@ -362,21 +322,14 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
   a.col_count = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns);
   a.k_bytes = int(k_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
-  const int row_stride[3] = {a.box_rows / int(plan.box[0].extent), int(plan.box[2].extent), 1};
-  const int tap_stride[3] = {int(p.axis[1].kernel * p.axis[2].kernel), int(p.axis[2].kernel), 1};
-  for (int ax = 0; ax < 3; ++ax) {
-    a.row_step[ax] = -int(p.axis[ax].in_step) * row_stride[ax];
-    a.tap_step[ax] = int(p.axis[ax].tap_step) * tap_stride[ax];
-    for (int64_t u = 0; u < plan.box[ax].tile; ++u) {
-      const ForwardBoxTaps t = forward_box_taps(p.axis[ax], plan.box[ax], u);
-      a.first_row[ax][u] = int(t.box) * row_stride[ax];
-      a.first_tap[ax][u] = int(t.tap) * tap_stride[ax];
-      a.count[ax][u] = int(t.count);
-    }
-  }
+  std::copy(&plan.first_row[0][0], &plan.first_row[0][0] + 3 * kMaxTile, &a.first_row[0][0]);
+  std::copy(&plan.first_tap[0][0], &plan.first_tap[0][0] + 3 * kMaxTile, &a.first_tap[0][0]);
+  std::copy(&plan.count[0][0], &plan.count[0][0] + 3 * kMaxTile, &a.count[0][0]);
+  std::copy(plan.row_step, plan.row_step + 3, a.row_step);
+  std::copy(plan.tap_step, plan.tap_step + 3, a.tap_step);
   const int smem = smem_bytes(plan, a.pitch);
   cudaError_t err = cudaErrorInvalidValue;
-  const bool two_taps = *std::max_element(&a.count[0][0], &a.count[0][0] + 3 * kMaxTile) <= 2;
+  const bool two_taps = plan.max_count <= 2;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     using S = decltype(scalar);
     using I = decltype(index);
