@@ -147,6 +147,19 @@ TCONV3D_HOST_DEVICE Run grad_weight_positions(const Axis& ax, int64_t k) {
   return r;
 }
 
+// Position r of a flattened (n, d, h, w) grid of input positions, W fastest:
+// its coordinates i[0..2] (D, H, W) and, returned, its sample n.  The GEMMs
+// whose rows are input positions decode them here.
+TCONV3D_HOST_DEVICE int64_t unflatten_input_position(const Axis (&axis)[3], int64_t r,
+                                                     int64_t (&i)[3]) {
+  i[2] = r % axis[2].in;
+  r /= axis[2].in;
+  i[1] = r % axis[1].in;
+  r /= axis[1].in;
+  i[0] = r % axis[0].in;
+  return r / axis[0].in;
+}
+
 // One spatial axis of an implicit GEMM that gathers rows from a source tensor.
 // GEMM row j (0 ≤ j < rows) and tap t (0 ≤ t < taps) read source position
 //

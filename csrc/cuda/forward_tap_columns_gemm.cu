@@ -89,14 +89,12 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
   scalar_t* y = static_cast<scalar_t*>(a.ops.dest);
 
   if (tid < kBM) {  // the rows' offsets in x and y (tap 0, channel 0 of the group)
-    int64_t r = m0 + tid;
+    const int64_t r = m0 + tid;
     index_t xo = 0, yo = 0;
     if (r < a.rows) {
-      const int64_t iw = r % p.axis[2].in;
-      r /= p.axis[2].in;
-      const int64_t ih = r % p.axis[1].in;
-      r /= p.axis[1].in;
-      const int64_t id = r % p.axis[0].in, n = r / p.axis[0].in;
+      int64_t i[3];
+      const int64_t n = unflatten_input_position(p.axis, r, i);
+      const int64_t id = i[0], ih = i[1], iw = i[2];
       xo = index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
                    iw * a.ops.source_w + g * C);
       yo = index_t(n * p.output.n + id * p.axis[0].stride * p.output.d +
