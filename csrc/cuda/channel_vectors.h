@@ -13,6 +13,13 @@ inline int64_t element_bytes(ScalarKind dtype) {
   return dtype == ScalarKind::Float64 ? 8 : dtype == ScalarKind::Float32 ? 4 : 2;
 }
 
+// The dtypes the tensor-core kernels take: fp16, bf16, and fp32 as TF32
+// where allowed.
+inline bool tensor_core_dtype(ScalarKind dtype, bool allow_tf32) {
+  return dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
+         (dtype == ScalarKind::Float32 && allow_tf32);
+}
+
 // Channels in 16 bytes.
 inline int64_t vector_channels(ScalarKind dtype) { return 16 / element_bytes(dtype); }
 

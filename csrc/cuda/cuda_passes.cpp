@@ -211,11 +211,17 @@ int64_t uniform_position_stride(const at::Tensor& t) {
   return stride < 0 ? 1 : stride;
 }
 
-// The taps-folded grad-weight's gy: [N, D, H, W, G, kTapChannels], each
-// group's channels padded with zeros, in one coalesced pass
-// (launch_pad_groups_to_four) where positions are uniformly strided, else
-// by ATen's pad.
+// The taps-folded grad-weight's gy: each group's channels kTapChannels wide,
+// a (position, group) one cp.async piece — in place where groups are exactly
+// that wide and read in such pieces, else [N, D, H, W, G, kTapChannels] with
+// the channels padded with zeros, in one coalesced pass
+// (launch_pad_groups_to_four) where positions are uniformly strided, else by
+// ATen's pad.
 GemmSource taps_gy_source(const at::Tensor& t, int64_t groups) {
+  if (t.size(1) / groups == kTapChannels &&
+      reads_in_pieces(t, groups, kTapChannels * int64_t(t.element_size()))) {
+    return in_place(t);
+  }
   const int64_t position_stride = uniform_position_stride(t);
   if (position_stride < 0) return gemm_source(t, groups, kTapChannels);
   at::Tensor c = scratch({t.size(0), t.size(2), t.size(3), t.size(4), groups, kTapChannels},
@@ -424,9 +430,7 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype
     default: {
       if (p.in_per_group > 4) return false;
       const bool channels_last = p.input.c == 1 && p.output.c == 1;
-      const bool tensor_cores = may_use_tensor_cores(p) &&
-                                (dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
-                                 (dtype == ScalarKind::Float32 && tf32_allowed()));
+      const bool tensor_cores = may_use_tensor_cores(p) && tensor_core_dtype(dtype, tf32_allowed());
       return channels_last || p.out_per_group <= 8 || !tensor_cores;
     }
   }
@@ -454,14 +458,9 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // channel) pairs.  Every tensor-core policy takes it (the Hopper GEMM
     // needs 64-channel groups).  x in 16-byte pieces, in place where it can
     // be; gy's groups padded to kTapChannels, one cp.async piece a tap.
-    const GemmSource x = reads_in_pieces(input, p.groups, 16)
-                             ? in_place(input)
-                             : gemm_source(input, p.groups, padded_channels(p.in_per_group, dtype));
-    const bool gy_in_place = p.out_per_group == kTapChannels &&
-                             reads_in_pieces(grad_output, p.groups,
-                                             kTapChannels * int64_t(grad_output.element_size()));
-    const GemmSource gy = gy_in_place ? in_place(grad_output) : taps_gy_source(grad_output, p.groups);
-    const int64_t x_group = x.tensor.dim() == 6 ? x.tensor.size(5) : p.in_per_group;
+    const int64_t x_group = padded_channels(p.in_per_group, dtype);
+    const GemmSource x = gemm_source(input, p.groups, x_group);
+    const GemmSource gy = taps_gy_source(grad_output, p.groups);
     const at::Tensor partials = float_workspace(grad_weight_taps_gemm_workspace_elems(p), grad_output);
     const TapsGemmOperands ops{x.tensor.const_data_ptr(), x.n, x.d, x.h, x.w, x_group,
                                gy.tensor.const_data_ptr(), gy.n, gy.d, gy.h, gy.w,

@@ -226,12 +226,6 @@ cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// K in bytes: a group's input channels, padded to 16-byte pieces as the op
-// layer pads them, rounded up to a whole 32-byte k-step.
-int64_t k_bytes(int64_t channels, ScalarKind dtype) {
-  return (channels * (16 / tensor_core_channel_multiple(dtype)) + 31) / 32 * 32;
-}
-
 }  // namespace tapcol
 
 bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
@@ -240,7 +234,7 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
       return false;
     }
   }
-  if (tapcol::k_bytes(padded_channels(p.in_per_group, dtype), dtype) > tapcol::kMaxKBytes ||
+  if (k_step_bytes(padded_channels(p.in_per_group, dtype), dtype) > tapcol::kMaxKBytes ||
       p.groups > 65535) {
     return false;
   }
@@ -258,7 +252,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   a.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
   if (a.rows == 0 || a.col_count == 0) return cudaSuccess;
-  a.k_bytes = int(k_bytes(ops.channels, cfg.dtype));
+  a.k_bytes = int(k_step_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
   a.m_tiles = (a.rows + kBM - 1) / kBM;
   a.col_tiles = (a.col_count + kBN - 1) / kBN;

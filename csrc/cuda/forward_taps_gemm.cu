@@ -50,7 +50,6 @@ static_assert(kMaxOutputs == kThreads * kOutputsPerThread, "four outputs a threa
 constexpr int kMaxColumns = 4;            // Cout/G
 constexpr int kMaxKBytes = 256;
 constexpr int kZPitch = kBN + 1;          // odd: a warp's gather reads spread over the banks
-constexpr int kMaxSmem = (kMaxBoxRows + kBN) * (kMaxKBytes + 16) + kBM * kZPitch * 4;
 
 struct Args {
   ConvTranspose3dParams p;
@@ -261,15 +260,11 @@ template <typename scalar_t, typename index_t, int kAxisTaps>
 cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
                          cudaStream_t stream) {
   constexpr auto kernel = forward_taps_kernel<scalar_t, index_t, kAxisTaps>;
-  const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(batch * a.tiles), static_cast<unsigned int>(groups));
   kernel<<<grid, kThreads, smem, stream>>>(a);
   return cudaGetLastError();
-}
-
-int64_t k_bytes(int64_t channels, ScalarKind dtype) {
-  return (channels * (16 / tensor_core_channel_multiple(dtype)) + 31) / 32 * 32;
 }
 
 int smem_bytes(const Plan& plan, int pitch) {
@@ -282,7 +277,7 @@ bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype
   using namespace fwd_taps;
   const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   if (p.out_per_group > kMaxColumns || taps * p.out_per_group > kBN || p.groups > 65535 ||
-      k_bytes(padded_channels(p.in_per_group, dtype), dtype) > kMaxKBytes) {
+      k_step_bytes(padded_channels(p.in_per_group, dtype), dtype) > kMaxKBytes) {
     return false;
   }
   for (const Axis& a : p.axis) {
@@ -320,7 +315,7 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
   a.passes = int(plan.passes);
   a.outputs = int(plan.box[0].tile * plan.box[1].tile * plan.box[2].tile);
   a.col_count = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns);
-  a.k_bytes = int(k_bytes(ops.channels, cfg.dtype));
+  a.k_bytes = int(k_step_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
   std::copy(&plan.first_row[0][0], &plan.first_row[0][0] + 3 * kMaxTile, &a.first_row[0][0]);
   std::copy(&plan.first_tap[0][0], &plan.first_tap[0][0] + 3 * kMaxTile, &a.first_tap[0][0]);

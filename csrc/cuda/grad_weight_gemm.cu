@@ -349,8 +349,7 @@ inline bool problem_fits(const ConvTranspose3dParams& p) {
 }  // namespace gw_gemm
 
 bool grad_weight_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32) {
-  const bool dtype_ok = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
-                        (dtype == ScalarKind::Float32 && allow_tf32);
+  const bool dtype_ok = tensor_core_dtype(dtype, allow_tf32);
   if (!dtype_ok) return false;
   if (p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (!gw_gemm::problem_fits(p)) return false;

@@ -10,6 +10,7 @@
 
 #include "../index_math.h"
 #include "../params.h"
+#include "channel_vectors.h"
 #include "launch.h"
 
 namespace tconv3d::cuda {

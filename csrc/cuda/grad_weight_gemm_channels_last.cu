@@ -338,8 +338,7 @@ cudaError_t launch_mma(const ConvTranspose3dParams& p, const Plan& pl, cudaStrea
 
 bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                              bool allow_tf32) {
-  const bool dtype_ok = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
-                        (dtype == ScalarKind::Float32 && allow_tf32);
+  const bool dtype_ok = tensor_core_dtype(dtype, allow_tf32);
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (gw_gemm::plan(p).blocks > int64_t(INT_MAX)) return false;
   return sm80_kernel_runs_here<

@@ -270,8 +270,7 @@ cudaError_t launch(const ConvTranspose3dParams& p, const gw_gemm::Plan& pl, cuda
 
 bool grad_weight_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                     bool allow_tf32) {
-  const bool half = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16;
-  if (!half && !(dtype == ScalarKind::Float32 && allow_tf32)) return false;
+  if (!tensor_core_dtype(dtype, allow_tf32)) return false;
   if (p.in_per_group < 1 || p.out_per_group < 1 || p.out_per_group > kTapChannels) return false;
   // Output positions and the taps' offsets are ints.
   for (const Axis& a : p.axis) {

@@ -193,18 +193,25 @@ __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const
   }
 }
 
-// Kernels using more than 48 KB of dynamic shared memory must opt in, once
-// per device; later calls cost one atomic load.
+// Kernels using more than 48 KB of dynamic shared memory must opt in, per
+// device, to the most any launch uses: a call asking no more than the size
+// already granted costs one atomic load, a larger one raises it (a kernel
+// whose size follows the shape may ask a different size each call).
 template <auto Kernel>
 cudaError_t opt_in_dynamic_smem(int bytes) {
-  static std::atomic<uint64_t> done{0};  // bit d: device d
+  static std::atomic<int> granted[64] = {};  // per device
   int dev = 0;
   cudaError_t err = cudaGetDevice(&dev);
   if (err != cudaSuccess) return err;
-  const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
-  if (bit != 0 && (done.load(std::memory_order_relaxed) & bit)) return cudaSuccess;
+  std::atomic<int>* const g = dev < 64 ? &granted[dev] : nullptr;
+  const int before = g != nullptr ? g->load(std::memory_order_relaxed) : 0;
+  if (bytes <= before) return cudaSuccess;
   err = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
+  if (err == cudaSuccess && g != nullptr) {
+    int seen = before;
+    while (seen < bytes && !g->compare_exchange_weak(seen, bytes, std::memory_order_relaxed)) {
+    }
+  }
   return err;
 }
 

@@ -291,8 +291,7 @@ cudaError_t launch_typed(const KernelArgs& args, const LaunchShape& s, cudaStrea
 
 bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
                                bool allow_tf32) {
-  const bool dtype_ok = dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16 ||
-                        (dtype == ScalarKind::Float32 && allow_tf32);
+  const bool dtype_ok = tensor_core_dtype(dtype, allow_tf32);
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (p.batch > 0 && !igemm::problem_fits(p, pass, tensor_core_channel_multiple(dtype))) return false;
   return sm80_kernel_runs_here<tcg::tensor_core_gemm_kernel<__half, int32_t, 128, 64>>();

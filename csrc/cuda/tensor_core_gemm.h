@@ -46,6 +46,12 @@ inline int64_t padded_channels(int64_t channels, ScalarKind dtype) {
   return (channels + vec - 1) / vec * vec;
 }
 
+// K in bytes of a GEMM over `channels` (padded_channels) a group, rounded up
+// to a whole 32-byte k-step: the mma.sync kernels' K loop.
+inline int64_t k_step_bytes(int64_t channels, ScalarKind dtype) {
+  return (channels * element_bytes(dtype) + 31) / 32 * 32;
+}
+
 // fp16/bf16, fp32 only when TF32 is allowed; shapes within the kernel's
 // 32-bit position and grid limits; a device of sm_80 or newer.
 bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
