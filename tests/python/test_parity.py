@@ -32,6 +32,17 @@ def use_precision(precision):
     return {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
+def triple(v):
+    """A per-axis argument as a 3-tuple."""
+    return (v,) * 3 if isinstance(v, int) else tuple(v)
+
+
+def padded_group_bytes(channels, groups, dtype):
+    """A group's channels in bytes, padded to 16-byte pieces as the op layer
+    pads a tensor-core GEMM's source (padded_channels)."""
+    return -(-(channels // groups * dtype.itemsize) // 16) * 16
+
+
 def make_tensor(shape, layout, dtype, device, generator):
     """Random data (never zeros) in the requested memory layout."""
     if layout == "sliced":
@@ -174,7 +185,6 @@ def narrow_gather_takes(config, layout, dtype, forward):
     else a group of 2-4 channels, else one; four channels W-fastest where a
     group's destination channels split in fours (or depthwise), else one."""
     n, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
-    triple = lambda v: (v,) * 3 if isinstance(v, int) else tuple(v)
     kernel = triple(kernel)
     out = list(map(transposed_output_extent, size, kernel, triple(stride), triple(padding),
                    triple(dilation), triple(output_padding)))
@@ -482,8 +492,7 @@ def test_forward_tap_columns_gemm(name, layout, precision):
     dtype = use_precision(precision)
     config = TAP_COLUMN_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
-    per_group_bytes = config[1] // config[3] * dtype.itemsize
-    cin_bytes = -(-per_group_bytes // 16) * 16  # padded to 16-byte pieces
+    cin_bytes = padded_group_bytes(config[1], config[3], dtype)
     expected = "forward_tap_columns_gemm" if cin_bytes <= 512 else "tensor_core_gemm"
     assert tconv3d._C._last_cuda_kernels()["forward"].startswith(expected)
 
@@ -491,10 +500,8 @@ def test_forward_tap_columns_gemm(name, layout, precision):
 def forward_taps_expected(config, dtype):
     """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
     _, cin, cout, groups, _, kernel, stride, *_ = config
-    kernel, stride = (tuple(v) if isinstance(v, tuple) else (v,) * 3 for v in (kernel, stride))
-    vec = 16 // dtype.itemsize
-    padded = -(-(cin // groups) // vec) * vec
-    k_bytes = -(-(padded * dtype.itemsize) // 32) * 32
+    kernel, stride = triple(kernel), triple(stride)
+    k_bytes = -(-padded_group_bytes(cin, groups, dtype) // 32) * 32  # whole k-steps
     columns = math.prod(kernel) * (cout // groups)
     strided = all(k == 1 or s >= 2 for k, s in zip(kernel, stride))
     return cout // groups <= 4 and columns <= 192 and k_bytes <= 256 and strided
