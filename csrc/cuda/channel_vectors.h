@@ -13,6 +13,11 @@ inline int64_t element_bytes(ScalarKind dtype) {
   return dtype == ScalarKind::Float64 ? 8 : dtype == ScalarKind::Float32 ? 4 : 2;
 }
 
+// The taps-folded GEMMs (grad_weight_taps_gemm.cu, grad_input_taps_gemm.cu)
+// read grad_output with each group's at most 4 channels padded to 4: a
+// (position, tap) is one 8- or 16-byte piece.
+constexpr int kTapChannels = 4;
+
 // The dtypes the tensor-core kernels take: fp16, bf16, and fp32 as TF32
 // where allowed.
 inline bool tensor_core_dtype(ScalarKind dtype, bool allow_tf32) {

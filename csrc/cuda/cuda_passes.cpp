@@ -326,6 +326,39 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                                             : "tensor_core_gemm";
   return true;
 }
+
+// [G·Cin/G, Cout/G, kD, kH, kW] → [G·Cin/G][packed_taps][kTapChannels], zeros
+// past the taps and the group's output channels (tensor_core_gemm.h).
+at::Tensor taps_packed_weight(const at::Tensor& w, int64_t packed_taps) {
+  const int64_t taps = w.size(2) * w.size(3) * w.size(4);
+  const at::Tensor by_tap = w.reshape({w.size(0), w.size(1), taps}).transpose(1, 2);
+  return at::constant_pad_nd(by_tap, {0, kTapChannels - w.size(1), 0, packed_taps - taps})
+      .contiguous();
+}
+
+// Auto: groups of at most kTapChannels output channels (RGB outputs) take the
+// taps-folded grad-input, whose K holds (tap, channel) pairs; the phase GEMM
+// pads each tap's 1-4 channels to a whole k-step.  The forced policies keep
+// testing the phase GEMMs on these shapes.  Returns false (nothing launched)
+// where it does not apply.
+bool try_grad_input_taps_gemm(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
+                              const at::Tensor& weight, const at::Tensor& grad_input) {
+  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  if (g_policy.load() != KernelPolicy::Auto || !may_use_tensor_cores(p) ||
+      !grad_input_taps_gemm_supports(p, dtype, tf32_allowed())) {
+    return false;
+  }
+  const GemmSource gy = taps_gy_source(grad_output, p.groups);
+  const int64_t packed_taps = grad_input_taps_gemm_packed_taps(p, dtype);
+  const at::Tensor packed = taps_packed_weight(weight, packed_taps);
+  const TapsGradInputOperands ops{gy.tensor.const_data_ptr(), gy.n, gy.d, gy.h, gy.w,
+                                  packed.const_data_ptr(), packed_taps,
+                                  grad_input.mutable_data_ptr()};
+  C10_CUDA_CHECK(launch_grad_input_taps_gemm(
+      p, config_for(grad_output, {gy.tensor, packed, grad_input}), ops));
+  g_last_kernel[1] = "grad_input_taps_gemm";
+  return true;
+}
 }  // namespace
 
 void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
@@ -362,8 +395,9 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
   const bool narrow_first = narrow_gather_first(p, GatherPass::GradInput, dtype);
-  if (!narrow_first && try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight,
-                                            at::Tensor(), grad_input)) {
+  if (!narrow_first && (try_grad_input_taps_gemm(p, grad_output, weight, grad_input) ||
+                        try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight,
+                                             at::Tensor(), grad_input))) {
     return;
   }
   const LaunchConfig cfg = config_for(grad_output, {grad_output, weight, grad_input});

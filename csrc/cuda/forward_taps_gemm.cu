@@ -143,7 +143,10 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
 #pragma unroll
   for (int j = 0; j < kOutputsPerThread; ++j) {
     const int u = tid + j * kThreads;
-    const int uw = u % lw, uh = u / lw % lh, ud = u / (lw * lh);
+    // Past the tile (fewer than kMaxOutputs positions) u reads position 0's
+    // tables, never beyond them, and is not written.
+    const int uu = u < a.outputs ? u : 0;
+    const int uw = uu % lw, uh = uu / lw % lh, ud = uu / (lw * lh);
     const bool valid =
         u < a.outputs && tile[0] * a.box[0].tile - a.box[0].shift + ud < p.axis[0].out &&
         tile[1] * a.box[1].tile - a.box[1].shift + uh < p.axis[1].out &&

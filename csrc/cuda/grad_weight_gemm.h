@@ -71,8 +71,6 @@ cudaError_t launch_grad_weight_gemm_channels_last(const ConvTranspose3dParams& p
 // once from fp32); float32 runs in TF32.  workspace holds
 // grad_weight_taps_gemm_workspace_elems(p) floats (null when 0).
 // Deterministic: no atomics; partials are combined in split order.
-constexpr int kTapChannels = 4;
-
 struct TapsGemmOperands {
   const void* input;
   int64_t input_n, input_d, input_h, input_w, input_group;

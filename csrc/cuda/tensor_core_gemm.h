@@ -85,6 +85,31 @@ bool forward_taps_gemm_pays(const ConvTranspose3dParams& p);
 cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                      const TensorCoreGemmOperands& ops);
 
+// Grad-input of groups of at most kTapChannels output channels, the taps
+// folded into K (grad_input_taps_gemm.cu): one GEMM a group over input
+// positions × input channels whose K is (tap, channel) pairs.
+//  grad_output: channels-last, each group's channels padded with zeros to
+//    kTapChannels (element g·kTapChannels + c; strides multiples of it, the
+//    address of a group's piece) — the taps-folded grad-weight's gy.
+//  packed_weight: [G·Cin/G][packed_taps][kTapChannels] contiguous, 16-byte
+//    aligned, zeros past the taps and the group's channels (packed_taps =
+//    grad_input_taps_gemm_packed_taps: the taps rounded up to whole stages).
+//  grad_input: at p.input strides, written once.
+// float32 runs in TF32.  At most kTapsGradInputMaxTaps taps.
+constexpr int kTapsGradInputMaxTaps = 512;
+struct TapsGradInputOperands {
+  const void* grad_output;
+  int64_t grad_output_n, grad_output_d, grad_output_h, grad_output_w;
+  const void* packed_weight;
+  int64_t packed_taps;
+  void* grad_input;
+};
+bool grad_input_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                   bool allow_tf32);
+int64_t grad_input_taps_gemm_packed_taps(const ConvTranspose3dParams& p, ScalarKind dtype);
+cudaError_t launch_grad_input_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                        const TapsGradInputOperands& ops);
+
 // The same GEMM on Hopper's warpgroup MMAs (tensor_core_gemm_sm90.cu): same
 // operands, contract and supported shapes (tensor_core_gemm_supports).  Runs
 // on an sm_90 device when the build has sm_90a code (setup.py turns 9.0 in

@@ -178,6 +178,14 @@ FORWARD_TAPS_CONFIGS = {
     "stride_one_axis": (1, 24, 3, 1, (4, 5, 6), (4, 3, 4), (2, 1, 2), 1, 0, 1, True),
 }
 
+# The grad-input of the same layers folds their taps into K
+# (grad_input_taps_gemm.cu) up to 512 taps, whatever the strides and columns.
+GRAD_INPUT_TAPS_CONFIGS = dict(
+    FORWARD_TAPS_CONFIGS,
+    # 576 taps: the phase GEMMs.
+    too_many_taps=(1, 24, 3, 1, (2, 2, 2), (9, 8, 8), 2, 1, 0, 1, False),
+)
+
 # Narrow groups on the CUDA-core stencil (narrow_gather.cu).  Depthwise
 # (G = Cin = Cout): channel counts that channels-last walks in 16-byte vectors
 # in every dtype (8, 16, 24), 6 (vectors in fp64 only), 1 (one channel: W

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import tconv3d
 from tconv3d._ops import transposed_output_extent
-from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_WEIGHT_CONFIGS,
+from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_INPUT_TAPS_CONFIGS,
+                   GRAD_WEIGHT_CONFIGS,
                    NARROW_GATHER_CONFIGS,
                    NARROW_GRAD_WEIGHT_CONFIGS,
                    GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
@@ -525,8 +526,29 @@ def test_forward_taps_gemm(name, layout, precision):
 
 
 @requires_cuda
-def test_forward_taps_gemm_rounds_tf32_to_nearest():
-    """TF32 operands rounded to nearest in the taps-folded forward (as in
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(GRAD_INPUT_TAPS_CONFIGS))
+def test_grad_input_taps_gemm(name, layout, precision):
+    """Few output channels a group: grad-input with its taps folded into K —
+    stages of 16 (fp16/bf16) or 8 (TF32) taps with partial last stages, gy
+    padded to 4 channels or read in place (4 channels, channels-last), taps
+    reaching past gy's ends, groups, dilation, anisotropic kernels and
+    strides, stride 1, two column tiles (128 channels) — and the phase GEMMs
+    past 512 taps."""
+    dtype = use_precision(precision)
+    config = GRAD_INPUT_TAPS_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
+    _, _, cout, groups, _, kernel, *_ = config
+    taps = math.prod(triple(kernel))
+    expected = cout // groups <= 4 and taps <= 512
+    chosen = tconv3d._C._last_cuda_kernels()["grad_input"]
+    assert (chosen == "grad_input_taps_gemm") == expected, chosen
+
+
+@requires_cuda
+def test_taps_gemms_round_tf32_to_nearest():
+    """TF32 operands rounded to nearest in the taps-folded forward and grad-input (as in
     test_tf32_operands_round_to_nearest): one tap of weight 1, x = 1 + 3·2^-12
     (0.75 of a TF32 unit above 1): the outputs that tap reaches sum 64 rounded
     products exactly, 64·(1 + 2^-10); truncation would give 64."""
@@ -534,13 +556,22 @@ def test_forward_taps_gemm_rounds_tf32_to_nearest():
     value = 1 + 3 * 2.0 ** -12
     x = torch.full((2, 64, 5, 6, 7), value, device="cuda")
     w = torch.zeros(64, 3, 4, 4, 4, device="cuda")
-    w[:, :, 1, 2, 1] = 1
+    w[:, :, 3, 2, 1] = 1  # tap 3 along D reaches past the last input: some gx stay 0
+    x.requires_grad_()
     y = tconv3d.conv_transpose3d(x, w, stride=2, padding=1)
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_taps_gemm"
     reached = F.conv_transpose3d(x.double(), w.double(), stride=2, padding=1) != 0
     assert reached.any() and not reached.all()
     expected = torch.where(reached, 64 * (1 + 2.0 ** -10), 0.0).float()
     assert torch.equal(y, expected)
+    # Grad-input (taps folded into K): each input position sums the tap's 3
+    # channels of grad_output, 3·(1 + 2^-10) where the tap lands inside it.
+    gx, = torch.autograd.grad(y, x, torch.full_like(y, value))
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_taps_gemm"
+    landed = F.conv3d(torch.ones_like(y, dtype=torch.float64), w.double(), stride=2,
+                      padding=1) != 0
+    assert landed.any() and not landed.all()
+    assert torch.equal(gx, torch.where(landed, 3 * (1 + 2.0 ** -10), 0.0).float())
 
 
 @requires_cuda
