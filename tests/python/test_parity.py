@@ -824,10 +824,13 @@ def test_narrow_gather(name, layout, dtype):
     assert kernels["forward"] == ("forward_gather" if generic else "narrow_gather")
     _, cin, cout, groups, *_ = config
     # Channels-last grad-input of groups wider than one channel stays on the
-    # tensor cores where they run (fp16/bf16, 8+ channels a group on a side).
+    # tensor cores where they run (fp16/bf16, 8+ channels a group on a side):
+    # the taps-folded GEMM for groups of at most 4 output channels.
     tensor_cores = (layout == "channels_last" and not cin == cout == groups
                     and dtype in (torch.float16, torch.bfloat16) and max(cin, cout) // groups >= 8)
-    if tensor_cores:
+    if tensor_cores and cout // groups <= 4:
+        assert kernels["grad_input"] == "grad_input_taps_gemm"
+    elif tensor_cores:
         assert kernels["grad_input"].startswith("tensor_core_gemm")
     else:
         assert kernels["grad_input"] == ("grad_input_gather" if generic else "narrow_gather")
