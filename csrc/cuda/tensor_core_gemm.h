@@ -23,7 +23,8 @@ enum class GatherPass { Forward, GradInput };
 //    are element strides, all multiples of it, the pointer 16-byte aligned.
 //  packed_weight: [G][kD·kH·kW][columns][channels] contiguous, channels
 //    zero-padded: (forward) columns = Cout/G over channels = Cin/G,
-//    (grad-input) columns = Cin/G over channels = Cout/G.
+//    (grad-input) columns = Cin/G over channels = Cout/G; fp32 rounded to
+//    TF32 (weight_pack.h), so the Hopper kernels round only the source.
 //  dest: forward y (strides p.output), grad-input grad_input (p.input).
 struct TensorCoreGemmOperands {
   GatherPass pass;

@@ -15,8 +15,9 @@
 //    so the next tile's loads overlap this tile's epilogue.  fp16/bf16
 //    stages are published by cp.async.mbarrier.arrive as the copies land;
 //    TF32 ones kLag stages later, once the thread has waited for its copies
-//    and rounded them in place (cvt.rna, as the mma.sync path and cuDNN round
-//    them; wgmma would truncate), fenced for the async proxy.
+//    and rounded its A rows in place (cvt.rna, as the mma.sync path and cuDNN
+//    round them; wgmma would truncate; the packed weight comes rounded),
+//    fenced for the async proxy.
 //  - Two consumer warpgroups (threads 128-383, 200 registers) take the tiles
 //    in turn (ping-pong: one's epilogue overlaps the other's MMAs) and each
 //    computes a whole tile: per stage, two wgmma m64nBNk16 (k8 in TF32) for
@@ -50,7 +51,7 @@
 // template instantiations would cost build time); the consumers branch on it
 // once per tile, so each stage's wgmmas stay one straight-line commit group.
 // TF32 stages land on a separate barrier and the producer warpgroup rounds
-// them in place before publishing them, as the cp.async path does.
+// their A in place before publishing them, as the cp.async path does.
 //
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
@@ -215,7 +216,8 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
 // with zeros (and still counts in full toward the stage's bytes), so they add
 // nothing to the sums, not even 0 · inf, and read no memory.  fp16/bf16
 // stages are published by the copies themselves.  TF32 ones land on `landed`
-// instead; the whole warpgroup rounds each stage in place kLag stages behind
+// instead; the whole warpgroup rounds each stage's A in place (the packed
+// weight is TF32 already, weight_pack.h) kLag stages behind
 // (cvt.rna, as the mma.sync path and cuDNN; wgmma would truncate), fences it
 // for the async proxy and publishes it.
 template <typename scalar_t, int BN>
@@ -242,7 +244,7 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
     const uint32_t s = seq % kStages;
     mbarrier_wait(landed0 + 8 * s, (seq / kStages) & 1);
     const uint32_t base = smem0 + s * L::kStageBytes;
-    for (uint32_t piece = threadIdx.x; piece < uint32_t(L::kStageBytes / 16); piece += 128) {
+    for (uint32_t piece = threadIdx.x; piece < uint32_t(L::kABytes / 16); piece += 128) {
       round_piece_to_tf32(base + 16 * piece);
     }
     fence_proxy_async_shared();
@@ -324,17 +326,14 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
 
   // TF32 only: this thread's pieces of stage `seq` have landed (it waited);
-  // round them (they sit at the same place in every stage), fence, arrive.
+  // round its A pieces (they sit at the same place in every stage; the packed
+  // weight is TF32 already, weight_pack.h), fence, arrive.
   auto publish_tf32 = [&](uint32_t seq) {
     const uint32_t s = seq % kStages;
     const uint32_t base = smem0 + s * L::kStageBytes;
 #pragma unroll
     for (int q = 0; q < kARows; ++q) {
       round_piece_to_tf32(base + sw128_offset(row0 + q * kRowStep, piece));
-    }
-#pragma unroll
-    for (int q = 0; q < L::kBRows; ++q) {
-      round_piece_to_tf32(base + L::kABytes + sw128_offset(row0 + q * kRowStep, piece));
     }
     fence_proxy_async_shared();
     mbarrier_arrive(full0 + 8 * s);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "mma_sm80.cuh"
+
 namespace tconv3d::cuda {
 namespace {
 
@@ -31,6 +33,7 @@ __global__ void __launch_bounds__(256) pack_weight_kernel(const WeightPackGeomet
                   int64_t(k) * w.channel_stride + int64_t(kd) * w.tap_stride[0] +
                   int64_t(kh) * w.tap_stride[1] + int64_t(kw) * w.tap_stride[2]];
     }
+    if constexpr (sizeof(Bits) == 4) value = to_tf32(value);  // weight_pack.h
     dst[i] = value;
   }
 }

@@ -26,8 +26,9 @@ struct WeightPackGeometry {
   int64_t tap_stride[3];
 };
 
-// element_bytes 2 or 4 (bits are moved, so fp16, bf16 and fp32 alike);
-// dst holds groups · taps · columns · padded elements.
+// element_bytes 2 (fp16, bf16: bits moved) or 4 (fp32, rounded to TF32: its
+// only readers are the TF32 GEMMs, which so round one operand, not two, per
+// stage); dst holds groups · taps · columns · padded elements.
 cudaError_t launch_pack_weight(const WeightPackGeometry& w, int element_bytes, void* dst,
                                cudaStream_t stream);
 

@@ -347,23 +347,27 @@ def test_auto_policy_takes_the_tma_loader_where_it_fits(case, precision):
 
 
 @requires_cuda
+@pytest.mark.parametrize("operand", ["data", "weight"])
 @pytest.mark.parametrize("kernel_policy", ["auto", "tensor_core"], indirect=True)
-def test_tf32_operands_round_to_nearest(kernel_policy):
+def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     """TF32 on either GEMM rounds each fp32 operand to the nearest TF32 value
     (as cuDNN does), never truncates: 1 + 3·2^-12 is 0.75 of a TF32 unit above
-    1, so 64 products with the centre tap's weight of 1 (the other taps' are
-    0, exact products) sum exactly to 64·(1 + 2^-10); truncated operands
-    would give 64.  Kernel 3, padding 1: the phase GEMMs, not the U-Net one."""
+    1, so 64 products of it with 1 (the centre tap's; the other taps' weights
+    are 0, exact products) sum exactly to 64·(1 + 2^-10); truncated operands
+    would give 64.  The value sits in x and grad_output (rounded as the GEMMs
+    load them) or in the weight (rounded once, as it is packed).  Kernel 3,
+    padding 1: the phase GEMMs, not the U-Net one."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     use_precision("tf32")
     value = 1 + 3 * 2.0 ** -12
-    x = torch.full((2, 64, 5, 6, 7), value, device="cuda").contiguous(
+    data, tap = (value, 1.0) if operand == "data" else (1.0, value)
+    x = torch.full((2, 64, 5, 6, 7), data, device="cuda").contiguous(
         memory_format=torch.channels_last_3d).requires_grad_()
     w = torch.zeros(64, 64, 3, 3, 3, device="cuda")
-    w[:, :, 1, 1, 1] = 1
+    w[:, :, 1, 1, 1] = tap
     y = tconv3d.conv_transpose3d(x, w, padding=1)
-    gx, = torch.autograd.grad(y, x, torch.full_like(y, value))
+    gx, = torch.autograd.grad(y, x, torch.full_like(y, data))
     expected = 64 * (1 + 2.0 ** -10)
     assert torch.equal(y, torch.full_like(y, expected))
     assert torch.equal(gx, torch.full_like(gx, expected))
