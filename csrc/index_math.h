@@ -197,6 +197,17 @@ TCONV3D_HOST_DEVICE GemmAxis forward_phase_axis(const Axis& ax, int64_t r) {
   return g;
 }
 
+// Whether every forward stride phase of the axis holds the same number of
+// taps (k2s2, k4s2, stride 1: yes; k3s2: 2 and 1): a persistent GEMM that
+// deals tiles of all phases round-robin then gives every CTA equal K.
+TCONV3D_HOST_DEVICE bool phases_hold_equal_taps(const Axis& ax) {
+  const int64_t taps = forward_phase_axis(ax, 0).taps;
+  for (int64_t r = 1; r < ax.stride; ++r) {
+    if (forward_phase_axis(ax, r).taps != taps) return false;
+  }
+  return true;
+}
+
 // Grad-input: gx at input position i gathers grad_output at o = i·s − p + k·d
 // over every tap k (an ordinary strided convolution).
 TCONV3D_HOST_DEVICE GemmAxis grad_input_axis(const Axis& ax) {

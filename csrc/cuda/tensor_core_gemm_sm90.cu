@@ -714,11 +714,19 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   // mixed (0.72-1.45x), it lost at 32 columns (1.2-1.5x) and with narrow rows
   // in most cases (32→32 k3s1 0.18 vs 0.14 ms, grouped forward 0.145 vs
   // 0.096; packed stages 0.188 vs 0.141): all of those stay on mma.sync.
+  // With the weight packed in TF32 (the producers round only A), the TMA
+  // forward of 64+ columns won where every phase has equal taps (ms, vs
+  // mma.sync or tap columns, CL / NCDHW: U-Net k2s2 128→64 0.139 vs 0.160 /
+  // 0.187 vs 0.204, 256→128 0.067 vs 0.106 / 0.082 vs 0.094, VAE k4s2 0.210
+  // vs 0.213 / 0.222 vs 0.250) and lost where they differ (VAE k3s2 128→64
+  // 0.256 vs 0.183: its 1-tap phases' tiles are a quarter of the 8-tap ones').
   const bool tf32 = dtype == ScalarKind::Float32;
   const int64_t tma_row = tcg90::tma_row_bytes(p, pass, dtype);
   if (!tf32 && tma_row != 0) return true;
-  if (tf32 && tma_row == tcg90::kSliceBytes && columns > 32 && pass == GatherPass::GradInput) {
-    return true;
+  if (tf32 && tma_row == tcg90::kSliceBytes) {
+    if (pass == GatherPass::GradInput) return columns > 32;
+    return columns >= 64 && phases_hold_equal_taps(p.axis[0]) &&
+           phases_hold_equal_taps(p.axis[1]) && phases_hold_equal_taps(p.axis[2]);
   }
   if (tf32) return false;
   if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;

@@ -304,8 +304,10 @@ def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
 @pytest.mark.parametrize("case", [
     # (in_channels, out_channels, groups, input DHW, kernel, stride, padding, output_padding,
     #  expected bf16 forward, grad-input, expected TF32 forward, grad-input)
-    # 64 -> 64: whole 128-byte rows on both sides, 64 columns.
+    # 64 -> 64: whole 128-byte rows on both sides, 64 columns; TF32 forward
+    # phases of 2 and 1 taps a side stay on mma.sync, those of k4s2 do not.
     (64, 64, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "mma", "tma"),
+    (64, 64, 1, (5, 6, 7), 4, 2, 1, 0, "tma", "tma", "tma", "tma"),
     # 64 -> 32: forward 128-byte rows over 32 columns; grad-input's 32 source
     # channels one 64-byte row in bf16, a whole 128-byte row in TF32.
     (64, 32, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "mma", "tma"),
@@ -315,13 +317,14 @@ def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
     # 16 channels per group of 4: 32-byte rows over 16 columns in bf16 (64-byte
     # rows in TF32, which stay on mma.sync).
     (64, 64, 4, (4, 5, 6), 3, 2, 1, 1, "tma", "tma", "mma", "mma"),
-], ids=["64to64", "64to32", "32to32_k3s1", "groups4_of_16"])
+], ids=["64to64", "64to64_k4s2", "64to32", "32to32_k3s1", "groups4_of_16"])
 def test_auto_policy_takes_the_tma_loader_where_it_fits(case, precision):
     """Auto: fp16/bf16 take the Hopper GEMM with its TMA loader wherever the
     source's channels per group suit it (whole 128-byte rows, or exactly one
-    64- or 32-byte row), whatever the column and tile counts; TF32 only for
-    grad-input with 128-byte rows above 32 columns (its forwards, 32 columns
-    and narrow rows stay on mma.sync); all exact."""
+    64- or 32-byte row), whatever the column and tile counts; TF32 only with
+    128-byte rows, for grad-input above 32 columns and forwards of 64+
+    columns whose phases hold equal taps (other forwards, 32 columns and
+    narrow rows stay on mma.sync); all exact."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     cin, cout, groups, size, kernel, stride, padding, output_padding, *expected = case
@@ -356,7 +359,8 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     are 0, exact products) sum exactly to 64·(1 + 2^-10); truncated operands
     would give 64.  The value sits in x and grad_output (rounded as the GEMMs
     load them) or in the weight (rounded once, as it is packed).  Kernel 3,
-    padding 1: the phase GEMMs, not the U-Net one."""
+    padding 1: the phase GEMMs, not the U-Net one; 64 columns over whole
+    128-byte rows, one phase: auto takes the Hopper GEMM in both passes."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     use_precision("tf32")
@@ -372,9 +376,8 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     assert torch.equal(y, torch.full_like(y, expected))
     assert torch.equal(gx, torch.full_like(gx, expected))
     kernels = tconv3d._C._last_cuda_kernels()
-    assert kernels["forward"] == "tensor_core_gemm"  # TF32 forwards stay on mma.sync
-    assert kernels["grad_input"] == ("tensor_core_gemm_sm90_tma" if kernel_policy == "auto"
-                                     else "tensor_core_gemm")
+    expected = "tensor_core_gemm_sm90_tma" if kernel_policy == "auto" else "tensor_core_gemm"
+    assert kernels["forward"] == kernels["grad_input"] == expected
 
 
 @requires_cuda
