@@ -719,14 +719,23 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   // mma.sync or tap columns, CL / NCDHW: U-Net k2s2 128→64 0.139 vs 0.160 /
   // 0.187 vs 0.204, 256→128 0.067 vs 0.106 / 0.082 vs 0.094, VAE k4s2 0.210
   // vs 0.213 / 0.222 vs 0.250) and lost where they differ (VAE k3s2 128→64
-  // 0.256 vs 0.183: its 1-tap phases' tiles are a quarter of the 8-tap ones').
+  // 0.256 vs 0.183: its 1-tap phases' tiles are 4 stages of K), but not where
+  // even the fewest taps make 8+ stages (1 KB rows and more: VAE-video k3s2
+  // 256→128 0.174 vs 0.219, bottleneck k3s2 512→256 0.141 vs 0.148; kernel_ab
+  // at 34b63c9).
   const bool tf32 = dtype == ScalarKind::Float32;
   const int64_t tma_row = tcg90::tma_row_bytes(p, pass, dtype);
   if (!tf32 && tma_row != 0) return true;
   if (tf32 && tma_row == tcg90::kSliceBytes) {
     if (pass == GatherPass::GradInput) return columns > 32;
-    return columns >= 64 && phases_hold_equal_taps(p.axis[0]) &&
-           phases_hold_equal_taps(p.axis[1]) && phases_hold_equal_taps(p.axis[2]);
+    bool equal = true;
+    int64_t fewest_stages = p.in_per_group * element_bytes(dtype) / tcg90::kSliceBytes;
+    for (const Axis& ax : p.axis) {
+      const PhaseTaps range = phase_tap_range(ax);
+      equal = equal && range.fewest == range.most;
+      fewest_stages *= range.fewest;
+    }
+    return columns >= 64 && (equal || fewest_stages >= 8);
   }
   if (tf32) return false;
   if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;
