@@ -70,16 +70,23 @@ def ab_row(case: bench.Case, dtype_name: str, layout: str, pass_: str, policies:
     return row
 
 
+PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
+
+
 def markdown(rows: list[dict], policies: list[str]) -> str:
+    """One row a (case, dtype, layout, pass): cuDNN's time, then each policy's
+    time, speed-up, difference from cuDNN and the kernel it ran for the pass
+    (auto's choice shows which forced column it should match)."""
     head = ["case", "dtype", "layout", "pass", "cuDNN ms"]
     for p in policies:
-        head += [f"{p} ms", f"{p} ×cuDNN", f"{p} diff"]
+        head += [f"{p} ms", f"{p} ×cuDNN", f"{p} diff", f"{p} kernel"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["case"], r["dtype"], r["layout"], r["pass"], f"{r['cudnn_ms']:.4f}"]
         for p in policies:
+            kernel = r.get(p + "_kernel", {}).get(PASS_KERNEL[r["pass"]], "?")
             cells += [f"{r[p + '_ms']:.4f}", f"{r['cudnn_ms'] / r[p + '_ms']:.2f}x",
-                      f"{r[p + '_diff']:.1e}"]
+                      f"{r[p + '_diff']:.1e}", kernel]
         lines.append("| " + " | ".join(cells) + " |")
     summary = []
     for p in policies:
