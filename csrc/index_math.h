@@ -206,7 +206,8 @@ struct PhaseTaps {
   int64_t fewest, most;
 };
 TCONV3D_HOST_DEVICE PhaseTaps phase_tap_range(const Axis& ax) {
-  PhaseTaps range{forward_phase_axis(ax, 0).taps, forward_phase_axis(ax, 0).taps};
+  const int64_t first = forward_phase_axis(ax, 0).taps;
+  PhaseTaps range{first, first};
   for (int64_t r = 1; r < ax.stride; ++r) {
     const int64_t taps = forward_phase_axis(ax, r).taps;
     range.fewest = min64(range.fewest, taps);

@@ -292,14 +292,13 @@ TEST(IndexMath, PhaseTapRange) {
     for (int64_t d = 1; d <= 4; ++d)
       for (int64_t k = 1; k <= 7; ++k)
         for (int64_t p = 0; p <= 3; ++p) {
-          const int64_t out = (5 - 1) * s - 2 * p + d * (k - 1) + 1;
-          if (out < 1) continue;
-          const Axis ax = make_axis(5, out, k, s, p, d);
-          std::vector<int64_t> count(s, 0);
-          for (int64_t t = 0; t < k; ++t) ++count[mod(t * d - p, s)];
+          const AxisConfig c{5, k, s, p, d, 0};
+          if (c.out() <= 0) continue;
+          std::vector<int64_t> count(s, 0);  // each phase's taps: where tap t lands from input 0
+          for (int64_t t = 0; t < k; ++t) ++count[mod(output_of(c, 0, t), s)];
           const auto [fewest, most] = std::minmax_element(count.begin(), count.end());
-          EXPECT_EQ(range(ax), std::make_pair(*fewest, *most))
-              << "s=" << s << " d=" << d << " k=" << k << " p=" << p;
+          EXPECT_EQ(range(make_axis(5, c.out(), k, s, p, d)), std::make_pair(*fewest, *most))
+              << c.str();
         }
 }
 
