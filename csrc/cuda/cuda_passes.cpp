@@ -301,14 +301,14 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   const bool fwd = pass == GatherPass::Forward;
   // Auto only: the forced policies keep testing the phase GEMMs on these shapes.
   const bool auto_policy = fwd && g_policy.load() == KernelPolicy::Auto;
+  const bool hopper = use_wgmma(p, pass, dtype);
   // TF32: the Hopper GEMM where it pays beat the tap-columns one (U-Net k2s2,
   // tensor_core_gemm_sm90_pays).
-  const bool tf32_on_wgmma = dtype == ScalarKind::Float32 && use_wgmma(p, pass, dtype);
-  const bool tap_columns =
-      auto_policy && !tf32_on_wgmma && forward_tap_columns_gemm_supports(p, dtype);
+  const bool tap_columns = auto_policy && !(dtype == ScalarKind::Float32 && hopper) &&
+                           forward_tap_columns_gemm_supports(p, dtype);
   const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
                     forward_taps_gemm_supports(p, dtype);
-  const bool wgmma = !tap_columns && !taps && use_wgmma(p, pass, dtype);
+  const bool wgmma = !tap_columns && !taps && hopper;
   const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
   const GemmSource src = gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
