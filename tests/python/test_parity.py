@@ -10,10 +10,8 @@ import torch.nn.functional as F
 import tconv3d
 from tconv3d._ops import transposed_output_extent
 from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_INPUT_TAPS_CONFIGS,
-                   GRAD_WEIGHT_CONFIGS,
-                   NARROW_GATHER_CONFIGS,
-                   NARROW_GRAD_WEIGHT_CONFIGS,
-                   GRAD_WEIGHT_SM90_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
+                   GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, NARROW_GATHER_CONFIGS,
+                   NARROW_GRAD_WEIGHT_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
@@ -210,6 +208,13 @@ def taps_gemm_takes(config):
     GEMM (TF32 or half precision assumed): at most 4 output channels a group."""
     _, _, cout, groups, *_ = config
     return cout // groups <= 4
+
+
+def grad_input_taps_takes(config):
+    """Whether auto sends a tensor-core grad-input to the taps-folded GEMM:
+    at most 4 output channels a group and 512 taps."""
+    _, _, cout, groups, _, kernel, *_ = config
+    return cout // groups <= 4 and math.prod(triple(kernel)) <= 512
 
 
 def expected_kernels(policy, config, dtype, layout):
@@ -550,11 +555,8 @@ def test_grad_input_taps_gemm(name, layout, precision):
     dtype = use_precision(precision)
     config = GRAD_INPUT_TAPS_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
-    _, _, cout, groups, _, kernel, *_ = config
-    taps = math.prod(triple(kernel))
-    expected = cout // groups <= 4 and taps <= 512
     chosen = tconv3d._C._last_cuda_kernels()["grad_input"]
-    assert (chosen == "grad_input_taps_gemm") == expected, chosen
+    assert (chosen == "grad_input_taps_gemm") == grad_input_taps_takes(config), chosen
 
 
 @requires_cuda
@@ -839,7 +841,7 @@ def test_narrow_gather(name, layout, dtype):
     # the taps-folded GEMM for groups of at most 4 output channels.
     tensor_cores = (layout == "channels_last" and not cin == cout == groups
                     and dtype in (torch.float16, torch.bfloat16) and max(cin, cout) // groups >= 8)
-    if tensor_cores and cout // groups <= 4:
+    if tensor_cores and grad_input_taps_takes(config):
         assert kernels["grad_input"] == "grad_input_taps_gemm"
     elif tensor_cores:
         assert kernels["grad_input"].startswith("tensor_core_gemm")
