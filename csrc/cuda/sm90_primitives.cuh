@@ -171,71 +171,87 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
 //
 // WgmmaMnMajor: the same with both operands MN-major (A stored [K][M], B
 // [K][N]; mn_major_sw128_desc), fp16/bf16 only.
+//
+// WgmmaRegisterA: TF32 with A in registers, as mma.sync's m16n8k8 A fragment
+// per warp (rows 16·warp + lane/4 (+8), k lane%4 (+4): a[0] = (r, k),
+// a[1] = (r + 8, k), a[2] = (r, k + 4), a[3] = (r + 8, k + 4)), so that the
+// consumer rounds them on the way (wgmma reads shared-memory TF32 operands
+// truncated).  The hardware reads `a` after issue: they must not change until
+// a wgmma_wait has retired the instruction.
 template <typename scalar_t, int N>
 struct Wgmma;
 template <typename scalar_t, int N>
 struct WgmmaMnMajor;
+template <int N>
+struct WgmmaRegisterA;
 
-// The register lists are mechanical: one macro per N, the instruction and its
-// immediates (scale-d, scale-a, scale-b and, in 16-bit, both operands K-major)
-// per type.
-#define TCONV3D_WGMMA_N32(instruction, immediates)  \
+// The register lists are mechanical: one macro per N taking the instruction,
+// the A and B operand text (their % numbers follow the accumulators'), the
+// immediates (scale-d, scale-a, scale-b and, in 16-bit, both operands'
+// majorness) and the A and B inputs.
+#define TCONV3D_WGMMA_N32(instruction, ab, immediates, ...)  \
   asm volatile(instruction " {"  \
                "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"  \
-               "}, %16, %17, " immediates ";\n"  \
+               "}, " ab ", " immediates ";\n"  \
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])  \
-               : "l"(a), "l"(b))
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])  \
+               : __VA_ARGS__)
 
-#define TCONV3D_WGMMA_N64(instruction, immediates)  \
+#define TCONV3D_WGMMA_N64(instruction, ab, immediates, ...)  \
   asm volatile(instruction " {"  \
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"  \
-               "}, %32, %33, " immediates ";\n"  \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"  \
+               "}, " ab ", " immediates ";\n"  \
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])  \
-               : "l"(a), "l"(b))
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])  \
+               : __VA_ARGS__)
 
-#define TCONV3D_WGMMA_N128(instruction, immediates)  \
+#define TCONV3D_WGMMA_N128(instruction, ab, immediates, ...)  \
   asm volatile(instruction " {"  \
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
-               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
-               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"  \
-               "}, %64, %65, " immediates ";\n"  \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"  \
+               "}, " ab ", " immediates ";\n"  \
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
-                 "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
-                 "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
-                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
-                 "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])  \
-               : "l"(a), "l"(b))
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
+    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
+    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
+    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
+    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])  \
+               : __VA_ARGS__)
+
+// The A and B operand text of each N: two descriptors, or four A registers
+// and B's descriptor.
+#define TCONV3D_SS_N32 "%16, %17"
+#define TCONV3D_SS_N64 "%32, %33"
+#define TCONV3D_SS_N128 "%64, %65"
+#define TCONV3D_RS_N32 "{%16, %17, %18, %19}, %20"
+#define TCONV3D_RS_N64 "{%32, %33, %34, %35}, %36"
+#define TCONV3D_RS_N128 "{%64, %65, %66, %67}, %68"
 
 // The three widths of one type: instruction prefix (shape k and types) and
 // immediates.
 #define TCONV3D_WGMMA_TYPE(scalar, k_and_types, immediates)  \
   TCONV3D_WGMMA_WIDTHS(Wgmma, scalar, k_and_types, immediates)
+#define TCONV3D_WGMMA_WIDTH(name, scalar, n, k_and_types, immediates)  \
+  template <>  \
+  struct name<scalar, n> {  \
+    __device__ __forceinline__ static void run(float (&d)[n / 2], uint64_t a, uint64_t b) {  \
+      TCONV3D_WGMMA_N##n("wgmma.mma_async.sync.aligned.m64n" #n k_and_types, TCONV3D_SS_N##n,  \
+                         immediates, "l"(a), "l"(b));  \
+    }  \
+  };
 #define TCONV3D_WGMMA_WIDTHS(name, scalar, k_and_types, immediates)  \
+  TCONV3D_WGMMA_WIDTH(name, scalar, 32, k_and_types, immediates)  \
+  TCONV3D_WGMMA_WIDTH(name, scalar, 64, k_and_types, immediates)  \
+  TCONV3D_WGMMA_WIDTH(name, scalar, 128, k_and_types, immediates)
+#define TCONV3D_WGMMA_REGISTER_A(n)  \
   template <>  \
-  struct name<scalar, 32> {  \
-    __device__ __forceinline__ static void run(float (&d)[16], uint64_t a, uint64_t b) {  \
-      TCONV3D_WGMMA_N32("wgmma.mma_async.sync.aligned.m64n32" k_and_types, immediates);  \
-    }  \
-  };  \
-  template <>  \
-  struct name<scalar, 64> {  \
-    __device__ __forceinline__ static void run(float (&d)[32], uint64_t a, uint64_t b) {  \
-      TCONV3D_WGMMA_N64("wgmma.mma_async.sync.aligned.m64n64" k_and_types, immediates);  \
-    }  \
-  };  \
-  template <>  \
-  struct name<scalar, 128> {  \
-    __device__ __forceinline__ static void run(float (&d)[64], uint64_t a, uint64_t b) {  \
-      TCONV3D_WGMMA_N128("wgmma.mma_async.sync.aligned.m64n128" k_and_types, immediates);  \
+  struct WgmmaRegisterA<n> {  \
+    __device__ __forceinline__ static void run(float (&d)[n / 2], const uint32_t (&a)[4], uint64_t b) {  \
+      TCONV3D_WGMMA_N##n("wgmma.mma_async.sync.aligned.m64n" #n "k8.f32.tf32.tf32", TCONV3D_RS_N##n,  \
+                         "1, 1, 1", "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));  \
     }  \
   };
 
@@ -244,9 +260,20 @@ TCONV3D_WGMMA_TYPE(__half, "k16.f32.f16.f16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __half, "k16.f32.f16.f16", "1, 1, 1, 1, 1")
+TCONV3D_WGMMA_REGISTER_A(32)
+TCONV3D_WGMMA_REGISTER_A(64)
+TCONV3D_WGMMA_REGISTER_A(128)
 
 #undef TCONV3D_WGMMA_TYPE
+#undef TCONV3D_WGMMA_WIDTH
 #undef TCONV3D_WGMMA_WIDTHS
+#undef TCONV3D_WGMMA_REGISTER_A
+#undef TCONV3D_SS_N32
+#undef TCONV3D_SS_N64
+#undef TCONV3D_SS_N128
+#undef TCONV3D_RS_N32
+#undef TCONV3D_RS_N64
+#undef TCONV3D_RS_N128
 #undef TCONV3D_WGMMA_N32
 #undef TCONV3D_WGMMA_N64
 #undef TCONV3D_WGMMA_N128

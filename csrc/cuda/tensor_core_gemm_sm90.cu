@@ -12,12 +12,8 @@
 //    gather addresses and fills a 6-stage ring of shared-memory slices with
 //    16-byte zero-filling cp.async, in the 128-byte swizzle wgmma reads (one
 //    128-byte row of K per GEMM row and stage).  It runs ahead across tiles,
-//    so the next tile's loads overlap this tile's epilogue.  fp16/bf16
-//    stages are published by cp.async.mbarrier.arrive as the copies land;
-//    TF32 ones kLag stages later, once the thread has waited for its copies
-//    and rounded its A rows in place (cvt.rna, as the mma.sync path and cuDNN
-//    round them; wgmma would truncate; the packed weight comes rounded),
-//    fenced for the async proxy.
+//    so the next tile's loads overlap this tile's epilogue.  Stages are
+//    published by cp.async.mbarrier.arrive as the copies land.
 //  - Two consumer warpgroups (threads 128-383, 200 registers) take the tiles
 //    in turn (ping-pong: one's epilogue overlaps the other's MMAs) and each
 //    computes a whole tile: per stage, two wgmma m64nBNk16 (k8 in TF32) for
@@ -25,6 +21,13 @@
 //    stage before released (mbarrier, one arrive per warp).  Epilogue straight
 //    from the accumulator registers: + bias, one rounding, two channels per
 //    store where dest is channel-contiguous.
+//  - TF32: wgmma truncates fp32 operands it reads from shared memory, and
+//    they must round to nearest (cvt.rna, as the mma.sync path and cuDNN).
+//    The packed weight (B) comes rounded (weight_pack.h); A goes through the
+//    consumers' registers (ldmatrix, cvt.rna, wgmma with A in registers).
+//    The producer warpgroup used to round A in place before publishing each
+//    stage: 32 KB more shared-memory traffic a stage and a serial pass that
+//    held TF32 at ~160 TFLOP/s (RESULTS.md, "TF32 A through registers").
 //
 // The TMA loader (a group's source channels whole 128-byte rows, or exactly
 // one row of 64 or 32 bytes): the cp.async gather above delivers about 11
@@ -50,8 +53,8 @@
 // from memory).  The row width is a runtime value of the tiling (more
 // template instantiations would cost build time); the consumers branch on it
 // once per tile, so each stage's wgmmas stay one straight-line commit group.
-// TF32 stages land on a separate barrier and the producer warpgroup rounds
-// their A in place before publishing them, as the cp.async path does.
+// The one issuing thread needs few registers: under the TMA loader the
+// producer warpgroup keeps 40 and the consumers take 232 (RegisterSplit).
 //
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
@@ -91,18 +94,23 @@ constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consum
 // producer gives some back and the consumers take them.  setmaxnreg.inc
 // waits until the pool holds enough, so the consumers must not ask for more
 // than the producer released: that would hang the CTA.
+// The cp.async producer keeps eight rows' gather state (96); the TMA loader's
+// one issuing thread needs few, and its consumers take the rest (TF32 holds
+// two groups of A fragments beside 128 accumulators: at 200, ptxas
+// serialises the wgmmas).
 constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
-constexpr int kProducerRegs = 96, kConsumerRegs = 200;
-static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
-              "consumers would wait forever for registers");
+template <bool kTma>
+struct RegisterSplit {
+  static constexpr int kProducer = kTma ? 40 : 96, kConsumer = kTma ? 232 : 200;
+  static_assert(128 * (kLaunchRegs - kProducer) >= 128 * kConsumers * (kConsumer - kLaunchRegs),
+                "consumers would wait forever for registers");
+};
 constexpr int kSliceBytes = 128;         // K per stage and GEMM row (a 128-byte swizzle row)
 constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
 constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
 constexpr int kARows = kBM / kRowStep;   // A rows a producer thread loads
 constexpr int kStages = 6;
-constexpr int kLag = 3;  // TF32: stages in flight per producer thread before it publishes
 constexpr int kMaxPhases = 8;  // per axis: the phase geometry table's size
-static_assert(kStages >= kLag + 2, "a consumer holds one stage and releases the one before");
 
 template <int BN>
 struct Layout {
@@ -113,26 +121,12 @@ struct Layout {
   static_assert(kStageBytes % kSwizzleAtomBytes == 0 && kBRows >= 1, "swizzle atoms stay aligned");
 };
 
-// Rounds this thread's 16-byte piece of fp32 operands to TF32 in place.
-__device__ __forceinline__ void round_piece_to_tf32(uint32_t addr) {
-  uint32_t v[4];
-  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
-               : "r"(addr));
-#pragma unroll
-  for (int e = 0; e < 4; ++e) v[e] = to_tf32(v[e]);
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v[0]), "r"(v[1]),
-               "r"(v[2]), "r"(v[3])
-               : "memory");
-}
-
 // The GemmAxis of every (axis, residue), derived once per CTA: per tile they
 // would cost a chain of 64-bit divisions in front of each tile's first load.
 using PhaseTable = GemmAxis[3][kMaxPhases];
 
 struct SharedState {
   uint64_t full[kStages], empty[kStages];
-  uint64_t landed[kStages];  // TF32 under the TMA loader: copies in, not yet rounded
   uint64_t mainloop_done[kConsumers];  // per consumer warpgroup, once per tile
   PhaseTable axes;
 };
@@ -214,20 +208,14 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
 // swizzle atoms).  The tile's last stage is filled up with pieces at
 // past_sample / past_tap: boxes wholly outside both tensors, which TMA fills
 // with zeros (and still counts in full toward the stage's bytes), so they add
-// nothing to the sums, not even 0 · inf, and read no memory.  fp16/bf16
-// stages are published by the copies themselves.  TF32 ones land on `landed`
-// instead; the whole warpgroup rounds each stage's A in place (the packed
-// weight is TF32 already, weight_pack.h) kLag stages behind
-// (cvt.rna, as the mma.sync path and cuDNN; wgmma would truncate), fences it
-// for the async proxy and publishes it.
+// nothing to the sums, not even 0 · inf, and read no memory.  The copies
+// publish each stage themselves (the barrier's transaction bytes).
 template <typename scalar_t, int BN>
 __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling& tma,
                                             const SharedState& st, uint32_t smem0,
                                             uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
-  constexpr bool kTf32 = std::is_same_v<scalar_t, float>;
-  const bool issuer = threadIdx.x == 0;
-  if (!kTf32 && !issuer) return;
+  if (threadIdx.x != 0) return;
   // Sub-tile sizes: kBM (A) or BN (B) rows of row_bytes.  pieces_per_stage ×
   // row_bytes is 128, so the stage's bytes are always the whole slot's
   // (whole boxes, zeros included, as TMA counts them).
@@ -238,43 +226,25 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   const int C = int(k.ops.channels);
   const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
-  const uint32_t landed0 = kTf32 ? smem_addr(st.landed) : full0;
-
-  auto publish_tf32 = [&](uint32_t seq) {
-    const uint32_t s = seq % kStages;
-    mbarrier_wait(landed0 + 8 * s, (seq / kStages) & 1);
-    const uint32_t base = smem0 + s * L::kStageBytes;
-    for (uint32_t piece = threadIdx.x; piece < uint32_t(L::kABytes / 16); piece += 128) {
-      round_piece_to_tf32(base + 16 * piece);
-    }
-    fence_proxy_async_shared();
-    mbarrier_arrive(full0 + 8 * s);
-  };
 
   uint32_t seq = 0;   // stages begun so far, over all tiles
   int sub = 0;        // pieces already in stage `seq`
-  uint32_t sa = 0, landed = 0;  // the issuer's current slot and barrier
+  uint32_t sa = 0, full = 0;  // the current slot and its barrier
   // Piece `sub` of stage `seq`: the source box at (channel c0, w, h, d,
   // sample) and the weight slice at (channel wc0, column col0, tap, group).
   const auto load_piece = [&](int c0, int w, int h, int d, int sample, int wc0, int col0, int tap,
                               int group) {
-    if (issuer) {
-      if (sub == 0) {
-        const uint32_t s = seq % kStages;
-        landed = landed0 + 8 * s;
-        if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
-        sa = smem0 + s * L::kStageBytes;
-        mbarrier_arrive_expect_tx(landed, L::kStageBytes);
-      }
-      tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, landed, c0, w, h, d, sample);
-      tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, landed, wc0, col0, tap,
-                  group);
+    if (sub == 0) {
+      const uint32_t s = seq % kStages;
+      full = full0 + 8 * s;
+      if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+      sa = smem0 + s * L::kStageBytes;
+      mbarrier_arrive_expect_tx(full, L::kStageBytes);
     }
+    tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, full, c0, w, h, d, sample);
+    tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
     if (++sub == per_stage) {
       sub = 0;
-      if constexpr (kTf32) {
-        if (seq >= kLag) publish_tf32(seq - kLag);
-      }
       ++seq;
     }
   };
@@ -305,9 +275,6 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
     }
     while (sub != 0) load_piece(group * C, 0, 0, 0, tma.past_sample, 0, col0, tma.past_tap, group);
   }
-  if constexpr (kTf32) {
-    for (uint32_t q = seq > kLag ? seq - kLag : 0; q < seq; ++q) publish_tf32(q);
-  }
 }
 
 template <typename scalar_t, typename index_t, int BN>
@@ -315,7 +282,6 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
                                         uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
   using uoff_t = std::make_unsigned_t<index_t>;
-  constexpr bool kTf32 = std::is_same_v<scalar_t, float>;
   constexpr int kVec = 16 / int(sizeof(scalar_t));
   constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
   const int tid = threadIdx.x;
@@ -324,20 +290,6 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
   const scalar_t* wts = static_cast<const scalar_t*>(k.ops.packed_weight);
   const int C = int(k.ops.channels), columns = int(k.ops.columns);
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
-
-  // TF32 only: this thread's pieces of stage `seq` have landed (it waited);
-  // round its A pieces (they sit at the same place in every stage; the packed
-  // weight is TF32 already, weight_pack.h), fence, arrive.
-  auto publish_tf32 = [&](uint32_t seq) {
-    const uint32_t s = seq % kStages;
-    const uint32_t base = smem0 + s * L::kStageBytes;
-#pragma unroll
-    for (int q = 0; q < kARows; ++q) {
-      round_piece_to_tf32(base + sw128_offset(row0 + q * kRowStep, piece));
-    }
-    fence_proxy_async_shared();
-    mbarrier_arrive(full0 + 8 * s);
-  };
 
   uint32_t seq = 0;  // stages issued so far, over all tiles
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
@@ -380,20 +332,8 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
         cp_async16(sb + sw128_offset(row0 + q * kRowStep, piece), p, ok);
       }
       advance(cur, w, kSlice);
-      if constexpr (kTf32) {
-        cp_async_commit();
-        if (seq >= kLag) {
-          cp_async_wait<kLag>();
-          publish_tf32(seq - kLag);
-        }
-      } else {
-        cp_async_arrive_noinc(full0 + 8 * s);  // wgmma reads the copies as they land
-      }
+      cp_async_arrive_noinc(full0 + 8 * s);  // published as the copies land
     }
-  }
-  if constexpr (kTf32) {
-    cp_async_wait<0>();
-    for (uint32_t p = seq > kLag ? seq - kLag : 0; p < seq; ++p) publish_tf32(p);
   }
 }
 
@@ -452,6 +392,51 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       constexpr uint32_t kRow = 32 * kK;
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
       static_assert(kSteps % kK == 0, "a stage holds whole rows");
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        // TF32: A through registers (WgmmaRegisterA), rounded on the way.  A
+        // stage is two commit groups of two k-steps, each with its own
+        // fragments: one group's MMAs run while the next one's fragments
+        // load, and a group's registers are only rewritten after the
+        // wgmma_wait that retired it.  Lane l's ldmatrix row: 8·bit 3 + l%8
+        // of its warp's 16, its 16-byte piece + bit 4 (matrices 0-3 are a[0..3]).
+        constexpr int kHalf = kSteps / 2;
+        const uint32_t lane_row = uint32_t(16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
+        const uint32_t swizzle = (lane_row >> 7) & (kRow / 16 - 1), upper = uint32_t(lane >> 4);
+        uint32_t frag[2][kHalf][2][4];
+        const auto group = [&](uint32_t a, uint32_t b, auto which) {
+          constexpr int G = decltype(which)::value;
+#pragma unroll
+          for (int j = 0; j < kHalf; ++j) {
+            const uint32_t ks = G * kHalf + j, piece = ks / kK, at = ks % kK;
+            const uint32_t ap = a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              ldmatrix_x4(frag[G][j][h], ap + h * 64 * kRow);
+#pragma unroll
+              for (int e = 0; e < 4; ++e) frag[G][j][h][e] = to_tf32(frag[G][j][h][e]);
+            }
+          }
+          wgmma_fence();
+#pragma unroll
+          for (int j = 0; j < kHalf; ++j) {
+            const uint32_t ks = G * kHalf + j, piece = ks / kK, at = ks % kK;
+            const uint64_t bd = smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
+            WgmmaRegisterA<BN>::run(acc[0], frag[G][j][0], bd);
+            WgmmaRegisterA<BN>::run(acc[1], frag[G][j][1], bd);
+          }
+          wgmma_commit();
+          wgmma_wait<1>();
+        };
+        for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
+          const uint32_t s = seq % kStages;
+          mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
+          const uint32_t a = smem0 + s * L::kStageBytes;
+          group(a, a + L::kABytes, std::integral_constant<int, 0>{});
+          if (slice > 0) release(seq - 1);  // its second group just retired
+          group(a, a + L::kABytes, std::integral_constant<int, 1>{});
+        }
+        return;
+      }
       for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
         const uint32_t s = seq % kStages;
         mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
@@ -544,11 +529,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t smem0 = swizzle_aligned(smem_addr(smem_raw));
   const int tid = threadIdx.x;
   if (tid < kStages) {
-    // Each producer thread once per stage, except under the TMA loader in
-    // fp16/bf16: the one thread's arrive.expect_tx, then the copies' bytes.
-    constexpr bool kCopiesPublish = kTma && !std::is_same_v<scalar_t, float>;
-    mbarrier_init(smem_addr(&st.full[tid]), kCopiesPublish ? 1 : 128);
-    mbarrier_init(smem_addr(&st.landed[tid]), 1);
+    // Each producer thread's copies once per stage, or under the TMA loader
+    // the one thread's arrive.expect_tx, then the copies' bytes.
+    mbarrier_init(smem_addr(&st.full[tid]), kTma ? 1 : 128);
     mbarrier_init(smem_addr(&st.empty[tid]), 4);   // each warp of the consuming warpgroup
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);  // each of its warps
@@ -561,14 +544,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t(k.mtiles) * uint32_t(k.phases[0] * k.phases[1] * k.phases[2]) * uint32_t(k.ntiles);
   const uint32_t tiles = tiles_per_group * uint32_t(k.p.groups);
   if (tid < 128) {
-    release_registers<kProducerRegs>();
+    release_registers<RegisterSplit<kTma>::kProducer>();
     if constexpr (kTma) {
       produce_tma<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
     } else {
       produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
     }
   } else {
-    claim_registers<kConsumerRegs>();
+    claim_registers<RegisterSplit<kTma>::kConsumer>();
     consume<scalar_t, index_t, BN, kTma>(k, tma, st, smem0, tiles_per_group, tiles);
   }
 #else
