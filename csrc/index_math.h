@@ -197,25 +197,6 @@ TCONV3D_HOST_DEVICE GemmAxis forward_phase_axis(const Axis& ax, int64_t r) {
   return g;
 }
 
-// The fewest and the most taps any forward stride phase of the axis holds
-// (k2s2, k4s2, stride 1: equal; k3s2: 1 and 2; k3s2 dilation 2: 0 and 3).  A
-// persistent GEMM that deals the tiles of all phases round-robin keeps its
-// CTAs balanced where they are equal, and fills its pipeline poorly where the
-// fewest is a short K.
-struct PhaseTaps {
-  int64_t fewest, most;
-};
-TCONV3D_HOST_DEVICE PhaseTaps phase_tap_range(const Axis& ax) {
-  const int64_t first = forward_phase_axis(ax, 0).taps;
-  PhaseTaps range{first, first};
-  for (int64_t r = 1; r < ax.stride; ++r) {
-    const int64_t taps = forward_phase_axis(ax, r).taps;
-    range.fewest = min64(range.fewest, taps);
-    range.most = max64(range.most, taps);
-  }
-  return range;
-}
-
 // Grad-input: gx at input position i gathers grad_output at o = i·s − p + k·d
 // over every tap k (an ordinary strided convolution).
 TCONV3D_HOST_DEVICE GemmAxis grad_input_axis(const Axis& ax) {

@@ -692,34 +692,19 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   // 0.0835, k5s1 forward 0.126 vs 0.194, dilated forward 0.0375 vs 0.046;
   // groups of 16 channels (g4) forward 0.0715 vs 0.0875 and grad-input 0.038
   // vs 0.057; U-Net 64→32 grad-input 0.034 vs 0.052 (narrow rows at one tap
-  // a stage; several taps a stage are 3-5% faster still).  TF32: 128-byte
-  // rows won for grad-input above 32 columns (0.59-0.98x); its forwards were
-  // mixed (0.72-1.45x), it lost at 32 columns (1.2-1.5x) and with narrow rows
-  // in most cases (32→32 k3s1 0.18 vs 0.14 ms, grouped forward 0.145 vs
-  // 0.096; packed stages 0.188 vs 0.141): all of those stay on mma.sync.
-  // With the weight packed in TF32 (the producers round only A), the TMA
-  // forward of 64+ columns won where every phase has equal taps (ms, vs
-  // mma.sync or tap columns, CL / NCDHW: U-Net k2s2 128→64 0.139 vs 0.160 /
-  // 0.187 vs 0.204, 256→128 0.067 vs 0.106 / 0.082 vs 0.094, VAE k4s2 0.210
-  // vs 0.213 / 0.222 vs 0.250) and lost where they differ (VAE k3s2 128→64
-  // 0.256 vs 0.183: its 1-tap phases' tiles are 4 stages of K), but not where
-  // even the fewest taps make 8+ stages (1 KB rows and more: VAE-video k3s2
-  // 256→128 0.174 vs 0.219, bottleneck k3s2 512→256 0.141 vs 0.148; kernel_ab
-  // at 34b63c9).
+  // a stage; several taps a stage are 3-5% faster still).  TF32, with A
+  // rounded in the consumers' registers (RESULTS.md, "TF32 A through
+  // registers", kernel_ab at 94a3849, ms, CL / NCDHW, vs mma.sync): 128-byte
+  // rows won at every column count and phase mix measured — 32→32 k3s1
+  // forward 0.087 vs 0.140 / 0.100 vs 0.163 and grad-input 0.085 vs 0.137 /
+  // 0.099 vs 0.155, VAE k3s2 128→64 forward (1-tap phases) 0.147 vs 0.184 /
+  // 0.175 vs 0.218, dilated forward 0.044 vs 0.058; 64-byte rows (groups of
+  // 16) forward 0.083 vs 0.094 / 0.091 vs 0.118, grad-input 0.071 vs 0.075 /
+  // 0.085 vs 0.092; 32-byte rows (8 channels) lost (grad-input of 4→8 0.142
+  // vs 0.096): they stay on mma.sync.
   const bool tf32 = dtype == ScalarKind::Float32;
   const int64_t tma_row = tcg90::tma_row_bytes(p, pass, dtype);
-  if (!tf32 && tma_row != 0) return true;
-  if (tf32 && tma_row == tcg90::kSliceBytes) {
-    if (pass == GatherPass::GradInput) return columns > 32;
-    bool equal = true;
-    int64_t fewest_stages = p.in_per_group * element_bytes(dtype) / tcg90::kSliceBytes;
-    for (const Axis& ax : p.axis) {
-      const PhaseTaps range = phase_tap_range(ax);
-      equal = equal && range.fewest == range.most;
-      fewest_stages *= range.fewest;
-    }
-    return columns >= 64 && (equal || fewest_stages >= 8);
-  }
+  if (tma_row != 0) return !tf32 || tma_row >= 64;
   if (tf32) return false;
   if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;
   const igemm::LaunchShape s =

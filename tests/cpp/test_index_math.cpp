@@ -277,31 +277,6 @@ TEST(IndexMath, PhaseFirstTapBruteForce) {
   EXPECT_GT(phases_without_taps, 0);  // the sweep covers gcd(s, d) > 1
 }
 
-TEST(IndexMath, PhaseTapRange) {
-  const auto range = [](const Axis& ax) {
-    const PhaseTaps r = phase_tap_range(ax);
-    return std::make_pair(r.fewest, r.most);
-  };
-  EXPECT_EQ(range(make_axis(8, 16, 2, 2, 0, 1)), std::make_pair(int64_t(1), int64_t(1)));  // k2s2
-  EXPECT_EQ(range(make_axis(8, 16, 4, 2, 1, 1)), std::make_pair(int64_t(2), int64_t(2)));  // k4s2
-  EXPECT_EQ(range(make_axis(8, 10, 3, 1, 0, 1)), std::make_pair(int64_t(3), int64_t(3)));  // s1
-  EXPECT_EQ(range(make_axis(8, 16, 3, 2, 1, 1)), std::make_pair(int64_t(1), int64_t(2)));  // k3s2
-  EXPECT_EQ(range(make_axis(8, 15, 3, 2, 2, 2)), std::make_pair(int64_t(0), int64_t(3)));  // d2
-  // Against a count of each phase's taps by brute force.
-  for (int64_t s = 1; s <= 6; ++s)
-    for (int64_t d = 1; d <= 4; ++d)
-      for (int64_t k = 1; k <= 7; ++k)
-        for (int64_t p = 0; p <= 3; ++p) {
-          const AxisConfig c{5, k, s, p, d, 0};
-          if (c.out() <= 0) continue;
-          std::vector<int64_t> count(s, 0);  // each phase's taps: where tap t lands from input 0
-          for (int64_t t = 0; t < k; ++t) ++count[mod(output_of(c, 0, t), s)];
-          const auto [fewest, most] = std::minmax_element(count.begin(), count.end());
-          EXPECT_EQ(range(make_axis(5, c.out(), k, s, p, d)), std::make_pair(*fewest, *most))
-              << c.str();
-        }
-}
-
 // ---------------------------------------------------------------------------
 // forward_taps / grad_input_taps / grad_weight_positions
 // ---------------------------------------------------------------------------

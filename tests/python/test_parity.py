@@ -309,31 +309,31 @@ def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
 @pytest.mark.parametrize("case", [
     # (in_channels, out_channels, groups, input DHW, kernel, stride, padding, output_padding,
     #  expected bf16 forward, grad-input, expected TF32 forward, grad-input)
-    # 64 -> 64: whole 128-byte rows on both sides, 64 columns; TF32 forward
-    # phases of 2 and 1 taps a side (its 1-tap phase 2 stages of K) stay on
-    # mma.sync, those of k4s2 (2 taps each) do not.
-    (64, 64, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "mma", "tma"),
+    # 64 -> 64: whole 128-byte rows on both sides, 64 columns; k3s2's forward
+    # phases hold 2 and 1 taps a side, k4s2's 2 each.
+    (64, 64, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "tma", "tma"),
     (64, 64, 1, (5, 6, 7), 4, 2, 1, 0, "tma", "tma", "tma", "tma"),
-    # 256 -> 64, k3s2: TF32 rows of 1 KB, so even the 1-tap phase has 8 stages.
+    # 256 -> 64, k3s2: TF32 rows of 1 KB.
     (256, 64, 1, (3, 4, 5), 3, 2, 1, 1, "tma", "tma", "tma", "tma"),
     # 64 -> 32: forward 128-byte rows over 32 columns; grad-input's 32 source
     # channels one 64-byte row in bf16, a whole 128-byte row in TF32.
-    (64, 32, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "mma", "tma"),
-    # 32 -> 32, stride 1: 64-byte rows in bf16; TF32 grad-input's 128-byte
-    # rows over only 32 columns stay on mma.sync.
-    (32, 32, 1, (6, 5, 7), 3, 1, 1, 0, "tma", "tma", "mma", "mma"),
-    # 16 channels per group of 4: 32-byte rows over 16 columns in bf16 (64-byte
-    # rows in TF32, which stay on mma.sync).
-    (64, 64, 4, (4, 5, 6), 3, 2, 1, 1, "tma", "tma", "mma", "mma"),
-], ids=["64to64", "64to64_k4s2", "256to64", "64to32", "32to32_k3s1", "groups4_of_16"])
+    (64, 32, 1, (5, 6, 7), 3, 2, 1, 1, "tma", "tma", "tma", "tma"),
+    # 32 -> 32, stride 1: 64-byte rows in bf16, 128-byte rows over 32 columns in TF32.
+    (32, 32, 1, (6, 5, 7), 3, 1, 1, 0, "tma", "tma", "tma", "tma"),
+    # 16 channels per group of 4: 32-byte rows over 16 columns in bf16,
+    # 64-byte rows in TF32.
+    (64, 64, 4, (4, 5, 6), 3, 2, 1, 1, "tma", "tma", "tma", "tma"),
+    # 8 input channels per group: no TMA row in bf16 (16 bytes) and 32-byte
+    # rows in TF32, so both forwards stay on mma.sync; grad-input's 32
+    # channels per group 64- or 128-byte rows.
+    (64, 256, 8, (4, 5, 6), 3, 2, 1, 1, "mma", "tma", "mma", "tma"),
+], ids=["64to64", "64to64_k4s2", "256to64", "64to32", "32to32_k3s1", "groups4_of_16",
+        "groups8_of_8_to_32"])
 def test_auto_policy_takes_the_tma_loader_where_it_fits(case, precision):
-    """Auto: fp16/bf16 take the Hopper GEMM with its TMA loader wherever the
-    source's channels per group suit it (whole 128-byte rows, or exactly one
-    64- or 32-byte row), whatever the column and tile counts; TF32 only with
-    128-byte rows, for grad-input above 32 columns and forwards of 64+
-    columns whose phases hold equal taps or, at the fewest, 8 stages of K
-    (other forwards, 32 columns and narrow rows stay on mma.sync); all
-    exact."""
+    """Auto: the Hopper GEMM with its TMA loader wherever the source's
+    channels per group suit it (whole 128-byte rows, or exactly one 64- or
+    32-byte row), whatever the column and tile counts — except TF32's
+    32-byte rows (8 channels), which stay on mma.sync; all exact."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     cin, cout, groups, size, kernel, stride, padding, output_padding, *expected = case
@@ -492,7 +492,7 @@ def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
     TMA), element strides up to 8, phases without taps, groups, several
     128-byte stages per tap, single 64- and 32-byte rows (the narrower
     swizzles, 2 or 4 taps a stage, a tile's last stage padded with zero
-    boxes), partial column tiles, TF32 rounded in shared memory; with 3 CTAs
+    boxes), partial column tiles, TF32 operands rounded on the way in; with 3 CTAs
     the stage ring wraps across tiles."""
     run_wgmma_parity(TMA_CONFIGS[name], layout, precision)
 
