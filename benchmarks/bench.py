@@ -357,15 +357,35 @@ def selected_backend(case: Case, s: InputSet) -> str:
 
 # ----------------------------------------------------------------------------- timing
 
+def call_orders(n: int) -> list[list[int]]:
+    """Orders for n implementations, one an iteration (a Williams design): each implementation
+    takes each position equally often and follows each other implementation equally often.
+    Where a call leaves the GPU idle (host-bound small layers), the next call's CUDA events
+    also time its own host work, so what runs just before matters; rotating one fixed order
+    kept each implementation behind the same neighbour every time (kernel_ab.py's auto column
+    always followed cuDNN and read up to 1.5x its forced twin, RESULTS.md)."""
+    first, low, high = [0], 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
 def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: int, warmup: int,
                      device: torch.device) -> dict[str, list[float]]:
-    """Milliseconds per call for each implementation, interleaved: every iteration runs each once,
-    the order rotated by one each iteration, so that each implementation runs in each position
-    equally often; every call takes the next input set in turn, so none reads inputs that the
-    call before it pulled into L2 (with as many sets as choose_set_count makes).  Sharing a set
-    within an iteration favoured whoever came second: kernel_ab.py read one kernel up to 2x
-    apart depending on what ran before it."""
+    """Milliseconds per call for each implementation, interleaved: every iteration runs each
+    once, in the orders of call_orders (each implementation in each position, and behind each
+    other one, equally often over a whole number of rounds of orders); every call takes the
+    next input set in turn, so none reads inputs that the call before it pulled into L2 (with
+    as many sets as choose_set_count makes).  Sharing a set within an iteration favoured
+    whoever came second: kernel_ab.py read one kernel up to 2x apart depending on what ran
+    before it."""
     names = list(calls)
+    orders = call_orders(len(names))
     for i in range(warmup):
         for name in names:
             calls[name](sets[i % len(sets)])
@@ -374,7 +394,7 @@ def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: in
     events = []
     call_index = 0
     for i in range(iters):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+        for name in (names[j] for j in orders[i % len(orders)]):
             s = sets[call_index % len(sets)]
             call_index += 1
             if device.type == "cuda":
