@@ -122,11 +122,9 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 // Where it beat the mma.sync GEMM on an H200 (benchmarks/kernel_ab.py;
 // RESULTS.md): fp16/bf16 wherever the TMA loader fits (source channels per
 // group whole 128-byte rows, or exactly one 64- or 32-byte row), whatever the
-// column and tile counts; TF32 only with the TMA loader's 128-byte rows, for
-// grad-input above 32 columns and forwards of 64+ columns whose stride phases
-// all hold equal taps or, at the fewest, 8 stages of K (in TF32 it rounds A in
-// shared memory first: 0.70-0.99x forward, 0.8-1.06x grad-input with the
-// cp.async loader; narrow TF32 rows lost too); else fp16/bf16 forward above
+// column and tile counts; TF32 likewise with 128- or 64-byte rows (its
+// 32-byte rows lost; without the TMA loader TF32 stays on mma.sync); else
+// fp16/bf16 forward above
 // 64 columns (geomean 1.10-1.12x there, 0.85-1.05x narrower), grad-input
 // above 32 columns (1.01-1.25x from 64 columns, 0.8x at 32), and 128-row
 // tiles for at least three quarters of the multiprocessors.
