@@ -124,10 +124,9 @@ bool tensor_core_gemm_sm90_handles(const ConvTranspose3dParams& p, GatherPass pa
 // group whole 128-byte rows, or exactly one 64- or 32-byte row), whatever the
 // column and tile counts; TF32 likewise with 128- or 64-byte rows (its
 // 32-byte rows lost; without the TMA loader TF32 stays on mma.sync); else
-// fp16/bf16 forward above
-// 64 columns (geomean 1.10-1.12x there, 0.85-1.05x narrower), grad-input
-// above 32 columns (1.01-1.25x from 64 columns, 0.8x at 32), and 128-row
-// tiles for at least three quarters of the multiprocessors.
+// fp16/bf16 forward above 64 columns (geomean 1.10-1.12x there, 0.85-1.05x
+// narrower), grad-input above 32 columns (1.01-1.25x from 64 columns, 0.8x at
+// 32), and 128-row tiles for at least three quarters of the multiprocessors.
 bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
                                 ScalarKind dtype);
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
