@@ -59,8 +59,7 @@ def main() -> None:
                  "ours": bench.make_call(tconv3d.conv_transpose3d, case, args.pass_)}
         with bench.torch_settings(args.dtype, cudnn_benchmark=False):
             calls["ours"](sets[0])
-            kernel = tconv3d._C._last_cuda_kernels().get(
-                {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}[args.pass_], "?")
+            kernel = tconv3d._C._last_cuda_kernels().get(bench.PASS_KERNEL[args.pass_], "?")
             times = bench.time_interleaved(calls, sets, args.iters, args.warmup, device)
         c, o = statistics.median(times["cudnn"]), statistics.median(times["ours"])
         gflop = case.flops("fwd") / 1e9

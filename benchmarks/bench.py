@@ -49,6 +49,8 @@ LAYOUTS = ("ncdhw", "cl")
 # fwd: forward; fwdbwd: training step through autograd; dgrad / wgrad: grad-input / grad-weight
 # alone, against cuDNN's matching pass (aten.convolution_backward asked for that one gradient).
 PASSES = ("fwd", "fwdbwd", "dgrad", "wgrad")
+# The key of tconv3d._C._last_cuda_kernels() naming the kernel a single pass ran.
+PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
 DEFAULT_PASSES = "fwd,fwdbwd"
 # DESIGN.md §2: relative error against a float64 reference (fp64 itself: a loose sanity bound).
 TOLERANCE = {"fp32": 1e-5, "tf32": 3e-3, "fp16": 5e-3, "bf16": 2e-2, "fp64": 1e-10}

@@ -70,9 +70,6 @@ def ab_row(case: bench.Case, dtype_name: str, layout: str, pass_: str, policies:
     return row
 
 
-PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
-
-
 def markdown(rows: list[dict], policies: list[str]) -> str:
     """One row a (case, dtype, layout, pass): cuDNN's time, then each policy's
     time, speed-up, difference from cuDNN and the kernel it ran for the pass
@@ -84,7 +81,7 @@ def markdown(rows: list[dict], policies: list[str]) -> str:
     for r in rows:
         cells = [r["case"], r["dtype"], r["layout"], r["pass"], f"{r['cudnn_ms']:.4f}"]
         for p in policies:
-            kernel = r.get(p + "_kernel", {}).get(PASS_KERNEL[r["pass"]], "?")
+            kernel = r.get(p + "_kernel", {}).get(bench.PASS_KERNEL[r["pass"]], "?")
             cells += [f"{r[p + '_ms']:.4f}", f"{r['cudnn_ms'] / r[p + '_ms']:.2f}x",
                       f"{r[p + '_diff']:.1e}", kernel]
         lines.append("| " + " | ".join(cells) + " |")
