@@ -319,16 +319,17 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                                    fwd ? p.out_per_group : p.in_per_group,
                                    bias.defined() ? bias.const_data_ptr() : nullptr,
                                    dest.mutable_data_ptr()};
-  bool tma_loader = false;
+  Sm90Loader loader = Sm90Loader::CpAsync;
   C10_CUDA_CHECK(tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
                  : taps       ? launch_forward_taps_gemm(p, cfg, ops)
-                 : wgmma      ? launch_tensor_core_gemm_sm90(p, cfg, ops, &tma_loader)
+                 : wgmma      ? launch_tensor_core_gemm_sm90(p, cfg, ops, &loader)
                               : launch_tensor_core_gemm(p, cfg, ops));
-  g_last_kernel[fwd ? 0 : 1] = tap_columns ? "forward_tap_columns_gemm"
-                               : taps       ? "forward_taps_gemm"
-                               : tma_loader ? "tensor_core_gemm_sm90_tma"
-                               : wgmma      ? "tensor_core_gemm_sm90"
-                                            : "tensor_core_gemm";
+  g_last_kernel[fwd ? 0 : 1] = tap_columns                    ? "forward_tap_columns_gemm"
+                               : taps                          ? "forward_taps_gemm"
+                               : !wgmma                        ? "tensor_core_gemm"
+                               : loader == Sm90Loader::Halo    ? "tensor_core_gemm_sm90_halo"
+                               : loader == Sm90Loader::Tma     ? "tensor_core_gemm_sm90_tma"
+                                                               : "tensor_core_gemm_sm90";
   return true;
 }
 

@@ -15,27 +15,32 @@ struct RowBoxes {
 
 // Of the power-of-two splits of 2^log_rows rows into d × h × w whose every
 // side, times its element stride (positions a row step moves in the
-// source), stays within TMA's 256 per box dimension: the one that pads a grid
-// of rows[a] positions per axis least.  Among equals the widest w, then the
-// widest h (longer contiguous runs).  False when no split fits.
+// source), plus the axis's tap reach, stays within TMA's 256 per box
+// dimension: the one that pads a grid of rows[a] positions per axis least.
+// Among equals, with a reach, the smallest halo (the box grown by the reach:
+// what the halo loader keeps in shared memory and reads once per tile); then
+// the widest w, then the widest h (longer contiguous runs).  False when no
+// split fits.
 inline bool choose_row_boxes(const int64_t (&rows)[3], const int64_t (&element_stride)[3],
-                             int log_rows, RowBoxes& out) {
+                             int log_rows, RowBoxes& out, const int64_t (&reach)[3] = {0, 0, 0}) {
   bool found = false;
-  int64_t best = 0;
+  int64_t best = 0, best_halo = 0;
   for (int lw = log_rows; lw >= 0; --lw) {
     for (int lh = log_rows - lw; lh >= 0; --lh) {
       const int log_box[3] = {log_rows - lw - lh, lh, lw};
-      int64_t padded = 1, boxes[3];
+      int64_t padded = 1, halo = 1, boxes[3];
       bool fits = true;
       for (int a = 0; a < 3; ++a) {
         const int64_t box = int64_t(1) << log_box[a];
-        fits = fits && box * element_stride[a] <= 256;
+        fits = fits && box * element_stride[a] + reach[a] <= 256;
         boxes[a] = (rows[a] + box - 1) / box;
         padded *= boxes[a] * box;
+        halo *= box * element_stride[a] + reach[a];
       }
-      if (fits && (!found || padded < best)) {
+      if (fits && (!found || padded < best || (padded == best && halo < best_halo))) {
         found = true;
         best = padded;
+        best_halo = halo;
         for (int a = 0; a < 3; ++a) {
           out.log_box[a] = log_box[a];
           out.boxes[a] = boxes[a];

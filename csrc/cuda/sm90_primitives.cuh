@@ -167,17 +167,21 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
 // WgmmaMnMajor: the same with both operands MN-major (A stored [K][M], B
 // [K][N]; mn_major_sw128_desc), fp16/bf16 only.
 //
-// WgmmaRegisterA: TF32 with A in registers, as mma.sync's m16n8k8 A fragment
-// per warp (rows 16·warp + lane/4 (+8), k lane%4 (+4): a[0] = (r, k),
-// a[1] = (r + 8, k), a[2] = (r, k + 4), a[3] = (r + 8, k + 4)), so that the
-// consumer rounds them on the way (wgmma reads shared-memory TF32 operands
-// truncated).  The hardware reads `a` after issue: they must not change until
-// a wgmma_wait has retired the instruction.
+// WgmmaRegisterA: A in registers, as mma.sync's A fragment per warp (rows
+// 16·warp + lane/4 (+8); TF32 m16n8k8: k lane%4 (+4), a[0] = (r, k),
+// a[1] = (r + 8, k), a[2] = (r, k + 4), a[3] = (r + 8, k + 4); 16-bit
+// m16n8k16 the same with pairs of k, + 8): what ldmatrix.x4 of the 16 × 32
+// bytes gives, matrices (rows 0-7, bytes 0-15), (8-15, 0-15), (0-7, 16-31),
+// (8-15, 16-31).  TF32 goes this way so that the consumer rounds A on the way
+// (wgmma reads shared-memory TF32 operands truncated); the halo loader, so
+// that each lane reads its row wherever the tap puts it.  The hardware reads
+// `a` after issue: they must not change until a wgmma_wait has retired the
+// instruction.
 template <typename scalar_t, int N>
 struct Wgmma;
 template <typename scalar_t, int N>
 struct WgmmaMnMajor;
-template <int N>
+template <typename scalar_t, int N>
 struct WgmmaRegisterA;
 
 // The register lists are mechanical: one macro per N taking the instruction,
@@ -245,28 +249,34 @@ struct WgmmaRegisterA;
   TCONV3D_WGMMA_WIDTH(name, scalar, 32, k_and_types, immediates)  \
   TCONV3D_WGMMA_WIDTH(name, scalar, 64, k_and_types, immediates)  \
   TCONV3D_WGMMA_WIDTH(name, scalar, 128, k_and_types, immediates)
-#define TCONV3D_WGMMA_REGISTER_A(n)  \
+#define TCONV3D_WGMMA_REGISTER_A_WIDTH(scalar, n, k_and_types, immediates)  \
   template <>  \
-  struct WgmmaRegisterA<n> {  \
+  struct WgmmaRegisterA<scalar, n> {  \
     __device__ __forceinline__ static void run(float (&d)[n / 2], const uint32_t (&a)[4], uint64_t b) {  \
-      TCONV3D_WGMMA_N##n("wgmma.mma_async.sync.aligned.m64n" #n "k8.f32.tf32.tf32", TCONV3D_RS_N##n,  \
-                         "1, 1, 1", "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));  \
+      TCONV3D_WGMMA_N##n("wgmma.mma_async.sync.aligned.m64n" #n k_and_types, TCONV3D_RS_N##n,  \
+                         immediates, "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));  \
     }  \
   };
+// Register A takes no transpose; 16-bit B still says it is K-major.
+#define TCONV3D_WGMMA_REGISTER_A(scalar, k_and_types, immediates)  \
+  TCONV3D_WGMMA_REGISTER_A_WIDTH(scalar, 32, k_and_types, immediates)  \
+  TCONV3D_WGMMA_REGISTER_A_WIDTH(scalar, 64, k_and_types, immediates)  \
+  TCONV3D_WGMMA_REGISTER_A_WIDTH(scalar, 128, k_and_types, immediates)
 
 TCONV3D_WGMMA_TYPE(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_TYPE(__half, "k16.f32.f16.f16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __half, "k16.f32.f16.f16", "1, 1, 1, 1, 1")
-TCONV3D_WGMMA_REGISTER_A(32)
-TCONV3D_WGMMA_REGISTER_A(64)
-TCONV3D_WGMMA_REGISTER_A(128)
+TCONV3D_WGMMA_REGISTER_A(float, "k8.f32.tf32.tf32", "1, 1, 1")
+TCONV3D_WGMMA_REGISTER_A(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0")
+TCONV3D_WGMMA_REGISTER_A(__half, "k16.f32.f16.f16", "1, 1, 1, 0")
 
 #undef TCONV3D_WGMMA_TYPE
 #undef TCONV3D_WGMMA_WIDTH
 #undef TCONV3D_WGMMA_WIDTHS
 #undef TCONV3D_WGMMA_REGISTER_A
+#undef TCONV3D_WGMMA_REGISTER_A_WIDTH
 #undef TCONV3D_SS_N32
 #undef TCONV3D_SS_N64
 #undef TCONV3D_SS_N128

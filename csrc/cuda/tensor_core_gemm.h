@@ -132,10 +132,15 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
-// *tma_loader (when given) says whether the stages were loaded by tensor-map
-// copies (a group's source channels whole 128-byte rows or exactly one 64- or
-// 32-byte row, grad-input strides up to 8) rather than the cp.async gather.
+// How the Hopper GEMM loaded its stages: the cp.async gather; tensor-map
+// copies of a box per tap (a group's source channels whole 128-byte rows or
+// exactly one 64- or 32-byte row, grad-input strides up to 8); or, where
+// a tile's taps overlap in the source (forward phases, grad-input of stride
+// 1; 128-byte rows; the halo fits beside the ring), one halo box per tile and
+// channel chunk that every tap reads at its offset.
+enum class Sm90Loader { CpAsync, Tma, Halo };
+// *loader (when given) says which loader ran.
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                         const TensorCoreGemmOperands& ops, bool* tma_loader);
+                                         const TensorCoreGemmOperands& ops, Sm90Loader* loader);
 
 }  // namespace tconv3d::cuda

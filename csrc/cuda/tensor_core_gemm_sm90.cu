@@ -56,6 +56,19 @@
 // The one issuing thread needs few registers: under the TMA loader the
 // producer warpgroup keeps 40 and the consumers take 232 (RegisterSplit).
 //
+// The halo loader (a TMA loader variant): the per-tap boxes above read the
+// source again at every tap, and that L2 → SM traffic is what bounds the
+// stride-1 and the 64-column layers (RESULTS.md: 485 MB of L2 reads for a
+// 16.8 MB input, 5.9 TB/s).  Where a tile's rows are consecutive source
+// positions on every axis (every forward phase; grad-input of stride 1) and
+// rows are 128 bytes, the producer loads per tile and channel chunk one halo
+// — the tile's box grown by the taps' reach, tma_tiling choosing the box
+// that grows least — into one of two halo slots, and per tap only the weight
+// slice into the stage ring; the consumers read each tap's A rows from the
+// halo at the tap's offset through registers (ldmatrix computes any row's
+// address, the 128-byte swizzle being a function of the shared-memory
+// address), as TF32 does anyway, and 16-bit A goes the same way here.
+//
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
 #include "tensor_core_gemm.h"
@@ -110,6 +123,10 @@ constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
 constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
 constexpr int kARows = kBM / kRowStep;   // A rows a producer thread loads
 constexpr int kStages = 6;
+constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
+// Dynamic shared memory a CTA may take (H100/H200: 227 KB, less the static
+// SharedState with room to spare).
+constexpr int64_t kMaxDynamicSmem = 232448 - 4096;
 constexpr int kMaxPhases = 8;  // per axis: the phase geometry table's size
 
 template <int BN>
@@ -127,6 +144,7 @@ using PhaseTable = GemmAxis[3][kMaxPhases];
 
 struct SharedState {
   uint64_t full[kStages], empty[kStages];
+  uint64_t halo_full[kHaloSlots], halo_empty[kHaloSlots];  // halo loader only
   uint64_t mainloop_done[kConsumers];  // per consumer warpgroup, once per tile
   PhaseTable axes;
 };
@@ -149,6 +167,12 @@ struct TmaTiling {
   // One past the end of the source map's sample dimension and of the weight
   // map's tap dimension: a piece loaded there is all zeros (a stage's padding).
   int past_sample, past_tap;
+  // Halo loader (halo[0] > 0): the source map's box is the tile's box grown
+  // by each axis's tap reach, (d, h, w) positions, loaded once per tile and
+  // channel chunk into one of kHaloSlots slots of halo_bytes (whole swizzle
+  // atoms) in front of the B-only stage ring.
+  int halo[3];
+  int halo_bytes;
 };
 
 // What every role derives from a tile index.
@@ -277,6 +301,60 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   }
 }
 
+// The halo loader's one thread: per tile and channel chunk, the halo box
+// (the tile's box of the source grown by the taps' reach, every position the
+// tile's taps read) into a halo slot, then per tap the weight slice alone
+// into the stage ring; taps in the consumers' order (d, h, w), chunks
+// outermost.  The halo starts at the lowest position any tap reads
+// (src_per_row is 1 here, so a tap moves the box by src_per_tap positions).
+template <typename scalar_t, int BN>
+__device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTiling& tma,
+                                             const SharedState& st, uint32_t smem0,
+                                             uint32_t tiles_per_group, uint32_t tiles) {
+  if (threadIdx.x != 0) return;
+  constexpr uint32_t kBBytes = BN * kSliceBytes;
+  const int slice = kSliceBytes / int(sizeof(scalar_t)), C = int(k.ops.channels);
+  const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
+  const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
+  const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
+  const uint32_t halo_tx = uint32_t(tma.halo[0] * tma.halo[1] * tma.halo[2]) * kSliceBytes;
+  const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
+  uint32_t seq = 0, hseq = 0;
+  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
+    if (!g.has_rows || g.nslices == 0) continue;
+    int origin[3], kidx0 = 0, kstep[3], taps[3];
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
+      const int step = int(g.ax[a].src_per_tap);
+      taps[a] = int(g.ax[a].taps);
+      const int first = int(g.j0[a] + g.ax[a].src_origin);
+      origin[a] = step < 0 ? first + (taps[a] - 1) * step : first;
+      kidx0 += int(g.ax[a].k_origin) * kstride[a];
+      kstep[a] = int(g.ax[a].k_per_tap) * kstride[a];
+    }
+    const int group = g.tile.group, n = int(g.n), col0 = g.tile.ntile * BN;
+    for (int chunk = 0; chunk < tma.chunks; ++chunk, ++hseq) {
+      const uint32_t slot = hseq % kHaloSlots;
+      if (hseq >= kHaloSlots) mbarrier_wait(hempty0 + 8 * slot, ((hseq / kHaloSlots) - 1) & 1);
+      mbarrier_arrive_expect_tx(hfull0 + 8 * slot, halo_tx);
+      tma_load_5d(smem0 + slot * uint32_t(tma.halo_bytes), &tma.source, hfull0 + 8 * slot,
+                  group * C + chunk * slice, origin[2], origin[1], origin[0], n);
+      for (int t0 = 0; t0 < taps[0]; ++t0) {
+        for (int t1 = 0; t1 < taps[1]; ++t1) {
+          for (int t2 = 0; t2 < taps[2]; ++t2, ++seq) {
+            const uint32_t s = seq % kStages;
+            if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+            mbarrier_arrive_expect_tx(full0 + 8 * s, kBBytes);
+            tma_load_4d(b0 + s * kBBytes, &tma.weight, full0 + 8 * s, chunk * slice, col0,
+                        kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2], group);
+          }
+        }
+      }
+    }
+  }
+}
+
 template <typename scalar_t, typename index_t, int BN>
 __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
@@ -343,12 +421,13 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
 // previous tile's: then every stage before this tile has been filled, so a
 // barrier it waits on is never more than one phase behind (a parity wait on
 // a barrier two phases behind would pass at once).
-template <typename scalar_t, typename index_t, int BN, bool kTma>
+template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
 __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tma,
                                         const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
   constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per 128-byte stage
+  constexpr int kHalf = kSteps / 2;         // k-steps per commit group, A through registers
   const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int columns = int(k.ops.columns);
   const scalar_t* bias = static_cast<const scalar_t*>(k.ops.bias);
@@ -363,14 +442,55 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   };
 
   float acc[2][BN / 2];  // rows 0-63 and 64-127 of the tile
+  uint32_t frag[2][kHalf][2][4];  // A through registers: two commit groups' fragments
   uint32_t seq = 0;      // stages of every tile so far, this warpgroup's or not
+  uint32_t hseq = 0;     // halo loads so far (halo loader)
   int turn = 0;          // tiles with rows so far
+  const uint32_t upper = uint32_t(lane >> 4);  // ldmatrix matrices 2-3: the second 16 bytes
+
+  // One stage of MMAs with A through registers (TF32, and the halo loader):
+  // two commit groups of kHalf k-steps, each with its own fragments, so that
+  // one group's MMAs run while the next one's fragments load; a group's
+  // registers are only rewritten after the wgmma_wait that retired it.
+  // a_address(ks, h): this lane's ldmatrix address for k-step ks of rows
+  // 64h-64h+63; b_desc(ks): B's descriptor; between_groups runs once the
+  // previous stage's last group has retired.
+  const auto register_a_stage = [&](auto a_address, auto b_desc, auto between_groups) {
+    const auto group = [&](auto which) {
+      constexpr int G = decltype(which)::value;
+#pragma unroll
+      for (int j = 0; j < kHalf; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          ldmatrix_x4(frag[G][j][h], a_address(G * kHalf + j, h));
+          if constexpr (std::is_same_v<scalar_t, float>) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) frag[G][j][h][e] = to_tf32(frag[G][j][h][e]);
+          }
+        }
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kHalf; ++j) {
+        const uint64_t bd = b_desc(G * kHalf + j);
+        WgmmaRegisterA<scalar_t, BN>::run(acc[0], frag[G][j][0], bd);
+        WgmmaRegisterA<scalar_t, BN>::run(acc[1], frag[G][j][1], bd);
+      }
+      wgmma_commit();
+      wgmma_wait<1>();
+    };
+    group(std::integral_constant<int, 0>{});
+    between_groups();
+    group(std::integral_constant<int, 1>{});
+  };
+
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const TileGeometry g = tile_geometry<scalar_t, kTma>(k, tma, st.axes, t, tiles_per_group);
     if (!g.has_rows) continue;
     const int i = turn++;
     if (i % kConsumers != wg) {
       seq += uint32_t(g.nslices);
+      if constexpr (kHalo) hseq += g.nslices > 0 ? uint32_t(tma.chunks) : 0;
       continue;
     }
     // Tile i - 1 was the ((i - 1) / 2)-th of the other warpgroup.
@@ -393,47 +513,27 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
       static_assert(kSteps % kK == 0, "a stage holds whole rows");
       if constexpr (std::is_same_v<scalar_t, float>) {
-        // TF32: A through registers (WgmmaRegisterA), rounded on the way.  A
-        // stage is two commit groups of two k-steps, each with its own
-        // fragments: one group's MMAs run while the next one's fragments
-        // load, and a group's registers are only rewritten after the
-        // wgmma_wait that retired it.  Lane l's ldmatrix row: 8·bit 3 + l%8
-        // of its warp's 16, its 16-byte piece + bit 4 (matrices 0-3 are a[0..3]).
-        constexpr int kHalf = kSteps / 2;
+        // TF32: A through registers, rounded on the way.  Lane l's ldmatrix
+        // row: 8·bit 3 + l%8 of its warp's 16 (matrices 0-3 are a[0..3]).
         const uint32_t lane_row = uint32_t(16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
-        const uint32_t swizzle = (lane_row >> 7) & (kRow / 16 - 1), upper = uint32_t(lane >> 4);
-        uint32_t frag[2][kHalf][2][4];
-        const auto group = [&](uint32_t a, uint32_t b, auto which) {
-          constexpr int G = decltype(which)::value;
-#pragma unroll
-          for (int j = 0; j < kHalf; ++j) {
-            const uint32_t ks = G * kHalf + j, piece = ks / kK, at = ks % kK;
-            const uint32_t ap = a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4);
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              ldmatrix_x4(frag[G][j][h], ap + h * 64 * kRow);
-#pragma unroll
-              for (int e = 0; e < 4; ++e) frag[G][j][h][e] = to_tf32(frag[G][j][h][e]);
-            }
-          }
-          wgmma_fence();
-#pragma unroll
-          for (int j = 0; j < kHalf; ++j) {
-            const uint32_t ks = G * kHalf + j, piece = ks / kK, at = ks % kK;
-            const uint64_t bd = smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
-            WgmmaRegisterA<BN>::run(acc[0], frag[G][j][0], bd);
-            WgmmaRegisterA<BN>::run(acc[1], frag[G][j][1], bd);
-          }
-          wgmma_commit();
-          wgmma_wait<1>();
-        };
+        const uint32_t swizzle = (lane_row >> 7) & (kRow / 16 - 1);
         for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
           const uint32_t s = seq % kStages;
           mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-          const uint32_t a = smem0 + s * L::kStageBytes;
-          group(a, a + L::kABytes, std::integral_constant<int, 0>{});
-          if (slice > 0) release(seq - 1);  // its second group just retired
-          group(a, a + L::kABytes, std::integral_constant<int, 1>{});
+          const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
+          register_a_stage(
+              [&](int ks, int h) {
+                const uint32_t piece = ks / kK, at = ks % kK;
+                return a + piece * (kBM * kRow) + h * 64 * kRow + lane_row +
+                       (((2 * at + upper) ^ swizzle) << 4);
+              },
+              [&](int ks) {
+                const uint32_t piece = ks / kK, at = ks % kK;
+                return smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
+              },
+              [&] {
+                if (slice > 0) release(seq - 1);  // its second group just retired
+              });
         }
         return;
       }
@@ -457,7 +557,68 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       }
     };
     const int row_bytes = kTma ? tma.row_bytes : kSliceBytes;
-    if (row_bytes == kSliceBytes) {
+    if constexpr (kHalo) {
+      // The halo loader: per channel chunk one halo box of the source (the
+      // tile's box grown by each axis's tap reach) and, per tap, a stage of B
+      // alone; every tap reads its A rows from the halo at the tap's offset.
+      // 128-byte rows only (tma_tiling).  Row r of the tile is position
+      // (r >> (lw + lh), (r >> lw) % 2^lh, r % 2^lw) of the box, so at row
+      // offset lane_row[h] in the halo for the lane's ldmatrix row of half h.
+      if (g.nslices > 0) {
+        constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kSliceBytes);
+        const int lw = tma.log_box[2], lh = tma.log_box[1];
+        const int halo_h = tma.halo[1], halo_w = tma.halo[2];
+        uint32_t lane_row[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = 64 * h + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7);
+          lane_row[h] = uint32_t(((r >> (lw + lh)) * halo_h + ((r >> lw) & ((1 << lh) - 1))) * halo_w +
+                                 (r & ((1 << lw) - 1)));
+        }
+        // Tap t of axis a sits at first[a] + t·step[a] positions into the
+        // halo (the halo starts at the lowest position any tap reads).
+        int first[3], step[3], taps[3];
+#pragma unroll
+        for (int a = 0; a < 3; ++a) {
+          step[a] = int(g.ax[a].src_per_tap);
+          taps[a] = int(g.ax[a].taps);
+          first[a] = step[a] < 0 ? -(taps[a] - 1) * step[a] : 0;
+        }
+        const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
+        const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
+        int stage = 0;
+        for (int chunk = 0; chunk < tma.chunks; ++chunk, ++hseq) {
+          const uint32_t slot = hseq % kHaloSlots;
+          mbarrier_wait(hfull0 + 8 * slot, (hseq / kHaloSlots) & 1);
+          const uint32_t halo = smem0 + slot * uint32_t(tma.halo_bytes);
+          for (int t0 = 0; t0 < taps[0]; ++t0) {
+            for (int t1 = 0; t1 < taps[1]; ++t1) {
+              for (int t2 = 0; t2 < taps[2]; ++t2, ++stage, ++seq) {
+                const uint32_t tap_row =
+                    uint32_t(((first[0] + t0 * step[0]) * halo_h + first[1] + t1 * step[1]) * halo_w +
+                             first[2] + t2 * step[2]);
+                const uint32_t s = seq % kStages;
+                mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
+                const uint32_t b = b0 + s * uint32_t(BN * kSliceBytes);
+                register_a_stage(
+                    [&](int ks, int h) {
+                      const uint32_t row = lane_row[h] + tap_row;
+                      return halo + row * kSliceBytes + (((2 * ks + upper) ^ (row & 7)) << 4);
+                    },
+                    [&](int ks) { return smem_desc(b + 32 * ks, kDesc); },
+                    [&] {
+                      if (stage > 0) release(seq - 1);
+                    });
+              }
+            }
+          }
+          // Every ldmatrix of this halo has returned (its fragments fed the
+          // MMAs issued above): the slot may be refilled.
+          __syncwarp();
+          if (lane == 0) mbarrier_arrive(hempty0 + 8 * slot);
+        }
+      }
+    } else if (row_bytes == kSliceBytes) {
       main_loop(std::integral_constant<int, kSteps>{});
     } else if (row_bytes == 64) {
       main_loop(std::integral_constant<int, 2>{});
@@ -520,9 +681,10 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   }
 }
 
-template <typename scalar_t, typename index_t, int BN, bool kTma>
+template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo = false>
 __global__ void __launch_bounds__(kThreads, 1)
     tensor_core_gemm_sm90_kernel(const KernelArgs k, const __grid_constant__ TmaTiling tma) {
+  static_assert(kTma || !kHalo, "the halo loader is a TMA loader");
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   __shared__ SharedState st;
@@ -535,6 +697,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     mbarrier_init(smem_addr(&st.empty[tid]), 4);   // each warp of the consuming warpgroup
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);  // each of its warps
+  if (kHalo && tid < kHaloSlots) {
+    mbarrier_init(smem_addr(&st.halo_full[tid]), 1);   // arrive.expect_tx, then the bytes
+    mbarrier_init(smem_addr(&st.halo_empty[tid]), 4);  // each warp of the consuming warpgroup
+  }
   if (tid >= 32 && tid < 32 + 3 * kMaxPhases) {
     const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
     if (r < k.phases[a]) st.axes[a][r] = pass_axis(k, a, r);
@@ -545,14 +711,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t tiles = tiles_per_group * uint32_t(k.p.groups);
   if (tid < 128) {
     release_registers<RegisterSplit<kTma>::kProducer>();
-    if constexpr (kTma) {
+    if constexpr (kHalo) {
+      produce_halo<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
+    } else if constexpr (kTma) {
       produce_tma<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
     } else {
       produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
     }
   } else {
     claim_registers<RegisterSplit<kTma>::kConsumer>();
-    consume<scalar_t, index_t, BN, kTma>(k, tma, st, smem0, tiles_per_group, tiles);
+    consume<scalar_t, index_t, BN, kTma, kHalo>(k, tma, st, smem0, tiles_per_group, tiles);
   }
 #else
   __trap();  // never launched: tensor_core_gemm_sm90_runs_here requires sm_90a code
@@ -596,7 +764,7 @@ int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKin
 // largest) gives the grid (rows), the element stride (src_per_row) and the
 // source extent.
 bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
-                igemm::LaunchShape& s, TmaTiling& t) {
+                bool allow_halo, igemm::LaunchShape& s, TmaTiling& t) {
   const int64_t row_bytes = tma_row_bytes(p, ops.pass, dtype);
   if (row_bytes == 0) return false;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
@@ -610,8 +778,37 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     element_stride[a] = g.src_per_row;
     extent[a] = g.src_extent;
   }
+  // The halo loader (produce_halo) where a tile's taps overlap: 128-byte
+  // rows, each axis's rows consecutive source positions (forward phases;
+  // grad-input of stride 1), and two halos beside the stage ring in shared
+  // memory.  reach[a]: how far past the box the taps of the fullest phase read.
+  int64_t reach[3] = {0, 0, 0}, halo_rows = 1, most_taps = 1;
+  bool halo = allow_halo && row_bytes == kSliceBytes;
+  for (int a = 0; a < 3 && halo; ++a) {
+    const Axis& ax = p.axis[a];
+    const bool fwd = ops.pass == GatherPass::Forward;
+    const GemmAxis g = fwd ? forward_phase_axis(ax, 0) : grad_input_axis(ax);
+    int64_t taps = fwd ? 0 : ax.kernel;
+    for (int64_t r = 0; fwd && r < ax.stride; ++r) taps = std::max(taps, forward_phase_axis(ax, r).taps);
+    halo = g.src_per_row == 1;
+    reach[a] = (taps - 1) * (g.src_per_tap < 0 ? -g.src_per_tap : g.src_per_tap);
+    most_taps *= taps;
+  }
   RowBoxes boxes{};
-  if (!choose_row_boxes(rows, element_stride, kLogBM, boxes)) return false;
+  if (halo && most_taps > 1 && choose_row_boxes(rows, element_stride, kLogBM, boxes, reach)) {
+    for (int a = 0; a < 3; ++a) halo_rows *= (int64_t(1) << boxes.log_box[a]) + reach[a];
+    const int64_t slot = (halo_rows * kSliceBytes + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes *
+                         kSwizzleAtomBytes;
+    halo = kHaloSlots * slot + int64_t(kStages) * s.bn * kSliceBytes + kSwizzleAtomBytes <=
+           kMaxDynamicSmem;
+    t.halo_bytes = int(slot);
+  } else {
+    halo = false;
+  }
+  if (!halo) {
+    for (int64_t& r : reach) r = 0;
+    if (!choose_row_boxes(rows, element_stride, kLogBM, boxes)) return false;
+  }
   igemm::LaunchShape boxed = s;
   boxed.mtiles = p.batch * boxes.boxes[0] * boxes.boxes[1] * boxes.boxes[2];
   if (boxed.tiles_per_group() * p.groups >= INT_MAX) return false;
@@ -636,10 +833,14 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
                                   cuuint64_t(taps * ops.columns * ops.channels * element)};
   const cuuint32_t w_box[4] = {cuuint32_t(slice), cuuint32_t(s.bn), 1, 1};
   const cuuint32_t w_step[4] = {1, 1, 1, 1};
+  int64_t box[3];
+  for (int a = 0; a < 3; ++a) {
+    box[a] = (int64_t(1) << t.log_box[a]) * element_stride[a] + reach[a];
+    t.halo[a] = halo ? int(box[a]) : 0;
+  }
   const bool encoded =
-      encode_channels_last_boxes(t.source, dtype, ops.source, p.groups * ops.channels, p.batch,
-                                 extent, source_strides, slice, t.log_box, element_stride,
-                                 swizzle) &&
+      encode_channels_last_box(t.source, dtype, ops.source, p.groups * ops.channels, p.batch,
+                               extent, source_strides, slice, box, element_stride, swizzle) &&
       encode(&t.weight, tensor_map_type(dtype), 4, const_cast<void*>(ops.packed_weight), w_dim,
              w_stride, w_box, w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -647,12 +848,13 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   return encoded;
 }
 
-template <typename scalar_t, typename index_t, int BN, bool kTma>
+template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
 cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t tiles,
                            cudaStream_t stream) {
-  using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma>);
-  constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma>;
-  constexpr int smem = Layout<BN>::kSmemBytes;
+  using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>);
+  constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>;
+  const int smem = kHalo ? kHaloSlots * tma.halo_bytes + kStages * BN * kSliceBytes + kSwizzleAtomBytes
+                         : Layout<BN>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t cap = g_forced_ctas.load() > 0 ? g_forced_ctas.load() : sm_count();
@@ -714,32 +916,42 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 }
 
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                         const TensorCoreGemmOperands& ops, bool* tma_loader) {
+                                         const TensorCoreGemmOperands& ops, Sm90Loader* loader) {
   const int bn = tcg90::choose_columns(p, ops.pass);
   igemm::LaunchShape s = igemm::launch_shape(p, ops.pass, tcg90::kBM, bn);
-  if (tma_loader != nullptr) *tma_loader = false;
+  if (loader != nullptr) *loader = Sm90Loader::CpAsync;
   if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
   tcg90::TmaTiling tma{};
-  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, s, tma);
+  // The halo loader has only 32-bit offset instances (build time).
+  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, !cfg.wide_index, s, tma);
+  const bool use_halo = use_tma && tma.halo[0] > 0;
   const int64_t tiles = s.tiles_per_group() * p.groups;
   const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, s);
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     using scalar_t = decltype(scalar);
     using index_t = decltype(index);
-    const auto launch = [&](auto tma_on) {
-      constexpr bool kTma = decltype(tma_on)::value;
-      err = bn == 32   ? tcg90::launch_columns<scalar_t, index_t, 32, kTma>(args, tma, tiles, cfg.stream)
-            : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma>(args, tma, tiles, cfg.stream)
-                       : tcg90::launch_columns<scalar_t, index_t, 128, kTma>(args, tma, tiles, cfg.stream);
+    const auto launch = [&](auto tma_on, auto halo_on) {
+      constexpr bool kTma = decltype(tma_on)::value, kHalo = decltype(halo_on)::value;
+      err = bn == 32   ? tcg90::launch_columns<scalar_t, index_t, 32, kTma, kHalo>(args, tma, tiles, cfg.stream)
+            : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma, kHalo>(args, tma, tiles, cfg.stream)
+                       : tcg90::launch_columns<scalar_t, index_t, 128, kTma, kHalo>(args, tma, tiles, cfg.stream);
     };
+    if constexpr (std::is_same_v<index_t, int32_t>) {
+      if (use_halo) {
+        launch(std::true_type{}, std::true_type{});
+        return;
+      }
+    }
     if (use_tma) {
-      launch(std::true_type{});
+      launch(std::true_type{}, std::false_type{});
     } else {
-      launch(std::false_type{});
+      launch(std::false_type{}, std::false_type{});
     }
   });
-  if (tma_loader != nullptr) *tma_loader = use_tma && err == cudaSuccess;
+  if (loader != nullptr && err == cudaSuccess) {
+    *loader = use_halo ? Sm90Loader::Halo : use_tma ? Sm90Loader::Tma : Sm90Loader::CpAsync;
+  }
   return err;
 }
 

@@ -38,17 +38,16 @@ inline CUtensorMapDataType tensor_map_type(ScalarKind dtype) {
 }
 
 // A channels-last tensor ([N][D][H][W][channels], element strides n, d, h,
-// w) as a 5-D tensor map whose boxes are box_channels channels × 2^log_box[a]
-// positions per axis (d, h, w), every element_stride[a]-th one (TMA's
-// traversal strides), in `swizzle`; positions outside the tensor load as
-// zeros.  fp32, fp16 or bf16.  False where there is no encoder or it refuses
+// w) as a 5-D tensor map whose boxes are box_channels channels × box[a]
+// positions' span per axis (d, h, w), every element_stride[a]-th position
+// loaded (TMA's traversal strides), in `swizzle`; positions outside the
+// tensor load as zeros.  fp32, fp16 or bf16.  False where there is no encoder or it refuses
 // (addresses and strides must be 16-byte multiples).
-inline bool encode_channels_last_boxes(CUtensorMap& map, ScalarKind dtype, const void* base,
-                                       int64_t channels, int64_t batch,
-                                       const int64_t (&extent)[3], const int64_t (&strides)[4],
-                                       int64_t box_channels, const int (&log_box)[3],
-                                       const int64_t (&element_stride)[3],
-                                       CUtensorMapSwizzle swizzle) {
+inline bool encode_channels_last_box(CUtensorMap& map, ScalarKind dtype, const void* base,
+                                     int64_t channels, int64_t batch, const int64_t (&extent)[3],
+                                     const int64_t (&strides)[4], int64_t box_channels,
+                                     const int64_t (&box)[3], const int64_t (&element_stride)[3],
+                                     CUtensorMapSwizzle swizzle) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   const CUtensorMapDataType type = tensor_map_type(dtype);
@@ -57,15 +56,26 @@ inline bool encode_channels_last_boxes(CUtensorMap& map, ScalarKind dtype, const
                              cuuint64_t(extent[0]), cuuint64_t(batch)};
   const cuuint64_t stride[4] = {cuuint64_t(strides[3] * element), cuuint64_t(strides[2] * element),
                                 cuuint64_t(strides[1] * element), cuuint64_t(strides[0] * element)};
-  const cuuint32_t box[5] = {cuuint32_t(box_channels),
-                             cuuint32_t((int64_t(1) << log_box[2]) * element_stride[2]),
-                             cuuint32_t((int64_t(1) << log_box[1]) * element_stride[1]),
-                             cuuint32_t((int64_t(1) << log_box[0]) * element_stride[0]), 1};
+  const cuuint32_t box_dim[5] = {cuuint32_t(box_channels), cuuint32_t(box[2]), cuuint32_t(box[1]),
+                                 cuuint32_t(box[0]), 1};
   const cuuint32_t step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
                               cuuint32_t(element_stride[0]), 1};
-  return encode(&map, type, 5, const_cast<void*>(base), dim, stride, box, step,
+  return encode(&map, type, 5, const_cast<void*>(base), dim, stride, box_dim, step,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// The row tiles' boxes: 2^log_box positions a side, each element_stride apart.
+inline bool encode_channels_last_boxes(CUtensorMap& map, ScalarKind dtype, const void* base,
+                                       int64_t channels, int64_t batch,
+                                       const int64_t (&extent)[3], const int64_t (&strides)[4],
+                                       int64_t box_channels, const int (&log_box)[3],
+                                       const int64_t (&element_stride)[3],
+                                       CUtensorMapSwizzle swizzle) {
+  int64_t box[3];
+  for (int a = 0; a < 3; ++a) box[a] = (int64_t(1) << log_box[a]) * element_stride[a];
+  return encode_channels_last_box(map, dtype, base, channels, batch, extent, strides, box_channels,
+                                  box, element_stride, swizzle);
 }
 
 }  // namespace tconv3d::cuda

@@ -95,5 +95,39 @@ TEST(RowBoxes, NoSplitWhenEverySideMustBeOne) {
   EXPECT_FALSE(choose_row_boxes(rows, step, kLogRows, b));
 }
 
+TEST(RowBoxes, WithAReachTheSmallestHaloAmongEquals) {
+  // 32³ with a k3 stencil's reach of 2 per axis: every split of 128 into
+  // sides up to 32 pads nothing; 4 × 4 × 8 grows least (6 · 6 · 10 = 360
+  // positions, against 3 · 6 · 34 = 612 for the widest-w choice).
+  const int64_t rows[3] = {32, 32, 32}, step[3] = {1, 1, 1}, reach[3] = {2, 2, 2};
+  RowBoxes b{};
+  ASSERT_TRUE(choose_row_boxes(rows, step, kLogRows, b, reach));
+  EXPECT_EQ(b.log_box[0], 2);
+  EXPECT_EQ(b.log_box[1], 2);
+  EXPECT_EQ(b.log_box[2], 3);
+  // Against every padding-free split, by brute force.
+  for (int ld = 0; ld <= kLogRows; ++ld) {
+    for (int lh = 0; ld + lh <= kLogRows; ++lh) {
+      const int other[3] = {ld, lh, kLogRows - ld - lh};
+      int64_t halo = 1, chosen = 1;
+      for (int a = 0; a < 3; ++a) {
+        halo *= (int64_t(1) << other[a]) + reach[a];
+        chosen *= (int64_t(1) << b.log_box[a]) + reach[a];
+      }
+      if (padded_volume(rows, other) == padded_volume(rows, b.log_box)) {
+        EXPECT_LE(chosen, halo);
+      }
+    }
+  }
+}
+
+TEST(RowBoxes, TheReachCountsTowardTheBoxLimit) {
+  // w = 128 rows in one line plus a reach of 200 would exceed 256.
+  const int64_t rows[3] = {1, 1, 4096}, step[3] = {1, 1, 1}, reach[3] = {0, 0, 200};
+  RowBoxes b{};
+  ASSERT_TRUE(choose_row_boxes(rows, step, kLogRows, b, reach));
+  EXPECT_LE((int64_t(1) << b.log_box[2]) + reach[2], 256);
+}
+
 }  // namespace
 }  // namespace tconv3d::cuda

@@ -338,8 +338,13 @@ def test_auto_policy_takes_the_tma_loader_where_it_fits(case, precision):
         pytest.skip("the Hopper GEMM does not run on this device")
     cin, cout, groups, size, kernel, stride, padding, output_padding, *expected = case
     expected = expected[:2] if precision == "bf16" else expected[2:]
-    name = {"tma": "tensor_core_gemm_sm90_tma", "mma": "tensor_core_gemm"}
     dtype = use_precision(precision)
+    config = (2, cin, cout, groups, size, kernel, stride, padding, output_padding, 1, False)
+    # The Hopper GEMM's TMA loader, in its halo form where the taps overlap.
+    expected = tuple("tensor_core_gemm" if e == "mma"
+                     else "tensor_core_gemm_sm90_halo" if halo_loader_takes(config, dtype, forward)
+                     else "tensor_core_gemm_sm90_tma"
+                     for e, forward in zip(expected, (True, False)))
     tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
     geometry = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups)
     g = torch.Generator().manual_seed(11)
@@ -350,7 +355,7 @@ def test_auto_policy_takes_the_tma_loader_where_it_fits(case, precision):
     gy = torch.randn(y.shape, generator=g).to("cuda", dtype)
     gx, = torch.autograd.grad(y, x, gy)
     kernels = tconv3d._C._last_cuda_kernels()
-    assert (kernels["forward"], kernels["grad_input"]) == tuple(name[e] for e in expected)
+    assert (kernels["forward"], kernels["grad_input"]) == expected
     xr = x.detach().double().requires_grad_()
     yr = F.conv_transpose3d(xr, w.double(), **geometry)
     gxr, = torch.autograd.grad(yr, xr, gy.double())
@@ -369,7 +374,9 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     would give 64.  The value sits in x and grad_output (rounded as the GEMMs
     load them) or in the weight (rounded once, as it is packed).  Kernel 3,
     padding 1: the phase GEMMs, not the U-Net one; 64 columns over whole
-    128-byte rows, one phase: auto takes the Hopper GEMM in both passes."""
+    128-byte rows, stride 1: auto takes the Hopper GEMM's halo loader in both
+    passes (its A goes through registers and is rounded there, as under the
+    per-tap TMA loader, by the same code)."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     use_precision("tf32")
@@ -385,7 +392,7 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     assert torch.equal(y, torch.full_like(y, expected))
     assert torch.equal(gx, torch.full_like(gx, expected))
     kernels = tconv3d._C._last_cuda_kernels()
-    expected = "tensor_core_gemm_sm90_tma" if kernel_policy == "auto" else "tensor_core_gemm"
+    expected = "tensor_core_gemm_sm90_halo" if kernel_policy == "auto" else "tensor_core_gemm"
     assert kernels["forward"] == kernels["grad_input"] == expected
 
 
@@ -450,19 +457,75 @@ def tma_row_bytes(channels_per_group, dtype):
     return 128 if row_bytes % 128 == 0 else row_bytes if row_bytes in (32, 64) else None
 
 
+def choose_row_boxes(rows, reach, log_rows=7):
+    """Mirror of row_boxes.h's choose_row_boxes at element stride 1: the
+    power-of-two split of 2^log_rows rows (d, h, w) padding the grid least,
+    then growing least by the reach, then widest w, then widest h."""
+    best = None
+    for lw in range(log_rows, -1, -1):
+        for lh in range(log_rows - lw, -1, -1):
+            box = (1 << (log_rows - lw - lh), 1 << lh, 1 << lw)
+            if any(b + r > 256 for b, r in zip(box, reach)):
+                continue
+            padded = math.prod(-(-n // b) * b for n, b in zip(rows, box))
+            halo = math.prod(b + r for b, r in zip(box, reach))
+            if best is None or (padded, halo) < best[:2]:
+                best = (padded, halo, box)
+    return None if best is None else best[2]
+
+
+def halo_loader_takes(config, dtype, forward):
+    """Mirror of tma_tiling's halo loader choice (tensor_core_gemm_sm90.cu):
+    whole 128-byte rows, every axis's rows consecutive source positions
+    (forward phases, grad-input of stride 1), taps that overlap, and two halos
+    beside the 6-stage ring of B within the shared memory."""
+    _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
+    kernel, stride, padding, output_padding, dilation = (
+        triple(v) for v in (kernel, stride, padding, output_padding, dilation))
+    source, columns = (cin, cout) if forward else (cout, cin)
+    if tma_row_bytes(source // groups, dtype) != 128 or (not forward and max(stride) > 1):
+        return False
+    reach, rows, most_taps = [], [], 1
+    for i, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation):
+        out = (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if forward:
+            taps = max(sum(1 for t in range(k) if (r + p - t * d) % s == 0) for r in range(s))
+            step = d // math.gcd(s, d)
+            rows.append((out - 1) // s + 1)
+        else:
+            taps, step = k, d
+            rows.append(i)
+        reach.append((taps - 1) * step)
+        most_taps *= taps
+    if most_taps == 1:
+        return False
+    box = choose_row_boxes(rows, reach)
+    if box is None:
+        return False
+    halo_rows = math.prod(b + r for b, r in zip(box, reach))
+    slot = -(-halo_rows * 128 // 1024) * 1024
+    bn = 32 if columns // groups <= 32 else 64 if columns // groups <= 64 else 128
+    return 2 * slot + 6 * bn * 128 + 1024 <= 232448 - 4096
+
+
 def expected_wgmma_loaders(config, dtype):
-    """The kernels a config runs under the wgmma policy: the TMA loader where
-    the source's channels per group suit its rows (tma_row_bytes; grad-input,
-    strides at most 8), the cp.async one elsewhere, and mma.sync for forward
-    strides beyond the phase table."""
+    """The kernels a config runs under the wgmma policy: the halo loader where
+    a tile's taps overlap and its halo fits (halo_loader_takes), else the TMA
+    loader where the source's channels per group suit its rows (tma_row_bytes;
+    grad-input, strides at most 8), the cp.async one elsewhere, and mma.sync
+    for forward strides beyond the phase table."""
     _, cin, cout, groups, _, _, stride, *_ = config
-    strides = (stride,) * 3 if isinstance(stride, int) else stride
-    if max(strides) > 8:
-        forward = "tensor_core_gemm"
-    else:
-        forward = "tensor_core_gemm_sm90" + ("_tma" if tma_row_bytes(cin // groups, dtype) else "")
-    tma_input = tma_row_bytes(cout // groups, dtype) and max(strides) <= 8
-    return forward, "tensor_core_gemm_sm90" + ("_tma" if tma_input else "")
+    strides = triple(stride)
+
+    def loader(channels, forward):
+        if halo_loader_takes(config, dtype, forward):
+            return "tensor_core_gemm_sm90_halo"
+        if tma_row_bytes(channels // groups, dtype) and (forward or max(strides) <= 8):
+            return "tensor_core_gemm_sm90_tma"
+        return "tensor_core_gemm_sm90"
+
+    forward = "tensor_core_gemm" if max(strides) > 8 else loader(cin, True)
+    return forward, loader(cout, False)
 
 
 def test_tma_configs_cover_every_row_width():
@@ -475,10 +538,26 @@ def test_tma_configs_cover_every_row_width():
             for config in TMA_CONFIGS.values():
                 loader = dict(zip(("forward", "grad_input"), expected_wgmma_loaders(config, dtype)))
                 _, cin, cout, groups, *_ = config
-                if loader[pass_].endswith("_tma"):
+                if loader[pass_].endswith(("_tma", "_halo")):
                     channels = cin // groups if pass_ == "forward" else cout // groups
                     widths.add(tma_row_bytes(channels, dtype))
             assert widths == {32, 64, 128}, (dtype, pass_, widths)
+
+
+def test_tma_configs_reach_both_tma_loaders():
+    """TMA_CONFIGS run the halo loader and the per-tap boxes with 128-byte
+    rows in each precision family and pass (forward phases and stride-1
+    grad-input take the halo; strided grad-input and one-tap layers keep the
+    boxes), so test_wgmma_tma_loader asserts both."""
+    for dtype in (torch.bfloat16, torch.float32):
+        for index, pass_ in enumerate(("forward", "grad_input")):
+            loaders = set()
+            for config in TMA_CONFIGS.values():
+                _, cin, cout, groups, *_ = config
+                channels = cin // groups if pass_ == "forward" else cout // groups
+                if tma_row_bytes(channels, dtype) == 128:
+                    loaders.add(expected_wgmma_loaders(config, dtype)[index].rsplit("_", 1)[1])
+            assert {"halo", "tma"} <= loaders, (dtype, pass_, loaders)
 
 
 @requires_cuda
@@ -705,7 +784,8 @@ def test_packing_walks_more_than_65535_batch_groups(spatial):
     run_parity(config, "contiguous", torch.bfloat16, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"] in ("forward_tap_columns_gemm", "tensor_core_gemm",
-                                  "tensor_core_gemm_sm90", "tensor_core_gemm_sm90_tma")
+                                  "tensor_core_gemm_sm90", "tensor_core_gemm_sm90_tma",
+                                  "tensor_core_gemm_sm90_halo")
     assert kernels["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
