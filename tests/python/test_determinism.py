@@ -61,6 +61,26 @@ def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
 
 
 @requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_hopper_halo_loader_is_bitwise_reproducible(dtype):
+    """The halo loader (64 input channels: whole 128-byte rows; the k3s2
+    forward's phases) gives the same results whatever the CTA count."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    tconv3d._C._set_kernel_policy("wgmma")
+    try:
+        runs = []
+        for ctas in (0, 0, 3):
+            tconv3d._C._set_wgmma_grid(ctas)
+            runs.append(run_once("cuda", dtype=dtype, channels_last=True, in_channels=64))
+            assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_sm90_halo"
+    finally:
+        tconv3d._C._set_wgmma_grid(0)
+        tconv3d._C._set_kernel_policy("auto")
+    assert_bitwise_equal(runs)
+
+
+@requires_cuda
 @pytest.mark.parametrize("tile", [(16, 16), (32, 32), (64, 64), (128, 128)], ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_channels_last_grad_weight_is_bitwise_reproducible(dtype, tile):
