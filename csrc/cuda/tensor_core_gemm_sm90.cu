@@ -301,12 +301,17 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   }
 }
 
-// The halo loader's one thread: per tile and channel chunk, the halo box
-// (the tile's box of the source grown by the taps' reach, every position the
-// tile's taps read) into a halo slot, then per tap the weight slice alone
-// into the stage ring; taps in the consumers' order (d, h, w), chunks
-// outermost.  The halo starts at the lowest position any tap reads
-// (src_per_row is 1 here, so a tap moves the box by src_per_tap positions).
+// The halo loader's one thread: per tile and channel chunk (an item), the
+// halo box (the tile's box of the source grown by the taps' reach, every
+// position the tile's taps read) into a halo slot, then per tap the weight
+// slice alone into the stage ring; taps in the consumers' order (d, h, w),
+// chunks outermost.  The next item's halo is issued once kStages of this
+// item's slices are: that last one waited for the ring slot of the item
+// before's last tap, so the consumers are done with that item and its halo
+// slot, and the new halo has the rest of this item's MMAs to land.  The halo
+// starts at the lowest
+// position any tap reads (src_per_row is 1 here, so a tap moves the box by
+// src_per_tap positions).
 template <typename scalar_t, int BN>
 __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTiling& tma,
                                              const SharedState& st, uint32_t smem0,
@@ -319,27 +324,57 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
   const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
   const uint32_t halo_tx = uint32_t(tma.halo[0] * tma.halo[1] * tma.halo[2]) * kSliceBytes;
   const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
-  uint32_t seq = 0, hseq = 0;
-  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
-    if (!g.has_rows || g.nslices == 0) continue;
-    int origin[3], kidx0 = 0, kstep[3], taps[3];
+  const auto geometry = [&](uint32_t t) {
+    return tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
+  };
+  // The first tile from t on (stride gridDim.x) that has taps; `tiles` if none.
+  const auto next_tile = [&](uint32_t t) {
+    for (; t < tiles; t += gridDim.x) {
+      const TileGeometry g = geometry(t);
+      if (g.has_rows && g.nslices > 0) break;
+    }
+    return t;
+  };
+  uint32_t hseq = 0;
+  const auto load_halo = [&](uint32_t t, int chunk) {
+    const TileGeometry g = geometry(t);
+    int origin[3];
 #pragma unroll
     for (int a = 0; a < 3; ++a) {
-      const int step = int(g.ax[a].src_per_tap);
+      const int step = int(g.ax[a].src_per_tap), first = int(g.j0[a] + g.ax[a].src_origin);
+      origin[a] = step < 0 ? first + (int(g.ax[a].taps) - 1) * step : first;
+    }
+    const uint32_t slot = hseq % kHaloSlots;
+    if (hseq >= kHaloSlots) mbarrier_wait(hempty0 + 8 * slot, ((hseq / kHaloSlots) - 1) & 1);
+    mbarrier_arrive_expect_tx(hfull0 + 8 * slot, halo_tx);
+    tma_load_5d(smem0 + slot * uint32_t(tma.halo_bytes), &tma.source, hfull0 + 8 * slot,
+                g.tile.group * C + chunk * slice, origin[2], origin[1], origin[0], int(g.n));
+    ++hseq;
+  };
+
+  uint32_t seq = 0;
+  uint32_t t = next_tile(blockIdx.x);
+  if (t < tiles) load_halo(t, 0);
+  while (t < tiles) {
+    const TileGeometry g = geometry(t);
+    int kidx0 = 0, kstep[3], taps[3];
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
       taps[a] = int(g.ax[a].taps);
-      const int first = int(g.j0[a] + g.ax[a].src_origin);
-      origin[a] = step < 0 ? first + (taps[a] - 1) * step : first;
       kidx0 += int(g.ax[a].k_origin) * kstride[a];
       kstep[a] = int(g.ax[a].k_per_tap) * kstride[a];
     }
-    const int group = g.tile.group, n = int(g.n), col0 = g.tile.ntile * BN;
-    for (int chunk = 0; chunk < tma.chunks; ++chunk, ++hseq) {
-      const uint32_t slot = hseq % kHaloSlots;
-      if (hseq >= kHaloSlots) mbarrier_wait(hempty0 + 8 * slot, ((hseq / kHaloSlots) - 1) & 1);
-      mbarrier_arrive_expect_tx(hfull0 + 8 * slot, halo_tx);
-      tma_load_5d(smem0 + slot * uint32_t(tma.halo_bytes), &tma.source, hfull0 + 8 * slot,
-                  group * C + chunk * slice, origin[2], origin[1], origin[0], n);
+    const int group = g.tile.group, col0 = g.tile.ntile * BN;
+    const uint32_t after = next_tile(t + gridDim.x);
+    for (int chunk = 0; chunk < tma.chunks; ++chunk) {
+      int issued = 0;  // this item's slices so far
+      const auto next_halo = [&] {
+        if (chunk + 1 < tma.chunks) {
+          load_halo(t, chunk + 1);
+        } else if (after < tiles) {
+          load_halo(after, 0);
+        }
+      };
       for (int t0 = 0; t0 < taps[0]; ++t0) {
         for (int t1 = 0; t1 < taps[1]; ++t1) {
           for (int t2 = 0; t2 < taps[2]; ++t2, ++seq) {
@@ -348,10 +383,13 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
             mbarrier_arrive_expect_tx(full0 + 8 * s, kBBytes);
             tma_load_4d(b0 + s * kBBytes, &tma.weight, full0 + 8 * s, chunk * slice, col0,
                         kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2], group);
+            if (++issued == kStages) next_halo();
           }
         }
       }
+      if (issued < kStages) next_halo();
     }
+    t = after;
   }
 }
 
