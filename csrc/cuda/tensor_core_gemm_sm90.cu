@@ -61,10 +61,11 @@
 // stride-1 and the 64-column layers (RESULTS.md: 485 MB of L2 reads for a
 // 16.8 MB input, 5.9 TB/s).  Where a tile's rows are consecutive source
 // positions on every axis (every forward phase; grad-input of stride 1) and
-// rows are 128 bytes, the producer loads per tile and channel chunk one halo
+// rows are 128 or 64 bytes, the producer loads per tile and channel chunk one halo
 // — the tile's box grown by the taps' reach, tma_tiling choosing the box
-// that grows least — into one of two halo slots, and per tap only the weight
-// slice into the stage ring; the consumers read each tap's A rows from the
+// that grows least — into one of two halo slots, and per stage only the
+// weight slices of its taps (one, or two at 64-byte rows) into the stage
+// ring; the consumers read each tap's A rows from the
 // halo at the tap's offset through registers (ldmatrix computes any row's
 // address, the 128-byte swizzle being a function of the shared-memory
 // address), as TF32 does anyway, and 16-bit A goes the same way here.
@@ -318,11 +319,12 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
                                              uint32_t tiles_per_group, uint32_t tiles) {
   if (threadIdx.x != 0) return;
   constexpr uint32_t kBBytes = BN * kSliceBytes;
-  const int slice = kSliceBytes / int(sizeof(scalar_t)), C = int(k.ops.channels);
+  const int slice = tma.row_bytes / int(sizeof(scalar_t)), C = int(k.ops.channels);
   const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
-  const uint32_t halo_tx = uint32_t(tma.halo[0] * tma.halo[1] * tma.halo[2]) * kSliceBytes;
+  const uint32_t row_bytes = uint32_t(tma.row_bytes), per_stage = uint32_t(tma.pieces_per_stage);
+  const uint32_t halo_tx = uint32_t(tma.halo[0] * tma.halo[1] * tma.halo[2]) * row_bytes;
   const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
   const auto geometry = [&](uint32_t t) {
     return tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
@@ -364,10 +366,11 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
       kidx0 += int(g.ax[a].k_origin) * kstride[a];
       kstep[a] = int(g.ax[a].k_per_tap) * kstride[a];
     }
+    const int all_taps = taps[0] * taps[1] * taps[2];
+    const int stages = (all_taps + int(per_stage) - 1) / int(per_stage);
     const int group = g.tile.group, col0 = g.tile.ntile * BN;
     const uint32_t after = next_tile(t + gridDim.x);
     for (int chunk = 0; chunk < tma.chunks; ++chunk) {
-      int issued = 0;  // this item's slices so far
       const auto next_halo = [&] {
         if (chunk + 1 < tma.chunks) {
           load_halo(t, chunk + 1);
@@ -375,19 +378,25 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
           load_halo(after, 0);
         }
       };
-      for (int t0 = 0; t0 < taps[0]; ++t0) {
-        for (int t1 = 0; t1 < taps[1]; ++t1) {
-          for (int t2 = 0; t2 < taps[2]; ++t2, ++seq) {
-            const uint32_t s = seq % kStages;
-            if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
-            mbarrier_arrive_expect_tx(full0 + 8 * s, kBBytes);
-            tma_load_4d(b0 + s * kBBytes, &tma.weight, full0 + 8 * s, chunk * slice, col0,
-                        kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2], group);
-            if (++issued == kStages) next_halo();
+      for (int i = 0; i < stages; ++i, ++seq) {
+        const uint32_t s = seq % kStages;
+        if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
+        mbarrier_arrive_expect_tx(full0 + 8 * s, kBBytes);
+        for (uint32_t m = 0; m < per_stage; ++m) {
+          // Tap number i·per_stage + m in (d, h, w) order; past the last, a
+          // box at past_tap (all zeros, read from nowhere).
+          const int tap = i * int(per_stage) + int(m);
+          int kidx = tma.past_tap;
+          if (tap < all_taps) {
+            const int t2 = tap % taps[2], t1 = (tap / taps[2]) % taps[1], t0 = tap / (taps[1] * taps[2]);
+            kidx = kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2];
           }
+          tma_load_4d(b0 + s * kBBytes + m * BN * row_bytes, &tma.weight, full0 + 8 * s, chunk * slice,
+                      col0, kidx, group);
         }
+        if (i + 1 == kStages) next_halo();
       }
-      if (issued < kStages) next_halo();
+      if (stages < kStages) next_halo();
     }
     t = after;
   }
@@ -491,8 +500,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   // one group's MMAs run while the next one's fragments load; a group's
   // registers are only rewritten after the wgmma_wait that retired it.
   // a_address(ks, h): this lane's ldmatrix address for k-step ks of rows
-  // 64h-64h+63; b_desc(ks): B's descriptor; between_groups runs once the
-  // previous stage's last group has retired.
+  // 64h-64h+63 (under the halo loader ~0u for a stage's padding: zeros, so
+  // that not even 0 · inf reaches the sums); b_desc(ks): B's descriptor;
+  // between_groups runs once the previous stage's last group has retired.
   const auto register_a_stage = [&](auto a_address, auto b_desc, auto between_groups) {
     const auto group = [&](auto which) {
       constexpr int G = decltype(which)::value;
@@ -500,7 +510,13 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       for (int j = 0; j < kHalf; ++j) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          ldmatrix_x4(frag[G][j][h], a_address(G * kHalf + j, h));
+          const uint32_t address = a_address(G * kHalf + j, h);
+          if (kHalo && address == ~0u) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) frag[G][j][h][e] = 0;
+            continue;
+          }
+          ldmatrix_x4(frag[G][j][h], address);
           if constexpr (std::is_same_v<scalar_t, float>) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) frag[G][j][h][e] = to_tf32(frag[G][j][h][e]);
@@ -597,13 +613,17 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     const int row_bytes = kTma ? tma.row_bytes : kSliceBytes;
     if constexpr (kHalo) {
       // The halo loader: per channel chunk one halo box of the source (the
-      // tile's box grown by each axis's tap reach) and, per tap, a stage of B
-      // alone; every tap reads its A rows from the halo at the tap's offset.
-      // 128-byte rows only (tma_tiling).  Row r of the tile is position
-      // (r >> (lw + lh), (r >> lw) % 2^lh, r % 2^lw) of the box, so at row
-      // offset lane_row[h] in the halo for the lane's ldmatrix row of half h.
-      if (g.nslices > 0) {
-        constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kSliceBytes);
+      // tile's box grown by each axis's tap reach) and per stage the B of
+      // 128 / row_bytes taps (a stage always holds 128 bytes of K per row,
+      // as under the per-tap boxes; an odd last tap pairs with zeros); every
+      // tap reads its A rows from the halo at the tap's offset.  Row r of the
+      // tile is position (r >> (lw + lh), (r >> lw) % 2^lh, r % 2^lw) of the
+      // box, so at row lane_row[h] of the halo for the lane's ldmatrix row of
+      // half h; a halo row's 16-byte piece p sits at p ^ (its address bits
+      // 7 and up, masked to the row's pieces), the swizzle TMA wrote it in.
+      const auto halo_loop = [&](auto row_width) {
+        constexpr int kRow = decltype(row_width)::value, kK = kRow / 32, kPer = kSliceBytes / kRow;
+        constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
         const int lw = tma.log_box[2], lh = tma.log_box[1];
         const int halo_h = tma.halo[1], halo_w = tma.halo[2];
         uint32_t lane_row[2];
@@ -622,38 +642,53 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           taps[a] = int(g.ax[a].taps);
           first[a] = step[a] < 0 ? -(taps[a] - 1) * step[a] : 0;
         }
+        const int all_taps = taps[0] * taps[1] * taps[2];
+        // Halo row of tap number `tap` (d, h, w order), ~0u past the last.
+        const auto tap_row = [&](int tap) {
+          if (tap >= all_taps) return ~0u;
+          const int t2 = tap % taps[2], t1 = (tap / taps[2]) % taps[1], t0 = tap / (taps[1] * taps[2]);
+          return uint32_t(((first[0] + t0 * step[0]) * halo_h + first[1] + t1 * step[1]) * halo_w +
+                          first[2] + t2 * step[2]);
+        };
         const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
         const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
+        const int stages = (all_taps + kPer - 1) / kPer;
         int stage = 0;
         for (int chunk = 0; chunk < tma.chunks; ++chunk, ++hseq) {
           const uint32_t slot = hseq % kHaloSlots;
           mbarrier_wait(hfull0 + 8 * slot, (hseq / kHaloSlots) & 1);
           const uint32_t halo = smem0 + slot * uint32_t(tma.halo_bytes);
-          for (int t0 = 0; t0 < taps[0]; ++t0) {
-            for (int t1 = 0; t1 < taps[1]; ++t1) {
-              for (int t2 = 0; t2 < taps[2]; ++t2, ++stage, ++seq) {
-                const uint32_t tap_row =
-                    uint32_t(((first[0] + t0 * step[0]) * halo_h + first[1] + t1 * step[1]) * halo_w +
-                             first[2] + t2 * step[2]);
-                const uint32_t s = seq % kStages;
-                mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-                const uint32_t b = b0 + s * uint32_t(BN * kSliceBytes);
-                register_a_stage(
-                    [&](int ks, int h) {
-                      const uint32_t row = lane_row[h] + tap_row;
-                      return halo + row * kSliceBytes + (((2 * ks + upper) ^ (row & 7)) << 4);
-                    },
-                    [&](int ks) { return smem_desc(b + 32 * ks, kDesc); },
-                    [&] {
-                      if (stage > 0) release(seq - 1);
-                    });
-              }
-            }
+          for (int i = 0; i < stages; ++i, ++stage, ++seq) {
+            uint32_t rows[kPer];
+#pragma unroll
+            for (int m = 0; m < kPer; ++m) rows[m] = tap_row(i * kPer + m);
+            const uint32_t s = seq % kStages;
+            mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
+            const uint32_t b = b0 + s * uint32_t(BN * kSliceBytes);
+            register_a_stage(
+                [&](int ks, int h) {
+                  const uint32_t tap = rows[ks / kK];
+                  if (tap == ~0u) return ~0u;
+                  const uint32_t row = lane_row[h] + tap, at = ks % kK;
+                  const uint32_t swizzle = ((row * kRow) >> 7) & (kRow / 16 - 1);
+                  return halo + row * kRow + (((2 * at + upper) ^ swizzle) << 4);
+                },
+                [&](int ks) { return smem_desc(b + (ks / kK) * (BN * kRow) + 32 * (ks % kK), kDesc); },
+                [&] {
+                  if (stage > 0) release(seq - 1);
+                });
           }
           // Every ldmatrix of this halo has returned (its fragments fed the
           // MMAs issued above): the slot may be refilled.
           __syncwarp();
           if (lane == 0) mbarrier_arrive(hempty0 + 8 * slot);
+        }
+      };
+      if (g.nslices > 0) {
+        if (row_bytes == kSliceBytes) {
+          halo_loop(std::integral_constant<int, kSliceBytes>{});
+        } else {
+          halo_loop(std::integral_constant<int, 64>{});
         }
       }
     } else if (row_bytes == kSliceBytes) {
@@ -816,12 +851,12 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     element_stride[a] = g.src_per_row;
     extent[a] = g.src_extent;
   }
-  // The halo loader (produce_halo) where a tile's taps overlap: 128-byte
-  // rows, each axis's rows consecutive source positions (forward phases;
-  // grad-input of stride 1), and two halos beside the stage ring in shared
-  // memory.  reach[a]: how far past the box the taps of the fullest phase read.
+  // The halo loader (produce_halo) where a tile's taps overlap: 128- or
+  // 64-byte rows, each axis's rows consecutive source positions (forward
+  // phases; grad-input of stride 1), and two halos beside the stage ring in
+  // shared memory.  reach[a]: how far past the box the taps of the fullest phase read.
   int64_t reach[3] = {0, 0, 0}, halo_rows = 1, most_taps = 1;
-  bool halo = allow_halo && row_bytes == kSliceBytes;
+  bool halo = allow_halo && row_bytes >= 64;
   for (int a = 0; a < 3 && halo; ++a) {
     const Axis& ax = p.axis[a];
     const bool fwd = ops.pass == GatherPass::Forward;
@@ -835,7 +870,7 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   RowBoxes boxes{};
   if (halo && most_taps > 1 && choose_row_boxes(rows, element_stride, kLogBM, boxes, reach)) {
     for (int a = 0; a < 3; ++a) halo_rows *= (int64_t(1) << boxes.log_box[a]) + reach[a];
-    const int64_t slot = (halo_rows * kSliceBytes + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes *
+    const int64_t slot = (halo_rows * row_bytes + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes *
                          kSwizzleAtomBytes;
     halo = kHaloSlots * slot + int64_t(kStages) * s.bn * kSliceBytes + kSwizzleAtomBytes <=
            kMaxDynamicSmem;

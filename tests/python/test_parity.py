@@ -476,14 +476,15 @@ def choose_row_boxes(rows, reach, log_rows=7):
 
 def halo_loader_takes(config, dtype, forward):
     """Mirror of tma_tiling's halo loader choice (tensor_core_gemm_sm90.cu):
-    whole 128-byte rows, every axis's rows consecutive source positions
+    128- or 64-byte rows, every axis's rows consecutive source positions
     (forward phases, grad-input of stride 1), taps that overlap, and two halos
     beside the 6-stage ring of B within the shared memory."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     kernel, stride, padding, output_padding, dilation = (
         triple(v) for v in (kernel, stride, padding, output_padding, dilation))
     source, columns = (cin, cout) if forward else (cout, cin)
-    if tma_row_bytes(source // groups, dtype) != 128 or (not forward and max(stride) > 1):
+    row_bytes = tma_row_bytes(source // groups, dtype)
+    if row_bytes not in (64, 128) or (not forward and max(stride) > 1):
         return False
     reach, rows, most_taps = [], [], 1
     for i, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation):
@@ -503,7 +504,7 @@ def halo_loader_takes(config, dtype, forward):
     if box is None:
         return False
     halo_rows = math.prod(b + r for b, r in zip(box, reach))
-    slot = -(-halo_rows * 128 // 1024) * 1024
+    slot = -(-halo_rows * row_bytes // 1024) * 1024
     bn = 32 if columns // groups <= 32 else 64 if columns // groups <= 64 else 128
     return 2 * slot + 6 * bn * 128 + 1024 <= 232448 - 4096
 
