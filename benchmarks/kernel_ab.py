@@ -24,7 +24,9 @@ import torch.nn.functional as F
 
 import bench
 
-POLICIES = ("auto", "gather", "tensor_core", "wgmma")
+# wgmma_boxes: the wgmma policy with the halo loader off (per-tap boxes), to
+# compare the Hopper GEMM's two TMA loaders on one shape.
+POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes")
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -46,12 +48,16 @@ def ab_row(case: bench.Case, dtype_name: str, layout: str, pass_: str, policies:
     ours = bench.make_call(tconv3d.conv_transpose3d, case, pass_)
 
     def forced(policy):
+        boxes = policy == "wgmma_boxes"
+
         def call(s):
-            tconv3d._C._set_kernel_policy(policy)
+            tconv3d._C._set_kernel_policy("wgmma" if boxes else policy)
+            tconv3d._C._set_wgmma_halo(not boxes)
             try:
                 return ours(s)
             finally:
                 tconv3d._C._set_kernel_policy("auto")
+                tconv3d._C._set_wgmma_halo(True)
         return call
 
     calls = {"cudnn": bench.make_call(F.conv_transpose3d, case, pass_)}

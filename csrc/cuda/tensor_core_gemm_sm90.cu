@@ -808,6 +808,7 @@ inline int choose_columns(const ConvTranspose3dParams& p, GatherPass pass) {
 }
 
 std::atomic<int> g_forced_ctas{0};
+std::atomic<bool> g_halo_allowed{true};  // test and benchmark hook: per-tap boxes instead
 
 // ---------------------------------------------------------------------------
 // The TMA loader, host side.
@@ -996,7 +997,8 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
   tcg90::TmaTiling tma{};
   // The halo loader has only 32-bit offset instances (build time).
-  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, !cfg.wide_index, s, tma);
+  const bool use_tma =
+      tcg90::tma_tiling(p, ops, cfg.dtype, !cfg.wide_index && tcg90::g_halo_allowed.load(), s, tma);
   const bool use_halo = use_tma && tma.halo[0] > 0;
   const int64_t tiles = s.tiles_per_group() * p.groups;
   const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, s);
@@ -1029,5 +1031,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
 }
 
 void set_tensor_core_gemm_sm90_grid(int ctas) { tcg90::g_forced_ctas.store(ctas); }
+
+void set_tensor_core_gemm_sm90_halo(bool allowed) { tcg90::g_halo_allowed.store(allowed); }
 
 }  // namespace tconv3d::cuda
