@@ -500,26 +500,32 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   // one group's MMAs run while the next one's fragments load; a group's
   // registers are only rewritten after the wgmma_wait that retired it.
   // a_address(ks, h): this lane's ldmatrix address for k-step ks of rows
-  // 64h-64h+63 (under the halo loader ~0u for a stage's padding: zeros, so
-  // that not even 0 · inf reaches the sums); b_desc(ks): B's descriptor;
+  // 64h-64h+63; a_kept(ks): a mask ANDed into k-step ks's fragments after
+  // the loads (0 for a halo stage's padding tap: zeros, so that not even
+  // 0 · inf reaches the sums; its address is a real halo row).  Every
+  // ldmatrix of a group is issued before any fragment is used: with a
+  // branch around each load (the first halo version), each waited out its
+  // own latency and the halo GEMM ran at half the per-tap boxes' speed
+  // (RESULTS.md, "Halo loader round").  b_desc(ks): B's descriptor;
   // between_groups runs once the previous stage's last group has retired.
-  const auto register_a_stage = [&](auto a_address, auto b_desc, auto between_groups) {
+  const auto register_a_stage = [&](auto a_address, auto a_kept, auto b_desc, auto between_groups) {
     const auto group = [&](auto which) {
       constexpr int G = decltype(which)::value;
 #pragma unroll
       for (int j = 0; j < kHalf; ++j) {
 #pragma unroll
+        for (int h = 0; h < 2; ++h) ldmatrix_x4(frag[G][j][h], a_address(G * kHalf + j, h));
+      }
+#pragma unroll
+      for (int j = 0; j < kHalf; ++j) {
+        const uint32_t kept = a_kept(G * kHalf + j);
+#pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const uint32_t address = a_address(G * kHalf + j, h);
-          if (kHalo && address == ~0u) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) frag[G][j][h][e] = 0;
-            continue;
-          }
-          ldmatrix_x4(frag[G][j][h], address);
-          if constexpr (std::is_same_v<scalar_t, float>) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) frag[G][j][h][e] = to_tf32(frag[G][j][h][e]);
+          for (int e = 0; e < 4; ++e) {
+            uint32_t v = frag[G][j][h][e];
+            if constexpr (std::is_same_v<scalar_t, float>) v = to_tf32(v);
+            frag[G][j][h][e] = v & kept;
           }
         }
       }
@@ -581,6 +587,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                 return a + piece * (kBM * kRow) + h * 64 * kRow + lane_row +
                        (((2 * at + upper) ^ swizzle) << 4);
               },
+              [](int) { return ~0u; },
               [&](int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
                 return smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
@@ -643,13 +650,12 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           first[a] = step[a] < 0 ? -(taps[a] - 1) * step[a] : 0;
         }
         const int all_taps = taps[0] * taps[1] * taps[2];
-        // Halo row of tap number `tap` (d, h, w order), ~0u past the last.
-        const auto tap_row = [&](int tap) {
-          if (tap >= all_taps) return ~0u;
-          const int t2 = tap % taps[2], t1 = (tap / taps[2]) % taps[1], t0 = tap / (taps[1] * taps[2]);
-          return uint32_t(((first[0] + t0 * step[0]) * halo_h + first[1] + t1 * step[1]) * halo_w +
-                          first[2] + t2 * step[2]);
-        };
+        // The halo row of each tap in turn (d, h, w order), walked by
+        // counters: per tap three runtime divisions doubled the consumers'
+        // instructions.
+        const uint32_t row_step[3] = {uint32_t(step[0] * halo_h * halo_w), uint32_t(step[1] * halo_w),
+                                      uint32_t(step[2])};
+        const uint32_t row_first = uint32_t((first[0] * halo_h + first[1]) * halo_w + first[2]);
         const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
         const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
         const int stages = (all_taps + kPer - 1) / kPer;
@@ -658,21 +664,36 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           const uint32_t slot = hseq % kHaloSlots;
           mbarrier_wait(hfull0 + 8 * slot, (hseq / kHaloSlots) & 1);
           const uint32_t halo = smem0 + slot * uint32_t(tma.halo_bytes);
+          uint32_t row = row_first;  // the next tap's halo row
+          int tap = 0, t[3] = {0, 0, 0};
           for (int i = 0; i < stages; ++i, ++stage, ++seq) {
-            uint32_t rows[kPer];
+            // A tap past the last (a stage's padding) reads the first tap's
+            // rows, masked to zeros.
+            uint32_t rows[kPer], kept[kPer];
 #pragma unroll
-            for (int m = 0; m < kPer; ++m) rows[m] = tap_row(i * kPer + m);
+            for (int m = 0; m < kPer; ++m, ++tap) {
+              kept[m] = tap < all_taps ? ~0u : 0u;
+              rows[m] = tap < all_taps ? row : row_first;
+              row += row_step[2];
+              if (++t[2] == taps[2]) {
+                t[2] = 0;
+                row += row_step[1] - uint32_t(taps[2]) * row_step[2];
+                if (++t[1] == taps[1]) {
+                  t[1] = 0;
+                  row += row_step[0] - uint32_t(taps[1]) * row_step[1];
+                }
+              }
+            }
             const uint32_t s = seq % kStages;
             mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
             const uint32_t b = b0 + s * uint32_t(BN * kSliceBytes);
             register_a_stage(
                 [&](int ks, int h) {
-                  const uint32_t tap = rows[ks / kK];
-                  if (tap == ~0u) return ~0u;
-                  const uint32_t row = lane_row[h] + tap, at = ks % kK;
-                  const uint32_t swizzle = ((row * kRow) >> 7) & (kRow / 16 - 1);
-                  return halo + row * kRow + (((2 * at + upper) ^ swizzle) << 4);
+                  const uint32_t r = lane_row[h] + rows[ks / kK], at = ks % kK;
+                  const uint32_t swizzle = ((r * kRow) >> 7) & (kRow / 16 - 1);
+                  return halo + r * kRow + (((2 * at + upper) ^ swizzle) << 4);
                 },
+                [&](int ks) { return kept[ks / kK]; },
                 [&](int ks) { return smem_desc(b + (ks / kK) * (BN * kRow) + 32 * (ks % kK), kDesc); },
                 [&] {
                   if (stage > 0) release(seq - 1);
