@@ -378,21 +378,28 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
           load_halo(after, 0);
         }
       };
+      // Taps in (d, h, w) order, walked by counters: this one thread's
+      // issue rate bounds the whole CTA, and three runtime divisions a tap
+      // held it to about one stage per 700 clocks (RESULTS.md, "Halo loader
+      // round").  Past the last tap, a box at past_tap (all zeros, read from
+      // nowhere).
+      int tap = 0, kidx = kidx0, t1 = 0, t2 = 0;
       for (int i = 0; i < stages; ++i, ++seq) {
         const uint32_t s = seq % kStages;
         if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
         mbarrier_arrive_expect_tx(full0 + 8 * s, kBBytes);
-        for (uint32_t m = 0; m < per_stage; ++m) {
-          // Tap number i·per_stage + m in (d, h, w) order; past the last, a
-          // box at past_tap (all zeros, read from nowhere).
-          const int tap = i * int(per_stage) + int(m);
-          int kidx = tma.past_tap;
-          if (tap < all_taps) {
-            const int t2 = tap % taps[2], t1 = (tap / taps[2]) % taps[1], t0 = tap / (taps[1] * taps[2]);
-            kidx = kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2];
-          }
+        for (uint32_t m = 0; m < per_stage; ++m, ++tap) {
           tma_load_4d(b0 + s * kBBytes + m * BN * row_bytes, &tma.weight, full0 + 8 * s, chunk * slice,
-                      col0, kidx, group);
+                      col0, tap < all_taps ? kidx : tma.past_tap, group);
+          kidx += kstep[2];
+          if (++t2 == taps[2]) {
+            t2 = 0;
+            kidx += kstep[1] - taps[2] * kstep[2];
+            if (++t1 == taps[1]) {
+              t1 = 0;
+              kidx += kstep[0] - taps[1] * kstep[1];
+            }
+          }
         }
         if (i + 1 == kStages) next_halo();
       }
