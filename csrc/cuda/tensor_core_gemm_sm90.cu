@@ -57,18 +57,24 @@
 // producer warpgroup keeps 40 and the consumers take 232 (RegisterSplit).
 //
 // The halo loader (a TMA loader variant): the per-tap boxes above read the
-// source again at every tap, and that L2 → SM traffic is what bounds the
-// stride-1 and the 64-column layers (RESULTS.md: 485 MB of L2 reads for a
-// 16.8 MB input, 5.9 TB/s).  Where a tile's rows are consecutive source
-// positions on every axis (every forward phase; grad-input of stride 1) and
-// rows are 128 or 64 bytes, the producer loads per tile and channel chunk one halo
-// — the tile's box grown by the taps' reach, tma_tiling choosing the box
-// that grows least — into one of two halo slots, and per stage only the
-// weight slices of its taps (one, or two at 64-byte rows) into the stage
-// ring; the consumers read each tap's A rows from the
-// halo at the tap's offset through registers (ldmatrix computes any row's
-// address, the 128-byte swizzle being a function of the shared-memory
-// address), as TF32 does anyway, and 16-bit A goes the same way here.
+// source again at every tap (RESULTS.md: 485 MB of L2 reads for a 16.8 MB
+// input, 5.9 TB/s, k3s1 32 → 32).  Where a tile's rows are consecutive
+// source positions on every axis (every forward phase; grad-input of stride
+// 1) and rows are 128 or 64 bytes, the producer loads per tile and channel
+// chunk one halo — the tile's box grown by the taps' reach, tma_tiling
+// choosing the box that grows least — into one of two halo slots, and per
+// stage only the weight slices of its taps (one, or two at 64-byte rows)
+// into the stage ring; the consumers read each tap's A rows from the halo at
+// the tap's offset through registers (ldmatrix computes any row's address,
+// the 128-byte swizzle being a function of the shared-memory address).
+// Measured (RESULTS.md, "Halo loader round"): L2 traffic falls ~10×, yet
+// the kernel is then bound by the per-stage latency of one consumer warp a
+// scheduler (~300 dependent instructions a stage at ~3 clocks each against
+// 128 clocks of MMAs at 32 columns), so it wins only where A is reused most:
+// fp16/bf16 over at least 27 taps (k5s1 32 → 32 0.103 against 0.121 ms,
+// k3s1 over 2 × 160³ 3.01 against 3.21).  TF32 (rounding A costs ~100 more
+// instructions a stage) and the phases of strided forwards (8 taps or fewer)
+// keep the per-tap boxes.
 //
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
@@ -125,6 +131,10 @@ constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
 constexpr int kARows = kBM / kRowStep;   // A rows a producer thread loads
 constexpr int kStages = 6;
 constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
+// The halo loader where the fullest phase has this many taps (3 × 3 × 3 at
+// stride 1) in fp16/bf16 only: it won there and lost elsewhere (RESULTS.md,
+// "Halo loader round").
+constexpr int64_t kHaloMinTaps = 27;
 // Dynamic shared memory a CTA may take (H100/H200: 227 KB, less the static
 // SharedState with room to spare).
 constexpr int64_t kMaxDynamicSmem = 232448 - 4096;
@@ -880,12 +890,13 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     element_stride[a] = g.src_per_row;
     extent[a] = g.src_extent;
   }
-  // The halo loader (produce_halo) where a tile's taps overlap: 128- or
-  // 64-byte rows, each axis's rows consecutive source positions (forward
-  // phases; grad-input of stride 1), and two halos beside the stage ring in
-  // shared memory.  reach[a]: how far past the box the taps of the fullest phase read.
+  // The halo loader (produce_halo) where a tile's taps overlap: fp16/bf16
+  // with 128- or 64-byte rows, each axis's rows consecutive source positions
+  // (forward phases; grad-input of stride 1), at least kHaloMinTaps taps in
+  // the fullest phase, and two halos beside the stage ring in shared memory.
+  // reach[a]: how far past the box the taps of the fullest phase read.
   int64_t reach[3] = {0, 0, 0}, halo_rows = 1, most_taps = 1;
-  bool halo = allow_halo && row_bytes >= 64;
+  bool halo = allow_halo && row_bytes >= 64 && dtype != ScalarKind::Float32;
   for (int a = 0; a < 3 && halo; ++a) {
     const Axis& ax = p.axis[a];
     const bool fwd = ops.pass == GatherPass::Forward;
@@ -897,7 +908,7 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     most_taps *= taps;
   }
   RowBoxes boxes{};
-  if (halo && most_taps > 1 && choose_row_boxes(rows, element_stride, kLogBM, boxes, reach)) {
+  if (halo && most_taps >= kHaloMinTaps && choose_row_boxes(rows, element_stride, kLogBM, boxes, reach)) {
     for (int a = 0; a < 3; ++a) halo_rows *= (int64_t(1) << boxes.log_box[a]) + reach[a];
     const int64_t slot = (halo_rows * row_bytes + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes *
                          kSwizzleAtomBytes;
@@ -1024,7 +1035,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (loader != nullptr) *loader = Sm90Loader::CpAsync;
   if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
   tcg90::TmaTiling tma{};
-  // The halo loader has only 32-bit offset instances (build time).
+  // The halo loader has only 32-bit offset, 16-bit instances (build time).
   const bool use_tma =
       tcg90::tma_tiling(p, ops, cfg.dtype, !cfg.wide_index && tcg90::g_halo_allowed.load(), s, tma);
   const bool use_halo = use_tma && tma.halo[0] > 0;
@@ -1040,7 +1051,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
             : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma, kHalo>(args, tma, tiles, cfg.stream)
                        : tcg90::launch_columns<scalar_t, index_t, 128, kTma, kHalo>(args, tma, tiles, cfg.stream);
     };
-    if constexpr (std::is_same_v<index_t, int32_t>) {
+    if constexpr (std::is_same_v<index_t, int32_t> && !std::is_same_v<scalar_t, float>) {
       if (use_halo) {
         launch(std::true_type{}, std::true_type{});
         return;
