@@ -23,4 +23,4 @@ stalls = [(n, v) for n, v in zip(names, values)
 for n, v in sorted(stalls, key=lambda t: -float(t[1] or 0))[:12]:
     print(f"{float(v or 0):8.2f}  {n}")
 PY
-python3 "$(dirname "$0")/sass_stalls.py" "$report.sass.csv" 30
+python3 scripts/sass_stalls.py "$report.sass.csv" 30
