@@ -51,6 +51,18 @@ LAYOUTS = ("ncdhw", "cl")
 PASSES = ("fwd", "fwdbwd", "dgrad", "wgrad")
 # The key of tconv3d._C._last_cuda_kernels() naming the kernel a single pass ran.
 PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
+# Kernel policies to force (force_kernel): tconv3d's own, and wgmma_boxes, the wgmma policy with
+# the halo loader off (the Hopper GEMM's per-tap boxes), to compare its two TMA loaders.
+KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes")
+
+
+def force_kernel(policy: str) -> None:
+    """Runs tconv3d's CUDA passes on one kernel family from now on ("auto": the shipped choice)."""
+    import tconv3d
+
+    tconv3d._C._set_kernel_policy("wgmma" if policy == "wgmma_boxes" else policy)
+    tconv3d._C._set_wgmma_halo(policy != "wgmma_boxes")
+
 DEFAULT_PASSES = "fwd,fwdbwd"
 # DESIGN.md §2: relative error against a float64 reference (fp64 itself: a loose sanity bound).
 TOLERANCE = {"fp32": 1e-5, "tf32": 3e-3, "fp16": 5e-3, "bf16": 2e-2, "fp64": 1e-10}

@@ -5,7 +5,7 @@
     python benchmarks/kernel_ab.py --quick        # the representative cases
 
 Each row times one pass (fwd: the forward; dgrad / wgrad: that backward pass alone) with every
-forced kernel policy (tconv3d._C._set_kernel_policy) and cuDNN's matching pass, interleaved,
+forced kernel policy (bench.force_kernel) and cuDNN's matching pass, interleaved,
 with bench.py's inputs and timing (CUDA events, median, input sets rotated beyond L2). The
 relative difference of each policy's result from cuDNN's is printed beside its time, so a broken
 kernel shows at once. This is the evidence behind the policy choices in
@@ -23,10 +23,6 @@ import torch
 import torch.nn.functional as F
 
 import bench
-
-# wgmma_boxes: the wgmma policy with the halo loader off (per-tap boxes), to
-# compare the Hopper GEMM's two TMA loaders on one shape.
-POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes")
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -48,16 +44,12 @@ def ab_row(case: bench.Case, dtype_name: str, layout: str, pass_: str, policies:
     ours = bench.make_call(tconv3d.conv_transpose3d, case, pass_)
 
     def forced(policy):
-        boxes = policy == "wgmma_boxes"
-
         def call(s):
-            tconv3d._C._set_kernel_policy("wgmma" if boxes else policy)
-            tconv3d._C._set_wgmma_halo(not boxes)
+            bench.force_kernel(policy)
             try:
                 return ours(s)
             finally:
-                tconv3d._C._set_kernel_policy("auto")
-                tconv3d._C._set_wgmma_halo(True)
+                bench.force_kernel("auto")
         return call
 
     calls = {"cudnn": bench.make_call(F.conv_transpose3d, case, pass_)}
@@ -115,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("kernel_ab.py: needs a CUDA device")
-    policies = bench.split_choices(p, "--policies", args.policies, POLICIES)
+    policies = bench.split_choices(p, "--policies", args.policies, bench.KERNEL_POLICIES)
     dtypes = bench.split_choices(p, "--dtypes", args.dtypes, bench.DTYPES)
     layouts = bench.split_choices(p, "--layouts", args.layouts, bench.LAYOUTS)
     passes = bench.split_choices(p, "--passes", args.passes, ("fwd", "dgrad", "wgrad"))

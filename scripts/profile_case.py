@@ -22,9 +22,7 @@ def main() -> None:
         dtype = bench.DTYPES[dtype_name]
         sets = bench.make_input_sets(case, dtype, layout == "cl", pass_, device, 1, seed=0)
         call = bench.make_call(tconv3d.conv_transpose3d, case, pass_)
-        # wgmma_boxes: kernel_ab.py's column, the Hopper GEMM with the halo loader off.
-        tconv3d._C._set_kernel_policy("wgmma" if policy == "wgmma_boxes" else policy)
-        tconv3d._C._set_wgmma_halo(policy != "wgmma_boxes")
+        bench.force_kernel(policy)
         for _ in range(8):
             call(sets[0])
         torch.cuda.synchronize()
