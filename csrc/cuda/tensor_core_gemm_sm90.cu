@@ -14,17 +14,22 @@
 //    128-byte row of K per GEMM row and stage).  It runs ahead across tiles,
 //    so the next tile's loads overlap this tile's epilogue.  Stages are
 //    published by cp.async.mbarrier.arrive as the copies land.
-//  - Two consumer warpgroups (threads 128-383, 200 registers) take the tiles
-//    in turn (ping-pong: one's epilogue overlaps the other's MMAs) and each
-//    computes a whole tile: per stage, two wgmma m64nBNk16 (k8 in TF32) for
-//    each of its four 32-byte k-steps, one stage's MMAs kept in flight, the
-//    stage before released (mbarrier, one arrive per warp).  Epilogue straight
-//    from the accumulator registers: + bias, one rounding, two channels per
-//    store where dest is channel-contiguous.
+//  - Two consumer warpgroups (threads 128-383, 200 registers) share every
+//    tile, 64 rows each: per stage, one wgmma m64nBNk16 (k8 in TF32) for each
+//    of its four 32-byte k-steps, one stage's MMAs kept in flight, the stage
+//    before released (mbarrier, one arrive per warp of both).  They used to
+//    take whole tiles in turn (ping-pong: one's epilogue overlapping the
+//    other's MMAs), but then one warp a scheduler ran the main loop, and at
+//    32-64 columns its chain of ~300 dependent instructions a stage, not the
+//    MMAs, set the pace (RESULTS.md, "Halo loader round": ~920 clocks a stage
+//    against 128 of MMAs); sharing the tile puts two warps a scheduler in the
+//    main loop, each with half the loads and MMAs.  Epilogue straight from the
+//    accumulator registers: + bias, one rounding, two channels per store
+//    where dest is channel-contiguous.
 //  - TF32: wgmma truncates fp32 operands it reads from shared memory, and
-//    they must round to nearest (cvt.rna, as the mma.sync path and cuDNN).
+//    they must round to nearest (to_tf32, as the mma.sync path and cuDNN).
 //    The packed weight (B) comes rounded (weight_pack.h); A goes through the
-//    consumers' registers (ldmatrix, cvt.rna, wgmma with A in registers).
+//    consumers' registers (ldmatrix, to_tf32, wgmma with A in registers).
 //    The producer warpgroup used to round A in place before publishing each
 //    stage: 32 KB more shared-memory traffic a stage and a serial pass that
 //    held TF32 at ~160 TFLOP/s (RESULTS.md, "TF32 A through registers").
@@ -108,16 +113,17 @@ using namespace sm90;
 
 constexpr int kLogBM = 7;
 constexpr int kBM = 1 << kLogBM;         // rows per tile: two m64 wgmmas per k-step
-constexpr int kConsumers = 2;            // warpgroups taking tiles in turn (ping-pong)
+constexpr int kConsumers = 2;            // warpgroups sharing each tile, 64 rows each
 constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consumers
 // Registers per thread: every warp starts with the launch cap, then the
 // producer gives some back and the consumers take them.  setmaxnreg.inc
 // waits until the pool holds enough, so the consumers must not ask for more
 // than the producer released: that would hang the CTA.
 // The cp.async producer keeps eight rows' gather state (96); the TMA loader's
-// one issuing thread needs few, and its consumers take the rest (TF32 holds
-// two groups of A fragments beside 128 accumulators: at 200, ptxas
-// serialises the wgmmas).
+// one issuing thread needs few, and its consumers take the rest (when a
+// warpgroup took whole tiles, TF32 held two groups of A fragments beside 128
+// accumulators and at 200 ptxas serialised the wgmmas; sharing tiles halved
+// both).
 constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
 template <bool kTma>
 struct RegisterSplit {
@@ -156,7 +162,6 @@ using PhaseTable = GemmAxis[3][kMaxPhases];
 struct SharedState {
   uint64_t full[kStages], empty[kStages];
   uint64_t halo_full[kHaloSlots], halo_empty[kHaloSlots];  // halo loader only
-  uint64_t mainloop_done[kConsumers];  // per consumer warpgroup, once per tile
   PhaseTable axes;
 };
 
@@ -479,12 +484,11 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
   }
 }
 
-// A consumer warpgroup takes every other tile that has rows (ping-pong: one's
-// epilogue overlaps the other's MMAs) and computes all 128 rows of it.  It
-// starts a tile's main loop only once the other warpgroup has finished the
-// previous tile's: then every stage before this tile has been filled, so a
-// barrier it waits on is never more than one phase behind (a parity wait on
-// a barrier two phases behind would pass at once).
+// Both consumer warpgroups take every tile that has rows, warpgroup wg its
+// rows 64·wg to 64·wg + 63.  A stage is refilled only once all eight
+// consumer warps released it, so neither warpgroup runs more than the ring
+// ahead of the other and a barrier it waits on is never more than one phase
+// behind (a parity wait on a barrier two phases behind would pass at once).
 template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
 __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tma,
                                         const SharedState& st, uint32_t smem0,
@@ -498,26 +502,24 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   scalar_t* dst = static_cast<scalar_t*>(k.ops.dest);
   const index_t dc = index_t(k.dest.c);
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
-  const uint32_t done0 = smem_addr(st.mainloop_done);
 
   auto release = [&](uint32_t seq) {
     __syncwarp();
     if (lane == 0) mbarrier_arrive(empty0 + 8 * (seq % kStages));
   };
 
-  float acc[2][BN / 2];  // rows 0-63 and 64-127 of the tile
-  uint32_t frag[2][kHalf][2][4];  // A through registers: two commit groups' fragments
-  uint32_t seq = 0;      // stages of every tile so far, this warpgroup's or not
+  float acc[BN / 2];     // this warpgroup's rows of the tile, 64·wg to 64·wg + 63
+  uint32_t frag[2][kHalf][4];  // A through registers: two commit groups' fragments
+  uint32_t seq = 0;      // stages so far, over all tiles
   uint32_t hseq = 0;     // halo loads so far (halo loader)
-  int turn = 0;          // tiles with rows so far
   const uint32_t upper = uint32_t(lane >> 4);  // ldmatrix matrices 2-3: the second 16 bytes
 
   // One stage of MMAs with A through registers (TF32, and the halo loader):
   // two commit groups of kHalf k-steps, each with its own fragments, so that
   // one group's MMAs run while the next one's fragments load; a group's
   // registers are only rewritten after the wgmma_wait that retired it.
-  // a_address(ks, h): this lane's ldmatrix address for k-step ks of rows
-  // 64h-64h+63; a_kept(ks): a mask ANDed into k-step ks's fragments after
+  // a_address(ks): this lane's ldmatrix address for k-step ks of the
+  // warpgroup's rows; a_kept(ks): a mask ANDed into k-step ks's fragments after
   // the loads (0 for a halo stage's padding tap: zeros, so that not even
   // 0 · inf reaches the sums; its address is a real halo row).  Every
   // ldmatrix of a group is issued before any fragment is used: with a
@@ -529,30 +531,20 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     const auto group = [&](auto which) {
       constexpr int G = decltype(which)::value;
 #pragma unroll
-      for (int j = 0; j < kHalf; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) ldmatrix_x4(frag[G][j][h], a_address(G * kHalf + j, h));
-      }
+      for (int j = 0; j < kHalf; ++j) ldmatrix_x4(frag[G][j], a_address(G * kHalf + j));
 #pragma unroll
       for (int j = 0; j < kHalf; ++j) {
         const uint32_t kept = a_kept(G * kHalf + j);
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            uint32_t v = frag[G][j][h][e];
-            if constexpr (std::is_same_v<scalar_t, float>) v = to_tf32(v);
-            frag[G][j][h][e] = v & kept;
-          }
+        for (int e = 0; e < 4; ++e) {
+          uint32_t v = frag[G][j][e];
+          if constexpr (std::is_same_v<scalar_t, float>) v = to_tf32(v);
+          frag[G][j][e] = v & kept;
         }
       }
       wgmma_fence();
 #pragma unroll
-      for (int j = 0; j < kHalf; ++j) {
-        const uint64_t bd = b_desc(G * kHalf + j);
-        WgmmaRegisterA<scalar_t, BN>::run(acc[0], frag[G][j][0], bd);
-        WgmmaRegisterA<scalar_t, BN>::run(acc[1], frag[G][j][1], bd);
-      }
+      for (int j = 0; j < kHalf; ++j) WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
       wgmma_commit();
       wgmma_wait<1>();
     };
@@ -564,20 +556,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const TileGeometry g = tile_geometry<scalar_t, kTma>(k, tma, st.axes, t, tiles_per_group);
     if (!g.has_rows) continue;
-    const int i = turn++;
-    if (i % kConsumers != wg) {
-      seq += uint32_t(g.nslices);
-      if constexpr (kHalo) hseq += g.nslices > 0 ? uint32_t(tma.chunks) : 0;
-      continue;
-    }
-    // Tile i - 1 was the ((i - 1) / 2)-th of the other warpgroup.
-    if (i > 0) mbarrier_wait(done0 + 8 * (1 - wg), uint32_t((i - 1) / kConsumers) & 1);
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int e = 0; e < BN / 2; ++e) acc[h][e] = 0.f;
-    fence_accumulators(acc[0]);
-    fence_accumulators(acc[1]);
+    for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
+    fence_accumulators(acc);
     // Per stage, kSteps 32-byte k-steps of K: kK of them per row of 32·kK
     // bytes (128, or the TMA loader's 64 or 32) and kSteps / kK such pieces
     // of K, each one sub-tile of A (kBM rows) in the front of the slot and
@@ -592,17 +573,16 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       if constexpr (std::is_same_v<scalar_t, float>) {
         // TF32: A through registers, rounded on the way.  Lane l's ldmatrix
         // row: 8·bit 3 + l%8 of its warp's 16 (matrices 0-3 are a[0..3]).
-        const uint32_t lane_row = uint32_t(16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
+        const uint32_t lane_row = uint32_t(64 * wg + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
         const uint32_t swizzle = (lane_row >> 7) & (kRow / 16 - 1);
         for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
           const uint32_t s = seq % kStages;
           mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
           const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
           register_a_stage(
-              [&](int ks, int h) {
+              [&](int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
-                return a + piece * (kBM * kRow) + h * 64 * kRow + lane_row +
-                       (((2 * at + upper) ^ swizzle) << 4);
+                return a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4);
               },
               [](int) { return ~0u; },
               [&](int ks) {
@@ -624,10 +604,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
 #pragma unroll
         for (int ks = 0; ks < kSteps; ++ks) {
           const uint32_t piece = ks / kK, at = 32 * (ks % kK);
-          const uint32_t ap = a + piece * (kBM * kRow), bp = b + piece * (BN * kRow);
-          const uint64_t bd = smem_desc(bp + at, kDesc);
-          Wgmma<scalar_t, BN>::run(acc[0], smem_desc(ap + at, kDesc), bd);
-          Wgmma<scalar_t, BN>::run(acc[1], smem_desc(ap + 64 * kRow + at, kDesc), bd);
+          const uint32_t ap = a + piece * (kBM * kRow) + wg * 64 * kRow, bp = b + piece * (BN * kRow);
+          Wgmma<scalar_t, BN>::run(acc, smem_desc(ap + at, kDesc), smem_desc(bp + at, kDesc));
         }
         wgmma_commit();
         wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
@@ -642,21 +620,17 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       // as under the per-tap boxes; an odd last tap pairs with zeros); every
       // tap reads its A rows from the halo at the tap's offset.  Row r of the
       // tile is position (r >> (lw + lh), (r >> lw) % 2^lh, r % 2^lw) of the
-      // box, so at row lane_row[h] of the halo for the lane's ldmatrix row of
-      // half h; a halo row's 16-byte piece p sits at p ^ (its address bits
+      // box, so at row lane_row of the halo for the lane's ldmatrix row; a
+      // halo row's 16-byte piece p sits at p ^ (its address bits
       // 7 and up, masked to the row's pieces), the swizzle TMA wrote it in.
       const auto halo_loop = [&](auto row_width) {
         constexpr int kRow = decltype(row_width)::value, kK = kRow / 32, kPer = kSliceBytes / kRow;
         constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
         const int lw = tma.log_box[2], lh = tma.log_box[1];
         const int halo_h = tma.halo[1], halo_w = tma.halo[2];
-        uint32_t lane_row[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = 64 * h + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7);
-          lane_row[h] = uint32_t(((r >> (lw + lh)) * halo_h + ((r >> lw) & ((1 << lh) - 1))) * halo_w +
-                                 (r & ((1 << lw) - 1)));
-        }
+        const int lr = 64 * wg + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7);
+        const uint32_t lane_row = uint32_t(
+            ((lr >> (lw + lh)) * halo_h + ((lr >> lw) & ((1 << lh) - 1))) * halo_w + (lr & ((1 << lw) - 1)));
         // Tap t of axis a sits at first[a] + t·step[a] positions into the
         // halo (the halo starts at the lowest position any tap reads).
         int first[3], step[3], taps[3];
@@ -705,8 +679,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
             mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
             const uint32_t b = b0 + s * uint32_t(BN * kSliceBytes);
             register_a_stage(
-                [&](int ks, int h) {
-                  const uint32_t r = lane_row[h] + rows[ks / kK], at = ks % kK;
+                [&](int ks) {
+                  const uint32_t r = lane_row + rows[ks / kK], at = ks % kK;
                   const uint32_t swizzle = ((r * kRow) >> 7) & (kRow / 16 - 1);
                   return halo + r * kRow + (((2 * at + upper) ^ swizzle) << 4);
                 },
@@ -736,24 +710,20 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     } else {
       main_loop(std::integral_constant<int, 1>{});
     }
-    __syncwarp();
-    if (lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
     wgmma_wait<0>();
-    fence_accumulators(acc[0]);
-    fence_accumulators(acc[1]);
+    fence_accumulators(acc);
     if (g.nslices > 0) release(seq - 1);
 
-    // Epilogue: thread (warp, lane) holds rows 64·half + 16·warp + lane/4
+    // Epilogue: thread (warp, lane) holds rows 64·wg + 16·warp + lane/4
     // (+8) and columns 8j + 2·(lane%4) (+1); under the TMA loader row r of
     // the tile is position r of the box, w fastest.
     const RowDecomposer<index_t> decompose(g.ax);
     const int n0 = g.tile.ntile * BN;
     const int64_t bias_base = int64_t(g.tile.group) * columns;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
+    {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int r = half * 64 + warp * 16 + lane / 4 + 8 * h;
+        const int r = wg * 64 + warp * 16 + lane / 4 + 8 * h;
         index_t row;
         if constexpr (kTma) {
           const int lw = tma.log_box[2], lh = tma.log_box[1];
@@ -771,7 +741,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           const int col = n0 + 8 * j + 2 * (lane % 4);
           if (col >= columns) continue;
           const bool second = col + 1 < columns;
-          float v0 = acc[half][4 * j + 2 * h], v1 = acc[half][4 * j + 2 * h + 1];
+          float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
           if (bias != nullptr) {
             v0 += to_acc(bias[index_t((bias_base + col) * k.p.bias_stride)]);
             if (second) v1 += to_acc(bias[index_t((bias_base + col + 1) * k.p.bias_stride)]);
@@ -805,12 +775,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Each producer thread's copies once per stage, or under the TMA loader
     // the one thread's arrive.expect_tx, then the copies' bytes.
     mbarrier_init(smem_addr(&st.full[tid]), kTma ? 1 : 128);
-    mbarrier_init(smem_addr(&st.empty[tid]), 4);   // each warp of the consuming warpgroup
+    mbarrier_init(smem_addr(&st.empty[tid]), 4 * kConsumers);  // each consumer warp
   }
-  if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);  // each of its warps
   if (kHalo && tid < kHaloSlots) {
     mbarrier_init(smem_addr(&st.halo_full[tid]), 1);   // arrive.expect_tx, then the bytes
-    mbarrier_init(smem_addr(&st.halo_empty[tid]), 4);  // each warp of the consuming warpgroup
+    mbarrier_init(smem_addr(&st.halo_empty[tid]), 4 * kConsumers);  // each consumer warp
   }
   if (tid >= 32 && tid < 32 + 3 * kMaxPhases) {
     const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
