@@ -546,7 +546,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       }
       wgmma_fence();
 #pragma unroll
-      for (int j = 0; j < kHalf; ++j) WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
+      for (int j = 0; j < kHalf; ++j) {
+        WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
+      }
       wgmma_commit();
       wgmma_wait<1>();
     };
