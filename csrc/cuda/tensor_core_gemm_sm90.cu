@@ -146,6 +146,11 @@ constexpr int64_t kHaloMinTaps = 27;
 // Dynamic shared memory a CTA may take (H100/H200: 227 KB, less the static
 // SharedState with room to spare).
 constexpr int64_t kMaxDynamicSmem = 232448 - 4096;
+// The halo loader's dynamic shared memory: two halo slots of halo_bytes, then
+// the ring of B-only stages (BN rows of 128 bytes each).
+constexpr int64_t halo_smem_bytes(int64_t halo_bytes, int64_t bn) {
+  return kHaloSlots * halo_bytes + kStages * bn * kSliceBytes + kSwizzleAtomBytes;
+}
 constexpr int kMaxPhases = 8;  // per axis: the phase geometry table's size
 
 template <int BN>
@@ -319,6 +324,26 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   }
 }
 
+// Steps to the next tap in (d, h, w) order: t1, t2 count the h and w taps,
+// and `value` (a weight-tap index, a halo row) moves by the step of the axis
+// that advanced, less the steps of the axis below that wrapped.  Counters:
+// three runtime divisions a tap held the halo loader's producer to about one
+// stage per 700 clocks and doubled its consumers' instructions (RESULTS.md,
+// "Halo loader round").
+template <typename T>
+__device__ __forceinline__ void next_tap(int& t1, int& t2, T& value, const T (&step)[3],
+                                         const int (&taps)[3]) {
+  value += step[2];
+  if (++t2 == taps[2]) {
+    t2 = 0;
+    value += step[1] - T(taps[2]) * step[2];
+    if (++t1 == taps[1]) {
+      t1 = 0;
+      value += step[0] - T(taps[1]) * step[1];
+    }
+  }
+}
+
 // The halo loader's one thread: per tile and channel chunk (an item), the
 // halo box (the tile's box of the source grown by the taps' reach, every
 // position the tile's taps read) into a halo slot, then per tap the weight
@@ -395,11 +420,8 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
           load_halo(after, 0);
         }
       };
-      // Taps in (d, h, w) order, walked by counters: this one thread's
-      // issue rate bounds the whole CTA, and three runtime divisions a tap
-      // held it to about one stage per 700 clocks (RESULTS.md, "Halo loader
-      // round").  Past the last tap, a box at past_tap (all zeros, read from
-      // nowhere).
+      // Taps in (d, h, w) order (next_tap); past the last, a box at
+      // past_tap (all zeros, read from nowhere).
       int tap = 0, kidx = kidx0, t1 = 0, t2 = 0;
       for (int i = 0; i < stages; ++i, ++seq) {
         const uint32_t s = seq % kStages;
@@ -408,15 +430,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
         for (uint32_t m = 0; m < per_stage; ++m, ++tap) {
           tma_load_4d(b0 + s * kBBytes + m * BN * row_bytes, &tma.weight, full0 + 8 * s, chunk * slice,
                       col0, tap < all_taps ? kidx : tma.past_tap, group);
-          kidx += kstep[2];
-          if (++t2 == taps[2]) {
-            t2 = 0;
-            kidx += kstep[1] - taps[2] * kstep[2];
-            if (++t1 == taps[1]) {
-              t1 = 0;
-              kidx += kstep[0] - taps[1] * kstep[1];
-            }
-          }
+          next_tap(t1, t2, kidx, kstep, taps);
         }
         if (i + 1 == kStages) next_halo();
       }
@@ -645,9 +659,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           first[a] = step[a] < 0 ? -(taps[a] - 1) * step[a] : 0;
         }
         const int all_taps = taps[0] * taps[1] * taps[2];
-        // The halo row of each tap in turn (d, h, w order), walked by
-        // counters: per tap three runtime divisions doubled the consumers'
-        // instructions.
+        // The halo row of each tap in turn (next_tap).
         const uint32_t row_step[3] = {uint32_t(step[0] * halo_h * halo_w), uint32_t(step[1] * halo_w),
                                       uint32_t(step[2])};
         const uint32_t row_first = uint32_t((first[0] * halo_h + first[1]) * halo_w + first[2]);
@@ -660,7 +672,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           mbarrier_wait(hfull0 + 8 * slot, (hseq / kHaloSlots) & 1);
           const uint32_t halo = smem0 + slot * uint32_t(tma.halo_bytes);
           uint32_t row = row_first;  // the next tap's halo row
-          int tap = 0, t[3] = {0, 0, 0};
+          int tap = 0, t1 = 0, t2 = 0;
           for (int i = 0; i < stages; ++i, ++stage, ++seq) {
             // A tap past the last (a stage's padding) reads the first tap's
             // rows, masked to zeros.
@@ -669,15 +681,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
             for (int m = 0; m < kPer; ++m, ++tap) {
               kept[m] = tap < all_taps ? ~0u : 0u;
               rows[m] = tap < all_taps ? row : row_first;
-              row += row_step[2];
-              if (++t[2] == taps[2]) {
-                t[2] = 0;
-                row += row_step[1] - uint32_t(taps[2]) * row_step[2];
-                if (++t[1] == taps[1]) {
-                  t[1] = 0;
-                  row += row_step[0] - uint32_t(taps[1]) * row_step[1];
-                }
-              }
+              next_tap(t1, t2, row, row_step, taps);
             }
             const uint32_t s = seq % kStages;
             mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
@@ -855,28 +859,23 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   const int64_t element = element_bytes(dtype), slice = row_bytes / element;
-  int64_t rows[3], element_stride[3], extent[3];
+  // The halo loader (produce_halo) where a tile's taps overlap: 128- or
+  // 64-byte rows, each axis's rows consecutive source positions (forward
+  // phases; grad-input of stride 1), at least kHaloMinTaps taps in the
+  // fullest phase, and two halos beside the stage ring in shared memory.
+  // reach[a]: how far past the box the taps of the fullest phase read.
+  const bool fwd = ops.pass == GatherPass::Forward;
+  int64_t rows[3], element_stride[3], extent[3], reach[3], halo_rows = 1, most_taps = 1;
+  bool halo = allow_halo && row_bytes >= 64;
   for (int a = 0; a < 3; ++a) {
-    const GemmAxis g = ops.pass == GatherPass::Forward ? forward_phase_axis(p.axis[a], 0)
-                                                       : grad_input_axis(p.axis[a]);
+    const Axis& ax = p.axis[a];
+    const GemmAxis g = fwd ? forward_phase_axis(ax, 0) : grad_input_axis(ax);
     rows[a] = g.rows;
     element_stride[a] = g.src_per_row;
     extent[a] = g.src_extent;
-  }
-  // The halo loader (produce_halo) where a tile's taps overlap: 128- or
-  // 64-byte rows, each axis's rows consecutive source positions
-  // (forward phases; grad-input of stride 1), at least kHaloMinTaps taps in
-  // the fullest phase, and two halos beside the stage ring in shared memory.
-  // reach[a]: how far past the box the taps of the fullest phase read.
-  int64_t reach[3] = {0, 0, 0}, halo_rows = 1, most_taps = 1;
-  bool halo = allow_halo && row_bytes >= 64;
-  for (int a = 0; a < 3 && halo; ++a) {
-    const Axis& ax = p.axis[a];
-    const bool fwd = ops.pass == GatherPass::Forward;
-    const GemmAxis g = fwd ? forward_phase_axis(ax, 0) : grad_input_axis(ax);
     int64_t taps = fwd ? 0 : ax.kernel;
     for (int64_t r = 0; fwd && r < ax.stride; ++r) taps = std::max(taps, forward_phase_axis(ax, r).taps);
-    halo = g.src_per_row == 1;
+    halo = halo && g.src_per_row == 1;
     reach[a] = (taps - 1) * (g.src_per_tap < 0 ? -g.src_per_tap : g.src_per_tap);
     most_taps *= taps;
   }
@@ -885,8 +884,7 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     for (int a = 0; a < 3; ++a) halo_rows *= (int64_t(1) << boxes.log_box[a]) + reach[a];
     const int64_t slot = (halo_rows * row_bytes + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes *
                          kSwizzleAtomBytes;
-    halo = kHaloSlots * slot + int64_t(kStages) * s.bn * kSliceBytes + kSwizzleAtomBytes <=
-           kMaxDynamicSmem;
+    halo = halo_smem_bytes(slot, s.bn) <= kMaxDynamicSmem;
     t.halo_bytes = int(slot);
   } else {
     halo = false;
@@ -939,8 +937,7 @@ cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t
                            cudaStream_t stream) {
   using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>);
   constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>;
-  const int smem = kHalo ? kHaloSlots * tma.halo_bytes + kStages * BN * kSliceBytes + kSwizzleAtomBytes
-                         : Layout<BN>::kSmemBytes;
+  const int smem = kHalo ? int(halo_smem_bytes(tma.halo_bytes, BN)) : Layout<BN>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t cap = g_forced_ctas.load() > 0 ? g_forced_ctas.load() : sm_count();
