@@ -371,34 +371,44 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
   const auto geometry = [&](uint32_t t) {
     return tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
   };
-  // The first tile from t on (stride gridDim.x) that has taps; `tiles` if none.
-  const auto next_tile = [&](uint32_t t) {
+  // A tile's halo box: its first channel, (d, h, w) origin and sample.
+  // next_tile derives it from the geometry it computes anyway (this one
+  // thread's issue rate bounds the CTA, and each tile_geometry is a chain of
+  // divisions: three a tile became two).
+  struct HaloBox {
+    int c0, origin[3], n;
+  };
+  // The first tile from t on (stride gridDim.x) that has taps, and its halo
+  // box; `tiles` if none.
+  const auto next_tile = [&](uint32_t t, HaloBox& box) {
     for (; t < tiles; t += gridDim.x) {
       const TileGeometry g = geometry(t);
-      if (g.has_rows && g.nslices > 0) break;
+      if (!g.has_rows || g.nslices == 0) continue;
+#pragma unroll
+      for (int a = 0; a < 3; ++a) {
+        const int step = int(g.ax[a].src_per_tap), first = int(g.j0[a] + g.ax[a].src_origin);
+        box.origin[a] = step < 0 ? first + (int(g.ax[a].taps) - 1) * step : first;
+      }
+      box.c0 = g.tile.group * C;
+      box.n = int(g.n);
+      break;
     }
     return t;
   };
   uint32_t hseq = 0;
-  const auto load_halo = [&](uint32_t t, int chunk) {
-    const TileGeometry g = geometry(t);
-    int origin[3];
-#pragma unroll
-    for (int a = 0; a < 3; ++a) {
-      const int step = int(g.ax[a].src_per_tap), first = int(g.j0[a] + g.ax[a].src_origin);
-      origin[a] = step < 0 ? first + (int(g.ax[a].taps) - 1) * step : first;
-    }
+  const auto load_halo = [&](const HaloBox& box, int chunk) {
     const uint32_t slot = hseq % kHaloSlots;
     if (hseq >= kHaloSlots) mbarrier_wait(hempty0 + 8 * slot, ((hseq / kHaloSlots) - 1) & 1);
     mbarrier_arrive_expect_tx(hfull0 + 8 * slot, halo_tx);
     tma_load_5d(smem0 + slot * uint32_t(tma.halo_bytes), &tma.source, hfull0 + 8 * slot,
-                g.tile.group * C + chunk * slice, origin[2], origin[1], origin[0], int(g.n));
+                box.c0 + chunk * slice, box.origin[2], box.origin[1], box.origin[0], box.n);
     ++hseq;
   };
 
   uint32_t seq = 0;
-  uint32_t t = next_tile(blockIdx.x);
-  if (t < tiles) load_halo(t, 0);
+  HaloBox box{};
+  uint32_t t = next_tile(blockIdx.x, box);
+  if (t < tiles) load_halo(box, 0);
   while (t < tiles) {
     const TileGeometry g = geometry(t);
     int kidx0 = 0, kstep[3], taps[3];
@@ -411,13 +421,14 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
     const int all_taps = taps[0] * taps[1] * taps[2];
     const int stages = (all_taps + int(per_stage) - 1) / int(per_stage);
     const int group = g.tile.group, col0 = g.tile.ntile * BN;
-    const uint32_t after = next_tile(t + gridDim.x);
+    HaloBox after_box{};
+    const uint32_t after = next_tile(t + gridDim.x, after_box);
     for (int chunk = 0; chunk < tma.chunks; ++chunk) {
       const auto next_halo = [&] {
         if (chunk + 1 < tma.chunks) {
-          load_halo(t, chunk + 1);
+          load_halo(box, chunk + 1);
         } else if (after < tiles) {
-          load_halo(after, 0);
+          load_halo(after_box, 0);
         }
       };
       // Taps in (d, h, w) order (next_tap); past the last, a box at
@@ -437,6 +448,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
       if (stages < kStages) next_halo();
     }
     t = after;
+    box = after_box;
   }
 }
 
