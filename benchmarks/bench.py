@@ -57,11 +57,16 @@ KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes")
 
 
 def force_kernel(policy: str) -> None:
-    """Runs tconv3d's CUDA passes on one kernel family from now on ("auto": the shipped choice)."""
+    """Runs tconv3d's CUDA passes on one kernel family from now on ("auto": the shipped choice).
+
+    Two pseudo-policies take the Hopper GEMM apart: "wgmma_boxes" without its halo loader,
+    "wgmma_one_cta" with one CTA an SM where it would run two (a grid of one CTA an SM)."""
     import tconv3d
 
-    tconv3d._C._set_kernel_policy("wgmma" if policy == "wgmma_boxes" else policy)
+    tconv3d._C._set_kernel_policy("wgmma" if policy.startswith("wgmma") else policy)
     tconv3d._C._set_wgmma_halo(policy != "wgmma_boxes")
+    one_cta = policy == "wgmma_one_cta"
+    tconv3d._C._set_wgmma_grid(torch.cuda.get_device_properties(0).multi_processor_count if one_cta else 0)
 
 DEFAULT_PASSES = "fwd,fwdbwd"
 # DESIGN.md §2: relative error against a float64 reference (fp64 itself: a loose sanity bound).

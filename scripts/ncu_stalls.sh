@@ -22,5 +22,14 @@ stalls = [(n, v) for n, v in zip(names, values)
           if n.startswith("smsp__average_warps_issue_stalled_") and n.endswith("_per_issue_active.ratio")]
 for n, v in sorted(stalls, key=lambda t: -float(t[1] or 0))[:12]:
     print(f"{float(v or 0):8.2f}  {n}")
+# What bounds it beside the stalls: time, issue, tensor pipe, shared memory.
+wanted = ("gpu__time_duration.sum", "sm__cycles_elapsed.avg", "smsp__issue_active.avg.pct_of_peak",
+          "sm__pipe_tensor_op_gmma_cycles_active.avg.pct", "sm__inst_executed_pipe_tensor",
+          "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum", "l1tex__data_bank_conflicts_pipe_lsu_mem_shared",
+          "smsp__inst_executed.sum", "lts__t_sectors.sum", "sm__warps_active.avg.pct_of_peak",
+          "l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct")
+for n, v in zip(names, values):
+    if n.startswith(wanted):
+        print(f"{v:>14}  {n}")
 PY
 python3 scripts/sass_stalls.py "$report.sass.csv" 30

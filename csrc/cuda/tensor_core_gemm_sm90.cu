@@ -85,6 +85,7 @@
 // order depends only on the shape: bitwise reproducible.
 #include "tensor_core_gemm.h"
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -124,18 +125,33 @@ constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consum
 // warpgroup took whole tiles, TF32 held two groups of A fragments beside 128
 // accumulators and at 200 ptxas serialised the wgmmas; sharing tiles halved
 // both).
-constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
-template <bool kTma>
+// Two CTAs an SM where the tile is 32 columns wide under the TMA loaders:
+// there one CTA's consumers spend ~800 clocks a stage on 128 of MMAs, a
+// dependent chain (barrier wait, ldmatrix, masks, wgmma issue and wait) that
+// a second CTA's warps hide, its epilogue overlapping the other's MMAs too.
+// Their consumers use at most 86 registers (SASS) beside 16 accumulators;
+// wider tiles keep one CTA and its registers.  Shared memory may still allow
+// only one (a large halo): resident_ctas.
+template <int BN, bool kTma>
+constexpr int kCtasPerSm = kTma && BN <= 64 ? 2 : 1;
+template <int kCtas>
+constexpr int kLaunchRegs = 65536 / (kThreads * kCtas) / 8 * 8;  // 168, or 80 at two CTAs
+template <bool kTma, int kCtas>
 struct RegisterSplit {
-  static constexpr int kProducer = kTma ? 40 : 96, kConsumer = kTma ? 232 : 200;
-  static_assert(128 * (kLaunchRegs - kProducer) >= 128 * kConsumers * (kConsumer - kLaunchRegs),
+  static constexpr int kProducer = kTma ? 40 : 96;
+  static constexpr int kConsumer = kCtas == 2 ? 96 : kTma ? 232 : 200;
+  static_assert(128 * (kLaunchRegs<kCtas> - kProducer) >=
+                    128 * kConsumers * (kConsumer - kLaunchRegs<kCtas>),
                 "consumers would wait forever for registers");
 };
 constexpr int kSliceBytes = 128;         // K per stage and GEMM row (a 128-byte swizzle row)
 constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
 constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
 constexpr int kARows = kBM / kRowStep;   // A rows a producer thread loads
-constexpr int kStages = 6;
+constexpr int kMaxStages = 6;
+// The stage ring: six, five at 32 columns, where two CTAs share an SM's
+// shared memory (5 × 20 KB; six would not fit twice).
+constexpr int stages_for(int bn) { return bn == 32 ? 5 : bn == 64 ? 4 : kMaxStages; }
 constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
 // The halo loader where the fullest phase has this many taps (3 × 3 × 3 at
 // stride 1): it won there in fp16/bf16 and lost on fewer taps (RESULTS.md,
@@ -146,15 +162,17 @@ constexpr int64_t kHaloMinTaps = 27;
 // Dynamic shared memory a CTA may take (H100/H200: 227 KB, less the static
 // SharedState with room to spare).
 constexpr int64_t kMaxDynamicSmem = 232448 - 4096;
+constexpr int64_t kSmemPerSm = 233472, kReservedSmemPerCta = 1024;  // sm_90
 // The halo loader's dynamic shared memory: two halo slots of halo_bytes, then
 // the ring of B-only stages (BN rows of 128 bytes each).
 constexpr int64_t halo_smem_bytes(int64_t halo_bytes, int64_t bn) {
-  return kHaloSlots * halo_bytes + kStages * bn * kSliceBytes + kSwizzleAtomBytes;
+  return kHaloSlots * halo_bytes + stages_for(int(bn)) * bn * kSliceBytes + kSwizzleAtomBytes;
 }
 constexpr int kMaxPhases = 8;  // per axis: the phase geometry table's size
 
 template <int BN>
 struct Layout {
+  static constexpr int kStages = stages_for(BN);
   static constexpr int kABytes = kBM * kSliceBytes;
   static constexpr int kStageBytes = kABytes + BN * kSliceBytes;  // whole swizzle atoms
   static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
@@ -167,7 +185,7 @@ struct Layout {
 using PhaseTable = GemmAxis[3][kMaxPhases];
 
 struct SharedState {
-  uint64_t full[kStages], empty[kStages];
+  uint64_t full[kMaxStages], empty[kMaxStages];
   uint64_t halo_full[kHaloSlots], halo_empty[kHaloSlots];  // halo loader only
   PhaseTable axes;
 };
@@ -262,6 +280,7 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
                                             const SharedState& st, uint32_t smem0,
                                             uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
+  constexpr int kStages = L::kStages;
   if (threadIdx.x != 0) return;
   // Sub-tile sizes: kBM (A) or BN (B) rows of row_bytes.  pieces_per_stage ×
   // row_bytes is 128, so the stage's bytes are always the whole slot's
@@ -360,6 +379,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
                                              const SharedState& st, uint32_t smem0,
                                              uint32_t tiles_per_group, uint32_t tiles) {
   if (threadIdx.x != 0) return;
+  constexpr int kStages = Layout<BN>::kStages;
   constexpr uint32_t kBBytes = BN * kSliceBytes;
   const int slice = tma.row_bytes / int(sizeof(scalar_t)), C = int(k.ops.channels);
   const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
@@ -456,6 +476,7 @@ template <typename scalar_t, typename index_t, int BN>
 __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
+  constexpr int kStages = L::kStages;
   using uoff_t = std::make_unsigned_t<index_t>;
   constexpr int kVec = 16 / int(sizeof(scalar_t));
   constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
@@ -522,6 +543,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                                         const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
+  constexpr int kStages = L::kStages;
   constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per 128-byte stage
   constexpr int kHalf = kSteps / 2;         // k-steps per commit group, A through registers
   const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
@@ -783,15 +805,16 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
 }
 
 template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo = false>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
     tensor_core_gemm_sm90_kernel(const KernelArgs k, const __grid_constant__ TmaTiling tma) {
   static_assert(kTma || !kHalo, "the halo loader is a TMA loader");
+  using Registers = RegisterSplit<kTma, kCtasPerSm<BN, kTma>>;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   __shared__ SharedState st;
   const uint32_t smem0 = swizzle_aligned(smem_addr(smem_raw));
   const int tid = threadIdx.x;
-  if (tid < kStages) {
+  if (tid < Layout<BN>::kStages) {
     // Each producer thread's copies once per stage, or under the TMA loader
     // the one thread's arrive.expect_tx, then the copies' bytes.
     mbarrier_init(smem_addr(&st.full[tid]), kTma ? 1 : 128);
@@ -810,7 +833,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t(k.mtiles) * uint32_t(k.phases[0] * k.phases[1] * k.phases[2]) * uint32_t(k.ntiles);
   const uint32_t tiles = tiles_per_group * uint32_t(k.p.groups);
   if (tid < 128) {
-    release_registers<RegisterSplit<kTma>::kProducer>();
+    release_registers<Registers::kProducer>();
     if constexpr (kHalo) {
       produce_halo<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
     } else if constexpr (kTma) {
@@ -819,7 +842,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
     }
   } else {
-    claim_registers<RegisterSplit<kTma>::kConsumer>();
+    claim_registers<Registers::kConsumer>();
     consume<scalar_t, index_t, BN, kTma, kHalo>(k, tma, st, smem0, tiles_per_group, tiles);
   }
 #else
@@ -952,7 +975,10 @@ cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t
   const int smem = kHalo ? int(halo_smem_bytes(tma.halo_bytes, BN)) : Layout<BN>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
-  const int64_t cap = g_forced_ctas.load() > 0 ? g_forced_ctas.load() : sm_count();
+  // CTAs an SM holds: the registers allow kCtasPerSm, shared memory may not.
+  const int64_t per_cta = smem + int64_t(sizeof(SharedState)) + kReservedSmemPerCta;
+  const int64_t resident = std::min<int64_t>(kCtasPerSm<BN, kTma>, kSmemPerSm / per_cta);
+  const int64_t cap = g_forced_ctas.load() > 0 ? g_forced_ctas.load() : resident * sm_count();
   const int64_t ctas = tiles < cap ? tiles : cap;
   kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(args, tma);
   return cudaGetLastError();
