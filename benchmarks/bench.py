@@ -53,7 +53,7 @@ PASSES = ("fwd", "fwdbwd", "dgrad", "wgrad")
 PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
 # Kernel policies to force (force_kernel): tconv3d's own, and wgmma_boxes, the wgmma policy with
 # the halo loader off (the Hopper GEMM's per-tap boxes), to compare its two TMA loaders.
-KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes")
+KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes", "wgmma_one_cta")
 
 
 def force_kernel(policy: str) -> None:
