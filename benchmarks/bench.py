@@ -51,8 +51,9 @@ LAYOUTS = ("ncdhw", "cl")
 PASSES = ("fwd", "fwdbwd", "dgrad", "wgrad")
 # The key of tconv3d._C._last_cuda_kernels() naming the kernel a single pass ran.
 PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
-# Kernel policies to force (force_kernel): tconv3d's own, and wgmma_boxes, the wgmma policy with
-# the halo loader off (the Hopper GEMM's per-tap boxes), to compare its two TMA loaders.
+# Kernel policies to force (force_kernel): tconv3d's own, wgmma_boxes (the wgmma policy with the
+# halo loader off: the Hopper GEMM's per-tap boxes) and wgmma_one_cta (one CTA an SM where the
+# Hopper GEMM would run two), to take its loaders and its occupancy apart.
 KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes", "wgmma_one_cta")
 
 
