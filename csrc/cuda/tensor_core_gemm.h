@@ -138,7 +138,7 @@ void set_tensor_core_gemm_sm90_halo(bool allowed);
 // How the Hopper GEMM loaded its stages: the cp.async gather; tensor-map
 // copies of a box per tap (a group's source channels whole 128-byte rows or
 // exactly one 64- or 32-byte row, grad-input strides up to 8); or, where
-// a tile's taps overlap in the source (layers whose fullest phase has at
+// a tile's taps overlap in the source (fp16/bf16 whose fullest phase has at
 // least 27 taps: stride 1 from k = 3, k5s2 forwards; 128- or 64-byte rows;
 // the halo fits beside the ring), one halo box per tile and channel chunk
 // that every tap reads at its offset.

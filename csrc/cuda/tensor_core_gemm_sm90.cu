@@ -154,10 +154,8 @@ constexpr int kMaxStages = 6;
 constexpr int stages_for(int bn) { return bn == 32 ? 5 : bn == 64 ? 4 : kMaxStages; }
 constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
 // The halo loader where the fullest phase has this many taps (3 × 3 × 3 at
-// stride 1): it won there in fp16/bf16 and lost on fewer taps (RESULTS.md,
-// "Halo loader round"); TF32 lost too while its rounding took three
-// instructions and one warp a scheduler ran the main loop, both since gone:
-// TF32 takes it here to be measured again (this branch, not GPU-run).
+// stride 1) in fp16/bf16 only: it won there and lost elsewhere (RESULTS.md,
+// "Halo loader round").
 constexpr int64_t kHaloMinTaps = 27;
 // Dynamic shared memory a CTA may take (H100/H200: 227 KB, less the static
 // SharedState with room to spare).
@@ -894,14 +892,14 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   const int64_t element = element_bytes(dtype), slice = row_bytes / element;
-  // The halo loader (produce_halo) where a tile's taps overlap: 128- or
-  // 64-byte rows, each axis's rows consecutive source positions (forward
-  // phases; grad-input of stride 1), at least kHaloMinTaps taps in the
-  // fullest phase, and two halos beside the stage ring in shared memory.
+  // The halo loader (produce_halo) where a tile's taps overlap: fp16/bf16
+  // with 128- or 64-byte rows, each axis's rows consecutive source positions
+  // (forward phases; grad-input of stride 1), at least kHaloMinTaps taps in
+  // the fullest phase, and two halos beside the stage ring in shared memory.
   // reach[a]: how far past the box the taps of the fullest phase read.
   const bool fwd = ops.pass == GatherPass::Forward;
   int64_t rows[3], element_stride[3], extent[3], reach[3], halo_rows = 1, most_taps = 1;
-  bool halo = allow_halo && row_bytes >= 64;
+  bool halo = allow_halo && row_bytes >= 64 && dtype != ScalarKind::Float32;
   for (int a = 0; a < 3; ++a) {
     const Axis& ax = p.axis[a];
     const GemmAxis g = fwd ? forward_phase_axis(ax, 0) : grad_input_axis(ax);
@@ -1043,7 +1041,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (loader != nullptr) *loader = Sm90Loader::CpAsync;
   if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
   tcg90::TmaTiling tma{};
-  // The halo loader has only 32-bit offset instances (build time).
+  // The halo loader has only 32-bit offset, 16-bit instances (build time).
   const bool use_tma =
       tcg90::tma_tiling(p, ops, cfg.dtype, !cfg.wide_index && tcg90::g_halo_allowed.load(), s, tma);
   const bool use_halo = use_tma && tma.halo[0] > 0;
@@ -1059,7 +1057,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
             : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma, kHalo>(args, tma, tiles, cfg.stream)
                        : tcg90::launch_columns<scalar_t, index_t, 128, kTma, kHalo>(args, tma, tiles, cfg.stream);
     };
-    if constexpr (std::is_same_v<index_t, int32_t>) {
+    if constexpr (std::is_same_v<index_t, int32_t> && !std::is_same_v<scalar_t, float>) {
       if (use_halo) {
         launch(std::true_type{}, std::true_type{});
         return;

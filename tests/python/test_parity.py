@@ -374,7 +374,7 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     would give 64.  The value sits in x and grad_output (rounded as the GEMMs
     load them) or in the weight (rounded once, as it is packed).  Kernel 3,
     padding 1: the phase GEMMs, not the U-Net one; 64 columns over whole
-    128-byte rows, stride 1: auto takes the Hopper GEMM's halo loader in both
+    128-byte rows, stride 1: auto takes the Hopper GEMM's TMA loader in both
     passes (its A goes through registers and is rounded there)."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
@@ -391,7 +391,7 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     assert torch.equal(y, torch.full_like(y, expected))
     assert torch.equal(gx, torch.full_like(gx, expected))
     kernels = tconv3d._C._last_cuda_kernels()
-    expected = "tensor_core_gemm_sm90_halo" if kernel_policy == "auto" else "tensor_core_gemm"
+    expected = "tensor_core_gemm_sm90_tma" if kernel_policy == "auto" else "tensor_core_gemm"
     assert kernels["forward"] == kernels["grad_input"] == expected
 
 
@@ -475,11 +475,13 @@ def choose_row_boxes(rows, reach, log_rows=7):
 
 def halo_loader_takes(config, dtype, forward):
     """Mirror of tma_tiling's halo loader choice (tensor_core_gemm_sm90.cu):
-    128- or 64-byte rows, every axis's rows consecutive source positions
-    (forward phases, grad-input of stride 1), at least 27 taps in the fullest
-    phase, and two halos beside the 6-stage ring of B within the shared
-    memory."""
+    fp16/bf16 with 128- or 64-byte rows, every axis's rows consecutive source
+    positions (forward phases, grad-input of stride 1), at least 27 taps in
+    the fullest phase, and two halos beside the 6-stage ring of B within the
+    shared memory."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
+    if dtype == torch.float32:
+        return False
     kernel, stride, padding, output_padding, dilation = (
         triple(v) for v in (kernel, stride, padding, output_padding, dilation))
     source, columns = (cin, cout) if forward else (cout, cin)
@@ -547,9 +549,9 @@ def test_tma_configs_cover_every_row_width():
 
 def test_tma_configs_reach_both_tma_loaders():
     """TMA_CONFIGS run the halo loader and the per-tap boxes with 128-byte
-    rows in each precision family and pass (stride-1 layers of 27 taps take
-    the halo; strided grad-input and forward phases of few taps keep the
-    boxes), so test_wgmma_tma_loader asserts both."""
+    rows in fp16/bf16, both passes (stride-1 layers of 27 taps take the halo;
+    strided grad-input and forward phases of few taps keep the boxes), so
+    test_wgmma_tma_loader asserts both; TF32 never takes the halo."""
     for dtype in (torch.bfloat16, torch.float32):
         for index, pass_ in enumerate(("forward", "grad_input")):
             loaders = set()
@@ -558,7 +560,10 @@ def test_tma_configs_reach_both_tma_loaders():
                 channels = cin // groups if pass_ == "forward" else cout // groups
                 if tma_row_bytes(channels, dtype) == 128:
                     loaders.add(expected_wgmma_loaders(config, dtype)[index].rsplit("_", 1)[1])
-            assert {"halo", "tma"} <= loaders, (dtype, pass_, loaders)
+            if dtype == torch.bfloat16:
+                assert {"halo", "tma"} <= loaders, (dtype, pass_, loaders)
+            else:
+                assert "tma" in loaders and "halo" not in loaders, (dtype, pass_, loaders)
 
 
 @requires_cuda
