@@ -153,6 +153,11 @@ constexpr int kMaxStages = 6;
 // shared memory (5 × 20 KB; six would not fit twice).
 constexpr int stages_for(int bn) { return bn == 32 ? 5 : bn == 64 ? 4 : kMaxStages; }
 constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
+// The halo loader's ring of B-only stages (BN × 128 bytes each): a power of
+// two, so that a stage's slot and phase cost no division in the consumers'
+// issue-bound stage loop (five, at 32 columns, cost two multiply-shift
+// divisions a stage).
+constexpr int kHaloStages = 4;
 // The halo loader where the fullest phase has this many taps (3 × 3 × 3 at
 // stride 1) in fp16/bf16 only: it won there and lost elsewhere (RESULTS.md,
 // "Halo loader round").
@@ -164,7 +169,7 @@ constexpr int64_t kSmemPerSm = 233472, kReservedSmemPerCta = 1024;  // sm_90
 // The halo loader's dynamic shared memory: two halo slots of halo_bytes, then
 // the ring of B-only stages (BN rows of 128 bytes each).
 constexpr int64_t halo_smem_bytes(int64_t halo_bytes, int64_t bn) {
-  return kHaloSlots * halo_bytes + stages_for(int(bn)) * bn * kSliceBytes + kSwizzleAtomBytes;
+  return kHaloSlots * halo_bytes + kHaloStages * bn * kSliceBytes + kSwizzleAtomBytes;
 }
 constexpr int kMaxPhases = 8;  // per axis: the phase geometry table's size
 
@@ -377,7 +382,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
                                              const SharedState& st, uint32_t smem0,
                                              uint32_t tiles_per_group, uint32_t tiles) {
   if (threadIdx.x != 0) return;
-  constexpr int kStages = Layout<BN>::kStages;
+  constexpr int kStages = kHaloStages;
   constexpr uint32_t kBBytes = BN * kSliceBytes;
   const int slice = tma.row_bytes / int(sizeof(scalar_t)), C = int(k.ops.channels);
   const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
@@ -541,7 +546,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                                         const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t tiles) {
   using L = Layout<BN>;
-  constexpr int kStages = L::kStages;
+  constexpr int kStages = kHalo ? kHaloStages : L::kStages;
   constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per 128-byte stage
   constexpr int kHalf = kSteps / 2;         // k-steps per commit group, A through registers
   const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
@@ -567,36 +572,40 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   // one group's MMAs run while the next one's fragments load; a group's
   // registers are only rewritten after the wgmma_wait that retired it.
   // a_address(ks): this lane's ldmatrix address for k-step ks of the
-  // warpgroup's rows; a_kept(ks): a mask ANDed into k-step ks's fragments after
-  // the loads (0 for a halo stage's padding tap: zeros, so that not even
-  // 0 · inf reaches the sums; its address is a real halo row).  Every
-  // ldmatrix of a group is issued before any fragment is used: with a
-  // branch around each load (the first halo version), each waited out its
-  // own latency and the halo GEMM ran at half the per-tap boxes' speed
-  // (RESULTS.md, "Halo loader round").  b_desc(ks): B's descriptor;
-  // between_groups runs once the previous stage's last group has retired.
-  const auto register_a_stage = [&](auto a_address, auto a_kept, auto b_desc, auto between_groups) {
+  // warpgroup's rows; group_live(G): whether group G has work (false for a
+  // halo stage's padding tap, a whole second group at 64-byte rows, in a
+  // tile's last stage: skipped, so that not even 0 · inf reaches the sums —
+  // masking its fragments instead cost every stage 16 instructions; no
+  // commit group either, as ptxas makes an empty one a dummy wgmma on every
+  // path: the wait retires the first group instead).  Every ldmatrix
+  // of a group is issued before any fragment is used: with a branch around
+  // each load (the first halo version), each waited out its own latency and
+  // the halo GEMM ran at half the per-tap boxes' speed (RESULTS.md, "Halo
+  // loader round").  b_desc(ks): B's descriptor; between_groups runs once
+  // the previous stage's last group has retired.
+  const auto register_a_stage = [&](auto a_address, auto group_live, auto b_desc, auto between_groups) {
     const auto group = [&](auto which) {
       constexpr int G = decltype(which)::value;
+      if (G == 0 || group_live(G)) {  // a stage's first tap is never padding
 #pragma unroll
-      for (int j = 0; j < kHalf; ++j) ldmatrix_x4(frag[G][j], a_address(G * kHalf + j));
+        for (int j = 0; j < kHalf; ++j) ldmatrix_x4(frag[G][j], a_address(G * kHalf + j));
+        if constexpr (std::is_same_v<scalar_t, float>) {
 #pragma unroll
-      for (int j = 0; j < kHalf; ++j) {
-        const uint32_t kept = a_kept(G * kHalf + j);
+          for (int j = 0; j < kHalf; ++j) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          uint32_t v = frag[G][j][e];
-          if constexpr (std::is_same_v<scalar_t, float>) v = to_tf32(v);
-          frag[G][j][e] = v & kept;
+            for (int e = 0; e < 4; ++e) frag[G][j][e] = to_tf32(frag[G][j][e]);
+          }
         }
-      }
-      wgmma_fence();
+        wgmma_fence();
 #pragma unroll
-      for (int j = 0; j < kHalf; ++j) {
-        WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
+        for (int j = 0; j < kHalf; ++j) {
+          WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
+        }
+        wgmma_commit();
+        wgmma_wait<1>();
+      } else {
+        wgmma_wait<0>();
       }
-      wgmma_commit();
-      wgmma_wait<1>();
     };
     group(std::integral_constant<int, 0>{});
     between_groups();
@@ -634,7 +643,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                 const uint32_t piece = ks / kK, at = ks % kK;
                 return a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4);
               },
-              [](int) { return ~0u; },
+              [](int) { return true; },
               [&](int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
                 return smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
@@ -675,6 +684,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       // 7 and up, masked to the row's pieces), the swizzle TMA wrote it in.
       const auto halo_loop = [&](auto row_width) {
         constexpr int kRow = decltype(row_width)::value, kK = kRow / 32, kPer = kSliceBytes / kRow;
+        static_assert(kK >= kHalf, "a commit group never spans two taps");
         constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
         const int lw = tma.log_box[2], lh = tma.log_box[1];
         const int halo_h = tma.halo[1], halo_w = tma.halo[2];
@@ -706,13 +716,13 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           uint32_t row = row_first;  // the next tap's halo row
           int tap = 0, t1 = 0, t2 = 0;
           for (int i = 0; i < stages; ++i, ++stage, ++seq) {
-            // A tap past the last (a stage's padding) reads the first tap's
-            // rows, masked to zeros.
-            uint32_t rows[kPer], kept[kPer];
+            // A tap past the last (a stage's padding) is skipped.
+            uint32_t rows[kPer];
+            int live = 0;  // taps of this stage that are not padding
 #pragma unroll
             for (int m = 0; m < kPer; ++m, ++tap) {
-              kept[m] = tap < all_taps ? ~0u : 0u;
-              rows[m] = tap < all_taps ? row : row_first;
+              live += tap < all_taps;
+              rows[m] = row;
               next_tap(t1, t2, row, row_step, taps);
             }
             const uint32_t s = seq % kStages;
@@ -724,7 +734,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                   const uint32_t swizzle = ((r * kRow) >> 7) & (kRow / 16 - 1);
                   return halo + r * kRow + (((2 * at + upper) ^ swizzle) << 4);
                 },
-                [&](int ks) { return kept[ks / kK]; },
+                [&](int group) { return group * kHalf / kK < live; },
                 [&](int ks) { return smem_desc(b + (ks / kK) * (BN * kRow) + 32 * (ks % kK), kDesc); },
                 [&] {
                   if (stage > 0) release(seq - 1);
@@ -812,7 +822,7 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
   __shared__ SharedState st;
   const uint32_t smem0 = swizzle_aligned(smem_addr(smem_raw));
   const int tid = threadIdx.x;
-  if (tid < Layout<BN>::kStages) {
+  if (tid < (kHalo ? kHaloStages : Layout<BN>::kStages)) {
     // Each producer thread's copies once per stage, or under the TMA loader
     // the one thread's arrive.expect_tx, then the copies' bytes.
     mbarrier_init(smem_addr(&st.full[tid]), kTma ? 1 : 128);
