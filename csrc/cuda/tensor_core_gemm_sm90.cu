@@ -5,9 +5,10 @@
 // address arithmetic in the same warps as the MMAs, and short reductions
 // spending each block in its prologue and epilogue).
 //
-// Warp-specialised and persistent: one CTA per SM walks the tiles (128 rows ×
-// 32, 64 or 128 columns) in decode_tile order, stride gridDim.x; the GemmAxis
-// of every stride phase are derived once per CTA into a table.
+// Warp-specialised and persistent: one CTA per SM (two at 32 or 64 columns
+// under the TMA loaders: kCtasPerSm) walks the tiles (128 rows × 32, 64 or 128
+// columns) in decode_tile order, stride gridDim.x; the GemmAxis of every
+// stride phase are derived once per CTA into a table.
 //  - Producer warpgroup (threads 0-127, 96 registers): computes each tile's
 //    gather addresses and fills a 6-stage ring of shared-memory slices with
 //    16-byte zero-filling cp.async, in the 128-byte swizzle wgmma reads (one
@@ -23,7 +24,9 @@
 //    32-64 columns its chain of ~300 dependent instructions a stage, not the
 //    MMAs, set the pace (RESULTS.md, "Halo loader round": ~920 clocks a stage
 //    against 128 of MMAs); sharing the tile puts two warps a scheduler in the
-//    main loop, each with half the loads and MMAs.  Epilogue straight from the
+//    main loop, each with half the loads and MMAs (measured 6-11 % on the
+//    halo at 32 columns; a second CTA an SM then gave 15-30 %: RESULTS.md,
+//    "Two CTAs an SM round").  Epilogue straight from the
 //    accumulator registers: + bias, one rounding, two channels per store
 //    where dest is channel-contiguous.
 //  - TF32: wgmma truncates fp32 operands it reads from shared memory, and
@@ -59,7 +62,8 @@
 // template instantiations would cost build time); the consumers branch on it
 // once per tile, so each stage's wgmmas stay one straight-line commit group.
 // The one issuing thread needs few registers: under the TMA loader the
-// producer warpgroup keeps 40 and the consumers take 232 (RegisterSplit).
+// producer warpgroup keeps 40 and the consumers take 232, or 96 where two
+// CTAs share the SM (RegisterSplit).
 //
 // The halo loader (a TMA loader variant): the per-tap boxes above read the
 // source again at every tap (RESULTS.md: 485 MB of L2 reads for a 16.8 MB
@@ -72,14 +76,14 @@
 // into the stage ring; the consumers read each tap's A rows from the halo at
 // the tap's offset through registers (ldmatrix computes any row's address,
 // the 128-byte swizzle being a function of the shared-memory address).
-// Measured (RESULTS.md, "Halo loader round"): L2 traffic falls ~10×, yet
-// the kernel is then bound by the per-stage latency of one consumer warp a
-// scheduler (~300 dependent instructions a stage at ~3 clocks each against
-// 128 clocks of MMAs at 32 columns), so it wins only where A is reused most:
-// fp16/bf16 over at least 27 taps (k5s1 32 → 32 0.103 against 0.121 ms,
-// k3s1 over 2 × 160³ 3.01 against 3.21).  TF32 (rounding A costs ~100 more
-// instructions a stage) and the phases of strided forwards (8 taps or fewer)
-// keep the per-tap boxes.
+// Measured (RESULTS.md, "Halo loader round" and "Two CTAs an SM round"): L2
+// traffic falls ~10×; the consumers' per-stage instructions (address
+// arithmetic and ldmatrix for every tap's A) then set the pace, so it wins
+// where A is reused most: fp16/bf16 over at least 27 taps (bf16, two CTAs an
+// SM: k3s1 over 2 × 160³ 1.91 against 2.96 ms, k5s1 32 → 32 0.087 against
+// 0.124).  TF32 (rounding A in the consumers) measured even on k3s1 and
+// 7-19 % slower on k5s1 and k5s2 forwards; it and the phases of strided
+// forwards (8 taps or fewer) keep the per-tap boxes.
 //
 // Each output element is written once, by one thread, from one sum whose
 // order depends only on the shape: bitwise reproducible.
