@@ -477,8 +477,8 @@ def halo_loader_takes(config, dtype, forward):
     """Mirror of tma_tiling's halo loader choice (tensor_core_gemm_sm90.cu):
     fp16/bf16 with 128- or 64-byte rows, every axis's rows consecutive source
     positions (forward phases, grad-input of stride 1), at least 27 taps in
-    the fullest phase, and two halos beside the 6-stage ring of B within the
-    shared memory."""
+    the fullest phase, and two halos beside the 4-stage ring of B
+    (kHaloStages) within the shared memory."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     if dtype == torch.float32:
         return False
@@ -508,7 +508,7 @@ def halo_loader_takes(config, dtype, forward):
     halo_rows = math.prod(b + r for b, r in zip(box, reach))
     slot = -(-halo_rows * row_bytes // 1024) * 1024
     bn = 32 if columns // groups <= 32 else 64 if columns // groups <= 64 else 128
-    return 2 * slot + 6 * bn * 128 + 1024 <= 232448 - 4096
+    return 2 * slot + 4 * bn * 128 + 1024 <= 232448 - 4096
 
 
 def expected_wgmma_loaders(config, dtype):
