@@ -9,7 +9,9 @@ forced kernel policy (bench.force_kernel) and cuDNN's matching pass, interleaved
 with bench.py's inputs and timing (CUDA events, median, input sets rotated beyond L2). The
 relative difference of each policy's result from cuDNN's is printed beside its time, so a broken
 kernel shows at once. This is the evidence behind the policy choices in
-csrc/cuda/cuda_passes.cpp; bench.py measures the shipped (auto) choice.
+csrc/cuda/cuda_passes.cpp; bench.py measures the shipped (auto) choice. Each forced call sets the
+policy hooks on the host first, which shows in the times of layers of ~50 µs: compare policies
+with one another there, and take absolute times from bench.py.
 """
 from __future__ import annotations
 
