@@ -15,7 +15,7 @@
 //    128-byte row of K per GEMM row and stage).  It runs ahead across tiles,
 //    so the next tile's loads overlap this tile's epilogue.  Stages are
 //    published by cp.async.mbarrier.arrive as the copies land.
-//  - Two consumer warpgroups (threads 128-383, 200 registers) share every
+//  - Two consumer warpgroups (threads 128-383; RegisterSplit) share every
 //    tile, 64 rows each: per stage, one wgmma m64nBNk16 (k8 in TF32) for each
 //    of its four 32-byte k-steps, one stage's MMAs kept in flight, the stage
 //    before released (mbarrier, one arrive per warp of both).  They used to
@@ -129,13 +129,14 @@ constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consum
 // warpgroup took whole tiles, TF32 held two groups of A fragments beside 128
 // accumulators and at 200 ptxas serialised the wgmmas; sharing tiles halved
 // both).
-// Two CTAs an SM where the tile is 32 columns wide under the TMA loaders:
-// there one CTA's consumers spend ~800 clocks a stage on 128 of MMAs, a
-// dependent chain (barrier wait, ldmatrix, masks, wgmma issue and wait) that
-// a second CTA's warps hide, its epilogue overlapping the other's MMAs too.
-// Their consumers use at most 86 registers (SASS) beside 16 accumulators;
-// wider tiles keep one CTA and its registers.  Shared memory may still allow
-// only one (a large halo): resident_ctas.
+// Two CTAs an SM where the tile is 32 or 64 columns wide under the TMA
+// loaders: at 32 columns one CTA's consumers spent ~800 clocks a stage on
+// 128 of MMAs, a dependent chain (barrier wait, ldmatrix, masks, wgmma issue
+// and wait) that a second CTA's warps hide, its epilogue overlapping the
+// other's MMAs too (13-31 % less time: RESULTS.md, "Two CTAs an SM round").
+// Their consumers fit in 96 registers beside 16 or 32 accumulators (SASS);
+// 128 columns keep one CTA and its registers.  Shared memory may still allow
+// only one (a large halo): launch_columns counts what fits.
 template <int BN, bool kTma>
 constexpr int kCtasPerSm = kTma && BN <= 64 ? 2 : 1;
 template <int kCtas>
@@ -153,8 +154,8 @@ constexpr int kPieces = kSliceBytes / 16;  // 16-byte pieces per row and stage
 constexpr int kRowStep = 128 / kPieces;  // rows per producer pass
 constexpr int kARows = kBM / kRowStep;   // A rows a producer thread loads
 constexpr int kMaxStages = 6;
-// The stage ring: six, five at 32 columns, where two CTAs share an SM's
-// shared memory (5 × 20 KB; six would not fit twice).
+// The stage ring: six, or where two CTAs share an SM's shared memory five at
+// 32 columns (5 × 20 KB) and four at 64 (4 × 24 KB).
 constexpr int stages_for(int bn) { return bn == 32 ? 5 : bn == 64 ? 4 : kMaxStages; }
 constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
 // The halo loader's ring of B-only stages (BN × 128 bytes each): a power of
