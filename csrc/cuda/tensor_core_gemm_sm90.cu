@@ -167,10 +167,11 @@ constexpr int kHaloStages = 4;
 // stride 1) in fp16/bf16 only: it won there and lost elsewhere (RESULTS.md,
 // "Halo loader round").
 constexpr int64_t kHaloMinTaps = 27;
+constexpr int64_t kSmemPerSm = 233472, kReservedSmemPerCta = 1024;  // sm_90
 // Dynamic shared memory a CTA may take (H100/H200: 227 KB, less the static
 // SharedState with room to spare).
-constexpr int64_t kMaxDynamicSmem = 232448 - 4096;
-constexpr int64_t kSmemPerSm = 233472, kReservedSmemPerCta = 1024;  // sm_90
+constexpr int64_t kMaxDynamicSmem = kSmemPerSm - kReservedSmemPerCta - 4096;
+static_assert(kMaxDynamicSmem == 232448 - 4096, "sm_90's 227 KB a CTA");
 // The halo loader's dynamic shared memory: two halo slots of halo_bytes, then
 // the ring of B-only stages (BN rows of 128 bytes each).
 constexpr int64_t halo_smem_bytes(int64_t halo_bytes, int64_t bn) {

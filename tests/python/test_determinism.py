@@ -45,21 +45,29 @@ def test_two_runs_are_bitwise_identical(device, dtype):
         assert torch.equal(a, b)
 
 
+def hopper_runs_over_grids(grids, **run_kwargs):
+    """run_once under the wgmma policy once per persistent-grid cap (0: one
+    per SM); the runs and the forward kernel each one took."""
+    tconv3d._C._set_kernel_policy("wgmma")
+    runs, kernels = [], []
+    try:
+        for ctas in grids:
+            tconv3d._C._set_wgmma_grid(ctas)
+            runs.append(run_once("cuda", **run_kwargs))
+            kernels.append(tconv3d._C._last_cuda_kernels()["forward"])
+    finally:
+        tconv3d._C._set_wgmma_grid(0)
+        tconv3d._C._set_kernel_policy("auto")
+    return runs, kernels
+
+
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
     """Same results whatever the CTA count: each output is one thread's sum in
     a fixed order, however the persistent grid hands out the tiles."""
     torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
-    tconv3d._C._set_kernel_policy("wgmma")
-    try:
-        runs = []
-        for ctas in (0, 0, 7):
-            tconv3d._C._set_wgmma_grid(ctas)
-            runs.append(run_once("cuda", dtype=dtype))
-    finally:
-        tconv3d._C._set_wgmma_grid(0)
-        tconv3d._C._set_kernel_policy("auto")
+    runs, _ = hopper_runs_over_grids((0, 0, 7), dtype=dtype)
     assert_bitwise_equal(runs)
 
 
@@ -70,16 +78,9 @@ def test_hopper_halo_loader_is_bitwise_reproducible(dtype):
     taps) gives the same results whatever the CTA count."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
-    tconv3d._C._set_kernel_policy("wgmma")
-    try:
-        runs = []
-        for ctas in (0, 0, 3):
-            tconv3d._C._set_wgmma_grid(ctas)
-            runs.append(run_once("cuda", dtype=dtype, channels_last=True, in_channels=64, stride=1))
-            assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_sm90_halo"
-    finally:
-        tconv3d._C._set_wgmma_grid(0)
-        tconv3d._C._set_kernel_policy("auto")
+    runs, kernels = hopper_runs_over_grids((0, 0, 3), dtype=dtype, channels_last=True,
+                                           in_channels=64, stride=1)
+    assert kernels == ["tensor_core_gemm_sm90_halo"] * 3
     assert_bitwise_equal(runs)
 
 
