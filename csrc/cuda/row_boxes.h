@@ -20,13 +20,18 @@ struct RowBoxes {
 // Among equals, with a reach, the smallest halo (the box grown by the reach:
 // what the halo loader keeps in shared memory and reads once per tile); then
 // the widest w, then the widest h (longer contiguous runs).  False when no
-// split fits.
+// split fits.  descriptor_blocks: only boxes 8 wide along w and at least 8
+// along h, so that every 64 rows of a tile are 8 lines of 8 positions in one
+// d-plane — 8-row groups one source line apart, which one wgmma shared-memory
+// descriptor addresses (the halo loader reads each tap's A so).
 inline bool choose_row_boxes(const int64_t (&rows)[3], const int64_t (&element_stride)[3],
-                             int log_rows, RowBoxes& out, const int64_t (&reach)[3] = {0, 0, 0}) {
+                             int log_rows, RowBoxes& out, const int64_t (&reach)[3] = {0, 0, 0},
+                             bool descriptor_blocks = false) {
   bool found = false;
   int64_t best = 0, best_halo = 0;
   for (int lw = log_rows; lw >= 0; --lw) {
     for (int lh = log_rows - lw; lh >= 0; --lh) {
+      if (descriptor_blocks && (lw != 3 || lh < 3)) continue;
       const int log_box[3] = {log_rows - lw - lh, lh, lw};
       int64_t padded = 1, halo = 1, boxes[3];
       bool fits = true;
@@ -49,6 +54,13 @@ inline bool choose_row_boxes(const int64_t (&rows)[3], const int64_t (&element_s
     }
   }
   return found;
+}
+
+// Rows the boxes cover, padding included.
+inline int64_t padded_rows(const RowBoxes& b) {
+  int64_t n = 1;
+  for (int a = 0; a < 3; ++a) n *= b.boxes[a] << b.log_box[a];
+  return n;
 }
 
 }  // namespace tconv3d::cuda

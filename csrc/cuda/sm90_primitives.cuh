@@ -104,6 +104,12 @@ __host__ __device__ constexpr uint64_t smem_desc_bits(uint32_t leading_bytes, ui
 __device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr, uint64_t bits) {
   return uint64_t((smem_addr & 0x3FFFF) >> 4) | bits;
 }
+// The descriptor of a start `bytes` further, where the start is aligned
+// beyond them (a k-step inside a swizzle row: the address bits they set are
+// zero): one OR on the low word, no carry chain.
+__device__ __forceinline__ uint64_t desc_plus(uint64_t desc, uint32_t bytes) {
+  return desc | (bytes >> 4);
+}
 
 // A K-major operand tile in the `row_bytes`-byte swizzle (32, 64 or 128: what
 // a TMA box of that inner extent lands under CU_TENSOR_MAP_SWIZZLE_32B/64B/
@@ -167,14 +173,12 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
 // WgmmaMnMajor: the same with both operands MN-major (A stored [K][M], B
 // [K][N]; mn_major_sw128_desc), fp16/bf16 only.
 //
-// WgmmaRegisterA: A in registers, as mma.sync's A fragment per warp (rows
-// 16·warp + lane/4 (+8); TF32 m16n8k8: k lane%4 (+4), a[0] = (r, k),
-// a[1] = (r + 8, k), a[2] = (r, k + 4), a[3] = (r + 8, k + 4); 16-bit
-// m16n8k16 the same with pairs of k, + 8): what ldmatrix.x4 of the 16 × 32
-// bytes gives, matrices (rows 0-7, bytes 0-15), (8-15, 0-15), (0-7, 16-31),
+// WgmmaRegisterA (TF32): A in registers, as mma.sync's A fragment per warp
+// (rows 16·warp + lane/4 (+8); m16n8k8: k lane%4 (+4), a[0] = (r, k),
+// a[1] = (r + 8, k), a[2] = (r, k + 4), a[3] = (r + 8, k + 4)): what
+// ldmatrix.x4 of the 16 × 32 bytes gives, matrices (rows 0-7, bytes 0-15), (8-15, 0-15), (0-7, 16-31),
 // (8-15, 16-31).  TF32 goes this way so that the consumer rounds A on the way
-// (wgmma reads shared-memory TF32 operands truncated); the halo loader, so
-// that each lane reads its row wherever the tap puts it.  The hardware reads
+// (wgmma reads shared-memory TF32 operands truncated).  The hardware reads
 // `a` after issue: they must not change until a wgmma_wait has retired the
 // instruction.
 template <typename scalar_t, int N>
@@ -257,7 +261,7 @@ struct WgmmaRegisterA;
                          immediates, "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));  \
     }  \
   };
-// Register A takes no transpose; 16-bit B still says it is K-major.
+// Register A takes no transpose (TF32 has no transpose immediates at all).
 #define TCONV3D_WGMMA_REGISTER_A(scalar, k_and_types, immediates)  \
   TCONV3D_WGMMA_REGISTER_A_WIDTH(scalar, 32, k_and_types, immediates)  \
   TCONV3D_WGMMA_REGISTER_A_WIDTH(scalar, 64, k_and_types, immediates)  \
@@ -269,8 +273,6 @@ TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __half, "k16.f32.f16.f16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_REGISTER_A(float, "k8.f32.tf32.tf32", "1, 1, 1")
-TCONV3D_WGMMA_REGISTER_A(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0")
-TCONV3D_WGMMA_REGISTER_A(__half, "k16.f32.f16.f16", "1, 1, 1, 0")
 
 #undef TCONV3D_WGMMA_TYPE
 #undef TCONV3D_WGMMA_WIDTH

@@ -71,15 +71,16 @@
 // source positions on every axis (every forward phase; grad-input of stride
 // 1) and rows are 128 or 64 bytes, the producer loads per tile and channel
 // chunk one halo — the tile's box grown by the taps' reach, tma_tiling
-// choosing the box that grows least — into one of two halo slots, and per
-// stage only the weight slices of its taps (one, or two at 64-byte rows)
-// into the stage ring; the consumers read each tap's A rows from the halo at
-// the tap's offset through registers (ldmatrix computes any row's address,
-// the 128-byte swizzle being a function of the shared-memory address).
+// choosing the box 8 wide and at least 8 high that grows least — into one of
+// two halo slots, and per stage only the weight slices of its taps (one, or
+// two at 64-byte rows) into the stage ring; the consumers' wgmmas read each
+// tap's A rows from the halo at the tap's offset by descriptor (each
+// warpgroup's 64 rows are 8 runs of 8 consecutive halo rows, a halo line
+// apart; the swizzle is a function of the shared-memory address).
 // Measured (RESULTS.md, "Halo loader round" and "Two CTAs an SM round"): L2
-// traffic falls ~10×; the consumers' per-stage instructions (address
-// arithmetic and ldmatrix for every tap's A) then set the pace, so it wins
-// where A is reused most: fp16/bf16 over at least 27 taps (bf16, two CTAs an
+// traffic falls ~10×; the consumers' per-stage instructions then set the
+// pace — with A through registers (ldmatrix and per-lane addresses for every
+// tap; descriptors since, not yet measured) it won where A is reused most: fp16/bf16 over at least 27 taps (bf16, two CTAs an
 // SM: k3s1 over 2 × 160³ 1.91 against 2.96 ms, k5s1 32 → 32 0.087 against
 // 0.124).  TF32 (rounding A in the consumers) measured even on k3s1 and
 // 7-19 % slower on k5s1 and k5s2 forwards; it and the phases of strided
@@ -555,7 +556,12 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   constexpr int kStages = kHalo ? kHaloStages : L::kStages;
   constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per 128-byte stage
   constexpr int kHalf = kSteps / 2;         // k-steps per commit group, A through registers
-  const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  // The warpgroup index broadcast from lane 0: the compiler then knows it
+  // is warp-uniform and keeps what derives from it (the halo loader's
+  // descriptors) in uniform registers, instead of moving each to them
+  // before its wgmma.
+  const int wg = __shfl_sync(0xffffffffu, (threadIdx.x - 128) / 128, 0);
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int columns = int(k.ops.columns);
   const scalar_t* bias = static_cast<const scalar_t*>(k.ops.bias);
   scalar_t* dst = static_cast<scalar_t*>(k.ops.dest);
@@ -568,55 +574,10 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   };
 
   float acc[BN / 2];     // this warpgroup's rows of the tile, 64·wg to 64·wg + 63
-  uint32_t frag[2][kHalf][4];  // A through registers: two commit groups' fragments
+  uint32_t frag[2][kHalf][4];  // TF32: A through registers, two commit groups' fragments
   uint32_t seq = 0;      // stages so far, over all tiles
   uint32_t hseq = 0;     // halo loads so far (halo loader)
   const uint32_t upper = uint32_t(lane >> 4);  // ldmatrix matrices 2-3: the second 16 bytes
-
-  // One stage of MMAs with A through registers (TF32, and the halo loader):
-  // two commit groups of kHalf k-steps, each with its own fragments, so that
-  // one group's MMAs run while the next one's fragments load; a group's
-  // registers are only rewritten after the wgmma_wait that retired it.
-  // a_address(ks): this lane's ldmatrix address for k-step ks of the
-  // warpgroup's rows; group_live(G): whether group G has work (false for a
-  // halo stage's padding tap, a whole second group at 64-byte rows, in a
-  // tile's last stage: skipped, so that not even 0 · inf reaches the sums —
-  // masking its fragments instead cost every stage 16 instructions; no
-  // commit group either, as ptxas makes an empty one a dummy wgmma on every
-  // path: the wait retires the first group instead).  Every ldmatrix
-  // of a group is issued before any fragment is used: with a branch around
-  // each load (the first halo version), each waited out its own latency and
-  // the halo GEMM ran at half the per-tap boxes' speed (RESULTS.md, "Halo
-  // loader round").  b_desc(ks): B's descriptor; between_groups runs once
-  // the previous stage's last group has retired.
-  const auto register_a_stage = [&](auto a_address, auto group_live, auto b_desc, auto between_groups) {
-    const auto group = [&](auto which) {
-      constexpr int G = decltype(which)::value;
-      if (G == 0 || group_live(G)) {  // a stage's first tap is never padding
-#pragma unroll
-        for (int j = 0; j < kHalf; ++j) ldmatrix_x4(frag[G][j], a_address(G * kHalf + j));
-        if constexpr (std::is_same_v<scalar_t, float>) {
-#pragma unroll
-          for (int j = 0; j < kHalf; ++j) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) frag[G][j][e] = to_tf32(frag[G][j][e]);
-          }
-        }
-        wgmma_fence();
-#pragma unroll
-        for (int j = 0; j < kHalf; ++j) {
-          WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
-        }
-        wgmma_commit();
-        wgmma_wait<1>();
-      } else {
-        wgmma_wait<0>();
-      }
-    };
-    group(std::integral_constant<int, 0>{});
-    between_groups();
-    group(std::integral_constant<int, 1>{});
-  };
 
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const TileGeometry g = tile_geometry<scalar_t, kTma>(k, tma, st.axes, t, tiles_per_group);
@@ -636,20 +597,51 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
       static_assert(kSteps % kK == 0, "a stage holds whole rows");
       if constexpr (std::is_same_v<scalar_t, float>) {
-        // TF32: A through registers, rounded on the way.  Lane l's ldmatrix
-        // row: 8·bit 3 + l%8 of its warp's 16 (matrices 0-3 are a[0..3]).
+        // One TF32 stage, A through registers (rounded on the way): two
+        // commit groups of kHalf k-steps, each with its own fragments, so
+        // that one group's MMAs run while the next one's fragments load; a
+        // group's registers are only rewritten after the wgmma_wait that
+        // retired it.  a_address(ks): this lane's ldmatrix address for k-step
+        // ks of the warpgroup's rows; every ldmatrix of a group is issued
+        // before any fragment is used (with a branch around each load, each
+        // waited out its own latency: RESULTS.md, "Halo loader round").
+        // b_desc(ks): B's descriptor; between_groups runs once the previous
+        // stage's last group has retired.
+        const auto tf32_stage = [&](auto a_address, auto b_desc, auto between_groups) {
+          const auto group = [&](auto which) {
+            constexpr int G = decltype(which)::value;
+#pragma unroll
+            for (int j = 0; j < kHalf; ++j) ldmatrix_x4(frag[G][j], a_address(G * kHalf + j));
+#pragma unroll
+            for (int j = 0; j < kHalf; ++j) {
+#pragma unroll
+              for (int e = 0; e < 4; ++e) frag[G][j][e] = to_tf32(frag[G][j][e]);
+            }
+            wgmma_fence();
+#pragma unroll
+            for (int j = 0; j < kHalf; ++j) {
+              WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
+            }
+            wgmma_commit();
+            wgmma_wait<1>();
+          };
+          group(std::integral_constant<int, 0>{});
+          between_groups();
+          group(std::integral_constant<int, 1>{});
+        };
+        // Lane l's ldmatrix row: 8·bit 3 + l%8 of its warp's 16 (matrices
+        // 0-3 are a[0..3]).
         const uint32_t lane_row = uint32_t(64 * wg + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
         const uint32_t swizzle = (lane_row >> 7) & (kRow / 16 - 1);
         for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
           const uint32_t s = seq % kStages;
           mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
           const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
-          register_a_stage(
+          tf32_stage(
               [&](int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
                 return a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4);
               },
-              [](int) { return true; },
               [&](int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
                 return smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
@@ -682,21 +674,27 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       // The halo loader: per channel chunk one halo box of the source (the
       // tile's box grown by each axis's tap reach) and per stage the B of
       // 128 / row_bytes taps (a stage always holds 128 bytes of K per row,
-      // as under the per-tap boxes; an odd last tap pairs with zeros); every
-      // tap reads its A rows from the halo at the tap's offset.  Row r of the
-      // tile is position (r >> (lw + lh), (r >> lw) % 2^lh, r % 2^lw) of the
-      // box, so at row lane_row of the halo for the lane's ldmatrix row; a
-      // halo row's 16-byte piece p sits at p ^ (its address bits
-      // 7 and up, masked to the row's pieces), the swizzle TMA wrote it in.
+      // as under the per-tap boxes; an odd last tap is skipped); every tap
+      // reads its A rows from the halo at the tap's offset, by descriptor.
+      // Row r of the tile is position (r >> (3 + lh), (r >> 3) % 2^lh, r % 8)
+      // of the box (tma_tiling: 8 wide, at least 8 high), so this
+      // warpgroup's 64 rows are 8 lines of 8 positions of one d-plane: 8-row
+      // groups of consecutive halo rows, halo_w rows apart (the descriptor's
+      // stride byte offset), starting at block_row.  wgmma swizzles by the
+      // absolute shared-memory address, as TMA wrote the halo, so a tap may
+      // start at any halo row (base offset 0; scripts/wgmma_halo_probe.cu,
+      // RESULTS.md "Two CTAs an SM round").  Through registers (ldmatrix and
+      // per-lane addresses), a stage cost each consumer warp ~95
+      // instructions against ~30 now.
       const auto halo_loop = [&](auto row_width) {
         constexpr int kRow = decltype(row_width)::value, kK = kRow / 32, kPer = kSliceBytes / kRow;
-        static_assert(kK >= kHalf, "a commit group never spans two taps");
-        constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
-        const int lw = tma.log_box[2], lh = tma.log_box[1];
+        constexpr uint64_t kBDesc = kmajor_swizzle_desc_bits(kRow);
+        const int lh = tma.log_box[1];
         const int halo_h = tma.halo[1], halo_w = tma.halo[2];
-        const int lr = 64 * wg + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7);
-        const uint32_t lane_row = uint32_t(
-            ((lr >> (lw + lh)) * halo_h + ((lr >> lw) & ((1 << lh) - 1))) * halo_w + (lr & ((1 << lw) - 1)));
+        const int r0 = 64 * wg;
+        const uint32_t block_row =
+            uint32_t(((r0 >> (3 + lh)) * halo_h + ((r0 >> 3) & ((1 << lh) - 1))) * halo_w);
+        const uint64_t a_bits = smem_desc_bits(16, uint32_t(halo_w * kRow), kRow);
         // Tap t of axis a sits at first[a] + t·step[a] positions into the
         // halo (the halo starts at the lowest position any tap reads).
         int first[3], step[3], taps[3];
@@ -718,11 +716,10 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         for (int chunk = 0; chunk < tma.chunks; ++chunk, ++hseq) {
           const uint32_t slot = hseq % kHaloSlots;
           mbarrier_wait(hfull0 + 8 * slot, (hseq / kHaloSlots) & 1);
-          const uint32_t halo = smem0 + slot * uint32_t(tma.halo_bytes);
+          const uint32_t a0 = smem0 + slot * uint32_t(tma.halo_bytes) + block_row * kRow;
           uint32_t row = row_first;  // the next tap's halo row
           int tap = 0, t1 = 0, t2 = 0;
           for (int i = 0; i < stages; ++i, ++stage, ++seq) {
-            // A tap past the last (a stage's padding) is skipped.
             uint32_t rows[kPer];
             int live = 0;  // taps of this stage that are not padding
 #pragma unroll
@@ -734,20 +731,31 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
             const uint32_t s = seq % kStages;
             mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
             const uint32_t b = b0 + s * uint32_t(BN * kSliceBytes);
-            register_a_stage(
-                [&](int ks) {
-                  const uint32_t r = lane_row + rows[ks / kK], at = ks % kK;
-                  const uint32_t swizzle = ((r * kRow) >> 7) & (kRow / 16 - 1);
-                  return halo + r * kRow + (((2 * at + upper) ^ swizzle) << 4);
-                },
-                [&](int group) { return group * kHalf / kK < live; },
-                [&](int ks) { return smem_desc(b + (ks / kK) * (BN * kRow) + 32 * (ks % kK), kDesc); },
-                [&] {
-                  if (stage > 0) release(seq - 1);
-                });
+            // A stage's MMAs, one straight-line commit group: all its taps,
+            // or the first alone where the second is padding.
+            const auto issue = [&](auto live_taps) {
+              wgmma_fence();
+#pragma unroll
+              for (int m = 0; m < decltype(live_taps)::value; ++m) {
+                const uint64_t da = smem_desc(a0 + rows[m] * kRow, a_bits);
+                const uint64_t db = smem_desc(b + m * (BN * kRow), kBDesc);
+#pragma unroll
+                for (int at = 0; at < kK; ++at) {
+                  Wgmma<scalar_t, BN>::run(acc, desc_plus(da, 32 * at), desc_plus(db, 32 * at));
+                }
+              }
+              wgmma_commit();
+            };
+            if (kPer == 1 || live == kPer) {
+              issue(std::integral_constant<int, kPer>{});
+            } else {
+              issue(std::integral_constant<int, 1>{});
+            }
+            wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
+            if (stage > 0) release(seq - 1);
           }
-          // Every ldmatrix of this halo has returned (its fragments fed the
-          // MMAs issued above): the slot may be refilled.
+          // The slot may be refilled once no MMA reads this halo any more.
+          wgmma_wait<0>();
           __syncwarp();
           if (lane == 0) mbarrier_arrive(hempty0 + 8 * slot);
         }
@@ -928,8 +936,15 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     reach[a] = (taps - 1) * (g.src_per_tap < 0 ? -g.src_per_tap : g.src_per_tap);
     most_taps *= taps;
   }
-  RowBoxes boxes{};
-  if (halo && most_taps >= kHaloMinTaps && choose_row_boxes(rows, element_stride, kLogBM, boxes, reach)) {
+  // The halo's box is 8 positions wide along w and at least 8 along h (the
+  // consumers address each warpgroup's 64 rows of A by one descriptor),
+  // where that pads the grid to at most 5/4 of the per-tap boxes' rows (a
+  // guess from the halo's 22-42 % lead on unpadded grids; not measured).
+  RowBoxes boxes{}, per_tap{};
+  const bool fits = choose_row_boxes(rows, element_stride, kLogBM, per_tap);
+  if (halo && most_taps >= kHaloMinTaps && fits &&
+      choose_row_boxes(rows, element_stride, kLogBM, boxes, reach, /*descriptor_blocks=*/true) &&
+      4 * padded_rows(boxes) <= 5 * padded_rows(per_tap)) {
     for (int a = 0; a < 3; ++a) halo_rows *= (int64_t(1) << boxes.log_box[a]) + reach[a];
     const int64_t slot = (halo_rows * row_bytes + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes *
                          kSwizzleAtomBytes;
@@ -939,8 +954,9 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
     halo = false;
   }
   if (!halo) {
+    if (!fits) return false;
+    boxes = per_tap;
     for (int64_t& r : reach) r = 0;
-    if (!choose_row_boxes(rows, element_stride, kLogBM, boxes)) return false;
   }
   igemm::LaunchShape boxed = s;
   boxed.mtiles = p.batch * boxes.boxes[0] * boxes.boxes[1] * boxes.boxes[2];

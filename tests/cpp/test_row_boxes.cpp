@@ -121,6 +121,29 @@ TEST(RowBoxes, WithAReachTheSmallestHaloAmongEquals) {
   }
 }
 
+TEST(RowBoxes, DescriptorBlocksAreEightWideAndAtLeastEightHigh) {
+  // The halo loader's boxes: every 64 rows 8 lines of 8 positions in one
+  // d-plane.  32³ with a k3 reach: 2 × 8 × 8 (halo 4 · 10 · 10 = 400 against
+  // 3 · 18 · 10 = 540 for 1 × 16 × 8), where unconstrained 4 × 4 × 8 wins.
+  const int64_t rows[3] = {32, 32, 32}, step[3] = {1, 1, 1}, reach[3] = {2, 2, 2};
+  RowBoxes b{};
+  ASSERT_TRUE(choose_row_boxes(rows, step, kLogRows, b, reach, /*descriptor_blocks=*/true));
+  EXPECT_EQ(b.log_box[0], 1);
+  EXPECT_EQ(b.log_box[1], 3);
+  EXPECT_EQ(b.log_box[2], 3);
+  EXPECT_EQ(padded_rows(b), 32 * 32 * 32);
+  // A grid 4 wide along w: still 8 wide, padding half the rows; the
+  // unconstrained choice pads none (tma_tiling then keeps the per-tap boxes).
+  const int64_t narrow[3] = {16, 32, 4};
+  RowBoxes free{};
+  ASSERT_TRUE(choose_row_boxes(narrow, step, kLogRows, b, reach, true));
+  ASSERT_TRUE(choose_row_boxes(narrow, step, kLogRows, free));
+  EXPECT_EQ(b.log_box[2], 3);
+  EXPECT_GE(b.log_box[1], 3);
+  EXPECT_EQ(padded_rows(b), 2 * 16 * 32 * 4);
+  EXPECT_EQ(padded_rows(free), 16 * 32 * 4);
+}
+
 TEST(RowBoxes, TheReachCountsTowardTheBoxLimit) {
   // w = 128 rows in one line plus a reach of 200 would exceed 256.
   const int64_t rows[3] = {1, 1, 4096}, step[3] = {1, 1, 1}, reach[3] = {0, 0, 200};

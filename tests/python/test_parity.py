@@ -456,17 +456,24 @@ def tma_row_bytes(channels_per_group, dtype):
     return 128 if row_bytes % 128 == 0 else row_bytes if row_bytes in (32, 64) else None
 
 
-def choose_row_boxes(rows, reach, log_rows=7):
+def padded_rows(rows, box):
+    return math.prod(-(-n // b) * b for n, b in zip(rows, box))
+
+
+def choose_row_boxes(rows, reach, log_rows=7, descriptor_blocks=False):
     """Mirror of row_boxes.h's choose_row_boxes at element stride 1: the
     power-of-two split of 2^log_rows rows (d, h, w) padding the grid least,
-    then growing least by the reach, then widest w, then widest h."""
+    then growing least by the reach, then widest w, then widest h; with
+    descriptor_blocks, only boxes 8 wide along w and at least 8 along h."""
     best = None
     for lw in range(log_rows, -1, -1):
         for lh in range(log_rows - lw, -1, -1):
+            if descriptor_blocks and (lw != 3 or lh < 3):
+                continue
             box = (1 << (log_rows - lw - lh), 1 << lh, 1 << lw)
             if any(b + r > 256 for b, r in zip(box, reach)):
                 continue
-            padded = math.prod(-(-n // b) * b for n, b in zip(rows, box))
+            padded = padded_rows(rows, box)
             halo = math.prod(b + r for b, r in zip(box, reach))
             if best is None or (padded, halo) < best[:2]:
                 best = (padded, halo, box)
@@ -477,8 +484,10 @@ def halo_loader_takes(config, dtype, forward):
     """Mirror of tma_tiling's halo loader choice (tensor_core_gemm_sm90.cu):
     fp16/bf16 with 128- or 64-byte rows, every axis's rows consecutive source
     positions (forward phases, grad-input of stride 1), at least 27 taps in
-    the fullest phase, and two halos beside the 4-stage ring of B
-    (kHaloStages) within the shared memory."""
+    the fullest phase, a box 8 wide and at least 8 high (descriptor_blocks)
+    padding the grid to at most 5/4 of the per-tap boxes' rows, and two
+    halos beside the 4-stage ring of B (kHaloStages) within the shared
+    memory."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     if dtype == torch.float32:
         return False
@@ -502,8 +511,9 @@ def halo_loader_takes(config, dtype, forward):
         most_taps *= taps
     if most_taps < 27:
         return False
-    box = choose_row_boxes(rows, reach)
-    if box is None:
+    box = choose_row_boxes(rows, reach, descriptor_blocks=True)
+    per_tap = choose_row_boxes(rows, (0, 0, 0))
+    if box is None or per_tap is None or 4 * padded_rows(rows, box) > 5 * padded_rows(rows, per_tap):
         return False
     halo_rows = math.prod(b + r for b, r in zip(box, reach))
     slot = -(-halo_rows * row_bytes // 1024) * 1024
