@@ -683,9 +683,12 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       // stride byte offset), starting at block_row.  wgmma swizzles by the
       // absolute shared-memory address, as TMA wrote the halo, so a tap may
       // start at any halo row (base offset 0; scripts/wgmma_halo_probe.cu,
-      // RESULTS.md "Two CTAs an SM round").  Through registers (ldmatrix and
-      // per-lane addresses), a stage cost each consumer warp ~95
-      // instructions against ~30 now.
+      // RESULTS.md "Two CTAs an SM round").  Through registers, a stage
+      // cost each consumer warp ~95 instructions, 4 of them ldmatrix and ~40
+      // per-lane address and mask arithmetic on their results; by
+      // descriptor about as many (SASS), half of them on the uniform
+      // datapath, none a shared-memory load in the warp's chain (not yet
+      // measured).
       const auto halo_loop = [&](auto row_width) {
         constexpr int kRow = decltype(row_width)::value, kK = kRow / 32, kPer = kSliceBytes / kRow;
         constexpr uint64_t kBDesc = kmajor_swizzle_desc_bits(kRow);
