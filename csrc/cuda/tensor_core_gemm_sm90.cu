@@ -655,14 +655,17 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
         const uint32_t s = seq % kStages;
         mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-        const uint32_t a = smem0 + s * L::kStageBytes;
-        const uint32_t b = a + L::kABytes;
+        const uint32_t a = smem0 + s * L::kStageBytes + wg * 64 * kRow;
+        const uint32_t b = smem0 + s * L::kStageBytes + L::kABytes;
+        // Each sub-tile starts kRow-aligned, so a k-step inside its rows is
+        // an OR into the descriptor (desc_plus).
+        const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDesc);
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < kSteps; ++ks) {
           const uint32_t piece = ks / kK, at = 32 * (ks % kK);
-          const uint32_t ap = a + piece * (kBM * kRow) + wg * 64 * kRow, bp = b + piece * (BN * kRow);
-          Wgmma<scalar_t, BN>::run(acc, smem_desc(ap + at, kDesc), smem_desc(bp + at, kDesc));
+          Wgmma<scalar_t, BN>::run(acc, desc_plus(da + piece * (kBM * kRow / 16), at),
+                                   desc_plus(db + piece * (BN * kRow / 16), at));
         }
         wgmma_commit();
         wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
