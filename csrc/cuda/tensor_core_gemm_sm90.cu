@@ -275,6 +275,29 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
   return g;
 }
 
+// A tile's walk over the packed weight's taps (d, h, w order): the first
+// tap's index and the index step of a tap along each axis.
+struct WeightTaps {
+  int first, step[3];
+};
+__device__ __forceinline__ WeightTaps weight_taps(const KernelArgs& k, const TileGeometry& g) {
+  const int stride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
+  WeightTaps w{0, {0, 0, 0}};
+#pragma unroll
+  for (int a = 0; a < 3; ++a) {
+    w.first += int(g.ax[a].k_origin) * stride[a];
+    w.step[a] = int(g.ax[a].k_per_tap) * stride[a];
+  }
+  return w;
+}
+
+// Where, relative to its first tap's, the lowest source position a tile's
+// taps read along an axis lies (0, or below it where taps walk backwards):
+// the halo loader's halo starts there.
+__device__ __forceinline__ int lowest_tap_offset(const GemmAxis& ax) {
+  return ax.src_per_tap < 0 ? (int(ax.taps) - 1) * int(ax.src_per_tap) : 0;
+}
+
 // One thread issues every stage.  K is walked per tap (t0, t1, t2) and
 // row_bytes chunk of channels; each such piece is two copies, the source box
 // at the tap's offset and the weight slice of (tap, columns), and
@@ -300,7 +323,6 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   const int per_stage = tma.pieces_per_stage;
   const int slice = int(row_bytes / sizeof(scalar_t)), chunks = tma.chunks;
   const int C = int(k.ops.channels);
-  const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
 
   uint32_t seq = 0;   // stages begun so far, over all tiles
@@ -328,20 +350,19 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
     if (!g.has_rows || g.nslices == 0) continue;
-    int pos0[3], step[3], kidx0 = 0, kstep[3], taps[3];
+    const WeightTaps wt = weight_taps(k, g);
+    int pos0[3], step[3], taps[3];
 #pragma unroll
     for (int a = 0; a < 3; ++a) {
       pos0[a] = int(g.j0[a] * g.ax[a].src_per_row + g.ax[a].src_origin);
       step[a] = int(g.ax[a].src_per_tap);
-      kidx0 += int(g.ax[a].k_origin) * kstride[a];
-      kstep[a] = int(g.ax[a].k_per_tap) * kstride[a];
       taps[a] = int(g.ax[a].taps);
     }
     const int group = g.tile.group, n = int(g.n), col0 = g.tile.ntile * BN;
     for (int t0 = 0; t0 < taps[0]; ++t0) {
       for (int t1 = 0; t1 < taps[1]; ++t1) {
         for (int t2 = 0; t2 < taps[2]; ++t2) {
-          const int kidx = kidx0 + t0 * kstep[0] + t1 * kstep[1] + t2 * kstep[2];
+          const int kidx = wt.first + t0 * wt.step[0] + t1 * wt.step[1] + t2 * wt.step[2];
           for (int chunk = 0; chunk < chunks; ++chunk) {
             load_piece(group * C + chunk * slice, pos0[2] + t2 * step[2], pos0[1] + t1 * step[1],
                        pos0[0] + t0 * step[0], n, chunk * slice, col0, kidx, group);
@@ -392,7 +413,6 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
   constexpr int kStages = kHaloStages;
   constexpr uint32_t kBBytes = BN * kSliceBytes;
   const int slice = tma.row_bytes / int(sizeof(scalar_t)), C = int(k.ops.channels);
-  const int kstride[3] = {int(k.p.axis[1].kernel * k.p.axis[2].kernel), int(k.p.axis[2].kernel), 1};
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
   const uint32_t row_bytes = uint32_t(tma.row_bytes), per_stage = uint32_t(tma.pieces_per_stage);
@@ -416,8 +436,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
       if (!g.has_rows || g.nslices == 0) continue;
 #pragma unroll
       for (int a = 0; a < 3; ++a) {
-        const int step = int(g.ax[a].src_per_tap), first = int(g.j0[a] + g.ax[a].src_origin);
-        box.origin[a] = step < 0 ? first + (int(g.ax[a].taps) - 1) * step : first;
+        box.origin[a] = int(g.j0[a] + g.ax[a].src_origin) + lowest_tap_offset(g.ax[a]);
       }
       box.c0 = g.tile.group * C;
       box.n = int(g.n);
@@ -441,13 +460,8 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
   if (t < tiles) load_halo(box, 0);
   while (t < tiles) {
     const TileGeometry g = geometry(t);
-    int kidx0 = 0, kstep[3], taps[3];
-#pragma unroll
-    for (int a = 0; a < 3; ++a) {
-      taps[a] = int(g.ax[a].taps);
-      kidx0 += int(g.ax[a].k_origin) * kstride[a];
-      kstep[a] = int(g.ax[a].k_per_tap) * kstride[a];
-    }
+    const WeightTaps wt = weight_taps(k, g);
+    const int taps[3] = {int(g.ax[0].taps), int(g.ax[1].taps), int(g.ax[2].taps)};
     const int all_taps = taps[0] * taps[1] * taps[2];
     const int stages = (all_taps + int(per_stage) - 1) / int(per_stage);
     const int group = g.tile.group, col0 = g.tile.ntile * BN;
@@ -463,7 +477,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
       };
       // Taps in (d, h, w) order (next_tap); past the last, a box at
       // past_tap (all zeros, read from nowhere).
-      int tap = 0, kidx = kidx0, t1 = 0, t2 = 0;
+      int tap = 0, kidx = wt.first, t1 = 0, t2 = 0;
       for (int i = 0; i < stages; ++i, ++seq) {
         const uint32_t s = seq % kStages;
         if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
@@ -471,7 +485,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
         for (uint32_t m = 0; m < per_stage; ++m, ++tap) {
           tma_load_4d(b0 + s * kBBytes + m * BN * row_bytes, &tma.weight, full0 + 8 * s, chunk * slice,
                       col0, tap < all_taps ? kidx : tma.past_tap, group);
-          next_tap(t1, t2, kidx, kstep, taps);
+          next_tap(t1, t2, kidx, wt.step, taps);
         }
         if (i + 1 == kStages) next_halo();
       }
@@ -708,7 +722,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         for (int a = 0; a < 3; ++a) {
           step[a] = int(g.ax[a].src_per_tap);
           taps[a] = int(g.ax[a].taps);
-          first[a] = step[a] < 0 ? -(taps[a] - 1) * step[a] : 0;
+          first[a] = -lowest_tap_offset(g.ax[a]);
         }
         const int all_taps = taps[0] * taps[1] * taps[2];
         // The halo row of each tap in turn (next_tap).
