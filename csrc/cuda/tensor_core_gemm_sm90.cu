@@ -72,8 +72,8 @@
 // 1) and rows are 128 or 64 bytes, the producer loads per tile and channel
 // chunk one halo — the tile's box grown by the taps' reach, tma_tiling
 // choosing the box 8 wide and at least 8 high that grows least — into one of
-// two halo slots, and per stage only the weight slices of its taps (one, or
-// two at 64-byte rows) into the stage ring; the consumers' wgmmas read each
+// two halo slots, and per stage only the weight slices of its taps (two, or
+// four at 64-byte rows; at 128 columns one or two) into the stage ring; the consumers' wgmmas read each
 // tap's A rows from the halo at the tap's offset by descriptor (each
 // warpgroup's 64 rows are 8 runs of 8 consecutive halo rows, a halo line
 // apart; the swizzle is a function of the shared-memory address).
@@ -159,11 +159,19 @@ constexpr int kMaxStages = 6;
 // 32 columns (5 × 20 KB) and four at 64 (4 × 24 KB).
 constexpr int stages_for(int bn) { return bn == 32 ? 5 : bn == 64 ? 4 : kMaxStages; }
 constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
-// The halo loader's ring of B-only stages (BN × 128 bytes each): a power of
-// two, so that a stage's slot and phase cost no division in the consumers'
-// issue-bound stage loop (five, at 32 columns, cost two multiply-shift
-// divisions a stage).
+// The halo loader's ring of B-only stages (BN × halo_stage_k(BN) bytes each): a
+// power of two, so that a stage's slot and phase cost no division in the
+// consumers' issue-bound stage loop (five, at 32 columns, cost two
+// multiply-shift divisions a stage).
 constexpr int kHaloStages = 4;
+// K bytes a halo stage holds per row: at 32 and 64 columns twice the per-tap
+// boxes' 128 (four taps at 64-byte rows, two at 128), so that the barrier
+// wait, the release and the stage bookkeeping (~40 of a consumer warp's ~100
+// instructions a stage at two taps, SASS: 153 for four) spread over twice the
+// MMAs; A costs no shared memory per stage here, only B (8 KB at 32
+// columns).  At 128 columns the MMAs are 4× longer already, and a ring of
+// twice the bytes would crowd out the halos.
+constexpr int halo_stage_k(int bn) { return bn <= 64 ? 2 * kSliceBytes : kSliceBytes; }
 // The halo loader where the fullest phase has this many taps (3 × 3 × 3 at
 // stride 1) in fp16/bf16 only: it won there and lost elsewhere (RESULTS.md,
 // "Halo loader round").
@@ -174,9 +182,23 @@ constexpr int64_t kSmemPerSm = 233472, kReservedSmemPerCta = 1024;  // sm_90
 constexpr int64_t kMaxDynamicSmem = kSmemPerSm - kReservedSmemPerCta - 4096;
 static_assert(kMaxDynamicSmem == 232448 - 4096, "sm_90's 227 KB a CTA");
 // The halo loader's dynamic shared memory: two halo slots of halo_bytes, then
-// the ring of B-only stages (BN rows of 128 bytes each).
+// the ring of B-only stages (BN rows of halo_stage_k bytes each).
 constexpr int64_t halo_smem_bytes(int64_t halo_bytes, int64_t bn) {
-  return kHaloSlots * halo_bytes + kHaloStages * bn * kSliceBytes + kSwizzleAtomBytes;
+  return kHaloSlots * halo_bytes + kHaloStages * bn * halo_stage_k(int(bn)) + kSwizzleAtomBytes;
+}
+
+// f(std::integral_constant<int, n>{}) for a runtime n in [1, N]: a halo
+// stage's count of live taps, so that each count issues its MMAs as one
+// straight-line commit group.
+template <int N, typename F>
+__device__ __forceinline__ void with_tap_count(int n, F&& f) {
+  if constexpr (N == 1) {
+    f(std::integral_constant<int, 1>{});
+  } else if (n == N) {
+    f(std::integral_constant<int, N>{});
+  } else {
+    with_tap_count<N - 1>(n, f);
+  }
 }
 constexpr int kMaxPhases = 8;  // per axis: the phase geometry table's size
 
@@ -411,11 +433,11 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
                                              uint32_t tiles_per_group, uint32_t tiles) {
   if (threadIdx.x != 0) return;
   constexpr int kStages = kHaloStages;
-  constexpr uint32_t kBBytes = BN * kSliceBytes;
+  constexpr uint32_t kStageK = halo_stage_k(BN), kBBytes = BN * kStageK;
   const int slice = tma.row_bytes / int(sizeof(scalar_t)), C = int(k.ops.channels);
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
-  const uint32_t row_bytes = uint32_t(tma.row_bytes), per_stage = uint32_t(tma.pieces_per_stage);
+  const uint32_t row_bytes = uint32_t(tma.row_bytes), per_stage = kStageK / row_bytes;
   const uint32_t halo_tx = uint32_t(tma.halo[0] * tma.halo[1] * tma.halo[2]) * row_bytes;
   const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
   const auto geometry = [&](uint32_t t) {
@@ -690,9 +712,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     if constexpr (kHalo) {
       // The halo loader: per channel chunk one halo box of the source (the
       // tile's box grown by each axis's tap reach) and per stage the B of
-      // 128 / row_bytes taps (a stage always holds 128 bytes of K per row,
-      // as under the per-tap boxes; an odd last tap is skipped); every tap
-      // reads its A rows from the halo at the tap's offset, by descriptor.
+      // halo_stage_k(BN) / row_bytes taps (the last stage's padding taps are
+      // skipped); every tap reads its A rows from the halo at the tap's
+      // offset, by descriptor.
       // Row r of the tile is position (r >> (3 + lh), (r >> 3) % 2^lh, r % 8)
       // of the box (tma_tiling: 8 wide, at least 8 high), so this
       // warpgroup's 64 rows are 8 lines of 8 positions of one d-plane: 8-row
@@ -707,7 +729,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       // datapath, none a shared-memory load in the warp's chain (not yet
       // measured).
       const auto halo_loop = [&](auto row_width) {
-        constexpr int kRow = decltype(row_width)::value, kK = kRow / 32, kPer = kSliceBytes / kRow;
+        constexpr int kRow = decltype(row_width)::value, kK = kRow / 32;
+        constexpr int kStageK = halo_stage_k(BN), kPer = kStageK / kRow;
         constexpr uint64_t kBDesc = kmajor_swizzle_desc_bits(kRow);
         const int lh = tma.log_box[1];
         const int halo_h = tma.halo[1], halo_w = tma.halo[2];
@@ -750,10 +773,10 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
             }
             const uint32_t s = seq % kStages;
             mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-            const uint32_t b = b0 + s * uint32_t(BN * kSliceBytes);
-            // A stage's MMAs, one straight-line commit group: all its taps,
-            // or the first alone where the second is padding.
-            const auto issue = [&](auto live_taps) {
+            const uint32_t b = b0 + s * uint32_t(BN * kStageK);
+            // A stage's MMAs, one straight-line commit group a count of live
+            // taps (the last stage's padding taps skipped).
+            with_tap_count<kPer>(live, [&](auto live_taps) {
               wgmma_fence();
 #pragma unroll
               for (int m = 0; m < decltype(live_taps)::value; ++m) {
@@ -765,12 +788,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                 }
               }
               wgmma_commit();
-            };
-            if (kPer == 1 || live == kPer) {
-              issue(std::integral_constant<int, kPer>{});
-            } else {
-              issue(std::integral_constant<int, 1>{});
-            }
+            });
             wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
             if (stage > 0) release(seq - 1);
           }

@@ -486,8 +486,8 @@ def halo_loader_takes(config, dtype, forward):
     positions (forward phases, grad-input of stride 1), at least 27 taps in
     the fullest phase, a box 8 wide and at least 8 high (descriptor_blocks)
     padding the grid to at most 5/4 of the per-tap boxes' rows, and two
-    halos beside the 4-stage ring of B (kHaloStages) within the shared
-    memory."""
+    halos beside the 4-stage ring of B (kHaloStages, halo_stage_k bytes a
+    row) within the shared memory."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     if dtype == torch.float32:
         return False
@@ -518,7 +518,8 @@ def halo_loader_takes(config, dtype, forward):
     halo_rows = math.prod(b + r for b, r in zip(box, reach))
     slot = -(-halo_rows * row_bytes // 1024) * 1024
     bn = 32 if columns // groups <= 32 else 64 if columns // groups <= 64 else 128
-    return 2 * slot + 4 * bn * 128 + 1024 <= 232448 - 4096
+    stage_k = 256 if bn <= 64 else 128  # halo_stage_k
+    return 2 * slot + 4 * bn * stage_k + 1024 <= 232448 - 4096
 
 
 def expected_wgmma_loaders(config, dtype):
