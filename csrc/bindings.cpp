@@ -69,8 +69,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         tconv3d::cuda::set_tensor_core_gemm_sm90_grid(ctas);
       },
       "test hook: cap the Hopper GEMM's persistent grid at this many CTAs (0 = one per SM)");
-  m.def("_set_wgmma_halo", &tconv3d::cuda::set_tensor_core_gemm_sm90_halo,
-        "test hook: whether the Hopper GEMM may use its halo loader (else per-tap boxes)");
+  m.def(
+      "_set_wgmma_halo_min_taps",
+      [](int64_t taps) {
+        require(taps >= 0, "tap count must be >= 0 (0 = the shipped threshold), got ", taps);
+        tconv3d::cuda::set_tensor_core_gemm_sm90_halo_min_taps(taps);
+      },
+      "test hook: the fewest taps in the fullest phase at which the Hopper GEMM takes its halo "
+      "loader where it fits (0 = the shipped threshold, 1 = wherever it fits, huge = never)");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(

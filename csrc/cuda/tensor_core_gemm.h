@@ -132,9 +132,11 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
-// Test and benchmark hook: whether the halo loader may run (else the per-tap
-// boxes load those shapes), to compare the two on one shape.
-void set_tensor_core_gemm_sm90_halo(bool allowed);
+// Test and benchmark hook: the fewest taps in the fullest phase at which the
+// halo loader is taken where it fits (0: the shipped threshold; 1: wherever
+// it fits; more than any kernel has: never, the per-tap boxes instead), to
+// compare the two loaders on one shape.
+void set_tensor_core_gemm_sm90_halo_min_taps(int64_t taps);
 // How the Hopper GEMM loaded its stages: the cp.async gather; tensor-map
 // copies of a box per tap (a group's source channels whole 128-byte rows or
 // exactly one 64- or 32-byte row, grad-input strides up to 8); or, where

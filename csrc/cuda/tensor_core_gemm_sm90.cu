@@ -918,7 +918,9 @@ inline int choose_columns(const ConvTranspose3dParams& p, GatherPass pass) {
 }
 
 std::atomic<int> g_forced_ctas{0};
-std::atomic<bool> g_halo_allowed{true};  // test and benchmark hook: per-tap boxes instead
+// Test and benchmark hook: the fewest taps in the fullest phase at which the
+// halo loader is taken (set_tensor_core_gemm_sm90_halo_min_taps).
+std::atomic<int64_t> g_halo_min_taps{kHaloMinTaps};
 
 // ---------------------------------------------------------------------------
 // The TMA loader, host side.
@@ -948,7 +950,7 @@ int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKin
 // largest) gives the grid (rows), the element stride (src_per_row) and the
 // source extent.
 bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
-                bool allow_halo, igemm::LaunchShape& s, TmaTiling& t) {
+                int64_t halo_min_taps, igemm::LaunchShape& s, TmaTiling& t) {
   const int64_t row_bytes = tma_row_bytes(p, ops.pass, dtype);
   if (row_bytes == 0) return false;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
@@ -956,12 +958,12 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   const int64_t element = element_bytes(dtype), slice = row_bytes / element;
   // The halo loader (produce_halo) where a tile's taps overlap: fp16/bf16
   // with 128- or 64-byte rows, each axis's rows consecutive source positions
-  // (forward phases; grad-input of stride 1), at least kHaloMinTaps taps in
+  // (forward phases; grad-input of stride 1), at least halo_min_taps taps in
   // the fullest phase, and two halos beside the stage ring in shared memory.
   // reach[a]: how far past the box the taps of the fullest phase read.
   const bool fwd = ops.pass == GatherPass::Forward;
   int64_t rows[3], element_stride[3], extent[3], reach[3], halo_rows = 1, most_taps = 1;
-  bool halo = allow_halo && row_bytes >= 64 && dtype != ScalarKind::Float32;
+  bool halo = row_bytes >= 64 && dtype != ScalarKind::Float32;
   for (int a = 0; a < 3; ++a) {
     const Axis& ax = p.axis[a];
     const GemmAxis g = fwd ? forward_phase_axis(ax, 0) : grad_input_axis(ax);
@@ -980,7 +982,7 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   // guess from the halo's 22-42 % lead on unpadded grids; not measured).
   RowBoxes boxes{}, per_tap{};
   const bool fits = choose_row_boxes(rows, element_stride, kLogBM, per_tap);
-  if (halo && most_taps >= kHaloMinTaps && fits &&
+  if (halo && most_taps >= halo_min_taps && fits &&
       choose_row_boxes(rows, element_stride, kLogBM, boxes, reach, /*descriptor_blocks=*/true) &&
       4 * padded_rows(boxes) <= 5 * padded_rows(per_tap)) {
     for (int a = 0; a < 3; ++a) halo_rows *= (int64_t(1) << boxes.log_box[a]) + reach[a];
@@ -1112,8 +1114,8 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
   tcg90::TmaTiling tma{};
   // The halo loader has only 32-bit offset, 16-bit instances (build time).
-  const bool use_tma =
-      tcg90::tma_tiling(p, ops, cfg.dtype, !cfg.wide_index && tcg90::g_halo_allowed.load(), s, tma);
+  const int64_t halo_min_taps = cfg.wide_index ? INT64_MAX : tcg90::g_halo_min_taps.load();
+  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, halo_min_taps, s, tma);
   const bool use_halo = use_tma && tma.halo[0] > 0;
   const int64_t tiles = s.tiles_per_group() * p.groups;
   const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, s);
@@ -1147,6 +1149,8 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
 
 void set_tensor_core_gemm_sm90_grid(int ctas) { tcg90::g_forced_ctas.store(ctas); }
 
-void set_tensor_core_gemm_sm90_halo(bool allowed) { tcg90::g_halo_allowed.store(allowed); }
+void set_tensor_core_gemm_sm90_halo_min_taps(int64_t taps) {
+  tcg90::g_halo_min_taps.store(taps == 0 ? tcg90::kHaloMinTaps : taps);
+}
 
 }  // namespace tconv3d::cuda

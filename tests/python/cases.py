@@ -109,6 +109,15 @@ TMA_CONFIGS = {
     "one_tap": (2, 16, 32, 1, (5, 6, 7), 1, 1, 0, 0, 1, True),
 }
 
+# Strided forwards whose phases (1-8 taps) the Hopper GEMM's halo loader takes
+# when forced to at any tap count (its box 8 wide and 8 high pads these grids
+# little): 128- and 64-byte rows, partial column tiles, two groups.
+HALO_CONFIGS = {
+    "k4s2p1_64": (2, 64, 64, 1, (3, 8, 8), 4, 2, 1, 0, 1, True),
+    "k3s2p1op1_32_to_48": (2, 32, 48, 1, (3, 8, 7), 3, 2, 1, 1, 1, False),
+    "k4s2p1_two_groups_of_64": (2, 128, 96, 2, (2, 8, 8), 4, 2, 1, 0, 1, False),
+}
+
 # The Hopper grad-weight GEMM: multiples of 64 channels per group on both
 # sides; its four tiles (128-column tiles spanning two taps, the last one
 # half past the final tap at 27 taps), split reductions (B·s/S box ranges)

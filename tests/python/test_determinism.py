@@ -87,7 +87,7 @@ def test_hopper_halo_loader_is_bitwise_reproducible(dtype):
 @requires_cuda
 def test_halo_loader_matches_the_per_tap_boxes():
     """The same shape through the halo loader and, with it switched off
-    (_set_wgmma_halo, kernel_ab's wgmma_boxes), the per-tap boxes: with one
+    (_set_wgmma_halo_min_taps, kernel_ab's wgmma_boxes), the per-tap boxes: with one
     channel chunk (64 bf16 channels) both walk the taps in the same order
     with the same k-steps, so the sums are bitwise equal."""
     if not tconv3d._C._wgmma_available():
@@ -95,13 +95,13 @@ def test_halo_loader_matches_the_per_tap_boxes():
     tconv3d._C._set_kernel_policy("wgmma")
     runs, loaders = [], []
     try:
-        for halo in (True, False):
-            tconv3d._C._set_wgmma_halo(halo)
+        for min_taps in (0, 1 << 30):
+            tconv3d._C._set_wgmma_halo_min_taps(min_taps)
             runs.append(run_once("cuda", dtype=torch.bfloat16, channels_last=True, in_channels=64,
                                  stride=1))
             loaders.append(tconv3d._C._last_cuda_kernels()["forward"])
     finally:
-        tconv3d._C._set_wgmma_halo(True)
+        tconv3d._C._set_wgmma_halo_min_taps(0)
         tconv3d._C._set_kernel_policy("auto")
     assert loaders == ["tensor_core_gemm_sm90_halo", "tensor_core_gemm_sm90_tma"]
     assert_bitwise_equal(runs)

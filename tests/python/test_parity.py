@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import tconv3d
 from tconv3d._ops import transposed_output_extent
 from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_INPUT_TAPS_CONFIGS,
-                   GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, NARROW_GATHER_CONFIGS,
+                   GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, HALO_CONFIGS, NARROW_GATHER_CONFIGS,
                    NARROW_GRAD_WEIGHT_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
@@ -437,15 +437,21 @@ def test_wgmma_walks_many_tiles_per_cta(name, layout, precision, wgmma_grid):
     run_wgmma_parity(TENSOR_CORE_CONFIGS[name], layout, precision)
 
 
-def run_wgmma_parity(config, layout, precision):
-    """Parity under the wgmma policy (the caller's fixture forces it), each
-    gather pass on the loader expected_wgmma_loaders names."""
+# kHaloMinTaps (tensor_core_gemm_sm90.cu): the shipped halo threshold.
+HALO_MIN_TAPS = 27
+
+
+def run_wgmma_parity(config, layout, precision, halo_min_taps=HALO_MIN_TAPS):
+    """Parity under the wgmma policy (the caller's fixture forces it, and the
+    halo threshold where not the shipped one), each gather pass on the loader
+    expected_wgmma_loaders names."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
     run_parity(config, layout, dtype, "cuda")
     kernels = tconv3d._C._last_cuda_kernels()
-    assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(config, dtype)
+    assert (kernels["forward"], kernels["grad_input"]) == expected_wgmma_loaders(
+        config, dtype, halo_min_taps)
 
 
 def tma_row_bytes(channels_per_group, dtype):
@@ -480,11 +486,11 @@ def choose_row_boxes(rows, reach, log_rows=7, descriptor_blocks=False):
     return None if best is None else best[2]
 
 
-def halo_loader_takes(config, dtype, forward):
+def halo_loader_takes(config, dtype, forward, min_taps=HALO_MIN_TAPS):
     """Mirror of tma_tiling's halo loader choice (tensor_core_gemm_sm90.cu):
     fp16/bf16 with 128- or 64-byte rows, every axis's rows consecutive source
-    positions (forward phases, grad-input of stride 1), at least 27 taps in
-    the fullest phase, a box 8 wide and at least 8 high (descriptor_blocks)
+    positions (forward phases, grad-input of stride 1), at least min_taps taps
+    in the fullest phase, a box 8 wide and at least 8 high (descriptor_blocks)
     padding the grid to at most 5/4 of the per-tap boxes' rows, and two
     halos beside the 4-stage ring of B (kHaloStages, halo_stage_k bytes a
     row) within the shared memory."""
@@ -509,7 +515,7 @@ def halo_loader_takes(config, dtype, forward):
             rows.append(i)
         reach.append((taps - 1) * step)
         most_taps *= taps
-    if most_taps < 27:
+    if most_taps < min_taps:
         return False
     box = choose_row_boxes(rows, reach, descriptor_blocks=True)
     per_tap = choose_row_boxes(rows, (0, 0, 0))
@@ -522,7 +528,7 @@ def halo_loader_takes(config, dtype, forward):
     return 2 * slot + 4 * bn * stage_k + 1024 <= 232448 - 4096
 
 
-def expected_wgmma_loaders(config, dtype):
+def expected_wgmma_loaders(config, dtype, halo_min_taps=HALO_MIN_TAPS):
     """The kernels a config runs under the wgmma policy: the halo loader where
     a tile's taps overlap and its halo fits (halo_loader_takes), else the TMA
     loader where the source's channels per group suit its rows (tma_row_bytes;
@@ -532,7 +538,7 @@ def expected_wgmma_loaders(config, dtype):
     strides = triple(stride)
 
     def loader(channels, forward):
-        if halo_loader_takes(config, dtype, forward):
+        if halo_loader_takes(config, dtype, forward, halo_min_taps):
             return "tensor_core_gemm_sm90_halo"
         if tma_row_bytes(channels // groups, dtype) and (forward or max(strides) <= 8):
             return "tensor_core_gemm_sm90_tma"
@@ -575,6 +581,39 @@ def test_tma_configs_reach_both_tma_loaders():
                 assert {"halo", "tma"} <= loaders, (dtype, pass_, loaders)
             else:
                 assert "tma" in loaders and "halo" not in loaders, (dtype, pass_, loaders)
+
+
+def test_halo_anywhere_reaches_strided_phases():
+    """Under the halo threshold's test hook at 1 tap (kernel_ab's wgmma_halo),
+    TMA_CONFIGS take the halo loader on strided forwards, whose phases hold
+    1 to 8 taps (a stage's live taps 1 to 4 and its padding), so that
+    test_wgmma_halo_loader_at_any_tap_count reaches them."""
+    strided = [name for name, config in {**TMA_CONFIGS, **HALO_CONFIGS}.items()
+               if max(triple(config[6])) > 1 and max(triple(config[6])) <= 8
+               and halo_loader_takes(config, torch.bfloat16, True, min_taps=1)
+               and not halo_loader_takes(config, torch.bfloat16, True)]
+    assert len(strided) >= 4, strided
+
+
+@pytest.fixture
+def halo_anywhere():
+    tconv3d._C._set_kernel_policy("wgmma")
+    tconv3d._C._set_wgmma_halo_min_taps(1)
+    yield
+    tconv3d._C._set_wgmma_halo_min_taps(0)
+    tconv3d._C._set_kernel_policy("auto")
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", [*TMA_CONFIGS, *HALO_CONFIGS])
+def test_wgmma_halo_loader_at_any_tap_count(name, layout, precision, halo_anywhere):
+    """The halo loader wherever it fits, whatever the fullest phase's tap
+    count (the shipped threshold is 27): strided forwards' phases of 1-8 taps,
+    phases without taps, 15- and 1-tap kernels, against the float64
+    reference."""
+    run_wgmma_parity({**TMA_CONFIGS, **HALO_CONFIGS}[name], layout, precision, halo_min_taps=1)
 
 
 @requires_cuda
