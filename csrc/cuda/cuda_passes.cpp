@@ -496,7 +496,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // Few output channels a group: the per-tap GEMM would pad them to a
     // 16-wide tile and read x once per tap; this one's columns are (tap,
     // channel) pairs.  Every tensor-core policy takes it (the Hopper GEMM
-    // needs 64-channel groups).  x in 16-byte pieces, in place where it can
+    // needs 32-channel groups).  x in 16-byte pieces, in place where it can
     // be; gy's groups padded to kTapChannels, one cp.async piece a tap.
     const int64_t x_group = padded_channels(p.in_per_group, dtype);
     const GemmSource x = gemm_source(input, p.groups, x_group);

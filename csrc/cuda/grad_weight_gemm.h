@@ -87,7 +87,7 @@ cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const L
                                          const TapsGemmOperands& ops);
 
 // The Hopper variant (grad_weight_gemm_sm90.cu: wgmma, TMA loads), same
-// contract, for fp16/bf16 operands whose groups hold multiples of 64 channels
+// contract, for fp16/bf16 operands whose groups hold multiples of 32 channels
 // read without padding (channels == the group's count), 16-byte-aligned
 // addresses and strides, strides at most 8; false where it does not apply or
 // this device cannot run it.

@@ -1,6 +1,6 @@
 // Grad-weight on Hopper's warpgroup MMAs (wgmma, sm_90a) fed by TMA, for
 // fp16/bf16 operands laid out channels-last (read in place, or packed from
-// NCDHW by the op layer) whose groups hold whole multiples of 64 channels on
+// NCDHW by the op layer) whose groups hold whole multiples of 32 channels on
 // both sides:
 //
 //   C_k[ci, co] = Σ_i x[n, i, ci] · gy[n, i·s − p + k·d, co]   (group g, tap k)
@@ -13,15 +13,21 @@
 // Rows (the GEMM's K) are the input positions of the whole grid, cut into
 // boxes of 64 (d × h × w powers of two, row_boxes.h).  Columns are (tap, co)
 // pairs, co fastest, so a 128-wide tile of a 64-channel group spans two taps
-// that share each x box.  A stage holds one box of x, BM channels (BM/64
-// copies of 64 positions × 128 bytes), and per 64 columns the box of gy
-// their tap reaches from it: every s-th output position from i0·s − p + k·d
-// (TMA's element strides).  Output positions outside gy — and input
-// positions past the grid's end — arrive as zeros, which is exactly the
-// masking the sum needs, so no row is decoded or bounds-checked.  Both
-// operands land as [position][128 bytes of channels] in the 128-byte
-// swizzle: K rows of M (or N) elements, the MN-major layout wgmma reads with
-// its transpose bits (mn_major_sw128_desc).
+// (of a 32-channel group four) that share each x box.  A stage holds one box
+// of x, BM channels (copies of 64 positions × 64 channels, or one of 32
+// channels where BM is 32), and per CO columns (a group's channels in copies
+// of 64, else of 32) the box of gy their tap reaches from it: every s-th
+// output position from i0·s − p + k·d (TMA's element strides).  Output
+// positions outside gy — and input positions past the grid's end — arrive as
+// zeros, which is exactly the masking the sum needs, so no row is decoded or
+// bounds-checked.  Both operands land as [position][128 or 64 bytes of
+// channels] in the swizzle of that width: K rows of M (or N) elements, the
+// MN-major layout wgmma reads with its transpose bits (mn_major_desc), the
+// boxes of consecutive columns side by side so that one descriptor spans
+// them (its leading byte offset: a 32-channel group's 64 columns are two
+// taps' boxes).  Where BM is 32 the product is turned around, D[(tap, co),
+// ci]: an MMA's 64 rows are (tap, co) columns, its 32 columns the input
+// channels, since wgmma's M is 64.
 //
 // Work units are (group, split, ci-tile, column tile), columns fastest so
 // units running together read the same x boxes from L2; split `s` of S
@@ -33,8 +39,9 @@
 // a producer warpgroup (one thread issues the copies into a 6-stage ring) and
 // two consumer warpgroups taking units in turn (ping-pong), each computing a
 // whole BM × BN tile: per stage and 16-row k-step, one m64nBNk16 per 64 rows
-// of ci.  Epilogue from registers: fp32 partials [split][tap][ci][co] (pairs
-// of co as one 8-byte store), even with one split: gw keeps its taps
+// of ci (turned: one m64n32k16 per 64 columns).  Epilogue from registers: fp32
+// partials [split][tap][ci][co] (pairs of co as one 8-byte store; turned, 32
+// co of a warp in one sector), even with one split: gw keeps its taps
 // innermost, so stores straight into it would be 2-byte writes kD·kH·kW
 // elements apart (the 512→256 bottleneck spent most of its 70 us on them).
 // combine_tap_major_kernel then adds the splits in order, rounds once and
@@ -62,7 +69,6 @@ namespace gw90 {
 
 using namespace sm90;
 
-constexpr int kChunkBytes = kBoxRows * 128;  // one copy's box: 8 KB
 constexpr int kConsumers = 2;
 constexpr int kThreads = 128 * (1 + kConsumers);
 constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
@@ -70,11 +76,21 @@ constexpr int kProducerRegs = 64, kConsumerRegs = 216;
 static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
               "consumers would wait forever for registers");
 constexpr int kStages = 6;
-template <int BM, int BN>
+// A stage: x's BM channels in copies of XC (64, or 32 where BM is 32), then
+// grad_output's BN columns in copies of CO channels, each copy kBoxRows
+// positions of 2·XC (2·CO) bytes in the swizzle of that width.  Every copy
+// is a multiple of 4 KB, so each starts on its swizzle's period.
+template <int BM, int BN, int CO>
 struct Layout {
-  static constexpr int kABytes = BM / kChunk * kChunkBytes;
-  static constexpr int kStageBytes = kABytes + BN / kChunk * kChunkBytes;
+  static constexpr int XC = BM < kChunk ? BM : kChunk;
+  static constexpr int kXRowBytes = 2 * XC, kXBoxBytes = kBoxRows * kXRowBytes;
+  static constexpr int kGyRowBytes = 2 * CO, kGyBoxBytes = kBoxRows * kGyRowBytes;
+  static constexpr int kABytes = BM / XC * kXBoxBytes;
+  static constexpr int kStageBytes = kABytes + BN / CO * kGyBoxBytes;
   static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
+  // Turned around (BM = 32): the MMAs' rows are the BN columns.
+  static constexpr bool kTurned = BM == kNarrowChunk;
+  static_assert(kXBoxBytes % 4096 == 0 && kGyBoxBytes % 4096 == 0, "swizzle periods");
 };
 
 struct SharedState {
@@ -82,21 +98,22 @@ struct SharedState {
   uint64_t mainloop_done[kConsumers];
 };
 
-template <int BM, int BN>
+template <int BM, int BN, int CO>
 __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_map,
                                         const CUtensorMap& gy_map, const SharedState& st,
                                         uint32_t smem0, int64_t units) {
-  using L = Layout<BM, BN>;
+  using L = Layout<BM, BN, CO>;
+  constexpr int kGyBoxes = BN / CO;
   if (threadIdx.x != 0) return;
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   uint32_t seq = 0;
   for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
     const Unit w = decode_unit(g, u);
-    // Per 64-column block: the grad_output channel and the tap's offset from
-    // o = i·s (a block past the last tap reads outside the tensor: zeros).
-    int shift[BN / kChunk][3], co[BN / kChunk], sample_offset[BN / kChunk];
+    // Per grad_output copy: its channel and the tap's offset from o = i·s (a
+    // copy past the last tap reads outside the tensor: zeros).
+    int shift[kGyBoxes][3], co[kGyBoxes], sample_offset[kGyBoxes];
 #pragma unroll
-    for (int j = 0; j < BN / kChunk; ++j) {
+    for (int j = 0; j < kGyBoxes; ++j) {
       const ColumnBlock c = column_block(g, w.tn, j, BN);
       const int k[3] = {c.tap / (g.kernel[1] * g.kernel[2]), (c.tap / g.kernel[2]) % g.kernel[1],
                         c.tap % g.kernel[2]};
@@ -117,14 +134,44 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
       const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
       mbarrier_arrive_expect_tx(full, L::kStageBytes);
 #pragma unroll
-      for (int j = 0; j < BM / kChunk; ++j) {
-        tma_load_5d(sa + j * kChunkBytes, &x_map, full, ci0 + j * kChunk, i0[2], i0[1], i0[0], sample);
+      for (int j = 0; j < BM / L::XC; ++j) {
+        tma_load_5d(sa + j * L::kXBoxBytes, &x_map, full, ci0 + j * L::XC, i0[2], i0[1], i0[0], sample);
       }
 #pragma unroll
-      for (int j = 0; j < BN / kChunk; ++j) {
-        tma_load_5d(sb + j * kChunkBytes, &gy_map, full, co[j], i0[2] * g.stride[2] + shift[j][2],
+      for (int j = 0; j < kGyBoxes; ++j) {
+        tma_load_5d(sb + j * L::kGyBoxBytes, &gy_map, full, co[j], i0[2] * g.stride[2] + shift[j][2],
                     i0[1] * g.stride[1] + shift[j][1], i0[0] * g.stride[0] + shift[j][0],
                     sample + sample_offset[j]);
+      }
+    }
+  }
+}
+
+// One stage's MMAs: four k16 steps of its 64 positions.  x's copies are
+// one 64-row block each (BM ≥ 64: an m64 per block, n = BN over the
+// grad_output copies side by side); turned, grad_output's 64-column blocks
+// are the m64s and x's 32 channels the n32.
+template <typename scalar_t, int BM, int BN, int CO, int kBlocks, int kAccs>
+__device__ __forceinline__ void stage_mmas(float (&acc)[kBlocks][kAccs], uint32_t a, uint32_t b) {
+  using L = Layout<BM, BN, CO>;
+  constexpr int kCols = 2 * kAccs;
+#pragma unroll
+  for (int ks = 0; ks < kBoxRows / 16; ++ks) {
+    const uint32_t xk = a + 16 * L::kXRowBytes * ks, gyk = b + 16 * L::kGyRowBytes * ks;
+    if constexpr (L::kTurned) {
+      const uint64_t x_desc = mn_major_desc(xk, L::kXRowBytes, L::kXBoxBytes);
+#pragma unroll
+      for (int h = 0; h < kBlocks; ++h) {
+        const uint32_t rows = gyk + h * (64 / CO) * L::kGyBoxBytes;  // block h's first copy
+        WgmmaMnMajor<scalar_t, kCols>::run(acc[h], mn_major_desc(rows, L::kGyRowBytes, L::kGyBoxBytes),
+                                           x_desc);
+      }
+    } else {
+      const uint64_t gy_desc = mn_major_desc(gyk, L::kGyRowBytes, L::kGyBoxBytes);
+#pragma unroll
+      for (int h = 0; h < kBlocks; ++h) {
+        WgmmaMnMajor<scalar_t, kCols>::run(
+            acc[h], mn_major_desc(xk + h * L::kXBoxBytes, L::kXRowBytes, L::kXBoxBytes), gy_desc);
       }
     }
   }
@@ -134,11 +181,12 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
 // It starts a unit's main loop only once the other warpgroup has finished
 // the previous unit's: then every stage before this unit has been filled, so
 // a barrier it waits on is never more than one phase behind.
-template <typename scalar_t, int BM, int BN>
+template <typename scalar_t, int BM, int BN, int CO>
 __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st, uint32_t smem0,
                                         int64_t units) {
-  using L = Layout<BM, BN>;
-  constexpr int kHalves = BM / 64;  // m64 wgmmas per k-step
+  using L = Layout<BM, BN, CO>;
+  // Accumulator blocks of 64 rows, each kCols wide.
+  constexpr int kBlocks = (L::kTurned ? BN : BM) / 64, kCols = L::kTurned ? BM : BN;
   const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   const uint32_t done0 = smem_addr(st.mainloop_done);
@@ -147,7 +195,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
     if (lane == 0) mbarrier_arrive(empty0 + 8 * (seq % kStages));
   };
 
-  float acc[kHalves][BN / 2];
+  float acc[kBlocks][kCols / 2];
   uint32_t seq = 0;
   int turn = 0;
   for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
@@ -160,24 +208,17 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
     }
     if (i > 0) mbarrier_wait(done0 + 8 * (1 - wg), uint32_t((i - 1) / kConsumers) & 1);
 #pragma unroll
-    for (int h = 0; h < kHalves; ++h) {
+    for (int h = 0; h < kBlocks; ++h) {
 #pragma unroll
-      for (int e = 0; e < BN / 2; ++e) acc[h][e] = 0.f;
+      for (int e = 0; e < kCols / 2; ++e) acc[h][e] = 0.f;
       fence_accumulators(acc[h]);
     }
     for (int stage = 0; stage < stages; ++stage, ++seq) {
       const uint32_t s = seq % kStages;
       mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-      const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
+      const uint32_t a = smem0 + s * L::kStageBytes;
       wgmma_fence();
-#pragma unroll
-      for (int ks = 0; ks < kBoxRows / 16; ++ks) {
-        const uint64_t bd = mn_major_sw128_desc(b + 2048 * ks, kChunkBytes);
-#pragma unroll
-        for (int h = 0; h < kHalves; ++h) {
-          WgmmaMnMajor<scalar_t, BN>::run(acc[h], mn_major_sw128_desc(a + h * kChunkBytes + 2048 * ks, kChunkBytes), bd);
-        }
-      }
+      stage_mmas<scalar_t, BM, BN, CO>(acc, a, a + L::kABytes);
       wgmma_commit();
       wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
       if (stage > 0) release(seq - 1);
@@ -186,28 +227,50 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
     if (lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
     wgmma_wait<0>();
 #pragma unroll
-    for (int h = 0; h < kHalves; ++h) fence_accumulators(acc[h]);
+    for (int h = 0; h < kBlocks; ++h) fence_accumulators(acc[h]);
     if (stages > 0) release(seq - 1);
 
-    // Thread (warp, lane) holds ci rows 64·half + 16·warp + lane/4 (+8) and
-    // co columns 8j + 2·(lane%4) (+1) of the tile.
+    // Thread (warp, lane) holds rows 64·block + 16·warp + lane/4 (+8) and
+    // columns 8j + 2·(lane%4) (+1) of each accumulator block.
     const int64_t ci_base = int64_t(w.group) * g.in_per_group + int64_t(w.tm) * BM;
     float* const partials = g.workspace + w.split * g.numel;
+    if constexpr (L::kTurned) {
+      // Rows are (tap, co) columns, columns input channels: a warp's 8
+      // consecutive co of one ci per store.
 #pragma unroll
-    for (int block = 0; block < BN / kChunk; ++block) {
-      const ColumnBlock c = column_block(g, w.tn, block, BN);
-      if (c.tap >= g.taps) continue;
-      float* const tap_base = partials + int64_t(c.tap) * g.in_channels * g.out_per_group + c.co;
-#pragma unroll
-      for (int half = 0; half < kHalves; ++half) {
+      for (int block = 0; block < kBlocks; ++block) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int64_t ci = ci_base + half * 64 + warp * 16 + lane / 4 + 8 * h;
+          const int column = w.tn * BN + block * 64 + warp * 16 + lane / 4 + 8 * h;
+          const int tap = column / g.out_per_group, co = column % g.out_per_group;
+          if (tap >= g.taps) continue;
+          float* const dst = partials + (int64_t(tap) * g.in_channels + ci_base) * g.out_per_group + co;
 #pragma unroll
-          for (int j = 8 * block; j < 8 * block + 8; ++j) {
-            const int co = 8 * (j - 8 * block) + 2 * (lane % 4);
-            *reinterpret_cast<float2*>(tap_base + ci * g.out_per_group + co) =
-                make_float2(acc[half][4 * j + 2 * h], acc[half][4 * j + 2 * h + 1]);
+          for (int j = 0; j < kCols / 8; ++j) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              dst[int64_t(8 * j + 2 * (lane % 4) + e) * g.out_per_group] = acc[block][4 * j + 2 * h + e];
+            }
+          }
+        }
+      }
+    } else {
+#pragma unroll
+      for (int copy = 0; copy < BN / CO; ++copy) {
+        const ColumnBlock c = column_block(g, w.tn, copy, BN);
+        if (c.tap >= g.taps) continue;
+        float* const tap_base = partials + int64_t(c.tap) * g.in_channels * g.out_per_group + c.co;
+#pragma unroll
+        for (int block = 0; block < kBlocks; ++block) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t ci = ci_base + block * 64 + warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+            for (int j = copy * CO / 8; j < (copy + 1) * CO / 8; ++j) {
+              const int co = 8 * j - copy * CO + 2 * (lane % 4);
+              *reinterpret_cast<float2*>(tap_base + ci * g.out_per_group + co) =
+                  make_float2(acc[block][4 * j + 2 * h], acc[block][4 * j + 2 * h + 1]);
+            }
           }
         }
       }
@@ -215,7 +278,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
   }
 }
 
-template <typename scalar_t, int BM, int BN>
+template <typename scalar_t, int BM, int BN, int CO>
 __global__ void __launch_bounds__(kThreads, 1)
     grad_weight_gemm_sm90_kernel(const __grid_constant__ Geometry g,
                                  const __grid_constant__ CUtensorMap x_map,
@@ -234,10 +297,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t units = unit_count(g);
   if (tid < 128) {
     release_registers<kProducerRegs>();
-    produce<BM, BN>(g, x_map, gy_map, st, smem0, units);
+    produce<BM, BN, CO>(g, x_map, gy_map, st, smem0, units);
   } else {
     claim_registers<kConsumerRegs>();
-    consume<scalar_t, BM, BN>(g, st, smem0, units);
+    consume<scalar_t, BM, BN, CO>(g, st, smem0, units);
   }
 #else
   __trap();  // never launched: runs_here requires sm_90a code
@@ -262,11 +325,11 @@ bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {
   return true;
 }
 
-template <typename scalar_t, int BM, int BN>
+template <typename scalar_t, int BM, int BN, int CO>
 cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
                         int64_t units, cudaStream_t stream) {
-  constexpr auto kernel = grad_weight_gemm_sm90_kernel<scalar_t, BM, BN>;
-  constexpr int smem = Layout<BM, BN>::kSmemBytes;
+  constexpr auto kernel = grad_weight_gemm_sm90_kernel<scalar_t, BM, BN, CO>;
+  constexpr int smem = Layout<BM, BN, CO>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t cap = sm_count();
@@ -275,18 +338,29 @@ cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUten
   return cudaGetLastError();
 }
 
+// The tiles plan_geometry picks: 32-channel copies of grad_output and the
+// turned product (BM 32) only with 128 columns.
 template <typename scalar_t>
 cudaError_t launch_typed(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
-                         int bm, int bn, int64_t units, cudaStream_t stream) {
-  if (bm == 128 && bn == 128) return launch_tile<scalar_t, 128, 128>(g, x_map, gy_map, units, stream);
-  if (bm == 128) return launch_tile<scalar_t, 128, 64>(g, x_map, gy_map, units, stream);
-  if (bn == 128) return launch_tile<scalar_t, 64, 128>(g, x_map, gy_map, units, stream);
-  return launch_tile<scalar_t, 64, 64>(g, x_map, gy_map, units, stream);
+                         int64_t units, cudaStream_t stream) {
+  constexpr int kNarrow = kNarrowChunk;
+  if (g.bm == kNarrow) {
+    return g.co_box == kNarrow ? launch_tile<scalar_t, kNarrow, 128, kNarrow>(g, x_map, gy_map, units, stream)
+                               : launch_tile<scalar_t, kNarrow, 128, kChunk>(g, x_map, gy_map, units, stream);
+  }
+  if (g.co_box == kNarrow) {
+    return g.bm == 128 ? launch_tile<scalar_t, 128, 128, kNarrow>(g, x_map, gy_map, units, stream)
+                       : launch_tile<scalar_t, 64, 128, kNarrow>(g, x_map, gy_map, units, stream);
+  }
+  if (g.bm == 128 && g.bn == 128) return launch_tile<scalar_t, 128, 128, kChunk>(g, x_map, gy_map, units, stream);
+  if (g.bm == 128) return launch_tile<scalar_t, 128, 64, kChunk>(g, x_map, gy_map, units, stream);
+  if (g.bn == 128) return launch_tile<scalar_t, 64, 128, kChunk>(g, x_map, gy_map, units, stream);
+  return launch_tile<scalar_t, 64, 64, kChunk>(g, x_map, gy_map, units, stream);
 }
 
 bool runs_here() {
 #if defined(TCONV3D_WITH_SM90A)
-  return kernel_runs_here<grad_weight_gemm_sm90_kernel<__nv_bfloat16, 64, 64>, ArchNeed::Sm90a>();
+  return kernel_runs_here<grad_weight_gemm_sm90_kernel<__nv_bfloat16, 64, 64, kChunk>, ArchNeed::Sm90a>();
 #else
   return false;  // built without sm_90a code: the kernel bodies are empty
 #endif
@@ -297,7 +371,9 @@ bool runs_here() {
 bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                     const GradWeightOperands& ops) {
   if (dtype != ScalarKind::Float16 && dtype != ScalarKind::BFloat16) return false;
-  if (p.in_per_group % gw90::kChunk != 0 || p.out_per_group % gw90::kChunk != 0) return false;
+  if (p.in_per_group % gw90::kNarrowChunk != 0 || p.out_per_group % gw90::kNarrowChunk != 0) {
+    return false;
+  }
   // Channels exactly the group's (no padding: a box must not read into the
   // next group's), strides and addresses as TMA needs them (16-byte multiples).
   if (ops.input_channels != p.in_per_group || ops.grad_output_channels != p.out_per_group) {
@@ -338,13 +414,17 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
                                  ops.grad_output_w};
   const int64_t unit_stride[3] = {1, 1, 1};
   const int64_t conv_stride[3] = {p.axis[0].stride, p.axis[1].stride, p.axis[2].stride};
+  // Copies of 64 channels in the 128-byte swizzle, of 32 in the 64-byte one.
+  const int x_box = g.bm < gw90::kChunk ? g.bm : gw90::kChunk;
+  const auto swizzle = [](int channels) {
+    return channels == gw90::kChunk ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
+  };
   CUtensorMap x_map, gy_map;
   if (!encode_channels_last_boxes(x_map, cfg.dtype, ops.input, p.in_channels, p.batch, in_extent,
-                                  x_strides, gw90::kChunk, g.log_box, unit_stride,
-                                  CU_TENSOR_MAP_SWIZZLE_128B) ||
+                                  x_strides, x_box, g.log_box, unit_stride, swizzle(x_box)) ||
       !encode_channels_last_boxes(gy_map, cfg.dtype, ops.grad_output, p.out_channels, p.batch,
-                                  out_extent, gy_strides, gw90::kChunk, g.log_box, conv_stride,
-                                  CU_TENSOR_MAP_SWIZZLE_128B)) {
+                                  out_extent, gy_strides, g.co_box, g.log_box, conv_stride,
+                                  swizzle(g.co_box))) {
     return cudaErrorInvalidValue;
   }
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo, /*always_partials=*/true>(
@@ -353,7 +433,7 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
         if constexpr (std::is_same_v<scalar_t, float>) {
           return cudaErrorInvalidValue;  // fp16/bf16 only (supports says so)
         } else {
-          return gw90::launch_typed<scalar_t>(g, x_map, gy_map, pl.bm, pl.bn, pl.blocks, cfg.stream);
+          return gw90::launch_typed<scalar_t>(g, x_map, gy_map, pl.blocks, cfg.stream);
         }
       });
 }

@@ -15,6 +15,7 @@ namespace tconv3d::cuda::gw90 {
 constexpr int kLogBoxRows = 6;  // positions per box and stage: 64
 constexpr int kBoxRows = 1 << kLogBoxRows;
 constexpr int kChunk = 64;      // channels per copy: one 128-byte row of fp16/bf16
+constexpr int kNarrowChunk = 32;  // or one 64-byte row, where a group holds 32 (mod 64)
 constexpr int kMaxElementStride = 8;  // TMA's traversal strides
 // Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
 // SM count: the splits, and so the sums' order, depend on the shape alone.
@@ -30,6 +31,7 @@ struct Geometry {
   int kernel[3], stride[3], shift0[3], dilation[3];  // o = i·s + shift0 + k·d
   int in_per_group, out_per_group;
   int bm, bn;  // tile: input channels × (tap, co) columns
+  int co_box;  // grad_output channels a copy (kChunk, or kNarrowChunk for 32 mod 64 a group)
   int64_t in_channels, numel;
   float* workspace;  // splits × numel partial sums, tap-major
 };
@@ -58,13 +60,14 @@ TCONV3D_HOST_DEVICE Unit decode_unit(const Geometry& g, int64_t u) {
   return w;
 }
 
-// Column block j (64 columns) of column tile tn: its tap and first output
-// channel within the group; tap ≥ taps past the last column.
+// Column block j (g.co_box columns: one copy of grad_output) of column tile
+// tn: its tap and first output channel within the group; tap ≥ taps past the
+// last column.
 struct ColumnBlock {
   int tap, co;
 };
 TCONV3D_HOST_DEVICE ColumnBlock column_block(const Geometry& g, int tn, int j, int bn) {
-  const int column = tn * bn + j * kChunk;
+  const int column = tn * bn + j * g.co_box;
   return {column / g.out_per_group, column % g.out_per_group};
 }
 
@@ -96,13 +99,19 @@ struct BoxCursor {
   }
 };
 
-// Tiles: 128 input channels where the group's count allows, else 64; 128
-// columns of (tap, co) — two taps of a 64-channel group share a tile, and so
-// the x box they both read — unless there are only 64.
-inline int tile_m(int64_t in_per_group) { return in_per_group % 128 == 0 ? 128 : 64; }
-inline int tile_n(int64_t columns) { return columns >= 128 ? 128 : 64; }
+// Tiles: 128 input channels where the group's count allows, else 64, else 32
+// (the kernel then turns the product around: its MMA rows are the (tap, co)
+// columns, its 32 MMA columns the input channels); 128 columns of (tap, co) —
+// two taps of a 64-channel group, four of a 32-channel one, share a tile, and
+// so the x box they all read — unless a 64-channel group has only 64.
+inline int tile_m(int64_t in_per_group) {
+  return in_per_group % 128 == 0 ? 128 : in_per_group % 64 == 0 ? 64 : kNarrowChunk;
+}
+inline int tile_n(int64_t columns, int bm, int co_box) {
+  return columns >= 128 || bm == kNarrowChunk || co_box == kNarrowChunk ? 128 : 64;
+}
 
-// The decomposition, from the shape alone (groups of multiples of 64 channels
+// The decomposition, from the shape alone (groups of multiples of 32 channels
 // on both sides: the caller checks); false where no row box fits TMA's
 // traversal (a stride beyond 8) or where even one split's partials would pass
 // kMaxPartials (the kernel always writes partials: those layers stay on the
@@ -120,8 +129,9 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g) {
   g.groups = p.groups;
   g.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   const int64_t columns = g.taps * p.out_per_group;
+  g.co_box = p.out_per_group % kChunk == 0 ? kChunk : kNarrowChunk;
   g.bm = tile_m(p.in_per_group);
-  g.bn = tile_n(columns);
+  g.bn = tile_n(columns, g.bm, g.co_box);
   g.tiles_m = p.in_per_group / g.bm;
   g.tiles_n = (columns + g.bn - 1) / g.bn;
   g.boxes = p.batch;

@@ -134,14 +134,17 @@ __device__ __forceinline__ uint32_t sw128_offset(int row, int piece) {
   return uint32_t(row * 128 + ((piece ^ (row & 7)) << 4));
 }
 
-// Descriptor of an MN-major operand tile in the 128-byte swizzle, as a TMA
-// box of 128-byte rows lands it: K runs down the rows (row k holds 64
-// fp16/bf16 elements of M or N), 8-row groups 1024 bytes apart; blocks of 64
-// M/N elements `block_bytes` apart.  A k16 step is 16 rows: + 2048 bytes,
-// which keeps the start 1024-byte aligned.  fp16/bf16 only (wgmma transposes
-// no 32-bit operand).
-__device__ __forceinline__ uint64_t mn_major_sw128_desc(uint32_t smem_addr, uint32_t block_bytes) {
-  return smem_desc(smem_addr, smem_desc_bits(block_bytes, 1024, 128));
+// Descriptor of an MN-major operand tile in the `row_bytes`-byte swizzle (64
+// or 128), as a TMA box of rows that wide lands it: K runs down the rows (row
+// k holds row_bytes / 2 fp16/bf16 elements of M or N: one swizzle atom's
+// width), 8-row groups 8·row_bytes apart (the stride byte offset); the next
+// atom along M/N `block_bytes` further (the leading byte offset), so one
+// descriptor spans boxes laid side by side.  A k16 step is 16 rows: +
+// 16·row_bytes, which keeps the start aligned to the swizzle's period (base
+// offset 0).  fp16/bf16 only (wgmma transposes no 32-bit operand).
+__device__ __forceinline__ uint64_t mn_major_desc(uint32_t smem_addr, uint32_t row_bytes,
+                                                  uint32_t block_bytes) {
+  return smem_desc(smem_addr, smem_desc_bits(block_bytes, 8 * row_bytes, row_bytes));
 }
 
 __device__ __forceinline__ void wgmma_fence() {
@@ -171,7 +174,7 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
 // of D in d[4j .. 4j+3], as mma.sync's m16n8 accumulator.
 //
 // WgmmaMnMajor: the same with both operands MN-major (A stored [K][M], B
-// [K][N]; mn_major_sw128_desc), fp16/bf16 only.
+// [K][N]; mn_major_desc), fp16/bf16 only.
 //
 // WgmmaRegisterA (TF32): A in registers, as mma.sync's A fragment per warp
 // (rows 16·warp + lane/4 (+8); m16n8k8: k lane%4 (+4), a[0] = (r, k),

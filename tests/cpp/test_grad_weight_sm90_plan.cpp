@@ -31,6 +31,12 @@ const std::vector<Shape>& shapes() {
       {1, 512, 256, 1, {8, 8, 8}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
       {1, 64, 64, 1, {32, 32, 32}, {4, 4, 4}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
       {4, 192, 320, 1, {3, 1, 2}, {5, 1, 3}, {3, 1, 2}, {2, 0, 1}, {1, 1, 2}},
+      // 32-channel groups: turned tiles (32 input channels), 32-channel
+      // copies of grad_output (four taps a 128-column tile), both, and 96.
+      {4, 32, 32, 1, {32, 32, 32}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}},
+      {2, 64, 32, 1, {9, 10, 11}, {5, 5, 5}, {2, 2, 2}, {2, 2, 2}, {1, 1, 1}},
+      {2, 32, 64, 1, {7, 6, 5}, {3, 5, 7}, {1, 1, 1}, {1, 2, 3}, {1, 1, 1}},
+      {1, 192, 192, 2, {5, 6, 7}, {2, 2, 2}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1}},
   };
   return v;
 }
@@ -95,22 +101,50 @@ TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
         for (int64_t b = w.box0; b < w.box1; ++b) ++box_hits[size_t(b)];
       }
       if (w.split != 0) continue;
-      for (int j = 0; j < g.bn / kChunk; ++j) {
+      for (int j = 0; j < g.bn / g.co_box; ++j) {
         const ColumnBlock c = column_block(g, w.tn, j, g.bn);
         if (c.tap >= g.taps) {
           // Only the last column tile runs past the final tap.
           EXPECT_EQ(w.tn, g.tiles_n - 1);
           continue;
         }
-        EXPECT_EQ(c.co % kChunk, 0);
+        EXPECT_EQ(c.co % g.co_box, 0);
         EXPECT_TRUE(columns_seen.insert({w.group, w.tm, c.tap, c.co}).second)
             << "column block covered twice";
       }
     }
     for (int64_t b = 0; b < g.boxes; ++b) EXPECT_EQ(box_hits[size_t(b)], 1) << "box " << b;
     EXPECT_EQ(int64_t(columns_seen.size()),
-              g.groups * g.tiles_m * g.taps * (p.out_per_group / kChunk));
+              g.groups * g.tiles_m * g.taps * (p.out_per_group / g.co_box));
   }
+}
+
+TEST(GradWeightSm90Plan, TilesFollowTheGroupsChannels) {
+  // (Cin/G, Cout/G) → (bm, co_box, bn): 64-channel copies where a group's
+  // grad_output channels are whole 64s, else 32; 32-channel x tiles (the
+  // turned product) where its input channels are not; 128 columns with
+  // either narrow side.
+  const struct {
+    int64_t cin, cout, bm, co_box, bn;
+  } cases[] = {{64, 64, 64, 64, 128},   {128, 64, 128, 64, 128}, {32, 32, 32, 32, 128},
+               {64, 32, 64, 32, 128},   {32, 64, 32, 64, 128},   {96, 96, 32, 32, 128},
+               {128, 32, 128, 32, 128}};
+  for (const auto& c : cases) {
+    Shape s = shapes()[0];
+    s.cin = c.cin;
+    s.cout = c.cout;
+    Geometry g;
+    ASSERT_TRUE(plan_geometry(params_of(s), g));
+    EXPECT_EQ(g.bm, c.bm) << c.cin << " -> " << c.cout;
+    EXPECT_EQ(g.co_box, c.co_box) << c.cin << " -> " << c.cout;
+    EXPECT_EQ(g.bn, c.bn) << c.cin << " -> " << c.cout;
+    EXPECT_EQ(g.tiles_m * g.bm, c.cin);
+  }
+  // One tap of 64 channels: a 64-column tile.
+  Shape one_tap = shapes()[4];
+  Geometry g;
+  ASSERT_TRUE(plan_geometry(params_of(one_tap), g));
+  EXPECT_EQ(g.bn, 64);
 }
 
 TEST(GradWeightSm90Plan, RefusesStridesPastTmaTraversal) {

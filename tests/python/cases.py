@@ -118,11 +118,12 @@ HALO_CONFIGS = {
     "k4s2p1_two_groups_of_64": (2, 128, 96, 2, (2, 8, 8), 4, 2, 1, 0, 1, False),
 }
 
-# The Hopper grad-weight GEMM: multiples of 64 channels per group on both
-# sides; its four tiles (128-column tiles spanning two taps, the last one
-# half past the final tap at 27 taps), split reductions (B·s/S box ranges)
-# and one split, 64-position boxes cut by odd extents, element strides up to
-# 8 on grad_output, dilation, groups; then its fallbacks.
+# The Hopper grad-weight GEMM: multiples of 32 channels per group on both
+# sides; its tiles (128-column tiles spanning two taps of 64 channels or four
+# of 32, the last one part past the final tap), the turned product of
+# 32-channel input tiles, split reductions (B·s/S box ranges) and one split,
+# 64-position boxes cut by odd extents, element strides up to 8 on
+# grad_output, dilation, groups; then its fallbacks.
 GRAD_WEIGHT_SM90_CONFIGS = {
     "tile_64x64_splits": (2, 64, 64, 1, (9, 10, 11), 3, 2, 1, 1, 1, True),
     "tile_128x128_two_groups": (1, 256, 256, 2, (5, 6, 7), 3, 2, 1, 0, 1, False),
@@ -132,9 +133,21 @@ GRAD_WEIGHT_SM90_CONFIGS = {
     "one_tap_many_splits": (3, 64, 64, 1, (16, 15, 17), 1, 1, 0, 0, 1, True),
     # One tap of 64 output channels: a 64-column tile under 128 input channels.
     "tile_128x64_one_tap": (2, 128, 64, 1, (7, 6, 5), 1, 2, 0, 1, 1, True),
-    # Stride 9: past TMA's element strides.  96 channels: not whole 64-channel rows.
+    # 32 input channels: the turned product (MMA rows are (tap, co) columns),
+    # 32-channel grad_output copies, 27 taps: the last tile 96 columns.
+    "turned_32_to_32_k3s1": (2, 32, 32, 1, (9, 10, 11), 3, 1, 1, 0, 1, True),
+    "turned_32_to_32_one_split": (1, 32, 32, 1, (3, 4, 5), 3, 1, 1, 0, 1, False),
+    # Turned over 64-channel grad_output copies, strides 1-3, dilation.
+    "turned_32_to_64_aniso": (1, 32, 64, 1, (5, 6, 7), (3, 1, 2), (1, 2, 3), (1, 0, 0), (0, 1, 2),
+                              (2, 1, 1), True),
+    # 64 and 128 input channels over 32-channel grad_output copies.
+    "copies_of_32_k5s2": (2, 64, 32, 1, (6, 7, 5), 5, 2, 2, 1, 1, False),
+    "tile_128_copies_of_32": (2, 128, 32, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
+    # 96 channels a group (three 32-channel tiles and copies a tap), two groups.
+    "channels_96_two_groups": (2, 192, 192, 2, (4, 5, 3), 2, 2, 0, 0, 1, False),
+    # Stride 9: past TMA's element strides.  48 channels: not whole 32-channel rows.
     "fallback_stride_9": (1, 64, 64, 1, (2, 3, 2), 3, (9, 1, 1), 1, 0, 1, False),
-    "fallback_96_channels": (1, 96, 64, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),
+    "fallback_48_channels": (1, 48, 64, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),
 }
 
 # Channels-last grad-weight GEMM: channel counts in whole 16-byte pieces (read

@@ -126,12 +126,15 @@ def test_channels_last_grad_weight_is_bitwise_reproducible(dtype, tile):
 
 
 @requires_cuda
+@pytest.mark.parametrize("channels", [(64, 64), (32, 32), (64, 32)], ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
-def test_hopper_grad_weight_is_bitwise_reproducible(channels_last):
+def test_hopper_grad_weight_is_bitwise_reproducible(channels_last, channels):
     """The wgmma grad-weight GEMM's split partials and their combine:
-    identical gradients run to run (64 channels a side: its shapes)."""
-    runs = [run_once("cuda", dtype=torch.bfloat16, channels_last=channels_last, in_channels=64,
-                     out_channels=64) for _ in range(3)]
+    identical gradients run to run (its shapes: 64 channels a side, the
+    turned 32-channel product, 32-channel grad_output copies)."""
+    in_channels, out_channels = channels
+    runs = [run_once("cuda", dtype=torch.bfloat16, channels_last=channels_last,
+                     in_channels=in_channels, out_channels=out_channels) for _ in range(3)]
     if tconv3d._C._wgmma_available():
         assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
     assert_bitwise_equal(runs)
