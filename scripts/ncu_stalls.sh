@@ -27,7 +27,9 @@ wanted = ("gpu__time_duration.sum", "sm__cycles_elapsed.avg", "smsp__issue_activ
           "sm__pipe_tensor_op_gmma_cycles_active.avg.pct", "sm__inst_executed_pipe_tensor",
           "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum", "l1tex__data_bank_conflicts_pipe_lsu_mem_shared",
           "smsp__inst_executed.sum", "lts__t_sectors.sum", "sm__warps_active.avg.pct_of_peak",
-          "l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct")
+          "l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct", "dram__bytes_read.sum",
+          "dram__bytes_write.sum", "dram__throughput.avg.pct_of_peak_sustained_elapsed",
+          "lts__throughput.avg.pct_of_peak_sustained_elapsed")
 for n, v in zip(names, values):
     if n.startswith(wanted):
         print(f"{v:>14}  {n}")
