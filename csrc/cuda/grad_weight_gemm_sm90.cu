@@ -40,10 +40,11 @@
 // two consumer warpgroups taking units in turn (ping-pong), each computing a
 // whole BM × BN tile: per stage and 16-row k-step, one m64nBNk16 per 64 rows
 // of ci (turned: one m64n32k16 per 64 columns).  Epilogue from registers: fp32
-// partials [split][tap][ci][co] (pairs of co as one 8-byte store; turned, 32
-// co of a warp in one sector), even with one split: gw keeps its taps
-// innermost, so stores straight into it would be 2-byte writes kD·kH·kW
-// elements apart (the 512→256 bottleneck spent most of its 70 us on them).
+// partials [split][tap][ci][co] (pairs of co as one 8-byte store; turned, a
+// store writes 8 consecutive co, one 32-byte sector, in each of 4 ci rows),
+// even with one split: gw keeps its taps innermost, so stores straight into
+// it would be 2-byte writes kD·kH·kW elements apart (the 512→256 bottleneck
+// spent most of its 70 us on them).
 // combine_tap_major_kernel then adds the splits in order, rounds once and
 // writes gw in its own order.  No atomics: bitwise reproducible.
 #include "grad_weight_gemm.h"
@@ -235,8 +236,8 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
     const int64_t ci_base = int64_t(w.group) * g.in_per_group + int64_t(w.tm) * BM;
     float* const partials = g.workspace + w.split * g.numel;
     if constexpr (L::kTurned) {
-      // Rows are (tap, co) columns, columns input channels: a warp's 8
-      // consecutive co of one ci per store.
+      // Rows are (tap, co) columns, columns input channels: each store
+      // writes 8 consecutive co (a 32-byte sector) in each of 4 ci rows.
 #pragma unroll
       for (int block = 0; block < kBlocks; ++block) {
 #pragma unroll
