@@ -27,6 +27,7 @@ if ! TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" TCONV3D_PTXAS_VERBOSE=1
   echo "BUILD FAILED"
   exit 1
 fi
+bash scripts/refuse_serialized_wgmma.sh "$OUT/build.log" || exit 1
 echo "== built in $((SECONDS - start)) s"
 
 echo "== smoke test (hard timeout)"

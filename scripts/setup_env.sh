@@ -48,4 +48,5 @@ if ! "$PY" -m pip install --no-build-isolation --no-deps -v -e . >build/pip-buil
   echo "build failed; full log in build/pip-build.log" >&2
   exit 1
 fi
+bash "$ROOT/scripts/refuse_serialized_wgmma.sh" build/pip-build.log || exit 1
 echo "== built in $((SECONDS - start)) s ($("$PY" -c 'import tconv3d; print("CUDA kernels" if tconv3d._C.with_cuda else "CPU only")'))"

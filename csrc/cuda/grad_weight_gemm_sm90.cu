@@ -266,9 +266,12 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int64_t ci = ci_base + block * 64 + warp * 16 + lane / 4 + 8 * h;
+            // A loop from 0, so that it unrolls and the accumulators stay
+            // registers: from copy · CO / 8 it did not at CO = 64, and ptxas
+            // serialized the stage loop's wgmmas (C7514).
 #pragma unroll
-            for (int j = copy * CO / 8; j < (copy + 1) * CO / 8; ++j) {
-              const int co = 8 * j - copy * CO + 2 * (lane % 4);
+            for (int jj = 0; jj < CO / 8; ++jj) {
+              const int j = copy * (CO / 8) + jj, co = 8 * jj + 2 * (lane % 4);
               *reinterpret_cast<float2*>(tap_base + ci * g.out_per_group + co) =
                   make_float2(acc[block][4 * j + 2 * h], acc[block][4 * j + 2 * h + 1]);
             }
