@@ -70,6 +70,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "test hook: cap the Hopper GEMM's persistent grid at this many CTAs (0 = one per SM)");
   m.def(
+      "_set_wgmma_columns",
+      [](int columns) {
+        require(columns == 0 || columns == 32 || columns == 64,
+                "column tile must be 0 (by shape), 32 or 64, got ", columns);
+        tconv3d::cuda::set_tensor_core_gemm_sm90_columns(columns);
+      },
+      "test hook: the Hopper GEMM's column tiles at most this wide (0 = by shape)");
+  m.def(
       "_set_wgmma_halo_min_taps",
       [](int64_t taps) {
         require(taps >= 0, "tap count must be >= 0 (0 = the shipped threshold), got ", taps);

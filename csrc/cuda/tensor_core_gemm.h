@@ -132,6 +132,9 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 // Test hook: at most `ctas` CTAs (0 = one per SM), so that small problems
 // walk several tiles per CTA.
 void set_tensor_core_gemm_sm90_grid(int ctas);
+// Test and benchmark hook: column tiles of at most `columns` (32 or 64; 0 =
+// by shape), so that wide layers run more, narrower tiles.
+void set_tensor_core_gemm_sm90_columns(int columns);
 // Test and benchmark hook: the fewest taps in the fullest phase at which the
 // halo loader is taken where it fits (0: the shipped threshold; 1: wherever
 // it fits; more than any kernel has: never, the per-tap boxes instead), to

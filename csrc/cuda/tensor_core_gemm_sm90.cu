@@ -910,14 +910,21 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
 #endif
 }
 
+std::atomic<int> g_forced_ctas{0};
+// Test and benchmark hook: a narrower column tile than choose_columns' (0:
+// its own), to measure more, narrower CTAs on small grids.
+std::atomic<int> g_forced_columns{0};
+
 // 32, 64 or 128 columns: the narrowest that holds a group's columns in one
 // tile, 128 beyond that (wider tiles would cost registers for little reuse).
+// The order of each output's sum over K does not depend on it.
 inline int choose_columns(const ConvTranspose3dParams& p, GatherPass pass) {
   const int64_t c = columns_of(p, pass);
-  return c <= 32 ? 32 : c <= 64 ? 64 : 128;
+  const int natural = c <= 32 ? 32 : c <= 64 ? 64 : 128;
+  const int forced = g_forced_columns.load();
+  return forced != 0 && forced < natural ? forced : natural;
 }
 
-std::atomic<int> g_forced_ctas{0};
 // Test and benchmark hook: the fewest taps in the fullest phase at which the
 // halo loader is taken (set_tensor_core_gemm_sm90_halo_min_taps).
 std::atomic<int64_t> g_halo_min_taps{kHaloMinTaps};
@@ -1148,6 +1155,8 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
 }
 
 void set_tensor_core_gemm_sm90_grid(int ctas) { tcg90::g_forced_ctas.store(ctas); }
+
+void set_tensor_core_gemm_sm90_columns(int columns) { tcg90::g_forced_columns.store(columns); }
 
 void set_tensor_core_gemm_sm90_halo_min_taps(int64_t taps) {
   tcg90::g_halo_min_taps.store(taps == 0 ? tcg90::kHaloMinTaps : taps);

@@ -616,6 +616,49 @@ def test_wgmma_halo_loader_at_any_tap_count(name, layout, precision, halo_anywhe
     run_wgmma_parity({**TMA_CONFIGS, **HALO_CONFIGS}[name], layout, precision, halo_min_taps=1)
 
 
+# Layers wider than 64 columns on a gather pass (forward Cout/G, grad-input
+# Cin/G): 128, 192 and 72 (TMA loader), 72 (cp.async).
+NARROW_COLUMN_CONFIGS = {
+    **{name: TMA_CONFIGS[name] for name in ("aniso_dilated", "channels_192_many_tiles", "columns_72")},
+    "partial_n_tile": TENSOR_CORE_CONFIGS["partial_n_tile"],
+}
+
+
+def test_narrow_column_configs_are_wide():
+    """Each NARROW_COLUMN_CONFIGS layer has more than 64 columns on a pass,
+    so test_wgmma_narrow_column_tiles splits it over more column tiles."""
+    for name, (_, cin, cout, groups, *_) in NARROW_COLUMN_CONFIGS.items():
+        assert max(cin, cout) // groups > 64, name
+
+
+@pytest.fixture
+def wgmma_columns(request):
+    tconv3d._C._set_kernel_policy("wgmma")
+    tconv3d._C._set_wgmma_columns(request.param)
+    yield request.param
+    tconv3d._C._set_wgmma_columns(0)
+    tconv3d._C._set_kernel_policy("auto")
+
+
+@requires_cuda
+@pytest.mark.parametrize("wgmma_columns", [32, 64], indirect=True, ids=lambda n: f"{n}cols")
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(NARROW_COLUMN_CONFIGS))
+def test_wgmma_narrow_column_tiles(name, layout, precision, wgmma_columns):
+    """The Hopper GEMM with column tiles narrower than its shape's
+    (_set_wgmma_columns, kernel_ab's wgmma_narrow): a layer's columns over 2-6
+    tiles, the last one partial, each loader, against float64; results do
+    not depend on the tiling, and each gather pass stays on the Hopper GEMM."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    run_parity(NARROW_COLUMN_CONFIGS[name], layout, dtype, "cuda")
+    kernels = tconv3d._C._last_cuda_kernels()
+    for pass_ in ("forward", "grad_input"):
+        assert kernels[pass_].startswith("tensor_core_gemm_sm90"), kernels
+
+
 @requires_cuda
 @pytest.mark.parametrize("wgmma_grid", [0, 3], indirect=True, ids=["sm_count", "3cta"])
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
