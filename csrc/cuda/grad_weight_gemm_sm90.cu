@@ -242,10 +242,9 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
       for (int block = 0; block < kBlocks; ++block) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int column = w.tn * BN + block * 64 + warp * 16 + lane / 4 + 8 * h;
-          const int tap = column / g.out_per_group, co = column % g.out_per_group;
-          if (tap >= g.taps) continue;
-          float* const dst = partials + (int64_t(tap) * g.in_channels + ci_base) * g.out_per_group + co;
+          const ColumnBlock c = column_at(g, w.tn * BN + block * 64 + warp * 16 + lane / 4 + 8 * h);
+          if (c.tap >= g.taps) continue;
+          float* const dst = partials + (int64_t(c.tap) * g.in_channels + ci_base) * g.out_per_group + c.co;
 #pragma unroll
           for (int j = 0; j < kCols / 8; ++j) {
 #pragma unroll
@@ -418,17 +417,15 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
                                  ops.grad_output_w};
   const int64_t unit_stride[3] = {1, 1, 1};
   const int64_t conv_stride[3] = {p.axis[0].stride, p.axis[1].stride, p.axis[2].stride};
-  // Copies of 64 channels in the 128-byte swizzle, of 32 in the 64-byte one.
+  // Copies of 64 channels (128-byte rows) or of 32 (64-byte rows).
   const int x_box = g.bm < gw90::kChunk ? g.bm : gw90::kChunk;
-  const auto swizzle = [](int channels) {
-    return channels == gw90::kChunk ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
-  };
   CUtensorMap x_map, gy_map;
   if (!encode_channels_last_boxes(x_map, cfg.dtype, ops.input, p.in_channels, p.batch, in_extent,
-                                  x_strides, x_box, g.log_box, unit_stride, swizzle(x_box)) ||
+                                  x_strides, x_box, g.log_box, unit_stride,
+                                  swizzle_for_rows(2 * x_box)) ||
       !encode_channels_last_boxes(gy_map, cfg.dtype, ops.grad_output, p.out_channels, p.batch,
                                   out_extent, gy_strides, g.co_box, g.log_box, conv_stride,
-                                  swizzle(g.co_box))) {
+                                  swizzle_for_rows(2 * g.co_box))) {
     return cudaErrorInvalidValue;
   }
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo, /*always_partials=*/true>(

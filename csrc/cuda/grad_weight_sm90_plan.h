@@ -60,15 +60,18 @@ TCONV3D_HOST_DEVICE Unit decode_unit(const Geometry& g, int64_t u) {
   return w;
 }
 
-// Column block j (g.co_box columns: one copy of grad_output) of column tile
-// tn: its tap and first output channel within the group; tap ≥ taps past the
-// last column.
+// A (tap, co) column of the group: its tap and output channel; tap ≥ taps
+// past the last column.
 struct ColumnBlock {
   int tap, co;
 };
-TCONV3D_HOST_DEVICE ColumnBlock column_block(const Geometry& g, int tn, int j, int bn) {
-  const int column = tn * bn + j * g.co_box;
+TCONV3D_HOST_DEVICE ColumnBlock column_at(const Geometry& g, int column) {
   return {column / g.out_per_group, column % g.out_per_group};
+}
+// Column block j (g.co_box columns: one copy of grad_output) of column tile
+// tn: its first column's tap and output channel.
+TCONV3D_HOST_DEVICE ColumnBlock column_block(const Geometry& g, int tn, int j, int bn) {
+  return column_at(g, tn * bn + j * g.co_box);
 }
 
 // Box b of the grid, (sample, d, h, w) with w fastest.  seek() divides once;

@@ -1018,9 +1018,7 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   t.pieces_per_stage = int(kSliceBytes / row_bytes);
   t.past_sample = int(p.batch);
   t.past_tap = int(taps);
-  const CUtensorMapSwizzle swizzle = row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B
-                                     : row_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
-                                                       : CU_TENSOR_MAP_SWIZZLE_32B;
+  const CUtensorMapSwizzle swizzle = swizzle_for_rows(row_bytes);
   const int64_t source_strides[4] = {ops.source_n, ops.source_d, ops.source_h, ops.source_w};
   const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
                                cuuint64_t(p.groups)};

@@ -37,6 +37,14 @@ inline CUtensorMapDataType tensor_map_type(ScalarKind dtype) {
                                         : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
 }
 
+// The swizzle a box of `row_bytes`-wide rows (128, 64 or 32) lands in, the
+// one the kernels' descriptors of that row width read.
+inline CUtensorMapSwizzle swizzle_for_rows(int64_t row_bytes) {
+  return row_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B
+         : row_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+                           : CU_TENSOR_MAP_SWIZZLE_32B;
+}
+
 // A channels-last tensor ([N][D][H][W][channels], element strides n, d, h,
 // w) as a 5-D tensor map whose boxes are box_channels channels × box[a]
 // positions' span per axis (d, h, w), every element_stride[a]-th position
