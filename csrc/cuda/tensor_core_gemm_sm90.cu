@@ -917,12 +917,24 @@ std::atomic<int> g_forced_columns{0};
 
 // 32, 64 or 128 columns: the narrowest that holds a group's columns in one
 // tile, 128 beyond that (wider tiles would cost registers for little reuse).
-// The order of each output's sum over K does not depend on it.
-inline int choose_columns(const ConvTranspose3dParams& p, GatherPass pass) {
+inline int natural_columns(const ConvTranspose3dParams& p, GatherPass pass) {
   const int64_t c = columns_of(p, pass);
-  const int natural = c <= 32 ? 32 : c <= 64 ? 64 : 128;
+  return c <= 32 ? 32 : c <= 64 ? 64 : 128;
+}
+
+// natural_columns, but 64 where tiles of 128 would fill at most half the SMs:
+// twice the CTAs on small grids.  Measured (kernel_ab.py, H200, RESULTS.md
+// "Pack, combine and small-grid round"): the 512→256 batch-1 bottleneck's
+// forward (64 tiles) 1.11-1.22x faster, its grad-input (16 tiles)
+// 1.13-1.27x, grad-inputs of 64 tiles 1.02-1.24x; from 128 tiles up it lost
+// as much as 0.76x.  The order of each output's sum over K does not depend on
+// the column tiling.
+inline int choose_columns(const ConvTranspose3dParams& p, GatherPass pass) {
+  const int natural = natural_columns(p, pass);
   const int forced = g_forced_columns.load();
-  return forced != 0 && forced < natural ? forced : natural;
+  if (forced != 0) return forced < natural ? forced : natural;
+  const int64_t tiles = launch_shape(p, pass, kBM, natural).tiles_per_group() * p.groups;
+  return natural == 128 && 2 * tiles <= int64_t(sm_count()) ? 64 : natural;
 }
 
 // Test and benchmark hook: the fewest taps in the fullest phase at which the
@@ -1106,7 +1118,7 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   if (tf32) return false;
   if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;
   const igemm::LaunchShape s =
-      igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
+      igemm::launch_shape(p, pass, tcg90::kBM, tcg90::natural_columns(p, pass));
   // 128 tiles on the H200's 132 SMs still won (1.3-1.5x), 64 lost (0.9x).
   return 4 * s.tiles_per_group() * p.groups >= 3 * int64_t(sm_count());
 }
