@@ -24,57 +24,65 @@ enum class PartialOrder { CiCoTap, TapCiCo };
 // gw[ci, co, kd, kh, kw] = Σ_s partial[s][tap][ci][co] in split order.  A
 // transpose per ci, [tap][co] → [co][tap], through shared memory: a block
 // sums one tile of co × taps (co fastest, so the loads coalesce) and writes
-// it taps fastest, a contiguous gw's order.  One thread per gw element read
-// partials Cin·Cout/G floats apart (39 us for the 512→256 bottleneck's
-// 3.5 M elements, H200).
-constexpr int kCombineTileElements = 2048;
+// it taps fastest, a contiguous gw's order, having decoded its taps once.
+// One thread per gw element, each decoding its indices in 64-bit divisions,
+// took 39 us for the 512→256 bottleneck's 3.5 M elements (H200), bound by
+// the divisions.
+constexpr int kLogCombineTile = 11;
 
 struct TapMajorTile {
-  int log_taps, channels;  // taps a tile (a power of two, ≤ 32), co a tile
+  int log_taps, log_channels;  // taps a tile (≤ 32), co a tile: powers of two
   int64_t co_tiles, tap_tiles;
 };
 
 inline TapMajorTile tap_major_tile(int64_t taps, int64_t out_per_group) {
   TapMajorTile t{0, 0, 0, 0};
   while (t.log_taps < 5 && (int64_t(1) << t.log_taps) < taps) ++t.log_taps;
-  t.channels = kCombineTileElements >> t.log_taps;
-  while (t.channels > 32 && t.channels / 2 >= out_per_group) t.channels /= 2;
-  t.co_tiles = (out_per_group + t.channels - 1) / t.channels;
-  t.tap_tiles = (taps + (1 << t.log_taps) - 1) >> t.log_taps;
+  t.log_channels = kLogCombineTile - t.log_taps;
+  while (t.log_channels > 5 && (int64_t(1) << (t.log_channels - 1)) >= out_per_group) {
+    --t.log_channels;  // no tile wider than the group
+  }
+  t.co_tiles = (out_per_group + (int64_t(1) << t.log_channels) - 1) >> t.log_channels;
+  t.tap_tiles = (taps + (int64_t(1) << t.log_taps) - 1) >> t.log_taps;
   return t;
 }
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     combine_tap_major_kernel(const float* __restrict__ partial, int64_t splits, int64_t numel,
-                             int64_t in_channels, int64_t out_per_group, int64_t kh, int64_t kw,
-                             int64_t taps, TapMajorTile tile, Strides5 dst,
-                             scalar_t* __restrict__ result) {
-  __shared__ float staged[2 * kCombineTileElements];  // rows padded by one word: at most 2x
-  const int tap_count = 1 << tile.log_taps, co_count = tile.channels;
+                             int64_t in_channels, int64_t out_per_group, int kh, int kw, int taps,
+                             TapMajorTile tile, Strides5 dst, scalar_t* __restrict__ result) {
+  __shared__ float staged[2 << kLogCombineTile];  // rows padded by one word: at most 2x
+  __shared__ int64_t tap_offset[32];
+  const int tap_count = 1 << tile.log_taps, co_mask = (1 << tile.log_channels) - 1;
+  const int count = tap_count << tile.log_channels;
   const int64_t tiles = in_channels * tile.co_tiles * tile.tap_tiles;
   for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
-    const int64_t tap0 = b % tile.tap_tiles * tap_count;
-    const int64_t co0 = b / tile.tap_tiles % tile.co_tiles * co_count;
+    const int tap0 = int(b % tile.tap_tiles) * tap_count;
+    const int64_t co0 = (b / tile.tap_tiles % tile.co_tiles) << tile.log_channels;
     const int64_t ci = b / (tile.tap_tiles * tile.co_tiles);
-    for (int i = threadIdx.x; i < co_count * tap_count; i += kThreads) {
-      const int cc = i % co_count, tt = i / co_count;
-      const int64_t tap = tap0 + tt, co = co0 + cc;
-      if (tap < taps && co < out_per_group) {
-        const float* src = partial + (tap * in_channels + ci) * out_per_group + co;
+    if (int(threadIdx.x) < tap_count) {
+      const int tap = tap0 + int(threadIdx.x);
+      const int w = tap % kw, h = tap / kw % kh, d = tap / (kw * kh);
+      tap_offset[threadIdx.x] = d * dst.d + h * dst.h + w * dst.w;
+    }
+    const float* from = partial + (int64_t(tap0) * in_channels + ci) * out_per_group + co0;
+    const int64_t tap_step = in_channels * out_per_group;
+    for (int i = threadIdx.x; i < count; i += kThreads) {
+      const int cc = i & co_mask, tt = i >> tile.log_channels;
+      if (tap0 + tt < taps && co0 + cc < out_per_group) {
+        const float* src = from + tt * tap_step + cc;
         float acc = 0.f;
         for (int64_t s = 0; s < splits; ++s) acc += src[s * numel];
         staged[cc * (tap_count + 1) + tt] = acc;
       }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < co_count * tap_count; i += kThreads) {
+    scalar_t* to = result + ci * dst.n + co0 * dst.c;
+    for (int i = threadIdx.x; i < count; i += kThreads) {
       const int tt = i & (tap_count - 1), cc = i >> tile.log_taps;
-      const int64_t tap = tap0 + tt, co = co0 + cc;
-      if (tap < taps && co < out_per_group) {
-        const int64_t w = tap % kw, h = (tap / kw) % kh, d = tap / (kw * kh);
-        result[ci * dst.n + co * dst.c + d * dst.d + h * dst.h + w * dst.w] =
-            from_acc<scalar_t>(staged[cc * (tap_count + 1) + tt]);
+      if (tap0 + tt < taps && co0 + cc < out_per_group) {
+        to[cc * dst.c + tap_offset[tt]] = from_acc<scalar_t>(staged[cc * (tap_count + 1) + tt]);
       }
     }
     __syncthreads();
@@ -106,8 +114,8 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         const int64_t tiles = p.in_channels * tile.co_tiles * tile.tap_tiles;
         const unsigned blocks = unsigned(tiles < 8192 ? tiles : 8192);
         combine_tap_major_kernel<scalar_t><<<blocks, kThreads, 0, cfg.stream>>>(
-            workspace, pl.splits, pl.numel, p.in_channels, p.out_per_group, p.axis[1].kernel,
-            p.axis[2].kernel, pl.taps, tile, p.weight, static_cast<scalar_t*>(grad_weight));
+            workspace, pl.splits, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),
+            int(p.axis[2].kernel), int(pl.taps), tile, p.weight, static_cast<scalar_t*>(grad_weight));
       } else {  // gw's own logical order: the dense walk of combine_partials_kernel
         combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
             workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
