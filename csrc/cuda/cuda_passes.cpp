@@ -527,9 +527,9 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
           grad_weight.mutable_data_ptr(), nullptr, std::min(x.piece, gy.piece)};
       // The wgmma kernel where it applies, unless the policy asks for mma.sync.
       const bool sm90 = g_policy.load() != KernelPolicy::TensorCore &&
-                        grad_weight_gemm_sm90_supports(p, dtype, ops);
+                        grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), ops);
       const at::Tensor partials = float_workspace(
-          sm90 ? grad_weight_gemm_sm90_workspace_elems(p)
+          sm90 ? grad_weight_gemm_sm90_workspace_elems(p, dtype)
                : grad_weight_gemm_channels_last_workspace_elems(p),
           grad_output);
       ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;

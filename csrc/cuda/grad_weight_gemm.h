@@ -87,13 +87,16 @@ cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const L
                                          const TapsGemmOperands& ops);
 
 // The Hopper variant (grad_weight_gemm_sm90.cu: wgmma, TMA loads), same
-// contract, for fp16/bf16 operands whose groups hold multiples of 32 channels
-// read without padding (channels == the group's count), 16-byte-aligned
-// addresses and strides, strides at most 8; false where it does not apply or
-// this device cannot run it.
-bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+// contract, for operands read without padding (channels == the group's
+// count), 16-byte-aligned addresses and strides, strides at most 8: fp16/bf16
+// whose groups hold multiples of 32 channels, and fp32 where TF32 is allowed
+// (it then runs in TF32) whose groups hold multiples of 64 input and 32
+// output channels; false where it does not apply or this device cannot run
+// it.  The workspace holds grad_weight_gemm_sm90_workspace_elems(p, dtype)
+// floats.
+bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32,
                                     const GradWeightOperands& ops);
-int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p);
+int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype);
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const GradWeightOperands& ops);
 

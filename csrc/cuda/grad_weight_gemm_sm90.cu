@@ -1,7 +1,8 @@
 // Grad-weight on Hopper's warpgroup MMAs (wgmma, sm_90a) fed by TMA, for
-// fp16/bf16 operands laid out channels-last (read in place, or packed from
-// NCDHW by the op layer) whose groups hold whole multiples of 32 channels on
-// both sides:
+// operands laid out channels-last (read in place, or packed from NCDHW by the
+// op layer): fp16/bf16 whose groups hold whole multiples of 32 channels on
+// both sides, and fp32 read as TF32 (where allowed) whose groups hold
+// multiples of 64 input and 32 output channels:
 //
 //   C_k[ci, co] = Σ_i x[n, i, ci] · gy[n, i·s − p + k·d, co]   (group g, tap k)
 //
@@ -47,6 +48,18 @@
 // spent most of its 70 us on them).
 // combine_tap_major_kernel then adds the splits in order, rounds once and
 // writes gw in its own order.  No atomics: bitwise reproducible.
+//
+// TF32: wgmma reads 32-bit operands from shared memory K-major only (its
+// transpose bits are for 16-bit types), and both boxes land MN-major.  So x
+// (A) goes through the consumers' registers — word loads from the box,
+// rounded, wgmma with A in registers, in two commit groups a stage as the
+// forward's TF32 stage (tf32_register_a_stage) — and grad_output (B) is
+// rewritten K-major in shared memory by the producer warpgroup's three idle
+// warps (transpose_gy), rounded to TF32 on the way (wgmma would truncate
+// it), and handed to the consumers through a `ready` barrier a stage.  One
+// tile: 64 input channels (one m64: the consumers' A fragments stay 32
+// registers) × 64 columns, in copies of 32 fp32 channels (128-byte rows);
+// four stages of x 16 KB + grad_output 16 KB + its K-major rewrite 16 KB.
 #include "grad_weight_gemm.h"
 
 #include <cstdint>
@@ -76,34 +89,57 @@ constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
 constexpr int kProducerRegs = 64, kConsumerRegs = 216;
 static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
               "consumers would wait forever for registers");
-constexpr int kStages = 6;
-// A stage: x's BM channels in copies of XC (64, or 32 where BM is 32), then
-// grad_output's BN columns in copies of CO channels, each copy kBoxRows
-// positions of 2·XC (2·CO) bytes in the swizzle of that width.  Every copy
-// is a multiple of 4 KB, so each starts on its swizzle's period.
-template <int BM, int BN, int CO>
+// TF32: warps 1-3 of the producer warpgroup rewrite grad_output K-major.
+constexpr int kTransposeWarps = 3;
+// A stage: x's BM channels in copies of XC (one 128-byte row: 64 fp16/bf16
+// or 32 fp32 channels; 32 fp16/bf16 where BM is 32), then grad_output's BN
+// columns in copies of CO channels, each copy kBoxRows positions of XC (CO)
+// elements in the swizzle of that width.  Every copy is a multiple of 4 KB,
+// so each starts on its swizzle's period.  TF32 then holds grad_output
+// K-major (transpose_gy): per half of the stage's positions, one 128-byte
+// row of 32 positions per column.
+template <typename scalar_t, int BM, int BN, int CO>
 struct Layout {
-  static constexpr int XC = BM < kChunk ? BM : kChunk;
-  static constexpr int kXRowBytes = 2 * XC, kXBoxBytes = kBoxRows * kXRowBytes;
-  static constexpr int kGyRowBytes = 2 * CO, kGyBoxBytes = kBoxRows * kGyRowBytes;
+  static constexpr int kElementBytes = int(sizeof(scalar_t));
+  static constexpr bool kTf32 = kElementBytes == 4;
+  static constexpr int kRowChannels = 128 / kElementBytes;
+  static constexpr int XC = BM < kRowChannels ? BM : kRowChannels;
+  static constexpr int kXRowBytes = kElementBytes * XC, kXBoxBytes = kBoxRows * kXRowBytes;
+  static constexpr int kGyRowBytes = kElementBytes * CO, kGyBoxBytes = kBoxRows * kGyRowBytes;
   static constexpr int kABytes = BM / XC * kXBoxBytes;
-  static constexpr int kStageBytes = kABytes + BN / CO * kGyBoxBytes;
+  static constexpr int kLoadBytes = kABytes + BN / CO * kGyBoxBytes;  // what the copies land
+  static constexpr int kGyTHalfBytes = kTf32 ? BN * 128 : 0;          // K-major, 32 positions
+  static constexpr int kStageBytes = kLoadBytes + kBoxRows / 32 * kGyTHalfBytes;
+  // Six 2-byte stages (16-32 KB); four TF32 ones (48 KB) fit.
+  static constexpr int kStages = kTf32 ? 4 : 6;
   static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
   // Turned around (BM = 32): the MMAs' rows are the BN columns.
   static constexpr bool kTurned = BM == kNarrowChunk;
   static_assert(kXBoxBytes % 4096 == 0 && kGyBoxBytes % 4096 == 0, "swizzle periods");
+  static_assert(!kTf32 || (BM == 64 && kXRowBytes == 128 && kGyRowBytes == 128 && kBoxRows == 64),
+                "the TF32 tile: one m64, 128-byte rows, two 32-position halves");
 };
 
+template <int kStages>
 struct SharedState {
   uint64_t full[kStages], empty[kStages];
   uint64_t mainloop_done[kConsumers];
 };
+// TF32: ready[s] completes once stage s's grad_output is rewritten K-major.
+template <int kStages>
+struct Tf32SharedState : SharedState<kStages> {
+  uint64_t ready[kStages];
+};
+template <typename L>
+using StateOf = std::conditional_t<L::kTf32, Tf32SharedState<L::kStages>, SharedState<L::kStages>>;
 
-template <int BM, int BN, int CO>
+template <typename scalar_t, int BM, int BN, int CO>
 __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_map,
-                                        const CUtensorMap& gy_map, const SharedState& st,
+                                        const CUtensorMap& gy_map,
+                                        const SharedState<Layout<scalar_t, BM, BN, CO>::kStages>& st,
                                         uint32_t smem0, int64_t units) {
-  using L = Layout<BM, BN, CO>;
+  using L = Layout<scalar_t, BM, BN, CO>;
+  constexpr int kStages = L::kStages;
   constexpr int kGyBoxes = BN / CO;
   if (threadIdx.x != 0) return;
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
@@ -133,7 +169,7 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
       const uint32_t s = seq % kStages, full = full0 + 8 * s;
       if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
       const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
-      mbarrier_arrive_expect_tx(full, L::kStageBytes);
+      mbarrier_arrive_expect_tx(full, L::kLoadBytes);
 #pragma unroll
       for (int j = 0; j < BM / L::XC; ++j) {
         tma_load_5d(sa + j * L::kXBoxBytes, &x_map, full, ci0 + j * L::XC, i0[2], i0[1], i0[0], sample);
@@ -154,7 +190,7 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
 // are the m64s and x's 32 channels the n32.
 template <typename scalar_t, int BM, int BN, int CO, int kBlocks, int kAccs>
 __device__ __forceinline__ void stage_mmas(float (&acc)[kBlocks][kAccs], uint32_t a, uint32_t b) {
-  using L = Layout<BM, BN, CO>;
+  using L = Layout<scalar_t, BM, BN, CO>;
   constexpr int kCols = 2 * kAccs;
 #pragma unroll
   for (int ks = 0; ks < kBoxRows / 16; ++ks) {
@@ -178,14 +214,97 @@ __device__ __forceinline__ void stage_mmas(float (&acc)[kBlocks][kAccs], uint32_
   }
 }
 
+// TF32's K order.  Inside a k8 step the order of K is free as long as A and
+// B agree, and the step's eight positions are taken as 0, 2, 4, 6, 1, 3, 5,
+// 7 (logical k is position 2·(k % 4) + k / 4): a consumer lane's A words,
+// logical k = lane % 4 (+4), then lie at positions 2·(lane % 4) (+1), whose
+// swizzle phases differ in bits 1-2 where the lane's channel pieces differ in
+// bit 0, so each word load of x spreads a warp over all 32 banks (in
+// position order, lanes 16 apart would collide: 2-way conflicts).
+// Logical k 4·piece .. 4·piece + 3 of a 32-position half: positions
+// 8·(piece / 2) + piece % 2 + 2e, e = 0 .. 3.
+__device__ __forceinline__ uint32_t tf32_piece_position(uint32_t piece, uint32_t e) {
+  return 8 * (piece / 2) + piece % 2 + 2 * e;
+}
+
+// TF32: warps 1-3 of the producer warpgroup rewrite each stage's grad_output
+// copies K-major, rounded to TF32, once the stage has landed, and hand it on
+// through ready[s]: per 32-position half h, row n (the tile's column n) of
+// 128 bytes holds the half's logical k in 16-byte pieces (piece p at p ^
+// (n % 8): the 128-byte swizzle wgmma's K-major descriptor reads).  An item
+// is one (copy, half, piece): lane c, column CO·copy + c, loads its channel
+// at the piece's four positions (each load one position row: 32 channels in
+// 32 banks by the box's swizzle) and stores one 16-byte piece (each 8 lanes
+// 8 rows whose pieces the swizzle puts in 8 distinct bank quads): both
+// conflict-free.  32 items a stage over the three warps.  They read the raw
+// copies before they arrive on ready, and the consumers release the stage
+// only after ready, so the copies are read before the producer refills them.
+template <int BM, int BN, int CO>
+__device__ __forceinline__ void transpose_gy(const Geometry& g,
+                                             const Tf32SharedState<Layout<float, BM, BN, CO>::kStages>& st,
+                                             uint32_t smem0, int64_t units) {
+  using L = Layout<float, BM, BN, CO>;
+  constexpr int kStages = L::kStages;
+  constexpr uint32_t kHalves = kBoxRows / 32, kPieces = 8;
+  constexpr uint32_t kItems = BN / CO * kHalves * kPieces;
+  constexpr uint32_t kBatch = 4;  // items a warp has in flight: 16 loads before their stores
+  // Unsigned throughout: an item's parts are then shifts and masks.
+  const uint32_t warp = threadIdx.x / 32 - 1, lane = threadIdx.x % 32;
+  const uint32_t full0 = smem_addr(st.full), ready0 = smem_addr(st.ready);
+  // This lane's channel of a copy: its 16-byte piece of a position row and
+  // its word in the piece.
+  const uint32_t channel_piece = lane / 4, channel_word = 4 * (lane % 4);
+  uint32_t seq = 0;
+  for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit w = decode_unit(g, u);
+    for (int64_t b = w.box0; b < w.box1; ++b, ++seq) {
+      const uint32_t s = seq % kStages;
+      mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
+      const uint32_t gy = smem0 + s * L::kStageBytes + L::kABytes;
+      const uint32_t gy_kmajor = smem0 + s * L::kStageBytes + L::kLoadBytes;
+      for (uint32_t first = warp; first < kItems; first += kTransposeWarps * kBatch) {
+        uint32_t v[kBatch][4];  // rounded only in the second loop: no load waits on another's
+#pragma unroll
+        for (uint32_t t = 0; t < kBatch; ++t) {
+          const uint32_t item = first + kTransposeWarps * t, copy = item / (kHalves * kPieces);
+          const uint32_t half = item / kPieces % kHalves, piece = item % kPieces;
+          if (item < kItems) {
+#pragma unroll
+            for (uint32_t e = 0; e < 4; ++e) {
+              const uint32_t position = 32 * half + tf32_piece_position(piece, e);
+              v[t][e] = lds32(gy + copy * L::kGyBoxBytes + position * L::kGyRowBytes +
+                              ((channel_piece ^ (position % 8)) << 4) + channel_word);
+            }
+          }
+        }
+#pragma unroll
+        for (uint32_t t = 0; t < kBatch; ++t) {
+          const uint32_t item = first + kTransposeWarps * t, copy = item / (kHalves * kPieces);
+          const uint32_t half = item / kPieces % kHalves, piece = item % kPieces;
+          const uint32_t column = CO * copy + lane;
+          if (item < kItems) {
+#pragma unroll
+            for (uint32_t e = 0; e < 4; ++e) v[t][e] = to_tf32(v[t][e]);
+            sts128(gy_kmajor + half * L::kGyTHalfBytes + column * 128 + ((piece ^ (column % 8)) << 4), v[t]);
+          }
+        }
+      }
+      fence_proxy_async_shared();  // the rewrite, visible to the MMAs' descriptor reads
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(ready0 + 8 * s);
+    }
+  }
+}
+
 // A consumer warpgroup takes every other unit and computes its whole tile.
 // It starts a unit's main loop only once the other warpgroup has finished
 // the previous unit's: then every stage before this unit has been filled, so
 // a barrier it waits on is never more than one phase behind.
-template <typename scalar_t, int BM, int BN, int CO>
-__device__ __forceinline__ void consume(const Geometry& g, const SharedState& st, uint32_t smem0,
+template <typename scalar_t, int BM, int BN, int CO, typename State>
+__device__ __forceinline__ void consume(const Geometry& g, const State& st, uint32_t smem0,
                                         int64_t units) {
-  using L = Layout<BM, BN, CO>;
+  using L = Layout<scalar_t, BM, BN, CO>;
+  constexpr int kStages = L::kStages;
   // Accumulator blocks of 64 rows, each kCols wide.
   constexpr int kBlocks = (L::kTurned ? BN : BM) / 64, kCols = L::kTurned ? BM : BN;
   const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
@@ -197,6 +316,20 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
   };
 
   float acc[kBlocks][kCols / 2];
+  constexpr int kHalf = kBoxRows / 8 / 2;  // TF32: k8 steps a commit group
+  uint32_t frag[2][kHalf][4];              // TF32: A through registers, both groups' fragments
+  // TF32: thread (warp, lane) holds A's rows (input channels) 16·warp +
+  // lane/4 (+8), all in x copy warp / 2, at logical k lane % 4 (+4) of each
+  // k8 step: positions 2·(lane % 4) (+1) (tf32_piece_position).  a_word[i]:
+  // the byte offset of a[i] in a stage's first step, a[0..3] = (row, k),
+  // (row + 8, k), (row, k + 4), (row + 8, k + 4); a step is 8 rows further.
+  uint32_t a_word[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int channel = 16 * (warp % 2) + lane / 4 + 8 * (i % 2), position = 2 * (lane % 4) + i / 2;
+    a_word[i] = uint32_t((warp / 2) * L::kXBoxBytes + position * L::kXRowBytes +
+                         (((channel / 4) ^ position) << 4) + 4 * (channel % 4));
+  }
   uint32_t seq = 0;
   int turn = 0;
   for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
@@ -218,11 +351,29 @@ __device__ __forceinline__ void consume(const Geometry& g, const SharedState& st
       const uint32_t s = seq % kStages;
       mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
       const uint32_t a = smem0 + s * L::kStageBytes;
-      wgmma_fence();
-      stage_mmas<scalar_t, BM, BN, CO>(acc, a, a + L::kABytes);
-      wgmma_commit();
-      wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
-      if (stage > 0) release(seq - 1);
+      if constexpr (L::kTf32) {
+        mbarrier_wait(smem_addr(st.ready) + 8 * s, (seq / kStages) & 1);  // B rewritten K-major
+        // B's halves start 1024-byte aligned: a k-step inside a row is an OR.
+        const uint64_t b_desc = smem_desc(a + L::kLoadBytes, kmajor_swizzle_desc_bits(128));
+        tf32_register_a_stage<BN>(
+            acc[0], frag,
+            [&](uint32_t(&f)[4], int ks) {
+#pragma unroll
+              for (int i = 0; i < 4; ++i) f[i] = lds32(a + a_word[i] + ks * 8 * L::kXRowBytes);
+            },
+            [&](int ks) {
+              return desc_plus(b_desc + (ks / 4) * (L::kGyTHalfBytes / 16), 32 * (ks % 4));
+            },
+            [&] {
+              if (stage > 0) release(seq - 1);  // its second group just retired
+            });
+      } else {
+        wgmma_fence();
+        stage_mmas<scalar_t, BM, BN, CO>(acc, a, a + L::kABytes);
+        wgmma_commit();
+        wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
+        if (stage > 0) release(seq - 1);
+      }
     }
     __syncwarp();
     if (lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
@@ -287,20 +438,28 @@ __global__ void __launch_bounds__(kThreads, 1)
                                  const __grid_constant__ CUtensorMap x_map,
                                  const __grid_constant__ CUtensorMap gy_map) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using L = Layout<scalar_t, BM, BN, CO>;
   extern __shared__ unsigned char smem_raw[];
-  __shared__ SharedState st;
+  __shared__ StateOf<L> st;
   const uint32_t smem0 = swizzle_aligned(smem_addr(smem_raw));
   const int tid = threadIdx.x;
-  if (tid < kStages) {
+  if (tid < L::kStages) {
     mbarrier_init(smem_addr(&st.full[tid]), 1);   // the issuing thread's arrive.expect_tx
     mbarrier_init(smem_addr(&st.empty[tid]), 4);  // each warp of the consuming warpgroup
+    if constexpr (L::kTf32) mbarrier_init(smem_addr(&st.ready[tid]), kTransposeWarps);  // their lane 0s
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
   __syncthreads();
   const int64_t units = unit_count(g);
   if (tid < 128) {
     release_registers<kProducerRegs>();
-    produce<BM, BN, CO>(g, x_map, gy_map, st, smem0, units);
+    if constexpr (L::kTf32) {
+      if (tid >= 32) {
+        transpose_gy<BM, BN, CO>(g, st, smem0, units);
+        return;
+      }
+    }
+    produce<scalar_t, BM, BN, CO>(g, x_map, gy_map, st, smem0, units);
   } else {
     claim_registers<kConsumerRegs>();
     consume<scalar_t, BM, BN, CO>(g, st, smem0, units);
@@ -313,8 +472,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 static_assert(kMaxPartials == cuda::kMaxPartials, "one workspace bound for both kernels");
 
 // The plan run_split_gemm takes, from the decomposition.
-bool plan(const ConvTranspose3dParams& p, Geometry& g, gw_gemm::Plan& pl) {
-  if (!plan_geometry(p, g)) return false;
+bool plan(const ConvTranspose3dParams& p, int element_bytes, Geometry& g, gw_gemm::Plan& pl) {
+  if (!plan_geometry(p, g, element_bytes)) return false;
   pl = gw_gemm::Plan{};
   pl.bm = g.bm;
   pl.bn = g.bn;
@@ -332,7 +491,7 @@ template <typename scalar_t, int BM, int BN, int CO>
 cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
                         int64_t units, cudaStream_t stream) {
   constexpr auto kernel = grad_weight_gemm_sm90_kernel<scalar_t, BM, BN, CO>;
-  constexpr int smem = Layout<BM, BN, CO>::kSmemBytes;
+  constexpr int smem = Layout<scalar_t, BM, BN, CO>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t cap = sm_count();
@@ -341,24 +500,28 @@ cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUten
   return cudaGetLastError();
 }
 
-// The tiles plan_geometry picks: 32-channel copies of grad_output and the
-// turned product (BM 32) only with 128 columns.
+// The tiles plan_geometry picks: TF32's one; 32-channel copies of
+// grad_output and the turned product (BM 32) only with 128 columns.
 template <typename scalar_t>
 cudaError_t launch_typed(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
                          int64_t units, cudaStream_t stream) {
-  constexpr int kNarrow = kNarrowChunk;
-  if (g.bm == kNarrow) {
-    return g.co_box == kNarrow ? launch_tile<scalar_t, kNarrow, 128, kNarrow>(g, x_map, gy_map, units, stream)
-                               : launch_tile<scalar_t, kNarrow, 128, kChunk>(g, x_map, gy_map, units, stream);
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    return launch_tile<float, kTf32TileM, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, units, stream);
+  } else {
+    constexpr int kNarrow = kNarrowChunk;
+    if (g.bm == kNarrow) {
+      return g.co_box == kNarrow ? launch_tile<scalar_t, kNarrow, 128, kNarrow>(g, x_map, gy_map, units, stream)
+                                 : launch_tile<scalar_t, kNarrow, 128, kChunk>(g, x_map, gy_map, units, stream);
+    }
+    if (g.co_box == kNarrow) {
+      return g.bm == 128 ? launch_tile<scalar_t, 128, 128, kNarrow>(g, x_map, gy_map, units, stream)
+                         : launch_tile<scalar_t, 64, 128, kNarrow>(g, x_map, gy_map, units, stream);
+    }
+    if (g.bm == 128 && g.bn == 128) return launch_tile<scalar_t, 128, 128, kChunk>(g, x_map, gy_map, units, stream);
+    if (g.bm == 128) return launch_tile<scalar_t, 128, 64, kChunk>(g, x_map, gy_map, units, stream);
+    if (g.bn == 128) return launch_tile<scalar_t, 64, 128, kChunk>(g, x_map, gy_map, units, stream);
+    return launch_tile<scalar_t, 64, 64, kChunk>(g, x_map, gy_map, units, stream);
   }
-  if (g.co_box == kNarrow) {
-    return g.bm == 128 ? launch_tile<scalar_t, 128, 128, kNarrow>(g, x_map, gy_map, units, stream)
-                       : launch_tile<scalar_t, 64, 128, kNarrow>(g, x_map, gy_map, units, stream);
-  }
-  if (g.bm == 128 && g.bn == 128) return launch_tile<scalar_t, 128, 128, kChunk>(g, x_map, gy_map, units, stream);
-  if (g.bm == 128) return launch_tile<scalar_t, 128, 64, kChunk>(g, x_map, gy_map, units, stream);
-  if (g.bn == 128) return launch_tile<scalar_t, 64, 128, kChunk>(g, x_map, gy_map, units, stream);
-  return launch_tile<scalar_t, 64, 64, kChunk>(g, x_map, gy_map, units, stream);
 }
 
 bool runs_here() {
@@ -371,43 +534,39 @@ bool runs_here() {
 
 }  // namespace gw90
 
-bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32,
                                     const GradWeightOperands& ops) {
-  if (dtype != ScalarKind::Float16 && dtype != ScalarKind::BFloat16) return false;
-  if (p.in_per_group % gw90::kNarrowChunk != 0 || p.out_per_group % gw90::kNarrowChunk != 0) {
-    return false;
-  }
+  if (!gw90::supports_shape(p, dtype, allow_tf32)) return false;
   // Channels exactly the group's (no padding: a box must not read into the
-  // next group's), strides and addresses as TMA needs them (16-byte multiples).
+  // next group's), strides and addresses as TMA needs them (16-byte
+  // multiples, under 2^39 bytes).
   if (ops.input_channels != p.in_per_group || ops.grad_output_channels != p.out_per_group) {
     return false;
   }
+  const int64_t element = gw90::element_bytes(dtype, allow_tf32);
   const int64_t strides[8] = {ops.input_n,         ops.input_d,         ops.input_h,
                               ops.input_w,         ops.grad_output_n,   ops.grad_output_d,
                               ops.grad_output_h,   ops.grad_output_w};
   for (const int64_t s : strides) {
-    if (s % 8 != 0 || s <= 0 || s >= (int64_t(1) << 38)) return false;
+    if (s <= 0 || s * element % 16 != 0 || s * element >= (int64_t(1) << 39)) return false;
   }
   if (reinterpret_cast<uintptr_t>(ops.input) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(ops.grad_output) % 16 != 0) {
     return false;
   }
-  gw90::Geometry g;
-  gw_gemm::Plan pl;
-  return gw90::plan(p, g, pl) && gw90::runs_here();
+  return gw90::runs_here();
 }
 
-int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p) {
-  gw90::Geometry g;
-  gw_gemm::Plan pl;
-  return gw90::plan(p, g, pl) ? pl.splits * pl.numel : 0;  // one split too: see the epilogue
+int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  return gw90::workspace_elems(p, dtype);
 }
 
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const GradWeightOperands& ops) {
+  const int element = cfg.dtype == ScalarKind::Float32 ? 4 : 2;  // fp32 runs in TF32
   gw90::Geometry g;
   gw_gemm::Plan pl;
-  if (!gw90::plan(p, g, pl)) return cudaErrorInvalidConfiguration;
+  if (!gw90::plan(p, element, g, pl)) return cudaErrorInvalidConfiguration;
   if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
   g.workspace = ops.workspace;
   const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
@@ -417,25 +576,22 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
                                  ops.grad_output_w};
   const int64_t unit_stride[3] = {1, 1, 1};
   const int64_t conv_stride[3] = {p.axis[0].stride, p.axis[1].stride, p.axis[2].stride};
-  // Copies of 64 channels (128-byte rows) or of 32 (64-byte rows).
-  const int x_box = g.bm < gw90::kChunk ? g.bm : gw90::kChunk;
+  // Copies of one 128-byte row of channels (64 fp16/bf16, 32 fp32), or of 32
+  // fp16/bf16 channels (64-byte rows).
+  const int row_channels = 128 / element;
+  const int x_box = g.bm < row_channels ? g.bm : row_channels;
   CUtensorMap x_map, gy_map;
   if (!encode_channels_last_boxes(x_map, cfg.dtype, ops.input, p.in_channels, p.batch, in_extent,
                                   x_strides, x_box, g.log_box, unit_stride,
-                                  swizzle_for_rows(2 * x_box)) ||
+                                  swizzle_for_rows(element * x_box)) ||
       !encode_channels_last_boxes(gy_map, cfg.dtype, ops.grad_output, p.out_channels, p.batch,
                                   out_extent, gy_strides, g.co_box, g.log_box, conv_stride,
-                                  swizzle_for_rows(2 * g.co_box))) {
+                                  swizzle_for_rows(element * g.co_box))) {
     return cudaErrorInvalidValue;
   }
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo, /*always_partials=*/true>(
       p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto) -> cudaError_t {
-        using scalar_t = decltype(scalar);
-        if constexpr (std::is_same_v<scalar_t, float>) {
-          return cudaErrorInvalidValue;  // fp16/bf16 only (supports says so)
-        } else {
-          return gw90::launch_typed<scalar_t>(g, x_map, gy_map, pl.blocks, cfg.stream);
-        }
+        return gw90::launch_typed<decltype(scalar)>(g, x_map, gy_map, pl.blocks, cfg.stream);
       });
 }
 

@@ -16,6 +16,12 @@ constexpr int kLogBoxRows = 6;  // positions per box and stage: 64
 constexpr int kBoxRows = 1 << kLogBoxRows;
 constexpr int kChunk = 64;      // channels per copy: one 128-byte row of fp16/bf16
 constexpr int kNarrowChunk = 32;  // or one 64-byte row, where a group holds 32 (mod 64)
+// fp32 read as TF32: one tile, 64 input channels × 64 (tap, co) columns, in
+// copies of 32 channels (one 128-byte row) on both sides; groups of
+// multiples of 64 input and 32 output channels (grad_weight_gemm_sm90.cu says
+// why this tile).
+constexpr int kTf32Chunk = 32;
+constexpr int kTf32TileM = 64, kTf32TileN = 64;
 constexpr int kMaxElementStride = 8;  // TMA's traversal strides
 // Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
 // SM count: the splits, and so the sums' order, depend on the shape alone.
@@ -114,12 +120,13 @@ inline int tile_n(int64_t columns, int bm, int co_box) {
   return columns >= 128 || bm == kNarrowChunk || co_box == kNarrowChunk ? 128 : 64;
 }
 
-// The decomposition, from the shape alone (groups of multiples of 32 channels
-// on both sides: the caller checks); false where no row box fits TMA's
+// The decomposition, from the shape and the element size (2: fp16/bf16, 4:
+// fp32 as TF32) alone, for groups whose channels fit the tiles
+// (channels_fit: the caller checks); false where no row box fits TMA's
 // traversal (a stride beyond 8) or where even one split's partials would pass
 // kMaxPartials (the kernel always writes partials: those layers stay on the
 // mma.sync kernel, which stores gw directly).  workspace is left null.
-inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g) {
+inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g, int element_bytes) {
   int64_t rows[3], element_stride[3];
   for (int a = 0; a < 3; ++a) {
     rows[a] = p.axis[a].in;
@@ -132,9 +139,15 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g) {
   g.groups = p.groups;
   g.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   const int64_t columns = g.taps * p.out_per_group;
-  g.co_box = p.out_per_group % kChunk == 0 ? kChunk : kNarrowChunk;
-  g.bm = tile_m(p.in_per_group);
-  g.bn = tile_n(columns, g.bm, g.co_box);
+  if (element_bytes == 4) {
+    g.co_box = kTf32Chunk;
+    g.bm = kTf32TileM;
+    g.bn = kTf32TileN;
+  } else {
+    g.co_box = p.out_per_group % kChunk == 0 ? kChunk : kNarrowChunk;
+    g.bm = tile_m(p.in_per_group);
+    g.bn = tile_n(columns, g.bm, g.co_box);
+  }
   g.tiles_m = p.in_per_group / g.bm;
   g.tiles_n = (columns + g.bn - 1) / g.bn;
   g.boxes = p.batch;
@@ -159,6 +172,38 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g) {
   if (g.numel > 0 && splits > kMaxPartials / g.numel) splits = kMaxPartials / g.numel;  // ≥ 1
   g.splits = splits < 1 ? 1 : splits;
   return unit_count(g) <= int64_t(INT32_MAX);
+}
+
+// The element size the kernel reads `dtype` at: 2 for fp16/bf16, 4 for fp32
+// where TF32 is allowed (the kernel rounds to TF32); 0 where it has no
+// instance.
+inline int element_bytes(ScalarKind dtype, bool allow_tf32) {
+  if (dtype == ScalarKind::Float16 || dtype == ScalarKind::BFloat16) return 2;
+  return dtype == ScalarKind::Float32 && allow_tf32 ? 4 : 0;
+}
+
+// Whether a group's channels are whole tiles and copies of the element
+// size's: multiples of 32 on both sides (fp16/bf16), of 64 input and 32
+// output channels (TF32).
+inline bool channels_fit(const ConvTranspose3dParams& p, int element_bytes) {
+  if (element_bytes == 4) return p.in_per_group % kTf32TileM == 0 && p.out_per_group % kTf32Chunk == 0;
+  return p.in_per_group % kNarrowChunk == 0 && p.out_per_group % kNarrowChunk == 0;
+}
+
+// The shape's side of the kernel's supports (the operands' strides and
+// addresses, and the device, are the caller's): a dtype it has an instance
+// for, channels that fit the tiles, a plan.
+inline bool supports_shape(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32) {
+  const int bytes = element_bytes(dtype, allow_tf32);
+  Geometry g;
+  return bytes != 0 && channels_fit(p, bytes) && plan_geometry(p, g, bytes);
+}
+
+// fp32 partial sums the kernel writes for `dtype` (fp32 read as TF32): every
+// split's, one split too (the epilogue writes partials always).
+inline int64_t workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  Geometry g;
+  return plan_geometry(p, g, dtype == ScalarKind::Float32 ? 4 : 2) ? g.splits * g.numel : 0;
 }
 
 }  // namespace tconv3d::cuda::gw90

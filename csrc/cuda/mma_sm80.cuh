@@ -46,6 +46,19 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                : "r"(addr));
 }
 
+// One 4-byte word from shared memory, and 16 bytes into it (shared-space
+// addresses).
+__device__ __forceinline__ uint32_t lds32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ void sts128(uint32_t addr, const uint32_t (&v)[4]) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v[0]), "r"(v[1]),
+               "r"(v[2]), "r"(v[3])
+               : "memory");
+}
+
 // fp32 rounded to the nearest TF32 value.  sm_90 converts in one
 // instruction (F2FP) with ties to even; before it, cvt has only ties away for
 // TF32, emulated in three (a compare, an add, a mask) — a third of a TF32

@@ -6,9 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include "mma_sm80.cuh"
 
 namespace tconv3d::cuda::sm90 {
 
@@ -147,6 +150,13 @@ __device__ __forceinline__ uint64_t mn_major_desc(uint32_t smem_addr, uint32_t r
   return smem_desc(smem_addr, smem_desc_bits(block_bytes, 8 * row_bytes, row_bytes));
 }
 
+// Orders this thread's generic-proxy shared-memory writes before later
+// async-proxy reads of them (wgmma's descriptors, TMA stores): a thread that
+// wrote an MMA operand with st.shared fences, then the reader synchronises.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
 __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -276,6 +286,42 @@ TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __half, "k16.f32.f16.f16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_REGISTER_A(float, "k8.f32.tf32.tf32", "1, 1, 1")
+
+// One TF32 stage with A through registers (rounded on the way): two commit
+// groups of kHalf k-steps, each with its own fragments, so that one group's
+// MMAs run while the next one's fragments load; a group's registers are only
+// rewritten after the wgmma_wait that retired it.  load_a(frag, ks) loads
+// this thread's A fragment of k-step ks (the WgmmaRegisterA layout); every
+// load of a group is issued before any fragment is used (with a branch
+// around each load, each waited out its own latency: RESULTS.md, "Halo
+// loader round").  b_desc(ks): B's descriptor at k-step ks; between_groups
+// runs once the previous stage's last group has retired (where a caller
+// releases that stage).  The callables are taken by value, as the forward's
+// own lambda took them before it called this: by reference, the forward's
+// SASS changed (uniform-register names).
+template <int N, int kHalf, typename LoadA, typename BDesc, typename BetweenGroups>
+__device__ __forceinline__ void tf32_register_a_stage(float (&acc)[N / 2], uint32_t (&frag)[2][kHalf][4],
+                                                      LoadA load_a, BDesc b_desc,
+                                                      BetweenGroups between_groups) {
+  const auto group = [&](auto which) {
+    constexpr int G = decltype(which)::value;
+#pragma unroll
+    for (int j = 0; j < kHalf; ++j) load_a(frag[G][j], G * kHalf + j);
+#pragma unroll
+    for (int j = 0; j < kHalf; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) frag[G][j][e] = to_tf32(frag[G][j][e]);
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int j = 0; j < kHalf; ++j) WgmmaRegisterA<float, N>::run(acc, frag[G][j], b_desc(G * kHalf + j));
+    wgmma_commit();
+    wgmma_wait<1>();
+  };
+  group(std::integral_constant<int, 0>{});
+  between_groups();
+  group(std::integral_constant<int, 1>{});
+}
 
 #undef TCONV3D_WGMMA_TYPE
 #undef TCONV3D_WGMMA_WIDTH

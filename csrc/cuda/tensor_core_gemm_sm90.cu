@@ -633,38 +633,6 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
       static_assert(kSteps % kK == 0, "a stage holds whole rows");
       if constexpr (std::is_same_v<scalar_t, float>) {
-        // One TF32 stage, A through registers (rounded on the way): two
-        // commit groups of kHalf k-steps, each with its own fragments, so
-        // that one group's MMAs run while the next one's fragments load; a
-        // group's registers are only rewritten after the wgmma_wait that
-        // retired it.  a_address(ks): this lane's ldmatrix address for k-step
-        // ks of the warpgroup's rows; every ldmatrix of a group is issued
-        // before any fragment is used (with a branch around each load, each
-        // waited out its own latency: RESULTS.md, "Halo loader round").
-        // b_desc(ks): B's descriptor; between_groups runs once the previous
-        // stage's last group has retired.
-        const auto tf32_stage = [&](auto a_address, auto b_desc, auto between_groups) {
-          const auto group = [&](auto which) {
-            constexpr int G = decltype(which)::value;
-#pragma unroll
-            for (int j = 0; j < kHalf; ++j) ldmatrix_x4(frag[G][j], a_address(G * kHalf + j));
-#pragma unroll
-            for (int j = 0; j < kHalf; ++j) {
-#pragma unroll
-              for (int e = 0; e < 4; ++e) frag[G][j][e] = to_tf32(frag[G][j][e]);
-            }
-            wgmma_fence();
-#pragma unroll
-            for (int j = 0; j < kHalf; ++j) {
-              WgmmaRegisterA<scalar_t, BN>::run(acc, frag[G][j], b_desc(G * kHalf + j));
-            }
-            wgmma_commit();
-            wgmma_wait<1>();
-          };
-          group(std::integral_constant<int, 0>{});
-          between_groups();
-          group(std::integral_constant<int, 1>{});
-        };
         // Lane l's ldmatrix row: 8·bit 3 + l%8 of its warp's 16 (matrices
         // 0-3 are a[0..3]).
         const uint32_t lane_row = uint32_t(64 * wg + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
@@ -673,10 +641,12 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           const uint32_t s = seq % kStages;
           mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
           const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
-          tf32_stage(
-              [&](int ks) {
+          // A from this warpgroup's rows by ldmatrix (K-major, as B).
+          tf32_register_a_stage<BN>(
+              acc, frag,
+              [&](uint32_t(&f)[4], int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
-                return a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4);
+                ldmatrix_x4(f, a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4));
               },
               [&](int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
