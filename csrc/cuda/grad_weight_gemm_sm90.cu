@@ -289,9 +289,10 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
           }
         }
       }
-      fence_proxy_async_shared();  // the rewrite, visible to the MMAs' descriptor reads
-      __syncwarp();
-      if (lane == 0) mbarrier_arrive(ready0 + 8 * s);
+      // Each thread's own rewrite, visible to the MMAs' descriptor reads once
+      // the consumers' wait on its arrival completes.
+      fence_proxy_async_shared();
+      mbarrier_arrive(ready0 + 8 * s);
     }
   }
 }
@@ -446,7 +447,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (tid < L::kStages) {
     mbarrier_init(smem_addr(&st.full[tid]), 1);   // the issuing thread's arrive.expect_tx
     mbarrier_init(smem_addr(&st.empty[tid]), 4);  // each warp of the consuming warpgroup
-    if constexpr (L::kTf32) mbarrier_init(smem_addr(&st.ready[tid]), kTransposeWarps);  // their lane 0s
+    if constexpr (L::kTf32) mbarrier_init(smem_addr(&st.ready[tid]), 32 * kTransposeWarps);  // each transposer
   }
   if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
   __syncthreads();

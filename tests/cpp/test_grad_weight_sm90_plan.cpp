@@ -1,7 +1,8 @@
 // The Hopper grad-weight GEMM's decomposition (cuda/grad_weight_sm90_plan.h):
 // the box walk the issuing thread carries from stage to stage, and that the
 // work units' splits and column tiles cover every box and every (tap, co)
-// column exactly once, within TMA's box limits and the workspace bound.
+// column exactly once, within TMA's box limits and the workspace bound, for
+// fp16/bf16 tiles and TF32's; which shapes and dtypes the kernel takes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,10 +42,30 @@ const std::vector<Shape>& shapes() {
   return v;
 }
 
-TEST(GradWeightSm90Plan, CarryingTheBoxCursorMatchesDecodingEveryBox) {
+// Each shape at each element size whose tiles its channels fit: 2 (fp16/
+// bf16: all of them) and 4 (TF32: groups of multiples of 64 input and 32
+// output channels).
+std::vector<std::pair<Shape, int>> planned_shapes() {
+  std::vector<std::pair<Shape, int>> v;
   for (const Shape& s : shapes()) {
+    for (const int bytes : {2, 4}) {
+      if (channels_fit(params_of(s), bytes)) v.push_back({s, bytes});
+    }
+  }
+  return v;
+}
+
+TEST(GradWeightSm90Plan, EveryShapeIsPlannedForTf32WhereItsChannelsFit) {
+  // The coverage tests below then walk TF32's tile over most shapes too.
+  int tf32 = 0;
+  for (const auto& [s, bytes] : planned_shapes()) tf32 += bytes == 4;
+  EXPECT_EQ(tf32, 11);
+}
+
+TEST(GradWeightSm90Plan, CarryingTheBoxCursorMatchesDecodingEveryBox) {
+  for (const auto& [s, bytes] : planned_shapes()) {
     Geometry g;
-    ASSERT_TRUE(plan_geometry(params_of(s), g));
+    ASSERT_TRUE(plan_geometry(params_of(s), g, bytes));
     for (int64_t split = 0; split < g.splits; ++split) {
       const int64_t b0 = g.boxes * split / g.splits, b1 = g.boxes * (split + 1) / g.splits;
       BoxCursor carried;
@@ -61,10 +82,10 @@ TEST(GradWeightSm90Plan, CarryingTheBoxCursorMatchesDecodingEveryBox) {
 }
 
 TEST(GradWeightSm90Plan, BoxesCoverTheGridWithinTmaLimits) {
-  for (const Shape& s : shapes()) {
+  for (const auto& [s, bytes] : planned_shapes()) {
     const ConvTranspose3dParams p = params_of(s);
     Geometry g;
-    ASSERT_TRUE(plan_geometry(p, g));
+    ASSERT_TRUE(plan_geometry(p, g, bytes));
     int64_t per_sample = 1;
     int log_rows = 0;
     for (int a = 0; a < 3; ++a) {
@@ -81,10 +102,10 @@ TEST(GradWeightSm90Plan, BoxesCoverTheGridWithinTmaLimits) {
 }
 
 TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
-  for (const Shape& s : shapes()) {
+  for (const auto& [s, bytes] : planned_shapes()) {
     const ConvTranspose3dParams p = params_of(s);
     Geometry g;
-    ASSERT_TRUE(plan_geometry(p, g));
+    ASSERT_TRUE(plan_geometry(p, g, bytes));
     EXPECT_GE(g.splits, 1);
     EXPECT_LE(g.splits * g.numel, kMaxPartials);
     EXPECT_EQ(g.numel, p.in_channels * p.out_per_group * g.taps);
@@ -134,7 +155,7 @@ TEST(GradWeightSm90Plan, TilesFollowTheGroupsChannels) {
     s.cin = c.cin;
     s.cout = c.cout;
     Geometry g;
-    ASSERT_TRUE(plan_geometry(params_of(s), g));
+    ASSERT_TRUE(plan_geometry(params_of(s), g, 2));
     EXPECT_EQ(g.bm, c.bm) << c.cin << " -> " << c.cout;
     EXPECT_EQ(g.co_box, c.co_box) << c.cin << " -> " << c.cout;
     EXPECT_EQ(g.bn, c.bn) << c.cin << " -> " << c.cout;
@@ -143,7 +164,7 @@ TEST(GradWeightSm90Plan, TilesFollowTheGroupsChannels) {
   // One tap of 64 channels: a 64-column tile.
   Shape one_tap = shapes()[4];
   Geometry g;
-  ASSERT_TRUE(plan_geometry(params_of(one_tap), g));
+  ASSERT_TRUE(plan_geometry(params_of(one_tap), g, 2));
   EXPECT_EQ(g.bn, 64);
 }
 
@@ -151,7 +172,7 @@ TEST(GradWeightSm90Plan, RefusesStridesPastTmaTraversal) {
   Shape s = shapes()[0];
   s.stride[0] = 9;
   Geometry g;
-  EXPECT_FALSE(plan_geometry(params_of(s), g));
+  EXPECT_FALSE(plan_geometry(params_of(s), g, 2));
 }
 
 TEST(GradWeightSm90Plan, RefusesLayersWhosePartialsWouldPassTheWorkspaceBound) {
@@ -160,24 +181,94 @@ TEST(GradWeightSm90Plan, RefusesLayersWhosePartialsWouldPassTheWorkspaceBound) {
   Shape s = shapes()[0];
   s.cin = s.cout = 1024;
   Geometry g;
-  EXPECT_FALSE(plan_geometry(params_of(s), g));
+  EXPECT_FALSE(plan_geometry(params_of(s), g, 2));
   s.cout = 512;
-  ASSERT_TRUE(plan_geometry(params_of(s), g));
+  ASSERT_TRUE(plan_geometry(params_of(s), g, 2));
   EXPECT_LE(g.splits * g.numel, kMaxPartials);
 }
 
 TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
   // Two units a SM of a 132-SM part where the boxes allow; never fewer than
   // 8 boxes a split (unless there are fewer than 8 in all).
-  for (const Shape& s : shapes()) {
+  for (const auto& [s, bytes] : planned_shapes()) {
     Geometry g;
-    ASSERT_TRUE(plan_geometry(params_of(s), g));
+    ASSERT_TRUE(plan_geometry(params_of(s), g, bytes));
     const int64_t base = g.groups * g.tiles_m * g.tiles_n;
     EXPECT_LE(base * g.splits, std::max<int64_t>(base, kTargetUnits));
     if (g.splits > 1) {
       EXPECT_GE(g.boxes / g.splits, kMinBoxesPerSplit);
     }
   }
+}
+
+TEST(GradWeightSm90Plan, Tf32TakesOne64By64TileIn32ChannelCopies) {
+  // Whatever the group's channels (64, 128, 192 in; 32, 64, 96, 320 out):
+  // 64 input channels × 64 (tap, co) columns, grad_output in copies of 32.
+  const struct {
+    int64_t cin, cout;
+  } cases[] = {{64, 32}, {64, 64}, {128, 96}, {192, 320}, {128, 128}};
+  for (const auto& c : cases) {
+    Shape s = shapes()[0];
+    s.cin = c.cin;
+    s.cout = c.cout;
+    const ConvTranspose3dParams p = params_of(s);
+    ASSERT_TRUE(channels_fit(p, 4));
+    Geometry g;
+    ASSERT_TRUE(plan_geometry(p, g, 4));
+    EXPECT_EQ(g.bm, kTf32TileM) << c.cin << " -> " << c.cout;
+    EXPECT_EQ(g.bn, kTf32TileN) << c.cin << " -> " << c.cout;
+    EXPECT_EQ(g.co_box, kTf32Chunk) << c.cin << " -> " << c.cout;
+    EXPECT_EQ(g.tiles_m, c.cin / 64);
+    EXPECT_EQ(g.tiles_n, (g.taps * c.cout + 63) / 64);
+  }
+}
+
+TEST(GradWeightSm90Plan, SupportsFp16Bf16AndTf32WhereAllowedAndTheChannelsFit) {
+  Shape s = shapes()[0];  // 64 -> 64
+  EXPECT_TRUE(supports_shape(params_of(s), ScalarKind::BFloat16, false));
+  EXPECT_TRUE(supports_shape(params_of(s), ScalarKind::Float16, true));
+  EXPECT_TRUE(supports_shape(params_of(s), ScalarKind::Float32, true));
+  EXPECT_FALSE(supports_shape(params_of(s), ScalarKind::Float32, false));  // full fp32
+  EXPECT_FALSE(supports_shape(params_of(s), ScalarKind::Float64, true));
+  // TF32 wants 64 input channels a group (32 and 96 stay on mma.sync, as
+  // fp16/bf16 do not) and 32 output channels (48 fits neither).
+  for (const int64_t cin : {32, 96}) {
+    s.cin = cin;
+    EXPECT_FALSE(supports_shape(params_of(s), ScalarKind::Float32, true)) << cin;
+    EXPECT_TRUE(supports_shape(params_of(s), ScalarKind::BFloat16, true)) << cin;
+  }
+  s.cin = 64;
+  s.cout = 32;
+  EXPECT_TRUE(supports_shape(params_of(s), ScalarKind::Float32, true));
+  s.cout = 48;
+  EXPECT_FALSE(supports_shape(params_of(s), ScalarKind::Float32, true));
+  EXPECT_FALSE(supports_shape(params_of(s), ScalarKind::BFloat16, true));
+  // Grouped: 2 groups of 64 -> 32.
+  s.cin = 128;
+  s.cout = 64;
+  s.groups = 2;
+  EXPECT_TRUE(supports_shape(params_of(s), ScalarKind::Float32, true));
+  // A stride past TMA's traversal: no plan, whatever the dtype.
+  s.stride[0] = 9;
+  EXPECT_FALSE(supports_shape(params_of(s), ScalarKind::Float32, true));
+}
+
+TEST(GradWeightSm90Plan, WorkspaceFollowsTheDtypesTile) {
+  // 128 -> 64 at 27 taps (432 boxes): fp16/bf16 tiles of 128 × 128, so 1 × 14
+  // tiles and 264 / 14 = 18 splits; TF32 tiles of 64 × 64, so 2 × 27 tiles
+  // and 264 / 54 = 4 splits.
+  const ConvTranspose3dParams p = params_of(shapes()[6]);
+  Geometry half, tf32;
+  ASSERT_TRUE(plan_geometry(p, half, 2));
+  ASSERT_TRUE(plan_geometry(p, tf32, 4));
+  EXPECT_EQ(half.tiles_m * half.tiles_n, 14);
+  EXPECT_EQ(tf32.tiles_m * tf32.tiles_n, 54);
+  EXPECT_EQ(half.splits, 18);
+  EXPECT_EQ(tf32.splits, 4);
+  EXPECT_EQ(tf32.numel, half.numel);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 18 * half.numel);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 18 * half.numel);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 4 * tf32.numel);
 }
 
 }  // namespace

@@ -145,6 +145,9 @@ GRAD_WEIGHT_SM90_CONFIGS = {
     "tile_128_copies_of_32": (2, 128, 32, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
     # 96 channels a group (three 32-channel tiles and copies a tap), two groups.
     "channels_96_two_groups": (2, 192, 192, 2, (4, 5, 3), 2, 2, 0, 0, 1, False),
+    # Two groups of 64 -> 32 at stride 1 (TF32: a group's 27 taps of 32
+    # channels in 14 column tiles, the last half past the final tap), splits.
+    "groups_64_to_32_k3s1": (2, 128, 64, 2, (7, 9, 5), 3, 1, 1, 0, 1, True),
     # Stride 9: past TMA's element strides.  48 channels: not whole 32-channel rows.
     "fallback_stride_9": (1, 64, 64, 1, (2, 3, 2), 3, (9, 1, 1), 1, 0, 1, False),
     "fallback_48_channels": (1, 48, 64, 1, (4, 3, 5), 3, 2, 1, 0, 1, True),

@@ -141,6 +141,22 @@ def test_hopper_grad_weight_is_bitwise_reproducible(channels_last, channels):
 
 
 @requires_cuda
+@pytest.mark.parametrize("channels", [(64, 64), (128, 32)], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_hopper_tf32_grad_weight_is_bitwise_reproducible(channels_last, channels):
+    """The TF32 wgmma grad-weight GEMM (grad_output rewritten K-major by the
+    producer warpgroup's warps, x through the consumers' registers): its four
+    split partials a tile and their combine, identical gradients run to run."""
+    torch.backends.cudnn.allow_tf32 = True
+    in_channels, out_channels = channels
+    runs = [run_once("cuda", dtype=torch.float32, channels_last=channels_last,
+                     in_channels=in_channels, out_channels=out_channels) for _ in range(3)]
+    if tconv3d._C._wgmma_available():
+        assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
+    assert_bitwise_equal(runs)
+
+
+@requires_cuda
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_depthwise_grad_weight_is_bitwise_reproducible(dtype, channels_last):

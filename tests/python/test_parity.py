@@ -851,19 +851,32 @@ def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile, ke
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
+def takes_hopper_grad_weight(name, precision):
+    """Whether the wgmma grad-weight GEMM runs a GRAD_WEIGHT_SM90_CONFIGS
+    case: on Hopper, not the fallbacks, and in TF32 only groups of multiples
+    of 64 input and 32 output channels (its one tile)."""
+    _, cin, cout, groups, *_ = GRAD_WEIGHT_SM90_CONFIGS[name]
+    if not tconv3d._C._wgmma_available() or name.startswith("fallback"):
+        return False
+    return precision != "tf32" or (cin // groups % 64 == 0 and cout // groups % 32 == 0)
+
+
 @requires_cuda
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "tf32"])
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("name", list(GRAD_WEIGHT_SM90_CONFIGS))
 def test_hopper_grad_weight_gemm(name, layout, precision):
     """The wgmma grad-weight GEMM (TMA boxes of x and of grad_output at each
     tap's offset, MN-major operands) on every tile, split and unsplit
     reductions, strides 1-8, dilation, groups; channels-last operands read in
-    place, NCDHW ones packed.  Elsewhere the mma.sync kernel, which the
-    tensor_core policy also forces here: both exact."""
+    place, NCDHW ones packed.  TF32 (fp32 with TF32 allowed): x through
+    registers, grad_output rewritten K-major in shared memory, its one 64 ×
+    64 tile in copies of 32 channels, at TF32's tolerance.  Elsewhere the
+    mma.sync kernel, which the tensor_core policy also forces here: both
+    exact."""
     dtype = use_precision(precision)
     run_parity(GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype, "cuda")
-    hopper = tconv3d._C._wgmma_available() and not name.startswith("fallback")
+    hopper = takes_hopper_grad_weight(name, precision)
     expected = "grad_weight_gemm_sm90" if hopper else "grad_weight_gemm_channels_last"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
     tconv3d._C._set_kernel_policy("tensor_core")
