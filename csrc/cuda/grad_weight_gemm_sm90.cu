@@ -37,14 +37,15 @@
 // a 132-SM part, so one consumer's epilogue overlaps the other's main loop.
 //
 // Persistent CTAs, one per SM, as the forward GEMM (tensor_core_gemm_sm90.cu):
-// a producer warpgroup (one thread issues the copies into a 6-stage ring) and
-// two consumer warpgroups taking units in turn (ping-pong), each computing a
-// whole BM × BN tile: per stage and 16-row k-step, one m64nBNk16 per 64 rows
-// of ci (turned: one m64n32k16 per 64 columns).  Epilogue from registers: fp32
-// partials [split][tap][ci][co] (pairs of co as one 8-byte store; turned, a
-// store writes 8 consecutive co, one 32-byte sector, in each of 4 ci rows),
-// even with one split: gw keeps its taps innermost, so stores straight into
-// it would be 2-byte writes kD·kH·kW elements apart (the 512→256 bottleneck
+// a producer warpgroup (one thread issues the copies into a 6-stage ring, 4
+// in TF32) and two consumer warpgroups taking units in turn (ping-pong), each
+// computing a whole BM × BN tile: per stage and 16-row k-step, one
+// m64nBNk16 per 64 rows of ci (turned: one m64n32k16 per 64 columns; TF32:
+// one m64n64k8 per 8-row step).  Epilogue from registers: fp32 partials
+// [split][tap][ci][co] (pairs of co as one 8-byte store; turned, a store
+// writes 8 consecutive co, one 32-byte sector, in each of 4 ci rows), even
+// with one split: gw keeps its taps innermost, so stores straight into it
+// would be 2-byte writes kD·kH·kW elements apart (the 512→256 bottleneck
 // spent most of its 70 us on them).
 // combine_tap_major_kernel then adds the splits in order, rounds once and
 // writes gw in its own order.  No atomics: bitwise reproducible.
@@ -91,6 +92,7 @@ static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsum
               "consumers would wait forever for registers");
 // TF32: warps 1-3 of the producer warpgroup rewrite grad_output K-major.
 constexpr int kTransposeWarps = 3;
+static_assert(32 * (1 + kTransposeWarps) == 128, "the issuing thread's warp and the transposers");
 // A stage: x's BM channels in copies of XC (one 128-byte row: 64 fp16/bf16
 // or 32 fp32 channels; 32 fp16/bf16 where BM is 32), then grad_output's BN
 // columns in copies of CO channels, each copy kBoxRows positions of XC (CO)
@@ -355,6 +357,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
       if constexpr (L::kTf32) {
         mbarrier_wait(smem_addr(st.ready) + 8 * s, (seq / kStages) & 1);  // B rewritten K-major
         // B's halves start 1024-byte aligned: a k-step inside a row is an OR.
+        constexpr int kStepsPerRow = 128 / 32;
         const uint64_t b_desc = smem_desc(a + L::kLoadBytes, kmajor_swizzle_desc_bits(128));
         tf32_register_a_stage<BN>(
             acc[0], frag,
@@ -363,7 +366,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
               for (int i = 0; i < 4; ++i) f[i] = lds32(a + a_word[i] + ks * 8 * L::kXRowBytes);
             },
             [&](int ks) {
-              return desc_plus(b_desc + (ks / 4) * (L::kGyTHalfBytes / 16), 32 * (ks % 4));
+              return desc_plus(b_desc + (ks / kStepsPerRow) * (L::kGyTHalfBytes / 16), 32 * (ks % kStepsPerRow));
             },
             [&] {
               if (stage > 0) release(seq - 1);  // its second group just retired
