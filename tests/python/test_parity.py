@@ -396,6 +396,36 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
 
 
 @requires_cuda
+@pytest.mark.parametrize("operand", ["input", "grad_output"])
+@pytest.mark.parametrize("kernel_policy", ["auto", "tensor_core"], indirect=True)
+def test_tf32_grad_weight_rounds_operands_to_nearest(kernel_policy, operand):
+    """TF32 grad-weight rounds x and grad_output to the nearest TF32 value,
+    never truncates (as test_tf32_operands_round_to_nearest): 1 + 3·2^-12
+    against 1 makes each tap's sum its count of products times 1 + 2^-10,
+    exact in fp32 at every partial sum whatever the splits; truncated, the
+    count.  64 -> 64 channels-last: auto takes the Hopper kernel, whose
+    consumers round x in registers and whose producer warps round
+    grad_output as they rewrite it K-major; tensor_core the mma.sync one."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    use_precision("tf32")
+    value = 1 + 3 * 2.0 ** -12
+    data, grad = (value, 1.0) if operand == "input" else (1.0, value)
+    x = torch.full((2, 64, 5, 6, 7), data, device="cuda").contiguous(
+        memory_format=torch.channels_last_3d)
+    w = torch.zeros(64, 64, 3, 3, 3, device="cuda", requires_grad=True)
+    y = tconv3d.conv_transpose3d(x, w, padding=1)
+    gw, = torch.autograd.grad(y, w, torch.full_like(y, grad))
+    # Each tap's count of products: the same layer over ones, in float64.
+    w_ones = torch.zeros(1, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    y_ones = F.conv_transpose3d(torch.ones(2, 1, 5, 6, 7, dtype=torch.float64), w_ones, padding=1)
+    counts, = torch.autograd.grad(y_ones, w_ones, torch.ones_like(y_ones))
+    assert torch.equal(gw.double().cpu(), (counts * (1 + 2.0 ** -10)).expand(64, 64, 3, 3, 3))
+    expected = "grad_weight_gemm_sm90" if kernel_policy == "auto" else "grad_weight_gemm_channels_last"
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
+
+
+@requires_cuda
 def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
     """Forward strides above 8 have more phases than the Hopper GEMM's table:
     that pass takes the mma.sync GEMM (grad-input has no phases), still exact."""
