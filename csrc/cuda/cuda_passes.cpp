@@ -526,7 +526,14 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
           gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d, gy.src.h, gy.src.w, gy.channels,
           grad_weight.mutable_data_ptr(), nullptr, std::min(x.piece, gy.piece)};
       // The wgmma kernel where it applies, unless the policy asks for mma.sync.
-      const bool sm90 = g_policy.load() != KernelPolicy::TensorCore &&
+      // In TF32 only for groups of 32 output channels unless forced: there it
+      // beat mma.sync 1.3-1.9x (U-Net and k5s2 64→32), elsewhere it lost
+      // 0.5-0.9x (kernel_ab.py at 716f30e, RESULTS.md "Pack, combine and
+      // small-grid round"; its grad_output rewrite is the suspect, unprofiled).
+      const KernelPolicy policy = g_policy.load();
+      const bool pays = dtype != ScalarKind::Float32 || p.out_per_group == 32 ||
+                        policy == KernelPolicy::Wgmma;
+      const bool sm90 = policy != KernelPolicy::TensorCore && pays &&
                         grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), ops);
       const at::Tensor partials = float_workspace(
           sm90 ? grad_weight_gemm_sm90_workspace_elems(p, dtype)
