@@ -12,6 +12,7 @@
 #include "deterministic_reduce.cuh"
 #include "dispatch.cuh"
 #include "grad_weight_gemm.h"
+#include "tap_tile.h"
 
 namespace tconv3d::cuda::gw_gemm {
 
@@ -24,43 +25,23 @@ enum class PartialOrder { CiCoTap, TapCiCo };
 // gw[ci, co, kd, kh, kw] = Σ_s partial[s][tap][ci][co] in split order.  A
 // transpose per ci, [tap][co] → [co][tap], through shared memory: a block
 // sums one tile of co × taps (co fastest, so the loads coalesce) and writes
-// it taps fastest, a contiguous gw's order, having decoded its taps once.
-// One thread per gw element, each decoding its indices in 64-bit divisions,
-// took 39 us for the 512→256 bottleneck's 3.5 M elements (H200), bound by
-// the divisions.
-constexpr int kLogCombineTile = 11;
-
-struct TapMajorTile {
-  int log_taps, log_channels;  // taps a tile (≤ 32), co a tile: powers of two
-  int64_t co_tiles, tap_tiles;
-};
-
-inline TapMajorTile tap_major_tile(int64_t taps, int64_t out_per_group) {
-  TapMajorTile t{0, 0, 0, 0};
-  while (t.log_taps < 5 && (int64_t(1) << t.log_taps) < taps) ++t.log_taps;
-  t.log_channels = kLogCombineTile - t.log_taps;
-  while (t.log_channels > 5 && (int64_t(1) << (t.log_channels - 1)) >= out_per_group) {
-    --t.log_channels;  // no tile wider than the group
-  }
-  t.co_tiles = (out_per_group + (int64_t(1) << t.log_channels) - 1) >> t.log_channels;
-  t.tap_tiles = (taps + (int64_t(1) << t.log_taps) - 1) >> t.log_taps;
-  return t;
-}
-
+// it taps fastest, a contiguous gw's order, having decoded its taps once:
+// 21 us for the 512→256 bottleneck's 3.5 M elements (H200), where one thread
+// per gw element, decoding its indices in 64-bit divisions, took 39.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     combine_tap_major_kernel(const float* __restrict__ partial, int64_t splits, int64_t numel,
                              int64_t in_channels, int64_t out_per_group, int kh, int kw, int taps,
-                             TapMajorTile tile, Strides5 dst, scalar_t* __restrict__ result) {
-  __shared__ float staged[2 << kLogCombineTile];  // rows padded by one word: at most 2x
+                             TapTile tile, Strides5 dst, scalar_t* __restrict__ result) {
+  __shared__ float staged[2 << kLogTapTileElements];  // rows padded by one word: at most 2x
   __shared__ int64_t tap_offset[32];
   const int tap_count = 1 << tile.log_taps, co_mask = (1 << tile.log_channels) - 1;
   const int count = tap_count << tile.log_channels;
-  const int64_t tiles = in_channels * tile.co_tiles * tile.tap_tiles;
+  const int64_t tiles = in_channels * tile.channel_tiles * tile.tap_tiles;
   for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
     const int tap0 = int(b % tile.tap_tiles) * tap_count;
-    const int64_t co0 = (b / tile.tap_tiles % tile.co_tiles) << tile.log_channels;
-    const int64_t ci = b / (tile.tap_tiles * tile.co_tiles);
+    const int64_t co0 = (b / tile.tap_tiles % tile.channel_tiles) << tile.log_channels;
+    const int64_t ci = b / (tile.tap_tiles * tile.channel_tiles);
     if (int(threadIdx.x) < tap_count) {
       const int tap = tap0 + int(threadIdx.x);
       const int w = tap % kw, h = tap / kw % kh, d = tap / (kw * kh);
@@ -110,8 +91,8 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
     dispatch_index(cfg.wide_index, [&](auto index) { err = launch(scalar, index); });
     if (err == cudaSuccess && combine) {
       if (order == PartialOrder::TapCiCo) {  // [kD][kH][kW][Cin][Cout/G]
-        const TapMajorTile tile = tap_major_tile(pl.taps, p.out_per_group);
-        const int64_t tiles = p.in_channels * tile.co_tiles * tile.tap_tiles;
+        const TapTile tile = tap_tile(pl.taps, p.out_per_group);
+        const int64_t tiles = p.in_channels * tile.channel_tiles * tile.tap_tiles;
         const unsigned blocks = unsigned(tiles < 8192 ? tiles : 8192);
         combine_tap_major_kernel<scalar_t><<<blocks, kThreads, 0, cfg.stream>>>(
             workspace, pl.splits, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),

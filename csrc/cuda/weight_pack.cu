@@ -4,34 +4,26 @@
 #include <cstdint>
 
 #include "mma_sm80.cuh"
+#include "tap_tile.h"
 
 namespace tconv3d::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kLogTileElements = 11;  // a tile: channels × taps of one (group, column)
-constexpr int kTileElements = 1 << kLogTileElements;
-
-// A tile: taps (a power of two up to 32; a contiguous weight's taps are
-// contiguous) by channels (a power of two).
-struct PackTile {
-  int log_taps, log_channels;
-  int64_t channel_tiles, tap_tiles;
-};
 
 // The packed weight's K side (channels) is contiguous, a contiguous weight's
 // taps are: [Cin][Cout/G][taps], so the forward's channels (Cin) stride by
 // Cout/G·taps and grad-input's (Cout/G) by taps.  Each block transposes one
 // (group, column)'s channels × taps tile through shared memory, reading
-// along the taps and writing along the channels, both coalesced.  Packed
-// element by element, each decoding its tap in 64-bit divisions, it took
-// 27 us on the 512→256 bottleneck's 7 MB weight (H200), bound by those
-// divisions, as was this kernel's first, tiled form (37 us): a block now
-// decodes its taps once.
+// along the taps and writing along the channels, both coalesced, its taps
+// decoded once.  On the 512→256 bottleneck's 7 MB weight (H200) this takes
+// 25-29 us, bound in L2 (ncu: 67 % busy, 90 % hits, DRAM 5 %; RESULTS.md,
+// "Pack, combine and small-grid round"), as the element-by-element pack
+// before it did (27 us, bound by its 64-bit tap decoding).
 template <typename Bits>
 __global__ void __launch_bounds__(kThreads) pack_weight_kernel(const WeightPackGeometry w,
-                                                               const PackTile tile, Bits* dst) {
-  __shared__ uint32_t staged[2 * kTileElements];  // rows padded by one word: at most 2x
+                                                               const TapTile tile, Bits* dst) {
+  __shared__ uint32_t staged[2 << kLogTapTileElements];  // rows padded by one word: at most 2x
   __shared__ int64_t tap_offset[32];
   const Bits* src = static_cast<const Bits*>(w.weight);
   const int tap_count = 1 << tile.log_taps, channel_mask = (1 << tile.log_channels) - 1;
@@ -79,14 +71,7 @@ cudaError_t launch_pack_weight(const WeightPackGeometry& w, int element_bytes, v
                                cudaStream_t stream) {
   const int64_t taps = w.kernel[0] * w.kernel[1] * w.kernel[2];
   if (w.groups * taps * w.columns * w.padded == 0) return cudaSuccess;
-  PackTile tile{0, 0, 0, 0};
-  while (tile.log_taps < 5 && (int64_t(1) << tile.log_taps) < taps) ++tile.log_taps;
-  tile.log_channels = kLogTileElements - tile.log_taps;
-  while (tile.log_channels > 5 && (int64_t(1) << (tile.log_channels - 1)) >= w.padded) {
-    --tile.log_channels;  // no tile wider than the channels
-  }
-  tile.channel_tiles = (w.padded + (int64_t(1) << tile.log_channels) - 1) >> tile.log_channels;
-  tile.tap_tiles = (taps + (int64_t(1) << tile.log_taps) - 1) >> tile.log_taps;
+  const TapTile tile = tap_tile(taps, w.padded);
   const int64_t tiles = w.groups * w.columns * tile.channel_tiles * tile.tap_tiles;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, 8192));
   if (element_bytes == 2) {
