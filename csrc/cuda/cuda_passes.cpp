@@ -529,7 +529,8 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
       // In TF32 only for groups of 32 output channels unless forced: there it
       // beat mma.sync 1.3-1.9x (U-Net and k5s2 64→32), elsewhere it lost
       // 0.5-0.9x (kernel_ab.py at 716f30e, RESULTS.md "Pack, combine and
-      // small-grid round"; its grad_output rewrite is the suspect, unprofiled).
+      // small-grid round": at one CTA an SM it waits on its shared-memory
+      // word loads, 55 % of stalls on the VAE 64→64 layer).
       const KernelPolicy policy = g_policy.load();
       const bool pays = dtype != ScalarKind::Float32 || p.out_per_group == 32 ||
                         policy == KernelPolicy::Wgmma;
