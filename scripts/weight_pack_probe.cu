@@ -1,0 +1,185 @@
+// Why does the weight pack take 25-29 us on the 512→256 bottleneck's 7 MB
+// weight, bound in L2 (RESULTS.md, "Pack, combine and small-grid round")?
+//
+// Times, in one process and on the same buffers: the library's pack
+// (csrc/cuda/weight_pack.cu, included as it is), a variant that writes
+// 16-byte vectors (each thread 16 bytes of one tap's channels, the staged
+// tile [tap][channel] with an odd word pitch), and a 16-byte copy of as
+// many bytes (the roofline), for both GEMM packings (forward: channels Cin
+// stride Cout·taps; grad-input: channels Cout stride taps) of a few weights.
+// The variant's result must equal the library's, bit for bit.
+//
+//   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Icsrc/cuda -o /tmp/pack scripts/weight_pack_probe.cu && /tmp/pack
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "weight_pack.cu"
+
+namespace tconv3d::cuda {
+
+#define CHECK(x)                                                                  \
+  do {                                                                            \
+    cudaError_t e = (x);                                                          \
+    if (e != cudaSuccess) {                                                       \
+      std::printf("%s failed: %s\n", #x, cudaGetErrorString(e));                  \
+      std::exit(1);                                                               \
+    }                                                                             \
+  } while (0)
+
+template <typename Bits>
+__global__ void __launch_bounds__(256) pack_vector_stores(const WeightPackGeometry w,
+                                                          const TapTile tile, Bits* dst) {
+  constexpr int V = 16 / sizeof(Bits);  // elements a 16-byte store
+  constexpr int kPad = 4 / sizeof(Bits);  // one word: an odd pitch in words
+  __shared__ __align__(16) Bits staged[(1 << kLogTapTileElements) + 32 * kPad];
+  __shared__ int64_t tap_offset[32];
+  const Bits* src = static_cast<const Bits*>(w.weight);
+  const int tap_count = 1 << tile.log_taps, channels = 1 << tile.log_channels;
+  const int pitch = channels + kPad, count = tap_count << tile.log_channels;
+  const int kw_count = int(w.kernel[2]), kh_count = int(w.kernel[1]);
+  const int taps = int(w.kernel[0]) * kh_count * kw_count;
+  const int64_t tap_step = w.columns * w.padded;
+  const int64_t tiles = w.groups * w.columns * tile.channel_tiles * tile.tap_tiles;
+  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
+    const int tap0 = int(b % tile.tap_tiles) * tap_count;
+    int64_t rest = b / tile.tap_tiles;
+    const int64_t k0 = (rest % tile.channel_tiles) << tile.log_channels;
+    rest /= tile.channel_tiles;
+    const int64_t column = rest % w.columns, g = rest / w.columns;
+    if (int(threadIdx.x) < tap_count) {
+      const int t = tap0 + int(threadIdx.x);
+      const int kw = t % kw_count, kh = t / kw_count % kh_count, kd = t / (kw_count * kh_count);
+      tap_offset[threadIdx.x] = kd * w.tap_stride[0] + kh * w.tap_stride[1] + kw * w.tap_stride[2];
+    }
+    __syncthreads();
+    const Bits* from = src + g * w.group_stride + column * w.column_stride + k0 * w.channel_stride;
+    for (int i = threadIdx.x; i < count; i += 256) {
+      const int tt = i & (tap_count - 1), kk = i >> tile.log_taps;
+      Bits v(0);
+      if (tap0 + tt < taps && k0 + kk < w.channels) v = from[kk * w.channel_stride + tap_offset[tt]];
+      staged[tt * pitch + kk] = v;
+    }
+    __syncthreads();
+    Bits* to = dst + ((g * taps + tap0) * w.columns + column) * w.padded + k0;
+    for (int i = threadIdx.x; i < count / V; i += 256) {
+      const int kk = (i % (channels / V)) * V, tt = i / (channels / V);
+      if (tap0 + tt < taps && k0 + kk < w.padded) {
+        union {
+          uint4 vec;
+          Bits e[V];
+        } out;
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          Bits value = staged[tt * pitch + kk + j];
+          if constexpr (sizeof(Bits) == 4) value = to_tf32(value);
+          out.e[j] = value;
+        }
+        *reinterpret_cast<uint4*>(to + tt * tap_step + kk) = out.vec;
+      }
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void copy16(const uint4* src, uint4* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    dst[i] = src[i];
+  }
+}
+
+template <typename F>
+float median_us(F&& launch) {
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < 5; ++i) launch();
+  std::vector<float> t;
+  for (int i = 0; i < 41; ++i) {
+    CHECK(cudaEventRecord(a));
+    launch();
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms * 1e3f);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+template <typename Bits>
+void run(const char* name, int64_t cin, int64_t cout, int64_t k, bool forward) {
+  const int64_t taps = k * k * k, numel = cin * cout * taps;
+  std::vector<Bits> host(numel);
+  uint32_t s = 11;
+  for (Bits& v : host) v = Bits((s = s * 1664525u + 1013904223u) >> 7);
+  Bits* weight;
+  CHECK(cudaMalloc(&weight, numel * sizeof(Bits)));
+  CHECK(cudaMemcpy(weight, host.data(), numel * sizeof(Bits), cudaMemcpyHostToDevice));
+  WeightPackGeometry w{};
+  w.weight = weight;
+  w.groups = 1;
+  w.columns = forward ? cout : cin;
+  w.channels = forward ? cin : cout;
+  const int64_t piece = 16 / sizeof(Bits);
+  w.padded = (w.channels + piece - 1) / piece * piece;
+  w.group_stride = cin * cout * taps;
+  w.column_stride = forward ? taps : cout * taps;
+  w.channel_stride = forward ? cout * taps : taps;
+  for (int a = 0; a < 3; ++a) w.kernel[a] = k;
+  w.tap_stride[0] = k * k;
+  w.tap_stride[1] = k;
+  w.tap_stride[2] = 1;
+  const int64_t packed = taps * w.columns * w.padded;
+  Bits *a, *b;
+  CHECK(cudaMalloc(&a, packed * sizeof(Bits)));
+  CHECK(cudaMalloc(&b, packed * sizeof(Bits)));
+  CHECK(cudaMemset(a, 0xff, packed * sizeof(Bits)));
+  CHECK(cudaMemset(b, 0xfe, packed * sizeof(Bits)));
+  const TapTile tile = tap_tile(taps, w.padded);
+  const unsigned blocks =
+      unsigned(std::min<int64_t>(w.groups * w.columns * tile.channel_tiles * tile.tap_tiles, 8192));
+  const float t_lib = median_us([&] { CHECK(launch_pack_weight(w, sizeof(Bits), a, nullptr)); });
+  const float t_vec = median_us([&] { pack_vector_stores<Bits><<<blocks, 256>>>(w, tile, b); });
+  // As many bytes as the pack writes, read from the weight (the smaller of the two).
+  const int64_t n16 = std::min(packed, numel) * int64_t(sizeof(Bits)) / 16;
+  const float t_copy = median_us([&] {
+    copy16<<<unsigned(std::min<int64_t>((n16 + 255) / 256, 8192)), 256>>>(
+        reinterpret_cast<const uint4*>(weight), reinterpret_cast<uint4*>(b), n16);
+  });
+  // The copy overwrote b: pack into it again before comparing.
+  pack_vector_stores<Bits><<<blocks, 256>>>(w, tile, b);
+  CHECK(cudaGetLastError());
+  CHECK(cudaDeviceSynchronize());
+  std::vector<Bits> ra(packed), rb(packed);
+  CHECK(cudaMemcpy(ra.data(), a, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(rb.data(), b, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < packed; ++i) wrong += ra[i] != rb[i];
+  const double mb = double(numel + packed) * sizeof(Bits) / 1e6;
+  std::printf("%-22s %-10s %zu-byte %6.2f MB moved: library %7.2f us, 16-byte stores %7.2f us, "
+              "copy %7.2f us; mismatches %lld\n",
+              name, forward ? "forward" : "grad-input", sizeof(Bits), mb, t_lib, t_vec, t_copy,
+              (long long)wrong);
+  CHECK(cudaFree(weight));
+  CHECK(cudaFree(a));
+  CHECK(cudaFree(b));
+}
+
+}  // namespace tconv3d::cuda
+
+int main() {
+  using tconv3d::cuda::run;
+  for (bool forward : {true, false}) {
+    run<uint16_t>("bottleneck 512→256 k3", 512, 256, 3, forward);
+    run<uint32_t>("bottleneck 512→256 k3", 512, 256, 3, forward);
+    run<uint16_t>("VAE 128→128 k4", 128, 128, 4, forward);
+    run<uint16_t>("U-Net 256→128 k2", 256, 128, 2, forward);
+    run<uint16_t>("1x1x1 1024→1024", 1024, 1024, 1, forward);
+  }
+  return 0;
+}
