@@ -266,10 +266,14 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
       const uint32_t gy_kmajor = smem0 + s * L::kStageBytes + L::kLoadBytes;
       for (uint32_t first = warp; first < kItems; first += kTransposeWarps * kBatch) {
         uint32_t v[kBatch][4];  // rounded only in the second loop: no load waits on another's
+        // Item t of the batch: (copy, half, piece).
+        const auto item_of = [&](uint32_t t) { return first + kTransposeWarps * t; };
+        const auto copy_of = [](uint32_t item) { return item / (kHalves * kPieces); };
+        const auto half_of = [](uint32_t item) { return item / kPieces % kHalves; };
 #pragma unroll
         for (uint32_t t = 0; t < kBatch; ++t) {
-          const uint32_t item = first + kTransposeWarps * t, copy = item / (kHalves * kPieces);
-          const uint32_t half = item / kPieces % kHalves, piece = item % kPieces;
+          const uint32_t item = item_of(t), copy = copy_of(item);
+          const uint32_t half = half_of(item), piece = item % kPieces;
           if (item < kItems) {
 #pragma unroll
             for (uint32_t e = 0; e < 4; ++e) {
@@ -281,9 +285,8 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
         }
 #pragma unroll
         for (uint32_t t = 0; t < kBatch; ++t) {
-          const uint32_t item = first + kTransposeWarps * t, copy = item / (kHalves * kPieces);
-          const uint32_t half = item / kPieces % kHalves, piece = item % kPieces;
-          const uint32_t column = CO * copy + lane;
+          const uint32_t item = item_of(t), half = half_of(item), piece = item % kPieces;
+          const uint32_t column = CO * copy_of(item) + lane;
           if (item < kItems) {
 #pragma unroll
             for (uint32_t e = 0; e < 4; ++e) v[t][e] = to_tf32(v[t][e]);

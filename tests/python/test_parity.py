@@ -116,6 +116,15 @@ def run_parity(config, layout, dtype, device, unbatched=False):
         check("grad_bias", b.grad, br.grad, theirs[3], dtype)
 
 
+def run_parity_with_policy(policy, config, layout, dtype):
+    """run_parity on CUDA with the kernel policy forced, back to auto after."""
+    tconv3d._C._set_kernel_policy(policy)
+    try:
+        run_parity(config, layout, dtype, "cuda")
+    finally:
+        tconv3d._C._set_kernel_policy("auto")
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -165,11 +174,7 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     """Each block tile of the tensor-core GEMM forced through the sweep (the
     shape-based choice reaches only some of them on these small shapes)."""
     dtype = use_precision(precision)
-    tconv3d._C._set_kernel_policy("tensor_core")
-    try:
-        run_parity(TENSOR_CORE_CONFIGS[name], layout, dtype, "cuda")
-    finally:
-        tconv3d._C._set_kernel_policy("auto")
+    run_parity_with_policy("tensor_core", TENSOR_CORE_CONFIGS[name], layout, dtype)
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
@@ -432,11 +437,7 @@ def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     config = (1, 16, 24, 1, (3, 4, 2), (3, 2, 10), (2, 1, 9), 1, (1, 0, 3), 1, True)
-    tconv3d._C._set_kernel_policy("wgmma")
-    try:
-        run_parity(config, "channels_last", torch.bfloat16, "cuda")
-    finally:
-        tconv3d._C._set_kernel_policy("auto")
+    run_parity_with_policy("wgmma", config, "channels_last", torch.bfloat16)
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"] == "tensor_core_gemm"
     assert kernels["grad_input"] == "tensor_core_gemm_sm90"
@@ -917,17 +918,10 @@ def test_hopper_grad_weight_gemm(name, layout, precision):
     expected = "grad_weight_gemm_sm90" if hopper else "grad_weight_gemm_channels_last"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
     if hopper_grad_weight_fits(name, precision) and not hopper:
-        tconv3d._C._set_kernel_policy("wgmma")  # every TF32 tile the kernel takes, forced
-        try:
-            run_parity(GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype, "cuda")
-        finally:
-            tconv3d._C._set_kernel_policy("auto")
+        # Every TF32 tile the kernel takes, forced.
+        run_parity_with_policy("wgmma", GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype)
         assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
-    tconv3d._C._set_kernel_policy("tensor_core")
-    try:
-        run_parity(GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype, "cuda")
-    finally:
-        tconv3d._C._set_kernel_policy("auto")
+    run_parity_with_policy("tensor_core", GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype)
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
