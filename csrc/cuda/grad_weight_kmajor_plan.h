@@ -96,6 +96,28 @@ TCONV3D_HOST_DEVICE CopyRows copy_rows(const Geometry& g, int tr, int c) {
   return {row / g.out_per_group, row % g.out_per_group};
 }
 
+// Where copy c of unit w reads grad_output (gy_k, kmajor_layout.h), as the
+// issuing thread offsets a box's origin (d, h, w) and sample: its tap's
+// shift in the phase grid per axis, its channel, and its phase's index among
+// the sample's grids.  A copy past the last tap reads 2^30 grids out of
+// range, so it lands zeros (their bytes still count toward the stage's
+// barrier) and the epilogue skips its rows.
+struct CopySource {
+  int shift[3];
+  int co;             // the channel coordinate: group · Cout/G + co
+  int sample_offset;  // grid coordinate = sample · phases + sample_offset
+};
+TCONV3D_HOST_DEVICE CopySource copy_source(const Geometry& g, const Unit& w, int c) {
+  const CopyRows r = copy_rows(g, w.tr, c);
+  const bool real = r.tap < g.taps;
+  const TapPhase t = tap_phase(g.shape, real ? r.tap : 0);
+  CopySource s;
+  for (int a = 0; a < 3; ++a) s.shift[a] = int(t.shift[a]);
+  s.co = w.group * g.out_per_group + r.co;
+  s.sample_offset = int(t.phase) + (real ? 0 : 1 << 30);
+  return s;
+}
+
 // Box b of the grid, (sample, d, h, w) with w fastest.  seek() divides once;
 // next() carries, so the issuing thread spends no division a stage.
 struct BoxCursor {

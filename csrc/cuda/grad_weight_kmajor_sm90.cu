@@ -128,22 +128,10 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
   uint32_t seq = 0;
   for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
     const Unit w = decode_unit(g, u);
-    // Per copy, once a unit (outside the box loop, which then adds only): its
-    // channel, its tap's shift in the phase grid and the phase's index among
-    // the sample's grids; a copy past the last tap gets a sample 2^30 out of
-    // range, so it lands zeros (their bytes still count toward the barrier)
-    // and the epilogue skips its rows.
-    int shift[kCopies][3], co[kCopies], sample_offset[kCopies];
+    // Per copy, once a unit: the box loop then only adds.
+    CopySource src[kCopies];
 #pragma unroll
-    for (int c = 0; c < kCopies; ++c) {
-      const CopyRows r = copy_rows(g, w.tr, c);
-      const bool real = r.tap < g.taps;
-      const TapPhase t = tap_phase(g.shape, real ? r.tap : 0);
-#pragma unroll
-      for (int a = 0; a < 3; ++a) shift[c][a] = int(t.shift[a]);
-      co[c] = w.group * g.out_per_group + r.co;
-      sample_offset[c] = int(t.phase) + (real ? 0 : 1 << 30);
-    }
+    for (int c = 0; c < kCopies; ++c) src[c] = copy_source(g, w, c);
     const int ci0 = w.group * g.in_per_group + w.tc * BC;
     BoxCursor cursor;
     cursor.seek(g, w.box0);
@@ -157,8 +145,8 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
       mbarrier_arrive_expect_tx(full, L::kStageBytes);
 #pragma unroll
       for (int c = 0; c < kCopies; ++c) {
-        tma_load_5d(stage + c * L::kGyCopyBytes, &gy_map, full, i0[2] + shift[c][2], co[c],
-                    i0[1] + shift[c][1], i0[0] + shift[c][0], grids + sample_offset[c]);
+        tma_load_5d(stage + c * L::kGyCopyBytes, &gy_map, full, i0[2] + src[c].shift[2], src[c].co,
+                    i0[1] + src[c].shift[1], i0[0] + src[c].shift[0], grids + src[c].sample_offset);
       }
       tma_load_5d(stage + L::kXOffset, &x_map, full, i0[2], ci0, i0[1], i0[0], sample);
     }
