@@ -207,7 +207,9 @@ void check_against_definition(const ConvTranspose3dParams& p, int hook) {
     for (int64_t c = 0; c < Cin; ++c)
       for (int64_t d = 0; d < D; ++d)
         for (int64_t h = 0; h < H; ++h)
-          for (int64_t w = 0; w < W; ++w) xk[size_t((((n * Cin + c) * D + d) * H + h) * l.x_row + w)] = x_at(n, c, d, h, w);
+          for (int64_t w = 0; w < W; ++w) {
+            xk[size_t((((n * Cin + c) * D + d) * H + h) * l.x_row + w)] = x_at(n, c, d, h, w);
+          }
   const int64_t Pd = l.phase_extent[0], Ph = l.phase_extent[1], Pw = l.phase_extent[2];
   const int64_t sd = p.axis[0].stride, sh = p.axis[1].stride, sw = p.axis[2].stride;
   for (int64_t n = 0; n < N; ++n)
