@@ -269,11 +269,10 @@ static_assert(kMaxPartials == cuda::kMaxPartials, "one workspace bound for all g
 std::atomic<int> g_box_w{0};
 int box_w_hook() { return g_box_w.load(std::memory_order_relaxed); }
 
-// A K-major operand ([outer][channels][d][h][w], w rows `row` elements) as a
-// 5-D map in the order (w, channel, h, d, outer) so that a box lands as
-// (d, h) slabs of channel rows of box_w positions, the K-major tile wgmma
-// reads.  Strides in bytes need not grow with the dimension; each is a
-// multiple of 16 (rows padded to 4 floats).
+// A K-major operand ([outer][d][h][channels][w], w rows `row` elements:
+// kmajor_layout.h) as a 5-D map in the order (w, channel, h, d, outer),
+// strides nested as TMA's maps describe them, so that a box lands as (d, h)
+// slabs of channel rows of box_w positions: the K-major tile wgmma reads.
 bool encode_kmajor_map(CUtensorMap& map, const float* base, int64_t w, int64_t channels, int64_t h,
                        int64_t d, int64_t outer, int64_t row, int box_w, int box_channels,
                        const BoxShape& box) {
@@ -281,9 +280,9 @@ bool encode_kmajor_map(CUtensorMap& map, const float* base, int64_t w, int64_t c
   if (encode == nullptr) return false;
   const cuuint64_t dim[5] = {cuuint64_t(w), cuuint64_t(channels), cuuint64_t(h), cuuint64_t(d),
                              cuuint64_t(outer)};
-  const int64_t row_bytes = 4 * row, plane_bytes = h * row_bytes, channel_bytes = d * plane_bytes;
-  const cuuint64_t stride[4] = {cuuint64_t(channel_bytes), cuuint64_t(row_bytes), cuuint64_t(plane_bytes),
-                                cuuint64_t(channels * channel_bytes)};
+  const int64_t row_bytes = 4 * row, h_bytes = channels * row_bytes, d_bytes = h * h_bytes;
+  const cuuint64_t stride[4] = {cuuint64_t(row_bytes), cuuint64_t(h_bytes), cuuint64_t(d_bytes),
+                                cuuint64_t(d * d_bytes)};
   const cuuint32_t box_dim[5] = {cuuint32_t(box_w), cuuint32_t(box_channels), cuuint32_t(box.h),
                                  cuuint32_t(box.d), 1};
   const cuuint32_t step[5] = {1, 1, 1, 1, 1};

@@ -9,10 +9,13 @@
 // stride phases, each a dense grid where tap k's operand is the box of x's
 // positions moved by `shift`: a plain TMA box, no traversal stride (which
 // TMA does not apply to a box's innermost dimension).  Both copies hold
-// values rounded to TF32 (wgmma would truncate them), w fastest:
+// values rounded to TF32 (wgmma would truncate them), channels between h and
+// w, so that a box mapped (w, channel, h, d, sample) — strides nested, as
+// TMA's tensor maps describe them — lands as one slab of channel rows per
+// (d, h): the K-major layout.
 //
-//   x_k [n][ci][d][h][w]            w padded to x_row elements
-//   gy_k[n][phase][co][d'][h'][w']  w' padded to gy_row elements,
+//   x_k [n][d][h][ci][w]            w padded to x_row elements
+//   gy_k[n][phase][d'][h'][co][w']  w' padded to gy_row elements,
 //        = grad_output[n][co][s_d·d' + r_d][s_h·h' + r_h][s_w·w' + r_w], zero
 //          past the output; phase = (r_d·s_h + r_h)·s_w + r_w, d' < ceil(O_d / s_d)
 //

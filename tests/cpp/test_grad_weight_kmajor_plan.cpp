@@ -208,7 +208,7 @@ void check_against_definition(const ConvTranspose3dParams& p, int hook) {
       for (int64_t d = 0; d < D; ++d)
         for (int64_t h = 0; h < H; ++h)
           for (int64_t w = 0; w < W; ++w) {
-            xk[size_t((((n * Cin + c) * D + d) * H + h) * l.x_row + w)] = x_at(n, c, d, h, w);
+            xk[size_t((((n * D + d) * H + h) * Cin + c) * l.x_row + w)] = x_at(n, c, d, h, w);
           }
   const int64_t Pd = l.phase_extent[0], Ph = l.phase_extent[1], Pw = l.phase_extent[2];
   const int64_t sd = p.axis[0].stride, sh = p.axis[1].stride, sw = p.axis[2].stride;
@@ -220,20 +220,20 @@ void check_against_definition(const ConvTranspose3dParams& p, int hook) {
           for (int64_t h = 0; h < Ph; ++h)
             for (int64_t w = 0; w < Pw; ++w) {
               const int64_t od = sd * d + rd, oh = sh * h + rh, ow = sw * w + rw;
-              gyk[size_t(((((n * l.phases + ph) * Cout + c) * Pd + d) * Ph + h) * l.gy_row + w)] =
+              gyk[size_t(((((n * l.phases + ph) * Pd + d) * Ph + h) * Cout + c) * l.gy_row + w)] =
                   od < Od && oh < Oh && ow < Ow ? gy_at(n, c, od, oh, ow) : 0.0;
             }
     }
   // What a copy's element at map coordinates (w, channel, h, d, outer) lands.
   auto x_copy = [&](int64_t w, int64_t c, int64_t h, int64_t d, int64_t n) {
     if (w < 0 || w >= W || h < 0 || h >= H || d < 0 || d >= D || n < 0 || n >= N) return 0.0;
-    return xk[size_t((((n * Cin + c) * D + d) * H + h) * l.x_row + w)];
+    return xk[size_t((((n * D + d) * H + h) * Cin + c) * l.x_row + w)];
   };
   auto gy_copy = [&](int64_t w, int64_t c, int64_t h, int64_t d, int64_t grid) {
     if (w < 0 || w >= Pw || h < 0 || h >= Ph || d < 0 || d >= Pd || grid < 0 || grid >= N * l.phases) {
       return 0.0;
     }
-    return gyk[size_t((((grid * Cout + c) * Pd + d) * Ph + h) * l.gy_row + w)];
+    return gyk[size_t((((grid * Pd + d) * Ph + h) * Cout + c) * l.gy_row + w)];
   };
 
   std::vector<double> partials(size_t(g.splits * g.numel), std::nan(""));
