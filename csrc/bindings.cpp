@@ -63,14 +63,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "test hook: which CUDA kernels the passes may use");
   m.def(
-      "_set_kmajor_box_w",
-      [](int box_w) {
-        require(box_w == 0 || box_w == 8 || box_w == 32,
-                "K-major grad-weight box width must be 0 (by shape), 8 or 32, got ", box_w);
-        tconv3d::cuda::set_kmajor_box_w(box_w);
-      },
-      "test hook: the TF32 K-major grad-weight's position boxes, 8 or 32 wide (0 = by shape)");
-  m.def(
       "_set_wgmma_grid",
       [](int ctas) {
         require(ctas >= 0, "CTA count must be >= 0 (0 = one per SM), got ", ctas);

@@ -1,12 +1,20 @@
-// Does TMA land w-fastest boxes, mapped (w, channel, h, d, sample), as the
-// K-major operands wgmma reads in TF32 — the layout grad_weight_kmajor_sm90.cu
-// relies on?  A box of (bw w, 64 channels, bh h, bd d) with bw·bh·bd = 32
-// should land as bh·bd slabs of 64 rows (channels) of bw floats, in the
-// swizzle of 4·bw bytes (Swizzle<log2(bw/4), 4, 3> on the shared-memory
-// address), zeros where the box leaves the tensor (negative coordinates
-// included).  Then one m64n64 product over the 32 positions (four k8 steps:
-// step j in slab j / (bw/8) at byte 32·(j % (bw/8)) of its rows) against a
-// CPU reference.  Values are TF32 already (wgmma truncates).
+// Can TMA land w-fastest boxes, mapped (w, channel, h, d, sample), as the
+// K-major operands wgmma reads in TF32?  A box of (bw w, 64 channels, bh h,
+// bd d) with bw·bh·bd = 32 should land as bh·bd slabs of 64 rows (channels)
+// of bw floats, in the swizzle of 4·bw bytes (Swizzle<log2(bw/4), 4, 3> on
+// the shared-memory address), zeros where the box leaves the tensor
+// (negative coordinates included).  Then one m64n64 product over the 32
+// positions (four k8 steps: step j in slab j / (bw/8) at byte 32·(j % (bw/8))
+// of its rows) against a CPU reference.  Values are TF32 already (wgmma
+// truncates).  Arguments: bw (8, 16, 32), `nested` ([d][h][c][w] in memory)
+// or `c-outer` ([c][d][h][w], NCDHW: strides not growing with the mapped
+// dimension), and the x and grad_output boxes' w coordinates.
+//
+// On an H200 (2026-12-02, RESULTS.md "K-major TF32 grad-weight round"): both
+// layouts land as described and the product is right for bw 8, 16 and 32 —
+// but only where the w coordinate is a multiple of 4 floats (16 bytes): a box
+// from w = 3 or −3 is an illegal instruction.  That is what sank a TF32
+// grad-weight reading grad_output's taps as boxes moved by their shift.
 //
 //   nvcc -std=c++17 -gencode arch=compute_90a,code=sm_90a -Icsrc/cuda -o /tmp/kprobe scripts/kmajor_layout_probe.cu
 //   /tmp/kprobe 8 [nested] && /tmp/kprobe 32 [nested]

@@ -15,8 +15,6 @@
 #include "../problem.h"
 #include "channels_last_pack.h"
 #include "grad_weight_gemm.h"
-#include "kmajor_layout.h"
-#include "kmajor_pack.h"
 #include "launch.h"
 #include "narrow_gather.h"
 #include "tensor_core_gemm.h"
@@ -478,14 +476,6 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype
   }
 }
 
-// The K-major TF32 grad-weight (grad_weight_kmajor_sm90.cu) wherever it
-// runs, unless a policy forces another kernel family (wgmma: the
-// channels-last Hopper kernel, which tests force so).
-bool takes_kmajor_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype) {
-  return g_policy.load() == KernelPolicy::Auto && dtype == ScalarKind::Float32 && tf32_allowed() &&
-         grad_weight_kmajor_sm90_supports(p, dtype, true);
-}
-
 }  // namespace
 
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
@@ -500,25 +490,6 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         launch_narrow_grad_weight, "narrow_grad_weight", o,
         partials_workspace(narrow_grad_weight_splits(o.p), grad_weight.numel(), grad_output),
         grad_weight);
-    return;
-  }
-  if (may_use_tensor_cores(p) && takes_kmajor_grad_weight(p, dtype)) {
-    // TF32 on Hopper over groups of multiples of 64 channels: x and
-    // grad_output rewritten K-major, rounded, grad_output split into its
-    // stride phases (kmajor_layout.h), so both reach wgmma from shared memory
-    // as TMA lands them.  Extra memory: the two copies.
-    const KmajorLayout l = kmajor_layout(p);
-    const at::TensorOptions floats = grad_output.options().dtype(at::kFloat);
-    const at::Tensor x_k = scratch({l.x_elems}, floats), gy_k = scratch({l.gy_elems}, floats);
-    const LaunchConfig cfg = config_for(grad_output, {input, grad_output, grad_weight});
-    C10_CUDA_CHECK(launch_kmajor_pack(p, input.const_data_ptr<float>(), grad_output.const_data_ptr<float>(),
-                                      x_k.mutable_data_ptr<float>(), gy_k.mutable_data_ptr<float>(), cfg.stream));
-    const at::Tensor partials = float_workspace(grad_weight_kmajor_sm90_workspace_elems(p), grad_output);
-    const KmajorGradWeightOperands ops{x_k.const_data_ptr<float>(), gy_k.const_data_ptr<float>(),
-                                       grad_weight.mutable_data_ptr(),
-                                       partials.defined() ? partials.data_ptr<float>() : nullptr};
-    C10_CUDA_CHECK(launch_grad_weight_kmajor_sm90(p, cfg, ops));
-    g_last_kernel[2] = "grad_weight_kmajor_sm90";
     return;
   }
   if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {

@@ -100,31 +100,6 @@ int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, Sc
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const GradWeightOperands& ops);
 
-// The K-major TF32 Hopper variant (grad_weight_kmajor_sm90.cu: wgmma with
-// both operands K-major, TMA loads), for fp32 where TF32 is allowed, groups
-// of multiples of 64 input and 64 output channels, any stride, padding,
-// dilation and groups; false where it does not apply or this device cannot
-// run it.  Its operands are the copies kmajor_pack.cu writes (kmajor_layout.h:
-// rounded to TF32, positions fastest), 16-byte aligned.  grad_weight at
-// p.weight strides, written once (rounded once from fp32); the workspace
-// holds grad_weight_kmajor_sm90_workspace_elems(p) floats (partials are
-// always written, one split too).  Deterministic: no atomics, splits from
-// the shape alone, combined in split order.
-struct KmajorGradWeightOperands {
-  const float* x;            // x_k (kmajor_layout.h), 16-byte aligned
-  const float* grad_output;  // gy_k
-  void* grad_weight;         // at p.weight strides, written once (rounded once from fp32)
-  float* workspace;          // grad_weight_kmajor_sm90_workspace_elems(p) floats
-};
-bool grad_weight_kmajor_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32);
-int64_t grad_weight_kmajor_sm90_workspace_elems(const ConvTranspose3dParams& p);
-cudaError_t launch_grad_weight_kmajor_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                           const KmajorGradWeightOperands& ops);
-// Test hook: 8 or 32 forces the K-major kernel's box width (its positions'
-// row width), 0 = by shape.  The splits follow the box count, so the
-// workspace size does too: set it before asking for it.
-void set_kmajor_box_w(int box_w);
-
 // Test hook: force the channels-last kernel's tile (Cin/G × Cout/G channels per
 // block), one of those grad_weight_tile_exists accepts; (0, 0) = by shape.
 void set_grad_weight_tile(int bm, int bn);

@@ -402,14 +402,13 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
 
 @requires_cuda
 @pytest.mark.parametrize("operand", ["input", "grad_output"])
-@pytest.mark.parametrize("kernel_policy", ["auto", "wgmma", "tensor_core"], indirect=True)
+@pytest.mark.parametrize("kernel_policy", ["wgmma", "tensor_core"], indirect=True)
 def test_tf32_grad_weight_rounds_operands_to_nearest(kernel_policy, operand):
     """TF32 grad-weight rounds x and grad_output to the nearest TF32 value,
     never truncates (as test_tf32_operands_round_to_nearest): 1 + 3·2^-12
     against 1 makes each tap's sum its count of products times 1 + 2^-10,
     exact in fp32 at every partial sum whatever the splits; truncated, the
-    count.  64 -> 64 channels-last: auto takes the K-major kernel, whose
-    pack rounds both; wgmma forces the channels-last Hopper kernel, whose
+    count.  64 -> 64 channels-last: wgmma forces the Hopper kernel, whose
     consumers round x in registers and whose producer warps round
     grad_output as they rewrite it K-major; tensor_core the mma.sync one."""
     if not tconv3d._C._wgmma_available():
@@ -427,8 +426,7 @@ def test_tf32_grad_weight_rounds_operands_to_nearest(kernel_policy, operand):
     y_ones = F.conv_transpose3d(torch.ones(2, 1, 5, 6, 7, dtype=torch.float64), w_ones, padding=1)
     counts, = torch.autograd.grad(y_ones, w_ones, torch.ones_like(y_ones))
     assert torch.equal(gw.double().cpu(), (counts * (1 + 2.0 ** -10)).expand(64, 64, 3, 3, 3))
-    expected = {"auto": "grad_weight_kmajor_sm90", "wgmma": "grad_weight_gemm_sm90",
-                "tensor_core": "grad_weight_gemm_channels_last"}[kernel_policy]
+    expected = "grad_weight_gemm_sm90" if kernel_policy == "wgmma" else "grad_weight_gemm_channels_last"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
 
 
@@ -894,14 +892,6 @@ def hopper_grad_weight_fits(name, precision):
     return precision != "tf32" or (cin // groups % 64 == 0 and cout // groups % 32 == 0)
 
 
-def takes_kmajor_grad_weight(name, precision):
-    """Whether auto runs the K-major TF32 kernel (test_grad_weight_kmajor.py):
-    TF32 on Hopper, groups of multiples of 64 channels on both sides."""
-    _, cin, cout, groups, *_ = GRAD_WEIGHT_SM90_CONFIGS[name]
-    return (precision == "tf32" and tconv3d._C._wgmma_available() and not name.startswith("fallback")
-            and cin // groups % 64 == 0 and cout // groups % 64 == 0)
-
-
 def takes_hopper_grad_weight(name, precision):
     """Whether auto runs it there: in TF32 only for groups of 32 output
     channels (cuda_passes.cpp: elsewhere mma.sync was faster)."""
@@ -925,8 +915,7 @@ def test_hopper_grad_weight_gemm(name, layout, precision):
     dtype = use_precision(precision)
     run_parity(GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype, "cuda")
     hopper = takes_hopper_grad_weight(name, precision)
-    expected = ("grad_weight_kmajor_sm90" if takes_kmajor_grad_weight(name, precision)
-                else "grad_weight_gemm_sm90" if hopper else "grad_weight_gemm_channels_last")
+    expected = "grad_weight_gemm_sm90" if hopper else "grad_weight_gemm_channels_last"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
     if hopper_grad_weight_fits(name, precision) and not hopper:
         # Every TF32 tile the kernel takes, forced.
