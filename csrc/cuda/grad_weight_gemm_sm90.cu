@@ -55,9 +55,11 @@
 // (A) goes through the consumers' registers — word loads from the box,
 // rounded, wgmma with A in registers, in two commit groups a stage as the
 // forward's TF32 stage (tf32_register_a_stage) — and grad_output (B) is
-// rewritten K-major in shared memory by the producer warpgroup's three idle
-// warps (transpose_gy), rounded to TF32 on the way (wgmma would truncate
-// it), and handed to the consumers through a `ready` barrier a stage.  One
+// rewritten K-major in shared memory by seven warps — the producer
+// warpgroup's three idle ones and the third warpgroup, so one consumer
+// warpgroup (transpose_gy) — rounded to TF32 on the way (wgmma would
+// truncate it), and handed to the consumer through a `ready` barrier a
+// stage.  One
 // tile: 64 input channels (one m64: the consumers' A fragments stay 32
 // registers) × 64 columns, in copies of 32 fp32 channels (128-byte rows);
 // four stages of x 16 KB + grad_output 16 KB + its K-major rewrite 16 KB.
@@ -84,15 +86,20 @@ namespace gw90 {
 
 using namespace sm90;
 
-constexpr int kConsumers = 2;
-constexpr int kThreads = 128 * (1 + kConsumers);
+// The producer warpgroup and two more: consumers in 16-bit types; in TF32
+// one consumer, the other transposing (below).
+constexpr int kMaxConsumers = 2;
+constexpr int kThreads = 128 * (1 + kMaxConsumers);
 constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;  // 168
 constexpr int kProducerRegs = 64, kConsumerRegs = 216;
-static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kConsumers * (kConsumerRegs - kLaunchRegs),
+static_assert(128 * (kLaunchRegs - kProducerRegs) >= 128 * kMaxConsumers * (kConsumerRegs - kLaunchRegs),
               "consumers would wait forever for registers");
-// TF32: warps 1-3 of the producer warpgroup rewrite grad_output K-major.
-constexpr int kTransposeWarps = 3;
-static_assert(32 * (1 + kTransposeWarps) == 128, "the issuing thread's warp and the transposers");
+// TF32: warps 1-3 of the producer warpgroup and the whole third warpgroup
+// rewrite grad_output K-major.  With three warps (and two consumer
+// warpgroups taking units in turn) the consumer waited on them: 28 % of
+// its stall samples at the ready barrier, VAE 64 -> 64 at 716f30e.
+constexpr int kTransposeWarps = 7;
+static_assert(32 * (1 + kTransposeWarps) == 2 * 128, "the issuing thread's warp and the transposers");
 // A stage: x's BM channels in copies of XC (one 128-byte row: 64 fp16/bf16
 // or 32 fp32 channels; 32 fp16/bf16 where BM is 32), then grad_output's BN
 // columns in copies of CO channels, each copy kBoxRows positions of XC (CO)
@@ -117,6 +124,7 @@ struct Layout {
   static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
   // Turned around (BM = 32): the MMAs' rows are the BN columns.
   static constexpr bool kTurned = BM == kNarrowChunk;
+  static constexpr int kConsumers = kTf32 ? 1 : kMaxConsumers;
   static_assert(kXBoxBytes % 4096 == 0 && kGyBoxBytes % 4096 == 0, "swizzle periods");
   static_assert(!kTf32 || (BM == 64 && kXRowBytes == 128 && kGyRowBytes == 128 && kBoxRows == 64),
                 "the TF32 tile: one m64, 128-byte rows, two 32-position halves");
@@ -125,7 +133,7 @@ struct Layout {
 template <int kStages>
 struct SharedState {
   uint64_t full[kStages], empty[kStages];
-  uint64_t mainloop_done[kConsumers];
+  uint64_t mainloop_done[kMaxConsumers];
 };
 // TF32: ready[s] completes once stage s's grad_output is rewritten K-major.
 template <int kStages>
@@ -238,7 +246,7 @@ __device__ __forceinline__ uint32_t tf32_piece_position(uint32_t piece, uint32_t
 // at the piece's four positions (each load one position row: 32 channels in
 // 32 banks by the box's swizzle) and stores one 16-byte piece (each 8 lanes
 // 8 rows whose pieces the swizzle puts in 8 distinct bank quads): both
-// conflict-free.  32 items a stage over the three warps.  They read the raw
+// conflict-free.  32 items a stage over the seven warps.  They read the raw
 // copies before they arrive on ready, and the consumers release the stage
 // only after ready, so the copies are read before the producer refills them.
 template <int BM, int BN, int CO>
@@ -250,8 +258,10 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
   constexpr uint32_t kHalves = kBoxRows / 32, kPieces = 8;
   constexpr uint32_t kItems = BN / CO * kHalves * kPieces;
   constexpr uint32_t kBatch = 4;  // items a warp has in flight: 16 loads before their stores
-  // Unsigned throughout: an item's parts are then shifts and masks.
-  const uint32_t warp = threadIdx.x / 32 - 1, lane = threadIdx.x % 32;
+  // Unsigned throughout: an item's parts are then shifts and masks.  Warps
+  // 1-3 and 8-11 of the CTA are transposers 0-2 and 3-6.
+  const uint32_t warp = threadIdx.x < 128 ? threadIdx.x / 32 - 1 : threadIdx.x / 32 - 5;
+  const uint32_t lane = threadIdx.x % 32;
   const uint32_t full0 = smem_addr(st.full), ready0 = smem_addr(st.ready);
   // This lane's channel of a copy: its 16-byte piece of a position row and
   // its word in the piece.
@@ -302,15 +312,16 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
   }
 }
 
-// A consumer warpgroup takes every other unit and computes its whole tile.
-// It starts a unit's main loop only once the other warpgroup has finished
-// the previous unit's: then every stage before this unit has been filled, so
-// a barrier it waits on is never more than one phase behind.
+// A consumer warpgroup takes every other unit (TF32: every unit) and
+// computes its whole tile.  It starts a unit's main loop only once the other
+// warpgroup has finished the previous unit's: then every stage before this
+// unit has been filled, so a barrier it waits on is never more than one
+// phase behind.
 template <typename scalar_t, int BM, int BN, int CO, typename State>
 __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint32_t smem0,
                                         int64_t units) {
   using L = Layout<scalar_t, BM, BN, CO>;
-  constexpr int kStages = L::kStages;
+  constexpr int kStages = L::kStages, kConsumers = L::kConsumers;
   // Accumulator blocks of 64 rows, each kCols wide.
   constexpr int kBlocks = (L::kTurned ? BN : BM) / 64, kCols = L::kTurned ? BM : BN;
   const int wg = (threadIdx.x - 128) / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
@@ -346,7 +357,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
       seq += uint32_t(stages);
       continue;
     }
-    if (i > 0) mbarrier_wait(done0 + 8 * (1 - wg), uint32_t((i - 1) / kConsumers) & 1);
+    if (kConsumers > 1 && i > 0) mbarrier_wait(done0 + 8 * (1 - wg), uint32_t((i - 1) / kConsumers) & 1);
 #pragma unroll
     for (int h = 0; h < kBlocks; ++h) {
 #pragma unroll
@@ -383,7 +394,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
       }
     }
     __syncwarp();
-    if (lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
+    if (kConsumers > 1 && lane == 0) mbarrier_arrive(done0 + 8 * wg);  // the other warpgroup's turn
     wgmma_wait<0>();
 #pragma unroll
     for (int h = 0; h < kBlocks; ++h) fence_accumulators(acc[h]);
@@ -455,7 +466,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     mbarrier_init(smem_addr(&st.empty[tid]), 4);  // each warp of the consuming warpgroup
     if constexpr (L::kTf32) mbarrier_init(smem_addr(&st.ready[tid]), 32 * kTransposeWarps);  // each transposer
   }
-  if (tid < kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
+  if (tid < L::kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
   __syncthreads();
   const int64_t units = unit_count(g);
   if (tid < 128) {
@@ -467,6 +478,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     produce<scalar_t, BM, BN, CO>(g, x_map, gy_map, st, smem0, units);
+  } else if (L::kConsumers == 1 && tid >= 256) {
+    release_registers<kProducerRegs>();
+    if constexpr (L::kTf32) transpose_gy<BM, BN, CO>(g, st, smem0, units);
   } else {
     claim_registers<kConsumerRegs>();
     consume<scalar_t, BM, BN, CO>(g, st, smem0, units);
