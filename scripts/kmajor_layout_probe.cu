@@ -17,7 +17,7 @@
 // grad-weight reading grad_output's taps as boxes moved by their shift.
 //
 //   nvcc -std=c++17 -gencode arch=compute_90a,code=sm_90a -Icsrc/cuda -o /tmp/kprobe scripts/kmajor_layout_probe.cu
-//   /tmp/kprobe 8 [nested] && /tmp/kprobe 32 [nested]
+//   /tmp/kprobe 8 nested 4 -4 && /tmp/kprobe 8 nested 3 -3   (the second: illegal instruction)
 #include <cmath>
 #include <cstdint>
 #include <cstdio>

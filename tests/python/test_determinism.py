@@ -149,7 +149,7 @@ def test_hopper_tf32_grad_weight_is_bitwise_reproducible(channels_last, channels
     split partials a tile and their combine, identical gradients run to run."""
     torch.backends.cudnn.allow_tf32 = True
     in_channels, out_channels = channels
-    tconv3d._C._set_kernel_policy("wgmma")  # auto takes it for 32 output channels only
+    tconv3d._C._set_kernel_policy("wgmma")  # auto takes it for 32 output or 64 input channels only
     try:
         runs = [run_once("cuda", dtype=torch.float32, channels_last=channels_last,
                          in_channels=in_channels, out_channels=out_channels) for _ in range(3)]

@@ -893,10 +893,11 @@ def hopper_grad_weight_fits(name, precision):
 
 
 def takes_hopper_grad_weight(name, precision):
-    """Whether auto runs it there: in TF32 only for groups of 32 output
-    channels (cuda_passes.cpp: elsewhere mma.sync was faster)."""
+    """Whether auto runs it there: in TF32 only for groups of 32 output or 64
+    input channels (cuda_passes.cpp: elsewhere mma.sync was faster)."""
     _, cin, cout, groups, *_ = GRAD_WEIGHT_SM90_CONFIGS[name]
-    return hopper_grad_weight_fits(name, precision) and (precision != "tf32" or cout // groups == 32)
+    return hopper_grad_weight_fits(name, precision) and (
+        precision != "tf32" or cout // groups == 32 or cin // groups == 64)
 
 
 @requires_cuda
