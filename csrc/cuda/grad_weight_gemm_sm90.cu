@@ -119,15 +119,17 @@ struct Layout {
   static constexpr int kLoadBytes = kABytes + BN / CO * kGyBoxBytes;  // what the copies land
   static constexpr int kGyTHalfBytes = kTf32 ? BN * 128 : 0;          // K-major, 32 positions
   static constexpr int kStageBytes = kLoadBytes + kBoxRows / 32 * kGyTHalfBytes;
-  // Six 2-byte stages (16-32 KB); four TF32 ones (48 KB) fit.
-  static constexpr int kStages = kTf32 ? 4 : 6;
+  // Six 2-byte stages (16-32 KB); four TF32 ones of 64 input channels (48
+  // KB) fit, three of 128 (64 KB).
+  static constexpr int kStages = !kTf32 ? 6 : BM == 128 ? 3 : 4;
   static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
   // Turned around (BM = 32): the MMAs' rows are the BN columns.
   static constexpr bool kTurned = BM == kNarrowChunk;
   static constexpr int kConsumers = kTf32 ? 1 : kMaxConsumers;
   static_assert(kXBoxBytes % 4096 == 0 && kGyBoxBytes % 4096 == 0, "swizzle periods");
-  static_assert(!kTf32 || (BM == 64 && kXRowBytes == 128 && kGyRowBytes == 128 && kBoxRows == 64),
-                "the TF32 tile: one m64, 128-byte rows, two 32-position halves");
+  static_assert(!kTf32 || ((BM == 64 || BM == 128) && kXRowBytes == 128 && kGyRowBytes == 128 &&
+                            kBoxRows == 64),
+                "the TF32 tiles: one or two m64s, 128-byte rows, two 32-position halves");
 };
 
 template <int kStages>
@@ -373,18 +375,25 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
         // B's halves start 1024-byte aligned: a k-step inside a row is an OR.
         constexpr int kStepsPerRow = 128 / 32;
         const uint64_t b_desc = smem_desc(a + L::kLoadBytes, kmajor_swizzle_desc_bits(128));
-        tf32_register_a_stage<BN>(
-            acc[0], frag,
-            [&](uint32_t(&f)[4], int ks) {
+        // Each m64 block of input channels over the same rewritten B: the
+        // rewrite, the transposers' work, serves BM / 64 blocks.  A block's
+        // two commit groups retire the fragments the next block reloads.
 #pragma unroll
-              for (int i = 0; i < 4; ++i) f[i] = lds32(a + a_word[i] + ks * 8 * L::kXRowBytes);
-            },
-            [&](int ks) {
-              return desc_plus(b_desc + (ks / kStepsPerRow) * (L::kGyTHalfBytes / 16), 32 * (ks % kStepsPerRow));
-            },
-            [&] {
-              if (stage > 0) release(seq - 1);  // its second group just retired
-            });
+        for (int block = 0; block < kBlocks; ++block) {
+          const uint32_t a_block = a + block * (64 / L::XC) * L::kXBoxBytes;
+          tf32_register_a_stage<BN>(
+              acc[block], frag,
+              [&](uint32_t(&f)[4], int ks) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) f[i] = lds32(a_block + a_word[i] + ks * 8 * L::kXRowBytes);
+              },
+              [&](int ks) {
+                return desc_plus(b_desc + (ks / kStepsPerRow) * (L::kGyTHalfBytes / 16), 32 * (ks % kStepsPerRow));
+              },
+              [&] {
+                if (block == 0 && stage > 0) release(seq - 1);  // its last group just retired
+              });
+        }
       } else {
         wgmma_fence();
         stage_mmas<scalar_t, BM, BN, CO>(acc, a, a + L::kABytes);
@@ -527,7 +536,8 @@ template <typename scalar_t>
 cudaError_t launch_typed(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
                          int64_t units, cudaStream_t stream) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    return launch_tile<float, kTf32TileM, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, units, stream);
+    return g.bm == 128 ? launch_tile<float, 128, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, units, stream)
+                       : launch_tile<float, kTf32TileM, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, units, stream);
   } else {
     constexpr int kNarrow = kNarrowChunk;
     if (g.bm == kNarrow) {

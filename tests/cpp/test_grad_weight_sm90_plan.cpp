@@ -201,12 +201,13 @@ TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
   }
 }
 
-TEST(GradWeightSm90Plan, Tf32TakesOne64By64TileIn32ChannelCopies) {
-  // Whatever the group's channels (64, 128, 192 in; 32, 64, 96, 320 out):
-  // 64 input channels × 64 (tap, co) columns, grad_output in copies of 32.
+TEST(GradWeightSm90Plan, Tf32TakesTilesOf64ColumnsIn32ChannelCopies) {
+  // Whatever the group's channels (64, 128, 192, 256 in; 32, 64, 96, 320
+  // out): 128 input channels where they divide the group, else 64, × 64
+  // (tap, co) columns, grad_output in copies of 32.
   const struct {
     int64_t cin, cout;
-  } cases[] = {{64, 32}, {64, 64}, {128, 96}, {192, 320}, {128, 128}};
+  } cases[] = {{64, 32}, {64, 64}, {128, 96}, {192, 320}, {128, 128}, {256, 64}};
   for (const auto& c : cases) {
     Shape s = shapes()[0];
     s.cin = c.cin;
@@ -215,10 +216,10 @@ TEST(GradWeightSm90Plan, Tf32TakesOne64By64TileIn32ChannelCopies) {
     ASSERT_TRUE(channels_fit(p, 4));
     Geometry g;
     ASSERT_TRUE(plan_geometry(p, g, 4));
-    EXPECT_EQ(g.bm, kTf32TileM) << c.cin << " -> " << c.cout;
+    EXPECT_EQ(g.bm, c.cin % 128 == 0 ? 128 : kTf32TileM) << c.cin << " -> " << c.cout;
     EXPECT_EQ(g.bn, kTf32TileN) << c.cin << " -> " << c.cout;
     EXPECT_EQ(g.co_box, kTf32Chunk) << c.cin << " -> " << c.cout;
-    EXPECT_EQ(g.tiles_m, c.cin / 64);
+    EXPECT_EQ(g.tiles_m, c.cin / g.bm);
     EXPECT_EQ(g.tiles_n, (g.taps * c.cout + 63) / 64);
   }
 }
@@ -255,20 +256,20 @@ TEST(GradWeightSm90Plan, SupportsFp16Bf16AndTf32WhereAllowedAndTheChannelsFit) {
 
 TEST(GradWeightSm90Plan, WorkspaceFollowsTheDtypesTile) {
   // 128 -> 64 at 27 taps (432 boxes): fp16/bf16 tiles of 128 × 128, so 1 × 14
-  // tiles and 264 / 14 = 18 splits; TF32 tiles of 64 × 64, so 2 × 27 tiles
-  // and 264 / 54 = 4 splits.
+  // tiles and 264 / 14 = 18 splits; TF32 tiles of 128 × 64, so 1 × 27 tiles
+  // and 264 / 27 = 9 splits.
   const ConvTranspose3dParams p = params_of(shapes()[6]);
   Geometry half, tf32;
   ASSERT_TRUE(plan_geometry(p, half, 2));
   ASSERT_TRUE(plan_geometry(p, tf32, 4));
   EXPECT_EQ(half.tiles_m * half.tiles_n, 14);
-  EXPECT_EQ(tf32.tiles_m * tf32.tiles_n, 54);
+  EXPECT_EQ(tf32.tiles_m * tf32.tiles_n, 27);
   EXPECT_EQ(half.splits, 18);
-  EXPECT_EQ(tf32.splits, 4);
+  EXPECT_EQ(tf32.splits, 9);
   EXPECT_EQ(tf32.numel, half.numel);
   EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 18 * half.numel);
   EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 18 * half.numel);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 4 * tf32.numel);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 9 * tf32.numel);
 }
 
 }  // namespace
