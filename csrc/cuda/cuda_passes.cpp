@@ -525,16 +525,13 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
           x.src.tensor.const_data_ptr(), x.src.n, x.src.d, x.src.h, x.src.w, x.channels,
           gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d, gy.src.h, gy.src.w, gy.channels,
           grad_weight.mutable_data_ptr(), nullptr, std::min(x.piece, gy.piece)};
-      // The wgmma kernel where it applies, unless the policy asks for mma.sync.
-      // In TF32 only for groups of 32 output or 64 input channels unless
-      // forced: with seven warps rewriting grad_output K-major it beat
-      // mma.sync 1.2-2.2x there (VAE k4s2 and dilated 64->64, U-Net and k5s2
-      // 64->32) and lost 0.7-0.93x on groups of 128+ input channels
-      // (kernel_ab.py at 6535487, RESULTS.md "Seven transposers round").
+      // The wgmma kernel where it applies, unless the policy asks for mma.sync:
+      // in TF32 too, since seven warps rewrite grad_output K-major and groups
+      // of 128k input channels take 128-channel tiles (1.1-1.55x mma.sync
+      // on every layer but one of the benchmark's wide groups, kernel_ab.py
+      // at 362a933; RESULTS.md "Seven transposers round").
       const KernelPolicy policy = g_policy.load();
-      const bool pays = dtype != ScalarKind::Float32 || p.out_per_group == 32 || p.in_per_group == 64 ||
-                        policy == KernelPolicy::Wgmma;
-      const bool sm90 = policy != KernelPolicy::TensorCore && pays &&
+      const bool sm90 = policy != KernelPolicy::TensorCore &&
                         grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), ops);
       const at::Tensor partials = float_workspace(
           sm90 ? grad_weight_gemm_sm90_workspace_elems(p, dtype)

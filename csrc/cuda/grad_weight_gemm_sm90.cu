@@ -59,10 +59,12 @@
 // warpgroup's three idle ones and the third warpgroup, so one consumer
 // warpgroup (transpose_gy) — rounded to TF32 on the way (wgmma would
 // truncate it), and handed to the consumer through a `ready` barrier a
-// stage.  One
-// tile: 64 input channels (one m64: the consumers' A fragments stay 32
-// registers) × 64 columns, in copies of 32 fp32 channels (128-byte rows);
-// four stages of x 16 KB + grad_output 16 KB + its K-major rewrite 16 KB.
+// stage.  Tiles of 64 columns × 128 input channels where the group holds a
+// multiple of 128 (two m64 blocks over one rewrite: half the transposers'
+// work a MAC, 1.1-1.55x mma.sync where 64-channel tiles lost to it), else
+// 64 (one m64); the A fragments of one block at a time, 32 registers; copies
+// of 32 fp32 channels (128-byte rows).  Stages of x 16 or 32 KB +
+// grad_output 16 KB + its K-major rewrite 16 KB: four, or three.
 #include "grad_weight_gemm.h"
 
 #include <cstdint>

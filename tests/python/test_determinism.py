@@ -144,17 +144,13 @@ def test_hopper_grad_weight_is_bitwise_reproducible(channels_last, channels):
 @pytest.mark.parametrize("channels", [(64, 64), (128, 32)], ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 def test_hopper_tf32_grad_weight_is_bitwise_reproducible(channels_last, channels):
-    """The TF32 wgmma grad-weight GEMM (grad_output rewritten K-major by the
-    producer warpgroup's warps, x through the consumers' registers): its four
-    split partials a tile and their combine, identical gradients run to run."""
+    """The TF32 wgmma grad-weight GEMM (grad_output rewritten K-major by seven
+    warps, x through the consumer's registers; 64- and 128-channel tiles):
+    its split partials and their combine, identical gradients run to run."""
     torch.backends.cudnn.allow_tf32 = True
     in_channels, out_channels = channels
-    tconv3d._C._set_kernel_policy("wgmma")  # auto takes it for 32 output or 64 input channels only
-    try:
-        runs = [run_once("cuda", dtype=torch.float32, channels_last=channels_last,
-                         in_channels=in_channels, out_channels=out_channels) for _ in range(3)]
-    finally:
-        tconv3d._C._set_kernel_policy("auto")
+    runs = [run_once("cuda", dtype=torch.float32, channels_last=channels_last,
+                     in_channels=in_channels, out_channels=out_channels) for _ in range(3)]
     if tconv3d._C._wgmma_available():
         assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
     assert_bitwise_equal(runs)

@@ -885,19 +885,12 @@ def test_grad_weight_of_packed_ncdhw(channels, size, forced_grad_weight_tile, ke
 def hopper_grad_weight_fits(name, precision):
     """Whether the wgmma grad-weight GEMM can run a GRAD_WEIGHT_SM90_CONFIGS
     case: on Hopper, not the fallbacks, and in TF32 only groups of multiples
-    of 64 input and 32 output channels (its one tile)."""
+    of 64 input and 32 output channels (its tiles); auto takes it wherever
+    it can."""
     _, cin, cout, groups, *_ = GRAD_WEIGHT_SM90_CONFIGS[name]
     if not tconv3d._C._wgmma_available() or name.startswith("fallback"):
         return False
     return precision != "tf32" or (cin // groups % 64 == 0 and cout // groups % 32 == 0)
-
-
-def takes_hopper_grad_weight(name, precision):
-    """Whether auto runs it there: in TF32 only for groups of 32 output or 64
-    input channels (cuda_passes.cpp: elsewhere mma.sync was faster)."""
-    _, cin, cout, groups, *_ = GRAD_WEIGHT_SM90_CONFIGS[name]
-    return hopper_grad_weight_fits(name, precision) and (
-        precision != "tf32" or cout // groups == 32 or cin // groups == 64)
 
 
 @requires_cuda
@@ -909,19 +902,16 @@ def test_hopper_grad_weight_gemm(name, layout, precision):
     tap's offset, MN-major operands) on every tile, split and unsplit
     reductions, strides 1-8, dilation, groups; channels-last operands read in
     place, NCDHW ones packed.  TF32 (fp32 with TF32 allowed): x through
-    registers, grad_output rewritten K-major in shared memory, its one 64 ×
-    64 tile in copies of 32 channels, at TF32's tolerance.  Elsewhere the
+    registers, grad_output rewritten K-major in shared memory, tiles of 64
+    or 128 input channels × 64 columns in copies of 32 channels, at TF32's
+    tolerance.  Elsewhere the
     mma.sync kernel, which the tensor_core policy also forces here: both
     exact."""
     dtype = use_precision(precision)
     run_parity(GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype, "cuda")
-    hopper = takes_hopper_grad_weight(name, precision)
+    hopper = hopper_grad_weight_fits(name, precision)
     expected = "grad_weight_gemm_sm90" if hopper else "grad_weight_gemm_channels_last"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
-    if hopper_grad_weight_fits(name, precision) and not hopper:
-        # Every TF32 tile the kernel takes, forced.
-        run_parity_with_policy("wgmma", GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype)
-        assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
     run_parity_with_policy("tensor_core", GRAD_WEIGHT_SM90_CONFIGS[name], layout, dtype)
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_channels_last"
 
