@@ -489,7 +489,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     produce<scalar_t, BM, BN, CO>(g, x_map, gy_map, st, smem0, units);
-  } else if (L::kConsumers == 1 && tid >= 256) {
+  } else if (L::kConsumers == 1 && tid >= 256) {  // TF32: the third warpgroup transposes too
     release_registers<kProducerRegs>();
     if constexpr (L::kTf32) transpose_gy<BM, BN, CO>(g, st, smem0, units);
   } else {
