@@ -7,7 +7,9 @@
 // tile [tap][channel] with an odd word pitch), and a 16-byte copy of as
 // many bytes (the roofline), for both GEMM packings (forward: channels Cin
 // stride Cout·taps; grad-input: channels Cout stride taps) of a few weights.
-// The variant's result must equal the library's, bit for bit.
+// A third variant reads the dense weight's contiguous runs with 16-byte loads
+// as well (pack_dense_runs).  The variants' results must equal the library's,
+// bit for bit.
 //
 //   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Icsrc/cuda -o /tmp/pack scripts/weight_pack_probe.cu && /tmp/pack
 #include <algorithm>
@@ -84,6 +86,67 @@ __global__ void __launch_bounds__(256) pack_vector_stores(const WeightPackGeomet
   }
 }
 
+// A dense weight holds each group as [outer][inner][taps], inner being the
+// packing's columns (forward) or channels (grad-input): per outer index,
+// inner × taps elements contiguous.  This variant reads such runs with
+// 16-byte loads (a tile of KT channels × CT columns × every tap, CT·taps or
+// KT·taps elements a run), stages the tile as loaded, and writes each (tap,
+// column)'s KT channels with 16-byte stores.  Dense weights only, CT and KT
+// whole multiples that keep every run 16-byte aligned (the host checks).
+template <typename Bits>
+__global__ void __launch_bounds__(256) pack_dense_runs(const WeightPackGeometry w, int kt, int ct,
+                                                       bool inner_is_column, Bits* dst) {
+  constexpr int V = 16 / sizeof(Bits);
+  extern __shared__ __align__(16) unsigned char raw[];
+  Bits* staged = reinterpret_cast<Bits*>(raw);
+  const Bits* src = static_cast<const Bits*>(w.weight);
+  const int taps = int(w.kernel[0] * w.kernel[1] * w.kernel[2]);
+  const int64_t inner_total = inner_is_column ? w.columns : w.channels;
+  const int64_t outer_total = inner_is_column ? w.channels : w.columns;
+  const int on = inner_is_column ? kt : ct, in = inner_is_column ? ct : kt;
+  const int run = in * taps;  // elements a staged row
+  const int64_t col_tiles = (w.columns + ct - 1) / ct, k_tiles = (w.padded + kt - 1) / kt;
+  const int64_t tiles = w.groups * col_tiles * k_tiles;
+  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
+    const int64_t k0 = (b % k_tiles) * kt, c0 = (b / k_tiles % col_tiles) * ct, g = b / (k_tiles * col_tiles);
+    const int64_t o0 = inner_is_column ? k0 : c0, i0 = inner_is_column ? c0 : k0;
+    const Bits* base = src + g * w.group_stride + (o0 * inner_total + i0) * taps;
+    // Loads: row o, 16-byte chunk q of its run.
+    const int chunks = run / V;
+    for (int e = threadIdx.x; e < on * chunks; e += 256) {
+      const int o = e / chunks, q = e % chunks;
+      const int i_last = (q * V + V - 1) / taps;  // the chunk's last inner index
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (o0 + o < outer_total && i0 + i_last < inner_total) {
+        v = *reinterpret_cast<const uint4*>(base + int64_t(o) * inner_total * taps + q * V);
+      }
+      *reinterpret_cast<uint4*>(staged + o * run + q * V) = v;
+    }
+    __syncthreads();
+    // Stores: (tap, column, 16-byte group of channels), channel groups fastest.
+    const int groups_k = kt / V;
+    for (int e = threadIdx.x; e < taps * ct * groups_k; e += 256) {
+      const int kg = e % groups_k, cc = e / groups_k % ct, t = e / (groups_k * ct);
+      if (c0 + cc >= w.columns || k0 + kg * V >= w.padded) continue;
+      union {
+        uint4 vec;
+        Bits el[V];
+      } out;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const int kk = kg * V + j;
+        // Staged element (channel kk, column cc, tap t).
+        const int o = inner_is_column ? kk : cc, i = inner_is_column ? cc : kk;
+        Bits value = k0 + kk < w.channels ? staged[o * run + i * taps + t] : Bits(0);
+        if constexpr (sizeof(Bits) == 4) value = to_tf32(value);
+        out.el[j] = value;
+      }
+      *reinterpret_cast<uint4*>(dst + ((g * taps + t) * w.columns + c0 + cc) * w.padded + k0 + kg * V) = out.vec;
+    }
+    __syncthreads();
+  }
+}
+
 __global__ void copy16(const uint4* src, uint4* dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -144,6 +207,32 @@ void run(const char* name, int64_t cin, int64_t cout, int64_t k, bool forward) {
   const unsigned blocks =
       unsigned(std::min<int64_t>(w.groups * w.columns * tile.channel_tiles * tile.tap_tiles, 8192));
   const float t_lib = median_us([&] { CHECK(launch_pack_weight(w, sizeof(Bits), a, nullptr)); });
+  // The dense-runs variant: 128-byte channel runs (KT), CT columns so that the
+  // staged tile stays near 24 KB, every run 16-byte aligned.
+  Bits* c;
+  CHECK(cudaMalloc(&c, packed * sizeof(Bits)));
+  CHECK(cudaMemset(c, 0xfd, packed * sizeof(Bits)));
+  const int kt = int(128 / sizeof(Bits)), vec = int(16 / sizeof(Bits));
+  // Columns a tile: a multiple of the step that keeps CT·taps whole 16-byte
+  // chunks, as many as fit in 32 KB, no more than there are.
+  int step = vec;
+  while (step > 1 && (step / 2 * taps) % vec == 0) step /= 2;
+  const int64_t fit = 32768 / (kt * taps * int64_t(sizeof(Bits)));
+  const int ct = int(std::max<int64_t>(step, std::min<int64_t>(fit, w.columns) / step * step));
+  const bool inner_is_column = forward;
+  const int in = inner_is_column ? ct : kt;
+  const int64_t inner_total = inner_is_column ? w.columns : w.channels;
+  const bool dense_ok = w.padded % kt == 0 && (in * taps) % vec == 0 && (inner_total * taps) % vec == 0 &&
+                        w.channels == w.padded;
+  const int smem = int((inner_is_column ? kt : ct) * in * taps * sizeof(Bits));
+  const unsigned run_blocks = unsigned(std::min<int64_t>(
+      w.groups * ((w.columns + ct - 1) / ct) * ((w.padded + kt - 1) / kt), 8192));
+  float t_runs = -1.f;
+  if (dense_ok) {
+    CHECK(cudaFuncSetAttribute(pack_dense_runs<Bits>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    t_runs = median_us([&] { pack_dense_runs<Bits><<<run_blocks, 256, smem>>>(w, kt, ct, inner_is_column, c); });
+    CHECK(cudaGetLastError());
+  }
   const float t_vec = median_us([&] { pack_vector_stores<Bits><<<blocks, 256>>>(w, tile, b); });
   // As many bytes as the pack writes, read from the weight (the smaller of the two).
   const int64_t n16 = std::min(packed, numel) * int64_t(sizeof(Bits)) / 16;
@@ -158,16 +247,22 @@ void run(const char* name, int64_t cin, int64_t cout, int64_t k, bool forward) {
   std::vector<Bits> ra(packed), rb(packed);
   CHECK(cudaMemcpy(ra.data(), a, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
   CHECK(cudaMemcpy(rb.data(), b, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
-  int64_t wrong = 0;
+  int64_t wrong = 0, wrong_runs = 0;
   for (int64_t i = 0; i < packed; ++i) wrong += ra[i] != rb[i];
+  if (dense_ok) {
+    std::vector<Bits> rc(packed);
+    CHECK(cudaMemcpy(rc.data(), c, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
+    for (int64_t i = 0; i < packed; ++i) wrong_runs += ra[i] != rc[i];
+  }
   const double mb = double(numel + packed) * sizeof(Bits) / 1e6;
   std::printf("%-22s %-10s %zu-byte %6.2f MB moved: library %7.2f us, 16-byte stores %7.2f us, "
-              "copy %7.2f us; mismatches %lld\n",
-              name, forward ? "forward" : "grad-input", sizeof(Bits), mb, t_lib, t_vec, t_copy,
-              (long long)wrong);
+              "dense runs (%d columns) %7.2f us, copy %7.2f us; mismatches %lld, %lld\n",
+              name, forward ? "forward" : "grad-input", sizeof(Bits), mb, t_lib, t_vec, ct, t_runs, t_copy,
+              (long long)wrong, (long long)wrong_runs);
   CHECK(cudaFree(weight));
   CHECK(cudaFree(a));
   CHECK(cudaFree(b));
+  CHECK(cudaFree(c));
 }
 
 }  // namespace tconv3d::cuda
