@@ -530,8 +530,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
       // of 128k input channels take 128-channel tiles (1.1-1.55x mma.sync
       // on every layer but one of the benchmark's wide groups, kernel_ab.py
       // at 362a933; RESULTS.md "Seven transposers round").
-      const KernelPolicy policy = g_policy.load();
-      const bool sm90 = policy != KernelPolicy::TensorCore &&
+      const bool sm90 = g_policy.load() != KernelPolicy::TensorCore &&
                         grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), ops);
       const at::Tensor partials = float_workspace(
           sm90 ? grad_weight_gemm_sm90_workspace_elems(p, dtype)

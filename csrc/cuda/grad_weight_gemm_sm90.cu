@@ -38,8 +38,9 @@
 //
 // Persistent CTAs, one per SM, as the forward GEMM (tensor_core_gemm_sm90.cu):
 // a producer warpgroup (one thread issues the copies into a 6-stage ring, 4
-// in TF32) and two consumer warpgroups taking units in turn (ping-pong), each
-// computing a whole BM × BN tile: per stage and 16-row k-step, one
+// or 3 in TF32) and two consumer warpgroups taking units in turn (ping-pong;
+// in TF32 one, the other rewriting grad_output, below), each computing a
+// whole BM × BN tile: per stage and 16-row k-step, one
 // m64nBNk16 per 64 rows of ci (turned: one m64n32k16 per 64 columns; TF32:
 // one m64n64k8 per 8-row step).  Epilogue from registers: fp32 partials
 // [split][tap][ci][co] (pairs of co as one 8-byte store; turned, a store

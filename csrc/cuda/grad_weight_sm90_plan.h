@@ -16,13 +16,12 @@ constexpr int kLogBoxRows = 6;  // positions per box and stage: 64
 constexpr int kBoxRows = 1 << kLogBoxRows;
 constexpr int kChunk = 64;      // channels per copy: one 128-byte row of fp16/bf16
 constexpr int kNarrowChunk = 32;  // or one 64-byte row, where a group holds 32 (mod 64)
-// fp32 read as TF32: tiles of 64 (tap, co) columns and 128 input channels
-// where the group holds a multiple of 128, else 64, in copies of 32 channels
-// (one 128-byte row) on both sides; groups of multiples of 64 input and 32
-// output channels (grad_weight_gemm_sm90.cu says why these tiles).
+// fp32 read as TF32: tiles of 64 (tap, co) columns and tile_m's input
+// channels (128, or 64), in copies of 32 channels (one 128-byte row) on both
+// sides; groups of multiples of 64 input and 32 output channels
+// (grad_weight_gemm_sm90.cu says why these tiles).
 constexpr int kTf32Chunk = 32;
 constexpr int kTf32TileM = 64, kTf32TileN = 64;
-inline int tf32_tile_m(int64_t in_per_group) { return in_per_group % 128 == 0 ? 128 : kTf32TileM; }
 constexpr int kMaxElementStride = 8;  // TMA's traversal strides
 // Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
 // SM count: the splits, and so the sums' order, depend on the shape alone.
@@ -140,13 +139,12 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g, int eleme
   g.groups = p.groups;
   g.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   const int64_t columns = g.taps * p.out_per_group;
+  g.bm = tile_m(p.in_per_group);  // TF32: 128 or 64, its groups hold multiples of 64
   if (element_bytes == 4) {
     g.co_box = kTf32Chunk;
-    g.bm = tf32_tile_m(p.in_per_group);
     g.bn = kTf32TileN;
   } else {
     g.co_box = p.out_per_group % kChunk == 0 ? kChunk : kNarrowChunk;
-    g.bm = tile_m(p.in_per_group);
     g.bn = tile_n(columns, g.bm, g.co_box);
   }
   g.tiles_m = p.in_per_group / g.bm;
