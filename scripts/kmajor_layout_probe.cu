@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include "mma_sm80.cuh"
+#include "probe_check.h"
 #include "sm90_primitives.cuh"
 #include "tensor_map_encoder.h"
 
@@ -37,15 +38,6 @@ using tconv3d::cuda::smem_addr;
 
 constexpr int kC = 64, kPos = 32, kTileBytes = kC * kPos * 4;  // 8 KB a tile
 constexpr int kW = 40, kRow = 40, kH = 5, kD = 3;                // one sample
-
-#define CHECK(x)                                                          \
-  do {                                                                    \
-    cudaError_t e = (x);                                                  \
-    if (e != cudaSuccess) {                                               \
-      std::printf("%s failed: %s\n", #x, cudaGetErrorString(e));          \
-      std::exit(1);                                                       \
-    }                                                                     \
-  } while (0)
 
 __device__ bool wait_bounded(uint32_t bar, uint32_t parity) {
   for (int i = 0; i < (1 << 24); ++i) {

@@ -2,14 +2,14 @@
 // weight, bound in L2 (RESULTS.md, "Pack, combine and small-grid round")?
 //
 // Times, in one process and on the same buffers: the library's pack
-// (csrc/cuda/weight_pack.cu, included as it is), a variant that writes
-// 16-byte vectors (each thread 16 bytes of one tap's channels, the staged
-// tile [tap][channel] with an odd word pitch), and a 16-byte copy of as
-// many bytes (the roofline), for both GEMM packings (forward: channels Cin
-// stride Cout·taps; grad-input: channels Cout stride taps) of a few weights.
-// A third variant reads the dense weight's contiguous runs with 16-byte loads
-// as well (pack_dense_runs).  The variants' results must equal the library's,
-// bit for bit.
+// (csrc/cuda/weight_pack.cu, included as it is), a variant that reads the
+// dense weight's contiguous runs with 16-byte loads and writes 16-byte
+// stores (pack_dense_runs), and a 16-byte copy of as many bytes (the
+// roofline), for both GEMM packings (forward: channels Cin stride Cout·taps;
+// grad-input: channels Cout stride taps) of a few weights.  The variant's
+// result must equal the library's, bit for bit.  (A variant with 16-byte
+// stores alone bought 10-12 % at 44e88a8: RESULTS.md, "Seven transposers
+// round".)
 //
 //   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Icsrc/cuda -o /tmp/pack scripts/weight_pack_probe.cu && /tmp/pack
 #include <algorithm>
@@ -18,73 +18,10 @@
 #include <cstdlib>
 #include <vector>
 
+#include "probe_check.h"
 #include "weight_pack.cu"
 
 namespace tconv3d::cuda {
-
-#define CHECK(x)                                                                  \
-  do {                                                                            \
-    cudaError_t e = (x);                                                          \
-    if (e != cudaSuccess) {                                                       \
-      std::printf("%s failed: %s\n", #x, cudaGetErrorString(e));                  \
-      std::exit(1);                                                               \
-    }                                                                             \
-  } while (0)
-
-template <typename Bits>
-__global__ void __launch_bounds__(256) pack_vector_stores(const WeightPackGeometry w,
-                                                          const TapTile tile, Bits* dst) {
-  constexpr int V = 16 / sizeof(Bits);  // elements a 16-byte store
-  constexpr int kPad = 4 / sizeof(Bits);  // one word: an odd pitch in words
-  __shared__ __align__(16) Bits staged[(1 << kLogTapTileElements) + 32 * kPad];
-  __shared__ int64_t tap_offset[32];
-  const Bits* src = static_cast<const Bits*>(w.weight);
-  const int tap_count = 1 << tile.log_taps, channels = 1 << tile.log_channels;
-  const int pitch = channels + kPad, count = tap_count << tile.log_channels;
-  const int kw_count = int(w.kernel[2]), kh_count = int(w.kernel[1]);
-  const int taps = int(w.kernel[0]) * kh_count * kw_count;
-  const int64_t tap_step = w.columns * w.padded;
-  const int64_t tiles = w.groups * w.columns * tile.channel_tiles * tile.tap_tiles;
-  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
-    const int tap0 = int(b % tile.tap_tiles) * tap_count;
-    int64_t rest = b / tile.tap_tiles;
-    const int64_t k0 = (rest % tile.channel_tiles) << tile.log_channels;
-    rest /= tile.channel_tiles;
-    const int64_t column = rest % w.columns, g = rest / w.columns;
-    if (int(threadIdx.x) < tap_count) {
-      const int t = tap0 + int(threadIdx.x);
-      const int kw = t % kw_count, kh = t / kw_count % kh_count, kd = t / (kw_count * kh_count);
-      tap_offset[threadIdx.x] = kd * w.tap_stride[0] + kh * w.tap_stride[1] + kw * w.tap_stride[2];
-    }
-    __syncthreads();
-    const Bits* from = src + g * w.group_stride + column * w.column_stride + k0 * w.channel_stride;
-    for (int i = threadIdx.x; i < count; i += 256) {
-      const int tt = i & (tap_count - 1), kk = i >> tile.log_taps;
-      Bits v(0);
-      if (tap0 + tt < taps && k0 + kk < w.channels) v = from[kk * w.channel_stride + tap_offset[tt]];
-      staged[tt * pitch + kk] = v;
-    }
-    __syncthreads();
-    Bits* to = dst + ((g * taps + tap0) * w.columns + column) * w.padded + k0;
-    for (int i = threadIdx.x; i < count / V; i += 256) {
-      const int kk = (i % (channels / V)) * V, tt = i / (channels / V);
-      if (tap0 + tt < taps && k0 + kk < w.padded) {
-        union {
-          uint4 vec;
-          Bits e[V];
-        } out;
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          Bits value = staged[tt * pitch + kk + j];
-          if constexpr (sizeof(Bits) == 4) value = to_tf32(value);
-          out.e[j] = value;
-        }
-        *reinterpret_cast<uint4*>(to + tt * tap_step + kk) = out.vec;
-      }
-    }
-    __syncthreads();
-  }
-}
 
 // A dense weight holds each group as [outer][inner][taps], inner being the
 // packing's columns (forward) or channels (grad-input): per outer index,
@@ -198,23 +135,18 @@ void run(const char* name, int64_t cin, int64_t cout, int64_t k, bool forward) {
   w.tap_stride[1] = k;
   w.tap_stride[2] = 1;
   const int64_t packed = taps * w.columns * w.padded;
-  Bits *a, *b;
+  // a: the library's pack; c: the dense-runs variant's; b: the copy's target.
+  Bits *a, *b, *c;
   CHECK(cudaMalloc(&a, packed * sizeof(Bits)));
   CHECK(cudaMalloc(&b, packed * sizeof(Bits)));
-  CHECK(cudaMemset(a, 0xff, packed * sizeof(Bits)));
-  CHECK(cudaMemset(b, 0xfe, packed * sizeof(Bits)));
-  const TapTile tile = tap_tile(taps, w.padded);
-  const unsigned blocks =
-      unsigned(std::min<int64_t>(w.groups * w.columns * tile.channel_tiles * tile.tap_tiles, 8192));
-  const float t_lib = median_us([&] { CHECK(launch_pack_weight(w, sizeof(Bits), a, nullptr)); });
-  // The dense-runs variant: 128-byte channel runs (KT), CT columns so that the
-  // staged tile stays near 24 KB, every run 16-byte aligned.
-  Bits* c;
   CHECK(cudaMalloc(&c, packed * sizeof(Bits)));
+  CHECK(cudaMemset(a, 0xff, packed * sizeof(Bits)));
   CHECK(cudaMemset(c, 0xfd, packed * sizeof(Bits)));
+  const float t_lib = median_us([&] { CHECK(launch_pack_weight(w, sizeof(Bits), a, nullptr)); });
+  // The dense-runs variant: 128-byte channel runs (KT); columns a tile (CT)
+  // a multiple of the step that keeps CT·taps whole 16-byte chunks, as many
+  // as fit in 32 KB, no more than there are.
   const int kt = int(128 / sizeof(Bits)), vec = int(16 / sizeof(Bits));
-  // Columns a tile: a multiple of the step that keeps CT·taps whole 16-byte
-  // chunks, as many as fit in 32 KB, no more than there are.
   int step = vec;
   while (step > 1 && (step / 2 * taps) % vec == 0) step /= 2;
   const int64_t fit = 32768 / (kt * taps * int64_t(sizeof(Bits)));
@@ -233,32 +165,26 @@ void run(const char* name, int64_t cin, int64_t cout, int64_t k, bool forward) {
     t_runs = median_us([&] { pack_dense_runs<Bits><<<run_blocks, 256, smem>>>(w, kt, ct, inner_is_column, c); });
     CHECK(cudaGetLastError());
   }
-  const float t_vec = median_us([&] { pack_vector_stores<Bits><<<blocks, 256>>>(w, tile, b); });
   // As many bytes as the pack writes, read from the weight (the smaller of the two).
   const int64_t n16 = std::min(packed, numel) * int64_t(sizeof(Bits)) / 16;
   const float t_copy = median_us([&] {
     copy16<<<unsigned(std::min<int64_t>((n16 + 255) / 256, 8192)), 256>>>(
         reinterpret_cast<const uint4*>(weight), reinterpret_cast<uint4*>(b), n16);
   });
-  // The copy overwrote b: pack into it again before comparing.
-  pack_vector_stores<Bits><<<blocks, 256>>>(w, tile, b);
-  CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
-  std::vector<Bits> ra(packed), rb(packed);
-  CHECK(cudaMemcpy(ra.data(), a, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
-  CHECK(cudaMemcpy(rb.data(), b, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
-  int64_t wrong = 0, wrong_runs = 0;
-  for (int64_t i = 0; i < packed; ++i) wrong += ra[i] != rb[i];
+  int64_t wrong = -1;  // -1: the variant does not apply to this shape
   if (dense_ok) {
-    std::vector<Bits> rc(packed);
+    std::vector<Bits> ra(packed), rc(packed);
+    CHECK(cudaMemcpy(ra.data(), a, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
     CHECK(cudaMemcpy(rc.data(), c, packed * sizeof(Bits), cudaMemcpyDeviceToHost));
-    for (int64_t i = 0; i < packed; ++i) wrong_runs += ra[i] != rc[i];
+    wrong = 0;
+    for (int64_t i = 0; i < packed; ++i) wrong += ra[i] != rc[i];
   }
   const double mb = double(numel + packed) * sizeof(Bits) / 1e6;
-  std::printf("%-22s %-10s %zu-byte %6.2f MB moved: library %7.2f us, 16-byte stores %7.2f us, "
-              "dense runs (%d columns) %7.2f us, copy %7.2f us; mismatches %lld, %lld\n",
-              name, forward ? "forward" : "grad-input", sizeof(Bits), mb, t_lib, t_vec, ct, t_runs, t_copy,
-              (long long)wrong, (long long)wrong_runs);
+  std::printf("%-22s %-10s %zu-byte %6.2f MB moved: library %7.2f us, dense runs (%d columns) %7.2f us, "
+              "copy %7.2f us; mismatches %lld\n",
+              name, forward ? "forward" : "grad-input", sizeof(Bits), mb, t_lib, ct, t_runs, t_copy,
+              (long long)wrong);
   CHECK(cudaFree(weight));
   CHECK(cudaFree(a));
   CHECK(cudaFree(b));
