@@ -3,23 +3,22 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "dispatch.cuh"
 #include "mma_sm80.cuh"
 #include "tap_tile.h"
 
 namespace tconv3d::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
 // The packed weight's K side (channels) is contiguous, a contiguous weight's
 // taps are: [Cin][Cout/G][taps], so the forward's channels (Cin) stride by
-// Cout/G·taps and grad-input's (Cout/G) by taps.  Each block transposes one
-// (group, column)'s channels × taps tile through shared memory, reading
-// along the taps and writing along the channels, both coalesced, its taps
-// decoded once.  On the 512→256 bottleneck's 7 MB weight (H200) this takes
-// 25-29 us, bound in L2 (ncu: 67 % busy, 90 % hits, DRAM 5 %; RESULTS.md,
-// "Pack, combine and small-grid round"), as the element-by-element pack
-// before it did (27 us, bound by its 64-bit tap decoding).
+// Cout/G·taps and grad-input's (Cout/G) by taps.  Any strides: each block
+// transposes one (group, column)'s channels × taps tile through shared
+// memory, reading along the taps and writing along the channels, both
+// coalesced, its taps decoded once.  On the 512→256 bottleneck's 7 MB weight
+// (H200) this takes 22-29 us, bound in L2 (ncu: 67 % busy, 90 % hits, DRAM
+// 5 %; RESULTS.md, "Pack, combine and small-grid round"): 4-byte loads and
+// 2- or 4-byte stores; pack_dense_runs below moves 16 bytes an access.
 template <typename Bits>
 __global__ void __launch_bounds__(kThreads) pack_weight_kernel(const WeightPackGeometry w,
                                                                const TapTile tile, Bits* dst) {
@@ -65,23 +64,146 @@ __global__ void __launch_bounds__(kThreads) pack_weight_kernel(const WeightPackG
   }
 }
 
+
+// A dense weight holds each group as [outer][inner][taps], inner being the
+// packing's columns (forward: Cout/G) or channels (grad-input: Cout/G), so a
+// tile of kt channels × ct columns × every tap is `outer` runs of
+// inner-tile × taps contiguous elements.  Each block loads its tile's runs
+// with 16-byte loads, stages them as loaded, and writes each (tap, column)'s
+// kt channels with 16-byte stores.  The host (dense_runs_tile) checks that
+// every run and every row of the packed weight is whole 16-byte pieces.
+struct DenseRunsTile {
+  int kt, ct;               // channels (a multiple of 16 bytes), columns a tile
+  int64_t k_tiles, c_tiles;
+  bool inner_is_column;
+};
+
+template <typename Bits>
+__global__ void __launch_bounds__(kThreads) pack_dense_runs_kernel(const WeightPackGeometry w,
+                                                                   const DenseRunsTile tile,
+                                                                   Bits* dst) {
+  constexpr int V = 16 / sizeof(Bits);
+  extern __shared__ __align__(16) unsigned char raw[];
+  Bits* staged = reinterpret_cast<Bits*>(raw);
+  const Bits* src = static_cast<const Bits*>(w.weight);
+  const int taps = int(w.kernel[0] * w.kernel[1] * w.kernel[2]);
+  const int kt = tile.kt, ct = tile.ct;
+  const bool by_column = tile.inner_is_column;
+  const int64_t inner_total = by_column ? w.columns : w.channels;
+  const int64_t outer_total = by_column ? w.channels : w.columns;
+  const int outer = by_column ? kt : ct, inner = by_column ? ct : kt;
+  const int run = inner * taps, chunks = run / V, groups_k = kt / V;
+  const int64_t tiles = w.groups * tile.c_tiles * tile.k_tiles;
+  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
+    const int64_t k0 = b % tile.k_tiles * kt, c0 = b / tile.k_tiles % tile.c_tiles * ct;
+    const int64_t g = b / (tile.k_tiles * tile.c_tiles);
+    const int64_t o0 = by_column ? k0 : c0, i0 = by_column ? c0 : k0;
+    const Bits* base = src + g * w.group_stride + (o0 * inner_total + i0) * taps;
+    for (int e = threadIdx.x; e < outer * chunks; e += kThreads) {
+      const int o = e / chunks, q = e % chunks;
+      // Rows and chunks never straddle a run's end (whole 16-byte pieces), so
+      // a chunk is in the tensor where its last element is.
+      const int i_last = (q * V + V - 1) / taps;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (o0 + o < outer_total && i0 + i_last < inner_total) {
+        v = *reinterpret_cast<const uint4*>(base + int64_t(o) * inner_total * taps + q * V);
+      }
+      *reinterpret_cast<uint4*>(staged + o * run + q * V) = v;
+    }
+    __syncthreads();
+    // (tap, column, 16-byte group of channels), channel groups fastest.
+    for (int e = threadIdx.x; e < taps * ct * groups_k; e += kThreads) {
+      const int kg = e % groups_k, cc = e / groups_k % ct, t = e / (groups_k * ct);
+      if (c0 + cc >= w.columns) continue;
+      union {
+        uint4 vec;
+        Bits el[V];
+      } out;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const int kk = kg * V + j;
+        const int o = by_column ? kk : cc, i = by_column ? cc : kk;
+        Bits value = staged[o * run + i * taps + t];
+        if constexpr (sizeof(Bits) == 4) value = to_tf32(value);
+        out.el[j] = value;
+      }
+      *reinterpret_cast<uint4*>(dst + ((g * taps + t) * w.columns + c0 + cc) * w.padded + k0 +
+                                kg * V) = out.vec;
+    }
+    __syncthreads();
+  }
+}
+
+constexpr int kDenseRunsStagingBytes = 32 << 10;
+
+// The dense-runs tile for this weight, kt == 0 where it does not apply: the
+// weight dense as [G][outer][inner][taps] (any pointer 16-byte aligned), no
+// padding channels, and 16-byte runs and rows.  Channels 128 bytes a tile
+// where they divide (else 64, 32 or 16), columns as many as fit in the
+// staging and still give two blocks an SM: the probe's first tiling, as many
+// columns as fit, lost 1.4-2.3x to the transpose kernel on 1-4 MB weights of
+// 16-64 blocks (scripts/weight_pack_probe.cu, RESULTS.md).
+DenseRunsTile dense_runs_tile(const WeightPackGeometry& w, int element_bytes) {
+  DenseRunsTile t{0, 0, 0, 0, false};
+  const int64_t taps = w.kernel[0] * w.kernel[1] * w.kernel[2];
+  const int vec = 16 / element_bytes;
+  const bool taps_dense = w.tap_stride[2] == 1 && w.tap_stride[1] == w.kernel[2] &&
+                          w.tap_stride[0] == w.kernel[1] * w.kernel[2];
+  t.inner_is_column = w.column_stride == taps;
+  const int64_t inner_total = t.inner_is_column ? w.columns : w.channels;
+  const int64_t outer_total = t.inner_is_column ? w.channels : w.columns;
+  const int64_t outer_stride = t.inner_is_column ? w.channel_stride : w.column_stride;
+  const int64_t inner_stride = t.inner_is_column ? w.column_stride : w.channel_stride;
+  if (!taps_dense || inner_stride != taps || outer_stride != inner_total * taps ||
+      (w.groups > 1 && w.group_stride != outer_total * inner_total * taps) ||
+      w.channels != w.padded || (inner_total * taps) % vec != 0 ||
+      reinterpret_cast<uintptr_t>(w.weight) % 16 != 0) {
+    return t;
+  }
+  int kt = 128 / element_bytes;
+  while (kt > vec && w.padded % kt != 0) kt /= 2;
+  if (w.padded % kt != 0) return t;
+  // Columns a tile: a multiple of `step` keeps a forward's runs (columns ×
+  // taps) whole 16-byte pieces; grad-input's runs are channels × taps.
+  int64_t step = 1;
+  while (t.inner_is_column && (step * taps) % vec != 0) step *= 2;
+  const int64_t fit = kDenseRunsStagingBytes / (int64_t(kt) * taps * element_bytes);
+  if (fit < step) return t;
+  const int64_t k_tiles = w.padded / kt, target = 2 * int64_t(sm_count());
+  int64_t ct = std::max(step, std::min(fit, w.columns) / step * step);
+  while (ct > step && w.groups * k_tiles * ((w.columns + ct - 1) / ct) < target) ct -= step;
+  t.kt = kt;
+  t.ct = int(ct);
+  t.k_tiles = k_tiles;
+  t.c_tiles = (w.columns + ct - 1) / ct;
+  return t;
+}
+
+template <typename Bits>
+cudaError_t launch_typed(const WeightPackGeometry& w, int64_t taps, Bits* dst, cudaStream_t stream) {
+  const DenseRunsTile dense = dense_runs_tile(w, sizeof(Bits));
+  if (dense.kt > 0) {
+    const int64_t tiles = w.groups * dense.k_tiles * dense.c_tiles;
+    const size_t smem = size_t(dense.kt) * dense.ct * taps * sizeof(Bits);
+    pack_dense_runs_kernel<Bits><<<unsigned(std::min<int64_t>(tiles, 8192)), kThreads, smem, stream>>>(
+        w, dense, dst);
+    return cudaGetLastError();
+  }
+  const TapTile tile = tap_tile(taps, w.padded);
+  const int64_t tiles = w.groups * w.columns * tile.channel_tiles * tile.tap_tiles;
+  pack_weight_kernel<Bits><<<unsigned(std::min<int64_t>(tiles, 8192)), kThreads, 0, stream>>>(
+      w, tile, dst);
+  return cudaGetLastError();
+}
 }  // namespace
 
 cudaError_t launch_pack_weight(const WeightPackGeometry& w, int element_bytes, void* dst,
                                cudaStream_t stream) {
   const int64_t taps = w.kernel[0] * w.kernel[1] * w.kernel[2];
   if (w.groups * taps * w.columns * w.padded == 0) return cudaSuccess;
-  const TapTile tile = tap_tile(taps, w.padded);
-  const int64_t tiles = w.groups * w.columns * tile.channel_tiles * tile.tap_tiles;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, 8192));
-  if (element_bytes == 2) {
-    pack_weight_kernel<uint16_t><<<blocks, kThreads, 0, stream>>>(w, tile, static_cast<uint16_t*>(dst));
-  } else if (element_bytes == 4) {
-    pack_weight_kernel<uint32_t><<<blocks, kThreads, 0, stream>>>(w, tile, static_cast<uint32_t*>(dst));
-  } else {
-    return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  if (element_bytes == 2) return launch_typed(w, taps, static_cast<uint16_t*>(dst), stream);
+  if (element_bytes == 4) return launch_typed(w, taps, static_cast<uint32_t*>(dst), stream);
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace tconv3d::cuda
