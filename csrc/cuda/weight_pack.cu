@@ -140,9 +140,11 @@ constexpr int kDenseRunsStagingBytes = 32 << 10;
 // weight dense as [G][outer][inner][taps] (any pointer 16-byte aligned), no
 // padding channels, and 16-byte runs and rows.  Channels 128 bytes a tile
 // where they divide (else 64, 32 or 16), columns as many as fit in the
-// staging and still give two blocks an SM: the probe's first tiling, as many
-// columns as fit, lost 1.4-2.3x to the transpose kernel on 1-4 MB weights of
-// 16-64 blocks (scripts/weight_pack_probe.cu, RESULTS.md).
+// staging; then fewer columns, then fewer channels (down to 64 bytes),
+// until there is a block an SM: the probe's first tiling, as many columns as fit, lost
+// 1.4-2.3x to the transpose kernel on 1-4 MB weights of 16-64 blocks, and
+// 64 blocks of VAE-video's 256→128 forward still lost 1.13x
+// (scripts/weight_pack_probe.cu, RESULTS.md).
 DenseRunsTile dense_runs_tile(const WeightPackGeometry& w, int element_bytes) {
   DenseRunsTile t{0, 0, 0, 0, false};
   const int64_t taps = w.kernel[0] * w.kernel[1] * w.kernel[2];
@@ -169,12 +171,20 @@ DenseRunsTile dense_runs_tile(const WeightPackGeometry& w, int element_bytes) {
   while (t.inner_is_column && (step * taps) % vec != 0) step *= 2;
   const int64_t fit = kDenseRunsStagingBytes / (int64_t(kt) * taps * element_bytes);
   if (fit < step) return t;
-  const int64_t k_tiles = w.padded / kt, target = 2 * int64_t(sm_count());
+  const int64_t target = sm_count();
+  const int narrowest = std::max(vec, 64 / element_bytes);  // two sectors a stored row
   int64_t ct = std::max(step, std::min(fit, w.columns) / step * step);
-  while (ct > step && w.groups * k_tiles * ((w.columns + ct - 1) / ct) < target) ct -= step;
+  const auto blocks = [&] { return w.groups * (w.padded / kt) * ((w.columns + ct - 1) / ct); };
+  while (blocks() < target && (ct > step || kt > narrowest)) {
+    if (ct > step) {
+      ct -= step;
+    } else {
+      kt /= 2;
+    }
+  }
   t.kt = kt;
   t.ct = int(ct);
-  t.k_tiles = k_tiles;
+  t.k_tiles = w.padded / kt;
   t.c_tiles = (w.columns + ct - 1) / ct;
   return t;
 }
