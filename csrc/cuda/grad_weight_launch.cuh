@@ -27,8 +27,11 @@ enum class PartialOrder { CiCoTap, TapCiCo };
 // sums one tile of co × taps (co fastest, so the loads coalesce) and writes
 // it taps fastest, a contiguous gw's order, having decoded its taps once:
 // 21 us for the 512→256 bottleneck's 3.5 M elements (H200), where one thread
-// per gw element, decoding its indices in 64-bit divisions, took 39.
-template <typename scalar_t>
+// per gw element, decoding its indices in 64-bit divisions, took 39.  Each
+// thread's loads wait one at a time (the split loop between them), so the
+// bytes in flight bound it: kVec = 4 loads 16 bytes (4 co) at once where
+// Cout/G is a multiple of 4.  Each element's sum is the same either way.
+template <typename scalar_t, int kVec>
 __global__ void __launch_bounds__(kThreads)
     combine_tap_major_kernel(const float* __restrict__ partial, int64_t splits, int64_t numel,
                              int64_t in_channels, int64_t out_per_group, int kh, int kw, int taps,
@@ -49,13 +52,25 @@ __global__ void __launch_bounds__(kThreads)
     }
     const float* from = partial + (int64_t(tap0) * in_channels + ci) * out_per_group + co0;
     const int64_t tap_step = in_channels * out_per_group;
-    for (int i = threadIdx.x; i < count; i += kThreads) {
-      const int cc = i & co_mask, tt = i >> tile.log_channels;
+    for (int i = threadIdx.x; i < count / kVec; i += kThreads) {
+      // kVec divides Cout/G and the tile's co: a vector is wholly in or out.
+      const int cc = (i * kVec) & co_mask, tt = (i * kVec) >> tile.log_channels;
       if (tap0 + tt < taps && co0 + cc < out_per_group) {
         const float* src = from + tt * tap_step + cc;
-        float acc = 0.f;
-        for (int64_t s = 0; s < splits; ++s) acc += src[s * numel];
-        staged[cc * (tap_count + 1) + tt] = acc;
+        float acc[kVec] = {};
+        for (int64_t s = 0; s < splits; ++s) {
+          if constexpr (kVec == 4) {
+            const float4 v = *reinterpret_cast<const float4*>(src + s * numel);
+            acc[0] += v.x;
+            acc[1] += v.y;
+            acc[2] += v.z;
+            acc[3] += v.w;
+          } else {
+            acc[0] += src[s * numel];
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) staged[(cc + j) * (tap_count + 1) + tt] = acc[j];
       }
     }
     __syncthreads();
@@ -94,7 +109,10 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         const TapTile tile = tap_tile(pl.taps, p.out_per_group);
         const int64_t tiles = p.in_channels * tile.channel_tiles * tile.tap_tiles;
         const unsigned blocks = unsigned(tiles < 8192 ? tiles : 8192);
-        combine_tap_major_kernel<scalar_t><<<blocks, kThreads, 0, cfg.stream>>>(
+        // 16-byte loads: rows of Cout/G floats from a 16-byte aligned workspace.
+        const auto kernel = p.out_per_group % 4 == 0 ? combine_tap_major_kernel<scalar_t, 4>
+                                                     : combine_tap_major_kernel<scalar_t, 1>;
+        kernel<<<blocks, kThreads, 0, cfg.stream>>>(
             workspace, pl.splits, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),
             int(p.axis[2].kernel), int(pl.taps), tile, p.weight, static_cast<scalar_t*>(grad_weight));
       } else {  // gw's own logical order: the dense walk of combine_partials_kernel
