@@ -86,8 +86,17 @@
 // 7-19 % slower on k5s1 and k5s2 forwards; it and the phases of strided
 // forwards (8 taps or fewer) keep the per-tap boxes.
 //
-// Each output element is written once, by one thread, from one sum whose
-// order depends only on the shape: bitwise reproducible.
+// Split K (grad-input on small grids): a grad-input tile walks all of K
+// (taps × Cout/G), so a layer of fewer tiles than SMs left most of the GPU
+// idle (the 512→256 k3s2 bottleneck at 8³: 32 tiles on 132 SMs, cuDNN
+// 1.6-3.7x faster).  There the CTAs walk units, each a contiguous range of a
+// tile's stages (choose_splits: S ranges, from the shape alone), whose fp32
+// sums go to a plane of partials that add_splits_kernel then adds in split
+// order into grad_input.  Not measured yet.
+//
+// Each output element is written once, by one thread, from one sum (or S
+// partial sums added in a fixed order) whose order depends only on the
+// shape: bitwise reproducible.
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
