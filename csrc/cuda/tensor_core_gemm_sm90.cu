@@ -89,14 +89,14 @@
 // Split K (grad-input on small grids): a grad-input tile walks all of K
 // (taps × Cout/G), so a layer of fewer tiles than SMs left most of the GPU
 // idle (the 512→256 k3s2 bottleneck at 8³: 32 tiles on 132 SMs, cuDNN
-// 1.6-3.7x faster).  There the CTAs walk units, each a contiguous range of a
-// tile's stages (choose_splits: S ranges, from the shape alone), whose fp32
-// sums go to a plane of partials that add_splits_kernel then adds in split
-// order into grad_input.  Not measured yet.
+// 1.6-3.7x faster).  There the CTAs walk units, each a contiguous range of
+// a tile's stages (choose_splits: S ranges, from the shape and SM count),
+// whose fp32 sums go to a plane of partials that add_splits_kernel then
+// adds in split order into grad_input.  Not measured yet.
 //
 // Each output element is written once, by one thread, from one sum (or S
 // partial sums added in a fixed order) whose order depends only on the
-// shape: bitwise reproducible.
+// shape (and, through S, the SM count): bitwise reproducible.
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
@@ -1183,9 +1183,11 @@ std::atomic<int> g_forced_splits{0};
 // epilogue spread over that many stages of MMAs; not measured), at most 16
 // (the sum reads S fp32 partials per element).  Not the forward (its phases'
 // tap counts differ), nor under the halo loader (a halo per tile and channel
-// chunk; only stride-1 grad-input takes it).  From the shape alone (not the
-// grid hook): the sums, and so the results, are the same run to run.  The
-// partials stay within 32-bit offsets.
+// chunk; only stride-1 grad-input takes it).  From the shape and the SM
+// count alone (not the grid hook): the same results run to run; a GPU of
+// another SM count may split, and so round, differently (the other split
+// reductions, launch.h, do not depend on it).  The partials stay within
+// 32-bit offsets.
 int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& plan) {
   if (plan.use_halo) return 1;
   const int64_t tiles = plan.s.tiles_per_group() * p.groups;
