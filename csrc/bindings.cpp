@@ -78,6 +78,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "test hook: the Hopper GEMM's column tiles at most this wide (0 = by shape)");
   m.def(
+      "_set_wgmma_splits",
+      [](int splits) {
+        require(splits >= 0, "split count must be >= 0 (0 = by shape), got ", splits);
+        tconv3d::cuda::set_tensor_core_gemm_sm90_splits(splits);
+      },
+      "test hook: the Hopper GEMM's grad-input summed in this many ranges of K (0 = by shape; "
+      "clamped to a tile's K stages, 1 under the halo loader)");
+  m.def(
       "_set_wgmma_halo_min_taps",
       [](int64_t taps) {
         require(taps >= 0, "tap count must be >= 0 (0 = the shipped threshold), got ", taps);

@@ -314,11 +314,19 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   const GemmSource src = gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
   const LaunchConfig cfg = config_for(source, {src.tensor, packed, bias, dest});
-  const TensorCoreGemmOperands ops{pass, src.tensor.const_data_ptr(), src.n, src.d, src.h, src.w,
-                                   padded, packed.const_data_ptr(),
-                                   fwd ? p.out_per_group : p.in_per_group,
-                                   bias.defined() ? bias.const_data_ptr() : nullptr,
-                                   dest.mutable_data_ptr()};
+  TensorCoreGemmOperands ops{pass, src.tensor.const_data_ptr(), src.n, src.d, src.h, src.w,
+                             padded, packed.const_data_ptr(),
+                             fwd ? p.out_per_group : p.in_per_group,
+                             bias.defined() ? bias.const_data_ptr() : nullptr,
+                             dest.mutable_data_ptr()};
+  // The Hopper grad-input's split K: a plane of fp32 partial sums of dest's
+  // elements a split.
+  const int splits = wgmma ? tensor_core_gemm_sm90_splits(p, cfg, pass) : 1;
+  const at::Tensor partials = float_workspace(splits > 1 ? splits * dest.numel() : 0, source);
+  if (partials.defined()) {
+    ops.partials = partials.data_ptr<float>();
+    ops.splits = splits;
+  }
   Sm90Loader loader = Sm90Loader::CpAsync;
   C10_CUDA_CHECK(tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
                  : taps       ? launch_forward_taps_gemm(p, cfg, ops)

@@ -26,6 +26,11 @@ enum class GatherPass { Forward, GradInput };
 //    (grad-input) columns = Cin/G over channels = Cout/G; fp32 rounded to
 //    TF32 (weight_pack.h), so the Hopper kernels round only the source.
 //  dest: forward y (strides p.output), grad-input grad_input (p.input).
+//  partials, splits: the Hopper grad-input's split K
+//    (tensor_core_gemm_sm90_splits): with splits > 1, fp32 workspace of
+//    splits × N·D·H·W·Cin floats that each split's sums go to, added into
+//    dest in split order afterwards.  nullptr and 1 elsewhere (the mma.sync
+//    kernels ignore them).
 struct TensorCoreGemmOperands {
   GatherPass pass;
   const void* source;
@@ -35,6 +40,8 @@ struct TensorCoreGemmOperands {
   int64_t columns;
   const void* bias;  // forward only; nullptr for none
   void* dest;
+  float* partials = nullptr;
+  int splits = 1;
 };
 
 // Elements per 16 bytes: the source channels and strides must be multiples.
@@ -135,6 +142,15 @@ void set_tensor_core_gemm_sm90_grid(int ctas);
 // Test and benchmark hook: column tiles of at most `columns` (32 or 64; 0 =
 // by shape), so that wide layers run more, narrower tiles.
 void set_tensor_core_gemm_sm90_columns(int columns);
+// How many contiguous ranges of its K stages each grad-input tile is summed
+// in, from the shape and the SM count (1 for the forward):
+// TensorCoreGemmOperands' `splits`, whose partials the caller allocates.
+int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                 GatherPass pass);
+// Test and benchmark hook: grad-input split into `splits` ranges of K stages
+// (0 = by shape; clamped to the stages a tile has, and to 1 under the halo
+// loader), to test and time split K on any shape.
+void set_tensor_core_gemm_sm90_splits(int splits);
 // Test and benchmark hook: the fewest taps in the fullest phase at which the
 // halo loader is taken where it fits (0: the shipped threshold; 1: wherever
 // it fits; more than any kernel has: never, the per-tap boxes instead), to

@@ -86,8 +86,17 @@
 // 7-19 % slower on k5s1 and k5s2 forwards; it and the phases of strided
 // forwards (8 taps or fewer) keep the per-tap boxes.
 //
-// Each output element is written once, by one thread, from one sum whose
-// order depends only on the shape: bitwise reproducible.
+// Split K (grad-input on small grids): a grad-input tile walks all of K
+// (taps × Cout/G), so a layer of fewer tiles than SMs left most of the GPU
+// idle (the 512→256 k3s2 bottleneck at 8³: 32 tiles on 132 SMs, cuDNN
+// 1.6-3.7x faster).  There the CTAs walk units, each a contiguous range of
+// a tile's stages (choose_splits: S ranges, from the shape and SM count),
+// whose fp32 sums go to a plane of partials that add_splits_kernel then
+// adds in split order into grad_input.  Not measured yet.
+//
+// Each output element is written once, by one thread, from one sum (or S
+// partial sums added in a fixed order) whose order depends only on the
+// shape (and, through S, the SM count): bitwise reproducible.
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
@@ -138,8 +147,9 @@ constexpr int kThreads = 128 * (1 + kConsumers);  // producer warpgroup + consum
 // Their consumers fit in 96 registers beside 16 or 32 accumulators (SASS);
 // 128 columns keep one CTA and its registers.  Shared memory may still allow
 // only one (a large halo): launch_columns counts what fits.
+constexpr int ctas_per_sm(int bn, bool tma) { return tma && bn <= 64 ? 2 : 1; }
 template <int BN, bool kTma>
-constexpr int kCtasPerSm = kTma && BN <= 64 ? 2 : 1;
+constexpr int kCtasPerSm = ctas_per_sm(BN, kTma);
 template <int kCtas>
 constexpr int kLaunchRegs = 65536 / (kThreads * kCtas) / 8 * 8;  // 168, or 80 at two CTAs
 template <bool kTma, int kCtas>
@@ -297,6 +307,46 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
   return g;
 }
 
+// Split K (grad-input on small grids, choose_splits; never under the halo
+// loader): the CTAs walk units, each of a tile's `splits` contiguous ranges
+// of its stages, a tile's splits consecutive (1: the tiles themselves).
+// Producer and consumers derive the same tile and range from a unit; a range
+// walks its stages exactly as the whole tile would (same stage → tap and
+// channel chunk), so each split sums a fixed run of K in a fixed order.
+struct Unit {
+  uint32_t tile;
+  int split;
+};
+__device__ __forceinline__ Unit unit_of(uint32_t u, uint32_t splits) {
+  return {u / splits, int(u % splits)};
+}
+
+// Stages [first, first + count) of a tile's nslices in split `split` of
+// `splits`, the first nslices % splits ranges a stage longer: none empty
+// where splits ≤ nslices (the host's clamp), and the tile's last stage (the
+// TMA loader's padding pieces) in the last range.
+struct StageRange {
+  int first, count;
+};
+__device__ __forceinline__ StageRange stage_range(int nslices, int split, int splits) {
+  const int q = nslices / splits, r = nslices - q * splits;
+  return {split * q + min(split, r), q + (split < r ? 1 : 0)};
+}
+
+// Split K: the partials' offset of input position `position` ((n, d, h, w)
+// in order: a grad-input tile's row), column 0 of `group`, in split
+// `split`'s plane of [N][D][H][W][Cin] fp32 sums.  The host keeps them all
+// within 32-bit offsets.  From the parameters, not the tile's geometry: no
+// register of it held through the main loop for this.
+template <typename index_t>
+__device__ __forceinline__ index_t partial_offset(const KernelArgs& k, int split, index_t position,
+                                                  int group) {
+  const Axis* ax = k.p.axis;
+  const index_t positions = index_t(k.p.batch * ax[0].in * ax[1].in * ax[2].in);
+  return (index_t(split) * positions + position) * index_t(k.p.in_channels) +
+         index_t(group) * index_t(k.ops.columns);
+}
+
 // A tile's walk over the packed weight's taps (d, h, w order): the first
 // tap's index and the index step of a tap along each axis.
 struct WeightTaps {
@@ -320,12 +370,33 @@ __device__ __forceinline__ int lowest_tap_offset(const GemmAxis& ax) {
   return ax.src_per_tap < 0 ? (int(ax.taps) - 1) * int(ax.src_per_tap) : 0;
 }
 
+// Steps to the next tap in (d, h, w) order: t1, t2 count the h and w taps,
+// and `value` (a weight-tap index, a halo row) moves by the step of the axis
+// that advanced, less the steps of the axis below that wrapped.  Counters:
+// three runtime divisions a tap held the halo loader's producer to about one
+// stage per 700 clocks and doubled its consumers' instructions (RESULTS.md,
+// "Halo loader round").
+template <typename T>
+__device__ __forceinline__ void next_tap(int& t1, int& t2, T& value, const T (&step)[3],
+                                         const int (&taps)[3]) {
+  value += step[2];
+  if (++t2 == taps[2]) {
+    t2 = 0;
+    value += step[1] - T(taps[2]) * step[2];
+    if (++t1 == taps[1]) {
+      t1 = 0;
+      value += step[0] - T(taps[1]) * step[1];
+    }
+  }
+}
+
 // One thread issues every stage.  K is walked per tap (t0, t1, t2) and
 // row_bytes chunk of channels; each such piece is two copies, the source box
 // at the tap's offset and the weight slice of (tap, columns), and
 // pieces_per_stage consecutive pieces share a stage (A's sub-tiles at the
 // front of the slot, B's after all of A, each sub-tile a whole number of
-// swizzle atoms).  The tile's last stage is filled up with pieces at
+// swizzle atoms).  A unit's pieces are those of its range of stages (split
+// K), up to the tile's last piece.  The tile's last stage is filled up with pieces at
 // past_sample / past_tap: boxes wholly outside both tensors, which TMA fills
 // with zeros (and still counts in full toward the stage's bytes), so they add
 // nothing to the sums, not even 0 · inf, and read no memory.  The copies
@@ -333,7 +404,7 @@ __device__ __forceinline__ int lowest_tap_offset(const GemmAxis& ax) {
 template <typename scalar_t, int BN>
 __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling& tma,
                                             const SharedState& st, uint32_t smem0,
-                                            uint32_t tiles_per_group, uint32_t tiles) {
+                                            uint32_t tiles_per_group, uint32_t units) {
   using L = Layout<BN>;
   constexpr int kStages = L::kStages;
   if (threadIdx.x != 0) return;
@@ -369,9 +440,11 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
     }
   };
 
-  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, t, tiles_per_group);
+  for (uint32_t u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit unit = unit_of(u, uint32_t(k.ops.splits));
+    const TileGeometry g = tile_geometry<scalar_t, true>(k, tma, st.axes, unit.tile, tiles_per_group);
     if (!g.has_rows || g.nslices == 0) continue;
+    const StageRange range = stage_range(g.nslices, unit.split, k.ops.splits);
     const WeightTaps wt = weight_taps(k, g);
     int pos0[3], step[3], taps[3];
 #pragma unroll
@@ -381,38 +454,24 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
       taps[a] = int(g.ax[a].taps);
     }
     const int group = g.tile.group, n = int(g.n), col0 = g.tile.ntile * BN;
-    for (int t0 = 0; t0 < taps[0]; ++t0) {
-      for (int t1 = 0; t1 < taps[1]; ++t1) {
-        for (int t2 = 0; t2 < taps[2]; ++t2) {
-          const int kidx = wt.first + t0 * wt.step[0] + t1 * wt.step[1] + t2 * wt.step[2];
-          for (int chunk = 0; chunk < chunks; ++chunk) {
-            load_piece(group * C + chunk * slice, pos0[2] + t2 * step[2], pos0[1] + t1 * step[1],
-                       pos0[0] + t0 * step[0], n, chunk * slice, col0, kidx, group);
-          }
-        }
+    // Pieces in the tile's order, channel chunk fastest, then the taps in
+    // (d, h, w) order (next_tap): a range ends on a stage boundary, or where
+    // the tile's pieces end.
+    int piece = range.first * per_stage;
+    const int end = min((range.first + range.count) * per_stage, taps[0] * taps[1] * taps[2] * chunks);
+    int chunk = piece % chunks, tap = piece / chunks;
+    int t2 = tap % taps[2], t1 = (tap / taps[2]) % taps[1], t0 = tap / (taps[2] * taps[1]);
+    int kidx = wt.first + t0 * wt.step[0] + t1 * wt.step[1] + t2 * wt.step[2];
+    for (; piece < end; ++piece) {
+      load_piece(group * C + chunk * slice, pos0[2] + t2 * step[2], pos0[1] + t1 * step[1],
+                 pos0[0] + t0 * step[0], n, chunk * slice, col0, kidx, group);
+      if (++chunk == chunks) {
+        chunk = 0;
+        t0 += t1 + 1 == taps[1] && t2 + 1 == taps[2];  // before next_tap wraps them
+        next_tap(t1, t2, kidx, wt.step, taps);
       }
     }
     while (sub != 0) load_piece(group * C, 0, 0, 0, tma.past_sample, 0, col0, tma.past_tap, group);
-  }
-}
-
-// Steps to the next tap in (d, h, w) order: t1, t2 count the h and w taps,
-// and `value` (a weight-tap index, a halo row) moves by the step of the axis
-// that advanced, less the steps of the axis below that wrapped.  Counters:
-// three runtime divisions a tap held the halo loader's producer to about one
-// stage per 700 clocks and doubled its consumers' instructions (RESULTS.md,
-// "Halo loader round").
-template <typename T>
-__device__ __forceinline__ void next_tap(int& t1, int& t2, T& value, const T (&step)[3],
-                                         const int (&taps)[3]) {
-  value += step[2];
-  if (++t2 == taps[2]) {
-    t2 = 0;
-    value += step[1] - T(taps[2]) * step[2];
-    if (++t1 == taps[1]) {
-      t1 = 0;
-      value += step[0] - T(taps[1]) * step[1];
-    }
   }
 }
 
@@ -520,7 +579,7 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
 
 template <typename scalar_t, typename index_t, int BN>
 __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& st, uint32_t smem0,
-                                        uint32_t tiles_per_group, uint32_t tiles) {
+                                        uint32_t tiles_per_group, uint32_t units) {
   using L = Layout<BN>;
   constexpr int kStages = L::kStages;
   using uoff_t = std::make_unsigned_t<index_t>;
@@ -534,9 +593,12 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
 
   uint32_t seq = 0;  // stages issued so far, over all tiles
-  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t, false>(k, TmaTiling{}, st.axes, t, tiles_per_group);
+  for (uint32_t u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit unit = unit_of(u, uint32_t(k.ops.splits));
+    const TileGeometry g =
+        tile_geometry<scalar_t, false>(k, TmaTiling{}, st.axes, unit.tile, tiles_per_group);
     if (!g.has_rows || g.nslices == 0) continue;
+    const StageRange range = stage_range(g.nslices, unit.split, k.ops.splits);
     const Walk<index_t> w = make_walk<index_t>(k, g.ax, g.tile.group);
     const RowDecomposer<index_t> decompose(g.ax);
     SourceRow<index_t> rows[kARows];
@@ -554,9 +616,9 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
       b_row[q] = w.b_origin + uoff_t(index_t(int64_t(col) * C));
     }
     Cursor<index_t> cur{};
-    advance(cur, w, piece * kVec);
+    advance(cur, w, range.first * kSlice + piece * kVec);  // the range's first stage
 
-    for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
+    for (int slice = 0; slice < range.count; ++slice, ++seq) {
       const uint32_t s = seq % kStages;
       if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
       const uint32_t sa = smem0 + s * L::kStageBytes, sb = sa + L::kABytes;
@@ -587,7 +649,7 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
 template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
 __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tma,
                                         const SharedState& st, uint32_t smem0,
-                                        uint32_t tiles_per_group, uint32_t tiles) {
+                                        uint32_t tiles_per_group, uint32_t units) {
   using L = Layout<BN>;
   constexpr int kStages = kHalo ? kHaloStages : L::kStages;
   constexpr int kSteps = kSliceBytes / 32;  // wgmma k-steps per 128-byte stage
@@ -603,6 +665,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   scalar_t* dst = static_cast<scalar_t*>(k.ops.dest);
   const index_t dc = index_t(k.dest.c);
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
+  const int splits = kHalo ? 1 : k.ops.splits;
+  float* const partials = kHalo ? nullptr : k.ops.partials;
 
   auto release = [&](uint32_t seq) {
     __syncwarp();
@@ -615,9 +679,11 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   uint32_t hseq = 0;     // halo loads so far (halo loader)
   const uint32_t upper = uint32_t(lane >> 4);  // ldmatrix matrices 2-3: the second 16 bytes
 
-  for (uint32_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const TileGeometry g = tile_geometry<scalar_t, kTma>(k, tma, st.axes, t, tiles_per_group);
+  for (uint32_t u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit unit = unit_of(u, uint32_t(splits));
+    const TileGeometry g = tile_geometry<scalar_t, kTma>(k, tma, st.axes, unit.tile, tiles_per_group);
     if (!g.has_rows) continue;
+    const int unit_stages = stage_range(g.nslices, unit.split, splits).count;
 #pragma unroll
     for (int e = 0; e < BN / 2; ++e) acc[e] = 0.f;
     fence_accumulators(acc);
@@ -637,7 +703,14 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         // 0-3 are a[0..3]).
         const uint32_t lane_row = uint32_t(64 * wg + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
         const uint32_t swizzle = (lane_row >> 7) & (kRow / 16 - 1);
-        for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
+        // Its address in a piece's sub-tile at each k-step of a row, set
+        // once: written inline, the compiler recomputed them every stage (8-10
+        // instructions of the 64- and 32-byte rows' loops, SASS) once the
+        // producer's split-K walk changed.
+        uint32_t lane_at[kK];
+#pragma unroll
+        for (int at = 0; at < kK; ++at) lane_at[at] = lane_row + (((2 * at + upper) ^ swizzle) << 4);
+        for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
           const uint32_t s = seq % kStages;
           mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
           const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
@@ -646,7 +719,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
               acc, frag,
               [&](uint32_t(&f)[4], int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
-                ldmatrix_x4(f, a + piece * (kBM * kRow) + lane_row + (((2 * at + upper) ^ swizzle) << 4));
+                ldmatrix_x4(f, a + piece * (kBM * kRow) + lane_at[at]);
               },
               [&](int ks) {
                 const uint32_t piece = ks / kK, at = ks % kK;
@@ -658,7 +731,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         }
         return;
       }
-      for (int slice = 0; slice < g.nslices; ++slice, ++seq) {
+      for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
         const uint32_t s = seq % kStages;
         mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
         const uint32_t a = smem0 + s * L::kStageBytes + wg * 64 * kRow;
@@ -784,11 +857,12 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     }
     wgmma_wait<0>();
     fence_accumulators(acc);
-    if (g.nslices > 0) release(seq - 1);
+    if (unit_stages > 0) release(seq - 1);
 
     // Epilogue: thread (warp, lane) holds rows 64·wg + 16·warp + lane/4
     // (+8) and columns 8j + 2·(lane%4) (+1); under the TMA loader row r of
-    // the tile is position r of the box, w fastest.
+    // the tile is position r of the box, w fastest.  Split K writes the fp32
+    // sums to the unit's plane of partials instead (grad-input: no bias).
     const RowDecomposer<index_t> decompose(g.ax);
     const int n0 = g.tile.ntile * BN;
     const int64_t bias_base = int64_t(g.tile.group) * columns;
@@ -802,11 +876,34 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           const int j[3] = {g.j0[0] + (r >> (lw + lh)), g.j0[1] + ((r >> lw) & ((1 << lh) - 1)),
                             g.j0[2] + (r & ((1 << lw) - 1))};
           if (j[0] >= g.ax[0].rows || j[1] >= g.ax[1].rows || j[2] >= g.ax[2].rows) continue;
-          row = dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group);
+          row = partials != nullptr
+                    ? partial_offset<index_t>(k, unit.split,
+                                              ((index_t(g.n) * index_t(k.p.axis[0].in) + j[0]) *
+                                                   index_t(k.p.axis[1].in) + j[1]) *
+                                                      index_t(k.p.axis[2].in) + j[2],
+                                              g.tile.group)
+                    : dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group);
         } else {
           const int64_t m = g.m0 + r;
           if (m >= g.rows) continue;
-          row = dest_row<index_t>(k, g.ax, decompose, m, g.tile.group);
+          row = partials != nullptr ? partial_offset<index_t>(k, unit.split, index_t(m), g.tile.group)
+                                    : dest_row<index_t>(k, g.ax, decompose, m, g.tile.group);
+        }
+        if (partials != nullptr) {
+#pragma unroll
+          for (int j = 0; j < BN / 8; ++j) {
+            const int col = n0 + 8 * j + 2 * (lane % 4);
+            if (col >= columns) continue;
+            float* const at = partials + row + index_t(col);
+            const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+            if ((columns & 1) == 0) {  // every offset even: whole 8-byte pairs
+              *reinterpret_cast<float2*>(at) = make_float2(v0, v1);
+            } else {
+              at[0] = v0;
+              if (col + 1 < columns) at[1] = v1;
+            }
+          }
+          continue;
         }
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
@@ -862,18 +959,19 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
   const uint32_t tiles_per_group =
       uint32_t(k.mtiles) * uint32_t(k.phases[0] * k.phases[1] * k.phases[2]) * uint32_t(k.ntiles);
   const uint32_t tiles = tiles_per_group * uint32_t(k.p.groups);
+  const uint32_t units = kHalo ? tiles : tiles * uint32_t(k.ops.splits);  // no split K under the halo
   if (tid < 128) {
     release_registers<Registers::kProducer>();
     if constexpr (kHalo) {
       produce_halo<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
     } else if constexpr (kTma) {
-      produce_tma<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
+      produce_tma<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, units);
     } else {
-      produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, tiles);
+      produce<scalar_t, index_t, BN>(k, st, smem0, tiles_per_group, units);
     }
   } else {
     claim_registers<Registers::kConsumer>();
-    consume<scalar_t, index_t, BN, kTma, kHalo>(k, tma, st, smem0, tiles_per_group, tiles);
+    consume<scalar_t, index_t, BN, kTma, kHalo>(k, tma, st, smem0, tiles_per_group, units);
   }
 #else
   __trap();  // never launched: tensor_core_gemm_sm90_runs_here requires sm_90a code
@@ -933,32 +1031,27 @@ int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKin
   return bytes == 64 || bytes == 32 ? bytes : 0;
 }
 
-// Tensor maps and row boxes for the TMA loader where it fits and the encoder
-// accepts the strides (multiples of 16 bytes below 2^40); on success s
-// counts the box tiles.  Per axis the pass's GemmAxis of phase 0 (the
-// largest) gives the grid (rows), the element stride (src_per_row) and the
-// source extent.
-bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops, ScalarKind dtype,
-                int64_t halo_min_taps, igemm::LaunchShape& s, TmaTiling& t) {
-  const int64_t row_bytes = tma_row_bytes(p, ops.pass, dtype);
-  if (row_bytes == 0) return false;
-  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-  if (encode == nullptr) return false;
-  const int64_t element = element_bytes(dtype), slice = row_bytes / element;
+// Row boxes for the TMA loader where the shape suits it (its tensor maps
+// are encode_tma_maps'); on success s counts the box tiles.  Per axis the
+// pass's GemmAxis of phase 0 (the largest) gives the grid (rows) and the
+// element stride (src_per_row).
+bool tma_boxes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
+               int64_t halo_min_taps, igemm::LaunchShape& s, TmaTiling& t) {
+  const int64_t row_bytes = tma_row_bytes(p, pass, dtype);
+  if (row_bytes == 0 || tensor_map_encoder() == nullptr) return false;
   // The halo loader (produce_halo) where a tile's taps overlap: fp16/bf16
   // with 128- or 64-byte rows, each axis's rows consecutive source positions
   // (forward phases; grad-input of stride 1), at least halo_min_taps taps in
   // the fullest phase, and two halos beside the stage ring in shared memory.
   // reach[a]: how far past the box the taps of the fullest phase read.
-  const bool fwd = ops.pass == GatherPass::Forward;
-  int64_t rows[3], element_stride[3], extent[3], reach[3], halo_rows = 1, most_taps = 1;
+  const bool fwd = pass == GatherPass::Forward;
+  int64_t rows[3], element_stride[3], reach[3], halo_rows = 1, most_taps = 1;
   bool halo = row_bytes >= 64 && dtype != ScalarKind::Float32;
   for (int a = 0; a < 3; ++a) {
     const Axis& ax = p.axis[a];
     const GemmAxis g = fwd ? forward_phase_axis(ax, 0) : grad_input_axis(ax);
     rows[a] = g.rows;
     element_stride[a] = g.src_per_row;
-    extent[a] = g.src_extent;
     int64_t taps = fwd ? 0 : ax.kernel;
     for (int64_t r = 0; fwd && r < ax.stride; ++r) taps = std::max(taps, forward_phase_axis(ax, r).taps);
     halo = halo && g.src_per_row == 1;
@@ -993,51 +1086,213 @@ bool tma_tiling(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& op
   for (int a = 0; a < 3; ++a) {
     t.log_box[a] = boxes.log_box[a];
     t.boxes[a] = int(boxes.boxes[a]);
+    // The source map's box: the tile's rows (at src_per_row, 1 under the
+    // halo loader) grown by the reach.
+    t.halo[a] = halo ? int((int64_t(1) << boxes.log_box[a]) + reach[a]) : 0;
   }
-  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  const int64_t channels = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
   t.row_bytes = int(row_bytes);
-  t.chunks = int(ops.channels / slice);
+  t.chunks = int(channels * element_bytes(dtype) / row_bytes);
   t.pieces_per_stage = int(kSliceBytes / row_bytes);
   t.past_sample = int(p.batch);
-  t.past_tap = int(taps);
-  const CUtensorMapSwizzle swizzle = swizzle_for_rows(row_bytes);
+  t.past_tap = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel);
+  s = boxed;
+  return true;
+}
+
+// The TMA loader's tensor maps for tma_boxes' tiling, where the encoder
+// accepts the strides (multiples of 16 bytes below 2^40).
+bool encode_tma_maps(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops,
+                     ScalarKind dtype, int64_t bn, TmaTiling& t) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  const int64_t element = element_bytes(dtype), slice = t.row_bytes / element;
+  const bool fwd = ops.pass == GatherPass::Forward;
+  int64_t extent[3], element_stride[3], box[3];
+  for (int a = 0; a < 3; ++a) {
+    const GemmAxis g = fwd ? forward_phase_axis(p.axis[a], 0) : grad_input_axis(p.axis[a]);
+    extent[a] = g.src_extent;
+    element_stride[a] = g.src_per_row;
+    box[a] = t.halo[a] > 0 ? t.halo[a] : (int64_t(1) << t.log_box[a]) * g.src_per_row;
+  }
+  const int64_t taps = t.past_tap;
+  const CUtensorMapSwizzle swizzle = swizzle_for_rows(t.row_bytes);
   const int64_t source_strides[4] = {ops.source_n, ops.source_d, ops.source_h, ops.source_w};
   const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
                                cuuint64_t(p.groups)};
   const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * element),
                                   cuuint64_t(ops.columns * ops.channels * element),
                                   cuuint64_t(taps * ops.columns * ops.channels * element)};
-  const cuuint32_t w_box[4] = {cuuint32_t(slice), cuuint32_t(s.bn), 1, 1};
+  const cuuint32_t w_box[4] = {cuuint32_t(slice), cuuint32_t(bn), 1, 1};
   const cuuint32_t w_step[4] = {1, 1, 1, 1};
-  int64_t box[3];
-  for (int a = 0; a < 3; ++a) {
-    box[a] = (int64_t(1) << t.log_box[a]) * element_stride[a] + reach[a];
-    t.halo[a] = halo ? int(box[a]) : 0;
-  }
-  const bool encoded =
-      encode_channels_last_box(t.source, dtype, ops.source, p.groups * ops.channels, p.batch,
-                               extent, source_strides, slice, box, element_stride, swizzle) &&
-      encode(&t.weight, tensor_map_type(dtype), 4, const_cast<void*>(ops.packed_weight), w_dim,
-             w_stride, w_box, w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
-             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-  if (encoded) s = boxed;
-  return encoded;
+  return encode_channels_last_box(t.source, dtype, ops.source, p.groups * ops.channels, p.batch,
+                                  extent, source_strides, slice, box, element_stride, swizzle) &&
+         encode(&t.weight, tensor_map_type(dtype), 4, const_cast<void*>(ops.packed_weight), w_dim,
+                w_stride, w_box, w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// What a launch runs, from the shape (and the hooks) alone: the column tile,
+// the tiling and the loader.  The TMA loader's maps are encoded at launch.
+struct Plan {
+  igemm::LaunchShape s;  // s.bn: the column tile
+  TmaTiling tma;
+  bool use_tma, use_halo;
+};
+
+Plan plan_launch(const ConvTranspose3dParams& p, GatherPass pass, const LaunchConfig& cfg) {
+  Plan plan{};
+  plan.s = igemm::launch_shape(p, pass, kBM, choose_columns(p, pass));
+  // The halo loader has only 32-bit offset, 16-bit instances (build time).
+  const int64_t halo_min_taps = cfg.wide_index ? INT64_MAX : g_halo_min_taps.load();
+  plan.use_tma = tma_boxes(p, pass, cfg.dtype, halo_min_taps, plan.s, plan.tma);
+  plan.use_halo = plan.use_tma && plan.tma.halo[0] > 0;
+  return plan;
+}
+
+// CTAs an SM holds with `smem` bytes of dynamic shared memory each: the
+// registers allow `by_registers` (kCtasPerSm), shared memory may not.
+int64_t resident_ctas(int64_t by_registers, int64_t smem) {
+  const int64_t per_cta = smem + int64_t(sizeof(SharedState)) + kReservedSmemPerCta;
+  return std::min<int64_t>(by_registers, kSmemPerSm / per_cta);
+}
+
+int64_t ring_smem_bytes(int bn) {
+  return bn == 32 ? Layout<32>::kSmemBytes : bn == 64 ? Layout<64>::kSmemBytes : Layout<128>::kSmemBytes;
+}
+
+// A grad-input tile's stages: K (taps × a group's padded output channels)
+// in 128-byte rows, the same count under either loader (the TMA loader's
+// narrow rows share a stage).
+int64_t grad_input_stages(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
+  return ceil_div(taps * padded_channels(p.out_per_group, dtype) * element_bytes(dtype),
+                  int64_t(kSliceBytes));
+}
+
+// Test and benchmark hook: grad-input's splits (0: choose_splits' own).
+std::atomic<int> g_forced_splits{0};
+
+// Split K for grad-input on small grids.  A tile walks all of K (taps × a
+// group's output channels: 6912 for the 512→256 k3s2 bottleneck at 8³), so
+// a layer of fewer tiles than SMs leaves SMs idle however long K is (that
+// bottleneck, 32 tiles on 132 SMs: cuDNN 1.6-3.7x faster).  Each tile's
+// stages are cut into S ranges: tiles × S units, S the most that one wave
+// of the CTAs the GPU holds takes (a second, partial wave would cost a
+// whole unit's time again; units are equal, as a grad-input tile's stages
+// are), each split at least 4 stages (the stage ring's fill and the
+// epilogue spread over that many stages of MMAs; not measured), at most 16
+// (the sum reads S fp32 partials per element).  Not the forward (its phases'
+// tap counts differ), nor under the halo loader (a halo per tile and channel
+// chunk; only stride-1 grad-input takes it).  From the shape and the SM
+// count alone (not the grid hook): the same results run to run; a GPU of
+// another SM count may split, and so round, differently (the other split
+// reductions, launch.h, do not depend on it).  The partials stay within
+// 32-bit offsets.
+int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& plan) {
+  if (plan.use_halo) return 1;
+  const int64_t tiles = plan.s.tiles_per_group() * p.groups;
+  const int64_t stages = grad_input_stages(p, dtype);
+  const int64_t ctas = resident_ctas(ctas_per_sm(plan.s.bn, plan.use_tma), ring_smem_bytes(plan.s.bn)) *
+                       sm_count();
+  const int forced = g_forced_splits.load();
+  int64_t splits = forced > 0                  ? forced
+                   : tiles < int64_t(sm_count()) ? std::min({ctas / tiles, stages / 4, int64_t(16)})
+                                                 : 1;
+  const int64_t numel =
+      p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in * p.in_channels;  // grad-input's
+  splits = std::min({splits, stages, int64_t(INT_MAX) / numel});
+  return int(std::max<int64_t>(splits, 1));
 }
 
 template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
-cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t tiles,
+cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t units,
                            cudaStream_t stream) {
   using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>);
   constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>;
   const int smem = kHalo ? int(halo_smem_bytes(tma.halo_bytes, BN)) : Layout<BN>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
-  // CTAs an SM holds: the registers allow kCtasPerSm, shared memory may not.
-  const int64_t per_cta = smem + int64_t(sizeof(SharedState)) + kReservedSmemPerCta;
-  const int64_t resident = std::min<int64_t>(kCtasPerSm<BN, kTma>, kSmemPerSm / per_cta);
+  const int64_t resident = resident_ctas(kCtasPerSm<BN, kTma>, smem);
   const int64_t cap = g_forced_ctas.load() > 0 ? g_forced_ctas.load() : resident * sm_count();
-  const int64_t ctas = tiles < cap ? tiles : cap;
+  const int64_t ctas = units < cap ? units : cap;
   kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(args, tma);
+  return cudaGetLastError();
+}
+
+// Split K's second pass: dest = Σ_s partials[s] in split order (bitwise the
+// same run to run), over the partials' dense channels-last elements, kVec
+// channels a thread (16-byte loads where the channels come in fours), each
+// converted once and written at dest's strides (four at once where dest is
+// channel-contiguous with the strides and address to match).
+constexpr int kAddThreads = 256;
+
+template <typename scalar_t, typename index_t, int kVec>
+__global__ void __launch_bounds__(kAddThreads)
+    add_splits_kernel(const float* __restrict__ partials, int splits, uint32_t numel, uint32_t C,
+                      uint32_t D, uint32_t H, uint32_t W, Strides5 dst, bool vector_store,
+                      scalar_t* __restrict__ dest) {
+  using Load = std::conditional_t<kVec == 4, float4, float>;
+  struct alignas(kVec * sizeof(scalar_t)) Store {
+    scalar_t v[kVec];
+  };
+  const uint32_t step = gridDim.x * uint32_t(kAddThreads) * kVec;
+  for (uint32_t e = (blockIdx.x * kAddThreads + threadIdx.x) * kVec; e < numel; e += step) {
+    float sum[kVec];
+    for (int s = 0; s < splits; ++s) {
+      const Load q = *reinterpret_cast<const Load*>(partials + uint32_t(s) * numel + e);
+      const float* v = reinterpret_cast<const float*>(&q);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) sum[i] = s == 0 ? v[i] : sum[i] + v[i];
+    }
+    uint32_t pos = e / C;
+    const uint32_t c = e - pos * C, w = pos % W;
+    pos /= W;
+    const uint32_t h = pos % H;
+    pos /= H;
+    const uint32_t d = pos % D, n = pos / D;
+    const index_t at = index_t(n) * index_t(dst.n) + index_t(c) * index_t(dst.c) +
+                       index_t(d) * index_t(dst.d) + index_t(h) * index_t(dst.h) +
+                       index_t(w) * index_t(dst.w);
+    if (kVec > 1 && vector_store) {
+      Store out;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) out.v[i] = from_acc<scalar_t>(sum[i]);
+      *reinterpret_cast<Store*>(dest + at) = out;
+    } else {
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) dest[at + index_t(i) * index_t(dst.c)] = from_acc<scalar_t>(sum[i]);
+    }
+  }
+}
+
+cudaError_t launch_add_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                              const TensorCoreGemmOperands& ops) {
+  const Strides5& dst = p.input;
+  const uint32_t C = uint32_t(p.in_channels);
+  const uint32_t numel =
+      uint32_t(p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in) * C;  // < 2^31: choose_splits
+  const bool quads = C % 4 == 0;
+  const int64_t element = element_bytes(cfg.dtype);
+  const bool vector_store = quads && dst.c == 1 && dst.n % 4 == 0 && dst.d % 4 == 0 &&
+                            dst.h % 4 == 0 && dst.w % 4 == 0 &&
+                            reinterpret_cast<uintptr_t>(ops.dest) % (4 * element) == 0;
+  igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
+    using scalar_t = decltype(scalar);
+    using index_t = decltype(index);
+    const auto run = [&](auto vec) {
+      constexpr int kVec = decltype(vec)::value;
+      const int64_t blocks =
+          std::min<int64_t>(ceil_div(int64_t(numel / kVec), int64_t(kAddThreads)), 8 * int64_t(sm_count()));
+      add_splits_kernel<scalar_t, index_t, kVec><<<unsigned(blocks), kAddThreads, 0, cfg.stream>>>(
+          ops.partials, ops.splits, numel, C, uint32_t(p.axis[0].in), uint32_t(p.axis[1].in),
+          uint32_t(p.axis[2].in), dst, vector_store, static_cast<scalar_t*>(ops.dest));
+    };
+    if (quads) {
+      run(std::integral_constant<int, 4>{});
+    } else {
+      run(std::integral_constant<int, 1>{});
+    }
+  });
   return cudaGetLastError();
 }
 
@@ -1093,28 +1348,43 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   return 4 * s.tiles_per_group() * p.groups >= 3 * int64_t(sm_count());
 }
 
+int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                 GatherPass pass) {
+  if (pass != GatherPass::GradInput || p.batch == 0) return 1;
+  return tcg90::choose_splits(p, cfg.dtype, tcg90::plan_launch(p, pass, cfg));
+}
+
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const TensorCoreGemmOperands& ops, Sm90Loader* loader) {
-  const int bn = tcg90::choose_columns(p, ops.pass);
-  igemm::LaunchShape s = igemm::launch_shape(p, ops.pass, tcg90::kBM, bn);
   if (loader != nullptr) *loader = Sm90Loader::CpAsync;
-  if (p.batch == 0 || s.tiles_per_group() == 0) return cudaSuccess;
-  tcg90::TmaTiling tma{};
-  // The halo loader has only 32-bit offset, 16-bit instances (build time).
-  const int64_t halo_min_taps = cfg.wide_index ? INT64_MAX : tcg90::g_halo_min_taps.load();
-  const bool use_tma = tcg90::tma_tiling(p, ops, cfg.dtype, halo_min_taps, s, tma);
-  const bool use_halo = use_tma && tma.halo[0] > 0;
-  const int64_t tiles = s.tiles_per_group() * p.groups;
-  const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, s);
+  tcg90::Plan plan = tcg90::plan_launch(p, ops.pass, cfg);
+  if (p.batch == 0 || plan.s.tiles_per_group() == 0) return cudaSuccess;
+  if (plan.use_tma && !tcg90::encode_tma_maps(p, ops, cfg.dtype, plan.s.bn, plan.tma)) {
+    plan.s = igemm::launch_shape(p, ops.pass, tcg90::kBM, plan.s.bn);
+    plan.use_tma = plan.use_halo = false;
+  }
+  // The splits the caller sized the partials for (tensor_core_gemm_sm90_splits).
+  const int splits = ops.splits;
+  const bool split = ops.partials != nullptr;
+  if (splits < 1 || split != (splits > 1) ||
+      (split && (ops.pass != GatherPass::GradInput || plan.use_halo ||
+                 splits > tcg90::grad_input_stages(p, cfg.dtype)))) {
+    return cudaErrorInvalidValue;
+  }
+  const bool use_tma = plan.use_tma, use_halo = plan.use_halo;
+  const int bn = plan.s.bn;
+  const int64_t units = plan.s.tiles_per_group() * p.groups * splits;
+  const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, plan.s);
+  const tcg90::TmaTiling& tma = plan.tma;
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     using scalar_t = decltype(scalar);
     using index_t = decltype(index);
     const auto launch = [&](auto tma_on, auto halo_on) {
       constexpr bool kTma = decltype(tma_on)::value, kHalo = decltype(halo_on)::value;
-      err = bn == 32   ? tcg90::launch_columns<scalar_t, index_t, 32, kTma, kHalo>(args, tma, tiles, cfg.stream)
-            : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma, kHalo>(args, tma, tiles, cfg.stream)
-                       : tcg90::launch_columns<scalar_t, index_t, 128, kTma, kHalo>(args, tma, tiles, cfg.stream);
+      err = bn == 32   ? tcg90::launch_columns<scalar_t, index_t, 32, kTma, kHalo>(args, tma, units, cfg.stream)
+            : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma, kHalo>(args, tma, units, cfg.stream)
+                       : tcg90::launch_columns<scalar_t, index_t, 128, kTma, kHalo>(args, tma, units, cfg.stream);
     };
     if constexpr (std::is_same_v<index_t, int32_t> && !std::is_same_v<scalar_t, float>) {
       if (use_halo) {
@@ -1128,6 +1398,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
       launch(std::false_type{}, std::false_type{});
     }
   });
+  if (err == cudaSuccess && split) err = tcg90::launch_add_splits(p, cfg, ops);
   if (loader != nullptr && err == cudaSuccess) {
     *loader = use_halo ? Sm90Loader::Halo : use_tma ? Sm90Loader::Tma : Sm90Loader::CpAsync;
   }
@@ -1137,6 +1408,8 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
 void set_tensor_core_gemm_sm90_grid(int ctas) { tcg90::g_forced_ctas.store(ctas); }
 
 void set_tensor_core_gemm_sm90_columns(int columns) { tcg90::g_forced_columns.store(columns); }
+
+void set_tensor_core_gemm_sm90_splits(int splits) { tcg90::g_forced_splits.store(splits); }
 
 void set_tensor_core_gemm_sm90_halo_min_taps(int64_t taps) {
   tcg90::g_halo_min_taps.store(taps == 0 ? tcg90::kHaloMinTaps : taps);

@@ -85,6 +85,27 @@ def test_hopper_halo_loader_is_bitwise_reproducible(dtype):
 
 
 @requires_cuda
+@pytest.mark.parametrize("splits", [3, 7])
+@pytest.mark.parametrize("out_channels", [24, 64], ids=["cp_async", "tma"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_hopper_split_k_grad_input_is_bitwise_reproducible(dtype, out_channels, splits):
+    """Grad-input with its K forced into ranges (_set_wgmma_splits; 24
+    output channels: the cp.async loader, 64: the TMA loader) gives the same
+    results whatever the CTA count: each split's partial sums are added in
+    split order, however the persistent grid hands out the units."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
+    tconv3d._C._set_wgmma_splits(splits)
+    try:
+        runs, _ = hopper_runs_over_grids((0, 0, 3), dtype=dtype, channels_last=True,
+                                         out_channels=out_channels)
+    finally:
+        tconv3d._C._set_wgmma_splits(0)
+    assert_bitwise_equal(runs)
+
+
+@requires_cuda
 def test_halo_loader_matches_the_per_tap_boxes():
     """The same shape through the halo loader and, with it switched off
     (_set_wgmma_halo_min_taps, kernel_ab's wgmma_boxes), the per-tap boxes: with one

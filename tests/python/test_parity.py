@@ -690,6 +690,98 @@ def test_wgmma_narrow_column_tiles(name, layout, precision, wgmma_columns):
         assert kernels[pass_].startswith("tensor_core_gemm_sm90"), kernels
 
 
+# Grad-input layers for split K (_set_wgmma_splits): each loader of
+# grad-input, whose source is grad_output (Cout/G channels), K = taps ×
+# Cout/G: the cp.async gather (40 channels: not whole TMA rows; odd
+# columns, Cin/G = 9: single-float partial stores), the TMA loader's
+# 128-byte rows (64 channels; TF32 two a tap), 64-byte rows (32 fp16/bf16
+# channels, two taps a stage; 128-byte in TF32) and 32-byte rows (16
+# channels, four taps a stage), the last stage of a tile part padding, with
+# groups, batches and strides up to 2, dilation; and a stride-1 layer that
+# fp16/bf16 run on the halo loader, which never splits.
+SPLIT_K_CONFIGS = {
+    "cp_async_40_channels": (2, 24, 40, 1, (5, 6, 7), 3, 2, 1, 1, 1, False),
+    "cp_async_odd_columns": (2, 18, 40, 2, (4, 5, 3), (3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 0, 1),
+                             1, False),
+    "tma_64_channels": (2, 48, 64, 1, (5, 4, 6), 3, 2, 1, 1, 1, False),
+    "tma_groups_of_32": (2, 64, 64, 2, (4, 5, 6), 3, 2, 1, 1, 1, False),
+    "tma_groups_of_16_dilated": (3, 48, 64, 4, (3, 4, 5), 3, (2, 1, 2), 1, (1, 0, 1), (1, 2, 1),
+                                 False),
+    "halo_stride_1": (1, 40, 64, 1, (6, 5, 7), 3, 1, 1, 0, 1, False),
+}
+
+
+@pytest.fixture
+def wgmma_splits(request):
+    tconv3d._C._set_kernel_policy("wgmma")
+    tconv3d._C._set_wgmma_splits(request.param)
+    yield request.param
+    tconv3d._C._set_wgmma_splits(0)
+    tconv3d._C._set_kernel_policy("auto")
+
+
+@requires_cuda
+@pytest.mark.parametrize("wgmma_splits", [2, 3, 5, 1000], indirect=True, ids=lambda n: f"{n}splits")
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(SPLIT_K_CONFIGS))
+def test_wgmma_split_k_grad_input(name, layout, precision, wgmma_splits):
+    """Grad-input with its K forced into 2, 3, 5 ranges of stages, or one
+    stage each (1000: more than any layer here has, clamped to the stage
+    count), against float64 on a NaN-poisoned grad_input: every split's
+    partials written and summed, uneven ranges (the first ones a stage
+    longer), the TMA loader's padded last stage in the last split only,
+    grad_input channels-last (four channels a store), NCDHW or strided."""
+    run_wgmma_parity(SPLIT_K_CONFIGS[name], layout, precision)
+
+
+def bottleneck_split_count(dtype):
+    """Mirror of choose_splits (tensor_core_gemm_sm90.cu) for the bottleneck
+    of test_bottleneck_grad_input_splits_k_by_shape: 4 boxes of 128 input
+    positions × 8 column tiles of 64 (choose_columns narrows 128 on small
+    grids), two CTAs an SM (the TMA loader at 64 columns), splits of at
+    least 4 of its 27 · 256 · itemsize / 128 stages, at most 16."""
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    tiles, stages = 32, 27 * 256 * dtype.itemsize // 128
+    return min(2 * sms // tiles, stages // 4, 16) if tiles < sms else 1
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_bottleneck_grad_input_splits_k_by_shape(precision):
+    """The 512 -> 256, k3 s2 p1 op1 bottleneck at 8³, batch 1, under the auto
+    policy: its grad-input (32 tiles) is split along K by shape — bitwise
+    what forcing bottleneck_split_count's splits gives, not what one split
+    gives — on the TMA loader, within the dtype's tolerance of float64."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(7)
+    cl = torch.channels_last_3d
+    x = torch.randn(1, 512, 8, 8, 8, generator=g).to("cuda", dtype, memory_format=cl)
+    w = (torch.randn(512, 256, 3, 3, 3, generator=g) / 48).to("cuda", dtype)
+    gy = torch.randn(1, 256, 16, 16, 16, generator=g).to("cuda", dtype, memory_format=cl)
+
+    def grad_input(splits):
+        tconv3d._C._set_wgmma_splits(splits)
+        try:
+            xg = x.detach().requires_grad_()
+            y = tconv3d.conv_transpose3d(xg, w, stride=2, padding=1, output_padding=1)
+            gx, = torch.autograd.grad(y, xg, gy)
+        finally:
+            tconv3d._C._set_wgmma_splits(0)
+        assert tconv3d._C._last_cuda_kernels()["grad_input"] == "tensor_core_gemm_sm90_tma"
+        return gx
+
+    by_shape, splits = grad_input(0), bottleneck_split_count(dtype)
+    assert splits > 1
+    assert torch.equal(by_shape, grad_input(splits))
+    assert not torch.equal(by_shape, grad_input(1))
+    # A transposed convolution's grad-input is the convolution of grad_output.
+    reference = F.conv3d(gy.double(), w.double(), stride=2, padding=1)
+    check("grad_input", by_shape, reference, None, dtype)
+
+
 @requires_cuda
 @pytest.mark.parametrize("wgmma_grid", [0, 3], indirect=True, ids=["sm_count", "3cta"])
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
