@@ -143,7 +143,7 @@ void set_tensor_core_gemm_sm90_grid(int ctas);
 // by shape), so that wide layers run more, narrower tiles.
 void set_tensor_core_gemm_sm90_columns(int columns);
 // How many contiguous ranges of its K stages each grad-input tile is summed
-// in, from the shape and the SM count (1 for the forward):
+// in, from the shape alone (1 for the forward):
 // TensorCoreGemmOperands' `splits`, whose partials the caller allocates.
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                  GatherPass pass);

@@ -90,13 +90,13 @@
 // (taps × Cout/G), so a layer of fewer tiles than SMs left most of the GPU
 // idle (the 512→256 k3s2 bottleneck at 8³: 32 tiles on 132 SMs, cuDNN
 // 1.6-3.7x faster).  There the CTAs walk units, each a contiguous range of
-// a tile's stages (choose_splits: S ranges, from the shape and SM count),
+// a tile's stages (choose_splits: S ranges, from the shape alone),
 // whose fp32 sums go to a plane of partials that add_splits_kernel then
 // adds in split order into grad_input.  Not measured yet.
 //
 // Each output element is written once, by one thread, from one sum (or S
 // partial sums added in a fixed order) whose order depends only on the
-// shape (and, through S, the SM count): bitwise reproducible.
+// shape: bitwise reproducible.
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
@@ -1183,21 +1183,22 @@ std::atomic<int> g_forced_splits{0};
 // epilogue spread over that many stages of MMAs; not measured), at most 16
 // (the sum reads S fp32 partials per element).  Not the forward (its phases'
 // tap counts differ), nor under the halo loader (a halo per tile and channel
-// chunk; only stride-1 grad-input takes it).  From the shape and the SM
-// count alone (not the grid hook): the same results run to run; a GPU of
-// another SM count may split, and so round, differently (the other split
-// reductions, launch.h, do not depend on it).  The partials stay within
-// 32-bit offsets.
+// chunk; only stride-1 grad-input takes it).  From the shape alone (not the
+// grid hook, nor this GPU's SM count: kSplitSms), as the other split
+// reductions (launch.h): the same sums on any GPU.  The partials stay
+// within 32-bit offsets.
+constexpr int64_t kSplitSms = 132;  // the H100 SXM's and the H200's
+
 int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& plan) {
   if (plan.use_halo) return 1;
   const int64_t tiles = plan.s.tiles_per_group() * p.groups;
   const int64_t stages = grad_input_stages(p, dtype);
-  const int64_t ctas = resident_ctas(ctas_per_sm(plan.s.bn, plan.use_tma), ring_smem_bytes(plan.s.bn)) *
-                       sm_count();
+  const int64_t ctas =
+      resident_ctas(ctas_per_sm(plan.s.bn, plan.use_tma), ring_smem_bytes(plan.s.bn)) * kSplitSms;
   const int forced = g_forced_splits.load();
-  int64_t splits = forced > 0                  ? forced
-                   : tiles < int64_t(sm_count()) ? std::min({ctas / tiles, stages / 4, int64_t(16)})
-                                                 : 1;
+  int64_t splits = forced > 0          ? forced
+                   : tiles < kSplitSms ? std::min({ctas / tiles, stages / 4, int64_t(16)})
+                                       : 1;
   const int64_t numel =
       p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in * p.in_channels;  // grad-input's
   splits = std::min({splits, stages, int64_t(INT_MAX) / numel});

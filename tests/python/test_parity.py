@@ -739,11 +739,12 @@ def bottleneck_split_count(dtype):
     """Mirror of choose_splits (tensor_core_gemm_sm90.cu) for the bottleneck
     of test_bottleneck_grad_input_splits_k_by_shape: 4 boxes of 128 input
     positions × 8 column tiles of 64 (choose_columns narrows 128 on small
-    grids), two CTAs an SM (the TMA loader at 64 columns), splits of at
-    least 4 of its 27 · 256 · itemsize / 128 stages, at most 16."""
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    tiles, stages = 32, 27 * 256 * dtype.itemsize // 128
-    return min(2 * sms // tiles, stages // 4, 16) if tiles < sms else 1
+    grids), two CTAs an SM (the TMA loader at 64 columns) on the 132 SMs
+    the choice assumes whatever the GPU (kSplitSms: the same sums on any
+    GPU), splits of at least 4 of its 27 · 256 · itemsize / 128 stages, at
+    most 16."""
+    sms, tiles, stages = 132, 32, 27 * 256 * dtype.itemsize // 128
+    return min(2 * sms // tiles, stages // 4, 16)
 
 
 @requires_cuda
