@@ -6,7 +6,8 @@
 // on dense weights, else the transpose), the transpose kernel forced, and a
 // 16-byte copy of as many bytes (the roofline), for both GEMM packings
 // (forward: channels Cin stride Cout·taps; grad-input: channels Cout stride
-// taps) of a few weights.  The two results must be equal, bit for bit.
+// taps, or 1 in a channels-last weight) of a few weights, contiguous and
+// channels-last.  The two results must be equal, bit for bit.
 //
 //   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Icsrc/cuda -o /tmp/pack scripts/weight_pack_probe.cu && /tmp/pack
 #include <algorithm>
@@ -48,7 +49,8 @@ float median_us(F&& launch) {
 }
 
 template <typename Bits>
-void run(const char* name, int64_t cin, int64_t cout, int64_t k, int64_t groups, bool forward) {
+void run(const char* name, int64_t cin, int64_t cout, int64_t k, int64_t groups, bool forward,
+         bool channels_last = false) {
   const int64_t taps = k * k * k, numel = cin * (cout / groups) * taps;
   std::vector<Bits> host(numel);
   uint32_t s = 11;
@@ -56,8 +58,10 @@ void run(const char* name, int64_t cin, int64_t cout, int64_t k, int64_t groups,
   Bits* weight;
   CHECK(cudaMalloc(&weight, numel * sizeof(Bits)));
   CHECK(cudaMemcpy(weight, host.data(), numel * sizeof(Bits), cudaMemcpyHostToDevice));
-  // Weight [Cin][Cout/G][k][k][k], contiguous.
+  // Weight [Cin][Cout/G][k][k][k], contiguous or channels-last ([Cin][k][k][k][Cout/G]).
   const int64_t in_g = cin / groups, out_g = cout / groups;
+  const int64_t co_stride = channels_last ? 1 : taps, ci_stride = out_g * taps;
+  const int64_t tap_unit = channels_last ? out_g : 1;
   WeightPackGeometry w{};
   w.weight = weight;
   w.groups = groups;
@@ -65,13 +69,13 @@ void run(const char* name, int64_t cin, int64_t cout, int64_t k, int64_t groups,
   w.channels = forward ? in_g : out_g;
   const int64_t piece = 16 / sizeof(Bits);
   w.padded = (w.channels + piece - 1) / piece * piece;
-  w.group_stride = in_g * out_g * taps;
-  w.column_stride = forward ? taps : out_g * taps;
-  w.channel_stride = forward ? out_g * taps : taps;
+  w.group_stride = in_g * ci_stride;
+  w.column_stride = forward ? co_stride : ci_stride;
+  w.channel_stride = forward ? ci_stride : co_stride;
   for (int a = 0; a < 3; ++a) w.kernel[a] = k;
-  w.tap_stride[0] = k * k;
-  w.tap_stride[1] = k;
-  w.tap_stride[2] = 1;
+  w.tap_stride[0] = k * k * tap_unit;
+  w.tap_stride[1] = k * tap_unit;
+  w.tap_stride[2] = tap_unit;
   const int64_t packed = groups * taps * w.columns * w.padded;
   // a: the library's pack; c: the transpose kernel's; b: the copy's target.
   Bits *a, *b, *c;
@@ -101,9 +105,10 @@ void run(const char* name, int64_t cin, int64_t cout, int64_t k, int64_t groups,
   int64_t wrong = 0;
   for (int64_t i = 0; i < packed; ++i) wrong += ra[i] != rc[i];
   const double mb = double(numel + packed) * sizeof(Bits) / 1e6;
-  std::printf("%-24s %-10s %zu-byte %6.2f MB moved: library %7.2f us (%s %d x %d, %lld blocks), "
+  std::printf("%-24s %-10s %-5s %zu-byte %6.2f MB moved: library %7.2f us (%s %d x %d, %lld blocks), "
               "transpose %7.2f us, copy %7.2f us; mismatches %lld\n",
-              name, forward ? "forward" : "grad-input", sizeof(Bits), mb, t_lib,
+              name, forward ? "forward" : "grad-input", channels_last ? "CL" : "dense", sizeof(Bits), mb,
+              t_lib,
               dense.kt > 0 ? "dense runs" : "transpose", dense.kt, dense.ct,
               (long long)(groups * dense.k_tiles * dense.c_tiles), t_transpose, t_copy,
               (long long)wrong);
@@ -129,6 +134,11 @@ int main() {
     run<uint16_t>("grouped g4 128→128 k4", 128, 128, 4, 4, forward);
     run<uint16_t>("k5 64→32", 64, 32, 5, 1, forward);
     run<uint16_t>("1x1x1 1024→1024", 1024, 1024, 1, 1, forward);
+    run<uint16_t>("bottleneck 512→256 k3", 512, 256, 3, 1, forward, true);
+    run<uint32_t>("bottleneck 512→256 k3", 512, 256, 3, 1, forward, true);
+    run<uint16_t>("VAE-video 256→128 k3", 256, 128, 3, 1, forward, true);
+    run<uint16_t>("U-Net 128→64 k2", 128, 64, 2, 1, forward, true);
+    run<uint16_t>("grouped g4 128→128 k4", 128, 128, 4, 4, forward, true);
   }
   return 0;
 }
