@@ -1174,8 +1174,14 @@ std::atomic<int> g_forced_splits{0};
 
 // Split K for grad-input on small grids.  A tile walks all of K (taps × a
 // group's output channels: 6912 for the 512→256 k3s2 bottleneck at 8³), so
-// a layer of fewer tiles than SMs leaves SMs idle however long K is (that
-// bottleneck, 32 tiles on 132 SMs: cuDNN 1.6-3.7x faster).  Each tile's
+// a layer of few tiles leaves SMs idle however long K is (that bottleneck,
+// 32 tiles on 132 SMs: cuDNN 1.6-3.7x faster).  Split only up to a quarter
+// as many tiles as SMs: measured (kernel_ab.py, H200, against the same
+// kernel unsplit; RESULTS.md, "Split K and dense pack round") the
+// bottleneck's 32 tiles in 8 splits took 0.62-1.01x the time, while layers
+// of 64 tiles in 3-4 splits took 1.0-1.22x and of 128 tiles in 2 up to
+// 1.44x (the partials' round trip and the second kernel, against SMs that
+// were mostly busy already).  Each tile's
 // stages are cut into S ranges: tiles × S units, S the most that one wave
 // of the CTAs the GPU holds takes (a second, partial wave would cost a
 // whole unit's time again; units are equal, as a grad-input tile's stages
@@ -1197,8 +1203,8 @@ int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& 
       resident_ctas(ctas_per_sm(plan.s.bn, plan.use_tma), ring_smem_bytes(plan.s.bn)) * kSplitSms;
   const int forced = g_forced_splits.load();
   int64_t splits = forced > 0          ? forced
-                   : tiles < kSplitSms ? std::min({ctas / tiles, stages / 4, int64_t(16)})
-                                       : 1;
+                   : 4 * tiles <= kSplitSms ? std::min({ctas / tiles, stages / 4, int64_t(16)})
+                                            : 1;
   const int64_t numel =
       p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in * p.in_channels;  // grad-input's
   splits = std::min({splits, stages, int64_t(INT_MAX) / numel});
