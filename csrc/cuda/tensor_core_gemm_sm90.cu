@@ -87,12 +87,13 @@
 // forwards (8 taps or fewer) keep the per-tap boxes.
 //
 // Split K (grad-input on small grids): a grad-input tile walks all of K
-// (taps × Cout/G), so a layer of fewer tiles than SMs left most of the GPU
-// idle (the 512→256 k3s2 bottleneck at 8³: 32 tiles on 132 SMs, cuDNN
-// 1.6-3.7x faster).  There the CTAs walk units, each a contiguous range of
-// a tile's stages (choose_splits: S ranges, from the shape alone),
-// whose fp32 sums go to a plane of partials that add_splits_kernel then
-// adds in split order into grad_input.  Not measured yet.
+// (taps × Cout/G), so a layer of few tiles left most of the GPU idle (the
+// 512→256 k3s2 bottleneck at 8³: 32 tiles on 132 SMs, cuDNN 1.6-3.7x
+// faster).  Up to a quarter as many tiles as SMs, the CTAs walk units, each
+// a contiguous range of a tile's stages (choose_splits: S ranges, from the
+// shape alone), whose fp32 sums go to a plane of partials that
+// add_splits_kernel then adds in split order into grad_input: 0.62-1.0x the
+// unsplit time on that bottleneck (choose_splits says where it lost).
 //
 // Each output element is written once, by one thread, from one sum (or S
 // partial sums added in a fixed order) whose order depends only on the
@@ -1173,26 +1174,24 @@ int64_t grad_input_stages(const ConvTranspose3dParams& p, ScalarKind dtype) {
 std::atomic<int> g_forced_splits{0};
 
 // Split K for grad-input on small grids.  A tile walks all of K (taps × a
-// group's output channels: 6912 for the 512→256 k3s2 bottleneck at 8³), so
-// a layer of few tiles leaves SMs idle however long K is (that bottleneck,
-// 32 tiles on 132 SMs: cuDNN 1.6-3.7x faster).  Split only up to a quarter
-// as many tiles as SMs: measured (kernel_ab.py, H200, against the same
-// kernel unsplit; RESULTS.md, "Split K and dense pack round") the
-// bottleneck's 32 tiles in 8 splits took 0.62-1.01x the time, while layers
-// of 64 tiles in 3-4 splits took 1.0-1.22x and of 128 tiles in 2 up to
-// 1.44x (the partials' round trip and the second kernel, against SMs that
-// were mostly busy already).  Each tile's
-// stages are cut into S ranges: tiles × S units, S the most that one wave
-// of the CTAs the GPU holds takes (a second, partial wave would cost a
-// whole unit's time again; units are equal, as a grad-input tile's stages
-// are), each split at least 4 stages (the stage ring's fill and the
-// epilogue spread over that many stages of MMAs; not measured), at most 16
-// (the sum reads S fp32 partials per element).  Not the forward (its phases'
-// tap counts differ), nor under the halo loader (a halo per tile and channel
-// chunk; only stride-1 grad-input takes it).  From the shape alone (not the
-// grid hook, nor this GPU's SM count: kSplitSms), as the other split
-// reductions (launch.h): the same sums on any GPU.  The partials stay
-// within 32-bit offsets.
+// group's output channels: 6912 for the 512→256 k3s2 bottleneck at 8³), so a
+// layer of few tiles leaves SMs idle however long K is (that bottleneck, 32
+// tiles on 132 SMs: cuDNN 1.6-3.7x faster).  Split only up to a quarter as many
+// tiles as SMs: measured (kernel_ab.py, H200, against the same kernel unsplit;
+// RESULTS.md, "Split K and dense pack round") the bottleneck's 32 tiles in 8
+// splits took 0.62-1.01x the time, while layers of 64 tiles in 3-4 splits took
+// 1.0-1.22x and of 128 tiles in 2 up to 1.44x (the partials' round trip and the
+// second kernel, against SMs that were mostly busy already).  Each tile's
+// stages are cut into S ranges: tiles × S units, S the most that one wave of
+// the CTAs the GPU holds takes (a second, partial wave would cost a whole
+// unit's time again; units are equal, as a grad-input tile's stages are), each
+// split at least 4 stages (the stage ring's fill and the epilogue spread over
+// that many stages of MMAs; not measured), at most 16 (the sum reads S fp32
+// partials per element).  Not the forward (its phases' tap counts differ), nor
+// under the halo loader (a halo per tile and channel chunk; only stride-1
+// grad-input takes it).  From the shape alone (not the grid hook, nor this
+// GPU's SM count: kSplitSms), as the other split reductions (launch.h): the
+// same sums on any GPU.  The partials stay within 32-bit offsets.
 constexpr int64_t kSplitSms = 132;  // the H100 SXM's and the H200's
 
 int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& plan) {
