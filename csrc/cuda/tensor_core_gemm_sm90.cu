@@ -111,6 +111,7 @@
 #include <cuda_fp16.h>
 #include <cudaTypedefs.h>
 
+#include "../direct_gather.h"
 #include "../index_math.h"
 #include "../scalar_convert.h"
 #include "channel_vectors.h"
@@ -1193,6 +1194,7 @@ std::atomic<int> g_forced_splits{0};
 // GPU's SM count: kSplitSms), as the other split reductions (launch.h): the
 // same sums on any GPU.  The partials stay within 32-bit offsets.
 constexpr int64_t kSplitSms = 132;  // the H100 SXM's and the H200's
+inline bool few_tiles(int64_t tiles) { return 4 * tiles <= kSplitSms; }
 
 int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& plan) {
   if (plan.use_halo) return 1;
@@ -1202,8 +1204,8 @@ int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& 
       resident_ctas(ctas_per_sm(plan.s.bn, plan.use_tma), ring_smem_bytes(plan.s.bn)) * kSplitSms;
   const int forced = g_forced_splits.load();
   int64_t splits = forced > 0          ? forced
-                   : 4 * tiles <= kSplitSms ? std::min({ctas / tiles, stages / 4, int64_t(16)})
-                                            : 1;
+                   : few_tiles(tiles) ? std::min({ctas / tiles, stages / 4, int64_t(16)})
+                                      : 1;
   const int64_t numel =
       p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in * p.in_channels;  // grad-input's
   splits = std::min({splits, stages, int64_t(INT_MAX) / numel});
@@ -1256,9 +1258,7 @@ __global__ void __launch_bounds__(kAddThreads)
     const uint32_t h = pos % H;
     pos /= H;
     const uint32_t d = pos % D, n = pos / D;
-    const index_t at = index_t(n) * index_t(dst.n) + index_t(c) * index_t(dst.c) +
-                       index_t(d) * index_t(dst.d) + index_t(h) * index_t(dst.h) +
-                       index_t(w) * index_t(dst.w);
+    const index_t at = offset_of<index_t>(dst, Index5{n, c, d, h, w});
     if (kVec > 1 && vector_store) {
       Store out;
 #pragma unroll
@@ -1357,6 +1357,14 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                  GatherPass pass) {
   if (pass != GatherPass::GradInput || p.batch == 0) return 1;
+  // Most layers have too many tiles to split, seen without planning the
+  // loader a second time on every call (the launch plans it): TMA's boxes
+  // only pad the plain tiling, never cut it.
+  const igemm::LaunchShape plain =
+      igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
+  if (tcg90::g_forced_splits.load() == 0 && !tcg90::few_tiles(plain.tiles_per_group() * p.groups)) {
+    return 1;
+  }
   return tcg90::choose_splits(p, cfg.dtype, tcg90::plan_launch(p, pass, cfg));
 }
 

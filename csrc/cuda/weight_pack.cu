@@ -64,7 +64,6 @@ __global__ void __launch_bounds__(kThreads) pack_weight_kernel(const WeightPackG
   }
 }
 
-
 // A dense weight holds each group as [outer][inner][taps] (contiguous) or
 // [outer][taps][inner] (channels-last), inner being whichever of the
 // packing's columns and channels has the smaller stride (Cout/G in both,
