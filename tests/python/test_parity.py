@@ -1,5 +1,6 @@
 """Forward and all three gradients against a float64 reference, over odd
 shapes, every geometry feature, three memory layouts and four dtypes."""
+import contextlib
 import math
 import zlib
 
@@ -443,13 +444,22 @@ def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
     assert kernels["grad_input"] == "tensor_core_gemm_sm90"
 
 
+@contextlib.contextmanager
+def wgmma_with(hook, value, default=0):
+    """The wgmma policy with one of its test hooks set, both reset after."""
+    tconv3d._C._set_kernel_policy("wgmma")
+    hook(value)
+    try:
+        yield value
+    finally:
+        hook(default)
+        tconv3d._C._set_kernel_policy("auto")
+
+
 @pytest.fixture
 def wgmma_grid(request):
-    tconv3d._C._set_wgmma_grid(request.param)
-    tconv3d._C._set_kernel_policy("wgmma")
-    yield request.param
-    tconv3d._C._set_kernel_policy("auto")
-    tconv3d._C._set_wgmma_grid(0)
+    with wgmma_with(tconv3d._C._set_wgmma_grid, request.param) as ctas:
+        yield ctas
 
 
 @requires_cuda
@@ -628,11 +638,8 @@ def test_halo_anywhere_reaches_strided_phases():
 
 @pytest.fixture
 def halo_anywhere():
-    tconv3d._C._set_kernel_policy("wgmma")
-    tconv3d._C._set_wgmma_halo_min_taps(1)
-    yield
-    tconv3d._C._set_wgmma_halo_min_taps(0)
-    tconv3d._C._set_kernel_policy("auto")
+    with wgmma_with(tconv3d._C._set_wgmma_halo_min_taps, 1):
+        yield
 
 
 @requires_cuda
@@ -664,11 +671,8 @@ def test_narrow_column_configs_are_wide():
 
 @pytest.fixture
 def wgmma_columns(request):
-    tconv3d._C._set_kernel_policy("wgmma")
-    tconv3d._C._set_wgmma_columns(request.param)
-    yield request.param
-    tconv3d._C._set_wgmma_columns(0)
-    tconv3d._C._set_kernel_policy("auto")
+    with wgmma_with(tconv3d._C._set_wgmma_columns, request.param) as columns:
+        yield columns
 
 
 @requires_cuda
@@ -713,11 +717,8 @@ SPLIT_K_CONFIGS = {
 
 @pytest.fixture
 def wgmma_splits(request):
-    tconv3d._C._set_kernel_policy("wgmma")
-    tconv3d._C._set_wgmma_splits(request.param)
-    yield request.param
-    tconv3d._C._set_wgmma_splits(0)
-    tconv3d._C._set_kernel_policy("auto")
+    with wgmma_with(tconv3d._C._set_wgmma_splits, request.param) as splits:
+        yield splits
 
 
 @requires_cuda
