@@ -56,8 +56,20 @@ if [ -n "${TESTS:-}" ]; then
   echo "== tests: ${TESTS}"
   select=(-k "$TESTS")
   [ "$TESTS" = all ] && select=()
-  timeout -s KILL "${TEST_TIMEOUT:-420}" "$PY" -m pytest tests/python -q --maxfail=20 -p no:cacheprovider \
-      "${select[@]}" 2>&1 | tee "$OUT/tests.log" | tail -n 25
+  # $TEST_SHARDS processes side by side (the float64 references run on the
+  # CPU, which would otherwise leave the GPU machine's cores idle).
+  shards=${TEST_SHARDS:-4}
+  for ((i = 0; i < shards; ++i)); do
+    OMP_NUM_THREADS=$(( $(nproc) / shards )) timeout -s KILL "${TEST_TIMEOUT:-420}" \
+        "$PY" -m pytest tests/python -q --maxfail=20 -p no:cacheprovider --shard "$i/$shards" \
+        "${select[@]}" >"$OUT/tests.$i.log" 2>&1 &
+  done
+  wait
+  for ((i = 0; i < shards; ++i)); do
+    echo "-- shard $i/$shards"
+    grep -E "^(FAILED|ERROR)" "$OUT/tests.$i.log" | head -n 20
+    tail -n 1 "$OUT/tests.$i.log"
+  done
 fi
 
 if [ -n "${BENCH:-}" ]; then

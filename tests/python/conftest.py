@@ -55,3 +55,19 @@ def reference_conv(x, w, b, **geometry):
     wr = w.detach().double().cpu().requires_grad_(True)
     br = None if b is None else b.detach().double().cpu().requires_grad_(True)
     return xr, wr, br, F.conv_transpose3d(xr, wr, br, **geometry)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--shard", default=None, metavar="I/N",
+                     help="run every N-th collected test starting at I (0-based): the GPU "
+                          "machine runs the suite as N processes side by side")
+
+
+def pytest_collection_modifyitems(config, items):
+    shard = config.getoption("--shard")
+    if shard is None:
+        return
+    index, count = (int(v) for v in shard.split("/"))
+    keep = [item for i, item in enumerate(items) if i % count == index]
+    config.hook.pytest_deselected(items=[item for i, item in enumerate(items) if i % count != index])
+    items[:] = keep
