@@ -243,27 +243,15 @@ struct SharedState {
 // holds 128 bytes of K per GEMM row; chunks is 1 wherever it exceeds 1).
 struct TmaTiling {
   CUtensorMap source;  // [N][D][H][W][G·channels], boxes of src_per_row-strided positions
-  // The packed weight [G][taps][columns][channels] as [G][taps / merge][columns][merge][channels]
-  // (merge 1 but for merged w taps), boxes of BN × row_bytes.
-  CUtensorMap weight;
+  CUtensorMap weight;  // packed weight [G][taps][columns][channels], boxes of BN × row_bytes
   int log_box[3];
   int boxes[3];
   int row_bytes;
   int chunks;            // channels / (row_bytes / element size)
   int pieces_per_stage;  // 128 / row_bytes
-  // One past the end of the source map's sample dimension and of the weight's
-  // taps (the map's tap dimension at past_tap >> log_merge): a piece loaded
-  // there is all zeros (a stage's padding).
+  // One past the end of the source map's sample dimension and of the weight
+  // map's tap dimension: a piece loaded there is all zeros (a stage's padding).
   int past_sample, past_tap;
-  // Merged w taps (grad-input where the w axis's kernel is a multiple of its
-  // stride s, undilated, and s rows fit one row of 128 or 64 bytes): input
-  // position j's taps s·m to s·m + s − 1 read the s consecutive grad_output
-  // positions from j·s − p + s·m, so one box row of s positions at element
-  // stride 1 holds s taps' channels, and the tile walks kernel / s merged taps
-  // (merge_w_taps).  64-byte rows at element stride 2 (the 64 → 32 U-Net
-  // layers' grad-input, bf16) moved half the bytes a stage of 128-byte rows
-  // did in about the same time.  log2 of the taps merged; 0: none.
-  int log_merge;
   // Halo loader (halo[0] > 0): the source map's box is the tile's box grown
   // by each axis's tap reach, (d, h, w) positions, loaded once per tile and
   // channel chunk into one of kHaloSlots slots of halo_bytes (whole swizzle
@@ -384,17 +372,6 @@ __device__ __forceinline__ int lowest_tap_offset(const GemmAxis& ax) {
   return ax.src_per_tap < 0 ? (int(ax.taps) - 1) * int(ax.src_per_tap) : 0;
 }
 
-// The w axis of a grad-input tile walking merged taps (TmaTiling::log_merge):
-// a merged tap is 2^log_merge taps, its source box 2^log_merge positions
-// further along, its weight index (the unmerged (d, h, w) tap index of its
-// first tap) as many further.
-__device__ __forceinline__ GemmAxis merge_w_taps(GemmAxis ax, int log_merge) {
-  ax.taps >>= log_merge;
-  ax.src_per_tap <<= log_merge;
-  ax.k_per_tap <<= log_merge;
-  return ax;
-}
-
 // Steps to the next tap in (d, h, w) order: t1, t2 count the h and w taps,
 // and `value` (a weight-tap index, a halo row) moves by the step of the axis
 // that advanced, less the steps of the axis below that wrapped.  Counters:
@@ -458,8 +435,7 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
       mbarrier_arrive_expect_tx(full, L::kStageBytes);
     }
     tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, full, c0, w, h, d, sample);
-    tma_load_5d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, 0, col0,
-                tap >> tma.log_merge, group);
+    tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
     if (++sub == per_stage) {
       sub = 0;
       ++seq;
@@ -590,8 +566,8 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
         if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
         mbarrier_arrive_expect_tx(full0 + 8 * s, kBBytes);
         for (uint32_t m = 0; m < per_stage; ++m, ++tap) {
-          tma_load_5d(b0 + s * kBBytes + m * BN * row_bytes, &tma.weight, full0 + 8 * s, chunk * slice,
-                      0, col0, tap < all_taps ? kidx : tma.past_tap, group);
+          tma_load_4d(b0 + s * kBBytes + m * BN * row_bytes, &tma.weight, full0 + 8 * s, chunk * slice,
+                      col0, tap < all_taps ? kidx : tma.past_tap, group);
           next_tap(t1, t2, kidx, wt.step, taps);
         }
         if (i + 1 == kStages) next_halo();
@@ -979,10 +955,7 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
   }
   if (tid >= 32 && tid < 32 + 3 * kMaxPhases) {
     const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
-    if (r < k.phases[a]) {
-      const GemmAxis ax = pass_axis(k, a, r);
-      st.axes[a][r] = kTma && a == 2 && tma.log_merge > 0 ? merge_w_taps(ax, tma.log_merge) : ax;
-    }
+    if (r < k.phases[a]) st.axes[a][r] = pass_axis(k, a, r);
   }
   __syncthreads();
   const uint32_t tiles_per_group =
@@ -1060,16 +1033,6 @@ int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKin
   return bytes == 64 || bytes == 32 ? bytes : 0;
 }
 
-// Grad-input's merged w taps (TmaTiling::log_merge) for rows of `row_bytes`,
-// one row a position: log2 of the stride where it is 2 or 4, divides the
-// kernel, the axis is undilated and a stride's rows fit in 128 bytes; else 0.
-int log_merged_w_taps(const Axis& w, int64_t row_bytes) {
-  const int log_s = w.stride == 2 ? 1 : w.stride == 4 ? 2 : 0;
-  const bool merges = log_s > 0 && w.kernel % w.stride == 0 && w.dilation == 1 &&
-                      row_bytes < kSliceBytes && (row_bytes << log_s) <= kSliceBytes;
-  return merges ? log_s : 0;
-}
-
 // Row boxes for the TMA loader where the shape suits it (its tensor maps
 // are encode_tma_maps'); on success s counts the box tiles.  Per axis the
 // pass's GemmAxis of phase 0 (the largest) gives the grid (rows) and the
@@ -1130,11 +1093,9 @@ bool tma_boxes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype
     t.halo[a] = halo ? int((int64_t(1) << boxes.log_box[a]) + reach[a]) : 0;
   }
   const int64_t channels = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
-  const int log_merge = fwd ? 0 : log_merged_w_taps(p.axis[2], row_bytes);
-  t.log_merge = log_merge;
-  t.row_bytes = int(row_bytes << log_merge);
+  t.row_bytes = int(row_bytes);
   t.chunks = int(channels * element_bytes(dtype) / row_bytes);
-  t.pieces_per_stage = int(kSliceBytes / t.row_bytes);
+  t.pieces_per_stage = int(kSliceBytes / row_bytes);
   t.past_sample = int(p.batch);
   t.past_tap = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel);
   s = boxed;
@@ -1146,30 +1107,28 @@ bool tma_boxes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype
 bool encode_tma_maps(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops,
                      ScalarKind dtype, int64_t bn, TmaTiling& t) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-  const int64_t element = element_bytes(dtype), merge = int64_t(1) << t.log_merge;
-  const int64_t slice = t.row_bytes / merge / element;  // channels a box row holds of a position
+  const int64_t element = element_bytes(dtype), slice = t.row_bytes / element;
   const bool fwd = ops.pass == GatherPass::Forward;
   int64_t extent[3], element_stride[3], box[3];
   for (int a = 0; a < 3; ++a) {
     const GemmAxis g = fwd ? forward_phase_axis(p.axis[a], 0) : grad_input_axis(p.axis[a]);
     extent[a] = g.src_extent;
-    // Merged taps: the stride's positions between two rows are all read (merge = stride).
-    element_stride[a] = a == 2 && merge > 1 ? 1 : g.src_per_row;
+    element_stride[a] = g.src_per_row;
     box[a] = t.halo[a] > 0 ? t.halo[a] : (int64_t(1) << t.log_box[a]) * g.src_per_row;
   }
-  const int64_t taps = t.past_tap >> t.log_merge;  // merged
+  const int64_t taps = t.past_tap;
   const CUtensorMapSwizzle swizzle = swizzle_for_rows(t.row_bytes);
   const int64_t source_strides[4] = {ops.source_n, ops.source_d, ops.source_h, ops.source_w};
-  const int64_t tap_bytes = ops.columns * ops.channels * element;
-  const cuuint64_t w_dim[5] = {cuuint64_t(ops.channels), cuuint64_t(merge), cuuint64_t(ops.columns),
-                               cuuint64_t(taps), cuuint64_t(p.groups)};
-  const cuuint64_t w_stride[4] = {cuuint64_t(tap_bytes), cuuint64_t(ops.channels * element),
-                                  cuuint64_t(merge * tap_bytes), cuuint64_t(taps * merge * tap_bytes)};
-  const cuuint32_t w_box[5] = {cuuint32_t(slice), cuuint32_t(merge), cuuint32_t(bn), 1, 1};
-  const cuuint32_t w_step[5] = {1, 1, 1, 1, 1};
+  const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
+                               cuuint64_t(p.groups)};
+  const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * element),
+                                  cuuint64_t(ops.columns * ops.channels * element),
+                                  cuuint64_t(taps * ops.columns * ops.channels * element)};
+  const cuuint32_t w_box[4] = {cuuint32_t(slice), cuuint32_t(bn), 1, 1};
+  const cuuint32_t w_step[4] = {1, 1, 1, 1};
   return encode_channels_last_box(t.source, dtype, ops.source, p.groups * ops.channels, p.batch,
                                   extent, source_strides, slice, box, element_stride, swizzle) &&
-         encode(&t.weight, tensor_map_type(dtype), 5, const_cast<void*>(ops.packed_weight), w_dim,
+         encode(&t.weight, tensor_map_type(dtype), 4, const_cast<void*>(ops.packed_weight), w_dim,
                 w_stride, w_box, w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }

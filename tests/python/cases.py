@@ -107,17 +107,6 @@ TMA_CONFIGS = {
     # One tap (kernel 1): a tile is one stage, all of it but the tap padding
     # (except TF32 grad-input's 128-byte rows).
     "one_tap": (2, 16, 32, 1, (5, 6, 7), 1, 1, 0, 0, 1, True),
-    # Grad-input's merged w taps (kernel a multiple of the stride 2 or 4,
-    # undilated, a stride's rows in 128 bytes): the U-Net k2s2 64 -> 32 layer
-    # (fp16/bf16 64-byte rows, two taps a 128-byte row) at odd sizes; two
-    # groups of 32 at k4s2p1; stride 4 merging four 32-byte rows (fp16/bf16)
-    # past both faces; 16 channels at k = s = 2 beside a dilated and a
-    # stride-1 axis (merged 64-byte rows, two a stage; TF32 128).
-    "unet_k2s2_merged": (2, 48, 32, 1, (5, 6, 7), 2, 2, 0, 0, 1, True),
-    "k4s2p1_merged_groups": (1, 64, 64, 2, (4, 5, 6), 4, 2, 1, 0, 1, True),
-    "stride_4_merged": (2, 24, 16, 1, (3, 4, 5), 4, (2, 1, 4), (1, 0, 2), (1, 0, 3), 1, False),
-    "merged_beside_dilated": (2, 32, 16, 1, (4, 5, 6), (3, 3, 2), (1, 2, 2), (1, 1, 0), 0,
-                              (2, 1, 1), True),
 }
 
 # Strided forwards whose phases (1-8 taps) the Hopper GEMM's halo loader takes

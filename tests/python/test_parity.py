@@ -712,9 +712,6 @@ SPLIT_K_CONFIGS = {
     "tma_groups_of_16_dilated": (3, 48, 64, 4, (3, 4, 5), 3, (2, 1, 2), 1, (1, 0, 1), (1, 2, 1),
                                  False),
     "halo_stride_1": (1, 40, 64, 1, (6, 5, 7), 3, 1, 1, 0, 1, False),
-    # 32 channels at k4s2: fp16/bf16 merge two w taps' 64-byte rows into one
-    # 128-byte row (TmaTiling::log_merge), eight merged taps a tile.
-    "tma_merged_w_taps": (2, 48, 32, 1, (5, 4, 6), 4, 2, 1, 0, 1, False),
 }
 
 
