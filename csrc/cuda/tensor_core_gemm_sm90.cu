@@ -252,6 +252,11 @@ struct TmaTiling {
   // One past the end of the source map's sample dimension and of the weight
   // map's tap dimension: a piece loaded there is all zeros (a stage's padding).
   int past_sample, past_tap;
+  // Merged w taps (merged_w_taps; 1, else 0): a stage is one A box of
+  // 128-byte rows, each two consecutive grad_output positions of 64 bytes
+  // (the source map views pairs of positions as one, [.][W/2][2 · 32
+  // channels]), and two B boxes of 64-byte rows, the pair's taps.
+  int log_merge;
   // Halo loader (halo[0] > 0): the source map's box is the tile's box grown
   // by each axis's tap reach, (d, h, w) positions, loaded once per tile and
   // channel chunk into one of kHaloSlots slots of halo_bytes (whole swizzle
@@ -372,6 +377,18 @@ __device__ __forceinline__ int lowest_tap_offset(const GemmAxis& ax) {
   return ax.src_per_tap < 0 ? (int(ax.taps) - 1) * int(ax.src_per_tap) : 0;
 }
 
+// The w axis of a grad-input tile walking merged taps (TmaTiling::log_merge),
+// in the units of the source map's pair view: tap pair m of row j reads
+// pair j − p/2 + m, its weight taps 2m and 2m + 1.
+__device__ __forceinline__ GemmAxis merge_w_taps(GemmAxis ax) {
+  ax.taps /= 2;
+  ax.src_extent /= 2;
+  ax.src_per_row = 1;
+  ax.src_origin /= 2;
+  ax.k_per_tap = 2;
+  return ax;
+}
+
 // Steps to the next tap in (d, h, w) order: t1, t2 count the h and w taps,
 // and `value` (a weight-tap index, a halo row) moves by the step of the axis
 // that advanced, less the steps of the axis below that wrapped.  Counters:
@@ -435,7 +452,12 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
       mbarrier_arrive_expect_tx(full, L::kStageBytes);
     }
     tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, full, c0, w, h, d, sample);
-    tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
+    if (tma.log_merge > 0) {  // the pair's two weight taps, 64-byte rows (sub is 0)
+      tma_load_4d(sa + L::kABytes, &tma.weight, full, wc0, col0, tap, group);
+      tma_load_4d(sa + L::kABytes + BN * 64, &tma.weight, full, wc0, col0, tap + 1, group);
+    } else {
+      tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
+    }
     if (++sub == per_stage) {
       sub = 0;
       ++seq;
@@ -694,13 +716,15 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     // of K, each one sub-tile of A (kBM rows) in the front of the slot and
     // one of B (BN rows) after all of A.  kK is a compile-time count chosen
     // once per tile: a branch between a stage's wgmmas would split their
-    // commit group.
-    const auto main_loop = [&](auto steps) {
-      constexpr int kK = decltype(steps)::value;
-      constexpr uint32_t kRow = 32 * kK;
+    // commit group.  Merged w taps: A's rows 128 bytes (kK), B's 64 (kKB).
+    const auto main_loop = [&](auto steps, auto b_steps) {
+      constexpr int kK = decltype(steps)::value, kKB = decltype(b_steps)::value;
+      constexpr uint32_t kRow = 32 * kK, kRowB = 32 * kKB;
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
-      static_assert(kSteps % kK == 0, "a stage holds whole rows");
+      constexpr uint64_t kDescB = kmajor_swizzle_desc_bits(kRowB);
+      static_assert(kSteps % kK == 0 && kSteps % kKB == 0, "a stage holds whole rows");
       if constexpr (std::is_same_v<scalar_t, float>) {
+        static_assert(kK == kKB, "TF32 never merges taps");
         // Lane l's ldmatrix row: 8·bit 3 + l%8 of its warp's 16 (matrices
         // 0-3 are a[0..3]).
         const uint32_t lane_row = uint32_t(64 * wg + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7)) * kRow;
@@ -740,13 +764,14 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         const uint32_t b = smem0 + s * L::kStageBytes + L::kABytes;
         // Each sub-tile starts kRow-aligned, so a k-step inside its rows is
         // an OR into the descriptor (desc_plus).
-        const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDesc);
+        const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < kSteps; ++ks) {
           const uint32_t piece = ks / kK, at = 32 * (ks % kK);
+          const uint32_t b_piece = ks / kKB, b_at = 32 * (ks % kKB);
           Wgmma<scalar_t, BN>::run(acc, desc_plus(da + piece * (kBM * kRow / 16), at),
-                                   desc_plus(db + piece * (BN * kRow / 16), at));
+                                   desc_plus(db + b_piece * (BN * kRowB / 16), b_at));
         }
         wgmma_commit();
         wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
@@ -850,12 +875,16 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           halo_loop(std::integral_constant<int, 64>{});
         }
       }
+    } else if (kTma && !std::is_same_v<scalar_t, float> && tma.log_merge > 0) {
+      if constexpr (!std::is_same_v<scalar_t, float>) {
+        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, 2>{});
+      }
     } else if (row_bytes == kSliceBytes) {
-      main_loop(std::integral_constant<int, kSteps>{});
+      main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{});
     } else if (row_bytes == 64) {
-      main_loop(std::integral_constant<int, 2>{});
+      main_loop(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{});
     } else {
-      main_loop(std::integral_constant<int, 1>{});
+      main_loop(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{});
     }
     wgmma_wait<0>();
     fence_accumulators(acc);
@@ -955,7 +984,10 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
   }
   if (tid >= 32 && tid < 32 + 3 * kMaxPhases) {
     const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
-    if (r < k.phases[a]) st.axes[a][r] = pass_axis(k, a, r);
+    if (r < k.phases[a]) {
+      const GemmAxis ax = pass_axis(k, a, r);
+      st.axes[a][r] = kTma && a == 2 && tma.log_merge > 0 ? merge_w_taps(ax) : ax;
+    }
   }
   __syncthreads();
   const uint32_t tiles_per_group =
@@ -1033,6 +1065,20 @@ int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKin
   return bytes == 64 || bytes == 32 ? bytes : 0;
 }
 
+// Grad-input's merged w taps (TmaTiling::log_merge): fp16/bf16 rows of 64
+// bytes (32 channels, one group), the w axis of stride 2 with an even
+// kernel, padding and output extent, undilated (the U-Net k2s2 and VAE k4s2
+// layers of 32 output channels).  Then input position j's taps 2m and 2m + 1
+// read grad_output positions j·2 − p + 2m and the one after, a pair the
+// source map reads as one 128-byte row.  64-byte rows at element stride 2
+// moved half the bytes of 128-byte ones in about the same time a stage (big
+// U-Net 64 → 32 bf16 channels-last: 2.3 against TF32's 4.0 TB/s).
+bool merged_w_taps(const ConvTranspose3dParams& p, ScalarKind dtype, int64_t row_bytes) {
+  const Axis& w = p.axis[2];
+  return dtype != ScalarKind::Float32 && row_bytes == 64 && p.groups == 1 && w.stride == 2 &&
+         w.kernel % 2 == 0 && w.padding % 2 == 0 && w.out % 2 == 0 && w.dilation == 1;
+}
+
 // Row boxes for the TMA loader where the shape suits it (its tensor maps
 // are encode_tma_maps'); on success s counts the box tiles.  Per axis the
 // pass's GemmAxis of phase 0 (the largest) gives the grid (rows) and the
@@ -1093,9 +1139,10 @@ bool tma_boxes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype
     t.halo[a] = halo ? int((int64_t(1) << boxes.log_box[a]) + reach[a]) : 0;
   }
   const int64_t channels = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
+  t.log_merge = !fwd && merged_w_taps(p, dtype, row_bytes) ? 1 : 0;
   t.row_bytes = int(row_bytes);
   t.chunks = int(channels * element_bytes(dtype) / row_bytes);
-  t.pieces_per_stage = int(kSliceBytes / row_bytes);
+  t.pieces_per_stage = t.log_merge > 0 ? 1 : int(kSliceBytes / row_bytes);
   t.past_sample = int(p.batch);
   t.past_tap = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel);
   s = boxed;
@@ -1103,12 +1150,19 @@ bool tma_boxes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype
 }
 
 // The TMA loader's tensor maps for tma_boxes' tiling, where the encoder
-// accepts the strides (multiples of 16 bytes below 2^40).
+// accepts the strides (multiples of 16 bytes below 2^40).  Merged w taps
+// need a position's channels dense (pairs of positions one 128-byte row):
+// where grad_output's are not, the tiling walks unmerged taps instead (the
+// same tiles and stage count).
 bool encode_tma_maps(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops,
                      ScalarKind dtype, int64_t bn, TmaTiling& t) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   const int64_t element = element_bytes(dtype), slice = t.row_bytes / element;
-  const bool fwd = ops.pass == GatherPass::Forward;
+  if (t.log_merge > 0 && ops.source_w != ops.channels) {
+    t.log_merge = 0;
+    t.pieces_per_stage = int(kSliceBytes / t.row_bytes);
+  }
+  const bool fwd = ops.pass == GatherPass::Forward, merged = t.log_merge > 0;
   int64_t extent[3], element_stride[3], box[3];
   for (int a = 0; a < 3; ++a) {
     const GemmAxis g = fwd ? forward_phase_axis(p.axis[a], 0) : grad_input_axis(p.axis[a]);
@@ -1116,9 +1170,15 @@ bool encode_tma_maps(const ConvTranspose3dParams& p, const TensorCoreGemmOperand
     element_stride[a] = g.src_per_row;
     box[a] = t.halo[a] > 0 ? t.halo[a] : (int64_t(1) << t.log_box[a]) * g.src_per_row;
   }
+  if (merged) {  // w in pairs of positions, every pair of the box read
+    extent[2] /= 2;
+    element_stride[2] = 1;
+    box[2] = int64_t(1) << t.log_box[2];
+  }
   const int64_t taps = t.past_tap;
   const CUtensorMapSwizzle swizzle = swizzle_for_rows(t.row_bytes);
-  const int64_t source_strides[4] = {ops.source_n, ops.source_d, ops.source_h, ops.source_w};
+  const int64_t source_strides[4] = {ops.source_n, ops.source_d, ops.source_h,
+                                     merged ? 2 * ops.source_w : ops.source_w};
   const cuuint64_t w_dim[4] = {cuuint64_t(ops.channels), cuuint64_t(ops.columns), cuuint64_t(taps),
                                cuuint64_t(p.groups)};
   const cuuint64_t w_stride[3] = {cuuint64_t(ops.channels * element),
@@ -1126,8 +1186,10 @@ bool encode_tma_maps(const ConvTranspose3dParams& p, const TensorCoreGemmOperand
                                   cuuint64_t(taps * ops.columns * ops.channels * element)};
   const cuuint32_t w_box[4] = {cuuint32_t(slice), cuuint32_t(bn), 1, 1};
   const cuuint32_t w_step[4] = {1, 1, 1, 1};
-  return encode_channels_last_box(t.source, dtype, ops.source, p.groups * ops.channels, p.batch,
-                                  extent, source_strides, slice, box, element_stride, swizzle) &&
+  const int64_t a_slice = merged ? 2 * slice : slice;
+  return encode_channels_last_box(t.source, dtype, ops.source, (merged ? 2 : p.groups) * ops.channels,
+                                  p.batch, extent, source_strides, a_slice, box, element_stride,
+                                  swizzle_for_rows(a_slice * element)) &&
          encode(&t.weight, tensor_map_type(dtype), 4, const_cast<void*>(ops.packed_weight), w_dim,
                 w_stride, w_box, w_step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;

@@ -107,6 +107,17 @@ TMA_CONFIGS = {
     # One tap (kernel 1): a tile is one stage, all of it but the tap padding
     # (except TF32 grad-input's 128-byte rows).
     "one_tap": (2, 16, 32, 1, (5, 6, 7), 1, 1, 0, 0, 1, True),
+    # Grad-input's merged w taps (fp16/bf16, 32 output channels, one group,
+    # w of stride 2 with an even kernel, padding and extent, undilated): the
+    # U-Net k2s2 64 -> 32 layer at odd sizes; k4s2 with padding 2 along w
+    # (pairs starting left of the tensor); beside a dilated and a stride-1
+    # axis; an odd output extent along w (unmerged: 64-byte rows, two taps a
+    # stage).
+    "unet_k2s2_merged": (2, 48, 32, 1, (5, 6, 7), 2, 2, 0, 0, 1, True),
+    "k4s2_merged_padded": (1, 48, 32, 1, (4, 5, 6), 4, 2, (1, 1, 2), 0, 1, True),
+    "merged_beside_dilated": (2, 32, 32, 1, (4, 5, 6), (3, 3, 2), (1, 2, 2), (1, 1, 0), 0,
+                              (2, 1, 1), True),
+    "unmerged_odd_extent": (2, 24, 32, 1, (3, 4, 5), 2, 2, 0, (0, 0, 1), 1, False),
 }
 
 # Strided forwards whose phases (1-8 taps) the Hopper GEMM's halo loader takes

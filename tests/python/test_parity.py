@@ -712,6 +712,9 @@ SPLIT_K_CONFIGS = {
     "tma_groups_of_16_dilated": (3, 48, 64, 4, (3, 4, 5), 3, (2, 1, 2), 1, (1, 0, 1), (1, 2, 1),
                                  False),
     "halo_stride_1": (1, 40, 64, 1, (6, 5, 7), 3, 1, 1, 0, 1, False),
+    # 32 channels at k4s2, w padded by 2: fp16/bf16 merge w taps in pairs
+    # (TmaTiling::log_merge), eight pairs a tile.
+    "tma_merged_w_taps": (2, 48, 32, 1, (5, 4, 6), 4, 2, (1, 1, 2), 0, 1, False),
 }
 
 
