@@ -302,11 +302,17 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // Auto only: the forced policies keep testing the phase GEMMs on these shapes.
   const bool auto_policy = fwd && g_policy.load() == KernelPolicy::Auto;
   const bool hopper = use_wgmma(p, pass, dtype);
-  // TF32: the Hopper GEMM beat the tap-columns one from 64 columns (U-Net
-  // k2s2 128→64 and 256→128, RESULTS.md); narrower ones were not measured
-  // against it and stay on tap columns, as in fp16/bf16.
-  const bool tf32_hopper = dtype == ScalarKind::Float32 && hopper && p.out_per_group >= 64;
-  const bool tap_columns = auto_policy && !tf32_hopper && forward_tap_columns_gemm_supports(p, dtype);
+  // From 64 columns the Hopper GEMM beat the tap-columns one in TF32 (U-Net
+  // k2s2 128→64 and 256→128, RESULTS.md) and in fp16/bf16 into NCDHW outputs
+  // (bf16 U-Net 128→64 0.117 against 0.164 ms; 256→128 and 256→256 within
+  // 6 %), whose stores tap columns makes from its registers two bytes at a
+  // time; into channels-last outputs tap columns' staged 16-byte stores won
+  // (128→64 0.069 against 0.097 ms).  Narrower ones were not measured
+  // against it and stay on tap columns.
+  const bool hopper_over_tap_columns =
+      hopper && p.out_per_group >= 64 && (dtype == ScalarKind::Float32 || p.output.c != 1);
+  const bool tap_columns =
+      auto_policy && !hopper_over_tap_columns && forward_tap_columns_gemm_supports(p, dtype);
   const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
                     forward_taps_gemm_supports(p, dtype);
   const bool wgmma = !tap_columns && !taps && hopper;

@@ -285,6 +285,19 @@ def test_auto_policy_takes_wgmma_where_it_pays():
 
 
 @requires_cuda
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_auto_forward_of_kernel_equal_stride_at_64_columns(layout):
+    """Auto, bf16, kernel == stride, 64 output channels: the Hopper GEMM into
+    an NCDHW output, the tap-columns GEMM (staged 16-byte stores) into a
+    channels-last one; both against the float64 reference."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    run_parity((2, 128, 64, 1, (6, 7, 9), 2, 2, 0, 0, 1, True), layout, torch.bfloat16, "cuda")
+    expected = "tensor_core_gemm_sm90_tma" if layout == "contiguous" else "forward_tap_columns_gemm"
+    assert tconv3d._C._last_cuda_kernels()["forward"] == expected
+
+
+@requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_auto_policy_grad_input_on_wgmma_above_32_columns(precision):
     """Auto: a bf16 grad-input takes the Hopper GEMM from 33 columns (input
