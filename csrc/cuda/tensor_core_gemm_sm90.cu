@@ -95,6 +95,12 @@
 // add_splits_kernel then adds in split order into grad_input: 0.62-1.0x the
 // unsplit time on that bottleneck (choose_splits says where it lost).
 //
+// Merged w taps (grad-input, fp16/bf16, 32 output channels, w of stride 2:
+// merged_w_taps): the per-tap boxes' 64-byte rows at element stride 2 give
+// way to one box a tap pair of 128-byte rows, each two neighbouring
+// grad_output positions (a pair view of the tensor), beside the pair's two
+// 64-byte weight boxes; the consumers read A and B at their own row widths.
+//
 // Each output element is written once, by one thread, from one sum (or S
 // partial sums added in a fixed order) whose order depends only on the
 // shape: bitwise reproducible.
@@ -252,11 +258,11 @@ struct TmaTiling {
   // One past the end of the source map's sample dimension and of the weight
   // map's tap dimension: a piece loaded there is all zeros (a stage's padding).
   int past_sample, past_tap;
-  // Merged w taps (merged_w_taps; 1, else 0): a stage is one A box of
-  // 128-byte rows, each two consecutive grad_output positions of 64 bytes
-  // (the source map views pairs of positions as one, [.][W/2][2 · 32
-  // channels]), and two B boxes of 64-byte rows, the pair's taps.
-  int log_merge;
+  // Merged w taps (merged_w_taps): a stage is one A box of 128-byte rows,
+  // each two consecutive grad_output positions of 64 bytes (the source map
+  // views pairs of positions as one, [.][W/2][2 · 32 channels]), and two B
+  // boxes of 64-byte rows, the pair's taps.
+  bool merged;
   // Halo loader (halo[0] > 0): the source map's box is the tile's box grown
   // by each axis's tap reach, (d, h, w) positions, loaded once per tile and
   // channel chunk into one of kHaloSlots slots of halo_bytes (whole swizzle
@@ -377,7 +383,7 @@ __device__ __forceinline__ int lowest_tap_offset(const GemmAxis& ax) {
   return ax.src_per_tap < 0 ? (int(ax.taps) - 1) * int(ax.src_per_tap) : 0;
 }
 
-// The w axis of a grad-input tile walking merged taps (TmaTiling::log_merge),
+// The w axis of a grad-input tile walking merged taps (TmaTiling::merged),
 // in the units of the source map's pair view: tap pair m of row j reads
 // pair j − p/2 + m, its weight taps 2m and 2m + 1.
 __device__ __forceinline__ GemmAxis merge_w_taps(GemmAxis ax) {
@@ -452,9 +458,9 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
       mbarrier_arrive_expect_tx(full, L::kStageBytes);
     }
     tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, full, c0, w, h, d, sample);
-    if (tma.log_merge > 0) {  // the pair's two weight taps, 64-byte rows (sub is 0)
+    if (tma.merged) {  // the pair's two weight taps (sub is 0)
       tma_load_4d(sa + L::kABytes, &tma.weight, full, wc0, col0, tap, group);
-      tma_load_4d(sa + L::kABytes + BN * 64, &tma.weight, full, wc0, col0, tap + 1, group);
+      tma_load_4d(sa + L::kABytes + b_piece, &tma.weight, full, wc0, col0, tap + 1, group);
     } else {
       tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
     }
@@ -875,8 +881,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           halo_loop(std::integral_constant<int, 64>{});
         }
       }
-    } else if (kTma && !std::is_same_v<scalar_t, float> && tma.log_merge > 0) {
-      if constexpr (!std::is_same_v<scalar_t, float>) {
+    } else if (kTma && tma.merged) {
+      if constexpr (!std::is_same_v<scalar_t, float>) {  // TF32 never merges
         main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, 2>{});
       }
     } else if (row_bytes == kSliceBytes) {
@@ -986,7 +992,7 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
     const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
     if (r < k.phases[a]) {
       const GemmAxis ax = pass_axis(k, a, r);
-      st.axes[a][r] = kTma && a == 2 && tma.log_merge > 0 ? merge_w_taps(ax) : ax;
+      st.axes[a][r] = kTma && a == 2 && tma.merged ? merge_w_taps(ax) : ax;
     }
   }
   __syncthreads();
@@ -1065,14 +1071,17 @@ int64_t tma_row_bytes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKin
   return bytes == 64 || bytes == 32 ? bytes : 0;
 }
 
-// Grad-input's merged w taps (TmaTiling::log_merge): fp16/bf16 rows of 64
+// Grad-input's merged w taps (TmaTiling::merged): fp16/bf16 rows of 64
 // bytes (32 channels, one group), the w axis of stride 2 with an even
 // kernel, padding and output extent, undilated (the U-Net k2s2 and VAE k4s2
 // layers of 32 output channels).  Then input position j's taps 2m and 2m + 1
 // read grad_output positions j·2 − p + 2m and the one after, a pair the
 // source map reads as one 128-byte row.  64-byte rows at element stride 2
 // moved half the bytes of 128-byte ones in about the same time a stage (big
-// U-Net 64 → 32 bf16 channels-last: 2.3 against TF32's 4.0 TB/s).
+// U-Net 64 → 32 bf16 channels-last: 2.3 against TF32's 4.0 TB/s).  Measured
+// (H200, RESULTS.md "Merged taps round"): that grad-input 0.60 → 0.54 ms, far
+// short of TF32's bytes a second; L2 84 % busy, B's boxes read again for
+// every tile (a third of the bytes a stage).
 bool merged_w_taps(const ConvTranspose3dParams& p, ScalarKind dtype, int64_t row_bytes) {
   const Axis& w = p.axis[2];
   return dtype != ScalarKind::Float32 && row_bytes == 64 && p.groups == 1 && w.stride == 2 &&
@@ -1139,10 +1148,10 @@ bool tma_boxes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype
     t.halo[a] = halo ? int((int64_t(1) << boxes.log_box[a]) + reach[a]) : 0;
   }
   const int64_t channels = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
-  t.log_merge = !fwd && merged_w_taps(p, dtype, row_bytes) ? 1 : 0;
+  t.merged = !fwd && merged_w_taps(p, dtype, row_bytes);
   t.row_bytes = int(row_bytes);
   t.chunks = int(channels * element_bytes(dtype) / row_bytes);
-  t.pieces_per_stage = t.log_merge > 0 ? 1 : int(kSliceBytes / row_bytes);
+  t.pieces_per_stage = t.merged ? 1 : int(kSliceBytes / row_bytes);
   t.past_sample = int(p.batch);
   t.past_tap = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel);
   s = boxed;
@@ -1158,11 +1167,11 @@ bool encode_tma_maps(const ConvTranspose3dParams& p, const TensorCoreGemmOperand
                      ScalarKind dtype, int64_t bn, TmaTiling& t) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   const int64_t element = element_bytes(dtype), slice = t.row_bytes / element;
-  if (t.log_merge > 0 && ops.source_w != ops.channels) {
-    t.log_merge = 0;
+  if (t.merged && ops.source_w != ops.channels) {
+    t.merged = false;
     t.pieces_per_stage = int(kSliceBytes / t.row_bytes);
   }
-  const bool fwd = ops.pass == GatherPass::Forward, merged = t.log_merge > 0;
+  const bool fwd = ops.pass == GatherPass::Forward, merged = t.merged;
   int64_t extent[3], element_stride[3], box[3];
   for (int a = 0; a < 3; ++a) {
     const GemmAxis g = fwd ? forward_phase_axis(p.axis[a], 0) : grad_input_axis(p.axis[a]);
