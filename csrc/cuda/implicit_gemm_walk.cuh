@@ -46,6 +46,13 @@ struct KernelArgs {
 // A tile: tile-local (m-tile, phase, n-tile) of `group`, n-tile fastest then
 // phase, so tiles that run together share source rows (phases of the same
 // rows read the same input positions) and fill the same output sectors.
+// The phases of an m-tile come rotated by the m-tile: the Hopper kernel's
+// persistent CTAs take every gridDim-th tile, and with the plain order a grid
+// of a multiple of the phase count kept each CTA on one phase — on a k3s2
+// layer the CTAs of the 8-tap phase did 2.4 times the mean work (8 of 27
+// taps) while those of the 1-tap phase idled, and the phases of the same
+// output sectors ran ever further apart in time.  Rotated, a CTA's tiles cycle
+// through the phases.
 struct TileCoord {
   int group, phase, ntile;
   int64_t mtile;
@@ -60,8 +67,11 @@ __device__ __forceinline__ TileCoord decode_tile(const KernelArgs& k, uint32_t w
   t.group = group;
   t.ntile = int(within_group % uint32_t(k.ntiles));
   const uint32_t rest = within_group / uint32_t(k.ntiles);
-  t.phase = int(rest % nphase);
-  t.mtile = int64_t(rest / nphase);
+  const uint32_t mtile = rest / nphase;
+  uint32_t phase = rest - mtile * nphase + mtile % nphase;
+  if (phase >= nphase) phase -= nphase;
+  t.phase = int(phase);
+  t.mtile = int64_t(mtile);
   return t;
 }
 

@@ -7,8 +7,9 @@
 //
 // Warp-specialised and persistent: one CTA per SM (two at 32 or 64 columns
 // under the TMA loaders: kCtasPerSm) walks the tiles (128 rows × 32, 64 or 128
-// columns) in decode_tile order, stride gridDim.x; the GemmAxis of every
-// stride phase are derived once per CTA into a table.
+// columns) in decode_tile order (its phases rotated by m-tile, so that each
+// CTA's share of the taps is the mean), stride gridDim.x; the GemmAxis of
+// every stride phase are derived once per CTA into a table.
 //  - Producer warpgroup (threads 0-127, 96 registers): computes each tile's
 //    gather addresses and fills a 6-stage ring of shared-memory slices with
 //    16-byte zero-filling cp.async, in the 128-byte swizzle wgmma reads (one
