@@ -99,6 +99,24 @@ inline int sm_count() {
   return n;
 }
 
+// Shared memory an SM holds, of the first device asked (0 if unknown: no
+// choice that reads it then assumes more than the smallest).
+inline int smem_per_sm() {
+  static std::atomic<int> cached{-1};
+  int n = cached.load(std::memory_order_relaxed);
+  if (n < 0) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
+            cudaSuccess) {
+      cudaGetLastError();  // clear
+      return 0;
+    }
+    cached.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
 constexpr int kThreads = 256;
 
 inline unsigned int grid_for(int64_t work, int64_t cap = int64_t(1) << 20) {

@@ -61,8 +61,15 @@ struct Args {
   bool vector_store;  // output channel-contiguous, Cout/G, strides and address in pieces
 };
 
-template <typename scalar_t, typename index_t>
-__global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const Args a) {
+// Blocks an SM: two at 118 registers a thread; three (compiled to 80
+// registers, 12-40 bytes of spills, stored once a block and reloaded once a
+// column tile, none in the k-loop) where shared memory holds three — on an
+// H100/H200 fp16/bf16 groups of up to 96 input channels and TF32 of up to 32
+// (128 and 64 into NCDHW outputs, which stage no output tile): the big U-Net
+// 64 → 32 forward was latency-bound at two (ncu: 0.48 instructions issued a
+// scheduler a cycle, no warp eligible 52 % of cycles; RESULTS.md).
+template <typename scalar_t, typename index_t, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kernel(const Args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int ES = sizeof(scalar_t), VEC = 16 / ES;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -214,9 +221,9 @@ __global__ void __launch_bounds__(kThreads, 2) forward_tap_columns_kernel(const 
 #endif
 }
 
-template <typename scalar_t, typename index_t>
-cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
-  constexpr auto kernel = forward_tap_columns_kernel<scalar_t, index_t>;
+template <typename scalar_t, typename index_t, int kMinBlocks>
+cudaError_t launch_blocks(const Args& a, int smem, cudaStream_t stream) {
+  constexpr auto kernel = forward_tap_columns_kernel<scalar_t, index_t, kMinBlocks>;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(a.m_tiles * ((a.col_tiles + a.tiles_per_block - 1) /
@@ -224,6 +231,17 @@ cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
                   static_cast<unsigned int>(a.p.groups));
   kernel<<<grid, kThreads, smem, stream>>>(a);
   return cudaGetLastError();
+}
+
+// Static shared memory (row and column tables, bias) and the 1 KB the
+// driver reserves a block, rounded up.
+constexpr int kBlockOverhead = 5 * 1024;
+
+template <typename scalar_t, typename index_t>
+cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
+  return 3 * (smem + kBlockOverhead) <= smem_per_sm()
+             ? launch_blocks<scalar_t, index_t, 3>(a, smem, stream)
+             : launch_blocks<scalar_t, index_t, 2>(a, smem, stream);
 }
 
 }  // namespace tapcol
@@ -240,7 +258,7 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
   }
   const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30)) return false;
-  return sm80_kernel_runs_here<tapcol::forward_tap_columns_kernel<__half, int32_t>>();
+  return sm80_kernel_runs_here<tapcol::forward_tap_columns_kernel<__half, int32_t, 2>>();
 }
 
 cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
