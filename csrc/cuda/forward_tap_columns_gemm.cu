@@ -63,11 +63,14 @@ struct Args {
 
 // Blocks an SM: two at 118 registers a thread; three (compiled to 80
 // registers, 12-40 bytes of spills, stored once a block and reloaded once a
-// column tile, none in the k-loop) where shared memory holds three — on an
-// H100/H200 fp16/bf16 groups of up to 96 input channels and TF32 of up to 32
-// (128 and 64 into NCDHW outputs, which stage no output tile): the big U-Net
-// 64 → 32 forward was latency-bound at two (ncu: 0.48 instructions issued a
-// scheduler a cycle, no warp eligible 52 % of cycles; RESULTS.md).
+// column tile, none in the k-loop) where the output takes the staged 16-byte
+// stores and shared memory holds three (on an H100/H200 fp16/bf16 groups of up
+// to 96 input channels, TF32 of up to 32).  The big U-Net 64 → 32 forward was
+// latency-bound at two (ncu: 0.48 instructions issued a scheduler a cycle);
+// at three its bf16 channels-last forward took 0.619 against 0.757 ms (H200,
+// RESULTS.md), but into NCDHW outputs (scalar stores from the registers) three
+// blocks lost 17-25 % (TF32 2.09 against 1.68 ms, bf16 1.49 against 1.24).
+// Each output is computed the same way in either.
 template <typename scalar_t, typename index_t, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kernel(const Args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -239,7 +242,7 @@ constexpr int kBlockOverhead = 5 * 1024;
 
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
-  return 3 * (smem + kBlockOverhead) <= smem_per_sm()
+  return a.vector_store && 3 * (smem + kBlockOverhead) <= smem_per_sm()
              ? launch_blocks<scalar_t, index_t, 3>(a, smem, stream)
              : launch_blocks<scalar_t, index_t, 2>(a, smem, stream);
 }

@@ -824,8 +824,9 @@ def test_forward_tap_columns_gemm(name, layout, precision):
     """Kernel == stride: the forward as one GEMM over (tap, co) columns —
     partial row and column tiles, odd Cout/G (no paired stores), groups, K
     padded to a whole k-step, several column tiles per block, both block counts
-    (three an SM where shared memory holds three; two for the widest channels)
-    — and the phase GEMM beyond 512 bytes of channels."""
+    (three an SM into channels-last outputs where shared memory holds three;
+    two into NCDHW and for the widest channels) — and the phase GEMM beyond
+    512 bytes of channels."""
     dtype = use_precision(precision)
     config = TAP_COLUMN_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
