@@ -27,6 +27,7 @@
 #include "dispatch.cuh"
 #include "launch.h"
 #include "tensor_core_gemm.h"
+#include "tile_order.h"
 
 namespace tconv3d::cuda::igemm {
 
@@ -43,36 +44,18 @@ struct KernelArgs {
   bool row_fastest;   // scalar stores walk rows (NCDHW-like dest)
 };
 
-// A tile: tile-local (m-tile, phase, n-tile) of `group`, n-tile fastest then
-// phase, so tiles that run together share source rows (phases of the same
-// rows read the same input positions) and fill the same output sectors.
-// The phases of an m-tile come rotated by the m-tile: the Hopper kernel's
-// persistent CTAs take every gridDim-th tile, and with the plain order a grid
-// of a multiple of the phase count kept each CTA on one phase — on a k3s2
-// layer the CTAs of the 8-tap phase did 2.4 times the mean work (8 of 27
-// taps) while those of the 1-tap phase idled, and the phases of the same
-// output sectors ran ever further apart in time.  Rotated, a CTA's tiles cycle
-// through the phases.
+// A tile: tile-local (m-tile, phase, n-tile) of `group`, in tile_order.h's
+// order.
 struct TileCoord {
   int group, phase, ntile;
   int64_t mtile;
 };
 
-// 32-bit arithmetic: this runs once per tile, and short reductions (a U-Net
-// layer has K = Cin) make 64-bit divisions here cost as much as the GEMM.
 __device__ __forceinline__ TileCoord decode_tile(const KernelArgs& k, uint32_t within_group,
                                                  int group) {
-  const uint32_t nphase = uint32_t(k.phases[0] * k.phases[1] * k.phases[2]);
-  TileCoord t;
-  t.group = group;
-  t.ntile = int(within_group % uint32_t(k.ntiles));
-  const uint32_t rest = within_group / uint32_t(k.ntiles);
-  const uint32_t mtile = rest / nphase;
-  uint32_t phase = rest - mtile * nphase + mtile % nphase;
-  if (phase >= nphase) phase -= nphase;
-  t.phase = int(phase);
-  t.mtile = int64_t(mtile);
-  return t;
+  const TileInGroup t = tile_in_group(within_group, uint32_t(k.ntiles),
+                                      uint32_t(k.phases[0] * k.phases[1] * k.phases[2]));
+  return {group, t.phase, t.ntile, int64_t(t.mtile)};
 }
 
 __device__ __forceinline__ GemmAxis pass_axis(const KernelArgs& k, int a, int r) {
