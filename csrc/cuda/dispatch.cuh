@@ -83,38 +83,30 @@ bool sm80_kernel_runs_here() {
   return kernel_runs_here<Kernel, ArchNeed::Sm80OrNewer>();
 }
 
-// Multiprocessors of the first device asked (tile and grid choices read it).
-inline int sm_count() {
-  static std::atomic<int> cached{0};
+// An attribute of the first device asked, read once (`fallback` while it
+// cannot be read).
+template <cudaDeviceAttr kAttr>
+int first_device_attribute(int fallback) {
+  static std::atomic<int> cached{-1};
   int n = cached.load(std::memory_order_relaxed);
-  if (n == 0) {
+  if (n < 0) {
     int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, kAttr, dev) != cudaSuccess) {
       cudaGetLastError();  // clear
-      return 132;
+      return fallback;
     }
     cached.store(n, std::memory_order_relaxed);
   }
   return n;
 }
 
-// Shared memory an SM holds, of the first device asked (0 if unknown: no
-// choice that reads it then assumes more than the smallest).
+// Multiprocessors (tile and grid choices read it).
+inline int sm_count() { return first_device_attribute<cudaDevAttrMultiProcessorCount>(132); }
+
+// Shared memory an SM holds (0 if unknown: no choice that reads it then
+// assumes more than the smallest).
 inline int smem_per_sm() {
-  static std::atomic<int> cached{-1};
-  int n = cached.load(std::memory_order_relaxed);
-  if (n < 0) {
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&n, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
-            cudaSuccess) {
-      cudaGetLastError();  // clear
-      return 0;
-    }
-    cached.store(n, std::memory_order_relaxed);
-  }
-  return n;
+  return first_device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(0);
 }
 
 constexpr int kThreads = 256;

@@ -34,8 +34,13 @@ TEST(TileOrder, EveryTileOnce) {
   }
 }
 
-// A k3s2 layer's eight phases: 1 tap where a residue is even, 2 where odd.
-int k3s2_taps(int phase) { return (1 + (phase >> 2 & 1)) * (1 + (phase >> 1 & 1)) * (1 + (phase & 1)); }
+// A k3s2p1op1 layer's phase (d, h, w residues, w fastest): its taps, as the
+// forward's phase GEMM walks them (1 where a residue is even, 2 where odd).
+int k3s2_taps(int phase) {
+  const Axis ax = make_axis(32, 64, 3, 2, 1, 1);
+  return int(forward_phase_axis(ax, phase >> 2 & 1).taps * forward_phase_axis(ax, phase >> 1 & 1).taps *
+             forward_phase_axis(ax, phase & 1).taps);
+}
 
 // The most taps any CTA of `grid` walks, over the mean, dealing tile
 // blockIdx.x + i·gridDim.x (the Hopper kernel's loop).
