@@ -42,10 +42,11 @@ struct KernelArgs {
   bool vector_store;  // dest channel-contiguous, columns and strides multiples of 16 bytes
   bool pair_store;    // dest channel-contiguous, columns and strides even, address aligned
   bool row_fastest;   // scalar stores walk rows (NCDHW-like dest)
+  TileDeal deal;      // the Hopper kernel's few-wave order (tile_order.h); grid 0 elsewhere
 };
 
 // A tile: tile-local (m-tile, phase, n-tile) of `group`, in tile_order.h's
-// order.
+// order (heaviest phase first where k.deal says so).
 struct TileCoord {
   int group, phase, ntile;
   int64_t mtile;
@@ -53,8 +54,11 @@ struct TileCoord {
 
 __device__ __forceinline__ TileCoord decode_tile(const KernelArgs& k, uint32_t within_group,
                                                  int group) {
-  const TileInGroup t = tile_in_group(within_group, uint32_t(k.ntiles),
-                                      uint32_t(k.phases[0] * k.phases[1] * k.phases[2]));
+  const TileInGroup t =
+      k.deal.grid != 0
+          ? heavy_first_tile(within_group, uint32_t(k.ntiles), uint32_t(k.mtiles), k.deal)
+          : tile_in_group(within_group, uint32_t(k.ntiles),
+                          uint32_t(k.phases[0] * k.phases[1] * k.phases[2]));
   return {group, t.phase, t.ntile, int64_t(t.mtile)};
 }
 

@@ -111,6 +111,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <numeric>
 #include <type_traits>
 
 #include <cuda.h>
@@ -289,6 +290,7 @@ __device__ __forceinline__ TileGeometry tile_geometry(const KernelArgs& k, const
                                                       uint32_t tiles_per_group) {
   constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));
   TileGeometry g;
+  if (k.deal.grid != 0) t = snake(t, k.deal.grid, tiles_per_group * uint32_t(k.p.groups));
   g.tile = decode_tile(k, t % tiles_per_group, int(t / tiles_per_group));
   int r[3];
   phase_residues(k, g.tile.phase, r);
@@ -1284,6 +1286,30 @@ int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& 
   return int(std::max<int64_t>(splits, 1));
 }
 
+// The few-wave deal (tile_order.h) for forwards whose phases' taps differ,
+// at most kFewWaves tiles a CTA; the rotated order elsewhere.
+KernelArgs dealt(KernelArgs args, int64_t units, int64_t ctas) {
+  const int phases = args.phases[0] * args.phases[1] * args.phases[2];
+  if (args.ops.pass != GatherPass::Forward || args.ops.splits != 1 || phases < 2 ||
+      phases > kMaxDealtPhases || units > kFewWaves * ctas) {
+    return args;
+  }
+  int64_t taps[kMaxDealtPhases];
+  for (int q = 0; q < phases; ++q) {
+    const int r[3] = {q / (args.phases[1] * args.phases[2]), (q / args.phases[2]) % args.phases[1],
+                      q % args.phases[2]};
+    taps[q] = 1;
+    for (int a = 0; a < 3; ++a) taps[q] *= forward_phase_axis(args.p.axis[a], r[a]).taps;
+  }
+  int order[kMaxDealtPhases];
+  std::iota(order, order + phases, 0);
+  std::stable_sort(order, order + phases, [&](int x, int y) { return taps[x] > taps[y]; });
+  if (taps[order[0]] == taps[order[phases - 1]]) return args;  // equal phases: the rotation is even
+  for (int q = 0; q < phases; ++q) args.deal.phase_by_taps[q] = uint8_t(order[q]);
+  args.deal.grid = uint32_t(ctas);
+  return args;
+}
+
 template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
 cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t units,
                            cudaStream_t stream) {
@@ -1295,7 +1321,7 @@ cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t
   const int64_t resident = resident_ctas(kCtasPerSm<BN, kTma>, smem);
   const int64_t cap = g_forced_ctas.load() > 0 ? g_forced_ctas.load() : resident * sm_count();
   const int64_t ctas = units < cap ? units : cap;
-  kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(args, tma);
+  kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(dealt(args, units, ctas), tma);
   return cudaGetLastError();
 }
 

@@ -39,4 +39,42 @@ TCONV3D_HOST_DEVICE TileInGroup tile_in_group(uint32_t within_group, uint32_t nt
   return t;
 }
 
+// Few waves (the forward's phase GEMMs of at most kFewWaves tiles a CTA):
+// there the rotation above still leaves CTAs of unequal shares (VAE-video
+// k3s2 256 → 128 at 512 tiles on 132 CTAs: the most-loaded CTA 1.38x the
+// mean taps; k5s2 64 → 32 1.48x), and the kernel waits for the most-loaded.
+// The tiles are then dealt heaviest phase first, each wave in the opposite
+// direction to the one before (a snake), so that the CTAs that took the
+// heaviest tiles of one wave take the lightest of the next (1.15x, 1.16x;
+// tests/cpp/test_tile_order.cpp).  Where tiles are many, the rotation
+// is as even and keeps the phases of the same rows together (shared source
+// rows in L2, whole output sectors).
+constexpr int kFewWaves = 8;
+constexpr int kMaxDealtPhases = 64;
+
+struct TileDeal {
+  uint32_t grid = 0;  // 0: the rotated order
+  uint8_t phase_by_taps[kMaxDealtPhases] = {};  // phases, most taps first
+};
+
+// The tile CTA `u % grid` takes in wave `u / grid`: waves alternate direction,
+// the last (partial) one within its own length.
+TCONV3D_HOST_DEVICE uint32_t snake(uint32_t u, uint32_t grid, uint32_t units) {
+  const uint32_t wave = u / grid, first = wave * grid;
+  if ((wave & 1) == 0) return u;
+  const uint32_t length = units - first < grid ? units - first : grid;
+  return first + (length - 1 - (u - first));
+}
+
+// Heaviest first: phase rank slowest, then m-tile, then n-tile.
+TCONV3D_HOST_DEVICE TileInGroup heavy_first_tile(uint32_t within_group, uint32_t ntiles,
+                                                 uint32_t mtiles, const TileDeal& deal) {
+  TileInGroup t;
+  t.ntile = int(within_group % ntiles);
+  const uint32_t rest = within_group / ntiles;
+  t.mtile = rest % mtiles;
+  t.phase = deal.phase_by_taps[rest / mtiles];
+  return t;
+}
+
 }  // namespace tconv3d::cuda

@@ -78,5 +78,83 @@ TEST(TileOrder, AGridOfWholePhaseCountsCyclesEachCtaThroughThePhases) {
   }
 }
 
+TEST(TileOrder, TheSnakeDealsEveryTileOnce) {
+  for (uint32_t grid : {1u, 7u, 132u, 264u}) {
+    for (uint32_t units : {1u, 6u, 131u, 264u, 265u, 700u, 1057u}) {
+      std::vector<int> seen(units, 0);
+      for (uint32_t u = 0; u < units; ++u) {
+        const uint32_t t = snake(u, grid, units);
+        ASSERT_LT(t, units);
+        ASSERT_EQ(t / grid, u / grid) << "a tile left its wave";
+        ++seen[t];
+      }
+      EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }))
+          << units << " units on " << grid << " CTAs";
+    }
+  }
+}
+
+// A deal of the phases of `taps` (index: phase), heaviest first.
+TileDeal heaviest_first(const std::vector<int>& taps, uint32_t grid) {
+  TileDeal deal;
+  deal.grid = grid;
+  std::vector<int> order(taps.size());
+  for (size_t q = 0; q < taps.size(); ++q) order[q] = int(q);
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return taps[x] > taps[y]; });
+  for (size_t q = 0; q < taps.size(); ++q) deal.phase_by_taps[q] = uint8_t(order[q]);
+  return deal;
+}
+
+TEST(TileOrder, HeaviestFirstTakesEveryTileOnceHeaviestPhaseFirst) {
+  const std::vector<int> taps = {1, 2, 2, 4, 2, 4, 4, 8};
+  const TileDeal deal = heaviest_first(taps, 132);
+  for (uint32_t ntiles : {1u, 2u}) {
+    const uint32_t mtiles = 9, tiles = mtiles * 8 * ntiles;
+    std::vector<int> seen(tiles, 0);
+    int last = 1 << 30;
+    for (uint32_t i = 0; i < tiles; ++i) {
+      const TileInGroup t = heavy_first_tile(i, ntiles, mtiles, deal);
+      ASSERT_LT(t.mtile, mtiles);
+      ASSERT_LE(taps[t.phase], last);
+      last = taps[t.phase];
+      ++seen[(t.mtile * 8 + uint32_t(t.phase)) * ntiles + uint32_t(t.ntile)];
+    }
+    EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+  }
+}
+
+// The most taps any CTA walks over the mean, CTA c taking units c + i·grid,
+// in the rotated order or dealt heaviest first in a snake.
+double worst_share(const std::vector<int>& taps, uint32_t mtiles, uint32_t grid, bool dealt) {
+  const uint32_t phases = uint32_t(taps.size()), tiles = mtiles * phases;
+  const TileDeal deal = heaviest_first(taps, grid);
+  std::vector<int64_t> load(grid, 0);
+  int64_t total = 0;
+  for (uint32_t u = 0; u < tiles; ++u) {
+    const int phase = dealt ? heavy_first_tile(snake(u, grid, tiles), 1, mtiles, deal).phase
+                            : tile_in_group(u, 1, phases).phase;
+    load[u % grid] += taps[phase];
+    total += taps[phase];
+  }
+  return double(*std::max_element(load.begin(), load.end())) * grid / double(total);
+}
+
+TEST(TileOrder, FewWavesDealtHeaviestFirstShareTheTapsMoreEvenly) {
+  const std::vector<int> k3s2 = {1, 2, 2, 4, 2, 4, 4, 8};
+  const std::vector<int> k5s2 = {27, 18, 18, 12, 18, 12, 12, 8};
+  // VAE-video k3s2 256 -> 128 (64 row tiles a phase, 132 CTAs), VAE k3s2
+  // 128 -> 64 (216, 264 CTAs), k5s2 64 -> 32 (64, 264 CTAs).
+  struct Layer {
+    const std::vector<int>& taps;
+    uint32_t mtiles, grid;
+  } layers[] = {{k3s2, 64, 132}, {k3s2, 216, 264}, {k5s2, 64, 264}};
+  for (const Layer& l : layers) {
+    const double rotated = worst_share(l.taps, l.mtiles, l.grid, false);
+    const double dealt = worst_share(l.taps, l.mtiles, l.grid, true);
+    EXPECT_LT(dealt, 1.2) << l.mtiles << " row tiles on " << l.grid << " CTAs";
+    EXPECT_LT(dealt, rotated) << l.mtiles << " row tiles on " << l.grid << " CTAs";
+  }
+}
+
 }  // namespace
 }  // namespace tconv3d::cuda
