@@ -46,10 +46,12 @@ TCONV3D_HOST_DEVICE TileInGroup tile_in_group(uint32_t within_group, uint32_t nt
 // The tiles are then dealt heaviest phase first, each wave in the opposite
 // direction to the one before (a snake), so that the CTAs that took the
 // heaviest tiles of one wave take the lightest of the next (1.15x, 1.16x;
-// tests/cpp/test_tile_order.cpp).  Where tiles are many, the rotation
-// is as even and keeps the phases of the same rows together (shared source
-// rows in L2, whole output sectors).
-constexpr int kFewWaves = 8;
+// tests/cpp/test_tile_order.cpp).  Measured on the H200 (RESULTS.md, "Few-wave
+// deal"): 4-16 % faster at up to 4 tiles a CTA, but 5-25 % slower on VAE k3s2
+// 128 → 64 at 6.5 (1.18x → 1.09x): from a few waves on, keeping the phases
+// of the same rows together (shared source rows in L2, whole output sectors
+// of NCDHW outputs) outweighs the evener share.
+constexpr int kFewWaves = 4;
 constexpr int kMaxDealtPhases = 64;
 
 struct TileDeal {

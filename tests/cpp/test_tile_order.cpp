@@ -143,7 +143,8 @@ TEST(TileOrder, FewWavesDealtHeaviestFirstShareTheTapsMoreEvenly) {
   const std::vector<int> k3s2 = {1, 2, 2, 4, 2, 4, 4, 8};
   const std::vector<int> k5s2 = {27, 18, 18, 12, 18, 12, 12, 8};
   // VAE-video k3s2 256 -> 128 (64 row tiles a phase, 132 CTAs), VAE k3s2
-  // 128 -> 64 (216, 264 CTAs), k5s2 64 -> 32 (64, 264 CTAs).
+  // 128 -> 64 (216, 264 CTAs: more than kFewWaves tiles a CTA, so not dealt,
+  // but the share still evens out), k5s2 64 -> 32 (64, 264 CTAs).
   struct Layer {
     const std::vector<int>& taps;
     uint32_t mtiles, grid;
