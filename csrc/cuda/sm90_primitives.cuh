@@ -157,6 +157,21 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// Rounds the four fp32 values at shared-memory address `addr` (16-byte
+// aligned) to TF32 in place: wgmma truncates the fp32 operands it reads from
+// shared memory, and TF32 must round to nearest (to_tf32).
+__device__ __forceinline__ void round_tf32_shared_x4(uint32_t addr) {
+  uint32_t v[4];
+  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
+               : "r"(addr));
+#pragma unroll
+  for (int e = 0; e < 4; ++e) v[e] = to_tf32(v[e]);
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v[0]), "r"(v[1]),
+               "r"(v[2]), "r"(v[3])
+               : "memory");
+}
+
 __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }

@@ -83,9 +83,11 @@
 // pace — with A through registers (ldmatrix and per-lane addresses for every
 // tap; descriptors since, not yet measured) it won where A is reused most: fp16/bf16 over at least 27 taps (bf16, two CTAs an
 // SM: k3s1 over 2 × 160³ 1.91 against 2.96 ms, k5s1 32 → 32 0.087 against
-// 0.124).  TF32 (rounding A in the consumers) measured even on k3s1 and
-// 7-19 % slower on k5s1 and k5s2 forwards; it and the phases of strided
-// forwards (8 taps or fewer) keep the per-tap boxes.
+// 0.124).  TF32 once rounded A in the consumers' registers here, at every
+// tap (even on k3s1, 7-19 % slower on k5s1 and k5s2 forwards); its halos are
+// now rounded in shared memory once each, by the producer warpgroup's idle
+// warps (round_halos), and read by descriptor as fp16/bf16 are.  Phases of
+// strided forwards (8 taps or fewer) keep the per-tap boxes.
 //
 // Split K (grad-input on small grids): a grad-input tile walks all of K
 // (taps × Cout/G), so a layer of few tiles left most of the GPU idle (the
@@ -162,10 +164,14 @@ template <int BN, bool kTma>
 constexpr int kCtasPerSm = ctas_per_sm(BN, kTma);
 template <int kCtas>
 constexpr int kLaunchRegs = 65536 / (kThreads * kCtas) / 8 * 8;  // 168, or 80 at two CTAs
-template <bool kTma, int kCtas>
+// TF32's halo loader (kRoundedHalo): produce_halo spilled in its stage loop
+// at 40 registers in fp32 (ptxas), and these consumers read A by descriptor
+// (no fragments), so registers move from them to the producers.
+template <bool kTma, int kCtas, bool kRoundedHalo = false>
 struct RegisterSplit {
-  static constexpr int kProducer = kTma ? 40 : 96;
-  static constexpr int kConsumer = kCtas == 2 ? 96 : kTma ? 232 : 200;
+  static constexpr int kProducer = kRoundedHalo ? 56 : kTma ? 40 : 96;
+  static constexpr int kConsumer = kRoundedHalo ? (kCtas == 2 ? 88 : 224)
+                                   : kCtas == 2 ? 96 : kTma ? 232 : 200;
   static_assert(128 * (kLaunchRegs<kCtas> - kProducer) >=
                     128 * kConsumers * (kConsumer - kLaunchRegs<kCtas>),
                 "consumers would wait forever for registers");
@@ -193,8 +199,8 @@ constexpr int kHaloStages = 4;
 // twice the bytes would crowd out the halos.
 constexpr int halo_stage_k(int bn) { return bn <= 64 ? 2 * kSliceBytes : kSliceBytes; }
 // The halo loader where the fullest phase has this many taps (3 × 3 × 3 at
-// stride 1) in fp16/bf16 only: it won there and lost elsewhere (RESULTS.md,
-// "Halo loader round").
+// stride 1): it won there and lost elsewhere (RESULTS.md, "Halo loader
+// round", fp16/bf16).
 constexpr int64_t kHaloMinTaps = 27;
 constexpr int64_t kSmemPerSm = 233472, kReservedSmemPerCta = 1024;  // sm_90
 // Dynamic shared memory a CTA may take (H100/H200: 227 KB, less the static
@@ -239,6 +245,8 @@ using PhaseTable = GemmAxis[3][kMaxPhases];
 struct SharedState {
   uint64_t full[kMaxStages], empty[kMaxStages];
   uint64_t halo_full[kHaloSlots], halo_empty[kHaloSlots];  // halo loader only
+  uint64_t halo_rounded[kHaloSlots];  // TF32 halo loader: the halo rounded (round_halos)
+  uint32_t halo_count;  // TF32 halo loader: the CTA's halos, once produce_halo knows (round_halos)
   PhaseTable axes;
 };
 
@@ -508,6 +516,49 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   }
 }
 
+// TF32 under the halo loader: the producer warpgroup's warps 1-3 (warp 0's
+// first thread issues the copies) round each halo to TF32 in place once it
+// lands, then publish it on halo_rounded, which the consumers wait on instead
+// of halo_full.  Per-tap boxes round A in the consumers' registers at every
+// tap (tf32_register_a_stage); a halo serves all of a tile's taps (27 at
+// k3s1), so rounding it once costs a 27th of that, off the consumers' issue
+// slots, and lets them read A by descriptor as fp16/bf16 do.  They take the
+// halos in turn until produce_halo, past its last, completes one more phase
+// of halo_full with the count of halos in halo_count: walking the tiles here
+// as well (tile_geometry) cost the producer warpgroup's 40 registers spills
+// in produce_halo's own loop.
+constexpr int kRoundingWarps = 3;
+
+__device__ __forceinline__ void store_shared_u32(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ uint32_t load_shared_u32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void round_halos(const TmaTiling& tma, const SharedState& st,
+                                            uint32_t smem0) {
+  if (threadIdx.x < 32) return;
+  const uint32_t thread = threadIdx.x - 32, lane = threadIdx.x % 32;
+  const uint32_t hfull0 = smem_addr(st.halo_full), hrounded0 = smem_addr(st.halo_rounded);
+  const uint32_t bytes = uint32_t(tma.halo[0] * tma.halo[1] * tma.halo[2] * tma.row_bytes);
+  for (uint32_t hseq = 0;; ++hseq) {
+    const uint32_t slot = hseq % kHaloSlots;
+    mbarrier_wait(hfull0 + 8 * slot, (hseq / kHaloSlots) & 1);
+    if (load_shared_u32(smem_addr(&st.halo_count)) == hseq) return;  // past the last
+    const uint32_t halo = smem0 + slot * uint32_t(tma.halo_bytes);
+#pragma unroll 4
+    for (uint32_t at = 16 * thread; at < bytes; at += 16 * 32 * kRoundingWarps) {
+      round_tf32_shared_x4(halo + at);
+    }
+    fence_proxy_async_shared();  // the consumers' wgmmas read it through the async proxy
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(hrounded0 + 8 * slot);
+  }
+}
+
 // The halo loader's one thread: per tile and channel chunk (an item), the
 // halo box (the tile's box of the source grown by the taps' reach, every
 // position the tile's taps read) into a halo slot, then per tap the weight
@@ -607,6 +658,12 @@ __device__ __forceinline__ void produce_halo(const KernelArgs& k, const TmaTilin
     }
     t = after;
     box = after_box;
+  }
+  if constexpr (std::is_same_v<scalar_t, float>) {  // round_halos stops here
+    const uint32_t slot = hseq % kHaloSlots;
+    if (hseq >= kHaloSlots) mbarrier_wait(hempty0 + 8 * slot, ((hseq / kHaloSlots) - 1) & 1);
+    store_shared_u32(smem_addr(&st.halo_count), hseq);
+    mbarrier_arrive(hfull0 + 8 * slot);
   }
 }
 
@@ -832,7 +889,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                                       uint32_t(step[2])};
         const uint32_t row_first = uint32_t((first[0] * halo_h + first[1]) * halo_w + first[2]);
         const uint32_t b0 = smem0 + kHaloSlots * uint32_t(tma.halo_bytes);
-        const uint32_t hfull0 = smem_addr(st.halo_full), hempty0 = smem_addr(st.halo_empty);
+        // TF32 reads each halo once round_halos has rounded it.
+        const uint32_t hfull0 = smem_addr(std::is_same_v<scalar_t, float> ? st.halo_rounded : st.halo_full);
+        const uint32_t hempty0 = smem_addr(st.halo_empty);
         const int stages = (all_taps + kPer - 1) / kPer;
         int stage = 0;
         for (int chunk = 0; chunk < tma.chunks; ++chunk, ++hseq) {
@@ -975,7 +1034,8 @@ template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo = f
 __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
     tensor_core_gemm_sm90_kernel(const KernelArgs k, const __grid_constant__ TmaTiling tma) {
   static_assert(kTma || !kHalo, "the halo loader is a TMA loader");
-  using Registers = RegisterSplit<kTma, kCtasPerSm<BN, kTma>>;
+  using Registers =
+      RegisterSplit<kTma, kCtasPerSm<BN, kTma>, kHalo && std::is_same_v<scalar_t, float>>;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   __shared__ SharedState st;
@@ -990,7 +1050,9 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
   if (kHalo && tid < kHaloSlots) {
     mbarrier_init(smem_addr(&st.halo_full[tid]), 1);   // arrive.expect_tx, then the bytes
     mbarrier_init(smem_addr(&st.halo_empty[tid]), 4 * kConsumers);  // each consumer warp
+    mbarrier_init(smem_addr(&st.halo_rounded[tid]), kRoundingWarps);  // TF32: each rounding warp
   }
+  if (kHalo && tid == 0) st.halo_count = UINT32_MAX;  // not known yet
   if (tid >= 32 && tid < 32 + 3 * kMaxPhases) {
     const int a = (tid - 32) / kMaxPhases, r = (tid - 32) % kMaxPhases;
     if (r < k.phases[a]) {
@@ -1006,6 +1068,7 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
   if (tid < 128) {
     release_registers<Registers::kProducer>();
     if constexpr (kHalo) {
+      if constexpr (std::is_same_v<scalar_t, float>) round_halos(tma, st, smem0);
       produce_halo<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, tiles);
     } else if constexpr (kTma) {
       produce_tma<scalar_t, BN>(k, tma, st, smem0, tiles_per_group, units);
@@ -1099,14 +1162,14 @@ bool tma_boxes(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype
                int64_t halo_min_taps, igemm::LaunchShape& s, TmaTiling& t) {
   const int64_t row_bytes = tma_row_bytes(p, pass, dtype);
   if (row_bytes == 0 || tensor_map_encoder() == nullptr) return false;
-  // The halo loader (produce_halo) where a tile's taps overlap: fp16/bf16
-  // with 128- or 64-byte rows, each axis's rows consecutive source positions
+  // The halo loader (produce_halo) where a tile's taps overlap: 128- or
+  // 64-byte rows, each axis's rows consecutive source positions
   // (forward phases; grad-input of stride 1), at least halo_min_taps taps in
   // the fullest phase, and two halos beside the stage ring in shared memory.
   // reach[a]: how far past the box the taps of the fullest phase read.
   const bool fwd = pass == GatherPass::Forward;
   int64_t rows[3], element_stride[3], reach[3], halo_rows = 1, most_taps = 1;
-  bool halo = row_bytes >= 64 && dtype != ScalarKind::Float32;
+  bool halo = row_bytes >= 64;
   for (int a = 0; a < 3; ++a) {
     const Axis& ax = p.axis[a];
     const GemmAxis g = fwd ? forward_phase_axis(ax, 0) : grad_input_axis(ax);
@@ -1498,7 +1561,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
             : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma, kHalo>(args, tma, units, cfg.stream)
                        : tcg90::launch_columns<scalar_t, index_t, 128, kTma, kHalo>(args, tma, units, cfg.stream);
     };
-    if constexpr (std::is_same_v<index_t, int32_t> && !std::is_same_v<scalar_t, float>) {
+    if constexpr (std::is_same_v<index_t, int32_t>) {
       if (use_halo) {
         launch(std::true_type{}, std::true_type{});
         return;

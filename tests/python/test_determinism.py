@@ -72,12 +72,14 @@ def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
 
 
 @requires_cuda
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 def test_hopper_halo_loader_is_bitwise_reproducible(dtype):
-    """The halo loader (64 input channels: whole 128-byte rows; stride 1, 27
-    taps) gives the same results whatever the CTA count."""
+    """The halo loader (64 input channels: whole 128-byte rows, two chunks of
+    them in TF32; stride 1, 27 taps) gives the same results whatever the CTA
+    count."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
+    torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
     runs, kernels = hopper_runs_over_grids((0, 0, 3), dtype=dtype, channels_last=True,
                                            in_channels=64, stride=1)
     assert kernels == ["tensor_core_gemm_sm90_halo"] * 3
@@ -106,19 +108,24 @@ def test_hopper_split_k_grad_input_is_bitwise_reproducible(dtype, out_channels, 
 
 
 @requires_cuda
-def test_halo_loader_matches_the_per_tap_boxes():
+@pytest.mark.parametrize("dtype, in_channels", [(torch.bfloat16, 64), (torch.float32, 32)],
+                         ids=["bf16", "tf32"])
+def test_halo_loader_matches_the_per_tap_boxes(dtype, in_channels):
     """The same shape through the halo loader and, with it switched off
     (_set_wgmma_halo_min_taps, kernel_ab's wgmma_boxes), the per-tap boxes: with one
-    channel chunk (64 bf16 channels) both walk the taps in the same order
-    with the same k-steps, so the sums are bitwise equal."""
+    channel chunk (64 bf16 or 32 fp32 channels) both walk the taps in the same
+    order with the same k-steps, so the sums are bitwise equal — in TF32 too,
+    where the halo is rounded in shared memory and the boxes' A in registers,
+    both to nearest."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
+    torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
     tconv3d._C._set_kernel_policy("wgmma")
     runs, loaders = [], []
     try:
         for min_taps in (0, 1 << 30):
             tconv3d._C._set_wgmma_halo_min_taps(min_taps)
-            runs.append(run_once("cuda", dtype=torch.bfloat16, channels_last=True, in_channels=64,
+            runs.append(run_once("cuda", dtype=dtype, channels_last=True, in_channels=in_channels,
                                  stride=1))
             loaders.append(tconv3d._C._last_cuda_kernels()["forward"])
     finally:

@@ -542,15 +542,14 @@ def choose_row_boxes(rows, reach, log_rows=7, descriptor_blocks=False):
 
 def halo_loader_takes(config, dtype, forward, min_taps=HALO_MIN_TAPS):
     """Mirror of tma_tiling's halo loader choice (tensor_core_gemm_sm90.cu):
-    fp16/bf16 with 128- or 64-byte rows, every axis's rows consecutive source
+    128- or 64-byte rows (fp16/bf16, and TF32 with its halos rounded in
+    shared memory), every axis's rows consecutive source
     positions (forward phases, grad-input of stride 1), at least min_taps taps
     in the fullest phase, a box 8 wide and at least 8 high (descriptor_blocks)
     padding the grid to at most 5/4 of the per-tap boxes' rows, and two
     halos beside the 4-stage ring of B (kHaloStages, halo_stage_k bytes a
     row) within the shared memory."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
-    if dtype == torch.float32:
-        return False
     kernel, stride, padding, output_padding, dilation = (
         triple(v) for v in (kernel, stride, padding, output_padding, dilation))
     source, columns = (cin, cout) if forward else (cout, cin)
@@ -620,9 +619,9 @@ def test_tma_configs_cover_every_row_width():
 
 def test_tma_configs_reach_both_tma_loaders():
     """TMA_CONFIGS run the halo loader and the per-tap boxes with 128-byte
-    rows in fp16/bf16, both passes (stride-1 layers of 27 taps take the halo;
-    strided grad-input and forward phases of few taps keep the boxes), so
-    test_wgmma_tma_loader asserts both; TF32 never takes the halo."""
+    rows in fp16/bf16 and TF32, both passes (stride-1 layers of 27 taps take
+    the halo; strided grad-input and forward phases of few taps keep the
+    boxes), so test_wgmma_tma_loader asserts both."""
     for dtype in (torch.bfloat16, torch.float32):
         for index, pass_ in enumerate(("forward", "grad_input")):
             loaders = set()
@@ -631,10 +630,7 @@ def test_tma_configs_reach_both_tma_loaders():
                 channels = cin // groups if pass_ == "forward" else cout // groups
                 if tma_row_bytes(channels, dtype) == 128:
                     loaders.add(expected_wgmma_loaders(config, dtype)[index].rsplit("_", 1)[1])
-            if dtype == torch.bfloat16:
-                assert {"halo", "tma"} <= loaders, (dtype, pass_, loaders)
-            else:
-                assert "tma" in loaders and "halo" not in loaders, (dtype, pass_, loaders)
+            assert {"halo", "tma"} <= loaders, (dtype, pass_, loaders)
 
 
 def test_halo_anywhere_reaches_strided_phases():
@@ -656,7 +652,7 @@ def halo_anywhere():
 
 
 @requires_cuda
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", [*TMA_CONFIGS, *HALO_CONFIGS])
 def test_wgmma_halo_loader_at_any_tap_count(name, layout, precision, halo_anywhere):
@@ -715,7 +711,7 @@ def test_wgmma_narrow_column_tiles(name, layout, precision, wgmma_columns):
 # channels, two taps a stage; 128-byte in TF32) and 32-byte rows (16
 # channels, four taps a stage), the last stage of a tile part padding, with
 # groups, batches and strides up to 2, dilation; and a stride-1 layer that
-# fp16/bf16 run on the halo loader, which never splits.
+# fp16/bf16 and TF32 run on the halo loader, which never splits.
 SPLIT_K_CONFIGS = {
     "cp_async_40_channels": (2, 24, 40, 1, (5, 6, 7), 3, 2, 1, 1, 1, False),
     "cp_async_odd_columns": (2, 18, 40, 2, (4, 5, 3), (3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 0, 1),
