@@ -393,8 +393,10 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     would give 64.  The value sits in x and grad_output (rounded as the GEMMs
     load them) or in the weight (rounded once, as it is packed).  Kernel 3,
     padding 1: the phase GEMMs, not the U-Net one; 64 columns over whole
-    128-byte rows, stride 1: auto takes the Hopper GEMM's TMA loader in both
-    passes (its A goes through registers and is rounded there)."""
+    128-byte rows, stride 1: auto takes the Hopper GEMM's halo loader in both
+    passes (its halos rounded in shared memory by the producer warps), and
+    with the halo switched off its per-tap boxes (A rounded in the
+    consumers' registers)."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     use_precision("tf32")
@@ -404,14 +406,21 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
         memory_format=torch.channels_last_3d).requires_grad_()
     w = torch.zeros(64, 64, 3, 3, 3, device="cuda")
     w[:, :, 1, 1, 1] = tap
-    y = tconv3d.conv_transpose3d(x, w, padding=1)
-    gx, = torch.autograd.grad(y, x, torch.full_like(y, data))
+    loaders = {"tensor_core_gemm_sm90_halo": 0, "tensor_core_gemm_sm90_tma": 1 << 30}
+    if kernel_policy != "auto":
+        loaders = {"tensor_core_gemm": 0}
     expected = 64 * (1 + 2.0 ** -10)
-    assert torch.equal(y, torch.full_like(y, expected))
-    assert torch.equal(gx, torch.full_like(gx, expected))
-    kernels = tconv3d._C._last_cuda_kernels()
-    expected = "tensor_core_gemm_sm90_tma" if kernel_policy == "auto" else "tensor_core_gemm"
-    assert kernels["forward"] == kernels["grad_input"] == expected
+    for kernel, halo_min_taps in loaders.items():
+        tconv3d._C._set_wgmma_halo_min_taps(halo_min_taps)
+        try:
+            y = tconv3d.conv_transpose3d(x, w, padding=1)
+            gx, = torch.autograd.grad(y, x, torch.full_like(y, data))
+        finally:
+            tconv3d._C._set_wgmma_halo_min_taps(0)
+        assert torch.equal(y, torch.full_like(y, expected)), kernel
+        assert torch.equal(gx, torch.full_like(gx, expected)), kernel
+        kernels = tconv3d._C._last_cuda_kernels()
+        assert kernels["forward"] == kernels["grad_input"] == kernel
 
 
 @requires_cuda
