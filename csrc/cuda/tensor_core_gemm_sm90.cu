@@ -86,8 +86,10 @@
 // 0.124).  TF32 once rounded A in the consumers' registers here, at every
 // tap (even on k3s1, 7-19 % slower on k5s1 and k5s2 forwards); its halos are
 // now rounded in shared memory once each, by the producer warpgroup's idle
-// warps (round_halos), and read by descriptor as fp16/bf16 are.  Phases of
-// strided forwards (8 taps or fewer) keep the per-tap boxes.
+// warps (round_halos), and read by descriptor as fp16/bf16 are: 1.10-1.67x
+// the per-tap boxes' speed on the 27-tap TF32 layers (RESULTS.md, "Few-wave
+// deal and TF32 halo round").  Phases of strided forwards (8 taps or fewer)
+// keep the per-tap boxes, in TF32 as in fp16/bf16 (measured both ways).
 //
 // Split K (grad-input on small grids): a grad-input tile walks all of K
 // (taps × Cout/G), so a layer of few tiles left most of the GPU idle (the
