@@ -115,7 +115,6 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
-#include <numeric>
 #include <type_traits>
 
 #include <cuda.h>
@@ -1355,8 +1354,8 @@ int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& 
 // at most kFewWaves tiles a CTA; the rotated order elsewhere.
 KernelArgs dealt(KernelArgs args, int64_t units, int64_t ctas) {
   const int phases = args.phases[0] * args.phases[1] * args.phases[2];
-  if (args.ops.pass != GatherPass::Forward || args.ops.splits != 1 || phases < 2 ||
-      phases > kMaxDealtPhases || units > kFewWaves * ctas) {
+  if (args.ops.pass != GatherPass::Forward || args.ops.splits != 1 || phases > kMaxDealtPhases ||
+      units > kFewWaves * ctas) {
     return args;
   }
   int64_t taps[kMaxDealtPhases];
@@ -1366,12 +1365,7 @@ KernelArgs dealt(KernelArgs args, int64_t units, int64_t ctas) {
     taps[q] = 1;
     for (int a = 0; a < 3; ++a) taps[q] *= forward_phase_axis(args.p.axis[a], r[a]).taps;
   }
-  int order[kMaxDealtPhases];
-  std::iota(order, order + phases, 0);
-  std::stable_sort(order, order + phases, [&](int x, int y) { return taps[x] > taps[y]; });
-  if (taps[order[0]] == taps[order[phases - 1]]) return args;  // equal phases: the rotation is even
-  for (int q = 0; q < phases; ++q) args.deal.phase_by_taps[q] = uint8_t(order[q]);
-  args.deal.grid = uint32_t(ctas);
+  args.deal = heaviest_first_deal(taps, phases, uint32_t(ctas));
   return args;
 }
 

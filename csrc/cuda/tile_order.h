@@ -4,7 +4,9 @@
 // check it without a GPU.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <numeric>
 
 #include "../index_math.h"
 
@@ -66,6 +68,22 @@ TCONV3D_HOST_DEVICE uint32_t snake(uint32_t u, uint32_t grid, uint32_t units) {
   if ((wave & 1) == 0) return u;
   const uint32_t length = units - first < grid ? units - first : grid;
   return first + (length - 1 - (u - first));
+}
+
+// The deal of `phases` phases of these tap counts on `grid` CTAs: phases
+// most taps first (equal ones in index order).  Grid 0, the rotated order,
+// where there is nothing to deal: one phase, phases of equal taps (the
+// rotation is even there), or more phases than a deal holds.  Host only.
+inline TileDeal heaviest_first_deal(const int64_t* taps, int phases, uint32_t grid) {
+  TileDeal deal;
+  if (phases < 2 || phases > kMaxDealtPhases) return deal;
+  int order[kMaxDealtPhases];
+  std::iota(order, order + phases, 0);
+  std::stable_sort(order, order + phases, [&](int x, int y) { return taps[x] > taps[y]; });
+  if (taps[order[0]] == taps[order[phases - 1]]) return deal;
+  for (int q = 0; q < phases; ++q) deal.phase_by_taps[q] = uint8_t(order[q]);
+  deal.grid = grid;
+  return deal;
 }
 
 // Heaviest first: phase rank slowest, then m-tile, then n-tile.

@@ -94,15 +94,20 @@ TEST(TileOrder, TheSnakeDealsEveryTileOnce) {
   }
 }
 
-// A deal of the phases of `taps` (index: phase), heaviest first.
+// The launch's deal of the phases of `taps` (index: phase).
 TileDeal heaviest_first(const std::vector<int>& taps, uint32_t grid) {
-  TileDeal deal;
-  deal.grid = grid;
-  std::vector<int> order(taps.size());
-  for (size_t q = 0; q < taps.size(); ++q) order[q] = int(q);
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return taps[x] > taps[y]; });
-  for (size_t q = 0; q < taps.size(); ++q) deal.phase_by_taps[q] = uint8_t(order[q]);
-  return deal;
+  const std::vector<int64_t> wide(taps.begin(), taps.end());
+  return heaviest_first_deal(wide.data(), int(wide.size()), grid);
+}
+
+TEST(TileOrder, OnlyPhasesOfUnequalTapsAreDealt) {
+  EXPECT_EQ(heaviest_first({8}, 132).grid, 0u);
+  EXPECT_EQ(heaviest_first({12, 12, 12, 12}, 132).grid, 0u);  // k344 s122: the rotation is even
+  EXPECT_EQ(heaviest_first(std::vector<int>(kMaxDealtPhases + 1, 1), 132).grid, 0u);
+  const TileDeal deal = heaviest_first({1, 2, 2, 4, 2, 4, 4, 8}, 132);
+  EXPECT_EQ(deal.grid, 132u);
+  const int expected[8] = {7, 3, 5, 6, 1, 2, 4, 0};  // most taps first, ties in index order
+  for (int q = 0; q < 8; ++q) EXPECT_EQ(deal.phase_by_taps[q], expected[q]) << q;
 }
 
 TEST(TileOrder, HeaviestFirstTakesEveryTileOnceHeaviestPhaseFirst) {
