@@ -67,7 +67,9 @@ __device__ __forceinline__ GemmAxis pass_axis(const KernelArgs& k, int a, int r)
                                            : grad_input_axis(k.p.axis[a]);
 }
 
-__device__ __forceinline__ void phase_residues(const KernelArgs& k, int phase, int (&r)[3]) {
+// Host too: the launch's few-wave deal (tensor_core_gemm_sm90.cu) reads each
+// phase's taps through it.
+__host__ __device__ __forceinline__ void phase_residues(const KernelArgs& k, int phase, int (&r)[3]) {
   r[0] = phase / (k.phases[1] * k.phases[2]);
   r[1] = (phase / k.phases[2]) % k.phases[1];
   r[2] = phase % k.phases[2];

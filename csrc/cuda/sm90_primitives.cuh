@@ -157,6 +157,18 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// A 32-bit word of shared memory by address, ordered with the asm around it
+// (a flag one thread publishes before an mbarrier arrive, others read after
+// the wait).
+__device__ __forceinline__ void store_shared_u32(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ uint32_t load_shared_u32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+
 // Rounds the four fp32 values at shared-memory address `addr` (16-byte
 // aligned) to TF32 in place: wgmma truncates the fp32 operands it reads from
 // shared memory, and TF32 must round to nearest (to_tf32).

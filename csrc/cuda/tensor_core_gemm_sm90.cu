@@ -530,15 +530,6 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
 // in produce_halo's own loop.
 constexpr int kRoundingWarps = 3;
 
-__device__ __forceinline__ void store_shared_u32(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-}
-__device__ __forceinline__ uint32_t load_shared_u32(uint32_t addr) {
-  uint32_t v;
-  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
-  return v;
-}
-
 __device__ __forceinline__ void round_halos(const TmaTiling& tma, const SharedState& st,
                                             uint32_t smem0) {
   if (threadIdx.x < 32) return;
@@ -1360,8 +1351,8 @@ KernelArgs dealt(KernelArgs args, int64_t units, int64_t ctas) {
   }
   int64_t taps[kMaxDealtPhases];
   for (int q = 0; q < phases; ++q) {
-    const int r[3] = {q / (args.phases[1] * args.phases[2]), (q / args.phases[2]) % args.phases[1],
-                      q % args.phases[2]};
+    int r[3];
+    phase_residues(args, q, r);
     taps[q] = 1;
     for (int a = 0; a < 3; ++a) taps[q] *= forward_phase_axis(args.p.axis[a], r[a]).taps;
   }
