@@ -37,6 +37,7 @@ struct KernelArgs {
   ConvTranspose3dParams p;
   TensorCoreGemmOperands ops;
   Strides5 dest;      // p.output (forward) or p.input (grad-input)
+  Strides5 partial;   // split K: a plane of dest's elements, dense channels-last
   int mtiles, ntiles; // row and column tiles of the largest phase
   int phases[3];      // stride phases per axis (forward), 1s for grad-input
   bool vector_store;  // dest channel-contiguous, columns and strides multiples of 16 bytes
@@ -231,26 +232,28 @@ __device__ __forceinline__ SourceRow<index_t> source_row(const KernelArgs& k,
   return r;
 }
 
-// Destination offset of sample n, phase position j, column 0 of the group.
+// Offset of sample n, phase position j, column 0 of the group in a tensor of
+// dest's shape at strides `at` (dest's own, or the split-K partials').
 template <typename index_t>
 __device__ __forceinline__ index_t dest_offset(const KernelArgs& k, const GemmAxis (&ax)[3],
-                                               int64_t n, const int (&j)[3], int group) {
-  const int64_t dst_stride[3] = {k.dest.d, k.dest.h, k.dest.w};
-  int64_t off = n * k.dest.n + int64_t(group) * k.ops.columns * k.dest.c;
+                                               int64_t n, const int (&j)[3], int group,
+                                               const Strides5& at) {
+  const int64_t dst_stride[3] = {at.d, at.h, at.w};
+  int64_t off = n * at.n + int64_t(group) * k.ops.columns * at.c;
 #pragma unroll
   for (int a = 0; a < 3; ++a) off += (j[a] * ax[a].dst_per_row + ax[a].dst_origin) * dst_stride[a];
   return index_t(off);
 }
 
-// Destination offset of row m < M, column 0 of the group.
+// The same for row m < M.
 template <typename index_t>
 __device__ __forceinline__ index_t dest_row(const KernelArgs& k, const GemmAxis (&ax)[3],
                                             const RowDecomposer<index_t>& decompose, int64_t m,
-                                            int group) {
+                                            int group, const Strides5& at) {
   int64_t n;
   int j[3];
   decompose(m, n, j);
-  return dest_offset<index_t>(k, ax, n, j, group);
+  return dest_offset<index_t>(k, ax, n, j, group, at);
 }
 
 template <typename index_t>
@@ -315,7 +318,14 @@ inline KernelArgs make_kernel_args(const ConvTranspose3dParams& p, const TensorC
   KernelArgs args{};
   args.p = p;
   args.ops = ops;
-  args.dest = ops.pass == GatherPass::Forward ? p.output : p.input;
+  const bool fwd = ops.pass == GatherPass::Forward;
+  args.dest = fwd ? p.output : p.input;
+  {
+    const int64_t C = fwd ? p.out_channels : p.in_channels;
+    const int64_t W = fwd ? p.axis[2].out : p.axis[2].in, H = fwd ? p.axis[1].out : p.axis[1].in,
+                  D = fwd ? p.axis[0].out : p.axis[0].in;
+    args.partial = Strides5{D * H * W * C, 1, H * W * C, W * C, C};
+  }
   args.mtiles = int(s.mtiles);
   args.ntiles = int(s.ntiles);
   for (int a = 0; a < 3; ++a) args.phases[a] = int(s.phases[a]);

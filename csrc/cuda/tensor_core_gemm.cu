@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
   // Destination row offsets and bias of the tile.
   {
     const int64_t m = m0 + tid;
-    if (tid < kBM && m < M) s_dst[tid] = dest_row<index_t>(k, ax, decompose, m, group);
+    if (tid < kBM && m < M) s_dst[tid] = dest_row<index_t>(k, ax, decompose, m, group, k.dest);
     if (tid < kBN) {
       const int co = n0 + tid;
       const scalar_t* bias = static_cast<const scalar_t*>(k.ops.bias);

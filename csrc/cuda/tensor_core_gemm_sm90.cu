@@ -98,7 +98,10 @@
 // a contiguous range of a tile's stages (choose_splits: S ranges, from the
 // shape alone), whose fp32 sums go to a plane of partials that
 // add_splits_kernel then adds in split order into grad_input: 0.62-1.0x the
-// unsplit time on that bottleneck (choose_splits says where it lost).
+// unsplit time on that bottleneck (choose_splits says where it lost).  The
+// forward splits the same way where up to a wave of tiles has phases of
+// different tap counts (the partials in the output's shape, the bias added
+// in the second pass; not yet measured).
 //
 // Merged w taps (grad-input, fp16/bf16, 32 output channels, w of stride 2:
 // merged_w_taps): the per-tap boxes' 64-byte rows at element stride 2 give
@@ -356,20 +359,6 @@ struct StageRange {
 __device__ __forceinline__ StageRange stage_range(int nslices, int split, int splits) {
   const int q = nslices / splits, r = nslices - q * splits;
   return {split * q + min(split, r), q + (split < r ? 1 : 0)};
-}
-
-// Split K: the partials' offset of input position `position` ((n, d, h, w)
-// in order: a grad-input tile's row), column 0 of `group`, in split
-// `split`'s plane of [N][D][H][W][Cin] fp32 sums.  The host keeps them all
-// within 32-bit offsets.  From the parameters, not the tile's geometry: no
-// register of it held through the main loop for this.
-template <typename index_t>
-__device__ __forceinline__ index_t partial_offset(const KernelArgs& k, int split, index_t position,
-                                                  int group) {
-  const Axis* ax = k.p.axis;
-  const index_t positions = index_t(k.p.batch * ax[0].in * ax[1].in * ax[2].in);
-  return (index_t(split) * positions + position) * index_t(k.p.in_channels) +
-         index_t(group) * index_t(k.ops.columns);
 }
 
 // A tile's walk over the packed weight's taps (d, h, w order): the first
@@ -953,10 +942,13 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     // Epilogue: thread (warp, lane) holds rows 64·wg + 16·warp + lane/4
     // (+8) and columns 8j + 2·(lane%4) (+1); under the TMA loader row r of
     // the tile is position r of the box, w fastest.  Split K writes the fp32
-    // sums to the unit's plane of partials instead (grad-input: no bias).
+    // sums to the unit's plane of partials instead (dense channels-last, in
+    // dest's shape; add_splits_kernel adds the bias).
     const RowDecomposer<index_t> decompose(g.ax);
     const int n0 = g.tile.ntile * BN;
     const int64_t bias_base = int64_t(g.tile.group) * columns;
+    const index_t plane =
+        partials != nullptr ? index_t(unit.split) * index_t(k.partial.n * k.p.batch) : index_t(0);
     {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -968,17 +960,14 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                             g.j0[2] + (r & ((1 << lw) - 1))};
           if (j[0] >= g.ax[0].rows || j[1] >= g.ax[1].rows || j[2] >= g.ax[2].rows) continue;
           row = partials != nullptr
-                    ? partial_offset<index_t>(k, unit.split,
-                                              ((index_t(g.n) * index_t(k.p.axis[0].in) + j[0]) *
-                                                   index_t(k.p.axis[1].in) + j[1]) *
-                                                      index_t(k.p.axis[2].in) + j[2],
-                                              g.tile.group)
-                    : dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group);
+                    ? plane + dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.partial)
+                    : dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.dest);
         } else {
           const int64_t m = g.m0 + r;
           if (m >= g.rows) continue;
-          row = partials != nullptr ? partial_offset<index_t>(k, unit.split, index_t(m), g.tile.group)
-                                    : dest_row<index_t>(k, g.ax, decompose, m, g.tile.group);
+          row = partials != nullptr
+                    ? plane + dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.partial)
+                    : dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.dest);
         }
         if (partials != nullptr) {
 #pragma unroll
@@ -1291,16 +1280,24 @@ int64_t ring_smem_bytes(int bn) {
   return bn == 32 ? Layout<32>::kSmemBytes : bn == 64 ? Layout<64>::kSmemBytes : Layout<128>::kSmemBytes;
 }
 
-// A grad-input tile's stages: K (taps × a group's padded output channels)
-// in 128-byte rows, the same count under either loader (the TMA loader's
-// narrow rows share a stage).
-int64_t grad_input_stages(const ConvTranspose3dParams& p, ScalarKind dtype) {
-  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
-  return ceil_div(taps * padded_channels(p.out_per_group, dtype) * element_bytes(dtype),
-                  int64_t(kSliceBytes));
+// The stages of a pass's longest tile: K (taps × a group's padded source
+// channels) in 128-byte rows, the same count under either loader (the TMA
+// loader's narrow rows share a stage); every grad-input tile walks all the
+// taps, a forward tile those of its phase, so the fullest phase's here.
+int64_t longest_tile_stages(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
+  int64_t taps = 1;
+  for (const Axis& ax : p.axis) {
+    int64_t most = pass == GatherPass::Forward ? 0 : ax.kernel;
+    for (int64_t r = 0; pass == GatherPass::Forward && r < ax.stride; ++r) {
+      most = std::max(most, forward_phase_axis(ax, r).taps);
+    }
+    taps *= most;
+  }
+  const int64_t channels = pass == GatherPass::Forward ? p.in_per_group : p.out_per_group;
+  return ceil_div(taps * padded_channels(channels, dtype) * element_bytes(dtype), int64_t(kSliceBytes));
 }
 
-// Test and benchmark hook: grad-input's splits (0: choose_splits' own).
+// Test and benchmark hook: the gather passes' splits (0: choose_splits' own).
 std::atomic<int> g_forced_splits{0};
 
 // Split K for grad-input on small grids.  A tile walks all of K (taps × a
@@ -1317,26 +1314,53 @@ std::atomic<int> g_forced_splits{0};
 // unit's time again; units are equal, as a grad-input tile's stages are), each
 // split at least 4 stages (the stage ring's fill and the epilogue spread over
 // that many stages of MMAs; not measured), at most 16 (the sum reads S fp32
-// partials per element).  Not the forward (its phases' tap counts differ), nor
-// under the halo loader (a halo per tile and channel chunk; only stride-1
-// grad-input takes it).  From the shape alone (not the grid hook, nor this
-// GPU's SM count: kSplitSms), as the other split reductions (launch.h): the
-// same sums on any GPU.  The partials stay within 32-bit offsets.
+// partials per element).  Not under the halo loader (a halo per tile and
+// channel chunk).  From the shape alone (not the grid hook, nor this GPU's SM
+// count: kSplitSms), as the other split reductions (launch.h): the same sums
+// on any GPU.  The partials stay within 32-bit offsets.
+//
+// The forward (branch forward-split-k, not yet GPU-run): the same cut of
+// every tile's stages into S ranges, also where the tiles are up to one wave
+// of SMs but their phases' taps differ.  There the fullest phase's tiles set
+// the pace alone (the 512→256 k3s2 bottleneck: 128 tiles, its 8-tap phase
+// 128 TF32 stages against the 1-tap phase's 16, ~0.35 us a stage; RESULTS.md,
+// "Phase rotation and merged taps round"); S ranges cut that path S-fold,
+// while the light tiles' ranges are short, or empty where S exceeds their
+// stages (such units write zeros).  The bias is added in the second pass.
 constexpr int64_t kSplitSms = 132;  // the H100 SXM's and the H200's
 inline bool few_tiles(int64_t tiles) { return 4 * tiles <= kSplitSms; }
 
-int choose_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const Plan& plan) {
+// Whether a forward's phases hold different tap counts.
+bool unequal_phases(const ConvTranspose3dParams& p) {
+  for (const Axis& ax : p.axis) {
+    for (int64_t r = 1; r < ax.stride; ++r) {
+      if (forward_phase_axis(ax, r).taps != forward_phase_axis(ax, 0).taps) return true;
+    }
+  }
+  return false;
+}
+
+// Layers whose tiles may be split: few, or for the forward up to a wave of
+// unequal phases.
+bool may_split(const ConvTranspose3dParams& p, GatherPass pass, int64_t tiles) {
+  return few_tiles(tiles) ||
+         (pass == GatherPass::Forward && tiles <= kSplitSms && unequal_phases(p));
+}
+
+int choose_splits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
+                  const Plan& plan) {
   if (plan.use_halo) return 1;
   const int64_t tiles = plan.s.tiles_per_group() * p.groups;
-  const int64_t stages = grad_input_stages(p, dtype);
+  const int64_t stages = longest_tile_stages(p, pass, dtype);
   const int64_t ctas =
       resident_ctas(ctas_per_sm(plan.s.bn, plan.use_tma), ring_smem_bytes(plan.s.bn)) * kSplitSms;
   const int forced = g_forced_splits.load();
-  int64_t splits = forced > 0          ? forced
-                   : few_tiles(tiles) ? std::min({ctas / tiles, stages / 4, int64_t(16)})
-                                      : 1;
-  const int64_t numel =
-      p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in * p.in_channels;  // grad-input's
+  int64_t splits = forced > 0                 ? forced
+                   : may_split(p, pass, tiles) ? std::min({ctas / tiles, stages / 4, int64_t(16)})
+                                               : 1;
+  const bool fwd = pass == GatherPass::Forward;
+  int64_t numel = p.batch * (fwd ? p.out_channels : p.in_channels);  // dest's
+  for (const Axis& ax : p.axis) numel *= fwd ? ax.out : ax.in;
   splits = std::min({splits, stages, int64_t(INT_MAX) / numel});
   return int(std::max<int64_t>(splits, 1));
 }
@@ -1376,7 +1400,7 @@ cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t
 }
 
 // Split K's second pass: dest = Σ_s partials[s] in split order (bitwise the
-// same run to run), over the partials' dense channels-last elements, kVec
+// same run to run) + the forward's bias, over the partials' dense channels-last elements, kVec
 // channels a thread (16-byte loads where the channels come in fours), each
 // converted once and written at dest's strides (four at once where dest is
 // channel-contiguous with the strides and address to match).
@@ -1386,6 +1410,7 @@ template <typename scalar_t, typename index_t, int kVec>
 __global__ void __launch_bounds__(kAddThreads)
     add_splits_kernel(const float* __restrict__ partials, int splits, uint32_t numel, uint32_t C,
                       uint32_t D, uint32_t H, uint32_t W, Strides5 dst, bool vector_store,
+                      const scalar_t* __restrict__ bias, int64_t bias_stride,
                       scalar_t* __restrict__ dest) {
   using Load = std::conditional_t<kVec == 4, float4, float>;
   struct alignas(kVec * sizeof(scalar_t)) Store {
@@ -1402,6 +1427,10 @@ __global__ void __launch_bounds__(kAddThreads)
     }
     uint32_t pos = e / C;
     const uint32_t c = e - pos * C, w = pos % W;
+    if (bias != nullptr) {
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) sum[i] += to_acc(bias[int64_t(c + i) * bias_stride]);
+    }
     pos /= W;
     const uint32_t h = pos % H;
     pos /= H;
@@ -1421,10 +1450,13 @@ __global__ void __launch_bounds__(kAddThreads)
 
 cudaError_t launch_add_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                               const TensorCoreGemmOperands& ops) {
-  const Strides5& dst = p.input;
-  const uint32_t C = uint32_t(p.in_channels);
+  const bool fwd = ops.pass == GatherPass::Forward;
+  const Strides5& dst = fwd ? p.output : p.input;
+  const uint32_t C = uint32_t(fwd ? p.out_channels : p.in_channels);
+  uint32_t extent[3];
+  for (int a = 0; a < 3; ++a) extent[a] = uint32_t(fwd ? p.axis[a].out : p.axis[a].in);
   const uint32_t numel =
-      uint32_t(p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in) * C;  // < 2^31: choose_splits
+      uint32_t(p.batch * extent[0] * extent[1] * extent[2]) * C;  // < 2^31: choose_splits
   const bool quads = C % 4 == 0;
   const int64_t element = element_bytes(cfg.dtype);
   const bool vector_store = quads && dst.c == 1 && dst.n % 4 == 0 && dst.d % 4 == 0 &&
@@ -1438,8 +1470,8 @@ cudaError_t launch_add_splits(const ConvTranspose3dParams& p, const LaunchConfig
       const int64_t blocks =
           std::min<int64_t>(ceil_div(int64_t(numel / kVec), int64_t(kAddThreads)), 8 * int64_t(sm_count()));
       add_splits_kernel<scalar_t, index_t, kVec><<<unsigned(blocks), kAddThreads, 0, cfg.stream>>>(
-          ops.partials, ops.splits, numel, C, uint32_t(p.axis[0].in), uint32_t(p.axis[1].in),
-          uint32_t(p.axis[2].in), dst, vector_store, static_cast<scalar_t*>(ops.dest));
+          ops.partials, ops.splits, numel, C, extent[0], extent[1], extent[2], dst, vector_store,
+          static_cast<const scalar_t*>(ops.bias), p.bias_stride, static_cast<scalar_t*>(ops.dest));
     };
     if (quads) {
       run(std::integral_constant<int, 4>{});
@@ -1504,16 +1536,17 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                  GatherPass pass) {
-  if (pass != GatherPass::GradInput || p.batch == 0) return 1;
+  if (p.batch == 0) return 1;
   // Most layers have too many tiles to split, seen without planning the
   // loader a second time on every call (the launch plans it): TMA's boxes
   // only pad the plain tiling, never cut it.
   const igemm::LaunchShape plain =
       igemm::launch_shape(p, pass, tcg90::kBM, tcg90::choose_columns(p, pass));
-  if (tcg90::g_forced_splits.load() == 0 && !tcg90::few_tiles(plain.tiles_per_group() * p.groups)) {
+  if (tcg90::g_forced_splits.load() == 0 &&
+      !tcg90::may_split(p, pass, plain.tiles_per_group() * p.groups)) {
     return 1;
   }
-  return tcg90::choose_splits(p, cfg.dtype, tcg90::plan_launch(p, pass, cfg));
+  return tcg90::choose_splits(p, pass, cfg.dtype, tcg90::plan_launch(p, pass, cfg));
 }
 
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -1529,8 +1562,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   const int splits = ops.splits;
   const bool split = ops.partials != nullptr;
   if (splits < 1 || split != (splits > 1) ||
-      (split && (ops.pass != GatherPass::GradInput || plan.use_halo ||
-                 splits > tcg90::grad_input_stages(p, cfg.dtype)))) {
+      (split && (plan.use_halo || splits > tcg90::longest_tile_stages(p, ops.pass, cfg.dtype)))) {
     return cudaErrorInvalidValue;
   }
   const bool use_tma = plan.use_tma, use_halo = plan.use_halo;

@@ -712,7 +712,9 @@ def test_wgmma_narrow_column_tiles(name, layout, precision, wgmma_columns):
         assert kernels[pass_].startswith("tensor_core_gemm_sm90"), kernels
 
 
-# Grad-input layers for split K (_set_wgmma_splits): each loader of
+# Layers for split K (_set_wgmma_splits forces it on both gather passes; the
+# forward's phases of different tap counts leave some ranges of the lighter
+# tiles empty, which write zeros): each loader of
 # grad-input, whose source is grad_output (Cout/G channels), K = taps ×
 # Cout/G: the cp.async gather (40 channels: not whole TMA rows; odd
 # columns, Cin/G = 9: single-float partial stores), the TMA loader's
@@ -748,9 +750,10 @@ def wgmma_splits(request):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(SPLIT_K_CONFIGS))
 def test_wgmma_split_k_grad_input(name, layout, precision, wgmma_splits):
-    """Grad-input with its K forced into 2, 3, 5 ranges of stages, or one
-    stage each (1000: more than any layer here has, clamped to the stage
-    count), against float64 on a NaN-poisoned grad_input: every split's
+    """Grad-input and forward with their K forced into 2, 3, 5 ranges of
+    stages, or one stage each (1000: more than any layer here has, clamped
+    to the longest tile's stage count), against float64 on NaN-poisoned
+    results (the forward's bias added in the second pass): every split's
     partials written and summed, uneven ranges (the first ones a stage
     longer), the TMA loader's padded last stage in the last split only,
     grad_input channels-last (four channels a store), NCDHW or strided."""
@@ -803,6 +806,52 @@ def test_bottleneck_grad_input_splits_k_by_shape(precision):
     # A transposed convolution's grad-input is the convolution of grad_output.
     reference = F.conv3d(gy.double(), w.double(), stride=2, padding=1)
     check("grad_input", by_shape, reference, None, dtype)
+
+
+def bottleneck_forward_split_count(dtype):
+    """Mirror of choose_splits for the bottleneck's forward: 8 phases of 4
+    boxes of 128 output positions × 4 column tiles of 64 (choose_columns
+    narrows 128 on small grids): 128 tiles, at most one wave, phases of 1 to
+    8 taps, so split; two CTAs an SM on the 132 SMs the choice assumes; the
+    8-tap phase's 8 · 512 · itemsize / 128 stages at least 4 a split."""
+    sms, tiles, stages = 132, 128, 8 * 512 * dtype.itemsize // 128
+    return min(2 * sms // tiles, stages // 4, 16)
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_bottleneck_forward_splits_k_by_shape(precision):
+    """The same bottleneck's forward under the auto policy: one wave of 128
+    tiles whose phases hold 1 to 8 taps is split along K by shape — bitwise
+    what forcing bottleneck_forward_split_count's splits gives, not what one
+    split gives — with the bias added once, in the second pass, on a
+    NaN-poisoned output's every element, within tolerance of float64."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(9)
+    cl = torch.channels_last_3d
+    x = torch.randn(1, 512, 8, 8, 8, generator=g).to("cuda", dtype, memory_format=cl)
+    w = (torch.randn(512, 256, 3, 3, 3, generator=g) / 48).to("cuda", dtype)
+    b = torch.randn(256, generator=g).to("cuda", dtype)
+
+    def forward(splits):
+        tconv3d._C._set_wgmma_splits(splits)
+        try:
+            y = tconv3d.conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1)
+        finally:
+            tconv3d._C._set_wgmma_splits(0)
+        assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_sm90_tma"
+        return y
+
+    by_shape, splits = forward(0), bottleneck_forward_split_count(dtype)
+    assert splits > 1
+    assert torch.isfinite(by_shape).all()
+    assert torch.equal(by_shape, forward(splits))
+    assert not torch.equal(by_shape, forward(1))
+    reference = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2, padding=1,
+                                   output_padding=1)
+    check("output", by_shape, reference, None, dtype)
 
 
 @requires_cuda
