@@ -6,6 +6,7 @@
     python benchmarks/bench.py --only unet --dtypes bf16 --passes fwd
     python benchmarks/bench.py --quick --passes dgrad,wgrad   # each backward pass on its own
     python benchmarks/bench.py --quick --deterministic  # both sides under use_deterministic_algorithms
+    python benchmarks/bench.py --quick --graphs        # CUDA-graph replays: GPU time without host overhead
 
 Method (DESIGN.md §5): same process, dtype, TF32 setting and memory format for both sides;
 cuDNN with benchmark=False and, in a separate column, its best setting (channels_last_3d with
@@ -441,6 +442,33 @@ def time_interleaved(calls: dict[str, Callable], sets: list[InputSet], iters: in
     return times
 
 
+def graphed_calls(calls: dict[str, Callable], sets: list[InputSet],
+                  device: torch.device) -> dict[str, Callable]:
+    """Each call captured into a CUDA graph once per input set, after a warm-up on a side stream
+    (as torch.cuda.graph asks), and replayed in its place by time_interleaved: the timed span is
+    then the GPU work alone, without either side's host work (layers of ~50 µs read host-bound
+    on some machines, pulling both sides up alike and every ratio towards 1; RESULTS.md, "Few-wave
+    deal and TF32 halo round"). torch.compile's reduce-overhead mode runs layers this way. An
+    implementation's graphs share one memory pool: their outputs are never read."""
+    graphed = {}
+    side = torch.cuda.Stream(device)
+    for name, call in calls.items():
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            call(sets[0])
+        torch.cuda.current_stream(device).wait_stream(side)
+        pool = torch.cuda.graph_pool_handle()
+        graphs = {}
+        for s in sets:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                call(s)
+            graphs[id(s)] = graph
+        graphed[name] = lambda s, graphs=graphs: graphs[id(s)].replay()
+    synchronize(device)
+    return graphed
+
+
 def peak_extra_mb(call: Callable, s: InputSet, device: torch.device) -> float | None:
     """Peak memory one call allocates beyond its inputs and its results."""
     if device.type != "cuda":
@@ -554,8 +582,10 @@ def bench_cudnn_best(fn_torch: Callable, case: Case, dtype_name: str, pass_: str
             count = choose_set_count(case, dtype.itemsize, pass_, device)
             sets = make_input_sets(case, dtype, True, pass_, device, count, args.seed)
             result["backend"] = selected_backend(case, sets[0])
-            call = make_call(fn_torch, case, pass_)
-            times = time_interleaved({"best": call}, sets, args.iters, args.warmup, device)
+            calls = {"best": make_call(fn_torch, case, pass_)}
+            if args.graphs:
+                calls = graphed_calls(calls, sets, device)
+            times = time_interleaved(calls, sets, args.iters, args.warmup, device)
             result["ms"] = statistics.median(times["best"])
     except Exception as exc:
         result["note"] = "cudnn_best: " + ("OOM" if is_out_of_memory(exc) else short_error(exc))
@@ -596,7 +626,9 @@ def bench_row(ours_fn: Callable, case: Case, dtype_name: str, layout: str, pass_
                     del calls[name]
             synchronize(device)
             if calls:
-                times = time_interleaved(calls, sets, args.iters, args.warmup, device)
+                timed = graphed_calls(calls, sets, device) if args.graphs else calls
+                times = time_interleaved(timed, sets, args.iters, args.warmup, device)
+                del timed
                 for name, ms in times.items():
                     row[f"ms_{name}"] = statistics.median(ms)
                     row[f"times_{name}"] = ms
@@ -831,7 +863,8 @@ def markdown_report(env: dict, settings: dict, ceilings: dict, ceilings_source: 
             f"- {env['date_utc']}; median of {settings['iters']} after {settings['warmup']} warm-up; dtypes "
             f"{','.join(settings['dtypes'])}; layouts {','.join(settings['layouts'])}; passes "
             f"{','.join(settings['passes'])}"
-            + ("; both sides under torch.use_deterministic_algorithms(True)" if settings.get("deterministic") else ""),
+            + ("; both sides under torch.use_deterministic_algorithms(True)" if settings.get("deterministic") else "")
+            + ("; CUDA-graph replays (no host time)" if settings.get("graphs") else ""),
             f"- ceilings: {ceiling_text or 'none'} ({ceilings_source})",
             f"- command: `{env['command']}`",
             "", legend, "", markdown_table(rows, reference), "", "## Summary", "", markdown_summary(summary), ""]
@@ -943,6 +976,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--deterministic", action="store_true",
                    help="run both sides under torch.use_deterministic_algorithms(True), where cuDNN "
                         "must restrict itself to deterministic algorithms (tconv3d always is)")
+    p.add_argument("--graphs", action="store_true",
+                   help="time CUDA-graph replays of each call (both sides): the GPU work without the "
+                        "host's launch overhead, as torch.compile's reduce-overhead mode runs it")
     args = p.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -950,6 +986,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--device cuda: torch.cuda.is_available() is False")
     args.device = torch.device(args.device)
     on_cuda = args.device.type == "cuda"
+    if args.graphs and not on_cuda:
+        p.error("--graphs: CUDA graphs need a CUDA device")
     defaults = (CUDA_QUICK if args.quick else CUDA_DEFAULTS) if on_cuda else (CPU_QUICK if args.quick else CPU_DEFAULTS)
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -1030,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarize(rows)
     settings = {k: getattr(args, k) for k in ("dtypes", "layouts", "passes", "iters", "warmup", "quick", "seed",
-                                              "deterministic")}
+                                              "deterministic", "graphs")}
     report = markdown_report(env, settings, ceilings, ceilings_source, rows, summary)
     print(report)
 

@@ -64,6 +64,8 @@ def ab_row(case: bench.Case, dtype_name: str, layout: str, pass_: str, policies:
             row[f"{p}_diff"] = relative_difference(result, reference)
             row[f"{p}_kernel"] = dict(tconv3d._C._last_cuda_kernels())
         del reference, result
+        if args.graphs:  # each forced policy's hooks are set during its capture
+            calls = bench.graphed_calls(calls, sets, device)
         times = bench.time_interleaved(calls, sets, args.iters, args.warmup, device)
     for name, ts in times.items():
         row[f"{name}_ms"] = statistics.median(ts)
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--graphs", action="store_true", help="time CUDA-graph replays (bench.graphed_calls)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("kernel_ab.py: needs a CUDA device")

@@ -26,3 +26,10 @@ def test_call_orders_balance_positions_and_predecessors(n):
 def test_two_implementations_alternate():
     """bench.py's own case (ours, cuDNN): the orders alternate, as the rotation did."""
     assert bench.call_orders(2) == [[0, 1], [1, 0]]
+
+
+def test_graph_timing_needs_a_cuda_device():
+    """--graphs times CUDA-graph replays; on the CPU path it is refused, not ignored."""
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--device", "cpu", "--graphs"])
+    assert bench.parse_args(["--device", "cpu"]).graphs is False
