@@ -171,6 +171,16 @@ bool planes_contiguous(const at::Tensor& t) {
   return true;
 }
 
+// Whether the tap-columns forward reads t's NCDHW planes as they are: a
+// tile's rows of one channel contiguous, in whole 16-byte pieces that never
+// span two samples.
+bool reads_planes_in_place(const at::Tensor& t, ScalarKind dtype) {
+  const int64_t vec = vector_channels(dtype);
+  return planes_contiguous(t) && t.size(2) * t.size(3) * t.size(4) % vec == 0 &&
+         t.stride(0) % vec == 0 && t.stride(1) % vec == 0 &&
+         reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
+}
+
 GemmSource in_place(const at::Tensor& t) {
   return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
 }
@@ -308,16 +318,19 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // 6 %), whose stores tap columns makes from its registers two bytes at a
   // time; into channels-last outputs tap columns' staged 16-byte stores won
   // (128→64 0.069 against 0.097 ms).  Narrower ones were not measured
-  // against it and stay on tap columns.
-  const bool hopper_over_tap_columns =
-      hopper && p.out_per_group >= 64 && (dtype == ScalarKind::Float32 || p.output.c != 1);
+  // against it and stay on tap columns, as do NCDHW sources it reads in place
+  // (no channels-last copy of x: memory the size of x saved).
+  const bool planes = fwd && reads_planes_in_place(source, dtype);
+  const bool hopper_over_tap_columns = hopper && !planes && p.out_per_group >= 64 &&
+                                       (dtype == ScalarKind::Float32 || p.output.c != 1);
   const bool tap_columns =
       auto_policy && !hopper_over_tap_columns && forward_tap_columns_gemm_supports(p, dtype);
   const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
                     forward_taps_gemm_supports(p, dtype);
   const bool wgmma = !tap_columns && !taps && hopper;
   const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
-  const GemmSource src = gemm_source(source, p.groups, padded);
+  const GemmSource src =
+      tap_columns && planes ? in_place(source) : gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
   const LaunchConfig cfg = config_for(source, {src.tensor, packed, bias, dest});
   TensorCoreGemmOperands ops{pass, src.tensor.const_data_ptr(), src.n, src.d, src.h, src.w,
@@ -325,6 +338,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                              fwd ? p.out_per_group : p.in_per_group,
                              bias.defined() ? bias.const_data_ptr() : nullptr,
                              dest.mutable_data_ptr()};
+  if (tap_columns && planes) ops.source_c = source.stride(1);
   // The Hopper grad-input's split K: a plane of fp32 partial sums of dest's
   // elements a split.
   const int splits = wgmma ? tensor_core_gemm_sm90_splits(p, cfg, pass) : 1;

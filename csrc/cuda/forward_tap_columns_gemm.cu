@@ -20,9 +20,20 @@
 // channel-contiguous and Cout/G whole 16-byte pieces (so no piece straddles
 // two taps), through a shared tile into 16-byte stores; else straight from
 // the registers (staging NCDHW through shared memory measured 20-35 % slower
-// on the U-Net cases: a warp's stores there cover the same sectors either
-// way, and the staged loop costs three shared loads per element).  Each
-// output is written once by one thread: deterministic, no workspace.
+// on the U-Net cases, the staged loop costing three shared loads an
+// element).  Into NCDHW outputs with an even kernel width the columns are
+// walked as (kd, kh, co, kw): a thread's two neighbouring columns are then
+// neighbouring outputs of one row, written as one pair, and a warp's store
+// covers whole 32-byte sectors (in (tap, co) order they were half-written
+// twice, by two tiles or warps).  Each output is written once by one
+// thread: deterministic, no workspace.
+//
+// NCDHW sources are read as they are where each (n, c) plane is contiguous
+// and a whole number of 16-byte pieces: a tile's 128 rows of one channel are
+// contiguous there, so A lands k-major ([channel][row]) and the fragments
+// are transposed on the way out of shared memory (mma_k_step_k_major_a).
+// That saves the channels-last copy of x (its bytes written and read again,
+// and memory the size of x: 512 MB for the big U-Net's TF32 input).
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
@@ -36,6 +47,7 @@
 #include "dispatch.cuh"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
+#include "vector_access.cuh"
 
 namespace tconv3d::cuda {
 namespace tapcol {
@@ -43,12 +55,17 @@ namespace tapcol {
 constexpr int kBM = 128, kBN = 64, kThreads = 256;
 constexpr int kWarpsM = 4, kWarpM = 32, kWarpN = 32, kMI = kWarpM / 16, kNI = kWarpN / 8;
 constexpr int kMaxKBytes = 512;
+// A k-major: a channel's 128 rows, 8 elements more (16-byte aligned rows;
+// TF32 word loads conflict-free at 136 words, ldmatrix rows at 17 pieces).
+template <typename scalar_t>
+constexpr int kPitchKMajor = (kBM + 8) * int(sizeof(scalar_t));
 // The output tile for 16-byte stores: [row][column], rows a piece longer
 // (aligned for the vector reads, writes from fragments spread over the banks).
 template <typename scalar_t>
 constexpr int kOutPitch = kBN + 16 / int(sizeof(scalar_t));
 constexpr int kOutBytes = kBM * (kBN + 4) * 4;  // the larger, fp32
-constexpr int kMaxSmem = kBM * (kMaxKBytes + 16) + 2 * kBN * (kMaxKBytes + 16) + kOutBytes;
+constexpr int kMaxABytes = std::max(kBM * (kMaxKBytes + 16), (kBM + 8) * kMaxKBytes);
+constexpr int kMaxSmem = kMaxABytes + 2 * kBN * (kMaxKBytes + 16) + kOutBytes;
 
 struct Args {
   ConvTranspose3dParams p;
@@ -58,7 +75,9 @@ struct Args {
   int64_t m_tiles, col_tiles, tiles_per_block;
   int k_bytes;  // channels · element size, rounded up to 32
   int pitch;    // k_bytes + 16: an odd number of 16-byte pieces
+  int a_bytes;  // A's tile in shared memory
   bool vector_store;  // output channel-contiguous, Cout/G, strides and address in pieces
+  bool pair_store;    // columns as (kd, kh, co, kw), a thread's two neighbours one 2-element store
 };
 
 // Blocks an SM: two at 118 registers a thread; three (compiled to 80
@@ -71,7 +90,7 @@ struct Args {
 // RESULTS.md), but into NCDHW outputs (scalar stores from the registers) three
 // blocks lost 17-25 % (TF32 2.09 against 1.68 ms, bf16 1.49 against 1.24).
 // Each output is computed the same way in either.
-template <typename scalar_t, typename index_t, int kMinBlocks>
+template <typename scalar_t, typename index_t, int kMinBlocks, bool kKMajorA>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kernel(const Args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int ES = sizeof(scalar_t), VEC = 16 / ES;
@@ -89,14 +108,21 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
   const int64_t t_end = std::min(t_begin + a.tiles_per_block, a.col_tiles);
   const int C = int(a.ops.channels), cog = int(a.ops.columns);
   const int pieces = a.k_bytes / 16, pitch = a.pitch;
-  const uint32_t sa = smem_addr(smem), sb0 = sa + kBM * pitch;
+  const uint32_t sa = smem_addr(smem), sb0 = sa + a.a_bytes;
   const int b_bytes = kBN * pitch;
-  scalar_t* const out = reinterpret_cast<scalar_t*>(smem + kBM * pitch + 2 * b_bytes);
+  scalar_t* const out = reinterpret_cast<scalar_t*>(smem + a.a_bytes + 2 * b_bytes);
   constexpr int out_pitch = kOutPitch<scalar_t>;
   const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
   const scalar_t* bias = static_cast<const scalar_t*>(a.ops.bias);
   scalar_t* y = static_cast<scalar_t*>(a.ops.dest);
+  const int kw_count = int(p.axis[2].kernel);
+  // Column j of the walk → column of the packed weight ((tap, co) order).
+  auto packed_column = [&](int64_t j) -> int64_t {
+    if (!a.pair_store) return j;
+    const int64_t kw = j % kw_count, co = (j / kw_count) % cog, kdh = j / (kw_count * cog);
+    return (kdh * kw_count + kw) * cog + co;
+  };
 
   if (tid < kBM) {  // the rows' offsets in x and y (tap 0, channel 0 of the group)
     const int64_t r = m0 + tid;
@@ -105,8 +131,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
       int64_t i[3];
       const int64_t n = unflatten_input_position(p.axis, r, i);
       const int64_t id = i[0], ih = i[1], iw = i[2];
+      const int64_t group_channels = kKMajorA ? p.in_per_group : C;
       xo = index_t(n * a.ops.source_n + id * a.ops.source_d + ih * a.ops.source_h +
-                   iw * a.ops.source_w + g * C);
+                   iw * a.ops.source_w + g * group_channels * a.ops.source_c);
       yo = index_t(n * p.output.n + id * p.axis[0].stride * p.output.d +
                    ih * p.axis[1].stride * p.output.h + iw * p.axis[2].stride * p.output.w +
                    g * cog * p.output.c);
@@ -120,7 +147,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
       index_t off = 0;
       float b = 0.f;
       if (j < a.col_count) {
-        const int64_t tap = j / cog, co = j % cog;
+        const int64_t pj = packed_column(j);
+        const int64_t tap = pj / cog, co = pj % cog;
         const int64_t kw = tap % p.axis[2].kernel, kh = (tap / p.axis[2].kernel) % p.axis[1].kernel;
         const int64_t kd = tap / (p.axis[2].kernel * p.axis[1].kernel);
         off = index_t(kd * p.output.d + kh * p.output.h + kw * p.output.w + co * p.output.c);
@@ -136,14 +164,28 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
       const int col = idx / pieces, pc = idx % pieces;
       const int64_t j = t * kBN + col;
       const bool ok = j < a.col_count && pc * VEC < C;
-      cp_async16(sb + col * pitch + pc * 16, ok ? wts + index_t(j * C + pc * VEC) : wts, ok);
+      cp_async16(sb + col * pitch + pc * 16,
+                 ok ? wts + index_t(packed_column(j) * C + pc * VEC) : wts, ok);
     }
   };
   __syncthreads();  // row offsets visible
-  for (int idx = tid; idx < kBM * pieces; idx += kThreads) {
-    const int row = idx / pieces, pc = idx % pieces;
-    const bool ok = m0 + row < a.rows && pc * VEC < C;
-    cp_async16(sa + row * pitch + pc * 16, ok ? x + s_xrow[row] + pc * VEC : x, ok);
+  if constexpr (kKMajorA) {
+    // [channel][row]: VEC rows a piece, never across two samples (D·H·W is
+    // whole pieces); channels past the group's, up to the k-step, zeros.
+    constexpr int kRowPieces = kBM / VEC;
+    const int k_rows = a.k_bytes / ES;
+    for (int idx = tid; idx < k_rows * kRowPieces; idx += kThreads) {
+      const int c = idx / kRowPieces, row = idx % kRowPieces * VEC;
+      const bool ok = m0 + row < a.rows && c < p.in_per_group;
+      cp_async16(sa + c * kPitchKMajor<scalar_t> + row * ES,
+                 ok ? x + s_xrow[row] + index_t(c * a.ops.source_c) : x, ok);
+    }
+  } else {
+    for (int idx = tid; idx < kBM * pieces; idx += kThreads) {
+      const int row = idx / pieces, pc = idx % pieces;
+      const bool ok = m0 + row < a.rows && pc * VEC < C;
+      cp_async16(sa + row * pitch + pc * 16, ok ? x + s_xrow[row] + pc * VEC : x, ok);
+    }
   }
   load_b(t_begin);
   column_tables(t_begin);
@@ -166,9 +208,18 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
     float acc[kMI][kNI][4];
     zero_accumulators(acc);
     const uint32_t sb = sb0 + int(t % 2) * b_bytes;
+    if constexpr (kKMajorA) {
 #pragma unroll 2
-    for (int kb = 0; kb < a.k_bytes; kb += 32) {
-      mma_k_step<scalar_t, kMI, kNI>(acc, sa + a_lane + kb, sb + b_lane + kb, pitch);
+      for (int kb = 0; kb < a.k_bytes; kb += 32) {
+        mma_k_step_k_major_a<scalar_t, kMI, kNI, kPitchKMajor<scalar_t>>(
+            acc, smem + kb / ES * kPitchKMajor<scalar_t>, wm * kWarpM, lane, sb + b_lane + kb,
+            pitch);
+      }
+    } else {
+#pragma unroll 2
+      for (int kb = 0; kb < a.k_bytes; kb += 32) {
+        mma_k_step<scalar_t, kMI, kNI>(acc, sa + a_lane + kb, sb + b_lane + kb, pitch);
+      }
     }
 
     const index_t* cols = s_col[t % 2];
@@ -210,9 +261,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
           for (int j = 0; j < kNI; ++j) {
             const int col = wn * kWarpN + j * 8 + 2 * tq;
             const int64_t jg = t * kBN + col;
-            if (jg < a.col_count) yr[cols[col]] = from_acc<scalar_t>(acc[i][j][2 * h] + bs[col]);
-            if (jg + 1 < a.col_count) {
-              yr[cols[col + 1]] = from_acc<scalar_t>(acc[i][j][2 * h + 1] + bs[col + 1]);
+            const scalar_t v0 = from_acc<scalar_t>(acc[i][j][2 * h] + bs[col]);
+            const scalar_t v1 = from_acc<scalar_t>(acc[i][j][2 * h + 1] + bs[col + 1]);
+            if (a.pair_store) {  // (kw, kw + 1) of one co: col_count is even
+              if (jg < a.col_count) *reinterpret_cast<Vec<scalar_t, 2>*>(yr + cols[col]) = {{v0, v1}};
+            } else {
+              if (jg < a.col_count) yr[cols[col]] = v0;
+              if (jg + 1 < a.col_count) yr[cols[col + 1]] = v1;
             }
           }
         }
@@ -224,9 +279,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
 #endif
 }
 
-template <typename scalar_t, typename index_t, int kMinBlocks>
+template <typename scalar_t, typename index_t, int kMinBlocks, bool kKMajorA>
 cudaError_t launch_blocks(const Args& a, int smem, cudaStream_t stream) {
-  constexpr auto kernel = forward_tap_columns_kernel<scalar_t, index_t, kMinBlocks>;
+  constexpr auto kernel = forward_tap_columns_kernel<scalar_t, index_t, kMinBlocks, kKMajorA>;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(a.m_tiles * ((a.col_tiles + a.tiles_per_block - 1) /
@@ -240,11 +295,14 @@ cudaError_t launch_blocks(const Args& a, int smem, cudaStream_t stream) {
 // driver reserves a block, rounded up.
 constexpr int kBlockOverhead = 5 * 1024;
 
+// NCDHW sources go with NCDHW outputs (torch's memory-format rule), which
+// take two blocks an SM: no three-block instance of the k-major A.
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
+  if (a.ops.source_c != 1) return launch_blocks<scalar_t, index_t, 2, true>(a, smem, stream);
   return a.vector_store && 3 * (smem + kBlockOverhead) <= smem_per_sm()
-             ? launch_blocks<scalar_t, index_t, 3>(a, smem, stream)
-             : launch_blocks<scalar_t, index_t, 2>(a, smem, stream);
+             ? launch_blocks<scalar_t, index_t, 3, false>(a, smem, stream)
+             : launch_blocks<scalar_t, index_t, 2, false>(a, smem, stream);
 }
 
 }  // namespace tapcol
@@ -261,7 +319,7 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
   }
   const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30)) return false;
-  return sm80_kernel_runs_here<tapcol::forward_tap_columns_kernel<__half, int32_t, 2>>();
+  return sm80_kernel_runs_here<tapcol::forward_tap_columns_kernel<__half, int32_t, 2, false>>();
 }
 
 cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -275,6 +333,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   if (a.rows == 0 || a.col_count == 0) return cudaSuccess;
   a.k_bytes = int(k_step_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
+  a.a_bytes = ops.source_c != 1 ? (kBM + 8) * a.k_bytes : kBM * a.pitch;  // kPitchKMajor
   a.m_tiles = (a.rows + kBM - 1) / kBM;
   a.col_tiles = (a.col_count + kBN - 1) / kBN;
   // Column tiles split over blocks only as far as it takes to give every SM
@@ -288,8 +347,12 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.vector_store = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
                    o.h % vec == 0 && o.w % vec == 0 &&
                    reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;
+  const int64_t kw = p.axis[2].kernel;
+  a.pair_store = !a.vector_store && o.w == 1 && kw % 2 == 0 && o.n % 2 == 0 && o.c % 2 == 0 &&
+                 o.d % 2 == 0 && o.h % 2 == 0 &&
+                 reinterpret_cast<uintptr_t>(ops.dest) % (2 * es) == 0;
   const int out_bytes = a.vector_store ? int(es) * kBM * (kBN + int(vec)) : 0;
-  const int smem = (kBM + 2 * kBN) * a.pitch + out_bytes;
+  const int smem = a.a_bytes + 2 * kBN * a.pitch + out_bytes;
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     err = launch_typed<decltype(scalar), decltype(index)>(a, smem, cfg.stream);

@@ -109,16 +109,11 @@ __device__ __forceinline__ void zero_accumulators(float (&acc)[MI][NI][4]) {
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 }
 
-// One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
-// this lane's ldmatrix address in A ([m][k] rows `pitch` bytes apart) at the
-// step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands.
-template <typename scalar_t, int MI, int NI>
-__device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_addr,
-                                           uint32_t b_addr, int pitch) {
+// B's fragments of one 32-byte k-step from [n][k] rows `pitch` bytes apart,
+// this lane's ldmatrix address at b_addr.
+template <int NI>
+__device__ __forceinline__ void load_b_fragments(uint32_t (&bf)[NI][2], uint32_t b_addr, int pitch) {
   static_assert(NI % 2 == 0, "B fragments come in pairs");
-  uint32_t af[MI][4], bf[NI][2];
-#pragma unroll
-  for (int i = 0; i < MI; ++i) ldmatrix_x4(af[i], a_addr + i * 16 * pitch);
 #pragma unroll
   for (int jj = 0; jj < NI / 2; ++jj) {
     uint32_t t4[4];
@@ -128,6 +123,13 @@ __device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_a
     bf[2 * jj + 1][0] = t4[2];
     bf[2 * jj + 1][1] = t4[3];
   }
+}
+
+// acc += A · B over a warp's MI × NI pieces of one k-step; TF32 rounds both
+// operands first.
+template <typename scalar_t, int MI, int NI>
+__device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint32_t (&af)[MI][4],
+                                                   uint32_t (&bf)[NI][2]) {
   if constexpr (std::is_same_v<scalar_t, float>) {
 #pragma unroll
     for (int i = 0; i < MI; ++i)
@@ -142,6 +144,53 @@ __device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_a
   for (int i = 0; i < MI; ++i)
 #pragma unroll
     for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+}
+
+// One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
+// this lane's ldmatrix address in A ([m][k] rows `pitch` bytes apart) at the
+// step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands.
+template <typename scalar_t, int MI, int NI>
+__device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_addr,
+                                           uint32_t b_addr, int pitch) {
+  uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+  for (int i = 0; i < MI; ++i) ldmatrix_x4(af[i], a_addr + i * 16 * pitch);
+  load_b_fragments(bf, b_addr, pitch);
+  multiply_fragments<scalar_t>(acc, af, bf);
+}
+
+// The same step with A stored k-major, as [k][m] rows PITCH_A bytes apart
+// (NCDHW planes read as they are: a channel's positions contiguous).  a_step:
+// row k of the step, the warp's rows from m0.  fp16/bf16 transpose in
+// ldmatrix; TF32 loads words (ldmatrix cannot transpose 32-bit elements),
+// conflict-free where PITCH_A is 8 words past a multiple of 32.
+template <typename scalar_t, int MI, int NI, int PITCH_A>
+__device__ __forceinline__ void mma_k_step_k_major_a(float (&acc)[MI][NI][4],
+                                                     const unsigned char* a_step, int m0, int lane,
+                                                     uint32_t b_addr, int pitch) {
+  uint32_t af[MI][4], bf[NI][2];
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    const uint32_t* fa = reinterpret_cast<const uint32_t*>(a_step);
+    constexpr int PA = PITCH_A / 4;
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+      const int m = m0 + i * 16 + g;
+      af[i][0] = fa[t * PA + m];
+      af[i][1] = fa[t * PA + m + 8];
+      af[i][2] = fa[(t + 4) * PA + m];
+      af[i][3] = fa[(t + 4) * PA + m + 8];
+    }
+  } else {
+    const uint32_t sa = smem_addr(a_step);
+    const int mat = lane / 8, r8 = lane % 8;  // matrices (m block, k block) = (mat % 2, mat / 2)
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+      ldmatrix_x4_trans(af[i], sa + ((mat / 2) * 8 + r8) * PITCH_A + (m0 + i * 16 + (mat % 2) * 8) * 2);
+    }
+  }
+  load_b_fragments(bf, b_addr, pitch);
+  multiply_fragments<scalar_t>(acc, af, bf);
 }
 
 // One stage of a warp's MI × NI tile of m16n8 accumulators from k-major

@@ -42,6 +42,10 @@ struct TensorCoreGemmOperands {
   void* dest;
   float* partials = nullptr;
   int splits = 1;
+  // The source's channel stride: 1 (channels-last) for every kernel but the
+  // tap-columns forward, which also reads NCDHW planes in place
+  // (reads_planes_in_place, cuda_passes.cpp).
+  int64_t source_c = 1;
 };
 
 // Elements per 16 bytes: the source channels and strides must be multiples.

@@ -190,6 +190,14 @@ TAP_COLUMN_CONFIGS = {
     "widest_channels": (1, 128, 10, 1, (3, 4, 5), 2, 2, 0, 0, 1, True),
     # 141 row tiles: column tiles split two ways, a block walks two of them.
     "column_tiles_per_block": (1, 16, 24, 1, (24, 25, 30), 2, 2, 0, 0, 1, True),
+    # NCDHW planes of whole 16-byte pieces are read in place (k-major A):
+    # samples of 40 rows inside one 120-row tile, channels padded to the
+    # k-step with zero rows, kernel width 2 (paired stores).
+    "planes_samples_in_a_tile": (3, 24, 40, 1, (2, 4, 5), 2, 2, 0, 0, 1, True),
+    # Groups' planes at a channel offset, a 1 × 2 × 2 kernel.
+    "planes_groups": (2, 48, 24, 3, (4, 6, 6), (1, 2, 2), (1, 2, 2), 0, 0, 1, True),
+    # 256 channels: the widest k-major A in 16 bits (TF32: the phase GEMM).
+    "planes_widest": (1, 256, 16, 1, (2, 4, 8), 2, 2, 0, 0, 1, False),
     # 264 bf16 channels: beyond 512 bytes, the phase GEMM takes it.
     "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
 }

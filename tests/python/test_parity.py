@@ -889,6 +889,30 @@ def test_forward_tap_columns_gemm(name, layout, precision):
     assert tconv3d._C._last_cuda_kernels()["forward"].startswith(expected)
 
 
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tap_columns_reads_ncdhw_input_in_place(precision):
+    """Kernel == stride, NCDHW: the forward reads x's planes as they are —
+    no channels-last copy of x (8 MB here in TF32) beside the output, only the
+    packed weight (64 KB) — and matches the float64 reference."""
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 64, 16, 24, 32, generator=g).to("cuda", dtype)
+    w = (torch.randn(64, 32, 2, 2, 2, generator=g) / 8).to("cuda", dtype)
+    b = torch.randn(32, generator=g).to("cuda", dtype)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    y = tconv3d.conv_transpose3d(x, w, b, stride=2)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - before - y.numel() * y.element_size()
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
+    assert extra <= 1 << 20, f"{extra} bytes beyond the output"
+    assert y.is_contiguous()
+    yr = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2)
+    check("output", y, yr, None, dtype)
+
+
 def forward_taps_expected(config, dtype):
     """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
     _, cin, cout, groups, _, kernel, stride, *_ = config
