@@ -87,8 +87,10 @@ struct Args {
 // to 96 input channels, TF32 of up to 32).  The big U-Net 64 → 32 forward was
 // latency-bound at two (ncu: 0.48 instructions issued a scheduler a cycle);
 // at three its bf16 channels-last forward took 0.619 against 0.757 ms (H200,
-// RESULTS.md), but into NCDHW outputs (scalar stores from the registers) three
-// blocks lost 17-25 % (TF32 2.09 against 1.68 ms, bf16 1.49 against 1.24).
+// RESULTS.md), but into NCDHW outputs from a channels-last copy of x (scalar
+// stores from the registers then) three blocks lost 17-25 % (TF32 2.09
+// against 1.68 ms, bf16 1.49 against 1.24); read in place with paired
+// stores, the same layer gains from three (launch_typed).
 // Each output is computed the same way in either.
 template <typename scalar_t, typename index_t, int kMinBlocks, bool kKMajorA>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kernel(const Args a) {
@@ -279,13 +281,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
 #endif
 }
 
+// Row tiles × column-tile chunks × groups.
+inline int64_t grid_blocks(const Args& a) {
+  return a.m_tiles * ((a.col_tiles + a.tiles_per_block - 1) / a.tiles_per_block) * a.p.groups;
+}
+
 template <typename scalar_t, typename index_t, int kMinBlocks, bool kKMajorA>
 cudaError_t launch_blocks(const Args& a, int smem, cudaStream_t stream) {
   constexpr auto kernel = forward_tap_columns_kernel<scalar_t, index_t, kMinBlocks, kKMajorA>;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(kMaxSmem);
   if (err != cudaSuccess) return err;
-  const dim3 grid(static_cast<unsigned int>(a.m_tiles * ((a.col_tiles + a.tiles_per_block - 1) /
-                                                         a.tiles_per_block)),
+  const dim3 grid(static_cast<unsigned int>(grid_blocks(a) / a.p.groups),
                   static_cast<unsigned int>(a.p.groups));
   kernel<<<grid, kThreads, smem, stream>>>(a);
   return cudaGetLastError();
@@ -295,14 +301,25 @@ cudaError_t launch_blocks(const Args& a, int smem, cudaStream_t stream) {
 // driver reserves a block, rounded up.
 constexpr int kBlockOverhead = 5 * 1024;
 
-// NCDHW sources go with NCDHW outputs (torch's memory-format rule), which
-// take two blocks an SM: no three-block instance of the k-major A.
+// NCDHW sources (k-major A) go with NCDHW outputs (torch's memory-format
+// rule), whose paired stores come from the registers: three blocks an SM
+// (80 registers, 20 bytes of spills outside the k-loop) on grids of at least
+// three waves of two, else two.  Big U-Net 64 → 32 bf16 took 0.998 ms at
+// three against 1.222 at two (16384 blocks), the b8 32 → 32 0.065 against
+// 0.072 (864), but U-Net 64 → 32 0.053 against 0.049 (512 blocks: the
+// second wave of three a third full; H200, CUDA-graph replays, RESULTS.md
+// "NCDHW planes round").
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
-  if (a.ops.source_c != 1) return launch_blocks<scalar_t, index_t, 2, true>(a, smem, stream);
-  return a.vector_store && 3 * (smem + kBlockOverhead) <= smem_per_sm()
-             ? launch_blocks<scalar_t, index_t, 3, false>(a, smem, stream)
-             : launch_blocks<scalar_t, index_t, 2, false>(a, smem, stream);
+  const bool three_fit = 3 * (smem + kBlockOverhead) <= smem_per_sm();
+  if (a.ops.source_c != 1) {
+    const int64_t blocks = grid_blocks(a);
+    return three_fit && blocks >= 6 * int64_t(sm_count())
+               ? launch_blocks<scalar_t, index_t, 3, true>(a, smem, stream)
+               : launch_blocks<scalar_t, index_t, 2, true>(a, smem, stream);
+  }
+  return a.vector_store && three_fit ? launch_blocks<scalar_t, index_t, 3, false>(a, smem, stream)
+                                     : launch_blocks<scalar_t, index_t, 2, false>(a, smem, stream);
 }
 
 }  // namespace tapcol

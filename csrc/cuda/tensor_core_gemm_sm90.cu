@@ -1319,7 +1319,7 @@ std::atomic<int> g_forced_splits{0};
 // count: kSplitSms), as the other split reductions (launch.h): the same sums
 // on any GPU.  The partials stay within 32-bit offsets.
 //
-// The forward (branch forward-split-k, not yet GPU-run): the same cut of
+// The forward: the same cut of
 // every tile's stages into S ranges, also where the tiles are up to one wave
 // of SMs but their phases' taps differ.  There the fullest phase's tiles set
 // the pace alone (the 512→256 k3s2 bottleneck: 128 tiles, its 8-tap phase
@@ -1340,11 +1340,17 @@ bool unequal_phases(const ConvTranspose3dParams& p) {
   return false;
 }
 
-// Layers whose tiles may be split: few, or for the forward up to a wave of
-// unequal phases.
+// Layers whose tiles may be split: grad-input's when few; the forward's up
+// to a wave of unequal phases into channels-last outputs (only: a forward of
+// equal phases stays whole, bitwise the same under either loader, as the
+// halo loader never splits; into NCDHW the second pass reads channels-last
+// partials across the output's planes, and the split bottleneck took 0.070
+// against 0.064 ms TF32, 0.048 against 0.041 bf16, where channels-last
+// outputs gained 19-21 %: RESULTS.md, "NCDHW planes round").
 bool may_split(const ConvTranspose3dParams& p, GatherPass pass, int64_t tiles) {
-  return few_tiles(tiles) ||
-         (pass == GatherPass::Forward && tiles <= kSplitSms && unequal_phases(p));
+  return pass == GatherPass::Forward
+             ? p.output.c == 1 && tiles <= kSplitSms && unequal_phases(p)
+             : few_tiles(tiles);
 }
 
 int choose_splits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
