@@ -782,10 +782,8 @@ def test_bottleneck_grad_input_splits_k_by_shape(precision):
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
-    g = torch.Generator().manual_seed(7)
     cl = torch.channels_last_3d
-    x = torch.randn(1, 512, 8, 8, 8, generator=g).to("cuda", dtype, memory_format=cl)
-    w = (torch.randn(512, 256, 3, 3, 3, generator=g) / 48).to("cuda", dtype)
+    g, x, w = bottleneck_operands(7, dtype, cl)
     gy = torch.randn(1, 256, 16, 16, 16, generator=g).to("cuda", dtype, memory_format=cl)
 
     def grad_input(splits):
@@ -808,6 +806,15 @@ def test_bottleneck_grad_input_splits_k_by_shape(precision):
     check("grad_input", by_shape, reference, None, dtype)
 
 
+def bottleneck_operands(seed, dtype, memory_format):
+    """The batch-1 bottleneck's x (1 × 512 × 8³) and weight (512 → 256,
+    k3), and the generator for whatever else the test draws."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 512, 8, 8, 8, generator=g).to("cuda", dtype, memory_format=memory_format)
+    w = (torch.randn(512, 256, 3, 3, 3, generator=g) / 48).to("cuda", dtype)
+    return g, x, w
+
+
 def bottleneck_forward_split_count(dtype):
     """Mirror of choose_splits for the bottleneck's forward: 8 phases of 4
     boxes of 128 output positions × 4 column tiles of 64 (choose_columns
@@ -819,20 +826,22 @@ def bottleneck_forward_split_count(dtype):
 
 
 @requires_cuda
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
-def test_bottleneck_forward_splits_k_by_shape(precision):
+def test_bottleneck_forward_splits_k_by_shape(precision, layout):
     """The same bottleneck's forward under the auto policy: one wave of 128
-    tiles whose phases hold 1 to 8 taps is split along K by shape — bitwise
-    what forcing bottleneck_forward_split_count's splits gives, not what one
-    split gives — with the bias added once, in the second pass, on a
-    NaN-poisoned output's every element, within tolerance of float64."""
+    tiles whose phases hold 1 to 8 taps is split along K by shape into a
+    channels-last output — bitwise what forcing
+    bottleneck_forward_split_count's splits gives, not what one split gives,
+    the bias added once, in the second pass — and left whole into an NCDHW
+    one (bitwise one split); on a NaN-poisoned output's every element,
+    within tolerance of float64."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
-    g = torch.Generator().manual_seed(9)
-    cl = torch.channels_last_3d
-    x = torch.randn(1, 512, 8, 8, 8, generator=g).to("cuda", dtype, memory_format=cl)
-    w = (torch.randn(512, 256, 3, 3, 3, generator=g) / 48).to("cuda", dtype)
+    channels_last = layout == "channels_last"
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    g, x, w = bottleneck_operands(9, dtype, fmt)
     b = torch.randn(256, generator=g).to("cuda", dtype)
 
     def forward(splits):
@@ -847,8 +856,12 @@ def test_bottleneck_forward_splits_k_by_shape(precision):
     by_shape, splits = forward(0), bottleneck_forward_split_count(dtype)
     assert splits > 1
     assert torch.isfinite(by_shape).all()
-    assert torch.equal(by_shape, forward(splits))
-    assert not torch.equal(by_shape, forward(1))
+    if channels_last:
+        assert torch.equal(by_shape, forward(splits))
+        assert not torch.equal(by_shape, forward(1))
+    else:
+        assert torch.equal(by_shape, forward(1))
+        assert not torch.equal(by_shape, forward(splits))
     reference = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2, padding=1,
                                    output_padding=1)
     check("output", by_shape, reference, None, dtype)
