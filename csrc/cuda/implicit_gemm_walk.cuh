@@ -313,19 +313,29 @@ inline bool problem_fits(const ConvTranspose3dParams& p, GatherPass pass, int64_
   return p.groups <= 65535 && smallest.tiles_per_group() * p.groups < INT_MAX;
 }
 
+// A gather pass's destination, y for the forward and x for grad-input: its
+// channels and (D, H, W) extents, and one sample's elements.
+struct GatherDest {
+  int64_t channels, extent[3];
+  int64_t sample_numel() const { return channels * extent[0] * extent[1] * extent[2]; }
+};
+
+inline GatherDest gather_dest(const ConvTranspose3dParams& p, GatherPass pass) {
+  const bool fwd = pass == GatherPass::Forward;
+  GatherDest d{fwd ? p.out_channels : p.in_channels, {}};
+  for (int a = 0; a < 3; ++a) d.extent[a] = fwd ? p.axis[a].out : p.axis[a].in;
+  return d;
+}
+
 inline KernelArgs make_kernel_args(const ConvTranspose3dParams& p, const TensorCoreGemmOperands& ops,
                                    ScalarKind dtype, const LaunchShape& s) {
   KernelArgs args{};
   args.p = p;
   args.ops = ops;
-  const bool fwd = ops.pass == GatherPass::Forward;
-  args.dest = fwd ? p.output : p.input;
-  {
-    const int64_t C = fwd ? p.out_channels : p.in_channels;
-    const int64_t W = fwd ? p.axis[2].out : p.axis[2].in, H = fwd ? p.axis[1].out : p.axis[1].in,
-                  D = fwd ? p.axis[0].out : p.axis[0].in;
-    args.partial = Strides5{D * H * W * C, 1, H * W * C, W * C, C};
-  }
+  args.dest = ops.pass == GatherPass::Forward ? p.output : p.input;
+  const GatherDest g = gather_dest(p, ops.pass);
+  const int64_t row = g.extent[2] * g.channels, plane = g.extent[1] * row;
+  args.partial = Strides5{g.sample_numel(), 1, plane, row, g.channels};
   args.mtiles = int(s.mtiles);
   args.ntiles = int(s.ntiles);
   for (int a = 0; a < 3; ++a) args.phases[a] = int(s.phases[a]);

@@ -99,9 +99,9 @@
 // shape alone), whose fp32 sums go to a plane of partials that
 // add_splits_kernel then adds in split order into grad_input: 0.62-1.0x the
 // unsplit time on that bottleneck (choose_splits says where it lost).  The
-// forward splits the same way where up to a wave of tiles has phases of
-// different tap counts (the partials in the output's shape, the bias added
-// in the second pass; not yet measured).
+// forward splits the same way into channels-last outputs where up to a wave
+// of tiles has phases of different tap counts (the partials in the output's
+// shape, the bias added in the second pass: the bottleneck 19-21 % faster).
 //
 // Merged w taps (grad-input, fp16/bf16, 32 output channels, w of stride 2:
 // merged_w_taps): the per-tap boxes' 64-byte rows at element stride 2 give
@@ -1287,9 +1287,10 @@ int64_t ring_smem_bytes(int bn) {
 int64_t longest_tile_stages(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   int64_t taps = 1;
   for (const Axis& ax : p.axis) {
-    int64_t most = pass == GatherPass::Forward ? 0 : ax.kernel;
-    for (int64_t r = 0; pass == GatherPass::Forward && r < ax.stride; ++r) {
-      most = std::max(most, forward_phase_axis(ax, r).taps);
+    int64_t most = ax.kernel;  // grad-input: every tap
+    if (pass == GatherPass::Forward) {
+      most = 0;
+      for (int64_t r = 0; r < ax.stride; ++r) most = std::max(most, forward_phase_axis(ax, r).taps);
     }
     taps *= most;
   }
@@ -1319,10 +1320,9 @@ std::atomic<int> g_forced_splits{0};
 // count: kSplitSms), as the other split reductions (launch.h): the same sums
 // on any GPU.  The partials stay within 32-bit offsets.
 //
-// The forward: the same cut of
-// every tile's stages into S ranges, also where the tiles are up to one wave
-// of SMs but their phases' taps differ.  There the fullest phase's tiles set
-// the pace alone (the 512→256 k3s2 bottleneck: 128 tiles, its 8-tap phase
+// The forward: the same cut of every tile's stages into S ranges, also where
+// the tiles are up to one wave of SMs but their phases' taps differ.  There
+// the fullest phase's tiles set the pace alone (the 512→256 k3s2 bottleneck: 128 tiles, its 8-tap phase
 // 128 TF32 stages against the 1-tap phase's 16, ~0.35 us a stage; RESULTS.md,
 // "Phase rotation and merged taps round"); S ranges cut that path S-fold,
 // while the light tiles' ranges are short, or empty where S exceeds their
@@ -1364,9 +1364,7 @@ int choose_splits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dt
   int64_t splits = forced > 0                 ? forced
                    : may_split(p, pass, tiles) ? std::min({ctas / tiles, stages / 4, int64_t(16)})
                                                : 1;
-  const bool fwd = pass == GatherPass::Forward;
-  int64_t numel = p.batch * (fwd ? p.out_channels : p.in_channels);  // dest's
-  for (const Axis& ax : p.axis) numel *= fwd ? ax.out : ax.in;
+  const int64_t numel = p.batch * igemm::gather_dest(p, pass).sample_numel();
   splits = std::min({splits, stages, int64_t(INT_MAX) / numel});
   return int(std::max<int64_t>(splits, 1));
 }
@@ -1456,13 +1454,10 @@ __global__ void __launch_bounds__(kAddThreads)
 
 cudaError_t launch_add_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                               const TensorCoreGemmOperands& ops) {
-  const bool fwd = ops.pass == GatherPass::Forward;
-  const Strides5& dst = fwd ? p.output : p.input;
-  const uint32_t C = uint32_t(fwd ? p.out_channels : p.in_channels);
-  uint32_t extent[3];
-  for (int a = 0; a < 3; ++a) extent[a] = uint32_t(fwd ? p.axis[a].out : p.axis[a].in);
-  const uint32_t numel =
-      uint32_t(p.batch * extent[0] * extent[1] * extent[2]) * C;  // < 2^31: choose_splits
+  const Strides5& dst = ops.pass == GatherPass::Forward ? p.output : p.input;
+  const igemm::GatherDest g = igemm::gather_dest(p, ops.pass);
+  const uint32_t C = uint32_t(g.channels);
+  const uint32_t numel = uint32_t(p.batch * g.sample_numel());  // < 2^31: choose_splits
   const bool quads = C % 4 == 0;
   const int64_t element = element_bytes(cfg.dtype);
   const bool vector_store = quads && dst.c == 1 && dst.n % 4 == 0 && dst.d % 4 == 0 &&
@@ -1476,7 +1471,8 @@ cudaError_t launch_add_splits(const ConvTranspose3dParams& p, const LaunchConfig
       const int64_t blocks =
           std::min<int64_t>(ceil_div(int64_t(numel / kVec), int64_t(kAddThreads)), 8 * int64_t(sm_count()));
       add_splits_kernel<scalar_t, index_t, kVec><<<unsigned(blocks), kAddThreads, 0, cfg.stream>>>(
-          ops.partials, ops.splits, numel, C, extent[0], extent[1], extent[2], dst, vector_store,
+          ops.partials, ops.splits, numel, C, uint32_t(g.extent[0]), uint32_t(g.extent[1]),
+          uint32_t(g.extent[2]), dst, vector_store,
           static_cast<const scalar_t*>(ops.bias), p.bias_stride, static_cast<scalar_t*>(ops.dest));
     };
     if (quads) {

@@ -467,15 +467,20 @@ def test_wgmma_leaves_strides_beyond_its_phase_table_to_mma_sync():
 
 
 @contextlib.contextmanager
-def wgmma_with(hook, value, default=0):
-    """The wgmma policy with one of its test hooks set, both reset after."""
-    tconv3d._C._set_kernel_policy("wgmma")
+def hook_set(hook, value, default=0):
+    """One of the extension's test hooks set, reset to `default` after."""
     hook(value)
     try:
         yield value
     finally:
         hook(default)
-        tconv3d._C._set_kernel_policy("auto")
+
+
+@contextlib.contextmanager
+def wgmma_with(hook, value, default=0):
+    """The wgmma policy with one of its test hooks set, both reset after."""
+    with hook_set(tconv3d._C._set_kernel_policy, "wgmma", "auto"), hook_set(hook, value, default):
+        yield value
 
 
 @pytest.fixture
@@ -787,13 +792,10 @@ def test_bottleneck_grad_input_splits_k_by_shape(precision):
     gy = torch.randn(1, 256, 16, 16, 16, generator=g).to("cuda", dtype, memory_format=cl)
 
     def grad_input(splits):
-        tconv3d._C._set_wgmma_splits(splits)
-        try:
+        with hook_set(tconv3d._C._set_wgmma_splits, splits):
             xg = x.detach().requires_grad_()
             y = tconv3d.conv_transpose3d(xg, w, stride=2, padding=1, output_padding=1)
             gx, = torch.autograd.grad(y, xg, gy)
-        finally:
-            tconv3d._C._set_wgmma_splits(0)
         assert tconv3d._C._last_cuda_kernels()["grad_input"] == "tensor_core_gemm_sm90_tma"
         return gx
 
@@ -845,11 +847,8 @@ def test_bottleneck_forward_splits_k_by_shape(precision, layout):
     b = torch.randn(256, generator=g).to("cuda", dtype)
 
     def forward(splits):
-        tconv3d._C._set_wgmma_splits(splits)
-        try:
+        with hook_set(tconv3d._C._set_wgmma_splits, splits):
             y = tconv3d.conv_transpose3d(x, w, b, stride=2, padding=1, output_padding=1)
-        finally:
-            tconv3d._C._set_wgmma_splits(0)
         assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_sm90_tma"
         return y
 
