@@ -914,6 +914,52 @@ def test_tap_columns_planes_on_a_long_grid(precision):
 
 @requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tap_columns_reads_channel_sliced_planes(precision):
+    """Every other channel of an NCDHW tensor: the planes stay contiguous,
+    the channel stride doubles (read in place at that stride, groups at an
+    offset of it), against float64 and bitwise what a contiguous copy gives;
+    nothing beside the output but the packed weight."""
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(13)
+    big = torch.randn(2, 48, 4, 6, 8, generator=g).to("cuda", dtype)
+    x = big[:, ::2]
+    assert x.stride(1) == 2 * 4 * 6 * 8 and not x.is_contiguous()
+    w = (torch.randn(24, 10, 2, 2, 2, generator=g) / 4).to("cuda", dtype)
+    b = torch.randn(20, generator=g).to("cuda", dtype)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    y = tconv3d.conv_transpose3d(x, w, b, stride=2, groups=2)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated() <= 1 << 20
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
+    assert torch.equal(y, tconv3d.conv_transpose3d(x.contiguous(), w, b, stride=2, groups=2))
+    yr = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2, groups=2)
+    check("output", y, yr, None, dtype)
+
+
+@requires_cuda
+@pytest.mark.parametrize("rows", [(2, 4, 6, 8), (2, 16, 32, 150)], ids=["two_blocks", "three_blocks"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tap_columns_planes_wide_index(precision, rows):
+    """The 64-bit-index instances of the k-major tap-columns forward (two and
+    three blocks an SM) give bitwise the 32-bit ones' results."""
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(17)
+    n, *size = rows
+    x = torch.randn(n, 16, *size, generator=g).to("cuda", dtype)
+    w = (torch.randn(16, 8, 2, 2, 2, generator=g) / 4).to("cuda", dtype)
+    narrow = tconv3d.conv_transpose3d(x, w, stride=2)
+    tconv3d._C._set_force_wide_index(True)
+    try:
+        wide = tconv3d.conv_transpose3d(x, w, stride=2)
+    finally:
+        tconv3d._C._set_force_wide_index(False)
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
+    assert torch.equal(narrow, wide)
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_tap_columns_reads_ncdhw_input_in_place(precision):
     """Kernel == stride, NCDHW: the forward reads x's planes as they are —
     no channels-last copy of x (8 MB here in TF32) beside the output, only the
