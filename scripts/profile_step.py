@@ -1,7 +1,9 @@
 """Where a training step's time goes: torch.profiler over a few steps of one
 benchmark case, ours and cuDNN's, GPU kernel time against wall time.
 
-    python3 scripts/profile_step.py unet3d_up_k2s2_128to64 bf16 cl
+    python3 scripts/profile_step.py unet3d_up_k2s2_128to64 bf16 cl [pass]
+
+The pass is bench.py's (fwd, fwdbwd, dgrad, wgrad; fwdbwd, the training step, by default).
 """
 import sys
 import time
@@ -17,13 +19,14 @@ import tconv3d  # noqa: E402
 
 def main() -> None:
     name, dtype_name, layout = sys.argv[1:4]
+    pass_ = sys.argv[4] if len(sys.argv) > 4 else "fwdbwd"
     case = bench.cuda_case(name)
     device = torch.device("cuda")
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
-        sets = bench.make_input_sets(case, bench.DTYPES[dtype_name], layout == "cl", "fwdbwd",
+        sets = bench.make_input_sets(case, bench.DTYPES[dtype_name], layout == "cl", pass_,
                                      device, 1, seed=0)
         for label, fn in (("tconv3d", tconv3d.conv_transpose3d), ("cuDNN", F.conv_transpose3d)):
-            call = bench.make_call(fn, case, "fwdbwd")
+            call = bench.make_call(fn, case, pass_)
             for _ in range(5):
                 call(sets[0])
             # The profiler's first session pays CUPTI's start-up (~1-2 s):
@@ -40,7 +43,7 @@ def main() -> None:
             wall = (time.perf_counter() - start) / 10 * 1e3
             events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
             gpu = sum(e.self_device_time_total for e in events) / 10 / 1e3
-            print(f"== {label}: wall {wall:.3f} ms/step (profiled), GPU kernels {gpu:.3f} ms/step")
+            print(f"== {name} {dtype_name} {layout} {pass_} {label}: wall {wall:.3f} ms/step (profiled), GPU kernels {gpu:.3f} ms/step")
             for e in sorted(events, key=lambda e: -e.self_device_time_total)[:8]:
                 print(f"   {e.self_device_time_total / 10 / 1e3:7.3f} ms  x{e.count // 10}  {e.key[:90]}")
 
