@@ -38,6 +38,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include <cuda_bf16.h>
@@ -322,6 +323,29 @@ cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
                                      : launch_blocks<scalar_t, index_t, 2, false>(a, smem, stream);
 }
 
+// Column tiles a block.  Each split of a row tile's columns over blocks
+// loads its rows of x again, so they split only as far as it takes to give
+// every SM two blocks — except where one block fills an SM's shared memory
+// (512 bytes of channels): then nothing hides a block's load of x and its
+// last epilogue, and the split taken is the one of fewest waves × (column
+// tiles a block + one for x).  bf16 U-Net 256 → 128 (64 row tiles of 16
+// column tiles): 256 blocks of 4 before, two waves, 39 us; 128 of 8 now
+// (H200, RESULTS.md "Pack and tap-columns round").
+int64_t tiles_per_block(int64_t row_tiles, int64_t col_tiles, int smem) {
+  const int64_t sms = sm_count();
+  if (2 * (smem + kBlockOverhead) <= smem_per_sm()) {
+    const int64_t chunks = std::clamp<int64_t>((2 * sms + row_tiles - 1) / row_tiles, 1, col_tiles);
+    return (col_tiles + chunks - 1) / chunks;
+  }
+  int64_t best = col_tiles, best_cost = std::numeric_limits<int64_t>::max();
+  for (int64_t per = col_tiles; per >= 1; --per) {
+    const int64_t blocks = row_tiles * ((col_tiles + per - 1) / per);
+    const int64_t cost = (blocks + sms - 1) / sms * (per + 1);
+    if (cost < best_cost) best = per, best_cost = cost;
+  }
+  return best;
+}
+
 }  // namespace tapcol
 
 bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
@@ -353,12 +377,6 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.a_bytes = ops.source_c != 1 ? (kBM + 8) * a.k_bytes : kBM * a.pitch;  // kPitchKMajor
   a.m_tiles = (a.rows + kBM - 1) / kBM;
   a.col_tiles = (a.col_count + kBN - 1) / kBN;
-  // Column tiles split over blocks only as far as it takes to give every SM
-  // two blocks: each split loads the block's rows of x again.
-  const int64_t target = 2 * int64_t(sm_count());
-  const int64_t have = a.m_tiles * p.groups;
-  const int64_t chunks = std::clamp<int64_t>((target + have - 1) / have, 1, a.col_tiles);
-  a.tiles_per_block = (a.col_tiles + chunks - 1) / chunks;
   const int64_t vec = tensor_core_channel_multiple(cfg.dtype), es = 16 / vec;
   const Strides5 o = p.output;
   a.vector_store = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
@@ -370,6 +388,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
                  reinterpret_cast<uintptr_t>(ops.dest) % (2 * es) == 0;
   const int out_bytes = a.vector_store ? int(es) * kBM * (kBN + int(vec)) : 0;
   const int smem = a.a_bytes + 2 * kBN * a.pitch + out_bytes;
+  a.tiles_per_block = tiles_per_block(a.m_tiles * p.groups, a.col_tiles, smem);
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     err = launch_typed<decltype(scalar), decltype(index)>(a, smem, cfg.stream);

@@ -2,66 +2,103 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <limits>
 
 #include "dispatch.cuh"
 #include "mma_sm80.cuh"
-#include "tap_tile.h"
 
 namespace tconv3d::cuda {
 namespace {
 
-// The packed weight's K side (channels) is contiguous, a contiguous weight's
-// taps are: [Cin][Cout/G][taps], so the forward's channels (Cin) stride by
-// Cout/G·taps and grad-input's (Cout/G) by taps.  Any strides: each block
-// transposes one (group, column)'s channels × taps tile through shared
-// memory, reading along the taps and writing along the channels, both
-// coalesced, its taps decoded once.  On the 512→256 bottleneck's 7 MB weight
-// (H200) this takes 22-29 us, bound in L2 (ncu: 67 % busy, 90 % hits, DRAM
-// 5 %; RESULTS.md, "Pack, combine and small-grid round"): 4-byte loads and
-// 2- or 4-byte stores; pack_dense_runs below moves 16 bytes an access.
-template <typename Bits>
-__global__ void __launch_bounds__(kThreads) pack_weight_kernel(const WeightPackGeometry w,
-                                                               const TapTile tile, Bits* dst) {
-  __shared__ uint32_t staged[2 << kLogTapTileElements];  // rows padded by one word: at most 2x
-  __shared__ int64_t tap_offset[32];
+// Any strides: each thread writes one 16-byte piece of the packed weight
+// (one group, tap and column; 16 bytes of its channels), gathering its
+// elements from the weight, and consecutive threads take consecutive indices
+// of whichever of channel piece, column and tap has the smallest stride in
+// the weight, so each of a warp's loads reads neighbouring elements.  The
+// shared-memory transpose this replaced read along the taps only: on a
+// channels-last weight (a model in channels_last_3d), whose taps stride by
+// Cout, every load was a sector of its own, on grids of one block a column
+// (H200 bf16: VAE k4s2 128→128's 2 MB weight 11.8 us, dilated 64→64's 0.2 MB
+// 7.5 us; RESULTS.md, "Pack and tap-columns round").
+struct GatherOrder {
+  int axis[3];  // fastest first: 0 channel piece, 1 column, 2 tap
+};
+
+// Index: the decode's integer (unsigned 32-bit where every piece's index
+// fits: its divisions are a few instructions, 64-bit ones dozens).
+template <typename Bits, typename Index>
+__global__ void __launch_bounds__(kThreads) pack_gather_kernel(const WeightPackGeometry w,
+                                                               const GatherOrder order, Bits* dst) {
+  constexpr int V = 16 / sizeof(Bits);
   const Bits* src = static_cast<const Bits*>(w.weight);
-  const int tap_count = 1 << tile.log_taps, channel_mask = (1 << tile.log_channels) - 1;
-  const int count = tap_count << tile.log_channels;
-  const int kw_count = int(w.kernel[2]), kh_count = int(w.kernel[1]);
-  const int taps = int(w.kernel[0]) * kh_count * kw_count;
-  const int64_t tap_step = w.columns * w.padded;
-  const int64_t tiles = w.groups * w.columns * tile.channel_tiles * tile.tap_tiles;
-  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
-    const int tap0 = int(b % tile.tap_tiles) * tap_count;
-    int64_t rest = b / tile.tap_tiles;
-    const int64_t k0 = (rest % tile.channel_tiles) << tile.log_channels;
-    rest /= tile.channel_tiles;
-    const int64_t column = rest % w.columns, g = rest / w.columns;
-    if (int(threadIdx.x) < tap_count) {
-      const int t = tap0 + int(threadIdx.x);
-      const int kw = t % kw_count, kh = t / kw_count % kh_count, kd = t / (kw_count * kh_count);
-      tap_offset[threadIdx.x] = kd * w.tap_stride[0] + kh * w.tap_stride[1] + kw * w.tap_stride[2];
-    }
-    __syncthreads();
-    const Bits* from = src + g * w.group_stride + column * w.column_stride + k0 * w.channel_stride;
-    for (int i = threadIdx.x; i < count; i += kThreads) {
-      const int tt = i & (tap_count - 1), kk = i >> tile.log_taps;
-      if (tap0 + tt < taps && k0 + kk < w.channels) {
-        staged[kk * (tap_count + 1) + tt] = uint32_t(from[kk * w.channel_stride + tap_offset[tt]]);
+  const Index kw_count = Index(w.kernel[2]), kh_count = Index(w.kernel[1]);
+  const Index taps = Index(w.kernel[0]) * kh_count * kw_count, pieces = Index(w.padded / V);
+  const Index extent[3] = {pieces, Index(w.columns), taps};
+  const Index per_group = pieces * Index(w.columns) * taps;
+  const int64_t total = w.groups * int64_t(per_group);
+  const bool vector_channels = w.channel_stride == 1 && w.channels % V == 0 &&
+                               w.group_stride % V == 0 && w.column_stride % V == 0 &&
+                               w.tap_stride[0] % V == 0 && w.tap_stride[1] % V == 0 &&
+                               w.tap_stride[2] % V == 0 &&
+                               reinterpret_cast<uintptr_t>(w.weight) % 16 == 0;
+  for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * kThreads) {
+    const int64_t g = e / per_group;
+    Index index[3], rest = Index(e - g * per_group);
+#pragma unroll
+    for (int d = 0; d < 3; ++d) {
+      const int a = order.axis[d];
+      const Index n = a == 0 ? extent[0] : a == 1 ? extent[1] : extent[2];
+      const Index v = rest % n;
+      rest /= n;
+#pragma unroll
+      for (int b = 0; b < 3; ++b) {
+        if (a == b) index[b] = v;
       }
     }
-    __syncthreads();
-    Bits* to = dst + ((g * taps + tap0) * w.columns + column) * w.padded + k0;
-    for (int i = threadIdx.x; i < count; i += kThreads) {
-      const int kk = i & channel_mask, tt = i >> tile.log_channels;
-      if (tap0 + tt < taps && k0 + kk < w.padded) {
-        Bits value = k0 + kk < w.channels ? Bits(staged[kk * (tap_count + 1) + tt]) : Bits(0);
-        if constexpr (sizeof(Bits) == 4) value = to_tf32(value);  // weight_pack.h
-        to[tt * tap_step + kk] = value;
+    const Index q = index[0], column = index[1], t = index[2];
+    const Index kw = t % kw_count, kh = t / kw_count % kh_count, kd = t / (kw_count * kh_count);
+    const int64_t k0 = int64_t(q) * V;
+    const Bits* from = src + g * w.group_stride + column * w.column_stride +
+                       kd * w.tap_stride[0] + kh * w.tap_stride[1] + kw * w.tap_stride[2] +
+                       k0 * w.channel_stride;
+    union {
+      uint4 vec;
+      Bits el[V];
+    } out;
+    if (vector_channels && k0 < w.channels) {  // then whole: channels are whole pieces
+      out.vec = *reinterpret_cast<const uint4*>(from);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        out.el[j] = k0 + j < w.channels ? from[j * w.channel_stride] : Bits(0);
       }
     }
-    __syncthreads();
+    if constexpr (sizeof(Bits) == 4) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) out.el[j] = to_tf32(out.el[j]);  // weight_pack.h
+    }
+    *reinterpret_cast<uint4*>(dst + ((g * taps + t) * w.columns + column) * w.padded + k0) = out.vec;
   }
+}
+
+// Fastest first: the packed weight's three axes by their stride in the
+// weight (an axis of one index last; the taps by the smallest stride of a
+// kernel axis longer than one).
+GatherOrder gather_order(const WeightPackGeometry& w) {
+  int64_t tap = std::numeric_limits<int64_t>::max();
+  for (int d = 0; d < 3; ++d) {
+    if (w.kernel[d] > 1) tap = std::min(tap, std::abs(w.tap_stride[d]));
+  }
+  const auto key = [&](int a) -> int64_t {
+    const int64_t n = a == 0 ? w.padded : a == 1 ? w.columns : w.kernel[0] * w.kernel[1] * w.kernel[2];
+    if (n <= 1) return std::numeric_limits<int64_t>::max();
+    return a == 0 ? std::abs(w.channel_stride) : a == 1 ? std::abs(w.column_stride) : tap;
+  };
+  GatherOrder o{{0, 1, 2}};
+  std::stable_sort(o.axis, o.axis + 3, [&](int a, int b) { return key(a) < key(b); });
+  return o;
 }
 
 // A dense weight holds each group as [outer][inner][taps] (contiguous) or
@@ -219,10 +256,14 @@ cudaError_t launch_typed(const WeightPackGeometry& w, int64_t taps, Bits* dst, c
         w, dense, dst);
     return cudaGetLastError();
   }
-  const TapTile tile = tap_tile(taps, w.padded);
-  const int64_t tiles = w.groups * w.columns * tile.channel_tiles * tile.tap_tiles;
-  pack_weight_kernel<Bits><<<unsigned(std::min<int64_t>(tiles, 8192)), kThreads, 0, stream>>>(
-      w, tile, dst);
+  const int64_t per_group = taps * w.columns * (w.padded / (16 / int64_t(sizeof(Bits))));
+  const unsigned blocks =
+      unsigned(std::min<int64_t>((w.groups * per_group + kThreads - 1) / kThreads, 8192));
+  if (per_group <= std::numeric_limits<uint32_t>::max()) {
+    pack_gather_kernel<Bits, uint32_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), dst);
+  } else {
+    pack_gather_kernel<Bits, int64_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), dst);
+  }
   return cudaGetLastError();
 }
 }  // namespace
