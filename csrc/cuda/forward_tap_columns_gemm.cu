@@ -101,6 +101,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
   __shared__ index_t s_xrow[kBM], s_yrow[kBM];
   __shared__ index_t s_col[2][kBN];
   __shared__ float s_bias[2][kBN];
+  __shared__ int s_wcol[2][kBN];  // packed weight column of tile t's columns
 
   const ConvTranspose3dParams& p = a.p;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -119,11 +120,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
   const scalar_t* bias = static_cast<const scalar_t*>(a.ops.bias);
   scalar_t* y = static_cast<scalar_t*>(a.ops.dest);
-  const int kw_count = int(p.axis[2].kernel);
+  const int kw_count = int(p.axis[2].kernel), kh_count = int(p.axis[1].kernel);
   // Column j of the walk → column of the packed weight ((tap, co) order).
-  auto packed_column = [&](int64_t j) -> int64_t {
+  // Columns in 32 bits (col_count < 2^31, forward_tap_columns_gemm_supports):
+  // 64-bit divisions here, a few a weight piece and column a tile, were most
+  // of the big U-Net NCDHW forward's instructions (ncu: issue-bound).
+  auto packed_column = [&](int j) -> int {
     if (!a.pair_store) return j;
-    const int64_t kw = j % kw_count, co = (j / kw_count) % cog, kdh = j / (kw_count * cog);
+    const int kw = j % kw_count, co = (j / kw_count) % cog, kdh = j / (kw_count * cog);
     return (kdh * kw_count + kw) * cog + co;
   };
 
@@ -146,14 +150,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
   }
   auto column_tables = [&](int64_t t) {  // output offset and bias of tile t's columns
     if (tid < kBN) {
-      const int64_t j = t * kBN + tid;
+      const int j = int(t) * kBN + tid;
       index_t off = 0;
       float b = 0.f;
       if (j < a.col_count) {
-        const int64_t pj = packed_column(j);
-        const int64_t tap = pj / cog, co = pj % cog;
-        const int64_t kw = tap % p.axis[2].kernel, kh = (tap / p.axis[2].kernel) % p.axis[1].kernel;
-        const int64_t kd = tap / (p.axis[2].kernel * p.axis[1].kernel);
+        const int pj = packed_column(j);
+        const int tap = pj / cog, co = pj - tap * cog;
+        const int kw = tap % kw_count, kh = tap / kw_count % kh_count;
+        const int kd = tap / (kw_count * kh_count);
         off = index_t(kd * p.output.d + kh * p.output.h + kw * p.output.w + co * p.output.c);
         if (bias != nullptr) b = to_acc(bias[index_t((g * cog + co) * p.bias_stride)]);
       }
@@ -161,17 +165,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
       s_bias[t % 2][tid] = b;
     }
   };
+  // By the last two warps (column_tables' are the first two), a tile ahead
+  // of its load_b, so the loads decode no columns.
+  auto weight_columns = [&](int64_t t) {
+    if (tid >= kThreads - kBN) {
+      const int j = int(t) * kBN + tid - (kThreads - kBN);
+      s_wcol[t % 2][tid - (kThreads - kBN)] = j < a.col_count ? packed_column(j) : -1;
+    }
+  };
   auto load_b = [&](int64_t t) {
     const uint32_t sb = sb0 + int(t % 2) * b_bytes;
     for (int idx = tid; idx < kBN * pieces; idx += kThreads) {
       const int col = idx / pieces, pc = idx % pieces;
-      const int64_t j = t * kBN + col;
-      const bool ok = j < a.col_count && pc * VEC < C;
-      cp_async16(sb + col * pitch + pc * 16,
-                 ok ? wts + index_t(packed_column(j) * C + pc * VEC) : wts, ok);
+      const int wcol = s_wcol[t % 2][col];
+      const bool ok = wcol >= 0 && pc * VEC < C;
+      cp_async16(sb + col * pitch + pc * 16, ok ? wts + index_t(wcol) * C + pc * VEC : wts, ok);
     }
   };
-  __syncthreads();  // row offsets visible
+  weight_columns(t_begin);
+  weight_columns(t_begin + 1);
+  __syncthreads();  // row offsets and the first two tiles' weight columns visible
   if constexpr (kKMajorA) {
     // [channel][row]: VEC rows a piece, never across two samples (D·H·W is
     // whole pieces); channels past the group's, up to the k-step, zeros.
@@ -207,6 +220,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
       cp_async_wait<0>();
     }
     __syncthreads();  // x rows and tile t's weights and tables visible
+    // Buffer t % 2 was last read by load_b(t), before this barrier; read by
+    // load_b(t + 2) after the loop's closing one.
+    if (t + 2 < t_end) weight_columns(t + 2);
 
     float acc[kMI][kNI][4];
     zero_accumulators(acc);
@@ -253,27 +269,59 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
         }
       }
     } else {
+      // The thread's columns' offsets and biases in registers first: y may
+      // alias shared memory as far as the compiler knows, so read in the
+      // store loop they were read again after every store (ncu: the big U-Net
+      // NCDHW forward issue-bound, most of its instructions here).
+      index_t col_off[kNI][2];
+      float col_bias[kNI][2];
+      bool col_in[kNI][2];
+      const int cols_here = int(std::min<int64_t>(a.col_count - t * kBN, kBN));
 #pragma unroll
-      for (int i = 0; i < kMI; ++i)
+      for (int j = 0; j < kNI; ++j) {
+        const int col = wn * kWarpN + j * 8 + 2 * tq;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = wm * kWarpM + i * 16 + gq + 8 * h;
-          if (m0 + row >= a.rows) continue;
-          scalar_t* yr = y + s_yrow[row];
+        for (int e = 0; e < 2; ++e) {
+          col_off[j][e] = cols[col + e];
+          col_bias[j][e] = bs[col + e];
+          col_in[j][e] = col + e < cols_here;
+        }
+      }
+      const int rows_here = int(std::min<int64_t>(a.rows - m0, kBM));
+      // The pair and single stores in loops of their own: a branch between
+      // them at every store cost more instructions than the stores.
+      if (a.pair_store) {  // (kw, kw + 1) of one co: col_count is even
 #pragma unroll
-          for (int j = 0; j < kNI; ++j) {
-            const int col = wn * kWarpN + j * 8 + 2 * tq;
-            const int64_t jg = t * kBN + col;
-            const scalar_t v0 = from_acc<scalar_t>(acc[i][j][2 * h] + bs[col]);
-            const scalar_t v1 = from_acc<scalar_t>(acc[i][j][2 * h + 1] + bs[col + 1]);
-            if (a.pair_store) {  // (kw, kw + 1) of one co: col_count is even
-              if (jg < a.col_count) *reinterpret_cast<Vec<scalar_t, 2>*>(yr + cols[col]) = {{v0, v1}};
-            } else {
-              if (jg < a.col_count) yr[cols[col]] = v0;
-              if (jg + 1 < a.col_count) yr[cols[col + 1]] = v1;
+        for (int i = 0; i < kMI; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = wm * kWarpM + i * 16 + gq + 8 * h;
+            if (row >= rows_here) continue;
+            scalar_t* yr = y + s_yrow[row];
+#pragma unroll
+            for (int j = 0; j < kNI; ++j) {
+              const scalar_t v0 = from_acc<scalar_t>(acc[i][j][2 * h] + col_bias[j][0]);
+              const scalar_t v1 = from_acc<scalar_t>(acc[i][j][2 * h + 1] + col_bias[j][1]);
+              if (col_in[j][0]) *reinterpret_cast<Vec<scalar_t, 2>*>(yr + col_off[j][0]) = {{v0, v1}};
             }
           }
-        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kMI; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = wm * kWarpM + i * 16 + gq + 8 * h;
+            if (row >= rows_here) continue;
+            scalar_t* yr = y + s_yrow[row];
+#pragma unroll
+            for (int j = 0; j < kNI; ++j) {
+              const scalar_t v0 = from_acc<scalar_t>(acc[i][j][2 * h] + col_bias[j][0]);
+              const scalar_t v1 = from_acc<scalar_t>(acc[i][j][2 * h + 1] + col_bias[j][1]);
+              if (col_in[j][0]) yr[col_off[j][0]] = v0;
+              if (col_in[j][1]) yr[col_off[j][1]] = v1;
+            }
+          }
+      }
     }
     __syncthreads();  // tile t's buffer and tables are free for tile t + 2
   }
@@ -359,7 +407,11 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
     return false;
   }
   const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30)) return false;
+  if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30) ||
+      p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * p.out_per_group + tapcol::kBN >
+          std::numeric_limits<int32_t>::max()) {
+    return false;
+  }
   return sm80_kernel_runs_here<tapcol::forward_tap_columns_kernel<__half, int32_t, 2, false>>();
 }
 
