@@ -1,10 +1,8 @@
-// The tile of the two shared-memory transposes between a layout with the
-// taps innermost and one with channels innermost: the weight pack
-// (weight_pack.cu) and the tap-major grad-weight combine
-// (grad_weight_launch.cuh).  2^11 elements of one (group, column) or one
-// input channel: taps a power of two up to 32 (a contiguous tensor's taps
-// are contiguous, so the reads along them coalesce) by channels a power of
-// two no wider than the channels.
+// The tile of the tap-major grad-weight combine's shared-memory transpose
+// (grad_weight_launch.cuh), between a layout with the taps innermost and one
+// with channels innermost.  2^11 elements of one input channel: taps a power
+// of two up to 32 (a contiguous tensor's taps are contiguous, so the reads
+// along them coalesce) by channels a power of two no wider than the channels.
 #pragma once
 
 #include <cstdint>
