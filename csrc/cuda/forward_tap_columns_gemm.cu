@@ -376,9 +376,10 @@ cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
 // every SM two blocks — except where one block fills an SM's shared memory
 // (512 bytes of channels): then nothing hides a block's load of x and its
 // last epilogue, and the split taken is the one of fewest waves × (column
-// tiles a block + one for x).  bf16 U-Net 256 → 128 (64 row tiles of 16
-// column tiles): 256 blocks of 4 before, two waves, 39 us; 128 of 8 now
-// (H200, RESULTS.md "Pack and tap-columns round").
+// tiles a block + one for x).  bf16 U-Net 256 → 128 channels-last (64 row
+// tiles of 16 column tiles): 128 blocks of 8 tiles, 0.0397 ms, against 256
+// of 4 (two waves) 0.0420; 256 → 256 b1 0.0402 against 0.0426 (H200, graph
+// replays, RESULTS.md "Pack and tap-columns round").
 int64_t tiles_per_block(int64_t row_tiles, int64_t col_tiles, int smem) {
   const int64_t sms = sm_count();
   if (2 * (smem + kBlockOverhead) <= smem_per_sm()) {
