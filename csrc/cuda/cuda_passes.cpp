@@ -319,12 +319,12 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // time; into channels-last outputs tap columns' staged 16-byte stores won
   // (128→64 0.069 against 0.097 ms).  Narrower ones were not measured
   // against it and stay on tap columns, as do NCDHW sources it reads in place
-  // (no channels-last copy of x) over at most 256 bytes of channels: bf16
-  // U-Net 128→64 0.109 against Hopper's 0.124 ms; at 512 bytes one block an
-  // SM fits, and TF32 128→64 took 0.260 against 0.189, bf16 256→128 0.120
-  // against 0.107 (RESULTS.md, "NCDHW planes round").
-  const bool planes = fwd && reads_planes_in_place(source, dtype) &&
-                      k_step_bytes(padded_channels(p.in_per_group, dtype), dtype) <= 256;
+  // (no channels-last copy of x): bf16 U-Net 128→64 0.109 against Hopper's
+  // 0.124 ms ("NCDHW planes round"; 0.070 since); at 512 bytes of channels
+  // (one block an SM) TF32 128→64 0.139 against Hopper's 0.185, bf16
+  // 256→128 0.041 against 0.054 (H200, graph replays; RESULTS.md, "Pack and
+  // tap-columns round").
+  const bool planes = fwd && reads_planes_in_place(source, dtype);
   const bool hopper_over_tap_columns = hopper && !planes && p.out_per_group >= 64 &&
                                        (dtype == ScalarKind::Float32 || p.output.c != 1);
   const bool tap_columns =

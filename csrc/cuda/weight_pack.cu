@@ -86,9 +86,11 @@ __global__ void __launch_bounds__(kThreads) pack_gather_kernel(const WeightPackG
   }
 }
 
-// Fastest first: the packed weight's three axes by their stride in the
-// weight (an axis of one index last; the taps by the smallest stride of a
-// kernel axis longer than one).
+// Fastest first: the axis of smallest stride in the weight (an axis of one
+// index last; the taps by the smallest stride of a kernel axis longer than
+// one), then the channel pieces, so the pieces of one packed row (a tap's
+// column) are written by threads close together in the grid, not across it
+// (each L2 line is then completed while it is young).
 GatherOrder gather_order(const WeightPackGeometry& w) {
   int64_t tap = std::numeric_limits<int64_t>::max();
   for (int d = 0; d < 3; ++d) {
@@ -101,6 +103,7 @@ GatherOrder gather_order(const WeightPackGeometry& w) {
   };
   GatherOrder o{{0, 1, 2}};
   std::stable_sort(o.axis, o.axis + 3, [&](int a, int b) { return key(a) < key(b); });
+  if (o.axis[2] == 0) std::swap(o.axis[1], o.axis[2]);
   return o;
 }
 

@@ -959,15 +959,18 @@ def test_tap_columns_planes_wide_index(precision, rows):
 
 
 @requires_cuda
+@pytest.mark.parametrize("channel_bytes", [256, 512])
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
-def test_tap_columns_reads_ncdhw_input_in_place(precision):
+def test_tap_columns_reads_ncdhw_input_in_place(precision, channel_bytes):
     """Kernel == stride, NCDHW: the forward reads x's planes as they are —
-    no channels-last copy of x (8 MB here in TF32) beside the output, only the
-    packed weight (64 KB) — and matches the float64 reference."""
+    no channels-last copy of x (6-12 MB here) beside the output, only the
+    packed weight — and matches the float64 reference; up to 512 bytes of
+    channels (one block an SM)."""
     dtype = use_precision(precision)
+    channels = channel_bytes // torch.tensor([], dtype=dtype).element_size()
     g = torch.Generator().manual_seed(11)
-    x = torch.randn(2, 64, 16, 24, 32, generator=g).to("cuda", dtype)
-    w = (torch.randn(64, 32, 2, 2, 2, generator=g) / 8).to("cuda", dtype)
+    x = torch.randn(2, channels, 16, 24, 32, generator=g).to("cuda", dtype)
+    w = (torch.randn(channels, 32, 2, 2, 2, generator=g) / channels ** 0.5).to("cuda", dtype)
     b = torch.randn(32, generator=g).to("cuda", dtype)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
