@@ -290,37 +290,30 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
       const int rows_here = int(std::min<int64_t>(a.rows - m0, kBM));
       // The pair and single stores in loops of their own: a branch between
       // them at every store cost more instructions than the stores.
+      auto store_fragments = [&](auto store) {
+#pragma unroll
+        for (int i = 0; i < kMI; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = wm * kWarpM + i * 16 + gq + 8 * h;
+            if (row >= rows_here) continue;
+            scalar_t* yr = y + s_yrow[row];
+#pragma unroll
+            for (int j = 0; j < kNI; ++j) {
+              store(yr, j, from_acc<scalar_t>(acc[i][j][2 * h] + col_bias[j][0]),
+                    from_acc<scalar_t>(acc[i][j][2 * h + 1] + col_bias[j][1]));
+            }
+          }
+      };
       if (a.pair_store) {  // (kw, kw + 1) of one co: col_count is even
-#pragma unroll
-        for (int i = 0; i < kMI; ++i)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int row = wm * kWarpM + i * 16 + gq + 8 * h;
-            if (row >= rows_here) continue;
-            scalar_t* yr = y + s_yrow[row];
-#pragma unroll
-            for (int j = 0; j < kNI; ++j) {
-              const scalar_t v0 = from_acc<scalar_t>(acc[i][j][2 * h] + col_bias[j][0]);
-              const scalar_t v1 = from_acc<scalar_t>(acc[i][j][2 * h + 1] + col_bias[j][1]);
-              if (col_in[j][0]) *reinterpret_cast<Vec<scalar_t, 2>*>(yr + col_off[j][0]) = {{v0, v1}};
-            }
-          }
+        store_fragments([&](scalar_t* yr, int j, scalar_t v0, scalar_t v1) {
+          if (col_in[j][0]) *reinterpret_cast<Vec<scalar_t, 2>*>(yr + col_off[j][0]) = {{v0, v1}};
+        });
       } else {
-#pragma unroll
-        for (int i = 0; i < kMI; ++i)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int row = wm * kWarpM + i * 16 + gq + 8 * h;
-            if (row >= rows_here) continue;
-            scalar_t* yr = y + s_yrow[row];
-#pragma unroll
-            for (int j = 0; j < kNI; ++j) {
-              const scalar_t v0 = from_acc<scalar_t>(acc[i][j][2 * h] + col_bias[j][0]);
-              const scalar_t v1 = from_acc<scalar_t>(acc[i][j][2 * h + 1] + col_bias[j][1]);
-              if (col_in[j][0]) yr[col_off[j][0]] = v0;
-              if (col_in[j][1]) yr[col_off[j][1]] = v1;
-            }
-          }
+        store_fragments([&](scalar_t* yr, int j, scalar_t v0, scalar_t v1) {
+          if (col_in[j][0]) yr[col_off[j][0]] = v0;
+          if (col_in[j][1]) yr[col_off[j][1]] = v1;
+        });
       }
     }
     __syncthreads();  // tile t's buffer and tables are free for tile t + 2

@@ -22,8 +22,8 @@ namespace {
 // channels-last weight (a model in channels_last_3d), whose taps stride by
 // Cout, a sector an element: VAE k4s2 128→128 bf16 11.8 us, now 4.4 — and a
 // 16-byte staged copy of dense weights, which it beat on 50 of 58 packs; it
-// lost by up to 3.5 us on contiguous weights' forward packs of 7-14 MB (the
-// 512→256 bottleneck: 14.4 against 10.9 us in TF32).
+// lost by up to 2.3 us on contiguous weights' forward packs of 7-14 MB (the
+// 512→256 bottleneck: 13.2 against 10.9 us in TF32, hot caches).
 struct GatherOrder {
   int axis[3];  // fastest first: 0 channel piece, 1 column, 2 tap
 };
