@@ -22,8 +22,8 @@ namespace {
 // channels-last weight (a model in channels_last_3d), whose taps stride by
 // Cout, a sector an element: VAE k4s2 128→128 bf16 11.8 us, now 4.4 — and a
 // 16-byte staged copy of dense weights, which it beat on 50 of 58 packs; it
-// lost by up to 2.3 us on contiguous weights' forward packs of 7-14 MB (the
-// 512→256 bottleneck: 13.2 against 10.9 us in TF32, hot caches).
+// lost by up to 3.5 us on contiguous weights' forward packs of 7-14 MB (the
+// 512→256 bottleneck: 14.4 against 10.9 us in TF32, hot caches).
 struct GatherOrder {
   int axis[3];  // fastest first: 0 channel piece, 1 column, 2 tap
 };
@@ -86,11 +86,14 @@ __global__ void __launch_bounds__(kThreads) pack_gather_kernel(const WeightPackG
   }
 }
 
-// Fastest first: the axis of smallest stride in the weight (an axis of one
-// index last; the taps by the smallest stride of a kernel axis longer than
-// one), then the channel pieces, so the pieces of one packed row (a tap's
-// column) are written by threads close together in the grid, not across it
-// (each L2 line is then completed while it is young).
+// Fastest first: the packed weight's three axes by their stride in the
+// weight (an axis of one index last; the taps by the smallest stride of a
+// kernel axis longer than one), so consecutive warps stream along the
+// weight's rows.  (Channel pieces second, so a packed row's pieces are
+// written close together, gained 1.2 us on the bottleneck's TF32 forward
+// pack with hot caches, ±0.4 on eleven others, and would give up that
+// streaming on cold weights: not taken; RESULTS.md, "Pack and tap-columns
+// round".)
 GatherOrder gather_order(const WeightPackGeometry& w) {
   int64_t tap = std::numeric_limits<int64_t>::max();
   for (int d = 0; d < 3; ++d) {
@@ -103,7 +106,6 @@ GatherOrder gather_order(const WeightPackGeometry& w) {
   };
   GatherOrder o{{0, 1, 2}};
   std::stable_sort(o.axis, o.axis + 3, [&](int a, int b) { return key(a) < key(b); });
-  if (o.axis[2] == 0) std::swap(o.axis[1], o.axis[2]);
   return o;
 }
 
