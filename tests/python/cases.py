@@ -196,8 +196,8 @@ TAP_COLUMN_CONFIGS = {
     "planes_samples_in_a_tile": (3, 24, 40, 1, (2, 4, 5), 2, 2, 0, 0, 1, True),
     # Groups' planes at a channel offset, a 1 × 2 × 2 kernel.
     "planes_groups": (2, 48, 24, 3, (4, 6, 6), (1, 2, 2), (1, 2, 2), 0, 0, 1, True),
-    # 256 bytes of channels, the widest k-major A (bf16; TF32's 512 bytes
-    # take the channels-last copy: two blocks an SM no longer fit).
+    # 256 bytes of channels in bf16, 512 in TF32: the widest k-major A (one
+    # block an SM fits).
     "planes_widest": (1, 128, 16, 1, (2, 4, 8), 2, 2, 0, 0, 1, False),
     # 264 bf16 channels: beyond 512 bytes, the phase GEMM takes it.
     "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
