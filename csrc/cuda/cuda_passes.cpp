@@ -333,8 +333,9 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                     forward_taps_gemm_supports(p, dtype);
   const bool wgmma = !tap_columns && !taps && hopper;
   const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
+  const bool planes_in_place = tap_columns && planes;
   const GemmSource src =
-      tap_columns && planes ? in_place(source) : gemm_source(source, p.groups, padded);
+      planes_in_place ? in_place(source) : gemm_source(source, p.groups, padded);
   const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
   const LaunchConfig cfg = config_for(source, {src.tensor, packed, bias, dest});
   TensorCoreGemmOperands ops{pass, src.tensor.const_data_ptr(), src.n, src.d, src.h, src.w,
@@ -342,7 +343,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                              fwd ? p.out_per_group : p.in_per_group,
                              bias.defined() ? bias.const_data_ptr() : nullptr,
                              dest.mutable_data_ptr()};
-  if (tap_columns && planes) ops.source_c = source.stride(1);
+  if (planes_in_place) ops.source_c = source.stride(1);
   // The Hopper grad-input's split K: a plane of fp32 partial sums of dest's
   // elements a split.
   const int splits = wgmma ? tensor_core_gemm_sm90_splits(p, cfg, pass) : 1;

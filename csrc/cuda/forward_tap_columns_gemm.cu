@@ -58,14 +58,21 @@ constexpr int kWarpsM = 4, kWarpM = 32, kWarpN = 32, kMI = kWarpM / 16, kNI = kW
 constexpr int kMaxKBytes = 512;
 // A k-major: a channel's 128 rows, 8 elements more (16-byte aligned rows;
 // TF32 word loads conflict-free at 136 words, ldmatrix rows at 17 pieces).
+constexpr int kKMajorRowElements = kBM + 8;
 template <typename scalar_t>
-constexpr int kPitchKMajor = (kBM + 8) * int(sizeof(scalar_t));
+constexpr int kPitchKMajor = kKMajorRowElements * int(sizeof(scalar_t));
+// A's tile in shared memory: k_bytes / element size channel rows of
+// kPitchKMajor bytes, or kBM position rows of k_bytes + 16 (an odd number of
+// 16-byte pieces).
+constexpr int a_tile_bytes(bool k_major, int k_bytes) {
+  return k_major ? kKMajorRowElements * k_bytes : kBM * (k_bytes + 16);
+}
 // The output tile for 16-byte stores: [row][column], rows a piece longer
 // (aligned for the vector reads, writes from fragments spread over the banks).
 template <typename scalar_t>
 constexpr int kOutPitch = kBN + 16 / int(sizeof(scalar_t));
 constexpr int kOutBytes = kBM * (kBN + 4) * 4;  // the larger, fp32
-constexpr int kMaxABytes = std::max(kBM * (kMaxKBytes + 16), (kBM + 8) * kMaxKBytes);
+constexpr int kMaxABytes = std::max(a_tile_bytes(false, kMaxKBytes), a_tile_bytes(true, kMaxKBytes));
 constexpr int kMaxSmem = kMaxABytes + 2 * kBN * (kMaxKBytes + 16) + kOutBytes;
 
 struct Args {
@@ -81,8 +88,8 @@ struct Args {
   bool pair_store;    // columns as (kd, kh, co, kw), a thread's two neighbours one 2-element store
 };
 
-// Blocks an SM: two at 118 registers a thread; three (compiled to 80
-// registers, 12-40 bytes of spills, stored once a block and reloaded once a
+// Blocks an SM: two at 115-119 registers a thread; three (compiled to 80
+// registers, 12-32 bytes of spills, stored once a block and reloaded once a
 // column tile, none in the k-loop) where the output takes the staged 16-byte
 // stores and shared memory holds three (on an H100/H200 fp16/bf16 groups of up
 // to 96 input channels, TF32 of up to 32).  The big U-Net 64 → 32 forward was
@@ -343,9 +350,12 @@ cudaError_t launch_blocks(const Args& a, int smem, cudaStream_t stream) {
 // driver reserves a block, rounded up.
 constexpr int kBlockOverhead = 5 * 1024;
 
+// Blocks of `smem` bytes of dynamic shared memory that fit an SM.
+int blocks_fit(int smem) { return smem_per_sm() / (smem + kBlockOverhead); }
+
 // NCDHW sources (k-major A) go with NCDHW outputs (torch's memory-format
 // rule), whose paired stores come from the registers: three blocks an SM
-// (80 registers, 20 bytes of spills outside the k-loop) on grids of at least
+// (80 registers, 12-32 bytes of spills outside the k-loop) on grids of at least
 // three waves of two, else two.  Big U-Net 64 → 32 bf16 took 0.998 ms at
 // three against 1.222 at two (16384 blocks), the b8 32 → 32 0.065 against
 // 0.072 (864), but U-Net 64 → 32 0.053 against 0.049 (512 blocks: the
@@ -353,7 +363,7 @@ constexpr int kBlockOverhead = 5 * 1024;
 // "NCDHW planes round").
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
-  const bool three_fit = 3 * (smem + kBlockOverhead) <= smem_per_sm();
+  const bool three_fit = blocks_fit(smem) >= 3;
   if (a.ops.source_c != 1) {
     const int64_t blocks = grid_blocks(a);
     return three_fit && blocks >= 6 * int64_t(sm_count())
@@ -375,7 +385,7 @@ cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
 // replays, RESULTS.md "Pack and tap-columns round").
 int64_t tiles_per_block(int64_t row_tiles, int64_t col_tiles, int smem) {
   const int64_t sms = sm_count();
-  if (2 * (smem + kBlockOverhead) <= smem_per_sm()) {
+  if (blocks_fit(smem) >= 2) {
     const int64_t chunks = std::clamp<int64_t>((2 * sms + row_tiles - 1) / row_tiles, 1, col_tiles);
     return (col_tiles + chunks - 1) / chunks;
   }
@@ -420,7 +430,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   if (a.rows == 0 || a.col_count == 0) return cudaSuccess;
   a.k_bytes = int(k_step_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
-  a.a_bytes = ops.source_c != 1 ? (kBM + 8) * a.k_bytes : kBM * a.pitch;  // kPitchKMajor
+  a.a_bytes = a_tile_bytes(ops.source_c != 1, a.k_bytes);
   a.m_tiles = (a.rows + kBM - 1) / kBM;
   a.col_tiles = (a.col_count + kBN - 1) / kBN;
   const int64_t vec = tensor_core_channel_multiple(cfg.dtype), es = 16 / vec;
