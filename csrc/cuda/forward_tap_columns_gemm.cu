@@ -84,8 +84,9 @@ struct Args {
   int k_bytes;  // channels · element size, rounded up to 32
   int pitch;    // k_bytes + 16: an odd number of 16-byte pieces
   int a_bytes;  // A's tile in shared memory
-  bool vector_store;  // output channel-contiguous, Cout/G, strides and address in pieces
-  bool pair_store;    // columns as (kd, kh, co, kw), a thread's two neighbours one 2-element store
+  bool vector_store;  // staged 16-byte stores: output channel-contiguous, Cout/G, strides and address in pieces
+  bool pair_store;    // a thread's two neighbouring columns neighbouring outputs: one 2-element store
+  bool kw_pairs;      // columns walked as (kd, kh, co, kw) (NCDHW outputs: kw, kw + 1 neighbours)
 };
 
 // Blocks an SM: two at 115-119 registers a thread; three (compiled to 80
@@ -133,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
   // 64-bit divisions here, a few a weight piece and column a tile, were most
   // of the big U-Net NCDHW forward's instructions (ncu: issue-bound).
   auto packed_column = [&](int j) -> int {
-    if (!a.pair_store) return j;
+    if (!a.kw_pairs) return j;
     const int kw = j % kw_count, co = (j / kw_count) % cog, kdh = j / (kw_count * cog);
     return (kdh * kw_count + kw) * cog + co;
   };
@@ -312,7 +313,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
             }
           }
       };
-      if (a.pair_store) {  // (kw, kw + 1) of one co: col_count is even
+      if (a.pair_store) {  // (kw, kw + 1) of one co, or (co, co + 1) of one tap: col_count is even
         store_fragments([&](scalar_t* yr, int j, scalar_t v0, scalar_t v1) {
           if (col_in[j][0]) *reinterpret_cast<Vec<scalar_t, 2>*>(yr + col_off[j][0]) = {{v0, v1}};
         });
@@ -361,17 +362,24 @@ int blocks_fit(int smem) { return smem_per_sm() / (smem + kBlockOverhead); }
 // 0.072 (864), but U-Net 64 → 32 0.053 against 0.049 (512 blocks: the
 // second wave of three a third full; H200, CUDA-graph replays, RESULTS.md
 // "NCDHW planes round").
+// Stores from the registers (NCDHW outputs; channels-last ones whose staging
+// tile would cost the third block) take the same rule from either A layout.
+bool three_fit(int smem) { return blocks_fit(smem) >= 3; }
+
+bool three_blocks(const Args& a, int smem) {
+  if (!three_fit(smem)) return false;
+  return a.vector_store || grid_blocks(a) >= 6 * int64_t(sm_count());
+}
+
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const Args& a, int smem, cudaStream_t stream) {
-  const bool three_fit = blocks_fit(smem) >= 3;
+  const bool three = three_blocks(a, smem);
   if (a.ops.source_c != 1) {
-    const int64_t blocks = grid_blocks(a);
-    return three_fit && blocks >= 6 * int64_t(sm_count())
-               ? launch_blocks<scalar_t, index_t, 3, true>(a, smem, stream)
-               : launch_blocks<scalar_t, index_t, 2, true>(a, smem, stream);
+    return three ? launch_blocks<scalar_t, index_t, 3, true>(a, smem, stream)
+                 : launch_blocks<scalar_t, index_t, 2, true>(a, smem, stream);
   }
-  return a.vector_store && three_fit ? launch_blocks<scalar_t, index_t, 3, false>(a, smem, stream)
-                                     : launch_blocks<scalar_t, index_t, 2, false>(a, smem, stream);
+  return three ? launch_blocks<scalar_t, index_t, 3, false>(a, smem, stream)
+               : launch_blocks<scalar_t, index_t, 2, false>(a, smem, stream);
 }
 
 // Column tiles a block.  Each split of a row tile's columns over blocks
@@ -435,15 +443,34 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.col_tiles = (a.col_count + kBN - 1) / kBN;
   const int64_t vec = tensor_core_channel_multiple(cfg.dtype), es = 16 / vec;
   const Strides5 o = p.output;
-  a.vector_store = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
-                   o.h % vec == 0 && o.w % vec == 0 &&
-                   reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;
-  const int64_t kw = p.axis[2].kernel;
-  a.pair_store = !a.vector_store && o.w == 1 && kw % 2 == 0 && o.n % 2 == 0 && o.c % 2 == 0 &&
-                 o.d % 2 == 0 && o.h % 2 == 0 &&
-                 reinterpret_cast<uintptr_t>(ops.dest) % (2 * es) == 0;
-  const int out_bytes = a.vector_store ? int(es) * kBM * (kBN + int(vec)) : 0;
-  const int smem = a.a_bytes + 2 * kBN * a.pitch + out_bytes;
+  const bool staged = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
+                      o.h % vec == 0 && o.w % vec == 0 &&
+                      reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;
+  const bool pairs_aligned = reinterpret_cast<uintptr_t>(ops.dest) % (2 * es) == 0 &&
+                             o.n % 2 == 0 && o.d % 2 == 0 && o.h % 2 == 0;
+  // (co, co + 1) of one tap are neighbours in a channels-last output where
+  // Cout/G is even (a pair never straddles two taps); (kw, kw + 1) of one co
+  // in an NCDHW one where the kernel width is even, the columns walked so.
+  const bool cl_pairs = pairs_aligned && o.c == 1 && ops.columns % 2 == 0 && o.w % 2 == 0;
+  a.kw_pairs = !staged && pairs_aligned && o.w == 1 && p.axis[2].kernel % 2 == 0 &&
+               o.c % 2 == 0;
+  const int ab_bytes = a.a_bytes + 2 * kBN * a.pitch;
+  const int staged_smem = ab_bytes + int(es) * kBM * (kBN + int(vec));
+  // The staging tile (35 KB in fp32) can cost the third block an SM (TF32
+  // 64-channel groups): on grids long enough for three there, the pairs
+  // from the registers, as into NCDHW outputs (big U-Net NCDHW TF32 1.005 ms
+  // at three from the registers against 1.16 channels-last staged at two;
+  // RESULTS.md "Pack and tap-columns round").  NOT YET MEASURED channels-last.
+  a.vector_store = staged;
+  a.pair_store = a.kw_pairs || (!staged && cl_pairs);
+  if (staged && cl_pairs && !three_fit(staged_smem) && three_fit(ab_bytes)) {
+    a.tiles_per_block = tiles_per_block(a.m_tiles * p.groups, a.col_tiles, ab_bytes);
+    if (grid_blocks(a) >= 6 * int64_t(sm_count())) {
+      a.vector_store = false;
+      a.pair_store = true;
+    }
+  }
+  const int smem = a.vector_store ? staged_smem : ab_bytes;
   a.tiles_per_block = tiles_per_block(a.m_tiles * p.groups, a.col_tiles, smem);
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {

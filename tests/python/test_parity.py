@@ -914,6 +914,19 @@ def test_tap_columns_planes_on_a_long_grid(precision):
 
 @requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tap_columns_channels_last_pairs_on_a_long_grid(precision):
+    """Channels-last output whose staging tile would cost the third block an
+    SM (TF32 64 channels, bf16 128: 256 bytes), on a grid of 816 blocks (at
+    least three waves of two): pairs of channels stored from the registers at
+    three blocks, against float64."""
+    channels = 64 if precision == "tf32" else 128
+    run_parity((1, channels, 16, 1, (24, 68, 64), 2, 2, 0, 0, 1, True), "channels_last",
+               use_precision(precision), "cuda")
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_tap_columns_reads_channel_sliced_planes(precision):
     """Every other channel of an NCDHW tensor: the planes stay contiguous,
     the channel stride doubles (read in place at that stride, groups at an
