@@ -41,6 +41,8 @@
 #include <limits>
 #include <type_traits>
 
+#include <c10/macros/Macros.h>
+#include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -84,6 +86,10 @@ struct Args {
   int k_bytes;  // channels · element size, rounded up to 32
   int pitch;    // k_bytes + 16: an odd number of 16-byte pieces
   int a_bytes;  // A's tile in shared memory
+  // The kernel width and height and Cout/G as multiply-shift dividers: the
+  // column decodes' chains of divisions sit on every tile's path (the first
+  // two warps decode while the others wait at the barrier).
+  at::cuda::detail::IntDivider<unsigned> kw_div, kh_div, cog_div;
   bool vector_store;  // staged 16-byte stores: output channel-contiguous, Cout/G, strides and address in pieces
   bool pair_store;    // a thread's two neighbouring columns neighbouring outputs: one 2-element store
   bool kw_pairs;      // columns walked as (kd, kh, co, kw) (NCDHW outputs: kw, kw + 1 neighbours)
@@ -128,15 +134,16 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
   const scalar_t* bias = static_cast<const scalar_t*>(a.ops.bias);
   scalar_t* y = static_cast<scalar_t*>(a.ops.dest);
-  const int kw_count = int(p.axis[2].kernel), kh_count = int(p.axis[1].kernel);
+  const int kw_count = int(p.axis[2].kernel);
   // Column j of the walk → column of the packed weight ((tap, co) order).
   // Columns in 32 bits (col_count < 2^31, forward_tap_columns_gemm_supports):
   // 64-bit divisions here, a few a weight piece and column a tile, were most
   // of the big U-Net NCDHW forward's instructions (ncu: issue-bound).
   auto packed_column = [&](int j) -> int {
     if (!a.kw_pairs) return j;
-    const int kw = j % kw_count, co = (j / kw_count) % cog, kdh = j / (kw_count * cog);
-    return (kdh * kw_count + kw) * cog + co;
+    const auto kw = a.kw_div.divmod(unsigned(j));  // (kd, kh, co) and kw
+    const auto co = a.cog_div.divmod(kw.div);      // (kd, kh) and co
+    return (int(co.div) * kw_count + int(kw.mod)) * cog + int(co.mod);
   };
 
   if (tid < kBM) {  // the rows' offsets in x and y (tap 0, channel 0 of the group)
@@ -162,11 +169,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forward_tap_columns_kern
       index_t off = 0;
       float b = 0.f;
       if (j < a.col_count) {
-        const int pj = packed_column(j);
-        const int tap = pj / cog, co = pj - tap * cog;
-        const int kw = tap % kw_count, kh = tap / kw_count % kh_count;
-        const int kd = tap / (kw_count * kh_count);
-        off = index_t(kd * p.output.d + kh * p.output.h + kw * p.output.w + co * p.output.c);
+        const auto tap = a.cog_div.divmod(unsigned(packed_column(j)));  // tap and co
+        const auto kw = a.kw_div.divmod(tap.div);                       // (kd, kh) and kw
+        const auto kh = a.kh_div.divmod(kw.div);                        // kd and kh
+        const int64_t co = tap.mod;
+        off = index_t(kh.div * p.output.d + kh.mod * p.output.h + kw.mod * p.output.w +
+                      co * p.output.c);
         if (bias != nullptr) b = to_acc(bias[index_t((g * cog + co) * p.bias_stride)]);
       }
       s_col[t % 2][tid] = off;
@@ -436,6 +444,9 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   a.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
   if (a.rows == 0 || a.col_count == 0) return cudaSuccess;
+  a.kw_div = at::cuda::detail::IntDivider<unsigned>(unsigned(p.axis[2].kernel));
+  a.kh_div = at::cuda::detail::IntDivider<unsigned>(unsigned(p.axis[1].kernel));
+  a.cog_div = at::cuda::detail::IntDivider<unsigned>(unsigned(ops.columns));
   a.k_bytes = int(k_step_bytes(ops.channels, cfg.dtype));
   a.pitch = a.k_bytes + 16;
   a.a_bytes = a_tile_bytes(ops.source_c != 1, a.k_bytes);
