@@ -469,9 +469,9 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   const int staged_smem = ab_bytes + int(es) * kBM * (kBN + int(vec));
   // The staging tile (35 KB in fp32) can cost the third block an SM (TF32
   // 64-channel groups): on grids long enough for three there, the pairs
-  // from the registers, as into NCDHW outputs (big U-Net NCDHW TF32 1.005 ms
-  // at three from the registers against 1.16 channels-last staged at two;
-  // RESULTS.md "Pack and tap-columns round").  NOT YET MEASURED channels-last.
+  // from the registers, as into NCDHW outputs: big U-Net TF32 channels-last
+  // 1.047 ms against 1.129 staged at two (H200, graph replays, one build;
+  // RESULTS.md "Merged branches and in-place grad-input round").
   a.vector_store = staged;
   a.pair_store = a.kw_pairs || (!staged && cl_pairs);
   if (staged && cl_pairs && !three_fit(staged_smem) && three_fit(ab_bytes)) {
