@@ -398,6 +398,27 @@ bool try_grad_input_taps_gemm(const ConvTranspose3dParams& p, const at::Tensor& 
   g_last_kernel[1] = "grad_input_taps_gemm";
   return true;
 }
+// Auto: NCDHW grad_output of kernel == stride layers (U-Net decoders) read
+// in place, K in the weight's order: no channels-last copy of grad_output
+// and no weight pack.  The forced policies keep testing the phase GEMMs on
+// these shapes.  Returns false (nothing launched) where it does not apply.
+bool try_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
+                                    const at::Tensor& grad_output, const at::Tensor& weight,
+                                    const at::Tensor& grad_input) {
+  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  if (g_policy.load() != KernelPolicy::Auto || !may_use_tensor_cores(p) ||
+      !grad_input_tap_blocks_gemm_supports(p, dtype, tf32_allowed(),
+                                           grad_output.const_data_ptr(),
+                                           weight.const_data_ptr(), weight.stride(0))) {
+    return false;
+  }
+  const TapBlocksGradInputOperands ops{grad_output.const_data_ptr(), weight.const_data_ptr(),
+                                       weight.stride(0), grad_input.mutable_data_ptr()};
+  C10_CUDA_CHECK(launch_grad_input_tap_blocks_gemm(
+      p, config_for(grad_output, {grad_output, weight, grad_input}), ops));
+  g_last_kernel[1] = "grad_input_tap_blocks_gemm";
+  return true;
+}
 }  // namespace
 
 void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
@@ -434,7 +455,8 @@ void grad_input(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
   const bool narrow_first = narrow_gather_first(p, GatherPass::GradInput, dtype);
-  if (!narrow_first && (try_grad_input_taps_gemm(p, grad_output, weight, grad_input) ||
+  if (!narrow_first && (try_grad_input_tap_blocks_gemm(p, grad_output, weight, grad_input) ||
+                        try_grad_input_taps_gemm(p, grad_output, weight, grad_input) ||
                         try_tensor_core_gemm(GatherPass::GradInput, p, grad_output, weight,
                                              at::Tensor(), grad_input))) {
     return;

@@ -122,6 +122,30 @@ int64_t grad_input_taps_gemm_packed_taps(const ConvTranspose3dParams& p, ScalarK
 cudaError_t launch_grad_input_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                         const TapsGradInputOperands& ops);
 
+// Grad-input when every output position takes exactly one tap (kernel ==
+// stride, no dilation or padding, every axis; stride 2 along W), grad_output
+// NCDHW-planar and read in place (grad_input_tap_blocks_gemm.cu): one GEMM a
+// group over input positions × input channels, K = (co, kd, kh, kw) in the
+// weight's own order.
+//  grad_output: strides p.output, W stride 1, the others and the address in
+//    16-byte pieces, input W a multiple of the rows a piece holds.
+//  weight: [Cin][Cout/G][kD][kH][kW] with each input channel's row contiguous
+//    (`weight_row` elements apart), rows and address in 16-byte pieces.
+//  grad_input: strides p.input, written once.
+// float32 runs in TF32 (only where allowed).
+struct TapBlocksGradInputOperands {
+  const void* grad_output;
+  const void* weight;
+  int64_t weight_row;
+  void* grad_input;
+};
+bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                         bool allow_tf32, const void* grad_output,
+                                         const void* weight, int64_t weight_row);
+cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
+                                              const LaunchConfig& cfg,
+                                              const TapBlocksGradInputOperands& ops);
+
 // The same GEMM on Hopper's warpgroup MMAs (tensor_core_gemm_sm90.cu): same
 // operands, contract and supported shapes (tensor_core_gemm_supports).  Runs
 // on an sm_90 device when the build has sm_90a code (setup.py turns 9.0 in

@@ -203,6 +203,29 @@ TAP_COLUMN_CONFIGS = {
     "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
 }
 
+# Kernel == stride with stride 2 along W, NCDHW grad_output: grad-input
+# reads grad_output's planes in place, K in the weight's order
+# (grad_input_tap_blocks_gemm.cu), where the W lines hold whole 16-byte pieces.
+TAP_BLOCK_CONFIGS = {
+    # 240 rows (a partial row tile), 24 of 64 columns, K in 10-20 stages.
+    "unet_partial_tiles": (2, 24, 40, 1, (3, 5, 8), 2, 2, 0, 0, 1, True),
+    # Cout/G = 5: K ends mid-stage; samples of 24 rows inside one tile.
+    "k_tail_samples_in_a_tile": (3, 16, 5, 1, (2, 3, 4), 2, 2, 0, 0, 1, False),
+    # 136 input channels: 128-column tiles, the second partial.
+    "wide_columns": (1, 136, 16, 1, (4, 4, 8), 2, 2, 0, 0, 1, True),
+    "groups": (2, 48, 32, 2, (3, 4, 4), 2, 2, 0, 0, 1, True),
+    # Strides 1 and 3 on D and H (kernel equal).
+    "aniso_strides": (2, 16, 24, 1, (5, 3, 4), (1, 3, 2), (1, 3, 2), 0, 0, 1, True),
+    # Output padding on D and H: grad_output rows no tap reads.
+    "output_padding_dh": (2, 16, 16, 1, (3, 3, 4), 2, 2, 0, (1, 1, 0), 1, True),
+    # W = 6: TF32 pieces (two rows) fit, fp16/bf16 ones (four) do not.
+    "w_in_tf32_pieces_only": (1, 16, 16, 1, (2, 3, 6), 2, 2, 0, 0, 1, False),
+    # Stride 3 along W: the phase GEMMs.
+    "stride3_w": (1, 16, 16, 1, (2, 3, 4), 3, 3, 0, 0, 1, True),
+    # 16 row tiles, K of 512 pairs.
+    "long_k": (2, 64, 128, 1, (8, 8, 16), 2, 2, 0, 0, 1, True),
+}
+
 # At most 4 output channels a group, more than 16 input channels (fewer are
 # the stencil's): the forward folds its taps into the GEMM's columns
 # (forward_taps_gemm.cu) where taps · Cout/G ≤ 192, a group's padded input

@@ -12,7 +12,8 @@ import tconv3d
 from tconv3d._ops import transposed_output_extent
 from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_INPUT_TAPS_CONFIGS,
                    GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, HALO_CONFIGS, NARROW_GATHER_CONFIGS,
-                   NARROW_GRAD_WEIGHT_CONFIGS, TAP_COLUMN_CONFIGS, TAPS_GEMM_CONFIGS,
+                   NARROW_GRAD_WEIGHT_CONFIGS, TAP_BLOCK_CONFIGS, TAP_COLUMN_CONFIGS,
+                   TAPS_GEMM_CONFIGS,
                    TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
@@ -996,6 +997,84 @@ def test_tap_columns_reads_ncdhw_input_in_place(precision, channel_bytes):
     assert y.is_contiguous()
     yr = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2)
     check("output", y, yr, None, dtype)
+
+
+def tap_blocks_takes(config, layout, dtype):
+    """Mirror of grad_input_tap_blocks_gemm_supports (tensor_core_gemm.h) for
+    run_parity's tensors: kernel == stride, no padding or dilation, stride 2
+    along W, grad_output and weight contiguous, grad_output's strides in
+    16-byte pieces and its W lines in whole pieces of (kw 0, 1) pairs."""
+    _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
+    kernel, stride, padding, output_padding, dilation = map(
+        triple, (kernel, stride, padding, output_padding, dilation))
+    if layout != "contiguous" or kernel != stride or stride[2] != 2:
+        return False
+    if any(padding) or any(d != 1 for d in dilation):
+        return False
+    vec = 16 // dtype.itemsize
+    out = [s * i + op for s, i, op in zip(stride, size, output_padding)]
+    gy_strides = (out[2], out[1] * out[2], math.prod(out))
+    return (all(st % vec == 0 for st in gy_strides) and size[2] % (vec // 2) == 0
+            and cout // groups * math.prod(kernel) % vec == 0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(TAP_BLOCK_CONFIGS))
+def test_grad_input_tap_blocks_gemm(name, layout, precision):
+    """Kernel == stride, NCDHW grad_output: grad-input read from the planes
+    in place — partial row and column tiles, 64- and 128-column tiles, K ending
+    mid-stage, samples inside a tile, groups, strides 1 and 3 on D and H,
+    output padding — and the phase GEMMs where W lines split 16-byte pieces,
+    the stride along W is not 2, or the layout is not NCDHW."""
+    dtype = use_precision(precision)
+    config = TAP_BLOCK_CONFIGS[name]
+    run_parity(config, layout, dtype, "cuda")
+    chosen = tconv3d._C._last_cuda_kernels()["grad_input"]
+    assert (chosen == "grad_input_tap_blocks_gemm") == tap_blocks_takes(config, layout, dtype), chosen
+
+
+def unet_grad_input(dtype, in_channels, generator, size=(2, 16, 24, 32)):
+    """grad_input of a k2s2 layer from an NCDHW grad_output, through the op."""
+    n, *dhw = size
+    w = (torch.randn(in_channels, 32, 2, 2, 2, generator=generator) / 16).to("cuda", dtype)
+    gy = torch.randn(n, 32, *(2 * e for e in dhw), generator=generator).to("cuda", dtype)
+    run = lambda: torch.ops.tconv3d.grad_input(gy, w, [n, in_channels, *dhw], [2, 2, 2],
+                                               [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
+    return gy, w, run
+
+
+@requires_cuda
+@pytest.mark.parametrize("in_channels", [64, 96], ids=["64_columns", "128_columns"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tap_blocks_reads_ncdhw_grad_output_in_place(precision, in_channels):
+    """Kernel == stride, NCDHW: grad-input reads grad_output (12 MB in TF32)
+    as it is — nothing beyond grad_input, no channels-last copy, no weight
+    pack — matches the float64 reference, and repeats bitwise, also with
+    64-bit indices."""
+    dtype = use_precision(precision)
+    gy, w, run = unet_grad_input(dtype, in_channels, torch.Generator().manual_seed(19))
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    gx = run()
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_tap_blocks_gemm"
+    assert extra <= 1 << 20, f"{extra} bytes beyond grad_input"
+    assert gx.is_contiguous()
+    x_ref = torch.zeros(gx.shape, dtype=torch.float64, device="cuda", requires_grad=True)
+    y_ref = F.conv_transpose3d(x_ref, w.double(), stride=2)
+    gx_ref, = torch.autograd.grad(y_ref, x_ref, gy.double())
+    check("grad_input", gx, gx_ref, None, dtype)
+    assert torch.equal(gx, run())
+    tconv3d._C._set_force_wide_index(True)
+    try:
+        wide = run()
+    finally:
+        tconv3d._C._set_force_wide_index(False)
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_tap_blocks_gemm"
+    assert torch.equal(gx, wide)
 
 
 def forward_taps_expected(config, dtype):
