@@ -407,6 +407,7 @@ bool try_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
                                     const at::Tensor& grad_input) {
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
   if (g_policy.load() != KernelPolicy::Auto || !may_use_tensor_cores(p) ||
+      !grad_input_tap_blocks_gemm_pays(p) ||
       !grad_input_tap_blocks_gemm_supports(p, dtype, tf32_allowed(),
                                            grad_output.const_data_ptr(),
                                            weight.const_data_ptr(), weight.stride(0))) {

@@ -288,6 +288,21 @@ bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarK
   return sm80_kernel_runs_here<tapblk::grad_input_tap_blocks_kernel<__half, int32_t, 64>>();
 }
 
+// One block holds a tile's whole K: with fewer tiles than SMs the K loop of
+// one block is the whole time.  bf16/TF32 U-Net 256 → 128 (128 blocks, K of
+// 512 q-rows) took 0.029/0.051 ms against the phase GEMM's 0.029/0.045, 256
+// → 256 b1 (64 blocks, 1024) 0.051/0.094 against 0.031/0.051; with 512
+// blocks of 256 q-rows (128 → 64) 0.045/0.081 against 0.075/0.123 (H200,
+// graph replays, RESULTS.md "Merged branches and in-place grad-input round").
+bool grad_input_tap_blocks_gemm_pays(const ConvTranspose3dParams& p) {
+  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t columns = p.in_per_group > 64 ? 128 : 64;
+  const int64_t blocks = (rows + tapblk::kBM - 1) / tapblk::kBM *
+                         ((p.in_per_group + columns - 1) / columns) * p.groups;
+  const int64_t q_count = p.out_per_group * p.axis[0].kernel * p.axis[1].kernel;
+  return blocks >= sm_count() || q_count <= 256;
+}
+
 cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
                                               const LaunchConfig& cfg,
                                               const TapBlocksGradInputOperands& ops) {

@@ -1000,10 +1000,11 @@ def test_tap_columns_reads_ncdhw_input_in_place(precision, channel_bytes):
 
 
 def tap_blocks_takes(config, layout, dtype):
-    """Mirror of grad_input_tap_blocks_gemm_supports (tensor_core_gemm.h) for
-    run_parity's tensors: kernel == stride, no padding or dilation, stride 2
-    along W, grad_output and weight contiguous, grad_output's strides in
-    16-byte pieces and its W lines in whole pieces of (kw 0, 1) pairs."""
+    """Mirror of grad_input_tap_blocks_gemm_supports and _pays
+    (tensor_core_gemm.h) for run_parity's tensors: kernel == stride, no
+    padding or dilation, stride 2 along W, grad_output and weight contiguous,
+    grad_output's strides in 16-byte pieces and its W lines in whole pieces of
+    (kw 0, 1) pairs; a grid of a block an SM or a K of at most 256 q-rows."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     kernel, stride, padding, output_padding, dilation = map(
         triple, (kernel, stride, padding, output_padding, dilation))
@@ -1011,6 +1012,12 @@ def tap_blocks_takes(config, layout, dtype):
         return False
     if any(padding) or any(d != 1 for d in dilation):
         return False
+    rows = config[0] * math.prod(size)
+    columns = 128 if cin // groups > 64 else 64
+    blocks = -(-rows // 128) * -(-(cin // groups) // columns) * groups
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    if blocks < sms and cout // groups * kernel[0] * kernel[1] > 256:
+        return False  # grad_input_tap_blocks_gemm_pays
     vec = 16 // dtype.itemsize
     out = [s * i + op for s, i, op in zip(stride, size, output_padding)]
     gy_strides = (out[2], out[1] * out[2], math.prod(out))
@@ -1027,7 +1034,8 @@ def test_grad_input_tap_blocks_gemm(name, layout, precision):
     in place — partial row and column tiles, 64- and 128-column tiles, K ending
     mid-stage, samples inside a tile, groups, strides 1 and 3 on D and H,
     output padding — and the phase GEMMs where W lines split 16-byte pieces,
-    the stride along W is not 2, or the layout is not NCDHW."""
+    the stride along W is not 2, the layout is not NCDHW, or a long K has
+    fewer blocks than SMs."""
     dtype = use_precision(precision)
     config = TAP_BLOCK_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
