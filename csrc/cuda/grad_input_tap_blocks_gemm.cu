@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
 #include <type_traits>
 
@@ -253,29 +252,6 @@ cudaError_t launch_tile(const Args& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-inline int64_t input_positions(const ConvTranspose3dParams& p) {
-  return p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
-}
-
-// Columns a block: 128 where the group has more than 64 input channels and
-// 128-column tiles still give every SM two blocks, else 64.  Each column tile
-// reads its row tile's grad_output again (from L2: a row's column tiles are
-// neighbours in the grid).
-inline int block_columns(const ConvTranspose3dParams& p) {
-  const char* probe = std::getenv("TCONV3D_PROBE_TAPBLK_WIDTH");
-  if (probe != nullptr) return std::atoi(probe);
-  if (p.in_per_group <= 64) return 64;
-  const int64_t wide_blocks =
-      (input_positions(p) + kBM - 1) / kBM * ((p.in_per_group + 127) / 128) * p.groups;
-  return wide_blocks >= 2 * int64_t(sm_count()) ? 128 : 64;
-}
-
-inline int64_t grid_blocks(const ConvTranspose3dParams& p) {
-  const int columns = block_columns(p);
-  return (input_positions(p) + kBM - 1) / kBM * ((p.in_per_group + columns - 1) / columns) *
-         p.groups;
-}
-
 }  // namespace tapblk
 
 bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
@@ -304,22 +280,25 @@ bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarK
   if (!gy_ok || !w_ok || p.groups > 65535 || k_count / 2 > std::numeric_limits<int>::max()) {
     return false;
   }
-  if (tapblk::grid_blocks(p) / p.groups > std::numeric_limits<int32_t>::max()) {
+  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t n_tiles = (p.in_per_group + 63) / 64;  // at most, either width
+  if ((rows + tapblk::kBM - 1) / tapblk::kBM * n_tiles > std::numeric_limits<int32_t>::max()) {
     return false;
   }
   return sm80_kernel_runs_here<tapblk::grad_input_tap_blocks_kernel<__half, int32_t, 64>>();
 }
 
-// One block holds a tile's whole K: with fewer tiles than SMs the K loop of
-// one block is the whole time.  bf16/TF32 U-Net 256 → 128 (128 blocks, K of
-// 512 q-rows) took 0.029/0.051 ms against the phase GEMM's 0.029/0.045, 256
-// → 256 b1 (64 blocks, 1024) 0.051/0.094 against 0.031/0.051; with 512
-// blocks of 256 q-rows (128 → 64) 0.045/0.081 against 0.075/0.123 (H200,
-// graph replays, RESULTS.md "Merged branches and in-place grad-input round").
+// One block sums a tile's whole K; the phase GEMM splits long ones.  At
+// 256 q-rows and less the in-place read won everywhere measured: U-Net
+// 128 → 64 NCDHW TF32/bf16 0.081/0.045 ms against the phase GEMM's
+// 0.123/0.077, 64 → 32 0.035/0.025 against 0.075/0.049, the big U-Net
+// 0.86/0.51 against 1.95/1.18.  At 512 and 1024 it lost or tied, in
+// 128- or 64-column tiles: 256 → 128 0.049-0.051/0.028-0.029 against
+// 0.044/0.029, 256 → 256 b1 0.070-0.094/0.039-0.050 against 0.052/0.030
+// (H200, graph replays; RESULTS.md "Merged branches and in-place grad-input
+// round").
 bool grad_input_tap_blocks_gemm_pays(const ConvTranspose3dParams& p) {
-  if (std::getenv("TCONV3D_PROBE_TAPBLK_PAYS") != nullptr) return true;
-  const int64_t q_count = p.out_per_group * p.axis[0].kernel * p.axis[1].kernel;
-  return tapblk::grid_blocks(p) >= sm_count() || q_count <= 256;
+  return p.out_per_group * p.axis[0].kernel * p.axis[1].kernel <= 256;
 }
 
 cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
@@ -345,7 +324,10 @@ cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
   a.vector_store = x.w == 1 && x.h == p.axis[2].in && x.d == p.axis[1].in * p.axis[2].in &&
                    plane % vec == 0 && x.n % vec == 0 && x.c % vec == 0 &&
                    reinterpret_cast<uintptr_t>(ops.grad_input) % 16 == 0;
-  const bool wide = block_columns(p) == 128;
+  // 128 columns where the group has more than 64 input channels (U-Net
+  // 128 → 64: 0.081/0.045 ms against 0.100/0.055 in 64-column tiles, whose
+  // blocks read their rows of grad_output twice).
+  const bool wide = p.in_per_group > 64;
   a.n_tiles = (p.in_per_group + (wide ? 127 : 63)) / (wide ? 128 : 64);
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {

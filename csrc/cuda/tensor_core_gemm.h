@@ -142,8 +142,7 @@ struct TapBlocksGradInputOperands {
 bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                          bool allow_tf32, const void* grad_output,
                                          const void* weight, int64_t weight_row);
-// Where auto takes it: a grid of at least one block an SM, or a K of at
-// most 256 q-rows (Cout/G · kD · kH).
+// Where auto takes it: a K of at most 256 q-rows (Cout/G · kD · kH).
 bool grad_input_tap_blocks_gemm_pays(const ConvTranspose3dParams& p);
 cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
                                               const LaunchConfig& cfg,

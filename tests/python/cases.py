@@ -224,7 +224,7 @@ TAP_BLOCK_CONFIGS = {
     "stride3_w": (1, 16, 16, 1, (2, 3, 4), 3, 3, 0, 0, 1, True),
     # 16 row tiles, K of 256 q-rows (64 stages in TF32).
     "long_k": (2, 64, 64, 1, (8, 8, 16), 2, 2, 0, 0, 1, True),
-    # K of 512 q-rows on 8 blocks: the phase GEMMs (fewer blocks than SMs).
+    # K of 512 q-rows: the phase GEMMs.
     "long_k_small_grid": (1, 32, 128, 1, (4, 8, 32), 2, 2, 0, 0, 1, False),
 }
 

@@ -1004,8 +1004,7 @@ def tap_blocks_takes(config, layout, dtype):
     (tensor_core_gemm.h) for run_parity's tensors: kernel == stride, no
     padding or dilation, stride 2 along W, grad_output and weight contiguous,
     grad_output's strides in 16-byte pieces and its W lines in whole pieces of
-    (kw 0, 1) pairs; a grid of a block an SM or a K of at most 256 q-rows
-    (the grid of 128-column tiles where they give each SM two blocks)."""
+    (kw 0, 1) pairs; a K of at most 256 q-rows (Cout/G · kD · kH)."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     kernel, stride, padding, output_padding, dilation = map(
         triple, (kernel, stride, padding, output_padding, dilation))
@@ -1013,12 +1012,8 @@ def tap_blocks_takes(config, layout, dtype):
         return False
     if any(padding) or any(d != 1 for d in dilation):
         return False
-    row_tiles, cig = -(-config[0] * math.prod(size) // 128), cin // groups
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    columns = 128 if cig > 64 and row_tiles * -(-cig // 128) * groups >= 2 * sms else 64
-    blocks = row_tiles * -(-cig // columns) * groups
-    if blocks < sms and cout // groups * kernel[0] * kernel[1] > 256:
-        return False  # grad_input_tap_blocks_gemm_pays
+    if cout // groups * kernel[0] * kernel[1] > 256:
+        return False  # grad_input_tap_blocks_gemm_pays: the phase GEMMs split long K
     vec = 16 // dtype.itemsize
     out = [s * i + op for s, i, op in zip(stride, size, output_padding)]
     gy_strides = (out[2], out[1] * out[2], math.prod(out))
@@ -1035,8 +1030,8 @@ def test_grad_input_tap_blocks_gemm(name, layout, precision):
     in place — partial row and column tiles, 64- and 128-column tiles, K ending
     mid-stage, samples inside a tile, groups, strides 1 and 3 on D and H,
     output padding — and the phase GEMMs where W lines split 16-byte pieces,
-    the stride along W is not 2, the layout is not NCDHW, or a long K has
-    fewer blocks than SMs."""
+    the stride along W is not 2, the layout is not NCDHW, or K is longer
+    than 256 q-rows."""
     dtype = use_precision(precision)
     config = TAP_BLOCK_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
@@ -1044,7 +1039,7 @@ def test_grad_input_tap_blocks_gemm(name, layout, precision):
     assert (chosen == "grad_input_tap_blocks_gemm") == tap_blocks_takes(config, layout, dtype), chosen
 
 
-def unet_grad_input(dtype, in_channels, generator, size=(2, 16, 32, 64)):
+def unet_grad_input(dtype, in_channels, generator, size=(2, 16, 24, 32)):
     """grad_input of a k2s2 layer from an NCDHW grad_output, through the op."""
     n, *dhw = size
     w = (torch.randn(in_channels, 32, 2, 2, 2, generator=generator) / 16).to("cuda", dtype)
@@ -1058,10 +1053,10 @@ def unet_grad_input(dtype, in_channels, generator, size=(2, 16, 32, 64)):
 @pytest.mark.parametrize("in_channels", [64, 96], ids=["64_columns", "128_columns"])
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_tap_blocks_reads_ncdhw_grad_output_in_place(precision, in_channels):
-    """Kernel == stride, NCDHW: grad-input reads grad_output (64 MB in TF32)
-    as it is (512 row tiles: 128-column tiles for 96 channels) — nothing beyond grad_input, no channels-last copy, no weight
-    pack — matches the float64 reference, and repeats bitwise, also with
-    64-bit indices."""
+    """Kernel == stride, NCDHW: grad-input reads grad_output (12 MB in TF32)
+    as it is, in 64- and 128-column tiles — nothing beyond grad_input, no
+    channels-last copy, no weight pack — matches the float64 reference, and
+    repeats bitwise, also with 64-bit indices."""
     dtype = use_precision(precision)
     gy, w, run = unet_grad_input(dtype, in_channels, torch.Generator().manual_seed(19))
     torch.cuda.synchronize()
