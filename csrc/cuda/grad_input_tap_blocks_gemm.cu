@@ -291,7 +291,7 @@ bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarK
 // One block sums a tile's whole K; the phase GEMM splits long ones.  At
 // 256 q-rows and less the in-place read won everywhere measured: U-Net
 // 128 → 64 NCDHW TF32/bf16 0.081/0.045 ms against the phase GEMM's
-// 0.123/0.077, 64 → 32 0.035/0.025 against 0.075/0.049, the big U-Net
+// 0.123/0.075, 64 → 32 0.035/0.025 against 0.075/0.049, the big U-Net
 // 0.86/0.51 against 1.95/1.18.  At 512 and 1024 it lost or tied, in
 // 128- or 64-column tiles: 256 → 128 0.049-0.051/0.028-0.029 against
 // 0.044/0.029, 256 → 256 b1 0.070-0.094/0.039-0.050 against 0.052/0.030
