@@ -147,6 +147,12 @@ TCONV3D_HOST_DEVICE Run grad_weight_positions(const Axis& ax, int64_t k) {
   return r;
 }
 
+// Input positions N·D·H·W: the rows of the GEMMs over input positions, the
+// reduction of the grad-weight ones.
+TCONV3D_HOST_DEVICE int64_t input_positions(int64_t batch, const Axis (&axis)[3]) {
+  return batch * axis[0].in * axis[1].in * axis[2].in;
+}
+
 // Position r of a flattened (n, d, h, w) grid of input positions, W fastest:
 // its coordinates i[0..2] (D, H, W) and, returned, its sample n.  The GEMMs
 // whose rows are input positions decode them here.

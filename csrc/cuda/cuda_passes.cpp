@@ -398,6 +398,7 @@ bool try_grad_input_taps_gemm(const ConvTranspose3dParams& p, const at::Tensor& 
   g_last_kernel[1] = "grad_input_taps_gemm";
   return true;
 }
+
 // Auto: NCDHW grad_output of kernel == stride layers (U-Net decoders) read
 // in place, K in the weight's order: no channels-last copy of grad_output
 // and no weight pack.  The forced policies keep testing the phase GEMMs on
@@ -410,11 +411,11 @@ bool try_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
       !grad_input_tap_blocks_gemm_pays(p) ||
       !grad_input_tap_blocks_gemm_supports(p, dtype, tf32_allowed(),
                                            grad_output.const_data_ptr(),
-                                           weight.const_data_ptr(), weight.stride(0))) {
+                                           weight.const_data_ptr())) {
     return false;
   }
   const TapBlocksGradInputOperands ops{grad_output.const_data_ptr(), weight.const_data_ptr(),
-                                       weight.stride(0), grad_input.mutable_data_ptr()};
+                                       grad_input.mutable_data_ptr()};
   C10_CUDA_CHECK(launch_grad_input_tap_blocks_gemm(
       p, config_for(grad_output, {grad_output, weight, grad_input}), ops));
   g_last_kernel[1] = "grad_input_tap_blocks_gemm";

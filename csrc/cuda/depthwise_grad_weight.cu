@@ -129,7 +129,7 @@ int64_t depthwise_grad_weight_splits(const ConvTranspose3dParams& p) {
   const int64_t numel = p.in_channels * p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   if (numel == 0) return 1;  // and no division by it below
   const int64_t target_units = int64_t(1) << 20;
-  const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t positions = input_positions(p.batch, p.axis);
   return bounded_splits(target_units / numel, positions, numel);
 }
 

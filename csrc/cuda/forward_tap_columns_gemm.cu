@@ -90,9 +90,11 @@ struct Args {
   // column decodes' chains of divisions sit on every tile's path (the first
   // two warps decode while the others wait at the barrier).
   at::cuda::detail::IntDivider<unsigned> kw_div, kh_div, cog_div;
-  bool vector_store;  // staged 16-byte stores: output channel-contiguous, Cout/G, strides and address in pieces
-  bool pair_store;    // a thread's two neighbouring columns neighbouring outputs: one 2-element store
-  bool kw_pairs;      // columns walked as (kd, kh, co, kw) (NCDHW outputs: kw, kw + 1 neighbours)
+  // Staged 16-byte stores: output channel-contiguous; Cout/G, strides and
+  // address in pieces.
+  bool vector_store;
+  bool pair_store;  // a thread's two neighbouring columns neighbouring outputs: one pair store
+  bool kw_pairs;    // columns walked as (kd, kh, co, kw) (NCDHW outputs: kw, kw + 1 neighbours)
 };
 
 // Blocks an SM: two at 115-119 registers a thread; three (compiled to 80
@@ -426,7 +428,7 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
       p.groups > 65535) {
     return false;
   }
-  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t rows = input_positions(p.batch, p.axis);
   if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30) ||
       p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * p.out_per_group + tapcol::kBN >
           std::numeric_limits<int32_t>::max()) {
@@ -441,7 +443,7 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   Args a{};
   a.p = p;
   a.ops = ops;
-  a.rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  a.rows = input_positions(p.batch, p.axis);
   a.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
   if (a.rows == 0 || a.col_count == 0) return cudaSuccess;
   a.kw_div = at::cuda::detail::IntDivider<unsigned>(unsigned(p.axis[2].kernel));
@@ -474,15 +476,16 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   // RESULTS.md "Merged branches and in-place grad-input round").
   a.vector_store = staged;
   a.pair_store = a.kw_pairs || (!staged && cl_pairs);
-  if (staged && cl_pairs && !three_fit(staged_smem) && three_fit(ab_bytes)) {
-    a.tiles_per_block = tiles_per_block(a.m_tiles * p.groups, a.col_tiles, ab_bytes);
-    if (grid_blocks(a) >= 6 * int64_t(sm_count())) {
-      a.vector_store = false;
-      a.pair_store = true;
-    }
+  a.tiles_per_block =
+      tiles_per_block(a.m_tiles * p.groups, a.col_tiles, staged ? staged_smem : ab_bytes);
+  if (staged && cl_pairs && !three_fit(staged_smem)) {
+    Args pairs = a;
+    pairs.vector_store = false;
+    pairs.pair_store = true;
+    pairs.tiles_per_block = tiles_per_block(a.m_tiles * p.groups, a.col_tiles, ab_bytes);
+    if (three_blocks(pairs, ab_bytes)) a = pairs;
   }
   const int smem = a.vector_store ? staged_smem : ab_bytes;
-  a.tiles_per_block = tiles_per_block(a.m_tiles * p.groups, a.col_tiles, smem);
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     err = launch_typed<decltype(scalar), decltype(index)>(a, smem, cfg.stream);

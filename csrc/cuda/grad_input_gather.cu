@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kThreads)
 cudaError_t launch_grad_input_gather(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                      const void* grad_output, const void* weight,
                                      void* grad_input) {
-  const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t positions = input_positions(p.batch, p.axis);
   if (positions == 0 || p.in_channels == 0) return cudaSuccess;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);

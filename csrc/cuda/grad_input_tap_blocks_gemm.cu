@@ -256,8 +256,8 @@ cudaError_t launch_tile(const Args& a, cudaStream_t stream) {
 
 bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                          bool allow_tf32, const void* grad_output,
-                                         const void* weight, int64_t weight_row) {
-  if (dtype == ScalarKind::Float64 || (dtype == ScalarKind::Float32 && !allow_tf32)) return false;
+                                         const void* weight) {
+  if (!tensor_core_dtype(dtype, allow_tf32)) return false;
   for (const Axis& ax : p.axis) {
     if (ax.kernel != ax.stride || ax.dilation != 1 || ax.padding != 0 ||
         ax.out < ax.in * ax.stride) {
@@ -275,14 +275,14 @@ bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarK
                      reinterpret_cast<uintptr_t>(grad_output) % 16 == 0;
   const bool w_ok = w.w == 1 && w.h == p.axis[2].kernel &&
                     w.d == p.axis[1].kernel * p.axis[2].kernel && w.c == taps &&
-                    k_count % vec == 0 && weight_row % vec == 0 &&
+                    k_count % vec == 0 && w.n % vec == 0 &&
                     reinterpret_cast<uintptr_t>(weight) % 16 == 0;
   if (!gy_ok || !w_ok || p.groups > 65535 || k_count / 2 > std::numeric_limits<int>::max()) {
     return false;
   }
-  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
   const int64_t n_tiles = (p.in_per_group + 63) / 64;  // at most, either width
-  if ((rows + tapblk::kBM - 1) / tapblk::kBM * n_tiles > std::numeric_limits<int32_t>::max()) {
+  if ((input_positions(p.batch, p.axis) + tapblk::kBM - 1) / tapblk::kBM * n_tiles >
+      std::numeric_limits<int32_t>::max()) {
     return false;
   }
   return sm80_kernel_runs_here<tapblk::grad_input_tap_blocks_kernel<__half, int32_t, 64>>();
@@ -310,8 +310,8 @@ cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
   a.grad_output = ops.grad_output;
   a.weight = ops.weight;
   a.grad_input = ops.grad_input;
-  a.weight_row = ops.weight_row;
-  a.rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  a.weight_row = p.weight.n;
+  a.rows = input_positions(p.batch, p.axis);
   a.q_count = int(p.out_per_group * p.axis[0].kernel * p.axis[1].kernel);
   a.k_count = 2 * a.q_count;
   if (a.rows == 0 || p.in_per_group == 0) return cudaSuccess;

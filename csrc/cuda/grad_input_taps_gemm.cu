@@ -226,7 +226,7 @@ bool grad_input_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dt
   for (const Axis& a : p.axis) {
     if (a.out > INT_MAX / 2 || a.kernel * a.dilation + a.in * a.stride > INT_MAX / 2) return false;
   }
-  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t rows = input_positions(p.batch, p.axis);
   const int64_t n_tiles = (p.in_per_group + taps_dgrad::kBN - 1) / taps_dgrad::kBN;
   if ((rows + taps_dgrad::kBM - 1) / taps_dgrad::kBM * n_tiles > int64_t(INT_MAX)) return false;
   return sm80_kernel_runs_here<taps_dgrad::grad_input_taps_kernel<__half, int32_t>>();
@@ -250,7 +250,7 @@ cudaError_t launch_grad_input_taps_gemm(const ConvTranspose3dParams& p, const La
   Args a{};
   a.p = p;
   a.ops = ops;
-  a.rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  a.rows = input_positions(p.batch, p.axis);
   a.n_tiles = (p.in_per_group + kBN - 1) / kBN;
   a.taps = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel);
   a.stages = int(ops.packed_taps * kTapChannels * es / kStageK);

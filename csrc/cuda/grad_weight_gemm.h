@@ -148,7 +148,7 @@ inline Plan make_plan(const ConvTranspose3dParams& p, int bm, int bn, SplitPolic
   pl.taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   pl.numel = p.in_channels * p.out_per_group * pl.taps;
   const int64_t base = pl.groups * pl.tiles_m * pl.tiles_n * pl.taps;
-  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t rows = input_positions(p.batch, p.axis);
   int64_t splits = (rows + policy.min_rows_per_split - 1) / policy.min_rows_per_split;
   const int64_t for_occupancy = base > 0 ? (policy.target_blocks + base - 1) / base : 1;
   if (splits > for_occupancy) splits = for_occupancy;

@@ -98,7 +98,7 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
   if (combine && workspace == nullptr) return cudaErrorInvalidValue;
   // Rows of one tap must fit index_t: guaranteed for int32 when x has < 2^31
   // elements (rows ≤ N·D·H·W ≤ numel(x)); refuse otherwise.
-  const int64_t max_rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t max_rows = input_positions(p.batch, p.axis);
   if (!cfg.wide_index && max_rows + kBK > int64_t(INT_MAX)) return cudaErrorInvalidConfiguration;
   cudaError_t err = cudaErrorInvalidValue;  // float64 is not handled here
   auto run = [&](auto scalar) {

@@ -38,7 +38,7 @@ int64_t weight_numel(const ConvTranspose3dParams& p) {
 }  // namespace
 
 int64_t grad_weight_splits(const ConvTranspose3dParams& p) {
-  const int64_t reduction = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t reduction = input_positions(p.batch, p.axis);
   return choose_splits(weight_numel(p), reduction);
 }
 

@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(THREADS, 2)
   const BlockWork b = decode_block(pl, blockIdx.x);
   const int64_t S = p.in_per_group, D = p.out_per_group;
   const int64_t kh = p.axis[1].kernel, kw = p.axis[2].kernel;
-  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t rows = input_positions(p.batch, p.axis);
   const int64_t begin = rows * b.split / pl.splits;
   const index_t len = index_t(rows * (b.split + 1) / pl.splits - begin);
   const int m0 = b.tm * BM, tap0 = b.tn * TAPS;
@@ -247,7 +247,7 @@ gw_gemm::Plan plan(const ConvTranspose3dParams& p) {
   pl.tiles_n = (pl.taps + TAPS - 1) / TAPS;
   pl.numel = p.in_channels * p.out_per_group * pl.taps;
   const int64_t base = pl.groups * pl.tiles_m * pl.tiles_n;
-  const int64_t rows = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t rows = input_positions(p.batch, p.axis);
   int64_t splits = (rows + kSplitPolicy.min_rows_per_split - 1) / kSplitPolicy.min_rows_per_split;
   if (base > 0) splits = std::min(splits, (kSplitPolicy.target_blocks + base - 1) / base);
   pl.splits = bounded_splits(splits, rows, pl.numel);

@@ -136,7 +136,7 @@ int64_t narrow_grad_weight_splits(const ConvTranspose3dParams& p) {
   const int64_t kvol = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   const int64_t units = p.groups * kvol;
   const int64_t numel = p.in_channels * p.out_per_group * kvol;
-  const int64_t positions = p.batch * p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t positions = input_positions(p.batch, p.axis);
   if (units == 0 || numel == 0) return 1;
   return bounded_splits((kTargetBlocks + units - 1) / units, positions, numel);
 }

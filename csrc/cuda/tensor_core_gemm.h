@@ -129,19 +129,18 @@ cudaError_t launch_grad_input_taps_gemm(const ConvTranspose3dParams& p, const La
 // weight's own order.
 //  grad_output: strides p.output, W stride 1, the others and the address in
 //    16-byte pieces, input W a multiple of the rows a piece holds.
-//  weight: [Cin][Cout/G][kD][kH][kW] with each input channel's row contiguous
-//    (`weight_row` elements apart), rows and address in 16-byte pieces.
+//  weight: [Cin][Cout/G][kD][kH][kW] at p.weight strides, each input
+//    channel's row contiguous, rows and address in 16-byte pieces.
 //  grad_input: strides p.input, written once.
 // float32 runs in TF32 (only where allowed).
 struct TapBlocksGradInputOperands {
   const void* grad_output;
   const void* weight;
-  int64_t weight_row;
   void* grad_input;
 };
 bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                          bool allow_tf32, const void* grad_output,
-                                         const void* weight, int64_t weight_row);
+                                         const void* weight);
 // Where auto takes it: a K of at most 256 q-rows (Cout/G · kD · kH).
 bool grad_input_tap_blocks_gemm_pays(const ConvTranspose3dParams& p);
 cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
