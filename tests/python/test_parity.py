@@ -13,8 +13,7 @@ from tconv3d._ops import transposed_output_extent
 from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_INPUT_TAPS_CONFIGS,
                    GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, HALO_CONFIGS, NARROW_GATHER_CONFIGS,
                    NARROW_GRAD_WEIGHT_CONFIGS, TAP_BLOCK_CONFIGS, TAP_COLUMN_CONFIGS,
-                   TAPS_GEMM_CONFIGS,
-                   TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
+                   TAPS_GEMM_CONFIGS, TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -963,11 +962,8 @@ def test_tap_columns_planes_wide_index(precision, rows):
     x = torch.randn(n, 16, *size, generator=g).to("cuda", dtype)
     w = (torch.randn(16, 8, 2, 2, 2, generator=g) / 4).to("cuda", dtype)
     narrow = tconv3d.conv_transpose3d(x, w, stride=2)
-    tconv3d._C._set_force_wide_index(True)
-    try:
+    with hook_set(tconv3d._C._set_force_wide_index, True, False):
         wide = tconv3d.conv_transpose3d(x, w, stride=2)
-    finally:
-        tconv3d._C._set_force_wide_index(False)
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
     assert torch.equal(narrow, wide)
 
@@ -1039,16 +1035,6 @@ def test_grad_input_tap_blocks_gemm(name, layout, precision):
     assert (chosen == "grad_input_tap_blocks_gemm") == tap_blocks_takes(config, layout, dtype), chosen
 
 
-def unet_grad_input(dtype, in_channels, generator, size=(2, 16, 24, 32)):
-    """grad_input of a k2s2 layer from an NCDHW grad_output, through the op."""
-    n, *dhw = size
-    w = (torch.randn(in_channels, 32, 2, 2, 2, generator=generator) / 16).to("cuda", dtype)
-    gy = torch.randn(n, 32, *(2 * e for e in dhw), generator=generator).to("cuda", dtype)
-    run = lambda: torch.ops.tconv3d.grad_input(gy, w, [n, in_channels, *dhw], [2, 2, 2],
-                                               [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
-    return gy, w, run
-
-
 @requires_cuda
 @pytest.mark.parametrize("in_channels", [64, 96], ids=["64_columns", "128_columns"])
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
@@ -1058,7 +1044,14 @@ def test_tap_blocks_reads_ncdhw_grad_output_in_place(precision, in_channels):
     channels-last copy, no weight pack — matches the float64 reference, and
     repeats bitwise, also with 64-bit indices."""
     dtype = use_precision(precision)
-    gy, w, run = unet_grad_input(dtype, in_channels, torch.Generator().manual_seed(19))
+    g = torch.Generator().manual_seed(19)
+    w = (torch.randn(in_channels, 32, 2, 2, 2, generator=g) / 16).to("cuda", dtype)
+    gy = torch.randn(2, 32, 32, 48, 64, generator=g).to("cuda", dtype)
+
+    def run():
+        return torch.ops.tconv3d.grad_input(gy, w, [2, in_channels, 16, 24, 32], [2, 2, 2],
+                                            [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
+
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     gx = run()
@@ -1072,11 +1065,8 @@ def test_tap_blocks_reads_ncdhw_grad_output_in_place(precision, in_channels):
     gx_ref, = torch.autograd.grad(y_ref, x_ref, gy.double())
     check("grad_input", gx, gx_ref, None, dtype)
     assert torch.equal(gx, run())
-    tconv3d._C._set_force_wide_index(True)
-    try:
+    with hook_set(tconv3d._C._set_force_wide_index, True, False):
         wide = run()
-    finally:
-        tconv3d._C._set_force_wide_index(False)
     assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_tap_blocks_gemm"
     assert torch.equal(gx, wide)
 
