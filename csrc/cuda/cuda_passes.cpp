@@ -549,6 +549,22 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         grad_weight);
     return;
   }
+  if (g_policy.load() == KernelPolicy::Auto && may_use_tensor_cores(p) &&
+      grad_weight_tap_blocks_gemm_supports(p, dtype, tf32_allowed(), input.const_data_ptr(),
+                                           grad_output.const_data_ptr())) {
+    // Kernel == stride, NCDHW x and grad_output (U-Net decoders): both read
+    // in place, no channels-last copies.  The forced policies keep testing
+    // the channels-last GEMMs on these shapes.
+    const at::Tensor partials =
+        float_workspace(grad_weight_tap_blocks_gemm_workspace_elems(p), grad_output);
+    const TapBlocksGradWeightOperands ops{input.const_data_ptr(), grad_output.const_data_ptr(),
+                                          grad_weight.mutable_data_ptr(),
+                                          partials.data_ptr<float>()};
+    C10_CUDA_CHECK(launch_grad_weight_tap_blocks_gemm(
+        p, config_for(grad_output, {input, grad_output, grad_weight}), ops));
+    g_last_kernel[2] = "grad_weight_tap_blocks_gemm";
+    return;
+  }
   if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
     // Few output channels a group: the per-tap GEMM would pad them to a
     // 16-wide tile and read x once per tap; this one's columns are (tap,

@@ -100,6 +100,30 @@ int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, Sc
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const GradWeightOperands& ops);
 
+// The kernel == stride variant (grad_weight_tap_blocks_gemm.cu) for NCDHW
+// x and grad_output read in place: every axis with kernel == stride, no
+// padding or dilation, stride 2 along W; x's planes contiguous, its strides
+// whole 16-byte pieces; grad_output's strides (W's 1) whole pieces and its W
+// lines (input W) a multiple of half a piece's elements; both 16-byte
+// aligned.  grad_weight at p.weight strides, written once (rounded once from
+// fp32); float32 runs in TF32.  The workspace holds
+// grad_weight_tap_blocks_gemm_workspace_elems(p) floats (never 0).
+// Deterministic: partials are combined in split order.
+struct TapBlocksGradWeightOperands {
+  const void* input;
+  const void* grad_output;
+  void* grad_weight;
+  float* workspace;
+};
+
+bool grad_weight_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                          bool allow_tf32, const void* input,
+                                          const void* grad_output);
+int64_t grad_weight_tap_blocks_gemm_workspace_elems(const ConvTranspose3dParams& p);
+cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
+                                               const LaunchConfig& cfg,
+                                               const TapBlocksGradWeightOperands& ops);
+
 // Test hook: force the channels-last kernel's tile (Cin/G × Cout/G channels per
 // block), one of those grad_weight_tile_exists accepts; (0, 0) = by shape.
 void set_grad_weight_tile(int bm, int bn);

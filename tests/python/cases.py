@@ -203,9 +203,10 @@ TAP_COLUMN_CONFIGS = {
     "too_wide": (1, 264, 8, 1, (2, 3, 2), 2, 2, 0, 0, 1, False),
 }
 
-# Kernel == stride with stride 2 along W, NCDHW grad_output: grad-input
-# reads grad_output's planes in place, K in the weight's order
-# (grad_input_tap_blocks_gemm.cu), where the W lines hold whole 16-byte pieces.
+# Kernel == stride with stride 2 along W, NCDHW operands: grad-input reads
+# grad_output's planes in place, K in the weight's order
+# (grad_input_tap_blocks_gemm.cu), and grad-weight x's and grad_output's
+# (grad_weight_tap_blocks_gemm.cu), where the W lines hold whole 16-byte pieces.
 TAP_BLOCK_CONFIGS = {
     # 240 rows (a partial row tile), 24 of 64 columns, K in 10-20 stages.
     "unet_partial_tiles": (2, 24, 40, 1, (3, 5, 8), 2, 2, 0, 0, 1, True),
@@ -226,6 +227,10 @@ TAP_BLOCK_CONFIGS = {
     "long_k": (2, 64, 64, 1, (8, 8, 16), 2, 2, 0, 0, 1, True),
     # K of 512 q-rows: the phase GEMMs.
     "long_k_small_grid": (1, 32, 128, 1, (4, 8, 32), 2, 2, 0, 0, 1, False),
+    # Grad-weight: 69 stages of 32 positions (each sample's last one partial)
+    # in 5 uneven splits that cross samples; 21 q-rows (odd: a gw row is not
+    # whole 16-byte pieces).  Grad-input: K not whole pieces, the phase GEMMs.
+    "uneven_splits_odd_q": (3, 40, 7, 1, (6, 10, 12), (1, 3, 2), (1, 3, 2), 0, 0, 1, True),
 }
 
 # At most 4 output channels a group, more than 16 input channels (fewer are

@@ -1017,22 +1017,52 @@ def tap_blocks_takes(config, layout, dtype):
             and cout // groups * math.prod(kernel) % vec == 0)
 
 
+def tap_blocks_grad_weight_takes(config, layout, dtype):
+    """Mirror of grad_weight_tap_blocks_gemm_supports (grad_weight_gemm.h)
+    and its auto routing (cuda_passes.cpp) for run_parity's tensors: kernel ==
+    stride, no padding or dilation, stride 2 along W, x and grad_output
+    contiguous, x's planes and grad_output's strides in 16-byte pieces,
+    grad_output's W lines in whole pieces of (kw 0, 1) pairs; not the narrow
+    groups (at most 4 input and 8 output channels) nor depthwise."""
+    _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
+    kernel, stride, padding, output_padding, dilation = map(
+        triple, (kernel, stride, padding, output_padding, dilation))
+    if layout != "contiguous" or kernel != stride or stride[2] != 2:
+        return False
+    if any(padding) or any(d != 1 for d in dilation):
+        return False
+    if cin // groups <= 4 and cout // groups <= 8:
+        return False
+    vec = 16 // dtype.itemsize
+    out = [s * i + op for s, i, op in zip(stride, size, output_padding)]
+    gy_strides = (out[2], out[1] * out[2], math.prod(out))
+    return (all(st % vec == 0 for st in gy_strides) and size[2] % (vec // 2) == 0
+            and math.prod(size) % vec == 0)
+
+
 @requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(TAP_BLOCK_CONFIGS))
-def test_grad_input_tap_blocks_gemm(name, layout, precision):
-    """Kernel == stride, NCDHW grad_output: grad-input read from the planes
-    in place — partial row and column tiles, 64- and 128-column tiles, K ending
-    mid-stage, samples inside a tile, groups, strides 1 and 3 on D and H,
-    output padding — and the phase GEMMs where W lines split 16-byte pieces,
-    the stride along W is not 2, the layout is not NCDHW, or K is longer
-    than 256 q-rows."""
+def test_tap_blocks_gemms(name, layout, precision):
+    """Kernel == stride, NCDHW operands read from the planes in place.
+    Grad-input: partial row and column tiles, 64- and 128-column tiles, K
+    ending mid-stage, samples inside a tile, groups, strides 1 and 3 on D and
+    H, output padding — and the phase GEMMs where W lines split 16-byte
+    pieces, the stride along W is not 2, the layout is not NCDHW, or K is
+    longer than 256 q-rows.  Grad-weight: partial channel and q tiles, 64-
+    and 128-channel tiles, stages past a plane's end, one split and many
+    (uneven, across samples), odd q counts — and the channels-last GEMMs
+    where the mirror says."""
     dtype = use_precision(precision)
     config = TAP_BLOCK_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
-    chosen = tconv3d._C._last_cuda_kernels()["grad_input"]
+    kernels = tconv3d._C._last_cuda_kernels()
+    chosen = kernels["grad_input"]
     assert (chosen == "grad_input_tap_blocks_gemm") == tap_blocks_takes(config, layout, dtype), chosen
+    chosen = kernels["grad_weight"]
+    assert ((chosen == "grad_weight_tap_blocks_gemm")
+            == tap_blocks_grad_weight_takes(config, layout, dtype)), chosen
 
 
 @requires_cuda
@@ -1070,6 +1100,47 @@ def test_tap_blocks_reads_ncdhw_grad_output_in_place(precision, in_channels):
     assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_tap_blocks_gemm"
     assert torch.equal(gx, wide)
 
+
+@requires_cuda
+@pytest.mark.parametrize("in_channels", [64, 96], ids=["64_channels", "128_channels"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tap_blocks_grad_weight_reads_ncdhw_operands_in_place(precision, in_channels):
+    """Kernel == stride, NCDHW: grad-weight reads x and grad_output (12 MB in
+    TF32) as they are, in 64- and 128-channel tiles, K split 48 ways — no
+    channels-last copy of either: nothing allocated beyond gw but the split
+    partials — matches the float64 reference, and repeats bitwise, also with
+    64-bit indices."""
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(23)
+    x = torch.randn(2, in_channels, 16, 24, 32, generator=g).to("cuda", dtype)
+    gy = torch.randn(2, 32, 32, 48, 64, generator=g).to("cuda", dtype)
+    weight_shape = [in_channels, 32, 2, 2, 2]
+
+    def run():
+        return torch.ops.tconv3d.grad_weight(gy, x, weight_shape, [2, 2, 2], [0, 0, 0],
+                                             [0, 0, 0], 1, [1, 1, 1])
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    gw = run()
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_tap_blocks_gemm"
+    # 2 × 12288 positions: 768 stages of 32; 128 q-rows: two tiles of 64.
+    tiles = (2 if in_channels > 64 else 1) * 2
+    splits = min(768 // 16, -(-264 // tiles))
+    partials = splits * gw.numel() * 4
+    assert extra <= partials + (1 << 20), f"{extra} bytes beyond gw, partials {partials}"
+    assert partials < gy.numel() * gy.element_size()  # less than a copy of grad_output
+    w_ref = torch.zeros(weight_shape, dtype=torch.float64, device="cuda", requires_grad=True)
+    y_ref = F.conv_transpose3d(x.double(), w_ref, stride=2)
+    gw_ref, = torch.autograd.grad(y_ref, w_ref, gy.double())
+    check("grad_weight", gw, gw_ref, None, dtype)
+    assert torch.equal(gw, run())
+    with hook_set(tconv3d._C._set_force_wide_index, True, False):
+        wide = run()
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_tap_blocks_gemm"
+    assert torch.equal(gw, wide)
 
 def forward_taps_expected(config, dtype):
     """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
@@ -1270,11 +1341,10 @@ def test_packing_walks_more_than_65535_batch_groups(spatial):
     """The NCDHW → channels-last pack (both kernels: planes of 2 and of 8
     positions) loops over (n, g) beyond grid z's limit."""
     config = (33000, 16, 16, 2, spatial, 2, 2, 0, 0, 1, True)
-    run_parity(config, "contiguous", torch.bfloat16, "cuda")
+    # The mma.sync policy: under auto, kernel == stride layers read NCDHW in place.
+    run_parity_with_policy("tensor_core", config, "contiguous", torch.bfloat16)
     kernels = tconv3d._C._last_cuda_kernels()
-    assert kernels["forward"] in ("forward_tap_columns_gemm", "tensor_core_gemm",
-                                  "tensor_core_gemm_sm90", "tensor_core_gemm_sm90_tma",
-                                  "tensor_core_gemm_sm90_halo")
+    assert kernels["forward"] == "tensor_core_gemm"
     assert kernels["grad_weight"] == "grad_weight_gemm_channels_last"
 
 
