@@ -130,6 +130,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         k["forward"] = tconv3d::cuda::last_kernel(0);
         k["grad_input"] = tconv3d::cuda::last_kernel(1);
         k["grad_weight"] = tconv3d::cuda::last_kernel(2);
+        k["grad_bias"] = tconv3d::cuda::last_kernel(3);
         return k;
       },
       "test hook: the kernel family each pass last launched on CUDA");

@@ -13,11 +13,17 @@
 //   d gw: gy <- forward(x, ggw),  x <- grad_input(gy, ggw)
 //   d gb: gy <- ggb broadcast
 //
+// grad_weight_and_bias gives (gw, gb) from one pass over gy where a kernel
+// fuses them; ForwardFunction's backward takes it when both are wanted.
+// Under grad mode (create_graph) its autograd kernel calls the two
+// differentiable ops instead, so higher derivatives keep their formulas.
+//
 // Autocast is here too (forward_autocast), so the operator itself, not only
 // the Python wrapper, follows torch.autocast as aten's convolutions do.
 //
 // Fake (meta) implementations for torch.compile are in python/tconv3d/_ops.py.
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -69,6 +75,21 @@ at::Tensor call_grad_weight(const at::Tensor& grad_output, const at::Tensor& inp
                  dilation);
 }
 
+using FusedPass = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                      SymIntArrayRef, IntArrayRef, IntArrayRef,
+                                                      IntArrayRef, int64_t, IntArrayRef);
+
+std::tuple<at::Tensor, at::Tensor> call_grad_weight_and_bias(
+    const at::Tensor& grad_output, const at::Tensor& input, SymIntArrayRef weight_size,
+    IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+    IntArrayRef dilation) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv3d::grad_weight_and_bias", "")
+                             .typed<FusedPass>();
+  return op.call(grad_output, input, weight_size, stride, padding, output_padding, groups,
+                 dilation);
+}
+
 at::Tensor call_grad_bias(const at::Tensor& grad_output) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("tconv3d::grad_bias", "")
@@ -91,6 +112,14 @@ at::Tensor grad_weight_kernel(const at::Tensor& grad_output, const at::Tensor& i
                               IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
   return grad_weight(grad_output, input, C10_AS_INTARRAYREF_SLOW(weight_size), stride, padding,
                      output_padding, groups, dilation);
+}
+
+std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias_kernel(
+    const at::Tensor& grad_output, const at::Tensor& input, SymIntArrayRef weight_size,
+    IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+    IntArrayRef dilation) {
+  return grad_weight_and_bias(grad_output, input, C10_AS_INTARRAYREF_SLOW(weight_size), stride,
+                              padding, output_padding, groups, dilation);
 }
 
 // ---------------------------------------------------------------- autograd
@@ -155,10 +184,13 @@ class ForwardFunction : public torch::autograd::Function<ForwardFunction> {
     if (ctx->needs_input_grad(0)) {
       gx = call_grad_input(gy, weight, input.sym_sizes(), TCONV3D_GEOMETRY(g));
     }
-    if (ctx->needs_input_grad(1)) {
+    const bool bias = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+    if (ctx->needs_input_grad(1) && bias) {
+      std::tie(gw, gb) = call_grad_weight_and_bias(gy, input, weight.sym_sizes(),
+                                                   TCONV3D_GEOMETRY(g));
+    } else if (ctx->needs_input_grad(1)) {
       gw = call_grad_weight(gy, input, weight.sym_sizes(), TCONV3D_GEOMETRY(g));
-    }
-    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) {
+    } else if (bias) {
       gb = call_grad_bias(gy);
     }
     return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
@@ -265,6 +297,22 @@ at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
   return GradBiasFunction::apply(grad_output);
 }
 
+// The pair as the two differentiable ops when a graph is being recorded;
+// otherwise the fused kernel, below autograd.
+std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias_autograd(
+    const at::Tensor& grad_output, const at::Tensor& input, SymIntArrayRef weight_size,
+    IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+    IntArrayRef dilation) {
+  if (at::GradMode::is_enabled() && (grad_output.requires_grad() || input.requires_grad())) {
+    return {grad_weight_autograd(grad_output, input, weight_size, stride, padding, output_padding,
+                                 groups, dilation),
+            grad_bias_autograd(grad_output)};
+  }
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return call_grad_weight_and_bias(grad_output, input, weight_size, stride, padding,
+                                   output_padding, groups, dilation);
+}
+
 // ---------------------------------------------------------------- autocast
 // As for torch's own convolutions: under autocast the forward's floating
 // operands (float64 excepted) run in the autocast dtype, weights cast once
@@ -299,16 +347,21 @@ TORCH_LIBRARY(tconv3d, m) {
       "grad_weight(Tensor grad_output, Tensor input, SymInt[] weight_size, int[] stride, "
       "int[] padding, int[] output_padding, int groups, int[] dilation) -> Tensor");
   m.def("grad_bias(Tensor grad_output) -> Tensor");
+  m.def(
+      "grad_weight_and_bias(Tensor grad_output, Tensor input, SymInt[] weight_size, "
+      "int[] stride, int[] padding, int[] output_padding, int groups, int[] dilation) "
+      "-> (Tensor, Tensor)");
 }
 
 // ops.h picks the CPU or CUDA kernels by the tensors' device, so both backend
 // keys take the same functions.
-#define TCONV3D_REGISTER_BACKEND(key)                           \
-  TORCH_LIBRARY_IMPL(tconv3d, key, m) {                         \
-    m.impl("forward", &tconv3d::forward);                       \
-    m.impl("grad_input", &tconv3d::grad_input_kernel);          \
-    m.impl("grad_weight", &tconv3d::grad_weight_kernel);        \
-    m.impl("grad_bias", &tconv3d::grad_bias);                   \
+#define TCONV3D_REGISTER_BACKEND(key)                                      \
+  TORCH_LIBRARY_IMPL(tconv3d, key, m) {                                    \
+    m.impl("forward", &tconv3d::forward);                                  \
+    m.impl("grad_input", &tconv3d::grad_input_kernel);                     \
+    m.impl("grad_weight", &tconv3d::grad_weight_kernel);                   \
+    m.impl("grad_bias", &tconv3d::grad_bias);                              \
+    m.impl("grad_weight_and_bias", &tconv3d::grad_weight_and_bias_kernel); \
   }
 TCONV3D_REGISTER_BACKEND(CPU)
 #ifdef TCONV3D_WITH_CUDA
@@ -328,4 +381,5 @@ TORCH_LIBRARY_IMPL(tconv3d, Autograd, m) {
   m.impl("grad_input", &tconv3d::grad_input_autograd);
   m.impl("grad_weight", &tconv3d::grad_weight_autograd);
   m.impl("grad_bias", &tconv3d::grad_bias_autograd);
+  m.impl("grad_weight_and_bias", &tconv3d::grad_weight_and_bias_autograd);
 }

@@ -106,11 +106,19 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
   return problem.batched ? gx : gx.squeeze(0);
 }
 
-at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                       at::IntArrayRef weight_size, at::IntArrayRef stride,
-                       at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
-                       at::IntArrayRef dilation) {
-  constexpr const char* op = "conv_transpose3d grad_weight";
+namespace {
+
+// What grad_weight and grad_weight_and_bias share: checks, sizes, gw.
+struct GradWeightCall {
+  ConvTranspose3dProblem problem;
+  at::Tensor gy, x, gw;
+};
+
+GradWeightCall prepare_grad_weight(const char* op, const at::Tensor& grad_output,
+                                   const at::Tensor& input, at::IntArrayRef weight_size,
+                                   at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef output_padding, int64_t groups,
+                                   at::IntArrayRef dilation) {
   check_supported_dtype(op, grad_output, "grad_output");
   check_same_dtype_and_device(op, grad_output, "grad_output", input, "input");
   const auto problem = ConvTranspose3dProblem::from_sizes(input.sizes(), weight_size, stride,
@@ -118,14 +126,35 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                                           dilation);
   check_grad_output(problem, grad_output);
   const at::Tensor gy = as_batched(grad_output, problem.batched);
-  const at::Tensor x = as_batched(input, problem.batched);
-  at::Tensor gw = new_result(problem.weight_shape(), gy.options());
+  return {problem, gy, as_batched(input, problem.batched),
+          new_result(problem.weight_shape(), gy.options())};
+}
+
+// The bias pass needs only grad_output's sizes and strides (batched).
+ConvTranspose3dParams bias_params(const at::Tensor& gy) {
+  ConvTranspose3dParams params{};
+  params.batch = gy.size(0);
+  params.out_channels = gy.size(1);
+  for (int i = 0; i < 3; ++i) params.axis[i].out = gy.size(2 + i);
+  params.output = {gy.stride(0), gy.stride(1), gy.stride(2), gy.stride(3), gy.stride(4)};
+  return params;
+}
+
+}  // namespace
+
+at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                       at::IntArrayRef weight_size, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
+                       at::IntArrayRef dilation) {
+  GradWeightCall c = prepare_grad_weight("conv_transpose3d grad_weight", grad_output, input,
+                                         weight_size, stride, padding, output_padding, groups,
+                                         dilation);
   // An empty batch sums nothing, whichever kernel the shape would take (the
   // Hopper grad-weight GEMM returned without writing gw).
-  if (problem.batch == 0) return gw.zero_();
-  const auto params = problem.params(x, gw, gy);
-  TCONV3D_RUN_PASS(gy, grad_weight, params, gy, x, gw);
-  return gw;
+  if (c.problem.batch == 0) return c.gw.zero_();
+  const auto params = c.problem.params(c.x, c.gw, c.gy);
+  TCONV3D_RUN_PASS(c.gy, grad_weight, params, c.gy, c.x, c.gw);
+  return c.gw;
 }
 
 at::Tensor grad_bias(const at::Tensor& grad_output) {
@@ -135,16 +164,30 @@ at::Tensor grad_bias(const at::Tensor& grad_output) {
               ": expected 4D (unbatched) or 5D (batched) grad_output, but got size ",
               text(grad_output.sizes()));
   const at::Tensor gy = as_batched(grad_output, grad_output.dim() == 5);
-  // Only the output-shaped role matters for this pass.
-  ConvTranspose3dParams params{};
-  params.batch = gy.size(0);
-  params.out_channels = gy.size(1);
-  for (int i = 0; i < 3; ++i) params.axis[i].out = gy.size(2 + i);
-  params.output = {gy.stride(0), gy.stride(1), gy.stride(2), gy.stride(3), gy.stride(4)};
   at::Tensor gb = new_result({gy.size(1)}, gy.options());
-  if (params.batch == 0) return gb.zero_();  // an empty sum, as for grad_weight
-  TCONV3D_RUN_PASS(gy, grad_bias, params, gy, gb);
+  if (gy.size(0) == 0) return gb.zero_();  // an empty sum, as for grad_weight
+  TCONV3D_RUN_PASS(gy, grad_bias, bias_params(gy), gy, gb);
   return gb;
+}
+
+std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias(
+    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef weight_size,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+    int64_t groups, at::IntArrayRef dilation) {
+  GradWeightCall c = prepare_grad_weight("conv_transpose3d grad_weight_and_bias", grad_output,
+                                         input, weight_size, stride, padding, output_padding,
+                                         groups, dilation);
+  at::Tensor gb = new_result({c.problem.out_channels}, c.gy.options());
+  if (c.problem.batch == 0) return {c.gw.zero_(), gb.zero_()};
+  const auto params = c.problem.params(c.x, c.gw, c.gy);
+#ifdef TCONV3D_WITH_CUDA
+  if (c.gy.is_cuda() && cuda::fused_grad_weight_and_bias(params, c.gy, c.x, c.gw, gb)) {
+    return {c.gw, gb};
+  }
+#endif
+  TCONV3D_RUN_PASS(c.gy, grad_weight, params, c.gy, c.x, c.gw);
+  TCONV3D_RUN_PASS(c.gy, grad_bias, bias_params(c.gy), c.gy, gb);
+  return {c.gw, gb};
 }
 
 }  // namespace tconv3d

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <tuple>
 
 #include <ATen/core/Tensor.h>
 
@@ -27,6 +28,14 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
 
 // Gradient with respect to the bias: grad_output summed over all but the channel dimension.
 at::Tensor grad_bias(const at::Tensor& grad_output);
+
+// grad_weight and grad_bias of one grad_output, in one pass over it where a
+// kernel does both (kernel == stride layers, NCDHW, on CUDA), else as the two
+// ops: the same values either way, within each op's rounding.
+std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias(
+    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef weight_size,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+    int64_t groups, at::IntArrayRef dilation);
 
 // Test hook: fill every result with NaN before its kernel runs, so an element a
 // kernel fails to write shows up in the comparison against the reference.

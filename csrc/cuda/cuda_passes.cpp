@@ -26,7 +26,7 @@ namespace {
 std::atomic<bool> g_force_wide_index{false};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Last kernel family per pass (forward, grad-input, grad-weight), for tests.
-std::atomic<const char*> g_last_kernel[3] = {"none", "none", "none"};
+std::atomic<const char*> g_last_kernel[4] = {"none", "none", "none", "none"};
 constexpr int64_t kMinTensorCoreChannels = 8;
 
 // TF32 follows the switch that governs torch's own convolutions.
@@ -533,7 +533,46 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype
   }
 }
 
+// Auto: kernel == stride, NCDHW x and grad_output (U-Net decoders): both
+// read in place, no channels-last copies; grad-bias too where asked, in the
+// same pass over grad_output.  The forced policies keep testing the
+// channels-last GEMMs on these shapes.  Returns false (nothing launched)
+// where it does not apply.
+bool try_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
+                                     const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& grad_weight, const at::Tensor* grad_bias) {
+  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  if (g_policy.load() != KernelPolicy::Auto || !may_use_tensor_cores(p) ||
+      (p.in_per_group == 1 && p.out_per_group == 1) ||
+      (prefers_narrow_grad_weight(p, dtype) && narrow_grad_weight_supports(p, dtype)) ||
+      !grad_weight_tap_blocks_gemm_supports(p, dtype, tf32_allowed(), input.const_data_ptr(),
+                                            grad_output.const_data_ptr())) {
+    return false;
+  }
+  const at::Tensor partials = float_workspace(
+      grad_weight_tap_blocks_gemm_workspace_elems(p, grad_bias != nullptr), grad_output);
+  const TapBlocksGradWeightOperands ops{
+      input.const_data_ptr(),
+      grad_output.const_data_ptr(),
+      grad_weight.mutable_data_ptr(),
+      grad_bias != nullptr ? grad_bias->mutable_data_ptr() : nullptr,
+      grad_bias != nullptr ? grad_bias->stride(0) : 0,
+      partials.data_ptr<float>()};
+  C10_CUDA_CHECK(launch_grad_weight_tap_blocks_gemm(
+      p, config_for(grad_output, {input, grad_output, grad_weight}), ops));
+  g_last_kernel[2] = "grad_weight_tap_blocks_gemm";
+  if (grad_bias != nullptr) g_last_kernel[3] = "grad_weight_tap_blocks_gemm";
+  return true;
+}
+
 }  // namespace
+
+bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
+                                const at::Tensor& input, const at::Tensor& grad_weight,
+                                const at::Tensor& grad_bias) {
+  const c10::cuda::CUDAGuard guard(grad_output.device());
+  return try_grad_weight_tap_blocks_gemm(p, grad_output, input, grad_weight, &grad_bias);
+}
 
 void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
@@ -549,22 +588,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         grad_weight);
     return;
   }
-  if (g_policy.load() == KernelPolicy::Auto && may_use_tensor_cores(p) &&
-      grad_weight_tap_blocks_gemm_supports(p, dtype, tf32_allowed(), input.const_data_ptr(),
-                                           grad_output.const_data_ptr())) {
-    // Kernel == stride, NCDHW x and grad_output (U-Net decoders): both read
-    // in place, no channels-last copies.  The forced policies keep testing
-    // the channels-last GEMMs on these shapes.
-    const at::Tensor partials =
-        float_workspace(grad_weight_tap_blocks_gemm_workspace_elems(p), grad_output);
-    const TapBlocksGradWeightOperands ops{input.const_data_ptr(), grad_output.const_data_ptr(),
-                                          grad_weight.mutable_data_ptr(),
-                                          partials.data_ptr<float>()};
-    C10_CUDA_CHECK(launch_grad_weight_tap_blocks_gemm(
-        p, config_for(grad_output, {input, grad_output, grad_weight}), ops));
-    g_last_kernel[2] = "grad_weight_tap_blocks_gemm";
-    return;
-  }
+  if (try_grad_weight_tap_blocks_gemm(p, grad_output, input, grad_weight, nullptr)) return;
   if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
     // Few output channels a group: the per-tap GEMM would pad them to a
     // 16-wide tile and read x once per tap; this one's columns are (tap,
@@ -657,6 +681,7 @@ void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   C10_CUDA_CHECK(launch_grad_bias_reduce(
       p, cfg, grad_output.const_data_ptr(), grad_bias.mutable_data_ptr(), grad_bias.stride(0),
       workspace.defined() ? workspace.mutable_data_ptr() : nullptr));
+  g_last_kernel[3] = "grad_bias_reduce";
 }
 
 }  // namespace tconv3d::cuda

@@ -18,6 +18,11 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight);
 void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                const at::Tensor& grad_bias);
+// grad_weight and grad_bias in one pass over grad_output where a kernel does
+// both (kernel == stride layers, NCDHW); false, nothing launched, elsewhere.
+bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
+                                const at::Tensor& input, const at::Tensor& grad_weight,
+                                const at::Tensor& grad_bias);
 
 // Test hooks.  Wide index: 64-bit offsets even where 32 bits suffice.
 // Policy: Auto picks per shape; Gather forces the direct-gather fallback;
@@ -28,7 +33,7 @@ void set_force_wide_index(bool on);
 enum class KernelPolicy { Auto, Gather, TensorCore, Wgmma };
 void set_kernel_policy(KernelPolicy policy);
 // Kernel family the last CUDA call of a pass launched: 0 forward, 1 grad-input,
-// 2 grad-weight.
+// 2 grad-weight, 3 grad-bias (the grad-weight kernel's name where it fused them).
 const char* last_kernel(int pass);
 
 }  // namespace tconv3d::cuda

@@ -106,20 +106,26 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
 // whole 16-byte pieces; grad_output's strides (W's 1) whole pieces and its W
 // lines (input W) a multiple of half a piece's elements; both 16-byte
 // aligned.  grad_weight at p.weight strides, written once (rounded once from
-// fp32); float32 runs in TF32.  The workspace holds
-// grad_weight_tap_blocks_gemm_workspace_elems(p) floats (never 0).
-// Deterministic: partials are combined in split order.
+// fp32); float32 runs in TF32.  grad_bias, where not null, gets the sum of
+// grad_output over all but channels in the same pass (element c at
+// c·grad_bias_stride, rounded once from fp32 sums, never TF32).  The
+// workspace holds grad_weight_tap_blocks_gemm_workspace_elems(p, grad_bias
+// != nullptr) floats (never 0).  Deterministic: partials are combined in
+// split order.
 struct TapBlocksGradWeightOperands {
   const void* input;
   const void* grad_output;
   void* grad_weight;
+  void* grad_bias;
+  int64_t grad_bias_stride;
   float* workspace;
 };
 
 bool grad_weight_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                           bool allow_tf32, const void* input,
                                           const void* grad_output);
-int64_t grad_weight_tap_blocks_gemm_workspace_elems(const ConvTranspose3dParams& p);
+int64_t grad_weight_tap_blocks_gemm_workspace_elems(const ConvTranspose3dParams& p,
+                                                    bool with_bias);
 cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
                                                const LaunchConfig& cfg,
                                                const TapBlocksGradWeightOperands& ops);

@@ -21,6 +21,11 @@
 // grid fills the GPU; each split's sums go to the workspace as
 // [split][ci][column] (gw's dense order) and are added in split order by
 // combine_partials_kernel: deterministic, no atomics.
+//
+// Grad-bias rides along where asked: the blocks of the first channel tile sum
+// each stage's B rows (grad_output, already in shared memory) on the CUDA
+// cores in fp32, so grad_output is read once for both gradients instead of
+// again by grad_bias_reduce (as many bytes as the GEMM's largest operand).
 #include "grad_weight_gemm.h"
 
 #include <algorithm>
@@ -37,6 +42,7 @@
 #include "dispatch.cuh"
 #include "grad_weight_launch.cuh"
 #include "mma_sm80.cuh"
+#include "vector_access.cuh"
 
 namespace tconv3d::cuda {
 namespace gw_tapblk {
@@ -70,6 +76,7 @@ struct Args {
   const void* input;
   const void* grad_output;
   float* partials;
+  float* bias_partials;       // [split][G·q_count], or null: no grad-bias
   int64_t plane;              // D·H·W input positions a sample
   int64_t chunks_per_sample;  // stages of kPositions positions
   int64_t chunks, splits, m_tiles, n_tiles;
@@ -82,6 +89,7 @@ struct Args {
 struct Plan {
   int bm;
   int64_t m_tiles, n_tiles, splits, chunks_per_sample, chunks, numel;
+  int64_t bias_numel;  // G · q_count: one split's grad-bias partials
 };
 
 inline Plan plan(const ConvTranspose3dParams& p) {
@@ -94,6 +102,7 @@ inline Plan plan(const ConvTranspose3dParams& p) {
   pl.chunks_per_sample = (plane + kPositions - 1) / kPositions;
   pl.chunks = p.batch * pl.chunks_per_sample;
   pl.numel = p.in_channels * q_count * 2;
+  pl.bias_numel = p.groups * q_count;
   const int64_t tiles = p.groups * pl.m_tiles * pl.n_tiles;
   int64_t splits = std::min((pl.chunks + kMinChunks - 1) / kMinChunks,
                             tiles > 0 ? (kTargetBlocks + tiles - 1) / tiles : int64_t(1));
@@ -186,6 +195,12 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
     }
   };
 
+  // Grad-bias: 8 threads a B row, each on every 8th 16-byte piece (a
+  // quarter-warp reads 128 contiguous bytes), rows r and r + 32.
+  constexpr int kBiasRows = kThreads / 8;
+  const bool bias = a.bias_partials != nullptr && m0 == 0;
+  float bias_sum[kQRows / kBiasRows] = {};
+
   float acc[MI][NI][4];
   zero_accumulators(acc);
   const int64_t count = c_end - c_begin;
@@ -203,6 +218,17 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
     const int slot = int(kt % S);
     const unsigned char* as = smem + slot * kStage;
     const unsigned char* bs = as + kA;
+    if (bias) {
+#pragma unroll
+      for (int h = 0; h < kQRows / kBiasRows; ++h)
+#pragma unroll
+        for (int u = tid % 8; u < kBPiecesRow; u += 8) {
+          const Vec<scalar_t, VEC> v = *reinterpret_cast<const Vec<scalar_t, VEC>*>(
+              bs + (tid / 8 + h * kBiasRows) * kBPitchB + u * 16);
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) bias_sum[h] += to_acc(v.v[e]);
+        }
+    }
     if constexpr (std::is_same_v<scalar_t, float>) {
       constexpr int PA = kAPitchB / 4, PB = kBPitchB / 4;
       const uint32_t* aw = reinterpret_cast<const uint32_t*>(as);
@@ -260,6 +286,19 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
   }
   cp_async_wait<0>();
 
+  if (bias) {  // a row's 8 sums in a fixed tree, then its q's partial
+#pragma unroll
+    for (int h = 0; h < kQRows / kBiasRows; ++h) {
+      float v = bias_sum[h];
+#pragma unroll
+      for (int offset = 4; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+      const int q = q0 + tid / 8 + h * kBiasRows;
+      if (tid % 8 == 0 && q < a.q_count) {
+        a.bias_partials[(split * p.groups + g) * a.q_count + q] = v;
+      }
+    }
+  }
+
   // Pieces 2jj and 2jj + 1 hold kw 0 and kw 1 of the same q: a lane's
   // (q, q + 1) × (kw 0, 1) are four consecutive columns of a gw row.
   float* out = a.partials + split * a.numel;
@@ -284,6 +323,22 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
         }
       }
 #endif
+}
+
+// gb[g·Cout/G + co] = Σ_split Σ_(kd, kh) partial[split][g][co][kd][kh], in
+// that order: one thread a channel.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    combine_bias_kernel(const float* __restrict__ partial, int64_t splits, int64_t channels,
+                        int taps, scalar_t* __restrict__ grad_bias, int64_t bias_stride) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= channels) return;
+  float acc = 0.f;
+  for (int64_t s = 0; s < splits; ++s) {
+    const float* from = partial + (s * channels + c) * taps;
+    for (int j = 0; j < taps; ++j) acc += from[j];
+  }
+  grad_bias[c * bias_stride] = from_acc<scalar_t>(acc);
 }
 
 template <typename scalar_t, typename index_t, int kBM>
@@ -334,9 +389,10 @@ bool grad_weight_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, Scalar
   return sm80_kernel_runs_here<gw_tapblk::grad_weight_tap_blocks_kernel<__half, int32_t, 64>>();
 }
 
-int64_t grad_weight_tap_blocks_gemm_workspace_elems(const ConvTranspose3dParams& p) {
+int64_t grad_weight_tap_blocks_gemm_workspace_elems(const ConvTranspose3dParams& p,
+                                                    bool with_bias) {
   const gw_tapblk::Plan pl = gw_tapblk::plan(p);
-  return pl.splits * pl.numel;
+  return pl.splits * (pl.numel + (with_bias ? pl.bias_numel : 0));
 }
 
 cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
@@ -349,6 +405,7 @@ cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
   a.input = ops.input;
   a.grad_output = ops.grad_output;
   a.partials = ops.workspace;
+  a.bias_partials = ops.grad_bias != nullptr ? ops.workspace + pl.splits * pl.numel : nullptr;
   a.plane = p.axis[0].in * p.axis[1].in * p.axis[2].in;
   a.chunks_per_sample = pl.chunks_per_sample;
   a.chunks = pl.chunks;
@@ -371,8 +428,15 @@ cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
       p, cfg, combine, ops.workspace, ops.grad_weight, [&](auto scalar, auto index) {
         using scalar_t = decltype(scalar);
         using index_t = decltype(index);
-        return pl.bm == 128 ? launch_tile<scalar_t, index_t, 128>(a, cfg.stream)
-                            : launch_tile<scalar_t, index_t, 64>(a, cfg.stream);
+        cudaError_t err = pl.bm == 128 ? launch_tile<scalar_t, index_t, 128>(a, cfg.stream)
+                                       : launch_tile<scalar_t, index_t, 64>(a, cfg.stream);
+        if (err != cudaSuccess || a.bias_partials == nullptr) return err;
+        const int64_t channels = p.groups * p.out_per_group;
+        const unsigned blocks = unsigned((channels + gw_tapblk::kThreads - 1) / gw_tapblk::kThreads);
+        combine_bias_kernel<scalar_t><<<blocks, gw_tapblk::kThreads, 0, cfg.stream>>>(
+            a.bias_partials, pl.splits, channels, int(p.axis[0].kernel * p.axis[1].kernel),
+            static_cast<scalar_t*>(ops.grad_bias), ops.grad_bias_stride);
+        return cudaGetLastError();
       });
 }
 

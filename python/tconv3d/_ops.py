@@ -1,5 +1,6 @@
 """The four passes as torch operators, torch.ops.tconv3d.{forward, grad_input,
-grad_weight, grad_bias}.
+grad_weight, grad_bias}, and grad_weight_and_bias: the last two from one pass
+over grad_output where a kernel fuses them.
 
 Schemas, CPU/CUDA kernels and the autograd formulas (derivatives of any order)
 are registered in C++ (csrc/op_registration.cpp), so a call costs one trip
@@ -17,6 +18,7 @@ forward = torch.ops.tconv3d.forward
 grad_input = torch.ops.tconv3d.grad_input
 grad_weight = torch.ops.tconv3d.grad_weight
 grad_bias = torch.ops.tconv3d.grad_bias
+grad_weight_and_bias = torch.ops.tconv3d.grad_weight_and_bias
 
 
 def transposed_output_extent(size, kernel, stride, padding, dilation, output_padding):
@@ -65,3 +67,8 @@ def _(grad_output, input, weight_size, stride, padding, output_padding, groups, 
 @torch.library.register_fake("tconv3d::grad_bias")
 def _(grad_output):
     return grad_output.new_empty([grad_output.shape[-4]])
+
+
+@torch.library.register_fake("tconv3d::grad_weight_and_bias")
+def _(grad_output, input, weight_size, stride, padding, output_padding, groups, dilation):
+    return grad_output.new_empty(weight_size), grad_output.new_empty([grad_output.shape[-4]])

@@ -44,9 +44,12 @@ class ConvTranspose3dFunction(torch.autograd.Function):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = _ops.grad_input(grad_output, weight, list(input.shape), *ctx.geometry)
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and ctx.needs_input_grad[2]:
+            gw, gb = _ops.grad_weight_and_bias(grad_output, input, list(weight.shape),
+                                               *ctx.geometry)
+        elif ctx.needs_input_grad[1]:
             gw = _ops.grad_weight(grad_output, input, list(weight.shape), *ctx.geometry)
-        if ctx.needs_input_grad[2]:
+        elif ctx.needs_input_grad[2]:
             gb = _ops.grad_bias(grad_output)
         return gx, gw, gb, None, None, None, None, None
 

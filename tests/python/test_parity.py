@@ -1052,8 +1052,8 @@ def test_tap_blocks_gemms(name, layout, precision):
     pieces, the stride along W is not 2, the layout is not NCDHW, or K is
     longer than 256 q-rows.  Grad-weight: partial channel and q tiles, 64-
     and 128-channel tiles, stages past a plane's end, one split and many
-    (uneven, across samples), odd q counts — and the channels-last GEMMs
-    where the mirror says."""
+    (uneven, across samples), odd q counts, grad-bias from the same pass —
+    and the channels-last GEMMs and grad_bias_reduce where the mirror says."""
     dtype = use_precision(precision)
     config = TAP_BLOCK_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
@@ -1061,8 +1061,11 @@ def test_tap_blocks_gemms(name, layout, precision):
     chosen = kernels["grad_input"]
     assert (chosen == "grad_input_tap_blocks_gemm") == tap_blocks_takes(config, layout, dtype), chosen
     chosen = kernels["grad_weight"]
-    assert ((chosen == "grad_weight_tap_blocks_gemm")
-            == tap_blocks_grad_weight_takes(config, layout, dtype)), chosen
+    takes = tap_blocks_grad_weight_takes(config, layout, dtype)
+    assert (chosen == "grad_weight_tap_blocks_gemm") == takes, chosen
+    if config[-1]:  # bias: its gradient from the same pass where the kernel runs
+        assert kernels["grad_bias"] == ("grad_weight_tap_blocks_gemm" if takes
+                                        else "grad_bias_reduce")
 
 
 @requires_cuda
@@ -1141,6 +1144,21 @@ def test_tap_blocks_grad_weight_reads_ncdhw_operands_in_place(precision, in_chan
         wide = run()
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_tap_blocks_gemm"
     assert torch.equal(gw, wide)
+    # With grad-bias in the same pass: gw unchanged, gb against float64 and
+    # grad_bias_reduce, bitwise repeatable; no more memory than the partials.
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    fused_gw, gb = torch.ops.tconv3d.grad_weight_and_bias(
+        gy, x, weight_shape, [2, 2, 2], [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+    assert tconv3d._C._last_cuda_kernels()["grad_bias"] == "grad_weight_tap_blocks_gemm"
+    assert extra <= partials + (1 << 20), f"{extra} bytes beyond gw and gb"
+    assert torch.equal(fused_gw, gw)
+    gb_ref = gy.double().sum((0, 2, 3, 4))
+    check("grad_bias", gb, gb_ref, torch.ops.tconv3d.grad_bias(gy), dtype)
+    assert torch.equal(gb, torch.ops.tconv3d.grad_weight_and_bias(
+        gy, x, weight_shape, [2, 2, 2], [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])[1])
 
 def forward_taps_expected(config, dtype):
     """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
