@@ -325,20 +325,27 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
 #endif
 }
 
-// gb[g·Cout/G + co] = Σ_split Σ_(kd, kh) partial[split][g][co][kd][kh], in
-// that order: one thread a channel.
+// gb[c] = Σ over (split, (kd, kh)) of partial[split][c][kd][kh]: a warp a
+// channel, lane l adding entries l, l + 32, … in order, then the lanes' sums
+// in a fixed tree.  (One thread a channel walked up to 528 entries in a
+// dependent chain: 30 us of U-Net 64 → 32's step.)
+constexpr int kBiasChannelsPerBlock = kThreads / 32;
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     combine_bias_kernel(const float* __restrict__ partial, int64_t splits, int64_t channels,
                         int taps, scalar_t* __restrict__ grad_bias, int64_t bias_stride) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= channels) return;
+  const int64_t c = blockIdx.x * int64_t(kBiasChannelsPerBlock) + threadIdx.x / 32;
+  if (c >= channels) return;  // whole warps
+  const int lane = threadIdx.x % 32;
   float acc = 0.f;
-  for (int64_t s = 0; s < splits; ++s) {
-    const float* from = partial + (s * channels + c) * taps;
-    for (int j = 0; j < taps; ++j) acc += from[j];
+  for (int64_t k = lane; k < splits * taps; k += 32) {
+    const int64_t s = k / taps;
+    acc += partial[(s * channels + c) * taps + (k - s * taps)];
   }
-  grad_bias[c * bias_stride] = from_acc<scalar_t>(acc);
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+  if (lane == 0) grad_bias[c * bias_stride] = from_acc<scalar_t>(acc);
 }
 
 template <typename scalar_t, typename index_t, int kBM>
@@ -432,7 +439,8 @@ cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
                                        : launch_tile<scalar_t, index_t, 64>(a, cfg.stream);
         if (err != cudaSuccess || a.bias_partials == nullptr) return err;
         const int64_t channels = p.groups * p.out_per_group;
-        const unsigned blocks = unsigned((channels + gw_tapblk::kThreads - 1) / gw_tapblk::kThreads);
+        const unsigned blocks =
+            unsigned((channels + kBiasChannelsPerBlock - 1) / kBiasChannelsPerBlock);
         combine_bias_kernel<scalar_t><<<blocks, gw_tapblk::kThreads, 0, cfg.stream>>>(
             a.bias_partials, pl.splits, channels, int(p.axis[0].kernel * p.axis[1].kernel),
             static_cast<scalar_t*>(ops.grad_bias), ops.grad_bias_stride);

@@ -1052,8 +1052,9 @@ def test_tap_blocks_gemms(name, layout, precision):
     pieces, the stride along W is not 2, the layout is not NCDHW, or K is
     longer than 256 q-rows.  Grad-weight: partial channel and q tiles, 64-
     and 128-channel tiles, stages past a plane's end, one split and many
-    (uneven, across samples), odd q counts, grad-bias from the same pass —
-    and the channels-last GEMMs and grad_bias_reduce where the mirror says."""
+    (uneven, across samples), odd q counts, grad-bias from the same pass
+    (not with output padding: rows no tap reads) — and the channels-last
+    GEMMs and grad_bias_reduce where the mirror says."""
     dtype = use_precision(precision)
     config = TAP_BLOCK_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
@@ -1063,8 +1064,9 @@ def test_tap_blocks_gemms(name, layout, precision):
     chosen = kernels["grad_weight"]
     takes = tap_blocks_grad_weight_takes(config, layout, dtype)
     assert (chosen == "grad_weight_tap_blocks_gemm") == takes, chosen
-    if config[-1]:  # bias: its gradient from the same pass where the kernel runs
-        assert kernels["grad_bias"] == ("grad_weight_tap_blocks_gemm" if takes
+    if config[-1]:  # bias: from the same pass where the kernel reads all of grad_output
+        fused = takes and not any(triple(config[8]))  # no output padding
+        assert kernels["grad_bias"] == ("grad_weight_tap_blocks_gemm" if fused
                                         else "grad_bias_reduce")
 
 
