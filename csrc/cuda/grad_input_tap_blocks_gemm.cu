@@ -37,6 +37,7 @@
 #include "dispatch.cuh"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
+#include "tap_blocks.h"
 #include "vector_access.cuh"
 
 namespace tconv3d::cuda {
@@ -257,27 +258,19 @@ cudaError_t launch_tile(const Args& a, cudaStream_t stream) {
 bool grad_input_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                          bool allow_tf32, const void* grad_output,
                                          const void* weight) {
-  if (!tensor_core_dtype(dtype, allow_tf32)) return false;
-  for (const Axis& ax : p.axis) {
-    if (ax.kernel != ax.stride || ax.dilation != 1 || ax.padding != 0 ||
-        ax.out < ax.in * ax.stride) {
-      return false;
-    }
+  if (!tensor_core_dtype(dtype, allow_tf32) || !tap_blocks_read_grad_output(p, dtype, grad_output)) {
+    return false;
   }
   const int64_t vec = tensor_core_channel_multiple(dtype);
-  const Strides5 gy = p.output, w = p.weight;
+  const Strides5 w = p.weight;
   const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
   const int64_t k_count = p.out_per_group * taps;
-  // grad_output read along W in 16-byte pieces of whole (kw 0, 1) pairs of
-  // rows that share a W line; weight rows in 16-byte pieces, K in their order.
-  const bool gy_ok = p.axis[2].stride == 2 && gy.w == 1 && gy.n % vec == 0 && gy.c % vec == 0 &&
-                     gy.d % vec == 0 && gy.h % vec == 0 && p.axis[2].in % (vec / 2) == 0 &&
-                     reinterpret_cast<uintptr_t>(grad_output) % 16 == 0;
+  // Weight rows in 16-byte pieces, K in their order.
   const bool w_ok = w.w == 1 && w.h == p.axis[2].kernel &&
                     w.d == p.axis[1].kernel * p.axis[2].kernel && w.c == taps &&
                     k_count % vec == 0 && w.n % vec == 0 &&
                     reinterpret_cast<uintptr_t>(weight) % 16 == 0;
-  if (!gy_ok || !w_ok || p.groups > 65535 || k_count / 2 > std::numeric_limits<int>::max()) {
+  if (!w_ok || p.groups > 65535 || k_count / 2 > std::numeric_limits<int>::max()) {
     return false;
   }
   const int64_t n_tiles = (p.in_per_group + 63) / 64;  // at most, either width

@@ -42,6 +42,7 @@
 #include "dispatch.cuh"
 #include "grad_weight_launch.cuh"
 #include "mma_sm80.cuh"
+#include "tap_blocks.h"
 #include "vector_access.cuh"
 
 namespace tconv3d::cuda {
@@ -365,27 +366,18 @@ cudaError_t launch_tile(const Args& a, cudaStream_t stream) {
 bool grad_weight_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                           bool allow_tf32, const void* input,
                                           const void* grad_output) {
-  if (!tensor_core_dtype(dtype, allow_tf32) || p.in_per_group < 1 || p.out_per_group < 1) {
+  if (!tensor_core_dtype(dtype, allow_tf32) || p.in_per_group < 1 || p.out_per_group < 1 ||
+      !tap_blocks_read_grad_output(p, dtype, grad_output)) {
     return false;
   }
-  for (const Axis& ax : p.axis) {
-    if (ax.kernel != ax.stride || ax.dilation != 1 || ax.padding != 0 ||
-        ax.out < ax.in * ax.stride) {
-      return false;
-    }
-  }
   const int64_t vec = vector_channels(dtype);
-  const Strides5 x = p.input, gy = p.output;
+  const Strides5 x = p.input;
   const int64_t plane = p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  // x: planes contiguous in whole 16-byte pieces.  grad_output: read along W
-  // in 16-byte pieces of whole (kw 0, 1) pairs of positions sharing a W line.
+  // x: planes contiguous in whole 16-byte pieces.
   const bool x_ok = x.w == 1 && x.h == p.axis[2].in && x.d == p.axis[1].in * p.axis[2].in &&
                     plane % vec == 0 && x.c % vec == 0 && x.n % vec == 0 &&
                     reinterpret_cast<uintptr_t>(input) % 16 == 0;
-  const bool gy_ok = p.axis[2].stride == 2 && gy.w == 1 && gy.n % vec == 0 && gy.c % vec == 0 &&
-                     gy.d % vec == 0 && gy.h % vec == 0 && p.axis[2].in % (vec / 2) == 0 &&
-                     reinterpret_cast<uintptr_t>(grad_output) % 16 == 0;
-  if (!x_ok || !gy_ok || p.batch < 1 || plane < 1 || plane > int64_t(INT_MAX) || p.groups > 65535) {
+  if (!x_ok || p.batch < 1 || plane < 1 || plane > int64_t(INT_MAX) || p.groups > 65535) {
     return false;
   }
   const gw_tapblk::Plan pl = gw_tapblk::plan(p);

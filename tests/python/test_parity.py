@@ -995,12 +995,11 @@ def test_tap_columns_reads_ncdhw_input_in_place(precision, channel_bytes):
     check("output", y, yr, None, dtype)
 
 
-def tap_blocks_takes(config, layout, dtype):
-    """Mirror of grad_input_tap_blocks_gemm_supports and _pays
-    (tensor_core_gemm.h) for run_parity's tensors: kernel == stride, no
-    padding or dilation, stride 2 along W, grad_output and weight contiguous,
-    grad_output's strides in 16-byte pieces and its W lines in whole pieces of
-    (kw 0, 1) pairs; a K of at most 256 q-rows (Cout/G · kD · kH)."""
+def tap_blocks_read_grad_output(config, layout, dtype):
+    """Mirror of tap_blocks_read_grad_output (tap_blocks.h) for run_parity's
+    tensors: kernel == stride, no padding or dilation, stride 2 along W,
+    grad_output contiguous, its strides in 16-byte pieces and its W lines in
+    whole pieces of (kw 0, 1) pairs."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     kernel, stride, padding, output_padding, dilation = map(
         triple, (kernel, stride, padding, output_padding, dilation))
@@ -1008,36 +1007,34 @@ def tap_blocks_takes(config, layout, dtype):
         return False
     if any(padding) or any(d != 1 for d in dilation):
         return False
-    if cout // groups * kernel[0] * kernel[1] > 256:
-        return False  # grad_input_tap_blocks_gemm_pays: the phase GEMMs split long K
     vec = 16 // dtype.itemsize
     out = [s * i + op for s, i, op in zip(stride, size, output_padding)]
     gy_strides = (out[2], out[1] * out[2], math.prod(out))
-    return (all(st % vec == 0 for st in gy_strides) and size[2] % (vec // 2) == 0
-            and cout // groups * math.prod(kernel) % vec == 0)
+    return all(st % vec == 0 for st in gy_strides) and size[2] % (vec // 2) == 0
+
+
+def tap_blocks_takes(config, layout, dtype):
+    """Mirror of grad_input_tap_blocks_gemm_supports and _pays
+    (tensor_core_gemm.h): grad_output as above, the weight contiguous, its
+    rows whole 16-byte pieces; a K of at most 256 q-rows (Cout/G · kD · kH)."""
+    _, cin, cout, groups, size, kernel, *_ = config
+    kernel = triple(kernel)
+    if cout // groups * kernel[0] * kernel[1] > 256:
+        return False  # grad_input_tap_blocks_gemm_pays: the phase GEMMs split long K
+    return (tap_blocks_read_grad_output(config, layout, dtype)
+            and cout // groups * math.prod(kernel) % (16 // dtype.itemsize) == 0)
 
 
 def tap_blocks_grad_weight_takes(config, layout, dtype):
     """Mirror of grad_weight_tap_blocks_gemm_supports (grad_weight_gemm.h)
-    and its auto routing (cuda_passes.cpp) for run_parity's tensors: kernel ==
-    stride, no padding or dilation, stride 2 along W, x and grad_output
-    contiguous, x's planes and grad_output's strides in 16-byte pieces,
-    grad_output's W lines in whole pieces of (kw 0, 1) pairs; not the narrow
-    groups (at most 4 input and 8 output channels) nor depthwise."""
-    _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
-    kernel, stride, padding, output_padding, dilation = map(
-        triple, (kernel, stride, padding, output_padding, dilation))
-    if layout != "contiguous" or kernel != stride or stride[2] != 2:
-        return False
-    if any(padding) or any(d != 1 for d in dilation):
-        return False
+    and its auto routing (cuda_passes.cpp): grad_output as above, x
+    contiguous with its planes in 16-byte pieces; not the narrow groups (at
+    most 4 input and 8 output channels) nor depthwise."""
+    _, cin, cout, groups, size, *_ = config
     if cin // groups <= 4 and cout // groups <= 8:
         return False
-    vec = 16 // dtype.itemsize
-    out = [s * i + op for s, i, op in zip(stride, size, output_padding)]
-    gy_strides = (out[2], out[1] * out[2], math.prod(out))
-    return (all(st % vec == 0 for st in gy_strides) and size[2] % (vec // 2) == 0
-            and math.prod(size) % vec == 0)
+    return (tap_blocks_read_grad_output(config, layout, dtype)
+            and math.prod(triple(size)) % (16 // dtype.itemsize) == 0)
 
 
 @requires_cuda
