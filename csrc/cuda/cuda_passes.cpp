@@ -25,7 +25,7 @@ namespace {
 
 std::atomic<bool> g_force_wide_index{false};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
-// Last kernel family per pass (forward, grad-input, grad-weight), for tests.
+// Last kernel family per pass (forward, grad-input, grad-weight, grad-bias), for tests.
 std::atomic<const char*> g_last_kernel[4] = {"none", "none", "none", "none"};
 constexpr int64_t kMinTensorCoreChannels = 8;
 
