@@ -533,15 +533,6 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype
   }
 }
 
-// The kernel sums grad_output only where a tap reads it: grad-bias with it
-// needs no output padding beyond the input's blocks.
-bool every_output_takes_a_tap(const ConvTranspose3dParams& p) {
-  for (const Axis& ax : p.axis) {
-    if (ax.out != ax.in * ax.stride) return false;
-  }
-  return true;
-}
-
 // Auto: kernel == stride, NCDHW x and grad_output (U-Net decoders): both
 // read in place, no channels-last copies; grad-bias too where asked, in the
 // same pass over grad_output.  The forced policies keep testing the
@@ -554,9 +545,9 @@ bool try_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
   if (g_policy.load() != KernelPolicy::Auto || !may_use_tensor_cores(p) ||
       (p.in_per_group == 1 && p.out_per_group == 1) ||
       (prefers_narrow_grad_weight(p, dtype) && narrow_grad_weight_supports(p, dtype)) ||
-      (grad_bias != nullptr && !every_output_takes_a_tap(p)) ||
       !grad_weight_tap_blocks_gemm_supports(p, dtype, tf32_allowed(), input.const_data_ptr(),
-                                            grad_output.const_data_ptr())) {
+                                            grad_output.const_data_ptr(),
+                                            grad_bias != nullptr)) {
     return false;
   }
   const at::Tensor partials = float_workspace(

@@ -313,7 +313,7 @@ cudaError_t launch_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
   a.m_tiles = (a.rows + kBM - 1) / kBM;
   const int64_t vec = tensor_core_channel_multiple(cfg.dtype);
   const Strides5 x = p.input;
-  const int64_t plane = p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t plane = input_positions(1, p.axis);
   a.vector_store = x.w == 1 && x.h == p.axis[2].in && x.d == p.axis[1].in * p.axis[2].in &&
                    plane % vec == 0 && x.n % vec == 0 && x.c % vec == 0 &&
                    reinterpret_cast<uintptr_t>(ops.grad_input) % 16 == 0;

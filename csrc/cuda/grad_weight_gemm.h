@@ -108,7 +108,8 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
 // aligned.  grad_weight at p.weight strides, written once (rounded once from
 // fp32); float32 runs in TF32.  grad_bias, where not null, gets the sum of
 // grad_output over all but channels in the same pass (element c at
-// c·grad_bias_stride, rounded once from fp32 sums, never TF32).  The
+// c·grad_bias_stride, rounded once from fp32 sums, never TF32): supported
+// `with_bias` only where every output row is read by a tap.  The
 // workspace holds grad_weight_tap_blocks_gemm_workspace_elems(p, grad_bias
 // != nullptr) floats (never 0).  Deterministic: partials are combined in
 // split order.
@@ -123,7 +124,7 @@ struct TapBlocksGradWeightOperands {
 
 bool grad_weight_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                           bool allow_tf32, const void* input,
-                                          const void* grad_output);
+                                          const void* grad_output, bool with_bias);
 int64_t grad_weight_tap_blocks_gemm_workspace_elems(const ConvTranspose3dParams& p,
                                                     bool with_bias);
 cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,

@@ -92,6 +92,7 @@ struct Args {
 
 struct Plan {
   int bm;
+  int64_t plane;  // D·H·W input positions a sample
   int64_t m_tiles, n_tiles, splits, chunks_per_sample, chunks, numel;
   int64_t bias_numel;  // G · q_count: one split's grad-bias partials
 };
@@ -102,8 +103,8 @@ inline Plan plan(const ConvTranspose3dParams& p) {
   pl.m_tiles = (p.in_per_group + pl.bm - 1) / pl.bm;
   const int64_t q_count = p.out_per_group * p.axis[0].kernel * p.axis[1].kernel;
   pl.n_tiles = (q_count + kQRows - 1) / kQRows;
-  const int64_t plane = p.axis[0].in * p.axis[1].in * p.axis[2].in;
-  pl.chunks_per_sample = (plane + kPositions - 1) / kPositions;
+  pl.plane = input_positions(1, p.axis);
+  pl.chunks_per_sample = (pl.plane + kPositions - 1) / kPositions;
   pl.chunks = p.batch * pl.chunks_per_sample;
   pl.numel = p.in_channels * q_count * 2;
   pl.bias_numel = p.groups * q_count;
@@ -368,14 +369,21 @@ cudaError_t launch_tile(const Args& a, cudaStream_t stream) {
 
 bool grad_weight_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                           bool allow_tf32, const void* input,
-                                          const void* grad_output) {
+                                          const void* grad_output, bool with_bias) {
   if (!tensor_core_dtype(dtype, allow_tf32) || p.in_per_group < 1 || p.out_per_group < 1 ||
       !tap_blocks_read_grad_output(p, dtype, grad_output)) {
     return false;
   }
+  // The bias sums what the taps read: every output row, only without output
+  // padding beyond the input's s-blocks.
+  if (with_bias) {
+    for (const Axis& ax : p.axis) {
+      if (ax.out != ax.in * ax.stride) return false;
+    }
+  }
   const int64_t vec = vector_channels(dtype);
   const Strides5 x = p.input;
-  const int64_t plane = p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  const int64_t plane = input_positions(1, p.axis);
   // x: planes contiguous in whole 16-byte pieces.
   const bool x_ok = x.w == 1 && x.h == p.axis[2].in && x.d == p.axis[1].in * p.axis[2].in &&
                     plane % vec == 0 && x.c % vec == 0 && x.n % vec == 0 &&
@@ -408,7 +416,7 @@ cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
   a.grad_output = ops.grad_output;
   a.partials = ops.workspace;
   a.bias_partials = ops.grad_bias != nullptr ? ops.workspace + pl.splits * pl.numel : nullptr;
-  a.plane = p.axis[0].in * p.axis[1].in * p.axis[2].in;
+  a.plane = pl.plane;
   a.chunks_per_sample = pl.chunks_per_sample;
   a.chunks = pl.chunks;
   a.splits = pl.splits;

@@ -72,6 +72,17 @@ def torch_same_dtype(x, w, b, gy, geometry):
         return None
 
 
+def memory_beyond_results(run):
+    """run()'s result, and the CUDA memory it held at its peak beyond what
+    stays allocated after it (its results, however the allocator rounded
+    them): the workspaces and copies a call makes."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    result = run()
+    torch.cuda.synchronize()
+    return result, torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+
+
 def check(what, value, reference, torch_value, dtype):
     tf32 = dtype == torch.float32 and value.is_cuda and torch.backends.cudnn.allow_tf32
     tolerance = TF32_TOLERANCE if tf32 else TOLERANCE[dtype]
@@ -939,11 +950,9 @@ def test_tap_columns_reads_channel_sliced_planes(precision):
     assert x.stride(1) == 2 * 4 * 6 * 8 and not x.is_contiguous()
     w = (torch.randn(24, 10, 2, 2, 2, generator=g) / 4).to("cuda", dtype)
     b = torch.randn(20, generator=g).to("cuda", dtype)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    y = tconv3d.conv_transpose3d(x, w, b, stride=2, groups=2)
-    torch.cuda.synchronize()
-    assert torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated() <= 1 << 20
+    y, extra = memory_beyond_results(
+        lambda: tconv3d.conv_transpose3d(x, w, b, stride=2, groups=2))
+    assert extra <= 1 << 20
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
     assert torch.equal(y, tconv3d.conv_transpose3d(x.contiguous(), w, b, stride=2, groups=2))
     yr = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2, groups=2)
@@ -982,12 +991,7 @@ def test_tap_columns_reads_ncdhw_input_in_place(precision, channel_bytes):
     x = torch.randn(2, channels, 16, 24, 32, generator=g).to("cuda", dtype)
     w = (torch.randn(channels, 32, 2, 2, 2, generator=g) / channels ** 0.5).to("cuda", dtype)
     b = torch.randn(32, generator=g).to("cuda", dtype)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    y = tconv3d.conv_transpose3d(x, w, b, stride=2)
-    torch.cuda.synchronize()
-    # Peak less what stays (y's block, however the allocator rounded it).
-    extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+    y, extra = memory_beyond_results(lambda: tconv3d.conv_transpose3d(x, w, b, stride=2))
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
     assert extra <= 1 << 20, f"{extra} bytes beyond the output"
     assert y.is_contiguous()
@@ -1084,11 +1088,7 @@ def test_tap_blocks_reads_ncdhw_grad_output_in_place(precision, in_channels):
         return torch.ops.tconv3d.grad_input(gy, w, [2, in_channels, 16, 24, 32], [2, 2, 2],
                                             [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
 
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    gx = run()
-    torch.cuda.synchronize()
-    extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+    gx, extra = memory_beyond_results(run)
     assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_tap_blocks_gemm"
     assert extra <= 1 << 20, f"{extra} bytes beyond grad_input"
     assert gx.is_contiguous()
@@ -1117,16 +1117,15 @@ def test_tap_blocks_grad_weight_reads_ncdhw_operands_in_place(precision, in_chan
     x = torch.randn(2, in_channels, 16, 24, 32, generator=g).to("cuda", dtype)
     gy = torch.randn(2, 32, 32, 48, 64, generator=g).to("cuda", dtype)
     weight_shape = [in_channels, 32, 2, 2, 2]
+    geometry = ([2, 2, 2], [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
 
     def run():
-        return torch.ops.tconv3d.grad_weight(gy, x, weight_shape, [2, 2, 2], [0, 0, 0],
-                                             [0, 0, 0], 1, [1, 1, 1])
+        return torch.ops.tconv3d.grad_weight(gy, x, weight_shape, *geometry)
 
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    gw = run()
-    torch.cuda.synchronize()
-    extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+    def fused():
+        return torch.ops.tconv3d.grad_weight_and_bias(gy, x, weight_shape, *geometry)
+
+    gw, extra = memory_beyond_results(run)
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_tap_blocks_gemm"
     # 2 × 12288 positions: 768 stages of 32; 128 q-rows: two tiles of 64.
     tiles = (2 if in_channels > 64 else 1) * 2
@@ -1145,19 +1144,14 @@ def test_tap_blocks_grad_weight_reads_ncdhw_operands_in_place(precision, in_chan
     assert torch.equal(gw, wide)
     # With grad-bias in the same pass: gw unchanged, gb against float64 and
     # grad_bias_reduce, bitwise repeatable; no more memory than the partials.
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    fused_gw, gb = torch.ops.tconv3d.grad_weight_and_bias(
-        gy, x, weight_shape, [2, 2, 2], [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])
-    torch.cuda.synchronize()
-    extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+    (fused_gw, gb), extra = memory_beyond_results(fused)
     assert tconv3d._C._last_cuda_kernels()["grad_bias"] == "grad_weight_tap_blocks_gemm"
     assert extra <= partials + (1 << 20), f"{extra} bytes beyond gw and gb"
     assert torch.equal(fused_gw, gw)
     gb_ref = gy.double().sum((0, 2, 3, 4))
     check("grad_bias", gb, gb_ref, torch.ops.tconv3d.grad_bias(gy), dtype)
-    assert torch.equal(gb, torch.ops.tconv3d.grad_weight_and_bias(
-        gy, x, weight_shape, [2, 2, 2], [0, 0, 0], [0, 0, 0], 1, [1, 1, 1])[1])
+    assert torch.equal(gb, fused()[1])
+
 
 def forward_taps_expected(config, dtype):
     """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
