@@ -48,6 +48,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = true;
   m.def("_set_force_wide_index", &tconv3d::cuda::set_force_wide_index,
         "test hook: use 64-bit offsets in every CUDA kernel");
+  m.def("_channels_last_copies", &tconv3d::cuda::channels_last_copies,
+        "test hook: how many channels-last copies of GEMM sources were made so far");
   m.def(
       "_set_kernel_policy",
       [](const std::string& policy) {

@@ -14,8 +14,9 @@
 //   d gb: gy <- ggb broadcast
 //
 // grad_weight_and_bias gives (gw, gb) from one pass over gy where a kernel
-// fuses them; ForwardFunction's backward takes it when both are wanted.
-// Under grad mode (create_graph) its autograd kernel calls the two
+// fuses them, and backward (gx, gw, gb) sharing gy's channels-last copy;
+// ForwardFunction's backward takes them when those gradients are wanted.
+// Under grad mode (create_graph) their autograd kernels call the separate
 // differentiable ops instead, so higher derivatives keep their formulas.
 //
 // Autocast is here too (forward_autocast), so the operator itself, not only
@@ -88,6 +89,17 @@ std::tuple<at::Tensor, at::Tensor> call_grad_weight_and_bias(
                              .typed<FusedPass>();
   return op.call(grad_output, input, weight_size, stride, padding, output_padding, groups,
                  dilation);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+    IntArrayRef dilation, bool bias) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv3d::backward", "")
+                             .typed<decltype(backward)>();
+  return op.call(grad_output, input, weight, stride, padding, output_padding, groups, dilation,
+                 bias);
 }
 
 at::Tensor call_grad_bias(const at::Tensor& grad_output) {
@@ -181,11 +193,14 @@ class ForwardFunction : public torch::autograd::Function<ForwardFunction> {
     const at::Tensor &input = saved[0], &weight = saved[1], &gy = grads[0];
     const Geometry g = geometry_of(ctx);
     at::Tensor gx, gw, gb;
-    if (ctx->needs_input_grad(0)) {
-      gx = call_grad_input(gy, weight, input.sym_sizes(), TCONV3D_GEOMETRY(g));
-    }
     const bool bias = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
-    if (ctx->needs_input_grad(1) && bias) {
+    if (ctx->needs_input_grad(0) && ctx->needs_input_grad(1)) {
+      std::tie(gx, gw, gb) = call_backward(gy, input, weight, TCONV3D_GEOMETRY(g), bias);
+      if (!bias) gb = at::Tensor();
+    } else if (ctx->needs_input_grad(0)) {
+      gx = call_grad_input(gy, weight, input.sym_sizes(), TCONV3D_GEOMETRY(g));
+      if (bias) gb = call_grad_bias(gy);
+    } else if (ctx->needs_input_grad(1) && bias) {
       std::tie(gw, gb) = call_grad_weight_and_bias(gy, input, weight.sym_sizes(),
                                                    TCONV3D_GEOMETRY(g));
     } else if (ctx->needs_input_grad(1)) {
@@ -313,6 +328,26 @@ std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias_autograd(
                                    output_padding, groups, dilation);
 }
 
+// The three as the separate differentiable ops when a graph is being
+// recorded; otherwise one call sharing grad_output's channels-last copy.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_autograd(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+    IntArrayRef dilation, bool bias) {
+  if (at::GradMode::is_enabled() &&
+      (grad_output.requires_grad() || input.requires_grad() || weight.requires_grad())) {
+    at::Tensor gb = bias ? grad_bias_autograd(grad_output) : grad_output.new_empty({0});
+    return {grad_input_autograd(grad_output, weight, input.sym_sizes(), stride, padding,
+                                output_padding, groups, dilation),
+            grad_weight_autograd(grad_output, input, weight.sym_sizes(), stride, padding,
+                                 output_padding, groups, dilation),
+            gb};
+  }
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return call_backward(grad_output, input, weight, stride, padding, output_padding, groups,
+                       dilation, bias);
+}
+
 // ---------------------------------------------------------------- autocast
 // As for torch's own convolutions: under autocast the forward's floating
 // operands (float64 excepted) run in the autocast dtype, weights cast once
@@ -351,6 +386,9 @@ TORCH_LIBRARY(tconv3d, m) {
       "grad_weight_and_bias(Tensor grad_output, Tensor input, SymInt[] weight_size, "
       "int[] stride, int[] padding, int[] output_padding, int groups, int[] dilation) "
       "-> (Tensor, Tensor)");
+  m.def(
+      "backward(Tensor grad_output, Tensor input, Tensor weight, int[] stride, int[] padding, "
+      "int[] output_padding, int groups, int[] dilation, bool bias) -> (Tensor, Tensor, Tensor)");
 }
 
 // ops.h picks the CPU or CUDA kernels by the tensors' device, so both backend
@@ -362,6 +400,7 @@ TORCH_LIBRARY(tconv3d, m) {
     m.impl("grad_weight", &tconv3d::grad_weight_kernel);                   \
     m.impl("grad_bias", &tconv3d::grad_bias);                              \
     m.impl("grad_weight_and_bias", &tconv3d::grad_weight_and_bias_kernel); \
+    m.impl("backward", &tconv3d::backward);                                \
   }
 TCONV3D_REGISTER_BACKEND(CPU)
 #ifdef TCONV3D_WITH_CUDA
@@ -382,4 +421,5 @@ TORCH_LIBRARY_IMPL(tconv3d, Autograd, m) {
   m.impl("grad_weight", &tconv3d::grad_weight_autograd);
   m.impl("grad_bias", &tconv3d::grad_bias_autograd);
   m.impl("grad_weight_and_bias", &tconv3d::grad_weight_and_bias_autograd);
+  m.impl("backward", &tconv3d::backward_autograd);
 }

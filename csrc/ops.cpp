@@ -170,6 +170,23 @@ at::Tensor grad_bias(const at::Tensor& grad_output) {
   return gb;
 }
 
+namespace {
+
+// gw (and gb where defined) of a prepared call; batch > 0.
+void run_grad_weight_and_bias(const GradWeightCall& c, const at::Tensor& gb) {
+  const auto params = c.problem.params(c.x, c.gw, c.gy);
+#ifdef TCONV3D_WITH_CUDA
+  if (gb.defined() && c.gy.is_cuda() &&
+      cuda::fused_grad_weight_and_bias(params, c.gy, c.x, c.gw, gb)) {
+    return;
+  }
+#endif
+  TCONV3D_RUN_PASS(c.gy, grad_weight, params, c.gy, c.x, c.gw);
+  if (gb.defined()) TCONV3D_RUN_PASS(c.gy, grad_bias, bias_params(c.gy), c.gy, gb);
+}
+
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias(
     const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef weight_size,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
@@ -179,15 +196,35 @@ std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias(
                                          groups, dilation);
   at::Tensor gb = new_result({c.problem.out_channels}, c.gy.options());
   if (c.problem.batch == 0) return {c.gw.zero_(), gb.zero_()};
-  const auto params = c.problem.params(c.x, c.gw, c.gy);
-#ifdef TCONV3D_WITH_CUDA
-  if (c.gy.is_cuda() && cuda::fused_grad_weight_and_bias(params, c.gy, c.x, c.gw, gb)) {
-    return {c.gw, gb};
-  }
-#endif
-  TCONV3D_RUN_PASS(c.gy, grad_weight, params, c.gy, c.x, c.gw);
-  TCONV3D_RUN_PASS(c.gy, grad_bias, bias_params(c.gy), c.gy, gb);
+  run_grad_weight_and_bias(c, gb);
   return {c.gw, gb};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+    int64_t groups, at::IntArrayRef dilation, bool bias) {
+  constexpr const char* op = "conv_transpose3d backward";
+  check_same_dtype_and_device(op, grad_output, "grad_output", weight, "weight");
+  GradWeightCall c = prepare_grad_weight(op, grad_output, input, weight.sizes(), stride, padding,
+                                         output_padding, groups, dilation);
+  at::Tensor gx = empty_like_format({c.problem.batch, c.problem.in_channels,
+                                     c.problem.in_size[0], c.problem.in_size[1],
+                                     c.problem.in_size[2]},
+                                    c.gy);
+  at::Tensor gb = new_result({bias ? c.problem.out_channels : 0}, c.gy.options());
+  if (c.problem.batch == 0) {
+    return {c.problem.batched ? gx : gx.squeeze(0), c.gw.zero_(), gb.zero_()};
+  }
+#ifdef TCONV3D_WITH_CUDA
+  // grad_output copied channels-last once for both GEMMs that read it so.
+  std::optional<cuda::SharedPacks> shared;
+  if (c.gy.is_cuda()) shared.emplace();
+#endif
+  const auto input_params = c.problem.params(gx, weight, c.gy);
+  TCONV3D_RUN_PASS(c.gy, grad_input, input_params, c.gy, weight, gx);
+  run_grad_weight_and_bias(c, bias ? gb : at::Tensor());
+  return {c.problem.batched ? gx : gx.squeeze(0), c.gw, gb};
 }
 
 }  // namespace tconv3d

@@ -37,6 +37,15 @@ std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
     int64_t groups, at::IntArrayRef dilation);
 
+// grad_input, grad_weight and (where `bias`) grad_bias of one grad_output in
+// one call: on CUDA a channels-last copy of grad_output that both GEMMs need
+// is made once, and grad-bias fused where grad_weight_and_bias fuses it.
+// Without `bias` the third result is empty (0 elements).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+    int64_t groups, at::IntArrayRef dilation, bool bias);
+
 // Test hook: fill every result with NaN before its kernel runs, so an element a
 // kernel fails to write shows up in the comparison against the reference.
 void set_poison_results(bool on);

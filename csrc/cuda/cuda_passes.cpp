@@ -21,6 +21,25 @@
 #include "weight_pack.h"
 
 namespace tconv3d::cuda {
+
+// The GEMM source: each group's channels contiguous, padded with zeros to
+// whole 16-byte pieces.  Channels-last tensors whose strides and address are
+// 16-byte multiples are read in place; anything else is copied once into
+// [N, D, H, W, G, padded] (extra memory: that copy, reported in RESULTS.md).
+struct GemmSource {
+  at::Tensor tensor;
+  int64_t n, d, h, w;  // element strides
+};
+
+// A copy SharedPacks keeps: what it was made from, and the copy.
+struct SharedPacks::Entry {
+  const void* data;
+  std::vector<int64_t> sizes, strides;
+  at::ScalarType dtype;
+  int64_t groups, padded;
+  GemmSource source;
+};
+
 namespace {
 
 std::atomic<bool> g_force_wide_index{false};
@@ -131,15 +150,6 @@ at::Tensor partials_workspace(int64_t splits, int64_t numel, const at::Tensor& l
   return scratch({splits * numel}, like.options().dtype(acc_type));
 }
 
-// The GEMM source: each group's channels contiguous, padded with zeros to
-// whole 16-byte pieces.  Channels-last tensors whose strides and address are
-// 16-byte multiples are read in place; anything else is copied once into
-// [N, D, H, W, G, padded] (extra memory: that copy, reported in RESULTS.md).
-struct GemmSource {
-  at::Tensor tensor;
-  int64_t n, d, h, w;  // element strides
-};
-
 // Whether a channels-last tensor can be read in place in cp.async pieces of
 // `piece` bytes: each group's channels whole pieces, strides and address
 // multiples of a piece.
@@ -185,9 +195,31 @@ GemmSource in_place(const at::Tensor& t) {
   return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
 }
 
+// The active SharedPacks' copies (null when none is).
+thread_local std::vector<SharedPacks::Entry>* t_shared_packs = nullptr;
+
+GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded);
+
 GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
-  const int64_t per_group = t.size(1) / groups;
   if (readable_in_place(t, groups, padded)) return in_place(t);
+  if (t_shared_packs == nullptr) return pack_source(t, groups, padded);
+  for (const SharedPacks::Entry& e : *t_shared_packs) {
+    if (e.data == t.const_data_ptr() && e.sizes == t.sizes() && e.strides == t.strides() &&
+        e.dtype == t.scalar_type() && e.groups == groups && e.padded == padded) {
+      return e.source;
+    }
+  }
+  const GemmSource source = pack_source(t, groups, padded);
+  t_shared_packs->push_back({t.const_data_ptr(), t.sizes().vec(), t.strides().vec(),
+                             t.scalar_type(), groups, padded, source});
+  return source;
+}
+
+std::atomic<int64_t> g_channels_last_copies{0};
+
+GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded) {
+  g_channels_last_copies.fetch_add(1);
+  const int64_t per_group = t.size(1) / groups;
   at::Tensor c;
   if (planes_contiguous(t)) {
     c = scratch({t.size(0), t.size(2), t.size(3), t.size(4), groups, padded}, t.options());
@@ -429,6 +461,8 @@ void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 
 const char* last_kernel(int pass) { return g_last_kernel[pass].load(); }
 
+int64_t channels_last_copies() { return g_channels_last_copies.load(); }
+
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const c10::cuda::CUDAGuard guard(input.device());
@@ -567,6 +601,17 @@ bool try_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
 }
 
 }  // namespace
+
+SharedPacks::SharedPacks() : entries_(nullptr) {
+  if (t_shared_packs == nullptr) t_shared_packs = entries_ = new std::vector<Entry>();
+}
+
+SharedPacks::~SharedPacks() {
+  if (entries_ != nullptr) {
+    t_shared_packs = nullptr;
+    delete entries_;
+  }
+}
 
 bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                                 const at::Tensor& input, const at::Tensor& grad_weight,

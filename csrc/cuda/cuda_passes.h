@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -24,6 +25,23 @@ bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor
                                 const at::Tensor& input, const at::Tensor& grad_weight,
                                 const at::Tensor& grad_bias);
 
+// While one lives (on this thread), a tensor the GEMMs would copy into their
+// channels-last source layout is copied once and the copy reused: the
+// backward's grad-input and grad-weight both read grad_output so (NCDHW
+// layers the in-place kernels do not take).  The copies die with it.
+class SharedPacks {
+ public:
+  SharedPacks();
+  ~SharedPacks();
+  SharedPacks(const SharedPacks&) = delete;
+  SharedPacks& operator=(const SharedPacks&) = delete;
+
+  struct Entry;
+
+ private:
+  std::vector<Entry>* entries_;
+};
+
 // Test hooks.  Wide index: 64-bit offsets even where 32 bits suffice.
 // Policy: Auto picks per shape; Gather forces the direct-gather fallback;
 // TensorCore takes the sm_80 tensor-core kernels (mma.sync) wherever they
@@ -32,6 +50,8 @@ bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor
 void set_force_wide_index(bool on);
 enum class KernelPolicy { Auto, Gather, TensorCore, Wgmma };
 void set_kernel_policy(KernelPolicy policy);
+// Channels-last copies of GEMM sources made since the library loaded.
+int64_t channels_last_copies();
 // Kernel family the last CUDA call of a pass launched: 0 forward, 1 grad-input,
 // 2 grad-weight, 3 grad-bias (the grad-weight kernel's name where it fused them).
 const char* last_kernel(int pass);

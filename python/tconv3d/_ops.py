@@ -1,6 +1,7 @@
 """The four passes as torch operators, torch.ops.tconv3d.{forward, grad_input,
-grad_weight, grad_bias}, and grad_weight_and_bias: the last two from one pass
-over grad_output where a kernel fuses them.
+grad_weight, grad_bias}, grad_weight_and_bias (the last two from one pass
+over grad_output where a kernel fuses them) and backward (all three, sharing
+grad_output's channels-last copy).
 
 Schemas, CPU/CUDA kernels and the autograd formulas (derivatives of any order)
 are registered in C++ (csrc/op_registration.cpp), so a call costs one trip
@@ -19,6 +20,7 @@ grad_input = torch.ops.tconv3d.grad_input
 grad_weight = torch.ops.tconv3d.grad_weight
 grad_bias = torch.ops.tconv3d.grad_bias
 grad_weight_and_bias = torch.ops.tconv3d.grad_weight_and_bias
+backward = torch.ops.tconv3d.backward
 
 
 def transposed_output_extent(size, kernel, stride, padding, dilation, output_padding):
@@ -72,3 +74,9 @@ def _(grad_output):
 @torch.library.register_fake("tconv3d::grad_weight_and_bias")
 def _(grad_output, input, weight_size, stride, padding, output_padding, groups, dilation):
     return grad_output.new_empty(weight_size), grad_output.new_empty([grad_output.shape[-4]])
+
+
+@torch.library.register_fake("tconv3d::backward")
+def _(grad_output, input, weight, stride, padding, output_padding, groups, dilation, bias):
+    return (_empty_like_format(input.shape, grad_output), grad_output.new_empty(weight.shape),
+            grad_output.new_empty([grad_output.shape[-4] if bias else 0]))

@@ -42,14 +42,19 @@ class ConvTranspose3dFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         input, weight = ctx.saved_tensors
         gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
+        needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        if needs_input and needs_weight:
+            gx, gw, gb = _ops.backward(grad_output, input, weight, *ctx.geometry, needs_bias)
+            gb = gb if needs_bias else None
+        elif needs_input:
             gx = _ops.grad_input(grad_output, weight, list(input.shape), *ctx.geometry)
-        if ctx.needs_input_grad[1] and ctx.needs_input_grad[2]:
+            gb = _ops.grad_bias(grad_output) if needs_bias else None
+        elif needs_weight and needs_bias:
             gw, gb = _ops.grad_weight_and_bias(grad_output, input, list(weight.shape),
                                                *ctx.geometry)
-        elif ctx.needs_input_grad[1]:
+        elif needs_weight:
             gw = _ops.grad_weight(grad_output, input, list(weight.shape), *ctx.geometry)
-        elif ctx.needs_input_grad[2]:
+        elif needs_bias:
             gb = _ops.grad_bias(grad_output)
         return gx, gw, gb, None, None, None, None, None
 

@@ -39,6 +39,8 @@ def test_opcheck_every_op(device, variant):
     torch.library.opcheck(torch.ops.tconv3d.grad_bias.default, (gy,))
     torch.library.opcheck(torch.ops.tconv3d.grad_weight_and_bias.default,
                           (gy, x, list(w.shape), *GEOMETRY))
+    for bias in (True, False):
+        torch.library.opcheck(torch.ops.tconv3d.backward.default, (gy, x, w, *GEOMETRY, bias))
 
 
 @pytest.mark.parametrize("device", devices())

@@ -1153,6 +1153,48 @@ def test_tap_blocks_grad_weight_reads_ncdhw_operands_in_place(precision, in_chan
     assert torch.equal(gb, fused()[1])
 
 
+
+@requires_cuda
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_backward_copies_grad_output_once(precision, bias):
+    """NCDHW k3s2p1op1 (the phase GEMMs, which read grad_output channels-last):
+    the backward op copies grad_output once for grad-input and grad-weight,
+    where the two ops copy it once each, with bitwise the same gradients and no
+    more memory."""
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(29)
+    x = torch.randn(2, 48, 7, 9, 10, generator=g).to("cuda", dtype)
+    w = (torch.randn(48, 40, 3, 3, 3, generator=g) / 20).to("cuda", dtype)
+    geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1, [1, 1, 1])
+    gy = torch.randn(2, 40, 14, 18, 20, generator=g).to("cuda", dtype)
+
+    def measured(run):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        copies = tconv3d._C._channels_last_copies()
+        results = run()
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+        return results, tconv3d._C._channels_last_copies() - copies, extra
+
+    def separate():
+        gx = torch.ops.tconv3d.grad_input(gy, w, list(x.shape), *geometry)
+        gw = torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *geometry)
+        gb = torch.ops.tconv3d.grad_bias(gy) if bias else gy.new_empty(0)
+        return gx, gw, gb
+
+    (gx, gw, gb), copies, extra = measured(separate)
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert kernels["grad_input"].startswith("tensor_core_gemm")
+    assert kernels["grad_weight"].startswith("grad_weight_gemm")
+    (bx, bw, bb), shared_copies, shared_extra = measured(
+        lambda: torch.ops.tconv3d.backward(gy, x, w, *geometry, bias))
+    assert shared_copies == copies - 1, (shared_copies, copies)
+    assert shared_extra <= extra + (1 << 20), (shared_extra, extra)
+    assert torch.equal(bx, gx) and torch.equal(bw, gw)
+    assert bb.shape == gb.shape and torch.equal(bb, gb)
+
 def forward_taps_expected(config, dtype):
     """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
     _, cin, cout, groups, _, kernel, stride, *_ = config
