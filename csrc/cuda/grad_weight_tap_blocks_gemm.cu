@@ -235,19 +235,16 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
         }
     }
     if constexpr (std::is_same_v<scalar_t, float>) {
-      constexpr int PA = kAPitchB / 4, PB = kBPitchB / 4;
-      const uint32_t* aw = reinterpret_cast<const uint32_t*>(as);
+      constexpr int PB = kBPitchB / 4;
+      const uint32_t sa = smem_addr(as);
 #pragma unroll
       for (int ks = 0; ks < kPositions / 8; ++ks) {
         uint32_t af[MI][4], bf[NI][2];
         const int k = ks * 8 + t;
 #pragma unroll
-        for (int i = 0; i < MI; ++i) {
-          const int m = wm * kWarpM + i * 16 + grp;
-          af[i][0] = aw[m * PA + k];
-          af[i][1] = aw[(m + 8) * PA + k];
-          af[i][2] = aw[m * PA + k + 4];
-          af[i][3] = aw[(m + 8) * PA + k + 4];
+        for (int i = 0; i < MI; ++i) {  // 8 × 4-word matrices: a lane gets (row l / 4, word l % 4)
+          const int m = wm * kWarpM + i * 16 + lane % 16;
+          ldmatrix_x4(af[i], sa + m * kAPitchB + ks * 32 + (lane / 16) * 16);
         }
 #pragma unroll
         for (int jj = 0; jj < NI / 2; ++jj) {  // (kw 0, kw 1) of position k, and of k + 4
