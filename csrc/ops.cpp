@@ -48,6 +48,13 @@ at::Tensor empty_like_format(at::IntArrayRef shape, const at::Tensor& format_sou
                                format_source.suggest_memory_format()));
 }
 
+// grad_input's result, batched, in grad_output's memory format.
+at::Tensor new_grad_input(const ConvTranspose3dProblem& problem, const at::Tensor& gy) {
+  return empty_like_format({problem.batch, problem.in_channels, problem.in_size[0],
+                            problem.in_size[1], problem.in_size[2]},
+                           gy);
+}
+
 void check_grad_output(const ConvTranspose3dProblem& problem, const at::Tensor& grad_output) {
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(problem.output_shape()),
               "conv_transpose3d backward: expected grad_output of size ",
@@ -98,9 +105,7 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                                           dilation);
   check_grad_output(problem, grad_output);
   const at::Tensor gy = as_batched(grad_output, problem.batched);
-  at::Tensor gx = empty_like_format({problem.batch, problem.in_channels, problem.in_size[0],
-                                     problem.in_size[1], problem.in_size[2]},
-                                    gy);
+  at::Tensor gx = new_grad_input(problem, gy);
   const auto params = problem.params(gx, weight, gy);
   TCONV3D_RUN_PASS(gy, grad_input, params, gy, weight, gx);
   return problem.batched ? gx : gx.squeeze(0);
@@ -136,7 +141,7 @@ ConvTranspose3dParams bias_params(const at::Tensor& gy) {
   params.batch = gy.size(0);
   params.out_channels = gy.size(1);
   for (int i = 0; i < 3; ++i) params.axis[i].out = gy.size(2 + i);
-  params.output = {gy.stride(0), gy.stride(1), gy.stride(2), gy.stride(3), gy.stride(4)};
+  params.output = strides_of(gy);
   return params;
 }
 
@@ -208,10 +213,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
   check_same_dtype_and_device(op, grad_output, "grad_output", weight, "weight");
   GradWeightCall c = prepare_grad_weight(op, grad_output, input, weight.sizes(), stride, padding,
                                          output_padding, groups, dilation);
-  at::Tensor gx = empty_like_format({c.problem.batch, c.problem.in_channels,
-                                     c.problem.in_size[0], c.problem.in_size[1],
-                                     c.problem.in_size[2]},
-                                    c.gy);
+  at::Tensor gx = new_grad_input(c.problem, c.gy);
   at::Tensor gb = new_result({bias ? c.problem.out_channels : 0}, c.gy.options());
   if (c.problem.batch == 0) {
     return {c.problem.batched ? gx : gx.squeeze(0), c.gw.zero_(), gb.zero_()};

@@ -44,6 +44,8 @@ namespace {
 
 std::atomic<bool> g_force_wide_index{false};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
+// Channels-last copies of GEMM sources made, for tests.
+std::atomic<int64_t> g_channels_last_copies{0};
 // Last kernel family per pass (forward, grad-input, grad-weight, grad-bias), for tests.
 std::atomic<const char*> g_last_kernel[4] = {"none", "none", "none", "none"};
 constexpr int64_t kMinTensorCoreChannels = 8;
@@ -195,28 +197,7 @@ GemmSource in_place(const at::Tensor& t) {
   return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
 }
 
-// The active SharedPacks' copies (null when none is).
-thread_local std::vector<SharedPacks::Entry>* t_shared_packs = nullptr;
-
-GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded);
-
-GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
-  if (readable_in_place(t, groups, padded)) return in_place(t);
-  if (t_shared_packs == nullptr) return pack_source(t, groups, padded);
-  for (const SharedPacks::Entry& e : *t_shared_packs) {
-    if (e.data == t.const_data_ptr() && e.sizes == t.sizes() && e.strides == t.strides() &&
-        e.dtype == t.scalar_type() && e.groups == groups && e.padded == padded) {
-      return e.source;
-    }
-  }
-  const GemmSource source = pack_source(t, groups, padded);
-  t_shared_packs->push_back({t.const_data_ptr(), t.sizes().vec(), t.strides().vec(),
-                             t.scalar_type(), groups, padded, source});
-  return source;
-}
-
-std::atomic<int64_t> g_channels_last_copies{0};
-
+// A channels-last copy of t, each group's channels padded to `padded`.
 GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   g_channels_last_copies.fetch_add(1);
   const int64_t per_group = t.size(1) / groups;
@@ -234,6 +215,26 @@ GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded) {
                            : v.contiguous();
   }
   return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
+}
+
+// The active SharedPacks' copies (null when none is).
+thread_local std::vector<SharedPacks::Entry>* t_shared_packs = nullptr;
+
+// t in place where it can be read so, else a copy: the live SharedPacks' one
+// of the same tensor where there is one.
+GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
+  if (readable_in_place(t, groups, padded)) return in_place(t);
+  if (t_shared_packs == nullptr) return pack_source(t, groups, padded);
+  for (const SharedPacks::Entry& e : *t_shared_packs) {
+    if (e.data == t.const_data_ptr() && e.sizes == t.sizes() && e.strides == t.strides() &&
+        e.dtype == t.scalar_type() && e.groups == groups && e.padded == padded) {
+      return e.source;
+    }
+  }
+  const GemmSource source = pack_source(t, groups, padded);
+  t_shared_packs->push_back({t.const_data_ptr(), t.sizes().vec(), t.strides().vec(),
+                             t.scalar_type(), groups, padded, source});
+  return source;
 }
 
 // The element stride between consecutive D·H·W positions of t where it is
@@ -602,15 +603,13 @@ bool try_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
 
 }  // namespace
 
-SharedPacks::SharedPacks() : entries_(nullptr) {
-  if (t_shared_packs == nullptr) t_shared_packs = entries_ = new std::vector<Entry>();
+// A nested scope leaves the outer one's copies in charge.
+SharedPacks::SharedPacks() : owner_(t_shared_packs == nullptr) {
+  if (owner_) t_shared_packs = &entries_;
 }
 
 SharedPacks::~SharedPacks() {
-  if (entries_ != nullptr) {
-    t_shared_packs = nullptr;
-    delete entries_;
-  }
+  if (owner_) t_shared_packs = nullptr;
 }
 
 bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,

@@ -39,7 +39,8 @@ class SharedPacks {
   struct Entry;
 
  private:
-  std::vector<Entry>* entries_;
+  bool owner_;
+  std::vector<Entry> entries_;
 };
 
 // Test hooks.  Wide index: 64-bit offsets even where 32 bits suffice.
