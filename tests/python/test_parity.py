@@ -83,6 +83,16 @@ def memory_beyond_results(run):
     return result, torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
 
 
+def assert_repeats_bitwise(result, run, pass_name, kernel):
+    """run() gives `result` bit for bit again, and with 64-bit indices on the
+    same kernel."""
+    assert torch.equal(result, run())
+    with hook_set(tconv3d._C._set_force_wide_index, True, False):
+        wide = run()
+    assert tconv3d._C._last_cuda_kernels()[pass_name] == kernel
+    assert torch.equal(result, wide)
+
+
 def check(what, value, reference, torch_value, dtype):
     tf32 = dtype == torch.float32 and value.is_cuda and torch.backends.cudnn.allow_tf32
     tolerance = TF32_TOLERANCE if tf32 else TOLERANCE[dtype]
@@ -1096,11 +1106,7 @@ def test_tap_blocks_reads_ncdhw_grad_output_in_place(precision, in_channels):
     y_ref = F.conv_transpose3d(x_ref, w.double(), stride=2)
     gx_ref, = torch.autograd.grad(y_ref, x_ref, gy.double())
     check("grad_input", gx, gx_ref, None, dtype)
-    assert torch.equal(gx, run())
-    with hook_set(tconv3d._C._set_force_wide_index, True, False):
-        wide = run()
-    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_tap_blocks_gemm"
-    assert torch.equal(gx, wide)
+    assert_repeats_bitwise(gx, run, "grad_input", "grad_input_tap_blocks_gemm")
 
 
 @requires_cuda
@@ -1137,11 +1143,7 @@ def test_tap_blocks_grad_weight_reads_ncdhw_operands_in_place(precision, in_chan
     y_ref = F.conv_transpose3d(x.double(), w_ref, stride=2)
     gw_ref, = torch.autograd.grad(y_ref, w_ref, gy.double())
     check("grad_weight", gw, gw_ref, None, dtype)
-    assert torch.equal(gw, run())
-    with hook_set(tconv3d._C._set_force_wide_index, True, False):
-        wide = run()
-    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_tap_blocks_gemm"
-    assert torch.equal(gw, wide)
+    assert_repeats_bitwise(gw, run, "grad_weight", "grad_weight_tap_blocks_gemm")
     # With grad-bias in the same pass: gw unchanged, gb against float64 and
     # grad_bias_reduce, bitwise repeatable; no more memory than the partials.
     (fused_gw, gb), extra = memory_beyond_results(fused)
@@ -1151,7 +1153,6 @@ def test_tap_blocks_grad_weight_reads_ncdhw_operands_in_place(precision, in_chan
     gb_ref = gy.double().sum((0, 2, 3, 4))
     check("grad_bias", gb, gb_ref, torch.ops.tconv3d.grad_bias(gy), dtype)
     assert torch.equal(gb, fused()[1])
-
 
 
 @requires_cuda
@@ -1170,12 +1171,8 @@ def test_backward_copies_grad_output_once(precision, bias):
     gy = torch.randn(2, 40, 14, 18, 20, generator=g).to("cuda", dtype)
 
     def measured(run):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
         copies = tconv3d._C._channels_last_copies()
-        results = run()
-        torch.cuda.synchronize()
-        extra = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+        results, extra = memory_beyond_results(run)
         return results, tconv3d._C._channels_last_copies() - copies, extra
 
     def separate():
@@ -1194,6 +1191,7 @@ def test_backward_copies_grad_output_once(precision, bias):
     assert shared_extra <= extra + (1 << 20), (shared_extra, extra)
     assert torch.equal(bx, gx) and torch.equal(bw, gw)
     assert bb.shape == gb.shape and torch.equal(bb, gb)
+
 
 def forward_taps_expected(config, dtype):
     """Mirror of forward_taps_gemm_supports and _pays (tensor_core_gemm.h)."""
