@@ -177,17 +177,31 @@ at::Tensor grad_bias(const at::Tensor& grad_output) {
 
 namespace {
 
-// gw (and gb where defined) of a prepared call; batch > 0.
-void run_grad_weight_and_bias(const GradWeightCall& c, const at::Tensor& gb) {
+// The backward's scope in which CUDA GEMMs share channels-last copies (and
+// the copy of grad_output sums the bias); nothing elsewhere.
+#ifdef TCONV3D_WITH_CUDA
+using SharedPacksScope = std::optional<cuda::SharedPacks>;
+bool bias_summed(const SharedPacksScope& scope) { return scope && scope->bias_summed(); }
+#else
+struct SharedPacksScope {};
+bool bias_summed(const SharedPacksScope&) { return false; }
+#endif
+
+// gw (and gb where defined, unless a copy of grad_output summed it already);
+// batch > 0.
+void run_grad_weight_and_bias(const GradWeightCall& c, const at::Tensor& gb,
+                              const SharedPacksScope& scope = {}) {
   const auto params = c.problem.params(c.x, c.gw, c.gy);
 #ifdef TCONV3D_WITH_CUDA
-  if (gb.defined() && c.gy.is_cuda() &&
+  if (gb.defined() && c.gy.is_cuda() && !bias_summed(scope) &&
       cuda::fused_grad_weight_and_bias(params, c.gy, c.x, c.gw, gb)) {
     return;
   }
 #endif
   TCONV3D_RUN_PASS(c.gy, grad_weight, params, c.gy, c.x, c.gw);
-  if (gb.defined()) TCONV3D_RUN_PASS(c.gy, grad_bias, bias_params(c.gy), c.gy, gb);
+  if (gb.defined() && !bias_summed(scope)) {
+    TCONV3D_RUN_PASS(c.gy, grad_bias, bias_params(c.gy), c.gy, gb);
+  }
 }
 
 }  // namespace
@@ -218,14 +232,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
   if (c.problem.batch == 0) {
     return {c.problem.batched ? gx : gx.squeeze(0), c.gw.zero_(), gb.zero_()};
   }
+  // grad_output copied channels-last once for both GEMMs that read it so,
+  // summing the bias on the way.
+  SharedPacksScope shared;
 #ifdef TCONV3D_WITH_CUDA
-  // grad_output copied channels-last once for both GEMMs that read it so.
-  std::optional<cuda::SharedPacks> shared;
-  if (c.gy.is_cuda()) shared.emplace();
+  if (c.gy.is_cuda()) shared.emplace(c.gy, gb);
 #endif
   const auto input_params = c.problem.params(gx, weight, c.gy);
   TCONV3D_RUN_PASS(c.gy, grad_input, input_params, c.gy, weight, gx);
-  run_grad_weight_and_bias(c, bias ? gb : at::Tensor());
+  run_grad_weight_and_bias(c, bias ? gb : at::Tensor(), shared);
   return {c.problem.batched ? gx : gx.squeeze(0), c.gw, gb};
 }
 

@@ -9,6 +9,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "../params.h"
+
 namespace tconv3d::cuda {
 
 // Element (n, c, s) of the source at n·stride_n + c·stride_c + s: each
@@ -24,6 +26,19 @@ struct PlanarSource {
 // dst holds batch · plane · groups · padded elements, padded ≥ channels / groups.
 cudaError_t launch_pack_channels_last(const PlanarSource& src, int element_bytes, int64_t padded,
                                       void* dst, cudaStream_t stream);
+
+// The same copy summing each channel on the way (fp32): the bias gradient of
+// an NCDHW grad_output the GEMMs copy anyway, without a pass of its own over
+// it.  Row r < pack_sum_rows(src) of partial holds the sums of one sample's
+// position tile, partial[r · channels + channel]; the caller adds the rows in
+// a fixed order (launch_combine_channel_sums).  Only where the copy moves
+// whole 16-byte pieces (pack_sums_channels), for fp32, fp16 and bf16.
+bool pack_sums_channels(const PlanarSource& src, int element_bytes, int64_t padded,
+                        const void* dst);
+int64_t pack_sum_rows(const PlanarSource& src);
+cudaError_t launch_pack_channels_last_summing(const PlanarSource& src, ScalarKind dtype,
+                                              int64_t padded, void* dst, float* partial,
+                                              cudaStream_t stream);
 
 // The taps-folded grad-weight's gy: [N][positions][G][4], each group's
 // channels (at most 4) padded with zeros to 4, from a source whose positions

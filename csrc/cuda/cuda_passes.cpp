@@ -197,8 +197,11 @@ GemmSource in_place(const at::Tensor& t) {
   return {t, t.stride(0), t.stride(2), t.stride(3), t.stride(4)};
 }
 
-// A channels-last copy of t, each group's channels padded to `padded`.
-GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded) {
+// A channels-last copy of t, each group's channels padded to `padded`; where
+// grad_bias is given and the copy kernel sums (pack_sums_channels), t's
+// channel sums land in it on the way and *summed is set.
+GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded,
+                       const at::Tensor& grad_bias = {}, bool* summed = nullptr) {
   g_channels_last_copies.fetch_add(1);
   const int64_t per_group = t.size(1) / groups;
   at::Tensor c;
@@ -206,9 +209,24 @@ GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded) {
     c = scratch({t.size(0), t.size(2), t.size(3), t.size(4), groups, padded}, t.options());
     const PlanarSource src{t.const_data_ptr(), t.size(0), t.size(1), groups,
                            t.size(2) * t.size(3) * t.size(4), t.stride(0), t.stride(1)};
-    C10_CUDA_CHECK(launch_pack_channels_last(
-        src, static_cast<int>(t.element_size()), padded, c.mutable_data_ptr(),
-        c10::cuda::getCurrentCUDAStream(t.device().index()).stream()));
+    const int element_bytes = static_cast<int>(t.element_size());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+    if (grad_bias.defined() && pack_sums_channels(src, element_bytes, padded, c.const_data_ptr())) {
+      const ScalarKind dtype = scalar_kind(t.scalar_type());
+      const int64_t rows = pack_sum_rows(src);
+      const at::Tensor partial = scratch({rows * t.size(1)}, t.options().dtype(at::kFloat));
+      C10_CUDA_CHECK(launch_pack_channels_last_summing(src, dtype, padded, c.mutable_data_ptr(),
+                                                       partial.data_ptr<float>(), stream));
+      C10_CUDA_CHECK(launch_combine_channel_sums(dtype, partial.data_ptr<float>(), rows,
+                                                 static_cast<int>(t.size(1)),
+                                                 grad_bias.mutable_data_ptr(), grad_bias.stride(0),
+                                                 stream));
+      g_last_kernel[3] = "pack_channels_last_summing";
+      *summed = true;
+    } else {
+      C10_CUDA_CHECK(
+          launch_pack_channels_last(src, element_bytes, padded, c.mutable_data_ptr(), stream));
+    }
   } else {
     const at::Tensor v = t.unflatten(1, {groups, per_group}).permute({0, 3, 4, 5, 1, 2});
     c = padded > per_group ? at::constant_pad_nd(v, {0, padded - per_group}).contiguous()
@@ -217,24 +235,48 @@ GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded) {
   return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
 }
 
-// The active SharedPacks' copies (null when none is).
-thread_local std::vector<SharedPacks::Entry>* t_shared_packs = nullptr;
+bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
+  return a.defined() && b.defined() && a.const_data_ptr() == b.const_data_ptr() &&
+         a.sizes() == b.sizes() && a.strides() == b.strides() &&
+         a.scalar_type() == b.scalar_type();
+}
 
-// t in place where it can be read so, else a copy: the live SharedPacks' one
-// of the same tensor where there is one.
-GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
-  if (readable_in_place(t, groups, padded)) return in_place(t);
-  if (t_shared_packs == nullptr) return pack_source(t, groups, padded);
-  for (const SharedPacks::Entry& e : *t_shared_packs) {
-    if (e.data == t.const_data_ptr() && e.sizes == t.sizes() && e.strides == t.strides() &&
-        e.dtype == t.scalar_type() && e.groups == groups && e.padded == padded) {
-      return e.source;
+}  // namespace
+
+// gemm_source's way into the live SharedPacks.
+struct SharedPacksAccess {
+  // The active one on this thread (null when none is).
+  static thread_local SharedPacks* active;
+
+  // t in place where it can be read so, else a copy: the live SharedPacks'
+  // one of the same tensor where there is one.
+  static GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
+    if (readable_in_place(t, groups, padded)) return in_place(t);
+    SharedPacks* packs = active;
+    if (packs == nullptr) return pack_source(t, groups, padded);
+    for (const SharedPacks::Entry& e : packs->entries_) {
+      if (e.data == t.const_data_ptr() && e.sizes == t.sizes() && e.strides == t.strides() &&
+          e.dtype == t.scalar_type() && e.groups == groups && e.padded == padded) {
+        return e.source;
+      }
     }
+    const bool sums = !packs->bias_summed_ && same_tensor(t, packs->grad_output_) &&
+                      packs->grad_bias_.defined();
+    const GemmSource source = sums ? pack_source(t, groups, padded, packs->grad_bias_,
+                                                 &packs->bias_summed_)
+                                   : pack_source(t, groups, padded);
+    packs->entries_.push_back({t.const_data_ptr(), t.sizes().vec(), t.strides().vec(),
+                               t.scalar_type(), groups, padded, source});
+    return source;
   }
-  const GemmSource source = pack_source(t, groups, padded);
-  t_shared_packs->push_back({t.const_data_ptr(), t.sizes().vec(), t.strides().vec(),
-                             t.scalar_type(), groups, padded, source});
-  return source;
+};
+
+thread_local SharedPacks* SharedPacksAccess::active = nullptr;
+
+namespace {
+
+GemmSource gemm_source(const at::Tensor& t, int64_t groups, int64_t padded) {
+  return SharedPacksAccess::gemm_source(t, groups, padded);
 }
 
 // The element stride between consecutive D·H·W positions of t where it is
@@ -603,13 +645,16 @@ bool try_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
 
 }  // namespace
 
-// A nested scope leaves the outer one's copies in charge.
-SharedPacks::SharedPacks() : owner_(t_shared_packs == nullptr) {
-  if (owner_) t_shared_packs = &entries_;
+// A nested scope leaves the outer one's copies (and bias) in charge.
+SharedPacks::SharedPacks(const at::Tensor& grad_output, const at::Tensor& grad_bias)
+    : owner_(SharedPacksAccess::active == nullptr),
+      grad_output_(grad_output),
+      grad_bias_(grad_bias.defined() && grad_bias.numel() > 0 ? grad_bias : at::Tensor()) {
+  if (owner_) SharedPacksAccess::active = this;
 }
 
 SharedPacks::~SharedPacks() {
-  if (owner_) t_shared_packs = nullptr;
+  if (owner_) SharedPacksAccess::active = nullptr;
 }
 
 bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,

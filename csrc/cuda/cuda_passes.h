@@ -29,18 +29,26 @@ bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor
 // channels-last source layout is copied once and the copy reused: the
 // backward's grad-input and grad-weight both read grad_output so (NCDHW
 // layers the in-place kernels do not take).  The copies die with it.
+// Given grad_bias, the copy of grad_output also sums its channels into it
+// where the copy kernel can (bias_summed() says whether it did), sparing the
+// bias its own pass over grad_output.
 class SharedPacks {
  public:
-  SharedPacks();
+  explicit SharedPacks(const at::Tensor& grad_output = {}, const at::Tensor& grad_bias = {});
   ~SharedPacks();
   SharedPacks(const SharedPacks&) = delete;
   SharedPacks& operator=(const SharedPacks&) = delete;
 
+  bool bias_summed() const { return bias_summed_; }
+
   struct Entry;
 
  private:
+  friend struct SharedPacksAccess;
   bool owner_;
   std::vector<Entry> entries_;
+  at::Tensor grad_output_, grad_bias_;
+  bool bias_summed_ = false;
 };
 
 // Test hooks.  Wide index: 64-bit offsets even where 32 bits suffice.

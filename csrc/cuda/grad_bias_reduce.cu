@@ -21,6 +21,7 @@
 // grid is at most one wave of kBlocksPerSm blocks on each of the H200's SMs.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../direct_gather.h"
 #include "deterministic_reduce.cuh"
@@ -350,6 +351,20 @@ BiasPlan bias_plan(const ConvTranspose3dParams& p, ScalarKind dtype, const void*
 }
 
 }  // namespace
+
+cudaError_t launch_combine_channel_sums(ScalarKind dtype, const float* partial, int64_t rows,
+                                        int channels, void* grad_bias, int64_t grad_bias_stride,
+                                        cudaStream_t stream) {
+  cudaError_t launched = cudaErrorInvalidValue;
+  dispatch_scalar(dtype, [&](auto scalar) {
+    using scalar_t = decltype(scalar);
+    if constexpr (std::is_same_v<acc_t<scalar_t>, float>) {
+      launched = launch_combine_channel_partials<scalar_t>(
+          partial, rows, channels, static_cast<scalar_t*>(grad_bias), grad_bias_stride, stream);
+    }
+  });
+  return launched;
+}
 
 int64_t grad_bias_splits(const ConvTranspose3dParams& p, ScalarKind dtype,
                          const void* grad_output) {

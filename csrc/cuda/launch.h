@@ -71,5 +71,10 @@ int64_t grad_bias_splits(const ConvTranspose3dParams& p, ScalarKind dtype, const
 cudaError_t launch_grad_bias_reduce(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                     const void* grad_output, void* grad_bias,
                                     int64_t grad_bias_stride, void* workspace);
+// grad_bias[c · stride] = the fixed-order sum of partial[r · channels + c]
+// over r < rows (fp32 partials: fp32, fp16, bf16 only).
+cudaError_t launch_combine_channel_sums(ScalarKind dtype, const float* partial, int64_t rows,
+                                        int channels, void* grad_bias, int64_t grad_bias_stride,
+                                        cudaStream_t stream);
 
 }  // namespace tconv3d::cuda

@@ -1078,7 +1078,25 @@ def test_tap_blocks_gemms(name, layout, precision):
     if config[-1]:  # bias: from the same pass where the kernel reads all of grad_output
         fused = takes and not any(triple(config[8]))  # no output padding
         assert kernels["grad_bias"] == ("grad_weight_tap_blocks_gemm" if fused
-                                        else "grad_bias_reduce")
+                                        else bias_pass_expected(config, layout, dtype, kernels))
+
+
+def bias_pass_expected(config, layout, dtype, kernels):
+    """Mirror of where the backward op's grad-bias runs when no grad-weight
+    kernel fuses it: in the channels-last copy of an NCDHW grad_output that a
+    phase GEMM makes, where its planes are whole 16-byte pieces
+    (pack_sums_channels), else its own pass."""
+    geometry = geometry_of(config)
+    x_shape, w_shape, _ = shapes_of(config)
+    plane = math.prod(transposed_output_extent(i, k, s, p, d, op) for i, k, s, p, d, op in zip(
+        x_shape[2:], w_shape[2:], triple(geometry["stride"]), triple(geometry["padding"]),
+        triple(geometry["dilation"]), triple(geometry["output_padding"])))
+    element_size = torch.empty((), dtype=dtype).element_size()
+    copies_gy = (kernels["grad_input"].startswith("tensor_core_gemm")
+                 or kernels["grad_weight"] in ("grad_weight_gemm_sm90",
+                                               "grad_weight_gemm_channels_last"))
+    summed = layout == "contiguous" and copies_gy and plane % (16 // element_size) == 0
+    return "pack_channels_last_summing" if summed else "grad_bias_reduce"
 
 
 @requires_cuda
@@ -1162,7 +1180,7 @@ def test_backward_copies_grad_output_once(precision, bias):
     """NCDHW k3s2p1op1 (the phase GEMMs, which read grad_output channels-last):
     the backward op copies grad_output once for grad-input and grad-weight,
     where the two ops copy it once each, with bitwise the same gradients and no
-    more memory."""
+    more memory; the copy sums the bias on the way (test below)."""
     dtype = use_precision(precision)
     g = torch.Generator().manual_seed(29)
     x = torch.randn(2, 48, 7, 9, 10, generator=g).to("cuda", dtype)
@@ -1190,7 +1208,59 @@ def test_backward_copies_grad_output_once(precision, bias):
     assert shared_copies == copies - 1, (shared_copies, copies)
     assert shared_extra <= extra + (1 << 20), (shared_extra, extra)
     assert torch.equal(bx, gx) and torch.equal(bw, gw)
-    assert bb.shape == gb.shape and torch.equal(bb, gb)
+    assert bb.shape == gb.shape
+    if bias:
+        assert tconv3d._C._last_cuda_kernels()["grad_bias"] == "pack_channels_last_summing"
+        check("grad_bias", bb, gy.double().sum((0, 2, 3, 4)), gb, dtype)
+
+
+# (batch, Cin, Cout, groups, kernel, stride, padding, output_padding, input
+# size): grad_output planes of whole 16-byte pieces walked one tile a block,
+# and several (the 48^3 planes of 4 samples: 1728 tiles, 512 blocks a
+# sample); groups; and a plane of 7 x 9 x 11, in no whole pieces.
+BIAS_SUMMING_CONFIGS = [
+    (4, 24, 40, 1, 3, 2, 1, 1, (24, 24, 24)),
+    (3, 64, 72, 2, 4, 2, 1, 0, (5, 7, 9)),
+    (2, 16, 136, 1, (3, 4, 3), (2, 2, 1), 1, (1, 0, 0), (6, 5, 8)),
+    (2, 32, 48, 1, 3, 2, 1, 0, (4, 5, 6)),
+]
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16", "fp16"])
+@pytest.mark.parametrize("config", BIAS_SUMMING_CONFIGS, ids=str)
+def test_backward_sums_bias_in_grad_output_copy(config, precision):
+    """Where the backward copies an NCDHW grad_output channels-last for the
+    phase GEMMs in 16-byte pieces, the copy also sums each channel: grad_bias
+    from it against float64 (within twice torch's own error), bitwise
+    repeatable (also with 64-bit indices), the other gradients bitwise those
+    of the separate ops.  A plane in no whole pieces leaves the bias to its
+    own pass."""
+    batch, cin, cout, groups, kernel, stride, padding, output_padding, size = config
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(31)
+    kernel, stride = triple(kernel), triple(stride)
+    padding, output_padding = triple(padding), triple(output_padding)
+    x = torch.randn(batch, cin, *size, generator=g).to("cuda", dtype)
+    w = (torch.randn(cin, cout // groups, *kernel, generator=g) / 20).to("cuda", dtype)
+    geometry = (list(stride), list(padding), list(output_padding), groups, [1, 1, 1])
+    out_size = [transposed_output_extent(i, k, s, p, 1, op) for i, k, s, p, op in zip(
+        size, kernel, stride, padding, output_padding)]
+    # Off zero on average, small enough that fp16 sums of 4 · 48^3 stay finite.
+    gy = ((torch.randn(batch, cout, *out_size, generator=g) + 0.5) / 16).to("cuda", dtype)
+    summed = math.prod(out_size) % (16 // gy.element_size()) == 0
+    kernel_name = "pack_channels_last_summing" if summed else "grad_bias_reduce"
+
+    def run():
+        return torch.ops.tconv3d.backward(gy, x, w, *geometry, True)
+
+    gx, gw, gb = run()
+    assert tconv3d._C._last_cuda_kernels()["grad_bias"] == kernel_name
+    assert torch.equal(gx, torch.ops.tconv3d.grad_input(gy, w, list(x.shape), *geometry))
+    assert tconv3d._C._last_cuda_kernels()["grad_input"].startswith("tensor_core_gemm")
+    assert torch.equal(gw, torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *geometry))
+    check("grad_bias", gb, gy.double().sum((0, 2, 3, 4)), gy.sum((0, 2, 3, 4)), dtype)
+    assert_repeats_bitwise(gb, lambda: run()[2], "grad_bias", kernel_name)
 
 
 def forward_taps_expected(config, dtype):
