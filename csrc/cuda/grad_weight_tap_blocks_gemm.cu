@@ -75,33 +75,33 @@ constexpr int kSmem = kStages<scalar_t> * kStageBytes<scalar_t, kBM>;
 // "In-place grad-weight and fused grad-bias round").
 constexpr int64_t kTargetBlocks = 264, kMinChunks = 16;
 
-struct Plan {
-  int bm;
-  int q_count;    // Cout/G · kD · kH; a gw row is 2 · q_count columns
-  int64_t plane;  // D·H·W input positions a sample
-  int64_t chunks_per_sample;  // stages of kPositions positions
-  int64_t m_tiles, n_tiles, splits, chunks;
-  int64_t numel;       // Cin · 2 · q_count: one split's partials
-  int64_t bias_numel;  // G · q_count: one split's grad-bias partials
-};
-
 struct Args {
   ConvTranspose3dParams p;
   const void* input;
   const void* grad_output;
   float* partials;
-  float* bias_partials;  // [split][G·q_count], or null: no grad-bias
-  Plan pl;
+  float* bias_partials;       // [split][G·q_count], or null: no grad-bias
+  int64_t plane;              // D·H·W input positions a sample
+  int64_t chunks_per_sample;  // stages of kPositions positions
+  int64_t chunks, splits, m_tiles, n_tiles;
+  int64_t numel;    // Cin · columns: one split's partials
+  int64_t columns;  // Cout/G · kD · kH · 2: a gw row
+  int q_count;      // Cout/G · kD · kH
   at::cuda::detail::IntDivider<unsigned> w_div, h_div, kh_div, kd_div;
+};
+
+struct Plan {
+  int bm;
+  int64_t plane;  // D·H·W input positions a sample
+  int64_t m_tiles, n_tiles, splits, chunks_per_sample, chunks, numel;
+  int64_t bias_numel;  // G · q_count: one split's grad-bias partials
 };
 
 inline Plan plan(const ConvTranspose3dParams& p) {
   Plan pl{};
   pl.bm = p.in_per_group > 64 ? 128 : 64;
   pl.m_tiles = (p.in_per_group + pl.bm - 1) / pl.bm;
-  // In 64 bits: supports refuses a q_count past int by the tile count.
   const int64_t q_count = p.out_per_group * p.axis[0].kernel * p.axis[1].kernel;
-  pl.q_count = int(q_count);
   pl.n_tiles = (q_count + kQRows - 1) / kQRows;
   pl.plane = input_positions(1, p.axis);
   pl.chunks_per_sample = (pl.plane + kPositions - 1) / kPositions;
@@ -131,17 +131,15 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
   extern __shared__ __align__(128) unsigned char smem[];
 
   const ConvTranspose3dParams& p = a.p;
-  const Plan& pl = a.pl;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = warp % 2, wn = warp / 2, grp = lane / 4, t = lane % 4;
   const int64_t g = blockIdx.y;
   int64_t b = blockIdx.x;
-  const int q0 = int(b % pl.n_tiles) * kQRows;
-  b /= pl.n_tiles;
-  const int m0 = int(b % pl.m_tiles) * kBM;
-  const int64_t split = b / pl.m_tiles;
-  const int64_t c_begin = pl.chunks * split / pl.splits;
-  const int64_t c_end = pl.chunks * (split + 1) / pl.splits;
+  const int q0 = int(b % a.n_tiles) * kQRows;
+  b /= a.n_tiles;
+  const int m0 = int(b % a.m_tiles) * kBM;
+  const int64_t split = b / a.m_tiles;
+  const int64_t c_begin = a.chunks * split / a.splits, c_end = a.chunks * (split + 1) / a.splits;
   const int cig = int(p.in_per_group), cog = int(p.out_per_group);
   const scalar_t* x = static_cast<const scalar_t*>(a.input);
   const scalar_t* gy = static_cast<const scalar_t*>(a.grad_output);
@@ -164,7 +162,7 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
 #pragma unroll
   for (int e = 0; e < kBPerThread; ++e) {
     const int q = q0 + tid / kBPiecesRow + e * (kThreads / kBPiecesRow);
-    b_ok[e] = q < pl.q_count;
+    b_ok[e] = q < a.q_count;
     const auto kh = a.kh_div.divmod(unsigned(b_ok[e] ? q : 0));  // (co, kd) and kh
     const auto kd = a.kd_div.divmod(kh.div);                       // co and kd
     b_row[e] = index_t((g * cog + kd.div) * p.output.c + kd.mod * p.output.d +
@@ -172,10 +170,10 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
   }
 
   auto load_stage = [&](int64_t chunk, int slot) {
-    const int64_t n = chunk / pl.chunks_per_sample;
-    const int64_t f0 = (chunk - n * pl.chunks_per_sample) * kPositions;
+    const int64_t n = chunk / a.chunks_per_sample;
+    const int64_t f0 = (chunk - n * a.chunks_per_sample) * kPositions;
     const uint32_t base = sbase + uint32_t(slot * kStage);
-    const bool a_in = f0 + a_col < pl.plane;
+    const bool a_in = f0 + a_col < a.plane;
     const index_t a_at = index_t(n * p.input.n + f0);
 #pragma unroll
     for (int e = 0; e < kAPerThread; ++e) {
@@ -185,7 +183,7 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
     }
     // A piece holds VEC / 2 positions of one W line (W a multiple of it).
     const int64_t f = f0 + b_pos;
-    const bool b_in = f < pl.plane;
+    const bool b_in = f < a.plane;
     index_t b_at = 0;
     if (b_in) {
       const auto w = a.w_div.divmod(unsigned(f));
@@ -297,17 +295,16 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
 #pragma unroll
       for (int offset = 4; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
       const int q = q0 + tid / 8 + h * kBiasRows;
-      if (tid % 8 == 0 && q < pl.q_count) {
-        a.bias_partials[(split * p.groups + g) * pl.q_count + q] = v;
+      if (tid % 8 == 0 && q < a.q_count) {
+        a.bias_partials[(split * p.groups + g) * a.q_count + q] = v;
       }
     }
   }
 
   // Pieces 2jj and 2jj + 1 hold kw 0 and kw 1 of the same q: a lane's
   // (q, q + 1) × (kw 0, 1) are four consecutive columns of a gw row.
-  float* out = a.partials + split * pl.numel;
-  const int64_t columns = 2 * int64_t(pl.q_count);  // a gw row
-  const bool whole = columns % 4 == 0;
+  float* out = a.partials + split * a.numel;
+  const bool whole = a.columns % 4 == 0;
 #pragma unroll
   for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -316,15 +313,15 @@ __global__ void __launch_bounds__(kThreads, 2) grad_weight_tap_blocks_kernel(con
       for (int h = 0; h < 2; ++h) {
         const int ci = m0 + wm * kWarpM + i * 16 + grp + 8 * h;
         const int q = q0 + wn * 16 + jj * 8 + 2 * t;
-        if (ci >= cig || q >= pl.q_count) continue;
-        float* to = out + (g * cig + ci) * columns + 2 * q;
+        if (ci >= cig || q >= a.q_count) continue;
+        float* to = out + (g * cig + ci) * a.columns + 2 * q;
         const float4 v{acc[i][2 * jj][2 * h], acc[i][2 * jj + 1][2 * h],
                        acc[i][2 * jj][2 * h + 1], acc[i][2 * jj + 1][2 * h + 1]};
         if (whole) {
           *reinterpret_cast<float4*>(to) = v;  // q even, Cout/G·kD·kH even: q + 1 in range
         } else {
           *reinterpret_cast<float2*>(to) = make_float2(v.x, v.y);
-          if (q + 1 < pl.q_count) *reinterpret_cast<float2*>(to + 2) = make_float2(v.z, v.w);
+          if (q + 1 < a.q_count) *reinterpret_cast<float2*>(to + 2) = make_float2(v.z, v.w);
         }
       }
 #endif
@@ -359,7 +356,7 @@ cudaError_t launch_tile(const Args& a, cudaStream_t stream) {
   constexpr int smem = kSmem<scalar_t, kBM>;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
-  const dim3 grid(static_cast<unsigned int>(a.pl.splits * a.pl.m_tiles * a.pl.n_tiles),
+  const dim3 grid(static_cast<unsigned int>(a.splits * a.m_tiles * a.n_tiles),
                   static_cast<unsigned int>(a.p.groups));
   kernel<<<grid, kThreads, smem, stream>>>(a);
   return cudaGetLastError();
@@ -416,7 +413,15 @@ cudaError_t launch_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
   a.grad_output = ops.grad_output;
   a.partials = ops.workspace;
   a.bias_partials = ops.grad_bias != nullptr ? ops.workspace + pl.splits * pl.numel : nullptr;
-  a.pl = pl;
+  a.plane = pl.plane;
+  a.chunks_per_sample = pl.chunks_per_sample;
+  a.chunks = pl.chunks;
+  a.splits = pl.splits;
+  a.m_tiles = pl.m_tiles;
+  a.n_tiles = pl.n_tiles;
+  a.numel = pl.numel;
+  a.q_count = int(p.out_per_group * p.axis[0].kernel * p.axis[1].kernel);
+  a.columns = 2 * int64_t(a.q_count);
   a.w_div = at::cuda::detail::IntDivider<unsigned>(unsigned(std::max<int64_t>(p.axis[2].in, 1)));
   a.h_div = at::cuda::detail::IntDivider<unsigned>(unsigned(std::max<int64_t>(p.axis[1].in, 1)));
   a.kh_div = at::cuda::detail::IntDivider<unsigned>(unsigned(p.axis[1].kernel));
