@@ -233,10 +233,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     return {c.problem.batched ? gx : gx.squeeze(0), c.gw.zero_(), gb.zero_()};
   }
   // grad_output copied channels-last once for both GEMMs that read it so,
-  // summing the bias on the way.
+  // summing the bias on the way unless the grad-weight kernel fuses it.
   SharedPacksScope shared;
 #ifdef TCONV3D_WITH_CUDA
-  if (c.gy.is_cuda()) shared.emplace(c.gy, gb);
+  if (c.gy.is_cuda()) {
+    const bool fused =
+        cuda::fuses_grad_weight_and_bias(c.problem.params(c.x, c.gw, c.gy), c.gy, c.x);
+    shared.emplace(c.gy, fused ? at::Tensor() : gb);
+  }
 #endif
   const auto input_params = c.problem.params(gx, weight, c.gy);
   TCONV3D_RUN_PASS(c.gy, grad_input, input_params, c.gy, weight, gx);

@@ -615,18 +615,20 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype
 // same pass over grad_output.  The forced policies keep testing the
 // channels-last GEMMs on these shapes.  Returns false (nothing launched)
 // where it does not apply.
+bool grad_weight_tap_blocks_takes(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
+                                  const at::Tensor& input, bool with_bias) {
+  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  return g_policy.load() == KernelPolicy::Auto && may_use_tensor_cores(p) &&
+         !(p.in_per_group == 1 && p.out_per_group == 1) &&
+         !(prefers_narrow_grad_weight(p, dtype) && narrow_grad_weight_supports(p, dtype)) &&
+         grad_weight_tap_blocks_gemm_supports(p, dtype, tf32_allowed(), input.const_data_ptr(),
+                                              grad_output.const_data_ptr(), with_bias);
+}
+
 bool try_grad_weight_tap_blocks_gemm(const ConvTranspose3dParams& p,
                                      const at::Tensor& grad_output, const at::Tensor& input,
                                      const at::Tensor& grad_weight, const at::Tensor* grad_bias) {
-  const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
-  if (g_policy.load() != KernelPolicy::Auto || !may_use_tensor_cores(p) ||
-      (p.in_per_group == 1 && p.out_per_group == 1) ||
-      (prefers_narrow_grad_weight(p, dtype) && narrow_grad_weight_supports(p, dtype)) ||
-      !grad_weight_tap_blocks_gemm_supports(p, dtype, tf32_allowed(), input.const_data_ptr(),
-                                            grad_output.const_data_ptr(),
-                                            grad_bias != nullptr)) {
-    return false;
-  }
+  if (!grad_weight_tap_blocks_takes(p, grad_output, input, grad_bias != nullptr)) return false;
   const at::Tensor partials = float_workspace(
       grad_weight_tap_blocks_gemm_workspace_elems(p, grad_bias != nullptr), grad_output);
   const TapBlocksGradWeightOperands ops{
@@ -655,6 +657,11 @@ SharedPacks::SharedPacks(const at::Tensor& grad_output, const at::Tensor& grad_b
 
 SharedPacks::~SharedPacks() {
   if (owner_) SharedPacksAccess::active = nullptr;
+}
+
+bool fuses_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
+                                const at::Tensor& input) {
+  return grad_weight_tap_blocks_takes(p, grad_output, input, true);
 }
 
 bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,

@@ -20,7 +20,10 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
 void grad_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                const at::Tensor& grad_bias);
 // grad_weight and grad_bias in one pass over grad_output where a kernel does
-// both (kernel == stride layers, NCDHW); false, nothing launched, elsewhere.
+// both (kernel == stride layers, NCDHW; fuses_grad_weight_and_bias says
+// whether it will); false, nothing launched, elsewhere.
+bool fuses_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
+                                const at::Tensor& input);
 bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                                 const at::Tensor& input, const at::Tensor& grad_weight,
                                 const at::Tensor& grad_bias);
@@ -31,7 +34,8 @@ bool fused_grad_weight_and_bias(const ConvTranspose3dParams& p, const at::Tensor
 // layers the in-place kernels do not take).  The copies die with it.
 // Given grad_bias, the copy of grad_output also sums its channels into it
 // where the copy kernel can (bias_summed() says whether it did), sparing the
-// bias its own pass over grad_output.
+// bias its own pass over grad_output (the backward gives it only where the
+// grad-weight kernel would not fuse the bias anyway).
 class SharedPacks {
  public:
   explicit SharedPacks(const at::Tensor& grad_output = {}, const at::Tensor& grad_bias = {});

@@ -1081,23 +1081,23 @@ def test_tap_blocks_gemms(name, layout, precision):
 
 
 def bias_pass_expected(config, layout, dtype, kernels, fused):
-    """Mirror of where the backward op's grad-bias runs: in the channels-last
-    copy of an NCDHW grad_output that a phase GEMM makes, where its planes are
-    whole 16-byte pieces (pack_sums_channels) — grad-input's first, then the
-    grad-weight kernel that `fused` says takes it, then grad-weight's copy —
-    else in a pass of its own."""
+    """Mirror of where the backward op's grad-bias runs: in the grad-weight
+    kernel where `fused` says it takes it, else in the channels-last copy of
+    an NCDHW grad_output that a phase GEMM makes (grad-input's or
+    grad-weight's) where its planes are whole 16-byte pieces
+    (pack_sums_channels), else in a pass of its own."""
     geometry = geometry_of(config)
     x_shape, w_shape, _ = shapes_of(config)
     plane = math.prod(transposed_output_extent(i, k, s, p, d, op) for i, k, s, p, d, op in zip(
         x_shape[2:], w_shape[2:], triple(geometry["stride"]), triple(geometry["padding"]),
         triple(geometry["dilation"]), triple(geometry["output_padding"])))
     element_size = torch.empty((), dtype=dtype).element_size()
-    in_pieces = layout == "contiguous" and plane % (16 // element_size) == 0
-    if in_pieces and kernels["grad_input"].startswith("tensor_core_gemm"):
-        return "pack_channels_last_summing"
     if fused:
         return "grad_weight_tap_blocks_gemm"
-    copies_gy = kernels["grad_weight"] in ("grad_weight_gemm_sm90", "grad_weight_gemm_channels_last")
+    in_pieces = layout == "contiguous" and plane % (16 // element_size) == 0
+    copies_gy = (kernels["grad_input"].startswith("tensor_core_gemm")
+                 or kernels["grad_weight"] in ("grad_weight_gemm_sm90",
+                                               "grad_weight_gemm_channels_last"))
     return "pack_channels_last_summing" if in_pieces and copies_gy else "grad_bias_reduce"
 
 
