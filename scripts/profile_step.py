@@ -1,7 +1,8 @@
 """Where a training step's time goes: torch.profiler over a few steps of one
-benchmark case, ours and cuDNN's, GPU kernel time against wall time.
+benchmark case (or several, comma-separated: one process, one GPU call), ours and
+cuDNN's, GPU kernel time against wall time.
 
-    python3 scripts/profile_step.py unet3d_up_k2s2_128to64 bf16 cl [pass]
+    python3 scripts/profile_step.py unet3d_up_k2s2_128to64,bottleneck_k3s2p1op1_512to256_b1 bf16 cl [pass]
 
 The pass is bench.py's (fwd, fwdbwd, dgrad, wgrad; fwdbwd, the training step, by default).
 """
@@ -18,8 +19,13 @@ import tconv3d  # noqa: E402
 
 
 def main() -> None:
-    name, dtype_name, layout = sys.argv[1:4]
+    names, dtype_name, layout = sys.argv[1:4]
     pass_ = sys.argv[4] if len(sys.argv) > 4 else "fwdbwd"
+    for name in names.split(","):
+        profile(name, dtype_name, layout, pass_)
+
+
+def profile(name: str, dtype_name: str, layout: str, pass_: str) -> None:
     case = bench.cuda_case(name)
     device = torch.device("cuda")
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
