@@ -187,13 +187,13 @@ struct SharedPacksScope {};
 bool bias_summed(const SharedPacksScope&) { return false; }
 #endif
 
-// gw (and gb where defined, unless a copy of grad_output summed it already);
-// batch > 0.
+// gw (and gb where defined, unless a copy of grad_output summed it already:
+// `scope` is given the bias only where no kernel fuses it); batch > 0.
 void run_grad_weight_and_bias(const GradWeightCall& c, const at::Tensor& gb,
                               const SharedPacksScope& scope = {}) {
   const auto params = c.problem.params(c.x, c.gw, c.gy);
 #ifdef TCONV3D_WITH_CUDA
-  if (gb.defined() && c.gy.is_cuda() && !bias_summed(scope) &&
+  if (gb.defined() && c.gy.is_cuda() &&
       cuda::fused_grad_weight_and_bias(params, c.gy, c.x, c.gw, gb)) {
     return;
   }

@@ -33,9 +33,7 @@ struct GemmSource {
 
 // A copy SharedPacks keeps: what it was made from, and the copy.
 struct SharedPacks::Entry {
-  const void* data;
-  std::vector<int64_t> sizes, strides;
-  at::ScalarType dtype;
+  at::Tensor origin;
   int64_t groups, padded;
   GemmSource source;
 };
@@ -235,6 +233,7 @@ GemmSource pack_source(const at::Tensor& t, int64_t groups, int64_t padded,
   return {c, c.stride(0), c.stride(1), c.stride(2), c.stride(3)};
 }
 
+// The same elements: data, sizes, strides and dtype.
 bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
   return a.defined() && b.defined() && a.const_data_ptr() == b.const_data_ptr() &&
          a.sizes() == b.sizes() && a.strides() == b.strides() &&
@@ -255,18 +254,14 @@ struct SharedPacksAccess {
     SharedPacks* packs = active;
     if (packs == nullptr) return pack_source(t, groups, padded);
     for (const SharedPacks::Entry& e : packs->entries_) {
-      if (e.data == t.const_data_ptr() && e.sizes == t.sizes() && e.strides == t.strides() &&
-          e.dtype == t.scalar_type() && e.groups == groups && e.padded == padded) {
-        return e.source;
-      }
+      if (same_tensor(e.origin, t) && e.groups == groups && e.padded == padded) return e.source;
     }
     const bool sums = !packs->bias_summed_ && same_tensor(t, packs->grad_output_) &&
                       packs->grad_bias_.defined();
     const GemmSource source = sums ? pack_source(t, groups, padded, packs->grad_bias_,
                                                  &packs->bias_summed_)
                                    : pack_source(t, groups, padded);
-    packs->entries_.push_back({t.const_data_ptr(), t.sizes().vec(), t.strides().vec(),
-                               t.scalar_type(), groups, padded, source});
+    packs->entries_.push_back({t, groups, padded, source});
     return source;
   }
 };
