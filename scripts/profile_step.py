@@ -5,6 +5,9 @@ cuDNN's, GPU kernel time against wall time.
     python3 scripts/profile_step.py unet3d_up_k2s2_128to64,bottleneck_k3s2p1op1_512to256_b1 bf16 cl [pass]
 
 The pass is bench.py's (fwd, fwdbwd, dgrad, wgrad; fwdbwd, the training step, by default).
+With --timeline, each side's step is also captured in a CUDA graph (as bench.py --graphs times
+it) and one replay's kernels are listed in order with their gaps: a graph's span against the sum
+of its kernels is the cost of the kernel boundaries.
 """
 import sys
 import time
@@ -19,13 +22,15 @@ import tconv3d  # noqa: E402
 
 
 def main() -> None:
-    names, dtype_name, layout = sys.argv[1:4]
-    pass_ = sys.argv[4] if len(sys.argv) > 4 else "fwdbwd"
+    args = [a for a in sys.argv[1:] if a != "--timeline"]
+    timeline = len(args) < len(sys.argv) - 1
+    names, dtype_name, layout = args[:3]
+    pass_ = args[3] if len(args) > 3 else "fwdbwd"
     for name in names.split(","):
-        profile(name, dtype_name, layout, pass_)
+        profile(name, dtype_name, layout, pass_, timeline)
 
 
-def profile(name: str, dtype_name: str, layout: str, pass_: str) -> None:
+def profile(name: str, dtype_name: str, layout: str, pass_: str, timeline: bool) -> None:
     case = bench.cuda_case(name)
     device = torch.device("cuda")
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
@@ -52,6 +57,41 @@ def profile(name: str, dtype_name: str, layout: str, pass_: str) -> None:
             print(f"== {name} {dtype_name} {layout} {pass_} {label}: wall {wall:.3f} ms/step (profiled), GPU kernels {gpu:.3f} ms/step")
             for e in sorted(events, key=lambda e: -e.self_device_time_total)[:8]:
                 print(f"   {e.self_device_time_total / 10 / 1e3:7.3f} ms  x{e.count // 10}  {e.key[:90]}")
+            if timeline:
+                graph_timeline(label, call, sets, device)
+
+
+def graph_timeline(label: str, call, sets, device: torch.device, replays: int = 5) -> None:
+    replay = bench.graphed_calls({label: call}, sets, device)[label]
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    spans = []
+    for _ in range(20):
+        start.record()
+        replay(sets[0])
+        end.record()
+        end.synchronize()
+        spans.append(start.elapsed_time(end) * 1e3)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            replay(sets[0])
+        torch.cuda.synchronize()
+    kernels = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA),
+                     key=lambda e: e.time_range.start)
+    per = len(kernels) // replays
+    last = kernels[-per:] if per else []
+    if not last:
+        print("   graph: no kernels recorded")
+        return
+    busy = sum(e.time_range.elapsed_us() for e in last)
+    span = last[-1].time_range.end - last[0].time_range.start
+    print(f"   graph replay {sorted(spans)[len(spans) // 2]:.1f} us (events); one replay's kernels:"
+          f" span {span:.1f} us, busy {busy:.1f} us, gaps {span - busy:.1f} us over {per - 1}")
+    previous = last[0].time_range.start
+    for e in last:
+        gap = e.time_range.start - previous
+        print(f"     +{e.time_range.start - last[0].time_range.start:7.1f}  gap {gap:5.1f}"
+              f"  {e.time_range.elapsed_us():6.1f} us  {e.name[:80]}")
+        previous = e.time_range.end
 
 
 if __name__ == "__main__":

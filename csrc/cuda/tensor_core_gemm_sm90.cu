@@ -99,9 +99,10 @@
 // shape alone), whose fp32 sums go to a plane of partials that
 // add_splits_kernel then adds in split order into grad_input: 0.62-1.0x the
 // unsplit time on that bottleneck (choose_splits says where it lost).  The
-// forward splits the same way into channels-last outputs where up to a wave
-// of tiles has phases of different tap counts (the partials in the output's
-// shape, the bias added in the second pass: the bottleneck 19-21 % faster).
+// forward splits the same way where up to a wave of tiles has phases of
+// different tap counts (the partials dense channels-last, the bias added in
+// the second pass, which transposes into NCDHW outputs: the bottleneck
+// 19-21 % faster into channels-last ones).
 //
 // Merged w taps (grad-input, fp16/bf16, 32 output channels, w of stride 2:
 // merged_w_taps): the per-tap boxes' 64-byte rows at element stride 2 give
@@ -1341,16 +1342,15 @@ bool unequal_phases(const ConvTranspose3dParams& p) {
 }
 
 // Layers whose tiles may be split: grad-input's when few; the forward's up
-// to a wave of unequal phases into channels-last outputs (only: a forward of
-// equal phases stays whole, bitwise the same under either loader, as the
-// halo loader never splits; into NCDHW the second pass reads channels-last
-// partials across the output's planes, and the split bottleneck took 0.070
-// against 0.064 ms TF32, 0.048 against 0.041 bf16, where channels-last
-// outputs gained 19-21 %: RESULTS.md, "NCDHW planes round").
+// to a wave of unequal phases (a forward of equal phases stays whole,
+// bitwise the same under either loader, as the halo loader never splits).
+// Into NCDHW outputs too since the second pass transposes through shared
+// memory (add_splits_planes_kernel): its first version stored each element a
+// plane apart, and the split bottleneck took 0.070 against 0.064 ms TF32,
+// where channels-last outputs gained 19-21 % (RESULTS.md, "NCDHW planes
+// round").
 bool may_split(const ConvTranspose3dParams& p, GatherPass pass, int64_t tiles) {
-  return pass == GatherPass::Forward
-             ? p.output.c == 1 && tiles <= kSplitSms && unequal_phases(p)
-             : few_tiles(tiles);
+  return pass == GatherPass::Forward ? tiles <= kSplitSms && unequal_phases(p) : few_tiles(tiles);
 }
 
 int choose_splits(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
@@ -1452,12 +1452,74 @@ __global__ void __launch_bounds__(kAddThreads)
   }
 }
 
+// The same sums into a dest whose channels are not its innermost axis
+// (NCDHW): there add_splits_kernel's warps, a few channels a thread, would
+// store each element a plane apart.  A block here sums a tile of 32
+// positions × 32 channels, reading the partials' channel rows (128 bytes
+// each), and writes each channel's 32 positions, consecutive along dest's w,
+// through shared memory.  Each element's sum is add_splits_kernel's, in the
+// same order.
+template <typename scalar_t, typename index_t>
+__global__ void __launch_bounds__(kAddThreads)
+    add_splits_planes_kernel(const float* __restrict__ partials, int splits, uint32_t numel,
+                             uint32_t C, uint32_t D, uint32_t H, uint32_t W, Strides5 dst,
+                             const scalar_t* __restrict__ bias, int64_t bias_stride,
+                             scalar_t* __restrict__ dest) {
+  __shared__ float tile[32][33];
+  constexpr uint32_t kRows = kAddThreads / 32;
+  const uint32_t lane = threadIdx.x % 32, row0 = threadIdx.x / 32;
+  const uint32_t positions = numel / C, channel_tiles = (C + 31) / 32;
+  const uint32_t tiles = channel_tiles * ((positions + 31) / 32);
+  for (uint32_t b = blockIdx.x; b < tiles; b += gridDim.x) {
+    const uint32_t c0 = b % channel_tiles * 32, q0 = b / channel_tiles * 32;
+    for (uint32_t r = row0; r < 32; r += kRows) {
+      const uint32_t q = q0 + r, c = c0 + lane;
+      float sum = 0.f;
+      if (q < positions && c < C) {
+        const uint32_t e = q * C + c;
+        sum = partials[e];
+        for (int s = 1; s < splits; ++s) sum += partials[uint32_t(s) * numel + e];
+      }
+      tile[r][lane] = sum;
+    }
+    __syncthreads();
+    for (uint32_t r = row0; r < 32; r += kRows) {
+      const uint32_t c = c0 + r, q = q0 + lane;
+      if (q < positions && c < C) {
+        float v = tile[lane][r];
+        if (bias != nullptr) v += to_acc(bias[int64_t(c) * bias_stride]);
+        uint32_t pos = q;
+        const uint32_t w = pos % W;
+        pos /= W;
+        const uint32_t h = pos % H;
+        pos /= H;
+        const uint32_t d = pos % D, n = pos / D;
+        dest[offset_of<index_t>(dst, Index5{n, c, d, h, w})] = from_acc<scalar_t>(v);
+      }
+    }
+    __syncthreads();
+  }
+}
+
 cudaError_t launch_add_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                               const TensorCoreGemmOperands& ops) {
   const Strides5& dst = ops.pass == GatherPass::Forward ? p.output : p.input;
   const igemm::GatherDest g = igemm::gather_dest(p, ops.pass);
   const uint32_t C = uint32_t(g.channels);
   const uint32_t numel = uint32_t(p.batch * g.sample_numel());  // < 2^31: choose_splits
+  if (dst.c != 1 && C > 1) {
+    igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
+      using scalar_t = decltype(scalar);
+      using index_t = decltype(index);
+      const int64_t tiles = ceil_div(int64_t(C), int64_t(32)) * ceil_div(int64_t(numel / C), int64_t(32));
+      const int64_t blocks = std::min<int64_t>(tiles, 16 * int64_t(sm_count()));
+      add_splits_planes_kernel<scalar_t, index_t><<<unsigned(blocks), kAddThreads, 0, cfg.stream>>>(
+          ops.partials, ops.splits, numel, C, uint32_t(g.extent[0]), uint32_t(g.extent[1]),
+          uint32_t(g.extent[2]), dst, static_cast<const scalar_t*>(ops.bias), p.bias_stride,
+          static_cast<scalar_t*>(ops.dest));
+    });
+    return cudaGetLastError();
+  }
   const bool quads = C % 4 == 0;
   const int64_t element = element_bytes(cfg.dtype);
   const bool vector_store = quads && dst.c == 1 && dst.n % 4 == 0 && dst.d % 4 == 0 &&

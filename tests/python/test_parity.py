@@ -853,12 +853,12 @@ def bottleneck_forward_split_count(dtype):
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_bottleneck_forward_splits_k_by_shape(precision, layout):
     """The same bottleneck's forward under the auto policy: one wave of 128
-    tiles whose phases hold 1 to 8 taps is split along K by shape into a
-    channels-last output — bitwise what forcing
-    bottleneck_forward_split_count's splits gives, not what one split gives,
-    the bias added once, in the second pass — and left whole into an NCDHW
-    one (bitwise one split); on a NaN-poisoned output's every element,
-    within tolerance of float64."""
+    tiles whose phases hold 1 to 8 taps is split along K by shape, into a
+    channels-last output and an NCDHW one alike (whose second pass
+    transposes) — bitwise what forcing bottleneck_forward_split_count's
+    splits gives, not what one split gives, the bias added once, in the
+    second pass; on a NaN-poisoned output's every element, within tolerance
+    of float64."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
@@ -876,12 +876,8 @@ def test_bottleneck_forward_splits_k_by_shape(precision, layout):
     by_shape, splits = forward(0), bottleneck_forward_split_count(dtype)
     assert splits > 1
     assert torch.isfinite(by_shape).all()
-    if channels_last:
-        assert torch.equal(by_shape, forward(splits))
-        assert not torch.equal(by_shape, forward(1))
-    else:
-        assert torch.equal(by_shape, forward(1))
-        assert not torch.equal(by_shape, forward(splits))
+    assert torch.equal(by_shape, forward(splits))
+    assert not torch.equal(by_shape, forward(1))
     reference = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2, padding=1,
                                    output_padding=1)
     check("output", by_shape, reference, None, dtype)
