@@ -159,6 +159,9 @@ struct Plan {
   int64_t groups, tiles_m, tiles_n, taps, splits;
   int64_t numel;   // Cin · Cout/G · taps
   int64_t blocks;  // groups · splits · tiles_m · taps · tiles_n
+  // Set by the Hopper kernel's plan: its tiles' piece counts (ElementPlanes,
+  // grad_weight_launch.cuh), its tiles then bm × bn (tap, co) columns.
+  const int32_t* tile_pieces = nullptr;
 };
 
 // How far a plan splits each tap's rows: at least min_rows_per_split rows per

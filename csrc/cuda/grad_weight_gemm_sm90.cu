@@ -30,11 +30,12 @@
 // ci]: an MMA's 64 rows are (tap, co) columns, its 32 columns the input
 // channels, since wgmma's M is 64.
 //
-// Work units are (group, split, ci-tile, column tile), columns fastest so
-// units running together read the same x boxes from L2; split `s` of S
-// covers boxes [B·s/S, B·(s+1)/S) of the grid's B.  S is chosen from the
-// shape alone (results do not depend on the GPU): about two units per SM of
-// a 132-SM part, so one consumer's epilogue overlaps the other's main loop.
+// Work: the tiles (group, ci-tile, column tile; columns fastest) × the
+// grid's B boxes, cut into equal ranges (range_cut.h): one per consumer
+// warpgroup of a 132-SM part, from the shape alone (results do not depend
+// on the GPU).  A range's piece of a tile is a unit, whose sums go to the
+// tile's next plane of partials; so every consumer has the same number of
+// stages, where whole splits of every tile left a partial last wave.
 //
 // Persistent CTAs, one per SM, as the forward GEMM (tensor_core_gemm_sm90.cu):
 // a producer warpgroup (one thread issues the copies into a 6-stage ring, 4
@@ -43,13 +44,14 @@
 // whole BM × BN tile: per stage and 16-row k-step, one
 // m64nBNk16 per 64 rows of ci (turned: one m64n32k16 per 64 columns; TF32:
 // one m64n64k8 per 8-row step).  Epilogue from registers: fp32 partials
-// [split][tap][ci][co] (pairs of co as one 8-byte store; turned, a store
+// [plane][tap][ci][co] (pairs of co as one 8-byte store; turned, a store
 // writes 8 consecutive co, one 32-byte sector, in each of 4 ci rows), even
-// with one split: gw keeps its taps innermost, so stores straight into it
-// would be 2-byte writes kD·kH·kW elements apart (the 512→256 bottleneck
-// spent most of its 70 us on them).
-// combine_tap_major_kernel then adds the splits in order, rounds once and
-// writes gw in its own order.  No atomics: bitwise reproducible.
+// for a tile of one piece: gw keeps its taps innermost, so stores straight
+// into it would be 2-byte writes kD·kH·kW elements apart (the 512→256
+// bottleneck spent most of its 70 us on them).  A tile's first piece also
+// writes how many it has.  combine_tap_major_kernel then adds each
+// element's planes in order, rounds once and writes gw in its own order.
+// No atomics: bitwise reproducible.
 //
 // TF32: wgmma reads 32-bit operands from shared memory K-major only (its
 // transpose bits are for 16-bit types), and both boxes land MN-major.  So x
@@ -152,15 +154,14 @@ template <typename scalar_t, int BM, int BN, int CO>
 __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_map,
                                         const CUtensorMap& gy_map,
                                         const SharedState<Layout<scalar_t, BM, BN, CO>::kStages>& st,
-                                        uint32_t smem0, int64_t units) {
+                                        uint32_t smem0) {
   using L = Layout<scalar_t, BM, BN, CO>;
   constexpr int kStages = L::kStages;
   constexpr int kGyBoxes = BN / CO;
   if (threadIdx.x != 0) return;
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   uint32_t seq = 0;
-  for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-    const Unit w = decode_unit(g, u);
+  for_each_unit(g, blockIdx.x, gridDim.x, [&](const Unit& w) {
     // Per grad_output copy: its channel and the tap's offset from o = i·s (a
     // copy past the last tap reads outside the tensor: zeros).
     int shift[kGyBoxes][3], co[kGyBoxes], sample_offset[kGyBoxes];
@@ -196,7 +197,7 @@ __device__ __forceinline__ void produce(const Geometry& g, const CUtensorMap& x_
                     sample + sample_offset[j]);
       }
     }
-  }
+  });
 }
 
 // One stage's MMAs: four k16 steps of its 64 positions.  x's copies are
@@ -257,7 +258,7 @@ __device__ __forceinline__ uint32_t tf32_piece_position(uint32_t piece, uint32_t
 template <int BM, int BN, int CO>
 __device__ __forceinline__ void transpose_gy(const Geometry& g,
                                              const Tf32SharedState<Layout<float, BM, BN, CO>::kStages>& st,
-                                             uint32_t smem0, int64_t units) {
+                                             uint32_t smem0) {
   using L = Layout<float, BM, BN, CO>;
   constexpr int kStages = L::kStages;
   constexpr uint32_t kHalves = kBoxRows / 32, kPieces = 8;
@@ -272,8 +273,7 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
   // its word in the piece.
   const uint32_t channel_piece = lane / 4, channel_word = 4 * (lane % 4);
   uint32_t seq = 0;
-  for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-    const Unit w = decode_unit(g, u);
+  for_each_unit(g, blockIdx.x, gridDim.x, [&](const Unit& w) {
     for (int64_t b = w.box0; b < w.box1; ++b, ++seq) {
       const uint32_t s = seq % kStages;
       mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
@@ -314,7 +314,7 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
       fence_proxy_async_shared();
       mbarrier_arrive(ready0 + 8 * s);
     }
-  }
+  });
 }
 
 // A consumer warpgroup takes every other unit (TF32: every unit) and
@@ -323,8 +323,7 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
 // unit has been filled, so a barrier it waits on is never more than one
 // phase behind.
 template <typename scalar_t, int BM, int BN, int CO, typename State>
-__device__ __forceinline__ void consume(const Geometry& g, const State& st, uint32_t smem0,
-                                        int64_t units) {
+__device__ __forceinline__ void consume(const Geometry& g, const State& st, uint32_t smem0) {
   using L = Layout<scalar_t, BM, BN, CO>;
   constexpr int kStages = L::kStages, kConsumers = L::kConsumers;
   // Accumulator blocks of 64 rows, each kCols wide.
@@ -354,13 +353,12 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
   }
   uint32_t seq = 0;
   int turn = 0;
-  for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-    const Unit w = decode_unit(g, u);
+  for_each_unit(g, blockIdx.x, gridDim.x, [&](const Unit& w) {
     const int stages = int(w.box1 - w.box0);
     const int i = turn++;
     if (i % kConsumers != wg) {
       seq += uint32_t(stages);
-      continue;
+      return;
     }
     if (kConsumers > 1 && i > 0) mbarrier_wait(done0 + 8 * (1 - wg), uint32_t((i - 1) / kConsumers) & 1);
 #pragma unroll
@@ -416,6 +414,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
     // columns 8j + 2·(lane%4) (+1) of each accumulator block.
     const int64_t ci_base = int64_t(w.group) * g.in_per_group + int64_t(w.tm) * BM;
     float* const partials = g.workspace + w.split * g.numel;
+    if (w.split == 0 && threadIdx.x % 128 == 0) g.tile_pieces[w.tile] = int32_t(g.cut.pieces(w.tile));
     if constexpr (L::kTurned) {
       // Rows are (tap, co) columns, columns input channels: each store
       // writes 8 consecutive co (a 32-byte sector) in each of 4 ci rows.
@@ -459,7 +458,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
         }
       }
     }
-  }
+  });
 }
 
 template <typename scalar_t, int BM, int BN, int CO>
@@ -480,22 +479,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   if (tid < L::kConsumers) mbarrier_init(smem_addr(&st.mainloop_done[tid]), 4);
   __syncthreads();
-  const int64_t units = unit_count(g);
   if (tid < 128) {
     release_registers<kProducerRegs>();
     if constexpr (L::kTf32) {
       if (tid >= 32) {
-        transpose_gy<BM, BN, CO>(g, st, smem0, units);
+        transpose_gy<BM, BN, CO>(g, st, smem0);
         return;
       }
     }
-    produce<scalar_t, BM, BN, CO>(g, x_map, gy_map, st, smem0, units);
+    produce<scalar_t, BM, BN, CO>(g, x_map, gy_map, st, smem0);
   } else if (L::kConsumers == 1 && tid >= 256) {  // TF32: the third warpgroup transposes too
     release_registers<kProducerRegs>();
-    if constexpr (L::kTf32) transpose_gy<BM, BN, CO>(g, st, smem0, units);
+    if constexpr (L::kTf32) transpose_gy<BM, BN, CO>(g, st, smem0);
   } else {
     claim_registers<kConsumerRegs>();
-    consume<scalar_t, BM, BN, CO>(g, st, smem0, units);
+    consume<scalar_t, BM, BN, CO>(g, st, smem0);
   }
 #else
   __trap();  // never launched: runs_here requires sm_90a code
@@ -516,19 +514,19 @@ bool plan(const ConvTranspose3dParams& p, int element_bytes, Geometry& g, gw_gem
   pl.taps = g.taps;
   pl.splits = g.splits;
   pl.numel = g.numel;
-  pl.blocks = unit_count(g);
+  pl.blocks = g.cut.workers;
   return true;
 }
 
 template <typename scalar_t, int BM, int BN, int CO>
 cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
-                        int64_t units, cudaStream_t stream) {
+                        cudaStream_t stream) {
   constexpr auto kernel = grad_weight_gemm_sm90_kernel<scalar_t, BM, BN, CO>;
   constexpr int smem = Layout<scalar_t, BM, BN, CO>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t cap = sm_count();
-  const int64_t ctas = units < cap ? units : cap;
+  const int64_t ctas = g.cut.workers < cap ? g.cut.workers : cap;
   kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(g, x_map, gy_map);
   return cudaGetLastError();
 }
@@ -537,24 +535,24 @@ cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUten
 // grad_output and the turned product (BM 32) only with 128 columns.
 template <typename scalar_t>
 cudaError_t launch_typed(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
-                         int64_t units, cudaStream_t stream) {
+                         cudaStream_t stream) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    return g.bm == 128 ? launch_tile<float, 128, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, units, stream)
-                       : launch_tile<float, kTf32TileM, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, units, stream);
+    return g.bm == 128 ? launch_tile<float, 128, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, stream)
+                       : launch_tile<float, kTf32TileM, kTf32TileN, kTf32Chunk>(g, x_map, gy_map, stream);
   } else {
     constexpr int kNarrow = kNarrowChunk;
     if (g.bm == kNarrow) {
-      return g.co_box == kNarrow ? launch_tile<scalar_t, kNarrow, 128, kNarrow>(g, x_map, gy_map, units, stream)
-                                 : launch_tile<scalar_t, kNarrow, 128, kChunk>(g, x_map, gy_map, units, stream);
+      return g.co_box == kNarrow ? launch_tile<scalar_t, kNarrow, 128, kNarrow>(g, x_map, gy_map, stream)
+                                 : launch_tile<scalar_t, kNarrow, 128, kChunk>(g, x_map, gy_map, stream);
     }
     if (g.co_box == kNarrow) {
-      return g.bm == 128 ? launch_tile<scalar_t, 128, 128, kNarrow>(g, x_map, gy_map, units, stream)
-                         : launch_tile<scalar_t, 64, 128, kNarrow>(g, x_map, gy_map, units, stream);
+      return g.bm == 128 ? launch_tile<scalar_t, 128, 128, kNarrow>(g, x_map, gy_map, stream)
+                         : launch_tile<scalar_t, 64, 128, kNarrow>(g, x_map, gy_map, stream);
     }
-    if (g.bm == 128 && g.bn == 128) return launch_tile<scalar_t, 128, 128, kChunk>(g, x_map, gy_map, units, stream);
-    if (g.bm == 128) return launch_tile<scalar_t, 128, 64, kChunk>(g, x_map, gy_map, units, stream);
-    if (g.bn == 128) return launch_tile<scalar_t, 64, 128, kChunk>(g, x_map, gy_map, units, stream);
-    return launch_tile<scalar_t, 64, 64, kChunk>(g, x_map, gy_map, units, stream);
+    if (g.bm == 128 && g.bn == 128) return launch_tile<scalar_t, 128, 128, kChunk>(g, x_map, gy_map, stream);
+    if (g.bm == 128) return launch_tile<scalar_t, 128, 64, kChunk>(g, x_map, gy_map, stream);
+    if (g.bn == 128) return launch_tile<scalar_t, 64, 128, kChunk>(g, x_map, gy_map, stream);
+    return launch_tile<scalar_t, 64, 64, kChunk>(g, x_map, gy_map, stream);
   }
 }
 
@@ -603,6 +601,8 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (!gw90::plan(p, element, g, pl)) return cudaErrorInvalidConfiguration;
   if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
   g.workspace = ops.workspace;
+  g.tile_pieces = ops.workspace == nullptr ? nullptr : reinterpret_cast<int32_t*>(ops.workspace + g.splits * g.numel);
+  pl.tile_pieces = g.tile_pieces;
   const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
   const int64_t out_extent[3] = {p.axis[0].out, p.axis[1].out, p.axis[2].out};
   const int64_t x_strides[4] = {ops.input_n, ops.input_d, ops.input_h, ops.input_w};
@@ -625,7 +625,7 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   }
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo, /*always_partials=*/true>(
       p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto) -> cudaError_t {
-        return gw90::launch_typed<decltype(scalar)>(g, x_map, gy_map, pl.blocks, cfg.stream);
+        return gw90::launch_typed<decltype(scalar)>(g, x_map, gy_map, cfg.stream);
       });
 }
 

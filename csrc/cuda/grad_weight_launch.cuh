@@ -22,6 +22,23 @@ namespace tconv3d::cuda::gw_gemm {
 // and its stores coalesce, combined by combine_tap_major_kernel.
 enum class PartialOrder { CiCoTap, TapCiCo };
 
+// The planes of partials holding a gw element's sums: `splits`, every one,
+// or, where tile_pieces is set (the Hopper kernel's range cut,
+// grad_weight_sm90_plan.h), the pieces its tile was cut into, written there
+// by the GEMM: tiles of bm input channels × bn (tap, co) columns of a
+// group, columns fastest.
+struct ElementPlanes {
+  int64_t splits;
+  const int32_t* tile_pieces;
+  int in_per_group, out_per_group, bm, bn, tiles_m, tiles_n;
+  __device__ __forceinline__ int64_t of(int64_t ci, int tap, int64_t co) const {
+    if (tile_pieces == nullptr) return splits;
+    const int group = int(ci / in_per_group), tm = int(ci % in_per_group) / bm;
+    const int tn = (tap * out_per_group + int(co)) / bn;
+    return tile_pieces[(group * tiles_m + tm) * tiles_n + tn];
+  }
+};
+
 // gw[ci, co, kd, kh, kw] = Σ_s partial[s][tap][ci][co] in split order.  A
 // transpose per ci, [tap][co] → [co][tap], through shared memory: a block
 // sums one tile of co × taps (co fastest, so the loads coalesce) and writes
@@ -33,7 +50,7 @@ enum class PartialOrder { CiCoTap, TapCiCo };
 // Cout/G is a multiple of 4.  Each element's sum is the same either way.
 template <typename scalar_t, int kVec>
 __global__ void __launch_bounds__(kThreads)
-    combine_tap_major_kernel(const float* __restrict__ partial, int64_t splits, int64_t numel,
+    combine_tap_major_kernel(const float* __restrict__ partial, ElementPlanes planes, int64_t numel,
                              int64_t in_channels, int64_t out_per_group, int kh, int kw, int taps,
                              TapTile tile, Strides5 dst, scalar_t* __restrict__ result) {
   __shared__ float staged[2 << kLogTapTileElements];  // rows padded by one word: at most 2x
@@ -57,6 +74,7 @@ __global__ void __launch_bounds__(kThreads)
       const int cc = (i * kVec) & co_mask, tt = (i * kVec) >> tile.log_channels;
       if (tap0 + tt < taps && co0 + cc < out_per_group) {
         const float* src = from + tt * tap_step + cc;
+        const int64_t splits = planes.of(ci, tap0 + tt, co0 + cc);  // one tile: kVec divides bn
         float acc[kVec] = {};
         for (int64_t s = 0; s < splits; ++s) {
           if constexpr (kVec == 4) {
@@ -112,8 +130,10 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         // 16-byte loads: rows of Cout/G floats from a 16-byte aligned workspace.
         const auto kernel = p.out_per_group % 4 == 0 ? combine_tap_major_kernel<scalar_t, 4>
                                                      : combine_tap_major_kernel<scalar_t, 1>;
+        const ElementPlanes planes{pl.splits, pl.tile_pieces, int(p.in_per_group), int(p.out_per_group),
+                                   pl.bm, pl.bn, int(pl.tiles_m), int(pl.tiles_n)};
         kernel<<<blocks, kThreads, 0, cfg.stream>>>(
-            workspace, pl.splits, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),
+            workspace, planes, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),
             int(p.axis[2].kernel), int(pl.taps), tile, p.weight, static_cast<scalar_t*>(grad_weight));
       } else {  // gw's own logical order: the dense walk of combine_partials_kernel
         combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(

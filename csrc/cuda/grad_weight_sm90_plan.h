@@ -1,5 +1,6 @@
 // The decomposition of the Hopper grad-weight GEMM (grad_weight_gemm_sm90.cu):
-// its row boxes, splits, (tap, co) column tiles and the walk from box to box.
+// its row boxes, (tap, co) column tiles, the ranges they are cut into and
+// the walk from box to box.
 // Host and device; free of CUDA headers, so the C++ tests check it without a
 // GPU.
 #pragma once
@@ -8,6 +9,7 @@
 
 #include "../index_math.h"
 #include "../params.h"
+#include "range_cut.h"
 #include "row_boxes.h"
 
 namespace tconv3d::cuda::gw90 {
@@ -23,15 +25,23 @@ constexpr int kNarrowChunk = 32;  // or one 64-byte row, where a group holds 32 
 constexpr int kTf32Chunk = 32;
 constexpr int kTf32TileM = 64, kTf32TileN = 64;
 constexpr int kMaxElementStride = 8;  // TMA's traversal strides
-// Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
-// SM count: the splits, and so the sums' order, depend on the shape alone.
-constexpr int64_t kTargetUnits = 2 * 132;
-constexpr int64_t kMinBoxesPerSplit = 8;
+// Ranges of the tiles' boxes (range_cut.h): one per consumer warpgroup of
+// a 132-SM GPU, so two per SM in fp16/bf16 and one in TF32 (one consumer, the
+// other warpgroup transposing).  A constant, not the device's SM count: the
+// cut, and so the sums' order, depend on the shape alone.  Equal ranges
+// replaced whole splits of every tile, which left a partial last wave
+// (VAE-video 256→128 TF32: 216 units of 64 boxes on 132 consumers, two
+// rounds where 1.64 would do).
+constexpr int64_t kSms = 132;
+inline int64_t target_ranges(int element_bytes) { return element_bytes == 4 ? kSms : 2 * kSms; }
+constexpr int64_t kMinBoxesPerRange = 8;
 constexpr int64_t kMaxPartials = int64_t(1) << 24;  // as the mma.sync kernel's: 64 MiB of fp32
 
 // Everything a unit's decoding needs, fixed per launch.
 struct Geometry {
-  int64_t groups, splits, tiles_m, tiles_n, taps;  // tiles_n over taps × Cout/G columns
+  int64_t groups, tiles_m, tiles_n, taps;  // tiles_n over taps × Cout/G columns
+  int64_t splits;                 // planes of partials: the most pieces a tile is cut into
+  RangeCut cut;                   // the tiles' boxes in equal ranges (range_cut.h)
   int64_t boxes;                  // B: boxes of the grid, all samples
   int boxes_axis[3], log_box[3];  // per axis (d, h, w)
   int kernel[3], stride[3], shift0[3], dilation[3];  // o = i·s + shift0 + k·d
@@ -39,31 +49,35 @@ struct Geometry {
   int bm, bn;  // tile: input channels × (tap, co) columns
   int co_box;  // grad_output channels a copy (kChunk, or kNarrowChunk for 32 mod 64 a group)
   int64_t in_channels, numel;
-  float* workspace;  // splits × numel partial sums, tap-major
+  float* workspace;      // splits × numel partial sums, tap-major, then
+  int32_t* tile_pieces;  // each tile's pieces (its planes), for the combine
 };
 
-// Work unit u: columns fastest, then ci-tile, split, group.  Split s of S
-// covers boxes [B·s/S, B·(s+1)/S).
+// A unit: boxes [box0, box1) of tile (group, tm, tn), its sums into plane
+// `split`.  Tiles in order columns fastest, then ci-tile, then group:
+// neighbouring ranges' tiles read the same x boxes.
 struct Unit {
   int group, tm, tn;
-  int64_t split, box0, box1;
+  int64_t tile, split, box0, box1;
 };
 
-TCONV3D_HOST_DEVICE int64_t unit_count(const Geometry& g) {
-  return g.groups * g.splits * g.tiles_m * g.tiles_n;
+TCONV3D_HOST_DEVICE Unit unit_of(const Geometry& g, const RangePiece& piece) {
+  Unit w;
+  w.tn = int(piece.tile % g.tiles_n);
+  w.tm = int(piece.tile / g.tiles_n % g.tiles_m);
+  w.group = int(piece.tile / (g.tiles_n * g.tiles_m));
+  w.tile = piece.tile;
+  w.split = piece.plane;
+  w.box0 = piece.step0;
+  w.box1 = piece.step1;
+  return w;
 }
 
-TCONV3D_HOST_DEVICE Unit decode_unit(const Geometry& g, int64_t u) {
-  Unit w;
-  w.tn = int(u % g.tiles_n);
-  u /= g.tiles_n;
-  w.tm = int(u % g.tiles_m);
-  u /= g.tiles_m;
-  w.split = u % g.splits;
-  w.group = int(u / g.splits);
-  w.box0 = g.boxes * w.split / g.splits;
-  w.box1 = g.boxes * (w.split + 1) / g.splits;
-  return w;
+// f(unit) for each unit of CTA `cta` of `ctas`, in order: its producer,
+// transposers and consumers walk the same sequence.
+template <typename F>
+TCONV3D_HOST_DEVICE void for_each_unit(const Geometry& g, int64_t cta, int64_t ctas, F&& f) {
+  for_each_piece(g.cut, cta, ctas, [&](const RangePiece& piece) { f(unit_of(g, piece)); });
 }
 
 // A (tap, co) column of the group: its tap and output channel; tap ≥ taps
@@ -164,13 +178,18 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g, int eleme
   g.in_channels = p.in_channels;
   g.numel = p.in_channels * p.out_per_group * g.taps;
   if (g.numel > kMaxPartials) return false;
-  const int64_t base = g.groups * g.tiles_m * g.tiles_n;
-  int64_t splits = base >= kTargetUnits ? 1 : kTargetUnits / base;
-  const int64_t by_rows = g.boxes / kMinBoxesPerSplit;
-  if (splits > by_rows) splits = by_rows;
-  if (g.numel > 0 && splits > kMaxPartials / g.numel) splits = kMaxPartials / g.numel;  // ≥ 1
-  g.splits = splits < 1 ? 1 : splits;
-  return unit_count(g) <= int64_t(INT32_MAX);
+  // target_ranges equal ranges of the tiles' boxes, each at least
+  // kMinBoxesPerRange long (one range where there are fewer boxes in all);
+  // one tile a range where the planes would pass the workspace bound.
+  const int64_t tiles = g.groups * g.tiles_m * g.tiles_n, items = tiles * g.boxes;
+  const int64_t by_length = items / kMinBoxesPerRange, target = target_ranges(element_bytes);
+  g.cut = RangeCut{by_length < 1 ? 1 : by_length < target ? by_length : target, tiles, g.boxes};
+  g.splits = g.cut.most_pieces();
+  if (g.numel > 0 && g.splits > kMaxPartials / g.numel) {  // numel ≤ kMaxPartials: one plane fits
+    g.cut.workers = tiles;
+    g.splits = 1;
+  }
+  return tiles <= int64_t(INT32_MAX);
 }
 
 // The element size the kernel reads `dtype` at: 2 for fp16/bf16, 4 for fp32
@@ -198,11 +217,12 @@ inline bool supports_shape(const ConvTranspose3dParams& p, ScalarKind dtype, boo
   return bytes != 0 && channels_fit(p, bytes) && plan_geometry(p, g, bytes);
 }
 
-// fp32 partial sums the kernel writes for `dtype` (fp32 read as TF32): every
-// split's, one split too (the epilogue writes partials always).
+// The workspace the kernel writes for `dtype` (fp32 read as TF32), in
+// 4-byte words: its planes of fp32 partial sums (one too: the epilogue
+// writes partials always), then each tile's piece count.
 inline int64_t workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype) {
   Geometry g;
-  return plan_geometry(p, g, dtype == ScalarKind::Float32 ? 4 : 2) ? g.splits * g.numel : 0;
+  return plan_geometry(p, g, dtype == ScalarKind::Float32 ? 4 : 2) ? g.splits * g.numel + g.cut.tiles : 0;
 }
 
 }  // namespace tconv3d::cuda::gw90

@@ -1,7 +1,7 @@
 // The Hopper grad-weight GEMM's decomposition (cuda/grad_weight_sm90_plan.h):
 // the box walk the issuing thread carries from stage to stage, and that the
-// work units' splits and column tiles cover every box and every (tap, co)
-// column exactly once, within TMA's box limits and the workspace bound, for
+// work units' ranges and column tiles cover every box and every (tap, co)
+// column exactly once, in planes 0, 1, … a tile, within TMA's box limits and the workspace bound, for
 // fp16/bf16 tiles and TF32's; which shapes and dtypes the kernel takes.
 #include <gtest/gtest.h>
 
@@ -66,18 +66,17 @@ TEST(GradWeightSm90Plan, CarryingTheBoxCursorMatchesDecodingEveryBox) {
   for (const auto& [s, bytes] : planned_shapes()) {
     Geometry g;
     ASSERT_TRUE(plan_geometry(params_of(s), g, bytes));
-    for (int64_t split = 0; split < g.splits; ++split) {
-      const int64_t b0 = g.boxes * split / g.splits, b1 = g.boxes * (split + 1) / g.splits;
+    for_each_unit(g, 0, 1, [&](const Unit& w) {
       BoxCursor carried;
-      carried.seek(g, b0);
-      for (int64_t b = b0; b < b1; ++b) {
+      carried.seek(g, w.box0);
+      for (int64_t b = w.box0; b < w.box1; ++b) {
         BoxCursor decoded;
         decoded.seek(g, b);
         ASSERT_EQ(carried.sample, decoded.sample) << "box " << b;
         for (int a = 0; a < 3; ++a) ASSERT_EQ(carried.origin(g, a), decoded.origin(g, a));
         carried.next(g);
       }
-    }
+    });
   }
 }
 
@@ -109,32 +108,50 @@ TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
     EXPECT_GE(g.splits, 1);
     EXPECT_LE(g.splits * g.numel, kMaxPartials);
     EXPECT_EQ(g.numel, p.in_channels * p.out_per_group * g.taps);
-    // (group, ci-tile, tap, co-block) → how many units cover it, per box.
-    std::vector<int> box_hits(size_t(g.boxes), 0);
+    const int64_t tiles = g.groups * g.tiles_m * g.tiles_n;
+    ASSERT_EQ(g.cut.tiles, tiles);
+    // Per tile: how many units cover each box, and the planes its units
+    // write, in box order.
+    std::vector<std::vector<int>> box_hits(static_cast<size_t>(tiles), std::vector<int>(static_cast<size_t>(g.boxes), 0));
+    std::vector<std::vector<int64_t>> planes(static_cast<size_t>(tiles));
     std::set<std::tuple<int, int, int, int>> columns_seen;
-    std::set<std::tuple<int, int, int64_t>> tiles_seen;
-    for (int64_t u = 0; u < unit_count(g); ++u) {
-      const Unit w = decode_unit(g, u);
-      ASSERT_LT(w.group, g.groups);
-      ASSERT_LT(w.tm * g.bm, g.in_per_group);
-      EXPECT_TRUE(tiles_seen.insert({w.group, w.tm * 1000 + w.tn, w.split}).second);
-      if (w.group == 0 && w.tm == 0 && w.tn == 0) {
-        for (int64_t b = w.box0; b < w.box1; ++b) ++box_hits[size_t(b)];
-      }
-      if (w.split != 0) continue;
-      for (int j = 0; j < g.bn / g.co_box; ++j) {
-        const ColumnBlock c = column_block(g, w.tn, j, g.bn);
-        if (c.tap >= g.taps) {
-          // Only the last column tile runs past the final tap.
-          EXPECT_EQ(w.tn, g.tiles_n - 1);
-          continue;
+    // Strided over two CTAs, as on a GPU of fewer SMs than ranges: the
+    // units are the same, only who runs them differs.
+    for (int cta = 0; cta < 2; ++cta) {
+      for_each_unit(g, cta, 2, [&](const Unit& w) {
+        ASSERT_LT(w.group, g.groups);
+        ASSERT_LT(w.tm * g.bm, g.in_per_group);
+        ASSERT_EQ(w.tile, (int64_t(w.group) * g.tiles_m + w.tm) * g.tiles_n + w.tn);
+        ASSERT_LT(w.box0, w.box1);
+        ASSERT_LE(w.box1, g.boxes);
+        for (int64_t b = w.box0; b < w.box1; ++b) ++box_hits[size_t(w.tile)][size_t(b)];
+        planes[size_t(w.tile)].push_back(w.split);
+        if (w.split != 0) return;
+        for (int j = 0; j < g.bn / g.co_box; ++j) {
+          const ColumnBlock c = column_block(g, w.tn, j, g.bn);
+          if (c.tap >= g.taps) {
+            // Only the last column tile runs past the final tap.
+            EXPECT_EQ(w.tn, g.tiles_n - 1);
+            continue;
+          }
+          EXPECT_EQ(c.co % g.co_box, 0);
+          EXPECT_TRUE(columns_seen.insert({w.group, w.tm, c.tap, c.co}).second)
+              << "column block covered twice";
         }
-        EXPECT_EQ(c.co % g.co_box, 0);
-        EXPECT_TRUE(columns_seen.insert({w.group, w.tm, c.tap, c.co}).second)
-            << "column block covered twice";
-      }
+      });
     }
-    for (int64_t b = 0; b < g.boxes; ++b) EXPECT_EQ(box_hits[size_t(b)], 1) << "box " << b;
+    int64_t most = 0;
+    for (int64_t t = 0; t < tiles; ++t) {
+      for (int64_t b = 0; b < g.boxes; ++b) ASSERT_EQ(box_hits[size_t(t)][size_t(b)], 1) << "box " << b;
+      // Planes 0, 1, … in the order of the boxes (the sums' order), as
+      // many as the combine reads.
+      std::vector<int64_t> sorted = planes[size_t(t)];
+      std::sort(sorted.begin(), sorted.end());
+      for (size_t i = 0; i < sorted.size(); ++i) ASSERT_EQ(sorted[i], int64_t(i)) << "tile " << t;
+      EXPECT_EQ(int64_t(sorted.size()), g.cut.pieces(t)) << "tile " << t;
+      most = std::max(most, int64_t(sorted.size()));
+    }
+    EXPECT_EQ(g.splits, most);
     EXPECT_EQ(int64_t(columns_seen.size()),
               g.groups * g.tiles_m * g.taps * (p.out_per_group / g.co_box));
   }
@@ -187,17 +204,46 @@ TEST(GradWeightSm90Plan, RefusesLayersWhosePartialsWouldPassTheWorkspaceBound) {
   EXPECT_LE(g.splits * g.numel, kMaxPartials);
 }
 
-TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
-  // Two units a SM of a 132-SM part where the boxes allow; never fewer than
-  // 8 boxes a split (unless there are fewer than 8 in all).
+TEST(GradWeightSm90Plan, RangesFollowTheShapeAlone) {
+  // One range a consumer warpgroup of a 132-SM part (two an SM in
+  // fp16/bf16, one in TF32), of equal lengths within one box, each at
+  // least 8 boxes (one range where there are fewer in all).
   for (const auto& [s, bytes] : planned_shapes()) {
     Geometry g;
     ASSERT_TRUE(plan_geometry(params_of(s), g, bytes));
-    const int64_t base = g.groups * g.tiles_m * g.tiles_n;
-    EXPECT_LE(base * g.splits, std::max<int64_t>(base, kTargetUnits));
-    if (g.splits > 1) {
-      EXPECT_GE(g.boxes / g.splits, kMinBoxesPerSplit);
+    const int64_t items = g.cut.items();
+    EXPECT_EQ(g.cut.workers, std::max<int64_t>(1, std::min(items / kMinBoxesPerRange,
+                                                            bytes == 4 ? kSms : 2 * kSms)));
+    for (int64_t w = 0; w < g.cut.workers; ++w) {
+      const int64_t length = g.cut.begin(w + 1) - g.cut.begin(w);
+      EXPECT_GE(length, items / g.cut.workers);
+      EXPECT_LE(length, items / g.cut.workers + 1);
+      if (g.cut.workers > 1) {
+        EXPECT_GE(length, kMinBoxesPerRange);
+      }
     }
+  }
+}
+
+TEST(GradWeightSm90Plan, RangeCutPiecesMatchItsWorkers) {
+  // worker_of against a search over begin(), and the pieces of each tile.
+  const RangeCut cuts[] = {{132, 108, 128}, {132, 432, 8}, {264, 216, 8}, {7, 3, 5}, {1, 4, 9}, {12, 12, 1}};
+  for (const RangeCut& cut : cuts) {
+    for (int64_t i = 0; i < cut.items(); ++i) {
+      int64_t owner = 0;
+      while (owner + 1 < cut.workers && cut.begin(owner + 1) <= i) ++owner;
+      ASSERT_EQ(cut.worker_of(i), owner) << "item " << i;
+    }
+    int64_t most = 0;
+    for (int64_t t = 0; t < cut.tiles; ++t) {
+      int64_t pieces = 0;
+      for (int64_t w = 0; w < cut.workers; ++w) {
+        pieces += cut.begin(w) < (t + 1) * cut.steps && cut.begin(w + 1) > t * cut.steps;
+      }
+      EXPECT_EQ(cut.pieces(t), pieces) << "tile " << t;
+      most = std::max(most, pieces);
+    }
+    EXPECT_EQ(cut.most_pieces(), most);
   }
 }
 
@@ -256,20 +302,24 @@ TEST(GradWeightSm90Plan, SupportsFp16Bf16AndTf32WhereAllowedAndTheChannelsFit) {
 
 TEST(GradWeightSm90Plan, WorkspaceFollowsTheDtypesTile) {
   // 128 -> 64 at 27 taps (432 boxes): fp16/bf16 tiles of 128 × 128, so 1 × 14
-  // tiles and 264 / 14 = 18 splits; TF32 tiles of 128 × 64, so 1 × 27 tiles
-  // and 264 / 27 = 9 splits.
+  // tiles in 264 ranges of 22.9 boxes: a tile's 432 boxes span 18.9 ranges,
+  // so 19 or 20 pieces; TF32 tiles of 128 × 64, so 1 × 27 tiles in 132
+  // ranges of 88.4: 4.9 ranges, 5 or 6 pieces.  Each: its planes of
+  // partials, then a piece count a tile.
   const ConvTranspose3dParams p = params_of(shapes()[6]);
   Geometry half, tf32;
   ASSERT_TRUE(plan_geometry(p, half, 2));
   ASSERT_TRUE(plan_geometry(p, tf32, 4));
   EXPECT_EQ(half.tiles_m * half.tiles_n, 14);
   EXPECT_EQ(tf32.tiles_m * tf32.tiles_n, 27);
-  EXPECT_EQ(half.splits, 18);
-  EXPECT_EQ(tf32.splits, 9);
+  EXPECT_EQ(half.cut.workers, 264);
+  EXPECT_EQ(tf32.cut.workers, 132);
+  EXPECT_EQ(half.splits, 20);
+  EXPECT_EQ(tf32.splits, 6);
   EXPECT_EQ(tf32.numel, half.numel);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 18 * half.numel);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 18 * half.numel);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 9 * tf32.numel);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 20 * half.numel + 14);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 20 * half.numel + 14);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 6 * tf32.numel + 27);
 }
 
 }  // namespace
