@@ -30,12 +30,15 @@
 // ci]: an MMA's 64 rows are (tap, co) columns, its 32 columns the input
 // channels, since wgmma's M is 64.
 //
-// Work: the tiles (group, ci-tile, column tile; columns fastest) × the
-// grid's B boxes, cut into equal ranges (range_cut.h): one per consumer
-// warpgroup of a 132-SM part, from the shape alone (results do not depend
-// on the GPU).  A range's piece of a tile is a unit, whose sums go to the
-// tile's next plane of partials; so every consumer has the same number of
-// stages, where whole splits of every tile left a partial last wave.
+// Work units are (group, split, ci-tile, column tile), columns fastest so
+// units running together read the same x boxes from L2; split `s` of S
+// covers boxes [B·s/S, B·(s+1)/S) of the grid's B.  S is chosen from the
+// shape alone (results do not depend on the GPU): about two units per SM of
+// a 132-SM part, so one consumer's epilogue overlaps the other's main loop.
+// Where TF32's units (one consumer an SM) would leave a last wave mostly
+// empty, the tiles × boxes are instead cut into 132 equal ranges
+// (range_cut.h), a range's piece of a tile being a unit whose sums go to
+// the tile's next plane of partials (grad_weight_sm90_plan.h).
 //
 // Persistent CTAs, one per SM, as the forward GEMM (tensor_core_gemm_sm90.cu):
 // a producer warpgroup (one thread issues the copies into a 6-stage ring, 4
@@ -414,7 +417,7 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
     // columns 8j + 2·(lane%4) (+1) of each accumulator block.
     const int64_t ci_base = int64_t(w.group) * g.in_per_group + int64_t(w.tm) * BM;
     float* const partials = g.workspace + w.split * g.numel;
-    if (w.split == 0 && threadIdx.x % 128 == 0) g.tile_pieces[w.tile] = int32_t(g.cut.pieces(w.tile));
+    if (w.split == 0 && threadIdx.x % 128 == 0) g.tile_pieces[w.tile] = int32_t(tile_planes(g, w.tile));
     if constexpr (L::kTurned) {
       // Rows are (tap, co) columns, columns input channels: each store
       // writes 8 consecutive co (a 32-byte sector) in each of 4 ci rows.
@@ -514,7 +517,7 @@ bool plan(const ConvTranspose3dParams& p, int element_bytes, Geometry& g, gw_gem
   pl.taps = g.taps;
   pl.splits = g.splits;
   pl.numel = g.numel;
-  pl.blocks = g.cut.workers;
+  pl.blocks = work_count(g);
   return true;
 }
 
@@ -526,7 +529,7 @@ cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUten
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t cap = sm_count();
-  const int64_t ctas = g.cut.workers < cap ? g.cut.workers : cap;
+  const int64_t ctas = work_count(g) < cap ? work_count(g) : cap;
   kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(g, x_map, gy_map);
   return cudaGetLastError();
 }

@@ -25,16 +25,11 @@ constexpr int kNarrowChunk = 32;  // or one 64-byte row, where a group holds 32 
 constexpr int kTf32Chunk = 32;
 constexpr int kTf32TileM = 64, kTf32TileN = 64;
 constexpr int kMaxElementStride = 8;  // TMA's traversal strides
-// Ranges of the tiles' boxes (range_cut.h): one per consumer warpgroup of
-// a 132-SM GPU, so two per SM in fp16/bf16 and one in TF32 (one consumer, the
-// other warpgroup transposing).  A constant, not the device's SM count: the
-// cut, and so the sums' order, depend on the shape alone.  Equal ranges
-// replaced whole splits of every tile, which left a partial last wave
-// (VAE-video 256→128 TF32: 216 units of 64 boxes on 132 consumers, two
-// rounds where 1.64 would do).
+// Units aimed at: two per SM of a 132-SM GPU.  A constant, not the device's
+// SM count: the splits, and so the sums' order, depend on the shape alone.
 constexpr int64_t kSms = 132;
-inline int64_t target_ranges(int element_bytes) { return element_bytes == 4 ? kSms : 2 * kSms; }
-constexpr int64_t kMinBoxesPerRange = 8;
+constexpr int64_t kTargetUnits = 2 * kSms;
+constexpr int64_t kMinBoxesPerSplit = 8;
 constexpr int64_t kMaxPartials = int64_t(1) << 24;  // as the mma.sync kernel's: 64 MiB of fp32
 
 // Everything a unit's decoding needs, fixed per launch.
@@ -54,30 +49,57 @@ struct Geometry {
 };
 
 // A unit: boxes [box0, box1) of tile (group, tm, tn), its sums into plane
-// `split`.  Tiles in order columns fastest, then ci-tile, then group:
-// neighbouring ranges' tiles read the same x boxes.
+// `split`.  Tiles in order columns fastest, then ci-tile, then group.
 struct Unit {
   int group, tm, tn;
   int64_t tile, split, box0, box1;
 };
 
-TCONV3D_HOST_DEVICE Unit unit_of(const Geometry& g, const RangePiece& piece) {
+TCONV3D_HOST_DEVICE Unit unit_in_tile(const Geometry& g, int64_t tile, int64_t split, int64_t box0,
+                                      int64_t box1) {
   Unit w;
-  w.tn = int(piece.tile % g.tiles_n);
-  w.tm = int(piece.tile / g.tiles_n % g.tiles_m);
-  w.group = int(piece.tile / (g.tiles_n * g.tiles_m));
-  w.tile = piece.tile;
-  w.split = piece.plane;
-  w.box0 = piece.step0;
-  w.box1 = piece.step1;
+  w.tn = int(tile % g.tiles_n);
+  w.tm = int(tile / g.tiles_n % g.tiles_m);
+  w.group = int(tile / (g.tiles_n * g.tiles_m));
+  w.tile = tile;
+  w.split = split;
+  w.box0 = box0;
+  w.box1 = box1;
   return w;
 }
 
+TCONV3D_HOST_DEVICE int64_t tile_count(const Geometry& g) { return g.groups * g.tiles_m * g.tiles_n; }
+
+// The CTAs' work items: units of whole splits (cut.workers 0), or the cut's
+// ranges.
+TCONV3D_HOST_DEVICE int64_t work_count(const Geometry& g) {
+  return g.cut.workers == 0 ? tile_count(g) * g.splits : g.cut.workers;
+}
+
+// The planes of partials tile t's sums lie in.
+TCONV3D_HOST_DEVICE int64_t tile_planes(const Geometry& g, int64_t t) {
+  return g.cut.workers == 0 ? g.splits : g.cut.pieces(t);
+}
+
 // f(unit) for each unit of CTA `cta` of `ctas`, in order: its producer,
-// transposers and consumers walk the same sequence.
+// transposers and consumers walk the same sequence.  Whole splits: unit u
+// is (split, tile) with the tiles fastest, so the units running together
+// read the same split's x boxes from L2; split s of S covers boxes
+// [B·s/S, B·(s+1)/S).  Cut: each range's pieces (range_cut.h).
 template <typename F>
 TCONV3D_HOST_DEVICE void for_each_unit(const Geometry& g, int64_t cta, int64_t ctas, F&& f) {
-  for_each_piece(g.cut, cta, ctas, [&](const RangePiece& piece) { f(unit_of(g, piece)); });
+  if (g.cut.workers == 0) {
+    const int64_t per_group = g.tiles_m * g.tiles_n;  // groups outermost, then splits
+    for (int64_t u = cta; u < g.groups * per_group * g.splits; u += ctas) {
+      const int64_t s = u / per_group % g.splits, group = u / (per_group * g.splits);
+      f(unit_in_tile(g, group * per_group + u % per_group, s, g.boxes * s / g.splits,
+                     g.boxes * (s + 1) / g.splits));
+    }
+    return;
+  }
+  for_each_piece(g.cut, cta, ctas, [&](const RangePiece& piece) {
+    f(unit_in_tile(g, piece.tile, piece.plane, piece.step0, piece.step1));
+  });
 }
 
 // A (tap, co) column of the group: its tap and output channel; tap ≥ taps
@@ -178,16 +200,30 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g, int eleme
   g.in_channels = p.in_channels;
   g.numel = p.in_channels * p.out_per_group * g.taps;
   if (g.numel > kMaxPartials) return false;
-  // target_ranges equal ranges of the tiles' boxes, each at least
-  // kMinBoxesPerRange long (one range where there are fewer boxes in all);
-  // one tile a range where the planes would pass the workspace bound.
-  const int64_t tiles = g.groups * g.tiles_m * g.tiles_n, items = tiles * g.boxes;
-  const int64_t by_length = items / kMinBoxesPerRange, target = target_ranges(element_bytes);
-  g.cut = RangeCut{by_length < 1 ? 1 : by_length < target ? by_length : target, tiles, g.boxes};
-  g.splits = g.cut.most_pieces();
-  if (g.numel > 0 && g.splits > kMaxPartials / g.numel) {  // numel ≤ kMaxPartials: one plane fits
-    g.cut.workers = tiles;
-    g.splits = 1;
+  // Whole splits of every tile: about two units an SM.
+  const int64_t tiles = g.groups * g.tiles_m * g.tiles_n;
+  int64_t splits = tiles >= kTargetUnits ? 1 : kTargetUnits / tiles;
+  const int64_t by_rows = g.boxes / kMinBoxesPerSplit;
+  if (splits > by_rows) splits = by_rows;
+  if (g.numel > 0 && splits > kMaxPartials / g.numel) splits = kMaxPartials / g.numel;  // ≥ 1
+  g.splits = splits < 1 ? 1 : splits;
+  g.cut = RangeCut{0, tiles, g.boxes};
+  // TF32 has one consumer an SM: where those units leave the last wave of
+  // 132 less than 85 % full (VAE-video 256→128: 216 units of 64 boxes, two
+  // rounds where 1.64 would do), 132 equal ranges of the tiles' boxes
+  // instead (range_cut.h), each at least kMinBoxesPerSplit long.  Measured
+  // (RESULTS.md, "Range cut round"): 9-11 % off that layer's grad-weight;
+  // given to every layer, the cut lost 5-12 % in TF32 and up to 2.2x in
+  // fp16/bf16 where the units' waves were already full.
+  const int64_t units = tiles * g.splits, waves = (units + kSms - 1) / kSms;
+  if (element_bytes == 4 && 20 * units < 17 * waves * kSms) {
+    const int64_t items = tiles * g.boxes, by_length = items / kMinBoxesPerSplit;
+    const RangeCut cut{by_length < 1 ? 1 : by_length < kSms ? by_length : kSms, tiles, g.boxes};
+    const int64_t planes = cut.most_pieces();
+    if (planes <= kMaxPartials / g.numel) {
+      g.cut = cut;
+      g.splits = planes;
+    }
   }
   return tiles <= int64_t(INT32_MAX);
 }

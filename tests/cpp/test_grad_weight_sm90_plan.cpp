@@ -108,7 +108,7 @@ TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
     EXPECT_GE(g.splits, 1);
     EXPECT_LE(g.splits * g.numel, kMaxPartials);
     EXPECT_EQ(g.numel, p.in_channels * p.out_per_group * g.taps);
-    const int64_t tiles = g.groups * g.tiles_m * g.tiles_n;
+    const int64_t tiles = tile_count(g);
     ASSERT_EQ(g.cut.tiles, tiles);
     // Per tile: how many units cover each box, and the planes its units
     // write, in box order.
@@ -148,7 +148,7 @@ TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
       std::vector<int64_t> sorted = planes[size_t(t)];
       std::sort(sorted.begin(), sorted.end());
       for (size_t i = 0; i < sorted.size(); ++i) ASSERT_EQ(sorted[i], int64_t(i)) << "tile " << t;
-      EXPECT_EQ(int64_t(sorted.size()), g.cut.pieces(t)) << "tile " << t;
+      EXPECT_EQ(int64_t(sorted.size()), tile_planes(g, t)) << "tile " << t;
       most = std::max(most, int64_t(sorted.size()));
     }
     EXPECT_EQ(g.splits, most);
@@ -204,25 +204,39 @@ TEST(GradWeightSm90Plan, RefusesLayersWhosePartialsWouldPassTheWorkspaceBound) {
   EXPECT_LE(g.splits * g.numel, kMaxPartials);
 }
 
-TEST(GradWeightSm90Plan, RangesFollowTheShapeAlone) {
-  // One range a consumer warpgroup of a 132-SM part (two an SM in
-  // fp16/bf16, one in TF32), of equal lengths within one box, each at
-  // least 8 boxes (one range where there are fewer in all).
+TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
+  // Two units a SM of a 132-SM part where the boxes allow; never fewer than
+  // 8 boxes a split (unless there are fewer than 8 in all).  TF32 (one
+  // consumer an SM) cuts the tiles' boxes into 132 equal ranges instead
+  // where those units would leave the last wave of 132 under 85 % full.
+  int cut = 0;
   for (const auto& [s, bytes] : planned_shapes()) {
     Geometry g;
     ASSERT_TRUE(plan_geometry(params_of(s), g, bytes));
-    const int64_t items = g.cut.items();
-    EXPECT_EQ(g.cut.workers, std::max<int64_t>(1, std::min(items / kMinBoxesPerRange,
-                                                            bytes == 4 ? kSms : 2 * kSms)));
-    for (int64_t w = 0; w < g.cut.workers; ++w) {
-      const int64_t length = g.cut.begin(w + 1) - g.cut.begin(w);
-      EXPECT_GE(length, items / g.cut.workers);
-      EXPECT_LE(length, items / g.cut.workers + 1);
-      if (g.cut.workers > 1) {
-        EXPECT_GE(length, kMinBoxesPerRange);
+    const int64_t base = tile_count(g);
+    int64_t splits = std::min(std::max<int64_t>(1, kTargetUnits / base), g.boxes / kMinBoxesPerSplit);
+    splits = std::max<int64_t>(1, std::min(splits, kMaxPartials / g.numel));
+    const int64_t waves = (base * splits + kSms - 1) / kSms;
+    if (bytes == 4 && 20 * base * splits < 17 * waves * kSms) {
+      ++cut;
+      const int64_t items = g.cut.items();
+      EXPECT_EQ(g.cut.workers, std::max<int64_t>(1, std::min(items / kMinBoxesPerSplit, kSms)));
+      EXPECT_EQ(g.splits, g.cut.most_pieces());
+      for (int64_t w = 0; w < g.cut.workers; ++w) {
+        const int64_t length = g.cut.begin(w + 1) - g.cut.begin(w);
+        EXPECT_GE(length, items / g.cut.workers);
+        EXPECT_LE(length, items / g.cut.workers + 1);
+        if (g.cut.workers > 1) {
+          EXPECT_GE(length, kMinBoxesPerSplit);
+        }
       }
+    } else {
+      EXPECT_EQ(g.cut.workers, 0);
+      EXPECT_EQ(g.splits, splits);
+      EXPECT_EQ(work_count(g), base * splits);
     }
   }
+  EXPECT_GT(cut, 0);  // the shapes walk the cut too
 }
 
 TEST(GradWeightSm90Plan, RangeCutPiecesMatchItsWorkers) {
@@ -302,24 +316,38 @@ TEST(GradWeightSm90Plan, SupportsFp16Bf16AndTf32WhereAllowedAndTheChannelsFit) {
 
 TEST(GradWeightSm90Plan, WorkspaceFollowsTheDtypesTile) {
   // 128 -> 64 at 27 taps (432 boxes): fp16/bf16 tiles of 128 × 128, so 1 × 14
-  // tiles in 264 ranges of 22.9 boxes: a tile's 432 boxes span 18.9 ranges,
-  // so 19 or 20 pieces; TF32 tiles of 128 × 64, so 1 × 27 tiles in 132
-  // ranges of 88.4: 4.9 ranges, 5 or 6 pieces.  Each: its planes of
-  // partials, then a piece count a tile.
+  // tiles and 264 / 14 = 18 splits; TF32 tiles of 128 × 64, so 1 × 27 tiles
+  // and 264 / 27 = 9 splits (243 units: two waves 92 % full, not cut).  Each:
+  // its planes of partials, then a plane count a tile.
   const ConvTranspose3dParams p = params_of(shapes()[6]);
   Geometry half, tf32;
   ASSERT_TRUE(plan_geometry(p, half, 2));
   ASSERT_TRUE(plan_geometry(p, tf32, 4));
   EXPECT_EQ(half.tiles_m * half.tiles_n, 14);
   EXPECT_EQ(tf32.tiles_m * tf32.tiles_n, 27);
-  EXPECT_EQ(half.cut.workers, 264);
-  EXPECT_EQ(tf32.cut.workers, 132);
-  EXPECT_EQ(half.splits, 20);
-  EXPECT_EQ(tf32.splits, 6);
+  EXPECT_EQ(half.splits, 18);
+  EXPECT_EQ(tf32.splits, 9);
+  EXPECT_EQ(tf32.cut.workers, 0);
   EXPECT_EQ(tf32.numel, half.numel);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 20 * half.numel + 14);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 20 * half.numel + 14);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 6 * tf32.numel + 27);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 18 * half.numel + 14);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 18 * half.numel + 14);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 9 * tf32.numel + 27);
+}
+
+TEST(GradWeightSm90Plan, Tf32CutsTheBottleneckIntoEqualRanges) {
+  // 512 -> 256 at 8³, k3s2: 4 × 108 TF32 tiles of 8 boxes, one split each:
+  // 432 units, four waves of 132 only 82 % full; so 132 ranges of 26.2
+  // boxes, a tile in one piece or two.
+  const Shape bottleneck = shapes()[7];
+  Geometry g;
+  ASSERT_TRUE(plan_geometry(params_of(bottleneck), g, 4));
+  EXPECT_EQ(tile_count(g), 432);
+  EXPECT_EQ(g.boxes, 8);
+  EXPECT_EQ(g.cut.workers, 132);
+  EXPECT_EQ(g.splits, 2);
+  Geometry half;  // two consumers an SM: whole splits
+  ASSERT_TRUE(plan_geometry(params_of(bottleneck), half, 2));
+  EXPECT_EQ(half.cut.workers, 0);
 }
 
 }  // namespace

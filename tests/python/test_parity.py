@@ -838,6 +838,38 @@ def bottleneck_operands(seed, dtype, memory_format):
     return g, x, w
 
 
+@requires_cuda
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_bottleneck_tf32_grad_weight_cuts_ranges(layout):
+    """The bottleneck's TF32 grad-weight on the Hopper kernel: its 432 tiles
+    of 8 boxes (four waves of 132 only 82 % full as whole splits) cut into
+    132 equal ranges, a tile in one or two pieces summed in box order
+    (grad_weight_sm90_plan.h): against float64 within twice torch's error
+    (every element: gw comes from the combine, which writes each once),
+    bitwise again, and with 64-bit indices."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision("tf32")
+    fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
+    g, x, w = bottleneck_operands(11, dtype, fmt)
+    gy = torch.randn(1, 256, 16, 16, 16, generator=g).to("cuda", dtype, memory_format=fmt)
+    geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1, [1, 1, 1])
+
+    def run():
+        return torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *geometry)
+
+    gw = run()
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
+    w_ref = w.double().requires_grad_()
+    y_ref = F.conv_transpose3d(x.double(), w_ref, stride=2, padding=1, output_padding=1)
+    gw_ref, = torch.autograd.grad(y_ref, w_ref, gy.double())
+    w_torch = w.detach().requires_grad_()
+    y_torch = F.conv_transpose3d(x, w_torch, stride=2, padding=1, output_padding=1)
+    gw_torch, = torch.autograd.grad(y_torch, w_torch, gy)
+    check("grad_weight", gw, gw_ref, gw_torch, dtype)
+    assert_repeats_bitwise(gw, run, "grad_weight", "grad_weight_gemm_sm90")
+
+
 def bottleneck_forward_split_count(dtype):
     """Mirror of choose_splits for the bottleneck's forward: 8 phases of 4
     boxes of 128 output positions × 4 column tiles of 64 (choose_columns
