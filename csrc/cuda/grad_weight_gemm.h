@@ -159,8 +159,9 @@ struct Plan {
   int64_t groups, tiles_m, tiles_n, taps, splits;
   int64_t numel;   // Cin · Cout/G · taps
   int64_t blocks;  // groups · splits · tiles_m · taps · tiles_n
-  // Set by the Hopper kernel's plan: its tiles' piece counts (ElementPlanes,
-  // grad_weight_launch.cuh), its tiles then bm × bn (tap, co) columns.
+  // Set by the Hopper kernel where it cuts ranges: its tiles' piece counts
+  // (ElementPlanes, grad_weight_launch.cuh), its tiles then bm × bn (tap,
+  // co) columns, bn a power of two.
   const int32_t* tile_pieces = nullptr;
 };
 

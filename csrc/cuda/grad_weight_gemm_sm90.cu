@@ -417,7 +417,9 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
     // columns 8j + 2·(lane%4) (+1) of each accumulator block.
     const int64_t ci_base = int64_t(w.group) * g.in_per_group + int64_t(w.tm) * BM;
     float* const partials = g.workspace + w.split * g.numel;
-    if (w.split == 0 && threadIdx.x % 128 == 0) g.tile_pieces[w.tile] = int32_t(tile_planes(g, w.tile));
+    if (g.cut.workers != 0 && w.split == 0 && threadIdx.x % 128 == 0) {
+      g.tile_pieces[w.tile] = int32_t(g.cut.pieces(w.tile));
+    }
     if constexpr (L::kTurned) {
       // Rows are (tap, co) columns, columns input channels: each store
       // writes 8 consecutive co (a 32-byte sector) in each of 4 ci rows.
@@ -605,7 +607,7 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
   g.workspace = ops.workspace;
   g.tile_pieces = ops.workspace == nullptr ? nullptr : reinterpret_cast<int32_t*>(ops.workspace + g.splits * g.numel);
-  pl.tile_pieces = g.tile_pieces;
+  pl.tile_pieces = g.cut.workers != 0 ? g.tile_pieces : nullptr;  // else every tile: g.splits planes
   const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
   const int64_t out_extent[3] = {p.axis[0].out, p.axis[1].out, p.axis[2].out};
   const int64_t x_strides[4] = {ops.input_n, ops.input_d, ops.input_h, ops.input_w};

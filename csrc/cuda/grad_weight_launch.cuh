@@ -25,17 +25,20 @@ enum class PartialOrder { CiCoTap, TapCiCo };
 // The planes of partials holding a gw element's sums: `splits`, every one,
 // or, where tile_pieces is set (the Hopper kernel's range cut,
 // grad_weight_sm90_plan.h), the pieces its tile was cut into, written there
-// by the GEMM: tiles of bm input channels × bn (tap, co) columns of a
-// group, columns fastest.
+// by the GEMM: tiles of bm input channels × 2^log_bn (tap, co) columns of a
+// group, columns fastest.  tile_row(ci): the tile index of ci's first
+// column, once per row; of(): a shift, an add and a load a vector.
 struct ElementPlanes {
   int64_t splits;
   const int32_t* tile_pieces;
-  int in_per_group, out_per_group, bm, bn, tiles_m, tiles_n;
-  __device__ __forceinline__ int64_t of(int64_t ci, int tap, int64_t co) const {
+  int in_per_group, out_per_group, bm, log_bn, tiles_m, tiles_n;
+  __device__ __forceinline__ int tile_row(int64_t ci) const {
+    if (tile_pieces == nullptr) return 0;
+    return (int(ci / in_per_group) * tiles_m + int(ci % in_per_group) / bm) * tiles_n;
+  }
+  __device__ __forceinline__ int64_t of(int row, int tap, int64_t co) const {
     if (tile_pieces == nullptr) return splits;
-    const int group = int(ci / in_per_group), tm = int(ci % in_per_group) / bm;
-    const int tn = (tap * out_per_group + int(co)) / bn;
-    return tile_pieces[(group * tiles_m + tm) * tiles_n + tn];
+    return tile_pieces[row + ((tap * out_per_group + int(co)) >> log_bn)];
   }
 };
 
@@ -67,6 +70,7 @@ __global__ void __launch_bounds__(kThreads)
       const int w = tap % kw, h = tap / kw % kh, d = tap / (kw * kh);
       tap_offset[threadIdx.x] = d * dst.d + h * dst.h + w * dst.w;
     }
+    const int row = planes.tile_row(ci);
     const float* from = partial + (int64_t(tap0) * in_channels + ci) * out_per_group + co0;
     const int64_t tap_step = in_channels * out_per_group;
     for (int i = threadIdx.x; i < count / kVec; i += kThreads) {
@@ -74,7 +78,7 @@ __global__ void __launch_bounds__(kThreads)
       const int cc = (i * kVec) & co_mask, tt = (i * kVec) >> tile.log_channels;
       if (tap0 + tt < taps && co0 + cc < out_per_group) {
         const float* src = from + tt * tap_step + cc;
-        const int64_t splits = planes.of(ci, tap0 + tt, co0 + cc);  // one tile: kVec divides bn
+        const int64_t splits = planes.of(row, tap0 + tt, co0 + cc);  // one tile: kVec divides bn
         float acc[kVec] = {};
         for (int64_t s = 0; s < splits; ++s) {
           if constexpr (kVec == 4) {
@@ -130,8 +134,10 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         // 16-byte loads: rows of Cout/G floats from a 16-byte aligned workspace.
         const auto kernel = p.out_per_group % 4 == 0 ? combine_tap_major_kernel<scalar_t, 4>
                                                      : combine_tap_major_kernel<scalar_t, 1>;
+        int log_bn = 0;
+        while ((2 << log_bn) <= pl.bn) ++log_bn;
         const ElementPlanes planes{pl.splits, pl.tile_pieces, int(p.in_per_group), int(p.out_per_group),
-                                   pl.bm, pl.bn, int(pl.tiles_m), int(pl.tiles_n)};
+                                   pl.bm, log_bn, int(pl.tiles_m), int(pl.tiles_n)};
         kernel<<<blocks, kThreads, 0, cfg.stream>>>(
             workspace, planes, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),
             int(p.axis[2].kernel), int(pl.taps), tile, p.weight, static_cast<scalar_t*>(grad_weight));

@@ -255,7 +255,8 @@ inline bool supports_shape(const ConvTranspose3dParams& p, ScalarKind dtype, boo
 
 // The workspace the kernel writes for `dtype` (fp32 read as TF32), in
 // 4-byte words: its planes of fp32 partial sums (one too: the epilogue
-// writes partials always), then each tile's piece count.
+// writes partials always), then each tile's piece count (written where it
+// cuts ranges).
 inline int64_t workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype) {
   Geometry g;
   return plan_geometry(p, g, dtype == ScalarKind::Float32 ? 4 : 2) ? g.splits * g.numel + g.cut.tiles : 0;
