@@ -51,7 +51,7 @@ struct ElementPlanes {
 // thread's loads wait one at a time (the split loop between them), so the
 // bytes in flight bound it: kVec = 4 loads 16 bytes (4 co) at once where
 // Cout/G is a multiple of 4.  Each element's sum is the same either way.
-template <typename scalar_t, int kVec>
+template <typename scalar_t, int kVec, bool kCut>
 __global__ void __launch_bounds__(kThreads)
     combine_tap_major_kernel(const float* __restrict__ partial, ElementPlanes planes, int64_t numel,
                              int64_t in_channels, int64_t out_per_group, int kh, int kw, int taps,
@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kThreads)
       const int w = tap % kw, h = tap / kw % kh, d = tap / (kw * kh);
       tap_offset[threadIdx.x] = d * dst.d + h * dst.h + w * dst.w;
     }
-    const int row = planes.tile_row(ci);
+    const int row = kCut ? planes.tile_row(ci) : 0;
     const float* from = partial + (int64_t(tap0) * in_channels + ci) * out_per_group + co0;
     const int64_t tap_step = in_channels * out_per_group;
     for (int i = threadIdx.x; i < count / kVec; i += kThreads) {
@@ -78,7 +78,9 @@ __global__ void __launch_bounds__(kThreads)
       const int cc = (i * kVec) & co_mask, tt = (i * kVec) >> tile.log_channels;
       if (tap0 + tt < taps && co0 + cc < out_per_group) {
         const float* src = from + tt * tap_step + cc;
-        const int64_t splits = planes.of(row, tap0 + tt, co0 + cc);  // one tile: kVec divides bn
+        // Whole splits: the loop bound the kernel had before the cut (its
+        // codegen unchanged).  Cut: one tile a vector, as kVec divides bn.
+        const int64_t splits = kCut ? planes.of(row, tap0 + tt, co0 + cc) : planes.splits;
         float acc[kVec] = {};
         for (int64_t s = 0; s < splits; ++s) {
           if constexpr (kVec == 4) {
@@ -132,8 +134,10 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         const int64_t tiles = p.in_channels * tile.channel_tiles * tile.tap_tiles;
         const unsigned blocks = unsigned(tiles < 8192 ? tiles : 8192);
         // 16-byte loads: rows of Cout/G floats from a 16-byte aligned workspace.
-        const auto kernel = p.out_per_group % 4 == 0 ? combine_tap_major_kernel<scalar_t, 4>
-                                                     : combine_tap_major_kernel<scalar_t, 1>;
+        const bool cut = pl.tile_pieces != nullptr;
+        const auto kernel = p.out_per_group % 4 == 0
+                                ? (cut ? combine_tap_major_kernel<scalar_t, 4, true> : combine_tap_major_kernel<scalar_t, 4, false>)
+                                : (cut ? combine_tap_major_kernel<scalar_t, 1, true> : combine_tap_major_kernel<scalar_t, 1, false>);
         int log_bn = 0;
         while ((2 << log_bn) <= pl.bn) ++log_bn;
         const ElementPlanes planes{pl.splits, pl.tile_pieces, int(p.in_per_group), int(p.out_per_group),
