@@ -606,7 +606,8 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (!gw90::plan(p, element, g, pl)) return cudaErrorInvalidConfiguration;
   if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
   g.workspace = ops.workspace;
-  g.tile_pieces = ops.workspace == nullptr ? nullptr : reinterpret_cast<int32_t*>(ops.workspace + g.splits * g.numel);
+  g.tile_pieces = ops.workspace == nullptr ? nullptr
+                                            : reinterpret_cast<int32_t*>(ops.workspace + g.splits * g.numel);
   pl.tile_pieces = g.cut.workers != 0 ? g.tile_pieces : nullptr;  // else every tile: g.splits planes
   const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
   const int64_t out_extent[3] = {p.axis[0].out, p.axis[1].out, p.axis[2].out};

@@ -134,10 +134,11 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         const int64_t tiles = p.in_channels * tile.channel_tiles * tile.tap_tiles;
         const unsigned blocks = unsigned(tiles < 8192 ? tiles : 8192);
         // 16-byte loads: rows of Cout/G floats from a 16-byte aligned workspace.
-        const bool cut = pl.tile_pieces != nullptr;
-        const auto kernel = p.out_per_group % 4 == 0
-                                ? (cut ? combine_tap_major_kernel<scalar_t, 4, true> : combine_tap_major_kernel<scalar_t, 4, false>)
-                                : (cut ? combine_tap_major_kernel<scalar_t, 1, true> : combine_tap_major_kernel<scalar_t, 1, false>);
+        const bool quads = p.out_per_group % 4 == 0, cut = pl.tile_pieces != nullptr;
+        const auto kernel = quads ? (cut ? combine_tap_major_kernel<scalar_t, 4, true>
+                                         : combine_tap_major_kernel<scalar_t, 4, false>)
+                                  : (cut ? combine_tap_major_kernel<scalar_t, 1, true>
+                                         : combine_tap_major_kernel<scalar_t, 1, false>);
         int log_bn = 0;
         while ((2 << log_bn) <= pl.bn) ++log_bn;
         const ElementPlanes planes{pl.splits, pl.tile_pieces, int(p.in_per_group), int(p.out_per_group),

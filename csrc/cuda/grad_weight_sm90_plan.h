@@ -220,7 +220,7 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g, int eleme
     const int64_t items = tiles * g.boxes, by_length = items / kMinBoxesPerSplit;
     const RangeCut cut{by_length < 1 ? 1 : by_length < kSms ? by_length : kSms, tiles, g.boxes};
     const int64_t planes = cut.most_pieces();
-    if (planes <= kMaxPartials / g.numel) {
+    if (g.numel == 0 || planes <= kMaxPartials / g.numel) {
       g.cut = cut;
       g.splits = planes;
     }

@@ -112,7 +112,8 @@ TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
     ASSERT_EQ(g.cut.tiles, tiles);
     // Per tile: how many units cover each box, and the planes its units
     // write, in box order.
-    std::vector<std::vector<int>> box_hits(static_cast<size_t>(tiles), std::vector<int>(static_cast<size_t>(g.boxes), 0));
+    std::vector<std::vector<int>> box_hits(static_cast<size_t>(tiles),
+                                           std::vector<int>(static_cast<size_t>(g.boxes), 0));
     std::vector<std::vector<int64_t>> planes(static_cast<size_t>(tiles));
     std::set<std::tuple<int, int, int, int>> columns_seen;
     // Strided over two CTAs, as on a GPU of fewer SMs than ranges: the
