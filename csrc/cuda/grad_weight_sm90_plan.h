@@ -211,14 +211,16 @@ inline bool plan_geometry(const ConvTranspose3dParams& p, Geometry& g, int eleme
   // TF32 has one consumer an SM: where those units leave the last wave of
   // 132 less than 85 % full (VAE-video 256→128: 216 units of 64 boxes, two
   // rounds where 1.64 would do), 132 equal ranges of the tiles' boxes
-  // instead (range_cut.h), each at least kMinBoxesPerSplit long.  Measured
+  // instead (range_cut.h), where each can be at least kMinBoxesPerSplit
+  // long (fewer ranges than SMs would idle more of them than the last wave
+  // did).  Measured
   // (RESULTS.md, "Range cut round"): 9-11 % off that layer's grad-weight;
   // given to every layer, the cut lost 5-12 % in TF32 and up to 2.2x in
   // fp16/bf16 where the units' waves were already full.
   const int64_t units = tiles * g.splits, waves = (units + kSms - 1) / kSms;
-  if (element_bytes == 4 && 20 * units < 17 * waves * kSms) {
-    const int64_t items = tiles * g.boxes, by_length = items / kMinBoxesPerSplit;
-    const RangeCut cut{by_length < 1 ? 1 : by_length < kSms ? by_length : kSms, tiles, g.boxes};
+  const int64_t items = tiles * g.boxes;
+  if (element_bytes == 4 && 20 * units < 17 * waves * kSms && items / kMinBoxesPerSplit >= kSms) {
+    const RangeCut cut{kSms, tiles, g.boxes};
     const int64_t planes = cut.most_pieces();
     if (g.numel == 0 || planes <= kMaxPartials / g.numel) {
       g.cut = cut;

@@ -209,7 +209,8 @@ TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
   // Two units a SM of a 132-SM part where the boxes allow; never fewer than
   // 8 boxes a split (unless there are fewer than 8 in all).  TF32 (one
   // consumer an SM) cuts the tiles' boxes into 132 equal ranges instead
-  // where those units would leave the last wave of 132 under 85 % full.
+  // where those units would leave the last wave of 132 under 85 % full and
+  // each range can hold 8 boxes.
   int cut = 0;
   for (const auto& [s, bytes] : planned_shapes()) {
     Geometry g;
@@ -218,10 +219,10 @@ TEST(GradWeightSm90Plan, SplitsFollowTheShapeAlone) {
     int64_t splits = std::min(std::max<int64_t>(1, kTargetUnits / base), g.boxes / kMinBoxesPerSplit);
     splits = std::max<int64_t>(1, std::min(splits, kMaxPartials / g.numel));
     const int64_t waves = (base * splits + kSms - 1) / kSms;
-    if (bytes == 4 && 20 * base * splits < 17 * waves * kSms) {
+    const int64_t items = base * g.boxes;
+    if (bytes == 4 && 20 * base * splits < 17 * waves * kSms && items / kMinBoxesPerSplit >= kSms) {
       ++cut;
-      const int64_t items = g.cut.items();
-      EXPECT_EQ(g.cut.workers, std::max<int64_t>(1, std::min(items / kMinBoxesPerSplit, kSms)));
+      EXPECT_EQ(g.cut.workers, kSms);
       EXPECT_EQ(g.splits, g.cut.most_pieces());
       for (int64_t w = 0; w < g.cut.workers; ++w) {
         const int64_t length = g.cut.begin(w + 1) - g.cut.begin(w);
@@ -333,6 +334,19 @@ TEST(GradWeightSm90Plan, WorkspaceFollowsTheDtypesTile) {
   EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 18 * half.numel + 14);
   EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 18 * half.numel + 14);
   EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 9 * tf32.numel + 27);
+}
+
+TEST(GradWeightSm90Plan, Tf32KeepsWholeSplitsWhereRangesWouldBeShort) {
+  // The bottleneck at 4³ (one box): 432 units in four waves 82 % full, but
+  // 432 boxes make only 54 ranges of 8, fewer than the SMs: whole splits.
+  Shape s = shapes()[7];
+  for (int64_t& side : s.in) side = 4;
+  Geometry g;
+  ASSERT_TRUE(plan_geometry(params_of(s), g, 4));
+  EXPECT_EQ(tile_count(g), 432);
+  EXPECT_EQ(g.boxes, 1);
+  EXPECT_EQ(g.cut.workers, 0);
+  EXPECT_EQ(g.splits, 1);
 }
 
 TEST(GradWeightSm90Plan, Tf32CutsTheBottleneckIntoEqualRanges) {
