@@ -22,8 +22,8 @@ import tconv3d  # noqa: E402
 
 
 def main() -> None:
+    timeline = "--timeline" in sys.argv[1:]
     args = [a for a in sys.argv[1:] if a != "--timeline"]
-    timeline = len(args) < len(sys.argv) - 1
     names, dtype_name, layout = args[:3]
     pass_ = args[3] if len(args) > 3 else "fwdbwd"
     for name in names.split(","):

@@ -23,21 +23,19 @@ namespace tconv3d::cuda::gw_gemm {
 enum class PartialOrder { CiCoTap, TapCiCo };
 
 // The planes of partials holding a gw element's sums: `splits`, every one,
-// or, where tile_pieces is set (the Hopper kernel's range cut,
-// grad_weight_sm90_plan.h), the pieces its tile was cut into, written there
-// by the GEMM: tiles of bm input channels × 2^log_bn (tap, co) columns of a
-// group, columns fastest.  tile_row(ci): the tile index of ci's first
-// column, once per row; of(): a shift, an add and a load a vector.
+// or, under the Hopper kernel's range cut (grad_weight_sm90_plan.h), the
+// pieces its tile was cut into, which the GEMM writes to tile_pieces: tiles
+// of bm input channels × 2^log_bn (tap, co) columns of a group, columns
+// fastest.  tile_row(ci): the tile index of ci's first column, once per
+// row; of(): a shift, an add and a load a vector.  Both for the cut only.
 struct ElementPlanes {
   int64_t splits;
   const int32_t* tile_pieces;
   int in_per_group, out_per_group, bm, log_bn, tiles_m, tiles_n;
   __device__ __forceinline__ int tile_row(int64_t ci) const {
-    if (tile_pieces == nullptr) return 0;
     return (int(ci / in_per_group) * tiles_m + int(ci % in_per_group) / bm) * tiles_n;
   }
   __device__ __forceinline__ int64_t of(int row, int tap, int64_t co) const {
-    if (tile_pieces == nullptr) return splits;
     return tile_pieces[row + ((tap * out_per_group + int(co)) >> log_bn)];
   }
 };

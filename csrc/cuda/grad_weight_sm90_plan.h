@@ -76,11 +76,6 @@ TCONV3D_HOST_DEVICE int64_t work_count(const Geometry& g) {
   return g.cut.workers == 0 ? tile_count(g) * g.splits : g.cut.workers;
 }
 
-// The planes of partials tile t's sums lie in.
-TCONV3D_HOST_DEVICE int64_t tile_planes(const Geometry& g, int64_t t) {
-  return g.cut.workers == 0 ? g.splits : g.cut.pieces(t);
-}
-
 // f(unit) for each unit of CTA `cta` of `ctas`, in order: its producer,
 // transposers and consumers walk the same sequence.  Whole splits: unit u
 // is (split, tile) with the tiles fastest, so the units running together

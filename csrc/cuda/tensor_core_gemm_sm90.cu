@@ -1410,6 +1410,18 @@ cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t
 // channel-contiguous with the strides and address to match).
 constexpr int kAddThreads = 256;
 
+// Dest's offset of channel c at position q of the partials' dense
+// (n, d, h, w) order.
+template <typename index_t>
+__device__ __forceinline__ index_t split_dest_offset(const Strides5& dst, uint32_t q, uint32_t c,
+                                                     uint32_t D, uint32_t H, uint32_t W) {
+  const uint32_t w = q % W;
+  q /= W;
+  const uint32_t h = q % H;
+  q /= H;
+  return offset_of<index_t>(dst, Index5{q / D, c, q % D, h, w});
+}
+
 template <typename scalar_t, typename index_t, int kVec>
 __global__ void __launch_bounds__(kAddThreads)
     add_splits_kernel(const float* __restrict__ partials, int splits, uint32_t numel, uint32_t C,
@@ -1429,17 +1441,12 @@ __global__ void __launch_bounds__(kAddThreads)
 #pragma unroll
       for (int i = 0; i < kVec; ++i) sum[i] = s == 0 ? v[i] : sum[i] + v[i];
     }
-    uint32_t pos = e / C;
-    const uint32_t c = e - pos * C, w = pos % W;
+    const uint32_t pos = e / C, c = e - pos * C;
     if (bias != nullptr) {
 #pragma unroll
       for (int i = 0; i < kVec; ++i) sum[i] += to_acc(bias[int64_t(c + i) * bias_stride]);
     }
-    pos /= W;
-    const uint32_t h = pos % H;
-    pos /= H;
-    const uint32_t d = pos % D, n = pos / D;
-    const index_t at = offset_of<index_t>(dst, Index5{n, c, d, h, w});
+    const index_t at = split_dest_offset<index_t>(dst, pos, c, D, H, W);
     if (kVec > 1 && vector_store) {
       Store out;
 #pragma unroll
@@ -1488,13 +1495,7 @@ __global__ void __launch_bounds__(kAddThreads)
       if (q < positions && c < C) {
         float v = tile[lane][r];
         if (bias != nullptr) v += to_acc(bias[int64_t(c) * bias_stride]);
-        uint32_t pos = q;
-        const uint32_t w = pos % W;
-        pos /= W;
-        const uint32_t h = pos % H;
-        pos /= H;
-        const uint32_t d = pos % D, n = pos / D;
-        dest[offset_of<index_t>(dst, Index5{n, c, d, h, w})] = from_acc<scalar_t>(v);
+        dest[split_dest_offset<index_t>(dst, q, c, D, H, W)] = from_acc<scalar_t>(v);
       }
     }
     __syncthreads();

@@ -149,7 +149,8 @@ TEST(GradWeightSm90Plan, UnitsCoverEveryBoxAndColumnOnce) {
       std::vector<int64_t> sorted = planes[size_t(t)];
       std::sort(sorted.begin(), sorted.end());
       for (size_t i = 0; i < sorted.size(); ++i) ASSERT_EQ(sorted[i], int64_t(i)) << "tile " << t;
-      EXPECT_EQ(int64_t(sorted.size()), tile_planes(g, t)) << "tile " << t;
+      const int64_t planes = g.cut.workers == 0 ? g.splits : g.cut.pieces(t);
+      EXPECT_EQ(int64_t(sorted.size()), planes) << "tile " << t;
       most = std::max(most, int64_t(sorted.size()));
     }
     EXPECT_EQ(g.splits, most);
@@ -336,32 +337,26 @@ TEST(GradWeightSm90Plan, WorkspaceFollowsTheDtypesTile) {
   EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 9 * tf32.numel + 27);
 }
 
-TEST(GradWeightSm90Plan, Tf32KeepsWholeSplitsWhereRangesWouldBeShort) {
-  // The bottleneck at 4³ (one box): 432 units in four waves 82 % full, but
-  // 432 boxes make only 54 ranges of 8, fewer than the SMs: whole splits.
-  Shape s = shapes()[7];
-  for (int64_t& side : s.in) side = 4;
-  Geometry g;
-  ASSERT_TRUE(plan_geometry(params_of(s), g, 4));
-  EXPECT_EQ(tile_count(g), 432);
-  EXPECT_EQ(g.boxes, 1);
-  EXPECT_EQ(g.cut.workers, 0);
-  EXPECT_EQ(g.splits, 1);
-}
-
-TEST(GradWeightSm90Plan, Tf32CutsTheBottleneckIntoEqualRanges) {
-  // 512 -> 256 at 8³, k3s2: 4 × 108 TF32 tiles of 8 boxes, one split each:
-  // 432 units, four waves of 132 only 82 % full; so 132 ranges of 26.2
-  // boxes, a tile in one piece or two.
-  const Shape bottleneck = shapes()[7];
-  Geometry g;
-  ASSERT_TRUE(plan_geometry(params_of(bottleneck), g, 4));
-  EXPECT_EQ(tile_count(g), 432);
-  EXPECT_EQ(g.boxes, 8);
-  EXPECT_EQ(g.cut.workers, 132);
-  EXPECT_EQ(g.splits, 2);
+TEST(GradWeightSm90Plan, Tf32CutsTheBottleneckWhereRangesFillTheSms) {
+  // 512 -> 256, k3s2: 4 × 108 TF32 tiles, one split each: 432 units, four
+  // waves of 132 only 82 % full.  At 8³ (8 boxes a tile): 132 ranges of
+  // 26.2 boxes, a tile in one piece or two.  At 4³ (one box): 432 boxes
+  // make only 54 ranges of 8, fewer than the SMs: whole splits.
+  const struct {
+    int64_t side, boxes, workers, splits;
+  } cases[] = {{8, 8, 132, 2}, {4, 1, 0, 1}};
+  for (const auto& c : cases) {
+    Shape bottleneck = shapes()[7];
+    for (int64_t& side : bottleneck.in) side = c.side;
+    Geometry g;
+    ASSERT_TRUE(plan_geometry(params_of(bottleneck), g, 4)) << c.side;
+    EXPECT_EQ(tile_count(g), 432) << c.side;
+    EXPECT_EQ(g.boxes, c.boxes) << c.side;
+    EXPECT_EQ(g.cut.workers, c.workers) << c.side;
+    EXPECT_EQ(g.splits, c.splits) << c.side;
+  }
   Geometry half;  // two consumers an SM: whole splits
-  ASSERT_TRUE(plan_geometry(params_of(bottleneck), half, 2));
+  ASSERT_TRUE(plan_geometry(params_of(shapes()[7]), half, 2));
   EXPECT_EQ(half.cut.workers, 0);
 }
 
