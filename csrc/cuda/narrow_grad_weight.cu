@@ -14,6 +14,12 @@
 // channels are contiguous and neighbouring threads read neighbouring
 // positions.  Splits are fixed by the shape and combined in split order:
 // bitwise reproducible.
+//
+// Memory, not arithmetic, sets the pace: a position's D channels of gy are
+// read as 8- or 16-byte vectors where they are aligned (one element a load
+// cost a warp 16 L1 wavefronts a channel: 256 for a 16-channel bf16 position
+// against 32), and blocks run split-major, so the taps reading one stretch of
+// gy run together and find it in L2.
 #include <cstdint>
 #include <type_traits>
 
@@ -22,6 +28,8 @@
 #include "dispatch.cuh"
 #include "launch.h"
 #include "mixed_radix.h"
+#include "vector_access.cuh"
+#include "channel_vectors.h"
 
 namespace tconv3d::cuda {
 namespace {
@@ -40,27 +48,65 @@ struct NarrowGradWeightArgs {
   int kernel[3];
 };
 
-// Block (unit) = (group · taps + tap) · splits + split.  kD: D rounded up to
+// The warp's sums of each of v's kN elements, scattered over its lanes: while
+// a lane holds an even count, each exchange sends half of its values and
+// keeps the half its partner sends; an odd remainder is summed whole (rgb's
+// 3 × 16 sums: 51 shuffles, where a shuffle a value and offset took 240).
+// After h halvings lane l holds elements (l >> (5 − h))·m + j, j < m = kN/2^h,
+// the same in each of its 2^(5−h) lanes.  A fixed order: bitwise reproducible.
+template <int kN, int kOffset, typename T>
+__device__ __forceinline__ void reduce_scatter(T* v, int lane) {
+  if constexpr (kOffset > 0) {
+    if constexpr (kN % 2 == 0) {
+      constexpr int h = kN / 2;
+      const bool upper = lane & kOffset;
+#pragma unroll
+      for (int j = 0; j < h; ++j) {
+        const T send = upper ? v[j] : v[j + h];
+        const T keep = upper ? v[j + h] : v[j];
+        v[j] = keep + __shfl_xor_sync(0xffffffffu, send, kOffset);
+      }
+      reduce_scatter<h, kOffset / 2>(v, lane);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kN; ++j) v[j] += __shfl_xor_sync(0xffffffffu, v[j], kOffset);
+      reduce_scatter<kN, kOffset / 2>(v, lane);
+    }
+  }
+}
+
+// Halvings reduce_scatter makes of kN values: one per factor 2, at most 5.
+constexpr int halvings(int n) {
+  int h = 0;
+  for (; h < 5 && n % 2 == 0; ++h) n /= 2;
+  return h;
+}
+
+// Block = (split · groups + group) · taps + tap.  kS = S.  kD: D rounded up to
 // 4, 8 or 16 (the FMAs of the columns past D multiply zeros: with one tile of
-// 16, an 8-channel layer did twice the arithmetic it needed).  Two blocks an
-// SM at least: the 64 sums and the loads of a position fit 128 registers.
-template <typename scalar_t, int kD>
+// 16, an 8-channel layer did twice the arithmetic it needed).  kV: gy's channels a
+// load (1, or kD's channels up to 16 bytes where D is a multiple and every
+// vector aligned).  Two blocks an SM at least: the 64 sums and the loads of a
+// position fit 128 registers.
+template <typename scalar_t, int kS, int kD, int kV>
 __global__ void __launch_bounds__(kThreads, 2)
     narrow_grad_weight_kernel(const NarrowGradWeightArgs a) {
+  static_assert(kD % kV == 0);
   using acc = acc_t<scalar_t>;
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
-  int64_t unit = blockIdx.x;
-  const int split = int(unit % a.splits);
-  unit /= a.splits;
+  const int64_t units_per_split = int64_t(a.groups) * kvol;
+  const int split = int(blockIdx.x / units_per_split);
+  const int64_t unit = blockIdx.x % units_per_split;
   const int tap = int(unit % kvol), group = int(unit / kvol);
   const int kw = tap % a.kernel[2], kh = tap / a.kernel[2] % a.kernel[1];
   const int kd = tap / (a.kernel[2] * a.kernel[1]);
   const Run rd = grad_weight_positions(a.axis[0], kd), rh = grad_weight_positions(a.axis[1], kh),
             rw = grad_weight_positions(a.axis[2], kw);
   const int ci0 = group * a.in_per_group;
-  const int S = a.in_per_group, D = a.out_per_group;
+  constexpr int S = kS;
+  const int D = a.out_per_group;
 
-  acc sum[kMaxS][kD] = {};
+  acc sum[kS][kD] = {};
   const int64_t positions = int64_t(a.batch) * rd.count * rh.count * rw.count;
   const int64_t first = positions * split / a.splits, last = positions * (split + 1) / a.splits;
   if (first + threadIdx.x < last) {
@@ -80,13 +126,23 @@ __global__ void __launch_bounds__(kThreads, 2)
           x + digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
       const scalar_t* gp = gy + digit[3] * a.gs.n + digit[2] * gy_step[0] +
                            digit[1] * gy_step[1] + digit[0] * gy_step[2];
-      acc xv[kMaxS], gv[kD];
+      acc xv[kS], gv[kD];
 #pragma unroll
-      for (int i = 0; i < kMaxS; ++i) xv[i] = i < S ? to_acc(xp[i * a.xs.c]) : acc(0);
+      for (int i = 0; i < kS; ++i) xv[i] = to_acc(xp[i * a.xs.c]);
+      if constexpr (kV == 1) {
 #pragma unroll
-      for (int d = 0; d < kD; ++d) gv[d] = d < D ? to_acc(gp[d * a.gs.c]) : acc(0);
+        for (int d = 0; d < kD; ++d) gv[d] = d < D ? to_acc(gp[d * a.gs.c]) : acc(0);
+      } else {
 #pragma unroll
-      for (int i = 0; i < kMaxS; ++i) {
+        for (int j = 0; j < kD / kV; ++j) {
+          Vec<scalar_t, kV> v{};
+          if (j * kV < D) v = *reinterpret_cast<const Vec<scalar_t, kV>*>(gp + j * kV);
+#pragma unroll
+          for (int t = 0; t < kV; ++t) gv[j * kV + t] = to_acc(v.v[t]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kS; ++i) {
 #pragma unroll
         for (int d = 0; d < kD; ++d) sum[i][d] += xv[i] * gv[d];
       }
@@ -94,16 +150,16 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   }
 
-  // Fixed tree: within each warp by shuffles, then the warps' sums in order.
-  __shared__ acc warp_sums[kThreads / 32][kMaxS * kD];
+  // Fixed tree: within each warp by a reduce-scatter, then the warps' sums in order.
+  constexpr int kN = kS * kD, kHalvings = halvings(kN), kPerLane = kN >> kHalvings;
+  __shared__ acc warp_sums[kThreads / 32][kN];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  acc* v = &sum[0][0];
+  reduce_scatter<kN, 16>(v, lane);
+  if (lane % (32 >> kHalvings) == 0) {
 #pragma unroll
-  for (int i = 0; i < kMaxS; ++i) {
-#pragma unroll
-    for (int d = 0; d < kD; ++d) {
-      acc v = sum[i][d];
-      for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-      if (lane == 0) warp_sums[warp][i * kD + d] = v;
+    for (int j = 0; j < kPerLane; ++j) {
+      warp_sums[warp][(lane >> (5 - kHalvings)) * kPerLane + j] = v[j];
     }
   }
   __syncthreads();
@@ -172,9 +228,26 @@ cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const Laun
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     if constexpr (!std::is_same_v<scalar_t, double>) {
-      const auto kernel = p.out_per_group <= 4   ? narrow_grad_weight_kernel<scalar_t, 4>
-                          : p.out_per_group <= 8 ? narrow_grad_weight_kernel<scalar_t, 8>
-                                                 : narrow_grad_weight_kernel<scalar_t, kMaxD>;
+      const auto with_s = [&](auto s_tag) {
+        constexpr int kS = decltype(s_tag)::value;
+        const auto with_d = [&](auto d_tag) {
+          constexpr int kD = decltype(d_tag)::value;
+          constexpr int kV = kD * int(sizeof(scalar_t)) <= 16 ? kD : 16 / int(sizeof(scalar_t));
+          const bool vectors =
+              p.out_per_group % kV == 0 &&
+              vectors_aligned(p.output, reinterpret_cast<uintptr_t>(grad_output), kV,
+                              sizeof(scalar_t));
+          return vectors ? narrow_grad_weight_kernel<scalar_t, kS, kD, kV>
+                         : narrow_grad_weight_kernel<scalar_t, kS, kD, 1>;
+        };
+        return p.out_per_group <= 4   ? with_d(std::integral_constant<int, 4>{})
+               : p.out_per_group <= 8 ? with_d(std::integral_constant<int, 8>{})
+                                      : with_d(std::integral_constant<int, kMaxD>{});
+      };
+      const auto kernel = p.in_per_group == 1   ? with_s(std::integral_constant<int, 1>{})
+                          : p.in_per_group == 2 ? with_s(std::integral_constant<int, 2>{})
+                          : p.in_per_group == 3 ? with_s(std::integral_constant<int, 3>{})
+                                                : with_s(std::integral_constant<int, kMaxS>{});
       kernel<<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a);
       if (splits > 1) {
         combine_partials_kernel<scalar_t><<<grid_for(numel), kThreads, 0, cfg.stream>>>(

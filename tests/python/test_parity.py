@@ -1667,6 +1667,43 @@ def test_narrow_grad_weight(name, layout, dtype):
 
 
 @requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("channels", [(3, 16), (4, 8), (2, 4)], ids=["3_to_16", "4_to_8", "2_to_4"])
+def test_narrow_grad_weight_vector_and_element_loads_agree(channels, dtype):
+    """The CUDA-core grad-weight reads a position's grad_output channels as 8-
+    or 16-byte vectors where they are aligned, one at a time where not (a
+    channels-last grad_output one element into its buffer): the same values
+    in the same order, so bitwise the same gradient, and within tolerance of
+    float64."""
+    torch.backends.cudnn.allow_tf32 = False
+    cin, cout = channels
+    g = torch.Generator().manual_seed(31)
+    x = torch.randn(3, cin, 5, 7, 6, generator=g).to("cuda", dtype)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1, [1, 1, 1])
+    weight_shape = [cin, cout, 3, 3, 3]
+    gy_ncdhw = torch.randn(3, cout, 10, 14, 12, generator=g).to("cuda", dtype)
+    aligned = gy_ncdhw.contiguous(memory_format=torch.channels_last_3d)
+    storage = torch.empty(aligned.numel() + 1, device="cuda", dtype=dtype)
+    shifted = storage[1:].view(3, 10, 14, 12, cout).permute(0, 4, 1, 2, 3)
+    shifted.copy_(gy_ncdhw)
+    assert shifted.is_contiguous(memory_format=torch.channels_last_3d)
+    assert shifted.data_ptr() % 16 != 0
+
+    gw_vectors = torch.ops.tconv3d.grad_weight(aligned, x, weight_shape, *geometry)
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "narrow_grad_weight"
+    gw_elements = torch.ops.tconv3d.grad_weight(shifted, x, weight_shape, *geometry)
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "narrow_grad_weight"
+    assert torch.equal(gw_vectors, gw_elements)
+
+    xr = x.double().cpu().requires_grad_()
+    wr = torch.randn(weight_shape, generator=g, dtype=torch.float64).requires_grad_()
+    F.conv_transpose3d(xr, wr, stride=2, padding=1, output_padding=1).backward(
+        gy_ncdhw.double().cpu())
+    check("grad_weight", gw_vectors, wr.grad, None, dtype)
+
+
+@requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(TAPS_GEMM_CONFIGS))
