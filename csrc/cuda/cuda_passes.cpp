@@ -581,14 +581,14 @@ void run_channels_last_grad_weight(ChannelsLastGradWeight launch, const char* na
 }
 
 // Auto: groups of at most 4 input and 16 output channels (but depthwise,
-// which has a kernel of its own) take the CUDA-core grad-weight; a GEMM tile
-// over them would be mostly padding — except NCDHW operands with more than 8
-// output channels a group where the tensor cores run: there the copies to
-// channels-last cost more than the GEMM's padding (H200, bf16, 3 -> 16
-// channels, 32 x 32^3 out: 0.19 ms against the packed GEMM's 0.14; the
-// same channels-last 0.15 against 0.31, and 4 -> 8 NCDHW 0.22 against 0.25).
-// Gather takes it wherever it runs; the tensor-core policies never.
-bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype) {
+// which has a kernel of its own) take the CUDA-core grad-weight, in every
+// layout; a GEMM tile over them would be mostly padding.  (NCDHW operands of
+// 9-16 output channels a group went to the tensor cores while this kernel
+// read a channel a load; since it reads vectors it wins there too, copies
+// included: H200, 3 -> 16 channels, 32 x 32^3 out, TF32 0.139 ms against
+// the GEMM's 0.202, bf16 0.105 against 0.142.)  Gather takes it wherever it
+// runs; the tensor-core policies never.
+bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p) {
   if (p.in_per_group == 1 && p.out_per_group == 1) return false;
   switch (g_policy.load()) {
     case KernelPolicy::Gather:
@@ -596,12 +596,8 @@ bool prefers_narrow_grad_weight(const ConvTranspose3dParams& p, ScalarKind dtype
     case KernelPolicy::TensorCore:
     case KernelPolicy::Wgmma:
       return false;
-    default: {
-      if (p.in_per_group > 4) return false;
-      const bool channels_last = p.input.c == 1 && p.output.c == 1;
-      const bool tensor_cores = may_use_tensor_cores(p) && tensor_core_dtype(dtype, tf32_allowed());
-      return channels_last || p.out_per_group <= 8 || !tensor_cores;
-    }
+    default:
+      return p.in_per_group <= 4;
   }
 }
 
@@ -615,7 +611,7 @@ bool grad_weight_tap_blocks_takes(const ConvTranspose3dParams& p, const at::Tens
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
   return g_policy.load() == KernelPolicy::Auto && may_use_tensor_cores(p) &&
          !(p.in_per_group == 1 && p.out_per_group == 1) &&
-         !(prefers_narrow_grad_weight(p, dtype) && narrow_grad_weight_supports(p, dtype)) &&
+         !(prefers_narrow_grad_weight(p) && narrow_grad_weight_supports(p, dtype)) &&
          grad_weight_tap_blocks_gemm_supports(p, dtype, tf32_allowed(), input.const_data_ptr(),
                                               grad_output.const_data_ptr(), with_bias);
 }
@@ -670,7 +666,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                  const at::Tensor& input, const at::Tensor& grad_weight) {
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
-  if (prefers_narrow_grad_weight(p, dtype) && narrow_grad_weight_supports(p, dtype)) {
+  if (prefers_narrow_grad_weight(p) && narrow_grad_weight_supports(p, dtype)) {
     // Channels-last operands: a thread's channels contiguous, neighbouring
     // threads on neighbouring positions.
     const ChannelsLastOperands o = channels_last_operands(p, input, grad_output);

@@ -1071,9 +1071,9 @@ def tap_blocks_grad_weight_takes(config, layout, dtype):
     """Mirror of grad_weight_tap_blocks_gemm_supports (grad_weight_gemm.h)
     and its auto routing (cuda_passes.cpp): grad_output as above, x
     contiguous with its planes in 16-byte pieces; not the narrow groups (at
-    most 4 input and 8 output channels) nor depthwise."""
+    most 4 input and 16 output channels) nor depthwise."""
     _, cin, cout, groups, size, *_ = config
-    if cin // groups <= 4 and cout // groups <= 8:
+    if cin // groups <= 4 and cout // groups <= 16:
         return False
     return (tap_blocks_read_grad_output(config, layout, dtype)
             and math.prod(triple(size)) % (16 // dtype.itemsize) == 0)
@@ -1648,22 +1648,11 @@ def test_narrow_gather(name, layout, dtype):
 @pytest.mark.parametrize("name", list(NARROW_GRAD_WEIGHT_CONFIGS))
 def test_narrow_grad_weight(name, layout, dtype):
     """Auto policy: groups of at most 4 input and 16 output channels take the
-    CUDA-core grad-weight (splits and one split) — but for more than 8 output
-    channels a group on operands not channels-last, where the tensor cores
-    run (fp16, bf16) and beat the copies; fp64 the generic reduction (fp32
-    runs without TF32 here: no tensor cores)."""
-    config = NARROW_GRAD_WEIGHT_CONFIGS[name]
-    run_parity(config, layout, dtype, "cuda")
-    _, cin, cout, groups, *_ = config
-    tensor_cores = (dtype in (torch.float16, torch.bfloat16) and layout != "channels_last"
-                    and cout // groups > 8)
+    CUDA-core grad-weight (splits and one split) in every layout; fp64 the
+    generic reduction (fp32 runs without TF32 here)."""
+    run_parity(NARROW_GRAD_WEIGHT_CONFIGS[name], layout, dtype, "cuda")
     kernel = tconv3d._C._last_cuda_kernels()["grad_weight"]
-    if dtype == torch.float64:
-        assert kernel == "grad_weight_reduce"
-    elif tensor_cores:
-        assert kernel in ("grad_weight_gemm", "grad_weight_gemm_channels_last")
-    else:
-        assert kernel == "narrow_grad_weight"
+    assert kernel == ("grad_weight_reduce" if dtype == torch.float64 else "narrow_grad_weight")
 
 
 @requires_cuda
