@@ -93,7 +93,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     narrow_grad_weight_kernel(const NarrowGradWeightArgs a) {
   static_assert(kD % kV == 0);
   using acc = acc_t<scalar_t>;
-  constexpr int kU = kD * int(sizeof(scalar_t)) <= 16 ? 4 : 2;
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   const int64_t units_per_split = int64_t(a.groups) * kvol;
   const int split = int(blockIdx.x / units_per_split);
@@ -122,45 +121,32 @@ __global__ void __launch_bounds__(kThreads, 2)
     int digit[4], step[4];
     digits_of(first + threadIdx.x, radix, digit);
     digits_of(blockDim.x, radix, step);
-    // kU positions' loads in flight before their sums: one at a time, a
-    // thread waited out each load's latency alone.
-    for (int64_t e = first + threadIdx.x; e < last; e += kU * int64_t(blockDim.x)) {
-      scalar_t xr[kU][kS], gr[kU][kD];
+    for (int64_t e = first + threadIdx.x; e < last; e += blockDim.x) {
+      const scalar_t* xp =
+          x + digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
+      const scalar_t* gp = gy + digit[3] * a.gs.n + digit[2] * gy_step[0] +
+                           digit[1] * gy_step[1] + digit[0] * gy_step[2];
+      acc xv[kS], gv[kD];
 #pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        if (e + u * int64_t(blockDim.x) < last) {
-          const scalar_t* xp =
-              x + digit[3] * a.xs.n + digit[2] * a.xs.d + digit[1] * a.xs.h + digit[0] * a.xs.w;
-          const scalar_t* gp = gy + digit[3] * a.gs.n + digit[2] * gy_step[0] +
-                               digit[1] * gy_step[1] + digit[0] * gy_step[2];
+      for (int i = 0; i < kS; ++i) xv[i] = to_acc(xp[i * a.xs.c]);
+      if constexpr (kV == 1) {
 #pragma unroll
-          for (int i = 0; i < kS; ++i) xr[u][i] = xp[i * a.xs.c];
-          if constexpr (kV == 1) {
+        for (int d = 0; d < kD; ++d) gv[d] = d < D ? to_acc(gp[d * a.gs.c]) : acc(0);
+      } else {
 #pragma unroll
-            for (int d = 0; d < kD; ++d) gr[u][d] = d < D ? gp[d * a.gs.c] : scalar_t{};
-          } else {
+        for (int j = 0; j < kD / kV; ++j) {
+          Vec<scalar_t, kV> v{};
+          if (j * kV < D) v = *reinterpret_cast<const Vec<scalar_t, kV>*>(gp + j * kV);
 #pragma unroll
-            for (int j = 0; j < kD / kV; ++j) {
-              Vec<scalar_t, kV> v{};
-              if (j * kV < D) v = *reinterpret_cast<const Vec<scalar_t, kV>*>(gp + j * kV);
-#pragma unroll
-              for (int t = 0; t < kV; ++t) gr[u][j * kV + t] = v.v[t];
-            }
-          }
-          advance_digits(radix, step, digit);
+          for (int t = 0; t < kV; ++t) gv[j * kV + t] = to_acc(v.v[t]);
         }
       }
 #pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        if (e + u * int64_t(blockDim.x) < last) {
+      for (int i = 0; i < kS; ++i) {
 #pragma unroll
-          for (int i = 0; i < kS; ++i) {
-            const acc xv = to_acc(xr[u][i]);
-#pragma unroll
-            for (int d = 0; d < kD; ++d) sum[i][d] += xv * to_acc(gr[u][d]);
-          }
-        }
+        for (int d = 0; d < kD; ++d) sum[i][d] += xv[i] * gv[d];
       }
+      advance_digits(radix, step, digit);
     }
   }
 
