@@ -59,9 +59,13 @@ bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 // stencil lost to the GEMM (H200, bf16, 4 -> 8 channels, 8 x 64^3: 0.16 ms
 // against 0.09 loading a group's source channels once per destination
 // channel, still 0.12 with its ChannelGroups walk loading them once per
-// group; 0.18 against 0.06 for 3 -> 16); under Gather, always.  Taken after
-// them for whatever they did not run, but under the tensor-core policies.
-// Either only where the stencil runs the shape.
+// group; 0.18 against 0.06 for 3 -> 16), and grad-input from more than 8
+// channels a group in any layout, where a destination's sum reads 9-16
+// source channels a tap (3 -> 16, 32 x 32^3 out, NCDHW: 0.190 ms TF32 and
+// 0.152 bf16 against the mma.sync GEMM's 0.144 and 0.100; 8 source channels
+// still favour the stencil, 0.086 against 0.228 for 4 -> 8); under Gather,
+// always.  Taken after them for whatever they did not run, but under the
+// tensor-core policies.  Either only where the stencil runs the shape.
 bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   const bool fwd = pass == GatherPass::Forward;
   switch (g_policy.load()) {
@@ -72,11 +76,12 @@ bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, Scalar
       return false;
     default: {
       const bool depthwise = p.in_per_group == 1 && p.out_per_group == 1;
-      const bool channels_last_grad_input = !fwd && p.output.c == 1 && p.out_channels > 1;
+      const bool gemm_grad_input =
+          !fwd && ((p.output.c == 1 && p.out_channels > 1) ||
+                   (p.in_per_group > 1 && p.out_per_group > 8));
       const bool narrow = std::min(p.in_per_group, p.out_per_group) <= 4 &&
                           std::max(p.in_per_group, p.out_per_group) <= 16;
-      return narrow && (depthwise || !channels_last_grad_input) &&
-             narrow_gather_supports(p, dtype, fwd);
+      return narrow && (depthwise || !gemm_grad_input) && narrow_gather_supports(p, dtype, fwd);
     }
   }
 }
