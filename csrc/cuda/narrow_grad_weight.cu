@@ -55,7 +55,8 @@ struct NarrowGradWeightArgs {
 // The warp's sums of each of v's kN elements, scattered over its lanes: while
 // a lane holds an even count, each exchange sends half of its values and
 // keeps the half its partner sends; an odd remainder is summed whole (rgb's
-// 3 × 16 sums: 51 shuffles, where a shuffle a value and offset took 240).
+// 3 × 16 sums: 48 shuffles, where one a value and offset took 320 for the
+// 4 × 16 padded sums).
 // After h halvings lane l holds elements (l >> (5 − h))·m + j, j < m = kN/2^h,
 // the same in each of its 2^(5−h) lanes.  A fixed order: bitwise reproducible.
 template <int kN, int kOffset, typename T>
