@@ -1,5 +1,6 @@
-// Fixed-order reductions: a block sum whose tree does not depend on timing,
-// and the pass that adds per-split partial sums in split order.
+// Fixed-order reductions: a block sum and a warp reduce-scatter whose trees
+// do not depend on timing, and the pass that adds per-split partial sums in
+// split order.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,40 @@ __device__ __forceinline__ T block_sum(T v) {
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
   }
   return v;
+}
+
+// The warp's sums of each of v's kN elements, scattered over its lanes: while
+// a lane holds an even count, each exchange sends half of its values and
+// keeps the half its partner sends; an odd remainder is summed whole (48
+// shuffles for 48 values, where a shuffle a value and offset takes 240).
+// After h halvings lane l holds elements (l >> (5 − h))·m + j, j < m = kN/2^h,
+// the same in each of its 2^(5−h) lanes.  A fixed order: bitwise reproducible.
+template <int kN, int kOffset, typename T>
+__device__ __forceinline__ void reduce_scatter(T* v, int lane) {
+  if constexpr (kOffset > 0) {
+    if constexpr (kN % 2 == 0) {
+      constexpr int h = kN / 2;
+      const bool upper = lane & kOffset;
+#pragma unroll
+      for (int j = 0; j < h; ++j) {
+        const T send = upper ? v[j] : v[j + h];
+        const T keep = upper ? v[j + h] : v[j];
+        v[j] = keep + __shfl_xor_sync(0xffffffffu, send, kOffset);
+      }
+      reduce_scatter<h, kOffset / 2>(v, lane);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kN; ++j) v[j] += __shfl_xor_sync(0xffffffffu, v[j], kOffset);
+      reduce_scatter<kN, kOffset / 2>(v, lane);
+    }
+  }
+}
+
+// Halvings reduce_scatter makes of kN values: one per factor 2, at most 5.
+constexpr int halvings(int n) {
+  int h = 0;
+  for (; h < 5 && n % 2 == 0; ++h) n /= 2;
+  return h;
 }
 
 // result[e] = Σ_{s = 0 … splits-1} partial[s · numel + e], in that order, for

@@ -24,6 +24,7 @@
 // issued a scheduler a cycle at 24 % occupancy (103 registers: two blocks an
 // SM), DRAM 14 %, L2 28 %.  Keeping two or four positions' loads in flight a
 // thread was slower (0.064 ms, and spilled).
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -52,41 +53,6 @@ struct NarrowGradWeightArgs {
   int kernel[3];
 };
 
-// The warp's sums of each of v's kN elements, scattered over its lanes: while
-// a lane holds an even count, each exchange sends half of its values and
-// keeps the half its partner sends; an odd remainder is summed whole (rgb's
-// 3 × 16 sums: 48 shuffles, where one a value and offset took 320 for the
-// 4 × 16 padded sums).
-// After h halvings lane l holds elements (l >> (5 − h))·m + j, j < m = kN/2^h,
-// the same in each of its 2^(5−h) lanes.  A fixed order: bitwise reproducible.
-template <int kN, int kOffset, typename T>
-__device__ __forceinline__ void reduce_scatter(T* v, int lane) {
-  if constexpr (kOffset > 0) {
-    if constexpr (kN % 2 == 0) {
-      constexpr int h = kN / 2;
-      const bool upper = lane & kOffset;
-#pragma unroll
-      for (int j = 0; j < h; ++j) {
-        const T send = upper ? v[j] : v[j + h];
-        const T keep = upper ? v[j + h] : v[j];
-        v[j] = keep + __shfl_xor_sync(0xffffffffu, send, kOffset);
-      }
-      reduce_scatter<h, kOffset / 2>(v, lane);
-    } else {
-#pragma unroll
-      for (int j = 0; j < kN; ++j) v[j] += __shfl_xor_sync(0xffffffffu, v[j], kOffset);
-      reduce_scatter<kN, kOffset / 2>(v, lane);
-    }
-  }
-}
-
-// Halvings reduce_scatter makes of kN values: one per factor 2, at most 5.
-constexpr int halvings(int n) {
-  int h = 0;
-  for (; h < 5 && n % 2 == 0; ++h) n /= 2;
-  return h;
-}
-
 // Block = (split · groups + group) · taps + tap.  kS = S.  kD: D rounded up to
 // 4, 8 or 16 (the FMAs of the columns past D multiply zeros: with one tile of
 // 16, an 8-channel layer did twice the arithmetic it needed).  kV: gy's channels a
@@ -108,7 +74,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   const Run rd = grad_weight_positions(a.axis[0], kd), rh = grad_weight_positions(a.axis[1], kh),
             rw = grad_weight_positions(a.axis[2], kw);
   const int ci0 = group * a.in_per_group;
-  constexpr int S = kS;
   const int D = a.out_per_group;
 
   acc sum[kS][kD] = {};
@@ -169,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   __syncthreads();
   const int64_t numel_per_split = int64_t(a.groups) * a.in_per_group * a.out_per_group * kvol;
-  for (int e = threadIdx.x; e < S * D; e += blockDim.x) {
+  for (int e = threadIdx.x; e < kS * D; e += blockDim.x) {
     const int i = e / D, d = e % D;
     acc total = 0;
     for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w][i * kD + d];
@@ -237,7 +202,7 @@ cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const Laun
         constexpr int kS = decltype(s_tag)::value;
         const auto with_d = [&](auto d_tag) {
           constexpr int kD = decltype(d_tag)::value;
-          constexpr int kV = kD * int(sizeof(scalar_t)) <= 16 ? kD : 16 / int(sizeof(scalar_t));
+          constexpr int kV = std::min(kD, 16 / int(sizeof(scalar_t)));
           const bool vectors =
               p.out_per_group % kV == 0 &&
               vectors_aligned(p.output, reinterpret_cast<uintptr_t>(grad_output), kV,
