@@ -15,7 +15,11 @@
 // W fastest otherwise, four channels an item where groups split in fours, so
 // that each tap's index work feeds four independent loads), and advance their
 // mixed-radix position by carries instead of dividing again (the plan and the
-// walk: narrow_gather_plan.h).
+// walk: narrow_gather_plan.h).  Channels-last, a position's S source channels
+// come as 8- or 16-byte vectors where aligned (the plan's src_vector): a warp's
+// 32 positions lie S channels apart, so one element a load cost as many L1
+// wavefronts as a whole vector, S times a tap (the 4 -> 8 grad-input spent
+// its time there).  The sum runs over j in the same order either way.
 #include "narrow_gather.h"
 
 #include <algorithm>
@@ -110,8 +114,9 @@ constexpr bool walks_width() {
 // kDepthwise: one source and one destination channel a group, so an item's
 // channels read as many source channels side by side (one load of them).
 // Otherwise an item's channels share a group, and each of its S source
-// channels is one load every channel of the item uses.
-template <typename scalar_t, Walk kWalk, bool kDepthwise>
+// channels is a value every channel of the item uses, loaded kSrcVector at a
+// time.
+template <typename scalar_t, Walk kWalk, bool kDepthwise, int kSrcVector = 1>
 __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArgs a) {
   using acc = acc_t<scalar_t>;
   constexpr int kVec = item_channels<scalar_t, kWalk>();
@@ -194,17 +199,26 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
 #pragma unroll
               for (int l = 0; l < kVec; ++l) sum[l] += to_acc(x.v[l]) * wt[l];
             } else {
-              for (int j = 0; j < S; ++j) {
-                const acc xj = to_acc(sp[j * ss[1]]);
+              const auto add_source = [&](int j, acc xj) {
                 acc wt[kVec];
-                if constexpr (kWalk == Walk::ChannelGroups) {  // rows not 16-byte aligned
+                // A group item's weight rows are aligned where it has kVec channels.
+                if (kWalk != Walk::ChannelGroups || width == kVec) {
+                  load_weights<acc, kVec>(w_tap + j * a.slab, wt);
+                } else {
 #pragma unroll
                   for (int l = 0; l < kVec; ++l) wt[l] = l < valid ? w_tap[j * a.slab + l] : acc(0);
-                } else {
-                  load_weights<acc, kVec>(w_tap + j * a.slab, wt);
                 }
 #pragma unroll
                 for (int l = 0; l < kVec; ++l) sum[l] += xj * wt[l];
+              };
+              if constexpr (kSrcVector > 1) {
+                for (int j = 0; j < S; j += kSrcVector) {
+                  const Vec<scalar_t, kSrcVector> x = load_vec<scalar_t, kSrcVector>(sp + j);
+#pragma unroll
+                  for (int t = 0; t < kSrcVector; ++t) add_source(j + t, to_acc(x.v[t]));
+                }
+              } else {
+                for (int j = 0; j < S; ++j) add_source(j, to_acc(sp[j * ss[1]]));
               }
             }
           }
@@ -239,13 +253,29 @@ void copy_strides(const Strides5& s, int64_t out[5]) {
 }
 
 // The depthwise form only for the walks that take depthwise layers with
-// several channels an item (one channel reads its source alike in both forms).
+// several channels an item (one channel reads its source alike in both
+// forms); vector source loads only for the channels-last walks of items of
+// several channels (plan_narrow).
 template <typename scalar_t, Walk kWalk>
-void launch_walk(bool depthwise, dim3 grid, size_t smem, cudaStream_t stream, const NarrowArgs& a) {
+void launch_walk(const Plan& plan, dim3 grid, size_t smem, cudaStream_t stream,
+                 const NarrowArgs& a) {
   if constexpr (kWalk == Walk::ChannelVectors || kWalk == Walk::WidthFastest) {
-    if (depthwise) {
+    if (plan.depthwise) {
       narrow_gather_kernel<scalar_t, kWalk, true><<<grid, kThreads, smem, stream>>>(a);
       return;
+    }
+  }
+  if constexpr (kWalk == Walk::ChannelVectors || kWalk == Walk::ChannelGroups) {
+    constexpr int k16 = 16 / sizeof(scalar_t), k8 = 8 / sizeof(scalar_t);
+    if (plan.src_vector == k16) {
+      narrow_gather_kernel<scalar_t, kWalk, false, k16><<<grid, kThreads, smem, stream>>>(a);
+      return;
+    }
+    if constexpr (k8 > 1) {
+      if (plan.src_vector == k8) {
+        narrow_gather_kernel<scalar_t, kWalk, false, k8><<<grid, kThreads, smem, stream>>>(a);
+        return;
+      }
     }
   }
   narrow_gather_kernel<scalar_t, kWalk, false><<<grid, kThreads, smem, stream>>>(a);
@@ -298,19 +328,19 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
     using scalar_t = decltype(scalar);
     switch (plan.walk) {
       case Walk::ChannelVectors:
-        launch_walk<scalar_t, Walk::ChannelVectors>(plan.depthwise, grid, smem, cfg.stream, a);
+        launch_walk<scalar_t, Walk::ChannelVectors>(plan, grid, smem, cfg.stream, a);
         break;
       case Walk::ChannelGroups:  // never depthwise
-        launch_walk<scalar_t, Walk::ChannelGroups>(false, grid, smem, cfg.stream, a);
+        launch_walk<scalar_t, Walk::ChannelGroups>(plan, grid, smem, cfg.stream, a);
         break;
       case Walk::Channels:  // one channel an item: the group form covers depthwise too
-        launch_walk<scalar_t, Walk::Channels>(false, grid, smem, cfg.stream, a);
+        launch_walk<scalar_t, Walk::Channels>(plan, grid, smem, cfg.stream, a);
         break;
       case Walk::WidthFastest:
-        launch_walk<scalar_t, Walk::WidthFastest>(plan.depthwise, grid, smem, cfg.stream, a);
+        launch_walk<scalar_t, Walk::WidthFastest>(plan, grid, smem, cfg.stream, a);
         break;
       case Walk::Width:
-        launch_walk<scalar_t, Walk::Width>(false, grid, smem, cfg.stream, a);
+        launch_walk<scalar_t, Walk::Width>(plan, grid, smem, cfg.stream, a);
         break;
     }
   });

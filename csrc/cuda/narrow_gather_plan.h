@@ -38,6 +38,12 @@ struct Plan {
   Walk walk = Walk::Channels;
   bool depthwise = false;  // one source and one destination channel a group
   int64_t item_channels = 1, slab = 1, slabs = 1;
+  // Source channels a load (channels-last walks, not depthwise): a group's S
+  // source channels of a position as 16- or 8-byte vectors where they lie
+  // aligned, else 1 (one element a load).  Across a warp, one element a
+  // load touched as many L1 wavefronts as a whole vector does (a warp's
+  // positions a group's S channels apart), S times a tap.
+  int64_t src_vector = 1;
   int radix[kDigits] = {};
   int step[kDigits] = {};  // a block's threads written in that radix
   int64_t items = 0;       // per slab
@@ -76,6 +82,15 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
                 : !plan.depthwise && dst_per_group > 1 && dst_per_group <= kStrided
                     ? Walk::ChannelGroups
                     : Walk::Channels;
+    if (!plan.depthwise && plan.walk != Walk::Channels) {
+      for (const int64_t vector_bytes : {16, 8}) {
+        const int64_t v = vector_bytes / bytes;
+        if (v > 1 && src_per_group % v == 0 && vectors_aligned(ss, src, v, bytes)) {
+          plan.src_vector = v;
+          break;
+        }
+      }
+    }
   } else {
     plan.walk = fits_item(kStrided) ? Walk::WidthFastest : Walk::Width;
   }

@@ -107,6 +107,15 @@ TEST(NarrowGatherPlan, SlabsAndItemsStayWithinTheKernelsAssumptions) {
           if (!channels_last || channels == 1) {
             EXPECT_TRUE(plan.walk == Walk::WidthFastest || plan.walk == Walk::Width);
           }
+          // Vector loads of a group's source channels: whole vectors of its
+          // channels-last source, 8 or 16 bytes.
+          if (plan.src_vector > 1) {
+            EXPECT_TRUE(channels_last);
+            EXPECT_FALSE(plan.depthwise);
+            EXPECT_EQ(src_pg % plan.src_vector, 0);
+            const int64_t bytes = plan.src_vector * element_bytes(dtype);
+            EXPECT_TRUE(bytes == 8 || bytes == 16) << bytes;
+          }
         }
       }
     }
@@ -135,6 +144,30 @@ TEST(NarrowGatherPlan, WalkFollowsLayoutAlignmentAndGroups) {
   EXPECT_EQ(walk(depthwise, false, true, 0), Walk::WidthFastest);
   EXPECT_EQ(walk(rgba, false, false, 0), Walk::WidthFastest);
   EXPECT_EQ(walk(rgb, false, false, 0), Walk::Width);  // 3 channels a group
+}
+
+TEST(NarrowGatherPlan, SourceVectorsWhereAGroupsChannelsAlign) {
+  const Shape depthwise = shapes()[0], rgba = shapes()[2], rgb = shapes()[3];
+  const auto src_vector = [](const Shape& s, bool cl, bool forward, ScalarKind dtype,
+                             uintptr_t src) {
+    return plan_narrow(params_of(s, cl), dtype, forward, src, 0, 256).src_vector;
+  };
+  // RGBA 4 -> 8: grad-input reads 8 channels a group (one 16-byte vector in
+  // bf16, two in fp32), the forward 4 (8 bytes in bf16, 16 in fp32).
+  EXPECT_EQ(src_vector(rgba, true, false, ScalarKind::BFloat16, 0), 8);
+  EXPECT_EQ(src_vector(rgba, true, false, ScalarKind::Float32, 0), 4);
+  EXPECT_EQ(src_vector(rgba, true, true, ScalarKind::BFloat16, 0), 4);
+  EXPECT_EQ(src_vector(rgba, true, true, ScalarKind::Float32, 0), 4);
+  EXPECT_EQ(src_vector(rgba, true, false, ScalarKind::Float64, 0), 2);
+  // RGB 3 -> 16: 16 source channels a group, 3 make no vector.
+  EXPECT_EQ(src_vector(rgb, true, false, ScalarKind::BFloat16, 0), 8);
+  EXPECT_EQ(src_vector(rgb, true, true, ScalarKind::BFloat16, 0), 1);
+  // A source one element off its alignment, NCDHW, or depthwise (its own
+  // vector walk): one element a load.
+  EXPECT_EQ(src_vector(rgba, true, false, ScalarKind::BFloat16, 2), 1);
+  EXPECT_EQ(src_vector(rgba, true, false, ScalarKind::BFloat16, 8), 4);  // 8-byte aligned
+  EXPECT_EQ(src_vector(rgba, false, false, ScalarKind::BFloat16, 0), 1);
+  EXPECT_EQ(src_vector(depthwise, true, false, ScalarKind::BFloat16, 0), 1);
 }
 
 TEST(NarrowGatherPlan, RefusesWhatItsTablesOrWeightsCannotHold) {

@@ -1646,6 +1646,53 @@ def test_narrow_gather(name, layout, dtype):
         assert kernels["grad_weight"] == expected
 
 
+def shifted_channels_last(t):
+    """t's values channels-last, one element into their buffer: every
+    position's channels contiguous but off the 8- and 16-byte boundaries."""
+    n, c, d, h, w = t.shape
+    storage = torch.empty(t.numel() + 1, device=t.device, dtype=t.dtype)
+    shifted = storage[1:].view(n, d, h, w, c).permute(0, 4, 1, 2, 3)
+    shifted.copy_(t)
+    assert shifted.is_contiguous(memory_format=torch.channels_last_3d)
+    assert shifted.data_ptr() % 8 != 0
+    return shifted
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("channels", [(4, 8), (3, 16), (8, 4)], ids=["4_to_8", "3_to_16", "8_to_4"])
+def test_narrow_gather_vector_and_element_source_loads_agree(channels, dtype):
+    """The narrow-group stencil reads a position's source channels of a group
+    as 8- or 16-byte vectors where a channels-last source aligns them, one at
+    a time where not (the source one element into its buffer): the same
+    values summed in the same order, so bitwise the same forward and
+    grad-input, each within tolerance of float64."""
+    torch.backends.cudnn.allow_tf32 = False
+    cin, cout = channels
+    g = torch.Generator().manual_seed(37)
+    geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1, [1, 1, 1])
+    x = torch.randn(3, cin, 5, 7, 6, generator=g).to("cuda", dtype)
+    w = (torch.randn(cin, cout, 3, 3, 3, generator=g) / 4).to("cuda", dtype)
+    gy = torch.randn(3, cout, 10, 14, 12, generator=g).to("cuda", dtype)
+    cl = torch.channels_last_3d
+    xr = x.double().cpu().requires_grad_()
+    yr = F.conv_transpose3d(xr, w.double().cpu(), stride=2, padding=1, output_padding=1)
+    yr.backward(gy.double().cpu())
+    with hook_set(tconv3d._C._set_kernel_policy, "gather", "auto"):
+        results = []
+        for source in (x.contiguous(memory_format=cl), shifted_channels_last(x)):
+            results.append(torch.ops.tconv3d.forward(source, w, None, *geometry))
+            assert tconv3d._C._last_cuda_kernels()["forward"] == "narrow_gather"
+        assert torch.equal(*results)
+        check("output", results[0], yr, None, dtype)
+        results = []
+        for source in (gy.contiguous(memory_format=cl), shifted_channels_last(gy)):
+            results.append(torch.ops.tconv3d.grad_input(source, w, list(x.shape), *geometry))
+            assert tconv3d._C._last_cuda_kernels()["grad_input"] == "narrow_gather"
+        assert torch.equal(*results)
+        check("grad_input", results[0], xr.grad, None, dtype)
+
+
 @requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
