@@ -13,6 +13,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../problem.h"
+#include "channel_vectors.h"
 #include "channels_last_pack.h"
 #include "grad_weight_gemm.h"
 #include "launch.h"
@@ -55,17 +56,19 @@ bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 // the tensor cores: in auto, for narrow groups (depthwise; at most 4 channels
 // a group on one side and 16 on the other: RGB-like layers), their
 // tensor-core tiles being mostly padding — except grad-input from a
-// channels-last grad_output with groups wider than one channel, where the
-// stencil lost to the GEMM (H200, bf16, 4 -> 8 channels, 8 x 64^3: 0.16 ms
-// against 0.09 loading a group's source channels once per destination
-// channel, still 0.12 with its ChannelGroups walk loading them once per
-// group; 0.18 against 0.06 for 3 -> 16), and grad-input from more than 8
-// channels a group in any layout, where a destination's sum reads 9-16
-// source channels a tap (3 -> 16, 32 x 32^3 out, NCDHW: 0.190 ms TF32 and
-// 0.152 bf16 against the mma.sync GEMM's 0.144 and 0.100; 8 source channels
-// still favour the stencil, 0.086 against 0.228 for 4 -> 8); under Gather,
-// always.  Taken after them for whatever they did not run, but under the
-// tensor-core policies.  Either only where the stencil runs the shape.
+// channels-last grad_output whose groups' channels make no 8-byte vector
+// (the stencil reads them one element a load there, and lost to the GEMM:
+// H200, bf16, 4 -> 8 channels, 8 x 64^3, 0.12 ms against 0.09; with vector
+// loads it wins, 0.076 against 0.090, and 4 -> 8 at 64 x 16^3 0.058 against
+// 0.088 TF32, 0.064 against 0.088 bf16; misaligned tensors, which
+// plan_narrow reads element-wise, are not told apart here), and grad-input
+// from more than 8 channels a group in any layout, where a destination's sum
+// reads 9-16 source channels a tap (3 -> 16, 32 x 32^3 out, NCDHW: 0.190 ms
+// TF32 and 0.152 bf16 against the mma.sync GEMM's 0.144 and 0.100;
+// channels-last with vectors still 0.147 and 0.123 against 0.063 and 0.073
+// on the tensor cores); under Gather, always.  Taken after them for whatever
+// they did not run, but under the tensor-core policies.  Either only where
+// the stencil runs the shape.
 bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
   const bool fwd = pass == GatherPass::Forward;
   switch (g_policy.load()) {
@@ -76,8 +79,9 @@ bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, Scalar
       return false;
     default: {
       const bool depthwise = p.in_per_group == 1 && p.out_per_group == 1;
+      const bool source_vectors = p.out_per_group * element_bytes(dtype) % 8 == 0;
       const bool gemm_grad_input =
-          !fwd && ((p.output.c == 1 && p.out_channels > 1) ||
+          !fwd && ((p.output.c == 1 && p.out_channels > 1 && !source_vectors) ||
                    (p.in_per_group > 1 && p.out_per_group > 8));
       const bool narrow = std::min(p.in_per_group, p.out_per_group) <= 4 &&
                           std::max(p.in_per_group, p.out_per_group) <= 16;

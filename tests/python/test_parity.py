@@ -1614,8 +1614,8 @@ def test_only_requested_gradients_are_computed(device):
 @pytest.mark.parametrize("name", list(NARROW_GATHER_CONFIGS))
 def test_narrow_gather(name, layout, dtype):
     """Auto policy: the narrow-group stencil, forward and grad-input (but
-    channels-last grad-input of groups wider than a channel, and grad-input
-    from more than 8 channels a group), in each
+    channels-last grad-input of groups whose channels make no 8-byte vector,
+    and grad-input from more than 8 channels a group), in each
     of its walks (channels-last in 16-byte vectors or single channels; W
     fastest four channels or one an item) and both source forms (depthwise,
     a group's channels), the generic gather kernels past its weight and
@@ -1627,11 +1627,13 @@ def test_narrow_gather(name, layout, dtype):
     generic = name in ("kernel_1584_taps", "too_many_coordinates")
     assert kernels["forward"] == ("forward_gather" if generic else "narrow_gather")
     _, cin, cout, groups, *_ = config
-    # Grad-input from a channels-last grad_output with groups wider than one
-    # channel, or from more than 8 channels a group (onto at least 2), stays
-    # on the tensor cores where they run (fp16/bf16, 8+ channels a group on a
-    # side): the taps-folded GEMM for groups of at most 4 output channels.
-    gemm_grad_input = (layout == "channels_last" and cout > 1) or (
+    # Grad-input from a channels-last grad_output whose groups' channels make
+    # no 8-byte vector, or from more than 8 channels a group (onto at least
+    # 2), stays on the tensor cores where they run (fp16/bf16, 8+ channels a
+    # group on a side): the taps-folded GEMM for groups of at most 4 output
+    # channels.
+    source_vectors = (cout // groups) * dtype.itemsize % 8 == 0
+    gemm_grad_input = (layout == "channels_last" and cout > 1 and not source_vectors) or (
         cin // groups > 1 and cout // groups > 8)
     tensor_cores = (gemm_grad_input and not cin == cout == groups
                     and dtype in (torch.float16, torch.bfloat16) and max(cin, cout) // groups >= 8)
