@@ -1587,10 +1587,16 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   // 0.175 vs 0.218, dilated forward 0.044 vs 0.058; 64-byte rows (groups of
   // 16) forward 0.083 vs 0.094 / 0.091 vs 0.118, grad-input 0.071 vs 0.075 /
   // 0.085 vs 0.092; 32-byte rows (8 channels) lost (grad-input of 4→8 0.142
-  // vs 0.096): they stay on mma.sync.
+  // vs 0.096): they stay on mma.sync.  So does an fp16/bf16 grad-input onto
+  // fewer than 8 columns, its tile a few columns of 32 (RGB-like 3→16, bf16,
+  // kernel_ab in two sessions, channels-last 0.073 vs 0.063 ms, NCDHW 0.116
+  // vs 0.099; TF32's 64-byte rows still won, 0.063 vs 0.076 and 0.133 vs
+  // 0.143).
   const bool tf32 = dtype == ScalarKind::Float32;
   const int64_t tma_row = tcg90::tma_row_bytes(p, pass, dtype);
-  if (tma_row != 0) return !tf32 || tma_row >= 64;
+  if (tma_row != 0) {
+    return tf32 ? tma_row >= 64 : pass == GatherPass::Forward || columns >= 8;
+  }
   if (tf32) return false;
   if (columns <= (pass == GatherPass::GradInput ? 32 : 64)) return false;
   const igemm::LaunchShape s =

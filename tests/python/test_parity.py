@@ -404,6 +404,30 @@ def test_auto_policy_takes_the_tma_loader_where_it_fits(case, precision):
 
 
 @requires_cuda
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_auto_grad_input_onto_few_columns(precision, layout):
+    """Auto, RGB-like 3 -> 16 grad-input (16 source channels, 3 columns): the
+    Hopper GEMM's TMA loader in TF32 (64-byte rows), mma.sync in bf16, where
+    a tile of 32 columns holding 3 lost to it; exact both ways."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(13)
+    w = (torch.randn(3, 16, 3, 3, 3, generator=g) / 8).to("cuda", dtype)
+    gy = make_tensor((4, 16, 11, 12, 14), layout, dtype, "cuda", g)
+    geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1, [1, 1, 1])
+    gx = torch.ops.tconv3d.grad_input(gy, w, [4, 3, 6, 6, 7], *geometry)
+    expected = "tensor_core_gemm_sm90_tma" if precision == "tf32" else "tensor_core_gemm"
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == expected
+    x_ref = torch.zeros(4, 3, 6, 6, 7, dtype=torch.float64, requires_grad=True)
+    y_ref = F.conv_transpose3d(x_ref, w.double().cpu(), stride=2, padding=1, output_padding=1)
+    gx_ref, = torch.autograd.grad(y_ref, x_ref, gy.double().cpu())
+    tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
+    assert rel_err(gx, gx_ref) <= tolerance
+
+
+@requires_cuda
 @pytest.mark.parametrize("operand", ["data", "weight"])
 @pytest.mark.parametrize("kernel_policy", ["auto", "tensor_core"], indirect=True)
 def test_tf32_operands_round_to_nearest(kernel_policy, operand):
