@@ -19,7 +19,12 @@
 // come as 8- or 16-byte vectors where aligned (the plan's src_vector): a warp's
 // 32 positions lie S channels apart, so one element a load cost as many L1
 // wavefronts as a whole vector, S times a tap (the 4 -> 8 grad-input spent
-// its time there).  The sum runs over j in the same order either way.
+// its time there).  Those items then hold two samples' positions (the plan's
+// sample_pairs), so that each weight read from shared memory feeds both: a
+// warp's 16-byte read of one address costs four wavefronts, 32 a tap of
+// 8 x 4 channels, two thirds of that grad-input's L1 traffic once its
+// source loads were vectors (ncu).  Each sum runs over the taps and j in the
+// same order in every form.
 #include "narrow_gather.h"
 
 #include <algorithm>
@@ -59,6 +64,7 @@ struct NarrowArgs {
   int tap_step[3], src_step[3];  // da, db of every run of the axis
   int channels;                  // destination channels
   int dst_per_group, src_per_group;
+  int batch;
   int slab;  // channels per grid row (blockIdx.y), a multiple of the item's
   int item_channels;  // the plan's: ChannelGroups items are a group's channels
   int radix[kDigits];
@@ -115,7 +121,7 @@ constexpr bool walks_width() {
 // channels read as many source channels side by side (one load of them).
 // Otherwise an item's channels share a group, and each of its S source
 // channels is a value every channel of the item uses, loaded kSrcVector at a
-// time.
+// time; with vectors, for two samples (plan.sample_pairs).
 template <typename scalar_t, Walk kWalk, bool kDepthwise, int kSrcVector = 1>
 __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArgs a) {
   using acc = acc_t<scalar_t>;
@@ -126,6 +132,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int width = kWalk == Walk::ChannelGroups ? a.item_channels : kVec;
   constexpr int kV = kWidthFastest ? 3 : 0, kW = kWidthFastest ? 0 : 1;
   constexpr int kH = kW + 1, kD = kW + 2, kN = 4;
+  constexpr int kSamples = kSrcVector > 1 ? 2 : 1;  // Plan::sample_pairs
   extern __shared__ __align__(16) unsigned char smem[];
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   const int S = a.src_per_group, Dg = a.dst_per_group;
@@ -166,14 +173,17 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int64_t* ss = a.src_stride;
   const int64_t* ds = a.dst_stride;
   const int tap_stride = S * a.slab;  // weights from one tap to the next
+  const int pair_step = (a.batch + 1) / 2;  // an item's second sample: n + pair_step
+  const int64_t pair_src = int64_t(pair_step) * ss[0];
 
   for (int64_t item = begin + threadIdx.x; item < end; item += blockDim.x) {
     const int ow = digit[kW], oh = digit[kH], od = digit[kD], n = digit[kN];
     const int cl = digit[kV] * width, c = c0 + cl;  // first channel, and its place in the slab
     const int valid = min(width, a.channels - c);
+    const bool second = kSamples == 2 && n + pair_step < a.batch;
     if (valid > 0) {
       const Run32 rd = runs[od], rh = runs[D + oh], rw = runs[D + H + ow];
-      acc sum[kVec] = {};
+      acc sum[kSamples][kVec] = {};
       // The item's first source channel: its own (depthwise) or its group's first.
       const scalar_t* src_n = src + n * ss[0] + int64_t(kDepthwise ? c : c / Dg * S) * ss[1];
       for (int md = 0; md < rd.count; ++md) {
@@ -197,9 +207,9 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
               acc wt[kVec];
               load_weights<acc, kVec>(w_tap, wt);
 #pragma unroll
-              for (int l = 0; l < kVec; ++l) sum[l] += to_acc(x.v[l]) * wt[l];
+              for (int l = 0; l < kVec; ++l) sum[0][l] += to_acc(x.v[l]) * wt[l];
             } else {
-              const auto add_source = [&](int j, acc xj) {
+              const auto add_source = [&](int j, const acc (&xj)[kSamples]) {
                 acc wt[kVec];
                 // A group item's weight rows are aligned where it has kVec channels.
                 if (kWalk != Walk::ChannelGroups || width == kVec) {
@@ -209,35 +219,47 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
                   for (int l = 0; l < kVec; ++l) wt[l] = l < valid ? w_tap[j * a.slab + l] : acc(0);
                 }
 #pragma unroll
-                for (int l = 0; l < kVec; ++l) sum[l] += xj * wt[l];
+                for (int i = 0; i < kSamples; ++i) {
+#pragma unroll
+                  for (int l = 0; l < kVec; ++l) sum[i][l] += xj[i] * wt[l];
+                }
               };
               if constexpr (kSrcVector > 1) {
                 for (int j = 0; j < S; j += kSrcVector) {
-                  const Vec<scalar_t, kSrcVector> x = load_vec<scalar_t, kSrcVector>(sp + j);
+                  const Vec<scalar_t, kSrcVector> x0 = load_vec<scalar_t, kSrcVector>(sp + j);
+                  Vec<scalar_t, kSrcVector> x1{};
+                  if (second) x1 = load_vec<scalar_t, kSrcVector>(sp + pair_src + j);
 #pragma unroll
-                  for (int t = 0; t < kSrcVector; ++t) add_source(j + t, to_acc(x.v[t]));
+                  for (int t = 0; t < kSrcVector; ++t) {
+                    add_source(j + t, {to_acc(x0.v[t]), to_acc(x1.v[t])});
+                  }
                 }
               } else {
-                for (int j = 0; j < S; ++j) add_source(j, to_acc(sp[j * ss[1]]));
+                for (int j = 0; j < S; ++j) add_source(j, {to_acc(sp[j * ss[1]])});
               }
             }
           }
         }
       }
-      scalar_t* dp = dst + n * ds[0] + c * ds[1] + od * ds[2] + oh * ds[3] + ow * ds[4];
-      Vec<scalar_t, kVec> out;
 #pragma unroll
-      for (int l = 0; l < kVec; ++l) {
-        if (bias != nullptr && l < valid) sum[l] += to_acc(bias[(c + l) * a.bias_stride]);
-        out.v[l] = from_acc<scalar_t>(sum[l]);
-      }
-      if constexpr (kStridedItems) {
+      for (int i = 0; i < kSamples; ++i) {
+        if (i == 1 && !second) break;
+        scalar_t* dp = dst + int64_t(n + i * pair_step) * ds[0] + c * ds[1] + od * ds[2] +
+                       oh * ds[3] + ow * ds[4];
+        Vec<scalar_t, kVec> out;
 #pragma unroll
         for (int l = 0; l < kVec; ++l) {
-          if (l < valid) dp[l * ds[1]] = out.v[l];
+          if (bias != nullptr && l < valid) sum[i][l] += to_acc(bias[(c + l) * a.bias_stride]);
+          out.v[l] = from_acc<scalar_t>(sum[i][l]);
         }
-      } else {
-        *reinterpret_cast<Vec<scalar_t, kVec>*>(dp) = out;
+        if constexpr (kStridedItems) {
+#pragma unroll
+          for (int l = 0; l < kVec; ++l) {
+            if (l < valid) dp[l * ds[1]] = out.v[l];
+          }
+        } else {
+          *reinterpret_cast<Vec<scalar_t, kVec>*>(dp) = out;
+        }
       }
     }
     advance_digits(a.radix, a.step, digit);
@@ -296,6 +318,7 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
   copy_strides(p.weight, a.weight_stride);
   a.bias_stride = p.bias_stride;
   a.forward = forward;
+  a.batch = int(p.batch);
   a.channels = int(forward ? p.out_channels : p.in_channels);
   a.dst_per_group = int(forward ? p.out_per_group : p.in_per_group);
   a.src_per_group = int(forward ? p.in_per_group : p.out_per_group);
@@ -317,7 +340,10 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
     a.step[i] = plan.step[i];
   }
   a.items = plan.items;
-  const int64_t target = (a.items + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
+  // Sample pairs count as two items: the grid as it was without them.
+  const int64_t samples = plan.sample_pairs ? 2 : 1;
+  const int64_t target =
+      (a.items * samples + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
   const int64_t resident = std::max<int64_t>(1, 8 * int64_t(sm_count()) / plan.slabs);
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min(target, resident))), unsigned(plan.slabs));
   const int64_t taps_j = kvol * a.src_per_group;

@@ -44,6 +44,12 @@ struct Plan {
   // load touched as many L1 wavefronts as a whole vector does (a warp's
   // positions a group's S channels apart), S times a tap.
   int64_t src_vector = 1;
+  // Where the source is read in vectors, an item is two samples' positions
+  // at the same spatial coordinates, n and n + ceil(N / 2): the same taps and
+  // weights, so each weight read from shared memory (a warp's 16-byte read of
+  // one address costs four wavefronts) serves both.  The batch digit counts
+  // those pairs.
+  bool sample_pairs = false;
   int radix[kDigits] = {};
   int step[kDigits] = {};  // a block's threads written in that radix
   int64_t items = 0;       // per slab
@@ -109,12 +115,14 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
   plan.slab = (rounded / plan.item_channels + plan.slabs - 1) / plan.slabs * plan.item_channels;
   if (plan.slabs > 65535) return plan;  // grid rows
 
+  plan.sample_pairs = plan.src_vector > 1;
   const int64_t vectors = plan.slab / plan.item_channels;
   const bool width_fastest = plan.walk == Walk::WidthFastest || plan.walk == Walk::Width;
   const int64_t radix[kDigits] = {width_fastest ? extent[2] : vectors,
                                   width_fastest ? extent[1] : extent[2],
                                   width_fastest ? extent[0] : extent[1],
-                                  width_fastest ? vectors : extent[0], p.batch};
+                                  width_fastest ? vectors : extent[0],
+                                  plan.sample_pairs ? (p.batch + 1) / 2 : p.batch};
   plan.items = 1;
   for (int i = 0; i < kDigits; ++i) {
     plan.radix[i] = int(radix[i]);
