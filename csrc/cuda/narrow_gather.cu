@@ -19,12 +19,12 @@
 // come as 8- or 16-byte vectors where aligned (the plan's src_vector): a warp's
 // 32 positions lie S channels apart, so one element a load cost as many L1
 // wavefronts as a whole vector, S times a tap (the 4 -> 8 grad-input spent
-// its time there).  Those items then hold two samples' positions (the plan's
-// sample_pairs), so that each weight read from shared memory feeds both: a
-// warp's 16-byte read of one address costs four wavefronts, 32 a tap of
-// 8 x 4 channels, two thirds of that grad-input's L1 traffic once its
-// source loads were vectors (ncu).  Each sum runs over the taps and j in the
-// same order in every form.
+// its time there).  But for depthwise layers, an item holds two samples'
+// positions (the plan's sample_pairs), so that each weight read from shared
+// memory feeds both: a warp's 16-byte read of one address costs four
+// wavefronts, 32 a tap of 8 x 4 channels, two thirds of that grad-input's L1
+// traffic once its source loads were vectors (ncu).  Each sum runs over the
+// taps and j in the same order in every form.
 #include "narrow_gather.h"
 
 #include <algorithm>
@@ -121,7 +121,7 @@ constexpr bool walks_width() {
 // channels read as many source channels side by side (one load of them).
 // Otherwise an item's channels share a group, and each of its S source
 // channels is a value every channel of the item uses, loaded kSrcVector at a
-// time; with vectors, for two samples (plan.sample_pairs).
+// time, for two samples (plan.sample_pairs).
 template <typename scalar_t, Walk kWalk, bool kDepthwise, int kSrcVector = 1>
 __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArgs a) {
   using acc = acc_t<scalar_t>;
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int width = kWalk == Walk::ChannelGroups ? a.item_channels : kVec;
   constexpr int kV = kWidthFastest ? 3 : 0, kW = kWidthFastest ? 0 : 1;
   constexpr int kH = kW + 1, kD = kW + 2, kN = 4;
-  constexpr int kSamples = kSrcVector > 1 ? 2 : 1;  // Plan::sample_pairs
+  constexpr int kSamples = kDepthwise ? 1 : 2;  // Plan::sample_pairs
   extern __shared__ __align__(16) unsigned char smem[];
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   const int S = a.src_per_group, Dg = a.dst_per_group;
@@ -235,7 +235,10 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
                   }
                 }
               } else {
-                for (int j = 0; j < S; ++j) add_source(j, {to_acc(sp[j * ss[1]])});
+                for (int j = 0; j < S; ++j) {
+                  const scalar_t* sj = sp + j * ss[1];
+                  add_source(j, {to_acc(sj[0]), second ? to_acc(sj[pair_src]) : acc(0)});
+                }
               }
             }
           }

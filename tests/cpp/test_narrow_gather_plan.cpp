@@ -116,9 +116,9 @@ TEST(NarrowGatherPlan, SlabsAndItemsStayWithinTheKernelsAssumptions) {
             const int64_t bytes = plan.src_vector * element_bytes(dtype);
             EXPECT_TRUE(bytes == 8 || bytes == 16) << bytes;
           }
-          // Those items hold two samples, n and n + ceil(N / 2): the batch
-          // digit counts pairs.
-          EXPECT_EQ(plan.sample_pairs, plan.src_vector > 1);
+          // But for depthwise layers, items hold two samples, n and
+          // n + ceil(N / 2): the batch digit counts pairs.
+          EXPECT_EQ(plan.sample_pairs, !plan.depthwise);
           EXPECT_EQ(plan.radix[kDigits - 1], plan.sample_pairs ? (s.batch + 1) / 2 : s.batch);
         }
       }
