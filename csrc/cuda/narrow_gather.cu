@@ -19,12 +19,13 @@
 // come as 8- or 16-byte vectors where aligned (the plan's src_vector): a warp's
 // 32 positions lie S channels apart, so one element a load cost as many L1
 // wavefronts as a whole vector, S times a tap (the 4 -> 8 grad-input spent
-// its time there).  But for depthwise layers, an item holds two samples'
-// positions (the plan's sample_pairs), so that each weight read from shared
-// memory feeds both: a warp's 16-byte read of one address costs four
-// wavefronts, 32 a tap of 8 x 4 channels, two thirds of that grad-input's L1
-// traffic once its source loads were vectors (ncu).  Each sum runs over the
-// taps and j in the same order in every form.
+// its time there).  An item of the group form (all but depthwise layers'
+// walks of several channels an item) holds two samples' positions (the
+// plan's sample_pairs), so that each weight read from shared memory feeds
+// both: a warp's 16-byte read of one address costs four wavefronts, 32 a tap
+// of 8 x 4 channels, two thirds of that grad-input's L1 traffic once its
+// source loads were vectors (ncu).  Each sum runs over the taps and j in the
+// same order in every form.
 #include "narrow_gather.h"
 
 #include <algorithm>
@@ -277,15 +278,14 @@ void copy_strides(const Strides5& s, int64_t out[5]) {
   out[4] = s.w;
 }
 
-// The depthwise form only for the walks that take depthwise layers with
-// several channels an item (one channel reads its source alike in both
-// forms); vector source loads only for the channels-last walks of items of
-// several channels (plan_narrow).
+// The depthwise form where the plan asks for it (it never does for the
+// other walks); vector source loads only for the channels-last walks of
+// items of several channels (plan_narrow).
 template <typename scalar_t, Walk kWalk>
 void launch_walk(const Plan& plan, dim3 grid, size_t smem, cudaStream_t stream,
                  const NarrowArgs& a) {
   if constexpr (kWalk == Walk::ChannelVectors || kWalk == Walk::WidthFastest) {
-    if (plan.depthwise) {
+    if (plan.depthwise_form) {
       narrow_gather_kernel<scalar_t, kWalk, true><<<grid, kThreads, smem, stream>>>(a);
       return;
     }

@@ -44,11 +44,14 @@ struct Plan {
   // load touched as many L1 wavefronts as a whole vector does (a warp's
   // positions a group's S channels apart), S times a tap.
   int64_t src_vector = 1;
-  // But for depthwise layers (one weight a channel and tap), an item is two
-  // samples' positions at the same spatial coordinates, n and n + ceil(N /
-  // 2): the same taps and weights, so each weight read from shared memory (a
-  // warp's 16-byte read of one address costs four wavefronts) serves both.
-  // The batch digit counts those pairs.
+  // The kernel's depthwise form: an item's channels read side by side, one
+  // load of them (depthwise layers' walks of several channels an item; one
+  // channel an item reads its source alike in the group form).
+  bool depthwise_form = false;
+  // In the group form an item is two samples' positions at the same spatial
+  // coordinates, n and n + ceil(N / 2): the same taps and weights, so each
+  // weight read from shared memory (a warp's 16-byte read of one address
+  // costs four wavefronts) serves both.  The batch digit counts those pairs.
   bool sample_pairs = false;
   int radix[kDigits] = {};
   int step[kDigits] = {};  // a block's threads written in that radix
@@ -115,7 +118,9 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
   plan.slab = (rounded / plan.item_channels + plan.slabs - 1) / plan.slabs * plan.item_channels;
   if (plan.slabs > 65535) return plan;  // grid rows
 
-  plan.sample_pairs = !plan.depthwise;
+  plan.depthwise_form =
+      plan.depthwise && (plan.walk == Walk::ChannelVectors || plan.walk == Walk::WidthFastest);
+  plan.sample_pairs = !plan.depthwise_form;
   const int64_t vectors = plan.slab / plan.item_channels;
   const bool width_fastest = plan.walk == Walk::WidthFastest || plan.walk == Walk::Width;
   const int64_t radix[kDigits] = {width_fastest ? extent[2] : vectors,

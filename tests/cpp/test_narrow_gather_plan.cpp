@@ -116,9 +116,14 @@ TEST(NarrowGatherPlan, SlabsAndItemsStayWithinTheKernelsAssumptions) {
             const int64_t bytes = plan.src_vector * element_bytes(dtype);
             EXPECT_TRUE(bytes == 8 || bytes == 16) << bytes;
           }
-          // But for depthwise layers, items hold two samples, n and
-          // n + ceil(N / 2): the batch digit counts pairs.
-          EXPECT_EQ(plan.sample_pairs, !plan.depthwise);
+          // The depthwise form takes depthwise layers' walks of several
+          // channels an item; every other item holds two samples, n and
+          // n + ceil(N / 2), the batch digit counting pairs (the kernel's
+          // group form always pairs: a depthwise layer walked one channel an
+          // item must count pairs too, or each item would be written twice).
+          EXPECT_EQ(plan.depthwise_form,
+                    plan.depthwise && plan.walk != Walk::Channels && plan.walk != Walk::Width);
+          EXPECT_EQ(plan.sample_pairs, !plan.depthwise_form);
           EXPECT_EQ(plan.radix[kDigits - 1], plan.sample_pairs ? (s.batch + 1) / 2 : s.batch);
         }
       }
@@ -134,6 +139,9 @@ TEST(NarrowGatherPlan, WalkFollowsLayoutAlignmentAndGroups) {
   // Channels-last: 16-byte vectors where the address allows, else one channel.
   EXPECT_EQ(walk(depthwise, true, true, 0), Walk::ChannelVectors);
   EXPECT_EQ(walk(depthwise, true, true, 8), Walk::Channels);
+  const Plan unaligned =
+      plan_narrow(params_of(depthwise, true), ScalarKind::BFloat16, true, 0, 8, 256);
+  EXPECT_TRUE(unaligned.depthwise && !unaligned.depthwise_form && unaligned.sample_pairs);
   // RGBA 4 -> 8: the forward's 8 channels a group make a bf16 vector; the
   // grad-input's 4 do not, and an item is that group; 6 channels a group
   // neither make a vector nor fit a group item.
