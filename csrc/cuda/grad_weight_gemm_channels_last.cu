@@ -187,28 +187,11 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
   float acc[T::MI][T::NI][4];
   zero_accumulators(acc);
 
-  // Prologue: stages 0 … STAGES-2 in flight, the rows of STAGES-1 decoded.
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    decode_rows(s);
-    __syncthreads();  // the table is visible; the one decoded before it was consumed
-    if (s < nslices) load_stage(s);
-    cp_async_commit();
-  }
-  decode_rows(STAGES - 1);
-
-  for (index_t slice = 0; slice < nslices; ++slice) {
-    cp_async_wait<STAGES - 2>();
-    __syncthreads();  // slice's stage and the next rows are visible; the stage refilled was consumed
-    if (slice + STAGES - 1 < nslices) load_stage(slice + STAGES - 1);
-    cp_async_commit();
-    decode_rows(slice + STAGES);
-
-    const unsigned char* stage = smem + int(slice % STAGES) * L::STAGE;
+  run_slice_ring<STAGES>(nslices, decode_rows, load_stage, [&](int slot) {
+    const unsigned char* stage = smem + slot * L::STAGE;
     mma_k_major_stage<scalar_t, T::MI, T::NI, T::KW, L::PITCH_A, L::PITCH_B>(
         acc, stage, stage + L::OPERAND_A, wk * T::KW, wm * T::WM, wn * T::WN, lane);
-  }
-  cp_async_wait<0>();
+  });
 
   if constexpr (T::WARPS_K > 1) {
     // Warps 1 … WARPS_K-1 hand their sums to warp 0 through the (idle) ring;

@@ -33,6 +33,36 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// The cp.async ring of the mma.sync grad-weight kernels over nslices slices
+// of their reduction: STAGES - 1 slices' copies in flight while one is
+// multiplied, each slice's rows decoded (decode_rows(slice), into a table
+// the copies read) a stage before its copies are issued (load_stage(slice)),
+// multiply(stage) on a slice's landed stage.  Every copy has landed when it
+// returns.
+template <int STAGES, typename index_t, typename Decode, typename Load, typename Multiply>
+__device__ __forceinline__ void run_slice_ring(index_t nslices, Decode&& decode_rows,
+                                               Load&& load_stage, Multiply&& multiply) {
+  // Prologue: stages 0 … STAGES-2 in flight, the rows of STAGES-1 decoded.
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    decode_rows(s);
+    __syncthreads();  // the table is visible; the one decoded before it was consumed
+    if (s < nslices) load_stage(s);
+    cp_async_commit();
+  }
+  decode_rows(STAGES - 1);
+
+  for (index_t slice = 0; slice < nslices; ++slice) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // slice's stage and the next rows are visible; the stage refilled was consumed
+    if (slice + STAGES - 1 < nslices) load_stage(slice + STAGES - 1);
+    cp_async_commit();
+    decode_rows(slice + STAGES);
+    multiply(int(slice % STAGES));
+  }
+  cp_async_wait<0>();
+}
+
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
