@@ -54,6 +54,29 @@ TCONV3D_HOST_DEVICE Taps3 grad_input_taps3(const ConvTranspose3dParams& p, const
           grad_input_taps(p.axis[2], in.w)};
 }
 
+// acc += Σ_{valid taps} src[b-side position] · w[a-side tap] of one source
+// channel and one weight column: src and w already at their sample and
+// channels, both walked by the runs of `taps`.
+template <typename scalar_t, typename index_t>
+TCONV3D_HOST_DEVICE void add_tap_runs(acc_t<scalar_t>& acc, const scalar_t* src, const Strides5& ss,
+                                      const scalar_t* w, const Strides5& ws, const Taps3& taps) {
+  const Run &rd = taps.d, &rh = taps.h, &rw = taps.w;
+  const index_t s_step_w = index_t(rw.db * ss.w), w_step_w = index_t(rw.da * ws.w);
+  for (int64_t md = 0; md < rd.count; ++md) {
+    const scalar_t* sd = src + index_t(rd.b + md * rd.db) * index_t(ss.d);
+    const scalar_t* wd = w + index_t(rd.a + md * rd.da) * index_t(ws.d);
+    for (int64_t mh = 0; mh < rh.count; ++mh) {
+      const scalar_t* sp = sd + index_t(rh.b + mh * rh.db) * index_t(ss.h) + index_t(rw.b) * index_t(ss.w);
+      const scalar_t* wp = wd + index_t(rh.a + mh * rh.da) * index_t(ws.h) + index_t(rw.a) * index_t(ws.w);
+      for (int64_t mw = 0; mw < rw.count; ++mw) {
+        acc += to_acc(*sp) * to_acc(*wp);
+        sp += s_step_w;
+        wp += w_step_w;
+      }
+    }
+  }
+}
+
 // y[n, co, o] without bias: Σ_{ci ∈ group(co)} Σ_{valid taps} x[n, ci, i] · w[ci, co_local, k],
 // with `taps` = forward_taps3(p, out).
 template <typename scalar_t, typename index_t>
@@ -62,28 +85,13 @@ TCONV3D_HOST_DEVICE acc_t<scalar_t> forward_sum(const ConvTranspose3dParams& p, 
                                                 const Taps3& taps) {
   acc_t<scalar_t> acc = 0;
   if (taps.empty()) return acc;
-  const Run &rd = taps.d, &rh = taps.h, &rw = taps.w;
   const index_t group = index_t(out.c) / index_t(p.out_per_group);
   const index_t co_local = index_t(out.c) - group * index_t(p.out_per_group);
   const Strides5 xs = p.input, ws = p.weight;
-  const index_t x_step_w = index_t(rw.db * xs.w), w_step_w = index_t(rw.da * ws.w);
   for (index_t ci_local = 0; ci_local < p.in_per_group; ++ci_local) {
     const index_t ci = group * index_t(p.in_per_group) + ci_local;
-    const scalar_t* xc = x + index_t(out.n) * index_t(xs.n) + ci * index_t(xs.c);
-    const scalar_t* wc = w + ci * index_t(ws.n) + co_local * index_t(ws.c);
-    for (int64_t md = 0; md < rd.count; ++md) {
-      const scalar_t* xd = xc + index_t(rd.b + md * rd.db) * index_t(xs.d);
-      const scalar_t* wd = wc + index_t(rd.a + md * rd.da) * index_t(ws.d);
-      for (int64_t mh = 0; mh < rh.count; ++mh) {
-        const scalar_t* xp = xd + index_t(rh.b + mh * rh.db) * index_t(xs.h) + index_t(rw.b) * index_t(xs.w);
-        const scalar_t* wp = wd + index_t(rh.a + mh * rh.da) * index_t(ws.h) + index_t(rw.a) * index_t(ws.w);
-        for (int64_t mw = 0; mw < rw.count; ++mw) {
-          acc += to_acc(*xp) * to_acc(*wp);
-          xp += x_step_w;
-          wp += w_step_w;
-        }
-      }
-    }
+    add_tap_runs<scalar_t, index_t>(acc, x + index_t(out.n) * index_t(xs.n) + ci * index_t(xs.c), xs,
+                                    w + ci * index_t(ws.n) + co_local * index_t(ws.c), ws, taps);
   }
   return acc;
 }
@@ -96,27 +104,13 @@ TCONV3D_HOST_DEVICE acc_t<scalar_t> grad_input_sum(const ConvTranspose3dParams& 
                                                    const Index5& in, const Taps3& taps) {
   acc_t<scalar_t> acc = 0;
   if (taps.empty()) return acc;
-  const Run &rd = taps.d, &rh = taps.h, &rw = taps.w;
   const index_t group = index_t(in.c) / index_t(p.in_per_group);
   const Strides5 gs = p.output, ws = p.weight;
-  const index_t g_step_w = index_t(rw.db * gs.w), w_step_w = index_t(rw.da * ws.w);
   for (index_t co_local = 0; co_local < p.out_per_group; ++co_local) {
     const index_t co = group * index_t(p.out_per_group) + co_local;
-    const scalar_t* gc = grad_out + index_t(in.n) * index_t(gs.n) + co * index_t(gs.c);
-    const scalar_t* wc = w + index_t(in.c) * index_t(ws.n) + co_local * index_t(ws.c);
-    for (int64_t md = 0; md < rd.count; ++md) {
-      const scalar_t* gd = gc + index_t(rd.b + md * rd.db) * index_t(gs.d);
-      const scalar_t* wd = wc + index_t(rd.a + md * rd.da) * index_t(ws.d);
-      for (int64_t mh = 0; mh < rh.count; ++mh) {
-        const scalar_t* gp = gd + index_t(rh.b + mh * rh.db) * index_t(gs.h) + index_t(rw.b) * index_t(gs.w);
-        const scalar_t* wp = wd + index_t(rh.a + mh * rh.da) * index_t(ws.h) + index_t(rw.a) * index_t(ws.w);
-        for (int64_t mw = 0; mw < rw.count; ++mw) {
-          acc += to_acc(*gp) * to_acc(*wp);
-          gp += g_step_w;
-          wp += w_step_w;
-        }
-      }
-    }
+    add_tap_runs<scalar_t, index_t>(acc, grad_out + index_t(in.n) * index_t(gs.n) + co * index_t(gs.c),
+                                    gs, w + index_t(in.c) * index_t(ws.n) + co_local * index_t(ws.c),
+                                    ws, taps);
   }
   return acc;
 }
