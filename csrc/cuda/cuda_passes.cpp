@@ -59,9 +59,9 @@ bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 // channels-last grad_output whose groups' channels make no 8-byte vector
 // (the stencil reads them one element a load there, and lost to the GEMM:
 // H200, bf16, 4 -> 8 channels, 8 x 64^3, 0.12 ms against 0.09; with vector
-// loads it wins, 0.076 against 0.090, and 4 -> 8 at 64 x 16^3 0.058 against
-// 0.088 TF32, 0.064 against 0.088 bf16; misaligned tensors, which
-// plan_narrow reads element-wise, are not told apart here), and grad-input
+// loads and sample pairs it wins, 0.047 against 0.090, TF32 0.060 against
+// 0.094, and 4 -> 8 at 64 x 16^3 0.041 against 0.088 in both; misaligned
+// tensors, which plan_narrow reads element-wise, are not told apart here), and grad-input
 // from more than 8 channels a group in any layout, where a destination's sum
 // reads 9-16 source channels a tap (3 -> 16, 32 x 32^3 out, NCDHW: 0.190 ms
 // TF32 and 0.152 bf16 against the mma.sync GEMM's 0.144 and 0.100;
