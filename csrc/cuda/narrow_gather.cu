@@ -21,7 +21,7 @@
 // wavefronts as a whole vector, S times a tap (the 4 -> 8 grad-input spent
 // its time there).  An item of the group form (all but depthwise layers'
 // walks of several channels an item) holds two samples' positions (the
-// plan's sample_pairs), so that each weight read from shared memory feeds
+// plan's samples()), so that each weight read from shared memory feeds
 // both: a warp's 16-byte read of one address costs four wavefronts, 32 a tap
 // of 8 x 4 channels, two thirds of that grad-input's L1 traffic once its
 // source loads were vectors (ncu).  Each sum runs over the taps and j in the
@@ -122,7 +122,7 @@ constexpr bool walks_width() {
 // channels read as many source channels side by side (one load of them).
 // Otherwise an item's channels share a group, and each of its S source
 // channels is a value every channel of the item uses, loaded kSrcVector at a
-// time, for two samples (plan.sample_pairs).
+// time, for two samples (plan.samples()).
 template <typename scalar_t, Walk kWalk, bool kDepthwise, int kSrcVector = 1>
 __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArgs a) {
   using acc = acc_t<scalar_t>;
@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int width = kWalk == Walk::ChannelGroups ? a.item_channels : kVec;
   constexpr int kV = kWidthFastest ? 3 : 0, kW = kWidthFastest ? 0 : 1;
   constexpr int kH = kW + 1, kD = kW + 2, kN = 4;
-  constexpr int kSamples = kDepthwise ? 1 : 2;  // Plan::sample_pairs
+  constexpr int kSamples = kDepthwise ? 1 : 2;  // Plan::samples()
   extern __shared__ __align__(16) unsigned char smem[];
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   const int S = a.src_per_group, Dg = a.dst_per_group;
@@ -343,10 +343,9 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
     a.step[i] = plan.step[i];
   }
   a.items = plan.items;
-  // Sample pairs count as two items: the grid as it was without them.
-  const int64_t samples = plan.sample_pairs ? 2 : 1;
+  // An item of two samples counts as two: the grid as it was without pairs.
   const int64_t target =
-      (a.items * samples + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
+      (a.items * plan.samples() + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
   const int64_t resident = std::max<int64_t>(1, 8 * int64_t(sm_count()) / plan.slabs);
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min(target, resident))), unsigned(plan.slabs));
   const int64_t taps_j = kvol * a.src_per_group;

@@ -48,14 +48,15 @@ struct Plan {
   // load of them (depthwise layers' walks of several channels an item; one
   // channel an item reads its source alike in the group form).
   bool depthwise_form = false;
-  // In the group form an item is two samples' positions at the same spatial
-  // coordinates, n and n + ceil(N / 2): the same taps and weights, so each
-  // weight read from shared memory (a warp's 16-byte read of one address
-  // costs four wavefronts) serves both.  The batch digit counts those pairs.
-  bool sample_pairs = false;
   int radix[kDigits] = {};
   int step[kDigits] = {};  // a block's threads written in that radix
   int64_t items = 0;       // per slab
+
+  // Samples an item: in the group form two samples' positions at the same
+  // spatial coordinates, n and n + ceil(N / 2), the same taps and weights, so
+  // each weight read from shared memory (a warp's 16-byte read of one address
+  // costs four wavefronts) serves both; the batch digit counts those pairs.
+  int samples() const { return depthwise_form ? 1 : 2; }
 };
 
 inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool forward,
@@ -120,14 +121,13 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
 
   plan.depthwise_form =
       plan.depthwise && (plan.walk == Walk::ChannelVectors || plan.walk == Walk::WidthFastest);
-  plan.sample_pairs = !plan.depthwise_form;
   const int64_t vectors = plan.slab / plan.item_channels;
   const bool width_fastest = plan.walk == Walk::WidthFastest || plan.walk == Walk::Width;
   const int64_t radix[kDigits] = {width_fastest ? extent[2] : vectors,
                                   width_fastest ? extent[1] : extent[2],
                                   width_fastest ? extent[0] : extent[1],
                                   width_fastest ? vectors : extent[0],
-                                  plan.sample_pairs ? (p.batch + 1) / 2 : p.batch};
+                                  (p.batch + plan.samples() - 1) / plan.samples()};
   plan.items = 1;
   for (int i = 0; i < kDigits; ++i) {
     plan.radix[i] = int(radix[i]);

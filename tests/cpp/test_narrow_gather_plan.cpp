@@ -123,8 +123,7 @@ TEST(NarrowGatherPlan, SlabsAndItemsStayWithinTheKernelsAssumptions) {
           // item must count pairs too, or each item would be written twice).
           EXPECT_EQ(plan.depthwise_form,
                     plan.depthwise && plan.walk != Walk::Channels && plan.walk != Walk::Width);
-          EXPECT_EQ(plan.sample_pairs, !plan.depthwise_form);
-          EXPECT_EQ(plan.radix[kDigits - 1], plan.sample_pairs ? (s.batch + 1) / 2 : s.batch);
+          EXPECT_EQ(plan.radix[kDigits - 1], plan.depthwise_form ? s.batch : (s.batch + 1) / 2);
         }
       }
     }
@@ -141,7 +140,7 @@ TEST(NarrowGatherPlan, WalkFollowsLayoutAlignmentAndGroups) {
   EXPECT_EQ(walk(depthwise, true, true, 8), Walk::Channels);
   const Plan unaligned =
       plan_narrow(params_of(depthwise, true), ScalarKind::BFloat16, true, 0, 8, 256);
-  EXPECT_TRUE(unaligned.depthwise && !unaligned.depthwise_form && unaligned.sample_pairs);
+  EXPECT_TRUE(unaligned.depthwise && !unaligned.depthwise_form && unaligned.samples() == 2);
   // RGBA 4 -> 8: the forward's 8 channels a group make a bf16 vector; the
   // grad-input's 4 do not, and an item is that group; 6 channels a group
   // neither make a vector nor fit a group item.

@@ -283,7 +283,7 @@ NARROW_GATHER_CONFIGS = {
     # Groups of a few channels (forward S -> D source -> destination channels
     # a group; grad-input the reverse).
     "rgba_4_to_8": (2, 4, 8, 1, (5, 6, 7), 3, 2, 1, 1, 1, True),
-    # An odd batch: the last item's second sample (Plan::sample_pairs) absent.
+    # An odd batch: the last item's second sample (Plan::samples) absent.
     "rgba_4_to_8_batch3_k3s1": (3, 4, 8, 1, (4, 5, 3), 3, 1, 1, 0, 1, True),
     "rgb_3_to_16": (2, 3, 16, 1, (4, 5, 6), 3, 2, 1, 1, 1, False),
     "groups4_2_to_4": (1, 8, 16, 4, (5, 4, 6), (3, 2, 4), (2, 1, 3), (1, 0, 2), (1, 0, 1), 1, True),
