@@ -1750,11 +1750,7 @@ def test_narrow_grad_weight_vector_and_element_loads_agree(channels, dtype):
     weight_shape = [cin, cout, 3, 3, 3]
     gy_ncdhw = torch.randn(3, cout, 10, 14, 12, generator=g).to("cuda", dtype)
     aligned = gy_ncdhw.contiguous(memory_format=torch.channels_last_3d)
-    storage = torch.empty(aligned.numel() + 1, device="cuda", dtype=dtype)
-    shifted = storage[1:].view(3, 10, 14, 12, cout).permute(0, 4, 1, 2, 3)
-    shifted.copy_(gy_ncdhw)
-    assert shifted.is_contiguous(memory_format=torch.channels_last_3d)
-    assert shifted.data_ptr() % 16 != 0
+    shifted = shifted_channels_last(gy_ncdhw)
 
     gw_vectors = torch.ops.tconv3d.grad_weight(aligned, x, weight_shape, *geometry)
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "narrow_grad_weight"
