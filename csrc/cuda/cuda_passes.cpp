@@ -441,7 +441,9 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                                : !wgmma                        ? "tensor_core_gemm"
                                : loader == Sm90Loader::Halo    ? "tensor_core_gemm_sm90_halo"
                                : loader == Sm90Loader::Tma     ? "tensor_core_gemm_sm90_tma"
-                                                               : "tensor_core_gemm_sm90";
+                               : loader == Sm90Loader::TmaResidentWeight
+                                   ? "tensor_core_gemm_sm90_tma_resident_weight"
+                                   : "tensor_core_gemm_sm90";
   return true;
 }
 

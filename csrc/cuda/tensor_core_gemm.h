@@ -185,14 +185,21 @@ void set_tensor_core_gemm_sm90_splits(int splits);
 // it fits; more than any kernel has: never, the per-tap boxes instead), to
 // compare the two loaders on one shape.
 void set_tensor_core_gemm_sm90_halo_min_taps(int64_t taps);
+// Test and benchmark hook: whether the TMA loader may keep a launch's weight
+// in its stage ring where every tile walks the same slices (true, shipped),
+// or reads it again with every tile's stages (false), to compare the two.
+void set_tensor_core_gemm_sm90_resident_weight(bool resident);
 // How the Hopper GEMM loaded its stages: the cp.async gather; tensor-map
 // copies of a box per tap (a group's source channels whole 128-byte rows or
 // exactly one 64- or 32-byte row, grad-input strides up to 8); or, where
 // a tile's taps overlap in the source (fp16/bf16 whose fullest phase has at
 // least 27 taps: stride 1 from k = 3, k5s2 forwards; 128- or 64-byte rows;
 // the halo fits beside the ring), one halo box per tile and channel chunk
-// that every tap reads at its offset.
-enum class Sm90Loader { CpAsync, Tma, Halo };
+// that every tap reads at its offset; or the tensor-map copies with the
+// weight loaded once a CTA and kept in the stage ring (every tile on the same
+// weight slices in at most a ring of stages: one phase, column tile and
+// group, K whole).
+enum class Sm90Loader { CpAsync, Tma, Halo, TmaResidentWeight };
 // *loader (when given) says which loader ran.
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const TensorCoreGemmOperands& ops, Sm90Loader* loader);

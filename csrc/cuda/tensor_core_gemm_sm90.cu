@@ -278,6 +278,15 @@ struct TmaTiling {
   // views pairs of positions as one, [.][W/2][2 · 32 channels]), and two B
   // boxes of 64-byte rows, the pair's taps.
   bool merged;
+  // Resident weight (resident_weight_fits): every tile of the launch walks
+  // the same weight slices (one phase, one column tile, one group, K whole)
+  // in at most kStages stages, so a CTA loads stage j's B into slot j's B
+  // sub-tile with its first tile's stages and never again; later stages
+  // carry A alone and the consumers read B from slot j.  Each tile read
+  // the weight again before: 128 KB of B beside 128 KB of A a tile (U-Net
+  // k2s2 128 → 64 bf16 grad-input), L2 84 % busy (RESULTS.md, "Phase
+  // rotation and merged taps round").
+  bool resident_weight;
   // Halo loader (halo[0] > 0): the source map's box is the tile's box grown
   // by each axis's tap reach, (d, h, w) positions, loaded once per tile and
   // channel chunk into one of kHaloSlots slots of halo_bytes (whole swizzle
@@ -448,22 +457,26 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
   uint32_t seq = 0;   // stages begun so far, over all tiles
   int sub = 0;        // pieces already in stage `seq`
   uint32_t sa = 0, full = 0;  // the current slot and its barrier
+  // Resident weight: the stages from here on carry A alone (the CTA's first
+  // tile, whose stage j is seq j, left B in the slots).
+  uint32_t weight_loaded = UINT32_MAX;
   // Piece `sub` of stage `seq`: the source box at (channel c0, w, h, d,
   // sample) and the weight slice at (channel wc0, column col0, tap, group).
   const auto load_piece = [&](int c0, int w, int h, int d, int sample, int wc0, int col0, int tap,
                               int group) {
+    const bool with_b = seq < weight_loaded;
     if (sub == 0) {
       const uint32_t s = seq % kStages;
       full = full0 + 8 * s;
       if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
       sa = smem0 + s * L::kStageBytes;
-      mbarrier_arrive_expect_tx(full, L::kStageBytes);
+      mbarrier_arrive_expect_tx(full, with_b ? L::kStageBytes : L::kABytes);
     }
     tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, full, c0, w, h, d, sample);
-    if (tma.merged) {  // the pair's two weight taps (sub is 0)
+    if (with_b && tma.merged) {  // the pair's two weight taps (sub is 0)
       tma_load_4d(sa + L::kABytes, &tma.weight, full, wc0, col0, tap, group);
       tma_load_4d(sa + L::kABytes + b_piece, &tma.weight, full, wc0, col0, tap + 1, group);
-    } else {
+    } else if (with_b) {
       tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
     }
     if (++sub == per_stage) {
@@ -504,6 +517,7 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
       }
     }
     while (sub != 0) load_piece(group * C, 0, 0, 0, tma.past_sample, 0, col0, tma.past_tap, group);
+    if (tma.resident_weight) weight_loaded = uint32_t(g.nslices);
   }
 }
 
@@ -739,6 +753,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   const int splits = kHalo ? 1 : k.ops.splits;
   float* const partials = kHalo ? nullptr : k.ops.partials;
+  // Stage j of every tile finds its B in slot j (produce_tma).
+  const bool resident = kTma && !kHalo && tma.resident_weight;
 
   auto release = [&](uint32_t seq) {
     __syncwarp();
@@ -787,7 +803,8 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
           const uint32_t s = seq % kStages;
           mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-          const uint32_t a = smem0 + s * L::kStageBytes, b = a + L::kABytes;
+          const uint32_t a = smem0 + s * L::kStageBytes;
+          const uint32_t b = smem0 + (resident ? uint32_t(slice) : s) * L::kStageBytes + L::kABytes;
           // A from this warpgroup's rows by ldmatrix (K-major, as B).
           tf32_register_a_stage<BN>(
               acc, frag,
@@ -809,7 +826,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         const uint32_t s = seq % kStages;
         mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
         const uint32_t a = smem0 + s * L::kStageBytes + wg * 64 * kRow;
-        const uint32_t b = smem0 + s * L::kStageBytes + L::kABytes;
+        const uint32_t b = smem0 + (resident ? uint32_t(slice) : s) * L::kStageBytes + L::kABytes;
         // Each sub-tile starts kRow-aligned, so a k-step inside its rows is
         // an OR into the descriptor (desc_plus).
         const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
@@ -1270,6 +1287,29 @@ Plan plan_launch(const ConvTranspose3dParams& p, GatherPass pass, const LaunchCo
   return plan;
 }
 
+// Test and benchmark hook: whether a launch may keep its weight resident.
+std::atomic<bool> g_resident_weight{true};
+
+// TmaTiling::resident_weight: per-tap boxes (the halo loader's B ring walks
+// other stages), K whole (splits), and every tile on the same weight slices
+// (one phase, column tile and group) in no more stages than the ring's
+// slots.  Counted as tile_geometry counts a tile's stages.
+bool resident_weight_fits(const ConvTranspose3dParams& p, GatherPass pass, const Plan& plan,
+                          int splits) {
+  const igemm::LaunchShape& s = plan.s;
+  if (!g_resident_weight.load() || !plan.use_tma || plan.use_halo || splits != 1 || p.groups != 1 ||
+      s.ntiles != 1 || s.phases[0] * s.phases[1] * s.phases[2] != 1) {
+    return false;
+  }
+  int64_t taps = 1;
+  for (const Axis& ax : p.axis) {
+    taps *= (pass == GatherPass::Forward ? forward_phase_axis(ax, 0) : grad_input_axis(ax)).taps;
+  }
+  if (plan.tma.merged) taps /= 2;
+  const int64_t per_stage = plan.tma.pieces_per_stage;
+  return ceil_div(taps * plan.tma.chunks, per_stage) <= stages_for(s.bn);
+}
+
 // CTAs an SM holds with `smem` bytes of dynamic shared memory each: the
 // registers allow `by_registers` (kCtasPerSm), shared memory may not.
 int64_t resident_ctas(int64_t by_registers, int64_t smem) {
@@ -1636,6 +1676,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
       (split && (plan.use_halo || splits > tcg90::longest_tile_stages(p, ops.pass, cfg.dtype)))) {
     return cudaErrorInvalidValue;
   }
+  plan.tma.resident_weight = tcg90::resident_weight_fits(p, ops.pass, plan, splits);
   const bool use_tma = plan.use_tma, use_halo = plan.use_halo;
   const int bn = plan.s.bn;
   const int64_t units = plan.s.tiles_per_group() * p.groups * splits;
@@ -1665,7 +1706,10 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   });
   if (err == cudaSuccess && split) err = tcg90::launch_add_splits(p, cfg, ops);
   if (loader != nullptr && err == cudaSuccess) {
-    *loader = use_halo ? Sm90Loader::Halo : use_tma ? Sm90Loader::Tma : Sm90Loader::CpAsync;
+    *loader = use_halo                      ? Sm90Loader::Halo
+              : plan.tma.resident_weight ? Sm90Loader::TmaResidentWeight
+              : use_tma                  ? Sm90Loader::Tma
+                                         : Sm90Loader::CpAsync;
   }
   return err;
 }
@@ -1675,6 +1719,10 @@ void set_tensor_core_gemm_sm90_grid(int ctas) { tcg90::g_forced_ctas.store(ctas)
 void set_tensor_core_gemm_sm90_columns(int columns) { tcg90::g_forced_columns.store(columns); }
 
 void set_tensor_core_gemm_sm90_splits(int splits) { tcg90::g_forced_splits.store(splits); }
+
+void set_tensor_core_gemm_sm90_resident_weight(bool resident) {
+  tcg90::g_resident_weight.store(resident);
+}
 
 void set_tensor_core_gemm_sm90_halo_min_taps(int64_t taps) {
   tcg90::g_halo_min_taps.store(taps == 0 ? tcg90::kHaloMinTaps : taps);

@@ -640,12 +640,45 @@ def halo_loader_takes(config, dtype, forward, min_taps=HALO_MIN_TAPS):
     return 2 * slot + 4 * bn * stage_k + 1024 <= 232448 - 4096
 
 
+# stages_for (tensor_core_gemm_sm90.cu): the stage ring's slots by column tile.
+RING_STAGES = {32: 5, 64: 4, 128: 6}
+
+
+def keeps_weight_resident(config, dtype, forward):
+    """Mirror of resident_weight_fits (tensor_core_gemm_sm90.cu) for a pass
+    the TMA loader's per-tap boxes take: every tile on the same weight
+    slices — one phase (grad-input; a forward of stride 1), one group, one
+    column tile (choose_columns: 32, 64 or 128, 64 where 128-wide tiles would
+    fill at most half the SMs) — in no more stages than the ring's slots
+    (taps × 128-byte chunks, or taps over the taps a stage of narrow rows;
+    merged w taps make half the taps of one pair each, the same count)."""
+    _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
+    kernel, stride, padding, output_padding, dilation = (
+        triple(v) for v in (kernel, stride, padding, output_padding, dilation))
+    source, columns = (cin, cout) if forward else (cout, cin)
+    if groups != 1 or (forward and max(stride) > 1) or columns > 128:
+        return False
+    bn = 32 if columns <= 32 else 64 if columns <= 64 else 128
+    if bn == 128:
+        rows = config[0] * math.prod(
+            (i - 1) * s - 2 * p + d * (k - 1) + op + 1 if forward else i
+            for i, k, s, p, op, d in zip(size, kernel, stride, padding, output_padding, dilation))
+        if 2 * -(-rows // 128) <= torch.cuda.get_device_properties(0).multi_processor_count:
+            return False  # two 64-wide column tiles
+    row_bytes = tma_row_bytes(source, dtype)
+    chunks = source * dtype.itemsize // 128 if row_bytes == 128 else 1
+    stages = -(-math.prod(kernel) * chunks // (128 // row_bytes))
+    return stages <= RING_STAGES[bn]
+
+
 def expected_wgmma_loaders(config, dtype, halo_min_taps=HALO_MIN_TAPS):
     """The kernels a config runs under the wgmma policy: the halo loader where
     a tile's taps overlap and its halo fits (halo_loader_takes), else the TMA
     loader where the source's channels per group suit its rows (tma_row_bytes;
-    grad-input, strides at most 8), the cp.async one elsewhere, and mma.sync
-    for forward strides beyond the phase table."""
+    grad-input, strides at most 8), keeping the weight in its ring where
+    every tile walks the same few slices (keeps_weight_resident), the
+    cp.async one elsewhere, and mma.sync for forward strides beyond the phase
+    table."""
     _, cin, cout, groups, _, _, stride, *_ = config
     strides = triple(stride)
 
@@ -653,6 +686,8 @@ def expected_wgmma_loaders(config, dtype, halo_min_taps=HALO_MIN_TAPS):
         if halo_loader_takes(config, dtype, forward, halo_min_taps):
             return "tensor_core_gemm_sm90_halo"
         if tma_row_bytes(channels // groups, dtype) and (forward or max(strides) <= 8):
+            if keeps_weight_resident(config, dtype, forward):
+                return "tensor_core_gemm_sm90_tma_resident_weight"
             return "tensor_core_gemm_sm90_tma"
         return "tensor_core_gemm_sm90"
 
@@ -670,7 +705,7 @@ def test_tma_configs_cover_every_row_width():
             for config in TMA_CONFIGS.values():
                 loader = dict(zip(("forward", "grad_input"), expected_wgmma_loaders(config, dtype)))
                 _, cin, cout, groups, *_ = config
-                if loader[pass_].endswith(("_tma", "_halo")):
+                if loader[pass_].startswith("tensor_core_gemm_sm90_"):
                     channels = cin // groups if pass_ == "forward" else cout // groups
                     widths.add(tma_row_bytes(channels, dtype))
             assert widths == {32, 64, 128}, (dtype, pass_, widths)
@@ -953,6 +988,57 @@ def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
     boxes), partial column tiles, TF32 operands rounded on the way in; with 3 CTAs
     the stage ring wraps across tiles."""
     run_wgmma_parity(TMA_CONFIGS[name], layout, precision)
+
+
+@requires_cuda
+@pytest.mark.parametrize("wgmma_grid", [0, 3], indirect=True, ids=["sm_count", "3cta"])
+@pytest.mark.parametrize("name, precision", [
+    ("unet_k2s2_merged", "bf16"), ("unmerged_odd_extent", "fp16"), ("taps_15_padded_stage", "bf16"),
+    ("narrow_stride_8", "bf16"), ("one_tap", "bf16"), ("one_tap", "tf32")])
+def test_wgmma_resident_weight_matches_streamed_weight(name, precision, wgmma_grid):
+    """The TMA loader keeping the weight in its stage ring (a CTA's first
+    tile loads it, later tiles' stages carry A alone) against the same launch
+    reading it with every tile (_set_wgmma_resident_weight(False), kernel_ab's
+    wgmma_streamed_weight): the same B bytes in the same k-steps, so bitwise
+    the same forward and grad-input, and within tolerance of float64 — with 3
+    CTAs over many tiles, merged w taps, a padded last stage, narrow rows at
+    element stride 8, one tap (TF32's 128-byte rows)."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    config = TMA_CONFIGS[name]
+    n, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
+    resident = tuple(keeps_weight_resident(config, dtype, forward) for forward in (True, False))
+    assert resident[1], name  # the grad-input keeps it wherever these layers run on TMA
+    geometry = dict(stride=stride, padding=padding, output_padding=output_padding,
+                    dilation=dilation, groups=groups)
+    g = torch.Generator().manual_seed(17)
+    x = torch.randn(n, cin, *size, generator=g).to("cuda", dtype)
+    x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    w = (torch.randn(cin, cout // groups, *triple(kernel), generator=g) / 8).to("cuda", dtype)
+    gy = None
+    runs, kernels = [], []
+    for keep in (True, False):
+        with hook_set(tconv3d._C._set_wgmma_resident_weight, keep, True):
+            y = tconv3d.conv_transpose3d(x, w, **geometry)
+            if gy is None:
+                gy = torch.randn(y.shape, generator=g).to("cuda", dtype)
+                gy = gy.contiguous(memory_format=torch.channels_last_3d)
+            gx, = torch.autograd.grad(y, x, gy)
+            runs.append((y, gx))
+            kernels.append(tconv3d._C._last_cuda_kernels())
+    for index, pass_ in enumerate(("forward", "grad_input")):
+        assert kernels[1][pass_] != "tensor_core_gemm_sm90_tma_resident_weight", pass_
+        if resident[index]:
+            assert kernels[0][pass_] == "tensor_core_gemm_sm90_tma_resident_weight", pass_
+            assert kernels[1][pass_] == "tensor_core_gemm_sm90_tma", pass_
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    xr = x.detach().double().requires_grad_()
+    yr = F.conv_transpose3d(xr, w.double(), **geometry)
+    gxr, = torch.autograd.grad(yr, xr, gy.double())
+    tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
+    assert rel_err(runs[0][0], yr) <= tolerance
+    assert rel_err(runs[0][1], gxr) <= tolerance
 
 
 @requires_cuda
