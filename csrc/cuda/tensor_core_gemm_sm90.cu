@@ -241,7 +241,45 @@ struct Layout {
   static constexpr int kSmemBytes = kStages * kStageBytes + kSwizzleAtomBytes;
   static constexpr int kBRows = BN / kRowStep;
   static_assert(kStageBytes % kSwizzleAtomBytes == 0 && kBRows >= 1, "swizzle atoms stay aligned");
+  // Resident weight (TmaTiling::weight_stages): a ring of A-only slots, then
+  // the weight's stages, BN rows of 128 bytes each, for as long as the CTA
+  // runs.  Four slots of A keep 64 KB in flight a CTA, as the shared ring
+  // does at 64 columns.
+  static constexpr int kResidentStages = 4;
+  static constexpr int kBStageBytes = BN * kSliceBytes;
+  static constexpr int kResidentBOffset = kResidentStages * kABytes;
+  static_assert(kBStageBytes % kSwizzleAtomBytes == 0 && kResidentStages <= kMaxStages, "");
 };
+
+// Where stage `seq` of a CTA lives: its ring slot (and barriers) and its A
+// and B sub-tiles, in the shared ring (A and B of a stage side by side) or,
+// with the weight resident, in the A-only ring and the weight's stage j (its
+// tile's j-th).  Both divisors are compile-time: the consumers' stage loop is
+// issue-bound at narrow tiles (RESULTS.md, "Halo loader round").
+template <int BN>
+struct StageSlots {
+  using L = Layout<BN>;
+  uint32_t smem0;
+  bool resident;
+  __device__ __forceinline__ uint32_t ring() const { return resident ? L::kResidentStages : L::kStages; }
+  __device__ __forceinline__ uint32_t slot(uint32_t seq) const {
+    return resident ? seq % L::kResidentStages : seq % L::kStages;
+  }
+  __device__ __forceinline__ uint32_t parity(uint32_t seq) const {
+    return (resident ? seq / L::kResidentStages : seq / L::kStages) & 1;
+  }
+  __device__ __forceinline__ uint32_t a(uint32_t slot) const {
+    return smem0 + slot * (resident ? L::kABytes : L::kStageBytes);
+  }
+  __device__ __forceinline__ uint32_t b(uint32_t slot, uint32_t j) const {
+    return resident ? smem0 + L::kResidentBOffset + j * L::kBStageBytes : a(slot) + L::kABytes;
+  }
+};
+// Dynamic shared memory of the resident-weight layout with `stages` stages of weight.
+constexpr int64_t resident_smem_bytes(int64_t bn, int64_t stages) {
+  return 4 * int64_t(kBM) * kSliceBytes + stages * bn * kSliceBytes + kSwizzleAtomBytes;
+}
+static_assert(resident_smem_bytes(64, 0) == Layout<64>::kResidentBOffset + kSwizzleAtomBytes, "");
 
 // The GemmAxis of every (axis, residue), derived once per CTA: per tile they
 // would cost a chain of 64-bit divisions in front of each tile's first load.
@@ -278,15 +316,15 @@ struct TmaTiling {
   // views pairs of positions as one, [.][W/2][2 · 32 channels]), and two B
   // boxes of 64-byte rows, the pair's taps.
   bool merged;
-  // Resident weight (resident_weight_fits): every tile of the launch walks
-  // the same weight slices (one phase, one column tile, one group, K whole)
-  // in at most kStages stages, so a CTA loads stage j's B into slot j's B
-  // sub-tile with its first tile's stages and never again; later stages
-  // carry A alone and the consumers read B from slot j.  Each tile read
-  // the weight again before: 128 KB of B beside 128 KB of A a tile (U-Net
-  // k2s2 128 → 64 bf16 grad-input), L2 84 % busy (RESULTS.md, "Phase
-  // rotation and merged taps round").
-  bool resident_weight;
+  // Resident weight (weight_stages > 0, resident_weight_stages): every tile of
+  // the launch walks the same weight slices (one phase, one column tile, one
+  // group, K whole), weight_stages stages of them, which fit in shared memory
+  // beside a ring of A-only slots (StageSlots).  A CTA loads them with its
+  // first tile's stages and never again; later stages carry A alone.  Each
+  // tile read the weight again before: 128 KB of B beside 128 KB of A a tile
+  // (U-Net k2s2 128 → 64 bf16 grad-input), L2 84 % busy on the big U-Net's
+  // (RESULTS.md, "Phase rotation and merged taps round").
+  int weight_stages;
   // Halo loader (halo[0] > 0): the source map's box is the tile's box grown
   // by each axis's tap reach, (d, h, w) positions, loaded once per tile and
   // channel chunk into one of kHaloSlots slots of halo_bytes (whole swizzle
@@ -442,8 +480,8 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
                                             const SharedState& st, uint32_t smem0,
                                             uint32_t tiles_per_group, uint32_t units) {
   using L = Layout<BN>;
-  constexpr int kStages = L::kStages;
   if (threadIdx.x != 0) return;
+  const StageSlots<BN> slots{smem0, tma.weight_stages > 0};
   // Sub-tile sizes: kBM (A) or BN (B) rows of row_bytes.  pieces_per_stage ×
   // row_bytes is 128, so the stage's bytes are always the whole slot's
   // (whole boxes, zeros included, as TMA counts them).
@@ -456,28 +494,29 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
 
   uint32_t seq = 0;   // stages begun so far, over all tiles
   int sub = 0;        // pieces already in stage `seq`
-  uint32_t sa = 0, full = 0;  // the current slot and its barrier
+  uint32_t sa = 0, sb = 0, full = 0;  // the current stage's A and B sub-tiles, its barrier
   // Resident weight: the stages from here on carry A alone (the CTA's first
-  // tile, whose stage j is seq j, left B in the slots).
-  uint32_t weight_loaded = UINT32_MAX;
+  // tile, whose stage j is seq j, loaded the weight's).
+  const uint32_t weight_loaded = slots.resident ? uint32_t(tma.weight_stages) : UINT32_MAX;
   // Piece `sub` of stage `seq`: the source box at (channel c0, w, h, d,
   // sample) and the weight slice at (channel wc0, column col0, tap, group).
   const auto load_piece = [&](int c0, int w, int h, int d, int sample, int wc0, int col0, int tap,
                               int group) {
     const bool with_b = seq < weight_loaded;
     if (sub == 0) {
-      const uint32_t s = seq % kStages;
+      const uint32_t s = slots.slot(seq);
       full = full0 + 8 * s;
-      if (seq >= kStages) mbarrier_wait(empty0 + 8 * s, ((seq / kStages) - 1) & 1);
-      sa = smem0 + s * L::kStageBytes;
+      if (seq >= slots.ring()) mbarrier_wait(empty0 + 8 * s, slots.parity(seq) ^ 1);
+      sa = slots.a(s);
+      sb = slots.b(s, seq);
       mbarrier_arrive_expect_tx(full, with_b ? L::kStageBytes : L::kABytes);
     }
     tma_load_5d(sa + uint32_t(sub) * a_piece, &tma.source, full, c0, w, h, d, sample);
     if (with_b && tma.merged) {  // the pair's two weight taps (sub is 0)
-      tma_load_4d(sa + L::kABytes, &tma.weight, full, wc0, col0, tap, group);
-      tma_load_4d(sa + L::kABytes + b_piece, &tma.weight, full, wc0, col0, tap + 1, group);
+      tma_load_4d(sb, &tma.weight, full, wc0, col0, tap, group);
+      tma_load_4d(sb + b_piece, &tma.weight, full, wc0, col0, tap + 1, group);
     } else if (with_b) {
-      tma_load_4d(sa + L::kABytes + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
+      tma_load_4d(sb + uint32_t(sub) * b_piece, &tma.weight, full, wc0, col0, tap, group);
     }
     if (++sub == per_stage) {
       sub = 0;
@@ -517,7 +556,6 @@ __device__ __forceinline__ void produce_tma(const KernelArgs& k, const TmaTiling
       }
     }
     while (sub != 0) load_piece(group * C, 0, 0, 0, tma.past_sample, 0, col0, tma.past_tap, group);
-    if (tma.resident_weight) weight_loaded = uint32_t(g.nslices);
   }
 }
 
@@ -753,12 +791,11 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   const uint32_t full0 = smem_addr(st.full), empty0 = smem_addr(st.empty);
   const int splits = kHalo ? 1 : k.ops.splits;
   float* const partials = kHalo ? nullptr : k.ops.partials;
-  // Stage j of every tile finds its B in slot j (produce_tma).
-  const bool resident = kTma && !kHalo && tma.resident_weight;
+  const StageSlots<BN> slots{smem0, kTma && !kHalo && tma.weight_stages > 0};
 
   auto release = [&](uint32_t seq) {
     __syncwarp();
-    if (lane == 0) mbarrier_arrive(empty0 + 8 * (seq % kStages));
+    if (lane == 0) mbarrier_arrive(empty0 + 8 * (kHalo ? seq % kStages : slots.slot(seq)));
   };
 
   float acc[BN / 2];     // this warpgroup's rows of the tile, 64·wg to 64·wg + 63
@@ -801,10 +838,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
 #pragma unroll
         for (int at = 0; at < kK; ++at) lane_at[at] = lane_row + (((2 * at + upper) ^ swizzle) << 4);
         for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
-          const uint32_t s = seq % kStages;
-          mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-          const uint32_t a = smem0 + s * L::kStageBytes;
-          const uint32_t b = smem0 + (resident ? uint32_t(slice) : s) * L::kStageBytes + L::kABytes;
+          const uint32_t s = slots.slot(seq);
+          mbarrier_wait(full0 + 8 * s, slots.parity(seq));
+          const uint32_t a = slots.a(s), b = slots.b(s, uint32_t(slice));
           // A from this warpgroup's rows by ldmatrix (K-major, as B).
           tf32_register_a_stage<BN>(
               acc, frag,
@@ -823,10 +859,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         return;
       }
       for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
-        const uint32_t s = seq % kStages;
-        mbarrier_wait(full0 + 8 * s, (seq / kStages) & 1);
-        const uint32_t a = smem0 + s * L::kStageBytes + wg * 64 * kRow;
-        const uint32_t b = smem0 + (resident ? uint32_t(slice) : s) * L::kStageBytes + L::kABytes;
+        const uint32_t s = slots.slot(seq);
+        mbarrier_wait(full0 + 8 * s, slots.parity(seq));
+        const uint32_t a = slots.a(s) + wg * 64 * kRow, b = slots.b(s, uint32_t(slice));
         // Each sub-tile starts kRow-aligned, so a k-step inside its rows is
         // an OR into the descriptor (desc_plus).
         const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
@@ -1290,31 +1325,34 @@ Plan plan_launch(const ConvTranspose3dParams& p, GatherPass pass, const LaunchCo
 // Test and benchmark hook: whether a launch may keep its weight resident.
 std::atomic<bool> g_resident_weight{true};
 
-// TmaTiling::resident_weight: per-tap boxes (the halo loader's B ring walks
-// other stages), K whole (splits), and every tile on the same weight slices
-// (one phase, column tile and group) in no more stages than the ring's
-// slots.  Counted as tile_geometry counts a tile's stages.
-bool resident_weight_fits(const ConvTranspose3dParams& p, GatherPass pass, const Plan& plan,
-                          int splits) {
+// CTAs an SM holds with `smem` bytes of dynamic shared memory each: the
+// registers allow `by_registers` (kCtasPerSm), shared memory may not.
+int64_t resident_ctas(int64_t by_registers, int64_t smem) {
+  const int64_t per_cta = smem + int64_t(sizeof(SharedState)) + kReservedSmemPerCta;
+  return std::min<int64_t>(by_registers, kSmemPerSm / per_cta);
+}
+
+// TmaTiling::weight_stages: a tile's stages (counted as tile_geometry counts
+// them) where the weight may stay resident, else 0.  Per-tap boxes (the halo
+// loader walks its own B ring), K whole (splits), every tile on the same
+// weight slices (one phase, column tile and group), and the weight beside
+// the A-only ring within the shared memory of the CTAs an SM holds anyway.
+int resident_weight_stages(const ConvTranspose3dParams& p, GatherPass pass, const Plan& plan,
+                           int splits) {
   const igemm::LaunchShape& s = plan.s;
   if (!g_resident_weight.load() || !plan.use_tma || plan.use_halo || splits != 1 || p.groups != 1 ||
       s.ntiles != 1 || s.phases[0] * s.phases[1] * s.phases[2] != 1) {
-    return false;
+    return 0;
   }
   int64_t taps = 1;
   for (const Axis& ax : p.axis) {
     taps *= (pass == GatherPass::Forward ? forward_phase_axis(ax, 0) : grad_input_axis(ax)).taps;
   }
   if (plan.tma.merged) taps /= 2;
-  const int64_t per_stage = plan.tma.pieces_per_stage;
-  return ceil_div(taps * plan.tma.chunks, per_stage) <= stages_for(s.bn);
-}
-
-// CTAs an SM holds with `smem` bytes of dynamic shared memory each: the
-// registers allow `by_registers` (kCtasPerSm), shared memory may not.
-int64_t resident_ctas(int64_t by_registers, int64_t smem) {
-  const int64_t per_cta = smem + int64_t(sizeof(SharedState)) + kReservedSmemPerCta;
-  return std::min<int64_t>(by_registers, kSmemPerSm / per_cta);
+  const int64_t stages = ceil_div(taps * plan.tma.chunks, int64_t(plan.tma.pieces_per_stage));
+  const int64_t smem = resident_smem_bytes(s.bn, stages);
+  const int64_t ctas = ctas_per_sm(s.bn, true);
+  return smem <= kMaxDynamicSmem && resident_ctas(ctas, smem) == ctas ? int(stages) : 0;
 }
 
 int64_t ring_smem_bytes(int bn) {
@@ -1433,7 +1471,9 @@ cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t
                            cudaStream_t stream) {
   using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>);
   constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>;
-  const int smem = kHalo ? int(halo_smem_bytes(tma.halo_bytes, BN)) : Layout<BN>::kSmemBytes;
+  const int smem = kHalo                  ? int(halo_smem_bytes(tma.halo_bytes, BN))
+                   : tma.weight_stages > 0 ? int(resident_smem_bytes(BN, tma.weight_stages))
+                                           : Layout<BN>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const int64_t resident = resident_ctas(kCtasPerSm<BN, kTma>, smem);
@@ -1676,7 +1716,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
       (split && (plan.use_halo || splits > tcg90::longest_tile_stages(p, ops.pass, cfg.dtype)))) {
     return cudaErrorInvalidValue;
   }
-  plan.tma.resident_weight = tcg90::resident_weight_fits(p, ops.pass, plan, splits);
+  plan.tma.weight_stages = tcg90::resident_weight_stages(p, ops.pass, plan, splits);
   const bool use_tma = plan.use_tma, use_halo = plan.use_halo;
   const int bn = plan.s.bn;
   const int64_t units = plan.s.tiles_per_group() * p.groups * splits;
@@ -1707,7 +1747,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   if (err == cudaSuccess && split) err = tcg90::launch_add_splits(p, cfg, ops);
   if (loader != nullptr && err == cudaSuccess) {
     *loader = use_halo                      ? Sm90Loader::Halo
-              : plan.tma.resident_weight ? Sm90Loader::TmaResidentWeight
+              : plan.tma.weight_stages > 0 ? Sm90Loader::TmaResidentWeight
               : use_tma                  ? Sm90Loader::Tma
                                          : Sm90Loader::CpAsync;
   }

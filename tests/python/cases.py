@@ -118,6 +118,10 @@ TMA_CONFIGS = {
     "merged_beside_dilated": (2, 32, 32, 1, (4, 5, 6), (3, 3, 2), (1, 2, 2), (1, 1, 0), 0,
                               (2, 1, 1), True),
     "unmerged_odd_extent": (2, 24, 32, 1, (3, 4, 5), 2, 2, 0, (0, 0, 1), 1, False),
+    # U-Net k2s2 128 -> 64 over 68 row tiles: grad-input's 128 columns one
+    # tile (choose_columns keeps 128 beyond 66 tiles), its 8 fp16/bf16 stages
+    # of weight (128 KB) resident beside the A ring (TF32's 16 are not).
+    "unet_k2s2_128_columns": (2, 128, 64, 1, (16, 16, 17), 2, 2, 0, 0, 1, True),
 }
 
 # Strided forwards whose phases (1-8 taps) the Hopper GEMM's halo loader takes

@@ -640,18 +640,25 @@ def halo_loader_takes(config, dtype, forward, min_taps=HALO_MIN_TAPS):
     return 2 * slot + 4 * bn * stage_k + 1024 <= 232448 - 4096
 
 
-# stages_for (tensor_core_gemm_sm90.cu): the stage ring's slots by column tile.
-RING_STAGES = {32: 5, 64: 4, 128: 6}
+def resident_weight_fits(stages, bn):
+    """Mirror of resident_weight_stages' shared-memory test: four A-only
+    slots of 128 rows × 128 bytes and `stages` weight stages of bn rows, the
+    swizzle atom's alignment, within a CTA's dynamic shared memory and as
+    many CTAs an SM as the TMA loader runs (two up to 64 columns), each with
+    its 2080 bytes of static SharedState and 1 KB the driver reserves."""
+    smem = 4 * 128 * 128 + stages * bn * 128 + 1024
+    ctas = 2 if bn <= 64 else 1
+    return smem <= 232448 - 4096 and 233472 // (smem + 2080 + 1024) >= ctas
 
 
 def keeps_weight_resident(config, dtype, forward):
-    """Mirror of resident_weight_fits (tensor_core_gemm_sm90.cu) for a pass
+    """Mirror of resident_weight_stages (tensor_core_gemm_sm90.cu) for a pass
     the TMA loader's per-tap boxes take: every tile on the same weight
     slices — one phase (grad-input; a forward of stride 1), one group, one
     column tile (choose_columns: 32, 64 or 128, 64 where 128-wide tiles would
-    fill at most half the SMs) — in no more stages than the ring's slots
-    (taps × 128-byte chunks, or taps over the taps a stage of narrow rows;
-    merged w taps make half the taps of one pair each, the same count)."""
+    fill at most half the SMs) — whose stages (taps × 128-byte chunks, or
+    taps over the taps a stage of narrow rows; merged w taps make half the
+    taps of one pair each, the same count) fit beside the A ring."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     kernel, stride, padding, output_padding, dilation = (
         triple(v) for v in (kernel, stride, padding, output_padding, dilation))
@@ -668,7 +675,7 @@ def keeps_weight_resident(config, dtype, forward):
     row_bytes = tma_row_bytes(source, dtype)
     chunks = source * dtype.itemsize // 128 if row_bytes == 128 else 1
     stages = -(-math.prod(kernel) * chunks // (128 // row_bytes))
-    return stages <= RING_STAGES[bn]
+    return resident_weight_fits(stages, bn)
 
 
 def expected_wgmma_loaders(config, dtype, halo_min_taps=HALO_MIN_TAPS):
@@ -994,15 +1001,19 @@ def test_wgmma_tma_loader(name, layout, precision, wgmma_grid):
 @pytest.mark.parametrize("wgmma_grid", [0, 3], indirect=True, ids=["sm_count", "3cta"])
 @pytest.mark.parametrize("name, precision", [
     ("unet_k2s2_merged", "bf16"), ("unmerged_odd_extent", "fp16"), ("taps_15_padded_stage", "bf16"),
-    ("narrow_stride_8", "bf16"), ("one_tap", "bf16"), ("one_tap", "tf32")])
+    ("taps_15_padded_stage", "tf32"), ("narrow_stride_8", "tf32"), ("one_tap", "tf32"),
+    ("unet_k2s2_128_columns", "bf16")])
 def test_wgmma_resident_weight_matches_streamed_weight(name, precision, wgmma_grid):
-    """The TMA loader keeping the weight in its stage ring (a CTA's first
-    tile loads it, later tiles' stages carry A alone) against the same launch
-    reading it with every tile (_set_wgmma_resident_weight(False), kernel_ab's
-    wgmma_streamed_weight): the same B bytes in the same k-steps, so bitwise
-    the same forward and grad-input, and within tolerance of float64 — with 3
-    CTAs over many tiles, merged w taps, a padded last stage, narrow rows at
-    element stride 8, one tap (TF32's 128-byte rows)."""
+    """The TMA loader keeping the weight resident (a CTA's first tile loads
+    its stages beside a ring of A-only slots, later tiles' stages carry A
+    alone) against the same launch reading it with every tile
+    (_set_wgmma_resident_weight(False), kernel_ab's wgmma_streamed_weight):
+    the same B bytes in the same k-steps, so bitwise the same forward and
+    grad-input, and within tolerance of float64 — with 3 CTAs over many
+    tiles, merged w taps, a padded last stage (both passes of
+    taps_15_padded_stage in bf16), more weight stages than A slots (TF32's
+    8 of 64-byte rows, narrow_stride_8's 8 of 128-byte ones; 128 columns),
+    one tap."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
