@@ -122,6 +122,9 @@ TMA_CONFIGS = {
     # tile (choose_columns keeps 128 beyond 66 tiles), its 8 fp16/bf16 stages
     # of weight (128 KB) resident beside the A ring (TF32's 16 are not).
     "unet_k2s2_128_columns": (2, 128, 64, 1, (16, 16, 17), 2, 2, 0, 0, 1, True),
+    # U-Net k2s2 32 -> 32 over 35 row tiles (too many to split K): TF32's 8
+    # stages of weight resident beside 4 A slots; fp16/bf16 merged w taps.
+    "unet_k2s2_32_many_tiles": (2, 32, 32, 1, (12, 13, 14), 2, 2, 0, 0, 1, False),
 }
 
 # Strided forwards whose phases (1-8 taps) the Hopper GEMM's halo loader takes
