@@ -189,6 +189,8 @@ constexpr int kMaxStages = 6;
 // The stage ring: six, or where two CTAs share an SM's shared memory five at
 // 32 columns (5 × 20 KB) and four at 64 (4 × 24 KB).
 constexpr int stages_for(int bn) { return bn == 32 ? 5 : bn == 64 ? 4 : kMaxStages; }
+// The A-only ring beside a resident weight (Layout::kResidentStages).
+constexpr int resident_stages(int64_t bn) { return bn == 128 ? 5 : 4; }
 constexpr int kHaloSlots = 2;  // halo loader: source halos in flight (B keeps the stage ring)
 // The halo loader's ring of B-only stages (BN × halo_stage_k(BN) bytes each): a
 // power of two, so that a stage's slot and phase cost no division in the
@@ -243,12 +245,16 @@ struct Layout {
   static_assert(kStageBytes % kSwizzleAtomBytes == 0 && kBRows >= 1, "swizzle atoms stay aligned");
   // Resident weight (TmaTiling::weight_stages): a ring of A-only slots, then
   // the weight's stages, BN rows of 128 bytes each, for as long as the CTA
-  // runs.  Four slots of A keep 64 KB in flight a CTA, as the shared ring
-  // does at 64 columns.
-  static constexpr int kResidentStages = 4;
+  // runs.  The A bytes in flight set the pace of these memory-bound layers
+  // (ncu, U-Net 128 → 64 k2s2 grad-input: DRAM 43 %, no warp eligible 75 %
+  // of cycles, at four slots 0.028 of grad_output's bytes a µs against
+  // TF32's 0.040 at six: their ratio): five slots where one CTA holds the
+  // SM (80 KB beside eight weight stages of 16 KB), four where two share it.
+  static constexpr int kResidentStages = resident_stages(BN);
   static constexpr int kBStageBytes = BN * kSliceBytes;
   static constexpr int kResidentBOffset = kResidentStages * kABytes;
-  static_assert(kBStageBytes % kSwizzleAtomBytes == 0 && kResidentStages <= kMaxStages, "");
+  static_assert(kBStageBytes % kSwizzleAtomBytes == 0 && kResidentStages <= kStages,
+                "whole swizzle atoms; the kernel initialises kStages slots' barriers");
 };
 
 // Where stage `seq` of a CTA lives: its ring slot (and barriers) and its A
@@ -277,7 +283,7 @@ struct StageSlots {
 };
 // Dynamic shared memory of the resident-weight layout with `stages` stages of weight.
 constexpr int64_t resident_smem_bytes(int64_t bn, int64_t stages) {
-  return 4 * int64_t(kBM) * kSliceBytes + stages * bn * kSliceBytes + kSwizzleAtomBytes;
+  return (resident_stages(bn) * int64_t(kBM) + stages * bn) * kSliceBytes + kSwizzleAtomBytes;
 }
 static_assert(resident_smem_bytes(64, 0) == Layout<64>::kResidentBOffset + kSwizzleAtomBytes, "");
 

@@ -642,12 +642,13 @@ def halo_loader_takes(config, dtype, forward, min_taps=HALO_MIN_TAPS):
 
 
 def resident_weight_fits(stages, bn):
-    """Mirror of resident_weight_stages' shared-memory test: four A-only
-    slots of 128 rows × 128 bytes and `stages` weight stages of bn rows, the
-    swizzle atom's alignment, within a CTA's dynamic shared memory and as
-    many CTAs an SM as the TMA loader runs (two up to 64 columns), each with
-    its 2080 bytes of static SharedState and 1 KB the driver reserves."""
-    smem = 4 * 128 * 128 + stages * bn * 128 + 1024
+    """Mirror of resident_weight_stages' shared-memory test: A-only slots of
+    128 rows × 128 bytes (resident_stages: five at 128 columns, else four)
+    and `stages` weight stages of bn rows, the swizzle atom's alignment,
+    within a CTA's dynamic shared memory and as many CTAs an SM as the TMA
+    loader runs (two up to 64 columns), each with its 2080 bytes of static
+    SharedState and 1 KB the driver reserves."""
+    smem = (5 if bn == 128 else 4) * 128 * 128 + stages * bn * 128 + 1024
     ctas = 2 if bn <= 64 else 1
     return smem <= 232448 - 4096 and 233472 // (smem + 2080 + 1024) >= ctas
 
