@@ -20,10 +20,10 @@
 // 32 positions lie S channels apart, so one element a load cost as many L1
 // wavefronts as a whole vector, S times a tap (the 4 -> 8 grad-input spent
 // its time there).  An item of the group form (all but depthwise layers'
-// walks of several channels an item) holds two samples' positions (the
-// plan's samples()), so that each weight read from shared memory feeds
-// both: a warp's 16-byte read of one address costs four wavefronts, 32 a tap
-// of 8 x 4 channels, two thirds of that grad-input's L1 traffic once its
+// walks of several channels an item) holds two or four samples' positions
+// (the plan's samples), so that each weight read from shared memory feeds
+// them all: a warp's 16-byte read of one address costs four wavefronts, 32 a
+// tap of 8 x 4 channels, two thirds of that grad-input's L1 traffic once its
 // source loads were vectors (ncu).  Each sum runs over the taps and j in the
 // same order in every form.
 #include "narrow_gather.h"
@@ -122,8 +122,8 @@ constexpr bool walks_width() {
 // channels read as many source channels side by side (one load of them).
 // Otherwise an item's channels share a group, and each of its S source
 // channels is a value every channel of the item uses, loaded kSrcVector at a
-// time, for two samples (plan.samples()).
-template <typename scalar_t, Walk kWalk, bool kDepthwise, int kSrcVector = 1>
+// time, for kSamples samples (plan.samples).
+template <typename scalar_t, Walk kWalk, bool kDepthwise, int kSrcVector, int kSamples>
 __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArgs a) {
   using acc = acc_t<scalar_t>;
   constexpr int kVec = item_channels<scalar_t, kWalk>();
@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int width = kWalk == Walk::ChannelGroups ? a.item_channels : kVec;
   constexpr int kV = kWidthFastest ? 3 : 0, kW = kWidthFastest ? 0 : 1;
   constexpr int kH = kW + 1, kD = kW + 2, kN = 4;
-  constexpr int kSamples = kDepthwise ? 1 : 2;  // Plan::samples()
+  static_assert(kDepthwise ? kSamples == 1 : kSamples >= 2);
   extern __shared__ __align__(16) unsigned char smem[];
   const int kvol = a.kernel[0] * a.kernel[1] * a.kernel[2];
   const int S = a.src_per_group, Dg = a.dst_per_group;
@@ -174,14 +174,16 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
   const int64_t* ss = a.src_stride;
   const int64_t* ds = a.dst_stride;
   const int tap_stride = S * a.slab;  // weights from one tap to the next
-  const int pair_step = (a.batch + 1) / 2;  // an item's second sample: n + pair_step
-  const int64_t pair_src = int64_t(pair_step) * ss[0];
+  // An item's samples: n + i · sample_step.
+  const int sample_step = (a.batch + kSamples - 1) / kSamples;
+  const int64_t sample_src = int64_t(sample_step) * ss[0];
 
   for (int64_t item = begin + threadIdx.x; item < end; item += blockDim.x) {
     const int ow = digit[kW], oh = digit[kH], od = digit[kD], n = digit[kN];
     const int cl = digit[kV] * width, c = c0 + cl;  // first channel, and its place in the slab
     const int valid = min(width, a.channels - c);
-    const bool second = kSamples == 2 && n + pair_step < a.batch;
+    // Samples past the batch (its last items): nothing loaded or stored.
+    const int samples = min(kSamples, (a.batch - n + sample_step - 1) / sample_step);
     if (valid > 0) {
       const Run32 rd = runs[od], rh = runs[D + oh], rw = runs[D + H + ow];
       acc sum[kSamples][kVec] = {};
@@ -227,18 +229,28 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
               };
               if constexpr (kSrcVector > 1) {
                 for (int j = 0; j < S; j += kSrcVector) {
-                  const Vec<scalar_t, kSrcVector> x0 = load_vec<scalar_t, kSrcVector>(sp + j);
-                  Vec<scalar_t, kSrcVector> x1{};
-                  if (second) x1 = load_vec<scalar_t, kSrcVector>(sp + pair_src + j);
+                  Vec<scalar_t, kSrcVector> x[kSamples] = {};
+#pragma unroll
+                  for (int i = 0; i < kSamples; ++i) {
+                    if (i < samples) x[i] = load_vec<scalar_t, kSrcVector>(sp + i * sample_src + j);
+                  }
 #pragma unroll
                   for (int t = 0; t < kSrcVector; ++t) {
-                    add_source(j + t, {to_acc(x0.v[t]), to_acc(x1.v[t])});
+                    acc xt[kSamples];
+#pragma unroll
+                    for (int i = 0; i < kSamples; ++i) xt[i] = to_acc(x[i].v[t]);
+                    add_source(j + t, xt);
                   }
                 }
               } else {
                 for (int j = 0; j < S; ++j) {
                   const scalar_t* sj = sp + j * ss[1];
-                  add_source(j, {to_acc(sj[0]), second ? to_acc(sj[pair_src]) : acc(0)});
+                  acc xj[kSamples];
+#pragma unroll
+                  for (int i = 0; i < kSamples; ++i) {
+                    xj[i] = i < samples ? to_acc(sj[i * sample_src]) : acc(0);
+                  }
+                  add_source(j, xj);
                 }
               }
             }
@@ -247,8 +259,8 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
       }
 #pragma unroll
       for (int i = 0; i < kSamples; ++i) {
-        if (i == 1 && !second) break;
-        scalar_t* dp = dst + int64_t(n + i * pair_step) * ds[0] + c * ds[1] + od * ds[2] +
+        if (i == samples) break;
+        scalar_t* dp = dst + int64_t(n + i * sample_step) * ds[0] + c * ds[1] + od * ds[2] +
                        oh * ds[3] + ow * ds[4];
         Vec<scalar_t, kVec> out;
 #pragma unroll
@@ -278,6 +290,20 @@ void copy_strides(const Strides5& s, int64_t out[5]) {
   out[4] = s.w;
 }
 
+// The group form at the plan's samples an item (four only with vector loads).
+template <typename scalar_t, Walk kWalk, int kSrcVector>
+void launch_group_form(const Plan& plan, dim3 grid, size_t smem, cudaStream_t stream,
+                       const NarrowArgs& a) {
+  if constexpr (kSrcVector > 1) {
+    if (plan.samples == kMaxSamples) {
+      narrow_gather_kernel<scalar_t, kWalk, false, kSrcVector, kMaxSamples>
+          <<<grid, kThreads, smem, stream>>>(a);
+      return;
+    }
+  }
+  narrow_gather_kernel<scalar_t, kWalk, false, kSrcVector, 2><<<grid, kThreads, smem, stream>>>(a);
+}
+
 // The depthwise form where the plan asks for it (it never does for the
 // other walks); vector source loads only for the channels-last walks of
 // items of several channels (plan_narrow).
@@ -286,24 +312,24 @@ void launch_walk(const Plan& plan, dim3 grid, size_t smem, cudaStream_t stream,
                  const NarrowArgs& a) {
   if constexpr (kWalk == Walk::ChannelVectors || kWalk == Walk::WidthFastest) {
     if (plan.depthwise_form) {
-      narrow_gather_kernel<scalar_t, kWalk, true><<<grid, kThreads, smem, stream>>>(a);
+      narrow_gather_kernel<scalar_t, kWalk, true, 1, 1><<<grid, kThreads, smem, stream>>>(a);
       return;
     }
   }
   if constexpr (kWalk == Walk::ChannelVectors || kWalk == Walk::ChannelGroups) {
     constexpr int k16 = 16 / sizeof(scalar_t), k8 = 8 / sizeof(scalar_t);
     if (plan.src_vector == k16) {
-      narrow_gather_kernel<scalar_t, kWalk, false, k16><<<grid, kThreads, smem, stream>>>(a);
+      launch_group_form<scalar_t, kWalk, k16>(plan, grid, smem, stream, a);
       return;
     }
     if constexpr (k8 > 1) {
       if (plan.src_vector == k8) {
-        narrow_gather_kernel<scalar_t, kWalk, false, k8><<<grid, kThreads, smem, stream>>>(a);
+        launch_group_form<scalar_t, kWalk, k8>(plan, grid, smem, stream, a);
         return;
       }
     }
   }
-  narrow_gather_kernel<scalar_t, kWalk, false><<<grid, kThreads, smem, stream>>>(a);
+  launch_group_form<scalar_t, kWalk, 1>(plan, grid, smem, stream, a);
 }
 
 cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -343,9 +369,9 @@ cudaError_t launch_narrow(bool forward, const ConvTranspose3dParams& p, const La
     a.step[i] = plan.step[i];
   }
   a.items = plan.items;
-  // An item of two samples counts as two: the grid as it was without pairs.
+  // An item of several samples counts as that many: the grid as it was without them.
   const int64_t target =
-      (a.items * plan.samples() + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
+      (a.items * plan.samples + kThreads * kItemsPerThread - 1) / (kThreads * kItemsPerThread);
   const int64_t resident = std::max<int64_t>(1, 8 * int64_t(sm_count()) / plan.slabs);
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min(target, resident))), unsigned(plan.slabs));
   const int64_t taps_j = kvol * a.src_per_group;

@@ -17,6 +17,7 @@ namespace tconv3d::cuda::narrow {
 constexpr int kMaxRuns = 2048;              // D + H + W destination coordinates tabulated
 constexpr int kMaxWeightBytes = 24 * 1024;  // a block's [tap][j][channel] weights (accumulator type)
 constexpr int kStrided = 4;                 // channels of a W-fastest item where groups allow
+constexpr int kMaxSamples = 4;              // samples an item of the group form
 
 // How a thread's item lies in memory.  ChannelVectors: a 16-byte vector of
 // destination channels, contiguous and aligned; ChannelGroups: one group's
@@ -48,15 +49,17 @@ struct Plan {
   // load of them (depthwise layers' walks of several channels an item; one
   // channel an item reads its source alike in the group form).
   bool depthwise_form = false;
+  // In the group form an item is `samples` samples' positions at the same
+  // spatial coordinates, n + i · ceil(N / samples): the same taps and
+  // weights, so each weight read from shared memory (a warp's 16-byte read of
+  // one address costs four wavefronts) serves them all.  Four where the batch
+  // has four, else two (the group form never takes one); the depthwise form
+  // one; four only with vector loads (the element loads' instances kept to
+  // two).  The batch digit counts items.
+  int samples = 1;
   int radix[kDigits] = {};
   int step[kDigits] = {};  // a block's threads written in that radix
   int64_t items = 0;       // per slab
-
-  // Samples an item: in the group form two samples' positions at the same
-  // spatial coordinates, n and n + ceil(N / 2), the same taps and weights, so
-  // each weight read from shared memory (a warp's 16-byte read of one address
-  // costs four wavefronts) serves both; the batch digit counts those pairs.
-  int samples() const { return depthwise_form ? 1 : 2; }
 };
 
 inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool forward,
@@ -121,13 +124,16 @@ inline Plan plan_narrow(const ConvTranspose3dParams& p, ScalarKind dtype, bool f
 
   plan.depthwise_form =
       plan.depthwise && (plan.walk == Walk::ChannelVectors || plan.walk == Walk::WidthFastest);
+  plan.samples = plan.depthwise_form                               ? 1
+                 : plan.src_vector > 1 && p.batch >= kMaxSamples ? kMaxSamples
+                                                                  : 2;
   const int64_t vectors = plan.slab / plan.item_channels;
   const bool width_fastest = plan.walk == Walk::WidthFastest || plan.walk == Walk::Width;
   const int64_t radix[kDigits] = {width_fastest ? extent[2] : vectors,
                                   width_fastest ? extent[1] : extent[2],
                                   width_fastest ? extent[0] : extent[1],
                                   width_fastest ? vectors : extent[0],
-                                  (p.batch + plan.samples() - 1) / plan.samples()};
+                                  (p.batch + plan.samples - 1) / plan.samples};
   plan.items = 1;
   for (int i = 0; i < kDigits; ++i) {
     plan.radix[i] = int(radix[i]);

@@ -117,13 +117,16 @@ TEST(NarrowGatherPlan, SlabsAndItemsStayWithinTheKernelsAssumptions) {
             EXPECT_TRUE(bytes == 8 || bytes == 16) << bytes;
           }
           // The depthwise form takes depthwise layers' walks of several
-          // channels an item; every other item holds two samples, n and
-          // n + ceil(N / 2), the batch digit counting pairs (the kernel's
-          // group form always pairs: a depthwise layer walked one channel an
-          // item must count pairs too, or each item would be written twice).
+          // channels an item; every other item holds two or four samples,
+          // the batch digit counting items (the kernel's group form never
+          // takes one: a depthwise layer walked one channel an item must
+          // count samples too, or each item would be written twice).
           EXPECT_EQ(plan.depthwise_form,
                     plan.depthwise && plan.walk != Walk::Channels && plan.walk != Walk::Width);
-          EXPECT_EQ(plan.radix[kDigits - 1], plan.depthwise_form ? s.batch : (s.batch + 1) / 2);
+          EXPECT_EQ(plan.samples, plan.depthwise_form                       ? 1
+                                  : plan.src_vector > 1 && s.batch >= 4 ? 4
+                                                                        : 2);
+          EXPECT_EQ(plan.radix[kDigits - 1], (s.batch + plan.samples - 1) / plan.samples);
         }
       }
     }
@@ -140,7 +143,7 @@ TEST(NarrowGatherPlan, WalkFollowsLayoutAlignmentAndGroups) {
   EXPECT_EQ(walk(depthwise, true, true, 8), Walk::Channels);
   const Plan unaligned =
       plan_narrow(params_of(depthwise, true), ScalarKind::BFloat16, true, 0, 8, 256);
-  EXPECT_TRUE(unaligned.depthwise && !unaligned.depthwise_form && unaligned.samples() == 2);
+  EXPECT_TRUE(unaligned.depthwise && !unaligned.depthwise_form && unaligned.samples == 2);
   // RGBA 4 -> 8: the forward's 8 channels a group make a bf16 vector; the
   // grad-input's 4 do not, and an item is that group; 6 channels a group
   // neither make a vector nor fit a group item.
