@@ -183,7 +183,9 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
     const int cl = digit[kV] * width, c = c0 + cl;  // first channel, and its place in the slab
     const int valid = min(width, a.channels - c);
     // Samples past the batch (its last items): nothing loaded or stored.
-    const int samples = min(kSamples, (a.batch - n + sample_step - 1) / sample_step);
+    bool has[kSamples];
+#pragma unroll
+    for (int i = 0; i < kSamples; ++i) has[i] = i == 0 || n + i * sample_step < a.batch;
     if (valid > 0) {
       const Run32 rd = runs[od], rh = runs[D + oh], rw = runs[D + H + ow];
       acc sum[kSamples][kVec] = {};
@@ -232,7 +234,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
                   Vec<scalar_t, kSrcVector> x[kSamples] = {};
 #pragma unroll
                   for (int i = 0; i < kSamples; ++i) {
-                    if (i < samples) x[i] = load_vec<scalar_t, kSrcVector>(sp + i * sample_src + j);
+                    if (has[i]) x[i] = load_vec<scalar_t, kSrcVector>(sp + i * sample_src + j);
                   }
 #pragma unroll
                   for (int t = 0; t < kSrcVector; ++t) {
@@ -248,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
                   acc xj[kSamples];
 #pragma unroll
                   for (int i = 0; i < kSamples; ++i) {
-                    xj[i] = i < samples ? to_acc(sj[i * sample_src]) : acc(0);
+                    xj[i] = has[i] ? to_acc(sj[i * sample_src]) : acc(0);
                   }
                   add_source(j, xj);
                 }
@@ -259,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) narrow_gather_kernel(const NarrowArg
       }
 #pragma unroll
       for (int i = 0; i < kSamples; ++i) {
-        if (i == samples) break;
+        if (!has[i]) break;
         scalar_t* dp = dst + int64_t(n + i * sample_step) * ds[0] + c * ds[1] + od * ds[2] +
                        oh * ds[3] + ow * ds[4];
         Vec<scalar_t, kVec> out;
