@@ -245,11 +245,12 @@ struct Layout {
   static_assert(kStageBytes % kSwizzleAtomBytes == 0 && kBRows >= 1, "swizzle atoms stay aligned");
   // Resident weight (TmaTiling::weight_stages): a ring of A-only slots, then
   // the weight's stages, BN rows of 128 bytes each, for as long as the CTA
-  // runs.  The A bytes in flight set the pace of these memory-bound layers
-  // (ncu, U-Net 128 → 64 k2s2 grad-input: DRAM 43 %, no warp eligible 75 %
-  // of cycles, at four slots 0.028 of grad_output's bytes a µs against
-  // TF32's 0.040 at six: their ratio): five slots where one CTA holds the
-  // SM (80 KB beside eight weight stages of 16 KB), four where two share it.
+  // runs.  Five slots where one CTA holds the SM (80 KB beside eight weight
+  // stages of 16 KB), four where two share it.  Five were to lift the U-Net
+  // 128 → 64 k2s2 bf16 grad-input by ~25 % (ncu at four: DRAM 43 %, no warp
+  // eligible 75 % of cycles, grad_output read at 0.70 of TF32's six-slot
+  // rate); they gave 2-3 % (36.6 → 35.4-35.9 µs, RESULTS.md "Resident weight
+  // round"), so bytes in flight are not what holds it there.
   static constexpr int kResidentStages = resident_stages(BN);
   static constexpr int kBStageBytes = BN * kSliceBytes;
   static constexpr int kResidentBOffset = kResidentStages * kABytes;
@@ -329,7 +330,11 @@ struct TmaTiling {
   // first tile's stages and never again; later stages carry A alone.  Each
   // tile read the weight again before: 128 KB of B beside 128 KB of A a tile
   // (U-Net k2s2 128 → 64 bf16 grad-input), L2 84 % busy on the big U-Net's
-  // (RESULTS.md, "Phase rotation and merged taps round").
+  // (RESULTS.md, "Phase rotation and merged taps round").  Measured
+  // (kernel_ab, H200, bf16 channels-last grad-input, streamed → resident):
+  // big U-Net 64 → 32 0.487 → 0.394 ms, U-Net 128 → 64 0.0419 → 0.0397,
+  // 64 → 32 0.0272 → 0.0258; the rest within noise (RESULTS.md, "Resident
+  // weight round").
   int weight_stages;
   // Halo loader (halo[0] > 0): the source map's box is the tile's box grown
   // by each axis's tap reach, (d, h, w) positions, loaded once per tile and
