@@ -69,7 +69,7 @@ def force_kernel(policy: str) -> None:
     with one CTA an SM where it would run two (a grid of one CTA an SM), "wgmma_narrow" with
     column tiles of at most 64 (more CTAs on small grids), "wgmma_unsplit" with grad-input's K
     never split (small grids: one unit a tile), "wgmma_streamed_weight" with the weight read
-    again by every tile where the TMA loader would keep it in its ring."""
+    again by every tile where the TMA loader would keep it in shared memory."""
     import tconv3d
 
     tconv3d._C._set_kernel_policy("wgmma" if policy.startswith("wgmma") else policy)

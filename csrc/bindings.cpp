@@ -96,8 +96,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "test hook: the fewest taps in the fullest phase at which the Hopper GEMM takes its halo "
       "loader where it fits (0 = the shipped threshold, 1 = wherever it fits, huge = never)");
   m.def("_set_wgmma_resident_weight", &tconv3d::cuda::set_tensor_core_gemm_sm90_resident_weight,
-        "test hook: whether the Hopper GEMM's TMA loader may keep a launch's weight in its stage "
-        "ring where every tile walks the same slices (True, shipped) or streams it with every "
+        "test hook: whether the Hopper GEMM's TMA loader may keep a launch's weight in shared "
+        "memory where every tile walks the same slices (True, shipped) or streams it with every "
         "tile (False)");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");

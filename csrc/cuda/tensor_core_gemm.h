@@ -186,7 +186,7 @@ void set_tensor_core_gemm_sm90_splits(int splits);
 // compare the two loaders on one shape.
 void set_tensor_core_gemm_sm90_halo_min_taps(int64_t taps);
 // Test and benchmark hook: whether the TMA loader may keep a launch's weight
-// in its stage ring where every tile walks the same slices (true, shipped),
+// in shared memory where every tile walks the same slices (true, shipped),
 // or reads it again with every tile's stages (false), to compare the two.
 void set_tensor_core_gemm_sm90_resident_weight(bool resident);
 // How the Hopper GEMM loaded its stages: the cp.async gather; tensor-map
@@ -196,9 +196,9 @@ void set_tensor_core_gemm_sm90_resident_weight(bool resident);
 // least 27 taps: stride 1 from k = 3, k5s2 forwards; 128- or 64-byte rows;
 // the halo fits beside the ring), one halo box per tile and channel chunk
 // that every tap reads at its offset; or the tensor-map copies with the
-// weight loaded once a CTA and kept in the stage ring (every tile on the same
-// weight slices in at most a ring of stages: one phase, column tile and
-// group, K whole).
+// weight loaded once a CTA and kept in shared memory beside a ring of A-only
+// stages (every tile on the same weight slices: one phase, column tile and
+// group, K whole; the weight fits).
 enum class Sm90Loader { CpAsync, Tma, Halo, TmaResidentWeight };
 // *loader (when given) says which loader ran.
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

@@ -1343,29 +1343,6 @@ int64_t resident_ctas(int64_t by_registers, int64_t smem) {
   return std::min<int64_t>(by_registers, kSmemPerSm / per_cta);
 }
 
-// TmaTiling::weight_stages: a tile's stages (counted as tile_geometry counts
-// them) where the weight may stay resident, else 0.  Per-tap boxes (the halo
-// loader walks its own B ring), K whole (splits), every tile on the same
-// weight slices (one phase, column tile and group), and the weight beside
-// the A-only ring within the shared memory of the CTAs an SM holds anyway.
-int resident_weight_stages(const ConvTranspose3dParams& p, GatherPass pass, const Plan& plan,
-                           int splits) {
-  const igemm::LaunchShape& s = plan.s;
-  if (!g_resident_weight.load() || !plan.use_tma || plan.use_halo || splits != 1 || p.groups != 1 ||
-      s.ntiles != 1 || s.phases[0] * s.phases[1] * s.phases[2] != 1) {
-    return 0;
-  }
-  int64_t taps = 1;
-  for (const Axis& ax : p.axis) {
-    taps *= (pass == GatherPass::Forward ? forward_phase_axis(ax, 0) : grad_input_axis(ax)).taps;
-  }
-  if (plan.tma.merged) taps /= 2;
-  const int64_t stages = ceil_div(taps * plan.tma.chunks, int64_t(plan.tma.pieces_per_stage));
-  const int64_t smem = resident_smem_bytes(s.bn, stages);
-  const int64_t ctas = ctas_per_sm(s.bn, true);
-  return smem <= kMaxDynamicSmem && resident_ctas(ctas, smem) == ctas ? int(stages) : 0;
-}
-
 int64_t ring_smem_bytes(int bn) {
   return bn == 32 ? Layout<32>::kSmemBytes : bn == 64 ? Layout<64>::kSmemBytes : Layout<128>::kSmemBytes;
 }
@@ -1386,6 +1363,25 @@ int64_t longest_tile_stages(const ConvTranspose3dParams& p, GatherPass pass, Sca
   }
   const int64_t channels = pass == GatherPass::Forward ? p.in_per_group : p.out_per_group;
   return ceil_div(taps * padded_channels(channels, dtype) * element_bytes(dtype), int64_t(kSliceBytes));
+}
+
+// TmaTiling::weight_stages: a tile's stages where the weight may stay
+// resident, else 0.  Per-tap boxes (the halo loader walks its own B ring), K
+// whole (splits), every tile on the same weight slices (one phase, column
+// tile and group: every tile then walks longest_tile_stages), and the weight
+// beside the A-only ring within the shared memory of the CTAs an SM holds
+// anyway.
+int resident_weight_stages(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
+                           const Plan& plan, int splits) {
+  const igemm::LaunchShape& s = plan.s;
+  if (!g_resident_weight.load() || !plan.use_tma || plan.use_halo || splits != 1 || p.groups != 1 ||
+      s.ntiles != 1 || s.phases[0] * s.phases[1] * s.phases[2] != 1) {
+    return 0;
+  }
+  const int64_t stages = longest_tile_stages(p, pass, dtype);
+  const int64_t smem = resident_smem_bytes(s.bn, stages);
+  const int64_t ctas = ctas_per_sm(s.bn, true);
+  return smem <= kMaxDynamicSmem && resident_ctas(ctas, smem) == ctas ? int(stages) : 0;
 }
 
 // Test and benchmark hook: the gather passes' splits (0: choose_splits' own).
@@ -1727,7 +1723,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
       (split && (plan.use_halo || splits > tcg90::longest_tile_stages(p, ops.pass, cfg.dtype)))) {
     return cudaErrorInvalidValue;
   }
-  plan.tma.weight_stages = tcg90::resident_weight_stages(p, ops.pass, plan, splits);
+  plan.tma.weight_stages = tcg90::resident_weight_stages(p, ops.pass, cfg.dtype, plan, splits);
   const bool use_tma = plan.use_tma, use_halo = plan.use_halo;
   const int bn = plan.s.bn;
   const int64_t units = plan.s.tiles_per_group() * p.groups * splits;

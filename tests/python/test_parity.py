@@ -706,7 +706,7 @@ def expected_wgmma_loaders(config, dtype, halo_min_taps=HALO_MIN_TAPS):
     """The kernels a config runs under the wgmma policy: the halo loader where
     a tile's taps overlap and its halo fits (halo_loader_takes), else the TMA
     loader where the source's channels per group suit its rows (tma_row_bytes;
-    grad-input, strides at most 8), keeping the weight in its ring where
+    grad-input, strides at most 8), keeping the weight in shared memory where
     every tile walks the same few slices (keeps_weight_resident), the
     cp.async one elsewhere, and mma.sync for forward strides beyond the phase
     table."""
@@ -876,16 +876,8 @@ def test_wgmma_split_k_grad_input(name, layout, precision, wgmma_splits):
     run_wgmma_parity(SPLIT_K_CONFIGS[name], layout, precision)
 
 
-def bottleneck_split_count(dtype):
-    """Mirror of choose_splits (tensor_core_gemm_sm90.cu) for the bottleneck
-    of test_bottleneck_grad_input_splits_k_by_shape: 4 boxes of 128 input
-    positions × 8 column tiles of 64 (choose_columns narrows 128 on small
-    grids), two CTAs an SM (the TMA loader at 64 columns) on the 132 SMs
-    the choice assumes whatever the GPU (kSplitSms: the same sums on any
-    GPU), splits of at least 4 of its 27 · 256 · itemsize / 128 stages, at
-    most 16."""
-    sms, tiles, stages = 132, 32, 27 * 256 * dtype.itemsize // 128
-    return min(2 * sms // tiles, stages // 4, 16)
+# The batch-1 bottleneck of bottleneck_operands as a parity config.
+BOTTLENECK_CONFIG = (1, 512, 256, 1, (8, 8, 8), 3, 2, 1, 1, 1, False)
 
 
 @requires_cuda
@@ -893,7 +885,7 @@ def bottleneck_split_count(dtype):
 def test_bottleneck_grad_input_splits_k_by_shape(precision):
     """The 512 -> 256, k3 s2 p1 op1 bottleneck at 8³, batch 1, under the auto
     policy: its grad-input (32 tiles) is split along K by shape — bitwise
-    what forcing bottleneck_split_count's splits gives, not what one split
+    what forcing choose_splits' mirror's count gives, not what one split
     gives — on the TMA loader, within the dtype's tolerance of float64."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
@@ -910,7 +902,8 @@ def test_bottleneck_grad_input_splits_k_by_shape(precision):
         assert tconv3d._C._last_cuda_kernels()["grad_input"] == "tensor_core_gemm_sm90_tma"
         return gx
 
-    by_shape, splits = grad_input(0), bottleneck_split_count(dtype)
+    # 64 columns: choose_columns narrows 128-wide tiles on small grids.
+    by_shape, splits = grad_input(0), grad_input_splits(BOTTLENECK_CONFIG, dtype, 64)
     assert splits > 1
     assert torch.equal(by_shape, grad_input(splits))
     assert not torch.equal(by_shape, grad_input(1))
