@@ -675,10 +675,9 @@ def keeps_weight_resident(config, dtype, forward):
     the TMA loader's per-tap boxes take: every tile on the same weight
     slices — one phase (grad-input; a forward of stride 1), one group, one
     column tile (choose_columns: 32, 64 or 128, 64 where 128-wide tiles would
-    fill at most half the SMs) — whose stages (taps × 128-byte chunks, or
-    taps over the taps a stage of narrow rows; merged w taps make half the
-    taps of one pair each, the same count) fit beside the A ring, K whole
-    (no split: grad_input_splits)."""
+    fill at most half the SMs) — whose stages (longest_tile_stages: taps ×
+    the source's bytes in 128-byte rows) fit beside the A ring, K whole (no
+    split: grad_input_splits)."""
     _, cin, cout, groups, size, kernel, stride, padding, output_padding, dilation, _ = config
     kernel, stride, padding, output_padding, dilation = (
         triple(v) for v in (kernel, stride, padding, output_padding, dilation))
@@ -696,9 +695,7 @@ def keeps_weight_resident(config, dtype, forward):
                if torch.cuda.is_available() else 132)
         if 2 * -(-rows // 128) <= sms:
             return False  # two 64-wide column tiles
-    row_bytes = tma_row_bytes(source, dtype)
-    chunks = source * dtype.itemsize // 128 if row_bytes == 128 else 1
-    stages = -(-math.prod(kernel) * chunks // (128 // row_bytes))
+    stages = -(-math.prod(kernel) * padded_group_bytes(source, groups, dtype) // 128)
     return resident_weight_fits(stages, bn) and (forward or grad_input_splits(config, dtype, bn) == 1)
 
 
