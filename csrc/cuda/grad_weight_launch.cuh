@@ -40,30 +40,71 @@ struct ElementPlanes {
   }
 };
 
-// gw[ci, co, kd, kh, kw] = Σ_s partial[s][tap][ci][co] in split order.  A
-// transpose per ci, [tap][co] → [co][tap], through shared memory: a block
-// sums one tile of co × taps (co fastest, so the loads coalesce) and writes
-// it taps fastest, a contiguous gw's order, having decoded its taps once:
-// 21 us for the 512→256 bottleneck's 3.5 M elements (H200), where one thread
-// per gw element, decoding its indices in 64-bit divisions, took 39.  Each
-// thread's loads wait one at a time (the split loop between them), so the
-// bytes in flight bound it: kVec = 4 loads 16 bytes (4 co) at once where
-// Cout/G is a multiple of 4.  Each element's sum is the same either way.
+// acc += src[s · numel] (kVec floats) for s = first, first + step, … < end,
+// in that order; four loads in flight before their adds.
+template <int kVec>
+__device__ __forceinline__ void add_plane(const float* __restrict__ at, float (&acc)[kVec]) {
+  if constexpr (kVec == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(at);
+    acc[0] += v.x;
+    acc[1] += v.y;
+    acc[2] += v.z;
+    acc[3] += v.w;
+  } else {
+    acc[0] += *at;
+  }
+}
+
+template <int kVec>
+__device__ __forceinline__ void add_planes(const float* __restrict__ src, int64_t numel,
+                                           int64_t first, int64_t step, int64_t end,
+                                           float (&acc)[kVec]) {
+  int64_t s = first;
+  for (; s + 3 * step < end; s += 4 * step) {
+    float a[kVec] = {}, b[kVec] = {}, c[kVec] = {}, d[kVec] = {};
+    add_plane<kVec>(src + s * numel, a);
+    add_plane<kVec>(src + (s + step) * numel, b);
+    add_plane<kVec>(src + (s + 2 * step) * numel, c);
+    add_plane<kVec>(src + (s + 3 * step) * numel, d);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[j] = acc[j] + a[j] + b[j] + c[j] + d[j];
+  }
+  for (; s < end; s += step) add_plane<kVec>(src + s * numel, acc);
+}
+
+// gw[ci, co, kd, kh, kw] = Σ_s partial[s][tap][ci][co], a transpose per ci,
+// [tap][co] → [co][tap], through shared memory: a block sums one tile of
+// taps × co (co fastest, so the loads coalesce) and writes it taps fastest,
+// a contiguous gw's order, having decoded its taps once.  Each element's
+// planes are added by 2^log_lanes consecutive threads (combine_log_lanes),
+// lane l every lanes-th plane from l in order, then the lanes' sums in a
+// fixed tree (xor shuffles within a warp, whose commutative adds leave every
+// lane of the tree the same sum; past a warp, the warps' sums in order):
+// an order set by the shape alone, so bitwise reproducible.  The threads of
+// a tile walk only its live (tap, co) vectors: kVec = 4 loads 16 bytes
+// (4 co) where Cout/G is a multiple of 4.
 template <typename scalar_t, int kVec, bool kCut>
 __global__ void __launch_bounds__(kThreads)
     combine_tap_major_kernel(const float* __restrict__ partial, ElementPlanes planes, int64_t numel,
                              int64_t in_channels, int64_t out_per_group, int kh, int kw, int taps,
-                             TapTile tile, Strides5 dst, scalar_t* __restrict__ result) {
+                             TapTile tile, int log_lanes, Strides5 dst,
+                             scalar_t* __restrict__ result) {
   __shared__ float staged[2 << kLogTapTileElements];  // rows padded by one word: at most 2x
+  __shared__ float warp_sums[kThreads / 32][kVec];
   __shared__ int64_t tap_offset[32];
-  const int tap_count = 1 << tile.log_taps, co_mask = (1 << tile.log_channels) - 1;
-  const int count = tap_count << tile.log_channels;
+  const int tap_count = 1 << tile.log_taps, channel_count = 1 << tile.log_channels;
+  const int lanes = 1 << log_lanes, warp_lanes = lanes < 32 ? lanes : 32;
+  const int lane = int(threadIdx.x) & (lanes - 1), warp = int(threadIdx.x) / 32;
   const int64_t tiles = in_channels * tile.channel_tiles * tile.tap_tiles;
   for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
     const int tap0 = int(b % tile.tap_tiles) * tap_count;
     const int64_t co0 = (b / tile.tap_tiles % tile.channel_tiles) << tile.log_channels;
     const int64_t ci = b / (tile.tap_tiles * tile.channel_tiles);
-    if (int(threadIdx.x) < tap_count) {
+    // The tile's live taps and channels; kVec divides Cout/G and so live_co.
+    const int live_taps = taps - tap0 < tap_count ? taps - tap0 : tap_count;
+    const int live_co = int(out_per_group - co0 < channel_count ? out_per_group - co0 : channel_count);
+    const int co_vectors = live_co / kVec, vectors = live_taps * co_vectors;
+    if (int(threadIdx.x) < live_taps) {
       const int tap = tap0 + int(threadIdx.x);
       const int w = tap % kw, h = tap / kw % kh, d = tap / (kw * kh);
       tap_offset[threadIdx.x] = d * dst.d + h * dst.h + w * dst.w;
@@ -71,35 +112,46 @@ __global__ void __launch_bounds__(kThreads)
     const int row = kCut ? planes.tile_row(ci) : 0;
     const float* from = partial + (int64_t(tap0) * in_channels + ci) * out_per_group + co0;
     const int64_t tap_step = in_channels * out_per_group;
-    for (int i = threadIdx.x; i < count / kVec; i += kThreads) {
-      // kVec divides Cout/G and the tile's co: a vector is wholly in or out.
-      const int cc = (i * kVec) & co_mask, tt = (i * kVec) >> tile.log_channels;
-      if (tap0 + tt < taps && co0 + cc < out_per_group) {
-        const float* src = from + tt * tap_step + cc;
-        // Whole splits: the loop bound the kernel had before the cut (its
-        // codegen unchanged).  Cut: one tile a vector, as kVec divides bn.
+    // Block-uniform trip count: every thread reaches the shuffles and barriers.
+    for (int base = 0; base < vectors << log_lanes; base += kThreads) {
+      const int v = (base + int(threadIdx.x)) >> log_lanes;
+      const int tt = v / co_vectors, cc = (v - tt * co_vectors) * kVec;
+      float acc[kVec] = {};
+      if (v < vectors) {
+        // Whole splits: every element has planes.splits.  Cut: one tile a
+        // vector, as kVec divides bn.
         const int64_t splits = kCut ? planes.of(row, tap0 + tt, co0 + cc) : planes.splits;
-        float acc[kVec] = {};
-        for (int64_t s = 0; s < splits; ++s) {
-          if constexpr (kVec == 4) {
-            const float4 v = *reinterpret_cast<const float4*>(src + s * numel);
-            acc[0] += v.x;
-            acc[1] += v.y;
-            acc[2] += v.z;
-            acc[3] += v.w;
-          } else {
-            acc[0] += src[s * numel];
+        add_planes<kVec>(from + tt * tap_step + cc, numel, lane, lanes, splits, acc);
+      }
+      for (int offset = 1; offset < warp_lanes; offset *= 2) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], offset);
+      }
+      if (lanes > 32) {
+        if (threadIdx.x % 32 == 0) {
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) warp_sums[warp][j] = acc[j];
+        }
+        __syncthreads();
+        if (lane == 0) {
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) {
+            acc[j] = warp_sums[warp][j];
+            for (int w = 1; w < lanes / 32; ++w) acc[j] += warp_sums[warp + w][j];
           }
         }
+        __syncthreads();
+      }
+      if (v < vectors && lane == 0) {
 #pragma unroll
         for (int j = 0; j < kVec; ++j) staged[(cc + j) * (tap_count + 1) + tt] = acc[j];
       }
     }
     __syncthreads();
     scalar_t* to = result + ci * dst.n + co0 * dst.c;
-    for (int i = threadIdx.x; i < count; i += kThreads) {
+    for (int i = threadIdx.x; i < tap_count * channel_count; i += kThreads) {
       const int tt = i & (tap_count - 1), cc = i >> tile.log_taps;
-      if (tap0 + tt < taps && co0 + cc < out_per_group) {
+      if (tt < live_taps && cc < live_co) {
         to[cc * dst.c + tap_offset[tt]] = from_acc<scalar_t>(staged[cc * (tap_count + 1) + tt]);
       }
     }
@@ -128,7 +180,7 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
     dispatch_index(cfg.wide_index, [&](auto index) { err = launch(scalar, index); });
     if (err == cudaSuccess && combine) {
       if (order == PartialOrder::TapCiCo) {  // [kD][kH][kW][Cin][Cout/G]
-        const TapTile tile = tap_tile(pl.taps, p.out_per_group);
+        const TapTile tile = tap_tile(pl.taps, p.out_per_group, p.in_channels);
         const int64_t tiles = p.in_channels * tile.channel_tiles * tile.tap_tiles;
         const unsigned blocks = unsigned(tiles < 8192 ? tiles : 8192);
         // 16-byte loads: rows of Cout/G floats from a 16-byte aligned workspace.
@@ -143,7 +195,8 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
                                    pl.bm, log_bn, int(pl.tiles_m), int(pl.tiles_n)};
         kernel<<<blocks, kThreads, 0, cfg.stream>>>(
             workspace, planes, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),
-            int(p.axis[2].kernel), int(pl.taps), tile, p.weight, static_cast<scalar_t*>(grad_weight));
+            int(p.axis[2].kernel), int(pl.taps), tile, combine_log_lanes(pl.splits), p.weight,
+            static_cast<scalar_t*>(grad_weight));
       } else {  // gw's own logical order: the dense walk of combine_partials_kernel
         combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
             workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,

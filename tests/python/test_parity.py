@@ -1890,6 +1890,66 @@ def test_grad_weight_taps_gemm(name, layout, precision):
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm"
 
 
+# Grad-weights whose reduction is split into planes of fp32 partial sums
+# that the tap-major combine adds (grad_weight_launch.cuh), each element's
+# planes on 2^combine_log_lanes(splits) threads (tap_tile.h): (policy,
+# kernel, x's shape, output channels, groups, kernel size, stride, padding,
+# output padding).  The taps-folded GEMM (64 -> 3, k3) splits its positions
+# into min(⌈positions / 1024⌉, 512) planes: 1, 35 and 512 here, so 1, 8 and
+# 128 lanes (128: past a warp, the warps' sums through shared memory).  The
+# Hopper GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles, 132 splits, 32
+# lanes; TF32: 4 tiles, 66 splits, 16 lanes), and mma.sync on groups of 16
+# channels (the benchmark's grouped g4 layer).
+COMBINE_LANES_LAYERS = {
+    "taps_1_split": ("auto", "grad_weight_taps_gemm", (1, 64, 9, 10, 11), 3, 1, 3, 1, 1, 0),
+    "taps_35_splits": ("auto", "grad_weight_taps_gemm", (2, 64, 24, 26, 28), 3, 1, 3, 1, 1, 0),
+    "taps_512_splits": ("auto", "grad_weight_taps_gemm", (2, 64, 64, 64, 66), 3, 1, 3, 1, 1, 0),
+    "hopper_unet_k2s2": ("wgmma", "grad_weight_gemm_sm90", (2, 64, 32, 33, 34), 32, 1, 2, 2, 0, 0),
+    "mma_grouped_g4": ("auto", "grad_weight_gemm_channels_last", (4, 64, 16, 15, 17), 64, 4, 3, 2,
+                       1, 1),
+}
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("name", list(COMBINE_LANES_LAYERS))
+def test_grad_weight_combine_is_exact_on_integers(name, precision):
+    """x and grad_output of small integers (exact in bf16 and TF32, their
+    products and every partial sum exact in fp32: below 2^24), so gw is
+    exact whatever the order of its sums: every element of the NaN-poisoned
+    gw equals the float64 gradient rounded once to the dtype — a plane added
+    twice, skipped or taken from the wrong element would show — and repeats
+    bitwise, also with 64-bit indices; channels-last operands."""
+    policy, kernel, x_shape, cout, groups, k, stride, padding, output_padding = (
+        COMBINE_LANES_LAYERS[name])
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    cl = torch.channels_last_3d
+    x = torch.randint(-2, 3, x_shape, generator=g).to("cuda", dtype, memory_format=cl)
+    weight_shape = [x_shape[1], cout // groups, k, k, k]
+    out_shape = [x_shape[0], cout] + [
+        transposed_output_extent(n, k, stride, padding, 1, output_padding) for n in x_shape[2:]]
+    gy = torch.randint(-2, 3, out_shape, generator=g).to("cuda", dtype, memory_format=cl)
+    geometry = ([stride] * 3, [padding] * 3, [output_padding] * 3, groups, [1, 1, 1])
+
+    def run():
+        return torch.ops.tconv3d.grad_weight(gy, x, weight_shape, *geometry)
+
+    tconv3d._C._set_kernel_policy(policy)
+    try:
+        gw = run()
+        assert tconv3d._C._last_cuda_kernels()["grad_weight"] == kernel
+        w_ref = torch.zeros(weight_shape, dtype=torch.float64, device="cuda", requires_grad=True)
+        y_ref = F.conv_transpose3d(x.double(), w_ref, stride=stride, padding=padding,
+                                   output_padding=output_padding, groups=groups)
+        gw_ref, = torch.autograd.grad(y_ref, w_ref, gy.double())
+        assert gw_ref.abs().max() < 2 ** 24
+        assert torch.equal(gw, gw_ref.to(dtype))
+        assert_repeats_bitwise(gw, run, "grad_weight", kernel)
+    finally:
+        tconv3d._C._set_kernel_policy("auto")
+
+
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_grad_weight_taps_gemm_leaves_full_precision_alone(dtype):
