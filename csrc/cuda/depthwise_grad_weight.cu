@@ -161,6 +161,7 @@ cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const L
   const int64_t units = a.vectors * kvol * splits;
   const int64_t blocks = (units + kThreads - 1) / kThreads;
   if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
+  cudaError_t combined = cudaSuccess;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     if constexpr (!std::is_same_v<scalar_t, double>) {
@@ -173,13 +174,14 @@ cudaError_t launch_depthwise_grad_weight(const ConvTranspose3dParams& p, const L
             <<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a, units);
       }
       if (splits > 1) {
-        combine_partials_kernel<scalar_t><<<grid_for(numel), kThreads, 0, cfg.stream>>>(
+        combined = launch_combine_partials<scalar_t>(
             workspace, splits, numel, 1, p.axis[0].kernel, p.axis[1].kernel, p.axis[2].kernel,
-            p.weight, static_cast<scalar_t*>(grad_weight));
+            p.weight, static_cast<scalar_t*>(grad_weight), cfg.stream);
       }
     }
   });
-  return cudaGetLastError();
+  const cudaError_t launched = cudaGetLastError();
+  return launched != cudaSuccess ? launched : combined;
 }
 
 }  // namespace tconv3d::cuda

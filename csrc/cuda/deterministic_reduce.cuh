@@ -3,10 +3,12 @@
 // split order.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 
 #include "../direct_gather.h"
 #include "dispatch.cuh"
+#include "tap_tile.h"
 
 namespace tconv3d::cuda {
 
@@ -59,29 +61,76 @@ constexpr int halvings(int n) {
   return h;
 }
 
-// result[e] = Σ_{s = 0 … splits-1} partial[s · numel + e], in that order, for
-// e over a dense 5-D result of logical sizes (n0, c, d, h, w) and strides `dst`;
-// added kCombineChunk splits at a time, then the chunks: the error grows with
-// chunk + splits / chunk, not with thousands of splits in a row.
-constexpr int64_t kCombineChunk = 32;
+// result[e] = Σ_s partial[s · numel + e] for e over a dense 5-D result of
+// logical sizes (n0, c, d, h, w) and strides `dst`.  Each element's planes
+// are added by 2^log_lanes threads (combine_log_lanes, tap_tile.h), lane l
+// every lanes-th plane from l in order, kCombineChunk of them at a time and
+// then the chunks (the error grows with chunk + planes / chunk, not with
+// thousands of planes in a row); then the lanes' sums in lane order through
+// shared memory.  The order is set by the shape alone: bitwise
+// reproducible.  A block's threads take consecutive elements first, so each
+// plane's loads coalesce whatever the lanes.  Indices are 32-bit: the
+// callers' partials hold at most kMaxPartials (2^24) sums.
+constexpr int kCombineChunk = 32;
+constexpr int kLogThreads = 8;
+static_assert(kThreads == 1 << kLogThreads, "lanes split the block by shifts");
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
-    combine_partials_kernel(const acc_t<scalar_t>* __restrict__ partial, int64_t splits,
-                            int64_t numel, int64_t C, int64_t D, int64_t H, int64_t W,
-                            Strides5 dst, scalar_t* __restrict__ result) {
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < numel;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    acc_t<scalar_t> acc = 0;
-    for (int64_t s0 = 0; s0 < splits; s0 += kCombineChunk) {
-      acc_t<scalar_t> chunk = 0;
-      const int64_t s1 = s0 + kCombineChunk < splits ? s0 + kCombineChunk : splits;
-      for (int64_t s = s0; s < s1; ++s) chunk += partial[s * numel + e];
-      acc += chunk;
+    combine_partials_kernel(const acc_t<scalar_t>* __restrict__ partial, int splits, int numel,
+                            int C, int D, int H, int W, Strides5 dst, int log_lanes,
+                            scalar_t* __restrict__ result) {
+  using acc = acc_t<scalar_t>;
+  __shared__ acc lane_sums[kThreads];
+  const int lanes = 1 << log_lanes, per_pass = kThreads >> log_lanes;
+  const int slot = int(threadIdx.x) & (per_pass - 1), lane = int(threadIdx.x) >> (kLogThreads - log_lanes);
+  // Block-uniform trip count: every thread reaches the barriers.
+  for (int e0 = int(blockIdx.x) * per_pass; e0 < numel; e0 += int(gridDim.x) * per_pass) {
+    const int e = e0 + slot;
+    acc sum = 0;
+    if (e < numel) {
+      const acc* from = partial + e;
+      for (int s0 = lane; s0 < splits; s0 += kCombineChunk * lanes) {
+        const int s1 = s0 + kCombineChunk * lanes < splits ? s0 + kCombineChunk * lanes : splits;
+        acc chunk = 0;
+        int s = s0;
+        for (; s + 3 * lanes < s1; s += 4 * lanes) {
+          const acc a = from[int64_t(s) * numel], b = from[int64_t(s + lanes) * numel];
+          const acc c = from[int64_t(s + 2 * lanes) * numel], d = from[int64_t(s + 3 * lanes) * numel];
+          chunk = chunk + a + b + c + d;
+        }
+        for (; s < s1; s += lanes) chunk += from[int64_t(s) * numel];
+        sum += chunk;
+      }
     }
-    const Index5 idx = unflatten<int64_t>(e, C, D, H, W);
-    result[offset_of<int64_t>(dst, idx)] = from_acc<scalar_t>(acc);
+    if (log_lanes > 0) {
+      lane_sums[threadIdx.x] = sum;
+      __syncthreads();
+      if (lane == 0) {
+        for (int l = 1; l < lanes; ++l) sum += lane_sums[l * per_pass + slot];
+      }
+      __syncthreads();
+    }
+    if (lane == 0 && e < numel) {
+      const Index5 idx = unflatten<int>(e, C, D, H, W);
+      result[offset_of<int64_t>(dst, idx)] = from_acc<scalar_t>(sum);
+    }
   }
+}
+
+// combine_partials_kernel over `splits` planes of `numel` sums on `stream`;
+// cudaErrorInvalidConfiguration past its 32-bit indices (no caller's
+// workspace comes near).
+template <typename scalar_t>
+cudaError_t launch_combine_partials(const acc_t<scalar_t>* partial, int64_t splits, int64_t numel,
+                                    int64_t C, int64_t D, int64_t H, int64_t W, Strides5 dst,
+                                    scalar_t* result, cudaStream_t stream) {
+  if (numel <= 0) return cudaSuccess;
+  if (splits * numel > int64_t(INT32_MAX)) return cudaErrorInvalidConfiguration;
+  const int log_lanes = combine_log_lanes(splits, kLogMaxPartialLanes);
+  combine_partials_kernel<scalar_t><<<grid_for(numel << log_lanes), kThreads, 0, stream>>>(
+      partial, int(splits), int(numel), int(C), int(D), int(H), int(W), dst, log_lanes, result);
+  return cudaGetLastError();
 }
 
 // Shape-only choice of the number of partial sums per result element: enough

@@ -421,8 +421,8 @@ cudaError_t launch_grad_bias_reduce(const ConvTranspose3dParams& p, const Launch
     });
     if (splits > 1) {
       const Strides5 dst{0, grad_bias_stride, 0, 0, 0};
-      combine_partials_kernel<scalar_t><<<grid_for(p.out_channels), kThreads, 0, cfg.stream>>>(
-          partial, splits, p.out_channels, p.out_channels, 1, 1, 1, dst, gb);
+      combined = launch_combine_partials<scalar_t>(partial, splits, p.out_channels,
+                                                   p.out_channels, 1, 1, 1, dst, gb, cfg.stream);
     }
   });
   const cudaError_t launched = cudaGetLastError();

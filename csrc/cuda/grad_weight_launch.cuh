@@ -56,10 +56,9 @@ __device__ __forceinline__ void add_plane(const float* __restrict__ at, float (&
 }
 
 template <int kVec>
-__device__ __forceinline__ void add_planes(const float* __restrict__ src, int64_t numel,
-                                           int64_t first, int64_t step, int64_t end,
-                                           float (&acc)[kVec]) {
-  int64_t s = first;
+__device__ __forceinline__ void add_planes(const float* __restrict__ src, int numel, int first,
+                                           int step, int end, float (&acc)[kVec]) {
+  int s = first;
   for (; s + 3 * step < end; s += 4 * step) {
     float a[kVec] = {}, b[kVec] = {}, c[kVec] = {}, d[kVec] = {};
     add_plane<kVec>(src + s * numel, a);
@@ -85,8 +84,8 @@ __device__ __forceinline__ void add_planes(const float* __restrict__ src, int64_
 // (4 co) where Cout/G is a multiple of 4.
 template <typename scalar_t, int kVec, bool kCut>
 __global__ void __launch_bounds__(kThreads)
-    combine_tap_major_kernel(const float* __restrict__ partial, ElementPlanes planes, int64_t numel,
-                             int64_t in_channels, int64_t out_per_group, int kh, int kw, int taps,
+    combine_tap_major_kernel(const float* __restrict__ partial, ElementPlanes planes, int numel,
+                             int in_channels, int out_per_group, int kh, int kw, int taps,
                              TapTile tile, int log_lanes, Strides5 dst,
                              scalar_t* __restrict__ result) {
   __shared__ float staged[2 << kLogTapTileElements];  // rows padded by one word: at most 2x
@@ -95,14 +94,16 @@ __global__ void __launch_bounds__(kThreads)
   const int tap_count = 1 << tile.log_taps, channel_count = 1 << tile.log_channels;
   const int lanes = 1 << log_lanes, warp_lanes = lanes < 32 ? lanes : 32;
   const int lane = int(threadIdx.x) & (lanes - 1), warp = int(threadIdx.x) / 32;
-  const int64_t tiles = in_channels * tile.channel_tiles * tile.tap_tiles;
-  for (int64_t b = blockIdx.x; b < tiles; b += gridDim.x) {
-    const int tap0 = int(b % tile.tap_tiles) * tap_count;
-    const int64_t co0 = (b / tile.tap_tiles % tile.channel_tiles) << tile.log_channels;
-    const int64_t ci = b / (tile.tap_tiles * tile.channel_tiles);
+  const int tap_tiles = int(tile.tap_tiles), channel_tiles = int(tile.channel_tiles);
+  const int tiles = in_channels * channel_tiles * tap_tiles, tap_step = in_channels * out_per_group;
+  // The writes: kThreads is a multiple of tap_count, so a thread keeps its tap.
+  const int write_tap = int(threadIdx.x) & (tap_count - 1), write_co = int(threadIdx.x) >> tile.log_taps;
+  const int co_step = kThreads >> tile.log_taps;
+  for (int b = blockIdx.x; b < tiles; b += gridDim.x) {
+    const int tap0 = b % tap_tiles * tap_count, rest = b / tap_tiles;
+    const int co0 = rest % channel_tiles << tile.log_channels, ci = rest / channel_tiles;
     // The tile's live taps and channels; kVec divides Cout/G and so live_co.
-    const int live_taps = taps - tap0 < tap_count ? taps - tap0 : tap_count;
-    const int live_co = int(out_per_group - co0 < channel_count ? out_per_group - co0 : channel_count);
+    const int live_taps = min(taps - tap0, tap_count), live_co = min(out_per_group - co0, channel_count);
     const int co_vectors = live_co / kVec, vectors = live_taps * co_vectors;
     if (int(threadIdx.x) < live_taps) {
       const int tap = tap0 + int(threadIdx.x);
@@ -110,8 +111,7 @@ __global__ void __launch_bounds__(kThreads)
       tap_offset[threadIdx.x] = d * dst.d + h * dst.h + w * dst.w;
     }
     const int row = kCut ? planes.tile_row(ci) : 0;
-    const float* from = partial + (int64_t(tap0) * in_channels + ci) * out_per_group + co0;
-    const int64_t tap_step = in_channels * out_per_group;
+    const float* from = partial + (tap0 * in_channels + ci) * out_per_group + co0;
     // Block-uniform trip count: every thread reaches the shuffles and barriers.
     for (int base = 0; base < vectors << log_lanes; base += kThreads) {
       const int v = (base + int(threadIdx.x)) >> log_lanes;
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kThreads)
       if (v < vectors) {
         // Whole splits: every element has planes.splits.  Cut: one tile a
         // vector, as kVec divides bn.
-        const int64_t splits = kCut ? planes.of(row, tap0 + tt, co0 + cc) : planes.splits;
+        const int splits = int(kCut ? planes.of(row, tap0 + tt, co0 + cc) : planes.splits);
         add_planes<kVec>(from + tt * tap_step + cc, numel, lane, lanes, splits, acc);
       }
       for (int offset = 1; offset < warp_lanes; offset *= 2) {
@@ -148,11 +148,13 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     __syncthreads();
-    scalar_t* to = result + ci * dst.n + co0 * dst.c;
-    for (int i = threadIdx.x; i < tap_count * channel_count; i += kThreads) {
-      const int tt = i & (tap_count - 1), cc = i >> tile.log_taps;
-      if (tt < live_taps && cc < live_co) {
-        to[cc * dst.c + tap_offset[tt]] = from_acc<scalar_t>(staged[cc * (tap_count + 1) + tt]);
+    if (write_tap < live_taps) {
+      scalar_t* to = result + ci * dst.n + (co0 + write_co) * dst.c + tap_offset[write_tap];
+      const float* at = staged + write_co * (tap_count + 1) + write_tap;
+      for (int cc = write_co; cc < live_co; cc += co_step) {
+        *to = from_acc<scalar_t>(*at);
+        to += co_step * dst.c;
+        at += co_step * (tap_count + 1);
       }
     }
     __syncthreads();
@@ -193,14 +195,20 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         while ((2 << log_bn) <= pl.bn) ++log_bn;
         const ElementPlanes planes{pl.splits, pl.tile_pieces, int(p.in_per_group), int(p.out_per_group),
                                    pl.bm, log_bn, int(pl.tiles_m), int(pl.tiles_n)};
+        // 32-bit indices: at most kMaxPartials sums (every caller's bound).
+        if (pl.splits * pl.numel > int64_t(INT_MAX) || tiles > int64_t(INT_MAX)) {
+          err = cudaErrorInvalidConfiguration;
+          return;
+        }
         kernel<<<blocks, kThreads, 0, cfg.stream>>>(
-            workspace, planes, pl.numel, p.in_channels, p.out_per_group, int(p.axis[1].kernel),
-            int(p.axis[2].kernel), int(pl.taps), tile, combine_log_lanes(pl.splits), p.weight,
-            static_cast<scalar_t*>(grad_weight));
+            workspace, planes, int(pl.numel), int(p.in_channels), int(p.out_per_group),
+            int(p.axis[1].kernel), int(p.axis[2].kernel), int(pl.taps), tile,
+            combine_log_lanes(pl.splits), p.weight, static_cast<scalar_t*>(grad_weight));
       } else {  // gw's own logical order: the dense walk of combine_partials_kernel
-        combine_partials_kernel<scalar_t><<<grid_for(pl.numel), kThreads, 0, cfg.stream>>>(
+        err = launch_combine_partials<scalar_t>(
             workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
-            p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
+            p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight), cfg.stream);
+        if (err != cudaSuccess) return;
       }
       err = cudaGetLastError();
     }

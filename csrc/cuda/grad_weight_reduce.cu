@@ -49,6 +49,7 @@ cudaError_t launch_grad_weight_reduce(const ConvTranspose3dParams& p, const Laun
   const int64_t splits = grad_weight_splits(p);
   if (numel == 0) return cudaSuccess;
   if (numel > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  cudaError_t combined = cudaSuccess;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     auto* partial = static_cast<acc_t<scalar_t>*>(workspace);
@@ -60,12 +61,13 @@ cudaError_t launch_grad_weight_reduce(const ConvTranspose3dParams& p, const Laun
           static_cast<scalar_t*>(grad_weight), partial, numel, splits);
     });
     if (splits > 1) {
-      combine_partials_kernel<scalar_t><<<grid_for(numel), kThreads, 0, cfg.stream>>>(
+      combined = launch_combine_partials<scalar_t>(
           partial, splits, numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
-          p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
+          p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight), cfg.stream);
     }
   });
-  return cudaGetLastError();
+  const cudaError_t launched = cudaGetLastError();
+  return launched != cudaSuccess ? launched : combined;
 }
 
 }  // namespace tconv3d::cuda

@@ -195,6 +195,7 @@ cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const Laun
   if (numel == 0) return cudaSuccess;
   const int64_t blocks = p.groups * kvol * splits;
   if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
+  cudaError_t combined = cudaSuccess;
   dispatch_scalar(cfg.dtype, [&](auto scalar) {
     using scalar_t = decltype(scalar);
     if constexpr (!std::is_same_v<scalar_t, double>) {
@@ -220,13 +221,14 @@ cudaError_t launch_narrow_grad_weight(const ConvTranspose3dParams& p, const Laun
                                                 : with_s(std::integral_constant<int, kMaxS>{});
       kernel<<<unsigned(blocks), kThreads, 0, cfg.stream>>>(a);
       if (splits > 1) {
-        combine_partials_kernel<scalar_t><<<grid_for(numel), kThreads, 0, cfg.stream>>>(
+        combined = launch_combine_partials<scalar_t>(
             workspace, splits, numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,
-            p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight));
+            p.axis[2].kernel, p.weight, static_cast<scalar_t*>(grad_weight), cfg.stream);
       }
     }
   });
-  return cudaGetLastError();
+  const cudaError_t launched = cudaGetLastError();
+  return launched != cudaSuccess ? launched : combined;
 }
 
 }  // namespace tconv3d::cuda

@@ -1,6 +1,8 @@
-// The tile of the tap-major grad-weight combine's shared-memory transpose
-// (grad_weight_launch.cuh), between a layout with the taps innermost and one
-// with channels innermost, and how many threads add each element's planes.
+// The grad-weight combines' shapes: the tile of the tap-major combine's
+// shared-memory transpose (grad_weight_launch.cuh), between a layout with the
+// taps innermost and one with channels innermost, and how many threads add
+// each element's planes of partial sums, there and in combine_partials_kernel
+// (deterministic_reduce.cuh).
 // Host and device-free, so the C++ tests check it without a GPU.
 #pragma once
 
@@ -12,7 +14,10 @@ constexpr int kLogTapTileElements = 11;
 // Blocks the combine aims for: two an SM of a 132-SM GPU.  A constant, not
 // the device's count: the lanes, and so the sums' order, depend on the shape.
 constexpr int64_t kCombineBlocks = 264;
-constexpr int kLogMaxCombineLanes = 8;  // a whole 256-thread block on one element
+constexpr int kLogMaxCombineLanes = 8;  // tap-major: a whole 256-thread block on one element
+// combine_partials_kernel's threads take consecutive elements first: at most
+// 8 lanes, so that a warp still reads 32 consecutive elements of a plane.
+constexpr int kLogMaxPartialLanes = 3;
 
 struct TapTile {
   int log_taps, log_channels;
@@ -42,13 +47,13 @@ inline TapTile tap_tile(int64_t taps, int64_t channels, int64_t rows) {
 }
 
 // log2 of the threads that add one element's `splits` planes, each every
-// lanes-th plane in order, then combined in a fixed tree: the most, up to a
-// block, that leaves each at least four planes (one round of independent
-// loads).  One thread adding 132 planes one after another held the U-Net
-// k2s2 grad-weight's combine at 17.6 us for 8.6 MB (H200).
-inline int combine_log_lanes(int64_t splits) {
+// lanes-th plane in order, then combined in a fixed order: the most, up to
+// 2^max_log_lanes, that leaves each at least four planes (one round of
+// independent loads).  One thread adding 132 planes one after another held
+// the U-Net k2s2 grad-weight's combine at 17.6 us for 8.6 MB (H200).
+inline int combine_log_lanes(int64_t splits, int max_log_lanes = kLogMaxCombineLanes) {
   int log_lanes = 0;
-  while (log_lanes < kLogMaxCombineLanes && (int64_t(4) << (log_lanes + 1)) <= splits) ++log_lanes;
+  while (log_lanes < max_log_lanes && (int64_t(4) << (log_lanes + 1)) <= splits) ++log_lanes;
   return log_lanes;
 }
 

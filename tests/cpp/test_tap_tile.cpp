@@ -88,6 +88,11 @@ TEST(CombineLanes, LeaveEachLaneAtLeastFourPlanesUpToABlock) {
     EXPECT_TRUE(lanes == 1 || 4 * lanes <= splits) << splits;
     EXPECT_TRUE(lanes == (int64_t(1) << kLogMaxCombineLanes) || 8 * lanes > splits) << splits;
   }
+  // combine_partials_kernel's cap: a warp keeps 32 consecutive elements of a plane.
+  EXPECT_EQ(combine_log_lanes(48, kLogMaxPartialLanes), 3);  // U-Net k2s2 tap blocks: 8 lanes of 6
+  EXPECT_EQ(combine_log_lanes(38, kLogMaxPartialLanes), 3);
+  EXPECT_EQ(combine_log_lanes(12, kLogMaxPartialLanes), 1);
+  EXPECT_EQ(combine_log_lanes(65535, kLogMaxPartialLanes), kLogMaxPartialLanes);
 }
 
 }  // namespace

@@ -1890,23 +1890,34 @@ def test_grad_weight_taps_gemm(name, layout, precision):
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm"
 
 
-# Grad-weights whose reduction is split into planes of fp32 partial sums
-# that the tap-major combine adds (grad_weight_launch.cuh), each element's
-# planes on 2^combine_log_lanes(splits) threads (tap_tile.h): (policy,
-# kernel, x's shape, output channels, groups, kernel size, stride, padding,
-# output padding).  The taps-folded GEMM (64 -> 3, k3) splits its positions
-# into min(⌈positions / 1024⌉, 512) planes: 1, 35 and 512 here, so 1, 8 and
-# 128 lanes (128: past a warp, the warps' sums through shared memory).  The
-# Hopper GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles, 132 splits, 32
-# lanes; TF32: 4 tiles, 66 splits, 16 lanes), and mma.sync on groups of 16
-# channels (the benchmark's grouped g4 layer).
+# Grad-weights whose reduction is split into planes of fp32 partial sums,
+# each element's planes added on 2^combine_log_lanes(splits) threads
+# (tap_tile.h): (policy, kernel, layout, x's shape, output channels, groups,
+# kernel size, stride, padding, output padding).  Tap-major partials
+# (combine_tap_major_kernel): the taps-folded GEMM (64 -> 3, k3) splits its
+# positions into min(⌈positions / 1024⌉, 512) planes, 1, 35 and 512 here,
+# so 1, 8 and 128 lanes (128: past a warp, the warps' sums through shared
+# memory); the Hopper GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles,
+# 132 splits, 32 lanes; TF32: 4 tiles, 66 splits, 16 lanes); mma.sync on
+# groups of 16 channels (the benchmark's grouped g4 layer).  Partials in
+# gw's order (combine_partials_kernel, at most 8 lanes): the tap-blocks GEMM
+# on the U-Net layer in NCDHW (132 splits), the CUDA-core narrow (4 -> 8: 38
+# splits) and depthwise grad-weights.
 COMBINE_LANES_LAYERS = {
-    "taps_1_split": ("auto", "grad_weight_taps_gemm", (1, 64, 9, 10, 11), 3, 1, 3, 1, 1, 0),
-    "taps_35_splits": ("auto", "grad_weight_taps_gemm", (2, 64, 24, 26, 28), 3, 1, 3, 1, 1, 0),
-    "taps_512_splits": ("auto", "grad_weight_taps_gemm", (2, 64, 64, 64, 66), 3, 1, 3, 1, 1, 0),
-    "hopper_unet_k2s2": ("wgmma", "grad_weight_gemm_sm90", (2, 64, 32, 33, 34), 32, 1, 2, 2, 0, 0),
-    "mma_grouped_g4": ("auto", "grad_weight_gemm_channels_last", (4, 64, 16, 15, 17), 64, 4, 3, 2,
-                       1, 1),
+    "taps_1_split": ("auto", "grad_weight_taps_gemm", "cl", (1, 64, 9, 10, 11), 3, 1, 3, 1, 1, 0),
+    "taps_35_splits": ("auto", "grad_weight_taps_gemm", "cl", (2, 64, 24, 26, 28), 3, 1, 3, 1, 1,
+                       0),
+    "taps_512_splits": ("auto", "grad_weight_taps_gemm", "cl", (2, 64, 64, 64, 66), 3, 1, 3, 1, 1,
+                        0),
+    "hopper_unet_k2s2": ("wgmma", "grad_weight_gemm_sm90", "cl", (2, 64, 32, 33, 34), 32, 1, 2, 2,
+                         0, 0),
+    "mma_grouped_g4": ("auto", "grad_weight_gemm_channels_last", "cl", (4, 64, 16, 15, 17), 64, 4,
+                       3, 2, 1, 1),
+    "tap_blocks_unet_k2s2": ("auto", "grad_weight_tap_blocks_gemm", "ncdhw", (2, 64, 32, 33, 34),
+                             32, 1, 2, 2, 0, 0),
+    "narrow_4_to_8": ("auto", "narrow_grad_weight", "cl", (8, 4, 16, 15, 17), 8, 1, 3, 1, 1, 0),
+    "depthwise_32": ("auto", "depthwise_grad_weight", "cl", (2, 32, 16, 15, 17), 32, 32, 3, 1, 1,
+                     0),
 }
 
 
@@ -1919,17 +1930,17 @@ def test_grad_weight_combine_is_exact_on_integers(name, precision):
     exact whatever the order of its sums: every element of the NaN-poisoned
     gw equals the float64 gradient rounded once to the dtype — a plane added
     twice, skipped or taken from the wrong element would show — and repeats
-    bitwise, also with 64-bit indices; channels-last operands."""
-    policy, kernel, x_shape, cout, groups, k, stride, padding, output_padding = (
+    bitwise, also with 64-bit indices."""
+    policy, kernel, layout, x_shape, cout, groups, k, stride, padding, output_padding = (
         COMBINE_LANES_LAYERS[name])
     dtype = use_precision(precision)
     g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-    cl = torch.channels_last_3d
-    x = torch.randint(-2, 3, x_shape, generator=g).to("cuda", dtype, memory_format=cl)
+    fmt = torch.channels_last_3d if layout == "cl" else torch.contiguous_format
+    x = torch.randint(-2, 3, x_shape, generator=g).to("cuda", dtype, memory_format=fmt)
     weight_shape = [x_shape[1], cout // groups, k, k, k]
     out_shape = [x_shape[0], cout] + [
         transposed_output_extent(n, k, stride, padding, 1, output_padding) for n in x_shape[2:]]
-    gy = torch.randint(-2, 3, out_shape, generator=g).to("cuda", dtype, memory_format=cl)
+    gy = torch.randint(-2, 3, out_shape, generator=g).to("cuda", dtype, memory_format=fmt)
     geometry = ([stride] * 3, [padding] * 3, [output_padding] * 3, groups, [1, 1, 1])
 
     def run():
