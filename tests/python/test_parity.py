@@ -1913,7 +1913,8 @@ COMBINE_LANES_LAYERS = {
                          0, 0),
     "mma_grouped_g4": ("auto", "grad_weight_gemm_channels_last", "cl", (4, 64, 16, 15, 17), 64, 4,
                        3, 2, 1, 1),
-    "tap_blocks_unet_k2s2": ("auto", "grad_weight_tap_blocks_gemm", "ncdhw", (2, 64, 32, 33, 34),
+    # W 36: grad_output's rows of 72 whole 16-byte pieces in bf16 too (tap_blocks.h).
+    "tap_blocks_unet_k2s2": ("auto", "grad_weight_tap_blocks_gemm", "ncdhw", (2, 64, 32, 33, 36),
                              32, 1, 2, 2, 0, 0),
     "narrow_4_to_8": ("auto", "narrow_grad_weight", "cl", (8, 4, 16, 15, 17), 8, 1, 3, 1, 1, 0),
     "depthwise_32": ("auto", "depthwise_grad_weight", "cl", (2, 32, 16, 15, 17), 32, 32, 3, 1, 1,
