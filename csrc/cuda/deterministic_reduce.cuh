@@ -127,7 +127,7 @@ cudaError_t launch_combine_partials(const acc_t<scalar_t>* partial, int64_t spli
                                     scalar_t* result, cudaStream_t stream) {
   if (numel <= 0) return cudaSuccess;
   if (splits * numel > int64_t(INT32_MAX)) return cudaErrorInvalidConfiguration;
-  const int log_lanes = combine_log_lanes(splits, kLogMaxPartialLanes);
+  const int log_lanes = combine_log_lanes(splits, numel, kLogMaxPartialLanes);
   combine_partials_kernel<scalar_t><<<grid_for(numel << log_lanes), kThreads, 0, stream>>>(
       partial, int(splits), int(numel), int(C), int(D), int(H), int(W), dst, log_lanes, result);
   return cudaGetLastError();

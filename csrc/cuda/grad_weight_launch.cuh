@@ -203,7 +203,8 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         kernel<<<blocks, kThreads, 0, cfg.stream>>>(
             workspace, planes, int(pl.numel), int(p.in_channels), int(p.out_per_group),
             int(p.axis[1].kernel), int(p.axis[2].kernel), int(pl.taps), tile,
-            combine_log_lanes(pl.splits), p.weight, static_cast<scalar_t*>(grad_weight));
+            combine_log_lanes(pl.splits, pl.numel / (quads ? 4 : 1)), p.weight,
+            static_cast<scalar_t*>(grad_weight));
       } else {  // gw's own logical order: the dense walk of combine_partials_kernel
         err = launch_combine_partials<scalar_t>(
             workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,

@@ -46,14 +46,25 @@ inline TapTile tap_tile(int64_t taps, int64_t channels, int64_t rows) {
   return t;
 }
 
-// log2 of the threads that add one element's `splits` planes, each every
-// lanes-th plane in order, then combined in a fixed order: the most, up to
-// 2^max_log_lanes, that leaves each at least four planes (one round of
-// independent loads).  One thread adding 132 planes one after another held
-// the U-Net k2s2 grad-weight's combine at 17.6 us for 8.6 MB (H200).
-inline int combine_log_lanes(int64_t splits, int max_log_lanes = kLogMaxCombineLanes) {
+// Threads a combine aims for (about half of what 132 SMs hold): past them,
+// more lanes only add barriers and shuffles.  A constant, not the device's.
+constexpr int64_t kCombineThreads = int64_t(1) << 17;
+
+// log2 of the threads that add each of `items` elements' (or vectors')
+// `splits` planes, each lane every lanes-th plane in order, then combined in
+// a fixed order: the most, up to 2^max_log_lanes, that leaves each lane at
+// least four planes (one round of independent loads), stopping once
+// items × lanes reaches kCombineThreads.  One thread adding 132 planes one
+// after another held the U-Net k2s2 grad-weight's combine at 17.6 us for
+// 8.6 MB (H200); four lanes on the 256-channel layers' 262144 elements
+// slowed their combine from 5.2 to 8.1 us.
+inline int combine_log_lanes(int64_t splits, int64_t items,
+                             int max_log_lanes = kLogMaxCombineLanes) {
   int log_lanes = 0;
-  while (log_lanes < max_log_lanes && (int64_t(4) << (log_lanes + 1)) <= splits) ++log_lanes;
+  while (log_lanes < max_log_lanes && (int64_t(4) << (log_lanes + 1)) <= splits &&
+         (items << log_lanes) < kCombineThreads) {
+    ++log_lanes;
+  }
   return log_lanes;
 }
 

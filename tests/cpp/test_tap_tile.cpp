@@ -76,23 +76,39 @@ TEST(TapTile, NarrowsChannelsThenTapsForFewInputChannels) {
 }
 
 TEST(CombineLanes, LeaveEachLaneAtLeastFourPlanesUpToABlock) {
-  EXPECT_EQ(combine_log_lanes(1), 0);
-  EXPECT_EQ(combine_log_lanes(7), 0);
-  EXPECT_EQ(combine_log_lanes(8), 1);
-  EXPECT_EQ(combine_log_lanes(35), 3);    // 8 lanes of 4-5 planes
-  EXPECT_EQ(combine_log_lanes(132), 5);   // a warp: the U-Net k2s2 grad-weight's splits
-  EXPECT_EQ(combine_log_lanes(512), 7);   // four warps, their sums through shared memory
-  EXPECT_EQ(combine_log_lanes(65535), kLogMaxCombineLanes);
+  const int64_t few = 1;  // items: lanes limited by the planes alone
+  EXPECT_EQ(combine_log_lanes(1, few), 0);
+  EXPECT_EQ(combine_log_lanes(7, few), 0);
+  EXPECT_EQ(combine_log_lanes(8, few), 1);
+  EXPECT_EQ(combine_log_lanes(35, few), 3);    // 8 lanes of 4-5 planes
+  EXPECT_EQ(combine_log_lanes(512, few), 7);   // four warps, their sums through shared memory
+  EXPECT_EQ(combine_log_lanes(65535, few), kLogMaxCombineLanes);
   for (int64_t splits = 1; splits < 5000; ++splits) {
-    const int64_t lanes = int64_t(1) << combine_log_lanes(splits);
+    const int64_t lanes = int64_t(1) << combine_log_lanes(splits, few);
     EXPECT_TRUE(lanes == 1 || 4 * lanes <= splits) << splits;
     EXPECT_TRUE(lanes == (int64_t(1) << kLogMaxCombineLanes) || 8 * lanes > splits) << splits;
   }
   // combine_partials_kernel's cap: a warp keeps 32 consecutive elements of a plane.
-  EXPECT_EQ(combine_log_lanes(48, kLogMaxPartialLanes), 3);  // U-Net k2s2 tap blocks: 8 lanes of 6
-  EXPECT_EQ(combine_log_lanes(38, kLogMaxPartialLanes), 3);
-  EXPECT_EQ(combine_log_lanes(12, kLogMaxPartialLanes), 1);
-  EXPECT_EQ(combine_log_lanes(65535, kLogMaxPartialLanes), kLogMaxPartialLanes);
+  EXPECT_EQ(combine_log_lanes(38, few, kLogMaxPartialLanes), 3);
+  EXPECT_EQ(combine_log_lanes(12, few, kLogMaxPartialLanes), 1);
+  EXPECT_EQ(combine_log_lanes(65535, few, kLogMaxPartialLanes), kLogMaxPartialLanes);
+}
+
+TEST(CombineLanes, StopAtTheThreadsTheGpuNeeds) {
+  // U-Net k2s2 64 -> 32, bf16 Hopper grad-weight: 132 planes of 4096 vectors: 32 lanes.
+  EXPECT_EQ(combine_log_lanes(132, 4096), 5);
+  // Its NCDHW tap blocks: 132 planes of 16384 elements, at most 8 lanes.
+  EXPECT_EQ(combine_log_lanes(132, 16384, kLogMaxPartialLanes), 3);
+  // The 256-channel U-Net tap blocks: 17 and 9 planes of 262144 and 524288 elements: one lane.
+  EXPECT_EQ(combine_log_lanes(17, 262144, kLogMaxPartialLanes), 0);
+  EXPECT_EQ(combine_log_lanes(9, 524288, kLogMaxPartialLanes), 0);
+  for (int64_t items : {int64_t(1), int64_t(5184), int64_t(65536), int64_t(1) << 20}) {
+    for (int64_t splits : {int64_t(8), int64_t(132), int64_t(4096)}) {
+      const int log_lanes = combine_log_lanes(splits, items);
+      EXPECT_TRUE(log_lanes == 0 || (items << (log_lanes - 1)) < kCombineThreads)
+          << items << " " << splits;
+    }
+  }
 }
 
 }  // namespace

@@ -1891,13 +1891,13 @@ def test_grad_weight_taps_gemm(name, layout, precision):
 
 
 # Grad-weights whose reduction is split into planes of fp32 partial sums,
-# each element's planes added on 2^combine_log_lanes(splits) threads
+# each element's planes added on 2^combine_log_lanes(splits, items) threads
 # (tap_tile.h): (policy, kernel, layout, x's shape, output channels, groups,
 # kernel size, stride, padding, output padding).  Tap-major partials
-# (combine_tap_major_kernel): the taps-folded GEMM (64 -> 3, k3) splits its
-# positions into min(⌈positions / 1024⌉, 512) planes, 1, 35 and 512 here,
-# so 1, 8 and 128 lanes (128: past a warp, the warps' sums through shared
-# memory); the Hopper GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles,
+# (combine_tap_major_kernel): the taps-folded GEMM (k3, 3 output channels)
+# splits its positions into min(⌈positions / 1024⌉, 512) planes, 1 and 35
+# here from 64 input channels (1 and 8 lanes), 512 from 16 (1296 elements:
+# 128 lanes, past a warp, the warps' sums through shared memory); the Hopper GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles,
 # 132 splits, 32 lanes; TF32: 4 tiles, 66 splits, 16 lanes); mma.sync on
 # groups of 16 channels (the benchmark's grouped g4 layer).  Partials in
 # gw's order (combine_partials_kernel, at most 8 lanes): the tap-blocks GEMM
@@ -1907,7 +1907,7 @@ COMBINE_LANES_LAYERS = {
     "taps_1_split": ("auto", "grad_weight_taps_gemm", "cl", (1, 64, 9, 10, 11), 3, 1, 3, 1, 1, 0),
     "taps_35_splits": ("auto", "grad_weight_taps_gemm", "cl", (2, 64, 24, 26, 28), 3, 1, 3, 1, 1,
                        0),
-    "taps_512_splits": ("auto", "grad_weight_taps_gemm", "cl", (2, 64, 64, 64, 66), 3, 1, 3, 1, 1,
+    "taps_512_splits": ("auto", "grad_weight_taps_gemm", "cl", (2, 16, 64, 64, 66), 3, 1, 3, 1, 1,
                         0),
     "hopper_unet_k2s2": ("wgmma", "grad_weight_gemm_sm90", "cl", (2, 64, 32, 33, 34), 32, 1, 2, 2,
                          0, 0),
