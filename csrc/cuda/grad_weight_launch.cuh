@@ -40,8 +40,7 @@ struct ElementPlanes {
   }
 };
 
-// acc += src[s · numel] (kVec floats) for s = first, first + step, … < end,
-// in that order; four loads in flight before their adds.
+// acc += the kVec floats at `at` (one 16-byte load where kVec is 4).
 template <int kVec>
 __device__ __forceinline__ void add_plane(const float* __restrict__ at, float (&acc)[kVec]) {
   if constexpr (kVec == 4) {
@@ -55,6 +54,8 @@ __device__ __forceinline__ void add_plane(const float* __restrict__ at, float (&
   }
 }
 
+// acc += src[s · numel] for s = first, first + step, … < end, in that order;
+// four loads in flight before their adds.
 template <int kVec>
 __device__ __forceinline__ void add_planes(const float* __restrict__ src, int numel, int first,
                                            int step, int end, float (&acc)[kVec]) {
