@@ -25,7 +25,8 @@ def _number(cell: str) -> float | None:
 
 
 def parse_tables(text: str) -> list[dict]:
-    """The rows of every bench.py table in `text` (the columns summarize reads)."""
+    """The rows of every bench.py table in `text`: the columns summarize reads and both
+    times (compare_tables.py reads those)."""
     rows, columns = [], None
     for line in text.splitlines():
         if not line.startswith("|"):
@@ -36,6 +37,9 @@ def parse_tables(text: str) -> list[dict]:
             columns = {name: i for i, name in enumerate(cells)}
         elif columns is not None and not set(line) <= set("|-: "):
             rows.append({"case": cells[0], "dtype": cells[1], "layout": cells[2], "pass": cells[3],
+                         "ms_ours": _number(cells[columns["ours ms"]]),
+                         # The reference's time (cuDNN's, or torch's on the CPU) follows ours.
+                         "ms_cudnn": _number(cells[columns["ours ms"] + 1]),
                          "speedup": _number(cells[columns["speed-up"]]),
                          "speedup_best": _number(cells[columns["vs best"]]),
                          "flags": cells[columns["flags"]].split()})

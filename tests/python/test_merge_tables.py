@@ -43,3 +43,30 @@ def test_a_line_range_reads_only_its_tables(tmp_path):
     first = f"{padded}:1-{len(text)}"
     assert [r["speedup"] for r in merge_tables.merge([first])] == [0.9]
     assert [r["speedup"] for r in merge_tables.merge([str(padded)])] == [0.8]
+
+
+def test_compare_tables_pairs_rows_and_reads_both_runs_times(tmp_path):
+    """compare_tables.py: new/base time for the rows both tables hold, cuDNN's own ratio
+    beside it (the run's noise), and the geometric mean of the ratios per pass."""
+    import compare_tables  # noqa: E402
+
+    def timed(case, ms_ours, ms_cudnn):
+        r = row(case, "bf16", "cl", "wgrad", ms_cudnn / ms_ours)
+        r["ms_ours"], r["ms_cudnn"], r["ms_cudnn_best"] = ms_ours, ms_cudnn, ms_cudnn
+        return r
+
+    write_table(tmp_path / "base.md", [timed("a", 0.040, 0.030), timed("b", 0.020, 0.020),
+                                       timed("only_base", 0.1, 0.1)])
+    write_table(tmp_path / "new.md", [timed("b", 0.010, 0.022), timed("a", 0.030, 0.030),
+                                      timed("only_new", 0.1, 0.1)])
+    base, new = (merge_tables.parse_tables((tmp_path / f).read_text())
+                 for f in ("base.md", "new.md"))
+    rows = compare_tables.compare(base, new)
+    assert [r["case"] for r in rows] == ["b", "a"]  # new's order, rows in both only
+    b, a = rows
+    assert abs(a["time_ratio"] - 0.75) < 1e-12 and abs(a["cudnn_ratio"] - 1.0) < 1e-12
+    assert abs(b["time_ratio"] - 0.5) < 1e-12 and abs(b["cudnn_ratio"] - 1.1) < 1e-12
+    geomean, = compare_tables.geomean_ratios(rows).values()
+    assert abs(geomean - (0.75 * 0.5) ** 0.5) < 1e-12
+    text = compare_tables.markdown(rows)
+    assert "| a | bf16 | cl | wgrad | 0.0400 | 0.0300 | 0.750 | 1.000 |" in text
