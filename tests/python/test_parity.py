@@ -1897,11 +1897,12 @@ def test_grad_weight_taps_gemm(name, layout, precision):
 # (combine_tap_major_kernel): the taps-folded GEMM (k3, 3 output channels)
 # splits its positions into min(⌈positions / 1024⌉, 512) planes, 1 and 35
 # here from 64 input channels (1 and 8 lanes), 512 from 16 (1296 elements:
-# 128 lanes, past a warp, the warps' sums through shared memory); the Hopper GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles,
-# 132 splits, 32 lanes; TF32: 4 tiles, 66 splits, 16 lanes); mma.sync on
-# groups of 16 channels (the benchmark's grouped g4 layer).  Partials in
-# gw's order (combine_partials_kernel, at most 8 lanes): the tap-blocks GEMM
-# on the U-Net layer in NCDHW (132 splits), the CUDA-core narrow (4 -> 8: 38
+# 128 lanes, past a warp, the warps' sums through shared memory); the Hopper
+# GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles, 132 splits, 32 lanes;
+# TF32: 4 tiles, 66 splits, 16 lanes); mma.sync on groups of 16 channels
+# (the benchmark's grouped g4 layer).  Partials in gw's order
+# (combine_partials_kernel, at most 8 lanes): the tap-blocks GEMM on the
+# U-Net layer in NCDHW (132 splits), the CUDA-core narrow (4 -> 8: 38
 # splits) and depthwise grad-weights.
 COMBINE_LANES_LAYERS = {
     "taps_1_split": ("auto", "grad_weight_taps_gemm", "cl", (1, 64, 9, 10, 11), 3, 1, 3, 1, 1, 0),
