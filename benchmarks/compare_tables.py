@@ -11,11 +11,11 @@ then the geometric mean of the time ratios per dtype, layout and pass.
 """
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import geometric_mean  # noqa: E402
 from merge_tables import KEY, parse_tables, read_source  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def geomean_ratios(rows: list[dict]) -> dict[tuple, float]:
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         groups.setdefault((r["dtype"], r["layout"], r["pass"]), []).append(r["time_ratio"])
-    return {k: math.exp(sum(math.log(v) for v in vs) / len(vs)) for k, vs in groups.items()}
+    return {k: geometric_mean(vs) for k, vs in groups.items()}
 
 
 def markdown(rows: list[dict]) -> str:
