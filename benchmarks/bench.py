@@ -55,21 +55,24 @@ PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
 # Kernel policies to force (force_kernel): tconv3d's own, wgmma_boxes (the wgmma policy with the
 # halo loader off: the Hopper GEMM's per-tap boxes), wgmma_halo (the halo loader wherever it fits),
 # wgmma_one_cta (one CTA an SM where the Hopper GEMM would run two), wgmma_narrow (column tiles
-# of at most 64) and wgmma_unsplit (grad-input never split along K), to take its loaders, its
-# occupancy, its tiles and its split K apart.
+# of at most 64), wgmma_unsplit (grad-input never split along K) and wgmma_group_a_tile (16-channel
+# groups one a tile, not four), to take its loaders, its occupancy, its tiles and its split K
+# apart.
 KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes", "wgmma_halo",
-                   "wgmma_one_cta", "wgmma_narrow", "wgmma_unsplit", "wgmma_streamed_weight")
+                   "wgmma_one_cta", "wgmma_narrow", "wgmma_unsplit", "wgmma_streamed_weight",
+                   "wgmma_group_a_tile")
 
 
 def force_kernel(policy: str) -> None:
     """Runs tconv3d's CUDA passes on one kernel family from now on ("auto": the shipped choice).
 
-    Six pseudo-policies take the Hopper GEMM apart: "wgmma_boxes" without its halo loader,
+    Seven pseudo-policies take the Hopper GEMM apart: "wgmma_boxes" without its halo loader,
     "wgmma_halo" with it wherever it fits (whatever the phases' tap counts), "wgmma_one_cta"
     with one CTA an SM where it would run two (a grid of one CTA an SM), "wgmma_narrow" with
     column tiles of at most 64 (more CTAs on small grids), "wgmma_unsplit" with grad-input's K
     never split (small grids: one unit a tile), "wgmma_streamed_weight" with the weight read
-    again by every tile where the TMA loader would keep it in shared memory."""
+    again by every tile where the TMA loader would keep it in shared memory, and
+    "wgmma_group_a_tile" with groups of 16 channels one a tile instead of four (group blocks)."""
     import tconv3d
 
     tconv3d._C._set_kernel_policy("wgmma" if policy.startswith("wgmma") else policy)
@@ -77,6 +80,7 @@ def force_kernel(policy: str) -> None:
     tconv3d._C._set_wgmma_columns(64 if policy == "wgmma_narrow" else 0)
     tconv3d._C._set_wgmma_splits(1 if policy == "wgmma_unsplit" else 0)
     tconv3d._C._set_wgmma_resident_weight(policy != "wgmma_streamed_weight")
+    tconv3d._C._set_group_blocks(policy != "wgmma_group_a_tile")
     one_cta = policy == "wgmma_one_cta"
     tconv3d._C._set_wgmma_grid(torch.cuda.get_device_properties(0).multi_processor_count if one_cta else 0)
 

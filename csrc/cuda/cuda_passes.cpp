@@ -42,6 +42,8 @@ struct SharedPacks::Entry {
 namespace {
 
 std::atomic<bool> g_force_wide_index{false};
+// Test and benchmark hook: whether 16-channel groups may take group blocks.
+std::atomic<bool> g_group_blocks{true};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Channels-last copies of GEMM sources made, for tests.
 std::atomic<int64_t> g_channels_last_copies{0};
@@ -366,6 +368,50 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
   return packed;
 }
 
+// Groups of 16 fp16/bf16 channels on both sides, four of them a 64-column
+// tile of the Hopper kernel (TensorCoreGemmOperands::group_blocks): its
+// launch sees a quarter as many groups of 64 channels, whose packed weight
+// holds the four groups' blocks on its diagonal.  One group a tile used 32
+// columns for 16 (grouped g4 grad-input, bf16 channels-last: 24.9 us against
+// cuDNN's 14.8, H200; RESULTS.md, "Combine lanes round").
+constexpr int64_t kGroupBlock = 16, kBlocksPerTile = 4;
+
+ConvTranspose3dParams four_group_params(ConvTranspose3dParams p) {
+  p.groups /= kBlocksPerTile;
+  p.in_per_group *= kBlocksPerTile;
+  p.out_per_group *= kBlocksPerTile;
+  return p;
+}
+
+bool takes_group_blocks(const ConvTranspose3dParams& p, GatherPass pass, const LaunchConfig& cfg) {
+  return g_group_blocks.load() &&
+         (cfg.dtype == ScalarKind::Float16 || cfg.dtype == ScalarKind::BFloat16) &&
+         p.in_per_group == kGroupBlock && p.out_per_group == kGroupBlock &&
+         p.groups % kBlocksPerTile == 0 &&
+         tensor_core_gemm_sm90_group_blocks_fit(four_group_params(p), pass, cfg);
+}
+
+// [G·16, 16, kD, kH, kW] → [G/4][kD·kH·kW][64][64], four groups' 16 × 16
+// blocks on each tap's diagonal, zeros elsewhere (weight_pack.h's block).
+at::Tensor group_block_packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass) {
+  const bool fwd = pass == GatherPass::Forward;
+  const int column_dim = fwd ? 1 : 0, channel_dim = fwd ? 0 : 1;
+  const int64_t tile = kGroupBlock * kBlocksPerTile;
+  at::Tensor packed = scratch(
+      {groups / kBlocksPerTile, w.size(2) * w.size(3) * w.size(4), tile, tile}, w.options());
+  const WeightPackGeometry geometry{w.const_data_ptr(),        groups / kBlocksPerTile,
+                                    tile,                      tile,
+                                    tile,                      kGroupBlock * w.stride(0),
+                                    w.stride(column_dim),      w.stride(channel_dim),
+                                    {w.size(2), w.size(3), w.size(4)},
+                                    {w.stride(2), w.stride(3), w.stride(4)},
+                                    kGroupBlock};
+  C10_CUDA_CHECK(launch_pack_weight(geometry, static_cast<int>(w.element_size()),
+                                    packed.mutable_data_ptr(),
+                                    c10::cuda::getCurrentCUDAStream(w.device().index()).stream()));
+  return packed;
+}
+
 // For a shape the tensor-core GEMM supports: the Hopper version where it runs
 // and pays (tensor_core_gemm.h), else the mma.sync one.
 bool use_wgmma(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype) {
@@ -411,21 +457,26 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
                     forward_taps_gemm_supports(p, dtype);
   const bool wgmma = !tap_columns && !taps && hopper;
-  const int64_t padded = padded_channels(fwd ? p.in_per_group : p.out_per_group, dtype);
+  const bool blocks = wgmma && takes_group_blocks(p, pass, config_for(source, {source, dest}));
+  // The launch's groups: four 16-channel groups each under group blocks.
+  const ConvTranspose3dParams lp = blocks ? four_group_params(p) : p;
+  const int64_t padded = padded_channels(fwd ? lp.in_per_group : lp.out_per_group, dtype);
   const bool planes_in_place = tap_columns && planes;
   const GemmSource src =
-      planes_in_place ? in_place(source) : gemm_source(source, p.groups, padded);
-  const at::Tensor packed = packed_weight(weight, p.groups, pass, padded);
+      planes_in_place ? in_place(source) : gemm_source(source, lp.groups, padded);
+  const at::Tensor packed = blocks ? group_block_packed_weight(weight, p.groups, pass)
+                                   : packed_weight(weight, p.groups, pass, padded);
   const LaunchConfig cfg = config_for(source, {src.tensor, packed, bias, dest});
   TensorCoreGemmOperands ops{pass, src.tensor.const_data_ptr(), src.n, src.d, src.h, src.w,
                              padded, packed.const_data_ptr(),
-                             fwd ? p.out_per_group : p.in_per_group,
+                             fwd ? lp.out_per_group : lp.in_per_group,
                              bias.defined() ? bias.const_data_ptr() : nullptr,
                              dest.mutable_data_ptr()};
   if (planes_in_place) ops.source_c = source.stride(1);
+  if (blocks) ops.group_blocks = int(kGroupBlock);
   // The Hopper grad-input's split K: a plane of fp32 partial sums of dest's
   // elements a split.
-  const int splits = wgmma ? tensor_core_gemm_sm90_splits(p, cfg, pass) : 1;
+  const int splits = wgmma ? tensor_core_gemm_sm90_splits(lp, cfg, pass, blocks) : 1;
   const at::Tensor partials = float_workspace(splits > 1 ? splits * dest.numel() : 0, source);
   if (partials.defined()) {
     ops.partials = partials.data_ptr<float>();
@@ -434,7 +485,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   Sm90Loader loader = Sm90Loader::CpAsync;
   C10_CUDA_CHECK(tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
                  : taps       ? launch_forward_taps_gemm(p, cfg, ops)
-                 : wgmma      ? launch_tensor_core_gemm_sm90(p, cfg, ops, &loader)
+                 : wgmma      ? launch_tensor_core_gemm_sm90(lp, cfg, ops, &loader)
                               : launch_tensor_core_gemm(p, cfg, ops));
   g_last_kernel[fwd ? 0 : 1] = tap_columns                    ? "forward_tap_columns_gemm"
                                : taps                          ? "forward_taps_gemm"
@@ -505,6 +556,8 @@ bool try_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
 }  // namespace
 
 void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
+
+void set_group_blocks(bool on) { g_group_blocks.store(on); }
 
 void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 

@@ -309,6 +309,28 @@ struct WgmmaRegisterA;
 
 TCONV3D_WGMMA_TYPE(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_TYPE(__half, "k16.f32.f16.f16", "1, 1, 1, 0, 0")
+// Group blocks (tensor_core_gemm.h): one group's m64n16k16 (16 columns of a
+// 64-column tile) into its own 8 accumulators.  Kept apart from the tile's
+// 32: m64n16 and m64n64 wgmmas on the same registers (a slice of them) made
+// ptxas serialize every wgmma of the kernel (C7511).  fp16/bf16; TF32's
+// exists so that every type's code compiles.
+template <typename scalar_t>
+struct WgmmaBlock;
+#define TCONV3D_WGMMA_BLOCK(scalar, k_and_types, immediates)  \
+  template <>  \
+  struct WgmmaBlock<scalar> {  \
+    __device__ __forceinline__ static void run(float (&d)[8], uint64_t a, uint64_t b) {  \
+      asm volatile("wgmma.mma_async.sync.aligned.m64n16" k_and_types  \
+                   " {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, " immediates ";\n"  \
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),  \
+                     "+f"(d[6]), "+f"(d[7])  \
+                   : "l"(a), "l"(b));  \
+    }  \
+  };
+TCONV3D_WGMMA_BLOCK(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0, 0")
+TCONV3D_WGMMA_BLOCK(__half, "k16.f32.f16.f16", "1, 1, 1, 0, 0")
+TCONV3D_WGMMA_BLOCK(float, "k8.f32.tf32.tf32", "1, 1, 1")
+#undef TCONV3D_WGMMA_BLOCK
 TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __half, "k16.f32.f16.f16", "1, 1, 1, 1, 1")

@@ -31,6 +31,15 @@ enum class GatherPass { Forward, GradInput };
 //    splits × N·D·H·W·Cin floats that each split's sums go to, added into
 //    dest in split order afterwards.  nullptr and 1 elsewhere (the mma.sync
 //    kernels ignore them).
+//  group_blocks: 0, or (the Hopper kernel, fp16/bf16) 16 where each "group"
+//    of the launch is four groups of 16 channels on both sides (p's groups
+//    a quarter of the layer's) and packed_weight is block-diagonal in 16 × 16
+//    blocks (its zeros never read): a 64-column tile takes all four, one
+//    m64n16k16 a group and k-step — k-step j of a tap's 128-byte row is
+//    group j's channels, its 16 columns the accumulator's registers 8j to
+//    8j + 7 — so only the groups' own products are computed (a dense
+//    block-diagonal weight would compute four times as many, and its zeros
+//    times an infinity in one group's channels would put NaNs in the others).
 struct TensorCoreGemmOperands {
   GatherPass pass;
   const void* source;
@@ -46,6 +55,7 @@ struct TensorCoreGemmOperands {
   // tap-columns forward, which also reads NCDHW planes in place
   // (reads_planes_in_place, cuda_passes.cpp).
   int64_t source_c = 1;
+  int group_blocks = 0;
 };
 
 // Elements per 16 bytes: the source channels and strides must be multiples.
@@ -175,7 +185,12 @@ void set_tensor_core_gemm_sm90_columns(int columns);
 // in, from the shape alone (1 for the forward):
 // TensorCoreGemmOperands' `splits`, whose partials the caller allocates.
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                 GatherPass pass);
+                                 GatherPass pass, bool group_blocks = false);
+// Whether a launch of 64-channel groups (p, four 16-channel groups each) can
+// take group blocks: fp16/bf16, 64-column tiles (not narrowed by the columns
+// hook), the TMA loader's per-tap boxes.
+bool tensor_core_gemm_sm90_group_blocks_fit(const ConvTranspose3dParams& p, GatherPass pass,
+                                             const LaunchConfig& cfg);
 // Test and benchmark hook: grad-input split into `splits` ranges of K stages
 // (0 = by shape; clamped to the stages a tile has, and to 1 under the halo
 // loader), to test and time split K on any shape.

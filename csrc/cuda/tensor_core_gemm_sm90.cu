@@ -829,8 +829,11 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     // one of B (BN rows) after all of A.  kK is a compile-time count chosen
     // once per tile: a branch between a stage's wgmmas would split their
     // commit group.  Merged w taps: A's rows 128 bytes (kK), B's 64 (kKB).
-    const auto main_loop = [&](auto steps, auto b_steps) {
+    const auto main_loop = [&](auto steps, auto b_steps, auto group_blocks) {
       constexpr int kK = decltype(steps)::value, kKB = decltype(b_steps)::value;
+      constexpr bool kBlocks = decltype(group_blocks)::value;
+      static_assert(!kBlocks || (BN == 64 && kK == kSteps && kKB == kSteps),
+                    "group blocks: four 16-channel groups over 64 columns and 128-byte rows");
       constexpr uint32_t kRow = 32 * kK, kRowB = 32 * kKB;
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
       constexpr uint64_t kDescB = kmajor_swizzle_desc_bits(kRowB);
@@ -866,6 +869,44 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
               [&] {
                 if (slice > 0) release(seq - 1);  // its second group just retired
               });
+        }
+        return;
+      }
+      if constexpr (kBlocks) {
+        // Group j's m64n16k16 a stage: k-step j (its 16 channels of the row)
+        // against B's rows 16j to 16j + 15 (2 KB into the sub-tile: whole
+        // swizzle periods), into its own accumulators; they are the tile's
+        // registers 8j to 8j + 7 (columns 16j to 16j + 15) in wgmma's
+        // fragment order, copied there once the tile's MMAs are done.
+        static_assert(kSteps == 4, "four groups a 128-byte row");
+        float block_acc[4][8];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) block_acc[j][e] = 0.f;
+          fence_accumulators(block_acc[j]);
+        }
+        for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
+          const uint32_t s = slots.slot(seq);
+          mbarrier_wait(full0 + 8 * s, slots.parity(seq));
+          const uint32_t a = slots.a(s) + wg * 64 * kRow, b = slots.b(s, uint32_t(slice));
+          const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
+          wgmma_fence();
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            WgmmaBlock<scalar_t>::run(block_acc[j], desc_plus(da, 32 * j),
+                                      desc_plus(db + j * kRowB, 32 * j));
+          }
+          wgmma_commit();
+          wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
+          if (slice > 0) release(seq - 1);
+        }
+        wgmma_wait<0>();
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          fence_accumulators(block_acc[j]);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[8 * j + e] = block_acc[j][e];
         }
         return;
       }
@@ -990,14 +1031,29 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       }
     } else if (kTma && tma.merged) {
       if constexpr (!std::is_same_v<scalar_t, float>) {  // TF32 never merges
-        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, 2>{});
+        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, 2>{},
+                  std::false_type{});
       }
     } else if (row_bytes == kSliceBytes) {
-      main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{});
+      // The launch sets group blocks only at 64 columns, in fp16/bf16, under
+      // the TMA loader (in the cp.async instances the block MMAs made ptxas
+      // serialize every wgmma, C7511).
+      if constexpr (BN == 64 && kTma && !std::is_same_v<scalar_t, float>) {
+        if (k.ops.group_blocks != 0) {
+          main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
+                    std::true_type{});
+        } else {
+          main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
+                    std::false_type{});
+        }
+      } else {
+        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
+                  std::false_type{});
+      }
     } else if (row_bytes == 64) {
-      main_loop(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{});
+      main_loop(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{}, std::false_type{});
     } else {
-      main_loop(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{});
+      main_loop(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{}, std::false_type{});
     }
     wgmma_wait<0>();
     fence_accumulators(acc);
@@ -1323,11 +1379,15 @@ struct Plan {
   bool use_tma, use_halo;
 };
 
-Plan plan_launch(const ConvTranspose3dParams& p, GatherPass pass, const LaunchConfig& cfg) {
+// group_blocks: TensorCoreGemmOperands' (only the per-tap boxes' and
+// cp.async's main loop issues them: no halo).
+Plan plan_launch(const ConvTranspose3dParams& p, GatherPass pass, const LaunchConfig& cfg,
+                 bool group_blocks) {
   Plan plan{};
   plan.s = igemm::launch_shape(p, pass, kBM, choose_columns(p, pass));
   // The halo loader has only 32-bit offset, 16-bit instances (build time).
-  const int64_t halo_min_taps = cfg.wide_index ? INT64_MAX : g_halo_min_taps.load();
+  const int64_t halo_min_taps =
+      cfg.wide_index || group_blocks ? INT64_MAX : g_halo_min_taps.load();
   plan.use_tma = tma_boxes(p, pass, cfg.dtype, halo_min_taps, plan.s, plan.tma);
   plan.use_halo = plan.use_tma && plan.tma.halo[0] > 0;
   return plan;
@@ -1692,8 +1752,17 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   return 4 * s.tiles_per_group() * p.groups >= 3 * int64_t(sm_count());
 }
 
+bool tensor_core_gemm_sm90_group_blocks_fit(const ConvTranspose3dParams& p, GatherPass pass,
+                                             const LaunchConfig& cfg) {
+  if (p.in_per_group != 64 || p.out_per_group != 64 || cfg.dtype == ScalarKind::Float32) {
+    return false;
+  }
+  const tcg90::Plan plan = tcg90::plan_launch(p, pass, cfg, true);
+  return plan.use_tma && plan.s.bn == 64;
+}
+
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
-                                 GatherPass pass) {
+                                 GatherPass pass, bool group_blocks) {
   if (p.batch == 0) return 1;
   // Most layers have too many tiles to split, seen without planning the
   // loader a second time on every call (the launch plans it): TMA's boxes
@@ -1704,18 +1773,28 @@ int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchCon
       !tcg90::may_split(p, pass, plain.tiles_per_group() * p.groups)) {
     return 1;
   }
-  return tcg90::choose_splits(p, pass, cfg.dtype, tcg90::plan_launch(p, pass, cfg));
+  return tcg90::choose_splits(p, pass, cfg.dtype, tcg90::plan_launch(p, pass, cfg, group_blocks));
 }
 
 cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const TensorCoreGemmOperands& ops, Sm90Loader* loader) {
   if (loader != nullptr) *loader = Sm90Loader::CpAsync;
-  tcg90::Plan plan = tcg90::plan_launch(p, ops.pass, cfg);
+  const bool group_blocks = ops.group_blocks != 0;
+  tcg90::Plan plan = tcg90::plan_launch(p, ops.pass, cfg, group_blocks);
   if (p.batch == 0 || plan.s.tiles_per_group() == 0) return cudaSuccess;
+  if (group_blocks && (ops.group_blocks != 16 || !tensor_core_gemm_sm90_group_blocks_fit(p, ops.pass, cfg))) {
+    return cudaErrorInvalidValue;
+  }
   if (plan.use_tma && !tcg90::encode_tma_maps(p, ops, cfg.dtype, plan.s.bn, plan.tma)) {
     plan.s = igemm::launch_shape(p, ops.pass, tcg90::kBM, plan.s.bn);
     plan.use_tma = plan.use_halo = false;
   }
+  // Without the TMA loader (a map the driver refused) the block-diagonal
+  // weight runs as a dense one: the same sums (its zeros times finite
+  // values), four times the MACs, and an infinity in one group's channels
+  // would make NaNs in the others'.
+  TensorCoreGemmOperands run_ops = ops;
+  if (!plan.use_tma) run_ops.group_blocks = 0;
   // The splits the caller sized the partials for (tensor_core_gemm_sm90_splits).
   const int splits = ops.splits;
   const bool split = ops.partials != nullptr;
@@ -1727,7 +1806,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   const bool use_tma = plan.use_tma, use_halo = plan.use_halo;
   const int bn = plan.s.bn;
   const int64_t units = plan.s.tiles_per_group() * p.groups * splits;
-  const igemm::KernelArgs args = igemm::make_kernel_args(p, ops, cfg.dtype, plan.s);
+  const igemm::KernelArgs args = igemm::make_kernel_args(p, run_ops, cfg.dtype, plan.s);
   const tcg90::TmaTiling& tma = plan.tma;
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {

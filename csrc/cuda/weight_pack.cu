@@ -63,14 +63,27 @@ __global__ void __launch_bounds__(kThreads) pack_gather_kernel(const WeightPackG
     const Index q = index[0], column = index[1], t = index[2];
     const Index kw = t % kw_count, kh = t / kw_count % kh_count, kd = t / (kw_count * kh_count);
     const int64_t k0 = int64_t(q) * V;
-    const Bits* from = src + g * w.group_stride + column * w.column_stride +
+    // Block-diagonal packs: the weight's group, column and channel of this
+    // piece, and whether it lies off the diagonal (V divides the block).
+    int64_t source_group = g, source_column = column, source_k0 = k0;
+    bool off_diagonal = false;
+    if (w.block != 0) {
+      const int64_t column_block = int64_t(column) / w.block;
+      off_diagonal = k0 / w.block != column_block;
+      source_group = g * (w.columns / w.block) + column_block;
+      source_column = int64_t(column) % w.block;
+      source_k0 = k0 % w.block;
+    }
+    const Bits* from = src + source_group * w.group_stride + source_column * w.column_stride +
                        kd * w.tap_stride[0] + kh * w.tap_stride[1] + kw * w.tap_stride[2] +
-                       k0 * w.channel_stride;
+                       source_k0 * w.channel_stride;
     union {
       uint4 vec;
       Bits el[V];
     } out;
-    if (vector_channels && k0 < w.channels) {  // then whole: channels are whole pieces
+    if (off_diagonal) {
+      out.vec = make_uint4(0, 0, 0, 0);
+    } else if (vector_channels && k0 < w.channels) {  // then whole: channels are whole pieces
       out.vec = *reinterpret_cast<const uint4*>(from);
     } else {
 #pragma unroll

@@ -24,6 +24,13 @@ struct WeightPackGeometry {
   int64_t group_stride, column_stride, channel_stride;
   int64_t kernel[3];
   int64_t tap_stride[3];
+  // 0, or the width of the weight's own groups where each packed group holds
+  // columns / block of them block-diagonally (TensorCoreGemmOperands::
+  // group_blocks): column c and channel k of packed group g are the weight's
+  // group g·columns/block + c/block, its column c % block and channel
+  // k % block where c and k share a block, zeros elsewhere; group_stride is
+  // then the weight's groups' stride.
+  int64_t block = 0;
 };
 
 // element_bytes 2 (fp16, bf16: bits moved) or 4 (fp32, rounded to TF32: its

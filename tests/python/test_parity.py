@@ -1970,3 +1970,73 @@ def test_grad_weight_taps_gemm_leaves_full_precision_alone(dtype):
     torch.backends.cudnn.allow_tf32 = False
     run_parity(TAPS_GEMM_CONFIGS["rgb_out_64_to_3"], "contiguous", dtype, "cuda")
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_reduce"
+
+
+@requires_cuda
+@pytest.mark.parametrize("group_blocks", [True, False], ids=["four_a_tile", "one_a_tile"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_groups_of_16_channels_four_a_tile(layout, precision, group_blocks):
+    """Groups of 16 fp16/bf16 channels on the Hopper GEMM: four a 64-column
+    tile, one m64n16k16 a group and tap (TensorCoreGemmOperands::
+    group_blocks), or one a tile (_set_group_blocks(False), kernel_ab's
+    wgmma_group_a_tile).  Eight groups (two tiles of four), k3s2: forward with
+    bias and grad-input on NaN-poisoned results against float64; then an
+    infinity in one position of group 0's channels (x for the forward,
+    grad_output for the grad-input) must leave every other group's results
+    finite and as before — a block-diagonal weight run densely would spread
+    NaNs (its zeros times the infinity) into groups 1-3."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
+    g = torch.Generator().manual_seed(61)
+    geometry = dict(stride=2, padding=1, output_padding=1, groups=8)
+    x = torch.randn(2, 128, 5, 6, 7, generator=g)
+    w = torch.randn(128, 16, 3, 3, 3, generator=g) / 12
+    b = torch.randn(128, generator=g)
+    gy = torch.randn(2, 128, 10, 12, 14, generator=g)
+    op_geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 8, [1, 1, 1])
+
+    def on_gpu(t):
+        return t.to("cuda", dtype).contiguous(memory_format=fmt if t.dim() == 5 else
+                                              torch.contiguous_format)
+
+    def forward(x_):
+        return tconv3d.conv_transpose3d(on_gpu(x_), w.to("cuda", dtype), b.to("cuda", dtype),
+                                        **geometry)
+
+    def grad_input(gy_):
+        return torch.ops.tconv3d.grad_input(on_gpu(gy_), w.to("cuda", dtype), list(x.shape),
+                                            *op_geometry)
+
+    def forward_reference(x_):
+        return F.conv_transpose3d(x_.double(), w.to(dtype).double(), b.to(dtype).double(),
+                                  **geometry)
+
+    def grad_input_reference(gy_):
+        # A transposed convolution's grad-input is the convolution of grad_output.
+        return F.conv3d(gy_.to(dtype).double(), w.to(dtype).double(), stride=2, padding=1,
+                        groups=8)
+
+    xq = x.to(dtype).float()
+    with hook_set(tconv3d._C._set_group_blocks, group_blocks, True):
+        y = forward(xq)
+        assert tconv3d._C._last_cuda_kernels()["forward"].startswith("tensor_core_gemm_sm90")
+        check("forward", y, forward_reference(xq), None, dtype)
+        gx = grad_input(gy)
+        assert tconv3d._C._last_cuda_kernels()["grad_input"].startswith("tensor_core_gemm_sm90")
+        check("grad_input", gx, grad_input_reference(gy), None, dtype)
+
+        x_inf, gy_inf = xq.clone(), gy.clone()
+        x_inf[1, 5, 2, 3, 4] = float("inf")     # group 0's channel 5
+        gy_inf[0, 3, 4, 5, 6] = float("inf")    # group 0's channel 3
+        y_inf, gx_inf = forward(x_inf), grad_input(gy_inf)
+    for result, before, reference in ((y_inf, y, forward_reference(x_inf)),
+                                      (gx_inf, gx, grad_input_reference(gy_inf))):
+        others = result[:, 16:].cpu()
+        assert torch.isfinite(others).all(), "an infinity in group 0 reached another group"
+        assert torch.equal(others, before[:, 16:].cpu())
+        # Group 0 is non-finite exactly where float64 is.
+        assert torch.equal(torch.isfinite(result[:, :16].cpu()),
+                           torch.isfinite(reference[:, :16]))
