@@ -110,6 +110,14 @@
 // grad_output positions (a pair view of the tensor), beside the pair's two
 // 64-byte weight boxes; the consumers read A and B at their own row widths.
 //
+// Group blocks (fp16/bf16 groups of 16 channels, TensorCoreGemmOperands::
+// group_blocks): the launch's groups are four of the layer's, 64 channels,
+// and a 64-column tile's stage is one tap's 128-byte rows; its four k-steps
+// are the four groups' channels, each one m64n16k16 against the group's
+// 16 × 16 block of the packed weight (the diagonal of a 64 × 64 tap) into
+// the group's own accumulators, copied into the tile's once its MMAs are
+// done.  One group a tile read 32-byte rows into 32 columns for 16.
+//
 // Each output element is written once, by one thread, from one sum (or S
 // partial sums added in a fixed order) whose order depends only on the
 // shape: bitwise reproducible.
