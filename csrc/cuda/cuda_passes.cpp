@@ -42,7 +42,9 @@ struct SharedPacks::Entry {
 namespace {
 
 std::atomic<bool> g_force_wide_index{false};
-// Test and benchmark hook: whether 16-channel groups may take group blocks.
+// Test and benchmark hook: whether 16-channel groups may take group blocks
+// (forward and grad-input: TensorCoreGemmOperands::group_blocks; grad-weight:
+// GradWeightOperands::group_block).
 std::atomic<bool> g_group_blocks{true};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Channels-last copies of GEMM sources made, for tests.
@@ -765,6 +767,33 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // pieces, else whole 8-byte ones) are; NCDHW ones are packed once
     // (channels_last_pack.h), which costs less than the strided kernel loses.
     // Anything else goes to the kernel that reads any strides element by element.
+    // Groups of 16 channels on the Hopper kernel four at a time (group
+    // blocks): 64 × 64 channels a tap, the diagonal blocks kept.  One group
+    // a tile did not fit it (its tiles are 32 channels and up), and mma.sync
+    // took 42.5 us for grouped g4's bf16 channels-last grad-weight against
+    // cuDNN's 23 (H200; RESULTS.md, "Combine lanes round").
+    if (g_group_blocks.load() && g_policy.load() != KernelPolicy::TensorCore &&
+        p.in_per_group == kGroupBlock && p.out_per_group == kGroupBlock &&
+        p.groups % kBlocksPerTile == 0) {
+      const ConvTranspose3dParams q = four_group_params(p);
+      if (grad_weight_readable(input, q.groups) && grad_weight_readable(grad_output, q.groups)) {
+        const GradWeightSource x = grad_weight_source(input, q.groups, q.in_per_group, dtype);
+        const GradWeightSource gy = grad_weight_source(grad_output, q.groups, q.out_per_group, dtype);
+        GradWeightOperands ops{
+            x.src.tensor.const_data_ptr(), x.src.n, x.src.d, x.src.h, x.src.w, x.channels,
+            gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d, gy.src.h, gy.src.w, gy.channels,
+            grad_weight.mutable_data_ptr(), nullptr, std::min(x.piece, gy.piece), int(kGroupBlock)};
+        if (grad_weight_gemm_sm90_supports(q, dtype, tf32_allowed(), ops)) {
+          const LaunchConfig cfg = config_for(grad_output, {x.src.tensor, gy.src.tensor, grad_weight});
+          const at::Tensor partials =
+              float_workspace(grad_weight_gemm_sm90_workspace_elems(q, dtype), grad_output);
+          ops.workspace = partials.data_ptr<float>();
+          C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(q, cfg, ops));
+          g_last_kernel[2] = "grad_weight_gemm_sm90";
+          return;
+        }
+      }
+    }
     if (grad_weight_readable(input, p.groups) && grad_weight_readable(grad_output, p.groups) &&
         grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
       const GradWeightSource x = grad_weight_source(input, p.groups, p.in_per_group, dtype);

@@ -51,6 +51,12 @@ struct GradWeightOperands {
   void* grad_weight;
   float* workspace;
   int piece_bytes;  // 16 or 8: the cp.async size
+  // 0, or (the Hopper kernel) 16 where p's groups are four of the layer's
+  // groups of 16 channels each (group blocks): the GEMM computes 64 × 64
+  // channels a tap and the combine keeps the four diagonal 16 × 16 blocks,
+  // the layer's gw (the others' products are summed apart and dropped, so
+  // an infinity in one group's channels reaches no other group's gw).
+  int group_block = 0;
 };
 
 bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
@@ -163,6 +169,9 @@ struct Plan {
   // (ElementPlanes, grad_weight_launch.cuh), its tiles then bm × bn (tap,
   // co) columns, bn a power of two.
   const int32_t* tile_pieces = nullptr;
+  // GradWeightOperands::group_block: gw's output channels a group where the
+  // partials hold p's (four times as many), else 0.
+  int64_t block = 0;
 };
 
 // How far a plan splits each tap's rows: at least min_rows_per_split rows per

@@ -609,6 +609,7 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   g.tile_pieces = ops.workspace == nullptr ? nullptr
                                             : reinterpret_cast<int32_t*>(ops.workspace + g.splits * g.numel);
   pl.tile_pieces = g.cut.workers != 0 ? g.tile_pieces : nullptr;  // else every tile: g.splits planes
+  pl.block = ops.group_block;
   const int64_t in_extent[3] = {p.axis[0].in, p.axis[1].in, p.axis[2].in};
   const int64_t out_extent[3] = {p.axis[0].out, p.axis[1].out, p.axis[2].out};
   const int64_t x_strides[4] = {ops.input_n, ops.input_d, ops.input_h, ops.input_w};

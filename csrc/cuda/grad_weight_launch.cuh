@@ -86,8 +86,8 @@ __device__ __forceinline__ void add_planes(const float* __restrict__ src, int nu
 template <typename scalar_t, int kVec, bool kCut>
 __global__ void __launch_bounds__(kThreads)
     combine_tap_major_kernel(const float* __restrict__ partial, ElementPlanes planes, int numel,
-                             int in_channels, int out_per_group, int kh, int kw, int taps,
-                             TapTile tile, int log_lanes, Strides5 dst,
+                             int in_channels, int out_per_group, int partial_row, int kh, int kw,
+                             int taps, TapTile tile, int log_lanes, Strides5 dst,
                              scalar_t* __restrict__ result) {
   __shared__ float staged[2 << kLogTapTileElements];  // rows padded by one word: at most 2x
   __shared__ float warp_sums[kThreads / 32][kVec];
@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lanes = 1 << log_lanes, warp_lanes = lanes < 32 ? lanes : 32;
   const int lane = int(threadIdx.x) & (lanes - 1), warp = int(threadIdx.x) / 32;
   const int tap_tiles = int(tile.tap_tiles), channel_tiles = int(tile.channel_tiles);
-  const int tiles = in_channels * channel_tiles * tap_tiles, tap_step = in_channels * out_per_group;
+  const int tiles = in_channels * channel_tiles * tap_tiles, tap_step = in_channels * partial_row;
   // The writes: kThreads is a multiple of tap_count, so a thread keeps its tap.
   const int write_tap = int(threadIdx.x) & (tap_count - 1), write_co = int(threadIdx.x) >> tile.log_taps;
   const int co_step = kThreads >> tile.log_taps;
@@ -112,7 +112,9 @@ __global__ void __launch_bounds__(kThreads)
       tap_offset[threadIdx.x] = d * dst.d + h * dst.h + w * dst.w;
     }
     const int row = kCut ? planes.tile_row(ci) : 0;
-    const float* from = partial + (tap0 * in_channels + ci) * out_per_group + co0;
+    // Group blocks: ci's own group's block of its row of partial_row sums.
+    const int co_shift = (ci % partial_row) / out_per_group * out_per_group;
+    const float* from = partial + (tap0 * in_channels + ci) * partial_row + co_shift + co0;
     // Block-uniform trip count: every thread reaches the shuffles and barriers.
     for (int base = 0; base < vectors << log_lanes; base += kThreads) {
       const int v = (base + int(threadIdx.x)) >> log_lanes;
@@ -121,7 +123,7 @@ __global__ void __launch_bounds__(kThreads)
       if (v < vectors) {
         // Whole splits: every element has planes.splits.  Cut: one tile a
         // vector, as kVec divides bn.
-        const int splits = int(kCut ? planes.of(row, tap0 + tt, co0 + cc) : planes.splits);
+        const int splits = int(kCut ? planes.of(row, tap0 + tt, co_shift + co0 + cc) : planes.splits);
         add_planes<kVec>(from + tt * tap_step + cc, numel, lane, lanes, splits, acc);
       }
       for (int offset = 1; offset < warp_lanes; offset *= 2) {
@@ -183,11 +185,13 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
     dispatch_index(cfg.wide_index, [&](auto index) { err = launch(scalar, index); });
     if (err == cudaSuccess && combine) {
       if (order == PartialOrder::TapCiCo) {  // [kD][kH][kW][Cin][Cout/G]
-        const TapTile tile = tap_tile(pl.taps, p.out_per_group, p.in_channels);
+        // gw's output channels a group: p's, or under group blocks a quarter.
+        const int64_t gw_columns = pl.block != 0 ? pl.block : p.out_per_group;
+        const TapTile tile = tap_tile(pl.taps, gw_columns, p.in_channels);
         const int64_t tiles = p.in_channels * tile.channel_tiles * tile.tap_tiles;
         const unsigned blocks = unsigned(tiles < 8192 ? tiles : 8192);
         // 16-byte loads: rows of Cout/G floats from a 16-byte aligned workspace.
-        const bool quads = p.out_per_group % 4 == 0, cut = pl.tile_pieces != nullptr;
+        const bool quads = gw_columns % 4 == 0, cut = pl.tile_pieces != nullptr;
         const auto kernel = quads ? (cut ? combine_tap_major_kernel<scalar_t, 4, true>
                                          : combine_tap_major_kernel<scalar_t, 4, false>)
                                   : (cut ? combine_tap_major_kernel<scalar_t, 1, true>
@@ -202,10 +206,10 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
           return;
         }
         kernel<<<blocks, kThreads, 0, cfg.stream>>>(
-            workspace, planes, int(pl.numel), int(p.in_channels), int(p.out_per_group),
-            int(p.axis[1].kernel), int(p.axis[2].kernel), int(pl.taps), tile,
-            combine_log_lanes(pl.splits, pl.numel / (quads ? 4 : 1)), p.weight,
-            static_cast<scalar_t*>(grad_weight));
+            workspace, planes, int(pl.numel), int(p.in_channels), int(gw_columns),
+            int(p.out_per_group), int(p.axis[1].kernel), int(p.axis[2].kernel), int(pl.taps), tile,
+            combine_log_lanes(pl.splits, p.in_channels * gw_columns * pl.taps / (quads ? 4 : 1)),
+            p.weight, static_cast<scalar_t*>(grad_weight));
       } else {  // gw's own logical order: the dense walk of combine_partials_kernel
         err = launch_combine_partials<scalar_t>(
             workspace, pl.splits, pl.numel, p.out_per_group, p.axis[0].kernel, p.axis[1].kernel,

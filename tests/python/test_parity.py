@@ -1899,11 +1899,12 @@ def test_grad_weight_taps_gemm(name, layout, precision):
 # here from 64 input channels (1 and 8 lanes), 512 from 16 (1296 elements:
 # 128 lanes, past a warp, the warps' sums through shared memory); the Hopper
 # GEMM on a U-Net k2s2 64 -> 32 layer (bf16: 2 tiles, 132 splits, 32 lanes;
-# TF32: 4 tiles, 66 splits, 16 lanes); mma.sync on groups of 16 channels
-# (the benchmark's grouped g4 layer).  Partials in gw's order
-# (combine_partials_kernel, at most 8 lanes): the tap-blocks GEMM on the
-# U-Net layer in NCDHW (132 splits), the CUDA-core narrow (4 -> 8: 38
-# splits) and depthwise grad-weights.
+# TF32: 4 tiles, 66 splits, 16 lanes); groups of 16 channels (the
+# benchmark's grouped g4 layer) on mma.sync and, four at a time, on the
+# Hopper GEMM (group blocks: the combine keeps the diagonal blocks).
+# Partials in gw's order (combine_partials_kernel, at most 8 lanes): the
+# tap-blocks GEMM on the U-Net layer in NCDHW (132 splits), the CUDA-core
+# narrow (4 -> 8: 38 splits) and depthwise grad-weights.
 COMBINE_LANES_LAYERS = {
     "taps_1_split": ("auto", "grad_weight_taps_gemm", "cl", (1, 64, 9, 10, 11), 3, 1, 3, 1, 1, 0),
     "taps_35_splits": ("auto", "grad_weight_taps_gemm", "cl", (2, 64, 24, 26, 28), 3, 1, 3, 1, 1,
@@ -1912,8 +1913,12 @@ COMBINE_LANES_LAYERS = {
                         0),
     "hopper_unet_k2s2": ("wgmma", "grad_weight_gemm_sm90", "cl", (2, 64, 32, 33, 34), 32, 1, 2, 2,
                          0, 0),
-    "mma_grouped_g4": ("auto", "grad_weight_gemm_channels_last", "cl", (4, 64, 16, 15, 17), 64, 4,
-                       3, 2, 1, 1),
+    "mma_grouped_g4": ("tensor_core", "grad_weight_gemm_channels_last", "cl", (4, 64, 16, 15, 17),
+                       64, 4, 3, 2, 1, 1),
+    # The same layer's four groups as one 64-channel GEMM (group blocks), the
+    # combine keeping the diagonal blocks.
+    "hopper_group_blocks_g4": ("auto", "grad_weight_gemm_sm90", "cl", (4, 64, 16, 15, 17), 64, 4,
+                               3, 2, 1, 1),
     # W 36: grad_output's rows of 72 whole 16-byte pieces in bf16 too (tap_blocks.h).
     "tap_blocks_unet_k2s2": ("auto", "grad_weight_tap_blocks_gemm", "ncdhw", (2, 64, 32, 33, 36),
                              32, 1, 2, 2, 0, 0),
@@ -2040,3 +2045,47 @@ def test_groups_of_16_channels_four_a_tile(layout, precision, group_blocks):
         # Group 0 is non-finite exactly where float64 is.
         assert torch.equal(torch.isfinite(result[:, :16].cpu()),
                            torch.isfinite(reference[:, :16]))
+
+
+@requires_cuda
+@pytest.mark.parametrize("group_blocks", [True, False], ids=["four_a_launch", "one_a_tile"])
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_groups_of_16_channels_grad_weight_four_a_launch(layout, precision, group_blocks):
+    """The grad-weight of groups of 16 channels: four at a time on the Hopper
+    GEMM (GradWeightOperands::group_block: 64 × 64 channels a tap, the
+    combine keeping the diagonal blocks), or on mma.sync one group a tile
+    (_set_group_blocks(False)).  x and grad_output of small integers, so
+    every element of the NaN-poisoned gw equals the float64 gradient rounded
+    once; then an infinity in group 0's channels of x leaves every other
+    group's gw bitwise as before (the dropped off-diagonal sums took it)."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
+    g = torch.Generator().manual_seed(67)
+    x = torch.randint(-2, 3, (2, 128, 5, 6, 7), generator=g).to("cuda", dtype, memory_format=fmt)
+    gy = torch.randint(-2, 3, (2, 128, 10, 12, 14), generator=g).to("cuda", dtype,
+                                                                    memory_format=fmt)
+    weight_shape = [128, 16, 3, 3, 3]
+    geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 8, [1, 1, 1])
+
+    def run(x_):
+        return torch.ops.tconv3d.grad_weight(gy, x_, weight_shape, *geometry)
+
+    expected = "grad_weight_gemm_sm90" if group_blocks else "grad_weight_gemm_channels_last"
+    with hook_set(tconv3d._C._set_group_blocks, group_blocks, True):
+        gw = run(x)
+        assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
+        w_ref = torch.zeros(weight_shape, dtype=torch.float64, device="cuda", requires_grad=True)
+        y_ref = F.conv_transpose3d(x.double(), w_ref, stride=2, padding=1, output_padding=1,
+                                   groups=8)
+        gw_ref, = torch.autograd.grad(y_ref, w_ref, gy.double())
+        assert torch.equal(gw, gw_ref.to(dtype))
+        assert_repeats_bitwise(gw, lambda: run(x), "grad_weight", expected)
+        x_inf = x.clone()
+        x_inf[1, 5, 2, 3, 4] = float("inf")  # group 0's input channel 5
+        gw_inf = run(x_inf)
+    assert torch.isfinite(gw_inf[16:]).all(), "an infinity in group 0 reached another group"
+    assert torch.equal(gw_inf[16:], gw[16:])
+    assert not torch.isfinite(gw_inf[5]).all()
