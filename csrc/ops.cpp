@@ -131,8 +131,11 @@ GradWeightCall prepare_grad_weight(const char* op, const at::Tensor& grad_output
                                                           dilation);
   check_grad_output(problem, grad_output);
   const at::Tensor gy = as_batched(grad_output, problem.batched);
-  return {problem, gy, as_batched(input, problem.batched),
-          new_result(problem.weight_shape(), gy.options())};
+  const at::Tensor x = as_batched(input, problem.batched);
+  // gw in x's memory format, as cuDNN gives a channels-last input's (torch
+  // also makes it channels-last for a channels-last weight, which this op
+  // does not see); kernels write it at its strides.
+  return {problem, gy, x, empty_like_format(problem.weight_shape(), x)};
 }
 
 // The bias pass needs only grad_output's sizes and strides (batched).

@@ -786,7 +786,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         if (grad_weight_gemm_sm90_supports(q, dtype, tf32_allowed(), ops)) {
           const LaunchConfig cfg = config_for(grad_output, {x.src.tensor, gy.src.tensor, grad_weight});
           const at::Tensor partials =
-              float_workspace(grad_weight_gemm_sm90_workspace_elems(q, dtype), grad_output);
+              float_workspace(grad_weight_gemm_sm90_workspace_elems(q, dtype, ops), grad_output);
           ops.workspace = partials.data_ptr<float>();
           C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(q, cfg, ops));
           g_last_kernel[2] = "grad_weight_gemm_sm90";
@@ -811,7 +811,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
       const bool sm90 = g_policy.load() != KernelPolicy::TensorCore &&
                         grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), ops);
       const at::Tensor partials = float_workspace(
-          sm90 ? grad_weight_gemm_sm90_workspace_elems(p, dtype)
+          sm90 ? grad_weight_gemm_sm90_workspace_elems(p, dtype, ops)
                : grad_weight_gemm_channels_last_workspace_elems(p),
           grad_output);
       ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;

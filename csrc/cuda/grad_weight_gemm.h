@@ -98,11 +98,14 @@ cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const L
 // whose groups hold multiples of 32 channels, and fp32 where TF32 is allowed
 // (it then runs in TF32) whose groups hold multiples of 64 input and 32
 // output channels; false where it does not apply or this device cannot run
-// it.  The workspace holds grad_weight_gemm_sm90_workspace_elems(p, dtype)
-// floats.
+// it.  The workspace holds grad_weight_gemm_sm90_workspace_elems(p, dtype,
+// ops) floats: none where the kernel writes gw itself (one split, gw's output
+// channels contiguous: a channels-last weight's; grad_weight_sm90_plan.h's
+// writes_grad_weight), so ops' grad_weight and group_block are set first.
 bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind dtype, bool allow_tf32,
                                     const GradWeightOperands& ops);
-int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype);
+int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                              const GradWeightOperands& ops);
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                          const GradWeightOperands& ops);
 

@@ -49,12 +49,15 @@
 // one m64n64k8 per 8-row step).  Epilogue from registers: fp32 partials
 // [plane][tap][ci][co] (pairs of co as one 8-byte store; turned, a store
 // writes 8 consecutive co, one 32-byte sector, in each of 4 ci rows), even
-// for a tile of one piece: gw keeps its taps innermost, so stores straight
-// into it would be 2-byte writes kD·kH·kW elements apart (the 512→256
-// bottleneck spent most of its 70 us on them).  A tile's first piece also
-// writes how many it has.  combine_tap_major_kernel then adds each
-// element's planes in order, rounds once and writes gw in its own order.
-// No atomics: bitwise reproducible.
+// for a tile of one piece where gw keeps its taps innermost (a contiguous
+// weight's): stores straight into it would be 2-byte writes kD·kH·kW
+// elements apart (the 512→256 bottleneck spent most of its 70 us on them).
+// A tile's first piece also writes how many it has.  combine_tap_major_kernel
+// then adds each element's planes in order, rounds once and writes gw in its
+// own order.  Where one unit sums each element and gw's co are contiguous
+// (a channels-last weight's gw, [ci][tap][co]), the epilogue rounds and
+// stores the pairs into gw itself (writes_grad_weight).  No atomics: bitwise
+// reproducible.
 //
 // TF32: wgmma reads 32-bit operands from shared memory K-major only (its
 // transpose bits are for 16-bit types), and both boxes land MN-major.  So x
@@ -88,6 +91,7 @@
 #include "mma_sm80.cuh"
 #include "sm90_primitives.cuh"
 #include "tensor_map_encoder.h"
+#include "vector_access.cuh"
 
 namespace tconv3d::cuda {
 namespace gw90 {
@@ -439,6 +443,34 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
           }
         }
       }
+    } else if (g.grad_weight != nullptr) {
+      // One plane, gw's co contiguous (writes_grad_weight): each pair of co
+      // rounded once, straight into gw; the same stores as the partials'
+      // below, at gw's strides.
+      scalar_t* const gw = static_cast<scalar_t*>(g.grad_weight);
+#pragma unroll
+      for (int copy = 0; copy < BN / CO; ++copy) {
+        const ColumnBlock c = column_block(g, w.tn, copy, BN);
+        if (c.tap >= g.taps) continue;
+        const int kd = c.tap / (g.kernel[1] * g.kernel[2]), kh = c.tap / g.kernel[2] % g.kernel[1],
+                  kw = c.tap % g.kernel[2];
+        scalar_t* const tap_base =
+            gw + kd * g.gw_stride[1] + kh * g.gw_stride[2] + kw * g.gw_stride[3] + c.co;
+#pragma unroll
+        for (int block = 0; block < kBlocks; ++block) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t ci = ci_base + block * 64 + warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+            for (int jj = 0; jj < CO / 8; ++jj) {
+              const int j = copy * (CO / 8) + jj, co = 8 * jj + 2 * (lane % 4);
+              *reinterpret_cast<Vec<scalar_t, 2>*>(tap_base + ci * g.gw_stride[0] + co) =
+                  Vec<scalar_t, 2>{{from_acc<scalar_t>(acc[block][4 * j + 2 * h]),
+                                    from_acc<scalar_t>(acc[block][4 * j + 2 * h + 1])}};
+            }
+          }
+        }
+      }
     } else {
 #pragma unroll
       for (int copy = 0; copy < BN / CO; ++copy) {
@@ -594,8 +626,9 @@ bool grad_weight_gemm_sm90_supports(const ConvTranspose3dParams& p, ScalarKind d
   return gw90::runs_here();
 }
 
-int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype) {
-  return gw90::workspace_elems(p, dtype);
+int64_t grad_weight_gemm_sm90_workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype,
+                                              const GradWeightOperands& ops) {
+  return gw90::workspace_elems(p, dtype, ops.group_block, ops.grad_weight);
 }
 
 cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -605,6 +638,13 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
   gw_gemm::Plan pl;
   if (!gw90::plan(p, element, g, pl)) return cudaErrorInvalidConfiguration;
   if (p.batch == 0 || pl.numel == 0) return cudaSuccess;
+  if (gw90::writes_grad_weight(p, g, element, ops.group_block, ops.grad_weight)) {
+    g.grad_weight = ops.grad_weight;
+    g.gw_stride[0] = p.weight.n;
+    g.gw_stride[1] = p.weight.d;
+    g.gw_stride[2] = p.weight.h;
+    g.gw_stride[3] = p.weight.w;
+  }
   g.workspace = ops.workspace;
   g.tile_pieces = ops.workspace == nullptr ? nullptr
                                             : reinterpret_cast<int32_t*>(ops.workspace + g.splits * g.numel);
@@ -630,10 +670,15 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
                                   swizzle_for_rows(element * g.co_box))) {
     return cudaErrorInvalidValue;
   }
+  const auto launch = [&](auto scalar, auto) -> cudaError_t {
+    return gw90::launch_typed<decltype(scalar)>(g, x_map, gy_map, cfg.stream);
+  };
+  if (g.grad_weight != nullptr) {
+    return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo>(p, cfg, pl, nullptr,
+                                                                   ops.grad_weight, launch);
+  }
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo, /*always_partials=*/true>(
-      p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto) -> cudaError_t {
-        return gw90::launch_typed<decltype(scalar)>(g, x_map, gy_map, cfg.stream);
-      });
+      p, cfg, pl, ops.workspace, ops.grad_weight, launch);
 }
 
 }  // namespace tconv3d::cuda

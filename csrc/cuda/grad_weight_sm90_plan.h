@@ -46,6 +46,10 @@ struct Geometry {
   int64_t in_channels, numel;
   float* workspace;      // splits × numel partial sums, tap-major, then
   int32_t* tile_pieces;  // each tile's pieces (its planes), for the combine
+  // Non-null where the epilogue writes gw itself (writes_grad_weight): gw's
+  // strides of ci and of the tap's d, h, w (co's is 1).
+  void* grad_weight;
+  int64_t gw_stride[4];
 };
 
 // A unit: boxes [box0, box1) of tile (group, tm, tn), its sums into plane
@@ -250,13 +254,34 @@ inline bool supports_shape(const ConvTranspose3dParams& p, ScalarKind dtype, boo
   return bytes != 0 && channels_fit(p, bytes) && plan_geometry(p, g, bytes);
 }
 
+// Whether the epilogue writes gw itself, rounded once, with no partials and
+// no combine: one plane of whole splits (each element summed by one unit),
+// the plain tiles (the turned product's stores run along ci), p's own groups
+// (not group blocks, whose off-diagonal sums are dropped) and gw's output
+// channels contiguous (a channels-last weight's gw: [ci][tap][co]), so each
+// pair of co is one aligned store.  A contiguous gw keeps its taps innermost
+// and takes partials: its stores would be 2-byte writes kD·kH·kW elements
+// apart.  The 512 → 256 bottleneck's one-split combine took 11.9 us beside a
+// 14.7 us GEMM (H200; RESULTS.md, "Combine lanes round").
+inline bool writes_grad_weight(const ConvTranspose3dParams& p, const Geometry& g, int element_bytes,
+                               int group_block, const void* grad_weight) {
+  const Strides5& w = p.weight;
+  return g.splits == 1 && g.cut.workers == 0 && g.bm != kNarrowChunk && group_block == 0 &&
+         w.c == 1 && w.n % 2 == 0 && w.d % 2 == 0 && w.h % 2 == 0 && w.w % 2 == 0 &&
+         reinterpret_cast<uintptr_t>(grad_weight) % (2 * element_bytes) == 0;
+}
+
 // The workspace the kernel writes for `dtype` (fp32 read as TF32), in
-// 4-byte words: its planes of fp32 partial sums (one too: the epilogue
-// writes partials always), then each tile's piece count (written where it
+// 4-byte words: none where it writes gw itself, else its planes of fp32
+// partial sums (one too), then each tile's piece count (written where it
 // cuts ranges).
-inline int64_t workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype) {
+inline int64_t workspace_elems(const ConvTranspose3dParams& p, ScalarKind dtype, int group_block,
+                               const void* grad_weight) {
+  const int bytes = dtype == ScalarKind::Float32 ? 4 : 2;
   Geometry g;
-  return plan_geometry(p, g, dtype == ScalarKind::Float32 ? 4 : 2) ? g.splits * g.numel + g.cut.tiles : 0;
+  if (!plan_geometry(p, g, bytes)) return 0;
+  return writes_grad_weight(p, g, bytes, group_block, grad_weight) ? 0
+                                                                   : g.splits * g.numel + g.cut.tiles;
 }
 
 }  // namespace tconv3d::cuda::gw90

@@ -42,6 +42,14 @@ def _empty_like_format(shape: Sequence, format_source: Tensor) -> Tensor:
     return out if batched else out.squeeze(0)
 
 
+def _grad_weight_like(weight_size: Sequence, input: Tensor) -> Tensor:
+    # Mirrors the C++ op layer: gw takes the (batched) input's memory format.
+    source = input if input.dim() == 5 else input.unsqueeze(0)
+    fmt = torch._prims_common.suggest_memory_format(source)
+    return torch.empty(list(weight_size), dtype=input.dtype, device=input.device,
+                       memory_format=fmt)
+
+
 # ---------------------------------------------------------------- fakes
 @torch.library.register_fake("tconv3d::forward")
 def _(input, weight, bias, stride, padding, output_padding, groups, dilation):
@@ -63,7 +71,7 @@ def _(grad_output, weight, input_size, stride, padding, output_padding, groups, 
 
 @torch.library.register_fake("tconv3d::grad_weight")
 def _(grad_output, input, weight_size, stride, padding, output_padding, groups, dilation):
-    return grad_output.new_empty(weight_size)
+    return _grad_weight_like(weight_size, input)
 
 
 @torch.library.register_fake("tconv3d::grad_bias")
@@ -73,10 +81,10 @@ def _(grad_output):
 
 @torch.library.register_fake("tconv3d::grad_weight_and_bias")
 def _(grad_output, input, weight_size, stride, padding, output_padding, groups, dilation):
-    return grad_output.new_empty(weight_size), grad_output.new_empty([grad_output.shape[-4]])
+    return _grad_weight_like(weight_size, input), grad_output.new_empty([grad_output.shape[-4]])
 
 
 @torch.library.register_fake("tconv3d::backward")
 def _(grad_output, input, weight, stride, padding, output_padding, groups, dilation, bias):
-    return (_empty_like_format(input.shape, grad_output), grad_output.new_empty(weight.shape),
+    return (_empty_like_format(input.shape, grad_output), _grad_weight_like(weight.shape, input),
             grad_output.new_empty([grad_output.shape[-4] if bias else 0]))

@@ -17,6 +17,7 @@
 namespace tconv3d::cuda::gw90 {
 namespace {
 
+using plan_tests::dense_strides;
 using plan_tests::params_of;
 using plan_tests::Shape;
 
@@ -332,9 +333,9 @@ TEST(GradWeightSm90Plan, WorkspaceFollowsTheDtypesTile) {
   EXPECT_EQ(tf32.splits, 9);
   EXPECT_EQ(tf32.cut.workers, 0);
   EXPECT_EQ(tf32.numel, half.numel);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16), 18 * half.numel + 14);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::Float16), 18 * half.numel + 14);
-  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32), 9 * tf32.numel + 27);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16, 0, nullptr), 18 * half.numel + 14);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float16, 0, nullptr), 18 * half.numel + 14);
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32, 0, nullptr), 9 * tf32.numel + 27);
 }
 
 TEST(GradWeightSm90Plan, Tf32CutsTheBottleneckWhereRangesFillTheSms) {
@@ -358,6 +359,40 @@ TEST(GradWeightSm90Plan, Tf32CutsTheBottleneckWhereRangesFillTheSms) {
   Geometry half;  // two consumers an SM: whole splits
   ASSERT_TRUE(plan_geometry(params_of(shapes()[7]), half, 2));
   EXPECT_EQ(half.cut.workers, 0);
+}
+
+TEST(GradWeightSm90Plan, TheEpilogueWritesAChannelsLastGwWhereOneUnitSumsEachElement) {
+  // The bf16 bottleneck at 8³: one split, whole (two consumers an SM: no
+  // cut).  Its gw channels-last ([ci][tap][co], co contiguous): written by
+  // the epilogue, no workspace.  Contiguous (taps innermost), under group
+  // blocks, or at an address a pair of co cannot be stored at: partials.
+  ConvTranspose3dParams p = params_of(shapes()[7]);
+  const int64_t kernel[3] = {3, 3, 3};
+  const Strides5 channels_last = dense_strides(p.out_per_group, kernel, true);
+  const Strides5 contiguous = dense_strides(p.out_per_group, kernel, false);
+  alignas(16) static float gw[4];
+  Geometry half, tf32;
+  ASSERT_TRUE(plan_geometry(p, half, 2));
+  ASSERT_TRUE(plan_geometry(p, tf32, 4));
+  ASSERT_EQ(half.splits, 1);
+  ASSERT_EQ(half.cut.workers, 0);
+  p.weight = channels_last;
+  EXPECT_TRUE(writes_grad_weight(p, half, 2, 0, gw));
+  EXPECT_EQ(workspace_elems(p, ScalarKind::BFloat16, 0, gw), 0);
+  EXPECT_FALSE(writes_grad_weight(p, half, 2, 16, gw));
+  EXPECT_GT(workspace_elems(p, ScalarKind::BFloat16, 16, gw), 0);
+  EXPECT_FALSE(writes_grad_weight(p, half, 2, 0, reinterpret_cast<char*>(gw) + 2));
+  // TF32 cuts this shape's tiles into ranges (two planes): partials.
+  EXPECT_FALSE(writes_grad_weight(p, tf32, 4, 0, gw));
+  EXPECT_EQ(workspace_elems(p, ScalarKind::Float32, 0, gw), tf32.splits * tf32.numel + tf32.cut.tiles);
+  p.weight = contiguous;
+  EXPECT_FALSE(writes_grad_weight(p, half, 2, 0, gw));
+  // Many splits (shape 6: 18), channels-last gw: partials.
+  ConvTranspose3dParams q = params_of(shapes()[6]);
+  q.weight = dense_strides(q.out_per_group, shapes()[6].kernel, true);
+  Geometry split;
+  ASSERT_TRUE(plan_geometry(q, split, 2));
+  EXPECT_FALSE(writes_grad_weight(q, split, 2, 0, gw));
 }
 
 }  // namespace

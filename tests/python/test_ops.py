@@ -44,6 +44,39 @@ def test_opcheck_every_op(device, variant):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("variant", ["batched", "unbatched", "channels_last"])
+def test_grad_weight_takes_the_input_memory_format(device, variant):
+    """gw comes in x's memory format from grad_weight, grad_weight_and_bias
+    and backward, and their fakes say the same strides; on CUDA it is the
+    format cuDNN gives (a channels-last x's gw channels-last, though the
+    weight is contiguous), so a channels-last layer's gw needs no copy."""
+    x, w, b = sample(device, batched=variant != "unbatched", channels_last=variant == "channels_last")
+    gy = torch.randn_like(_ops.forward(x, w, b, *GEOMETRY))
+    fmt = torch.channels_last_3d if variant == "channels_last" else torch.contiguous_format
+
+    def results(gy, x, w):
+        return {"grad_weight": torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *GEOMETRY),
+                "grad_weight_and_bias": torch.ops.tconv3d.grad_weight_and_bias(
+                    gy, x, list(w.shape), *GEOMETRY)[0],
+                "backward": torch.ops.tconv3d.backward(gy, x, w, *GEOMETRY, True)[1]}
+
+    real = results(gy, x, w)
+    with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
+        fake = results(*(mode.from_tensor(t) for t in (gy, x, w)))
+    for name, gw in real.items():
+        assert gw.shape == w.shape, name
+        assert gw.is_contiguous(memory_format=fmt), (name, gw.stride())
+        assert fake[name].stride() == gw.stride(), name
+    assert real["grad_weight"].is_contiguous() == (variant != "channels_last")
+    if device == "cuda" and variant != "unbatched":
+        stride, padding, output_padding, groups, dilation = GEOMETRY
+        theirs = torch.ops.aten.convolution_backward(
+            gy, x, w, None, stride, padding, dilation, True, output_padding, groups,
+            [False, True, False])[1]
+        assert theirs.stride() == real["grad_weight"].stride()
+
+
+@pytest.mark.parametrize("device", devices())
 def test_opcheck_fused_grad_weight_and_bias(device):
     """Kernel == stride, NCDHW bf16: the shape the fused CUDA kernel takes."""
     x = torch.randn(2, 16, 4, 4, 8, device=device, dtype=torch.bfloat16, requires_grad=True)

@@ -950,6 +950,57 @@ def test_bottleneck_tf32_grad_weight_cuts_ranges(layout):
     assert_repeats_bitwise(gw, run, "grad_weight", "grad_weight_gemm_sm90")
 
 
+@requires_cuda
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+def test_hopper_grad_weight_writes_a_channels_last_gw_itself(precision):
+    """256 -> 128, k3s2, on a 4 × 5 × 6 grid: one split of every tile.  A
+    channels-last x gives a channels-last gw ([ci][tap][co]), which the
+    Hopper grad-weight's epilogue writes itself (writes_grad_weight): no
+    memory beyond gw, every element of the NaN-poisoned gw within twice
+    torch's error of float64, bitwise again.  The NCDHW layer's contiguous
+    gw takes partials and the combine (more memory), from the same sums
+    rounded once: equal to the last bit."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
+    dtype = use_precision(precision)
+    g = torch.Generator().manual_seed(23)
+    x = torch.randn(1, 256, 4, 5, 6, generator=g).to("cuda", dtype)
+    gy = torch.randn(1, 128, 8, 10, 12, generator=g).to("cuda", dtype)
+    weight_shape = [256, 128, 3, 3, 3]
+    geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1, [1, 1, 1])
+    cl = torch.channels_last_3d
+    x_cl, gy_cl = x.contiguous(memory_format=cl), gy.contiguous(memory_format=cl)
+
+    def run(gy, x):
+        return torch.ops.tconv3d.grad_weight(gy, x, weight_shape, *geometry)
+
+    def peak_extra_bytes(gy, x):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        gw = run(gy, x)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base, gw
+
+    gw_bytes = -(-math.prod(weight_shape) * x.element_size() // 512) * 512
+    extra, gw = peak_extra_bytes(gy_cl, x_cl)
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
+    assert gw.is_contiguous(memory_format=cl) and not gw.is_contiguous()
+    assert extra == gw_bytes
+    w_ref = torch.zeros(weight_shape, dtype=torch.float64, device="cuda", requires_grad=True)
+    y_ref = F.conv_transpose3d(x.double(), w_ref, stride=2, padding=1, output_padding=1)
+    gw_ref, = torch.autograd.grad(y_ref, w_ref, gy.double())
+    w_torch = torch.zeros(weight_shape, dtype=dtype, device="cuda", requires_grad=True)
+    y_torch = F.conv_transpose3d(x, w_torch, stride=2, padding=1, output_padding=1)
+    gw_torch, = torch.autograd.grad(y_torch, w_torch, gy)
+    check("grad_weight", gw, gw_ref, gw_torch, dtype)
+    assert_repeats_bitwise(gw, lambda: run(gy_cl, x_cl), "grad_weight", "grad_weight_gemm_sm90")
+    extra_combined, gw_combined = peak_extra_bytes(gy, x)
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_gemm_sm90"
+    assert gw_combined.is_contiguous() and extra_combined > gw_bytes
+    assert torch.equal(gw, gw_combined)
+
+
 def bottleneck_forward_split_count(dtype):
     """Mirror of choose_splits for the bottleneck's forward: 8 phases of 4
     boxes of 128 output positions × 4 column tiles of 64 (choose_columns
@@ -1913,6 +1964,9 @@ COMBINE_LANES_LAYERS = {
                         0),
     "hopper_unet_k2s2": ("wgmma", "grad_weight_gemm_sm90", "cl", (2, 64, 32, 33, 34), 32, 1, 2, 2,
                          0, 0),
+    # One split (a 4 × 5 × 6 grid), channels-last gw: the epilogue writes it.
+    "hopper_one_split_cl": ("wgmma", "grad_weight_gemm_sm90", "cl", (1, 256, 4, 5, 6), 128, 1, 3,
+                            2, 1, 1),
     "mma_grouped_g4": ("tensor_core", "grad_weight_gemm_channels_last", "cl", (4, 64, 16, 15, 17),
                        64, 4, 3, 2, 1, 1),
     # The same layer's four groups as one 64-channel GEMM (group blocks), the
