@@ -880,43 +880,20 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         }
         return;
       }
+      // Group blocks: group j's m64n16k16 a stage, k-step j (its 16 channels
+      // of the row) against B's rows 16j to 16j + 15 (2 KB into the
+      // sub-tile: whole swizzle periods), into its own accumulators; they
+      // are the tile's registers 8j to 8j + 7 (columns 16j to 16j + 15) in
+      // wgmma's fragment order, copied there once the tile's MMAs are done.
+      float block_acc[kBlocks ? 4 : 1][8];
       if constexpr (kBlocks) {
-        // Group j's m64n16k16 a stage: k-step j (its 16 channels of the row)
-        // against B's rows 16j to 16j + 15 (2 KB into the sub-tile: whole
-        // swizzle periods), into its own accumulators; they are the tile's
-        // registers 8j to 8j + 7 (columns 16j to 16j + 15) in wgmma's
-        // fragment order, copied there once the tile's MMAs are done.
         static_assert(kSteps == 4, "four groups a 128-byte row");
-        float block_acc[4][8];
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
 #pragma unroll
           for (int e = 0; e < 8; ++e) block_acc[j][e] = 0.f;
           fence_accumulators(block_acc[j]);
         }
-        for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
-          const uint32_t s = slots.slot(seq);
-          mbarrier_wait(full0 + 8 * s, slots.parity(seq));
-          const uint32_t a = slots.a(s) + wg * 64 * kRow, b = slots.b(s, uint32_t(slice));
-          const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
-          wgmma_fence();
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            WgmmaBlock<scalar_t>::run(block_acc[j], desc_plus(da, 32 * j),
-                                      desc_plus(db + j * kRowB, 32 * j));
-          }
-          wgmma_commit();
-          wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
-          if (slice > 0) release(seq - 1);
-        }
-        wgmma_wait<0>();
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          fence_accumulators(block_acc[j]);
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc[8 * j + e] = block_acc[j][e];
-        }
-        return;
       }
       for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
         const uint32_t s = slots.slot(seq);
@@ -926,16 +903,33 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         // an OR into the descriptor (desc_plus).
         const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
         wgmma_fence();
+        if constexpr (kBlocks) {
 #pragma unroll
-        for (int ks = 0; ks < kSteps; ++ks) {
-          const uint32_t piece = ks / kK, at = 32 * (ks % kK);
-          const uint32_t b_piece = ks / kKB, b_at = 32 * (ks % kKB);
-          Wgmma<scalar_t, BN>::run(acc, desc_plus(da + piece * (kBM * kRow / 16), at),
-                                   desc_plus(db + b_piece * (BN * kRowB / 16), b_at));
+          for (int j = 0; j < 4; ++j) {
+            WgmmaBlock<scalar_t>::run(block_acc[j], desc_plus(da, 32 * j),
+                                      desc_plus(db + j * kRowB, 32 * j));
+          }
+        } else {
+#pragma unroll
+          for (int ks = 0; ks < kSteps; ++ks) {
+            const uint32_t piece = ks / kK, at = 32 * (ks % kK);
+            const uint32_t b_piece = ks / kKB, b_at = 32 * (ks % kKB);
+            Wgmma<scalar_t, BN>::run(acc, desc_plus(da + piece * (kBM * kRow / 16), at),
+                                     desc_plus(db + b_piece * (BN * kRowB / 16), b_at));
+          }
         }
         wgmma_commit();
         wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
         if (slice > 0) release(seq - 1);
+      }
+      if constexpr (kBlocks) {
+        wgmma_wait<0>();
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          fence_accumulators(block_acc[j]);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[8 * j + e] = block_acc[j][e];
+        }
       }
     };
     const int row_bytes = kTma ? tma.row_bytes : kSliceBytes;
@@ -1043,20 +1037,18 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                   std::false_type{});
       }
     } else if (row_bytes == kSliceBytes) {
+      const auto whole_rows = [&](auto group_blocks) {
+        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
+                  group_blocks);
+      };
       // The launch sets group blocks only at 64 columns, in fp16/bf16, under
       // the TMA loader (in the cp.async instances the block MMAs made ptxas
       // serialize every wgmma, C7511).
-      if constexpr (BN == 64 && kTma && !std::is_same_v<scalar_t, float>) {
-        if (k.ops.group_blocks != 0) {
-          main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
-                    std::true_type{});
-        } else {
-          main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
-                    std::false_type{});
-        }
+      constexpr bool kMayBlock = BN == 64 && kTma && !std::is_same_v<scalar_t, float>;
+      if (kMayBlock && k.ops.group_blocks != 0) {
+        if constexpr (kMayBlock) whole_rows(std::true_type{});
       } else {
-        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
-                  std::false_type{});
+        whole_rows(std::false_type{});
       }
     } else if (row_bytes == 64) {
       main_loop(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{}, std::false_type{});
