@@ -31,23 +31,24 @@ def transposed_output_extent(size, kernel, stride, padding, dilation, output_pad
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
-def _empty_like_format(shape: Sequence, format_source: Tensor) -> Tensor:
+def _batched_format(t: Tensor) -> torch.memory_format:
     # Mirrors the C++ op layer: a 4-D (unbatched) tensor is viewed as 5-D with
-    # a leading 1, the result takes that view's suggested memory format.
+    # a leading 1, and that view's suggested memory format is the one results take.
+    return torch._prims_common.suggest_memory_format(t if t.dim() == 5 else t.unsqueeze(0))
+
+
+def _empty_like_format(shape: Sequence, format_source: Tensor) -> Tensor:
     batched = format_source.dim() == 5
-    source = format_source if batched else format_source.unsqueeze(0)
     shape5 = list(shape) if batched else [1, *shape]
-    fmt = torch._prims_common.suggest_memory_format(source)
-    out = torch.empty(shape5, dtype=source.dtype, device=source.device, memory_format=fmt)
+    out = torch.empty(shape5, dtype=format_source.dtype, device=format_source.device,
+                      memory_format=_batched_format(format_source))
     return out if batched else out.squeeze(0)
 
 
 def _grad_weight_like(weight_size: Sequence, input: Tensor) -> Tensor:
-    # Mirrors the C++ op layer: gw takes the (batched) input's memory format.
-    source = input if input.dim() == 5 else input.unsqueeze(0)
-    fmt = torch._prims_common.suggest_memory_format(source)
+    # gw takes the input's memory format (csrc/ops.cpp).
     return torch.empty(list(weight_size), dtype=input.dtype, device=input.device,
-                       memory_format=fmt)
+                       memory_format=_batched_format(input))
 
 
 # ---------------------------------------------------------------- fakes
