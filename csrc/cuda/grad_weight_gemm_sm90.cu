@@ -443,56 +443,45 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
           }
         }
       }
-    } else if (g.grad_weight != nullptr) {
-      // One plane, gw's co contiguous (writes_grad_weight): each pair of co
-      // rounded once, straight into gw; the same stores as the partials'
-      // below, at gw's strides.
-      scalar_t* const gw = static_cast<scalar_t*>(g.grad_weight);
-#pragma unroll
-      for (int copy = 0; copy < BN / CO; ++copy) {
-        const ColumnBlock c = column_block(g, w.tn, copy, BN);
-        if (c.tap >= g.taps) continue;
-        const int kd = c.tap / (g.kernel[1] * g.kernel[2]), kh = c.tap / g.kernel[2] % g.kernel[1],
-                  kw = c.tap % g.kernel[2];
-        scalar_t* const tap_base =
-            gw + kd * g.gw_stride[1] + kh * g.gw_stride[2] + kw * g.gw_stride[3] + c.co;
-#pragma unroll
-        for (int block = 0; block < kBlocks; ++block) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int64_t ci = ci_base + block * 64 + warp * 16 + lane / 4 + 8 * h;
-#pragma unroll
-            for (int jj = 0; jj < CO / 8; ++jj) {
-              const int j = copy * (CO / 8) + jj, co = 8 * jj + 2 * (lane % 4);
-              *reinterpret_cast<Vec<scalar_t, 2>*>(tap_base + ci * g.gw_stride[0] + co) =
-                  Vec<scalar_t, 2>{{from_acc<scalar_t>(acc[block][4 * j + 2 * h]),
-                                    from_acc<scalar_t>(acc[block][4 * j + 2 * h + 1])}};
-            }
-          }
-        }
-      }
     } else {
+      // Pairs of co, one store each: into the unit's plane of fp32 partials
+      // ([tap][ci][co]) or, where one plane has gw's co contiguous
+      // (writes_grad_weight), into gw itself at its strides, rounded once.
+      const auto store_tile = [&](auto* dst, auto ci_stride, auto tap_offset) {
+        using T = std::remove_pointer_t<decltype(dst)>;
 #pragma unroll
-      for (int copy = 0; copy < BN / CO; ++copy) {
-        const ColumnBlock c = column_block(g, w.tn, copy, BN);
-        if (c.tap >= g.taps) continue;
-        float* const tap_base = partials + int64_t(c.tap) * g.in_channels * g.out_per_group + c.co;
+        for (int copy = 0; copy < BN / CO; ++copy) {
+          const ColumnBlock c = column_block(g, w.tn, copy, BN);
+          if (c.tap >= g.taps) continue;
+          T* const tap_base = dst + tap_offset(c.tap) + c.co;
 #pragma unroll
-        for (int block = 0; block < kBlocks; ++block) {
+          for (int block = 0; block < kBlocks; ++block) {
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int64_t ci = ci_base + block * 64 + warp * 16 + lane / 4 + 8 * h;
-            // A loop from 0, so that it unrolls and the accumulators stay
-            // registers: from copy · CO / 8 it did not at CO = 64, and ptxas
-            // serialized the stage loop's wgmmas (C7514).
+            for (int h = 0; h < 2; ++h) {
+              const int64_t ci = ci_base + block * 64 + warp * 16 + lane / 4 + 8 * h;
+              // A loop from 0, so that it unrolls and the accumulators stay
+              // registers: from copy · CO / 8 it did not at CO = 64, and ptxas
+              // serialized the stage loop's wgmmas (C7514).
 #pragma unroll
-            for (int jj = 0; jj < CO / 8; ++jj) {
-              const int j = copy * (CO / 8) + jj, co = 8 * jj + 2 * (lane % 4);
-              *reinterpret_cast<float2*>(tap_base + ci * g.out_per_group + co) =
-                  make_float2(acc[block][4 * j + 2 * h], acc[block][4 * j + 2 * h + 1]);
+              for (int jj = 0; jj < CO / 8; ++jj) {
+                const int j = copy * (CO / 8) + jj, co = 8 * jj + 2 * (lane % 4);
+                *reinterpret_cast<Vec<T, 2>*>(tap_base + ci * ci_stride + co) =
+                    Vec<T, 2>{{from_acc<T>(acc[block][4 * j + 2 * h]),
+                               from_acc<T>(acc[block][4 * j + 2 * h + 1])}};
+              }
             }
           }
         }
+      };
+      if (g.grad_weight != nullptr) {
+        store_tile(static_cast<scalar_t*>(g.grad_weight), g.gw_stride[0], [&](int tap) {
+          const int kd = tap / (g.kernel[1] * g.kernel[2]), kh = tap / g.kernel[2] % g.kernel[1],
+                    kw = tap % g.kernel[2];
+          return kd * g.gw_stride[1] + kh * g.gw_stride[2] + kw * g.gw_stride[3];
+        });
+      } else {
+        store_tile(partials, g.out_per_group,
+                   [&](int tap) { return int64_t(tap) * g.in_channels * g.out_per_group; });
       }
     }
   });
