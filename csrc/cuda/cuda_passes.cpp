@@ -347,6 +347,28 @@ GradWeightSource grad_weight_source(const at::Tensor& t, int64_t groups, int64_t
   return {gemm_source(t, groups, padded), padded, 16};
 }
 
+// A channels-last grad-weight GEMM's operands for a launch of q's groups
+// (the layer's, or four 16-channel groups each: group_block 16), the sources
+// they point into kept alive beside them; workspace still unset.
+struct GradWeightGemmOperands {
+  GradWeightSource x, gy;
+  GradWeightOperands ops;
+};
+
+GradWeightGemmOperands grad_weight_gemm_operands(const ConvTranspose3dParams& q,
+                                                 const at::Tensor& input,
+                                                 const at::Tensor& grad_output,
+                                                 const at::Tensor& grad_weight, ScalarKind dtype,
+                                                 int group_block) {
+  const GradWeightSource x = grad_weight_source(input, q.groups, q.in_per_group, dtype);
+  const GradWeightSource gy = grad_weight_source(grad_output, q.groups, q.out_per_group, dtype);
+  return {x, gy,
+          GradWeightOperands{x.src.tensor.const_data_ptr(), x.src.n, x.src.d, x.src.h, x.src.w,
+                             x.channels, gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d,
+                             gy.src.h, gy.src.w, gy.channels, grad_weight.mutable_data_ptr(),
+                             nullptr, std::min(x.piece, gy.piece), group_block}};
+}
+
 // [G·Cin/G, Cout/G, kD, kH, kW] → [G][kD·kH·kW][columns][padded], channels
 // (the GEMM's K side) zero-padded: forward columns = Cout/G over Cin/G
 // channels, grad-input Cin/G over Cout/G (weight_pack.h).
@@ -777,18 +799,15 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         p.groups % kBlocksPerTile == 0) {
       const ConvTranspose3dParams q = four_group_params(p);
       if (grad_weight_readable(input, q.groups) && grad_weight_readable(grad_output, q.groups)) {
-        const GradWeightSource x = grad_weight_source(input, q.groups, q.in_per_group, dtype);
-        const GradWeightSource gy = grad_weight_source(grad_output, q.groups, q.out_per_group, dtype);
-        GradWeightOperands ops{
-            x.src.tensor.const_data_ptr(), x.src.n, x.src.d, x.src.h, x.src.w, x.channels,
-            gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d, gy.src.h, gy.src.w, gy.channels,
-            grad_weight.mutable_data_ptr(), nullptr, std::min(x.piece, gy.piece), int(kGroupBlock)};
-        if (grad_weight_gemm_sm90_supports(q, dtype, tf32_allowed(), ops)) {
-          const LaunchConfig cfg = config_for(grad_output, {x.src.tensor, gy.src.tensor, grad_weight});
+        GradWeightGemmOperands o =
+            grad_weight_gemm_operands(q, input, grad_output, grad_weight, dtype, int(kGroupBlock));
+        if (grad_weight_gemm_sm90_supports(q, dtype, tf32_allowed(), o.ops)) {
+          const LaunchConfig cfg =
+              config_for(grad_output, {o.x.src.tensor, o.gy.src.tensor, grad_weight});
           const at::Tensor partials =
-              float_workspace(grad_weight_gemm_sm90_workspace_elems(q, dtype, ops), grad_output);
-          ops.workspace = partials.data_ptr<float>();
-          C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(q, cfg, ops));
+              float_workspace(grad_weight_gemm_sm90_workspace_elems(q, dtype, o.ops), grad_output);
+          o.ops.workspace = partials.data_ptr<float>();
+          C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(q, cfg, o.ops));
           g_last_kernel[2] = "grad_weight_gemm_sm90";
           return;
         }
@@ -796,13 +815,11 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     }
     if (grad_weight_readable(input, p.groups) && grad_weight_readable(grad_output, p.groups) &&
         grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
-      const GradWeightSource x = grad_weight_source(input, p.groups, p.in_per_group, dtype);
-      const GradWeightSource gy = grad_weight_source(grad_output, p.groups, p.out_per_group, dtype);
-      const LaunchConfig cfg = config_for(grad_output, {x.src.tensor, gy.src.tensor, grad_weight});
-      GradWeightOperands ops{
-          x.src.tensor.const_data_ptr(), x.src.n, x.src.d, x.src.h, x.src.w, x.channels,
-          gy.src.tensor.const_data_ptr(), gy.src.n, gy.src.d, gy.src.h, gy.src.w, gy.channels,
-          grad_weight.mutable_data_ptr(), nullptr, std::min(x.piece, gy.piece)};
+      GradWeightGemmOperands o =
+          grad_weight_gemm_operands(p, input, grad_output, grad_weight, dtype, 0);
+      GradWeightOperands& ops = o.ops;
+      const LaunchConfig cfg =
+          config_for(grad_output, {o.x.src.tensor, o.gy.src.tensor, grad_weight});
       // The wgmma kernel where it applies, unless the policy asks for mma.sync:
       // in TF32 too, since seven warps rewrite grad_output K-major and groups
       // of 128k input channels take 128-channel tiles (1.1-1.55x mma.sync
