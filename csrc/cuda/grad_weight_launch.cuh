@@ -216,7 +216,7 @@ cudaError_t run_split_gemm(const ConvTranspose3dParams& p, const LaunchConfig& c
         const ElementPlanes planes{pl.splits, pl.tile_pieces, int(p.in_per_group), int(p.out_per_group),
                                    pl.bm, log_bn, int(pl.tiles_m), int(pl.tiles_n)};
         // 32-bit indices: at most kMaxPartials sums (every caller's bound).
-        if (pl.splits * pl.numel > int64_t(INT_MAX) || tiles > int64_t(INT_MAX)) {
+        if (pl.splits * pl.numel > int64_t(INT_MAX)) {  // tiles ≤ numel
           err = cudaErrorInvalidConfiguration;
           return;
         }

@@ -1752,13 +1752,19 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
   return 4 * s.tiles_per_group() * p.groups >= 3 * int64_t(sm_count());
 }
 
+namespace tcg90 {
+// Group blocks' needs of a launch planned with them (plan_launch's
+// group_blocks): 64-channel groups of fp16/bf16, 64-column tiles, the TMA
+// loader's per-tap boxes.
+bool group_blocks_fit(const ConvTranspose3dParams& p, const LaunchConfig& cfg, const Plan& plan) {
+  return p.in_per_group == 64 && p.out_per_group == 64 && cfg.dtype != ScalarKind::Float32 &&
+         plan.use_tma && plan.s.bn == 64;
+}
+}  // namespace tcg90
+
 bool tensor_core_gemm_sm90_group_blocks_fit(const ConvTranspose3dParams& p, GatherPass pass,
                                              const LaunchConfig& cfg) {
-  if (p.in_per_group != 64 || p.out_per_group != 64 || cfg.dtype == ScalarKind::Float32) {
-    return false;
-  }
-  const tcg90::Plan plan = tcg90::plan_launch(p, pass, cfg, true);
-  return plan.use_tma && plan.s.bn == 64;
+  return tcg90::group_blocks_fit(p, cfg, tcg90::plan_launch(p, pass, cfg, true));
 }
 
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -1782,7 +1788,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   const bool group_blocks = ops.group_blocks != 0;
   tcg90::Plan plan = tcg90::plan_launch(p, ops.pass, cfg, group_blocks);
   if (p.batch == 0 || plan.s.tiles_per_group() == 0) return cudaSuccess;
-  if (group_blocks && (ops.group_blocks != 16 || !tensor_core_gemm_sm90_group_blocks_fit(p, ops.pass, cfg))) {
+  if (group_blocks && (ops.group_blocks != 16 || !tcg90::group_blocks_fit(p, cfg, plan))) {
     return cudaErrorInvalidValue;
   }
   if (plan.use_tma && !tcg90::encode_tma_maps(p, ops, cfg.dtype, plan.s.bn, plan.tma)) {
