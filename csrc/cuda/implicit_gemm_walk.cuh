@@ -40,7 +40,7 @@ struct KernelArgs {
   Strides5 partial;   // split K: a plane of dest's elements, dense channels-last
   int mtiles, ntiles; // row and column tiles of the largest phase
   int phases[3];      // stride phases per axis (forward), 1s for grad-input
-  bool vector_store;  // dest channel-contiguous, columns and strides multiples of 16 bytes, partials aligned
+  bool vector_store;  // dest channel-contiguous, columns and strides multiples of 16 bytes
   bool pair_store;    // dest channel-contiguous, columns and strides even, address aligned
   bool row_fastest;   // scalar stores walk rows (NCDHW-like dest)
   TileDeal deal;      // the Hopper kernel's few-wave order (tile_order.h); grid 0 elsewhere
@@ -346,10 +346,7 @@ inline KernelArgs make_kernel_args(const ConvTranspose3dParams& p, const TensorC
   const int64_t vec = tensor_core_channel_multiple(dtype);
   const int64_t element = 16 / vec;
   const uintptr_t address = reinterpret_cast<uintptr_t>(ops.dest);
-  // The Hopper GEMM's split-K partials (dense in dest's channels) are stored
-  // the same way.
-  args.vector_store = d.c == 1 && all_multiples(vec) && address % 16 == 0 &&
-                      reinterpret_cast<uintptr_t>(ops.partials) % 16 == 0;
+  args.vector_store = d.c == 1 && all_multiples(vec) && address % 16 == 0;
   args.pair_store = d.c == 1 && all_multiples(2) && address % (2 * element) == 0;
   args.row_fastest = !(d.c < d.w);
   return args;

@@ -28,13 +28,12 @@
 //    main loop, each with half the loads and MMAs (measured 6-11 % on the
 //    halo at 32 columns; a second CTA an SM then gave 15-30 %: RESULTS.md,
 //    "Two CTAs an SM round").  Epilogue straight from the
-//    accumulator registers: + bias, one rounding, then, where dest is
-//    channel-contiguous in whole 16-byte pieces, a transpose across each
-//    quad of lanes (quad_transpose.h) so that a lane stores 8 channels at
-//    once (16 bytes fp16/bf16, 32 fp32), else two channels a store.  The
-//    two-channel stores were a warp's 16 or 32 bytes of each of 8 rows: the
-//    big U-Net's bf16 channels-last forward, which is its 1.07 GB of stores,
-//    ran at 2.2 TB/s.
+//    accumulator registers: + bias, one rounding, then, where an fp16/bf16
+//    dest is channel-contiguous in whole 16-byte pieces, a transpose across
+//    each quad of lanes (quad_transpose.h) so that a lane stores 8 channels
+//    at once, else two channels a store (a warp's 16 bytes of each of 8 rows
+//    a store: the big U-Net's bf16 channels-last grad-input 0.396 → 0.330
+//    ms with the transpose, RESULTS.md "Epilogue stores round").
 //  - TF32: wgmma truncates fp32 operands it reads from shared memory, and
 //    they must round to nearest (to_tf32, as the mma.sync path and cuDNN).
 //    The packed weight (B) comes rounded (weight_pack.h); A goes through the
@@ -1086,81 +1085,80 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     const int64_t bias_base = int64_t(g.tile.group) * columns;
     const index_t plane =
         partials != nullptr ? index_t(unit.split) * index_t(k.partial.n * k.p.batch) : index_t(0);
-    const auto biased = [&](int j, int h, int col, float& v0, float& v1) {
-      v0 = acc[4 * j + 2 * h];
-      v1 = acc[4 * j + 2 * h + 1];
-      if (partials == nullptr && bias != nullptr && col < columns) {
-        v0 += to_acc(bias[index_t((bias_base + col) * k.p.bias_stride)]);
-        if (col + 1 < columns) v1 += to_acc(bias[index_t((bias_base + col + 1) * k.p.bias_stride)]);
+    // fp16/bf16 into a dest channel-contiguous in whole 16-byte pieces
+    // (columns, strides and address in them): each four blocks of 8 columns
+    // transposed across the quad (quad_transpose.h), so a lane stores one
+    // block's 8 channels at once.  fp32 stores stay pairs: a warp's 8-byte
+    // pairs already fill each row's 32-byte sector, and the transpose of two
+    // words a pair cost TF32 layers 5-9 % (RESULTS.md, "Epilogue stores
+    // round").
+    const bool whole_vectors = sizeof(scalar_t) == 2 && k.vector_store && partials == nullptr;
+    if (whole_vectors) {
+      if constexpr (sizeof(scalar_t) == 2) {
+        const auto xor_lane = [](uint32_t word, int mask) {
+          return __shfl_xor_sync(0xffffffffu, word, mask);
+        };
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = wg * 64 + warp * 16 + lane / 4 + 8 * h;
+          // Every lane shuffles, its row past the tile's or not (the quad's
+          // lanes share a row), and stores only within.  The row's offset is
+          // computed where it is stored, not held across the shuffles (held,
+          // it spilled in the 64-bit-index instances of 64 columns).
+          const auto store = [&](int col, uint4 v) {
+            if constexpr (kTma) {
+              const int lw = tma.log_box[2], lh = tma.log_box[1];
+              const int j[3] = {g.j0[0] + (r >> (lw + lh)), g.j0[1] + ((r >> lw) & ((1 << lh) - 1)),
+                                g.j0[2] + (r & ((1 << lw) - 1))};
+              if (j[0] >= g.ax[0].rows || j[1] >= g.ax[1].rows || j[2] >= g.ax[2].rows) return;
+              *reinterpret_cast<uint4*>(dst + dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.dest) +
+                                        index_t(col)) = v;
+            } else {
+              const int64_t m = g.m0 + r;
+              if (m >= g.rows) return;
+              *reinterpret_cast<uint4*>(dst + dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.dest) +
+                                        index_t(col)) = v;
+            }
+          };
+#pragma unroll
+          for (int q = 0; q < BN / 32; ++q) {
+            uint32_t packed[4];  // the rounded pair of block 4q + b, then of block 4q + lane % 4
+#pragma unroll
+            for (int b = 0; b < 4; ++b) {
+              const int j = 4 * q + b, col = n0 + 8 * j + 2 * (lane % 4);
+              float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+              if (bias != nullptr && col < columns) {  // columns in 8s: the pair whole
+                v0 += to_acc(bias[index_t((bias_base + col) * k.p.bias_stride)]);
+                v1 += to_acc(bias[index_t((bias_base + col + 1) * k.p.bias_stride)]);
+              }
+              packed[b] = pack_pair(from_acc<scalar_t>(v0), from_acc<scalar_t>(v1));
+            }
+            quad_transpose(packed, lane % 4, xor_lane);
+            const int col = n0 + 8 * (4 * q + lane % 4);
+            if (col < columns) store(col, make_uint4(packed[0], packed[1], packed[2], packed[3]));
+          }
+        }
       }
-    };
-    const auto xor_lane = [](auto word, int mask) { return __shfl_xor_sync(0xffffffffu, word, mask); };
-    {
+    } else {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = wg * 64 + warp * 16 + lane / 4 + 8 * h;
-        index_t row = 0;
-        bool in_rows;
+        index_t row;
         if constexpr (kTma) {
           const int lw = tma.log_box[2], lh = tma.log_box[1];
           const int j[3] = {g.j0[0] + (r >> (lw + lh)), g.j0[1] + ((r >> lw) & ((1 << lh) - 1)),
                             g.j0[2] + (r & ((1 << lw) - 1))};
-          in_rows = j[0] < g.ax[0].rows && j[1] < g.ax[1].rows && j[2] < g.ax[2].rows;
-          if (in_rows) {
-            row = partials != nullptr
-                      ? plane + dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.partial)
-                      : dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.dest);
-          }
+          if (j[0] >= g.ax[0].rows || j[1] >= g.ax[1].rows || j[2] >= g.ax[2].rows) continue;
+          row = partials != nullptr
+                    ? plane + dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.partial)
+                    : dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.dest);
         } else {
           const int64_t m = g.m0 + r;
-          in_rows = m < g.rows;
-          if (in_rows) {
-            row = partials != nullptr
-                      ? plane + dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.partial)
-                      : dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.dest);
-          }
+          if (m >= g.rows) continue;
+          row = partials != nullptr
+                    ? plane + dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.partial)
+                    : dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.dest);
         }
-        if (k.vector_store) {
-          // Whole 16-byte pieces (columns, strides and address in them; the
-          // partials' plane is dense in dest's channels): each four blocks
-          // of 8 columns transposed across the quad (quad_transpose.h), so a
-          // lane stores one block's 8 columns at once.  Every lane shuffles,
-          // rows past the tile's or not: the quad's lanes share a row.
-#pragma unroll
-          for (int q = 0; q < BN / 32; ++q) {
-            const int col = n0 + 8 * (4 * q + lane % 4);  // the block this lane stores
-            if constexpr (!std::is_same_v<scalar_t, float>) {
-              if (partials == nullptr) {  // rounded first: one word a pair to shuffle
-                uint32_t packed[4];
-#pragma unroll
-                for (int b = 0; b < 4; ++b) {
-                  float v0, v1;
-                  biased(4 * q + b, h, n0 + 8 * (4 * q + b) + 2 * (lane % 4), v0, v1);
-                  packed[b] = pack_pair(from_acc<scalar_t>(v0), from_acc<scalar_t>(v1));
-                }
-                quad_transpose(packed, lane % 4, xor_lane);
-                if (in_rows && col < columns) {
-                  *reinterpret_cast<uint4*>(dst + row + index_t(col)) =
-                      make_uint4(packed[0], packed[1], packed[2], packed[3]);
-                }
-                continue;
-              }
-            }
-            float lo[4], hi[4];  // the pair (lo, hi) of block 4q + b
-#pragma unroll
-            for (int b = 0; b < 4; ++b) biased(4 * q + b, h, n0 + 8 * (4 * q + b) + 2 * (lane % 4), lo[b], hi[b]);
-            quad_transpose(lo, lane % 4, xor_lane);
-            quad_transpose(hi, lane % 4, xor_lane);
-            float* const out = partials != nullptr ? partials + row : reinterpret_cast<float*>(dst) + row;
-            // fp32: columns in whole 4s, so each half of the block is whole or past them.
-            if (in_rows && col < columns)
-              *reinterpret_cast<float4*>(out + col) = make_float4(lo[0], hi[0], lo[1], hi[1]);
-            if (in_rows && col + 4 < columns)
-              *reinterpret_cast<float4*>(out + col + 4) = make_float4(lo[2], hi[2], lo[3], hi[3]);
-          }
-          continue;
-        }
-        if (!in_rows) continue;
         if (partials != nullptr) {
 #pragma unroll
           for (int j = 0; j < BN / 8; ++j) {
@@ -1181,8 +1179,12 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         for (int j = 0; j < BN / 8; ++j) {
           const int col = n0 + 8 * j + 2 * (lane % 4);
           if (col >= columns) continue;
-          float v0, v1;
-          biased(j, h, col, v0, v1);
+          const bool second = col + 1 < columns;
+          float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+          if (bias != nullptr) {
+            v0 += to_acc(bias[index_t((bias_base + col) * k.p.bias_stride)]);
+            if (second) v1 += to_acc(bias[index_t((bias_base + col + 1) * k.p.bias_stride)]);
+          }
           if (k.pair_store) {  // columns even: the pair is whole
             struct alignas(2 * sizeof(scalar_t)) Pair {
               scalar_t x, y;
@@ -1191,7 +1193,7 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
                 Pair{from_acc<scalar_t>(v0), from_acc<scalar_t>(v1)};
           } else {
             dst[row + index_t(col) * dc] = from_acc<scalar_t>(v0);
-            if (col + 1 < columns) dst[row + index_t(col + 1) * dc] = from_acc<scalar_t>(v1);
+            if (second) dst[row + index_t(col + 1) * dc] = from_acc<scalar_t>(v1);
           }
         }
       }

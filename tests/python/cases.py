@@ -60,10 +60,6 @@ TENSOR_CORE_CONFIGS.update({
     "input_columns_56": (2, 56, 16, 1, (4, 3, 5), (2, 3, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, False),
     # 64 taps in one phase (stride 1, kernel 4): K walks 64 taps.
     "mask_64_taps": (1, 16, 40, 1, (5, 6, 4), 4, 1, 1, 0, 1, True),
-    # Columns in whole 4s but not 8s (forward 20, grad-input 36): the Hopper
-    # GEMM's TF32 epilogue stores each lane's 8 columns as two 16-byte halves,
-    # the second past the columns in the last block; fp16/bf16 store pairs.
-    "columns_20_and_36": (2, 36, 20, 1, (5, 4, 6), 3, 2, 1, 1, 1, True),
 })
 
 # The Hopper GEMM's TMA loader: a group's channels on the source side
