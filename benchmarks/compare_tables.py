@@ -7,7 +7,8 @@ BASE and NEW, their ratio, and cuDNN's own ratio between the two runs.
 Meant for two builds timed on one machine in one call (scripts/ab_build.sh): between machines
 small layers drift by ±15 %, which hides the changes a round makes.  cuDNN's ratio is the run's
 noise: a row whose time moved by no more than cuDNN's did not move.  Prints a markdown table,
-then the geometric mean of the time ratios per dtype, layout and pass.
+then per dtype, layout and pass the geometric means of both ratios, of the time ratio with
+cuDNN's divided out, and of the speed-ups.
 """
 from __future__ import annotations
 
@@ -34,11 +35,23 @@ def compare(base: list[dict], new: list[dict]) -> list[dict]:
     return out
 
 
-def geomean_ratios(rows: list[dict]) -> dict[tuple, float]:
-    groups: dict[tuple, list[float]] = {}
+def geomean_ratios(rows: list[dict]) -> dict[tuple, dict[str, float]]:
+    """Per dtype, layout and pass, geometric means: new/base time, cuDNN's new/base time
+    (the run's drift), the time ratio with that drift divided out, and the speed-ups over
+    cuDNN of base and of new."""
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["dtype"], r["layout"], r["pass"]), []).append(r["time_ratio"])
-    return {k: geometric_mean(vs) for k, vs in groups.items()}
+        groups.setdefault((r["dtype"], r["layout"], r["pass"]), []).append(r)
+
+    def mean(rs, f):
+        return geometric_mean([f(r) for r in rs])
+
+    return {k: {"time": mean(rs, lambda r: r["time_ratio"]),
+                "cudnn": mean(rs, lambda r: r["cudnn_ratio"]),
+                "normalized": mean(rs, lambda r: r["time_ratio"] / r["cudnn_ratio"]),
+                "base_speedup": mean(rs, lambda r: r["base_speedup"]),
+                "new_speedup": mean(rs, lambda r: r["new_speedup"])}
+            for k, rs in groups.items()}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -48,9 +61,12 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['case']} | {r['dtype']} | {r['layout']} | {r['pass']} | "
                      f"{r['base_ms']:.4f} | {r['new_ms']:.4f} | {r['time_ratio']:.3f} | "
                      f"{r['cudnn_ratio']:.3f} | {r['base_speedup']:.2f}x | {r['new_speedup']:.2f}x |")
-    lines += ["", "| dtype | layout | pass | geomean new / base time |", "|---|---|---|---|"]
+    lines += ["", "Geometric means; normalized = new/base time over cuDNN's new/base time.", "",
+              "| dtype | layout | pass | new / base time | cuDNN new / base | normalized "
+              "| speed-up base → new |", "|" + "---|" * 7]
     for (dtype, layout, pass_), g in geomean_ratios(rows).items():
-        lines.append(f"| {dtype} | {layout} | {pass_} | {g:.3f} |")
+        lines.append(f"| {dtype} | {layout} | {pass_} | {g['time']:.3f} | {g['cudnn']:.3f} | "
+                     f"{g['normalized']:.3f} | {g['base_speedup']:.2f}x → {g['new_speedup']:.2f}x |")
     return "\n".join(lines)
 
 

@@ -47,7 +47,8 @@ def test_a_line_range_reads_only_its_tables(tmp_path):
 
 def test_compare_tables_pairs_rows_and_reads_both_runs_times(tmp_path):
     """compare_tables.py: new/base time for the rows both tables hold, cuDNN's own ratio
-    beside it (the run's noise), and the geometric mean of the ratios per pass."""
+    beside it (the run's noise), and per pass the geometric means of both ratios, of the
+    time ratio with cuDNN's divided out, and of the speed-ups."""
     import compare_tables  # noqa: E402
 
     def timed(case, ms_ours, ms_cudnn):
@@ -66,7 +67,12 @@ def test_compare_tables_pairs_rows_and_reads_both_runs_times(tmp_path):
     b, a = rows
     assert abs(a["time_ratio"] - 0.75) < 1e-12 and abs(a["cudnn_ratio"] - 1.0) < 1e-12
     assert abs(b["time_ratio"] - 0.5) < 1e-12 and abs(b["cudnn_ratio"] - 1.1) < 1e-12
-    geomean, = compare_tables.geomean_ratios(rows).values()
-    assert abs(geomean - (0.75 * 0.5) ** 0.5) < 1e-12
+    summary, = compare_tables.geomean_ratios(rows).values()
+    assert abs(summary["time"] - (0.75 * 0.5) ** 0.5) < 1e-12
+    assert abs(summary["cudnn"] - 1.1 ** 0.5) < 1e-12
+    assert abs(summary["normalized"] - (0.75 * 0.5 / 1.1) ** 0.5) < 1e-12
+    # Speed-ups as the tables print them (two decimals): a 0.75 → 1.00, b 1.00 → 2.20.
+    assert abs(summary["base_speedup"] - 0.75 ** 0.5) < 1e-9
+    assert abs(summary["new_speedup"] - 2.2 ** 0.5) < 1e-9
     text = compare_tables.markdown(rows)
     assert "| a | bf16 | cl | wgrad | 0.0400 | 0.0300 | 0.750 | 1.000 |" in text
