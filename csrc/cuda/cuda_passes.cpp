@@ -407,11 +407,17 @@ ConvTranspose3dParams four_group_params(ConvTranspose3dParams p) {
   return p;
 }
 
+// Groups of 16 channels on both sides, four at a time, the hook allowing:
+// the layers every pass's group blocks are for.
+bool groups_of_16_in_fours(const ConvTranspose3dParams& p) {
+  return g_group_blocks.load() && p.in_per_group == kGroupBlock &&
+         p.out_per_group == kGroupBlock && p.groups % kBlocksPerTile == 0;
+}
+
+// Forward and grad-input: where the Hopper kernel's launch fits them
+// (fp16/bf16, 64-column tiles, the TMA loader's per-tap boxes).
 bool takes_group_blocks(const ConvTranspose3dParams& p, GatherPass pass, const LaunchConfig& cfg) {
-  return g_group_blocks.load() &&
-         (cfg.dtype == ScalarKind::Float16 || cfg.dtype == ScalarKind::BFloat16) &&
-         p.in_per_group == kGroupBlock && p.out_per_group == kGroupBlock &&
-         p.groups % kBlocksPerTile == 0 &&
+  return groups_of_16_in_fours(p) &&
          tensor_core_gemm_sm90_group_blocks_fit(four_group_params(p), pass, cfg);
 }
 
@@ -794,9 +800,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // a tile did not fit it (its tiles are 32 channels and up), and mma.sync
     // took 42.5 us for grouped g4's bf16 channels-last grad-weight against
     // cuDNN's 23 (H200; RESULTS.md, "Combine lanes round").
-    if (g_group_blocks.load() && g_policy.load() != KernelPolicy::TensorCore &&
-        p.in_per_group == kGroupBlock && p.out_per_group == kGroupBlock &&
-        p.groups % kBlocksPerTile == 0) {
+    if (groups_of_16_in_fours(p) && g_policy.load() != KernelPolicy::TensorCore) {
       const ConvTranspose3dParams q = four_group_params(p);
       if (grad_weight_readable(input, q.groups) && grad_weight_readable(grad_output, q.groups)) {
         GradWeightGemmOperands o =

@@ -149,6 +149,7 @@
 #include "row_boxes.h"
 #include "sm90_primitives.cuh"
 #include "tensor_map_encoder.h"
+#include "vector_access.cuh"
 
 namespace tconv3d::cuda {
 namespace tcg90 {
@@ -794,17 +795,6 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
 // consumer warps released it, so neither warpgroup runs more than the ring
 // ahead of the other and a barrier it waits on is never more than one phase
 // behind (a parity wait on a barrier two phases behind would pass at once).
-// Two fp16/bf16 values as one 32-bit word, the first in the low half (their
-// order in memory).
-template <typename scalar_t>
-__device__ __forceinline__ uint32_t pack_pair(scalar_t x, scalar_t y) {
-  static_assert(sizeof(scalar_t) == 2, "fp16/bf16 only");
-  uint16_t a, b;
-  memcpy(&a, &x, 2);
-  memcpy(&b, &y, 2);
-  return uint32_t(a) | uint32_t(b) << 16;
-}
-
 template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
 __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tma,
                                         const SharedState& st, uint32_t smem0,

@@ -1,5 +1,6 @@
 // Elements moved together: N values of a storage type as one aligned load or
-// store (16 or 8 bytes where N makes them, else one element).
+// store (16 or 8 bytes where N makes them, else one element), and a pair of
+// 16-bit values as one word.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,6 +26,18 @@ __device__ __forceinline__ Vec<scalar_t, N> load_vec(const scalar_t* p) {
     const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
     return *reinterpret_cast<const Vec<scalar_t, N>*>(&raw);
   }
+}
+
+// Two fp16/bf16 values as one 32-bit word, the first in the low half (their
+// order in memory): the word the epilogues' quad transposes move
+// (quad_transpose.h).
+template <typename scalar_t>
+__device__ __forceinline__ uint32_t pack_pair(scalar_t x, scalar_t y) {
+  static_assert(sizeof(scalar_t) == 2, "fp16/bf16 only");
+  uint16_t a, b;
+  memcpy(&a, &x, 2);
+  memcpy(&b, &y, 2);
+  return uint32_t(a) | uint32_t(b) << 16;
 }
 
 }  // namespace tconv3d::cuda
