@@ -1093,23 +1093,23 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
           const int r = wg * 64 + warp * 16 + lane / 4 + 8 * h;
           // Every lane shuffles, its row past the tile's or not (the quad's
           // lanes share a row), and stores only within.  The row's offset is
-          // computed where it is stored, not held across the shuffles (held,
-          // it spilled in the 64-bit-index instances of 64 columns).
-          const auto store = [&](int col, uint4 v) {
-            if constexpr (kTma) {
-              const int lw = tma.log_box[2], lh = tma.log_box[1];
-              const int j[3] = {g.j0[0] + (r >> (lw + lh)), g.j0[1] + ((r >> lw) & ((1 << lh) - 1)),
-                                g.j0[2] + (r & ((1 << lw) - 1))};
-              if (j[0] >= g.ax[0].rows || j[1] >= g.ax[1].rows || j[2] >= g.ax[2].rows) return;
-              *reinterpret_cast<uint4*>(dst + dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.dest) +
-                                        index_t(col)) = v;
-            } else {
-              const int64_t m = g.m0 + r;
-              if (m >= g.rows) return;
-              *reinterpret_cast<uint4*>(dst + dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.dest) +
-                                        index_t(col)) = v;
-            }
-          };
+          // computed once, before the shuffles: computed at each of the
+          // 16-byte stores (6ffa8b3) it cost the 128-column grad-inputs of
+          // K = 512 about 10 % (RESULTS.md, "Epilogue stores round"); held,
+          // it spills 8 bytes in the 64-bit-index instances of 64 columns.
+          bool in_rows;
+          index_t row = 0;
+          if constexpr (kTma) {
+            const int lw = tma.log_box[2], lh = tma.log_box[1];
+            const int j[3] = {g.j0[0] + (r >> (lw + lh)), g.j0[1] + ((r >> lw) & ((1 << lh) - 1)),
+                              g.j0[2] + (r & ((1 << lw) - 1))};
+            in_rows = j[0] < g.ax[0].rows && j[1] < g.ax[1].rows && j[2] < g.ax[2].rows;
+            if (in_rows) row = dest_offset<index_t>(k, g.ax, g.n, j, g.tile.group, k.dest);
+          } else {
+            const int64_t m = g.m0 + r;
+            in_rows = m < g.rows;
+            if (in_rows) row = dest_row<index_t>(k, g.ax, decompose, m, g.tile.group, k.dest);
+          }
 #pragma unroll
           for (int q = 0; q < BN / 32; ++q) {
             uint32_t packed[4];  // the rounded pair of block 4q + b, then of block 4q + lane % 4
@@ -1125,7 +1125,10 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
             }
             quad_transpose(packed, lane % 4, xor_lane);
             const int col = n0 + 8 * (4 * q + lane % 4);
-            if (col < columns) store(col, make_uint4(packed[0], packed[1], packed[2], packed[3]));
+            if (in_rows && col < columns) {
+              *reinterpret_cast<uint4*>(dst + row + index_t(col)) =
+                  make_uint4(packed[0], packed[1], packed[2], packed[3]);
+            }
           }
         }
       }
