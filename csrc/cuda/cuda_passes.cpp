@@ -392,7 +392,7 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
   return packed;
 }
 
-// Groups of 16 fp16/bf16 channels on both sides, four of them a 64-column
+// Groups of 16 channels on both sides, four of them a 64-column
 // tile of the Hopper kernel (TensorCoreGemmOperands::group_blocks): its
 // launch sees a quarter as many groups of 64 channels, whose packed weight
 // holds the four groups' blocks on its diagonal.  One group a tile used 32
@@ -415,7 +415,7 @@ bool groups_of_16_in_fours(const ConvTranspose3dParams& p) {
 }
 
 // Forward and grad-input: where the Hopper kernel's launch fits them
-// (fp16/bf16, 64-column tiles, the TMA loader's per-tap boxes).
+// (64-column tiles, the TMA loader's per-tap boxes).
 bool takes_group_blocks(const ConvTranspose3dParams& p, GatherPass pass, const LaunchConfig& cfg) {
   return groups_of_16_in_fours(p) &&
          tensor_core_gemm_sm90_group_blocks_fit(four_group_params(p), pass, cfg);

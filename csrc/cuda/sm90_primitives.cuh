@@ -331,6 +331,17 @@ TCONV3D_WGMMA_BLOCK(__nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_BLOCK(__half, "k16.f32.f16.f16", "1, 1, 1, 0, 0")
 TCONV3D_WGMMA_BLOCK(float, "k8.f32.tf32.tf32", "1, 1, 1")
 #undef TCONV3D_WGMMA_BLOCK
+// TF32 group blocks: one group's m64n16k8 with A through registers (rounded
+// on the way, as every TF32 A of these kernels).
+struct WgmmaBlockRegisterATf32 {
+  __device__ __forceinline__ static void run(float (&d)[8], const uint32_t (&a)[4], uint64_t b) {
+    asm volatile("wgmma.mma_async.sync.aligned.m64n16k8.f32.tf32.tf32"
+                 " {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, 1, 1, 1;\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
+};
 TCONV3D_WGMMA_TYPE(float, "k8.f32.tf32.tf32", "1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __nv_bfloat16, "k16.f32.bf16.bf16", "1, 1, 1, 1, 1")
 TCONV3D_WGMMA_WIDTHS(WgmmaMnMajor, __half, "k16.f32.f16.f16", "1, 1, 1, 1, 1")
@@ -343,15 +354,14 @@ TCONV3D_WGMMA_REGISTER_A(float, "k8.f32.tf32.tf32", "1, 1, 1")
 // this thread's A fragment of k-step ks (the WgmmaRegisterA layout); every
 // load of a group is issued before any fragment is used (with a branch
 // around each load, each waited out its own latency: RESULTS.md, "Halo
-// loader round").  b_desc(ks): B's descriptor at k-step ks; between_groups
+// loader round").  mma(frag, ks) issues k-step ks's wgmma; between_groups
 // runs once the previous stage's last group has retired (where a caller
 // releases that stage).  The callables are taken by value, as the forward's
 // own lambda took them before it called this: by reference, the forward's
 // SASS changed (uniform-register names).
-template <int N, int kHalf, typename LoadA, typename BDesc, typename BetweenGroups>
-__device__ __forceinline__ void tf32_register_a_stage(float (&acc)[N / 2], uint32_t (&frag)[2][kHalf][4],
-                                                      LoadA load_a, BDesc b_desc,
-                                                      BetweenGroups between_groups) {
+template <int kHalf, typename LoadA, typename Mma, typename BetweenGroups>
+__device__ __forceinline__ void tf32_register_a_groups(uint32_t (&frag)[2][kHalf][4], LoadA load_a,
+                                                       Mma mma, BetweenGroups between_groups) {
   const auto group = [&](auto which) {
     constexpr int G = decltype(which)::value;
 #pragma unroll
@@ -363,13 +373,25 @@ __device__ __forceinline__ void tf32_register_a_stage(float (&acc)[N / 2], uint3
     }
     wgmma_fence();
 #pragma unroll
-    for (int j = 0; j < kHalf; ++j) WgmmaRegisterA<float, N>::run(acc, frag[G][j], b_desc(G * kHalf + j));
+    for (int j = 0; j < kHalf; ++j) mma(frag[G][j], G * kHalf + j);
     wgmma_commit();
     wgmma_wait<1>();
   };
   group(std::integral_constant<int, 0>{});
   between_groups();
   group(std::integral_constant<int, 1>{});
+}
+
+// The stage's k-steps into one m64nN accumulator, B's descriptor at k-step
+// ks b_desc(ks).
+template <int N, int kHalf, typename LoadA, typename BDesc, typename BetweenGroups>
+__device__ __forceinline__ void tf32_register_a_stage(float (&acc)[N / 2], uint32_t (&frag)[2][kHalf][4],
+                                                      LoadA load_a, BDesc b_desc,
+                                                      BetweenGroups between_groups) {
+  tf32_register_a_groups(
+      frag, load_a,
+      [&](const uint32_t(&f)[4], int ks) { WgmmaRegisterA<float, N>::run(acc, f, b_desc(ks)); },
+      between_groups);
 }
 
 #undef TCONV3D_WGMMA_TYPE

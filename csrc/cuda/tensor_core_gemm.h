@@ -31,13 +31,14 @@ enum class GatherPass { Forward, GradInput };
 //    splits × N·D·H·W·Cin floats that each split's sums go to, added into
 //    dest in split order afterwards.  nullptr and 1 elsewhere (the mma.sync
 //    kernels ignore them).
-//  group_blocks: 0, or (the Hopper kernel, fp16/bf16) 16 where each "group"
-//    of the launch is four groups of 16 channels on both sides (p's groups
-//    a quarter of the layer's) and packed_weight is block-diagonal in 16 × 16
+//  group_blocks: 0, or (the Hopper kernel) 16 where each "group" of the
+//    launch is four groups of 16 channels on both sides (p's groups a
+//    quarter of the layer's) and packed_weight is block-diagonal in 16 × 16
 //    blocks (its zeros never read): a 64-column tile takes all four, one
-//    m64n16k16 a group and k-step — k-step j of a tap's 128-byte row is
-//    group j's channels, its 16 columns the accumulator's registers 8j to
-//    8j + 7 — so only the groups' own products are computed (a dense
+//    m64n16k16 a group and k-step (TF32: two m64n16k8, a tap two stages) —
+//    k-step j of a tap's 128-byte row is group j's channels, its 16 columns
+//    the accumulator's registers 8j to 8j + 7 — so only the groups' own
+//    products are computed (a dense
 //    block-diagonal weight would compute four times as many, and its zeros
 //    times an infinity in one group's channels would put NaNs in the others).
 struct TensorCoreGemmOperands {

@@ -795,7 +795,7 @@ __device__ __forceinline__ void produce(const KernelArgs& k, const SharedState& 
 // consumer warps released it, so neither warpgroup runs more than the ring
 // ahead of the other and a barrier it waits on is never more than one phase
 // behind (a parity wait on a barrier two phases behind would pass at once).
-template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
+template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo, bool kBlocks>
 __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tma,
                                         const SharedState& st, uint32_t smem0,
                                         uint32_t tiles_per_group, uint32_t units) {
@@ -843,15 +843,35 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
     // one of B (BN rows) after all of A.  kK is a compile-time count chosen
     // once per tile: a branch between a stage's wgmmas would split their
     // commit group.  Merged w taps: A's rows 128 bytes (kK), B's 64 (kKB).
-    const auto main_loop = [&](auto steps, auto b_steps, auto group_blocks) {
+    const auto main_loop = [&](auto steps, auto b_steps) {
       constexpr int kK = decltype(steps)::value, kKB = decltype(b_steps)::value;
-      constexpr bool kBlocks = decltype(group_blocks)::value;
       static_assert(!kBlocks || (BN == 64 && kK == kSteps && kKB == kSteps),
                     "group blocks: four 16-channel groups over 64 columns and 128-byte rows");
       constexpr uint32_t kRow = 32 * kK, kRowB = 32 * kKB;
       constexpr uint64_t kDesc = kmajor_swizzle_desc_bits(kRow);
       constexpr uint64_t kDescB = kmajor_swizzle_desc_bits(kRowB);
       static_assert(kSteps % kK == 0 && kSteps % kKB == 0, "a stage holds whole rows");
+      // Group blocks: group j's m64n16k16 a stage (k16; TF32: two m64n16k8
+      // of the row's 16 channels), against B's rows 16j to 16j + 15 (2 KB
+      // into the sub-tile: whole swizzle periods), into its own
+      // accumulators; they are the tile's registers 8j to 8j + 7 (columns
+      // 16j to 16j + 15) in wgmma's fragment order, copied there once the
+      // tile's MMAs are done.  fp16/bf16: a tap's 64 channels are one stage,
+      // group j k-step j.  TF32: they are two stages (channel chunks 0 and
+      // 1), the first groups 0 and 1, the second 2 and 3, group 2c + h
+      // k-steps 2h and 2h + 1 of chunk c; every tile's stages are whole taps
+      // (no split K: tensor_core_gemm_sm90_splits), so a stage's chunk is its
+      // parity.
+      float block_acc[kBlocks ? 4 : 1][8];
+      if constexpr (kBlocks) {
+        static_assert(kSteps == 4, "four groups a 128-byte row");
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) block_acc[j][e] = 0.f;
+          fence_accumulators(block_acc[j]);
+        }
+      }
       if constexpr (std::is_same_v<scalar_t, float>) {
         static_assert(kK == kKB, "TF32 never merges taps");
         // Lane l's ldmatrix row: 8·bit 3 + l%8 of its warp's 16 (matrices
@@ -865,68 +885,83 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
         uint32_t lane_at[kK];
 #pragma unroll
         for (int at = 0; at < kK; ++at) lane_at[at] = lane_row + (((2 * at + upper) ^ swizzle) << 4);
+        if constexpr (kBlocks) {
+          // Stage `slice`, channel chunk c: its first commit group (k-steps 0
+          // and 1) block 2c into lo, its second block 2c + 1 into hi.
+          const auto block_stage = [&](int slice, float(&lo)[8], float(&hi)[8], int c) {
+            const uint32_t s = slots.slot(seq);
+            mbarrier_wait(full0 + 8 * s, slots.parity(seq));
+            const uint32_t a = slots.a(s), b = slots.b(s, uint32_t(slice));
+            tf32_register_a_groups(
+                frag, [&](uint32_t(&f)[4], int ks) { ldmatrix_x4(f, a + lane_at[ks]); },
+                [&](const uint32_t(&f)[4], int ks) {
+                  const uint64_t db =
+                      smem_desc(b + uint32_t(2 * c + ks / 2) * 16 * kRow + 32 * ks, kDesc);
+                  if (ks < 2) {
+                    WgmmaBlockRegisterATf32::run(lo, f, db);
+                  } else {
+                    WgmmaBlockRegisterATf32::run(hi, f, db);
+                  }
+                },
+                [&] {
+                  if (slice > 0) release(seq - 1);  // its second group just retired
+                });
+            ++seq;
+          };
+          for (int slice = 0; slice < unit_stages; slice += 2) {
+            block_stage(slice, block_acc[0], block_acc[1], 0);
+            block_stage(slice + 1, block_acc[2], block_acc[3], 1);
+          }
+        } else {
+          for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
+            const uint32_t s = slots.slot(seq);
+            mbarrier_wait(full0 + 8 * s, slots.parity(seq));
+            const uint32_t a = slots.a(s), b = slots.b(s, uint32_t(slice));
+            // A from this warpgroup's rows by ldmatrix (K-major, as B).
+            tf32_register_a_stage<BN>(
+                acc, frag,
+                [&](uint32_t(&f)[4], int ks) {
+                  const uint32_t piece = ks / kK, at = ks % kK;
+                  ldmatrix_x4(f, a + piece * (kBM * kRow) + lane_at[at]);
+                },
+                [&](int ks) {
+                  const uint32_t piece = ks / kK, at = ks % kK;
+                  return smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
+                },
+                [&] {
+                  if (slice > 0) release(seq - 1);  // its second group just retired
+                });
+          }
+          return;
+        }
+      } else {
         for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
           const uint32_t s = slots.slot(seq);
           mbarrier_wait(full0 + 8 * s, slots.parity(seq));
-          const uint32_t a = slots.a(s), b = slots.b(s, uint32_t(slice));
-          // A from this warpgroup's rows by ldmatrix (K-major, as B).
-          tf32_register_a_stage<BN>(
-              acc, frag,
-              [&](uint32_t(&f)[4], int ks) {
-                const uint32_t piece = ks / kK, at = ks % kK;
-                ldmatrix_x4(f, a + piece * (kBM * kRow) + lane_at[at]);
-              },
-              [&](int ks) {
-                const uint32_t piece = ks / kK, at = ks % kK;
-                return smem_desc(b + piece * (BN * kRow) + 32 * at, kDesc);
-              },
-              [&] {
-                if (slice > 0) release(seq - 1);  // its second group just retired
-              });
-        }
-        return;
-      }
-      // Group blocks: group j's m64n16k16 a stage, k-step j (its 16 channels
-      // of the row) against B's rows 16j to 16j + 15 (2 KB into the
-      // sub-tile: whole swizzle periods), into its own accumulators; they
-      // are the tile's registers 8j to 8j + 7 (columns 16j to 16j + 15) in
-      // wgmma's fragment order, copied there once the tile's MMAs are done.
-      float block_acc[kBlocks ? 4 : 1][8];
-      if constexpr (kBlocks) {
-        static_assert(kSteps == 4, "four groups a 128-byte row");
+          const uint32_t a = slots.a(s) + wg * 64 * kRow, b = slots.b(s, uint32_t(slice));
+          // Each sub-tile starts kRow-aligned, so a k-step inside its rows is
+          // an OR into the descriptor (desc_plus).
+          const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
+          wgmma_fence();
+          if constexpr (kBlocks) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+            for (int j = 0; j < 4; ++j) {
+              WgmmaBlock<scalar_t>::run(block_acc[j], desc_plus(da, 32 * j),
+                                        desc_plus(db + j * kRowB, 32 * j));
+            }
+          } else {
 #pragma unroll
-          for (int e = 0; e < 8; ++e) block_acc[j][e] = 0.f;
-          fence_accumulators(block_acc[j]);
-        }
-      }
-      for (int slice = 0; slice < unit_stages; ++slice, ++seq) {
-        const uint32_t s = slots.slot(seq);
-        mbarrier_wait(full0 + 8 * s, slots.parity(seq));
-        const uint32_t a = slots.a(s) + wg * 64 * kRow, b = slots.b(s, uint32_t(slice));
-        // Each sub-tile starts kRow-aligned, so a k-step inside its rows is
-        // an OR into the descriptor (desc_plus).
-        const uint64_t da = smem_desc(a, kDesc), db = smem_desc(b, kDescB);
-        wgmma_fence();
-        if constexpr (kBlocks) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            WgmmaBlock<scalar_t>::run(block_acc[j], desc_plus(da, 32 * j),
-                                      desc_plus(db + j * kRowB, 32 * j));
+            for (int ks = 0; ks < kSteps; ++ks) {
+              const uint32_t piece = ks / kK, at = 32 * (ks % kK);
+              const uint32_t b_piece = ks / kKB, b_at = 32 * (ks % kKB);
+              Wgmma<scalar_t, BN>::run(acc, desc_plus(da + piece * (kBM * kRow / 16), at),
+                                       desc_plus(db + b_piece * (BN * kRowB / 16), b_at));
+            }
           }
-        } else {
-#pragma unroll
-          for (int ks = 0; ks < kSteps; ++ks) {
-            const uint32_t piece = ks / kK, at = 32 * (ks % kK);
-            const uint32_t b_piece = ks / kKB, b_at = 32 * (ks % kKB);
-            Wgmma<scalar_t, BN>::run(acc, desc_plus(da + piece * (kBM * kRow / 16), at),
-                                     desc_plus(db + b_piece * (BN * kRowB / 16), b_at));
-          }
+          wgmma_commit();
+          wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
+          if (slice > 0) release(seq - 1);
         }
-        wgmma_commit();
-        wgmma_wait<1>();  // the previous stage's MMAs are done with their operands
-        if (slice > 0) release(seq - 1);
       }
       if constexpr (kBlocks) {
         wgmma_wait<0>();
@@ -939,7 +974,9 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       }
     };
     const int row_bytes = kTma ? tma.row_bytes : kSliceBytes;
-    if constexpr (kHalo) {
+    if constexpr (kBlocks) {
+      main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{});
+    } else if constexpr (kHalo) {
       // The halo loader: per channel chunk one halo box of the source (the
       // tile's box grown by each axis's tap reach) and per stage the B of
       // halo_stage_k(BN) / row_bytes taps (the last stage's padding taps are
@@ -1039,27 +1076,14 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
       }
     } else if (kTma && tma.merged) {
       if constexpr (!std::is_same_v<scalar_t, float>) {  // TF32 never merges
-        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, 2>{},
-                  std::false_type{});
+        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, 2>{});
       }
     } else if (row_bytes == kSliceBytes) {
-      const auto whole_rows = [&](auto group_blocks) {
-        main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{},
-                  group_blocks);
-      };
-      // The launch sets group blocks only at 64 columns, in fp16/bf16, under
-      // the TMA loader (in the cp.async instances the block MMAs made ptxas
-      // serialize every wgmma, C7511).
-      constexpr bool kMayBlock = BN == 64 && kTma && !std::is_same_v<scalar_t, float>;
-      if (kMayBlock && k.ops.group_blocks != 0) {
-        if constexpr (kMayBlock) whole_rows(std::true_type{});
-      } else {
-        whole_rows(std::false_type{});
-      }
+      main_loop(std::integral_constant<int, kSteps>{}, std::integral_constant<int, kSteps>{});
     } else if (row_bytes == 64) {
-      main_loop(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{}, std::false_type{});
+      main_loop(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{});
     } else {
-      main_loop(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{}, std::false_type{});
+      main_loop(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{});
     }
     wgmma_wait<0>();
     fence_accumulators(acc);
@@ -1194,10 +1218,17 @@ __device__ __forceinline__ void consume(const KernelArgs& k, const TmaTiling& tm
   }
 }
 
-template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo = false>
+// kBlocks: group blocks (TensorCoreGemmOperands::group_blocks), an instance
+// of their own: beside TF32's other wgmmas (m64n64 with A in registers) the
+// blocks' m64n16 made ptxas serialize every wgmma of the kernel (C7511),
+// however their operands and accumulators were placed.
+template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo = false,
+          bool kBlocks = false>
 __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
     tensor_core_gemm_sm90_kernel(const KernelArgs k, const __grid_constant__ TmaTiling tma) {
   static_assert(kTma || !kHalo, "the halo loader is a TMA loader");
+  static_assert(!kBlocks || (BN == 64 && kTma && !kHalo),
+                "group blocks: 64 columns, the TMA loader's per-tap boxes");
   using Registers =
       RegisterSplit<kTma, kCtasPerSm<BN, kTma>, kHalo && std::is_same_v<scalar_t, float>>;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1241,7 +1272,7 @@ __global__ void __launch_bounds__(kThreads, (kCtasPerSm<BN, kTma>))
     }
   } else {
     claim_registers<Registers::kConsumer>();
-    consume<scalar_t, index_t, BN, kTma, kHalo>(k, tma, st, smem0, tiles_per_group, units);
+    consume<scalar_t, index_t, BN, kTma, kHalo, kBlocks>(k, tma, st, smem0, tiles_per_group, units);
   }
 #else
   __trap();  // never launched: tensor_core_gemm_sm90_runs_here requires sm_90a code
@@ -1596,11 +1627,11 @@ KernelArgs dealt(KernelArgs args, int64_t units, int64_t ctas) {
   return args;
 }
 
-template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo>
+template <typename scalar_t, typename index_t, int BN, bool kTma, bool kHalo, bool kBlocks = false>
 cudaError_t launch_columns(const KernelArgs& args, const TmaTiling& tma, int64_t units,
                            cudaStream_t stream) {
-  using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>);
-  constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo>;
+  using Kernel = decltype(&tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo, kBlocks>);
+  constexpr Kernel kernel = &tensor_core_gemm_sm90_kernel<scalar_t, index_t, BN, kTma, kHalo, kBlocks>;
   const int smem = kHalo                  ? int(halo_smem_bytes(tma.halo_bytes, BN))
                    : tma.weight_stages > 0 ? int(resident_smem_bytes(BN, tma.weight_stages))
                                            : Layout<BN>::kSmemBytes;
@@ -1817,11 +1848,10 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 
 namespace tcg90 {
 // Group blocks' needs of a launch planned with them (plan_launch's
-// group_blocks): 64-channel groups of fp16/bf16, 64-column tiles, the TMA
-// loader's per-tap boxes.
-bool group_blocks_fit(const ConvTranspose3dParams& p, const LaunchConfig& cfg, const Plan& plan) {
-  return p.in_per_group == 64 && p.out_per_group == 64 && cfg.dtype != ScalarKind::Float32 &&
-         plan.use_tma && plan.s.bn == 64;
+// group_blocks): 64-channel groups, 64-column tiles, the TMA loader's
+// per-tap boxes.
+bool group_blocks_fit(const ConvTranspose3dParams& p, const LaunchConfig&, const Plan& plan) {
+  return p.in_per_group == 64 && p.out_per_group == 64 && plan.use_tma && plan.s.bn == 64;
 }
 }  // namespace tcg90
 
@@ -1832,7 +1862,9 @@ bool tensor_core_gemm_sm90_group_blocks_fit(const ConvTranspose3dParams& p, Gath
 
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                  GatherPass pass, bool group_blocks) {
-  if (p.batch == 0) return 1;
+  // TF32 group blocks take a tap's two stages as a pair (consume): no range
+  // may start between them.
+  if (p.batch == 0 || (group_blocks && cfg.dtype == ScalarKind::Float32)) return 1;
   // Most layers have too many tiles to split, seen without planning the
   // loader a second time on every call (the launch plans it): TMA's boxes
   // only pad the plain tiling, never cut it.
@@ -1868,7 +1900,8 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   const int splits = ops.splits;
   const bool split = ops.partials != nullptr;
   if (splits < 1 || split != (splits > 1) ||
-      (split && (plan.use_halo || splits > tcg90::longest_tile_stages(p, ops.pass, cfg.dtype)))) {
+      (split && (plan.use_halo || splits > tcg90::longest_tile_stages(p, ops.pass, cfg.dtype) ||
+                 (group_blocks && cfg.dtype == ScalarKind::Float32)))) {
     return cudaErrorInvalidValue;
   }
   plan.tma.weight_stages = tcg90::resident_weight_stages(p, ops.pass, cfg.dtype, plan, splits);
@@ -1887,6 +1920,11 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
             : bn == 64 ? tcg90::launch_columns<scalar_t, index_t, 64, kTma, kHalo>(args, tma, units, cfg.stream)
                        : tcg90::launch_columns<scalar_t, index_t, 128, kTma, kHalo>(args, tma, units, cfg.stream);
     };
+    if (run_ops.group_blocks != 0) {  // group_blocks_fit: 64 columns, the TMA loader
+      err = tcg90::launch_columns<scalar_t, index_t, 64, true, false, true>(args, tma, units,
+                                                                           cfg.stream);
+      return;
+    }
     if constexpr (std::is_same_v<index_t, int32_t>) {
       if (use_halo) {
         launch(std::true_type{}, std::true_type{});

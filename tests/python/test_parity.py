@@ -834,8 +834,10 @@ def test_wgmma_narrow_column_tiles(name, layout, precision, wgmma_columns):
 # 128-byte rows (64 channels; TF32 two a tap), 64-byte rows (32 fp16/bf16
 # channels, two taps a stage; 128-byte in TF32) and 32-byte rows (16
 # channels, four taps a stage), the last stage of a tile part padding, with
-# groups, batches and strides up to 2, dilation; and a stride-1 layer that
-# fp16/bf16 and TF32 run on the halo loader, which never splits.
+# groups, batches and strides up to 2, dilation; four groups of 16 channels
+# a tile (group blocks: fp16/bf16 split, TF32 takes a tap's two stages as a
+# pair and never splits); and a stride-1 layer that fp16/bf16 and TF32 run
+# on the halo loader, which never splits.
 SPLIT_K_CONFIGS = {
     "cp_async_40_channels": (2, 24, 40, 1, (5, 6, 7), 3, 2, 1, 1, 1, False),
     "cp_async_odd_columns": (2, 18, 40, 2, (4, 5, 3), (3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 0, 1),
@@ -845,6 +847,7 @@ SPLIT_K_CONFIGS = {
     "tma_groups_of_16_dilated": (3, 48, 64, 4, (3, 4, 5), 3, (2, 1, 2), 1, (1, 0, 1), (1, 2, 1),
                                  False),
     "halo_stride_1": (1, 40, 64, 1, (6, 5, 7), 3, 1, 1, 0, 1, False),
+    "group_blocks_g8": (2, 128, 128, 8, (3, 5, 4), 3, 2, 1, 1, 1, True),
     # 32 channels at k4s2, w padded by 2: fp16/bf16 merge w taps in pairs
     # (TmaTiling::log_merge), eight pairs a tile.
     "tma_merged_w_taps": (2, 48, 32, 1, (5, 4, 6), 4, 2, (1, 1, 2), 0, 1, False),
@@ -2024,18 +2027,20 @@ def test_grad_weight_taps_gemm_leaves_full_precision_alone(dtype):
 
 @requires_cuda
 @pytest.mark.parametrize("group_blocks", [True, False], ids=["four_a_tile", "one_a_tile"])
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "tf32"])
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 def test_groups_of_16_channels_four_a_tile(layout, precision, group_blocks):
-    """Groups of 16 fp16/bf16 channels on the Hopper GEMM: four a 64-column
-    tile, one m64n16k16 a group and tap (TensorCoreGemmOperands::
-    group_blocks), or one a tile (_set_group_blocks(False), kernel_ab's
-    wgmma_group_a_tile).  Eight groups (two tiles of four), k3s2: forward with
-    bias and grad-input on NaN-poisoned results against float64; then an
-    infinity in one position of group 0's channels (x for the forward,
-    grad_output for the grad-input) must leave every other group's results
-    finite and as before — a block-diagonal weight run densely would spread
-    NaNs (its zeros times the infinity) into groups 1-3."""
+    """Groups of 16 channels on the Hopper GEMM: four a 64-column tile, one
+    m64n16k16 a group and tap (TF32: two m64n16k8, a tap's two stages a
+    pair; TensorCoreGemmOperands::group_blocks), or one a tile
+    (_set_group_blocks(False), kernel_ab's wgmma_group_a_tile).  Eight groups
+    (two tiles of four), k3s2: forward with bias and grad-input on
+    NaN-poisoned results against float64; then an infinity in one position
+    of group 0's channels (x for the forward, grad_output for the grad-input)
+    must leave every other group's results finite and as before — a
+    block-diagonal weight run densely would spread NaNs (its zeros times the
+    infinity) into groups 1-3.  TF32 blocks never split K: a forced split
+    (_set_wgmma_splits) leaves the grad-input bitwise as it was."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     dtype = use_precision(precision)
@@ -2077,6 +2082,9 @@ def test_groups_of_16_channels_four_a_tile(layout, precision, group_blocks):
         gx = grad_input(gy)
         assert tconv3d._C._last_cuda_kernels()["grad_input"].startswith("tensor_core_gemm_sm90")
         check("grad_input", gx, grad_input_reference(gy), None, dtype)
+        if precision == "tf32" and group_blocks:
+            with hook_set(tconv3d._C._set_wgmma_splits, 3):
+                assert torch.equal(grad_input(gy), gx)
 
         x_inf, gy_inf = xq.clone(), gy.clone()
         x_inf[1, 5, 2, 3, 4] = float("inf")     # group 0's channel 5
