@@ -699,6 +699,13 @@ def keeps_weight_resident(config, dtype, forward):
     return resident_weight_fits(stages, bn) and (forward or grad_input_splits(config, dtype, bn) == 1)
 
 
+def takes_group_blocks(config):
+    """Mirror of groups_of_16_in_fours (cuda_passes.cpp), its hook on: groups
+    of 16 channels on both sides, four at a time."""
+    _, cin, cout, groups, *_ = config
+    return cin // groups == 16 and cout // groups == 16 and groups % 4 == 0
+
+
 def expected_wgmma_loaders(config, dtype, halo_min_taps=HALO_MIN_TAPS):
     """The kernels a config runs under the wgmma policy: the halo loader where
     a tile's taps overlap and its halo fits (halo_loader_takes), else the TMA
@@ -706,12 +713,16 @@ def expected_wgmma_loaders(config, dtype, halo_min_taps=HALO_MIN_TAPS):
     grad-input, strides at most 8), keeping the weight in shared memory where
     every tile walks the same few slices (keeps_weight_resident), the
     cp.async one elsewhere, and mma.sync for forward strides beyond the phase
-    table."""
+    table.  Group blocks (takes_group_blocks) launch a quarter of the groups,
+    64 channels each, never on the halo loader (plan_launch)."""
+    blocks = takes_group_blocks(config)
+    if blocks:
+        config = (*config[:3], config[3] // 4, *config[4:])
     _, cin, cout, groups, _, _, stride, *_ = config
     strides = triple(stride)
 
     def loader(channels, forward):
-        if halo_loader_takes(config, dtype, forward, halo_min_taps):
+        if not blocks and halo_loader_takes(config, dtype, forward, halo_min_taps):
             return "tensor_core_gemm_sm90_halo"
         if tma_row_bytes(channels // groups, dtype) and (forward or max(strides) <= 8):
             if keeps_weight_resident(config, dtype, forward):
@@ -735,7 +746,7 @@ def test_tma_configs_cover_every_row_width():
                 _, cin, cout, groups, *_ = config
                 if loader[pass_].startswith("tensor_core_gemm_sm90_"):
                     channels = cin // groups if pass_ == "forward" else cout // groups
-                    widths.add(tma_row_bytes(channels, dtype))
+                    widths.add(tma_row_bytes(64 if takes_group_blocks(config) else channels, dtype))
             assert widths == {32, 64, 128}, (dtype, pass_, widths)
 
 
@@ -750,7 +761,7 @@ def test_tma_configs_reach_both_tma_loaders():
             for config in TMA_CONFIGS.values():
                 _, cin, cout, groups, *_ = config
                 channels = cin // groups if pass_ == "forward" else cout // groups
-                if tma_row_bytes(channels, dtype) == 128:
+                if tma_row_bytes(64 if takes_group_blocks(config) else channels, dtype) == 128:
                     loaders.add(expected_wgmma_loaders(config, dtype)[index].rsplit("_", 1)[1])
             assert {"halo", "tma"} <= loaders, (dtype, pass_, loaders)
 
