@@ -472,7 +472,10 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // (bf16 U-Net 128→64 0.117 against 0.164 ms; 256→128 and 256→256 within
   // 6 %), whose stores tap columns makes from its registers two bytes at a
   // time; into channels-last outputs tap columns' staged 16-byte stores won
-  // (128→64 0.069 against 0.097 ms).  Narrower ones were not measured
+  // (128→64 0.069 against 0.097 ms; with the Hopper epilogue's own 16-byte
+  // stores still 0.066 against 0.075, 64→32 0.033 against 0.057, the big
+  // U-Net 0.60 against 1.42: RESULTS.md, "Row-once and TF32 group blocks
+  // round").  Narrower ones were not measured
   // against it and stay on tap columns, as do NCDHW sources it reads in place
   // (no channels-last copy of x): bf16 U-Net 128→64 0.109 against Hopper's
   // 0.124 ms ("NCDHW planes round"; 0.070 since); at 512 bytes of channels
