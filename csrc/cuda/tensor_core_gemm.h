@@ -183,12 +183,12 @@ void set_tensor_core_gemm_sm90_grid(int ctas);
 // by shape), so that wide layers run more, narrower tiles.
 void set_tensor_core_gemm_sm90_columns(int columns);
 // How many contiguous ranges of its K stages each grad-input tile is summed
-// in, from the shape alone (1 for the forward):
+// in, from the shape alone (1 for the forward, and for TF32 group blocks):
 // TensorCoreGemmOperands' `splits`, whose partials the caller allocates.
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                  GatherPass pass, bool group_blocks = false);
 // Whether a launch of 64-channel groups (p, four 16-channel groups each) can
-// take group blocks: fp16/bf16, 64-column tiles (not narrowed by the columns
+// take group blocks: 64-column tiles (not narrowed by the columns
 // hook), the TMA loader's per-tap boxes.
 bool tensor_core_gemm_sm90_group_blocks_fit(const ConvTranspose3dParams& p, GatherPass pass,
                                              const LaunchConfig& cfg);

@@ -114,13 +114,17 @@
 // grad_output positions (a pair view of the tensor), beside the pair's two
 // 64-byte weight boxes; the consumers read A and B at their own row widths.
 //
-// Group blocks (fp16/bf16 groups of 16 channels, TensorCoreGemmOperands::
-// group_blocks): the launch's groups are four of the layer's, 64 channels,
-// and a 64-column tile's stage is one tap's 128-byte rows; its four k-steps
-// are the four groups' channels, each one m64n16k16 against the group's
-// 16 × 16 block of the packed weight (the diagonal of a 64 × 64 tap) into
-// the group's own accumulators, copied into the tile's once its MMAs are
-// done.  One group a tile read 32-byte rows into 32 columns for 16.
+// Group blocks (groups of 16 channels, TensorCoreGemmOperands::
+// group_blocks; a kernel instance of their own, kBlocks): the launch's
+// groups are four of the layer's, 64 channels, and a 64-column tile's stage
+// is one tap's 128-byte rows (TF32: half a tap's); its four k-steps are the
+// four groups' channels (TF32: two groups' two each), each one m64n16k16
+// (m64n16k8) against the group's 16 × 16 block of the packed weight (the
+// diagonal of a 64 × 64 tap) into the group's own accumulators, copied into
+// the tile's once its MMAs are done.  One group a tile read 32-byte rows
+// (TF32 64-byte) into 32 columns for 16: grouped g4 TF32 grad-input
+// 0.0719 → 0.0480 ms NCDHW, 0.0367 → 0.0312 channels-last (H200; RESULTS.md,
+// "Row-once and TF32 group blocks round").
 //
 // Each output element is written once, by one thread, from one sum (or S
 // partial sums added in a fixed order) whose order depends only on the
@@ -1850,14 +1854,14 @@ namespace tcg90 {
 // Group blocks' needs of a launch planned with them (plan_launch's
 // group_blocks): 64-channel groups, 64-column tiles, the TMA loader's
 // per-tap boxes.
-bool group_blocks_fit(const ConvTranspose3dParams& p, const LaunchConfig&, const Plan& plan) {
+bool group_blocks_fit(const ConvTranspose3dParams& p, const Plan& plan) {
   return p.in_per_group == 64 && p.out_per_group == 64 && plan.use_tma && plan.s.bn == 64;
 }
 }  // namespace tcg90
 
 bool tensor_core_gemm_sm90_group_blocks_fit(const ConvTranspose3dParams& p, GatherPass pass,
                                              const LaunchConfig& cfg) {
-  return tcg90::group_blocks_fit(p, cfg, tcg90::plan_launch(p, pass, cfg, true));
+  return tcg90::group_blocks_fit(p, tcg90::plan_launch(p, pass, cfg, true));
 }
 
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -1883,7 +1887,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   const bool group_blocks = ops.group_blocks != 0;
   tcg90::Plan plan = tcg90::plan_launch(p, ops.pass, cfg, group_blocks);
   if (p.batch == 0 || plan.s.tiles_per_group() == 0) return cudaSuccess;
-  if (group_blocks && (ops.group_blocks != 16 || !tcg90::group_blocks_fit(p, cfg, plan))) {
+  if (group_blocks && (ops.group_blocks != 16 || !tcg90::group_blocks_fit(p, plan))) {
     return cudaErrorInvalidValue;
   }
   if (plan.use_tma && !tcg90::encode_tma_maps(p, ops, cfg.dtype, plan.s.bn, plan.tma)) {
