@@ -100,8 +100,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "memory where every tile walks the same slices (True, shipped) or streams it with every "
         "tile (False)");
   m.def("_set_group_blocks", &tconv3d::cuda::set_group_blocks,
-        "test hook: whether groups of 16 fp16/bf16 channels run four a 64-column tile on the "
-        "Hopper GEMM, one MMA a group (True, shipped), or one group a tile (False)");
+        "test hook: whether groups of 16 channels run four at a time on the Hopper GEMMs (forward "
+        "and grad-input four a 64-column tile, grad-weight four as one 64 x 64 GEMM; True, "
+        "shipped), or one group a tile (False)");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(

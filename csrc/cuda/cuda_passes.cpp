@@ -369,6 +369,19 @@ GradWeightGemmOperands grad_weight_gemm_operands(const ConvTranspose3dParams& q,
                              nullptr, std::min(x.piece, gy.piece), group_block}};
 }
 
+// The Hopper grad-weight GEMM on o's operands for a launch of q's groups: its
+// workspace (none where it writes gw itself), the launch.
+void run_grad_weight_gemm_sm90(const ConvTranspose3dParams& q, GradWeightGemmOperands& o,
+                               const at::Tensor& grad_output, const at::Tensor& grad_weight,
+                               ScalarKind dtype) {
+  const LaunchConfig cfg = config_for(grad_output, {o.x.src.tensor, o.gy.src.tensor, grad_weight});
+  const at::Tensor partials =
+      float_workspace(grad_weight_gemm_sm90_workspace_elems(q, dtype, o.ops), grad_output);
+  o.ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;
+  C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(q, cfg, o.ops));
+  g_last_kernel[2] = "grad_weight_gemm_sm90";
+}
+
 // [G·Cin/G, Cout/G, kD, kH, kW] → [G][kD·kH·kW][columns][padded], channels
 // (the GEMM's K side) zero-padded: forward columns = Cout/G over Cin/G
 // channels, grad-input Cin/G over Cout/G (weight_pack.h).
@@ -809,13 +822,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         GradWeightGemmOperands o =
             grad_weight_gemm_operands(q, input, grad_output, grad_weight, dtype, int(kGroupBlock));
         if (grad_weight_gemm_sm90_supports(q, dtype, tf32_allowed(), o.ops)) {
-          const LaunchConfig cfg =
-              config_for(grad_output, {o.x.src.tensor, o.gy.src.tensor, grad_weight});
-          const at::Tensor partials =
-              float_workspace(grad_weight_gemm_sm90_workspace_elems(q, dtype, o.ops), grad_output);
-          o.ops.workspace = partials.data_ptr<float>();
-          C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(q, cfg, o.ops));
-          g_last_kernel[2] = "grad_weight_gemm_sm90";
+          run_grad_weight_gemm_sm90(q, o, grad_output, grad_weight, dtype);
           return;
         }
       }
@@ -824,28 +831,23 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
       GradWeightGemmOperands o =
           grad_weight_gemm_operands(p, input, grad_output, grad_weight, dtype, 0);
-      GradWeightOperands& ops = o.ops;
-      const LaunchConfig cfg =
-          config_for(grad_output, {o.x.src.tensor, o.gy.src.tensor, grad_weight});
       // The wgmma kernel where it applies, unless the policy asks for mma.sync:
       // in TF32 too, since seven warps rewrite grad_output K-major and groups
       // of 128k input channels take 128-channel tiles (1.1-1.55x mma.sync
       // on every layer but one of the benchmark's wide groups, kernel_ab.py
       // at 362a933; RESULTS.md "Seven transposers round").
-      const bool sm90 = g_policy.load() != KernelPolicy::TensorCore &&
-                        grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), ops);
-      const at::Tensor partials = float_workspace(
-          sm90 ? grad_weight_gemm_sm90_workspace_elems(p, dtype, ops)
-               : grad_weight_gemm_channels_last_workspace_elems(p),
-          grad_output);
-      ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;
-      if (sm90) {
-        C10_CUDA_CHECK(launch_grad_weight_gemm_sm90(p, cfg, ops));
-        g_last_kernel[2] = "grad_weight_gemm_sm90";
-      } else {
-        C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, ops));
-        g_last_kernel[2] = "grad_weight_gemm_channels_last";
+      if (g_policy.load() != KernelPolicy::TensorCore &&
+          grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), o.ops)) {
+        run_grad_weight_gemm_sm90(p, o, grad_output, grad_weight, dtype);
+        return;
       }
+      const LaunchConfig cfg =
+          config_for(grad_output, {o.x.src.tensor, o.gy.src.tensor, grad_weight});
+      const at::Tensor partials =
+          float_workspace(grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
+      o.ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;
+      C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, o.ops));
+      g_last_kernel[2] = "grad_weight_gemm_channels_last";
       return;
     }
     if (grad_weight_gemm_supports(p, dtype, tf32_allowed())) {

@@ -61,8 +61,8 @@ class SharedPacks {
 // support the shape; Wgmma takes the Hopper GEMM for forward and grad-input
 // where it runs (else as TensorCore).
 void set_force_wide_index(bool on);
-// Test and benchmark hook: whether groups of 16 fp16/bf16 channels run four
-// a tile on the Hopper GEMM (true, shipped) or one a tile (false).
+// Test and benchmark hook: whether groups of 16 channels run four at a time
+// on the Hopper GEMMs (true, shipped) or one a tile (false).
 void set_group_blocks(bool on);
 enum class KernelPolicy { Auto, Gather, TensorCore, Wgmma };
 void set_kernel_policy(KernelPolicy policy);

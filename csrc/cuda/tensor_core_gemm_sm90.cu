@@ -1851,6 +1851,12 @@ bool tensor_core_gemm_sm90_pays(const ConvTranspose3dParams& p, GatherPass pass,
 }
 
 namespace tcg90 {
+// TF32 group blocks take a tap's two stages as a pair (consume): no split
+// range may start between them, so they never split K.
+bool blocks_pair_stages(bool group_blocks, ScalarKind dtype) {
+  return group_blocks && dtype == ScalarKind::Float32;
+}
+
 // Group blocks' needs of a launch planned with them (plan_launch's
 // group_blocks): 64-channel groups, 64-column tiles, the TMA loader's
 // per-tap boxes.
@@ -1866,9 +1872,7 @@ bool tensor_core_gemm_sm90_group_blocks_fit(const ConvTranspose3dParams& p, Gath
 
 int tensor_core_gemm_sm90_splits(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                  GatherPass pass, bool group_blocks) {
-  // TF32 group blocks take a tap's two stages as a pair (consume): no range
-  // may start between them.
-  if (p.batch == 0 || (group_blocks && cfg.dtype == ScalarKind::Float32)) return 1;
+  if (p.batch == 0 || tcg90::blocks_pair_stages(group_blocks, cfg.dtype)) return 1;
   // Most layers have too many tiles to split, seen without planning the
   // loader a second time on every call (the launch plans it): TMA's boxes
   // only pad the plain tiling, never cut it.
@@ -1905,7 +1909,7 @@ cudaError_t launch_tensor_core_gemm_sm90(const ConvTranspose3dParams& p, const L
   const bool split = ops.partials != nullptr;
   if (splits < 1 || split != (splits > 1) ||
       (split && (plan.use_halo || splits > tcg90::longest_tile_stages(p, ops.pass, cfg.dtype) ||
-                 (group_blocks && cfg.dtype == ScalarKind::Float32)))) {
+                 tcg90::blocks_pair_stages(group_blocks, cfg.dtype)))) {
     return cudaErrorInvalidValue;
   }
   plan.tma.weight_stages = tcg90::resident_weight_stages(p, ops.pass, cfg.dtype, plan, splits);
