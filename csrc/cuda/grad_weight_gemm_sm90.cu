@@ -56,7 +56,10 @@
 // then adds each element's planes in order, rounds once and writes gw in its
 // own order.  Where one unit sums each element and gw's co are contiguous
 // (a channels-last weight's gw, [ci][tap][co]), the epilogue rounds and
-// stores the pairs into gw itself (writes_grad_weight).  No atomics: bitwise
+// stores into gw itself (writes_grad_weight): 8 co a lane after a transpose
+// across each quad of lanes where gw keeps them in whole 16-byte pieces
+// (gw_vectors, fp16/bf16: a kernel instance of its own), else pairs.  No
+// atomics: bitwise
 // reproducible.
 //
 // TF32: wgmma reads 32-bit operands from shared memory K-major only (its
@@ -89,6 +92,7 @@
 #include "grad_weight_sm90_plan.h"
 #include "implicit_gemm_walk.cuh"
 #include "mma_sm80.cuh"
+#include "quad_transpose.h"
 #include "sm90_primitives.cuh"
 #include "tensor_map_encoder.h"
 #include "vector_access.cuh"
@@ -329,7 +333,7 @@ __device__ __forceinline__ void transpose_gy(const Geometry& g,
 // warpgroup has finished the previous unit's: then every stage before this
 // unit has been filled, so a barrier it waits on is never more than one
 // phase behind.
-template <typename scalar_t, int BM, int BN, int CO, typename State>
+template <typename scalar_t, int BM, int BN, int CO, bool kGwVectors, typename State>
 __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint32_t smem0) {
   using L = Layout<scalar_t, BM, BN, CO>;
   constexpr int kStages = L::kStages, kConsumers = L::kConsumers;
@@ -473,12 +477,47 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
           }
         }
       };
-      if (g.grad_weight != nullptr) {
-        store_tile(static_cast<scalar_t*>(g.grad_weight), g.gw_stride[0], [&](int tap) {
-          const int kd = tap / (g.kernel[1] * g.kernel[2]), kh = tap / g.kernel[2] % g.kernel[1],
-                    kw = tap % g.kernel[2];
-          return kd * g.gw_stride[1] + kh * g.gw_stride[2] + kw * g.gw_stride[3];
-        });
+      const auto gw_tap_offset = [&](int tap) {
+        const int kd = tap / (g.kernel[1] * g.kernel[2]), kh = tap / g.kernel[2] % g.kernel[1],
+                  kw = tap % g.kernel[2];
+        return kd * g.gw_stride[1] + kh * g.gw_stride[2] + kw * g.gw_stride[3];
+      };
+      if constexpr (kGwVectors) {
+        // gw itself, 8 co a lane (gw_vectors): each four blocks of 8 co
+        // transposed across the quad (quad_transpose.h), lane l storing block
+        // 4q + l % 4 whole (every ci row of the tile is gw's, so every lane
+        // stores).
+        scalar_t* const gw = static_cast<scalar_t*>(g.grad_weight);
+#pragma unroll
+        for (int copy = 0; copy < BN / CO; ++copy) {
+          const ColumnBlock c = column_block(g, w.tn, copy, BN);
+          if (c.tap >= g.taps) continue;
+          scalar_t* const tap_base = gw + gw_tap_offset(c.tap) + c.co;
+#pragma unroll
+          for (int block = 0; block < kBlocks; ++block) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int64_t ci = ci_base + block * 64 + warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+              for (int q = 0; q < CO / 32; ++q) {
+                uint32_t packed[4];
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                  const int j = copy * (CO / 8) + 4 * q + b;
+                  packed[b] = pack_pair(from_acc<scalar_t>(acc[block][4 * j + 2 * h]),
+                                        from_acc<scalar_t>(acc[block][4 * j + 2 * h + 1]));
+                }
+                quad_transpose(packed, lane % 4, [](uint32_t word, int mask) {
+                  return __shfl_xor_sync(0xffffffffu, word, mask);
+                });
+                store_global_16(tap_base + ci * g.gw_stride[0] + 8 * (4 * q + lane % 4), packed[0],
+                                packed[1], packed[2], packed[3]);
+              }
+            }
+          }
+        }
+      } else if (g.grad_weight != nullptr) {
+        store_tile(static_cast<scalar_t*>(g.grad_weight), g.gw_stride[0], gw_tap_offset);
       } else {
         store_tile(partials, g.out_per_group,
                    [&](int tap) { return int64_t(tap) * g.in_channels * g.out_per_group; });
@@ -487,7 +526,11 @@ __device__ __forceinline__ void consume(const Geometry& g, const State& st, uint
   });
 }
 
-template <typename scalar_t, int BM, int BN, int CO>
+// kGwVectors (fp16/bf16, gw_vectors): the epilogue writes gw itself 16
+// bytes a lane; an instance of its own, since the transposes in the shared
+// kernel grew every fp16/bf16 instance 25-50 % and slowed layers that never
+// took them (RESULTS.md, "Row-once and TF32 group blocks round").
+template <typename scalar_t, int BM, int BN, int CO, bool kGwVectors = false>
 __global__ void __launch_bounds__(kThreads, 1)
     grad_weight_gemm_sm90_kernel(const __grid_constant__ Geometry g,
                                  const __grid_constant__ CUtensorMap x_map,
@@ -519,7 +562,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (L::kTf32) transpose_gy<BM, BN, CO>(g, st, smem0);
   } else {
     claim_registers<kConsumerRegs>();
-    consume<scalar_t, BM, BN, CO>(g, st, smem0);
+    consume<scalar_t, BM, BN, CO, kGwVectors>(g, st, smem0);
   }
 #else
   __trap();  // never launched: runs_here requires sm_90a code
@@ -544,10 +587,10 @@ bool plan(const ConvTranspose3dParams& p, int element_bytes, Geometry& g, gw_gem
   return true;
 }
 
-template <typename scalar_t, int BM, int BN, int CO>
-cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
-                        cudaStream_t stream) {
-  constexpr auto kernel = grad_weight_gemm_sm90_kernel<scalar_t, BM, BN, CO>;
+template <typename scalar_t, int BM, int BN, int CO, bool kGwVectors>
+cudaError_t launch_instance(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
+                            cudaStream_t stream) {
+  constexpr auto kernel = grad_weight_gemm_sm90_kernel<scalar_t, BM, BN, CO, kGwVectors>;
   constexpr int smem = Layout<scalar_t, BM, BN, CO>::kSmemBytes;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
@@ -555,6 +598,15 @@ cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUten
   const int64_t ctas = work_count(g) < cap ? work_count(g) : cap;
   kernel<<<static_cast<unsigned int>(ctas), kThreads, smem, stream>>>(g, x_map, gy_map);
   return cudaGetLastError();
+}
+
+template <typename scalar_t, int BM, int BN, int CO>
+cudaError_t launch_tile(const Geometry& g, const CUtensorMap& x_map, const CUtensorMap& gy_map,
+                        cudaStream_t stream) {
+  if constexpr (!std::is_same_v<scalar_t, float>) {
+    if (g.gw_vectors) return launch_instance<scalar_t, BM, BN, CO, true>(g, x_map, gy_map, stream);
+  }
+  return launch_instance<scalar_t, BM, BN, CO, false>(g, x_map, gy_map, stream);
 }
 
 // The tiles plan_geometry picks: TF32's one; 32-channel copies of
@@ -633,6 +685,7 @@ cudaError_t launch_grad_weight_gemm_sm90(const ConvTranspose3dParams& p, const L
     g.gw_stride[1] = p.weight.d;
     g.gw_stride[2] = p.weight.h;
     g.gw_stride[3] = p.weight.w;
+    g.gw_vectors = gw90::gw_vectors(p, element, ops.grad_weight);
   }
   g.workspace = ops.workspace;
   g.tile_pieces = ops.workspace == nullptr ? nullptr

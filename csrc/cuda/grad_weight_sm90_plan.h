@@ -50,6 +50,10 @@ struct Geometry {
   // strides of ci and of the tap's d, h, w (co's is 1).
   void* grad_weight;
   int64_t gw_stride[4];
+  // Where the epilogue writes gw: fp16/bf16 gw in whole 16-byte pieces of co
+  // (its strides and address), stored 8 co a lane by the kGwVectors
+  // instance (gw_vectors).
+  bool gw_vectors;
 };
 
 // A unit: boxes [box0, box1) of tile (group, tm, tn), its sums into plane
@@ -269,6 +273,16 @@ inline bool writes_grad_weight(const ConvTranspose3dParams& p, const Geometry& g
   return g.splits == 1 && g.cut.workers == 0 && g.bm != kNarrowChunk && group_block == 0 &&
          w.c == 1 && w.n % 2 == 0 && w.d % 2 == 0 && w.h % 2 == 0 && w.w % 2 == 0 &&
          reinterpret_cast<uintptr_t>(grad_weight) % (2 * element_bytes) == 0;
+}
+
+// Where the epilogue writes an fp16/bf16 gw whose strides and address keep
+// every 8 co a whole 16-byte piece, a lane stores 8 co at once after a quad
+// transpose (quad_transpose.h), not a pair: a warp's store writes 64
+// contiguous bytes of each of 8 ci rows, not 16.
+inline bool gw_vectors(const ConvTranspose3dParams& p, int element_bytes, const void* grad_weight) {
+  const Strides5& w = p.weight;
+  return element_bytes == 2 && w.n % 8 == 0 && w.d % 8 == 0 && w.h % 8 == 0 && w.w % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(grad_weight) % 16 == 0;
 }
 
 // The workspace the kernel writes for `dtype` (fp32 read as TF32), in

@@ -40,4 +40,13 @@ __device__ __forceinline__ uint32_t pack_pair(scalar_t x, scalar_t y) {
   return uint32_t(a) | uint32_t(b) << 16;
 }
 
+// Four words to global memory at p (16-byte aligned) in one 16-byte store.
+// Where the compiler builds uint4's fields apart (after a quad transpose's
+// selects), a plain `*reinterpret_cast<uint4*>(p) = v` came out as four
+// 4-byte stores in some instances (the Hopper grad-weight's 32-co copies).
+__device__ __forceinline__ void store_global_16(void* p, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d)
+               : "memory");
+}
+
 }  // namespace tconv3d::cuda

@@ -395,5 +395,21 @@ TEST(GradWeightSm90Plan, TheEpilogueWritesAChannelsLastGwWhereOneUnitSumsEachEle
   EXPECT_FALSE(writes_grad_weight(q, split, 2, 0, gw));
 }
 
+TEST(GradWeightSm90Plan, TheEpilogueStoresEightCoALaneWhereGwKeepsThemInWhole16BytePieces) {
+  // The bottleneck's channels-last gw (256 co a ci's tap): fp16/bf16 at a
+  // 16-byte address, 8 co a store; fp32 (its pairs fill their sectors), an
+  // address of 4 mod 16, or a co extent of 4 mod 8 (strides of 4 mod 8
+  // elements): pairs.
+  ConvTranspose3dParams p = params_of(shapes()[7]);
+  const int64_t kernel[3] = {3, 3, 3};
+  p.weight = dense_strides(p.out_per_group, kernel, true);
+  alignas(16) static float gw[4];
+  EXPECT_TRUE(gw_vectors(p, 2, gw));
+  EXPECT_FALSE(gw_vectors(p, 4, gw));
+  EXPECT_FALSE(gw_vectors(p, 2, gw + 1));
+  p.weight = dense_strides(36, kernel, true);
+  EXPECT_FALSE(gw_vectors(p, 2, gw));
+}
+
 }  // namespace
 }  // namespace tconv3d::cuda::gw90

@@ -1972,6 +1972,10 @@ COMBINE_LANES_LAYERS = {
     # One split (a 4 × 5 × 6 grid), channels-last gw: the epilogue writes it.
     "hopper_one_split_cl": ("wgmma", "grad_weight_gemm_sm90", "cl", (1, 256, 4, 5, 6), 128, 1, 3,
                             2, 1, 1),
+    # The same with 96 output channels: copies of 32 co (32 mod 64), the
+    # fp16/bf16 epilogue's 16-byte stores one quad transpose a copy.
+    "hopper_one_split_cl_co_32": ("wgmma", "grad_weight_gemm_sm90", "cl", (1, 128, 4, 5, 6), 96, 1,
+                                  3, 2, 1, 1),
     "mma_grouped_g4": ("tensor_core", "grad_weight_gemm_channels_last", "cl", (4, 64, 16, 15, 17),
                        64, 4, 3, 2, 1, 1),
     # The same layer's four groups as one 64-channel GEMM (group blocks), the
