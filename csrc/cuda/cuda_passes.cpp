@@ -529,11 +529,18 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
     ops.splits = splits;
   }
   Sm90Loader loader = Sm90Loader::CpAsync;
-  C10_CUDA_CHECK(tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
-                 : taps       ? launch_forward_taps_gemm(p, cfg, ops)
-                 : wgmma      ? launch_tensor_core_gemm_sm90(lp, cfg, ops, &loader)
-                              : launch_tensor_core_gemm(p, cfg, ops));
-  g_last_kernel[fwd ? 0 : 1] = tap_columns                    ? "forward_tap_columns_gemm"
+  cudaError_t launched =
+      tap_columns ? launch_forward_tap_columns_sm90(p, cfg, ops) : cudaErrorNotSupported;
+  const bool tap_columns_sm90 = tap_columns && launched != cudaErrorNotSupported;
+  if (!tap_columns_sm90) {
+    launched = tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
+               : taps      ? launch_forward_taps_gemm(p, cfg, ops)
+               : wgmma     ? launch_tensor_core_gemm_sm90(lp, cfg, ops, &loader)
+                           : launch_tensor_core_gemm(p, cfg, ops);
+  }
+  C10_CUDA_CHECK(launched);
+  g_last_kernel[fwd ? 0 : 1] = tap_columns_sm90               ? "forward_tap_columns_gemm_sm90"
+                               : tap_columns                    ? "forward_tap_columns_gemm"
                                : taps                          ? "forward_taps_gemm"
                                : !wgmma                        ? "tensor_core_gemm"
                                : loader == Sm90Loader::Halo    ? "tensor_core_gemm_sm90_halo"

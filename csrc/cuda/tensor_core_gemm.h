@@ -96,6 +96,18 @@ bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKin
 cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                             const TensorCoreGemmOperands& ops);
 
+// The same GEMM on Hopper's warpgroup MMAs (forward_tap_columns_sm90.cu),
+// same operands: fp16/bf16 from a channels-last source whose positions are
+// one flat run of rows (source_c 1), into a channels-last output with Cout/G,
+// strides and address in whole 16-byte pieces; up to 256 channels a group.
+// Returns cudaErrorNotSupported, nothing launched, where it does not take
+// the shape (or the device lacks sm_90a code, or the driver refuses a tensor
+// map): the caller runs launch_forward_tap_columns_gemm instead.
+cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
+                                            const TensorCoreGemmOperands& ops);
+// Test and benchmark hook: whether the Hopper version may run (true, shipped).
+void set_forward_tap_columns_sm90(bool enabled);
+
 // The forward of groups of at most 4 output channels, their taps folded into
 // the GEMM's columns (forward_taps_gemm.cu): a block multiplies the box of
 // input positions that reaches its tile of outputs by every (tap, co) column

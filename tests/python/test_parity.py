@@ -281,7 +281,8 @@ def test_wgmma_runs_on_hopper():
 def test_auto_policy_takes_wgmma_where_it_pays():
     """Auto, bf16: the Hopper GEMM for a grad-input 96 columns wide over more
     tiles than SMs; for the forward's 48 columns the tap-columns GEMM where
-    kernel == stride, else the mma.sync one; all exact."""
+    kernel == stride (on Hopper's MMAs into this channels-last output), else
+    the mma.sync one; all exact."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     g = torch.Generator().manual_seed(3)
@@ -292,7 +293,7 @@ def test_auto_policy_takes_wgmma_where_it_pays():
     gy = torch.randn(y.shape, generator=g).to("cuda", torch.bfloat16)
     gx, = torch.autograd.grad(y, x, gy)
     kernels = tconv3d._C._last_cuda_kernels()
-    assert kernels["forward"] == "forward_tap_columns_gemm"
+    assert kernels["forward"] == "forward_tap_columns_gemm_sm90"
     assert kernels["grad_input"] == "tensor_core_gemm_sm90"
     xr = x.detach().double().requires_grad_()
     yr = F.conv_transpose3d(xr, w.double(), stride=2)
@@ -309,12 +310,13 @@ def test_auto_policy_takes_wgmma_where_it_pays():
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_auto_forward_of_kernel_equal_stride_at_64_columns(layout):
     """Auto, bf16, kernel == stride, 64 output channels: the Hopper GEMM into
-    an NCDHW output, the tap-columns GEMM (staged 16-byte stores) into a
+    an NCDHW output, the tap-columns GEMM (its Hopper version) into a
     channels-last one; both against the float64 reference."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     run_parity((2, 128, 64, 1, (6, 7, 9), 2, 2, 0, 0, 1, True), layout, torch.bfloat16, "cuda")
-    expected = "tensor_core_gemm_sm90_tma" if layout == "contiguous" else "forward_tap_columns_gemm"
+    expected = ("tensor_core_gemm_sm90_tma" if layout == "contiguous"
+                else "forward_tap_columns_gemm_sm90")
     assert tconv3d._C._last_cuda_kernels()["forward"] == expected
 
 
@@ -1137,7 +1139,48 @@ def test_forward_tap_columns_gemm(name, layout, precision):
     run_parity(config, layout, dtype, "cuda")
     cin_bytes = padded_group_bytes(config[1], config[3], dtype)
     expected = "forward_tap_columns_gemm" if cin_bytes <= 512 else "tensor_core_gemm"
+    if expected == "forward_tap_columns_gemm" and layout != "sliced":
+        expected += "_sm90" if takes_tap_columns_wgmma(config, layout, dtype) else ""
+        assert tconv3d._C._last_cuda_kernels()["forward"] == expected
     assert tconv3d._C._last_cuda_kernels()["forward"].startswith(expected)
+
+
+def takes_tap_columns_wgmma(config, layout, dtype):
+    """Mirror of launch_forward_tap_columns_sm90's choice, for a shape the
+    tap-columns forward takes, x contiguous or channels-last: fp16/bf16 on a
+    device with the Hopper kernels, a channels-last output, Cout/G in whole
+    8-channel pieces, at most 256 channels a group."""
+    cin, cout, groups = config[1], config[2], config[3]
+    return (tconv3d._C._wgmma_available() and dtype in (torch.float16, torch.bfloat16)
+            and layout == "channels_last" and (cout // groups) % 8 == 0
+            and padded_group_bytes(cin, groups, dtype) <= 512)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_tap_columns_wgmma_walks_more_tiles_than_stages(dtype):
+    """The Hopper tap-columns forward on 520 row tiles (two waves of two CTAs
+    an SM on 132 SMs, so a CTA walks all six column tiles: each consumer
+    three, the first stage loaded twice, past the ring of four) against the
+    float64 reference with bias; bitwise the same run to run; and the
+    mma.sync version, the hook off, within the same tolerance."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper kernels do not run on this device")
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 64, 16, 40, 104, generator=g).to("cuda", dtype)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    w = (torch.randn(64, 48, 2, 2, 2, generator=g) / 8).to("cuda", dtype)
+    b = torch.randn(48, generator=g).to("cuda", dtype)
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2)
+    y = tconv3d.conv_transpose3d(x, w, b, stride=2)
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm_sm90"
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    assert rel_err(y, ref) <= TOLERANCE[dtype]
+    assert torch.equal(y, tconv3d.conv_transpose3d(x, w, b, stride=2))
+    with hook_set(tconv3d._C._set_tap_columns_wgmma, False, True):
+        y_sync = tconv3d.conv_transpose3d(x, w, b, stride=2)
+        assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
+    assert rel_err(y_sync, ref) <= TOLERANCE[dtype]
 
 
 @requires_cuda
@@ -1159,9 +1202,11 @@ def test_tap_columns_channels_last_pairs_on_a_long_grid(precision):
     least three waves of two): pairs of channels stored from the registers at
     three blocks, against float64."""
     channels = 64 if precision == "tf32" else 128
-    run_parity((1, channels, 16, 1, (24, 68, 64), 2, 2, 0, 0, 1, True), "channels_last",
-               use_precision(precision), "cuda")
-    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
+    # The Hopper version off: it would take the bf16 one.
+    with hook_set(tconv3d._C._set_tap_columns_wgmma, False, True):
+        run_parity((1, channels, 16, 1, (24, 68, 64), 2, 2, 0, 0, 1, True), "channels_last",
+                   use_precision(precision), "cuda")
+        assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
 
 
 @requires_cuda
