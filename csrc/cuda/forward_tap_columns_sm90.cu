@@ -79,7 +79,7 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
 }
 
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __maxnreg__(112)
     forward_tap_columns_sm90_kernel(const __grid_constant__ Args a,
                                     const __grid_constant__ CUtensorMap x_map,
                                     const __grid_constant__ CUtensorMap w_map) {
@@ -203,9 +203,23 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncwarp();
     if (lane == 0) mbarrier_arrive(empty0 + 8 * s);  // the stage is free for tile i + kStages
 
-    const float* bs = s_bias[wg][buf];
-    const int64_t* cols = s_col[wg][buf];
+    // The thread's columns' biases and offsets in registers first: y may
+    // alias shared memory as far as the compiler knows, so read in the store
+    // loop they would be read again after every store.
     const int cols_here = min(a.col_count - t * kBN, int(kBN));
+    float col_bias[kBN / 32][4][2];
+    int64_t col_off[kBN / 32];
+#pragma unroll
+    for (int q = 0; q < kBN / 32; ++q) {
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        const int col = 8 * (4 * q + b) + 2 * (lane % 4);
+        col_bias[q][b][0] = s_bias[wg][buf][col];
+        col_bias[q][b][1] = s_bias[wg][buf][col + 1];
+      }
+      const int piece = 4 * q + lane % 4;
+      col_off[q] = 8 * piece < cols_here ? s_col[wg][buf][piece] : -1;
+    }
 #pragma unroll
     for (int half = 0; half < 2; ++half)
 #pragma unroll
@@ -217,14 +231,13 @@ __global__ void __launch_bounds__(kThreads, 2)
           uint32_t packed[4];  // the rounded pair of block 4q + b, then of block 4q + lane % 4
 #pragma unroll
           for (int b = 0; b < 4; ++b) {
-            const int j = 4 * q + b, col = 8 * j + 2 * (lane % 4);
-            packed[b] = pack_pair(from_acc<scalar_t>(acc[half][4 * j + 2 * h] + bs[col]),
-                                  from_acc<scalar_t>(acc[half][4 * j + 2 * h + 1] + bs[col + 1]));
+            const int j = 4 * q + b;
+            packed[b] = pack_pair(from_acc<scalar_t>(acc[half][4 * j + 2 * h] + col_bias[q][b][0]),
+                                  from_acc<scalar_t>(acc[half][4 * j + 2 * h + 1] + col_bias[q][b][1]));
           }
           quad_transpose(packed, lane % 4, xor_lane);
-          const int piece = 4 * q + lane % 4;
-          if (row >= 0 && 8 * piece < cols_here) {
-            *reinterpret_cast<uint4*>(y + row + cols[piece]) =
+          if (row >= 0 && col_off[q] >= 0) {
+            *reinterpret_cast<uint4*>(y + row + col_off[q]) =
                 make_uint4(packed[0], packed[1], packed[2], packed[3]);
           }
         }
