@@ -488,6 +488,8 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // (128→64 0.069 against 0.097 ms; with the Hopper epilogue's own 16-byte
   // stores still 0.066 against 0.075, 64→32 0.033 against 0.057, the big
   // U-Net 0.60 against 1.42: RESULTS.md, "Row-once and TF32 group blocks
+  // round"; fp16/bf16 ones now take tap columns' Hopper version where it fits,
+  // forward_tap_columns_sm90.cu: U-Net 128→64 0.039 ms, "Hopper tap-columns
   // round").  Narrower ones were not measured
   // against it and stay on tap columns, as do NCDHW sources it reads in place
   // (no channels-last copy of x): bf16 U-Net 128→64 0.109 against Hopper's

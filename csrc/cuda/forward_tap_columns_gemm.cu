@@ -34,6 +34,9 @@
 // are transposed on the way out of shared memory (mma_k_step_k_major_a).
 // That saves the channels-last copy of x (its bytes written and read again,
 // and memory the size of x: 512 MB for the big U-Net's TF32 input).
+//
+// fp16/bf16 into channels-last outputs run on Hopper's warpgroup MMAs where
+// they can (forward_tap_columns_sm90.cu; cuda_passes.cpp tries it first).
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
