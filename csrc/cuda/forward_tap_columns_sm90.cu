@@ -38,6 +38,7 @@
 #include "../index_math.h"
 #include "../scalar_convert.h"
 #include "dispatch.cuh"
+#include "forward_tap_columns_sm90_plan.h"
 #include "quad_transpose.h"
 #include "sm90_primitives.cuh"
 #include "tensor_map_encoder.h"
@@ -48,18 +49,9 @@ namespace tapcol90 {
 
 using namespace sm90;
 
-constexpr int kBM = 128, kBN = 64;
-constexpr int kChunkElements = 64;                   // K a 128-byte swizzled row
-constexpr int kChunkABytes = kBM * 128, kChunkBBytes = kBN * 128;
-constexpr int kMaxChunks = 4;                        // 256 channels: 512 bytes
-constexpr int kStages = 4;
-constexpr int kConsumers = 2;
-constexpr int kThreads = 128 * kConsumers + 32;      // and the producer warp
+constexpr int kChunkElements = kChunkBytes / 2;  // fp16/bf16
 constexpr int kProducerWarp = 4 * kConsumers;
-
-int smem_bytes(int chunks) {
-  return chunks * (kChunkABytes + kStages * kChunkBBytes) + kSwizzleAtomBytes;
-}
+static_assert(kAlignSlack == kSwizzleAtomBytes, "the stages start on a swizzle period");
 
 struct Args {
   ConvTranspose3dParams p;
@@ -268,22 +260,6 @@ cudaError_t launch(const Args& a, const CUtensorMap& x_map, const CUtensorMap& w
   return cudaGetLastError();
 }
 
-// Column tiles a CTA: the split of a row tile's columns over CTAs of fewest
-// waves × (tiles a CTA + 2: its load of x and its last epilogue, which no
-// other tile of the CTA hides), at least two a CTA where there are two (one
-// a consumer).
-int tiles_per_block(int64_t row_tiles, int col_tiles, int per_sm) {
-  const int64_t slots = int64_t(sm_count()) * per_sm;
-  int best = col_tiles;
-  int64_t best_cost = std::numeric_limits<int64_t>::max();
-  for (int per = col_tiles; per >= std::min(2, col_tiles); --per) {
-    const int64_t ctas = row_tiles * ((col_tiles + per - 1) / per);
-    const int64_t cost = (ctas + slots - 1) / slots * (per + 2);
-    if (cost < best_cost) best = per, best_cost = cost;
-  }
-  return best;
-}
-
 }  // namespace tapcol90
 
 void set_forward_tap_columns_sm90(bool enabled) { tapcol90::g_enabled.store(enabled); }
@@ -291,42 +267,33 @@ void set_forward_tap_columns_sm90(bool enabled) { tapcol90::g_enabled.store(enab
 cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                             const TensorCoreGemmOperands& ops) {
   using namespace tapcol90;
-  if (!g_enabled.load() || cfg.dtype == ScalarKind::Float32 || cfg.dtype == ScalarKind::Float64 ||
-      ops.group_blocks != 0 || ops.source_c != 1 || !runs_here()) {
+  if (!g_enabled.load() || ops.group_blocks != 0 || !runs_here()) return cudaErrorNotSupported;
+  const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  const Operands o{int(element_bytes(cfg.dtype)),
+                   ops.channels,
+                   ops.columns,
+                   ops.source_n,
+                   ops.source_d,
+                   ops.source_h,
+                   ops.source_w,
+                   ops.source_c,
+                   aligned(ops.source) && aligned(ops.packed_weight) && aligned(ops.dest)};
+  Plan pl{};
+  if (cfg.dtype == ScalarKind::Float32 || !plan(p, o, sm_count(), smem_per_sm(), pl)) {
     return cudaErrorNotSupported;
   }
-  const int64_t es = element_bytes(cfg.dtype), vec = 16 / es;
-  const int64_t C = ops.channels;  // padded: whole 16-byte pieces
-  const int64_t rows = input_positions(p.batch, p.axis);
-  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
-  const int64_t col_count = taps * ops.columns;
-  const Strides5 o = p.output;
-  // x's positions one flat run of rows; y channel-contiguous in whole 16-byte
-  // pieces (Cout/G too: no piece straddles two taps).
-  const bool flat = ops.source_h == p.axis[2].in * ops.source_w &&
-                    ops.source_d == p.axis[1].in * ops.source_h &&
-                    (p.batch == 1 || ops.source_n == p.axis[0].in * ops.source_d);
-  const bool pieces = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
-                      o.h % vec == 0 && o.w % vec == 0 &&
-                      reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;
-  if (!flat || !pieces || C > kMaxChunks * kChunkElements || C % vec != 0 ||
-      ops.source_w % vec != 0 || reinterpret_cast<uintptr_t>(ops.source) % 16 != 0 ||
-      reinterpret_cast<uintptr_t>(ops.packed_weight) % 16 != 0 ||
-      rows + kBM > std::numeric_limits<int32_t>::max() ||
-      p.groups * col_count + kBN > std::numeric_limits<int32_t>::max() || p.groups > 65535) {
-    return cudaErrorNotSupported;
-  }
-  if (rows == 0 || col_count == 0) return cudaSuccess;
+  if (pl.rows == 0 || pl.col_count == 0) return cudaSuccess;
 
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return cudaErrorNotSupported;
   const CUtensorMapDataType type = tensor_map_type(cfg.dtype);
+  const int64_t es = o.element_bytes, C = ops.channels;
   // x as [rows][G][C], a box one group's 64 channels × 128 rows; the packed
   // weight as [G · col_count][C], a box 64 channels × 64 columns.  Channels
   // past C land as zeros: the k16 steps past a group's channels add nothing.
   CUtensorMap x_map, w_map;
   {
-    const cuuint64_t dim[3] = {cuuint64_t(C), cuuint64_t(p.groups), cuuint64_t(rows)};
+    const cuuint64_t dim[3] = {cuuint64_t(C), cuuint64_t(p.groups), cuuint64_t(pl.rows)};
     const cuuint64_t stride[2] = {cuuint64_t(C * es), cuuint64_t(ops.source_w * es)};
     const cuuint32_t box[3] = {kChunkElements, 1, kBM};
     const cuuint32_t step[3] = {1, 1, 1};
@@ -338,7 +305,7 @@ cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, cons
     }
   }
   {
-    const cuuint64_t dim[2] = {cuuint64_t(C), cuuint64_t(p.groups * col_count)};
+    const cuuint64_t dim[2] = {cuuint64_t(C), cuuint64_t(p.groups * pl.col_count)};
     const cuuint64_t stride[1] = {cuuint64_t(C * es)};
     const cuuint32_t box[2] = {kChunkElements, kBN};
     const cuuint32_t step[2] = {1, 1};
@@ -354,23 +321,17 @@ cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, cons
   a.p = p;
   a.bias = ops.bias;
   a.dest = ops.dest;
-  a.rows = rows;
-  a.m_tiles = (rows + kBM - 1) / kBM;
-  a.col_count = int(col_count);
+  a.rows = pl.rows;
+  a.m_tiles = pl.m_tiles;
+  a.col_count = int(pl.col_count);
   a.cog = int(ops.columns);
-  a.col_tiles = int((col_count + kBN - 1) / kBN);
-  a.chunks = int((C + kChunkElements - 1) / kChunkElements);
+  a.col_tiles = pl.col_tiles;
+  a.tiles_per_block = pl.tiles_per_block;
+  a.chunks = pl.chunks;
   a.kw_div = at::cuda::detail::IntDivider<unsigned>(unsigned(p.axis[2].kernel));
   a.kh_div = at::cuda::detail::IntDivider<unsigned>(unsigned(p.axis[1].kernel));
   a.cog_div = at::cuda::detail::IntDivider<unsigned>(unsigned(ops.columns));
-  const int smem = smem_bytes(a.chunks);
-  const int per_sm = std::max(1, smem_per_sm() / (smem + 3 * 1024));
-  a.tiles_per_block = tiles_per_block(a.m_tiles * p.groups, a.col_tiles, std::min(per_sm, 2));
-  const int64_t chunks_of_columns = (a.col_tiles + a.tiles_per_block - 1) / a.tiles_per_block;
-  if (a.m_tiles * chunks_of_columns > int64_t(std::numeric_limits<int32_t>::max())) {
-    return cudaErrorNotSupported;
-  }
-  const dim3 grid(static_cast<unsigned int>(a.m_tiles * chunks_of_columns),
+  const dim3 grid(static_cast<unsigned int>(pl.m_tiles * pl.column_chunks),
                   static_cast<unsigned int>(p.groups));
   return cfg.dtype == ScalarKind::Float16 ? launch<__half>(a, x_map, w_map, grid, cfg.stream)
                                           : launch<__nv_bfloat16>(a, x_map, w_map, grid, cfg.stream);

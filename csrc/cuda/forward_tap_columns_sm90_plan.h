@@ -1,0 +1,100 @@
+// The launch of the Hopper tap-columns forward (forward_tap_columns_sm90.cu):
+// which operands it takes, its tiles, shared memory and grid.
+// Host only; free of CUDA headers, so the C++ tests check it without a GPU.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "../index_math.h"
+#include "../params.h"
+
+namespace tconv3d::cuda::tapcol90 {
+
+constexpr int kBM = 128, kBN = 64;    // a CTA's rows; a consumer's tile is kBM × kBN
+constexpr int kChunkBytes = 128;      // K in 128-byte swizzled rows
+constexpr int kChunkABytes = kBM * kChunkBytes, kChunkBBytes = kBN * kChunkBytes;
+constexpr int kMaxChunks = 4;         // 512 bytes of channels: 256 fp16/bf16
+constexpr int kStages = 4;            // the weight's column tiles in flight
+constexpr int kConsumers = 2;         // warpgroups, on alternate column tiles
+constexpr int kThreads = 128 * kConsumers + 32;  // and the producer warp
+constexpr int kAlignSlack = 1024;     // the 128-byte swizzle's 1024-byte period
+// Static shared memory (barriers, column tables) and the 1 KB the driver
+// reserves a CTA, rounded up.
+constexpr int kCtaOverhead = 3 * 1024;
+
+constexpr int smem_bytes(int chunks) {
+  return chunks * (kChunkABytes + kStages * kChunkBBytes) + kAlignSlack;
+}
+
+// What the launch needs of the operands (TensorCoreGemmOperands, pass Forward).
+struct Operands {
+  int element_bytes;  // 2: fp16/bf16
+  int64_t channels;   // the source's channels a group, padded to 16-byte pieces
+  int64_t columns;    // Cout/G
+  int64_t source_n, source_d, source_h, source_w, source_c;  // element strides
+  bool aligned;  // source, packed weight and output addresses 16-byte aligned
+};
+
+struct Plan {
+  int64_t rows;     // N·D·H·W input positions
+  int64_t m_tiles;  // of kBM rows
+  int64_t col_count;
+  int col_tiles, chunks, smem, ctas_per_sm, tiles_per_block;
+  int64_t column_chunks;  // CTAs along a row tile's columns
+};
+
+// Column tiles a CTA: the split of a row tile's columns over CTAs of fewest
+// waves × (tiles a CTA + 2: its load of x and its last epilogue, which no
+// other tile of the CTA hides), at least two a CTA where there are two (one
+// a consumer).
+inline int tiles_per_block(int64_t row_tiles, int col_tiles, int64_t slots) {
+  int best = col_tiles;
+  int64_t best_cost = std::numeric_limits<int64_t>::max();
+  for (int per = col_tiles; per >= std::min(2, col_tiles); --per) {
+    const int64_t ctas = row_tiles * ((col_tiles + per - 1) / per);
+    const int64_t cost = (ctas + slots - 1) / slots * (per + 2);
+    if (cost < best_cost) best = per, best_cost = cost;
+  }
+  return best;
+}
+
+// For a layer the tap-columns forward takes (kernel == stride, no padding,
+// dilation or output padding): false where this kernel does not — not
+// fp16/bf16, x's positions not one flat run of rows (a row tile must be one
+// box), more than 256 channels a group, the output not channels-last in
+// whole 16-byte pieces (Cout/G too, so that no piece straddles two taps),
+// beyond 32-bit box coordinates or the grid's limits.
+inline bool plan(const ConvTranspose3dParams& p, const Operands& ops, int sms, int smem_per_sm,
+                 Plan& pl) {
+  if (ops.element_bytes != 2 || ops.source_c != 1 || !ops.aligned) return false;
+  const int64_t vec = 16 / ops.element_bytes;
+  const bool flat = ops.source_h == p.axis[2].in * ops.source_w &&
+                    ops.source_d == p.axis[1].in * ops.source_h &&
+                    (p.batch == 1 || ops.source_n == p.axis[0].in * ops.source_d);
+  const Strides5& o = p.output;
+  const bool pieces = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
+                      o.h % vec == 0 && o.w % vec == 0;
+  if (!flat || !pieces || ops.channels % vec != 0 || ops.source_w % vec != 0 ||
+      ops.channels * ops.element_bytes > kMaxChunks * kChunkBytes || p.groups > 65535) {
+    return false;
+  }
+  pl.rows = input_positions(p.batch, p.axis);
+  pl.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
+  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+  if (pl.rows + kBM > kInt32Max || p.groups * pl.col_count + kBN > kInt32Max) return false;
+  pl.m_tiles = (pl.rows + kBM - 1) / kBM;
+  pl.col_tiles = int((pl.col_count + kBN - 1) / kBN);
+  pl.chunks = int((ops.channels * ops.element_bytes + kChunkBytes - 1) / kChunkBytes);
+  pl.smem = smem_bytes(pl.chunks);
+  pl.ctas_per_sm = std::clamp(smem_per_sm / (pl.smem + kCtaOverhead), 1, 2);
+  pl.tiles_per_block = pl.col_tiles == 0
+                           ? 1
+                           : tiles_per_block(pl.m_tiles * p.groups, pl.col_tiles,
+                                             int64_t(sms) * pl.ctas_per_sm);
+  pl.column_chunks = (pl.col_tiles + pl.tiles_per_block - 1) / pl.tiles_per_block;
+  return pl.m_tiles * pl.column_chunks <= kInt32Max;
+}
+
+}  // namespace tconv3d::cuda::tapcol90

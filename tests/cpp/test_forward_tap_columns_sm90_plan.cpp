@@ -1,0 +1,125 @@
+// The Hopper tap-columns forward's launch (cuda/forward_tap_columns_sm90_plan.h):
+// which operands it takes, and that its grid covers every column tile once
+// with the CTAs an SM and column tiles a CTA its cost rule picks.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "conv_shape.h"
+#include "cuda/forward_tap_columns_sm90_plan.h"
+
+namespace tconv3d::cuda::tapcol90 {
+namespace {
+
+using plan_tests::params_of;
+using plan_tests::Shape;
+
+constexpr int kSms = 132;
+constexpr int kSmemPerSm = 228 * 1024;  // an H100/H200 SM
+
+// Kernel == stride, channels-last x and y, fp16/bf16 operands as the op layer
+// hands them over: x dense, channels padded to 16-byte pieces.
+Shape unet(int64_t batch, int64_t cin, int64_t cout, int64_t groups, int64_t side, int64_t k = 2) {
+  return {batch, cin, cout, groups, {side, side, side}, {k, k, k}, {k, k, k}, {0, 0, 0}, {1, 1, 1}};
+}
+
+Operands operands_of(const ConvTranspose3dParams& p) {
+  const int64_t padded = (p.in_per_group + 7) / 8 * 8, c = padded * p.groups;
+  const int64_t w = c, h = p.axis[2].in * w, d = p.axis[1].in * h, n = p.axis[0].in * d;
+  return {2, padded, p.out_per_group, n, d, h, w, 1, true};
+}
+
+TEST(ForwardTapColumnsSm90Plan, UnetAt256ChannelsRunsOneCtaAnSmOfEightColumnTiles) {
+  const ConvTranspose3dParams p = params_of(unet(2, 256, 128, 1, 16), true);
+  Plan pl{};
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl));
+  EXPECT_EQ(pl.rows, 2 * 16 * 16 * 16);
+  EXPECT_EQ(pl.m_tiles, 64);
+  EXPECT_EQ(pl.col_count, 8 * 128);
+  EXPECT_EQ(pl.col_tiles, 16);
+  EXPECT_EQ(pl.chunks, 4);
+  EXPECT_EQ(pl.smem, 4 * (kChunkABytes + kStages * kChunkBBytes) + kAlignSlack);
+  EXPECT_EQ(pl.ctas_per_sm, 1);
+  // 128 CTAs of 8 tiles: one wave; 64 of 16 cost more tiles a CTA, 192 of 6
+  // two waves.
+  EXPECT_EQ(pl.tiles_per_block, 8);
+  EXPECT_EQ(pl.column_chunks, 2);
+}
+
+TEST(ForwardTapColumnsSm90Plan, UnetAt128ChannelsFitsTwoCtasAnSm) {
+  const ConvTranspose3dParams p = params_of(unet(2, 128, 64, 1, 32), true);
+  Plan pl{};
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl));
+  EXPECT_EQ(pl.chunks, 2);
+  EXPECT_EQ(pl.ctas_per_sm, 2);
+  EXPECT_EQ(pl.col_tiles, 8);
+  EXPECT_EQ(pl.tiles_per_block, 8);  // 512 row tiles: two waves of 264 slots whole
+  EXPECT_EQ(pl.column_chunks, 1);
+}
+
+TEST(ForwardTapColumnsSm90Plan, ColumnTilesCoveredOnceAtLeastTwoACta) {
+  const std::vector<Shape> shapes = {
+      unet(1, 16, 24, 1, 5),  unet(2, 24, 40, 1, 3),     unet(1, 256, 256, 1, 16),
+      unet(8, 32, 32, 1, 32), unet(2, 96, 32, 2, 4),     unet(1, 200, 40, 1, 7),
+      unet(1, 64, 8, 1, 3),   unet(3, 48, 16, 1, 9, 3),  unet(1, 64, 48, 1, 64)};
+  for (const Shape& s : shapes) {
+    const ConvTranspose3dParams p = params_of(s, true);
+    Plan pl{};
+    ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl)) << s.cin << " -> " << s.cout;
+    EXPECT_GE(pl.tiles_per_block, std::min(2, pl.col_tiles));
+    EXPECT_LE(pl.tiles_per_block, pl.col_tiles);
+    // Chunk j walks tiles [j·per, min((j + 1)·per, col_tiles)): none empty,
+    // none past the last, every tile in exactly one.
+    EXPECT_LT((pl.column_chunks - 1) * pl.tiles_per_block, pl.col_tiles);
+    EXPECT_GE(pl.column_chunks * pl.tiles_per_block, pl.col_tiles);
+    EXPECT_EQ(pl.col_tiles, (pl.col_count + kBN - 1) / kBN);
+    EXPECT_LE(pl.chunks, kMaxChunks);
+    EXPECT_GE(pl.chunks * kChunkBytes, operands_of(p).channels * 2);
+  }
+}
+
+TEST(ForwardTapColumnsSm90Plan, TilesPerBlockWeighsWavesAgainstTilesACta) {
+  EXPECT_EQ(tiles_per_block(64, 16, 132), 8);    // one wave of 128
+  EXPECT_EQ(tiles_per_block(1000, 6, 264), 6);   // many row tiles: all columns a CTA
+  EXPECT_EQ(tiles_per_block(1, 16, 132), 2);     // one row tile: as many CTAs as tiles allow
+  EXPECT_EQ(tiles_per_block(7, 1, 132), 1);      // one column tile
+}
+
+TEST(ForwardTapColumnsSm90Plan, DeclinesWhatItDoesNotTake) {
+  const ConvTranspose3dParams p = params_of(unet(2, 64, 32, 1, 6), true);
+  Plan pl{};
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl));
+
+  Operands fp32 = operands_of(p);
+  fp32.element_bytes = 4;
+  EXPECT_FALSE(plan(p, fp32, kSms, kSmemPerSm, pl));
+
+  Operands unaligned = operands_of(p);
+  unaligned.aligned = false;
+  EXPECT_FALSE(plan(p, unaligned, kSms, kSmemPerSm, pl));
+
+  Operands planes = operands_of(p);  // NCDHW planes read in place
+  planes.source_c = 2;
+  EXPECT_FALSE(plan(p, planes, kSms, kSmemPerSm, pl));
+
+  Operands rows_apart = operands_of(p);  // x's rows not one run: a row tile is no box
+  rows_apart.source_h += 8;
+  rows_apart.source_d = p.axis[1].in * rows_apart.source_h;
+  rows_apart.source_n = p.axis[0].in * rows_apart.source_d;
+  EXPECT_FALSE(plan(p, rows_apart, kSms, kSmemPerSm, pl));
+
+  const ConvTranspose3dParams ncdhw_out = params_of(unet(2, 64, 32, 1, 6), false);
+  EXPECT_FALSE(plan(ncdhw_out, operands_of(p), kSms, kSmemPerSm, pl));
+
+  const ConvTranspose3dParams odd_columns = params_of(unet(2, 64, 12, 1, 6), true);
+  EXPECT_FALSE(plan(odd_columns, operands_of(odd_columns), kSms, kSmemPerSm, pl));
+
+  const ConvTranspose3dParams too_wide = params_of(unet(1, 264, 16, 1, 4), true);
+  EXPECT_FALSE(plan(too_wide, operands_of(too_wide), kSms, kSmemPerSm, pl));
+  const ConvTranspose3dParams widest = params_of(unet(1, 256, 16, 1, 4), true);
+  EXPECT_TRUE(plan(widest, operands_of(widest), kSms, kSmemPerSm, pl));
+}
+
+}  // namespace
+}  // namespace tconv3d::cuda::tapcol90
