@@ -28,7 +28,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <limits>
 
 #include <c10/macros/Macros.h>
 #include <ATen/cuda/detail/IntegerDivider.cuh>
@@ -279,42 +278,26 @@ cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, cons
                    ops.source_c,
                    aligned(ops.source) && aligned(ops.packed_weight) && aligned(ops.dest)};
   Plan pl{};
-  if (cfg.dtype == ScalarKind::Float32 || !plan(p, o, sm_count(), smem_per_sm(), pl)) {
-    return cudaErrorNotSupported;
-  }
+  if (!plan(p, o, sm_count(), smem_per_sm(), pl)) return cudaErrorNotSupported;
   if (pl.rows == 0 || pl.col_count == 0) return cudaSuccess;
 
-  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-  if (encode == nullptr) return cudaErrorNotSupported;
-  const CUtensorMapDataType type = tensor_map_type(cfg.dtype);
   const int64_t es = o.element_bytes, C = ops.channels;
   // x as [rows][G][C], a box one group's 64 channels × 128 rows; the packed
   // weight as [G · col_count][C], a box 64 channels × 64 columns.  Channels
   // past C land as zeros: the k16 steps past a group's channels add nothing.
   CUtensorMap x_map, w_map;
-  {
-    const cuuint64_t dim[3] = {cuuint64_t(C), cuuint64_t(p.groups), cuuint64_t(pl.rows)};
-    const cuuint64_t stride[2] = {cuuint64_t(C * es), cuuint64_t(ops.source_w * es)};
-    const cuuint32_t box[3] = {kChunkElements, 1, kBM};
-    const cuuint32_t step[3] = {1, 1, 1};
-    if (encode(&x_map, type, 3, const_cast<void*>(ops.source), dim, stride, box, step,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
-      return cudaErrorNotSupported;
-    }
-  }
-  {
-    const cuuint64_t dim[2] = {cuuint64_t(C), cuuint64_t(p.groups * pl.col_count)};
-    const cuuint64_t stride[1] = {cuuint64_t(C * es)};
-    const cuuint32_t box[2] = {kChunkElements, kBN};
-    const cuuint32_t step[2] = {1, 1};
-    if (encode(&w_map, type, 2, const_cast<void*>(ops.packed_weight), dim, stride, box, step,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
-      return cudaErrorNotSupported;
-    }
+  const cuuint64_t x_dim[3] = {cuuint64_t(C), cuuint64_t(p.groups), cuuint64_t(pl.rows)};
+  const cuuint64_t x_stride[2] = {cuuint64_t(C * es), cuuint64_t(ops.source_w * es)};
+  const cuuint32_t x_box[3] = {kChunkElements, 1, kBM};
+  const cuuint64_t w_dim[2] = {cuuint64_t(C), cuuint64_t(p.groups * pl.col_count)};
+  const cuuint64_t w_stride[1] = {cuuint64_t(C * es)};
+  const cuuint32_t w_box[2] = {kChunkElements, kBN};
+  const cuuint32_t step[3] = {1, 1, 1};
+  if (!encode_tiled(x_map, cfg.dtype, ops.source, 3, x_dim, x_stride, x_box, step,
+                    CU_TENSOR_MAP_SWIZZLE_128B) ||
+      !encode_tiled(w_map, cfg.dtype, ops.packed_weight, 2, w_dim, w_stride, w_box, step,
+                    CU_TENSOR_MAP_SWIZZLE_128B)) {
+    return cudaErrorNotSupported;
   }
 
   Args a{};

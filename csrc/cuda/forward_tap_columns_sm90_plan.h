@@ -9,6 +9,7 @@
 
 #include "../index_math.h"
 #include "../params.h"
+#include "channel_vectors.h"
 
 namespace tconv3d::cuda::tapcol90 {
 
@@ -73,9 +74,8 @@ inline bool plan(const ConvTranspose3dParams& p, const Operands& ops, int sms, i
   const bool flat = ops.source_h == p.axis[2].in * ops.source_w &&
                     ops.source_d == p.axis[1].in * ops.source_h &&
                     (p.batch == 1 || ops.source_n == p.axis[0].in * ops.source_d);
-  const Strides5& o = p.output;
-  const bool pieces = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
-                      o.h % vec == 0 && o.w % vec == 0;
+  const bool pieces =
+      ops.columns % vec == 0 && vectors_aligned(p.output, 0, vec, ops.element_bytes);
   if (!flat || !pieces || ops.channels % vec != 0 || ops.source_w % vec != 0 ||
       ops.channels * ops.element_bytes > kMaxChunks * kChunkBytes || p.groups > 65535) {
     return false;

@@ -9,6 +9,7 @@
 
 #include "../index_math.h"
 #include "../params.h"
+#include "channel_vectors.h"
 #include "range_cut.h"
 #include "row_boxes.h"
 
@@ -276,13 +277,13 @@ inline bool writes_grad_weight(const ConvTranspose3dParams& p, const Geometry& g
 }
 
 // Where the epilogue writes an fp16/bf16 gw whose strides and address keep
-// every 8 co a whole 16-byte piece, a lane stores 8 co at once after a quad
+// every 8 co a whole 16-byte piece (vectors_aligned: co contiguous too, as
+// writes_grad_weight already asks), a lane stores 8 co at once after a quad
 // transpose (quad_transpose.h), not a pair: a warp's store writes 64
 // contiguous bytes of each of 8 ci rows, not 16.
 inline bool gw_vectors(const ConvTranspose3dParams& p, int element_bytes, const void* grad_weight) {
-  const Strides5& w = p.weight;
-  return element_bytes == 2 && w.n % 8 == 0 && w.d % 8 == 0 && w.h % 8 == 0 && w.w % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(grad_weight) % 16 == 0;
+  return element_bytes == 2 &&
+         vectors_aligned(p.weight, reinterpret_cast<uintptr_t>(grad_weight), 8, element_bytes);
 }
 
 // The workspace the kernel writes for `dtype` (fp32 read as TF32), in

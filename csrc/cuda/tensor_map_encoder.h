@@ -45,6 +45,22 @@ inline CUtensorMapSwizzle swizzle_for_rows(int64_t row_bytes) {
                            : CU_TENSOR_MAP_SWIZZLE_32B;
 }
 
+// A tiled tensor map of `rank` dimensions (innermost first; strides in bytes
+// of dimensions 1 and up; boxes of `box`, every step[i]-th element), in
+// `swizzle`, positions outside the tensor loading as zeros.  False where there
+// is no encoder or it refuses (addresses and strides must be 16-byte
+// multiples).
+inline bool encode_tiled(CUtensorMap& map, ScalarKind dtype, const void* base, int rank,
+                         const cuuint64_t* dim, const cuuint64_t* stride_bytes,
+                         const cuuint32_t* box, const cuuint32_t* step, CUtensorMapSwizzle swizzle) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  return encode != nullptr &&
+         encode(&map, tensor_map_type(dtype), cuuint32_t(rank), const_cast<void*>(base), dim,
+                stride_bytes, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) ==
+             CUDA_SUCCESS;
+}
+
 // A channels-last tensor ([N][D][H][W][channels], element strides n, d, h,
 // w) as a 5-D tensor map whose boxes are box_channels channels × box[a]
 // positions' span per axis (d, h, w), every element_stride[a]-th position
@@ -56,9 +72,6 @@ inline bool encode_channels_last_box(CUtensorMap& map, ScalarKind dtype, const v
                                      const int64_t (&strides)[4], int64_t box_channels,
                                      const int64_t (&box)[3], const int64_t (&element_stride)[3],
                                      CUtensorMapSwizzle swizzle) {
-  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-  if (encode == nullptr) return false;
-  const CUtensorMapDataType type = tensor_map_type(dtype);
   const int64_t element = dtype == ScalarKind::Float32 ? 4 : 2;
   const cuuint64_t dim[5] = {cuuint64_t(channels), cuuint64_t(extent[2]), cuuint64_t(extent[1]),
                              cuuint64_t(extent[0]), cuuint64_t(batch)};
@@ -68,9 +81,7 @@ inline bool encode_channels_last_box(CUtensorMap& map, ScalarKind dtype, const v
                                  cuuint32_t(box[0]), 1};
   const cuuint32_t step[5] = {1, cuuint32_t(element_stride[2]), cuuint32_t(element_stride[1]),
                               cuuint32_t(element_stride[0]), 1};
-  return encode(&map, type, 5, const_cast<void*>(base), dim, stride, box_dim, step,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_tiled(map, dtype, base, 5, dim, stride, box_dim, step, swizzle);
 }
 
 // The row tiles' boxes: 2^log_box positions a side, each element_stride apart.
