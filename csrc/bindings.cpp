@@ -106,6 +106,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_set_tap_columns_wgmma", &tconv3d::cuda::set_forward_tap_columns_sm90,
         "test hook: whether the tap-columns forward (kernel == stride) may run on Hopper's "
         "warpgroup MMAs where it takes the shape (True, shipped) or stays on mma.sync (False)");
+  m.def(
+      "_set_tap_columns_wgmma_columns",
+      [](int columns) {
+        TORCH_CHECK(columns == 0 || columns == 64 || columns == 128,
+                    "_set_tap_columns_wgmma_columns: 0, 64 or 128, got ", columns);
+        tconv3d::cuda::set_forward_tap_columns_sm90_columns(columns);
+      },
+      "test hook: the Hopper tap-columns forward's consumer tile width, 64 or 128 columns (128 "
+      "in fp16/bf16 only); 0 (shipped): 128 from 384 bytes of channels a group");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(

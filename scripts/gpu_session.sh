@@ -46,6 +46,18 @@ for policy in ("tensor_core", "wgmma"):
         err = ((y.double() - ref).norm() / ref.norm()).item()
         print(policy, dtype, "kernel", tconv3d._C._last_cuda_kernels()["forward"], "rel err", f"{err:.2e}")
 tconv3d._C._set_kernel_policy("auto")
+# Kernel == stride into channels-last outputs: the Hopper tap-columns forward's
+# warp-specialized instances (128-column tiles at 256 bf16 channels, TF32).
+torch.backends.cudnn.allow_tf32 = True
+for dtype, cin in ((torch.bfloat16, 256), (torch.bfloat16, 64), (torch.float32, 128)):
+    x = torch.randn(2, cin, 6, 7, 9, device="cuda", dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    w = torch.randn(cin, 64, 2, 2, 2, device="cuda", dtype=dtype) / 16
+    ref = F.conv_transpose3d(x.double(), w.double(), stride=2)
+    y = tconv3d.conv_transpose3d(x, w, stride=2)
+    torch.cuda.synchronize()
+    err = ((y.double() - ref).norm() / ref.norm()).item()
+    print("auto k2s2", dtype, cin, "kernel", tconv3d._C._last_cuda_kernels()["forward"], "rel err", f"{err:.2e}")
 EOF
 then
   echo "SMOKE TEST FAILED OR HUNG"

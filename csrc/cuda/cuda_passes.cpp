@@ -490,7 +490,8 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // U-Net 0.60 against 1.42: RESULTS.md, "Row-once and TF32 group blocks
   // round"; fp16/bf16 ones now take tap columns' Hopper version where it fits,
   // forward_tap_columns_sm90.cu: U-Net 128→64 0.039 ms, "Hopper tap-columns
-  // round").  Narrower ones were not measured
+  // round"; TF32 ones too where that version takes them, since its TF32
+  // instance).  Narrower ones were not measured
   // against it and stay on tap columns, as do NCDHW sources it reads in place
   // (no channels-last copy of x): bf16 U-Net 128→64 0.109 against Hopper's
   // 0.124 ms ("NCDHW planes round"; 0.070 since); at 512 bytes of channels
@@ -498,8 +499,11 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // 256→128 0.041 against 0.054 (H200, graph replays; RESULTS.md, "Pack and
   // tap-columns round").
   const bool planes = fwd && reads_planes_in_place(source, dtype);
-  const bool hopper_over_tap_columns = hopper && !planes && p.out_per_group >= 64 &&
-                                       (dtype == ScalarKind::Float32 || p.output.c != 1);
+  const bool tf32_on_hopper_tap_columns =
+      dtype == ScalarKind::Float32 && forward_tap_columns_sm90_may_take(p, dtype);
+  const bool hopper_over_tap_columns =
+      hopper && !planes && p.out_per_group >= 64 &&
+      (p.output.c != 1 || (dtype == ScalarKind::Float32 && !tf32_on_hopper_tap_columns));
   const bool tap_columns =
       auto_policy && !hopper_over_tap_columns && forward_tap_columns_gemm_supports(p, dtype);
   const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&

@@ -13,11 +13,10 @@
 
 namespace tconv3d::cuda::tapcol90 {
 
-constexpr int kBM = 128, kBN = 64;    // a CTA's rows; a consumer's tile is kBM × kBN
+constexpr int kBM = 128;            // a CTA's rows
 constexpr int kChunkBytes = 128;      // K in 128-byte swizzled rows
-constexpr int kChunkABytes = kBM * kChunkBytes, kChunkBBytes = kBN * kChunkBytes;
-constexpr int kMaxChunks = 4;         // 512 bytes of channels: 256 fp16/bf16
-constexpr int kStages = 4;            // the weight's column tiles in flight
+constexpr int kChunkABytes = kBM * kChunkBytes;
+constexpr int kMaxChunks = 4;         // 512 bytes of channels: 256 fp16/bf16, 128 TF32
 constexpr int kConsumers = 2;         // warpgroups, on alternate column tiles
 constexpr int kThreads = 128 * kConsumers + 32;  // and the producer warp
 constexpr int kAlignSlack = 1024;     // the 128-byte swizzle's 1024-byte period
@@ -25,13 +24,20 @@ constexpr int kAlignSlack = 1024;     // the 128-byte swizzle's 1024-byte period
 // reserves a CTA, rounded up.
 constexpr int kCtaOverhead = 3 * 1024;
 
-constexpr int smem_bytes(int chunks) {
-  return chunks * (kChunkABytes + kStages * kChunkBBytes) + kAlignSlack;
+// A consumer's tile is kBM rows × `cols` (tile) columns: 64, or 128 where
+// K is 384 bytes or more in fp16/bf16 — half the wgmma issues, and a
+// quarter less shared-memory operand traffic a FLOP, where one CTA an SM
+// holds x's rows anyway.  The weight's column tiles in flight: four of 64
+// columns, two of 128 (the same bytes).
+constexpr int stages(int cols) { return cols == 128 ? 2 : 4; }
+constexpr int chunk_b_bytes(int cols) { return cols * kChunkBytes; }
+constexpr int smem_bytes(int chunks, int cols) {
+  return chunks * (kChunkABytes + stages(cols) * chunk_b_bytes(cols)) + kAlignSlack;
 }
 
 // What the launch needs of the operands (TensorCoreGemmOperands, pass Forward).
 struct Operands {
-  int element_bytes;  // 2: fp16/bf16
+  int element_bytes;  // 2: fp16/bf16; 4: fp32 as TF32
   int64_t channels;   // the source's channels a group, padded to 16-byte pieces
   int64_t columns;    // Cout/G
   int64_t source_n, source_d, source_h, source_w, source_c;  // element strides
@@ -42,6 +48,7 @@ struct Plan {
   int64_t rows;     // N·D·H·W input positions
   int64_t m_tiles;  // of kBM rows
   int64_t col_count;
+  int cols;  // a consumer's tile: 64 or 128 columns
   int col_tiles, chunks, smem, ctas_per_sm, tiles_per_block;
   int64_t column_chunks;  // CTAs along a row tile's columns
 };
@@ -63,32 +70,39 @@ inline int tiles_per_block(int64_t row_tiles, int col_tiles, int64_t slots) {
 
 // For a layer the tap-columns forward takes (kernel == stride, no padding,
 // dilation or output padding): false where this kernel does not — not
-// fp16/bf16, x's positions not one flat run of rows (a row tile must be one
-// box), more than 256 channels a group, the output not channels-last in
-// whole 16-byte pieces (Cout/G too, so that no piece straddles two taps),
-// beyond 32-bit box coordinates or the grid's limits.
+// fp16/bf16 or TF32, x's positions not one flat run of rows (a row tile must
+// be one box), more than 512 bytes of channels a group, the output not
+// channels-last in whole 16-byte pieces, Cout/G not in whole 8-channel
+// pieces (so that no piece of a column table straddles two taps), beyond
+// 32-bit box coordinates or the grid's limits.  `columns`: the test hook's
+// tile width, 0 = by shape (128 applies to fp16/bf16 only).
 inline bool plan(const ConvTranspose3dParams& p, const Operands& ops, int sms, int smem_per_sm,
-                 Plan& pl) {
-  if (ops.element_bytes != 2 || ops.source_c != 1 || !ops.aligned) return false;
+                 int columns, Plan& pl) {
+  if ((ops.element_bytes != 2 && ops.element_bytes != 4) || ops.source_c != 1 || !ops.aligned) {
+    return false;
+  }
   const int64_t vec = 16 / ops.element_bytes;
   const bool flat = ops.source_h == p.axis[2].in * ops.source_w &&
                     ops.source_d == p.axis[1].in * ops.source_h &&
                     (p.batch == 1 || ops.source_n == p.axis[0].in * ops.source_d);
   const bool pieces =
-      ops.columns % vec == 0 && vectors_aligned(p.output, 0, vec, ops.element_bytes);
+      ops.columns % 8 == 0 && vectors_aligned(p.output, 0, vec, ops.element_bytes);
   if (!flat || !pieces || ops.channels % vec != 0 || ops.source_w % vec != 0 ||
       ops.channels * ops.element_bytes > kMaxChunks * kChunkBytes || p.groups > 65535) {
     return false;
   }
   pl.rows = input_positions(p.batch, p.axis);
   pl.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
-  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
-  if (pl.rows + kBM > kInt32Max || p.groups * pl.col_count + kBN > kInt32Max) return false;
-  pl.m_tiles = (pl.rows + kBM - 1) / kBM;
-  pl.col_tiles = int((pl.col_count + kBN - 1) / kBN);
   pl.chunks = int((ops.channels * ops.element_bytes + kChunkBytes - 1) / kChunkBytes);
-  pl.smem = smem_bytes(pl.chunks);
-  pl.ctas_per_sm = std::clamp(smem_per_sm / (pl.smem + kCtaOverhead), 1, 2);
+  const bool wide = ops.element_bytes == 2 && (columns == 128 || (columns == 0 && pl.chunks >= 3));
+  pl.cols = wide ? 128 : 64;
+  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+  if (pl.rows + kBM > kInt32Max || p.groups * pl.col_count + pl.cols > kInt32Max) return false;
+  pl.m_tiles = (pl.rows + kBM - 1) / kBM;
+  pl.col_tiles = int((pl.col_count + pl.cols - 1) / pl.cols);
+  pl.smem = smem_bytes(pl.chunks, pl.cols);
+  // 128-column tiles hold 128 accumulators a thread: one CTA's registers.
+  pl.ctas_per_sm = wide ? 1 : std::clamp(smem_per_sm / (pl.smem + kCtaOverhead), 1, 2);
   pl.tiles_per_block = pl.col_tiles == 0
                            ? 1
                            : tiles_per_block(pl.m_tiles * p.groups, pl.col_tiles,

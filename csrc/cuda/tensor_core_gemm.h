@@ -97,16 +97,24 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
                                             const TensorCoreGemmOperands& ops);
 
 // The same GEMM on Hopper's warpgroup MMAs (forward_tap_columns_sm90.cu),
-// same operands: fp16/bf16 from a channels-last source whose positions are
-// one flat run of rows (source_c 1), into a channels-last output with Cout/G,
-// strides and address in whole 16-byte pieces; up to 256 channels a group.
-// Returns cudaErrorNotSupported, nothing launched, where it does not take
-// the shape (or the device lacks sm_90a code, or the driver refuses a tensor
-// map): the caller runs launch_forward_tap_columns_gemm instead.
+// same operands: fp16/bf16 or TF32 from a channels-last source whose
+// positions are one flat run of rows (source_c 1), into a channels-last
+// output with strides and address in whole 16-byte pieces, Cout/G in whole
+// 8-channel pieces; up to 512 bytes of channels a group.  Returns
+// cudaErrorNotSupported, nothing launched, where it does not take the shape
+// (or the device lacks sm_90a code, or the driver refuses a tensor map): the
+// caller runs launch_forward_tap_columns_gemm instead.
 cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                             const TensorCoreGemmOperands& ops);
-// Test and benchmark hook: whether the Hopper version may run (true, shipped).
+// Whether it takes the layer given dense channels-last operands (x, or the
+// op layer's padded copy of it), before any is made: the router's question
+// where the alternative is not the mma.sync version.
+bool forward_tap_columns_sm90_may_take(const ConvTranspose3dParams& p, ScalarKind dtype);
+// Test and benchmark hooks: whether the Hopper version may run (true,
+// shipped); its consumers' tile width, 64 or 128 columns (0, shipped: by
+// shape; 128 in fp16/bf16 only).
 void set_forward_tap_columns_sm90(bool enabled);
+void set_forward_tap_columns_sm90_columns(int columns);
 
 // The forward of groups of at most 4 output channels, their taps folded into
 // the GEMM's columns (forward_taps_gemm.cu): a block multiplies the box of

@@ -18,40 +18,77 @@ using plan_tests::Shape;
 constexpr int kSms = 132;
 constexpr int kSmemPerSm = 228 * 1024;  // an H100/H200 SM
 
-// Kernel == stride, channels-last x and y, fp16/bf16 operands as the op layer
-// hands them over: x dense, channels padded to 16-byte pieces.
+// Kernel == stride, channels-last x and y, fp16/bf16 (or, element_bytes 4,
+// TF32) operands as the op layer hands them over: x dense, channels padded to
+// 16-byte pieces.
 Shape unet(int64_t batch, int64_t cin, int64_t cout, int64_t groups, int64_t side, int64_t k = 2) {
   return {batch, cin, cout, groups, {side, side, side}, {k, k, k}, {k, k, k}, {0, 0, 0}, {1, 1, 1}};
 }
 
-Operands operands_of(const ConvTranspose3dParams& p) {
-  const int64_t padded = (p.in_per_group + 7) / 8 * 8, c = padded * p.groups;
+Operands operands_of(const ConvTranspose3dParams& p, int element_bytes = 2) {
+  const int64_t vec = 16 / element_bytes;
+  const int64_t padded = (p.in_per_group + vec - 1) / vec * vec, c = padded * p.groups;
   const int64_t w = c, h = p.axis[2].in * w, d = p.axis[1].in * h, n = p.axis[0].in * d;
-  return {2, padded, p.out_per_group, n, d, h, w, 1, true};
+  return {element_bytes, padded, p.out_per_group, n, d, h, w, 1, true};
 }
 
-TEST(ForwardTapColumnsSm90Plan, UnetAt256ChannelsRunsOneCtaAnSmOfEightColumnTiles) {
+TEST(ForwardTapColumnsSm90Plan, UnetAt256ChannelsRunsOneCtaAnSmOfWideColumnTiles) {
   const ConvTranspose3dParams p = params_of(unet(2, 256, 128, 1, 16), true);
   Plan pl{};
-  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl));
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, 0, pl));
   EXPECT_EQ(pl.rows, 2 * 16 * 16 * 16);
   EXPECT_EQ(pl.m_tiles, 64);
   EXPECT_EQ(pl.col_count, 8 * 128);
-  EXPECT_EQ(pl.col_tiles, 16);
   EXPECT_EQ(pl.chunks, 4);
-  EXPECT_EQ(pl.smem, 4 * (kChunkABytes + kStages * kChunkBBytes) + kAlignSlack);
+  EXPECT_EQ(pl.cols, 128);  // four chunks of K: 128-column tiles
+  EXPECT_EQ(pl.col_tiles, 8);
+  EXPECT_EQ(pl.smem, 4 * (kChunkABytes + 2 * 128 * kChunkBytes) + kAlignSlack);
   EXPECT_EQ(pl.ctas_per_sm, 1);
-  // 128 CTAs of 8 tiles: one wave; 64 of 16 cost more tiles a CTA, 192 of 6
+  // 128 CTAs of 4 tiles: one wave; 64 of 8 cost more tiles a CTA, 192 of 3
   // two waves.
+  EXPECT_EQ(pl.tiles_per_block, 4);
+  EXPECT_EQ(pl.column_chunks, 2);
+
+  // The hook's 64-column tiles: twice the tiles, four stages of them.
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, 64, pl));
+  EXPECT_EQ(pl.cols, 64);
+  EXPECT_EQ(pl.col_tiles, 16);
+  EXPECT_EQ(pl.smem, 4 * (kChunkABytes + 4 * 64 * kChunkBytes) + kAlignSlack);
+  EXPECT_EQ(pl.ctas_per_sm, 1);
   EXPECT_EQ(pl.tiles_per_block, 8);
   EXPECT_EQ(pl.column_chunks, 2);
+}
+
+TEST(ForwardTapColumnsSm90Plan, WideTilesFromThreeChunksInSixteenBitsOnly) {
+  Plan pl{};
+  const ConvTranspose3dParams two = params_of(unet(2, 128, 64, 1, 8), true);
+  ASSERT_TRUE(plan(two, operands_of(two), kSms, kSmemPerSm, 0, pl));
+  EXPECT_EQ(pl.chunks, 2);
+  EXPECT_EQ(pl.cols, 64);
+  ASSERT_TRUE(plan(two, operands_of(two), kSms, kSmemPerSm, 128, pl));  // the hook's
+  EXPECT_EQ(pl.cols, 128);
+  EXPECT_EQ(pl.ctas_per_sm, 1);
+
+  const ConvTranspose3dParams three = params_of(unet(2, 136, 64, 1, 8), true);
+  ASSERT_TRUE(plan(three, operands_of(three), kSms, kSmemPerSm, 0, pl));
+  EXPECT_EQ(pl.chunks, 3);
+  EXPECT_EQ(pl.cols, 128);
+
+  // TF32: 128 channels are four chunks, on 64-column tiles whatever the hook.
+  const ConvTranspose3dParams tf32 = params_of(unet(2, 128, 64, 1, 8), true);
+  for (const int columns : {0, 128}) {
+    ASSERT_TRUE(plan(tf32, operands_of(tf32, 4), kSms, kSmemPerSm, columns, pl));
+    EXPECT_EQ(pl.chunks, 4);
+    EXPECT_EQ(pl.cols, 64);
+  }
 }
 
 TEST(ForwardTapColumnsSm90Plan, UnetAt128ChannelsFitsTwoCtasAnSm) {
   const ConvTranspose3dParams p = params_of(unet(2, 128, 64, 1, 32), true);
   Plan pl{};
-  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl));
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, 0, pl));
   EXPECT_EQ(pl.chunks, 2);
+  EXPECT_EQ(pl.cols, 64);
   EXPECT_EQ(pl.ctas_per_sm, 2);
   EXPECT_EQ(pl.col_tiles, 8);
   EXPECT_EQ(pl.tiles_per_block, 8);  // 512 row tiles: two waves of 264 slots whole
@@ -64,18 +101,23 @@ TEST(ForwardTapColumnsSm90Plan, ColumnTilesCoveredOnceAtLeastTwoACta) {
       unet(8, 32, 32, 1, 32), unet(2, 96, 32, 2, 4),     unet(1, 200, 40, 1, 7),
       unet(1, 64, 8, 1, 3),   unet(3, 48, 16, 1, 9, 3),  unet(1, 64, 48, 1, 64)};
   for (const Shape& s : shapes) {
-    const ConvTranspose3dParams p = params_of(s, true);
-    Plan pl{};
-    ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl)) << s.cin << " -> " << s.cout;
-    EXPECT_GE(pl.tiles_per_block, std::min(2, pl.col_tiles));
-    EXPECT_LE(pl.tiles_per_block, pl.col_tiles);
-    // Chunk j walks tiles [j·per, min((j + 1)·per, col_tiles)): none empty,
-    // none past the last, every tile in exactly one.
-    EXPECT_LT((pl.column_chunks - 1) * pl.tiles_per_block, pl.col_tiles);
-    EXPECT_GE(pl.column_chunks * pl.tiles_per_block, pl.col_tiles);
-    EXPECT_EQ(pl.col_tiles, (pl.col_count + kBN - 1) / kBN);
-    EXPECT_LE(pl.chunks, kMaxChunks);
-    EXPECT_GE(pl.chunks * kChunkBytes, operands_of(p).channels * 2);
+    for (const int element_bytes : {2, 4}) {
+      const ConvTranspose3dParams p = params_of(s, true);
+      if (p.in_per_group * element_bytes > kMaxChunks * kChunkBytes) continue;
+      Plan pl{};
+      ASSERT_TRUE(plan(p, operands_of(p, element_bytes), kSms, kSmemPerSm, 0, pl))
+          << s.cin << " -> " << s.cout;
+      EXPECT_GE(pl.tiles_per_block, std::min(2, pl.col_tiles));
+      EXPECT_LE(pl.tiles_per_block, pl.col_tiles);
+      // Chunk j walks tiles [j·per, min((j + 1)·per, col_tiles)): none empty,
+      // none past the last, every tile in exactly one.
+      EXPECT_LT((pl.column_chunks - 1) * pl.tiles_per_block, pl.col_tiles);
+      EXPECT_GE(pl.column_chunks * pl.tiles_per_block, pl.col_tiles);
+      EXPECT_EQ(pl.col_tiles, (pl.col_count + pl.cols - 1) / pl.cols);
+      EXPECT_LE(pl.chunks, kMaxChunks);
+      EXPECT_GE(pl.chunks * kChunkBytes, operands_of(p, element_bytes).channels * element_bytes);
+      EXPECT_LE(pl.smem + kCtaOverhead, kSmemPerSm);
+    }
   }
 }
 
@@ -89,36 +131,41 @@ TEST(ForwardTapColumnsSm90Plan, TilesPerBlockWeighsWavesAgainstTilesACta) {
 TEST(ForwardTapColumnsSm90Plan, DeclinesWhatItDoesNotTake) {
   const ConvTranspose3dParams p = params_of(unet(2, 64, 32, 1, 6), true);
   Plan pl{};
-  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, pl));
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, 0, pl));
+  ASSERT_TRUE(plan(p, operands_of(p, 4), kSms, kSmemPerSm, 0, pl));
 
-  Operands fp32 = operands_of(p);
-  fp32.element_bytes = 4;
-  EXPECT_FALSE(plan(p, fp32, kSms, kSmemPerSm, pl));
+  Operands fp64 = operands_of(p);
+  fp64.element_bytes = 8;
+  EXPECT_FALSE(plan(p, fp64, kSms, kSmemPerSm, 0, pl));
 
   Operands unaligned = operands_of(p);
   unaligned.aligned = false;
-  EXPECT_FALSE(plan(p, unaligned, kSms, kSmemPerSm, pl));
+  EXPECT_FALSE(plan(p, unaligned, kSms, kSmemPerSm, 0, pl));
 
   Operands planes = operands_of(p);  // NCDHW planes read in place
   planes.source_c = 2;
-  EXPECT_FALSE(plan(p, planes, kSms, kSmemPerSm, pl));
+  EXPECT_FALSE(plan(p, planes, kSms, kSmemPerSm, 0, pl));
 
   Operands rows_apart = operands_of(p);  // x's rows not one run: a row tile is no box
   rows_apart.source_h += 8;
   rows_apart.source_d = p.axis[1].in * rows_apart.source_h;
   rows_apart.source_n = p.axis[0].in * rows_apart.source_d;
-  EXPECT_FALSE(plan(p, rows_apart, kSms, kSmemPerSm, pl));
+  EXPECT_FALSE(plan(p, rows_apart, kSms, kSmemPerSm, 0, pl));
 
   const ConvTranspose3dParams ncdhw_out = params_of(unet(2, 64, 32, 1, 6), false);
-  EXPECT_FALSE(plan(ncdhw_out, operands_of(p), kSms, kSmemPerSm, pl));
+  EXPECT_FALSE(plan(ncdhw_out, operands_of(p), kSms, kSmemPerSm, 0, pl));
 
   const ConvTranspose3dParams odd_columns = params_of(unet(2, 64, 12, 1, 6), true);
-  EXPECT_FALSE(plan(odd_columns, operands_of(odd_columns), kSms, kSmemPerSm, pl));
+  EXPECT_FALSE(plan(odd_columns, operands_of(odd_columns), kSms, kSmemPerSm, 0, pl));
 
   const ConvTranspose3dParams too_wide = params_of(unet(1, 264, 16, 1, 4), true);
-  EXPECT_FALSE(plan(too_wide, operands_of(too_wide), kSms, kSmemPerSm, pl));
+  EXPECT_FALSE(plan(too_wide, operands_of(too_wide), kSms, kSmemPerSm, 0, pl));
   const ConvTranspose3dParams widest = params_of(unet(1, 256, 16, 1, 4), true);
-  EXPECT_TRUE(plan(widest, operands_of(widest), kSms, kSmemPerSm, pl));
+  EXPECT_TRUE(plan(widest, operands_of(widest), kSms, kSmemPerSm, 0, pl));
+  const ConvTranspose3dParams tf32_too_wide = params_of(unet(1, 132, 16, 1, 4), true);
+  EXPECT_FALSE(plan(tf32_too_wide, operands_of(tf32_too_wide, 4), kSms, kSmemPerSm, 0, pl));
+  const ConvTranspose3dParams tf32_widest = params_of(unet(1, 128, 16, 1, 4), true);
+  EXPECT_TRUE(plan(tf32_widest, operands_of(tf32_widest, 4), kSms, kSmemPerSm, 0, pl));
 }
 
 }  // namespace

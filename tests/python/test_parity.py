@@ -307,14 +307,16 @@ def test_auto_policy_takes_wgmma_where_it_pays():
 
 
 @requires_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_auto_forward_of_kernel_equal_stride_at_64_columns(layout):
-    """Auto, bf16, kernel == stride, 64 output channels: the Hopper GEMM into
-    an NCDHW output, the tap-columns GEMM (its Hopper version) into a
-    channels-last one; both against the float64 reference."""
+def test_auto_forward_of_kernel_equal_stride_at_64_columns(layout, precision):
+    """Auto, kernel == stride, 64 output channels: the Hopper GEMM into an
+    NCDHW output, the tap-columns GEMM (its Hopper version, bf16 and TF32)
+    into a channels-last one; both against the float64 reference."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
-    run_parity((2, 128, 64, 1, (6, 7, 9), 2, 2, 0, 0, 1, True), layout, torch.bfloat16, "cuda")
+    run_parity((2, 128, 64, 1, (6, 7, 9), 2, 2, 0, 0, 1, True), layout, use_precision(precision),
+               "cuda")
     expected = ("tensor_core_gemm_sm90_tma" if layout == "contiguous"
                 else "forward_tap_columns_gemm_sm90")
     assert tconv3d._C._last_cuda_kernels()["forward"] == expected
@@ -1147,25 +1149,31 @@ def test_forward_tap_columns_gemm(name, layout, precision):
 
 def takes_tap_columns_wgmma(config, layout, dtype):
     """Mirror of launch_forward_tap_columns_sm90's choice, for a shape the
-    tap-columns forward takes, x contiguous or channels-last: fp16/bf16 on a
-    device with the Hopper kernels, a channels-last output, Cout/G in whole
-    8-channel pieces, at most 256 channels a group."""
+    tap-columns forward takes, x contiguous or channels-last: fp16/bf16, or
+    float32 as TF32, on a device with the Hopper kernels, a channels-last
+    output, Cout/G in whole 8-channel pieces, at most 512 bytes of channels a
+    group."""
     cin, cout, groups = config[1], config[2], config[3]
-    return (tconv3d._C._wgmma_available() and dtype in (torch.float16, torch.bfloat16)
+    tensor_core = dtype in (torch.float16, torch.bfloat16) or (
+        dtype == torch.float32 and torch.backends.cudnn.allow_tf32)
+    return (tconv3d._C._wgmma_available() and tensor_core
             and layout == "channels_last" and (cout // groups) % 8 == 0
             and padded_group_bytes(cin, groups, dtype) <= 512)
 
 
 @requires_cuda
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_tap_columns_wgmma_walks_more_tiles_than_stages(dtype):
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "tf32"])
+def test_tap_columns_wgmma_walks_more_tiles_than_stages(precision):
     """The Hopper tap-columns forward on 520 row tiles (two waves of two CTAs
     an SM on 132 SMs, so a CTA walks all six column tiles: each consumer
-    three, the first stage loaded twice, past the ring of four) against the
-    float64 reference with bias; bitwise the same run to run; and the
-    mma.sync version, the hook off, within the same tolerance."""
+    three, the first stage loaded twice, past the ring of four; TF32's x
+    rounded in shared memory) against the float64 reference with bias;
+    bitwise the same run to run; and the mma.sync version, the hook off,
+    within the same tolerance."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper kernels do not run on this device")
+    dtype = use_precision(precision)
+    tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
     g = torch.Generator().manual_seed(11)
     x = torch.randn(1, 64, 16, 40, 104, generator=g).to("cuda", dtype)
     x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -1175,12 +1183,49 @@ def test_tap_columns_wgmma_walks_more_tiles_than_stages(dtype):
     y = tconv3d.conv_transpose3d(x, w, b, stride=2)
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm_sm90"
     assert y.is_contiguous(memory_format=torch.channels_last_3d)
-    assert rel_err(y, ref) <= TOLERANCE[dtype]
+    assert rel_err(y, ref) <= tolerance
     assert torch.equal(y, tconv3d.conv_transpose3d(x, w, b, stride=2))
     with hook_set(tconv3d._C._set_tap_columns_wgmma, False, True):
         y_sync = tconv3d.conv_transpose3d(x, w, b, stride=2)
         assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm"
-    assert rel_err(y_sync, ref) <= TOLERANCE[dtype]
+    assert rel_err(y_sync, ref) <= tolerance
+
+
+@requires_cuda
+@pytest.mark.parametrize("columns", [64, 128, 0], ids=["narrow", "wide", "by_shape"])
+@pytest.mark.parametrize("shape", [
+    # 33 792 rows: 264 row tiles, two waves, so a CTA walks all eight 128-column
+    # tiles (each consumer four, the ring of two stages wrapping twice).
+    (1, 256, 128, (16, 32, 66)),
+    # Three chunks of K, the last partly past the channels; 47 row tiles; 160
+    # columns a tap, so 128-column tiles straddle taps and the last is partial.
+    (2, 168, 160, (3, 7, 11)),
+], ids=["ring_wraps", "partial_tiles"])
+def test_tap_columns_wgmma_column_tiles(shape, columns):
+    """The Hopper tap-columns forward's consumer tiles of 64 and 128 columns
+    (the hook; 0: 128 by shape from 384 bytes of K) in bf16 with bias,
+    against the float64 reference, bitwise the same run to run."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper kernels do not run on this device")
+    n, cin, cout, size = shape
+    g = torch.Generator().manual_seed(19)
+    x = torch.randn(n, cin, *size, generator=g).to("cuda", torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    w = (torch.randn(cin, cout, 2, 2, 2, generator=g) / 16).to("cuda", torch.bfloat16)
+    b = torch.randn(cout, generator=g).to("cuda", torch.bfloat16)
+    with hook_set(tconv3d._C._set_tap_columns_wgmma_columns, columns):
+        y = tconv3d.conv_transpose3d(x, w, b, stride=2)  # into a NaN-poisoned output
+        assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm_sm90"
+        assert torch.equal(y, tconv3d.conv_transpose3d(x, w, b, stride=2))
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2)
+    assert torch.isfinite(y).all()
+    assert rel_err(y, ref) <= TOLERANCE[torch.bfloat16]
+
+
+@requires_cuda
+def test_tap_columns_wgmma_columns_hook_refuses_other_widths():
+    with pytest.raises(RuntimeError, match="0, 64 or 128"):
+        tconv3d._C._set_tap_columns_wgmma_columns(96)
 
 
 @requires_cuda
