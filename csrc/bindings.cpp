@@ -109,8 +109,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def(
       "_set_tap_columns_wgmma_columns",
       [](int columns) {
-        TORCH_CHECK(columns == 0 || columns == 64 || columns == 128,
-                    "_set_tap_columns_wgmma_columns: 0, 64 or 128, got ", columns);
+        require(columns == 0 || columns == 64 || columns == 128,
+                "tap-columns wgmma columns must be 0 for automatic, or 64 or 128; got ", columns);
         tconv3d::cuda::set_forward_tap_columns_sm90_columns(columns);
       },
       "test hook: the Hopper tap-columns forward's consumer tile width, 64 or 128 columns (128 "

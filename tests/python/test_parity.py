@@ -1223,12 +1223,6 @@ def test_tap_columns_wgmma_column_tiles(shape, columns):
 
 
 @requires_cuda
-def test_tap_columns_wgmma_columns_hook_refuses_other_widths():
-    with pytest.raises(RuntimeError, match="0, 64 or 128"):
-        tconv3d._C._set_tap_columns_wgmma_columns(96)
-
-
-@requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_tap_columns_planes_on_a_long_grid(precision):
     """NCDHW planes read in place on a grid of 1200 blocks (at least three
