@@ -114,7 +114,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         tconv3d::cuda::set_forward_tap_columns_sm90_columns(columns);
       },
       "test hook: the Hopper tap-columns forward's consumer tile width, 64 or 128 columns (128 "
-      "in fp16/bf16 only); 0 (shipped): 128 from 384 bytes of channels a group");
+      "in fp16/bf16 only); 0 (shipped): 64");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(

@@ -12,8 +12,8 @@
 // tiles through a ring of four stages; two consumer warpgroups take
 // alternate column tiles, so one's epilogue runs under the other's MMAs.
 //
-// A consumer's tile is all 128 rows × kCols columns (64, or 128 from 384
-// bytes of K in fp16/bf16: forward_tap_columns_sm90_plan.h): two m64nNk16
+// A consumer's tile is all 128 rows × kCols columns (64; 128 in fp16/bf16
+// by a test hook: forward_tap_columns_sm90_plan.h): two m64nNk16
 // wgmmas a k-step (k8 in TF32) into kCols accumulators a thread.  Its
 // epilogue adds the bias in fp32, rounds once, transposes each four 8-column
 // blocks across the quad (quad_transpose.h) and stores 16 bytes a lane

@@ -24,11 +24,13 @@ constexpr int kAlignSlack = 1024;     // the 128-byte swizzle's 1024-byte period
 // reserves a CTA, rounded up.
 constexpr int kCtaOverhead = 3 * 1024;
 
-// A consumer's tile is kBM rows × `cols` (tile) columns: 64, or 128 where
-// K is 384 bytes or more in fp16/bf16 — half the wgmma issues, and a
-// quarter less shared-memory operand traffic a FLOP, where one CTA an SM
-// holds x's rows anyway.  The weight's column tiles in flight: four of 64
-// columns, two of 128 (the same bytes).
+// A consumer's tile is kBM rows × `cols` columns: 64, or 128 by the test
+// hook in fp16/bf16 — half the wgmma issues and a quarter less shared-memory
+// operand traffic a FLOP, but two tiles in flight where 64 columns have four
+// (the same bytes).  128 by shape from 384 bytes of K measured a wash: U-Net
+// 256 → 128 1.12× slower, 256 → 256 b1 0.87-0.90× (bf16, fp16; H200, same
+// machine, cuDNN's drift taken out; RESULTS.md, "Tap-columns TF32 round"),
+// so 64 ships until an A/B in one process decides.
 constexpr int stages(int cols) { return cols == 128 ? 2 : 4; }
 constexpr int chunk_b_bytes(int cols) { return cols * kChunkBytes; }
 constexpr int smem_bytes(int chunks, int cols) {
@@ -75,7 +77,7 @@ inline int tiles_per_block(int64_t row_tiles, int col_tiles, int64_t slots) {
 // channels-last in whole 16-byte pieces, Cout/G not in whole 8-channel
 // pieces (so that no piece of a column table straddles two taps), beyond
 // 32-bit box coordinates or the grid's limits.  `columns`: the test hook's
-// tile width, 0 = by shape (128 applies to fp16/bf16 only).
+// tile width, 0 = shipped (64); 128 applies to fp16/bf16 only.
 inline bool plan(const ConvTranspose3dParams& p, const Operands& ops, int sms, int smem_per_sm,
                  int columns, Plan& pl) {
   if ((ops.element_bytes != 2 && ops.element_bytes != 4) || ops.source_c != 1 || !ops.aligned) {
@@ -94,7 +96,7 @@ inline bool plan(const ConvTranspose3dParams& p, const Operands& ops, int sms, i
   pl.rows = input_positions(p.batch, p.axis);
   pl.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
   pl.chunks = int((ops.channels * ops.element_bytes + kChunkBytes - 1) / kChunkBytes);
-  const bool wide = ops.element_bytes == 2 && (columns == 128 || (columns == 0 && pl.chunks >= 3));
+  const bool wide = ops.element_bytes == 2 && columns == 128;
   pl.cols = wide ? 128 : 64;
   constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
   if (pl.rows + kBM > kInt32Max || p.groups * pl.col_count + pl.cols > kInt32Max) return false;

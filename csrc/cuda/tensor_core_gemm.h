@@ -111,8 +111,8 @@ cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, cons
 // where the alternative is not the mma.sync version.
 bool forward_tap_columns_sm90_may_take(const ConvTranspose3dParams& p, ScalarKind dtype);
 // Test and benchmark hooks: whether the Hopper version may run (true,
-// shipped); its consumers' tile width, 64 or 128 columns (0, shipped: by
-// shape; 128 in fp16/bf16 only).
+// shipped); its consumers' tile width, 64 or 128 columns (0, shipped: 64;
+// 128 in fp16/bf16 only).
 void set_forward_tap_columns_sm90(bool enabled);
 void set_forward_tap_columns_sm90_columns(int columns);
 

@@ -32,7 +32,7 @@ Operands operands_of(const ConvTranspose3dParams& p, int element_bytes = 2) {
   return {element_bytes, padded, p.out_per_group, n, d, h, w, 1, true};
 }
 
-TEST(ForwardTapColumnsSm90Plan, UnetAt256ChannelsRunsOneCtaAnSmOfWideColumnTiles) {
+TEST(ForwardTapColumnsSm90Plan, UnetAt256ChannelsRunsOneCtaAnSmOfEightColumnTiles) {
   const ConvTranspose3dParams p = params_of(unet(2, 256, 128, 1, 16), true);
   Plan pl{};
   ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, 0, pl));
@@ -40,43 +40,42 @@ TEST(ForwardTapColumnsSm90Plan, UnetAt256ChannelsRunsOneCtaAnSmOfWideColumnTiles
   EXPECT_EQ(pl.m_tiles, 64);
   EXPECT_EQ(pl.col_count, 8 * 128);
   EXPECT_EQ(pl.chunks, 4);
-  EXPECT_EQ(pl.cols, 128);  // four chunks of K: 128-column tiles
-  EXPECT_EQ(pl.col_tiles, 8);
-  EXPECT_EQ(pl.smem, 4 * (kChunkABytes + 2 * 128 * kChunkBytes) + kAlignSlack);
-  EXPECT_EQ(pl.ctas_per_sm, 1);
-  // 128 CTAs of 4 tiles: one wave; 64 of 8 cost more tiles a CTA, 192 of 3
-  // two waves.
-  EXPECT_EQ(pl.tiles_per_block, 4);
-  EXPECT_EQ(pl.column_chunks, 2);
-
-  // The hook's 64-column tiles: twice the tiles, four stages of them.
-  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, 64, pl));
   EXPECT_EQ(pl.cols, 64);
   EXPECT_EQ(pl.col_tiles, 16);
   EXPECT_EQ(pl.smem, 4 * (kChunkABytes + 4 * 64 * kChunkBytes) + kAlignSlack);
   EXPECT_EQ(pl.ctas_per_sm, 1);
+  // 128 CTAs of 8 tiles: one wave; 64 of 16 cost more tiles a CTA, 192 of 6
+  // two waves.
   EXPECT_EQ(pl.tiles_per_block, 8);
+  EXPECT_EQ(pl.column_chunks, 2);
+
+  // The hook's 128-column tiles: half the tiles, two stages of them, the
+  // same shared memory.
+  ASSERT_TRUE(plan(p, operands_of(p), kSms, kSmemPerSm, 128, pl));
+  EXPECT_EQ(pl.cols, 128);
+  EXPECT_EQ(pl.col_tiles, 8);
+  EXPECT_EQ(pl.smem, 4 * (kChunkABytes + 2 * 128 * kChunkBytes) + kAlignSlack);
+  EXPECT_EQ(pl.ctas_per_sm, 1);
+  EXPECT_EQ(pl.tiles_per_block, 4);
   EXPECT_EQ(pl.column_chunks, 2);
 }
 
-TEST(ForwardTapColumnsSm90Plan, WideTilesFromThreeChunksInSixteenBitsOnly) {
+TEST(ForwardTapColumnsSm90Plan, WideTilesByTheHookInSixteenBitsOnly) {
   Plan pl{};
   const ConvTranspose3dParams two = params_of(unet(2, 128, 64, 1, 8), true);
   ASSERT_TRUE(plan(two, operands_of(two), kSms, kSmemPerSm, 0, pl));
   EXPECT_EQ(pl.chunks, 2);
   EXPECT_EQ(pl.cols, 64);
-  ASSERT_TRUE(plan(two, operands_of(two), kSms, kSmemPerSm, 128, pl));  // the hook's
+  EXPECT_EQ(pl.ctas_per_sm, 2);
+  ASSERT_TRUE(plan(two, operands_of(two), kSms, kSmemPerSm, 128, pl));
   EXPECT_EQ(pl.cols, 128);
-  EXPECT_EQ(pl.ctas_per_sm, 1);
-
-  const ConvTranspose3dParams three = params_of(unet(2, 136, 64, 1, 8), true);
-  ASSERT_TRUE(plan(three, operands_of(three), kSms, kSmemPerSm, 0, pl));
-  EXPECT_EQ(pl.chunks, 3);
-  EXPECT_EQ(pl.cols, 128);
+  EXPECT_EQ(pl.ctas_per_sm, 1);  // 128 accumulators a thread: one CTA's registers
+  ASSERT_TRUE(plan(two, operands_of(two), kSms, kSmemPerSm, 64, pl));
+  EXPECT_EQ(pl.cols, 64);
 
   // TF32: 128 channels are four chunks, on 64-column tiles whatever the hook.
   const ConvTranspose3dParams tf32 = params_of(unet(2, 128, 64, 1, 8), true);
-  for (const int columns : {0, 128}) {
+  for (const int columns : {0, 64, 128}) {
     ASSERT_TRUE(plan(tf32, operands_of(tf32, 4), kSms, kSmemPerSm, columns, pl));
     EXPECT_EQ(pl.chunks, 4);
     EXPECT_EQ(pl.cols, 64);
@@ -102,21 +101,23 @@ TEST(ForwardTapColumnsSm90Plan, ColumnTilesCoveredOnceAtLeastTwoACta) {
       unet(1, 64, 8, 1, 3),   unet(3, 48, 16, 1, 9, 3),  unet(1, 64, 48, 1, 64)};
   for (const Shape& s : shapes) {
     for (const int element_bytes : {2, 4}) {
-      const ConvTranspose3dParams p = params_of(s, true);
-      if (p.in_per_group * element_bytes > kMaxChunks * kChunkBytes) continue;
-      Plan pl{};
-      ASSERT_TRUE(plan(p, operands_of(p, element_bytes), kSms, kSmemPerSm, 0, pl))
-          << s.cin << " -> " << s.cout;
-      EXPECT_GE(pl.tiles_per_block, std::min(2, pl.col_tiles));
-      EXPECT_LE(pl.tiles_per_block, pl.col_tiles);
-      // Chunk j walks tiles [j·per, min((j + 1)·per, col_tiles)): none empty,
-      // none past the last, every tile in exactly one.
-      EXPECT_LT((pl.column_chunks - 1) * pl.tiles_per_block, pl.col_tiles);
-      EXPECT_GE(pl.column_chunks * pl.tiles_per_block, pl.col_tiles);
-      EXPECT_EQ(pl.col_tiles, (pl.col_count + pl.cols - 1) / pl.cols);
-      EXPECT_LE(pl.chunks, kMaxChunks);
-      EXPECT_GE(pl.chunks * kChunkBytes, operands_of(p, element_bytes).channels * element_bytes);
-      EXPECT_LE(pl.smem + kCtaOverhead, kSmemPerSm);
+      for (const int columns : {0, 128}) {
+        const ConvTranspose3dParams p = params_of(s, true);
+        if (p.in_per_group * element_bytes > kMaxChunks * kChunkBytes) continue;
+        Plan pl{};
+        ASSERT_TRUE(plan(p, operands_of(p, element_bytes), kSms, kSmemPerSm, columns, pl))
+            << s.cin << " -> " << s.cout;
+        EXPECT_GE(pl.tiles_per_block, std::min(2, pl.col_tiles));
+        EXPECT_LE(pl.tiles_per_block, pl.col_tiles);
+        // Chunk j walks tiles [j·per, min((j + 1)·per, col_tiles)): none empty,
+        // none past the last, every tile in exactly one.
+        EXPECT_LT((pl.column_chunks - 1) * pl.tiles_per_block, pl.col_tiles);
+        EXPECT_GE(pl.column_chunks * pl.tiles_per_block, pl.col_tiles);
+        EXPECT_EQ(pl.col_tiles, (pl.col_count + pl.cols - 1) / pl.cols);
+        EXPECT_LE(pl.chunks, kMaxChunks);
+        EXPECT_GE(pl.chunks * kChunkBytes, operands_of(p, element_bytes).channels * element_bytes);
+        EXPECT_LE(pl.smem + kCtaOverhead, kSmemPerSm);
+      }
     }
   }
 }

@@ -1192,7 +1192,7 @@ def test_tap_columns_wgmma_walks_more_tiles_than_stages(precision):
 
 
 @requires_cuda
-@pytest.mark.parametrize("columns", [64, 128, 0], ids=["narrow", "wide", "by_shape"])
+@pytest.mark.parametrize("columns", [64, 128, 0], ids=["narrow", "wide", "shipped"])
 @pytest.mark.parametrize("shape", [
     # 33 792 rows: 264 row tiles, two waves, so a CTA walks all eight 128-column
     # tiles (each consumer four, the ring of two stages wrapping twice).
@@ -1203,8 +1203,8 @@ def test_tap_columns_wgmma_walks_more_tiles_than_stages(precision):
 ], ids=["ring_wraps", "partial_tiles"])
 def test_tap_columns_wgmma_column_tiles(shape, columns):
     """The Hopper tap-columns forward's consumer tiles of 64 and 128 columns
-    (the hook; 0: 128 by shape from 384 bytes of K) in bf16 with bias,
-    against the float64 reference, bitwise the same run to run."""
+    (the hook; 0: shipped, 64) in bf16 with bias, against the float64
+    reference, bitwise the same run to run."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper kernels do not run on this device")
     n, cin, cout, size = shape
@@ -1220,6 +1220,27 @@ def test_tap_columns_wgmma_column_tiles(shape, columns):
     ref = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2)
     assert torch.isfinite(y).all()
     assert rel_err(y, ref) <= TOLERANCE[torch.bfloat16]
+
+
+@requires_cuda
+@pytest.mark.parametrize("operand", ["data", "weight"])
+def test_tap_columns_wgmma_rounds_tf32_operands_to_nearest(operand):
+    """TF32 on the Hopper tap-columns forward: x rounded to nearest in shared
+    memory (wgmma would truncate what it reads there), the weight when
+    packed.  1 + 3·2^-12 rounds to 1 + 2^-10 and truncates to 1; every
+    output takes one tap (kernel == stride), so 64 channels of it times 1 sum
+    exactly to 64·(1 + 2^-10), truncated operands to 64."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper kernels do not run on this device")
+    use_precision("tf32")
+    value = 1 + 3 * 2.0 ** -12
+    data, tap = (value, 1.0) if operand == "data" else (1.0, value)
+    x = torch.full((2, 64, 5, 6, 7), data, device="cuda").contiguous(
+        memory_format=torch.channels_last_3d)
+    w = torch.full((64, 32, 2, 2, 2), tap, device="cuda")
+    y = tconv3d.conv_transpose3d(x, w, stride=2)
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm_sm90"
+    assert torch.equal(y, torch.full_like(y, 64 * (1 + 2.0 ** -10)))
 
 
 @requires_cuda
