@@ -60,7 +60,7 @@ PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
 # apart.
 KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes", "wgmma_halo",
                    "wgmma_one_cta", "wgmma_narrow", "wgmma_unsplit", "wgmma_streamed_weight",
-                   "wgmma_group_a_tile", "tap_columns_wide", "tap_columns_mma_sync")
+                   "wgmma_group_a_tile", "tap_columns_wide", "tap_columns_slim", "tap_columns_mma_sync")
 
 
 def force_kernel(policy: str) -> None:
@@ -73,8 +73,9 @@ def force_kernel(policy: str) -> None:
     never split (small grids: one unit a tile), "wgmma_streamed_weight" with the weight read
     again by every tile where the TMA loader would keep it in shared memory, and
     "wgmma_group_a_tile" with groups of 16 channels one a tile instead of four (group blocks).
-    Two take the Hopper tap-columns forward apart, auto otherwise: "tap_columns_wide" with
-    128-column consumer tiles (fp16/bf16), "tap_columns_mma_sync" without it (its mma.sync version, or
+    Three take the Hopper tap-columns forward apart, auto otherwise: "tap_columns_wide" with
+    128-column consumer tiles (fp16/bf16), "tap_columns_slim" with 32-column ones (which take
+    K up to 1 KB: TF32 256 channels), "tap_columns_mma_sync" without it (its mma.sync version, or
     for TF32 of 64 columns or more the phase GEMM)."""
     import tconv3d
 
@@ -82,7 +83,8 @@ def force_kernel(policy: str) -> None:
             else "auto" if policy.startswith("tap_columns") else policy)
     tconv3d._C._set_kernel_policy(base)
     tconv3d._C._set_tap_columns_wgmma(policy != "tap_columns_mma_sync")
-    tconv3d._C._set_tap_columns_wgmma_columns(128 if policy == "tap_columns_wide" else 0)
+    tconv3d._C._set_tap_columns_wgmma_columns(
+        {"tap_columns_wide": 128, "tap_columns_slim": 32}.get(policy, 0))
     tconv3d._C._set_wgmma_halo_min_taps({"wgmma_boxes": 1 << 30, "wgmma_halo": 1}.get(policy, 0))
     tconv3d._C._set_wgmma_columns(64 if policy == "wgmma_narrow" else 0)
     tconv3d._C._set_wgmma_splits(1 if policy == "wgmma_unsplit" else 0)

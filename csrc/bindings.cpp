@@ -109,12 +109,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def(
       "_set_tap_columns_wgmma_columns",
       [](int columns) {
-        require(columns == 0 || columns == 64 || columns == 128,
-                "tap-columns wgmma columns must be 0 for automatic, or 64 or 128; got ", columns);
+        require(columns == 0 || columns == 32 || columns == 64 || columns == 128,
+                "tap-columns wgmma columns must be 0 for automatic, or 32, 64 or 128; got ",
+                columns);
         tconv3d::cuda::set_forward_tap_columns_sm90_columns(columns);
       },
-      "test hook: the Hopper tap-columns forward's consumer tile width, 64 or 128 columns (128 "
-      "in fp16/bf16 only); 0 (shipped): 64");
+      "test hook: the Hopper tap-columns forward's consumer tile width, 32 (K up to 1 KB), 64 or "
+      "128 columns (128 in fp16/bf16 only); 0 (shipped): 64");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(

@@ -153,6 +153,20 @@ TCONV3D_HOST_DEVICE int64_t input_positions(int64_t batch, const Axis (&axis)[3]
   return batch * axis[0].in * axis[1].in * axis[2].in;
 }
 
+// Every output position takes exactly one tap (kernel == stride, no
+// dilation, padding or output padding along every axis: 3-D U-Net
+// decoders): the forward is one GEMM over input positions × (tap, co).
+TCONV3D_HOST_DEVICE bool one_tap_per_output(const Axis (&axis)[3]) {
+  for (int a = 0; a < 3; ++a) {
+    const Axis& ax = axis[a];
+    if (ax.kernel != ax.stride || ax.dilation != 1 || ax.padding != 0 ||
+        ax.out != ax.in * ax.stride) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Position r of a flattened (n, d, h, w) grid of input positions, W fastest:
 // its coordinates i[0..2] (D, H, W) and, returned, its sample n.  The GEMMs
 // whose rows are input positions decode them here.

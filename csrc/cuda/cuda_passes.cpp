@@ -490,8 +490,9 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // U-Net 0.60 against 1.42: RESULTS.md, "Row-once and TF32 group blocks
   // round"; fp16/bf16 ones now take tap columns' Hopper version where it fits,
   // forward_tap_columns_sm90.cu: U-Net 128→64 0.039 ms, "Hopper tap-columns
-  // round"; TF32 ones too where that version takes them, since its TF32
-  // instance).  Narrower ones were not measured
+  // round"; TF32 ones too where that version takes them: U-Net 128→64 0.077
+  // against the Hopper GEMM's 0.122 ms, "Tap-columns TF32 round").  Narrower
+  // ones were not measured
   // against it and stay on tap columns, as do NCDHW sources it reads in place
   // (no channels-last copy of x): bf16 U-Net 128→64 0.109 against Hopper's
   // 0.124 ms ("NCDHW planes round"; 0.070 since); at 512 bytes of channels
@@ -499,13 +500,17 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // 256→128 0.041 against 0.054 (H200, graph replays; RESULTS.md, "Pack and
   // tap-columns round").
   const bool planes = fwd && reads_planes_in_place(source, dtype);
-  const bool tf32_on_hopper_tap_columns =
-      dtype == ScalarKind::Float32 && forward_tap_columns_sm90_may_take(p, dtype);
+  // Its Hopper version's plan on the operands made below (x dense
+  // channels-last, or its padded copy): TF32 too, and on the hook's
+  // 32-column tiles up to 1 KB of channels, past the mma.sync version's 512
+  // bytes.
+  const bool tap_columns_sm90_takes =
+      auto_policy && !planes && forward_tap_columns_sm90_may_take(p, dtype);
   const bool hopper_over_tap_columns =
       hopper && !planes && p.out_per_group >= 64 &&
-      (p.output.c != 1 || (dtype == ScalarKind::Float32 && !tf32_on_hopper_tap_columns));
-  const bool tap_columns =
-      auto_policy && !hopper_over_tap_columns && forward_tap_columns_gemm_supports(p, dtype);
+      (p.output.c != 1 || (dtype == ScalarKind::Float32 && !tap_columns_sm90_takes));
+  const bool tap_columns = auto_policy && !hopper_over_tap_columns &&
+                           (forward_tap_columns_gemm_supports(p, dtype) || tap_columns_sm90_takes);
   const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
                     forward_taps_gemm_supports(p, dtype);
   const bool wgmma = !tap_columns && !taps && hopper;
@@ -535,18 +540,24 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
     ops.splits = splits;
   }
   Sm90Loader loader = Sm90Loader::CpAsync;
+  // Tap columns: the Hopper version, declining where the operands made do
+  // not suit it (x in place but not one run of rows, an unaligned address);
+  // then the mma.sync version, or past its 512 bytes of channels the mma.sync
+  // phase GEMM, which takes the same operands.
   cudaError_t launched =
       tap_columns ? launch_forward_tap_columns_sm90(p, cfg, ops) : cudaErrorNotSupported;
   const bool tap_columns_sm90 = tap_columns && launched != cudaErrorNotSupported;
+  const bool tap_columns_sync = tap_columns && !tap_columns_sm90 &&
+                                forward_tap_columns_gemm_supports(p, dtype);
   if (!tap_columns_sm90) {
-    launched = tap_columns ? launch_forward_tap_columns_gemm(p, cfg, ops)
-               : taps      ? launch_forward_taps_gemm(p, cfg, ops)
-               : wgmma     ? launch_tensor_core_gemm_sm90(lp, cfg, ops, &loader)
-                           : launch_tensor_core_gemm(p, cfg, ops);
+    launched = tap_columns_sync ? launch_forward_tap_columns_gemm(p, cfg, ops)
+               : taps           ? launch_forward_taps_gemm(p, cfg, ops)
+               : wgmma          ? launch_tensor_core_gemm_sm90(lp, cfg, ops, &loader)
+                                : launch_tensor_core_gemm(p, cfg, ops);
   }
   C10_CUDA_CHECK(launched);
   g_last_kernel[fwd ? 0 : 1] = tap_columns_sm90               ? "forward_tap_columns_gemm_sm90"
-                               : tap_columns                    ? "forward_tap_columns_gemm"
+                               : tap_columns_sync               ? "forward_tap_columns_gemm"
                                : taps                          ? "forward_taps_gemm"
                                : !wgmma                        ? "tensor_core_gemm"
                                : loader == Sm90Loader::Halo    ? "tensor_core_gemm_sm90_halo"

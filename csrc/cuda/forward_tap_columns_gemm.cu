@@ -422,11 +422,7 @@ int64_t tiles_per_block(int64_t row_tiles, int64_t col_tiles, int smem) {
 }  // namespace tapcol
 
 bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
-  for (const Axis& ax : p.axis) {
-    if (ax.kernel != ax.stride || ax.dilation != 1 || ax.padding != 0 || ax.out != ax.in * ax.stride) {
-      return false;
-    }
-  }
+  if (!one_tap_per_output(p.axis)) return false;
   if (k_step_bytes(padded_channels(p.in_per_group, dtype), dtype) > tapcol::kMaxKBytes ||
       p.groups > 65535) {
     return false;

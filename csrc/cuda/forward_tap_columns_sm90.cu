@@ -7,15 +7,15 @@
 // channels (one 256-thread block an SM, its loads, MMAs and stores in turn:
 // bf16 U-Net 256 → 128 at 134 of 765 TFLOP/s, DRAM 3 % busy; RESULTS.md,
 // "Row-once and TF32 group blocks round").  Here a CTA's 128 rows of x land
-// once by tensor-map copies, whole K (≤ 256 channels: four 128-byte
-// swizzled chunks), and stay; a producer warp streams the weight's column
-// tiles through a ring of four stages; two consumer warpgroups take
-// alternate column tiles, so one's epilogue runs under the other's MMAs.
+// once by tensor-map copies, whole K (≤ 512 bytes: four 128-byte swizzled
+// chunks; 1 KB on 32-column tiles), and stay; a producer warp streams the
+// weight's column tiles through a ring of stages; two consumer warpgroups
+// take alternate column tiles, so one's epilogue runs under the other's MMAs.
 //
-// A consumer's tile is all 128 rows × kCols columns (64; 128 in fp16/bf16
-// by a test hook: forward_tap_columns_sm90_plan.h): two m64nNk16
-// wgmmas a k-step (k8 in TF32) into kCols accumulators a thread.  Its
-// epilogue adds the bias in fp32, rounds once, transposes each four 8-column
+// A consumer's tile is all 128 rows × kCols columns (64; by a test hook 128
+// in fp16/bf16, or 32 with K to 1 KB: forward_tap_columns_sm90_plan.h): two
+// m64nNk16 wgmmas a k-step (k8 in TF32) into kCols accumulators a thread.
+// Its epilogue adds the bias in fp32, rounds once, transposes each four 8-column
 // blocks across the quad (quad_transpose.h) and stores 16 bytes a lane
 // straight to y; TF32 stores its fp32 pairs as they are (a quad's four make
 // a 32-byte sector).  Cout/G in whole 8-channel pieces, so no piece
@@ -317,7 +317,7 @@ template <typename scalar_t, int kCols>
 cudaError_t launch(const Args& a, const CUtensorMap& x_map, const CUtensorMap& w_map,
                    const dim3& grid, cudaStream_t stream) {
   constexpr auto kernel = forward_tap_columns_sm90_kernel<scalar_t, kCols>;
-  const cudaError_t err = opt_in_dynamic_smem<kernel>(smem_bytes(kMaxChunks, kCols));
+  const cudaError_t err = opt_in_dynamic_smem<kernel>(smem_bytes(max_chunks(kCols), kCols));
   if (err != cudaSuccess) return err;
   kernel<<<grid, kThreads, smem_bytes(a.chunks, kCols), stream>>>(a, x_map, w_map);
   return cudaGetLastError();
@@ -329,6 +329,7 @@ cudaError_t launch(const Args& a, int cols, const CUtensorMap& x_map, const CUte
   if constexpr (sizeof(scalar_t) == 2) {
     if (cols == 128) return launch<scalar_t, 128>(a, x_map, w_map, grid, stream);
   }
+  if (cols == 32) return launch<scalar_t, 32>(a, x_map, w_map, grid, stream);
   return launch<scalar_t, 64>(a, x_map, w_map, grid, stream);
 }
 

@@ -16,7 +16,6 @@ namespace tconv3d::cuda::tapcol90 {
 constexpr int kBM = 128;            // a CTA's rows
 constexpr int kChunkBytes = 128;      // K in 128-byte swizzled rows
 constexpr int kChunkABytes = kBM * kChunkBytes;
-constexpr int kMaxChunks = 4;         // 512 bytes of channels: 256 fp16/bf16, 128 TF32
 constexpr int kConsumers = 2;         // warpgroups, on alternate column tiles
 constexpr int kThreads = 128 * kConsumers + 32;  // and the producer warp
 constexpr int kAlignSlack = 1024;     // the 128-byte swizzle's 1024-byte period
@@ -31,7 +30,14 @@ constexpr int kCtaOverhead = 3 * 1024;
 // 256 → 128 1.12× slower, 256 → 256 b1 0.87-0.90× (bf16, fp16; H200, same
 // machine, cuDNN's drift taken out; RESULTS.md, "Tap-columns TF32 round"),
 // so 64 ships until an A/B in one process decides.
-constexpr int stages(int cols) { return cols == 128 ? 2 : 4; }
+//
+// 32, by the hook, leaves room for K to 1 KB (TF32 256 channels, fp16/bf16
+// 512): x's resident 128 KB beside three 32 KB stages.  The 64- and
+// 128-column tiles take K to 512 bytes (their stages hold 128 KB at four
+// chunks).  Not shipped until measured: TF32 U-Net 256 → 128 and 256 → 256 b1
+// run the phase GEMM at 0.91-0.94× cuDNN.
+constexpr int stages(int cols) { return cols == 128 ? 2 : cols == 64 ? 4 : 3; }
+constexpr int max_chunks(int cols) { return cols == 32 ? 8 : 4; }
 constexpr int chunk_b_bytes(int cols) { return cols * kChunkBytes; }
 constexpr int smem_bytes(int chunks, int cols) {
   return chunks * (kChunkABytes + stages(cols) * chunk_b_bytes(cols)) + kAlignSlack;
@@ -70,17 +76,19 @@ inline int tiles_per_block(int64_t row_tiles, int col_tiles, int64_t slots) {
   return best;
 }
 
-// For a layer the tap-columns forward takes (kernel == stride, no padding,
-// dilation or output padding): false where this kernel does not — not
+// False where this kernel does not take the layer: not one tap per output
+// position (kernel == stride, no padding, dilation or output padding), not
 // fp16/bf16 or TF32, x's positions not one flat run of rows (a row tile must
-// be one box), more than 512 bytes of channels a group, the output not
+// be one box), more than 512 bytes of channels a group (1 KB on 32-column
+// tiles), the output not
 // channels-last in whole 16-byte pieces, Cout/G not in whole 8-channel
 // pieces (so that no piece of a column table straddles two taps), beyond
 // 32-bit box coordinates or the grid's limits.  `columns`: the test hook's
-// tile width, 0 = shipped (64); 128 applies to fp16/bf16 only.
+// tile width, 32, 64 or 128 (fp16/bf16 only), 0 = shipped (64).
 inline bool plan(const ConvTranspose3dParams& p, const Operands& ops, int sms, int smem_per_sm,
                  int columns, Plan& pl) {
-  if ((ops.element_bytes != 2 && ops.element_bytes != 4) || ops.source_c != 1 || !ops.aligned) {
+  if (!one_tap_per_output(p.axis) || (ops.element_bytes != 2 && ops.element_bytes != 4) ||
+      ops.source_c != 1 || !ops.aligned) {
     return false;
   }
   const int64_t vec = 16 / ops.element_bytes;
@@ -89,15 +97,16 @@ inline bool plan(const ConvTranspose3dParams& p, const Operands& ops, int sms, i
                     (p.batch == 1 || ops.source_n == p.axis[0].in * ops.source_d);
   const bool pieces =
       ops.columns % 8 == 0 && vectors_aligned(p.output, 0, vec, ops.element_bytes);
+  const bool wide = ops.element_bytes == 2 && columns == 128;
+  pl.cols = wide ? 128 : columns == 32 ? 32 : 64;
   if (!flat || !pieces || ops.channels % vec != 0 || ops.source_w % vec != 0 ||
-      ops.channels * ops.element_bytes > kMaxChunks * kChunkBytes || p.groups > 65535) {
+      ops.channels * ops.element_bytes > max_chunks(pl.cols) * kChunkBytes ||
+      p.groups > 65535) {
     return false;
   }
   pl.rows = input_positions(p.batch, p.axis);
   pl.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns;
   pl.chunks = int((ops.channels * ops.element_bytes + kChunkBytes - 1) / kChunkBytes);
-  const bool wide = ops.element_bytes == 2 && columns == 128;
-  pl.cols = wide ? 128 : 64;
   constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
   if (pl.rows + kBM > kInt32Max || p.groups * pl.col_count + pl.cols > kInt32Max) return false;
   pl.m_tiles = (pl.rows + kBM - 1) / kBM;

@@ -100,19 +100,20 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
 // same operands: fp16/bf16 or TF32 from a channels-last source whose
 // positions are one flat run of rows (source_c 1), into a channels-last
 // output with strides and address in whole 16-byte pieces, Cout/G in whole
-// 8-channel pieces; up to 512 bytes of channels a group.  Returns
-// cudaErrorNotSupported, nothing launched, where it does not take the shape
-// (or the device lacks sm_90a code, or the driver refuses a tensor map): the
-// caller runs launch_forward_tap_columns_gemm instead.
+// 8-channel pieces; up to 512 bytes of channels a group (1 KB on the hook's
+// 32-column tiles).  Returns cudaErrorNotSupported, nothing launched, where
+// it does not take the shape (or the device lacks sm_90a code, or the driver
+// refuses a tensor map): the caller runs launch_forward_tap_columns_gemm
+// instead (past its 512 bytes, launch_tensor_core_gemm).
 cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                             const TensorCoreGemmOperands& ops);
 // Whether it takes the layer given dense channels-last operands (x, or the
 // op layer's padded copy of it), before any is made: the router's question
-// where the alternative is not the mma.sync version.
+// where the alternative is not the mma.sync tap-columns version.
 bool forward_tap_columns_sm90_may_take(const ConvTranspose3dParams& p, ScalarKind dtype);
 // Test and benchmark hooks: whether the Hopper version may run (true,
-// shipped); its consumers' tile width, 64 or 128 columns (0, shipped: 64;
-// 128 in fp16/bf16 only).
+// shipped); its consumers' tile width, 32, 64 or 128 columns (0, shipped:
+// 64; 128 in fp16/bf16 only).
 void set_forward_tap_columns_sm90(bool enabled);
 void set_forward_tap_columns_sm90_columns(int columns);
 

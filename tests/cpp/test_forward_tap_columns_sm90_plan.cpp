@@ -82,6 +82,40 @@ TEST(ForwardTapColumnsSm90Plan, WideTilesByTheHookInSixteenBitsOnly) {
   }
 }
 
+TEST(ForwardTapColumnsSm90Plan, SlimTilesTakeKToOneKilobyte) {
+  Plan pl{};
+  // TF32 256 channels, fp16/bf16 512: beyond four chunks, so only the hook's
+  // 32-column tiles take them.
+  const ConvTranspose3dParams tf32 = params_of(unet(2, 256, 128, 1, 16), true);
+  const ConvTranspose3dParams bf16 = params_of(unet(1, 512, 256, 1, 8), true);
+  for (const int columns : {0, 64, 128}) {
+    EXPECT_FALSE(plan(tf32, operands_of(tf32, 4), kSms, kSmemPerSm, columns, pl));
+    EXPECT_FALSE(plan(bf16, operands_of(bf16), kSms, kSmemPerSm, columns, pl));
+  }
+  ASSERT_TRUE(plan(tf32, operands_of(tf32, 4), kSms, kSmemPerSm, 32, pl));
+  EXPECT_EQ(pl.cols, 32);
+  EXPECT_EQ(pl.chunks, 8);
+  EXPECT_EQ(pl.col_tiles, 8 * 128 / 32);
+  // x's 128 KB and three stages of 32 KB: within the 227 KB a CTA may take
+  // beside its static shared memory (under 1 KB at 32 columns).
+  EXPECT_EQ(pl.smem, 8 * (kChunkABytes + 3 * 32 * kChunkBytes) + kAlignSlack);
+  EXPECT_LE(pl.smem + 1024, 227 * 1024);
+  EXPECT_EQ(pl.ctas_per_sm, 1);
+  ASSERT_TRUE(plan(bf16, operands_of(bf16), kSms, kSmemPerSm, 32, pl));
+  EXPECT_EQ(pl.chunks, 8);
+
+  const ConvTranspose3dParams tf32_too_wide = params_of(unet(1, 260, 16, 1, 4), true);
+  EXPECT_FALSE(plan(tf32_too_wide, operands_of(tf32_too_wide, 4), kSms, kSmemPerSm, 32, pl));
+  const ConvTranspose3dParams bf16_too_wide = params_of(unet(1, 520, 16, 1, 4), true);
+  EXPECT_FALSE(plan(bf16_too_wide, operands_of(bf16_too_wide), kSms, kSmemPerSm, 32, pl));
+
+  // Few chunks on 32-column tiles: two CTAs an SM where shared memory holds two.
+  const ConvTranspose3dParams narrow = params_of(unet(2, 64, 32, 1, 8), true);
+  ASSERT_TRUE(plan(narrow, operands_of(narrow), kSms, kSmemPerSm, 32, pl));
+  EXPECT_EQ(pl.chunks, 1);
+  EXPECT_EQ(pl.ctas_per_sm, 2);
+}
+
 TEST(ForwardTapColumnsSm90Plan, UnetAt128ChannelsFitsTwoCtasAnSm) {
   const ConvTranspose3dParams p = params_of(unet(2, 128, 64, 1, 32), true);
   Plan pl{};
@@ -101,9 +135,10 @@ TEST(ForwardTapColumnsSm90Plan, ColumnTilesCoveredOnceAtLeastTwoACta) {
       unet(1, 64, 8, 1, 3),   unet(3, 48, 16, 1, 9, 3),  unet(1, 64, 48, 1, 64)};
   for (const Shape& s : shapes) {
     for (const int element_bytes : {2, 4}) {
-      for (const int columns : {0, 128}) {
+      for (const int columns : {0, 128, 32}) {
         const ConvTranspose3dParams p = params_of(s, true);
-        if (p.in_per_group * element_bytes > kMaxChunks * kChunkBytes) continue;
+        const int cols = columns == 32 ? 32 : columns == 128 && element_bytes == 2 ? 128 : 64;
+        if (p.in_per_group * element_bytes > max_chunks(cols) * kChunkBytes) continue;
         Plan pl{};
         ASSERT_TRUE(plan(p, operands_of(p, element_bytes), kSms, kSmemPerSm, columns, pl))
             << s.cin << " -> " << s.cout;
@@ -113,8 +148,9 @@ TEST(ForwardTapColumnsSm90Plan, ColumnTilesCoveredOnceAtLeastTwoACta) {
         // none past the last, every tile in exactly one.
         EXPECT_LT((pl.column_chunks - 1) * pl.tiles_per_block, pl.col_tiles);
         EXPECT_GE(pl.column_chunks * pl.tiles_per_block, pl.col_tiles);
+        EXPECT_EQ(pl.cols, cols);
         EXPECT_EQ(pl.col_tiles, (pl.col_count + pl.cols - 1) / pl.cols);
-        EXPECT_LE(pl.chunks, kMaxChunks);
+        EXPECT_LE(pl.chunks, max_chunks(pl.cols));
         EXPECT_GE(pl.chunks * kChunkBytes, operands_of(p, element_bytes).channels * element_bytes);
         EXPECT_LE(pl.smem + kCtaOverhead, kSmemPerSm);
       }

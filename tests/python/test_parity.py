@@ -1192,7 +1192,7 @@ def test_tap_columns_wgmma_walks_more_tiles_than_stages(precision):
 
 
 @requires_cuda
-@pytest.mark.parametrize("columns", [64, 128, 0], ids=["narrow", "wide", "shipped"])
+@pytest.mark.parametrize("columns", [32, 64, 128, 0], ids=["slim", "narrow", "wide", "shipped"])
 @pytest.mark.parametrize("shape", [
     # 33 792 rows: 264 row tiles, two waves, so a CTA walks all eight 128-column
     # tiles (each consumer four, the ring of two stages wrapping twice).
@@ -1202,8 +1202,8 @@ def test_tap_columns_wgmma_walks_more_tiles_than_stages(precision):
     (2, 168, 160, (3, 7, 11)),
 ], ids=["ring_wraps", "partial_tiles"])
 def test_tap_columns_wgmma_column_tiles(shape, columns):
-    """The Hopper tap-columns forward's consumer tiles of 64 and 128 columns
-    (the hook; 0: shipped, 64) in bf16 with bias, against the float64
+    """The Hopper tap-columns forward's consumer tiles of 32, 64 and 128
+    columns (the hook; 0: shipped, 64) in bf16 with bias, against the float64
     reference, bitwise the same run to run."""
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper kernels do not run on this device")
@@ -1220,6 +1220,35 @@ def test_tap_columns_wgmma_column_tiles(shape, columns):
     ref = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2)
     assert torch.isfinite(y).all()
     assert rel_err(y, ref) <= TOLERANCE[torch.bfloat16]
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision, channels", [("tf32", 256), ("bf16", 456)])
+def test_tap_columns_wgmma_slim_tiles_take_k_to_1kb(precision, channels):
+    """The hook's 32-column tiles take K past the other widths' 512 bytes —
+    TF32 256 channels (eight whole chunks, x's rows rounded in shared memory),
+    bf16 456 (the eighth chunk 16 bytes of channels, zeros past them) — on 35
+    row tiles whose CTAs walk four column tiles (the ring of three stages
+    wrapping): against float64 with bias, bitwise the same run to run; shipped,
+    the layer stays on the phase GEMM, within the same tolerance."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper kernels do not run on this device")
+    dtype = use_precision(precision)
+    tolerance = TF32_TOLERANCE if precision == "tf32" else TOLERANCE[dtype]
+    g = torch.Generator().manual_seed(23)
+    x = torch.randn(2, channels, 12, 13, 14, generator=g).to("cuda", dtype)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    w = (torch.randn(channels, 48, 2, 2, 2, generator=g) / 16).to("cuda", dtype)
+    b = torch.randn(48, generator=g).to("cuda", dtype)
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), stride=2)
+    with hook_set(tconv3d._C._set_tap_columns_wgmma_columns, 32):
+        y = tconv3d.conv_transpose3d(x, w, b, stride=2)
+        assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm_sm90"
+        assert torch.equal(y, tconv3d.conv_transpose3d(x, w, b, stride=2))
+    assert rel_err(y, ref) <= tolerance
+    shipped = tconv3d.conv_transpose3d(x, w, b, stride=2)
+    assert tconv3d._C._last_cuda_kernels()["forward"].startswith("tensor_core_gemm")
+    assert rel_err(shipped, ref) <= tolerance
 
 
 @requires_cuda
