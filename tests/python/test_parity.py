@@ -431,6 +431,23 @@ def test_auto_grad_input_onto_few_columns(precision, layout):
     assert rel_err(gx, gx_ref) <= tolerance
 
 
+# 0.75 of a TF32 unit above 1: rounds to 1 + 2^-10, truncates to 1.  Its
+# products with 1, summed in fp32, are exact: the TF32 rounding tests tell a
+# rounded operand from a truncated one by the bits of such sums.
+TF32_ROUNDS_UP = 1 + 3 * 2.0 ** -12
+TF32_ROUNDED = 1 + 2.0 ** -10
+
+
+def tf32_rounding_operands(value_in_x):
+    """The TF32 rounding tests' x, 2 × 64 × 5 × 6 × 7 channels-last, holding
+    TF32_ROUNDS_UP where the value sits in x, else 1; and the other operand's
+    fill (TF32_ROUNDS_UP where it sits there)."""
+    data, other = (TF32_ROUNDS_UP, 1.0) if value_in_x else (1.0, TF32_ROUNDS_UP)
+    x = torch.full((2, 64, 5, 6, 7), data, device="cuda").contiguous(
+        memory_format=torch.channels_last_3d)
+    return x, other
+
+
 @requires_cuda
 @pytest.mark.parametrize("operand", ["data", "weight"])
 @pytest.mark.parametrize("kernel_policy", ["auto", "tensor_core"], indirect=True)
@@ -449,21 +466,20 @@ def test_tf32_operands_round_to_nearest(kernel_policy, operand):
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     use_precision("tf32")
-    value = 1 + 3 * 2.0 ** -12
-    data, tap = (value, 1.0) if operand == "data" else (1.0, value)
-    x = torch.full((2, 64, 5, 6, 7), data, device="cuda").contiguous(
-        memory_format=torch.channels_last_3d).requires_grad_()
+    x, tap = tf32_rounding_operands(operand == "data")
+    x.requires_grad_()
+    grad = TF32_ROUNDS_UP if operand == "data" else 1.0  # grad_output holds what x holds
     w = torch.zeros(64, 64, 3, 3, 3, device="cuda")
     w[:, :, 1, 1, 1] = tap
     loaders = {"tensor_core_gemm_sm90_halo": 0, "tensor_core_gemm_sm90_tma": 1 << 30}
     if kernel_policy != "auto":
         loaders = {"tensor_core_gemm": 0}
-    expected = 64 * (1 + 2.0 ** -10)
+    expected = 64 * TF32_ROUNDED
     for kernel, halo_min_taps in loaders.items():
         tconv3d._C._set_wgmma_halo_min_taps(halo_min_taps)
         try:
             y = tconv3d.conv_transpose3d(x, w, padding=1)
-            gx, = torch.autograd.grad(y, x, torch.full_like(y, data))
+            gx, = torch.autograd.grad(y, x, torch.full_like(y, grad))
         finally:
             tconv3d._C._set_wgmma_halo_min_taps(0)
         assert torch.equal(y, torch.full_like(y, expected)), kernel
@@ -486,10 +502,7 @@ def test_tf32_grad_weight_rounds_operands_to_nearest(kernel_policy, operand):
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper GEMM does not run on this device")
     use_precision("tf32")
-    value = 1 + 3 * 2.0 ** -12
-    data, grad = (value, 1.0) if operand == "input" else (1.0, value)
-    x = torch.full((2, 64, 5, 6, 7), data, device="cuda").contiguous(
-        memory_format=torch.channels_last_3d)
+    x, grad = tf32_rounding_operands(operand == "input")
     w = torch.zeros(64, 64, 3, 3, 3, device="cuda", requires_grad=True)
     y = tconv3d.conv_transpose3d(x, w, padding=1)
     gw, = torch.autograd.grad(y, w, torch.full_like(y, grad))
@@ -497,7 +510,7 @@ def test_tf32_grad_weight_rounds_operands_to_nearest(kernel_policy, operand):
     w_ones = torch.zeros(1, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     y_ones = F.conv_transpose3d(torch.ones(2, 1, 5, 6, 7, dtype=torch.float64), w_ones, padding=1)
     counts, = torch.autograd.grad(y_ones, w_ones, torch.ones_like(y_ones))
-    assert torch.equal(gw.double().cpu(), (counts * (1 + 2.0 ** -10)).expand(64, 64, 3, 3, 3))
+    assert torch.equal(gw.double().cpu(), (counts * TF32_ROUNDED).expand(64, 64, 3, 3, 3))
     expected = "grad_weight_gemm_sm90" if kernel_policy == "wgmma" else "grad_weight_gemm_channels_last"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
 
@@ -1262,14 +1275,11 @@ def test_tap_columns_wgmma_rounds_tf32_operands_to_nearest(operand):
     if not tconv3d._C._wgmma_available():
         pytest.skip("the Hopper kernels do not run on this device")
     use_precision("tf32")
-    value = 1 + 3 * 2.0 ** -12
-    data, tap = (value, 1.0) if operand == "data" else (1.0, value)
-    x = torch.full((2, 64, 5, 6, 7), data, device="cuda").contiguous(
-        memory_format=torch.channels_last_3d)
+    x, tap = tf32_rounding_operands(operand == "data")
     w = torch.full((64, 32, 2, 2, 2), tap, device="cuda")
     y = tconv3d.conv_transpose3d(x, w, stride=2)
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_tap_columns_gemm_sm90"
-    assert torch.equal(y, torch.full_like(y, 64 * (1 + 2.0 ** -10)))
+    assert torch.equal(y, torch.full_like(y, 64 * TF32_ROUNDED))
 
 
 @requires_cuda
@@ -1669,8 +1679,7 @@ def test_taps_gemms_round_tf32_to_nearest():
     (0.75 of a TF32 unit above 1): the outputs that tap reaches sum 64 rounded
     products exactly, 64·(1 + 2^-10); truncation would give 64."""
     use_precision("tf32")
-    value = 1 + 3 * 2.0 ** -12
-    x = torch.full((2, 64, 5, 6, 7), value, device="cuda")
+    x = torch.full((2, 64, 5, 6, 7), TF32_ROUNDS_UP, device="cuda")
     w = torch.zeros(64, 3, 4, 4, 4, device="cuda")
     w[:, :, 3, 2, 1] = 1  # tap 3 along D reaches past the last input: some gx stay 0
     x.requires_grad_()
@@ -1678,16 +1687,16 @@ def test_taps_gemms_round_tf32_to_nearest():
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_taps_gemm"
     reached = F.conv_transpose3d(x.double(), w.double(), stride=2, padding=1) != 0
     assert reached.any() and not reached.all()
-    expected = torch.where(reached, 64 * (1 + 2.0 ** -10), 0.0).float()
+    expected = torch.where(reached, 64 * TF32_ROUNDED, 0.0).float()
     assert torch.equal(y, expected)
     # Grad-input (taps folded into K): each input position sums the tap's 3
     # channels of grad_output, 3·(1 + 2^-10) where the tap lands inside it.
-    gx, = torch.autograd.grad(y, x, torch.full_like(y, value))
+    gx, = torch.autograd.grad(y, x, torch.full_like(y, TF32_ROUNDS_UP))
     assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_taps_gemm"
     landed = F.conv3d(torch.ones_like(y, dtype=torch.float64), w.double(), stride=2,
                       padding=1) != 0
     assert landed.any() and not landed.all()
-    assert torch.equal(gx, torch.where(landed, 3 * (1 + 2.0 ** -10), 0.0).float())
+    assert torch.equal(gx, torch.where(landed, 3 * TF32_ROUNDED, 0.0).float())
 
 
 @requires_cuda
