@@ -15,10 +15,10 @@
 // A consumer's tile is all 128 rows × kCols columns (64; by a test hook 128
 // in fp16/bf16, or 32 with K to 1 KB: forward_tap_columns_sm90_plan.h): two
 // m64nNk16 wgmmas a k-step (k8 in TF32) into kCols accumulators a thread.
-// Its epilogue adds the bias in fp32, rounds once, transposes each four 8-column
-// blocks across the quad (quad_transpose.h) and stores 16 bytes a lane
-// straight to y; TF32 stores its fp32 pairs as they are (a quad's four make
-// a 32-byte sector).  Cout/G in whole 8-channel pieces, so no piece
+// Its epilogue adds the bias in fp32, rounds once, transposes each four
+// 8-column blocks across the quad (quad_transpose.h) and stores 16 bytes a
+// lane straight to y; TF32 stores its fp32 pairs as they are (a quad's four
+// make a 32-byte sector).  Cout/G in whole 8-channel pieces, so no piece
 // straddles two taps.  Each output is written once by one thread, summed in
 // a fixed order: deterministic, no workspace.
 //
@@ -150,9 +150,9 @@ __device__ __forceinline__ void store_pairs(const float (&acc)[2][kCols / 2],
   }
 }
 
-// 64 columns: at most 112 registers (96 used), so two CTAs an SM where
-// shared memory holds two; 128: one CTA an SM, 128 accumulators a thread
-// (167 used).
+// 64 and 32 columns: at most 112 registers (96 and 64-71 used), so two CTAs
+// an SM where shared memory holds two; 128: one CTA an SM, 128 accumulators
+// a thread (167 used).
 template <typename scalar_t, int kCols>
 __global__ void __maxnreg__(kCols == 128 ? 224 : 112)
     forward_tap_columns_sm90_kernel(const __grid_constant__ Args a,
