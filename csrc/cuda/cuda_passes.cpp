@@ -506,11 +506,12 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // bytes.
   const bool tap_columns_sm90_takes =
       auto_policy && !planes && forward_tap_columns_sm90_may_take(p, dtype);
+  const bool tap_columns_sync_takes = auto_policy && forward_tap_columns_gemm_supports(p, dtype);
   const bool hopper_over_tap_columns =
       hopper && !planes && p.out_per_group >= 64 &&
       (p.output.c != 1 || (dtype == ScalarKind::Float32 && !tap_columns_sm90_takes));
-  const bool tap_columns = auto_policy && !hopper_over_tap_columns &&
-                           (forward_tap_columns_gemm_supports(p, dtype) || tap_columns_sm90_takes);
+  const bool tap_columns =
+      !hopper_over_tap_columns && (tap_columns_sync_takes || tap_columns_sm90_takes);
   const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
                     forward_taps_gemm_supports(p, dtype);
   const bool wgmma = !tap_columns && !taps && hopper;
@@ -547,8 +548,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   cudaError_t launched =
       tap_columns ? launch_forward_tap_columns_sm90(p, cfg, ops) : cudaErrorNotSupported;
   const bool tap_columns_sm90 = tap_columns && launched != cudaErrorNotSupported;
-  const bool tap_columns_sync = tap_columns && !tap_columns_sm90 &&
-                                forward_tap_columns_gemm_supports(p, dtype);
+  const bool tap_columns_sync = tap_columns && !tap_columns_sm90 && tap_columns_sync_takes;
   if (!tap_columns_sm90) {
     launched = tap_columns_sync ? launch_forward_tap_columns_gemm(p, cfg, ops)
                : taps           ? launch_forward_taps_gemm(p, cfg, ops)

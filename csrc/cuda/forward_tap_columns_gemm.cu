@@ -35,8 +35,8 @@
 // That saves the channels-last copy of x (its bytes written and read again,
 // and memory the size of x: 512 MB for the big U-Net's TF32 input).
 //
-// fp16/bf16 into channels-last outputs run on Hopper's warpgroup MMAs where
-// they can (forward_tap_columns_sm90.cu; cuda_passes.cpp tries it first).
+// Channels-last outputs (fp16/bf16 and TF32) run on Hopper's warpgroup MMAs
+// where they can (forward_tap_columns_sm90.cu; cuda_passes.cpp tries it first).
 #include "tensor_core_gemm.h"
 
 #include <algorithm>

@@ -83,6 +83,9 @@ __device__ __forceinline__ void store_pieces(const float (&acc)[2][kCols / 2],
                                              const int64_t (&y_row)[2][2], const float* s_bias,
                                              const int64_t* s_col, int cols_here, int lane,
                                              scalar_t* y) {
+  // The thread's columns' biases and offsets in registers first: y may alias
+  // shared memory as far as the compiler knows, so read in the store loop
+  // they would be read again after every store.
   float col_bias[kCols / 32][4][2];
   int64_t col_off[kCols / 32];
 #pragma unroll
@@ -287,9 +290,6 @@ __global__ void __maxnreg__(kCols == 128 ? 224 : 112)
     __syncwarp();
     if (lane == 0) mbarrier_arrive(empty0 + 8 * s);  // the stage is free for tile i + kStages
 
-    // The thread's columns' biases and offsets in registers first: y may
-    // alias shared memory as far as the compiler knows, so read in the store
-    // loop they would be read again after every store.
     const int cols_here = min(a.col_count - t * kCols, kCols);
     if constexpr (kTf32) {
       store_pairs<kCols>(acc, y_row, s_bias[wg][buf], s_col[wg][buf], cols_here, lane, y);
@@ -349,8 +349,9 @@ void set_forward_tap_columns_sm90_columns(int columns) { tapcol90::g_columns.sto
 bool forward_tap_columns_sm90_may_take(const ConvTranspose3dParams& p, ScalarKind dtype) {
   using namespace tapcol90;
   Plan pl{};
-  return g_enabled.load() && runs_here() &&
-         plan(p, dense_operands(p, dtype), sm_count(), smem_per_sm(), g_columns.load(), pl);
+  return g_enabled.load() &&
+         plan(p, dense_operands(p, dtype), sm_count(), smem_per_sm(), g_columns.load(), pl) &&
+         runs_here();
 }
 
 cudaError_t launch_forward_tap_columns_sm90(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

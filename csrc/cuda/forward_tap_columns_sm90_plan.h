@@ -20,7 +20,8 @@ constexpr int kConsumers = 2;         // warpgroups, on alternate column tiles
 constexpr int kThreads = 128 * kConsumers + 32;  // and the producer warp
 constexpr int kAlignSlack = 1024;     // the 128-byte swizzle's 1024-byte period
 // Static shared memory (barriers, column tables) and the 1 KB the driver
-// reserves a CTA, rounded up.
+// reserves a CTA, rounded up (at 32 and 64 columns; 128-column tiles run one
+// CTA an SM whatever it is).
 constexpr int kCtaOverhead = 3 * 1024;
 
 // A consumer's tile is kBM rows × `cols` columns: 64, or 128 by the test
@@ -56,7 +57,7 @@ struct Plan {
   int64_t rows;     // N·D·H·W input positions
   int64_t m_tiles;  // of kBM rows
   int64_t col_count;
-  int cols;  // a consumer's tile: 64 or 128 columns
+  int cols;  // a consumer's tile: 32, 64 or 128 columns
   int col_tiles, chunks, smem, ctas_per_sm, tiles_per_block;
   int64_t column_chunks;  // CTAs along a row tile's columns
 };

@@ -206,10 +206,11 @@ TAP_COLUMN_CONFIGS = {
     # 256 bytes of channels in bf16, 512 in TF32: the widest k-major A (one
     # block an SM fits).
     "planes_widest": (1, 128, 16, 1, (2, 4, 8), 2, 2, 0, 0, 1, False),
-    # The Hopper version (forward_tap_columns_sm90.cu), fp16/bf16 into
-    # channels-last outputs: four 128-byte chunks of K, the last partly past
-    # the channels; groups of 48 channels (one chunk, zeros past them) and 16
-    # output channels (two 8-channel pieces a tap).
+    # The Hopper version (forward_tap_columns_sm90.cu), into channels-last
+    # outputs: four 128-byte chunks of K, the last partly past the channels
+    # (fp16/bf16; 800 bytes in TF32, the phase GEMM's); groups of 48 channels
+    # (one chunk in fp16/bf16, two in TF32, zeros past them) and 16 output
+    # channels (two 8-channel pieces a tap).
     "four_k_chunks": (2, 200, 40, 1, (3, 4, 5), 2, 2, 0, 0, 1, True),
     "groups_of_column_pieces": (2, 96, 32, 2, (4, 3, 5), 2, 2, 0, 0, 1, True),
     # 264 bf16 channels: beyond 512 bytes, the phase GEMM takes it.
