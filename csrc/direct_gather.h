@@ -1,5 +1,5 @@
-// Per-element sums of the direct (gather) formulation, shared by the CPU
-// kernels and the CUDA fallback kernels.  Each function produces one element of
+// Per-element sums of the direct (gather) formulation: the CUDA fallback
+// kernels' and the CPU grad-bias's.  Each function produces one element of
 // a result from its valid taps only (see index_math.h); the caller decides the
 // parallel decomposition, the accumulation across threads and the store.
 #pragma once

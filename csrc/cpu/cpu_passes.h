@@ -1,5 +1,6 @@
-// CPU kernels: at::parallel_for over result elements, each computed by the
-// shared per-element sums of direct_gather.h in a fixed order.
+// CPU kernels: forward, grad-input and grad-weight as tiled implicit GEMMs
+// through the CPU BLAS (tap_gemm.h), grad-bias by the per-element sums of
+// direct_gather.h; every sum in an order fixed by the shape alone.
 #pragma once
 
 #include <algorithm>

@@ -1,33 +1,30 @@
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 
-#include "../direct_gather.h"
 #include "cpu_passes.h"
+#include "tap_gemm.h"
 
 namespace tconv3d::cpu {
 
+// One GEMM per stride phase (forward_phase_axis): each output is written once,
+// by the phase that owns it; a phase no tap reaches gets the bias alone.
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
              const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "tconv3d_forward_cpu", [&] {
-    const scalar_t* x = input.const_data_ptr<scalar_t>();
-    const scalar_t* w = weight.const_data_ptr<scalar_t>();
-    const scalar_t* b = bias.has_value() ? bias->const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* y = output.mutable_data_ptr<scalar_t>();
-    const int64_t D = p.axis[0].out, H = p.axis[1].out, W = p.axis[2].out;
-    const int64_t positions = p.batch * D * H * W;
-    // One task per output position, looping over channels: taps found once.
-    at::parallel_for(0, positions, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t linear = begin; linear < end; ++linear) {
-        Index5 o = unflatten<int64_t>(linear, 1, D, H, W);
-        const Taps3 taps = forward_taps3(p, o);
-        for (o.c = 0; o.c < p.out_channels; ++o.c) {
-          acc_t<scalar_t> acc = forward_sum<scalar_t, int64_t>(p, x, w, o, taps);
-          if (b != nullptr) acc += to_acc(b[o.c * p.bias_stride]);
-          y[offset_of<int64_t>(p.output, o)] = from_acc<scalar_t>(acc);
+    std::vector<TapGemm> phases;
+    std::vector<at::Tensor> wm;
+    for (int64_t rd = 0; rd < p.axis[0].stride; ++rd)
+      for (int64_t rh = 0; rh < p.axis[1].stride; ++rh)
+        for (int64_t rw = 0; rw < p.axis[2].stride; ++rw) {
+          phases.push_back(make_tap_gemm(forward_phase_axis(p.axis[0], rd),
+                                         forward_phase_axis(p.axis[1], rh),
+                                         forward_phase_axis(p.axis[2], rw)));
+          wm.push_back(weight_matrix(p, weight.const_data_ptr<scalar_t>(), phases.back(),
+                                     /*dest_is_output=*/true));
         }
-      }
-    });
+    run_tap_gemms(phases, wm, p.batch, p.groups, input.const_data_ptr<scalar_t>(), p.input,
+                  p.in_per_group, output.mutable_data_ptr<scalar_t>(), p.output, p.out_per_group,
+                  bias.has_value() ? bias->const_data_ptr<scalar_t>() : nullptr, p.bias_stride);
   });
 }
 

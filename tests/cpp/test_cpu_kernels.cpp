@@ -99,6 +99,14 @@ const Case kCases[] = {
     {"groups3_k2s2", 2, 6, 9, 3, {3, 3, 4}, all(2), all(2), all(0), all(0), all(1), false, false},
     {"pointwise_strided", 2, 5, 3, 1, {3, 2, 3}, all(1), {2, 3, 2}, all(0), {1, 2, 0}, all(1),
      true, false},
+    // More rows than a task's tile (cpu/tap_gemm.h: 1024) in every pass, a
+    // ragged last tile, and 18 row tiles of grad-weight over 16 partials, so
+    // that some partial sums two.
+    {"row_tiles", 9, 4, 5, 1, {9, 12, 13}, all(3), {1, 2, 1}, all(1), {0, 1, 0}, all(1), true,
+     false},
+    // The same through the small GEMMs (one channel a group).
+    {"depthwise_row_tiles", 2, 3, 3, 3, {11, 10, 12}, all(3), all(2), all(1), all(1), all(1),
+     true, false},
 };
 
 // ---------------------------------------------------------------------------
