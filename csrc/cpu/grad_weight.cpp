@@ -37,7 +37,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         std::min(units, kPartialElements / std::max<int64_t>(G * ci * k, 1)), 1, kMaxChunks);
     const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<acc>::value);
     at::Tensor partial = at::empty({chunks, G, ci, k}, options);
-    const bool gy_rows = channels_innermost(p.output), x_rows = channels_innermost(p.input);
+    const bool gy_rows = channels_innermost(p.output, co), x_rows = channels_innermost(p.input, ci);
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     const scalar_t* gy = grad_output.const_data_ptr<scalar_t>();
     at::parallel_for(0, chunks * G, 1, [&](int64_t begin, int64_t end) {

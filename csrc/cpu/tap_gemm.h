@@ -105,8 +105,13 @@ inline void tile_offsets(const TapGemm& gemm, const Strides5& src, const Strides
 // innermost axis (channels-last: each row's channels of a tap are one run)
 // and channel-major ([K][n]) otherwise (NCDHW: each K row reads along the
 // positions).  Zero outside the source.  `src` at the sample and the group's
-// first channel.
-inline bool channels_innermost(const Strides5& s) { return std::abs(s.c) < std::abs(s.w); }
+// first channel.  Position-major only for runs of at least kRowRun channels
+// a group: one or two channels a row cost more in loop overhead than the
+// strided reads of channel-major (depthwise channels-last: 1.2-1.7x slower).
+constexpr int64_t kRowRun = 4;
+inline bool channels_innermost(const Strides5& s, int64_t channels) {
+  return channels >= kRowRun && std::abs(s.c) < std::abs(s.w);
+}
 
 template <typename scalar_t>
 void gather_columns(const scalar_t* src, int64_t channel_stride, int64_t channels, int64_t taps,
@@ -247,7 +252,7 @@ void run_tap_gemms(const std::vector<TapGemm>& gemms, const std::vector<at::Tens
                    const scalar_t* bias, int64_t bias_stride) {
   using acc = acc_t<scalar_t>;
   const auto acc_type = c10::CppTypeToScalarType<acc>::value;
-  const bool src_rows = channels_innermost(ss), dst_rows = channels_innermost(ds);
+  const bool src_rows = channels_innermost(ss, cs), dst_rows = channels_innermost(ds, cd);
   // Task ranges: GEMM q owns tasks [first[q], first[q + 1]), batch · tiles.
   std::vector<int64_t> first(gemms.size() + 1, 0), rows_per_tile(gemms.size());
   int64_t buffer = 1, out_buffer = 1;
