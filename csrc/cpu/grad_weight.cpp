@@ -15,7 +15,7 @@ constexpr int64_t kMaxChunks = 16;
 
 }  // namespace
 
-// gw_g[ci][(co, tap)] = Σ over samples and input positions of x[ci] times
+// gw_g[ci][(tap, co)] = Σ over samples and input positions of x[ci] times
 // grad-input's gathered columns of grad_output (grad_input_axis): a GEMM
 // whose reduction runs over the rows, in tiles, each chunk of tiles summed by
 // one task into its own partial, the partials then added in order.

@@ -3,13 +3,13 @@
 // tensor-core kernels walk): the forward one GEMM per stride phase,
 // grad-input one strided-convolution GEMM, grad-weight the input times
 // grad-input's gathered columns.  A task gathers the columns of a tile of
-// GEMM rows into a buffer of at most kTileElements (never the whole column
+// GEMM rows into a buffer of about kTileElements (never the whole column
 // matrix torch's own fallback allocates) and multiplies it through the CPU
 // BLAS (at::mm_out).
 //
 // Why: the per-element sums of direct_gather.h, one scalar multiply-add a
-// tap, ran 10-80x behind torch's CPU conv_transpose3d (fp32, 16³-24³
-// layers of 16-64 channels, 2 cores).
+// tap, ran 15-100x behind torch's CPU conv_transpose3d (fp32, 12³-24³
+// layers of 3-64 channels, 2 cores; RESULTS.md, "CPU implicit-GEMM round").
 //
 // Numerics (DESIGN §2): fp16/bf16 widen to fp32 as they are gathered, every
 // product and sum is fp32 (fp64 for fp64) and each result rounds once.
@@ -31,13 +31,14 @@
 
 namespace tconv3d::cpu {
 
-// A task's gathered columns: K × rows elements at most (rows at least
-// kMinTileRows, so that a deep K still gives the BLAS a usable width).
+// A task's gathered columns: K × rows ≤ kTileElements, but never fewer than
+// kMinTileRows rows, so that a deep K still gives the BLAS a usable width
+// (K past 16K elements: 512 channels × 27 taps and up).
 constexpr int64_t kTileElements = int64_t(1) << 18;
 constexpr int64_t kMinTileRows = 16, kMaxTileRows = 1024;
 
-// One GEMM of a pass, per sample and group: dest[d][row] = Σ_{c, t}
-// wm[d][c·taps + t] · src[c][position(row, t)], rows and taps running D, H,
+// One GEMM of a pass, per sample and group: dest[d][row] = Σ_{t, c}
+// wm[d][t·C + c] · src[c][position(row, t)], rows and taps running D, H,
 // W with W fastest.
 struct TapGemm {
   GemmAxis axis[3];
