@@ -26,13 +26,10 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     using acc = acc_t<scalar_t>;
     const TapGemm columns = make_tap_gemm(grad_input_axis(p.axis[0]), grad_input_axis(p.axis[1]),
                                           grad_input_axis(p.axis[2]));
-    const TapGemm positions = make_tap_gemm(identity_axis(p.axis[0].in),
-                                            identity_axis(p.axis[1].in),
-                                            identity_axis(p.axis[2].in));
     const int64_t ci = p.in_per_group, co = p.out_per_group, G = p.groups;
     const int64_t k = co * columns.taps;
     const int64_t per_tile = tile_rows(std::max(k, ci));
-    const int64_t tiles = ceil_div_rows(columns.rows, per_tile), units = p.batch * tiles;
+    const int64_t tiles = ceil_div(columns.rows, per_tile), units = p.batch * tiles;
     const int64_t chunks = std::clamp<int64_t>(
         std::min(units, kPartialElements / std::max<int64_t>(G * ci * k, 1)), 1, kMaxChunks);
     const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<acc>::value);
@@ -43,7 +40,9 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     at::parallel_for(0, chunks * G, 1, [&](int64_t begin, int64_t end) {
       at::Tensor cols = at::empty({k * per_tile}, options);
       at::Tensor xcols = at::empty({ci * per_tile}, options);
-      std::vector<int64_t> gy_off, x_off, unused;
+      // grad-input's rows are the input positions, so the destination
+      // offsets tile_offsets finds (in x's strides) are x's own.
+      std::vector<int64_t> gy_off, x_off;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t chunk = task / G, g = task % G;
         at::Tensor part = partial[chunk][g];
@@ -52,8 +51,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         for (int64_t u = u_begin; u < u_end; ++u) {
           const int64_t n = u / tiles, row0 = (u % tiles) * per_tile;
           const int64_t rows = std::min(per_tile, columns.rows - row0);
-          tile_offsets(columns, p.output, p.input, row0, rows, gy_off, unused);
-          tile_offsets(positions, p.input, p.input, row0, rows, x_off, unused);
+          tile_offsets(columns, p.output, p.input, row0, rows, gy_off, x_off);
           gather_columns(gy + n * p.output.n + g * co * p.output.c, p.output.c, co, columns.taps,
                          rows, gy_off, gy_rows, cols.mutable_data_ptr<acc>());
           gather_columns(x + n * p.input.n + g * ci * p.input.c, p.input.c, ci, 1, rows, x_off,

@@ -49,22 +49,9 @@ inline TapGemm make_tap_gemm(const GemmAxis& d, const GemmAxis& h, const GemmAxi
   return {{d, h, w}, d.rows * h.rows * w.rows, d.taps * h.taps * w.taps};
 }
 
-// Input positions as a one-tap GEMM of themselves: grad-weight's rows of x.
-inline GemmAxis identity_axis(int64_t extent) {
-  GemmAxis g{};
-  g.rows = extent;
-  g.taps = 1;
-  g.src_extent = extent;
-  g.src_per_row = 1;
-  g.dst_per_row = 1;
-  return g;
-}
-
 inline int64_t tile_rows(int64_t k) {
   return std::clamp(kTileElements / std::max<int64_t>(k, 1), kMinTileRows, kMaxTileRows);
 }
-
-inline int64_t ceil_div_rows(int64_t rows, int64_t tile) { return (rows + tile - 1) / tile; }
 
 // Element offsets (strides d, h, w of `s`) of rows [row0, row0 + n) of `gemm`:
 // per tap, the source position each row reads (-1 outside the source), and
@@ -259,7 +246,7 @@ void run_tap_gemms(const std::vector<TapGemm>& gemms, const std::vector<at::Tens
   int64_t buffer = 1, out_buffer = 1;
   for (size_t q = 0; q < gemms.size(); ++q) {
     rows_per_tile[q] = tile_rows(cs * gemms[q].taps);
-    first[q + 1] = first[q] + batch * ceil_div_rows(gemms[q].rows, rows_per_tile[q]);
+    first[q + 1] = first[q] + batch * ceil_div(gemms[q].rows, rows_per_tile[q]);
     buffer = std::max(buffer, cs * gemms[q].taps * rows_per_tile[q]);
     out_buffer = std::max(out_buffer, cd * rows_per_tile[q]);
   }
@@ -271,7 +258,7 @@ void run_tap_gemms(const std::vector<TapGemm>& gemms, const std::vector<at::Tens
     for (int64_t task = begin; task < end; ++task) {
       const size_t q = size_t(std::upper_bound(first.begin(), first.end(), task) - first.begin() - 1);
       const TapGemm& gemm = gemms[q];
-      const int64_t tiles = ceil_div_rows(gemm.rows, rows_per_tile[q]);
+      const int64_t tiles = ceil_div(gemm.rows, rows_per_tile[q]);
       const int64_t n = (task - first[q]) / tiles, tile = (task - first[q]) % tiles;
       const int64_t row0 = tile * rows_per_tile[q];
       const int64_t rows = std::min(rows_per_tile[q], gemm.rows - row0);
