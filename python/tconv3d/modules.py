@@ -2,9 +2,10 @@
 import copy
 from typing import List, Optional
 
+import torch
 from torch import Tensor, nn
 
-from .functional import conv_transpose3d
+from . import _ops  # noqa: F401  (registers torch.ops.tconv3d)
 
 
 class ConvTranspose3d(nn.ConvTranspose3d):
@@ -12,15 +13,17 @@ class ConvTranspose3d(nn.ConvTranspose3d):
 
     Subclassing keeps the constructor, parameters, initialisation, state_dict
     keys, repr and output_size handling identical to torch's; only the
-    computation differs."""
+    computation differs.  forward calls the operator itself, as torch's calls
+    its builtin, so a model holding the layer still goes through
+    torch.jit.script."""
 
     def forward(self, input: Tensor, output_size: Optional[List[int]] = None) -> Tensor:
         if self.padding_mode != "zeros":
             raise ValueError("Only 'zeros' padding mode is supported for ConvTranspose3d")
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,
                                               self.kernel_size, 3, self.dilation)
-        return conv_transpose3d(input, self.weight, self.bias, self.stride, self.padding,
-                                output_padding, self.groups, self.dilation)
+        return torch.ops.tconv3d.forward(input, self.weight, self.bias, self.stride,
+                                         self.padding, output_padding, self.groups, self.dilation)
 
 
 def _swap(module: nn.ConvTranspose3d) -> ConvTranspose3d:

@@ -62,6 +62,48 @@ def test_unbatched_module_call():
     torch.testing.assert_close(y, layer(x.unsqueeze(0)).squeeze(0))
 
 
+def _decoder_parts(device):
+    torch.manual_seed(3)
+    theirs = nn.Sequential(nn.ConvTranspose3d(4, 3, 3, stride=2, padding=1, output_padding=1),
+                           nn.ReLU()).to(device)
+    return theirs, tconv3d.convert(copy.deepcopy(theirs))
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_module_goes_through_torch_jit_script(device, tmp_path):
+    theirs, ours = _decoder_parts(device)
+    scripted = torch.jit.script(ours)
+    assert "tconv3d::forward" in str(scripted.inlined_graph)
+    torch.jit.save(scripted, tmp_path / "decoder.pt")
+    loaded = torch.jit.load(tmp_path / "decoder.pt", map_location=device)
+    x = torch.randn(2, 4, 3, 5, 4, device=device, requires_grad=True)
+    expected = theirs(x)
+    (gx_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    for model in (scripted, loaded):
+        y = model(x)
+        assert rel_err(y, expected) < 1e-5
+        (gx,) = torch.autograd.grad(y.square().sum(), x)
+        assert rel_err(gx, gx_expected) < 1e-5
+    # output_size, a scripted Optional[List[int]] argument.
+    layer = torch.jit.script(ours[0])
+    assert layer(x, [6, 10, 8]).shape == theirs[0](x, output_size=[6, 10, 8]).shape == (2, 3, 6, 10, 8)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_module_goes_through_torch_export_with_a_dynamic_batch(device, tmp_path):
+    theirs, ours = _decoder_parts(device)
+    x = torch.randn(2, 4, 3, 5, 4, device=device)
+    batch = torch.export.Dim("batch", min=1, max=16)
+    program = torch.export.export(ours, (x,), dynamic_shapes=({0: batch},))
+    assert "tconv3d.forward" in str(program.graph)
+    torch.export.save(program, tmp_path / "decoder.pt2")
+    loaded = torch.export.load(tmp_path / "decoder.pt2")
+    x3 = torch.randn(3, 4, 3, 5, 4, device=device)
+    for p in (program, loaded):
+        assert rel_err(p.module()(x3), theirs(x3)) < 1e-5
+
+
 class Decoder(nn.Module):
     def __init__(self):
         super().__init__()
