@@ -46,6 +46,11 @@ std::atomic<bool> g_force_wide_index{false};
 // (forward and grad-input: TensorCoreGemmOperands::group_blocks; grad-weight:
 // GradWeightOperands::group_block).
 std::atomic<bool> g_group_blocks{true};
+// Test and benchmark hook: whether fp32 where TF32 is not allowed may run the
+// forward and grad-input GEMMs on split TF32 (TensorCoreGemmOperands::
+// split_tf32).  Off until measured on a GPU against the gather kernels it
+// would replace and against cuDNN's full-fp32 path.
+std::atomic<bool> g_split_tf32{false};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Channels-last copies of GEMM sources made, for tests.
 std::atomic<int64_t> g_channels_last_copies{0};
@@ -385,7 +390,8 @@ void run_grad_weight_gemm_sm90(const ConvTranspose3dParams& q, GradWeightGemmOpe
 // [G·Cin/G, Cout/G, kD, kH, kW] → [G][kD·kH·kW][columns][padded], channels
 // (the GEMM's K side) zero-padded: forward columns = Cout/G over Cin/G
 // channels, grad-input Cin/G over Cout/G (weight_pack.h).
-at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, int64_t padded) {
+at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, int64_t padded,
+                         bool round_tf32 = true) {
   // Dimension 0 of w holds the groups' input channels, dimension 1 a group's output channels.
   const int64_t in_per_group = w.size(0) / groups;
   const bool fwd = pass == GatherPass::Forward;
@@ -399,7 +405,7 @@ at::Tensor packed_weight(const at::Tensor& w, int64_t groups, GatherPass pass, i
                                     w.stride(column_dim),    w.stride(channel_dim),
                                     {w.size(2), w.size(3), w.size(4)},
                                     {w.stride(2), w.stride(3), w.stride(4)}};
-  C10_CUDA_CHECK(launch_pack_weight(geometry, static_cast<int>(w.element_size()),
+  C10_CUDA_CHECK(launch_pack_weight(geometry, static_cast<int>(w.element_size()), round_tf32,
                                     packed.mutable_data_ptr(),
                                     c10::cuda::getCurrentCUDAStream(w.device().index()).stream()));
   return packed;
@@ -449,7 +455,7 @@ at::Tensor group_block_packed_weight(const at::Tensor& w, int64_t groups, Gather
                                     {w.size(2), w.size(3), w.size(4)},
                                     {w.stride(2), w.stride(3), w.stride(4)},
                                     kGroupBlock};
-  C10_CUDA_CHECK(launch_pack_weight(geometry, static_cast<int>(w.element_size()),
+  C10_CUDA_CHECK(launch_pack_weight(geometry, static_cast<int>(w.element_size()), true,
                                     packed.mutable_data_ptr(),
                                     c10::cuda::getCurrentCUDAStream(w.device().index()).stream()));
   return packed;
@@ -473,13 +479,17 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                           const at::Tensor& source, const at::Tensor& weight,
                           const at::Tensor& bias, const at::Tensor& dest) {
   const ScalarKind dtype = scalar_kind(source.scalar_type());
-  if (!may_use_tensor_cores(p) || !tensor_core_gemm_supports(p, pass, dtype, tf32_allowed())) {
+  // fp32 without TF32 on split TF32: the mma.sync phase GEMM alone.
+  const bool split =
+      dtype == ScalarKind::Float32 && !tf32_allowed() && g_split_tf32.load();
+  if (!may_use_tensor_cores(p) ||
+      !tensor_core_gemm_supports(p, pass, dtype, tf32_allowed() || split)) {
     return false;
   }
   const bool fwd = pass == GatherPass::Forward;
   // Auto only: the forced policies keep testing the phase GEMMs on these shapes.
-  const bool auto_policy = fwd && g_policy.load() == KernelPolicy::Auto;
-  const bool hopper = use_wgmma(p, pass, dtype);
+  const bool auto_policy = fwd && !split && g_policy.load() == KernelPolicy::Auto;
+  const bool hopper = !split && use_wgmma(p, pass, dtype);
   // From 64 columns the Hopper GEMM beat the tap-columns one in TF32 (U-Net
   // k2s2 128→64 and 256→128, RESULTS.md) and in fp16/bf16 into NCDHW outputs
   // (bf16 U-Net 128→64 0.117 against 0.164 ms; 256→128 and 256→256 within
@@ -523,7 +533,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   const GemmSource src =
       planes_in_place ? in_place(source) : gemm_source(source, lp.groups, padded);
   const at::Tensor packed = blocks ? group_block_packed_weight(weight, p.groups, pass)
-                                   : packed_weight(weight, p.groups, pass, padded);
+                                   : packed_weight(weight, p.groups, pass, padded, !split);
   const LaunchConfig cfg = config_for(source, {src.tensor, packed, bias, dest});
   TensorCoreGemmOperands ops{pass, src.tensor.const_data_ptr(), src.n, src.d, src.h, src.w,
                              padded, packed.const_data_ptr(),
@@ -532,6 +542,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                              dest.mutable_data_ptr()};
   if (planes_in_place) ops.source_c = source.stride(1);
   if (blocks) ops.group_blocks = int(kGroupBlock);
+  ops.split_tf32 = split;
   // The Hopper grad-input's split K: a plane of fp32 partial sums of dest's
   // elements a split.
   const int splits = wgmma ? tensor_core_gemm_sm90_splits(lp, cfg, pass, blocks) : 1;
@@ -559,6 +570,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   g_last_kernel[fwd ? 0 : 1] = tap_columns_sm90               ? "forward_tap_columns_gemm_sm90"
                                : tap_columns_sync               ? "forward_tap_columns_gemm"
                                : taps                          ? "forward_taps_gemm"
+                               : split                         ? "tensor_core_gemm_split_tf32"
                                : !wgmma                        ? "tensor_core_gemm"
                                : loader == Sm90Loader::Halo    ? "tensor_core_gemm_sm90_halo"
                                : loader == Sm90Loader::Tma     ? "tensor_core_gemm_sm90_tma"
@@ -628,6 +640,8 @@ bool try_grad_input_tap_blocks_gemm(const ConvTranspose3dParams& p,
 void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
 
 void set_group_blocks(bool on) { g_group_blocks.store(on); }
+
+void set_split_tf32(bool on) { g_split_tf32.store(on); }
 
 void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 

@@ -104,6 +104,16 @@ __device__ __forceinline__ uint32_t to_tf32(uint32_t bits) {
   return out;
 }
 
+// fp32 as the sum of two TF32 values: hi, its nearest, and lo, the nearest to
+// the remainder (exact in fp32).  hi·hi + hi·lo + lo·hi misses only lo·lo,
+// 2^-22 of the product: the split-TF32 GEMMs' fp32 where TF32 is not allowed.
+// An infinite operand's products come out NaN (its hi times the other's lo,
+// often 0) where fp32's are ±inf: non-finite where fp32's are, all the same.
+__device__ __forceinline__ void split_tf32(uint32_t bits, uint32_t& hi, uint32_t& lo) {
+  hi = to_tf32(bits);
+  lo = to_tf32(__float_as_uint(__uint_as_float(bits) - __uint_as_float(hi)));
+}
+
 // One 32-byte step along K: d += a · b over m16 n8 (k16 in 16-bit, k8 in TF32).
 template <typename scalar_t>
 __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -156,11 +166,34 @@ __device__ __forceinline__ void load_b_fragments(uint32_t (&bf)[NI][2], uint32_t
 }
 
 // acc += A · B over a warp's MI × NI pieces of one k-step; TF32 rounds both
-// operands first.
-template <typename scalar_t, int MI, int NI>
+// operands first.  kSplit (fp32 only): each operand split_tf32 into hi and
+// lo, three MMAs a piece (3xTF32: a third of TF32's rate, still several
+// times the CUDA cores' fp32 FMAs'; its error against fp32's is tested,
+// test_parity.py's split-TF32 tests).
+template <typename scalar_t, int MI, int NI, bool kSplit = false>
 __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint32_t (&af)[MI][4],
                                                    uint32_t (&bf)[NI][2]) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
+  static_assert(!kSplit || std::is_same_v<scalar_t, float>, "split TF32 is fp32's");
+  if constexpr (kSplit) {
+    uint32_t alo[MI][4], blo[NI][2];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) split_tf32(af[i][e], af[i][e], alo[i][e]);
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) split_tf32(bf[j][e], bf[j][e], blo[j][e]);
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j) {
+        mma<float>(acc[i][j], alo[i], bf[j]);
+        mma<float>(acc[i][j], af[i], blo[j]);
+        mma<float>(acc[i][j], af[i], bf[j]);
+      }
+    return;
+  } else if constexpr (std::is_same_v<scalar_t, float>) {
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -178,15 +211,16 @@ __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint
 
 // One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
 // this lane's ldmatrix address in A ([m][k] rows `pitch` bytes apart) at the
-// step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands.
-template <typename scalar_t, int MI, int NI>
+// step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands
+// (kSplit: splits them, multiply_fragments).
+template <typename scalar_t, int MI, int NI, bool kSplit = false>
 __device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_addr,
                                            uint32_t b_addr, int pitch) {
   uint32_t af[MI][4], bf[NI][2];
 #pragma unroll
   for (int i = 0; i < MI; ++i) ldmatrix_x4(af[i], a_addr + i * 16 * pitch);
   load_b_fragments(bf, b_addr, pitch);
-  multiply_fragments<scalar_t>(acc, af, bf);
+  multiply_fragments<scalar_t, MI, NI, kSplit>(acc, af, bf);
 }
 
 // The same step with A stored k-major, as [k][m] rows PITCH_A bytes apart

@@ -24,7 +24,8 @@ enum class GatherPass { Forward, GradInput };
 //  packed_weight: [G][kD·kH·kW][columns][channels] contiguous, channels
 //    zero-padded: (forward) columns = Cout/G over channels = Cin/G,
 //    (grad-input) columns = Cin/G over channels = Cout/G; fp32 rounded to
-//    TF32 (weight_pack.h), so the Hopper kernels round only the source.
+//    TF32 (weight_pack.h), so the Hopper kernels round only the source —
+//    but for split_tf32, below.
 //  dest: forward y (strides p.output), grad-input grad_input (p.input).
 //  partials, splits: the Hopper grad-input's split K
 //    (tensor_core_gemm_sm90_splits): with splits > 1, fp32 workspace of
@@ -57,6 +58,11 @@ struct TensorCoreGemmOperands {
   // (reads_planes_in_place, cuda_passes.cpp).
   int64_t source_c = 1;
   int group_blocks = 0;
+  // fp32 where TF32 is not allowed, on the mma.sync phase GEMM only
+  // (launch_tensor_core_gemm): each operand split into a TF32 value and a
+  // TF32 remainder, three MMAs for one (mma_sm80.cuh, multiply_fragments);
+  // packed_weight then holds the weight unrounded.
+  bool split_tf32 = false;
 };
 
 // Elements per 16 bytes: the source channels and strides must be multiples.
@@ -75,7 +81,8 @@ inline int64_t k_step_bytes(int64_t channels, ScalarKind dtype) {
   return (channels * element_bytes(dtype) + 31) / 32 * 32;
 }
 
-// fp16/bf16, fp32 only when TF32 is allowed; shapes within the kernel's
+// fp16/bf16, fp32 only when TF32 is allowed (or, for the mma.sync kernel,
+// runs on split TF32: pass allow_tf32 true then); shapes within the kernel's
 // 32-bit position and grid limits; a device of sm_80 or newer.
 bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, ScalarKind dtype,
                                bool allow_tf32);

@@ -32,7 +32,8 @@ struct GatherOrder {
 // fits: its divisions are a few instructions, 64-bit ones dozens).
 template <typename Bits, typename Index>
 __global__ void __launch_bounds__(kThreads) pack_gather_kernel(const WeightPackGeometry w,
-                                                               const GatherOrder order, Bits* dst) {
+                                                               const GatherOrder order,
+                                                               bool round_tf32, Bits* dst) {
   constexpr int V = 16 / sizeof(Bits);
   const Bits* src = static_cast<const Bits*>(w.weight);
   const Index kw_count = Index(w.kernel[2]), kh_count = Index(w.kernel[1]);
@@ -92,8 +93,10 @@ __global__ void __launch_bounds__(kThreads) pack_gather_kernel(const WeightPackG
       }
     }
     if constexpr (sizeof(Bits) == 4) {
+      if (round_tf32) {
 #pragma unroll
-      for (int j = 0; j < V; ++j) out.el[j] = to_tf32(out.el[j]);  // weight_pack.h
+        for (int j = 0; j < V; ++j) out.el[j] = to_tf32(out.el[j]);  // weight_pack.h
+      }
     }
     *reinterpret_cast<uint4*>(dst + ((g * taps + t) * w.columns + column) * w.padded + k0) = out.vec;
   }
@@ -123,25 +126,30 @@ GatherOrder gather_order(const WeightPackGeometry& w) {
 }
 
 template <typename Bits>
-cudaError_t launch_typed(const WeightPackGeometry& w, int64_t taps, Bits* dst, cudaStream_t stream) {
+cudaError_t launch_typed(const WeightPackGeometry& w, int64_t taps, bool round_tf32, Bits* dst,
+                         cudaStream_t stream) {
   const int64_t per_group = taps * w.columns * (w.padded / (16 / int64_t(sizeof(Bits))));
   const unsigned blocks =
       unsigned(std::min<int64_t>((w.groups * per_group + kThreads - 1) / kThreads, 8192));
   if (per_group <= std::numeric_limits<uint32_t>::max()) {
-    pack_gather_kernel<Bits, uint32_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), dst);
+    pack_gather_kernel<Bits, uint32_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), round_tf32,
+                                                                       dst);
   } else {
-    pack_gather_kernel<Bits, int64_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), dst);
+    pack_gather_kernel<Bits, int64_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), round_tf32,
+                                                                      dst);
   }
   return cudaGetLastError();
 }
 }  // namespace
 
-cudaError_t launch_pack_weight(const WeightPackGeometry& w, int element_bytes, void* dst,
-                               cudaStream_t stream) {
+cudaError_t launch_pack_weight(const WeightPackGeometry& w, int element_bytes, bool round_tf32,
+                               void* dst, cudaStream_t stream) {
   const int64_t taps = w.kernel[0] * w.kernel[1] * w.kernel[2];
   if (w.groups * taps * w.columns * w.padded == 0) return cudaSuccess;
-  if (element_bytes == 2) return launch_typed(w, taps, static_cast<uint16_t*>(dst), stream);
-  if (element_bytes == 4) return launch_typed(w, taps, static_cast<uint32_t*>(dst), stream);
+  if (element_bytes == 2) return launch_typed(w, taps, false, static_cast<uint16_t*>(dst), stream);
+  if (element_bytes == 4) {
+    return launch_typed(w, taps, round_tf32, static_cast<uint32_t*>(dst), stream);
+  }
   return cudaErrorInvalidValue;
 }
 

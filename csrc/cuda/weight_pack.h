@@ -33,10 +33,11 @@ struct WeightPackGeometry {
   int64_t block = 0;
 };
 
-// element_bytes 2 (fp16, bf16: bits moved) or 4 (fp32, rounded to TF32: its
-// only readers are the TF32 GEMMs, which so round one operand, not two, per
-// stage); dst holds groups · taps · columns · padded elements.
-cudaError_t launch_pack_weight(const WeightPackGeometry& w, int element_bytes, void* dst,
-                               cudaStream_t stream);
+// element_bytes 2 (fp16, bf16: bits moved) or 4 (fp32, rounded to TF32 where
+// round_tf32: the TF32 GEMMs then round one operand, not two, per stage; the
+// split-TF32 GEMM needs the bits whole); dst holds groups · taps · columns ·
+// padded elements.
+cudaError_t launch_pack_weight(const WeightPackGeometry& w, int element_bytes, bool round_tf32,
+                               void* dst, cudaStream_t stream);
 
 }  // namespace tconv3d::cuda

@@ -201,6 +201,80 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
 
+@pytest.fixture
+def split_tf32():
+    """fp32 without TF32 on the split-TF32 GEMM (a hook until it is measured
+    on a GPU; the gather kernels are shipped)."""
+    torch.backends.cudnn.allow_tf32 = False
+    tconv3d._C._set_split_tf32(True)
+    yield
+    tconv3d._C._set_split_tf32(False)
+
+
+@requires_cuda
+@pytest.mark.parametrize("forced_tile", [(64, 32), (64, 64), (128, 32), (128, 64)],
+                         indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(TENSOR_CORE_CONFIGS))
+def test_split_tf32_gemm_every_tile(name, layout, forced_tile, split_tf32):
+    """Forward and grad-input of fp32 on split TF32, each block tile forced:
+    fp32's tolerance, and at most twice torch's own full-fp32 error."""
+    run_parity_with_policy("tensor_core", TENSOR_CORE_CONFIGS[name], layout, torch.float32)
+    kernels = tconv3d._C._last_cuda_kernels()
+    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_split_tf32"
+
+
+@requires_cuda
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_split_tf32_gemm_in_auto(layout, split_tf32):
+    """Auto with the hook on: a dense strided layer's forward and grad-input
+    on split TF32 (never the Hopper or tap-columns kernels, which round to
+    TF32), bitwise repeatable, the same with 64-bit offsets; an infinity in x
+    or grad_output leaves the outputs it does not reach as they were and the
+    ones it reaches non-finite, where float64's are."""
+    fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
+    g = torch.Generator().manual_seed(29)
+    x = torch.randn(2, 64, 5, 6, 7, generator=g).cuda().contiguous(memory_format=fmt)
+    w = (torch.randn(64, 48, 3, 3, 3, generator=g) / 40).cuda()
+    b = torch.randn(48, generator=g).cuda()
+    geometry = dict(stride=2, padding=1, output_padding=1)
+    op_geometry = ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1, [1, 1, 1])
+
+    def forward(x_):
+        return tconv3d.conv_transpose3d(x_, w, b, **geometry)
+
+    def grad_input(gy_):
+        return torch.ops.tconv3d.grad_input(gy_, w, list(x.shape), *op_geometry)
+
+    def forward_reference(x_):
+        return F.conv_transpose3d(x_.double(), w.double(), b.double(), **geometry)
+
+    def grad_input_reference(gy_):
+        return F.conv3d(gy_.double(), w.double(), stride=2, padding=1)
+
+    y = forward(x)
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_split_tf32"
+    y_torch = F.conv_transpose3d(x, w, b, **geometry)
+    check("forward", y, forward_reference(x), y_torch, torch.float32)
+    assert_repeats_bitwise(y, lambda: forward(x), "forward", "tensor_core_gemm_split_tf32")
+    gy = torch.randn(y.shape, generator=g).cuda().contiguous(memory_format=fmt)
+    gx = grad_input(gy)
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "tensor_core_gemm_split_tf32"
+    gx_torch = F.conv3d(gy, w, stride=2, padding=1)
+    check("grad_input", gx, grad_input_reference(gy), gx_torch, torch.float32)
+    assert_repeats_bitwise(gx, lambda: grad_input(gy), "grad_input", "tensor_core_gemm_split_tf32")
+
+    x_inf, gy_inf = x.clone(), gy.clone()
+    x_inf[1, 5, 2, 3, 4] = float("inf")
+    gy_inf[0, 3, 4, 5, 6] = float("-inf")
+    for result, before, reference in ((forward(x_inf), y, forward_reference(x_inf)),
+                                      (grad_input(gy_inf), gx, grad_input_reference(gy_inf))):
+        finite = torch.isfinite(reference).cpu()
+        assert not finite.all()
+        assert torch.equal(torch.isfinite(result).cpu(), finite)
+        assert torch.equal(result.cpu()[finite], before.cpu()[finite])
+
+
 def narrow_gather_takes(config, layout, dtype, forward):
     """Whether the narrow-group stencil (narrow_gather.cu, plan_narrow) takes
     a pass: its destination coordinates tabulate in a block (at most 2048 of
