@@ -80,7 +80,7 @@ def force_kernel(policy: str) -> None:
     K up to 1 KB: TF32 256 channels), "tap_columns_mma_sync" without it (its mma.sync version, or
     for TF32 of 64 columns or more the phase GEMM).  "split_tf32" is auto with fp32 without
     TF32 (the fp32 dtype) run on the split-TF32 phase GEMM, three TF32 MMAs for each fp32 one,
-    in the forward and grad-input (the gather kernels otherwise)."""
+    in all three passes (the gather kernels otherwise)."""
     import tconv3d
 
     base = ("wgmma" if policy.startswith("wgmma")

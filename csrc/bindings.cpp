@@ -104,9 +104,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "and grad-input four a 64-column tile, grad-weight four as one 64 x 64 GEMM; True, "
         "shipped), or one group a tile (False)");
   m.def("_set_split_tf32", &tconv3d::cuda::set_split_tf32,
-        "test and benchmark hook: whether fp32 without TF32 runs the forward and grad-input "
-        "GEMMs on split TF32, three TF32 MMAs for each fp32 one (True), or on the gather "
-        "kernels (False, shipped)");
+        "test and benchmark hook: whether fp32 without TF32 runs the forward, grad-input and "
+        "grad-weight GEMMs on split TF32, three TF32 MMAs for each fp32 one (True), or on the "
+        "gather kernels (False, shipped)");
   m.def("_set_tap_columns_wgmma", &tconv3d::cuda::set_forward_tap_columns_sm90,
         "test hook: whether the tap-columns forward (kernel == stride) may run on Hopper's "
         "warpgroup MMAs where it takes the shape (True, shipped) or stays on mma.sync (False)");

@@ -47,9 +47,9 @@ std::atomic<bool> g_force_wide_index{false};
 // GradWeightOperands::group_block).
 std::atomic<bool> g_group_blocks{true};
 // Test and benchmark hook: whether fp32 where TF32 is not allowed may run the
-// forward and grad-input GEMMs on split TF32 (TensorCoreGemmOperands::
-// split_tf32).  Off until measured on a GPU against the gather kernels it
-// would replace and against cuDNN's full-fp32 path.
+// mma.sync GEMMs of all three passes on split TF32 (TensorCoreGemmOperands::
+// split_tf32, GradWeightOperands::split_tf32).  Off until measured on a GPU
+// against the gather kernels it would replace and cuDNN's full-fp32 path.
 std::atomic<bool> g_split_tf32{false};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Channels-last copies of GEMM sources made, for tests.
@@ -60,6 +60,13 @@ constexpr int64_t kMinTensorCoreChannels = 8;
 
 // TF32 follows the switch that governs torch's own convolutions.
 bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
+
+// fp32 where TF32 is not allowed, on split TF32 (the hook allowing): only
+// the mma.sync GEMMs have it; the Hopper and the other tensor-core kernels
+// would round to TF32.
+bool split_tf32(ScalarKind dtype) {
+  return dtype == ScalarKind::Float32 && !tf32_allowed() && g_split_tf32.load();
+}
 
 // The CUDA-core stencil (narrow_gather.h) in the gather passes.  Tried before
 // the tensor cores: in auto, for narrow groups (depthwise; at most 4 channels
@@ -480,8 +487,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                           const at::Tensor& bias, const at::Tensor& dest) {
   const ScalarKind dtype = scalar_kind(source.scalar_type());
   // fp32 without TF32 on split TF32: the mma.sync phase GEMM alone.
-  const bool split =
-      dtype == ScalarKind::Float32 && !tf32_allowed() && g_split_tf32.load();
+  const bool split = split_tf32(dtype);
   if (!may_use_tensor_cores(p) ||
       !tensor_core_gemm_supports(p, pass, dtype, tf32_allowed() || split)) {
     return false;
@@ -854,7 +860,8 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // a tile did not fit it (its tiles are 32 channels and up), and mma.sync
     // took 42.5 us for grouped g4's bf16 channels-last grad-weight against
     // cuDNN's 23 (H200; RESULTS.md, "Combine lanes round").
-    if (groups_of_16_in_fours(p) && g_policy.load() != KernelPolicy::TensorCore) {
+    const bool split = split_tf32(dtype);
+    if (groups_of_16_in_fours(p) && !split && g_policy.load() != KernelPolicy::TensorCore) {
       const ConvTranspose3dParams q = four_group_params(p);
       if (grad_weight_readable(input, q.groups) && grad_weight_readable(grad_output, q.groups)) {
         GradWeightGemmOperands o =
@@ -866,15 +873,16 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
       }
     }
     if (grad_weight_readable(input, p.groups) && grad_weight_readable(grad_output, p.groups) &&
-        grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed())) {
+        grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed() || split)) {
       GradWeightGemmOperands o =
           grad_weight_gemm_operands(p, input, grad_output, grad_weight, dtype, 0);
+      o.ops.split_tf32 = split;
       // The wgmma kernel where it applies, unless the policy asks for mma.sync:
       // in TF32 too, since seven warps rewrite grad_output K-major and groups
       // of 128k input channels take 128-channel tiles (1.1-1.55x mma.sync
       // on every layer but one of the benchmark's wide groups, kernel_ab.py
       // at 362a933; RESULTS.md "Seven transposers round").
-      if (g_policy.load() != KernelPolicy::TensorCore &&
+      if (!split && g_policy.load() != KernelPolicy::TensorCore &&
           grad_weight_gemm_sm90_supports(p, dtype, tf32_allowed(), o.ops)) {
         run_grad_weight_gemm_sm90(p, o, grad_output, grad_weight, dtype);
         return;
@@ -885,7 +893,8 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
           float_workspace(grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
       o.ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;
       C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, o.ops));
-      g_last_kernel[2] = "grad_weight_gemm_channels_last";
+      g_last_kernel[2] = split ? "grad_weight_gemm_channels_last_split_tf32"
+                               : "grad_weight_gemm_channels_last";
       return;
     }
     if (grad_weight_gemm_supports(p, dtype, tf32_allowed())) {

@@ -65,8 +65,8 @@ void set_force_wide_index(bool on);
 // on the Hopper GEMMs (true, shipped) or one a tile (false).
 void set_group_blocks(bool on);
 // Test and benchmark hook: whether fp32 where TF32 is not allowed runs the
-// forward and grad-input GEMMs on split TF32 (false, shipped: the gather
-// kernels) — three TF32 MMAs for each fp32 one (tensor_core_gemm.h).
+// mma.sync GEMMs of the three passes on split TF32 (false, shipped: the
+// gather kernels) — three TF32 MMAs for each fp32 one (tensor_core_gemm.h).
 void set_split_tf32(bool on);
 enum class KernelPolicy { Auto, Gather, TensorCore, Wgmma };
 void set_kernel_policy(KernelPolicy policy);

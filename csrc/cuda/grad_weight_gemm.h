@@ -57,8 +57,15 @@ struct GradWeightOperands {
   // the layer's gw (the others' products are summed apart and dropped, so
   // an infinity in one group's channels reaches no other group's gw).
   int group_block = 0;
+  // fp32 where TF32 is not allowed, on the mma.sync channels-last GEMM only
+  // (launch_grad_weight_gemm_channels_last): each operand split into a TF32
+  // value and a TF32 remainder, three MMAs for one (tensor_core_gemm.h's
+  // split_tf32).
+  bool split_tf32 = false;
 };
 
+// fp16/bf16, fp32 only when TF32 is allowed (pass allow_tf32 true for split
+// TF32).
 bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                              bool allow_tf32);
 int64_t grad_weight_gemm_channels_last_workspace_elems(const ConvTranspose3dParams& p);

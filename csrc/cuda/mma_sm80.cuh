@@ -262,16 +262,21 @@ __device__ __forceinline__ void mma_k_step_k_major_a(float (&acc)[MI][NI][4],
 // [k][n] rows PITCH_B apart (the grad-weight GEMMs' layout: a reduction row
 // is a position, its channels contiguous).  The warp's rows k0 … k0 + KW − 1,
 // its tile at (m0, n0).  fp16/bf16: ldmatrix.trans, k16 steps; TF32: word
-// loads (ldmatrix cannot transpose 32-bit words), k8 steps, rounded.
-template <typename scalar_t, int MI, int NI, int KW, int PITCH_A, int PITCH_B>
+// loads (ldmatrix cannot transpose 32-bit words), k8 steps, rounded (kSplit:
+// split, multiply_fragments).
+template <typename scalar_t, int MI, int NI, int KW, int PITCH_A, int PITCH_B, bool kSplit = false>
 __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const unsigned char* a,
                                                   const unsigned char* b, int k0, int m0, int n0,
                                                   int lane) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    const float* fa = reinterpret_cast<const float*>(a);
-    const float* fb = reinterpret_cast<const float*>(b);
+    const uint32_t* fa = reinterpret_cast<const uint32_t*>(a);
+    const uint32_t* fb = reinterpret_cast<const uint32_t*>(b);
     constexpr int PA = PITCH_A / 4, PB = PITCH_B / 4;
     const int g = lane / 4, t = lane % 4;
+    // Rounded as loaded (the split: whole, for multiply_fragments): kept so
+    // because rounding after all loads cost the TF32 instances registers
+    // (ptxas: 16 bytes more spilled on five of them).
+    const auto operand = [](uint32_t bits) { return kSplit ? bits : to_tf32(bits); };
 #pragma unroll
     for (int ks = 0; ks < KW / 8; ++ks) {
       const int k = k0 + ks * 8 + t;
@@ -279,23 +284,28 @@ __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const
 #pragma unroll
       for (int i = 0; i < MI; ++i) {
         const int m = m0 + i * 16 + g;
-        af[i][0] = to_tf32(__float_as_uint(fa[k * PA + m]));
-        af[i][1] = to_tf32(__float_as_uint(fa[k * PA + m + 8]));
-        af[i][2] = to_tf32(__float_as_uint(fa[(k + 4) * PA + m]));
-        af[i][3] = to_tf32(__float_as_uint(fa[(k + 4) * PA + m + 8]));
+        af[i][0] = operand(fa[k * PA + m]);
+        af[i][1] = operand(fa[k * PA + m + 8]);
+        af[i][2] = operand(fa[(k + 4) * PA + m]);
+        af[i][3] = operand(fa[(k + 4) * PA + m + 8]);
       }
 #pragma unroll
       for (int j = 0; j < NI; ++j) {
         const int n = n0 + j * 8 + g;
-        bf[j][0] = to_tf32(__float_as_uint(fb[k * PB + n]));
-        bf[j][1] = to_tf32(__float_as_uint(fb[(k + 4) * PB + n]));
+        bf[j][0] = operand(fb[k * PB + n]);
+        bf[j][1] = operand(fb[(k + 4) * PB + n]);
       }
+      if constexpr (kSplit) {
+        multiply_fragments<float, MI, NI, true>(acc, af, bf);
+      } else {
 #pragma unroll
-      for (int i = 0; i < MI; ++i)
+        for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
+          for (int j = 0; j < NI; ++j) mma<float>(acc[i][j], af[i], bf[j]);
+      }
     }
   } else {
+    static_assert(!kSplit, "split TF32 is fp32's");
     static_assert(NI % 2 == 0, "B fragments come in pairs");
     // Lane l addresses row l % 8 of matrix l / 8.
     const uint32_t sa = smem_addr(a), sb = smem_addr(b);

@@ -217,20 +217,27 @@ def split_tf32():
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(TENSOR_CORE_CONFIGS))
 def test_split_tf32_gemm_every_tile(name, layout, forced_tile, split_tf32):
-    """Forward and grad-input of fp32 on split TF32, each block tile forced:
-    fp32's tolerance, and at most twice torch's own full-fp32 error."""
+    """fp32 on split TF32, each block tile of the forward and grad-input GEMM
+    forced: fp32's tolerance, and at most twice torch's own full-fp32 error,
+    in all three passes.  grad-weight takes its channels-last GEMM where it
+    reads the operands in place or packs them (NCDHW: always)."""
     run_parity_with_policy("tensor_core", TENSOR_CORE_CONFIGS[name], layout, torch.float32)
     kernels = tconv3d._C._last_cuda_kernels()
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_split_tf32"
+    split_gw = "grad_weight_gemm_channels_last_split_tf32"
+    if layout == "contiguous":
+        assert kernels["grad_weight"] == split_gw
+    else:  # strides no cp.async piece reads: the CUDA-core reductions
+        assert kernels["grad_weight"] in {split_gw, "grad_weight_reduce", "depthwise_grad_weight"}
 
 
 @requires_cuda
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 def test_split_tf32_gemm_in_auto(layout, split_tf32):
-    """Auto with the hook on: a dense strided layer's forward and grad-input
-    on split TF32 (never the Hopper or tap-columns kernels, which round to
-    TF32), bitwise repeatable, the same with 64-bit offsets; an infinity in x
-    or grad_output leaves the outputs it does not reach as they were and the
+    """Auto with the hook on: a dense strided layer's three passes on split
+    TF32 (never the Hopper or tap-columns kernels, which round to TF32),
+    bitwise repeatable, the same with 64-bit offsets; an infinity in x or
+    grad_output leaves the results it does not reach as they were and the
     ones it reaches non-finite, where float64's are."""
     fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
     g = torch.Generator().manual_seed(29)
@@ -246,11 +253,19 @@ def test_split_tf32_gemm_in_auto(layout, split_tf32):
     def grad_input(gy_):
         return torch.ops.tconv3d.grad_input(gy_, w, list(x.shape), *op_geometry)
 
+    def grad_weight(x_):
+        return torch.ops.tconv3d.grad_weight(gy, x_, list(w.shape), *op_geometry)
+
     def forward_reference(x_):
         return F.conv_transpose3d(x_.double(), w.double(), b.double(), **geometry)
 
     def grad_input_reference(gy_):
         return F.conv3d(gy_.double(), w.double(), stride=2, padding=1)
+
+    def grad_weight_of(x_, gy_, dtype):
+        w_ = w.to(x_.device, dtype).requires_grad_()
+        y_ = F.conv_transpose3d(x_.to(dtype), w_, **geometry)
+        return torch.autograd.grad(y_, w_, gy_.to(x_.device, dtype))[0]
 
     y = forward(x)
     assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_split_tf32"
@@ -263,12 +278,20 @@ def test_split_tf32_gemm_in_auto(layout, split_tf32):
     gx_torch = F.conv3d(gy, w, stride=2, padding=1)
     check("grad_input", gx, grad_input_reference(gy), gx_torch, torch.float32)
     assert_repeats_bitwise(gx, lambda: grad_input(gy), "grad_input", "tensor_core_gemm_split_tf32")
+    gw = grad_weight(x)
+    split_gw = "grad_weight_gemm_channels_last_split_tf32"
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == split_gw
+    check("grad_weight", gw, grad_weight_of(x.cpu(), gy, torch.float64),
+          grad_weight_of(x, gy, torch.float32), torch.float32)
+    assert_repeats_bitwise(gw, lambda: grad_weight(x), "grad_weight", split_gw)
 
     x_inf, gy_inf = x.clone(), gy.clone()
     x_inf[1, 5, 2, 3, 4] = float("inf")
     gy_inf[0, 3, 4, 5, 6] = float("-inf")
     for result, before, reference in ((forward(x_inf), y, forward_reference(x_inf)),
-                                      (grad_input(gy_inf), gx, grad_input_reference(gy_inf))):
+                                      (grad_input(gy_inf), gx, grad_input_reference(gy_inf)),
+                                      (grad_weight(x_inf), gw,
+                                       grad_weight_of(x_inf.cpu(), gy, torch.float64))):
         finite = torch.isfinite(reference).cpu()
         assert not finite.all()
         assert torch.equal(torch.isfinite(result).cpu(), finite)
