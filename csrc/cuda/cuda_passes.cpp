@@ -46,11 +46,12 @@ std::atomic<bool> g_force_wide_index{false};
 // (forward and grad-input: TensorCoreGemmOperands::group_blocks; grad-weight:
 // GradWeightOperands::group_block).
 std::atomic<bool> g_group_blocks{true};
-// Test and benchmark hook: whether fp32 where TF32 is not allowed may run the
-// mma.sync GEMMs of all three passes on split TF32 (TensorCoreGemmOperands::
-// split_tf32, GradWeightOperands::split_tf32).  Off until measured on a GPU
-// against the gather kernels it would replace and cuDNN's full-fp32 path.
-std::atomic<bool> g_split_tf32{false};
+// Test and benchmark hook: how fp32 where TF32 is not allowed runs the
+// mma.sync GEMMs of all three passes: Tf32 (off: the gather kernels), Split
+// or SplitAdded (TensorCoreGemmOperands::fp32_mma, GradWeightOperands::
+// fp32_mma).  Off until measured on a GPU against the gather kernels it
+// would replace and cuDNN's full-fp32 path.
+std::atomic<Fp32Mma> g_fp32_split{Fp32Mma::Tf32};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Channels-last copies of GEMM sources made, for tests.
 std::atomic<int64_t> g_channels_last_copies{0};
@@ -63,9 +64,13 @@ bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 
 // fp32 where TF32 is not allowed, on split TF32 (the hook allowing): only
 // the mma.sync GEMMs have it; the Hopper and the other tensor-core kernels
-// would round to TF32.
-bool split_tf32(ScalarKind dtype) {
-  return dtype == ScalarKind::Float32 && !tf32_allowed() && g_split_tf32.load();
+// would round to TF32.  Tf32 where it does not apply.
+Fp32Mma fp32_split(ScalarKind dtype) {
+  return dtype == ScalarKind::Float32 && !tf32_allowed() ? g_fp32_split.load() : Fp32Mma::Tf32;
+}
+
+const char* split_name(Fp32Mma math, const char* split, const char* split_added) {
+  return math == Fp32Mma::Split ? split : split_added;
 }
 
 // The CUDA-core stencil (narrow_gather.h) in the gather passes.  Tried before
@@ -487,7 +492,8 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                           const at::Tensor& bias, const at::Tensor& dest) {
   const ScalarKind dtype = scalar_kind(source.scalar_type());
   // fp32 without TF32 on split TF32: the mma.sync phase GEMM alone.
-  const bool split = split_tf32(dtype);
+  const Fp32Mma math = fp32_split(dtype);
+  const bool split = math != Fp32Mma::Tf32;
   if (!may_use_tensor_cores(p) ||
       !tensor_core_gemm_supports(p, pass, dtype, tf32_allowed() || split)) {
     return false;
@@ -548,7 +554,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                              dest.mutable_data_ptr()};
   if (planes_in_place) ops.source_c = source.stride(1);
   if (blocks) ops.group_blocks = int(kGroupBlock);
-  ops.split_tf32 = split;
+  ops.fp32_mma = math;
   // The Hopper grad-input's split K: a plane of fp32 partial sums of dest's
   // elements a split.
   const int splits = wgmma ? tensor_core_gemm_sm90_splits(lp, cfg, pass, blocks) : 1;
@@ -576,7 +582,8 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   g_last_kernel[fwd ? 0 : 1] = tap_columns_sm90               ? "forward_tap_columns_gemm_sm90"
                                : tap_columns_sync               ? "forward_tap_columns_gemm"
                                : taps                          ? "forward_taps_gemm"
-                               : split                         ? "tensor_core_gemm_split_tf32"
+                               : split ? split_name(math, "tensor_core_gemm_split_tf32",
+                                                    "tensor_core_gemm_split_tf32_added")
                                : !wgmma                        ? "tensor_core_gemm"
                                : loader == Sm90Loader::Halo    ? "tensor_core_gemm_sm90_halo"
                                : loader == Sm90Loader::Tma     ? "tensor_core_gemm_sm90_tma"
@@ -647,7 +654,7 @@ void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
 
 void set_group_blocks(bool on) { g_group_blocks.store(on); }
 
-void set_split_tf32(bool on) { g_split_tf32.store(on); }
+void set_fp32_split(Fp32Mma math) { g_fp32_split.store(math); }
 
 void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 
@@ -860,7 +867,8 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // a tile did not fit it (its tiles are 32 channels and up), and mma.sync
     // took 42.5 us for grouped g4's bf16 channels-last grad-weight against
     // cuDNN's 23 (H200; RESULTS.md, "Combine lanes round").
-    const bool split = split_tf32(dtype);
+    const Fp32Mma math = fp32_split(dtype);
+    const bool split = math != Fp32Mma::Tf32;
     if (groups_of_16_in_fours(p) && !split && g_policy.load() != KernelPolicy::TensorCore) {
       const ConvTranspose3dParams q = four_group_params(p);
       if (grad_weight_readable(input, q.groups) && grad_weight_readable(grad_output, q.groups)) {
@@ -876,7 +884,7 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
         grad_weight_gemm_channels_last_supports(p, dtype, tf32_allowed() || split)) {
       GradWeightGemmOperands o =
           grad_weight_gemm_operands(p, input, grad_output, grad_weight, dtype, 0);
-      o.ops.split_tf32 = split;
+      o.ops.fp32_mma = math;
       // The wgmma kernel where it applies, unless the policy asks for mma.sync:
       // in TF32 too, since seven warps rewrite grad_output K-major and groups
       // of 128k input channels take 128-channel tiles (1.1-1.55x mma.sync
@@ -893,7 +901,8 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
           float_workspace(grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
       o.ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;
       C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, o.ops));
-      g_last_kernel[2] = split ? "grad_weight_gemm_channels_last_split_tf32"
+      g_last_kernel[2] = split ? split_name(math, "grad_weight_gemm_channels_last_split_tf32",
+                                            "grad_weight_gemm_channels_last_split_tf32_added")
                                : "grad_weight_gemm_channels_last";
       return;
     }

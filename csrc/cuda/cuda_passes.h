@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "../params.h"
+#include "channel_vectors.h"
 
 namespace tconv3d::cuda {
 
@@ -64,10 +65,10 @@ void set_force_wide_index(bool on);
 // Test and benchmark hook: whether groups of 16 channels run four at a time
 // on the Hopper GEMMs (true, shipped) or one a tile (false).
 void set_group_blocks(bool on);
-// Test and benchmark hook: whether fp32 where TF32 is not allowed runs the
-// mma.sync GEMMs of the three passes on split TF32 (false, shipped: the
-// gather kernels) — three TF32 MMAs for each fp32 one (tensor_core_gemm.h).
-void set_split_tf32(bool on);
+// Test and benchmark hook: how fp32 where TF32 is not allowed runs: Tf32
+// (shipped: the gather kernels), or the mma.sync GEMMs of the three passes
+// on split TF32, Split or SplitAdded (channel_vectors.h).
+void set_fp32_split(Fp32Mma math);
 enum class KernelPolicy { Auto, Gather, TensorCore, Wgmma };
 void set_kernel_policy(KernelPolicy policy);
 // Channels-last copies of GEMM sources made since the library loaded.

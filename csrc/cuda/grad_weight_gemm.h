@@ -58,10 +58,9 @@ struct GradWeightOperands {
   // an infinity in one group's channels reaches no other group's gw).
   int group_block = 0;
   // fp32 where TF32 is not allowed, on the mma.sync channels-last GEMM only
-  // (launch_grad_weight_gemm_channels_last): each operand split into a TF32
-  // value and a TF32 remainder, three MMAs for one (tensor_core_gemm.h's
-  // split_tf32).
-  bool split_tf32 = false;
+  // (launch_grad_weight_gemm_channels_last): Split or SplitAdded
+  // (channel_vectors.h).  Tf32 elsewhere.
+  Fp32Mma fp32_mma = Fp32Mma::Tf32;
 };
 
 // fp16/bf16, fp32 only when TF32 is allowed (pass allow_tf32 true for split

@@ -40,8 +40,8 @@
 // the S partials in split order and rounds once.  No atomics: bitwise
 // reproducible.
 //
-// fp32 where TF32 is not allowed runs here too, on split TF32 (kSplit,
-// GradWeightOperands::split_tf32; mma_sm80.cuh's multiply_fragments).
+// fp32 where TF32 is not allowed runs here too, on split TF32 (kMath,
+// GradWeightOperands::fp32_mma; mma_sm80.cuh's multiply_fragments).
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -118,7 +118,7 @@ struct Layout {
   static_assert(REDUCE <= RING, "the k-split reduction fits in the ring");
 };
 
-template <typename scalar_t, typename index_t, typename T, int PIECE, bool kSplit>
+template <typename scalar_t, typename index_t, typename T, int PIECE, Fp32Mma kMath>
 __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
     grad_weight_mma_kernel(const ConvTranspose3dParams p, const Plan pl,
                            const GradWeightOperands ops) {
@@ -192,7 +192,7 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
 
   run_slice_ring<STAGES>(nslices, decode_rows, load_stage, [&](int slot) {
     const unsigned char* stage = smem + slot * L::STAGE;
-    mma_k_major_stage<scalar_t, T::MI, T::NI, T::KW, L::PITCH_A, L::PITCH_B, kSplit>(
+    mma_k_major_stage<scalar_t, T::MI, T::NI, T::KW, L::PITCH_A, L::PITCH_B, kMath>(
         acc, stage, stage + L::OPERAND_A, wk * T::KW, wm * T::WM, wn * T::WN, lane);
   });
 
@@ -251,10 +251,10 @@ __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
 #endif
 }
 
-template <typename scalar_t, typename index_t, typename T, int PIECE, bool kSplit>
+template <typename scalar_t, typename index_t, typename T, int PIECE, Fp32Mma kMath>
 cudaError_t launch_tile_math(const ConvTranspose3dParams& p, const Plan& pl,
                              cudaStream_t stream, const GradWeightOperands& ops) {
-  constexpr auto kernel = grad_weight_mma_kernel<scalar_t, index_t, T, PIECE, kSplit>;
+  constexpr auto kernel = grad_weight_mma_kernel<scalar_t, index_t, T, PIECE, kMath>;
   constexpr int smem = Layout<scalar_t, T, PIECE>::RING;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
@@ -265,12 +265,20 @@ cudaError_t launch_tile_math(const ConvTranspose3dParams& p, const Plan& pl,
 template <typename scalar_t, typename index_t, typename T, int PIECE>
 cudaError_t launch_tile_pieces(const ConvTranspose3dParams& p, const Plan& pl,
                                cudaStream_t stream, const GradWeightOperands& ops) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    if (ops.split_tf32) return launch_tile_math<float, index_t, T, PIECE, true>(p, pl, stream, ops);
-  } else if (ops.split_tf32) {
-    return cudaErrorInvalidValue;  // split TF32 is fp32's
+  switch (ops.fp32_mma) {
+    case Fp32Mma::Tf32:
+      return launch_tile_math<scalar_t, index_t, T, PIECE, Fp32Mma::Tf32>(p, pl, stream, ops);
+    case Fp32Mma::Split:
+    case Fp32Mma::SplitAdded:
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        return ops.fp32_mma == Fp32Mma::Split
+                   ? launch_tile_math<float, index_t, T, PIECE, Fp32Mma::Split>(p, pl, stream, ops)
+                   : launch_tile_math<float, index_t, T, PIECE, Fp32Mma::SplitAdded>(p, pl, stream,
+                                                                                     ops);
+      }
+      break;
   }
-  return launch_tile_math<scalar_t, index_t, T, PIECE, false>(p, pl, stream, ops);
+  return cudaErrorInvalidValue;  // split TF32 is fp32's
 }
 
 template <typename scalar_t, typename index_t, typename T>
@@ -339,7 +347,7 @@ bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, Sca
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (gw_gemm::plan(p).blocks > int64_t(INT_MAX)) return false;
   return sm80_kernel_runs_here<
-      gw_gemm::grad_weight_mma_kernel<__half, int32_t, gw_gemm::Tile64x64, 16, false>>();
+      gw_gemm::grad_weight_mma_kernel<__half, int32_t, gw_gemm::Tile64x64, 16, Fp32Mma::Tf32>>();
 }
 
 int64_t grad_weight_gemm_channels_last_workspace_elems(const ConvTranspose3dParams& p) {

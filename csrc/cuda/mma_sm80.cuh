@@ -11,6 +11,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include "channel_vectors.h"
+
 namespace tconv3d::cuda {
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -166,13 +168,14 @@ __device__ __forceinline__ void load_b_fragments(uint32_t (&bf)[NI][2], uint32_t
 }
 
 // acc += A · B over a warp's MI × NI pieces of one k-step; TF32 rounds both
-// operands first.  kSplit (fp32 only): each operand split_tf32 into hi and
-// lo, three MMAs a piece (3xTF32: a third of TF32's rate, still several
-// times the CUDA cores' fp32 FMAs'; its error against fp32's is tested,
-// test_parity.py's split-TF32 tests).
-template <typename scalar_t, int MI, int NI, bool kSplit = false>
+// operands first.  The split modes (fp32 only, Fp32Mma): each operand
+// split_tf32 into hi and lo, three MMAs a piece (3xTF32: a third of TF32's
+// rate, still several times the CUDA cores' fp32 FMAs'; its error against
+// fp32's is tested, test_parity.py's split-TF32 tests).
+template <typename scalar_t, int MI, int NI, Fp32Mma kMath = Fp32Mma::Tf32>
 __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint32_t (&af)[MI][4],
                                                    uint32_t (&bf)[NI][2]) {
+  constexpr bool kSplit = kMath != Fp32Mma::Tf32;
   static_assert(!kSplit || std::is_same_v<scalar_t, float>, "split TF32 is fp32's");
   if constexpr (kSplit) {
     uint32_t alo[MI][4], blo[NI][2];
@@ -188,9 +191,18 @@ __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint
     for (int i = 0; i < MI; ++i)
 #pragma unroll
       for (int j = 0; j < NI; ++j) {
-        mma<float>(acc[i][j], alo[i], bf[j]);
-        mma<float>(acc[i][j], af[i], blo[j]);
-        mma<float>(acc[i][j], af[i], bf[j]);
+        if constexpr (kMath == Fp32Mma::SplitAdded) {
+          float step[4] = {0.f, 0.f, 0.f, 0.f};
+          mma<float>(step, alo[i], bf[j]);
+          mma<float>(step, af[i], blo[j]);
+          mma<float>(step, af[i], bf[j]);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[i][j][e] += step[e];
+        } else {
+          mma<float>(acc[i][j], alo[i], bf[j]);
+          mma<float>(acc[i][j], af[i], blo[j]);
+          mma<float>(acc[i][j], af[i], bf[j]);
+        }
       }
     return;
   } else if constexpr (std::is_same_v<scalar_t, float>) {
@@ -212,15 +224,15 @@ __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint
 // One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
 // this lane's ldmatrix address in A ([m][k] rows `pitch` bytes apart) at the
 // step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands
-// (kSplit: splits them, multiply_fragments).
-template <typename scalar_t, int MI, int NI, bool kSplit = false>
+// (the split modes: split them, multiply_fragments).
+template <typename scalar_t, int MI, int NI, Fp32Mma kMath = Fp32Mma::Tf32>
 __device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_addr,
                                            uint32_t b_addr, int pitch) {
   uint32_t af[MI][4], bf[NI][2];
 #pragma unroll
   for (int i = 0; i < MI; ++i) ldmatrix_x4(af[i], a_addr + i * 16 * pitch);
   load_b_fragments(bf, b_addr, pitch);
-  multiply_fragments<scalar_t, MI, NI, kSplit>(acc, af, bf);
+  multiply_fragments<scalar_t, MI, NI, kMath>(acc, af, bf);
 }
 
 // The same step with A stored k-major, as [k][m] rows PITCH_A bytes apart
@@ -262,9 +274,10 @@ __device__ __forceinline__ void mma_k_step_k_major_a(float (&acc)[MI][NI][4],
 // [k][n] rows PITCH_B apart (the grad-weight GEMMs' layout: a reduction row
 // is a position, its channels contiguous).  The warp's rows k0 … k0 + KW − 1,
 // its tile at (m0, n0).  fp16/bf16: ldmatrix.trans, k16 steps; TF32: word
-// loads (ldmatrix cannot transpose 32-bit words), k8 steps, rounded (kSplit:
-// split, multiply_fragments).
-template <typename scalar_t, int MI, int NI, int KW, int PITCH_A, int PITCH_B, bool kSplit = false>
+// loads (ldmatrix cannot transpose 32-bit words), k8 steps, rounded (the
+// split modes: split, multiply_fragments).
+template <typename scalar_t, int MI, int NI, int KW, int PITCH_A, int PITCH_B,
+          Fp32Mma kMath = Fp32Mma::Tf32>
 __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const unsigned char* a,
                                                   const unsigned char* b, int k0, int m0, int n0,
                                                   int lane) {
@@ -276,6 +289,7 @@ __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const
     // Rounded as loaded (the split: whole, for multiply_fragments): kept so
     // because rounding after all loads cost the TF32 instances registers
     // (ptxas: 16 bytes more spilled on five of them).
+    constexpr bool kSplit = kMath != Fp32Mma::Tf32;
     const auto operand = [](uint32_t bits) { return kSplit ? bits : to_tf32(bits); };
 #pragma unroll
     for (int ks = 0; ks < KW / 8; ++ks) {
@@ -296,7 +310,7 @@ __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const
         bf[j][1] = operand(fb[(k + 4) * PB + n]);
       }
       if constexpr (kSplit) {
-        multiply_fragments<float, MI, NI, true>(acc, af, bf);
+        multiply_fragments<float, MI, NI, kMath>(acc, af, bf);
       } else {
 #pragma unroll
         for (int i = 0; i < MI; ++i)
@@ -305,7 +319,7 @@ __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const
       }
     }
   } else {
-    static_assert(!kSplit, "split TF32 is fp32's");
+    static_assert(kMath == Fp32Mma::Tf32, "split TF32 is fp32's");
     static_assert(NI % 2 == 0, "B fragments come in pairs");
     // Lane l addresses row l % 8 of matrix l / 8.
     const uint32_t sa = smem_addr(a), sb = smem_addr(b);

@@ -18,9 +18,9 @@
 // Epilogue: accumulators → shared fp32 tile → + bias → one rounding → dest,
 // 16 bytes per store when dest is channel-contiguous and aligned.
 //
-// fp32 where TF32 is not allowed runs here too, on split TF32 (kSplit,
-// TensorCoreGemmOperands::split_tf32): the same tiles and stages, three MMAs
-// a piece (multiply_fragments).
+// fp32 where TF32 is not allowed runs here too, on split TF32 (kMath,
+// TensorCoreGemmOperands::fp32_mma): the same tiles and stages, three MMAs a
+// piece (multiply_fragments).
 #include "tensor_core_gemm.h"
 
 #include <atomic>
@@ -72,7 +72,7 @@ constexpr int kVec = 16 / int(sizeof(scalar_t));  // elements per 16-byte piece
 template <typename scalar_t>
 constexpr int kSlice = kSliceBytes / int(sizeof(scalar_t));  // K elements per stage
 
-template <typename scalar_t, typename index_t, int BM, int BN, bool kSplit>
+template <typename scalar_t, typename index_t, int BM, int BN, Fp32Mma kMath>
 __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const KernelArgs k) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using uoff_t = std::make_unsigned_t<index_t>;
@@ -192,8 +192,8 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_gemm_kernel(const Ker
     const uint32_t sb = sa + kAStageBytes;
 #pragma unroll
     for (int ks = 0; ks < kSliceBytes / 32; ++ks) {
-      mma_k_step<scalar_t, kMmaM, kMmaN, kSplit>(acc, sa + a_lane + ks * 32, sb + b_lane + ks * 32,
-                                                 kPitch);
+      mma_k_step<scalar_t, kMmaM, kMmaN, kMath>(acc, sa + a_lane + ks * 32, sb + b_lane + ks * 32,
+                                                kPitch);
     }
   }
   cp_async_wait<0>();
@@ -270,12 +270,12 @@ inline LaunchShape choose_tile(const ConvTranspose3dParams& p, GatherPass pass) 
                                                                       : launch_shape(p, pass, 64, bn);
 }
 
-template <typename scalar_t, typename index_t, int BM, int BN, bool kSplit>
+template <typename scalar_t, typename index_t, int BM, int BN, Fp32Mma kMath>
 cudaError_t launch_tile(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
-  auto* kernel = tensor_core_gemm_kernel<scalar_t, index_t, BM, BN, kSplit>;
+  auto* kernel = tensor_core_gemm_kernel<scalar_t, index_t, BM, BN, kMath>;
   constexpr int smem = Tile<BM, BN>::kSmemBytes;
   const cudaError_t err =
-      opt_in_dynamic_smem<tensor_core_gemm_kernel<scalar_t, index_t, BM, BN, kSplit>>(smem);
+      opt_in_dynamic_smem<tensor_core_gemm_kernel<scalar_t, index_t, BM, BN, kMath>>(smem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(s.tiles_per_group()),
                   static_cast<unsigned int>(args.p.groups));
@@ -283,24 +283,31 @@ cudaError_t launch_tile(const KernelArgs& args, const LaunchShape& s, cudaStream
   return cudaGetLastError();
 }
 
-template <typename scalar_t, typename index_t, bool kSplit>
+template <typename scalar_t, typename index_t, Fp32Mma kMath>
 cudaError_t launch_math(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
   if (s.bm == 128) {
-    return s.bn == 64 ? launch_tile<scalar_t, index_t, 128, 64, kSplit>(args, s, stream)
-                      : launch_tile<scalar_t, index_t, 128, 32, kSplit>(args, s, stream);
+    return s.bn == 64 ? launch_tile<scalar_t, index_t, 128, 64, kMath>(args, s, stream)
+                      : launch_tile<scalar_t, index_t, 128, 32, kMath>(args, s, stream);
   }
-  return s.bn == 64 ? launch_tile<scalar_t, index_t, 64, 64, kSplit>(args, s, stream)
-                    : launch_tile<scalar_t, index_t, 64, 32, kSplit>(args, s, stream);
+  return s.bn == 64 ? launch_tile<scalar_t, index_t, 64, 64, kMath>(args, s, stream)
+                    : launch_tile<scalar_t, index_t, 64, 32, kMath>(args, s, stream);
 }
 
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    if (args.ops.split_tf32) return launch_math<float, index_t, true>(args, s, stream);
-  } else if (args.ops.split_tf32) {
-    return cudaErrorInvalidValue;  // split TF32 is fp32's
+  switch (args.ops.fp32_mma) {
+    case Fp32Mma::Tf32:
+      return launch_math<scalar_t, index_t, Fp32Mma::Tf32>(args, s, stream);
+    case Fp32Mma::Split:
+    case Fp32Mma::SplitAdded:
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        return args.ops.fp32_mma == Fp32Mma::Split
+                   ? launch_math<float, index_t, Fp32Mma::Split>(args, s, stream)
+                   : launch_math<float, index_t, Fp32Mma::SplitAdded>(args, s, stream);
+      }
+      break;
   }
-  return launch_math<scalar_t, index_t, false>(args, s, stream);
+  return cudaErrorInvalidValue;  // split TF32 is fp32's
 }
 
 }  // namespace tcg
@@ -310,7 +317,8 @@ bool tensor_core_gemm_supports(const ConvTranspose3dParams& p, GatherPass pass, 
   const bool dtype_ok = tensor_core_dtype(dtype, allow_tf32);
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
   if (p.batch > 0 && !igemm::problem_fits(p, pass, tensor_core_channel_multiple(dtype))) return false;
-  return sm80_kernel_runs_here<tcg::tensor_core_gemm_kernel<__half, int32_t, 128, 64, false>>();
+  return sm80_kernel_runs_here<
+      tcg::tensor_core_gemm_kernel<__half, int32_t, 128, 64, Fp32Mma::Tf32>>();
 }
 
 cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

@@ -201,14 +201,15 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
 
-@pytest.fixture
-def split_tf32():
-    """fp32 without TF32 on the split-TF32 GEMM (a hook until it is measured
-    on a GPU; the gather kernels are shipped)."""
+@pytest.fixture(params=["split", "split_added"])
+def split_tf32(request):
+    """fp32 without TF32 on the split-TF32 GEMMs, in both modes (a hook until
+    it is measured on a GPU; the gather kernels are shipped): the kernel-name
+    suffix each mode's launches carry."""
     torch.backends.cudnn.allow_tf32 = False
-    tconv3d._C._set_split_tf32(True)
-    yield
-    tconv3d._C._set_split_tf32(False)
+    tconv3d._C._set_fp32_split(request.param)
+    yield "_split_tf32" + ("_added" if request.param == "split_added" else "")
+    tconv3d._C._set_fp32_split("off")
 
 
 @requires_cuda
@@ -223,8 +224,8 @@ def test_split_tf32_gemm_every_tile(name, layout, forced_tile, split_tf32):
     reads the operands in place or packs them (NCDHW: always)."""
     run_parity_with_policy("tensor_core", TENSOR_CORE_CONFIGS[name], layout, torch.float32)
     kernels = tconv3d._C._last_cuda_kernels()
-    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_split_tf32"
-    split_gw = "grad_weight_gemm_channels_last_split_tf32"
+    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm" + split_tf32
+    split_gw = "grad_weight_gemm_channels_last" + split_tf32
     if layout == "contiguous":
         assert kernels["grad_weight"] == split_gw
     else:  # strides no cp.async piece reads: the CUDA-core reductions
@@ -267,19 +268,20 @@ def test_split_tf32_gemm_in_auto(layout, split_tf32):
         y_ = F.conv_transpose3d(x_.to(dtype), w_, **geometry)
         return torch.autograd.grad(y_, w_, gy_.to(x_.device, dtype))[0]
 
+    split_gemm = "tensor_core_gemm" + split_tf32
     y = forward(x)
-    assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_split_tf32"
+    assert tconv3d._C._last_cuda_kernels()["forward"] == split_gemm
     y_torch = F.conv_transpose3d(x, w, b, **geometry)
     check("forward", y, forward_reference(x), y_torch, torch.float32)
-    assert_repeats_bitwise(y, lambda: forward(x), "forward", "tensor_core_gemm_split_tf32")
+    assert_repeats_bitwise(y, lambda: forward(x), "forward", split_gemm)
     gy = torch.randn(y.shape, generator=g).cuda().contiguous(memory_format=fmt)
     gx = grad_input(gy)
-    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "tensor_core_gemm_split_tf32"
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == split_gemm
     gx_torch = F.conv3d(gy, w, stride=2, padding=1)
     check("grad_input", gx, grad_input_reference(gy), gx_torch, torch.float32)
-    assert_repeats_bitwise(gx, lambda: grad_input(gy), "grad_input", "tensor_core_gemm_split_tf32")
+    assert_repeats_bitwise(gx, lambda: grad_input(gy), "grad_input", split_gemm)
     gw = grad_weight(x)
-    split_gw = "grad_weight_gemm_channels_last_split_tf32"
+    split_gw = "grad_weight_gemm_channels_last" + split_tf32
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == split_gw
     check("grad_weight", gw, grad_weight_of(x.cpu(), gy, torch.float64),
           grad_weight_of(x, gy, torch.float32), torch.float32)
