@@ -107,6 +107,11 @@ const Case kCases[] = {
     // The same through the small GEMMs (one channel a group).
     {"depthwise_row_tiles", 2, 3, 3, 3, {11, 10, 12}, all(3), all(2), all(1), all(1), all(1),
      true, false},
+    // kernel == stride, anisotropic and 1 along D (the forward's tap columns,
+    // cpu/forward.cpp), two groups, over two row tiles (1188 positions a
+    // sample), the last ragged.
+    {"tap_columns_row_tiles", 2, 8, 6, 2, {9, 12, 11}, {1, 2, 3}, {1, 2, 3}, all(0), all(0),
+     all(1), true, false},
 };
 
 // ---------------------------------------------------------------------------
