@@ -1,5 +1,5 @@
 // Per-element sums of the direct (gather) formulation: the CUDA fallback
-// kernels' and the CPU grad-bias's.  Each function produces one element of
+// kernels'.  Each function produces one element of
 // a result from its valid taps only (see index_math.h); the caller decides the
 // parallel decomposition, the accumulation across threads and the store.
 #pragma once
@@ -163,31 +163,6 @@ TCONV3D_HOST_DEVICE acc_t<scalar_t> grad_weight_sum(const ConvTranspose3dParams&
       row += to_acc(*xp) * to_acc(*gp);
       xp += x_step_w;
       gp += g_step_w;
-    }
-    acc += row;
-  }
-  return acc;
-}
-
-// Σ over rows q = (n, od, oh) of Σ_ow gy[n, co, od, oh, ow].
-template <typename scalar_t, typename index_t>
-TCONV3D_HOST_DEVICE acc_t<scalar_t> grad_bias_sum(const ConvTranspose3dParams& p,
-                                                  const scalar_t* grad_out, int64_t co,
-                                                  int64_t row_begin, int64_t row_end,
-                                                  int64_t row_step) {
-  acc_t<scalar_t> acc = 0;
-  const Strides5 gs = p.output;
-  const int64_t H = p.axis[1].out, D = p.axis[0].out, W = p.axis[2].out;
-  for (int64_t q = row_begin; q < row_end; q += row_step) {
-    const int64_t oh = q % H;
-    const int64_t od = (q / H) % D;
-    const int64_t n = q / (H * D);
-    const scalar_t* gp = grad_out + index_t(n) * index_t(gs.n) + index_t(co) * index_t(gs.c) +
-                         index_t(od) * index_t(gs.d) + index_t(oh) * index_t(gs.h);
-    acc_t<scalar_t> row = 0;
-    for (int64_t ow = 0; ow < W; ++ow) {
-      row += to_acc(*gp);
-      gp += index_t(gs.w);
     }
     acc += row;
   }

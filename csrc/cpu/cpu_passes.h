@@ -1,9 +1,8 @@
 // CPU kernels: forward, grad-input and grad-weight as tiled implicit GEMMs
-// through the CPU BLAS (tap_gemm.h), grad-bias by the per-element sums of
-// direct_gather.h; every sum in an order fixed by the shape alone.
+// through the CPU BLAS (tap_gemm.h), grad-bias as chunked line sums
+// (grad_bias.cpp); every sum in an order fixed by the shape alone.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <optional>
 
@@ -12,19 +11,6 @@
 #include "../params.h"
 
 namespace tconv3d::cpu {
-
-// Σ of sum_rows(begin, end) over [0, rows) in chunks of 64 rows, in order: the
-// rounding error of the long reductions (grad-weight, grad-bias) grows with
-// the chunk length plus the chunk count, not with their product.
-template <typename acc_t, typename SumRows>
-acc_t chunked_row_sum(int64_t rows, const SumRows& sum_rows) {
-  constexpr int64_t kRowsPerChunk = 64;
-  acc_t acc = 0;
-  for (int64_t begin = 0; begin < rows; begin += kRowsPerChunk) {
-    acc += sum_rows(begin, std::min(begin + kRowsPerChunk, rows));
-  }
-  return acc;
-}
 
 // Tensors are 5-D; results are preallocated and fully overwritten.
 void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::Tensor& weight,
