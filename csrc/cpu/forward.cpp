@@ -28,7 +28,8 @@ void forward_tap_columns(const ConvTranspose3dParams& p, const scalar_t* x, cons
   const int64_t tiles = ceil_div(positions, per_tile);
   at::parallel_for(0, p.batch * tiles, 1, [&](int64_t begin, int64_t end) {
     const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<acc>::value);
-    at::Tensor xt = at::empty({cin * per_tile}, options), prod = at::empty({columns * per_tile}, options);
+    at::Tensor xt = at::empty({cin * per_tile}, options);
+    at::Tensor prod = at::empty({columns * per_tile}, options);
     std::vector<int64_t> x_off, y_off;
     std::vector<acc> bias_acc(size_t(cout), acc(0));
     for (int64_t task = begin; task < end; ++task) {
@@ -44,24 +45,27 @@ void forward_tap_columns(const ConvTranspose3dParams& p, const scalar_t* x, cons
       for (int64_t g = 0; g < G; ++g) {
         const scalar_t* __restrict xg = x + n * xs.n + g * cin * xs.c;
         acc* __restrict a = xt.mutable_data_ptr<acc>();
+        const int64_t* __restrict from = x_off.data();
         if (x_rows) {  // [rows][cin]
           for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < cin; ++c) a[r * cin + c] = to_acc(xg[x_off[size_t(r)] + c * xs.c]);
+            for (int64_t c = 0; c < cin; ++c) a[r * cin + c] = to_acc(xg[from[r] + c * xs.c]);
         } else {  // [cin][rows]
           for (int64_t c = 0; c < cin; ++c)
-            for (int64_t r = 0; r < rows; ++r) a[c * rows + r] = to_acc(xg[c * xs.c + x_off[size_t(r)]]);
+            for (int64_t r = 0; r < rows; ++r) a[c * rows + r] = to_acc(xg[c * xs.c + from[r]]);
         }
         const at::Tensor xm = x_rows ? as_matrix(xt, rows, cin) : as_matrix(xt, cin, rows).t();
         // The product as [rows][columns] where y's channels are innermost (a
         // tap's channels one run of stores), else [columns][rows].
-        const at::Tensor out = y_rows ? as_matrix(prod, rows, columns) : as_matrix(prod, columns, rows);
+        const at::Tensor out =
+            y_rows ? as_matrix(prod, rows, columns) : as_matrix(prod, columns, rows);
         if (y_rows) {
           matmul<acc>(out, xm, wm[g].t(), false);
         } else {
           matmul<acc>(out, wm[g], xm.t(), false);
         }
         for (int64_t co = 0; co < cout; ++co) {
-          bias_acc[size_t(co)] = bias == nullptr ? acc(0) : to_acc(bias[(g * cout + co) * p.bias_stride]);
+          bias_acc[size_t(co)] =
+              bias == nullptr ? acc(0) : to_acc(bias[(g * cout + co) * p.bias_stride]);
         }
         const acc* __restrict sums = out.const_data_ptr<acc>();
         scalar_t* __restrict yg = y + n * ys.n + g * cout * ys.c;
@@ -73,14 +77,14 @@ void forward_tap_columns(const ConvTranspose3dParams& p, const scalar_t* x, cons
               if (y_rows) {
                 for (int64_t r = 0; r < rows; ++r)
                   for (int64_t co = 0; co < cout; ++co) {
-                    yt[y_off[size_t(r)] + co * ys.c] =
-                        from_acc<scalar_t>(sums[r * columns + t * cout + co] + bias_acc[size_t(co)]);
+                    const acc v = sums[r * columns + t * cout + co] + bias_acc[size_t(co)];
+                    yt[y_off[size_t(r)] + co * ys.c] = from_acc<scalar_t>(v);
                   }
               } else {
                 for (int64_t co = 0; co < cout; ++co)
                   for (int64_t r = 0; r < rows; ++r) {
-                    yt[co * ys.c + y_off[size_t(r)]] =
-                        from_acc<scalar_t>(sums[(t * cout + co) * rows + r] + bias_acc[size_t(co)]);
+                    const acc v = sums[(t * cout + co) * rows + r] + bias_acc[size_t(co)];
+                    yt[co * ys.c + y_off[size_t(r)]] = from_acc<scalar_t>(v);
                   }
               }
             }

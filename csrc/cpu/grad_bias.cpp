@@ -56,7 +56,8 @@ void grad_bias_typed(const ConvTranspose3dParams& p, const scalar_t* gy, scalar_
       std::vector<acc> line(static_cast<size_t>(C));
       for (int64_t chunk = begin; chunk < end; ++chunk) {
         acc* __restrict part = partial.data() + chunk * C;
-        for (int64_t q = chunk * kLinesPerChunk; q < std::min(lines, (chunk + 1) * kLinesPerChunk); ++q) {
+        const int64_t q_end = std::min(lines, (chunk + 1) * kLinesPerChunk);
+        for (int64_t q = chunk * kLinesPerChunk; q < q_end; ++q) {
           const scalar_t* start = line_start(q);
           std::fill(line.begin(), line.end(), acc(0));
           acc* __restrict sums = line.data();
@@ -73,7 +74,8 @@ void grad_bias_typed(const ConvTranspose3dParams& p, const scalar_t* gy, scalar_
       for (int64_t task = begin; task < end; ++task) {
         const int64_t chunk = task / C, c = task % C;
         acc sum = 0;
-        for (int64_t q = chunk * kLinesPerChunk; q < std::min(lines, (chunk + 1) * kLinesPerChunk); ++q) {
+        const int64_t q_end = std::min(lines, (chunk + 1) * kLinesPerChunk);
+        for (int64_t q = chunk * kLinesPerChunk; q < q_end; ++q) {
           sum += line_sum(line_start(q) + c * s.c, W, s.w);
         }
         partial[size_t(chunk * C + c)] = sum;

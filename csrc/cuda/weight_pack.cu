@@ -132,11 +132,11 @@ cudaError_t launch_typed(const WeightPackGeometry& w, int64_t taps, bool round_t
   const unsigned blocks =
       unsigned(std::min<int64_t>((w.groups * per_group + kThreads - 1) / kThreads, 8192));
   if (per_group <= std::numeric_limits<uint32_t>::max()) {
-    pack_gather_kernel<Bits, uint32_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), round_tf32,
-                                                                       dst);
+    pack_gather_kernel<Bits, uint32_t>
+        <<<blocks, kThreads, 0, stream>>>(w, gather_order(w), round_tf32, dst);
   } else {
-    pack_gather_kernel<Bits, int64_t><<<blocks, kThreads, 0, stream>>>(w, gather_order(w), round_tf32,
-                                                                      dst);
+    pack_gather_kernel<Bits, int64_t>
+        <<<blocks, kThreads, 0, stream>>>(w, gather_order(w), round_tf32, dst);
   }
   return cudaGetLastError();
 }

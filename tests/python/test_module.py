@@ -87,7 +87,8 @@ def test_module_goes_through_torch_jit_script(device, tmp_path):
         assert rel_err(gx, gx_expected) < 1e-5
     # output_size, a scripted Optional[List[int]] argument.
     layer = torch.jit.script(ours[0])
-    assert layer(x, [6, 10, 8]).shape == theirs[0](x, output_size=[6, 10, 8]).shape == (2, 3, 6, 10, 8)
+    expected = theirs[0](x, output_size=[6, 10, 8])
+    assert layer(x, [6, 10, 8]).shape == expected.shape == (2, 3, 6, 10, 8)
 
 
 @pytest.mark.parametrize("device", devices())

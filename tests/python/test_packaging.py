@@ -12,7 +12,8 @@ def test_sdist_holds_every_source(tmp_path):
     # machine whose own build would be CPU only (as this one may be).
     subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path),
                     "sdist", "--dist-dir", str(tmp_path)],
-                   cwd=ROOT, check=True, capture_output=True, env={**os.environ, "TCONV3D_FORCE_CUDA": "0"})
+                   cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "TCONV3D_FORCE_CUDA": "0"})
     (archive,) = tmp_path.glob("tconv3d-*.tar.gz")
     with tarfile.open(archive) as tar:
         packed = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
