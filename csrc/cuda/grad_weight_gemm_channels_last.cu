@@ -265,20 +265,9 @@ cudaError_t launch_tile_math(const ConvTranspose3dParams& p, const Plan& pl,
 template <typename scalar_t, typename index_t, typename T, int PIECE>
 cudaError_t launch_tile_pieces(const ConvTranspose3dParams& p, const Plan& pl,
                                cudaStream_t stream, const GradWeightOperands& ops) {
-  switch (ops.fp32_mma) {
-    case Fp32Mma::Tf32:
-      return launch_tile_math<scalar_t, index_t, T, PIECE, Fp32Mma::Tf32>(p, pl, stream, ops);
-    case Fp32Mma::Split:
-    case Fp32Mma::SplitAdded:
-      if constexpr (std::is_same_v<scalar_t, float>) {
-        return ops.fp32_mma == Fp32Mma::Split
-                   ? launch_tile_math<float, index_t, T, PIECE, Fp32Mma::Split>(p, pl, stream, ops)
-                   : launch_tile_math<float, index_t, T, PIECE, Fp32Mma::SplitAdded>(p, pl, stream,
-                                                                                     ops);
-      }
-      break;
-  }
-  return cudaErrorInvalidValue;  // split TF32 is fp32's
+  return launch_fp32_mma<scalar_t>(ops.fp32_mma, [&](auto math) {
+    return launch_tile_math<scalar_t, index_t, T, PIECE, decltype(math)::value>(p, pl, stream, ops);
+  });
 }
 
 template <typename scalar_t, typename index_t, typename T>

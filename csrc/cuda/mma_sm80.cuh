@@ -352,6 +352,20 @@ __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const
   }
 }
 
+// launch(std::integral_constant<Fp32Mma, M>{}) for the mode `math` names: a
+// kernel's launch with its fp32 mode a template argument.  The split modes
+// exist for fp32 only; asking one of another dtype is invalid.
+template <typename scalar_t, typename Launch>
+cudaError_t launch_fp32_mma(Fp32Mma math, Launch&& launch) {
+  using Mode = Fp32Mma;
+  if (math == Mode::Tf32) return launch(std::integral_constant<Mode, Mode::Tf32>{});
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (math == Mode::Split) return launch(std::integral_constant<Mode, Mode::Split>{});
+    if (math == Mode::SplitAdded) return launch(std::integral_constant<Mode, Mode::SplitAdded>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
 // Kernels using more than 48 KB of dynamic shared memory must opt in, per
 // device, to the most any launch uses: a call asking no more than the size
 // already granted costs one atomic load, a larger one raises it (a kernel

@@ -295,19 +295,9 @@ cudaError_t launch_math(const KernelArgs& args, const LaunchShape& s, cudaStream
 
 template <typename scalar_t, typename index_t>
 cudaError_t launch_typed(const KernelArgs& args, const LaunchShape& s, cudaStream_t stream) {
-  switch (args.ops.fp32_mma) {
-    case Fp32Mma::Tf32:
-      return launch_math<scalar_t, index_t, Fp32Mma::Tf32>(args, s, stream);
-    case Fp32Mma::Split:
-    case Fp32Mma::SplitAdded:
-      if constexpr (std::is_same_v<scalar_t, float>) {
-        return args.ops.fp32_mma == Fp32Mma::Split
-                   ? launch_math<float, index_t, Fp32Mma::Split>(args, s, stream)
-                   : launch_math<float, index_t, Fp32Mma::SplitAdded>(args, s, stream);
-      }
-      break;
-  }
-  return cudaErrorInvalidValue;  // split TF32 is fp32's
+  return launch_fp32_mma<scalar_t>(args.ops.fp32_mma, [&](auto math) {
+    return launch_math<scalar_t, index_t, decltype(math)::value>(args, s, stream);
+  });
 }
 
 }  // namespace tcg
