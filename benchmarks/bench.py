@@ -57,12 +57,12 @@ PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
 # wgmma_one_cta (one CTA an SM where the Hopper GEMM would run two), wgmma_narrow (column tiles
 # of at most 64), wgmma_unsplit (grad-input never split along K) and wgmma_group_a_tile (16-channel
 # groups one a tile, not four), to take its loaders, its occupancy, its tiles and its split K
-# apart; the tap_columns ones take the Hopper tap-columns forward apart; split_tf32 and
-# split_tf32_added run the fp32 dtype (TF32 off) on the split-TF32 GEMMs.
+# apart; the tap_columns ones take the Hopper tap-columns forward apart; fp32_gather runs the
+# fp32 dtype (TF32 off) on the gather kernels instead of the split-TF32 GEMMs.
 KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes", "wgmma_halo",
                    "wgmma_one_cta", "wgmma_narrow", "wgmma_unsplit", "wgmma_streamed_weight",
                    "wgmma_group_a_tile", "tap_columns_wide", "tap_columns_slim", "tap_columns_mma_sync",
-                   "split_tf32", "split_tf32_added")
+                   "fp32_gather")
 
 
 def force_kernel(policy: str) -> None:
@@ -78,14 +78,12 @@ def force_kernel(policy: str) -> None:
     Three take the Hopper tap-columns forward apart, auto otherwise: "tap_columns_wide" with
     128-column consumer tiles (fp16/bf16), "tap_columns_slim" with 32-column ones (which take
     K up to 1 KB: TF32 256 channels), "tap_columns_mma_sync" without it (its mma.sync version, or
-    for TF32 of 64 columns or more the phase GEMM).  "split_tf32" is auto with fp32 without
-    TF32 (the fp32 dtype) run on the split-TF32 mma.sync GEMMs, three TF32 MMAs for each fp32
-    one, in all three passes (the gather kernels otherwise); "split_tf32_added" sums each
-    k-step's three apart and adds them to the accumulator in fp32."""
+    for TF32 of 64 columns or more the phase GEMM).  "fp32_gather" is auto with fp32 without
+    TF32 (the fp32 dtype) run on the CUDA-core gather kernels, as before split TF32 shipped."""
     import tconv3d
 
     base = ("wgmma" if policy.startswith("wgmma")
-            else "auto" if policy.startswith(("tap_columns", "split_tf32")) else policy)
+            else "auto" if policy.startswith("tap_columns") or policy == "fp32_gather" else policy)
     tconv3d._C._set_kernel_policy(base)
     tconv3d._C._set_tap_columns_wgmma(policy != "tap_columns_mma_sync")
     tconv3d._C._set_tap_columns_wgmma_columns(
@@ -95,8 +93,7 @@ def force_kernel(policy: str) -> None:
     tconv3d._C._set_wgmma_splits(1 if policy == "wgmma_unsplit" else 0)
     tconv3d._C._set_wgmma_resident_weight(policy != "wgmma_streamed_weight")
     tconv3d._C._set_group_blocks(policy != "wgmma_group_a_tile")
-    tconv3d._C._set_fp32_split({"split_tf32": "split", "split_tf32_added": "split_added"}
-                               .get(policy, "off"))
+    tconv3d._C._set_fp32_split(policy != "fp32_gather")
     one_cta = policy == "wgmma_one_cta"
     tconv3d._C._set_wgmma_grid(torch.cuda.get_device_properties(0).multi_processor_count if one_cta else 0)
 

@@ -103,20 +103,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "test hook: whether groups of 16 channels run four at a time on the Hopper GEMMs (forward "
         "and grad-input four a 64-column tile, grad-weight four as one 64 x 64 GEMM; True, "
         "shipped), or one group a tile (False)");
-  m.def(
-      "_set_fp32_split",
-      [](const std::string& mode) {
-        using tconv3d::cuda::Fp32Mma;
-        require(mode == "off" || mode == "split" || mode == "split_added",
-                "fp32 split must be 'off', 'split' or 'split_added', got '", mode, "'");
-        tconv3d::cuda::set_fp32_split(mode == "split"         ? Fp32Mma::Split
-                                      : mode == "split_added" ? Fp32Mma::SplitAdded
-                                                              : Fp32Mma::Tf32);
-      },
-      "test and benchmark hook: how fp32 without TF32 runs: 'off' (shipped: the gather "
-      "kernels), or the forward, grad-input and grad-weight GEMMs on split TF32, three TF32 "
-      "MMAs for each fp32 one, added to the accumulator ('split') or summed a k-step apart and "
-      "added in fp32 ('split_added')");
+  m.def("_set_fp32_split", &tconv3d::cuda::set_fp32_split,
+        "test and benchmark hook: whether fp32 without TF32 runs the forward, grad-input and "
+        "grad-weight GEMMs on split TF32, three TF32 MMAs for each fp32 one (True, shipped), or "
+        "the CUDA-core gather kernels (False)");
   m.def("_set_tap_columns_wgmma", &tconv3d::cuda::set_forward_tap_columns_sm90,
         "test hook: whether the tap-columns forward (kernel == stride) may run on Hopper's "
         "warpgroup MMAs where it takes the shape (True, shipped) or stays on mma.sync (False)");

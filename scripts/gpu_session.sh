@@ -58,8 +58,8 @@ for dtype, cin in ((torch.bfloat16, 256), (torch.bfloat16, 64), (torch.float32, 
     torch.cuda.synchronize()
     err = ((y.double() - ref).norm() / ref.norm()).item()
     print("auto k2s2", dtype, cin, "kernel", tconv3d._C._last_cuda_kernels()["forward"], "rel err", f"{err:.2e}")
-# fp32 without TF32 on split TF32 (the hook, both modes): all three passes,
-# against float64.
+# fp32 without TF32: split TF32 (shipped) and the gather kernels (the hook
+# off), all three passes, against float64.
 torch.backends.cudnn.allow_tf32 = False
 rel = lambda a, b: ((a.double() - b).norm() / b.norm()).item()
 x0 = torch.randn(2, 64, 9, 10, 11, device="cuda")
@@ -67,15 +67,16 @@ w0 = torch.randn(64, 48, 3, 3, 3, device="cuda") / 40
 xr, wr = x0.double().requires_grad_(), w0.double().requires_grad_()
 yr = F.conv_transpose3d(xr, wr, stride=2, padding=1, output_padding=1)
 yr.backward(torch.ones_like(yr))
-for mode in ("split", "split_added"):
-    tconv3d._C._set_fp32_split(mode)
+for split in (True, False):
+    tconv3d._C._set_fp32_split(split)
     x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
     y = tconv3d.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1)
     y.backward(torch.ones_like(y))
     torch.cuda.synchronize()
-    print(mode, tconv3d._C._last_cuda_kernels(), "rel err fwd", f"{rel(y, yr):.2e}",
-          "dgrad", f"{rel(x.grad, xr.grad):.2e}", "wgrad", f"{rel(w.grad, wr.grad):.2e}")
-tconv3d._C._set_fp32_split("off")
+    print("split" if split else "gather", tconv3d._C._last_cuda_kernels(), "rel err fwd",
+          f"{rel(y, yr):.2e}", "dgrad", f"{rel(x.grad, xr.grad):.2e}", "wgrad",
+          f"{rel(w.grad, wr.grad):.2e}")
+tconv3d._C._set_fp32_split(True)
 EOF
 then
   echo "SMOKE TEST FAILED OR HUNG"

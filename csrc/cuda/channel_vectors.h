@@ -27,13 +27,13 @@ inline bool tensor_core_dtype(ScalarKind dtype, bool allow_tf32) {
 
 // How the mma.sync GEMMs multiply fp32: rounded to TF32 (where TF32 is
 // allowed), or, where it is not, split into a TF32 value and a TF32
-// remainder, three MMAs for one (3xTF32).  Split sends every MMA to the
-// accumulator; SplitAdded sums each k-step's three apart and adds them to it
-// in fp32, so that however the tensor cores round their accumulation, its
-// error stays that of one k-step's sum (a model of truncating accumulation
-// put Split at 7-43x fp32's error at K = 216-6912, SplitAdded at 0.3-0.6x:
-// RESULTS.md, "Split-TF32 round").
-enum class Fp32Mma { Tf32, Split, SplitAdded };
+// remainder, three MMAs for one (3xTF32), each k-step's three summed apart
+// and added to the accumulator in fp32.  Sending all three to the
+// accumulator instead was 10-45x fp32's error on an H200 (the tensor cores'
+// fp32 accumulation truncates) and only 1.1-1.2x faster; summed apart, the
+// error stays that of one k-step's sum: within fp32 FMA's (RESULTS.md,
+// "Split-TF32 on the GPU round").
+enum class Fp32Mma { Tf32, Split };
 
 // Channels in 16 bytes.
 inline int64_t vector_channels(ScalarKind dtype) { return 16 / element_bytes(dtype); }

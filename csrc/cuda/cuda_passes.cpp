@@ -46,12 +46,12 @@ std::atomic<bool> g_force_wide_index{false};
 // (forward and grad-input: TensorCoreGemmOperands::group_blocks; grad-weight:
 // GradWeightOperands::group_block).
 std::atomic<bool> g_group_blocks{true};
-// Test and benchmark hook: how fp32 where TF32 is not allowed runs the
-// mma.sync GEMMs of all three passes: Tf32 (off: the gather kernels), Split
-// or SplitAdded (TensorCoreGemmOperands::fp32_mma, GradWeightOperands::
-// fp32_mma).  Off until measured on a GPU against the gather kernels it
-// would replace and cuDNN's full-fp32 path.
-std::atomic<Fp32Mma> g_fp32_split{Fp32Mma::Tf32};
+// Test and benchmark hook: whether fp32 where TF32 is not allowed runs the
+// mma.sync GEMMs of all three passes on split TF32 (TensorCoreGemmOperands::
+// fp32_mma, GradWeightOperands::fp32_mma) or the gather kernels.  On: the
+// gather kernels took 1.2-700x its time on every dense benchmark layer
+// (H200; RESULTS.md, "Split-TF32 on the GPU round").
+std::atomic<bool> g_fp32_split{true};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Channels-last copies of GEMM sources made, for tests.
 std::atomic<int64_t> g_channels_last_copies{0};
@@ -66,11 +66,8 @@ bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
 // the mma.sync GEMMs have it; the Hopper and the other tensor-core kernels
 // would round to TF32.  Tf32 where it does not apply.
 Fp32Mma fp32_split(ScalarKind dtype) {
-  return dtype == ScalarKind::Float32 && !tf32_allowed() ? g_fp32_split.load() : Fp32Mma::Tf32;
-}
-
-const char* split_name(Fp32Mma math, const char* split, const char* split_added) {
-  return math == Fp32Mma::Split ? split : split_added;
+  return dtype == ScalarKind::Float32 && !tf32_allowed() && g_fp32_split.load() ? Fp32Mma::Split
+                                                                                : Fp32Mma::Tf32;
 }
 
 // The CUDA-core stencil (narrow_gather.h) in the gather passes.  Tried before
@@ -101,9 +98,12 @@ bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, Scalar
     default: {
       const bool depthwise = p.in_per_group == 1 && p.out_per_group == 1;
       const bool source_vectors = p.out_per_group * element_bytes(dtype) % 8 == 0;
+      // Not on split TF32 (unmeasured): the stencil took 1.2-2.3x a one-MMA
+      // GEMM's time there (above), and split TF32 issues three a k-step.
       const bool gemm_grad_input =
-          !fwd && ((p.output.c == 1 && p.out_channels > 1 && !source_vectors) ||
-                   (p.in_per_group > 1 && p.out_per_group > 8));
+          !fwd && fp32_split(dtype) == Fp32Mma::Tf32 &&
+          ((p.output.c == 1 && p.out_channels > 1 && !source_vectors) ||
+           (p.in_per_group > 1 && p.out_per_group > 8));
       const bool narrow = std::min(p.in_per_group, p.out_per_group) <= 4 &&
                           std::max(p.in_per_group, p.out_per_group) <= 16;
       return narrow && (depthwise || !gemm_grad_input) && narrow_gather_supports(p, dtype, fwd);
@@ -582,8 +582,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   g_last_kernel[fwd ? 0 : 1] = tap_columns_sm90               ? "forward_tap_columns_gemm_sm90"
                                : tap_columns_sync               ? "forward_tap_columns_gemm"
                                : taps                          ? "forward_taps_gemm"
-                               : split ? split_name(math, "tensor_core_gemm_split_tf32",
-                                                    "tensor_core_gemm_split_tf32_added")
+                               : split                         ? "tensor_core_gemm_split_tf32"
                                : !wgmma                        ? "tensor_core_gemm"
                                : loader == Sm90Loader::Halo    ? "tensor_core_gemm_sm90_halo"
                                : loader == Sm90Loader::Tma     ? "tensor_core_gemm_sm90_tma"
@@ -654,7 +653,7 @@ void set_force_wide_index(bool on) { g_force_wide_index.store(on); }
 
 void set_group_blocks(bool on) { g_group_blocks.store(on); }
 
-void set_fp32_split(Fp32Mma math) { g_fp32_split.store(math); }
+void set_fp32_split(bool on) { g_fp32_split.store(on); }
 
 void set_kernel_policy(KernelPolicy policy) { g_policy.store(policy); }
 
@@ -901,9 +900,8 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
           float_workspace(grad_weight_gemm_channels_last_workspace_elems(p), grad_output);
       o.ops.workspace = partials.defined() ? partials.data_ptr<float>() : nullptr;
       C10_CUDA_CHECK(launch_grad_weight_gemm_channels_last(p, cfg, o.ops));
-      g_last_kernel[2] = split ? split_name(math, "grad_weight_gemm_channels_last_split_tf32",
-                                            "grad_weight_gemm_channels_last_split_tf32_added")
-                               : "grad_weight_gemm_channels_last";
+      g_last_kernel[2] =
+          split ? "grad_weight_gemm_channels_last_split_tf32" : "grad_weight_gemm_channels_last";
       return;
     }
     if (grad_weight_gemm_supports(p, dtype, tf32_allowed())) {

@@ -65,10 +65,10 @@ void set_force_wide_index(bool on);
 // Test and benchmark hook: whether groups of 16 channels run four at a time
 // on the Hopper GEMMs (true, shipped) or one a tile (false).
 void set_group_blocks(bool on);
-// Test and benchmark hook: how fp32 where TF32 is not allowed runs: Tf32
-// (shipped: the gather kernels), or the mma.sync GEMMs of the three passes
-// on split TF32, Split or SplitAdded (channel_vectors.h).
-void set_fp32_split(Fp32Mma math);
+// Test and benchmark hook: whether fp32 where TF32 is not allowed runs the
+// mma.sync GEMMs of the three passes on split TF32 (true, shipped;
+// channel_vectors.h) or the CUDA-core gather kernels (false).
+void set_fp32_split(bool on);
 enum class KernelPolicy { Auto, Gather, TensorCore, Wgmma };
 void set_kernel_policy(KernelPolicy policy);
 // Channels-last copies of GEMM sources made since the library loaded.

@@ -58,8 +58,8 @@ struct GradWeightOperands {
   // an infinity in one group's channels reaches no other group's gw).
   int group_block = 0;
   // fp32 where TF32 is not allowed, on the mma.sync channels-last GEMM only
-  // (launch_grad_weight_gemm_channels_last): Split or SplitAdded
-  // (channel_vectors.h).  Tf32 elsewhere.
+  // (launch_grad_weight_gemm_channels_last): Split (channel_vectors.h).
+  // Tf32 elsewhere.
   Fp32Mma fp32_mma = Fp32Mma::Tf32;
 };
 

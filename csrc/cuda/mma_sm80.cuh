@@ -168,10 +168,11 @@ __device__ __forceinline__ void load_b_fragments(uint32_t (&bf)[NI][2], uint32_t
 }
 
 // acc += A · B over a warp's MI × NI pieces of one k-step; TF32 rounds both
-// operands first.  The split modes (fp32 only, Fp32Mma): each operand
+// operands first.  Split TF32 (fp32 only, Fp32Mma::Split): each operand
 // split_tf32 into hi and lo, three MMAs a piece (3xTF32: a third of TF32's
-// rate, still several times the CUDA cores' fp32 FMAs'; its error against
-// fp32's is tested, test_parity.py's split-TF32 tests).
+// rate, still several times the CUDA cores' fp32 FMAs'), summed apart from
+// the accumulator and added to it in fp32 (channel_vectors.h says why; its
+// error against fp32's is tested, test_parity.py's split-TF32 tests).
 template <typename scalar_t, int MI, int NI, Fp32Mma kMath = Fp32Mma::Tf32>
 __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint32_t (&af)[MI][4],
                                                    uint32_t (&bf)[NI][2]) {
@@ -191,18 +192,12 @@ __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint
     for (int i = 0; i < MI; ++i)
 #pragma unroll
       for (int j = 0; j < NI; ++j) {
-        if constexpr (kMath == Fp32Mma::SplitAdded) {
-          float step[4] = {0.f, 0.f, 0.f, 0.f};
-          mma<float>(step, alo[i], bf[j]);
-          mma<float>(step, af[i], blo[j]);
-          mma<float>(step, af[i], bf[j]);
+        float step[4] = {0.f, 0.f, 0.f, 0.f};
+        mma<float>(step, alo[i], bf[j]);
+        mma<float>(step, af[i], blo[j]);
+        mma<float>(step, af[i], bf[j]);
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[i][j][e] += step[e];
-        } else {
-          mma<float>(acc[i][j], alo[i], bf[j]);
-          mma<float>(acc[i][j], af[i], blo[j]);
-          mma<float>(acc[i][j], af[i], bf[j]);
-        }
+        for (int e = 0; e < 4; ++e) acc[i][j][e] += step[e];
       }
     return;
   } else if constexpr (std::is_same_v<scalar_t, float>) {
@@ -224,7 +219,7 @@ __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint
 // One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
 // this lane's ldmatrix address in A ([m][k] rows `pitch` bytes apart) at the
 // step; b_addr: the same in B ([n][k] rows).  TF32 rounds both operands
-// (the split modes: split them, multiply_fragments).
+// (split TF32: split them, multiply_fragments).
 template <typename scalar_t, int MI, int NI, Fp32Mma kMath = Fp32Mma::Tf32>
 __device__ __forceinline__ void mma_k_step(float (&acc)[MI][NI][4], uint32_t a_addr,
                                            uint32_t b_addr, int pitch) {
@@ -275,7 +270,7 @@ __device__ __forceinline__ void mma_k_step_k_major_a(float (&acc)[MI][NI][4],
 // is a position, its channels contiguous).  The warp's rows k0 … k0 + KW − 1,
 // its tile at (m0, n0).  fp16/bf16: ldmatrix.trans, k16 steps; TF32: word
 // loads (ldmatrix cannot transpose 32-bit words), k8 steps, rounded (the
-// split modes: split, multiply_fragments).
+// split TF32: split, multiply_fragments).
 template <typename scalar_t, int MI, int NI, int KW, int PITCH_A, int PITCH_B,
           Fp32Mma kMath = Fp32Mma::Tf32>
 __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const unsigned char* a,
@@ -353,15 +348,14 @@ __device__ __forceinline__ void mma_k_major_stage(float (&acc)[MI][NI][4], const
 }
 
 // launch(std::integral_constant<Fp32Mma, M>{}) for the mode `math` names: a
-// kernel's launch with its fp32 mode a template argument.  The split modes
-// exist for fp32 only; asking one of another dtype is invalid.
+// kernel's launch with its fp32 mode a template argument.  Split TF32
+// exists for fp32 only; asking it of another dtype is invalid.
 template <typename scalar_t, typename Launch>
 cudaError_t launch_fp32_mma(Fp32Mma math, Launch&& launch) {
   using Mode = Fp32Mma;
   if (math == Mode::Tf32) return launch(std::integral_constant<Mode, Mode::Tf32>{});
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (math == Mode::Split) return launch(std::integral_constant<Mode, Mode::Split>{});
-    if (math == Mode::SplitAdded) return launch(std::integral_constant<Mode, Mode::SplitAdded>{});
   }
   return cudaErrorInvalidValue;
 }

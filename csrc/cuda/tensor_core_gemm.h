@@ -25,7 +25,7 @@ enum class GatherPass { Forward, GradInput };
 //    zero-padded: (forward) columns = Cout/G over channels = Cin/G,
 //    (grad-input) columns = Cin/G over channels = Cout/G; fp32 rounded to
 //    TF32 (weight_pack.h), so the Hopper kernels round only the source —
-//    but for fp32_mma's split modes, below.
+//    but for fp32_mma's split TF32, below.
 //  dest: forward y (strides p.output), grad-input grad_input (p.input).
 //  partials, splits: the Hopper grad-input's split K
 //    (tensor_core_gemm_sm90_splits): with splits > 1, fp32 workspace of
@@ -59,7 +59,7 @@ struct TensorCoreGemmOperands {
   int64_t source_c = 1;
   int group_blocks = 0;
   // fp32 where TF32 is not allowed, on the mma.sync phase GEMM only
-  // (launch_tensor_core_gemm): Split or SplitAdded (channel_vectors.h), and
+  // (launch_tensor_core_gemm): Split (channel_vectors.h), and
   // packed_weight then holds the weight unrounded.  Tf32 elsewhere: fp32 runs
   // as TF32, fp16/bf16 as themselves.
   Fp32Mma fp32_mma = Fp32Mma::Tf32;

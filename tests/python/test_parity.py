@@ -201,31 +201,20 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
 
-@pytest.fixture(params=["split", "split_added"])
-def split_tf32(request):
-    """fp32 without TF32 on the split-TF32 GEMMs, in both modes (a hook until
-    it is measured on a GPU; the gather kernels are shipped): the kernel-name
-    suffix each mode's launches carry."""
-    torch.backends.cudnn.allow_tf32 = False
-    tconv3d._C._set_fp32_split(request.param)
-    yield "_split_tf32" + ("_added" if request.param == "split_added" else "")
-    tconv3d._C._set_fp32_split("off")
-
-
 @requires_cuda
 @pytest.mark.parametrize("forced_tile", [(64, 32), (64, 64), (128, 32), (128, 64)],
                          indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(TENSOR_CORE_CONFIGS))
-def test_split_tf32_gemm_every_tile(name, layout, forced_tile, split_tf32):
-    """fp32 on split TF32, each block tile of the forward and grad-input GEMM
-    forced: fp32's tolerance, and at most twice torch's own full-fp32 error,
-    in all three passes.  grad-weight takes its channels-last GEMM where it
-    reads the operands in place or packs them (NCDHW: always)."""
+def test_split_tf32_gemm_every_tile(name, layout, forced_tile):
+    """fp32 without TF32 on split TF32, each block tile of the forward and
+    grad-input GEMM forced: fp32's tolerance, and at most twice torch's own
+    full-fp32 error, in all three passes.  grad-weight takes its channels-last
+    GEMM where it reads the operands in place or packs them (NCDHW: always)."""
     run_parity_with_policy("tensor_core", TENSOR_CORE_CONFIGS[name], layout, torch.float32)
     kernels = tconv3d._C._last_cuda_kernels()
-    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm" + split_tf32
-    split_gw = "grad_weight_gemm_channels_last" + split_tf32
+    assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm_split_tf32"
+    split_gw = "grad_weight_gemm_channels_last_split_tf32"
     if layout == "contiguous":
         assert kernels["grad_weight"] == split_gw
     else:  # strides no cp.async piece reads: the CUDA-core reductions
@@ -234,8 +223,8 @@ def test_split_tf32_gemm_every_tile(name, layout, forced_tile, split_tf32):
 
 @requires_cuda
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
-def test_split_tf32_gemm_in_auto(layout, split_tf32):
-    """Auto with the hook on: a dense strided layer's three passes on split
+def test_split_tf32_gemm_in_auto(layout):
+    """Auto, fp32 without TF32: a dense strided layer's three passes on split
     TF32 (never the Hopper or tap-columns kernels, which round to TF32),
     bitwise repeatable, the same with 64-bit offsets; an infinity in x or
     grad_output leaves the results it does not reach as they were and the
@@ -268,7 +257,7 @@ def test_split_tf32_gemm_in_auto(layout, split_tf32):
         y_ = F.conv_transpose3d(x_.to(dtype), w_, **geometry)
         return torch.autograd.grad(y_, w_, gy_.to(x_.device, dtype))[0]
 
-    split_gemm = "tensor_core_gemm" + split_tf32
+    split_gemm = "tensor_core_gemm_split_tf32"
     y = forward(x)
     assert tconv3d._C._last_cuda_kernels()["forward"] == split_gemm
     y_torch = F.conv_transpose3d(x, w, b, **geometry)
@@ -281,7 +270,7 @@ def test_split_tf32_gemm_in_auto(layout, split_tf32):
     check("grad_input", gx, grad_input_reference(gy), gx_torch, torch.float32)
     assert_repeats_bitwise(gx, lambda: grad_input(gy), "grad_input", split_gemm)
     gw = grad_weight(x)
-    split_gw = "grad_weight_gemm_channels_last" + split_tf32
+    split_gw = "grad_weight_gemm_channels_last_split_tf32"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == split_gw
     check("grad_weight", gw, grad_weight_of(x.cpu(), gy, torch.float64),
           grad_weight_of(x, gy, torch.float32), torch.float32)
