@@ -199,21 +199,22 @@ __device__ __forceinline__ void multiply_fragments(float (&acc)[MI][NI][4], uint
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[i][j][e] += step[e];
       }
-    return;
-  } else if constexpr (std::is_same_v<scalar_t, float>) {
+  } else {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) bf[j][e] = to_tf32(bf[j][e]);
+    }
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
-#pragma unroll
-    for (int j = 0; j < NI; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) bf[j][e] = to_tf32(bf[j][e]);
+      for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
   }
-#pragma unroll
-  for (int i = 0; i < MI; ++i)
-#pragma unroll
-    for (int j = 0; j < NI; ++j) mma<scalar_t>(acc[i][j], af[i], bf[j]);
 }
 
 // One 32-byte step along K of a warp's MI × NI tile of m16n8 pieces.  a_addr:
