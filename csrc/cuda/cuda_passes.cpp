@@ -499,8 +499,11 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
     return false;
   }
   const bool fwd = pass == GatherPass::Forward;
-  // Auto only: the forced policies keep testing the phase GEMMs on these shapes.
-  const bool auto_policy = fwd && !split && g_policy.load() == KernelPolicy::Auto;
+  // Auto only: the forced policies keep testing the phase GEMMs on these
+  // shapes.  Split TF32 runs the phase GEMM and the taps-folded one, whose
+  // mma.sync steps it has; tap columns round to TF32.
+  const bool auto_forward = fwd && g_policy.load() == KernelPolicy::Auto;
+  const bool auto_policy = auto_forward && !split;
   const bool hopper = !split && use_wgmma(p, pass, dtype);
   // From 64 columns the Hopper GEMM beat the tap-columns one in TF32 (U-Net
   // k2s2 128→64 and 256→128, RESULTS.md) and in fp16/bf16 into NCDHW outputs
@@ -534,7 +537,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
       (p.output.c != 1 || (dtype == ScalarKind::Float32 && !tap_columns_sm90_takes));
   const bool tap_columns =
       !hopper_over_tap_columns && (tap_columns_sync_takes || tap_columns_sm90_takes);
-  const bool taps = auto_policy && !tap_columns && forward_taps_gemm_pays(p) &&
+  const bool taps = auto_forward && !tap_columns && forward_taps_gemm_pays(p) &&
                     forward_taps_gemm_supports(p, dtype);
   const bool wgmma = !tap_columns && !taps && hopper;
   const bool blocks = wgmma && takes_group_blocks(p, pass, config_for(source, {source, dest}));
@@ -581,6 +584,7 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   C10_CUDA_CHECK(launched);
   g_last_kernel[fwd ? 0 : 1] = tap_columns_sm90               ? "forward_tap_columns_gemm_sm90"
                                : tap_columns_sync               ? "forward_tap_columns_gemm"
+                               : taps && split                 ? "forward_taps_gemm_split_tf32"
                                : taps                          ? "forward_taps_gemm"
                                : split                         ? "tensor_core_gemm_split_tf32"
                                : !wgmma                        ? "tensor_core_gemm"
@@ -837,7 +841,9 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     return;
   }
   if (try_grad_weight_tap_blocks_gemm(p, grad_output, input, grad_weight, nullptr)) return;
-  if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed())) {
+  const Fp32Mma math = fp32_split(dtype);
+  const bool split = math != Fp32Mma::Tf32;
+  if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed() || split)) {
     // Few output channels a group: the per-tap GEMM would pad them to a
     // 16-wide tile and read x once per tap; this one's columns are (tap,
     // channel) pairs.  Every tensor-core policy takes it (the Hopper GEMM
@@ -850,10 +856,10 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     const TapsGemmOperands ops{x.tensor.const_data_ptr(), x.n, x.d, x.h, x.w, x_group,
                                gy.tensor.const_data_ptr(), gy.n, gy.d, gy.h, gy.w,
                                grad_weight.mutable_data_ptr(),
-                               partials.defined() ? partials.data_ptr<float>() : nullptr};
+                               partials.defined() ? partials.data_ptr<float>() : nullptr, math};
     C10_CUDA_CHECK(launch_grad_weight_taps_gemm(
         p, config_for(grad_output, {x.tensor, gy.tensor, grad_weight}), ops));
-    g_last_kernel[2] = "grad_weight_taps_gemm";
+    g_last_kernel[2] = split ? "grad_weight_taps_gemm_split_tf32" : "grad_weight_taps_gemm";
     return;
   }
   if (may_use_tensor_cores(p)) {
@@ -866,8 +872,6 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
     // a tile did not fit it (its tiles are 32 channels and up), and mma.sync
     // took 42.5 us for grouped g4's bf16 channels-last grad-weight against
     // cuDNN's 23 (H200; RESULTS.md, "Combine lanes round").
-    const Fp32Mma math = fp32_split(dtype);
-    const bool split = math != Fp32Mma::Tf32;
     if (groups_of_16_in_fours(p) && !split && g_policy.load() != KernelPolicy::TensorCore) {
       const ConvTranspose3dParams q = four_group_params(p);
       if (grad_weight_readable(input, q.groups) && grad_weight_readable(grad_output, q.groups)) {

@@ -69,7 +69,7 @@ struct Args {
   int row_step[3], tap_step[3];
 };
 
-template <typename scalar_t, typename index_t, int kAxisTaps>
+template <typename scalar_t, typename index_t, int kAxisTaps, Fp32Mma kMath>
 __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int ES = sizeof(scalar_t), VEC = 16 / ES;
@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
       const uint32_t a_pass = sa + pass * kBM * pitch + a_lane;
 #pragma unroll 2
       for (int kb = 0; kb < a.k_bytes; kb += 32) {
-        mma_k_step<scalar_t, kMI, kNI>(macc, a_pass + kb, sb + b_lane + kb, pitch);
+        mma_k_step<scalar_t, kMI, kNI, kMath>(macc, a_pass + kb, sb + b_lane + kb, pitch);
       }
 #pragma unroll
       for (int i = 0; i < kMI; ++i)
@@ -259,10 +259,10 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
 #endif
 }
 
-template <typename scalar_t, typename index_t, int kAxisTaps>
+template <typename scalar_t, typename index_t, int kAxisTaps, Fp32Mma kMath>
 cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
                          cudaStream_t stream) {
-  constexpr auto kernel = forward_taps_kernel<scalar_t, index_t, kAxisTaps>;
+  constexpr auto kernel = forward_taps_kernel<scalar_t, index_t, kAxisTaps, kMath>;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(batch * a.tiles), static_cast<unsigned int>(groups));
@@ -291,7 +291,7 @@ bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype
   if (!plan_forward_taps(p, &plan) || p.batch * plan.tiles > std::numeric_limits<int>::max()) {
     return false;
   }
-  return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t, 0>>();
+  return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t, 0, Fp32Mma::Tf32>>();
 }
 
 bool forward_taps_gemm_pays(const ConvTranspose3dParams& p) {
@@ -331,8 +331,11 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
     using S = decltype(scalar);
     using I = decltype(index);
-    err = two_taps ? launch_typed<S, I, 2>(a, smem, p.batch, p.groups, cfg.stream)
-                   : launch_typed<S, I, 0>(a, smem, p.batch, p.groups, cfg.stream);
+    err = launch_fp32_mma<S>(ops.fp32_mma, [&](auto math) {
+      constexpr Fp32Mma M = decltype(math)::value;
+      return two_taps ? launch_typed<S, I, 2, M>(a, smem, p.batch, p.groups, cfg.stream)
+                      : launch_typed<S, I, 0, M>(a, smem, p.batch, p.groups, cfg.stream);
+    });
   });
   return err;
 }

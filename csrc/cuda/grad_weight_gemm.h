@@ -90,6 +90,8 @@ struct TapsGemmOperands {
   int64_t grad_output_n, grad_output_d, grad_output_h, grad_output_w;
   void* grad_weight;
   float* workspace;
+  // fp32 where TF32 is not allowed: Split (channel_vectors.h).  Tf32 elsewhere.
+  Fp32Mma fp32_mma = Fp32Mma::Tf32;
 };
 
 bool grad_weight_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,

@@ -87,7 +87,7 @@ TCONV3D_HOST_DEVICE BlockWork decode_block(const gw_gemm::Plan& pl, int64_t line
   return b;
 }
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename index_t, Fp32Mma kMath>
 __global__ void __launch_bounds__(THREADS, 2)
     grad_weight_taps_kernel(const ConvTranspose3dParams p, const gw_gemm::Plan pl,
                             const TapsGemmOperands ops) {
@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(THREADS, 2)
 
   run_slice_ring<STAGES>(nslices, decode_rows, load_stage, [&](int slot) {
     const unsigned char* stage = smem + slot * L::STAGE;
-    mma_k_major_stage<scalar_t, MI, NI, BK, L::PITCH_A, L::PITCH_B>(
+    mma_k_major_stage<scalar_t, MI, NI, BK, L::PITCH_A, L::PITCH_B, kMath>(
         acc, stage, stage + L::OPERAND_A, 0, wm * WM, wn * WN, lane);
   });
 
@@ -239,10 +239,10 @@ gw_gemm::Plan plan(const ConvTranspose3dParams& p) {
   return pl;
 }
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename index_t, Fp32Mma kMath>
 cudaError_t launch(const ConvTranspose3dParams& p, const gw_gemm::Plan& pl, cudaStream_t stream,
                    const TapsGemmOperands& ops) {
-  constexpr auto kernel = grad_weight_taps_kernel<scalar_t, index_t>;
+  constexpr auto kernel = grad_weight_taps_kernel<scalar_t, index_t, kMath>;
   constexpr int smem = Layout<scalar_t>::RING;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
@@ -261,7 +261,7 @@ bool grad_weight_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind d
     if (a.out > INT_MAX / 2 || a.kernel * a.dilation + a.in * a.stride > INT_MAX / 2) return false;
   }
   if (taps_gemm::plan(p).blocks > int64_t(INT_MAX)) return false;
-  return sm80_kernel_runs_here<taps_gemm::grad_weight_taps_kernel<__half, int32_t>>();
+  return sm80_kernel_runs_here<taps_gemm::grad_weight_taps_kernel<__half, int32_t, Fp32Mma::Tf32>>();
 }
 
 int64_t grad_weight_taps_gemm_workspace_elems(const ConvTranspose3dParams& p) {
@@ -288,7 +288,10 @@ cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const L
   const gw_gemm::Plan pl = taps_gemm::plan(p);
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo>(
       p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto index) {
-        return taps_gemm::launch<decltype(scalar), decltype(index)>(p, pl, cfg.stream, ops);
+        using S = decltype(scalar);
+        return launch_fp32_mma<S>(ops.fp32_mma, [&](auto math) {
+          return taps_gemm::launch<S, decltype(index), decltype(math)::value>(p, pl, cfg.stream, ops);
+        });
       });
 }
 

@@ -289,6 +289,54 @@ def test_split_tf32_gemm_in_auto(layout):
         assert torch.equal(result.cpu()[finite], before.cpu()[finite])
 
 
+@requires_cuda
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("geometry", [dict(kernel=4, stride=2, padding=1),
+                                      dict(kernel=3, stride=2, padding=1, output_padding=1)],
+                         ids=["k4s2p1", "k3s2p1op1"])
+def test_split_tf32_taps_gemms_in_auto(geometry, layout):
+    """Auto, fp32 without TF32, 3 output channels (RGB-output layers): the
+    taps-folded forward and grad-weight GEMMs on split TF32, at fp32's
+    tolerance and within twice torch's full-fp32 error, bitwise repeatable,
+    the same with 64-bit offsets; with the hook off, the gather kernels."""
+    fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
+    g = torch.Generator().manual_seed(31)
+    kernel = geometry.pop("kernel")
+    x = torch.randn(3, 40, 7, 6, 9, generator=g).cuda().contiguous(memory_format=fmt)
+    w = (torch.randn(40, 3, kernel, kernel, kernel, generator=g) / 16).cuda()
+    b = torch.randn(3, generator=g).cuda()
+    y = tconv3d.conv_transpose3d(x, w, b, **geometry)
+    assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_taps_gemm_split_tf32"
+    xr = x.double().cpu()
+    check("forward", y, F.conv_transpose3d(xr, w.double().cpu(), b.double().cpu(), **geometry),
+          F.conv_transpose3d(x, w, b, **geometry), torch.float32)
+    assert_repeats_bitwise(y, lambda: tconv3d.conv_transpose3d(x, w, b, **geometry), "forward",
+                           "forward_taps_gemm_split_tf32")
+    gy = torch.randn(y.shape, generator=g).cuda().contiguous(memory_format=fmt)
+    stride, padding = geometry["stride"], geometry["padding"]
+    op_geometry = ([stride] * 3, [padding] * 3, [geometry.get("output_padding", 0)] * 3, 1,
+                   [1, 1, 1])
+
+    def grad_weight():
+        return torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *op_geometry)
+
+    def grad_weight_of(x_, gy_, dtype):
+        w_ = w.to(x_.device, dtype).requires_grad_()
+        y_ = F.conv_transpose3d(x_.to(dtype), w_, **geometry)
+        return torch.autograd.grad(y_, w_, gy_.to(x_.device, dtype))[0]
+
+    gw = grad_weight()
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm_split_tf32"
+    check("grad_weight", gw, grad_weight_of(xr, gy.cpu(), torch.float64),
+          grad_weight_of(x, gy, torch.float32), torch.float32)
+    assert_repeats_bitwise(gw, grad_weight, "grad_weight", "grad_weight_taps_gemm_split_tf32")
+    with hook_set(tconv3d._C._set_fp32_split, False, True):
+        tconv3d.conv_transpose3d(x, w, b, **geometry)
+        assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_gather"
+        grad_weight()
+        assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_reduce"
+
+
 def narrow_gather_takes(config, layout, dtype, forward):
     """Whether the narrow-group stencil (narrow_gather.cu, plan_narrow) takes
     a pass: its destination coordinates tabulate in a block (at most 2048 of
@@ -2264,11 +2312,14 @@ def test_grad_weight_combine_is_exact_on_integers(name, precision):
 
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-def test_grad_weight_taps_gemm_leaves_full_precision_alone(dtype):
-    """fp64, and fp32 with TF32 off, keep the full-precision reduction."""
+def test_grad_weight_taps_gemm_in_full_precision(dtype):
+    """fp64 keeps the full-precision reduction; fp32 with TF32 off takes the
+    taps-folded GEMM on split TF32, at fp32's tolerance."""
     torch.backends.cudnn.allow_tf32 = False
     run_parity(TAPS_GEMM_CONFIGS["rgb_out_64_to_3"], "contiguous", dtype, "cuda")
-    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_reduce"
+    expected = {torch.float64: "grad_weight_reduce",
+                torch.float32: "grad_weight_taps_gemm_split_tf32"}[dtype]
+    assert tconv3d._C._last_cuda_kernels()["grad_weight"] == expected
 
 
 @requires_cuda
