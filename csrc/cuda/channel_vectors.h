@@ -29,10 +29,10 @@ inline bool tensor_core_dtype(ScalarKind dtype, bool allow_tf32) {
 // allowed), or, where it is not, split into a TF32 value and a TF32
 // remainder, three MMAs for one (3xTF32), each k-step's three summed apart
 // and added to the accumulator in fp32.  Sending all three to the
-// accumulator instead was 10-45x fp32's error on an H200 (the tensor cores'
-// fp32 accumulation truncates) and only 1.1-1.2x faster; summed apart, the
-// error stays that of one k-step's sum: within fp32 FMA's (RESULTS.md,
-// "Split-TF32 on the GPU round").
+// accumulator instead was 5-15x torch's fp32 error on an H200 (the tensor
+// cores' fp32 accumulation truncates) and only 1.14x faster; summed apart,
+// the error stays that of one k-step's sum, within twice fp32 FMA's
+// (RESULTS.md, "Split-TF32 on the GPU round").
 enum class Fp32Mma { Tf32, Split };
 
 // Channels in 16 bytes.

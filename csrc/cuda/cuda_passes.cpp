@@ -49,8 +49,8 @@ std::atomic<bool> g_group_blocks{true};
 // Test and benchmark hook: whether fp32 where TF32 is not allowed runs the
 // mma.sync GEMMs of all three passes on split TF32 (TensorCoreGemmOperands::
 // fp32_mma, GradWeightOperands::fp32_mma) or the gather kernels.  On: the
-// gather kernels took 1.2-700x its time on every dense benchmark layer
-// (H200; RESULTS.md, "Split-TF32 on the GPU round").
+// gather kernels took 1.1-2600x its time (28x in geomean) on the benchmark
+// layers that it takes (H200; RESULTS.md, "Split-TF32 on the GPU round").
 std::atomic<bool> g_fp32_split{true};
 std::atomic<KernelPolicy> g_policy{KernelPolicy::Auto};
 // Channels-last copies of GEMM sources made, for tests.
