@@ -98,8 +98,10 @@ bool narrow_gather_first(const ConvTranspose3dParams& p, GatherPass pass, Scalar
     default: {
       const bool depthwise = p.in_per_group == 1 && p.out_per_group == 1;
       const bool source_vectors = p.out_per_group * element_bytes(dtype) % 8 == 0;
-      // Not on split TF32 (unmeasured): the stencil took 1.2-2.3x a one-MMA
-      // GEMM's time there (above), and split TF32 issues three a k-step.
+      // Not on split TF32, which issues three MMAs a k-step: 3 -> 16, 32 x
+      // 32^3 out, its grad-input took 1.56x the stencil's time from
+      // channels-last, 0.88x from NCDHW (H200; RESULTS.md, "Split-TF32 on
+      // the GPU round").
       const bool gemm_grad_input =
           !fwd && fp32_split(dtype) == Fp32Mma::Tf32 &&
           ((p.output.c == 1 && p.out_channels > 1 && !source_vectors) ||
