@@ -845,7 +845,8 @@ void grad_weight(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
   if (try_grad_weight_tap_blocks_gemm(p, grad_output, input, grad_weight, nullptr)) return;
   const Fp32Mma math = fp32_split(dtype);
   const bool split = math != Fp32Mma::Tf32;
-  if (may_use_tensor_cores(p) && grad_weight_taps_gemm_supports(p, dtype, tf32_allowed() || split)) {
+  if (may_use_tensor_cores(p) &&
+      grad_weight_taps_gemm_supports(p, dtype, tf32_allowed() || split)) {
     // Few output channels a group: the per-tap GEMM would pad them to a
     // 16-wide tile and read x once per tap; this one's columns are (tap,
     // channel) pairs.  Every tensor-core policy takes it (the Hopper GEMM

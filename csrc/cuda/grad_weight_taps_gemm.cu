@@ -261,7 +261,8 @@ bool grad_weight_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind d
     if (a.out > INT_MAX / 2 || a.kernel * a.dilation + a.in * a.stride > INT_MAX / 2) return false;
   }
   if (taps_gemm::plan(p).blocks > int64_t(INT_MAX)) return false;
-  return sm80_kernel_runs_here<taps_gemm::grad_weight_taps_kernel<__half, int32_t, Fp32Mma::Tf32>>();
+  constexpr auto probe = taps_gemm::grad_weight_taps_kernel<__half, int32_t, Fp32Mma::Tf32>;
+  return sm80_kernel_runs_here<probe>();
 }
 
 int64_t grad_weight_taps_gemm_workspace_elems(const ConvTranspose3dParams& p) {
@@ -289,8 +290,9 @@ cudaError_t launch_grad_weight_taps_gemm(const ConvTranspose3dParams& p, const L
   return gw_gemm::run_split_gemm<gw_gemm::PartialOrder::TapCiCo>(
       p, cfg, pl, ops.workspace, ops.grad_weight, [&](auto scalar, auto index) {
         using S = decltype(scalar);
+        using I = decltype(index);
         return launch_fp32_mma<S>(ops.fp32_mma, [&](auto math) {
-          return taps_gemm::launch<S, decltype(index), decltype(math)::value>(p, pl, cfg.stream, ops);
+          return taps_gemm::launch<S, I, decltype(math)::value>(p, pl, cfg.stream, ops);
         });
       });
 }
