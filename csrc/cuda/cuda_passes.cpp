@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <limits>
+#include <optional>
+#include <string>
+#include <type_traits>
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/EmptyTensor.h>
@@ -59,8 +62,43 @@ std::atomic<int64_t> g_channels_last_copies{0};
 std::atomic<const char*> g_last_kernel[4] = {"none", "none", "none", "none"};
 constexpr int64_t kMinTensorCoreChannels = 8;
 
-// TF32 follows the switch that governs torch's own convolutions.
-bool tf32_allowed() { return at::globalContext().allowTF32CuDNN(); }
+// allowTF32CuDNN's parameter: none before torch 2.9, then the op it is asked
+// for (a string, later an optional enum).
+template <typename Method>
+struct TF32QueryArg;
+template <typename C>
+struct TF32QueryArg<bool (C::*)() const> {
+  using type = void;
+};
+template <typename C, typename A>
+struct TF32QueryArg<bool (C::*)(A) const> {
+  using type = std::remove_cvref_t<A>;
+};
+template <typename T>
+struct IsOptional : std::false_type {};
+template <typename T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+
+// (Context a template parameter: each branch compiles only where it is taken.)
+template <typename Arg, typename Context>
+bool conv_tf32_allowed(const Context& context) {
+  if constexpr (std::is_void_v<Arg>) {
+    return context.allowTF32CuDNN();
+  } else if constexpr (IsOptional<Arg>::value) {
+    return context.allowTF32CuDNN(Arg::value_type::CONV);
+  } else {
+    return context.allowTF32CuDNN("conv");
+  }
+}
+
+// TF32 follows the switch that governs torch's own convolutions: cuDNN's
+// conv precision, which torch.backends.cudnn.allow_tf32 and (torch 2.9 on)
+// torch.backends.cudnn.conv.fp32_precision set.  Asked without the op, torch
+// throws once conv's and RNN's settings differ.
+bool tf32_allowed() {
+  using Arg = TF32QueryArg<decltype(&at::Context::allowTF32CuDNN)>::type;
+  return conv_tf32_allowed<Arg>(at::globalContext());
+}
 
 // fp32 where TF32 is not allowed, on split TF32 (the hook allowing): only
 // the mma.sync GEMMs have it; the Hopper and the other tensor-core kernels

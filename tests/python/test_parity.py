@@ -590,6 +590,34 @@ def tf32_rounding_operands(value_in_x):
 
 
 @requires_cuda
+def test_tf32_follows_cudnn_conv_precision():
+    """torch 2.9's switch for convolutions, cudnn.conv.fp32_precision, set
+    apart from RNN's (where asking cuDNN's TF32 flag without naming the op
+    throws): "ieee" runs float32 at fp32's tolerance (split TF32), "tf32" in
+    TF32, as torch's own convolutions do."""
+    cudnn = torch.backends.cudnn
+    if not hasattr(getattr(cudnn, "conv", None), "fp32_precision"):
+        pytest.skip("torch before 2.9: allow_tf32 is the only switch")
+    g = torch.Generator().manual_seed(43)
+    x = torch.randn(2, 64, 5, 6, 7, generator=g).cuda()
+    w = (torch.randn(64, 48, 3, 3, 3, generator=g) / 40).cuda()
+    geometry = dict(stride=2, padding=1, output_padding=1)
+    reference = F.conv_transpose3d(x.double(), w.double(), **geometry)
+    saved = (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision)
+    try:
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = "ieee", "tf32"
+        y = tconv3d.conv_transpose3d(x, w, **geometry)
+        assert tconv3d._C._last_cuda_kernels()["forward"] == "tensor_core_gemm_split_tf32"
+        assert rel_err(y, reference) <= TOLERANCE[torch.float32]
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = "tf32", "ieee"
+        y = tconv3d.conv_transpose3d(x, w, **geometry)
+        assert "split" not in tconv3d._C._last_cuda_kernels()["forward"]
+        assert TOLERANCE[torch.float32] < rel_err(y, reference) <= TF32_TOLERANCE
+    finally:
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = saved
+
+
+@requires_cuda
 @pytest.mark.parametrize("operand", ["data", "weight"])
 @pytest.mark.parametrize("kernel_policy", ["auto", "tensor_core"], indirect=True)
 def test_tf32_operands_round_to_nearest(kernel_policy, operand):
