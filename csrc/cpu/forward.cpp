@@ -45,50 +45,32 @@ void forward_tap_columns(const ConvTranspose3dParams& p, const scalar_t* x, cons
         y_off[size_t(r)] = id * stride[0] * ys.d + ih * stride[1] * ys.h + iw * stride[2] * ys.w;
       }
       for (int64_t g = 0; g < G; ++g) {
-        const scalar_t* __restrict xg = x + n * xs.n + g * cin * xs.c;
-        acc* __restrict a = xt.mutable_data_ptr<acc>();
-        const int64_t* __restrict from = x_off.data();
-        if (x_rows) {  // [rows][cin]
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < cin; ++c) a[r * cin + c] = to_acc(xg[from[r] + c * xs.c]);
-        } else {  // [cin][rows]
-          for (int64_t c = 0; c < cin; ++c)
-            for (int64_t r = 0; r < rows; ++r) a[c * rows + r] = to_acc(xg[c * xs.c + from[r]]);
-        }
-        const at::Tensor xm = x_rows ? as_matrix(xt, rows, cin) : as_matrix(xt, cin, rows).t();
+        gather_columns(x + n * xs.n + g * cin * xs.c, xs.c, cin, 1, rows, x_off, x_rows,
+                       xt.mutable_data_ptr<acc>());
+        const at::Tensor xk = columns_kn(xt, cin, rows, x_rows);
         // The product as [rows][columns] where y's channels are innermost (a
         // tap's channels one run of stores), else [columns][rows].
         const at::Tensor out =
             y_rows ? as_matrix(prod, rows, columns) : as_matrix(prod, columns, rows);
         if (y_rows) {
-          matmul<acc>(out, xm, wm[g].t(), false);
+          matmul<acc>(out, xk.t(), wm[g].t(), false);
         } else {
-          matmul<acc>(out, wm[g], xm.t(), false);
+          matmul<acc>(out, wm[g], xk, false);
         }
         for (int64_t co = 0; co < cout; ++co) {
           bias_acc[size_t(co)] =
               bias == nullptr ? acc(0) : to_acc(bias[(g * cout + co) * p.bias_stride]);
         }
-        const acc* __restrict sums = out.const_data_ptr<acc>();
-        scalar_t* __restrict yg = y + n * ys.n + g * cout * ys.c;
+        // Tap t's columns of the product, [rows][columns] or [columns][rows].
+        const acc* sums = out.const_data_ptr<acc>();
+        const int64_t pitch = y_rows ? columns : rows;
+        scalar_t* yg = y + n * ys.n + g * cout * ys.c;
         int64_t t = 0;
         for (int64_t td = 0; td < stride[0]; ++td)
           for (int64_t th = 0; th < stride[1]; ++th)
             for (int64_t tw = 0; tw < stride[2]; ++tw, ++t) {
-              scalar_t* __restrict yt = yg + td * ys.d + th * ys.h + tw * ys.w;
-              if (y_rows) {
-                for (int64_t r = 0; r < rows; ++r)
-                  for (int64_t co = 0; co < cout; ++co) {
-                    const acc v = sums[r * columns + t * cout + co] + bias_acc[size_t(co)];
-                    yt[y_off[size_t(r)] + co * ys.c] = from_acc<scalar_t>(v);
-                  }
-              } else {
-                for (int64_t co = 0; co < cout; ++co)
-                  for (int64_t r = 0; r < rows; ++r) {
-                    const acc v = sums[(t * cout + co) * rows + r] + bias_acc[size_t(co)];
-                    yt[co * ys.c + y_off[size_t(r)]] = from_acc<scalar_t>(v);
-                  }
-              }
+              store_tile(sums + t * cout * (y_rows ? 1 : rows), pitch, bias_acc.data(), rows,
+                         cout, y_off.data(), ys.c, y_rows, yg + td * ys.d + th * ys.h + tw * ys.w);
             }
       }
     }

@@ -46,7 +46,7 @@ void grad_bias_typed(const ConvTranspose3dParams& p, const scalar_t* gy, scalar_
   const Strides5& s = p.output;
   const int64_t C = p.out_channels, D = p.axis[0].out, H = p.axis[1].out, W = p.axis[2].out;
   const int64_t lines = p.batch * D * H;
-  const int64_t chunks = (lines + kLinesPerChunk - 1) / kLinesPerChunk;
+  const int64_t chunks = ceil_div(lines, kLinesPerChunk);
   const auto line_start = [&](int64_t q) {
     return gy + q / (H * D) * s.n + q / H % D * s.d + q % H * s.h;
   };

@@ -229,6 +229,34 @@ void matmul(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b, boo
   }
 }
 
+// A tile's results plus bias[d], each rounded once into dst[to[r] +
+// d·channel_stride], along the destination's innermost axis: where its
+// channels are innermost, sums as [rows][pitch] (row r's channels a run),
+// else as [channels][pitch] (channel d's rows a run); null sums: the bias
+// alone.
+template <typename scalar_t, typename acc>
+void store_tile(const acc* __restrict sums, int64_t pitch, const acc* __restrict bias,
+                int64_t rows, int64_t channels, const int64_t* __restrict to,
+                int64_t channel_stride, bool channels_innermost, scalar_t* __restrict dst) {
+  if (channels_innermost) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const acc* __restrict row = sums == nullptr ? nullptr : sums + r * pitch;
+      for (int64_t d = 0; d < channels; ++d) {
+        const acc v = row == nullptr ? bias[d] : row[d] + bias[d];
+        dst[to[r] + d * channel_stride] = from_acc<scalar_t>(v);
+      }
+    }
+  } else {
+    for (int64_t d = 0; d < channels; ++d) {
+      const acc* __restrict channel = sums == nullptr ? nullptr : sums + d * pitch;
+      for (int64_t r = 0; r < rows; ++r) {
+        const acc v = channel == nullptr ? bias[d] : channel[r] + bias[d];
+        dst[to[r] + d * channel_stride] = from_acc<scalar_t>(v);
+      }
+    }
+  }
+}
+
 // Runs `gemms` (their weight matrices in `wm`, one per GEMM) for every sample
 // and group: dest (channels Cd a group, strides `ds`) = wm · gathered source
 // (channels Cs a group, strides `ss`) + bias.  A task is one tile of one
@@ -267,7 +295,6 @@ void run_tap_gemms(const std::vector<TapGemm>& gemms, const std::vector<at::Tens
       // The product as [rows][cd] where the destination's channels are
       // innermost, so that each row's stores are one run; else [cd][rows].
       const at::Tensor out = dst_rows ? as_matrix(prod, rows, cd) : as_matrix(prod, cd, rows);
-      const int64_t out_d = dst_rows ? 1 : rows, out_r = dst_rows ? cd : 1;
       for (int64_t g = 0; g < groups; ++g) {
         if (k > 0) {
           gather_columns(src + n * ss.n + g * cs * ss.c, ss.c, cs, gemm.taps, rows, src_off,
@@ -283,22 +310,9 @@ void run_tap_gemms(const std::vector<TapGemm>& gemms, const std::vector<at::Tens
           bias_acc[size_t(d)] = bias == nullptr ? acc(0) : to_acc(bias[(g * cd + d) * bias_stride]);
         }
         // A GEMM no tap reaches (a phase of the forward) stores the bias alone.
-        const acc* __restrict sums = k > 0 ? out.const_data_ptr<acc>() : nullptr;
-        scalar_t* __restrict y = dst + n * ds.n + g * cd * ds.c;
-        const int64_t* __restrict to = dst_off.data();
-        const auto store = [&](int64_t r, int64_t d) {
-          const acc v = sums == nullptr ? bias_acc[size_t(d)]
-                                        : sums[d * out_d + r * out_r] + bias_acc[size_t(d)];
-          y[to[r] + d * ds.c] = from_acc<scalar_t>(v);
-        };
-        // Along the destination's innermost axis.
-        if (dst_rows) {
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t d = 0; d < cd; ++d) store(r, d);
-        } else {
-          for (int64_t d = 0; d < cd; ++d)
-            for (int64_t r = 0; r < rows; ++r) store(r, d);
-        }
+        store_tile(k > 0 ? out.const_data_ptr<acc>() : nullptr, dst_rows ? cd : rows,
+                   bias_acc.data(), rows, cd, dst_off.data(), ds.c, dst_rows,
+                   dst + n * ds.n + g * cd * ds.c);
       }
     }
   });
