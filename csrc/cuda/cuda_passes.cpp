@@ -531,7 +531,8 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
                           const at::Tensor& source, const at::Tensor& weight,
                           const at::Tensor& bias, const at::Tensor& dest) {
   const ScalarKind dtype = scalar_kind(source.scalar_type());
-  // fp32 without TF32 on split TF32: the mma.sync phase GEMM alone.
+  // fp32 without TF32 on split TF32: the mma.sync phase GEMM, or the
+  // taps-folded forward.
   const Fp32Mma math = fp32_split(dtype);
   const bool split = math != Fp32Mma::Tf32;
   if (!may_use_tensor_cores(p) ||
@@ -540,10 +541,9 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   }
   const bool fwd = pass == GatherPass::Forward;
   // Auto only: the forced policies keep testing the phase GEMMs on these
-  // shapes.  Split TF32 runs the phase GEMM and the taps-folded one, whose
-  // mma.sync steps it has; tap columns round to TF32.
+  // shapes.  Tap columns round to TF32: not under split TF32.
   const bool auto_forward = fwd && g_policy.load() == KernelPolicy::Auto;
-  const bool auto_policy = auto_forward && !split;
+  const bool auto_tap_columns = auto_forward && !split;
   const bool hopper = !split && use_wgmma(p, pass, dtype);
   // From 64 columns the Hopper GEMM beat the tap-columns one in TF32 (U-Net
   // k2s2 128→64 and 256→128, RESULTS.md) and in fp16/bf16 into NCDHW outputs
@@ -570,8 +570,9 @@ bool try_tensor_core_gemm(GatherPass pass, const ConvTranspose3dParams& p,
   // 32-column tiles up to 1 KB of channels, past the mma.sync version's 512
   // bytes.
   const bool tap_columns_sm90_takes =
-      auto_policy && !planes && forward_tap_columns_sm90_may_take(p, dtype);
-  const bool tap_columns_sync_takes = auto_policy && forward_tap_columns_gemm_supports(p, dtype);
+      auto_tap_columns && !planes && forward_tap_columns_sm90_may_take(p, dtype);
+  const bool tap_columns_sync_takes =
+      auto_tap_columns && forward_tap_columns_gemm_supports(p, dtype);
   const bool hopper_over_tap_columns =
       hopper && !planes && p.out_per_group >= 64 &&
       (p.output.c != 1 || (dtype == ScalarKind::Float32 && !tap_columns_sm90_takes));

@@ -58,8 +58,8 @@ struct TensorCoreGemmOperands {
   // (reads_planes_in_place, cuda_passes.cpp).
   int64_t source_c = 1;
   int group_blocks = 0;
-  // fp32 where TF32 is not allowed, on the mma.sync phase GEMM only
-  // (launch_tensor_core_gemm): Split (channel_vectors.h), and
+  // fp32 where TF32 is not allowed, on the mma.sync phase GEMM and the
+  // taps-folded forward only: Split (channel_vectors.h), and
   // packed_weight then holds the weight unrounded.  Tf32 elsewhere: fp32 runs
   // as TF32, fp16/bf16 as themselves.
   Fp32Mma fp32_mma = Fp32Mma::Tf32;
