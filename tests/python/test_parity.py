@@ -201,6 +201,13 @@ def test_every_tensor_core_tile(name, layout, precision, forced_tile):
     assert kernels["forward"] == kernels["grad_input"] == "tensor_core_gemm"
 
 
+def torch_grad_weight(x, w, gy, dtype, geometry):
+    """torch's grad-weight of conv_transpose3d in `dtype`, on x's device."""
+    w_ = w.to(x.device, dtype).requires_grad_()
+    y_ = F.conv_transpose3d(x.to(dtype), w_, **geometry)
+    return torch.autograd.grad(y_, w_, gy.to(x.device, dtype))[0]
+
+
 @requires_cuda
 @pytest.mark.parametrize("forced_tile", [(64, 32), (64, 64), (128, 32), (128, 64)],
                          indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
@@ -256,11 +263,6 @@ def test_split_tf32_gemm_in_auto(layout):
     def grad_input_reference(gy_):
         return F.conv3d(gy_.double(), w.double(), stride=2, padding=1)
 
-    def grad_weight_of(x_, gy_, dtype):
-        w_ = w.to(x_.device, dtype).requires_grad_()
-        y_ = F.conv_transpose3d(x_.to(dtype), w_, **geometry)
-        return torch.autograd.grad(y_, w_, gy_.to(x_.device, dtype))[0]
-
     split_gemm = "tensor_core_gemm_split_tf32"
     y = forward(x)
     assert tconv3d._C._last_cuda_kernels()["forward"] == split_gemm
@@ -276,8 +278,8 @@ def test_split_tf32_gemm_in_auto(layout):
     gw = grad_weight(x)
     split_gw = "grad_weight_gemm_channels_last_split_tf32"
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == split_gw
-    check("grad_weight", gw, grad_weight_of(x.cpu(), gy, torch.float64),
-          grad_weight_of(x, gy, torch.float32), torch.float32)
+    check("grad_weight", gw, torch_grad_weight(x.cpu(), w, gy, torch.float64, geometry),
+          torch_grad_weight(x, w, gy, torch.float32, geometry), torch.float32)
     assert_repeats_bitwise(gw, lambda: grad_weight(x), "grad_weight", split_gw)
 
     x_inf, gy_inf = x.clone(), gy.clone()
@@ -285,8 +287,8 @@ def test_split_tf32_gemm_in_auto(layout):
     gy_inf[0, 3, 4, 5, 6] = float("-inf")
     for result, before, reference in ((forward(x_inf), y, forward_reference(x_inf)),
                                       (grad_input(gy_inf), gx, grad_input_reference(gy_inf)),
-                                      (grad_weight(x_inf), gw,
-                                       grad_weight_of(x_inf.cpu(), gy, torch.float64))):
+                                      (grad_weight(x_inf), gw, torch_grad_weight(
+                                          x_inf.cpu(), w, gy, torch.float64, geometry))):
         finite = torch.isfinite(reference).cpu()
         assert not finite.all()
         assert torch.equal(torch.isfinite(result).cpu(), finite)
@@ -325,15 +327,10 @@ def test_split_tf32_taps_gemms_in_auto(geometry, layout):
     def grad_weight():
         return torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *op_geometry)
 
-    def grad_weight_of(x_, gy_, dtype):
-        w_ = w.to(x_.device, dtype).requires_grad_()
-        y_ = F.conv_transpose3d(x_.to(dtype), w_, **geometry)
-        return torch.autograd.grad(y_, w_, gy_.to(x_.device, dtype))[0]
-
     gw = grad_weight()
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm_split_tf32"
-    check("grad_weight", gw, grad_weight_of(xr, gy.cpu(), torch.float64),
-          grad_weight_of(x, gy, torch.float32), torch.float32)
+    check("grad_weight", gw, torch_grad_weight(xr, w, gy.cpu(), torch.float64, geometry),
+          torch_grad_weight(x, w, gy, torch.float32, geometry), torch.float32)
     assert_repeats_bitwise(gw, grad_weight, "grad_weight", "grad_weight_taps_gemm_split_tf32")
     with hook_set(tconv3d._C._set_fp32_split, False, True):
         tconv3d.conv_transpose3d(x, w, b, **geometry)
