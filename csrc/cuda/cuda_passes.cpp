@@ -72,7 +72,7 @@ struct TF32QueryArg<bool (C::*)() const> {
 };
 template <typename C, typename A>
 struct TF32QueryArg<bool (C::*)(A) const> {
-  using type = std::remove_cvref_t<A>;
+  using type = std::remove_cv_t<std::remove_reference_t<A>>;
 };
 template <typename T>
 struct IsOptional : std::false_type {};
