@@ -654,8 +654,10 @@ at::Tensor taps_packed_weight(const at::Tensor& w, int64_t packed_taps) {
 bool try_grad_input_taps_gemm(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                               const at::Tensor& weight, const at::Tensor& grad_input) {
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
+  const Fp32Mma math = fp32_split(dtype);
+  const bool split = math != Fp32Mma::Tf32;
   if (g_policy.load() != KernelPolicy::Auto || !may_use_tensor_cores(p) ||
-      !grad_input_taps_gemm_supports(p, dtype, tf32_allowed())) {
+      !grad_input_taps_gemm_supports(p, dtype, tf32_allowed() || split)) {
     return false;
   }
   const GemmSource gy = taps_gy_source(grad_output, p.groups);
@@ -663,10 +665,10 @@ bool try_grad_input_taps_gemm(const ConvTranspose3dParams& p, const at::Tensor& 
   const at::Tensor packed = taps_packed_weight(weight, packed_taps);
   const TapsGradInputOperands ops{gy.tensor.const_data_ptr(), gy.n, gy.d, gy.h, gy.w,
                                   packed.const_data_ptr(), packed_taps,
-                                  grad_input.mutable_data_ptr()};
+                                  grad_input.mutable_data_ptr(), math};
   C10_CUDA_CHECK(launch_grad_input_taps_gemm(
       p, config_for(grad_output, {gy.tensor, packed, grad_input}), ops));
-  g_last_kernel[1] = "grad_input_taps_gemm";
+  g_last_kernel[1] = split ? "grad_input_taps_gemm_split_tf32" : "grad_input_taps_gemm";
   return true;
 }
 

@@ -109,6 +109,12 @@ inline int smem_per_sm() {
   return first_device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(0);
 }
 
+// Dynamic and static shared memory a block may opt in to (0 if unknown):
+// 227 KB on H100, 163 KB on A100, 99 KB on sm_86/sm_89.
+inline int smem_per_block_optin() {
+  return first_device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(0);
+}
+
 constexpr int kThreads = 256;
 
 inline unsigned int grid_for(int64_t work, int64_t cap = int64_t(1) << 20) {

@@ -48,8 +48,12 @@ constexpr int kMI = kWarpM / 16, kNI = kWarpN / 8;
 constexpr int kOutputsPerThread = 4;
 static_assert(kMaxOutputs == kThreads * kOutputsPerThread, "four outputs a thread");
 constexpr int kMaxColumns = 4;            // Cout/G
-constexpr int kMaxKBytes = 256;
+// fp32's 128 channels (a volume VAE's RGB output): whole K stays in shared
+// memory, so the box shrinks as K grows (k_fit).
+constexpr int kMaxKBytes = 512;
 constexpr int kZPitch = kBN + 1;          // odd: a warp's gather reads spread over the banks
+constexpr int kZBytes = kBM * kZPitch * int(sizeof(float));
+constexpr int kStaticSmem = kMaxBoxRows * int(sizeof(int64_t));  // s_xrow, at most
 
 struct Args {
   ConvTranspose3dParams p;
@@ -60,6 +64,7 @@ struct Args {
   int passes;        // ⌈box_rows / kBM⌉
   int outputs;       // tile product
   int col_count;     // taps · Cout/G
+  int b_rows;        // the weight's rows in shared memory: col_count up to whole warp columns
   int k_bytes;       // channels · element size, rounded up to 32
   int pitch;         // k_bytes + 16: an odd number of 16-byte pieces
   // Output u of the tile along axis a (forward_box_taps): its first box row
@@ -94,7 +99,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
   const int C = int(a.ops.channels), cog = int(a.ops.columns);
   const int pieces = a.k_bytes / 16, pitch = a.pitch;
   const uint32_t sa = smem_addr(smem), sb = sa + a.passes * kBM * pitch;
-  float* const z = reinterpret_cast<float*>(smem + (a.passes * kBM + kBN) * pitch);
+  float* const z = reinterpret_cast<float*>(smem + (a.passes * kBM + a.b_rows) * pitch);
   const scalar_t* x = static_cast<const scalar_t*>(a.ops.source);
   const scalar_t* wts = static_cast<const scalar_t*>(a.ops.packed_weight) + g * a.col_count * C;
 
@@ -117,7 +122,7 @@ __global__ void __launch_bounds__(kThreads, 2) forward_taps_kernel(const Args a)
 
   // The weight's columns (zeros past the last) and the input box, one commit
   // group a pass: a pass's MMAs start while the later passes' rows land.
-  for (int idx = tid; idx < kBN * pieces; idx += kThreads) {
+  for (int idx = tid; idx < a.b_rows * pieces; idx += kThreads) {
     const int col = idx / pieces, pc = idx % pieces;
     const bool ok = col < a.col_count && pc * VEC < C;
     cp_async16(sb + col * pitch + pc * 16, ok ? wts + index_t(col * C + pc * VEC) : wts, ok);
@@ -270,8 +275,27 @@ cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
   return cudaGetLastError();
 }
 
-int smem_bytes(const Plan& plan, int pitch) {
-  return int((plan.passes * kBM + kBN) * pitch + kBM * kZPitch * int(sizeof(float)));
+// K and the shared memory it takes: the weight's columns that warps read,
+// and the most box rows the device's shared memory holds beside them (0 if
+// unknown).
+struct KFit {
+  int k_bytes, pitch, b_rows;
+  int64_t max_box_rows;
+};
+
+KFit k_fit(const ConvTranspose3dParams& p, int64_t channels, ScalarKind dtype) {
+  KFit f{};
+  f.k_bytes = int(k_step_bytes(channels, dtype));
+  f.pitch = f.k_bytes + 16;
+  const int64_t cols = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * p.out_per_group;
+  f.b_rows = int(std::min<int64_t>((cols + kWarpN - 1) / kWarpN * kWarpN, kBN));
+  const int64_t room = int64_t(smem_per_block_optin()) - kStaticSmem - kZBytes;
+  f.max_box_rows = std::max<int64_t>(room / f.pitch - f.b_rows, 0) / kBM * kBM;
+  return f;
+}
+
+int smem_bytes(const Plan& plan, const KFit& f) {
+  return int((plan.passes * kBM + f.b_rows) * f.pitch + kZBytes);
 }
 
 }  // namespace fwd_taps
@@ -288,7 +312,9 @@ bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype
     if (a.kernel > 255 || a.out > std::numeric_limits<int>::max() / 2) return false;
   }
   Plan plan;
-  if (!plan_forward_taps(p, &plan) || p.batch * plan.tiles > std::numeric_limits<int>::max()) {
+  const KFit fit = k_fit(p, padded_channels(p.in_per_group, dtype), dtype);
+  if (!plan_forward_taps(p, &plan, fit.max_box_rows) ||
+      p.batch * plan.tiles > std::numeric_limits<int>::max()) {
     return false;
   }
   return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t, 0, Fp32Mma::Tf32>>();
@@ -307,7 +333,10 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
                                      const TensorCoreGemmOperands& ops) {
   using namespace fwd_taps;
   Plan plan;
-  if (!plan_forward_taps(p, &plan)) return cudaErrorInvalidValue;
+  const KFit fit = k_fit(p, ops.channels, cfg.dtype);
+  if (fit.k_bytes > kMaxKBytes || !plan_forward_taps(p, &plan, fit.max_box_rows)) {
+    return cudaErrorInvalidValue;
+  }
   if (p.batch == 0 || plan.tiles == 0) return cudaSuccess;
   Args a{};
   a.p = p;
@@ -318,14 +347,15 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
   a.passes = int(plan.passes);
   a.outputs = int(plan.box[0].tile * plan.box[1].tile * plan.box[2].tile);
   a.col_count = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns);
-  a.k_bytes = int(k_step_bytes(ops.channels, cfg.dtype));
-  a.pitch = a.k_bytes + 16;
+  a.b_rows = fit.b_rows;
+  a.k_bytes = fit.k_bytes;
+  a.pitch = fit.pitch;
   std::copy(&plan.first_row[0][0], &plan.first_row[0][0] + 3 * kMaxTile, &a.first_row[0][0]);
   std::copy(&plan.first_tap[0][0], &plan.first_tap[0][0] + 3 * kMaxTile, &a.first_tap[0][0]);
   std::copy(&plan.count[0][0], &plan.count[0][0] + 3 * kMaxTile, &a.count[0][0]);
   std::copy(plan.row_step, plan.row_step + 3, a.row_step);
   std::copy(plan.tap_step, plan.tap_step + 3, a.tap_step);
-  const int smem = smem_bytes(plan, a.pitch);
+  const int smem = smem_bytes(plan, fit);
   cudaError_t err = cudaErrorInvalidValue;
   const bool two_taps = plan.max_count <= 2;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {

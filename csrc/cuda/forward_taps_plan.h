@@ -32,11 +32,14 @@ struct Plan {
 };
 
 // Per axis L a power of two times the stride (≤ kMaxTile, no longer than the
-// axis needs) and shift 0 or p mod s; the box within kMaxBoxRows, the tile
-// within kMaxOutputs.  The least MMA passes over the whole output, a pass and
-// a block's fixed cost (tables, copies, epilogue) counted alike.  False when
-// no tile fits.
-inline bool plan_forward_taps(const ConvTranspose3dParams& p, Plan* plan) {
+// axis needs) and shift 0 or p mod s; the box within max_box_rows (at most
+// kMaxBoxRows: what the device's shared memory holds at the layer's K), the
+// tile within kMaxOutputs.  The least MMA passes over the whole output, a
+// pass and a block's fixed cost (tables, copies, epilogue) counted alike.
+// False when no tile fits.
+inline bool plan_forward_taps(const ConvTranspose3dParams& p, Plan* plan,
+                              int64_t max_box_rows = kMaxBoxRows) {
+  if (max_box_rows > kMaxBoxRows) max_box_rows = kMaxBoxRows;
   std::vector<ForwardBoxAxis> options[3];
   for (int ax = 0; ax < 3; ++ax) {
     const Axis& a = p.axis[ax];
@@ -54,7 +57,7 @@ inline bool plan_forward_taps(const ConvTranspose3dParams& p, Plan* plan) {
     for (const ForwardBoxAxis& h : options[1])
       for (const ForwardBoxAxis& w : options[2]) {
         const int64_t rows = d.extent * h.extent * w.extent;
-        if (rows > kMaxBoxRows || d.tile * h.tile * w.tile > kMaxOutputs) continue;
+        if (rows > max_box_rows || d.tile * h.tile * w.tile > kMaxOutputs) continue;
         const int64_t tiles = d.tiles * h.tiles * w.tiles;
         const int64_t passes = (rows + kBM - 1) / kBM;
         const int64_t cost = tiles * (passes + 1);

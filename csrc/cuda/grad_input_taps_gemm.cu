@@ -65,7 +65,7 @@ struct Args {
   int stages;        // ⌈taps / TAPS⌉
 };
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename index_t, Fp32Mma kMath>
 __global__ void __launch_bounds__(kThreads, 2) grad_input_taps_kernel(const Args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using L = Layout<scalar_t>;
@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(kThreads, 2) grad_input_taps_kernel(const Args
     const uint32_t base = smem_addr(smem + (st % kStages) * kStageBytes);
 #pragma unroll
     for (int kb = 0; kb < kStageK; kb += 32) {
-      mma_k_step<scalar_t, kMI, kNI>(acc, base + a_lane + kb, base + b_lane + kb, kPitch);
+      mma_k_step<scalar_t, kMI, kNI, kMath>(acc, base + a_lane + kb, base + b_lane + kb, kPitch);
     }
   }
   cp_async_wait<0>();
@@ -194,9 +194,9 @@ __global__ void __launch_bounds__(kThreads, 2) grad_input_taps_kernel(const Args
 #endif
 }
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t, typename index_t, Fp32Mma kMath>
 cudaError_t launch_typed(const Args& a, cudaStream_t stream) {
-  constexpr auto kernel = grad_input_taps_kernel<scalar_t, index_t>;
+  constexpr auto kernel = grad_input_taps_kernel<scalar_t, index_t, kMath>;
   const cudaError_t err = opt_in_dynamic_smem<kernel>(kSmem);
   if (err != cudaSuccess) return err;
   const int64_t m_tiles = (a.rows + kBM - 1) / kBM;
@@ -229,7 +229,7 @@ bool grad_input_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dt
   const int64_t rows = input_positions(p.batch, p.axis);
   const int64_t n_tiles = (p.in_per_group + taps_dgrad::kBN - 1) / taps_dgrad::kBN;
   if ((rows + taps_dgrad::kBM - 1) / taps_dgrad::kBM * n_tiles > int64_t(INT_MAX)) return false;
-  return sm80_kernel_runs_here<taps_dgrad::grad_input_taps_kernel<__half, int32_t>>();
+  return sm80_kernel_runs_here<taps_dgrad::grad_input_taps_kernel<__half, int32_t, Fp32Mma::Tf32>>();
 }
 
 cudaError_t launch_grad_input_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
@@ -257,7 +257,10 @@ cudaError_t launch_grad_input_taps_gemm(const ConvTranspose3dParams& p, const La
   if (a.rows == 0 || p.in_per_group == 0) return cudaSuccess;
   cudaError_t err = cudaErrorInvalidValue;
   igemm::dispatch_gemm_types(cfg, [&](auto scalar, auto index) {
-    err = launch_typed<decltype(scalar), decltype(index)>(a, cfg.stream);
+    using S = decltype(scalar);
+    err = launch_fp32_mma<S>(ops.fp32_mma, [&](auto math) {
+      return launch_typed<S, decltype(index), decltype(math)::value>(a, cfg.stream);
+    });
   });
   return err;
 }

@@ -128,8 +128,9 @@ void set_forward_tap_columns_sm90_columns(int columns);
 // the GEMM's columns (forward_taps_gemm.cu): a block multiplies the box of
 // input positions that reaches its tile of outputs by every (tap, co) column
 // at once and sums each output's taps from shared memory.  Same operands
-// (pass Forward); up to 192 columns (taps · Cout/G) and 256 bytes of (padded)
-// input channels a group.  Pays where every axis with taps has stride ≥ 2
+// (pass Forward); up to 192 columns (taps · Cout/G) and 512 bytes of (padded)
+// input channels a group, while a box of 64 input positions fits the device's
+// shared memory beside them (the box shrinks as K grows).  Pays where every axis with taps has stride ≥ 2
 // (a stride-1 axis's halo outgrows what the folding saves).
 bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
 bool forward_taps_gemm_pays(const ConvTranspose3dParams& p);
@@ -146,7 +147,7 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
 //    aligned, zeros past the taps and the group's channels (packed_taps =
 //    grad_input_taps_gemm_packed_taps: the taps rounded up to whole stages).
 //  grad_input: at p.input strides, written once.
-// float32 runs in TF32.  At most kTapsGradInputMaxTaps taps.
+// float32 runs in TF32, or split TF32 (fp32_mma).  At most kTapsGradInputMaxTaps taps.
 constexpr int kTapsGradInputMaxTaps = 512;
 struct TapsGradInputOperands {
   const void* grad_output;
@@ -154,6 +155,7 @@ struct TapsGradInputOperands {
   const void* packed_weight;
   int64_t packed_taps;
   void* grad_input;
+  Fp32Mma fp32_mma = Fp32Mma::Tf32;
 };
 bool grad_input_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype,
                                    bool allow_tf32);

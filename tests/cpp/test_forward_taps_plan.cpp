@@ -20,7 +20,7 @@ namespace {
 using plan_tests::params_of;
 using plan_tests::Shape;
 
-void check_plan(const Shape& s) {
+void check_plan(const Shape& s, int64_t max_box_rows = kMaxBoxRows) {
   SCOPED_TRACE(::testing::Message() << "in " << s.in[0] << "x" << s.in[1] << "x" << s.in[2]
                                     << " k " << s.kernel[0] << s.kernel[1] << s.kernel[2]
                                     << " s " << s.stride[0] << s.stride[1] << s.stride[2]
@@ -28,7 +28,7 @@ void check_plan(const Shape& s) {
                                     << " d " << s.dilation[0] << s.dilation[1] << s.dilation[2]);
   const ConvTranspose3dParams p = params_of(s);
   Plan plan;
-  ASSERT_TRUE(plan_forward_taps(p, &plan));
+  ASSERT_TRUE(plan_forward_taps(p, &plan, max_box_rows));
   int64_t rows = 1, outputs = 1, tiles = 1;
   int max_count = 0;
   for (int a = 0; a < 3; ++a) {
@@ -44,7 +44,7 @@ void check_plan(const Shape& s) {
     for (int u = 0; u < kMaxTile; ++u) max_count = std::max(max_count, plan.count[a][u]);
   }
   EXPECT_EQ(plan.box_rows, rows);
-  EXPECT_LE(rows, kMaxBoxRows);
+  EXPECT_LE(rows, max_box_rows);
   EXPECT_EQ(plan.passes, (rows + kBM - 1) / kBM);
   EXPECT_LE(outputs, kMaxOutputs);
   EXPECT_EQ(plan.tiles, tiles);
@@ -127,6 +127,23 @@ TEST(ForwardTapsPlan, NamedShapes) {
       {1, 8, 3, 1, {1, 1, 1}, {4, 4, 4}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1}},    // one input
   };
   for (const Shape& s : shapes) check_plan(s);
+}
+
+TEST(ForwardTapsPlan, SmallerBoxesWhereKIsWide) {
+  // The kernel's box limit falls with K and the device's shared memory
+  // (fp32's 512 bytes of channels: 128 rows on H100, 64 on A100): the plan
+  // stays within it and covers every output, or fails where no box fits.
+  const std::vector<Shape> shapes = {
+      {2, 128, 3, 1, {5, 6, 7}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},  // VAE RGB output
+      {1, 128, 3, 1, {9, 10, 21}, {4, 4, 4}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}},
+      {2, 128, 3, 1, {3, 4, 5}, {3, 4, 2}, {2, 3, 2}, {1, 0, 2}, {2, 1, 1}},
+  };
+  for (const Shape& s : shapes) {
+    for (const int64_t rows : {128, 64}) check_plan(s, rows);
+  }
+  Plan plan;
+  const ConvTranspose3dParams p = params_of(shapes[0]);
+  EXPECT_FALSE(plan_forward_taps(p, &plan, 0));
 }
 
 TEST(ForwardTapsPlan, RandomStridedShapes) {

@@ -250,7 +250,7 @@ TAP_BLOCK_CONFIGS = {
 # At most 4 output channels a group, more than 16 input channels (fewer are
 # the stencil's): the forward folds its taps into the GEMM's columns
 # (forward_taps_gemm.cu) where taps · Cout/G ≤ 192, a group's padded input
-# channels ≤ 256 bytes and every axis with taps has stride ≥ 2.
+# channels ≤ 512 bytes and every axis with taps has stride ≥ 2.
 FORWARD_TAPS_CONFIGS = {
     "rgb_out_k4s2p1": (2, 24, 3, 1, (5, 6, 7), 4, 2, 1, 0, 1, True),
     "k3s2p1op1_one_channel": (2, 40, 1, 1, (4, 5, 6), 3, 2, 1, 1, 1, False),
@@ -260,8 +260,10 @@ FORWARD_TAPS_CONFIGS = {
     "stride3_kernel_345": (1, 40, 1, 1, (3, 4, 3), (3, 4, 5), 3, 1, 0, 1, True),
     # Several tiles on every axis, boxes cut by both ends of x.
     "many_tiles": (1, 64, 3, 1, (9, 10, 21), 4, 2, 1, 0, 1, True),
-    # 128 channels: 256 bytes in fp16/bf16 (the widest), 512 in TF32 (the phase GEMM's).
+    # 128 channels: 256 bytes in fp16/bf16, 512 in TF32 (the widest: a smaller box).
     "widest_channels": (1, 128, 3, 1, (3, 4, 5), 4, 2, 1, 0, 1, True),
+    # 160 channels: 320 bytes in fp16/bf16 (ten k-steps); 640 in TF32, the phase GEMM's.
+    "past_widest_channels": (1, 160, 3, 1, (3, 4, 5), 4, 2, 1, 0, 1, False),
     # Past the kernel's limits, the phase GEMMs: 256 columns; a stride-1 axis.
     "too_many_columns": (1, 32, 4, 1, (3, 3, 3), 4, 2, 1, 0, 1, True),
     "stride_one_axis": (1, 24, 3, 1, (4, 5, 6), (4, 3, 4), (2, 1, 2), 1, 0, 1, True),

@@ -208,6 +208,13 @@ def torch_grad_weight(x, w, gy, dtype, geometry):
     return torch.autograd.grad(y_, w_, gy.to(x.device, dtype))[0]
 
 
+def torch_grad_input(x, w, gy, dtype, geometry):
+    """torch's grad-input of conv_transpose3d in `dtype`, on x's device."""
+    x_ = x.to(dtype).requires_grad_()
+    y_ = F.conv_transpose3d(x_, w.to(x.device, dtype), **geometry)
+    return torch.autograd.grad(y_, x_, gy.to(x.device, dtype))[0]
+
+
 @requires_cuda
 @pytest.mark.parametrize("forced_tile", [(64, 32), (64, 64), (128, 32), (128, 64)],
                          indirect=True, ids=lambda t: f"{t[0]}x{t[1]}")
@@ -300,17 +307,20 @@ def test_split_tf32_gemm_in_auto(layout):
 @pytest.mark.parametrize("geometry", [dict(kernel=4, stride=2, padding=1),
                                       dict(kernel=3, stride=2, padding=1, output_padding=1)],
                          ids=["k4s2p1", "k3s2p1op1"])
-def test_split_tf32_taps_gemms_in_auto(geometry, layout):
+@pytest.mark.parametrize("channels", [40, 128])
+def test_split_tf32_taps_gemms_in_auto(channels, geometry, layout):
     """Auto, fp32 without TF32, 3 output channels (RGB-output layers): the
-    taps-folded forward and grad-weight GEMMs on split TF32, at fp32's
-    tolerance and within twice torch's full-fp32 error, bitwise repeatable,
-    the same with 64-bit offsets; with the hook off, the CUDA-core kernels
-    (the stencil where it fits)."""
+    taps-folded forward (128 channels: its widest K, 512 bytes, in a smaller
+    box), grad-input and grad-weight GEMMs on split TF32, at fp32's tolerance
+    and within twice torch's full-fp32 error, bitwise repeatable, the same
+    with 64-bit offsets; with the hook off, the CUDA-core kernels (the
+    stencil where it fits)."""
     fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
     g = torch.Generator().manual_seed(31)
+    geometry = dict(geometry)  # the parameter is shared by every test it labels
     kernel = geometry.pop("kernel")
-    x = torch.randn(3, 40, 7, 6, 9, generator=g).cuda().contiguous(memory_format=fmt)
-    w = (torch.randn(40, 3, kernel, kernel, kernel, generator=g) / 16).cuda()
+    x = torch.randn(3, channels, 7, 6, 9, generator=g).cuda().contiguous(memory_format=fmt)
+    w = (torch.randn(channels, 3, kernel, kernel, kernel, generator=g) / 16).cuda()
     b = torch.randn(3, generator=g).cuda()
     y = tconv3d.conv_transpose3d(x, w, b, **geometry)
     assert tconv3d._C._last_cuda_kernels()["forward"] == "forward_taps_gemm_split_tf32"
@@ -324,9 +334,17 @@ def test_split_tf32_taps_gemms_in_auto(geometry, layout):
     op_geometry = ([stride] * 3, [padding] * 3, [geometry.get("output_padding", 0)] * 3, 1,
                    [1, 1, 1])
 
+    def grad_input():
+        return torch.ops.tconv3d.grad_input(gy, w, list(x.shape), *op_geometry)
+
     def grad_weight():
         return torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *op_geometry)
 
+    gx = grad_input()
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_taps_gemm_split_tf32"
+    check("grad_input", gx, torch_grad_input(xr, w, gy.cpu(), torch.float64, geometry),
+          torch_grad_input(x, w, gy, torch.float32, geometry), torch.float32)
+    assert_repeats_bitwise(gx, grad_input, "grad_input", "grad_input_taps_gemm_split_tf32")
     gw = grad_weight()
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm_split_tf32"
     check("grad_weight", gw, torch_grad_weight(xr, w, gy.cpu(), torch.float64, geometry),
@@ -335,6 +353,9 @@ def test_split_tf32_taps_gemms_in_auto(geometry, layout):
     with hook_set(tconv3d._C._set_fp32_split, False, True):
         tconv3d.conv_transpose3d(x, w, b, **geometry)
         assert tconv3d._C._last_cuda_kernels()["forward"] in {"narrow_gather", "forward_gather"}
+        grad_input()
+        assert tconv3d._C._last_cuda_kernels()["grad_input"] in {"narrow_gather",
+                                                                 "grad_input_gather"}
         grad_weight()
         assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_reduce"
 
@@ -1800,7 +1821,8 @@ def forward_taps_expected(config, dtype):
     k_bytes = -(-padded_group_bytes(cin, groups, dtype) // 32) * 32  # whole k-steps
     columns = math.prod(kernel) * (cout // groups)
     strided = all(k == 1 or s >= 2 for k, s in zip(kernel, stride))
-    return cout // groups <= 4 and columns <= 192 and k_bytes <= 256 and strided
+    # (k_bytes ≤ 512 leaves room for a box on H100/H200's 227 KB a block.)
+    return cout // groups <= 4 and columns <= 192 and k_bytes <= 512 and strided
 
 
 @requires_cuda
@@ -1811,8 +1833,9 @@ def test_forward_taps_gemm(name, layout, precision):
     """Few output channels a group: the forward with its taps folded into the
     GEMM's columns — boxes cut by x's ends and by partial tiles, one to four
     output channels, groups, dilation, anisotropic kernels and strides,
-    stride 3, the widest input channels — and the phase GEMMs past its
-    limits (256 columns, a stride-1 axis, 512 bytes of TF32 channels)."""
+    stride 3, the widest input channels (512 bytes of TF32's, a smaller box)
+    — and the phase GEMMs past its limits (256 columns, a stride-1 axis,
+    640 bytes of TF32 channels)."""
     dtype = use_precision(precision)
     config = FORWARD_TAPS_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
