@@ -311,7 +311,8 @@ def test_split_tf32_gemm_in_auto(layout):
 def test_split_tf32_taps_gemms_in_auto(channels, geometry, layout):
     """Auto, fp32 without TF32, 3 output channels (RGB-output layers): the
     taps-folded forward (128 channels: its widest K, 512 bytes, in a smaller
-    box), grad-input and grad-weight GEMMs on split TF32, at fp32's tolerance
+    box), grad-input (the phase GEMM from channels-last grad_output) and
+    grad-weight GEMMs on split TF32, at fp32's tolerance
     and within twice torch's full-fp32 error, bitwise repeatable, the same
     with 64-bit offsets; with the hook off, the CUDA-core kernels (the
     stencil where it fits)."""
@@ -341,10 +342,12 @@ def test_split_tf32_taps_gemms_in_auto(channels, geometry, layout):
         return torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *op_geometry)
 
     gx = grad_input()
-    assert tconv3d._C._last_cuda_kernels()["grad_input"] == "grad_input_taps_gemm_split_tf32"
+    split_gi = ("tensor_core_gemm_split_tf32" if layout == "channels_last"
+                else "grad_input_taps_gemm_split_tf32")
+    assert tconv3d._C._last_cuda_kernels()["grad_input"] == split_gi
     check("grad_input", gx, torch_grad_input(xr, w, gy.cpu(), torch.float64, geometry),
           torch_grad_input(x, w, gy, torch.float32, geometry), torch.float32)
-    assert_repeats_bitwise(gx, grad_input, "grad_input", "grad_input_taps_gemm_split_tf32")
+    assert_repeats_bitwise(gx, grad_input, "grad_input", split_gi)
     gw = grad_weight()
     assert tconv3d._C._last_cuda_kernels()["grad_weight"] == "grad_weight_taps_gemm_split_tf32"
     check("grad_weight", gw, torch_grad_weight(xr, w, gy.cpu(), torch.float64, geometry),
@@ -396,11 +399,13 @@ def taps_gemm_takes(config):
     return cout // groups <= 4
 
 
-def grad_input_taps_takes(config):
+def grad_input_taps_takes(config, dtype=torch.bfloat16, layout="contiguous"):
     """Whether auto sends a tensor-core grad-input to the taps-folded GEMM:
-    at most 4 output channels a group and 512 taps."""
+    at most 4 output channels a group and 512 taps, not float32 from a
+    channels-last grad_output of several channels."""
     _, _, cout, groups, _, kernel, *_ = config
-    return cout // groups <= 4 and math.prod(triple(kernel)) <= 512
+    fp32_in_place = dtype == torch.float32 and layout == "channels_last" and cout > 1
+    return cout // groups <= 4 and math.prod(triple(kernel)) <= 512 and not fp32_in_place
 
 
 def expected_kernels(policy, config, dtype, layout):
@@ -1853,12 +1858,13 @@ def test_grad_input_taps_gemm(name, layout, precision):
     padded to 4 channels or read in place (4 channels, channels-last), taps
     reaching past gy's ends, groups, dilation, anisotropic kernels and
     strides, stride 1, two column tiles (128 channels) — and the phase GEMMs
-    past 512 taps."""
+    past 512 taps and for TF32 from channels-last grad_output."""
     dtype = use_precision(precision)
     config = GRAD_INPUT_TAPS_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
     chosen = tconv3d._C._last_cuda_kernels()["grad_input"]
-    assert (chosen == "grad_input_taps_gemm") == grad_input_taps_takes(config), chosen
+    takes = grad_input_taps_takes(config, dtype, layout)
+    assert (chosen == "grad_input_taps_gemm") == takes, chosen
 
 
 @requires_cuda
