@@ -648,20 +648,20 @@ at::Tensor taps_packed_weight(const at::Tensor& w, int64_t packed_taps) {
 
 // Auto: groups of at most kTapChannels output channels (RGB outputs) take the
 // taps-folded grad-input, whose K holds (tap, channel) pairs; the phase GEMM
-// pads each tap's 1-4 channels to a whole k-step.  Not float32 from a
+// pads each tap's 1-4 channels to a whole k-step.  Not split TF32 from a
 // channels-last grad_output of several channels: there the phase GEMM took
-// 0.84-1.0x the taps' time in TF32 and 0.88-1.02x in split TF32 (H200, the
-// three RGB-output layers; RESULTS.md, "RGB-output fp32 round"), while bf16
-// gained (0.275 ms against 0.470, rgb_out k4s2).  The forced policies keep testing the phase GEMMs on these
+// 0.88-1.02x the taps' time (H200, the three RGB-output layers; RESULTS.md,
+// "RGB-output fp32 round").  TF32 keeps the taps: against them auto's phase
+// GEMM measured 0.89x, 0.99x and 1.10x, bf16 gained from them (0.275 ms
+// against 0.470, rgb_out k4s2).  The forced policies keep testing the phase GEMMs on these
 // shapes.  Returns false (nothing launched) where it does not apply.
 bool try_grad_input_taps_gemm(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                               const at::Tensor& weight, const at::Tensor& grad_input) {
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());
   const Fp32Mma math = fp32_split(dtype);
   const bool split = math != Fp32Mma::Tf32;
-  const bool fp32_in_place =
-      dtype == ScalarKind::Float32 && p.output.c == 1 && p.out_channels > 1;
-  if (g_policy.load() != KernelPolicy::Auto || fp32_in_place || !may_use_tensor_cores(p) ||
+  const bool split_channels_last = split && p.output.c == 1 && p.out_channels > 1;
+  if (g_policy.load() != KernelPolicy::Auto || split_channels_last || !may_use_tensor_cores(p) ||
       !grad_input_taps_gemm_supports(p, dtype, tf32_allowed() || split)) {
     return false;
   }

@@ -399,13 +399,11 @@ def taps_gemm_takes(config):
     return cout // groups <= 4
 
 
-def grad_input_taps_takes(config, dtype=torch.bfloat16, layout="contiguous"):
-    """Whether auto sends a tensor-core grad-input to the taps-folded GEMM:
-    at most 4 output channels a group and 512 taps, not float32 from a
-    channels-last grad_output of several channels."""
+def grad_input_taps_takes(config):
+    """Whether auto sends a tensor-core grad-input to the taps-folded GEMM
+    (TF32 or half precision): at most 4 output channels a group and 512 taps."""
     _, _, cout, groups, _, kernel, *_ = config
-    fp32_in_place = dtype == torch.float32 and layout == "channels_last" and cout > 1
-    return cout // groups <= 4 and math.prod(triple(kernel)) <= 512 and not fp32_in_place
+    return cout // groups <= 4 and math.prod(triple(kernel)) <= 512
 
 
 def expected_kernels(policy, config, dtype, layout):
@@ -1858,13 +1856,12 @@ def test_grad_input_taps_gemm(name, layout, precision):
     padded to 4 channels or read in place (4 channels, channels-last), taps
     reaching past gy's ends, groups, dilation, anisotropic kernels and
     strides, stride 1, two column tiles (128 channels) — and the phase GEMMs
-    past 512 taps and for TF32 from channels-last grad_output."""
+    past 512 taps."""
     dtype = use_precision(precision)
     config = GRAD_INPUT_TAPS_CONFIGS[name]
     run_parity(config, layout, dtype, "cuda")
     chosen = tconv3d._C._last_cuda_kernels()["grad_input"]
-    takes = grad_input_taps_takes(config, dtype, layout)
-    assert (chosen == "grad_input_taps_gemm") == takes, chosen
+    assert (chosen == "grad_input_taps_gemm") == grad_input_taps_takes(config), chosen
 
 
 @requires_cuda
