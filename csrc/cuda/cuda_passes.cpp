@@ -650,11 +650,12 @@ at::Tensor taps_packed_weight(const at::Tensor& w, int64_t packed_taps) {
 // taps-folded grad-input, whose K holds (tap, channel) pairs; the phase GEMM
 // pads each tap's 1-4 channels to a whole k-step.  Not split TF32 from a
 // channels-last grad_output of several channels: there the phase GEMM took
-// 0.88-1.02x the taps' time (H200, the three RGB-output layers; RESULTS.md,
+// 0.89-1.02x the taps' time (H200, the three RGB-output layers; RESULTS.md,
 // "RGB-output fp32 round").  TF32 keeps the taps: against them auto's phase
-// GEMM measured 0.89x, 0.99x and 1.10x, bf16 gained from them (0.275 ms
-// against 0.470, rgb_out k4s2).  The forced policies keep testing the phase GEMMs on these
-// shapes.  Returns false (nothing launched) where it does not apply.
+// GEMM measured 0.90x, 0.99x and 1.10x; bf16 gained from them (0.275 ms
+// against 0.470, rgb_out k4s2).  The forced policies keep testing the phase
+// GEMMs on these shapes.  Returns false (nothing launched) where it does not
+// apply.
 bool try_grad_input_taps_gemm(const ConvTranspose3dParams& p, const at::Tensor& grad_output,
                               const at::Tensor& weight, const at::Tensor& grad_input) {
   const ScalarKind dtype = scalar_kind(grad_output.scalar_type());

@@ -229,7 +229,8 @@ bool grad_input_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dt
   const int64_t rows = input_positions(p.batch, p.axis);
   const int64_t n_tiles = (p.in_per_group + taps_dgrad::kBN - 1) / taps_dgrad::kBN;
   if ((rows + taps_dgrad::kBM - 1) / taps_dgrad::kBM * n_tiles > int64_t(INT_MAX)) return false;
-  return sm80_kernel_runs_here<taps_dgrad::grad_input_taps_kernel<__half, int32_t, Fp32Mma::Tf32>>();
+  using taps_dgrad::grad_input_taps_kernel;
+  return sm80_kernel_runs_here<grad_input_taps_kernel<__half, int32_t, Fp32Mma::Tf32>>();
 }
 
 cudaError_t launch_grad_input_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,

@@ -130,8 +130,9 @@ void set_forward_tap_columns_sm90_columns(int columns);
 // at once and sums each output's taps from shared memory.  Same operands
 // (pass Forward); up to 192 columns (taps · Cout/G) and 512 bytes of (padded)
 // input channels a group, while a box of 64 input positions fits the device's
-// shared memory beside them (the box shrinks as K grows).  Pays where every axis with taps has stride ≥ 2
-// (a stride-1 axis's halo outgrows what the folding saves).
+// shared memory beside them (the box shrinks as K grows).  Pays where every
+// axis with taps has stride ≥ 2 (a stride-1 axis's halo outgrows what the
+// folding saves).
 bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
 bool forward_taps_gemm_pays(const ConvTranspose3dParams& p);
 cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
