@@ -62,7 +62,7 @@ PASS_KERNEL = {"fwd": "forward", "dgrad": "grad_input", "wgrad": "grad_weight"}
 KERNEL_POLICIES = ("auto", "gather", "tensor_core", "wgmma", "wgmma_boxes", "wgmma_halo",
                    "wgmma_one_cta", "wgmma_narrow", "wgmma_unsplit", "wgmma_streamed_weight",
                    "wgmma_group_a_tile", "tap_columns_wide", "tap_columns_slim", "tap_columns_mma_sync",
-                   "fp32_gather")
+                   "fp32_gather", "taps_any_stride")
 
 
 def force_kernel(policy: str) -> None:
@@ -79,11 +79,15 @@ def force_kernel(policy: str) -> None:
     128-column consumer tiles (fp16/bf16), "tap_columns_slim" with 32-column ones (which take
     K up to 1 KB: TF32 256 channels), "tap_columns_mma_sync" without it (its mma.sync version, or
     for TF32 of 64 columns or more the phase GEMM).  "fp32_gather" is auto with fp32 without
-    TF32 (the fp32 dtype) run on the CUDA-core gather kernels, as before split TF32 shipped."""
+    TF32 (the fp32 dtype) run on the CUDA-core gather kernels, as before split TF32 shipped.
+    "taps_any_stride" is auto with the taps-folded forward also on layers with stride-1 axes
+    (groups of at most 4 output channels)."""
     import tconv3d
 
     base = ("wgmma" if policy.startswith("wgmma")
-            else "auto" if policy.startswith("tap_columns") or policy == "fp32_gather" else policy)
+            else "auto" if policy.startswith("tap_columns") or policy in ("fp32_gather",
+                                                                         "taps_any_stride")
+            else policy)
     tconv3d._C._set_kernel_policy(base)
     tconv3d._C._set_tap_columns_wgmma(policy != "tap_columns_mma_sync")
     tconv3d._C._set_tap_columns_wgmma_columns(
@@ -94,6 +98,7 @@ def force_kernel(policy: str) -> None:
     tconv3d._C._set_wgmma_resident_weight(policy != "wgmma_streamed_weight")
     tconv3d._C._set_group_blocks(policy != "wgmma_group_a_tile")
     tconv3d._C._set_fp32_split(policy != "fp32_gather")
+    tconv3d._C._set_forward_taps_any_stride(policy == "taps_any_stride")
     one_cta = policy == "wgmma_one_cta"
     tconv3d._C._set_wgmma_grid(torch.cuda.get_device_properties(0).multi_processor_count if one_cta else 0)
 

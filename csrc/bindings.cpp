@@ -120,6 +120,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "test hook: the Hopper tap-columns forward's consumer tile width, 32 (K up to 1 KB), 64 or "
       "128 columns (128 in fp16/bf16 only); 0 (shipped): 64");
+  m.def("_set_forward_taps_any_stride", &tconv3d::cuda::set_forward_taps_any_stride,
+        "test and benchmark hook: whether auto's forward also folds the taps of groups of at "
+        "most 4 output channels into the GEMM's columns where an axis with taps has stride 1 "
+        "(False, shipped: only where every such axis is strided)");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(

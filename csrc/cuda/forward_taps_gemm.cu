@@ -24,6 +24,7 @@
 #include "tensor_core_gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -320,9 +321,20 @@ bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype
   return sm80_kernel_runs_here<forward_taps_kernel<__half, int32_t, 0, Fp32Mma::Tf32>>();
 }
 
+namespace {
+std::atomic<bool> g_any_stride{false};
+}  // namespace
+
+void set_forward_taps_any_stride(bool on) { g_any_stride.store(on); }
+
 bool forward_taps_gemm_pays(const ConvTranspose3dParams& p) {
-  // A stride-1 axis with taps makes the box L + (K−1)d long for L outputs: the
-  // halo's MMAs and reads outgrow what folding the taps saves.
+  // A stride-1 axis with taps makes the box L + (K−1)d long for L outputs:
+  // the halo's MMAs and reads were expected to outgrow what folding the taps
+  // saves.  Not measured: by MMA work a k3s1 RGB output (64 → 3) would take
+  // about 0.4x the phase GEMM's (3.4 box rows × 96 columns an output, against
+  // 27 taps × 32 columns), and read x about 8x less often.  The hook lets
+  // kernel_ab.py time it (policy taps_any_stride).
+  if (g_any_stride.load()) return true;
   for (const Axis& a : p.axis) {
     if (a.kernel > 1 && a.stride < 2) return false;
   }

@@ -135,6 +135,9 @@ void set_forward_tap_columns_sm90_columns(int columns);
 // folding saves).
 bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype);
 bool forward_taps_gemm_pays(const ConvTranspose3dParams& p);
+// Test and benchmark hook: whether auto also takes it with stride-1 axes
+// (False, shipped: forward_taps_gemm_pays's rule).
+void set_forward_taps_any_stride(bool on);
 cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                      const TensorCoreGemmOperands& ops);
 

@@ -267,6 +267,9 @@ FORWARD_TAPS_CONFIGS = {
     # Past the kernel's limits, the phase GEMMs: 256 columns; a stride-1 axis.
     "too_many_columns": (1, 32, 4, 1, (3, 3, 3), 4, 2, 1, 0, 1, True),
     "stride_one_axis": (1, 24, 3, 1, (4, 5, 6), (4, 3, 4), (2, 1, 2), 1, 0, 1, True),
+    # Stride 1 on every axis (the RGB output k3s1p1): the phase GEMMs; the taps under
+    # _set_forward_taps_any_stride (test_forward_taps_gemm_on_stride_one_axes).
+    "stride_one_k3": (2, 24, 3, 1, (5, 6, 7), 3, 1, 1, 0, 1, True),
 }
 
 # The grad-input of the same layers folds their taps into K
