@@ -115,6 +115,15 @@ inline int smem_per_block_optin() {
   return first_device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(0);
 }
 
+// Whether a block of `dynamic` bytes of dynamic shared memory, beside up to
+// 4 KB of static (the mma.sync kernels' tables), may launch here.  Their
+// sizes were chosen on H100 (227 KB); the support checks of the kernels
+// that can pass A100's 163 KB or sm_86/89's 99 KB ask this, so the router
+// falls back instead of the launch failing.
+inline bool block_smem_fits(int64_t dynamic) {
+  return dynamic + 4096 <= smem_per_block_optin();
+}
+
 constexpr int kThreads = 256;
 
 inline unsigned int grid_for(int64_t work, int64_t cap = int64_t(1) << 20) {

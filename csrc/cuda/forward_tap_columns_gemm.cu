@@ -422,11 +422,14 @@ int64_t tiles_per_block(int64_t row_tiles, int64_t col_tiles, int smem) {
 }  // namespace tapcol
 
 bool forward_tap_columns_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
+  using namespace tapcol;
   if (!one_tap_per_output(p.axis)) return false;
-  if (k_step_bytes(padded_channels(p.in_per_group, dtype), dtype) > tapcol::kMaxKBytes ||
-      p.groups > 65535) {
-    return false;
-  }
+  const int k_bytes = int(k_step_bytes(padded_channels(p.in_per_group, dtype), dtype));
+  // A in either layout and B's two buffers: the stores from the registers'
+  // shared memory (the staged stores' tile comes on top where it fits).
+  const int ab_bytes = std::max(a_tile_bytes(false, k_bytes), a_tile_bytes(true, k_bytes)) +
+                       2 * kBN * (k_bytes + 16);
+  if (k_bytes > kMaxKBytes || !block_smem_fits(ab_bytes) || p.groups > 65535) return false;
   const int64_t rows = input_positions(p.batch, p.axis);
   if ((rows + tapcol::kBM - 1) / tapcol::kBM > (int64_t(1) << 30) ||
       p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * p.out_per_group + tapcol::kBN >
@@ -455,8 +458,12 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   a.col_tiles = (a.col_count + kBN - 1) / kBN;
   const int64_t vec = tensor_core_channel_multiple(cfg.dtype), es = 16 / vec;
   const Strides5 o = p.output;
-  const bool staged = o.c == 1 && ops.columns % vec == 0 && o.n % vec == 0 && o.d % vec == 0 &&
-                      o.h % vec == 0 && o.w % vec == 0 &&
+  const int ab_bytes = a.a_bytes + 2 * kBN * a.pitch;
+  const int staged_smem = ab_bytes + int(es) * kBM * (kBN + int(vec));
+  // (The staged stores' tile only where the device's shared memory holds it
+  // beside A and B: not at 512 bytes of channels on A100.)
+  const bool staged = block_smem_fits(staged_smem) && o.c == 1 && ops.columns % vec == 0 &&
+                      o.n % vec == 0 && o.d % vec == 0 && o.h % vec == 0 && o.w % vec == 0 &&
                       reinterpret_cast<uintptr_t>(ops.dest) % 16 == 0;
   const bool pairs_aligned = reinterpret_cast<uintptr_t>(ops.dest) % (2 * es) == 0 &&
                              o.n % 2 == 0 && o.d % 2 == 0 && o.h % 2 == 0;
@@ -466,8 +473,6 @@ cudaError_t launch_forward_tap_columns_gemm(const ConvTranspose3dParams& p, cons
   const bool cl_pairs = pairs_aligned && o.c == 1 && ops.columns % 2 == 0 && o.w % 2 == 0;
   a.kw_pairs = !staged && pairs_aligned && o.w == 1 && p.axis[2].kernel % 2 == 0 &&
                o.c % 2 == 0;
-  const int ab_bytes = a.a_bytes + 2 * kBN * a.pitch;
-  const int staged_smem = ab_bytes + int(es) * kBM * (kBN + int(vec));
   // The staging tile (35 KB in fp32) can cost the third block an SM (TF32
   // 64-channel groups): on grids long enough for three there, the pairs
   // from the registers, as into NCDHW outputs: big U-Net TF32 channels-last

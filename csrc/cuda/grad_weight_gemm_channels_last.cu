@@ -307,6 +307,20 @@ Plan plan(const ConvTranspose3dParams& p) {
   return make_plan(p, bm, bn, SplitPolicy{rows, target / warps});
 }
 
+// The shared memory a plan's tile takes (its piece size does not change it).
+template <typename scalar_t>
+int ring_bytes(const Plan& pl) {
+  switch (pl.bm * 1000 + pl.bn) {
+    case 128128: return Layout<scalar_t, Tile128x128<scalar_t>, 16>::RING;
+    case 128064: return Layout<scalar_t, Tile128x64<scalar_t>, 16>::RING;
+    case 64128: return Layout<scalar_t, Tile64x128<scalar_t>, 16>::RING;
+    case 64064: return Layout<scalar_t, Tile64x64, 16>::RING;
+    case 32032: return Layout<scalar_t, Tile32x32, 16>::RING;
+    case 16016: return Layout<scalar_t, Tile16x16, 16>::RING;
+    default: return INT_MAX;
+  }
+}
+
 template <typename scalar_t, typename index_t>
 cudaError_t launch_mma(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
                        const GradWeightOperands& ops) {
@@ -334,7 +348,12 @@ bool grad_weight_gemm_channels_last_supports(const ConvTranspose3dParams& p, Sca
                                              bool allow_tf32) {
   const bool dtype_ok = tensor_core_dtype(dtype, allow_tf32);
   if (!dtype_ok || p.in_per_group < 1 || p.out_per_group < 1) return false;
-  if (gw_gemm::plan(p).blocks > int64_t(INT_MAX)) return false;
+  const gw_gemm::Plan pl = gw_gemm::plan(p);
+  if (pl.blocks > int64_t(INT_MAX)) return false;
+  // Up to 108 KB (TF32 128 x 128): past sm_86/89's 99 KB.
+  const int ring = element_bytes(dtype) == 2 ? gw_gemm::ring_bytes<__half>(pl)
+                                             : gw_gemm::ring_bytes<float>(pl);
+  if (!block_smem_fits(ring)) return false;
   return sm80_kernel_runs_here<
       gw_gemm::grad_weight_mma_kernel<__half, int32_t, gw_gemm::Tile64x64, 16, Fp32Mma::Tf32>>();
 }

@@ -393,6 +393,12 @@ bool grad_weight_tap_blocks_gemm_supports(const ConvTranspose3dParams& p, Scalar
       pl.n_tiles * gw_tapblk::kQRows > int64_t(INT_MAX)) {
     return false;
   }
+  // 108 KB at TF32's 128-channel tiles: past sm_86/89's 99 KB.
+  using gw_tapblk::kSmem;
+  const int smem = element_bytes(dtype) == 2
+                       ? (pl.bm == 128 ? kSmem<__half, 128> : kSmem<__half, 64>)
+                       : (pl.bm == 128 ? kSmem<float, 128> : kSmem<float, 64>);
+  if (!block_smem_fits(smem)) return false;
   return sm80_kernel_runs_here<gw_tapblk::grad_weight_tap_blocks_kernel<__half, int32_t, 64>>();
 }
 
