@@ -124,6 +124,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "test and benchmark hook: whether auto's forward also folds the taps of groups of at "
         "most 4 output channels into the GEMM's columns where an axis with taps has stride 1 "
         "(False, shipped: only where every such axis is strided)");
+  m.def("_set_smem_per_block_limit", &tconv3d::cuda::set_smem_per_block_limit,
+        "test hook: the shared memory a block may take, as the mma.sync kernels' checks read it, "
+        "where below the device's (A100: 166912, sm_86/89: 101376); 0 (shipped): the device's");
   m.def("_wgmma_available", &tconv3d::cuda::tensor_core_gemm_sm90_runs_here,
         "whether the Hopper (sm_90a) GEMM runs on the current device");
   m.def(

@@ -109,10 +109,16 @@ inline int smem_per_sm() {
   return first_device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(0);
 }
 
+// Test hook (set_smem_per_block_limit): a smaller limit than the device's,
+// so an H100 takes the choices a smaller GPU would (0: the device's).
+inline std::atomic<int> g_smem_per_block_limit{0};
+
 // Dynamic and static shared memory a block may opt in to (0 if unknown):
 // 227 KB on H100, 163 KB on A100, 99 KB on sm_86/sm_89.
 inline int smem_per_block_optin() {
-  return first_device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(0);
+  const int device = first_device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(0);
+  const int limit = g_smem_per_block_limit.load(std::memory_order_relaxed);
+  return limit > 0 && limit < device ? limit : device;
 }
 
 // Whether a block of `dynamic` bytes of dynamic shared memory, beside up to

@@ -323,6 +323,8 @@ cudaError_t launch_tensor_core_gemm(const ConvTranspose3dParams& p, const Launch
   return err;
 }
 
+void set_smem_per_block_limit(int bytes) { g_smem_per_block_limit.store(bytes); }
+
 void set_tensor_core_tile(int rows, int columns) {
   tcg::g_forced_bm.store(rows);
   tcg::g_forced_bn.store(columns);

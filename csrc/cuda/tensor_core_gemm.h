@@ -138,6 +138,12 @@ bool forward_taps_gemm_pays(const ConvTranspose3dParams& p);
 // Test and benchmark hook: whether auto also takes it with stride-1 axes
 // (False, shipped: forward_taps_gemm_pays's rule).
 void set_forward_taps_any_stride(bool on);
+
+// Test hook: the mma.sync kernels' shared-memory checks (block_smem_fits,
+// the taps-folded forward's box) read this many bytes a block where it is
+// below the device's limit, as A100 (166912) or sm_86/89 (101376) would;
+// 0 (shipped): the device's.
+void set_smem_per_block_limit(int bytes);
 cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const LaunchConfig& cfg,
                                      const TensorCoreGemmOperands& ops);
 

@@ -1867,6 +1867,55 @@ def test_forward_taps_gemm_on_stride_one_axes(name, layout, precision):
     assert tconv3d._C._last_cuda_kernels()["forward"] == expected
 
 
+# cudaDevAttrMaxSharedMemoryPerBlockOptin of smaller GPUs than H100's 232448.
+SMEM_LIMITS = {"a100": 166912, "sm86": 101376}
+# The mma.sync kernels whose blocks can pass those limits (block_smem_fits):
+# (config, layout, precision, policy, pass, kernel).  Each has a variant that
+# fits A100 and none that fits sm_86/89.
+SMEM_SCENARIOS = {
+    # 512 bytes of fp32 channels, 81 columns: 64-row boxes within 163 KB.
+    "taps_forward": ((1, 128, 3, 1, (3, 4, 5), 3, 2, 1, 1, 1, True), "channels_last",
+                     "split_tf32", "auto", "forward", "forward_taps_gemm_split_tf32"),
+    # 512 bytes of TF32 channels: 137 KB, 172 KB with the staged stores.
+    "tap_columns": ((2, 128, 32, 1, (3, 4, 5), 2, 2, 0, 0, 1, True), "channels_last", "tf32",
+                    "auto", "forward", "forward_tap_columns_gemm"),
+    # 128 x 128 TF32 tiles: 102 KB.
+    "grad_weight_channels_last": ((1, 128, 128, 1, (3, 3, 3), 3, 2, 1, 1, 1, False),
+                                  "channels_last", "tf32", "tensor_core", "grad_weight",
+                                  "grad_weight_gemm_channels_last"),
+    # 128-channel TF32 tiles: 108 KB.
+    "grad_weight_tap_blocks": (TAP_BLOCK_CONFIGS["wide_columns"], "contiguous", "tf32", "auto",
+                               "grad_weight", "grad_weight_tap_blocks_gemm"),
+}
+
+
+@requires_cuda
+@pytest.mark.parametrize("limit", list(SMEM_LIMITS))
+@pytest.mark.parametrize("scenario", list(SMEM_SCENARIOS))
+def test_kernels_fit_smaller_shared_memory(scenario, limit):
+    """With the shared memory a block may take held to A100's or sm_86/89's
+    limit: the kernel keeps a variant that fits A100 (a smaller box, no
+    staged stores) and on sm_86/89 the router takes another kernel, where
+    the launch used to fail; parity either way.  (The tap-columns forward's
+    mma.sync version, its Hopper one off.)"""
+    config, layout, precision, policy, pass_, kernel = SMEM_SCENARIOS[scenario]
+    if precision == "split_tf32":
+        torch.backends.cudnn.allow_tf32 = False
+        dtype = torch.float32
+    else:
+        dtype = use_precision(precision)
+
+    def chosen():
+        run_parity_with_policy(policy, config, layout, dtype)
+        return tconv3d._C._last_cuda_kernels()[pass_]
+
+    with hook_set(tconv3d._C._set_tap_columns_wgmma, False, True):
+        assert chosen() == kernel  # the device's own limit (H100/H200)
+        with hook_set(tconv3d._C._set_smem_per_block_limit, SMEM_LIMITS[limit], 0):
+            under_limit = chosen()
+    assert (under_limit == kernel) == (limit == "a100"), under_limit
+
+
 @requires_cuda
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS)
