@@ -618,6 +618,21 @@ def bench_cudnn_best(fn_torch: Callable, case: Case, dtype_name: str, pass_: str
     return result
 
 
+# The kernels tconv3d names (tconv3d._C._last_cuda_kernels) for each pass's calls.
+PASS_KERNELS = {"fwd": ("forward",), "dgrad": ("grad_input",), "wgrad": ("grad_weight",),
+                "fwdbwd": ("forward", "grad_input", "grad_weight")}
+
+
+def kernels_ran(pass_: str, device: torch.device) -> str | None:
+    """The CUDA kernels tconv3d's last call of the pass ran, "/"-joined (None on the CPU and
+    for the fake, which never imports tconv3d)."""
+    module = sys.modules.get("tconv3d")
+    if device.type != "cuda" or module is None:
+        return None
+    last = module._C._last_cuda_kernels()
+    return "/".join(last[p] for p in PASS_KERNELS[pass_])
+
+
 def bench_row(ours_fn: Callable, case: Case, dtype_name: str, layout: str, pass_: str,
               device: torch.device, args: argparse.Namespace, best: dict | None,
               ceilings: dict) -> dict:
@@ -648,6 +663,8 @@ def bench_row(ours_fn: Callable, case: Case, dtype_name: str, layout: str, pass_
                         raise
                     row["notes"].append(f"{name}: {short_error(exc)}")
                     del calls[name]
+                if name == "ours" and name in calls:
+                    row["kernels"] = kernels_ran(pass_, device)
             synchronize(device)
             if calls:
                 timed = graphed_calls(calls, sets, device) if args.graphs else calls
@@ -808,7 +825,7 @@ def markdown_table(rows: list[dict], reference: str) -> str:
               "speed-up", "vs best", "ours TFLOP/s", f"{reference} TFLOP/s", "ours GB/s", "% FLOP ceil",
               "% copy ceil", "ours extra MB", f"{reference} extra MB", f"err vs {reference}",
               f"err vs fp64 ours/{reference}",
-              "backend", "flags", "notes"]
+              "backend", "ours kernels", "flags", "notes"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         err64 = (f"{r['err_ref_ours']:.1e}/{r['err_ref_cudnn']:.1e}"
@@ -818,7 +835,8 @@ def markdown_table(rows: list[dict], reference: str) -> str:
                  fmt3(r["tflops_ours"]), fmt3(r["tflops_cudnn"]), fmt3(r["gbs_ours"]),
                  fmt(r["pct_flop_ceiling"], ".1f", "%"), fmt(r["pct_copy_ceiling"], ".1f", "%"),
                  fmt3(r.get("mem_ours_mb")), fmt3(r.get("mem_cudnn_mb")), fmt(r.get("err"), ".1e"),
-                 err64, r.get("backend") or "-", " ".join(r["flags"]), "; ".join(r["notes"]).replace("|", "/")]
+                 err64, r.get("backend") or "-", r.get("kernels") or "-", " ".join(r["flags"]),
+                 "; ".join(r["notes"]).replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -870,7 +888,9 @@ def markdown_report(env: dict, settings: dict, ceilings: dict, ceilings_source: 
         baseline = "speed-up = torch ms / ours ms, torch being F.conv_transpose3d on CPU in the same dtype and layout."
     ceiling_text = ", ".join(f"{k} {fmt3(v)} {'GB/s' if k == 'copy' else 'TFLOP/s'}" for k, v in ceilings.items())
     legend = (
-        f"{baseline} 'backend' is the one torch picked. FLOPs = 2·N·Cin·(Cout/G)·kvol·Din·Hin·Win (×3 for "
+        f"{baseline} 'backend' is the one torch picked; 'ours kernels' are tconv3d's CUDA kernels for "
+        "the pass (forward/grad-input/grad-weight for fwdbwd). "
+        "FLOPs = 2·N·Cin·(Cout/G)·kvol·Din·Hin·Win (×3 for "
         "fwdbwd); bytes = input + weight + output once each (×3 for fwdbwd). "
         f"err vs {reference} = ‖ours − {reference}‖/‖{reference}‖, the worst of output and gradients; err vs fp64 = "
         "each against a float64 reference. Flags: TOL over the DESIGN.md §2 tolerance (TOL~: no float64 "
