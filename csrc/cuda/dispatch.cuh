@@ -83,30 +83,36 @@ bool sm80_kernel_runs_here() {
   return kernel_runs_here<Kernel, ArchNeed::Sm80OrNewer>();
 }
 
-// An attribute of the first device asked, read once (`fallback` while it
-// cannot be read).
+// An attribute of the current device (the op's: its device guard is set),
+// read once per device; `fallback` while it cannot be read.  Per device, as
+// the shared-memory checks need on a machine of mixed GPUs.
 template <cudaDeviceAttr kAttr>
-int first_device_attribute(int fallback) {
-  static std::atomic<int> cached{-1};
-  int n = cached.load(std::memory_order_relaxed);
-  if (n < 0) {
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, kAttr, dev) != cudaSuccess) {
+int device_attribute(int fallback) {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];  // 0: not read yet
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
+    cudaGetLastError();  // clear
+    return fallback;
+  }
+  int n = cached[dev].load(std::memory_order_relaxed);
+  if (n <= 0) {
+    if (cudaDeviceGetAttribute(&n, kAttr, dev) != cudaSuccess) {
       cudaGetLastError();  // clear
       return fallback;
     }
-    cached.store(n, std::memory_order_relaxed);
+    cached[dev].store(n, std::memory_order_relaxed);
   }
   return n;
 }
 
 // Multiprocessors (tile and grid choices read it).
-inline int sm_count() { return first_device_attribute<cudaDevAttrMultiProcessorCount>(132); }
+inline int sm_count() { return device_attribute<cudaDevAttrMultiProcessorCount>(132); }
 
 // Shared memory an SM holds (0 if unknown: no choice that reads it then
 // assumes more than the smallest).
 inline int smem_per_sm() {
-  return first_device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(0);
+  return device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(0);
 }
 
 // Test hook (set_smem_per_block_limit): a smaller limit than the device's,
@@ -116,7 +122,7 @@ inline std::atomic<int> g_smem_per_block_limit{0};
 // Dynamic and static shared memory a block may opt in to (0 if unknown):
 // 227 KB on H100, 163 KB on A100, 99 KB on sm_86/sm_89.
 inline int smem_per_block_optin() {
-  const int device = first_device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(0);
+  const int device = device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(0);
   const int limit = g_smem_per_block_limit.load(std::memory_order_relaxed);
   return limit > 0 && limit < device ? limit : device;
 }
