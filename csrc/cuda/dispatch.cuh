@@ -47,19 +47,28 @@ void dispatch_index(bool wide, F&& f) {
 // (wgmma and the other architecture-specific features).
 enum class ArchNeed { Sm80OrNewer, Sm90a };
 
+// Devices the per-device caches below hold.
+constexpr int kMaxDevices = 64;
+
+// The current device (the op's: its device guard is set), or -1 where it
+// cannot be read or is past the caches.
+inline int current_device() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();  // clear
+    return -1;
+  }
+  return dev >= 0 && dev < kMaxDevices ? dev : -1;
+}
+
 // Whether Kernel has code the current device runs, as `need` says.  Asked
 // once per device: the answer cannot change, and the runtime queries cost host
 // time on every call otherwise.
 template <auto Kernel, ArchNeed need>
 bool kernel_runs_here() {
-  constexpr int kMaxDevices = 64;
   static std::atomic<int> known[kMaxDevices];  // 0 unknown, 1 yes, -1 no
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) {
-    cudaGetLastError();  // clear
-    return false;
-  }
-  if (dev < 0 || dev >= kMaxDevices) return false;
+  const int dev = current_device();
+  if (dev < 0) return false;
   int state = known[dev].load(std::memory_order_relaxed);
   if (state == 0) {
     cudaFuncAttributes attr{};
@@ -83,18 +92,14 @@ bool sm80_kernel_runs_here() {
   return kernel_runs_here<Kernel, ArchNeed::Sm80OrNewer>();
 }
 
-// An attribute of the current device (the op's: its device guard is set),
-// read once per device; `fallback` while it cannot be read.  Per device, as
-// the shared-memory checks need on a machine of mixed GPUs.
+// An attribute of the current device, read once per device; `fallback`
+// while it cannot be read.  Per device, as the shared-memory checks need on
+// a machine of mixed GPUs.
 template <cudaDeviceAttr kAttr>
 int device_attribute(int fallback) {
-  constexpr int kMaxDevices = 64;
   static std::atomic<int> cached[kMaxDevices];  // 0: not read yet
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
-    cudaGetLastError();  // clear
-    return fallback;
-  }
+  const int dev = current_device();
+  if (dev < 0) return fallback;
   int n = cached[dev].load(std::memory_order_relaxed);
   if (n <= 0) {
     if (cudaDeviceGetAttribute(&n, kAttr, dev) != cudaSuccess) {
@@ -127,14 +132,16 @@ inline int smem_per_block_optin() {
   return limit > 0 && limit < device ? limit : device;
 }
 
-// Whether a block of `dynamic` bytes of dynamic shared memory, beside up to
-// 4 KB of static (the mma.sync kernels' tables), may launch here.  Their
-// sizes were chosen on H100 (227 KB); the support checks of the kernels
-// that can pass A100's 163 KB or sm_86/89's 99 KB ask this, so the router
-// falls back instead of the launch failing.
-inline bool block_smem_fits(int64_t dynamic) {
-  return dynamic + 4096 <= smem_per_block_optin();
+// The dynamic shared memory a block may take here beside `static_bytes` of
+// static (by default 4 KB: the mma.sync kernels' tables).  Their sizes were
+// chosen on H100 (227 KB); the support checks of the kernels that can pass
+// A100's 163 KB or sm_86/89's 99 KB ask this, so the router falls back
+// instead of the launch failing.
+inline int64_t block_smem_room(int64_t static_bytes = 4096) {
+  return int64_t(smem_per_block_optin()) - static_bytes;
 }
+
+inline bool block_smem_fits(int64_t dynamic) { return dynamic <= block_smem_room(); }
 
 constexpr int kThreads = 256;
 

@@ -276,21 +276,22 @@ cudaError_t launch_typed(const Args& a, int smem, int64_t batch, int64_t groups,
   return cudaGetLastError();
 }
 
-// K and the shared memory it takes: the weight's columns that warps read,
-// and the most box rows the device's shared memory holds beside them (0 if
-// unknown).
+// The (tap, co) columns, K and the shared memory they take: the weight's
+// columns that warps read, and the most box rows the device's shared memory
+// holds beside them (0 if unknown).
 struct KFit {
+  int64_t col_count;
   int k_bytes, pitch, b_rows;
   int64_t max_box_rows;
 };
 
 KFit k_fit(const ConvTranspose3dParams& p, int64_t channels, ScalarKind dtype) {
   KFit f{};
+  f.col_count = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * p.out_per_group;
   f.k_bytes = int(k_step_bytes(channels, dtype));
   f.pitch = f.k_bytes + 16;
-  const int64_t cols = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * p.out_per_group;
-  f.b_rows = int(std::min<int64_t>((cols + kWarpN - 1) / kWarpN * kWarpN, kBN));
-  const int64_t room = int64_t(smem_per_block_optin()) - kStaticSmem - kZBytes;
+  f.b_rows = int(std::min<int64_t>((f.col_count + kWarpN - 1) / kWarpN * kWarpN, kBN));
+  const int64_t room = block_smem_room(kStaticSmem) - kZBytes;
   f.max_box_rows = std::max<int64_t>(room / f.pitch - f.b_rows, 0) / kBM * kBM;
   return f;
 }
@@ -303,9 +304,9 @@ int smem_bytes(const Plan& plan, const KFit& f) {
 
 bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype) {
   using namespace fwd_taps;
-  const int64_t taps = p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel;
-  if (p.out_per_group > kMaxColumns || taps * p.out_per_group > kBN || p.groups > 65535 ||
-      k_step_bytes(padded_channels(p.in_per_group, dtype), dtype) > kMaxKBytes) {
+  const KFit fit = k_fit(p, padded_channels(p.in_per_group, dtype), dtype);
+  if (p.out_per_group > kMaxColumns || fit.col_count > kBN || p.groups > 65535 ||
+      fit.k_bytes > kMaxKBytes) {
     return false;
   }
   for (const Axis& a : p.axis) {
@@ -313,7 +314,6 @@ bool forward_taps_gemm_supports(const ConvTranspose3dParams& p, ScalarKind dtype
     if (a.kernel > 255 || a.out > std::numeric_limits<int>::max() / 2) return false;
   }
   Plan plan;
-  const KFit fit = k_fit(p, padded_channels(p.in_per_group, dtype), dtype);
   if (!plan_forward_taps(p, &plan, fit.max_box_rows) ||
       p.batch * plan.tiles > std::numeric_limits<int>::max()) {
     return false;
@@ -358,7 +358,7 @@ cudaError_t launch_forward_taps_gemm(const ConvTranspose3dParams& p, const Launc
   a.box_rows = int(plan.box_rows);
   a.passes = int(plan.passes);
   a.outputs = int(plan.box[0].tile * plan.box[1].tile * plan.box[2].tile);
-  a.col_count = int(p.axis[0].kernel * p.axis[1].kernel * p.axis[2].kernel * ops.columns);
+  a.col_count = int(fit.col_count);
   a.b_rows = fit.b_rows;
   a.k_bytes = fit.k_bytes;
   a.pitch = fit.pitch;

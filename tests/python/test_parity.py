@@ -26,10 +26,12 @@ TF32_TOLERANCE, TF32_ERROR_FLOOR = 3e-3, 5e-4
 
 
 def use_precision(precision):
-    """The dtype of a tensor-core precision ("tf32", "fp16", "bf16"); float32
-    runs as TF32 exactly when "tf32", as torch's convolutions would."""
+    """The dtype of a tensor-core precision ("tf32", "split_tf32", "fp16",
+    "bf16"); float32 runs as TF32 exactly when "tf32", as torch's convolutions
+    would, and on split TF32 where TF32 is off."""
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    return {"tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return {"tf32": torch.float32, "split_tf32": torch.float32, "fp16": torch.float16,
+            "bf16": torch.bfloat16}[precision]
 
 
 def triple(v):
@@ -1855,11 +1857,7 @@ def test_forward_taps_gemm_on_stride_one_axes(name, layout, precision):
     only the benchmark hook sends there (whether its halo pays is kernel_ab's
     question): parity in every precision and layout, fp32 without TF32 on
     split TF32."""
-    if precision == "split_tf32":
-        torch.backends.cudnn.allow_tf32 = False
-        dtype = torch.float32
-    else:
-        dtype = use_precision(precision)
+    dtype = use_precision(precision)
     config = FORWARD_TAPS_CONFIGS[name]
     with hook_set(tconv3d._C._set_forward_taps_any_stride, True, False):
         run_parity(config, layout, dtype, "cuda")
@@ -1899,11 +1897,7 @@ def test_kernels_fit_smaller_shared_memory(scenario, limit):
     the launch used to fail; parity either way.  (The tap-columns forward's
     mma.sync version, its Hopper one off.)"""
     config, layout, precision, policy, pass_, kernel = SMEM_SCENARIOS[scenario]
-    if precision == "split_tf32":
-        torch.backends.cudnn.allow_tf32 = False
-        dtype = torch.float32
-    else:
-        dtype = use_precision(precision)
+    dtype = use_precision(precision)
 
     def chosen():
         run_parity_with_policy(policy, config, layout, dtype)
