@@ -47,14 +47,14 @@ def test_two_runs_are_bitwise_identical(device, dtype):
 
 def hopper_runs_over_grids(grids, **run_kwargs):
     """run_once under the wgmma policy once per persistent-grid cap (0: one
-    per SM); the runs and the forward kernel each one took."""
+    per SM); the runs and the kernels each one took (_last_cuda_kernels)."""
     tconv3d._C._set_kernel_policy("wgmma")
     runs, kernels = [], []
     try:
         for ctas in grids:
             tconv3d._C._set_wgmma_grid(ctas)
             runs.append(run_once("cuda", **run_kwargs))
-            kernels.append(tconv3d._C._last_cuda_kernels()["forward"])
+            kernels.append(dict(tconv3d._C._last_cuda_kernels()))
     finally:
         tconv3d._C._set_wgmma_grid(0)
         tconv3d._C._set_kernel_policy("auto")
@@ -66,8 +66,11 @@ def hopper_runs_over_grids(grids, **run_kwargs):
 def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
     """Same results whatever the CTA count: each output is one thread's sum in
     a fixed order, however the persistent grid hands out the tiles."""
+    if not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
     torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
-    runs, _ = hopper_runs_over_grids((0, 0, 7), dtype=dtype)
+    runs, kernels = hopper_runs_over_grids((0, 0, 7), dtype=dtype)
+    assert all(k["forward"].startswith("tensor_core_gemm_sm90") for k in kernels), kernels
     assert_bitwise_equal(runs)
 
 
@@ -82,7 +85,7 @@ def test_hopper_halo_loader_is_bitwise_reproducible(dtype):
     torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
     runs, kernels = hopper_runs_over_grids((0, 0, 3), dtype=dtype, channels_last=True,
                                            in_channels=64, stride=1)
-    assert kernels == ["tensor_core_gemm_sm90_halo"] * 3
+    assert [k["forward"] for k in kernels] == ["tensor_core_gemm_sm90_halo"] * 3
     assert_bitwise_equal(runs)
 
 
@@ -100,10 +103,11 @@ def test_hopper_split_k_grad_input_is_bitwise_reproducible(dtype, out_channels, 
     torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
     tconv3d._C._set_wgmma_splits(splits)
     try:
-        runs, _ = hopper_runs_over_grids((0, 0, 3), dtype=dtype, channels_last=True,
-                                         out_channels=out_channels)
+        runs, kernels = hopper_runs_over_grids((0, 0, 3), dtype=dtype, channels_last=True,
+                                               out_channels=out_channels)
     finally:
         tconv3d._C._set_wgmma_splits(0)
+    assert all(k["grad_input"].startswith("tensor_core_gemm_sm90") for k in kernels), kernels
     assert_bitwise_equal(runs)
 
 
