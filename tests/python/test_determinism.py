@@ -70,7 +70,8 @@ def test_persistent_hopper_gemm_is_bitwise_reproducible(dtype):
         pytest.skip("the Hopper GEMM does not run on this device")
     torch.backends.cudnn.allow_tf32 = True  # float32 reaches the tensor cores as TF32 only
     runs, kernels = hopper_runs_over_grids((0, 0, 7), dtype=dtype)
-    assert all(k["forward"].startswith("tensor_core_gemm_sm90") for k in kernels), kernels
+    assert all(k[p].startswith("tensor_core_gemm_sm90")
+               for k in kernels for p in ("forward", "grad_input")), kernels
     assert_bitwise_equal(runs)
 
 
@@ -107,7 +108,9 @@ def test_hopper_split_k_grad_input_is_bitwise_reproducible(dtype, out_channels, 
                                                out_channels=out_channels)
     finally:
         tconv3d._C._set_wgmma_splits(0)
-    assert all(k["grad_input"].startswith("tensor_core_gemm_sm90") for k in kernels), kernels
+    # 24 channels: 48- or 96-byte rows, no TMA row; 64: whole 128-byte rows.
+    loader = "tensor_core_gemm_sm90_tma" if out_channels == 64 else "tensor_core_gemm_sm90"
+    assert all(k["grad_input"] == loader for k in kernels), kernels
     assert_bitwise_equal(runs)
 
 
@@ -212,9 +215,13 @@ def test_runs_under_use_deterministic_algorithms(device):
 @pytest.mark.parametrize("policy", ["auto", "wgmma"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_wide_index_path_gives_identical_results(dtype, policy, channels_last):
+    if policy == "wgmma" and not tconv3d._C._wgmma_available():
+        pytest.skip("the Hopper GEMM does not run on this device")
     tconv3d._C._set_kernel_policy(policy)
     try:
         narrow = run_once("cuda", dtype=dtype, channels_last=channels_last)
+        if policy == "wgmma":
+            assert tconv3d._C._last_cuda_kernels()["forward"].startswith("tensor_core_gemm_sm90")
         tconv3d._C._set_force_wide_index(True)
         try:
             wide = run_once("cuda", dtype=dtype, channels_last=channels_last)
@@ -252,6 +259,9 @@ def test_cuda_graph_replay_matches_eager(allow_tf32, dtype):
     # leaves' AccumulateGrad nodes made on the default stream, alive into the
     # capture, whose backward would then wait on the default stream.
     eager = [t.detach().clone() for t in step()]
+    if tconv3d._C._wgmma_available():
+        kernels = tconv3d._C._last_cuda_kernels()
+        assert (kernels["forward"], kernels["grad_input"]) == ("tensor_core_gemm_sm90_tma",) * 2
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up off the capture stream, as torch.cuda.graph asks

@@ -2163,17 +2163,18 @@ def test_broadcast_operands(name, base_layout, dtype, policy, device):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("channels", [
     # (Cin, Cout, groups): each CUDA kernel family's host plan meets a zero batch
-    (4, 2, 1),     # narrow stencil, CUDA-core narrow grad-weight
-    (64, 3, 1),    # taps-folded grad-weight GEMM
-    (8, 8, 8),     # depthwise stencil and grad-weight
+    (4, 2, 1),     # narrow stencil
+    (64, 3, 1),    # taps-folded forward and grad-input GEMMs
+    (8, 8, 8),     # depthwise stencil
     (32, 48, 1),   # tensor-core GEMMs
-    (64, 64, 1),   # and the Hopper grad-weight GEMM (bf16), which wrote no gw for it
+    (64, 64, 1),   # and the Hopper GEMM (bf16)
 ], ids=str)
 def test_empty_batch(channels, layout, dtype, device):
     """A zero batch: an empty output of the right shape and zero gradients
-    for weight and bias (results are NaN-poisoned first), through every
-    kernel family's host code (a zero radix in a host plan once killed the
-    interpreter with SIGFPE)."""
+    for weight and bias (results are NaN-poisoned first).  The forward, and
+    grad-input where only x needs it, run each kernel family's host code (a
+    zero radix in a host plan once killed the interpreter with SIGFPE); the
+    joint backward and grad-weight return zeros before any kernel (ops.cpp)."""
     cin, cout, groups = channels
     fmt = torch.channels_last_3d if layout == "channels_last" else torch.contiguous_format
     x = torch.randn(0, cin, 3, 3, 3, device=device, dtype=dtype).contiguous(memory_format=fmt)
@@ -2186,6 +2187,9 @@ def test_empty_batch(channels, layout, dtype, device):
     assert x.grad.shape == x.shape
     assert torch.equal(w.grad, torch.zeros_like(w))
     assert torch.equal(b.grad, torch.zeros_like(b))
+    y_frozen = tconv3d.conv_transpose3d(x, w.detach(), b.detach(), stride=2, groups=groups)
+    gx, = torch.autograd.grad(y_frozen, x, torch.randn_like(y_frozen))
+    assert gx.shape == x.shape
 
 
 class TconvOpsSeen(TorchDispatchMode):
