@@ -1,6 +1,9 @@
 #include "problem.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
+
+#include <limits>
 
 namespace tconv3d {
 
@@ -22,6 +25,19 @@ Triple expand3(at::IntArrayRef v, const char* name) {
 
 bool all_of(const Triple& t, bool (*pred)(int64_t)) {
   return pred(t[0]) && pred(t[1]) && pred(t[2]);
+}
+
+// transposed_output_extent in checked arithmetic: a huge stride, padding or
+// dilation must raise, not wrap around to a plausible extent.  Arguments are
+// validated (positive sizes, stride and dilation; non-negative paddings).
+bool output_extent_overflows(int64_t in, int64_t kernel, int64_t stride, int64_t padding,
+                             int64_t dilation, int64_t output_padding) {
+  int64_t span = 0, twice_padding = 0, reach = 0, sum = 0;
+  return c10::mul_overflows(in - 1, stride, &span) ||
+         c10::mul_overflows(int64_t(2), padding, &twice_padding) ||
+         c10::mul_overflows(dilation, kernel - 1, &reach) ||
+         c10::add_overflows(span, reach, &sum) || c10::add_overflows(sum, output_padding, &sum) ||
+         c10::add_overflows(sum, int64_t(1), &sum);
 }
 
 }  // namespace
@@ -58,6 +74,15 @@ ConvTranspose3dProblem ConvTranspose3dProblem::from_sizes(at::IntArrayRef input_
               text(output_padding));
   TORCH_CHECK(groups > 0, "conv_transpose3d: non-positive groups is not supported, got groups=",
               text(groups));
+  // The kernels' index arithmetic holds a stride or dilation times an extent
+  // in 64 bits; torch's own paths fail past 32 bits with unclear messages.
+  constexpr int64_t kMaxArgument = std::numeric_limits<int32_t>::max();
+  for (const Triple* t : {&p.stride, &p.padding, &p.output_padding, &p.dilation}) {
+    TORCH_CHECK(all_of(*t, [](int64_t v) { return v <= kMaxArgument; }),
+                "conv_transpose3d: stride, padding, output_padding and dilation above 2^31 - 1 "
+                "are not supported, got stride=", text(stride), ", padding=", text(padding),
+                ", output_padding=", text(output_padding), ", dilation=", text(dilation));
+  }
 
   p.batched = input_sizes.size() == 5;
   const size_t c_dim = p.batched ? 1 : 0;
@@ -93,6 +118,12 @@ ConvTranspose3dProblem ConvTranspose3dProblem::from_sizes(at::IntArrayRef input_
   }
   p.out_channels = weight_sizes[1] * groups;
   for (int i = 0; i < 3; ++i) {
+    TORCH_CHECK(!output_extent_overflows(p.in_size[i], p.kernel[i], p.stride[i], p.padding[i],
+                                         p.dilation[i], p.output_padding[i]),
+                "conv_transpose3d: the output size overflows int64: input size per channel ",
+                text(p.in_size), ", kernel ", text(p.kernel), ", stride=", text(stride),
+                ", padding=", text(padding), ", output_padding=", text(output_padding),
+                ", dilation=", text(dilation));
     p.out_size[i] = transposed_output_extent(p.in_size[i], p.kernel[i], p.stride[i],
                                              p.padding[i], p.dilation[i], p.output_padding[i]);
   }

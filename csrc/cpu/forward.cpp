@@ -89,9 +89,12 @@ void forward(const ConvTranspose3dParams& p, const at::Tensor& input, const at::
                                   "tconv3d_forward_cpu", [&] {
     std::vector<TapGemm> phases;
     std::vector<at::Tensor> wm;
-    for (int64_t rd = 0; rd < p.axis[0].stride; ++rd)
-      for (int64_t rh = 0; rh < p.axis[1].stride; ++rh)
-        for (int64_t rw = 0; rw < p.axis[2].stride; ++rw) {
+    // Phases r ≥ the output's extent own no outputs: a stride past the output
+    // (any stride torch accepts) must not cost a GEMM plan a stride phase.
+    const auto owning = [&](int i) { return std::min(p.axis[i].stride, p.axis[i].out); };
+    for (int64_t rd = 0; rd < owning(0); ++rd)
+      for (int64_t rh = 0; rh < owning(1); ++rh)
+        for (int64_t rw = 0; rw < owning(2); ++rw) {
           phases.push_back(make_tap_gemm(forward_phase_axis(p.axis[0], rd),
                                          forward_phase_axis(p.axis[1], rh),
                                          forward_phase_axis(p.axis[2], rw)));

@@ -1,4 +1,5 @@
 """conv_transpose3d: a drop-in for torch.nn.functional.conv_transpose3d."""
+import operator
 from typing import Optional, Sequence, Union
 
 import torch
@@ -9,12 +10,25 @@ from . import _ops
 IntOrTriple = Union[int, Sequence[int]]
 
 
-def _as_list(value: IntOrTriple) -> list:
-    """int or 1-sequence -> three equal ints; other sequences pass through for C++ to check."""
-    if isinstance(value, int):
-        return [value] * 3
-    value = [int(v) for v in value]
-    return value * 3 if len(value) == 1 else value
+def _as_int(value, name: str, expected: str = "tuple of ints", position: int = -1) -> int:
+    # As torch's argument parser: whatever has __index__ (ints, numpy integers,
+    # integer 0-d tensors), not bools, nor floats, which int() would truncate.
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    found = (f"not {type(value).__name__}" if position < 0 else
+             f"but found element of type {type(value).__name__} at pos {position}")
+    raise TypeError(f"conv_transpose3d(): argument '{name}' must be {expected}, {found}")
+
+
+def _as_list(value: IntOrTriple, name: str) -> list:
+    """int or 1-sequence -> three equal ints; other lengths pass through for C++ to check."""
+    if not isinstance(value, (list, tuple)):  # torch.Size is a tuple
+        return [_as_int(value, name)] * 3
+    values = [_as_int(v, name, position=i) for i, v in enumerate(value)]
+    return values * 3 if len(values) == 1 else values
 
 
 class ConvTranspose3dFunction(torch.autograd.Function):
@@ -71,5 +85,7 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     input's memory format.  Under torch.autocast the input, weight and bias run
     in the autocast dtype, as nn.ConvTranspose3d's do (the operator's
     Autocast kernel, csrc/op_registration.cpp, does the casting)."""
-    return _ops.forward(input, weight, bias, _as_list(stride), _as_list(padding),
-                        _as_list(output_padding), int(groups), _as_list(dilation))
+    return _ops.forward(input, weight, bias, _as_list(stride, "stride"),
+                        _as_list(padding, "padding"), _as_list(output_padding, "output_padding"),
+                        _as_int(groups, "groups", expected="int"),
+                        _as_list(dilation, "dilation"))

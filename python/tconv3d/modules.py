@@ -37,10 +37,22 @@ def convert(model: nn.Module) -> nn.Module:
     included) by tconv3d.ConvTranspose3d sharing the same parameter tensors,
     and returns the model.  Subclasses of nn.ConvTranspose3d are left alone:
     they may compute something else."""
-    if type(model) is nn.ConvTranspose3d:
-        return _swap(model)
-    for name, child in model.named_children():
-        replaced = convert(child)
-        if replaced is not child:
-            setattr(model, name, replaced)
-    return model
+    return _convert(model, {})
+
+
+def _convert(module: nn.Module, done: dict) -> nn.Module:
+    # `done` maps each module seen to its replacement, so a layer registered
+    # under several names (or in several parents) stays one layer.  Not
+    # named_children(), which yields such a layer under its first name only.
+    if id(module) in done:
+        return done[id(module)]
+    if type(module) is nn.ConvTranspose3d:
+        done[id(module)] = _swap(module)
+        return done[id(module)]
+    done[id(module)] = module
+    for name, child in list(module._modules.items()):
+        if child is not None:
+            replaced = _convert(child, done)
+            if replaced is not child:
+                setattr(module, name, replaced)
+    return module

@@ -311,6 +311,31 @@ TEST(ProblemErrors, EmptySpatialInput) {
   expect_rejected(a, "spatial");
 }
 
+TEST(ProblemErrors, ArgumentsPast32Bits) {
+  // The largest accepted value gives a valid problem.
+  Args ok;
+  ok.input = {1, 4, 1, 1, 2};
+  ok.stride = {2147483647};
+  EXPECT_EQ(ok.build().out_size, T(3, 3, 2147483650));  // W: 1·(2^31 − 1) + 2 + 1
+  for (Sizes Args::*field : {&Args::stride, &Args::padding, &Args::dilation}) {
+    Args a;
+    a.*field = {1, 2147483648, 1};
+    expect_rejected(a, "above 2^31 - 1");
+  }
+  Args a;
+  a.stride = {4294967296};
+  a.output_padding = {2147483648};
+  expect_rejected(a, "above 2^31 - 1");
+}
+
+TEST(ProblemErrors, OutputExtentOverflow) {
+  // (2^33 − 1)·(2^31 − 1) > 2^63: once wrapped around to a plausible extent.
+  Args a;
+  a.input = {1, 4, 8589934592, 1, 1};
+  a.stride = {2147483647, 1, 1};
+  expect_rejected(a, "overflows int64");
+}
+
 TEST(ProblemErrors, NegativeBatch) {
   // Sizes come straight from the caller in grad_input(input_size=...).
   Args a;

@@ -1,5 +1,6 @@
 """Every argument torch rejects, tconv3d rejects: a Python exception, never a
 crash, never a result."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,3 +97,45 @@ def test_padding_mode_other_than_zeros_is_rejected_like_torch():
             torch.nn.ConvTranspose3d(2, 2, 3, padding_mode=mode)
         with pytest.raises(ValueError):
             tconv3d.ConvTranspose3d(2, 2, 3, padding_mode=mode)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"stride": 2.0}, {"stride": (2.5, 2, 2)}, {"stride": True}, {"groups": 2.5},
+    {"groups": True}, {"padding": "same"}, {"stride": None}, {"dilation": [1.0]},
+    {"stride": np.int64(2)}, {"stride": torch.tensor(2)}, {"groups": np.int64(2)},
+    {"groups": torch.tensor(2)}, {"stride": (np.int64(2), 1, torch.tensor(2))},
+    {"stride": [2]}, {"stride": torch.Size([2, 1, 2])},
+], ids=repr)
+def test_argument_types_as_torchs_parser(kwargs):
+    """Integer arguments take what torch's parser takes (ints, numpy integers,
+    integer 0-d tensors) and reject what it rejects (floats, which int() would
+    truncate, bools, None, strings) with a TypeError naming the argument."""
+    x, w = torch.randn(2, 4, 3, 3, 3), torch.randn(4, 1, 3, 3, 3)
+    try:
+        expected = F.conv_transpose3d(x, w, **kwargs)
+    except TypeError:
+        name = next(iter(kwargs))
+        with pytest.raises(TypeError, match=f"'{name}'"):
+            tconv3d.conv_transpose3d(x, w, **kwargs)
+        return
+    y = tconv3d.conv_transpose3d(x, w, **kwargs)
+    assert y.shape == expected.shape
+    assert ((y - expected).norm() / expected.norm()).item() < 1e-5
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"padding": 2 ** 63 - 1},  # once wrapped around to a plausible output size
+    {"stride": 2 ** 31}, {"dilation": 2 ** 40}, {"output_padding": 2 ** 31, "stride": 2 ** 32},
+], ids=repr)
+def test_arguments_past_32_bits_raise(kwargs):
+    x, w = torch.randn(2, 4, 3, 3, 3), torch.randn(4, 2, 3, 3, 3)
+    with pytest.raises(RuntimeError, match=r"above 2\^31 - 1 are not supported"):
+        tconv3d.conv_transpose3d(x, w, **kwargs)
+
+
+def test_output_size_past_int64_raises():
+    """An input extent of 2^33 (a 32 GB fp32 tensor) at a stride near 2^31:
+    its output extent overflows int64, which must raise, not wrap around."""
+    with pytest.raises(RuntimeError, match="overflows int64"):
+        tconv3d._C.output_shape([1, 1, 2 ** 33, 1, 1], [1, 1, 1, 1, 1], [2 ** 31 - 1], [0], [0],
+                                1, [1])

@@ -133,6 +133,19 @@ def test_convert_swaps_every_layer_and_shares_parameters():
     assert list(model.state_dict()) == list(params_before)
 
 
+def test_convert_keeps_a_shared_layer_one_layer():
+    """A layer registered under two names and inside a child stays one
+    module after convert, as it was before."""
+    layer = nn.ConvTranspose3d(2, 3, 3)
+    model = nn.Module()
+    model.first = model.second = layer
+    model.child = nn.Sequential(layer, nn.ReLU())
+    tconv3d.convert(model)
+    assert type(model.first) is tconv3d.ConvTranspose3d
+    assert model.second is model.first and model.child[0] is model.first
+    assert model.first.weight is layer.weight
+
+
 def test_convert_on_a_bare_layer():
     layer = nn.ConvTranspose3d(2, 2, 3)
     swapped = tconv3d.convert(layer)

@@ -139,6 +139,19 @@ def test_torch_compile_fullgraph_forward_and_backward(device):
     assert rel_err(gx_compiled, gx_eager) < 1e-6
 
 
+@pytest.mark.parametrize("device", devices())
+def test_torch_compile_fullgraph_functional(device):
+    """The functional's argument handling (ints, 1-sequences, tuples) traces
+    without a graph break."""
+    x, w, b = sample(device)
+
+    def layer(x, w, b):
+        return tconv3d.conv_transpose3d(x, w, b, 2, (1, 0, 1), [1], 2, (1, 2, 1))
+
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x, w, b), layer(x, w, b))
+
+
 def test_torch_compile_inductor():
     torch.manual_seed(0)
     model = Net()

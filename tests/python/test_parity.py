@@ -2120,6 +2120,24 @@ def test_unbatched_input(name, device):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("channels", [(2, 3), (32, 24)], ids=str)
+def test_strides_past_the_output(channels, device):
+    """Strides far past the kernel and the output (torch takes them): exact,
+    and no plan or table sized by the stride phases (the CPU forward planned
+    a GEMM for each of s_d·s_h·s_w phases: 2 GB at stride 128)."""
+    cin, cout = channels
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, cin, 1, 2, 3, generator=g).to(device)
+    w = torch.randn(cin, cout, 2, 2, 3, generator=g).to(device)
+    b = torch.randn(cout, generator=g).to(device)
+    geometry = dict(stride=(300, 5, 257), padding=(0, 1, 0))
+    y = tconv3d.conv_transpose3d(x, w, b, **geometry)
+    _, _, _, yr = reference_conv(x, w, b, **geometry)
+    assert y.shape == yr.shape
+    check("output", y, yr, None, torch.float32)
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("policy", ["auto", "gather", "tensor_core", "wgmma"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("base_layout", ["contiguous", "channels_last"])
