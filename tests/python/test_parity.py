@@ -14,7 +14,8 @@ from tconv3d._ops import transposed_output_extent
 from cases import (BROADCAST_CONFIGS, CONFIGS, FORWARD_TAPS_CONFIGS, GRAD_INPUT_TAPS_CONFIGS,
                    GRAD_WEIGHT_CONFIGS, GRAD_WEIGHT_SM90_CONFIGS, HALO_CONFIGS, NARROW_GATHER_CONFIGS,
                    NARROW_GRAD_WEIGHT_CONFIGS, TAP_BLOCK_CONFIGS, TAP_COLUMN_CONFIGS,
-                   TAPS_GEMM_CONFIGS, TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of)
+                   TAPS_GEMM_CONFIGS, TENSOR_CORE_CONFIGS, TMA_CONFIGS, geometry_of, shapes_of,
+                   widen)
 from conftest import TOLERANCE, devices, reference_conv, rel_err, requires_cuda
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -2117,6 +2118,39 @@ def test_grad_bias_of_dense_grad_output(dtype, layout, channels, aligned, device
 @pytest.mark.parametrize("name", ["k3s2p1op1_vae", "groups2", "dilated"])
 def test_unbatched_input(name, device):
     run_parity(CONFIGS[name], "contiguous", torch.float32, device, unbatched=True)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layouts", [("contiguous", "channels_last", "channels_last"),
+                                     ("channels_last", "contiguous", "contiguous"),
+                                     ("contiguous", "contiguous", "channels_last")],
+                         ids=lambda t: "x_{}-w_{}-gy_{}".format(*t))
+@pytest.mark.parametrize("name", ["k3s2p1op1_vae", "groups2"])
+def test_mixed_memory_formats(name, layouts, dtype, device):
+    """x, the weight and grad_output each in its own memory format (the parity
+    sweep gives all three one): values against float64; the output in x's
+    format and grad-input in grad_output's.  Channels wide enough for the
+    tensor-core kernels on CUDA."""
+    config = widen(CONFIGS[name], 16)
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((name, layouts, dtype)).encode()))
+    x_shape, w_shape, cout = shapes_of(config)
+    geometry = geometry_of(config)
+    x_layout, w_layout, gy_layout = layouts
+    x = make_tensor(x_shape, x_layout, dtype, device, gen).requires_grad_()
+    w = make_tensor(w_shape, w_layout, dtype, device, gen).requires_grad_()
+    b = make_tensor((cout,), "contiguous", dtype, device, gen).requires_grad_()
+    y = tconv3d.conv_transpose3d(x, w, b, **geometry)
+    xr, wr, br, yr = reference_conv(x, w, b, **geometry)
+    assert y.is_contiguous(memory_format=torch._prims_common.suggest_memory_format(x))
+    gy = make_tensor(y.shape, gy_layout, dtype, device, gen)
+    gx, gw, gb = torch.autograd.grad(y, (x, w, b), gy)
+    refs = torch.autograd.grad(yr, (xr, wr, br), gy.double().cpu())
+    assert gx.is_contiguous(memory_format=torch._prims_common.suggest_memory_format(gy))
+    check("output", y, yr, None, dtype)
+    for what, value, reference in zip(("grad_input", "grad_weight", "grad_bias"), (gx, gw, gb),
+                                      refs):
+        check(what, value, reference, None, dtype)
 
 
 @pytest.mark.parametrize("device", devices())
