@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _ops  # noqa: F401  (registers torch.ops.tconv3d)
+from .functional import forward_under_torch_func, python_autograd_needed
 
 
 class ConvTranspose3d(nn.ConvTranspose3d):
@@ -22,6 +23,11 @@ class ConvTranspose3d(nn.ConvTranspose3d):
             raise ValueError("Only 'zeros' padding mode is supported for ConvTranspose3d")
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,
                                               self.kernel_size, 3, self.dilation)
+        if not torch.jit.is_scripting():  # TorchScript skips this block
+            if python_autograd_needed():
+                return forward_under_torch_func(
+                    input, self.weight, self.bias, list(self.stride), list(self.padding),
+                    list(output_padding), self.groups, list(self.dilation))
         return torch.ops.tconv3d.forward(input, self.weight, self.bias, self.stride,
                                          self.padding, output_padding, self.groups, self.dilation)
 

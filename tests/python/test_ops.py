@@ -229,29 +229,3 @@ def test_operator_follows_autocast_like_torchs_conv(device):
     # Outside autocast nothing is cast.
     assert _ops.forward(x, w, b, *GEOMETRY).dtype == torch.float32
 
-
-def test_torch_func_transforms_work_or_raise():
-    """torch.func: vmap works (torch's per-sample fallback for custom operators)
-    and matches torch; grad and jvp transforms, which cannot run the C++
-    autograd Function, raise instead of returning a wrong result (README,
-    "Where it differs from torch")."""
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 4, 3, 4, 3, generator=g, dtype=torch.float64)
-    w = torch.randn(4, 2, 3, 3, 3, generator=g, dtype=torch.float64)
-
-    def ours(x, w):
-        return tconv3d.conv_transpose3d(x, w, stride=2, padding=1)
-
-    def theirs(x, w):
-        return torch.nn.functional.conv_transpose3d(x, w, stride=2, padding=1)
-
-    per_sample = torch.func.vmap(lambda xi: ours(xi[None], w))(x)
-    assert rel_err(per_sample, torch.func.vmap(lambda xi: theirs(xi[None], w))(x)) < 1e-12
-    with pytest.raises(RuntimeError, match="functorch"):
-        torch.func.grad(lambda w: ours(x, w).square().sum())(w)
-    with pytest.raises(RuntimeError, match="functorch"):
-        torch.func.jvp(lambda x: ours(x, w), (x,), (torch.ones_like(x),))
-    with torch.autograd.forward_ad.dual_level():
-        dual = torch.autograd.forward_ad.make_dual(x, torch.ones_like(x))
-        with pytest.raises(RuntimeError, match="jvp is not implemented"):
-            ours(dual, w)
