@@ -1,9 +1,11 @@
 """ConvTranspose3d, a drop-in for torch.nn.ConvTranspose3d, and convert()."""
 import copy
+import warnings
 from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from . import _ops  # noqa: F401  (registers torch.ops.tconv3d)
 from .functional import forward_under_torch_func, python_autograd_needed
@@ -42,7 +44,11 @@ def convert(model: nn.Module) -> nn.Module:
     """Replaces every torch.nn.ConvTranspose3d inside `model` (the model itself
     included) by tconv3d.ConvTranspose3d sharing the same parameter tensors,
     and returns the model.  Subclasses of nn.ConvTranspose3d are left alone:
-    they may compute something else."""
+    they may compute something else.  That includes layers under
+    torch.nn.utils.parametrize (weight_norm, spectral_norm), which are
+    subclasses made at run time; a warning names them.  Convert first, then
+    parametrize: tconv3d.ConvTranspose3d takes parametrizations as torch's
+    layer does."""
     return _convert(model, {})
 
 
@@ -55,6 +61,10 @@ def _convert(module: nn.Module, done: dict) -> nn.Module:
     if type(module) is nn.ConvTranspose3d:
         done[id(module)] = _swap(module)
         return done[id(module)]
+    if isinstance(module, nn.ConvTranspose3d) and parametrize.is_parametrized(module):
+        warnings.warn(f"tconv3d.convert: a parametrized {type(module).__name__} (weight_norm, "
+                      "spectral_norm, ...) is left as torch's layer; convert before "
+                      "parametrizing", stacklevel=3)
     done[id(module)] = module
     for name, child in list(module._modules.items()):
         if child is not None:

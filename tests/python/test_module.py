@@ -146,6 +146,25 @@ def test_convert_keeps_a_shared_layer_one_layer():
     assert model.first.weight is layer.weight
 
 
+def test_convert_warns_of_parametrized_layers_and_parametrizing_after_works():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.ConvTranspose3d(4, 6, 3), dim=1))
+    with pytest.warns(UserWarning, match="parametriz"):
+        tconv3d.convert(model)
+    assert type(model[0]) is not tconv3d.ConvTranspose3d
+    torch.manual_seed(1)
+    reference = nn.utils.parametrizations.weight_norm(nn.ConvTranspose3d(4, 6, 3, stride=2), dim=1)
+    torch.manual_seed(1)
+    ours = nn.utils.parametrizations.weight_norm(tconv3d.ConvTranspose3d(4, 6, 3, stride=2), dim=1)
+    x = torch.randn(2, 4, 3, 4, 3)
+    y, y_reference = ours(x), reference(x)
+    assert rel_err(y, y_reference) < 1e-5
+    y.square().sum().backward()
+    y_reference.square().sum().backward()
+    for p, q in zip(ours.parameters(), reference.parameters()):
+        assert rel_err(p.grad, q.grad) < 1e-5
+
+
 def test_convert_on_a_bare_layer():
     layer = nn.ConvTranspose3d(2, 2, 3)
     swapped = tconv3d.convert(layer)
