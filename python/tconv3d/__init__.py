@@ -4,7 +4,7 @@
     layer = tconv3d.ConvTranspose3d(in_channels, out_channels, kernel_size, ...)
     model = tconv3d.convert(model)   # swaps every nn.ConvTranspose3d inside
 """
-from . import _ops
+from . import _ops, _vmap  # noqa: F401  (operators, fakes, vmap rules)
 from .functional import ConvTranspose3dFunction, conv_transpose3d
 from .modules import ConvTranspose3d, convert
 
