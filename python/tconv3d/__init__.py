@@ -5,7 +5,8 @@
     model = tconv3d.convert(model)   # swaps every nn.ConvTranspose3d inside
 """
 from . import _ops, _vmap  # noqa: F401  (operators, fakes, vmap rules)
-from .functional import ConvTranspose3dFunction, conv_transpose3d
+from .autograd import ConvTranspose3dFunction
+from .functional import conv_transpose3d
 from .modules import ConvTranspose3d, convert
 
 __version__ = "0.1.0"

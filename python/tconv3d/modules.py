@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from . import _ops  # noqa: F401  (registers torch.ops.tconv3d)
-from .functional import forward_under_torch_func, python_autograd_needed
+from .autograd import forward_under_torch_func, python_autograd_needed
 
 
 class ConvTranspose3d(nn.ConvTranspose3d):
