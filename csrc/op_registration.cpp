@@ -23,6 +23,7 @@
 // the Python wrapper, follows torch.autocast as aten's convolutions do.
 //
 // Fake (meta) implementations for torch.compile are in python/tconv3d/_ops.py.
+#include <initializer_list>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -285,10 +286,30 @@ class GradBiasFunction : public torch::autograd::Function<GradBiasFunction> {
 
 #undef TCONV3D_GEOMETRY
 
+// Whether an autograd kernel has derivatives to track: a graph to record, or
+// a forward-mode tangent (which the Function refuses: not silently dropped).
+// Where it has none (inference, no_grad, frozen layers), the kernels below
+// call the operator below autograd without their Function, as the Function
+// itself would compute: about 4 µs less host time a call (12.7 against
+// 16.5 µs for the whole call on this project's 2-core CPU machine).
+bool tracks_derivatives(std::initializer_list<at::Tensor> tensors) {
+  const bool recording = at::GradMode::is_enabled();
+  for (const at::Tensor& t : tensors) {
+    if (t.defined() && ((recording && t.requires_grad()) || t._fw_grad(/*level=*/0).defined())) {
+      return true;
+    }
+  }
+  return false;
+}
+
 at::Tensor forward_autograd(const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, IntArrayRef stride,
                             IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
                             IntArrayRef dilation) {
+  if (!tracks_derivatives({input, weight, bias.value_or(at::Tensor())})) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_forward(input, weight, bias, stride, padding, output_padding, groups, dilation);
+  }
   return ForwardFunction::apply(input, weight, bias, stride, padding, output_padding, groups,
                                 dilation);
 }
@@ -296,6 +317,11 @@ at::Tensor forward_autograd(const at::Tensor& input, const at::Tensor& weight,
 at::Tensor grad_input_autograd(const at::Tensor& grad_output, const at::Tensor& weight,
                                SymIntArrayRef input_size, IntArrayRef stride, IntArrayRef padding,
                                IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
+  if (!tracks_derivatives({grad_output, weight})) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_grad_input(grad_output, weight, input_size, stride, padding, output_padding,
+                           groups, dilation);
+  }
   return GradInputFunction::apply(grad_output, weight, input_size, stride, padding,
                                   output_padding, groups, dilation);
 }
@@ -304,11 +330,20 @@ at::Tensor grad_weight_autograd(const at::Tensor& grad_output, const at::Tensor&
                                 SymIntArrayRef weight_size, IntArrayRef stride,
                                 IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
                                 IntArrayRef dilation) {
+  if (!tracks_derivatives({grad_output, input})) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_grad_weight(grad_output, input, weight_size, stride, padding, output_padding,
+                            groups, dilation);
+  }
   return GradWeightFunction::apply(grad_output, input, weight_size, stride, padding,
                                    output_padding, groups, dilation);
 }
 
 at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
+  if (!tracks_derivatives({grad_output})) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return call_grad_bias(grad_output);
+  }
   return GradBiasFunction::apply(grad_output);
 }
 

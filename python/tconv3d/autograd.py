@@ -5,6 +5,8 @@ operators' C++ autograd Function (csrc/op_registration.cpp holds the same
 formulas).  Outside those, conv_transpose3d and ConvTranspose3d call the
 operators directly: their C++ autograd costs less host time a call."""
 import torch
+from torch._C._functorch import TransformType
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 from torch.autograd import forward_ad
 
 from . import _ops
@@ -15,6 +17,19 @@ def python_autograd_needed() -> bool:
     (torch.autograd.forward_ad) is active: neither can run the operators' C++
     autograd Function; ConvTranspose3dFunction serves both."""
     return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+
+
+def _refuse_nested_forward_mode():
+    # An autograd.Function's jvp runs unseen by an outer forward-mode level,
+    # so jvp of jvp (jacfwd of jacfwd) would drop the second-order term and
+    # return zeros in its place (pytorch/pytorch#197867): refuse instead.
+    interpreters = retrieve_all_functorch_interpreters()
+    if sum(i.key() == TransformType.Jvp for i in interpreters) > 1:
+        raise RuntimeError(
+            "tconv3d: nested forward-mode derivatives (jvp of jvp, jacfwd of jacfwd) are not "
+            "supported: PyTorch runs a custom autograd.Function's jvp outside the outer "
+            "forward-mode level, which would drop the second-order term. Use reverse mode for "
+            "the inner or outer derivative (jacfwd(jacrev(f)), torch.func.hessian).")
 
 
 class _Static:
@@ -110,6 +125,7 @@ class ConvTranspose3dFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_input, t_weight, t_bias, *_):
+        _refuse_nested_forward_mode()
         input, weight = ctx.saved_tensors
         return _forward_jvp(t_input, t_weight, t_bias, input, weight, ctx.static, ctx.output_shape)
 
@@ -139,6 +155,7 @@ class _ForwardFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_input, t_weight, t_bias, _):
+        _refuse_nested_forward_mode()
         input, weight = ctx.saved_tensors
         return _forward_jvp(t_input, t_weight, t_bias, input, weight, ctx.static, ctx.output_shape)
 
@@ -170,6 +187,7 @@ class _GradInputFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_gy, t_w, _):
+        _refuse_nested_forward_mode()
         grad_output, weight = ctx.saved_tensors
         apply = _GradInputFunction.apply
         return _sum_of([None if t_gy is None else apply(t_gy, weight, ctx.static),
@@ -203,6 +221,7 @@ class _GradWeightFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_gy, t_x, _):
+        _refuse_nested_forward_mode()
         grad_output, input = ctx.saved_tensors
         apply = _GradWeightFunction.apply
         return _sum_of([None if t_gy is None else apply(t_gy, input, ctx.static),

@@ -4,7 +4,6 @@ ConvTranspose3d go through ConvTranspose3dFunction (Python Functions with
 setup_context, jvp and a generated vmap rule).  Each transform against the
 same transform of torch's own layer, in float64."""
 import copy
-import warnings
 
 import pytest
 import torch
@@ -165,13 +164,50 @@ def test_vmap_rules_of_the_operators(groups, unbatched, device):
         assert_same(both(lambda conv: backward_pass(conv, wrt, partner, partners)))
 
 
-def test_vmap_runs_the_rules_not_the_per_sample_loop():
+def test_vmap_runs_the_rules_not_the_per_sample_loop(capfd):
+    """torch's per-sample fallback warns of a performance drop, from C++ to
+    stderr (not Python's warnings): grad_bias, which has no rule, shows the
+    capture sees it."""
     x, w, b = operands("cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # torch's fallback warns of a performance drop
+    torch._C._set_warnAlways(True)
+    try:
+        capfd.readouterr()
+        vmap(torch.ops.tconv3d.grad_bias)(torch.randn(2, 3, 4, 2, 2, 2, dtype=torch.float64))
+        assert "performance drop" in capfd.readouterr().err
         vmap(lambda w: tconv3d.conv_transpose3d(x, w, b, **GEOMETRY))(torch.stack([w, w]))
         vmap(grad(lambda w, xi: tconv3d.conv_transpose3d(xi[None], w, b, **GEOMETRY).sum()),
              in_dims=(None, 0))(w, x)
+        vmap(lambda xi: tconv3d.conv_transpose3d(xi, w, b, **GEOMETRY))(x)
+        assert "performance drop" not in capfd.readouterr().err
+    finally:
+        torch._C._set_warnAlways(False)
+
+
+def test_nested_forward_mode_raises():
+    """jvp of jvp and jacfwd of jacfwd would drop the second-order term of the
+    Functions' jvp (pytorch/pytorch#197867): an error, not zeros."""
+    x, w, b = operands("cpu")
+    conv = lambda x, w: tconv3d.conv_transpose3d(x, w, b, **GEOMETRY)
+    with pytest.raises(RuntimeError, match="nested forward-mode"):
+        jvp(lambda x: jvp(lambda w: conv(x, w), (w,), (w,))[1], (x,), (x,))
+    with pytest.raises(RuntimeError, match="nested forward-mode"):
+        jacfwd(jacfwd(lambda w: conv(x[:1, :, :1], w).pow(3).sum()))(w)
+
+
+def test_compile_over_a_transform_is_exact_or_refuses():
+    """torch.compile of a function that applies grad to the layer: the
+    transformed operator breaks the graph (Dynamo traces the Python
+    Function's forward with functorch-wrapped tensors, which the operator's
+    C++ autograd refuses), so fullgraph=True raises and the default splits the
+    graph, exactly."""
+    x, w, b = operands("cpu")
+    f = lambda x, w: grad(lambda w: tconv3d.conv_transpose3d(x, w, b, **GEOMETRY).pow(3).sum())(w)
+    expected = grad(lambda w: F.conv_transpose3d(x, w, b, **GEOMETRY).pow(3).sum())(w)
+    torch._dynamo.reset()
+    assert rel_err(torch.compile(f, backend="aot_eager")(x, w), expected) < 1e-12
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="functorch"):
+        torch.compile(f, fullgraph=True, backend="aot_eager")(x, w)
 
 
 def test_plain_calls_keep_the_operators_autograd():
