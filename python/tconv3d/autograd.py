@@ -9,17 +9,22 @@ from torch.autograd import forward_ad
 
 from . import _ops
 
-try:  # private: a torch that moves them must not break the import
+try:  # private: a torch that moves it must not break the import
     from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 except ImportError:  # test_nested_forward_mode_raises then fails, and says so
     retrieve_all_functorch_interpreters = list
+
+
+# Private too: without it, torch.func transforms meet the C++ autograd's error.
+_functorch_transforms_active = getattr(torch._C, "_are_functorch_transforms_active",
+                                       lambda: False)
 
 
 def python_autograd_needed() -> bool:
     """Whether a torch.func transform (grad, vmap, jvp, ...) or forward-mode AD
     (torch.autograd.forward_ad) is active: neither can run the operators' C++
     autograd Function; ConvTranspose3dFunction serves both."""
-    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+    return _functorch_transforms_active() or getattr(forward_ad, "_current_level", -1) >= 0
 
 
 def _refuse_nested_forward_mode():
