@@ -218,3 +218,21 @@ def test_plain_calls_keep_the_operators_autograd():
     assert "ConvTranspose3dFunction" not in type(y.grad_fn).__name__
     y = tconv3d.ConvTranspose3d(4, 6, 3).double()(x)
     assert "ConvTranspose3dFunction" not in type(y.grad_fn).__name__
+
+
+def test_operators_refuse_a_tangent_they_cannot_carry():
+    """The operators called directly (not through conv_transpose3d, which
+    routes dual tensors to the Python Functions) raise on a forward-mode
+    tangent: their C++ autograd has no jvp, and skipping it where nothing is
+    tracked must not drop the tangent silently."""
+    x, w, b = operands("cpu")
+    geometry = ([2, 1, 2], [1, 0, 1], [1, 0, 0], 1, [1, 2, 1])
+    y = torch.ops.tconv3d.forward(x, w, b, *geometry)
+    with torch.autograd.forward_ad.dual_level():
+        dual = lambda t: torch.autograd.forward_ad.make_dual(t, torch.ones_like(t))
+        for call in (lambda: torch.ops.tconv3d.forward(dual(x), w, b, *geometry),
+                     lambda: torch.ops.tconv3d.grad_input(dual(y), w, list(x.shape), *geometry),
+                     lambda: torch.ops.tconv3d.grad_weight(y, dual(x), list(w.shape), *geometry),
+                     lambda: torch.ops.tconv3d.grad_bias(dual(y))):
+            with pytest.raises(RuntimeError, match="jvp"):
+                call()
