@@ -307,39 +307,34 @@ Plan plan(const ConvTranspose3dParams& p) {
   return make_plan(p, bm, bn, SplitPolicy{rows, target / warps});
 }
 
+// f(Tile{}) with the plan's tile type; `none` where the plan names none.
+template <typename scalar_t, typename R, typename F>
+R with_tile(const Plan& pl, R none, F&& f) {
+  switch (pl.bm * 1000 + pl.bn) {
+    case 128128: return f(Tile128x128<scalar_t>{});
+    case 128064: return f(Tile128x64<scalar_t>{});
+    case 64128: return f(Tile64x128<scalar_t>{});
+    case 64064: return f(Tile64x64{});
+    case 32032: return f(Tile32x32{});
+    case 16016: return f(Tile16x16{});
+    default: return none;
+  }
+}
+
 // The shared memory a plan's tile takes (its piece size does not change it).
 template <typename scalar_t>
 int ring_bytes(const Plan& pl) {
-  switch (pl.bm * 1000 + pl.bn) {
-    case 128128: return Layout<scalar_t, Tile128x128<scalar_t>, 16>::RING;
-    case 128064: return Layout<scalar_t, Tile128x64<scalar_t>, 16>::RING;
-    case 64128: return Layout<scalar_t, Tile64x128<scalar_t>, 16>::RING;
-    case 64064: return Layout<scalar_t, Tile64x64, 16>::RING;
-    case 32032: return Layout<scalar_t, Tile32x32, 16>::RING;
-    case 16016: return Layout<scalar_t, Tile16x16, 16>::RING;
-    default: return INT_MAX;
-  }
+  return with_tile<scalar_t>(pl, INT_MAX, [](auto tile) {
+    return int(Layout<scalar_t, decltype(tile), 16>::RING);
+  });
 }
 
 template <typename scalar_t, typename index_t>
 cudaError_t launch_mma(const ConvTranspose3dParams& p, const Plan& pl, cudaStream_t stream,
                        const GradWeightOperands& ops) {
-  switch (pl.bm * 1000 + pl.bn) {
-    case 128128:
-      return launch_tile<scalar_t, index_t, Tile128x128<scalar_t>>(p, pl, stream, ops);
-    case 128064:
-      return launch_tile<scalar_t, index_t, Tile128x64<scalar_t>>(p, pl, stream, ops);
-    case 64128:
-      return launch_tile<scalar_t, index_t, Tile64x128<scalar_t>>(p, pl, stream, ops);
-    case 64064:
-      return launch_tile<scalar_t, index_t, Tile64x64>(p, pl, stream, ops);
-    case 32032:
-      return launch_tile<scalar_t, index_t, Tile32x32>(p, pl, stream, ops);
-    case 16016:
-      return launch_tile<scalar_t, index_t, Tile16x16>(p, pl, stream, ops);
-    default:
-      return cudaErrorInvalidConfiguration;
-  }
+  return with_tile<scalar_t>(pl, cudaErrorInvalidConfiguration, [&](auto tile) {
+    return launch_tile<scalar_t, index_t, decltype(tile)>(p, pl, stream, ops);
+  });
 }
 
 }  // namespace gw_gemm
