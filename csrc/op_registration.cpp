@@ -302,58 +302,54 @@ bool tracks_derivatives(std::initializer_list<at::Tensor> tensors) {
   return false;
 }
 
+// Function::apply(args...) where an autograd kernel has derivatives to
+// track, else call(args...) below autograd: what the Function computes.
+template <typename Function, typename Call, typename... Args>
+at::Tensor through_autograd(std::initializer_list<at::Tensor> tracked, Call call,
+                            const Args&... args) {
+  if (tracks_derivatives(tracked)) return Function::apply(args...);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return call(args...);
+}
+
 at::Tensor forward_autograd(const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, IntArrayRef stride,
                             IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
                             IntArrayRef dilation) {
-  if (!tracks_derivatives({input, weight, bias.value_or(at::Tensor())})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return call_forward(input, weight, bias, stride, padding, output_padding, groups, dilation);
-  }
-  return ForwardFunction::apply(input, weight, bias, stride, padding, output_padding, groups,
-                                dilation);
+  return through_autograd<ForwardFunction>({input, weight, bias.value_or(at::Tensor())},
+                                           call_forward, input, weight, bias, stride, padding,
+                                           output_padding, groups, dilation);
 }
 
 at::Tensor grad_input_autograd(const at::Tensor& grad_output, const at::Tensor& weight,
                                SymIntArrayRef input_size, IntArrayRef stride, IntArrayRef padding,
                                IntArrayRef output_padding, int64_t groups, IntArrayRef dilation) {
-  if (!tracks_derivatives({grad_output, weight})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return call_grad_input(grad_output, weight, input_size, stride, padding, output_padding,
-                           groups, dilation);
-  }
-  return GradInputFunction::apply(grad_output, weight, input_size, stride, padding,
-                                  output_padding, groups, dilation);
+  return through_autograd<GradInputFunction>({grad_output, weight}, call_grad_input, grad_output,
+                                             weight, input_size, stride, padding, output_padding,
+                                             groups, dilation);
 }
 
 at::Tensor grad_weight_autograd(const at::Tensor& grad_output, const at::Tensor& input,
                                 SymIntArrayRef weight_size, IntArrayRef stride,
                                 IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
                                 IntArrayRef dilation) {
-  if (!tracks_derivatives({grad_output, input})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return call_grad_weight(grad_output, input, weight_size, stride, padding, output_padding,
-                            groups, dilation);
-  }
-  return GradWeightFunction::apply(grad_output, input, weight_size, stride, padding,
-                                   output_padding, groups, dilation);
+  return through_autograd<GradWeightFunction>({grad_output, input}, call_grad_weight,
+                                              grad_output, input, weight_size, stride, padding,
+                                              output_padding, groups, dilation);
 }
 
 at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
-  if (!tracks_derivatives({grad_output})) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return call_grad_bias(grad_output);
-  }
-  return GradBiasFunction::apply(grad_output);
+  return through_autograd<GradBiasFunction>({grad_output}, call_grad_bias, grad_output);
 }
 
-// The pair as the two differentiable ops when a graph is being recorded;
+// The pair as the two differentiable ops where derivatives are tracked (a
+// forward-mode tangent then raises there, not dropped by the fused kernel);
 // otherwise the fused kernel, below autograd.
 std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias_autograd(
     const at::Tensor& grad_output, const at::Tensor& input, SymIntArrayRef weight_size,
     IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
     IntArrayRef dilation) {
-  if (at::GradMode::is_enabled() && (grad_output.requires_grad() || input.requires_grad())) {
+  if (tracks_derivatives({grad_output, input})) {
     return {grad_weight_autograd(grad_output, input, weight_size, stride, padding, output_padding,
                                  groups, dilation),
             grad_bias_autograd(grad_output)};
@@ -363,14 +359,14 @@ std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias_autograd(
                                    output_padding, groups, dilation);
 }
 
-// The three as the separate differentiable ops when a graph is being
-// recorded; otherwise one call sharing grad_output's channels-last copy.
+// The three as the separate differentiable ops where derivatives are tracked
+// (as grad_weight_and_bias); otherwise one call sharing grad_output's
+// channels-last copy.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_autograd(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
     IntArrayRef dilation, bool bias) {
-  if (at::GradMode::is_enabled() &&
-      (grad_output.requires_grad() || input.requires_grad() || weight.requires_grad())) {
+  if (tracks_derivatives({grad_output, input, weight})) {
     at::Tensor gb = bias ? grad_bias_autograd(grad_output) : grad_output.new_empty({0});
     return {grad_input_autograd(grad_output, weight, input.sym_sizes(), stride, padding,
                                 output_padding, groups, dilation),

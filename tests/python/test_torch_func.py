@@ -224,7 +224,8 @@ def test_operators_refuse_a_tangent_they_cannot_carry():
     """The operators called directly (not through conv_transpose3d, which
     routes dual tensors to the Python Functions) raise on a forward-mode
     tangent: their C++ autograd has no jvp, and skipping it where nothing is
-    tracked must not drop the tangent silently."""
+    tracked (or, for the joint ops, taking the fused kernel) must not drop
+    the tangent silently."""
     x, w, b = operands("cpu")
     geometry = ([2, 1, 2], [1, 0, 1], [1, 0, 0], 1, [1, 2, 1])
     y = torch.ops.tconv3d.forward(x, w, b, *geometry)
@@ -233,6 +234,9 @@ def test_operators_refuse_a_tangent_they_cannot_carry():
         for call in (lambda: torch.ops.tconv3d.forward(dual(x), w, b, *geometry),
                      lambda: torch.ops.tconv3d.grad_input(dual(y), w, list(x.shape), *geometry),
                      lambda: torch.ops.tconv3d.grad_weight(y, dual(x), list(w.shape), *geometry),
-                     lambda: torch.ops.tconv3d.grad_bias(dual(y))):
+                     lambda: torch.ops.tconv3d.grad_bias(dual(y)),
+                     lambda: torch.ops.tconv3d.grad_weight_and_bias(dual(y), x, list(w.shape),
+                                                                    *geometry),
+                     lambda: torch.ops.tconv3d.backward(dual(y), x, w, *geometry, True)):
             with pytest.raises(RuntimeError, match="jvp"):
                 call()
