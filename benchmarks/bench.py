@@ -102,6 +102,18 @@ def force_kernel(policy: str) -> None:
     one_cta = policy == "wgmma_one_cta"
     tconv3d._C._set_wgmma_grid(torch.cuda.get_device_properties(0).multi_processor_count if one_cta else 0)
 
+def forced_call(call: Callable, policy: str) -> Callable:
+    """call with force_kernel(policy) set around it, auto after (each call sets the hooks on
+    the host first: under --graphs, during capture)."""
+    def run(s):
+        force_kernel(policy)
+        try:
+            return call(s)
+        finally:
+            force_kernel("auto")
+    return run
+
+
 DEFAULT_PASSES = "fwd,fwdbwd"
 # DESIGN.md §2: relative error against a float64 reference (fp64 itself: a loose sanity bound).
 TOLERANCE = {"fp32": 1e-5, "tf32": 3e-3, "fp16": 5e-3, "bf16": 2e-2, "fp64": 1e-10}
@@ -619,8 +631,8 @@ def bench_cudnn_best(fn_torch: Callable, case: Case, dtype_name: str, pass_: str
 
 
 # The kernels tconv3d names (tconv3d._C._last_cuda_kernels) for each pass's calls.
-PASS_KERNELS = {"fwd": ("forward",), "dgrad": ("grad_input",), "wgrad": ("grad_weight",),
-                "fwdbwd": ("forward", "grad_input", "grad_weight")}
+PASS_KERNELS = {**{p: (k,) for p, k in PASS_KERNEL.items()},
+                "fwdbwd": tuple(PASS_KERNEL.values())}
 
 
 def kernels_ran(pass_: str, device: torch.device) -> str | None:

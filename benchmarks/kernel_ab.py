@@ -45,17 +45,8 @@ def ab_row(case: bench.Case, dtype_name: str, layout: str, pass_: str, policies:
     sets = bench.make_input_sets(case, dtype, layout == "cl", pass_, device, count, args.seed)
     ours = bench.make_call(tconv3d.conv_transpose3d, case, pass_)
 
-    def forced(policy):
-        def call(s):
-            bench.force_kernel(policy)
-            try:
-                return ours(s)
-            finally:
-                bench.force_kernel("auto")
-        return call
-
     calls = {"cudnn": bench.make_call(F.conv_transpose3d, case, pass_)}
-    calls.update({p: forced(p) for p in policies})
+    calls.update({p: bench.forced_call(ours, p) for p in policies})
     row = {"case": case.name, "dtype": dtype_name, "layout": layout, "pass": pass_}
     with bench.torch_settings(dtype_name, cudnn_benchmark=False):
         reference = calls["cudnn"](sets[0])[0]

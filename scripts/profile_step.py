@@ -41,16 +41,6 @@ def main() -> None:
         profile(name, args.dtype, args.layout, args.pass_, policies, args.timeline)
 
 
-def forced(call, policy: str):
-    def run(s):
-        bench.force_kernel(policy)
-        try:
-            return call(s)
-        finally:
-            bench.force_kernel("auto")
-    return run
-
-
 def profile(name: str, dtype_name: str, layout: str, pass_: str, policies: list[str],
             timeline: bool) -> None:
     case = bench.cuda_case(name)
@@ -59,8 +49,8 @@ def profile(name: str, dtype_name: str, layout: str, pass_: str, policies: list[
         sets = bench.make_input_sets(case, bench.DTYPES[dtype_name], layout == "cl", pass_,
                                      device, 1, seed=0)
         ours = bench.make_call(tconv3d.conv_transpose3d, case, pass_)
-        sides = [(f"tconv3d[{policy}]" if policies != ["auto"] else "tconv3d", forced(ours, policy))
-                 for policy in policies]
+        sides = [(f"tconv3d[{policy}]" if policies != ["auto"] else "tconv3d",
+                  bench.forced_call(ours, policy)) for policy in policies]
         sides.append(("cuDNN", bench.make_call(F.conv_transpose3d, case, pass_)))
         for label, call in sides:
             for _ in range(5):

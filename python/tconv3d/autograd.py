@@ -168,20 +168,32 @@ class _ForwardFunction(torch.autograd.Function):
         return _forward_jvp(t_input, t_weight, t_bias, input, weight, ctx.static, ctx.output_shape)
 
 
-class _GradInputFunction(torch.autograd.Function):
-    """gx = grad_input(gy, w), static.size = x's shape: linear in gy and in w."""
+class _BilinearFunction(torch.autograd.Function):
+    """grad_input and grad_weight: each linear in each of its two tensors,
+    which it keeps for backward and jvp, with the call's _Static third."""
 
     generate_vmap_rule = True
-
-    @staticmethod
-    def forward(grad_output, weight, static):
-        return _ops.grad_input(grad_output, weight, static.size, *static.geometry)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(inputs[0], inputs[1])
         ctx.save_for_forward(inputs[0], inputs[1])
         ctx.static = inputs[2]
+
+
+def _bilinear_jvp(apply, ctx, t_a, t_b):
+    _refuse_nested_forward_mode()
+    a, b = ctx.saved_tensors
+    return _sum_of([None if t_a is None else apply(t_a, b, ctx.static),
+                    None if t_b is None else apply(a, t_b, ctx.static)])
+
+
+class _GradInputFunction(_BilinearFunction):
+    """gx = grad_input(gy, w), static.size = x's shape."""
+
+    @staticmethod
+    def forward(grad_output, weight, static):
+        return _ops.grad_input(grad_output, weight, static.size, *static.geometry)
 
     @staticmethod
     def backward(ctx, ggx):
@@ -195,27 +207,15 @@ class _GradInputFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_gy, t_w, _):
-        _refuse_nested_forward_mode()
-        grad_output, weight = ctx.saved_tensors
-        apply = _GradInputFunction.apply
-        return _sum_of([None if t_gy is None else apply(t_gy, weight, ctx.static),
-                        None if t_w is None else apply(grad_output, t_w, ctx.static)])
+        return _bilinear_jvp(_GradInputFunction.apply, ctx, t_gy, t_w)
 
 
-class _GradWeightFunction(torch.autograd.Function):
-    """gw = grad_weight(gy, x), static.size = w's shape: linear in gy and in x."""
-
-    generate_vmap_rule = True
+class _GradWeightFunction(_BilinearFunction):
+    """gw = grad_weight(gy, x), static.size = w's shape."""
 
     @staticmethod
     def forward(grad_output, input, static):
         return _ops.grad_weight(grad_output, input, static.size, *static.geometry)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0], inputs[1])
-        ctx.save_for_forward(inputs[0], inputs[1])
-        ctx.static = inputs[2]
 
     @staticmethod
     def backward(ctx, ggw):
@@ -229,11 +229,7 @@ class _GradWeightFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_gy, t_x, _):
-        _refuse_nested_forward_mode()
-        grad_output, input = ctx.saved_tensors
-        apply = _GradWeightFunction.apply
-        return _sum_of([None if t_gy is None else apply(t_gy, input, ctx.static),
-                        None if t_x is None else apply(grad_output, t_x, ctx.static)])
+        return _bilinear_jvp(_GradWeightFunction.apply, ctx, t_gy, t_x)
 
 
 def forward_under_torch_func(input, weight, bias, stride, padding, output_padding, groups,
