@@ -16,13 +16,15 @@ from . import _ops
 _LIBRARY_HAS_VMAP = hasattr(torch.library, "register_vmap")  # torch >= 2.5
 
 
+def _stacked(t, bdim, size):
+    """t with its vmapped dimension first, expanded to `size` where t is not
+    vmapped."""
+    return t.expand(size, *t.shape) if bdim is None else t.movedim(bdim, 0)
+
+
 def _samples(t, bdim, size, batched):
-    """t with its vmapped dimension first ([B, N, C, D, H, W]), expanded to B
-    samples where t is not vmapped."""
-    if bdim is None:
-        t = t.unsqueeze(0).expand(size, *t.shape)
-    else:
-        t = t.movedim(bdim, 0)
+    """A source as [B, N, C, D, H, W] (a batch of one where unbatched)."""
+    t = _stacked(t, bdim, size)
     return t if batched else t.unsqueeze(1)
 
 
@@ -50,12 +52,9 @@ def _forward_rule(info, in_dims, input, weight, bias, stride, padding, output_pa
         return y.unflatten(0, (x.shape[0], x.shape[1])), 0
     size = info.batch_size
     x = _to_groups(_samples(input, x_dim, size, batched))
-    w = weight.movedim(w_dim, 0) if w_dim is not None else weight.expand(size, *weight.shape)
-    b = None
-    if bias is not None:
-        b = (bias.movedim(b_dim, 0) if b_dim is not None else bias.expand(size, *bias.shape))
-        b = b.flatten()
-    y = _ops.forward(x, w.flatten(0, 1), b, *geometry, groups * size, dilation)
+    w = _stacked(weight, w_dim, size).flatten(0, 1)
+    b = None if bias is None else _stacked(bias, b_dim, size).flatten()
+    y = _ops.forward(x, w, b, *geometry, groups * size, dilation)
     return _from_groups(y, size, batched), 0
 
 

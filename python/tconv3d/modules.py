@@ -27,9 +27,9 @@ class ConvTranspose3d(nn.ConvTranspose3d):
                                               self.kernel_size, 3, self.dilation)
         if not torch.jit.is_scripting():  # TorchScript skips this block
             if python_autograd_needed():
-                return forward_under_torch_func(
-                    input, self.weight, self.bias, list(self.stride), list(self.padding),
-                    list(output_padding), self.groups, list(self.dilation))
+                return forward_under_torch_func(input, self.weight, self.bias, self.stride,
+                                                self.padding, output_padding, self.groups,
+                                                self.dilation)
         return torch.ops.tconv3d.forward(input, self.weight, self.bias, self.stride,
                                          self.padding, output_padding, self.groups, self.dilation)
 
