@@ -191,10 +191,13 @@ class ForwardFunction : public torch::autograd::Function<ForwardFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &input = saved[0], &weight = saved[1], &gy = grads[0];
+    const at::Tensor &input = saved[0], &weight = saved[1];
     const Geometry g = geometry_of(ctx);
     at::Tensor gx, gw, gb;
     const bool bias = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+    const at::Tensor gy = ctx->needs_input_grad(0) || ctx->needs_input_grad(1)
+                              ? grad_output_in_results_format(grads[0], input, weight)
+                              : grads[0];
     if (ctx->needs_input_grad(0) && ctx->needs_input_grad(1)) {
       std::tie(gx, gw, gb) = call_backward(gy, input, weight, TCONV3D_GEOMETRY(g), bias);
       if (!bias) gb = at::Tensor();

@@ -43,16 +43,37 @@ at::Tensor new_result(at::IntArrayRef shape, const at::TensorOptions& options) {
   return t;
 }
 
-at::Tensor empty_like_format(at::IntArrayRef shape, const at::Tensor& format_source) {
-  return new_result(shape, format_source.options().memory_format(
-                               format_source.suggest_memory_format()));
+// The memory format of a layer's results, by torch's rule for its cuDNN and
+// oneDNN convolutions (cudnn_conv_suggest_memory_format): channels-last where
+// either 5-D operand suggests it, but not in float64, which torch computes
+// contiguous.  A model converted to channels_last_3d then stays channels-last
+// whatever format its input comes in.
+at::MemoryFormat results_format(const at::Tensor& a, const at::Tensor& b) {
+  constexpr auto channels_last = at::MemoryFormat::ChannelsLast3d;
+  if (a.scalar_type() == at::kDouble) return at::MemoryFormat::Contiguous;
+  return a.suggest_memory_format() == channels_last || b.suggest_memory_format() == channels_last
+             ? channels_last
+             : at::MemoryFormat::Contiguous;
 }
 
-// grad_input's result, batched, in grad_output's memory format.
-at::Tensor new_grad_input(const ConvTranspose3dProblem& problem, const at::Tensor& gy) {
-  return empty_like_format({problem.batch, problem.in_channels, problem.in_size[0],
-                            problem.in_size[1], problem.in_size[2]},
-                           gy);
+// A 5-D activation (x or grad_output) as kernels take it: as it is, at any
+// strides, where it suggests `format`; otherwise copied into `format`, as
+// torch copies it for cuDNN.  So a kernel reads its activations and writes
+// its result in one format, the combinations the parity sweep covers.
+at::Tensor in_format(const at::Tensor& t, at::MemoryFormat format) {
+  return t.suggest_memory_format() == format ? t : t.contiguous(format);
+}
+
+at::Tensor new_result_in(at::IntArrayRef shape, const at::Tensor& like, at::MemoryFormat format) {
+  return new_result(shape, like.options().memory_format(format));
+}
+
+// grad_input's result, batched.
+at::Tensor new_grad_input(const ConvTranspose3dProblem& problem, const at::Tensor& gy,
+                          at::MemoryFormat format) {
+  return new_result_in({problem.batch, problem.in_channels, problem.in_size[0],
+                        problem.in_size[1], problem.in_size[2]},
+                       gy, format);
 }
 
 void check_grad_output(const ConvTranspose3dProblem& problem, const at::Tensor& grad_output) {
@@ -64,6 +85,14 @@ void check_grad_output(const ConvTranspose3dProblem& problem, const at::Tensor& 
 }  // namespace
 
 void set_poison_results(bool on) { g_poison_results.store(on); }
+
+at::Tensor grad_output_in_results_format(const at::Tensor& grad_output, const at::Tensor& input,
+                                         const at::Tensor& weight) {
+  const bool batched = input.dim() == 5;
+  const at::Tensor gy = in_format(as_batched(grad_output, batched),
+                                  results_format(as_batched(input, batched), weight));
+  return batched ? gy : gy.squeeze(0);
+}
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
@@ -83,11 +112,12 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                 ", expected bias to be 1-dimensional with ", text(problem.out_channels),
                 " elements, but got bias of size ", text(bias->sizes()), " instead");
   }
-  const at::Tensor x = as_batched(input, problem.batched);
-  at::Tensor y = empty_like_format(
-      {problem.batch, problem.out_channels, problem.out_size[0], problem.out_size[1],
-       problem.out_size[2]},
-      x);
+  const at::Tensor x_any = as_batched(input, problem.batched);
+  const at::MemoryFormat format = results_format(x_any, weight);
+  const at::Tensor x = in_format(x_any, format);
+  at::Tensor y = new_result_in({problem.batch, problem.out_channels, problem.out_size[0],
+                                problem.out_size[1], problem.out_size[2]},
+                               x, format);
   const std::optional<at::Tensor> b = has_bias ? bias : std::nullopt;
   const auto params = problem.params(x, weight, y, b);
   TCONV3D_RUN_PASS(x, forward, params, x, weight, b, y);
@@ -104,8 +134,10 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                                           padding, output_padding, groups,
                                                           dilation);
   check_grad_output(problem, grad_output);
-  const at::Tensor gy = as_batched(grad_output, problem.batched);
-  at::Tensor gx = new_grad_input(problem, gy);
+  const at::Tensor gy_any = as_batched(grad_output, problem.batched);
+  const at::MemoryFormat format = results_format(gy_any, weight);
+  const at::Tensor gy = in_format(gy_any, format);
+  at::Tensor gx = new_grad_input(problem, gy, format);
   const auto params = problem.params(gx, weight, gy);
   TCONV3D_RUN_PASS(gy, grad_input, params, gy, weight, gx);
   return problem.batched ? gx : gx.squeeze(0);
@@ -116,14 +148,19 @@ namespace {
 // What grad_weight and grad_weight_and_bias share: checks, sizes, gw.
 struct GradWeightCall {
   ConvTranspose3dProblem problem;
-  at::Tensor gy, x, gw;
+  at::Tensor gy, x;  // in `format`
+  at::MemoryFormat format;
+  at::Tensor gw;
 };
 
+// The results' format is the forward's, results_format(x, weight), where the
+// call has the weight (backward, as torch's); otherwise grad_output stands in
+// for it, which the layer's autograd gives in the forward's format.
 GradWeightCall prepare_grad_weight(const char* op, const at::Tensor& grad_output,
                                    const at::Tensor& input, at::IntArrayRef weight_size,
-                                   at::IntArrayRef stride, at::IntArrayRef padding,
-                                   at::IntArrayRef output_padding, int64_t groups,
-                                   at::IntArrayRef dilation) {
+                                   const at::Tensor* weight, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, at::IntArrayRef output_padding,
+                                   int64_t groups, at::IntArrayRef dilation) {
   check_supported_dtype(op, grad_output, "grad_output");
   check_same_dtype_and_device(op, grad_output, "grad_output", input, "input");
   const auto problem = ConvTranspose3dProblem::from_sizes(input.sizes(), weight_size, stride,
@@ -132,10 +169,9 @@ GradWeightCall prepare_grad_weight(const char* op, const at::Tensor& grad_output
   check_grad_output(problem, grad_output);
   const at::Tensor gy = as_batched(grad_output, problem.batched);
   const at::Tensor x = as_batched(input, problem.batched);
-  // gw in x's memory format, as cuDNN gives a channels-last input's (torch
-  // also makes it channels-last for a channels-last weight, which this op
-  // does not see); kernels write it at its strides.
-  return {problem, gy, x, empty_like_format(problem.weight_shape(), x)};
+  const at::MemoryFormat format = results_format(x, weight ? *weight : gy);
+  return {problem, in_format(gy, format), in_format(x, format), format,
+          new_result_in(problem.weight_shape(), x, format)};
 }
 
 // The bias pass needs only grad_output's sizes and strides (batched).
@@ -155,8 +191,8 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                        at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
                        at::IntArrayRef dilation) {
   GradWeightCall c = prepare_grad_weight("conv_transpose3d grad_weight", grad_output, input,
-                                         weight_size, stride, padding, output_padding, groups,
-                                         dilation);
+                                         weight_size, nullptr, stride, padding,
+                                         output_padding, groups, dilation);
   // An empty batch sums nothing, whichever kernel the shape would take (the
   // Hopper grad-weight GEMM returned without writing gw).
   if (c.problem.batch == 0) return c.gw.zero_();
@@ -214,8 +250,8 @@ std::tuple<at::Tensor, at::Tensor> grad_weight_and_bias(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
     int64_t groups, at::IntArrayRef dilation) {
   GradWeightCall c = prepare_grad_weight("conv_transpose3d grad_weight_and_bias", grad_output,
-                                         input, weight_size, stride, padding, output_padding,
-                                         groups, dilation);
+                                         input, weight_size, nullptr, stride, padding,
+                                         output_padding, groups, dilation);
   at::Tensor gb = new_result({c.problem.out_channels}, c.gy.options());
   if (c.problem.batch == 0) return {c.gw.zero_(), gb.zero_()};
   run_grad_weight_and_bias(c, gb);
@@ -228,9 +264,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     int64_t groups, at::IntArrayRef dilation, bool bias) {
   constexpr const char* op = "conv_transpose3d backward";
   check_same_dtype_and_device(op, grad_output, "grad_output", weight, "weight");
-  GradWeightCall c = prepare_grad_weight(op, grad_output, input, weight.sizes(), stride, padding,
-                                         output_padding, groups, dilation);
-  at::Tensor gx = new_grad_input(c.problem, c.gy);
+  GradWeightCall c = prepare_grad_weight(op, grad_output, input, weight.sizes(), &weight, stride,
+                                         padding, output_padding, groups, dilation);
+  at::Tensor gx = new_grad_input(c.problem, c.gy, c.format);
   at::Tensor gb = new_result({bias ? c.problem.out_channels : 0}, c.gy.options());
   if (c.problem.batch == 0) {
     return {c.problem.batched ? gx : gx.squeeze(0), c.gw.zero_(), gb.zero_()};

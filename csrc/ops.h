@@ -1,5 +1,5 @@
 // The four passes of 3-D transposed convolution as ATen-level functions: the
-// op layer validates (problem.h), allocates results in the caller's memory
+// op layer validates (problem.h), allocates results in torch's memory
 // format and hands raw pointers to the CPU or CUDA kernels.
 #pragma once
 
@@ -45,6 +45,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
     int64_t groups, at::IntArrayRef dilation, bool bias);
+
+// Results take torch's memory format for its cuDNN convolutions: channels-last
+// where x (grad_output for grad_input) or the weight suggests it, contiguous
+// in float64 (ops.cpp, results_format).  The layer's backward gives its ops
+// grad_output in the forward's format, as torch does, so its gradients take
+// the forward's format whichever grad_output comes: this is that copy, or
+// grad_output itself where it is in that format already.
+at::Tensor grad_output_in_results_format(const at::Tensor& grad_output, const at::Tensor& input,
+                                         const at::Tensor& weight);
 
 // Test hook: fill every result with NaN before its kernel runs, so an element a
 // kernel fails to write shows up in the comparison against the reference.

@@ -31,24 +31,42 @@ def transposed_output_extent(size, kernel, stride, padding, dilation, output_pad
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
-def _batched_format(t: Tensor) -> torch.memory_format:
-    # Mirrors the C++ op layer: a 4-D (unbatched) tensor is viewed as 5-D with
-    # a leading 1, and that view's suggested memory format is the one results take.
-    return torch._prims_common.suggest_memory_format(t if t.dim() == 5 else t.unsqueeze(0))
+def _batched(t: Tensor) -> Tensor:
+    # The C++ op layer views a 4-D (unbatched) tensor as 5-D with a leading 1.
+    return t if t.dim() == 5 else t.unsqueeze(0)
 
 
-def _empty_like_format(shape: Sequence, format_source: Tensor) -> Tensor:
-    batched = format_source.dim() == 5
-    shape5 = list(shape) if batched else [1, *shape]
-    out = torch.empty(shape5, dtype=format_source.dtype, device=format_source.device,
-                      memory_format=_batched_format(format_source))
+def results_format(a: Tensor, b: Tensor) -> torch.memory_format:
+    """csrc/ops.cpp's results_format, for the fakes and the Python autograd
+    (tests hold the fakes' strides to the operators'): channels-last where
+    either operand (viewed 5-D) suggests it, contiguous in float64, as torch's
+    cuDNN convolutions."""
+    suggest = torch._prims_common.suggest_memory_format
+    cl = torch.channels_last_3d
+    if a.dtype == torch.float64:
+        return torch.contiguous_format
+    return cl if cl in (suggest(_batched(a)), suggest(_batched(b))) else torch.contiguous_format
+
+
+def grad_output_in_results_format(grad_output: Tensor, input: Tensor, weight: Tensor) -> Tensor:
+    """csrc/ops.h's: grad_output in the forward's format, where it is not."""
+    format = results_format(input, weight)
+    gy = _batched(grad_output)
+    if torch._prims_common.suggest_memory_format(gy) != format:
+        gy = gy.contiguous(memory_format=format)
+    return gy if input.dim() == 5 else gy.squeeze(0)
+
+
+def _new_result(shape: Sequence, like: Tensor, format: torch.memory_format) -> Tensor:
+    batched = like.dim() == 5
+    out = torch.empty(list(shape) if batched else [1, *shape], dtype=like.dtype,
+                      device=like.device, memory_format=format)
     return out if batched else out.squeeze(0)
 
 
-def _grad_weight_like(weight_size: Sequence, input: Tensor) -> Tensor:
-    # gw takes the input's memory format (csrc/ops.cpp).
+def _grad_weight_like(weight_size: Sequence, input: Tensor, format: torch.memory_format) -> Tensor:
     return torch.empty(list(weight_size), dtype=input.dtype, device=input.device,
-                       memory_format=_batched_format(input))
+                       memory_format=format)
 
 
 # ---------------------------------------------------------------- fakes
@@ -62,17 +80,17 @@ def _(input, weight, bias, stride, padding, output_padding, groups, dilation):
     shape = [weight.shape[1] * groups, *spatial]
     if input.dim() == 5:
         shape = [input.shape[0], *shape]
-    return _empty_like_format(shape, input)
+    return _new_result(shape, input, results_format(input, weight))
 
 
 @torch.library.register_fake("tconv3d::grad_input")
 def _(grad_output, weight, input_size, stride, padding, output_padding, groups, dilation):
-    return _empty_like_format(input_size, grad_output)
+    return _new_result(input_size, grad_output, results_format(grad_output, weight))
 
 
 @torch.library.register_fake("tconv3d::grad_weight")
 def _(grad_output, input, weight_size, stride, padding, output_padding, groups, dilation):
-    return _grad_weight_like(weight_size, input)
+    return _grad_weight_like(weight_size, input, results_format(input, grad_output))
 
 
 @torch.library.register_fake("tconv3d::grad_bias")
@@ -82,10 +100,13 @@ def _(grad_output):
 
 @torch.library.register_fake("tconv3d::grad_weight_and_bias")
 def _(grad_output, input, weight_size, stride, padding, output_padding, groups, dilation):
-    return _grad_weight_like(weight_size, input), grad_output.new_empty([grad_output.shape[-4]])
+    return (_grad_weight_like(weight_size, input, results_format(input, grad_output)),
+            grad_output.new_empty([grad_output.shape[-4]]))
 
 
 @torch.library.register_fake("tconv3d::backward")
 def _(grad_output, input, weight, stride, padding, output_padding, groups, dilation, bias):
-    return (_empty_like_format(input.shape, grad_output), _grad_weight_like(weight.shape, input),
+    format = results_format(input, weight)
+    return (_new_result(input.shape, grad_output, format),
+            _grad_weight_like(weight.shape, input, format),
             grad_output.new_empty([grad_output.shape[-4] if bias else 0]))

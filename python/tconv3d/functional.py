@@ -39,8 +39,9 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     torch.nn.functional.conv_transpose3d.
 
     input: (N, Cin, D, H, W) or unbatched (Cin, D, H, W); weight:
-    (Cin, Cout/groups, kD, kH, kW); bias: (Cout,) or None.  The output takes the
-    input's memory format.  Under torch.autocast the input, weight and bias run
+    (Cin, Cout/groups, kD, kH, kW); bias: (Cout,) or None.  The output is
+    channels_last_3d where the input or the weight is (not in float64), as
+    torch's.  Under torch.autocast the input, weight and bias run
     in the autocast dtype, as nn.ConvTranspose3d's do (the operator's
     Autocast kernel, csrc/op_registration.cpp, does the casting)."""
     forward = forward_under_torch_func if python_autograd_needed() else _ops.forward

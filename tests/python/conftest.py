@@ -17,6 +17,17 @@ TOLERANCE = {
 }
 
 
+def layer_format(dtype, *operands):
+    """The memory format of a layer's results, as README states torch's rule:
+    channels-last where an operand (viewed 5-D) suggests it, contiguous in
+    float64."""
+    suggest = torch._prims_common.suggest_memory_format
+    batched = (t if t.dim() == 5 else t.unsqueeze(0) for t in operands)
+    if dtype != torch.float64 and torch.channels_last_3d in map(suggest, batched):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
 def devices():
     """cpu always; cuda as a parameter that skips cleanly where there is no GPU."""
     return ["cpu", pytest.param("cuda", marks=requires_cuda)]

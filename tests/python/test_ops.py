@@ -1,11 +1,13 @@
 """The torch.library registration: schemas, fake tensors, autograd
 registration and torch.compile without graph breaks."""
+import itertools
+
 import pytest
 import torch
 
 import tconv3d
 from tconv3d import _ops
-from conftest import devices, rel_err
+from conftest import devices, layer_format, rel_err
 
 GEOMETRY = ([2, 1, 2], [1, 0, 1], [1, 0, 0], 2, [1, 2, 1])
 
@@ -43,37 +45,91 @@ def test_opcheck_every_op(device, variant):
         torch.library.opcheck(torch.ops.tconv3d.backward.default, (gy, x, w, *GEOMETRY, bias))
 
 
+FORMATS = {"ncdhw": torch.contiguous_format, "cl": torch.channels_last_3d}
+FORMAT_TRIPLES = list(itertools.product(FORMATS, repeat=3))
+
+
+def in_format(t, name):
+    return t.contiguous(memory_format=FORMATS[name])
+
+
+def strides_in(shape, format, device):
+    return torch.empty(shape, device=device, memory_format=format).stride()
+
+
 @pytest.mark.parametrize("device", devices())
-@pytest.mark.parametrize("variant", ["batched", "unbatched", "channels_last"])
-def test_grad_weight_takes_the_input_memory_format(device, variant):
-    """gw comes in x's memory format from grad_weight, grad_weight_and_bias
-    and backward, and their fakes say the same strides; on CUDA it is the
-    format cuDNN gives (a channels-last x's gw channels-last, though the
-    weight is contiguous), so a channels-last layer's gw needs no copy."""
-    x, w, b = sample(device, batched=variant != "unbatched", channels_last=variant == "channels_last")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16],
+                         ids=str)
+@pytest.mark.parametrize("formats", FORMAT_TRIPLES, ids=lambda t: "x_{}-w_{}-gy_{}".format(*t))
+def test_layer_takes_torchs_memory_formats(formats, dtype, device):
+    """y, grad-input and grad-weight through autograd have the strides torch's
+    own layer gives them: channels-last where x or the weight is, whatever
+    grad_output's format, contiguous in float64.  torch's CPU float16 has no
+    channels-last kernel and stays contiguous (README): there the float32
+    layer's strides stand in for torch's."""
+    x_format, w_format, gy_format = formats
+    x, w, b = sample(device)
+    theirs_dtype = torch.float32 if (device, dtype) == ("cpu", torch.float16) else dtype
+
+    def strides(conv, dtype):
+        xd = in_format(x.to(dtype), x_format).requires_grad_()
+        wd = in_format(w.to(dtype), w_format).requires_grad_()
+        y = conv(xd, wd, b.to(dtype), *GEOMETRY)
+        gy = in_format(torch.randn_like(y, memory_format=torch.contiguous_format), gy_format)
+        gx, gw = torch.autograd.grad(y, (xd, wd), gy)
+        return y.stride(), gx.stride(), gw.stride()
+
+    ours = strides(tconv3d.conv_transpose3d, dtype)
+    theirs = strides(torch.nn.functional.conv_transpose3d, theirs_dtype)
+    assert ours == theirs
+    # and what the rule says, so a torch that changes its rule is noticed
+    expected = layer_format(dtype, in_format(x, x_format), in_format(w, w_format))
+    assert ours[1:] == (strides_in(x.shape, expected, device), strides_in(w.shape, expected, device))
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("formats", FORMAT_TRIPLES, ids=lambda t: "x_{}-w_{}-gy_{}".format(*t))
+def test_operators_and_fakes_take_the_results_format(formats, batched, dtype, device):
+    """Each operator's results in the format the rule gives from its own
+    operands (forward: x and w; grad_input: grad_output and w; grad_weight:
+    x and grad_output; backward: x and w, the forward's), the same strides
+    from the fakes torch.compile traces with, and the same values as from
+    operands all in that format."""
+    x_format, w_format, gy_format = formats
+    x, w, b = sample(device, batched=batched)
+    x, w, b = x.to(dtype), w.to(dtype), b.to(dtype)
     gy = torch.randn_like(_ops.forward(x, w, b, *GEOMETRY))
-    fmt = torch.channels_last_3d if variant == "channels_last" else torch.contiguous_format
+    batched_in = (lambda t, f: in_format(t, f)) if batched else (
+        lambda t, f: in_format(t.unsqueeze(0), f).squeeze(0))
+    x, w, gy = batched_in(x, x_format), in_format(w, w_format), batched_in(gy, gy_format)
+    ws = list(w.shape)
+    ops = torch.ops.tconv3d
 
     def results(gy, x, w):
-        return {"grad_weight": torch.ops.tconv3d.grad_weight(gy, x, list(w.shape), *GEOMETRY),
-                "grad_weight_and_bias": torch.ops.tconv3d.grad_weight_and_bias(
-                    gy, x, list(w.shape), *GEOMETRY)[0],
-                "backward": torch.ops.tconv3d.backward(gy, x, w, *GEOMETRY, True)[1]}
+        return {"forward": (ops.forward(x, w, None, *GEOMETRY),),
+                "grad_input": (ops.grad_input(gy, w, list(x.shape), *GEOMETRY),),
+                "grad_weight": (ops.grad_weight(gy, x, ws, *GEOMETRY),),
+                "grad_weight_and_bias": ops.grad_weight_and_bias(gy, x, ws, *GEOMETRY)[:1],
+                "backward": ops.backward(gy, x, w, *GEOMETRY, False)[:2]}
 
+    expected = {"forward": layer_format(dtype, x, w), "grad_input": layer_format(dtype, gy, w),
+                "grad_weight": layer_format(dtype, x, gy),
+                "grad_weight_and_bias": layer_format(dtype, x, gy),
+                "backward": layer_format(dtype, x, w)}
     real = results(gy, x, w)
     with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
         fake = results(*(mode.from_tensor(t) for t in (gy, x, w)))
-    for name, gw in real.items():
-        assert gw.shape == w.shape, name
-        assert gw.is_contiguous(memory_format=fmt), (name, gw.stride())
-        assert fake[name].stride() == gw.stride(), name
-    assert real["grad_weight"].is_contiguous() == (variant != "channels_last")
-    if device == "cuda" and variant != "unbatched":
-        stride, padding, output_padding, groups, dilation = GEOMETRY
-        theirs = torch.ops.aten.convolution_backward(
-            gy, x, w, None, stride, padding, dilation, True, output_padding, groups,
-            [False, True, False])[1]
-        assert theirs.stride() == real["grad_weight"].stride()
+    dense = {name: results(*(batched_in(t, "cl" if f == torch.channels_last_3d else "ncdhw")
+                             for t in (gy, x)), in_format(w, "ncdhw"))[name]
+             for name, f in expected.items()}
+    for name, values in real.items():
+        for value, fake_value, dense_value in zip(values, fake[name], dense[name]):
+            value5 = value if value.dim() == 5 else value.unsqueeze(0)
+            assert value5.is_contiguous(memory_format=expected[name]), (name, value.stride())
+            assert fake_value.stride() == value.stride(), name
+            assert rel_err(value, dense_value) <= 1e-6, name
 
 
 @pytest.mark.parametrize("device", devices())
