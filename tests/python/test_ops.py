@@ -221,6 +221,27 @@ def test_torch_compile_inductor():
     assert rel_err(gx_compiled, gx_eager) < 1e-5
 
 
+def test_torch_compile_dynamic_channels_last_model():
+    """A model converted to channels_last_3d, compiled with dynamic shapes and
+    fed NCDHW and channels-last inputs of two sizes: the outputs' strides and
+    values, and the gradients, are eager's (the fakes' formats are the
+    operators')."""
+    torch.manual_seed(0)
+    model = Net().to(memory_format=torch.channels_last_3d)
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    for shape in [(2, 4, 3, 4, 3), (3, 4, 5, 3, 4)]:
+        for format in FORMATS.values():
+            x = torch.randn(shape).contiguous(memory_format=format).requires_grad_()
+            y, y_eager = compiled(x), model(x)
+            assert y.stride() == y_eager.stride()
+            assert y.is_contiguous(memory_format=torch.channels_last_3d)
+            assert rel_err(y, y_eager) < 1e-5
+            gy = torch.randn_like(y)
+            gx, = torch.autograd.grad(y, x, gy)
+            gx_eager, = torch.autograd.grad(y_eager, x, gy)
+            assert gx.stride() == gx_eager.stride() and rel_err(gx, gx_eager) < 1e-5
+
+
 @pytest.mark.parametrize("device", devices())
 def test_torch_compile_fullgraph_under_autocast(device):
     """The operator's C++ Autocast kernel traces: compiled and eager agree in
