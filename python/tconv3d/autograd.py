@@ -61,8 +61,6 @@ def _forward_grads(needs, grad_output, input, weight, static):
     """The forward's (gx, gw, gb) through the Python Functions (any order,
     any torch.func transform)."""
     gx = gw = gb = None
-    if needs[0] or needs[1]:
-        grad_output = _ops.grad_output_in_results_format(grad_output, input, weight)
     if needs[0]:
         gx = _GradInputFunction.apply(grad_output, weight, static.sized(input.shape))
     if needs[1]:
@@ -116,12 +114,14 @@ class ConvTranspose3dFunction(torch.autograd.Function):
         geometry = ctx.static.geometry
         gx = gw = gb = None
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        if python_autograd_needed():
+            # grad_output as it comes: vmap cannot copy it channels-last, so
+            # here the results take the operators' own formats.
+            return (*_forward_grads(ctx.needs_input_grad, grad_output, input, weight, ctx.static),
+                    None, None, None, None, None)
         if needs_input or needs_weight:  # in the forward's format, as the C++ backward
             grad_output = _ops.grad_output_in_results_format(grad_output, input, weight)
-        if python_autograd_needed():
-            gx, gw, gb = _forward_grads(ctx.needs_input_grad, grad_output, input, weight,
-                                        ctx.static)
-        elif needs_input and needs_weight:
+        if needs_input and needs_weight:
             gx, gw, gb = _ops.backward(grad_output, input, weight, *geometry, needs_bias)
             gb = gb if needs_bias else None
         elif needs_input:
