@@ -116,6 +116,37 @@ class Decoder(nn.Module):
         return self.head(self.block(self.up(x)))
 
 
+@pytest.mark.parametrize("device", devices())
+def test_activation_checkpointing_and_saved_tensor_hooks(device):
+    """What 3-D models use to fit in memory: torch.utils.checkpoint (both
+    kinds) and save_on_cpu give bitwise the gradients of a plain step, and
+    the layer under inference_mode returns inference tensors as torch's."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    layer = tconv3d.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1).to(device)
+    x = torch.randn(2, 4, 3, 4, 5, device=device, requires_grad=True)
+
+    def gradients(run):  # .backward(): reentrant checkpoints refuse autograd.grad
+        x.grad = None
+        layer.zero_grad()
+        run().square().sum().backward()
+        return x.grad, layer.weight.grad, layer.bias.grad
+
+    plain = gradients(lambda: layer(x))
+    runs = {"reentrant": lambda: checkpoint(layer, x, use_reentrant=True),
+            "non_reentrant": lambda: checkpoint(layer, x, use_reentrant=False)}
+    for name, run in runs.items():
+        assert all(torch.equal(a, b) for a, b in zip(gradients(run), plain)), name
+    with torch.autograd.graph.save_on_cpu(pin_memory=device == "cuda"):
+        offloaded = gradients(lambda: layer(x))
+    assert all(torch.equal(a, b) for a, b in zip(offloaded, plain))
+    with torch.inference_mode():
+        y = layer(x)
+    assert y.is_inference() and not y.requires_grad
+    assert torch.equal(y, layer(x).detach())
+
+
 def test_convert_swaps_every_layer_and_shares_parameters():
     model = Decoder()
     params_before = {name: p for name, p in model.named_parameters()}
