@@ -34,12 +34,6 @@ class ConvTranspose3d(nn.ConvTranspose3d):
                                          self.padding, output_padding, self.groups, self.dilation)
 
 
-def _swap(module: nn.ConvTranspose3d) -> ConvTranspose3d:
-    swapped = copy.copy(module)  # shallow: the same Parameter objects, hooks and flags
-    swapped.__class__ = ConvTranspose3d
-    return swapped
-
-
 def convert(model: nn.Module) -> nn.Module:
     """Replaces every torch.nn.ConvTranspose3d inside `model` (the model itself
     included) by tconv3d.ConvTranspose3d sharing the same parameter tensors,
@@ -49,26 +43,39 @@ def convert(model: nn.Module) -> nn.Module:
     subclasses made at run time; a warning names them.  Convert first, then
     parametrize: tconv3d.ConvTranspose3d takes parametrizations as torch's
     layer does."""
-    return _convert(model, {})
+    return _swap_layers(model, nn.ConvTranspose3d, ConvTranspose3d, "convert", {})
 
 
-def _convert(module: nn.Module, done: dict) -> nn.Module:
+def revert(model: nn.Module) -> nn.Module:
+    """convert()'s inverse: replaces every tconv3d.ConvTranspose3d inside
+    `model` by torch.nn.ConvTranspose3d sharing the same parameter tensors,
+    and returns the model.  For what needs torch's own layer: ONNX export
+    (neither of torch's ONNX exporters can translate tconv3d's operator), or
+    a run on torch's kernels.  Parametrized layers are left, as convert()
+    leaves them."""
+    return _swap_layers(model, ConvTranspose3d, nn.ConvTranspose3d, "revert", {})
+
+
+def _swap_layers(module: nn.Module, source: type, target: type, name: str, done: dict):
     # `done` maps each module seen to its replacement, so a layer registered
     # under several names (or in several parents) stays one layer.  Not
     # named_children(), which yields such a layer under its first name only.
     if id(module) in done:
         return done[id(module)]
-    if type(module) is nn.ConvTranspose3d:
-        done[id(module)] = _swap(module)
-        return done[id(module)]
-    if isinstance(module, nn.ConvTranspose3d) and parametrize.is_parametrized(module):
-        warnings.warn(f"tconv3d.convert: a parametrized {type(module).__name__} (weight_norm, "
-                      "spectral_norm, ...) is left as torch's layer; convert before "
-                      "parametrizing", stacklevel=3)
+    if type(module) is source:
+        swapped = copy.copy(module)  # shallow: the same Parameter objects, hooks and flags
+        swapped.__class__ = target
+        done[id(module)] = swapped
+        return swapped
+    if (isinstance(module, source) and not isinstance(module, target)
+            and parametrize.is_parametrized(module)):
+        warnings.warn(f"tconv3d.{name}: a parametrized {type(module).__name__} (weight_norm, "
+                      f"spectral_norm, ...) is left as it is; {name} before parametrizing",
+                      stacklevel=3)
     done[id(module)] = module
-    for name, child in list(module._modules.items()):
+    for child_name, child in list(module._modules.items()):
         if child is not None:
-            replaced = _convert(child, done)
+            replaced = _swap_layers(child, source, target, name, done)
             if replaced is not child:
-                setattr(module, name, replaced)
+                setattr(module, child_name, replaced)
     return module

@@ -202,6 +202,32 @@ def test_convert_on_a_bare_layer():
     assert type(swapped) is tconv3d.ConvTranspose3d and swapped.weight is layer.weight
 
 
+def test_revert_undoes_convert_for_export():
+    """revert() gives back torch's layers sharing the parameters (a shared
+    layer stays one, the output stays the same), and torch.export of the
+    reverted model holds aten operators alone, no tconv3d one: a graph
+    torch's ONNX exporters translate (both do, onnx 1.23, onnxscript 0.7)."""
+    torch.manual_seed(0)
+    model = Decoder()
+    model.again = model.up
+    x = torch.randn(2, 4, 3, 3, 3)
+    expected = model(x)
+    params = dict(model.named_parameters())
+    converted = tconv3d.convert(model)
+    assert exported_namespaces(converted, x) == {"aten", "tconv3d"}
+    reverted = tconv3d.revert(converted)
+    assert reverted is model and type(model.up) is nn.ConvTranspose3d
+    assert type(model.block[1]) is nn.ConvTranspose3d and model.again is model.up
+    assert all(p is params[name] for name, p in model.named_parameters())
+    assert rel_err(model(x), expected) < 1e-5
+    assert exported_namespaces(model, x) == {"aten"}
+
+
+def exported_namespaces(model, x):
+    graph = torch.export.export(model, (x,)).graph
+    return {node.target.namespace for node in graph.nodes if node.op == "call_function"}
+
+
 @requires_cuda
 @pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
 def test_amp_training_step_matches_torch(amp_dtype):
