@@ -1,7 +1,9 @@
 #include "ops.h"
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -46,22 +48,39 @@ at::Tensor new_result(at::IntArrayRef shape, const at::TensorOptions& options) {
 // The memory format of a layer's results, by torch's rule for its cuDNN and
 // oneDNN convolutions (cudnn_conv_suggest_memory_format): channels-last where
 // either 5-D operand suggests it, but not in float64, which torch computes
-// contiguous.  A model converted to channels_last_3d then stays channels-last
-// whatever format its input comes in.
-at::MemoryFormat results_format(const at::Tensor& a, const at::Tensor& b) {
+// contiguous (the op layer has checked the two share a dtype).  A model
+// converted to channels_last_3d then stays channels-last whatever format its
+// input comes in.
+at::MemoryFormat results_format(const at::Tensor& activation, const at::Tensor& other) {
   constexpr auto channels_last = at::MemoryFormat::ChannelsLast3d;
-  if (a.scalar_type() == at::kDouble) return at::MemoryFormat::Contiguous;
-  return a.suggest_memory_format() == channels_last || b.suggest_memory_format() == channels_last
+  if (activation.scalar_type() == at::kDouble) return at::MemoryFormat::Contiguous;
+  return activation.suggest_memory_format() == channels_last ||
+                 other.suggest_memory_format() == channels_last
              ? channels_last
              : at::MemoryFormat::Contiguous;
+}
+
+std::vector<int64_t> strides_in(at::IntArrayRef sizes, at::MemoryFormat format) {
+  if (format == at::MemoryFormat::ChannelsLast3d) return c10::get_channels_last_strides_3d(sizes);
+  std::vector<int64_t> strides(sizes.size(), 1);
+  for (size_t i = sizes.size() - 1; i-- > 0;) {
+    strides[i] = strides[i + 1] * std::max<int64_t>(sizes[i + 1], 1);
+  }
+  return strides;
 }
 
 // A 5-D activation (x or grad_output) as kernels take it: as it is, at any
 // strides, where it suggests `format`; otherwise copied into `format`, as
 // torch copies it for cuDNN.  So a kernel reads its activations and writes
-// its result in one format, the combinations the parity sweep covers.
+// its result in one format, the combinations the parity sweep covers, and
+// an operator given what this returns derives `format` from it again.
 at::Tensor in_format(const at::Tensor& t, at::MemoryFormat format) {
-  return t.suggest_memory_format() == format ? t : t.contiguous(format);
+  if (t.suggest_memory_format() == format) return t;
+  const at::Tensor dense = t.contiguous(format);
+  if (dense.suggest_memory_format() == format) return dense;
+  // One channel or one position: dense in both formats, so contiguous() kept
+  // strides that suggest the other.  The same elements at format's strides.
+  return dense.as_strided(dense.sizes(), strides_in(dense.sizes(), format));
 }
 
 at::Tensor new_result_in(at::IntArrayRef shape, const at::Tensor& like, at::MemoryFormat format) {

@@ -36,37 +36,52 @@ def _batched(t: Tensor) -> Tensor:
     return t if t.dim() == 5 else t.unsqueeze(0)
 
 
-def results_format(a: Tensor, b: Tensor) -> torch.memory_format:
+def results_format(activation: Tensor, other: Tensor) -> torch.memory_format:
     """csrc/ops.cpp's results_format, for the fakes and the Python autograd
     (tests hold the fakes' strides to the operators'): channels-last where
     either operand (viewed 5-D) suggests it, contiguous in float64, as torch's
     cuDNN convolutions."""
     suggest = torch._prims_common.suggest_memory_format
     cl = torch.channels_last_3d
-    if a.dtype == torch.float64:
+    if activation.dtype == torch.float64:
         return torch.contiguous_format
-    return cl if cl in (suggest(_batched(a)), suggest(_batched(b))) else torch.contiguous_format
+    if cl in (suggest(_batched(activation)), suggest(_batched(other))):
+        return cl
+    return torch.contiguous_format
+
+
+def _in_format(t: Tensor, memory_format: torch.memory_format) -> Tensor:
+    # csrc/ops.cpp's in_format: a copy where t suggests the other format, and
+    # a tensor dense in both (one channel, one position) viewed at its strides.
+    suggest = torch._prims_common.suggest_memory_format
+    if suggest(t) == memory_format:
+        return t
+    dense = t.contiguous(memory_format=memory_format)
+    if suggest(dense) == memory_format:
+        return dense
+    strides = (torch._prims_common.make_channels_last_strides_for
+               if memory_format == torch.channels_last_3d
+               else torch._prims_common.make_contiguous_strides_for)
+    return dense.as_strided(dense.shape, strides(dense.shape))
 
 
 def grad_output_in_results_format(grad_output: Tensor, input: Tensor, weight: Tensor) -> Tensor:
     """csrc/ops.h's: grad_output in the forward's format, where it is not."""
-    format = results_format(input, weight)
-    gy = _batched(grad_output)
-    if torch._prims_common.suggest_memory_format(gy) != format:
-        gy = gy.contiguous(memory_format=format)
+    gy = _in_format(_batched(grad_output), results_format(input, weight))
     return gy if input.dim() == 5 else gy.squeeze(0)
 
 
-def _new_result(shape: Sequence, like: Tensor, format: torch.memory_format) -> Tensor:
+def _new_result(shape: Sequence, like: Tensor, memory_format: torch.memory_format) -> Tensor:
     batched = like.dim() == 5
     out = torch.empty(list(shape) if batched else [1, *shape], dtype=like.dtype,
-                      device=like.device, memory_format=format)
+                      device=like.device, memory_format=memory_format)
     return out if batched else out.squeeze(0)
 
 
-def _grad_weight_like(weight_size: Sequence, input: Tensor, format: torch.memory_format) -> Tensor:
+def _grad_weight_like(weight_size: Sequence, input: Tensor,
+                      memory_format: torch.memory_format) -> Tensor:
     return torch.empty(list(weight_size), dtype=input.dtype, device=input.device,
-                       memory_format=format)
+                       memory_format=memory_format)
 
 
 # ---------------------------------------------------------------- fakes
@@ -106,7 +121,7 @@ def _(grad_output, input, weight_size, stride, padding, output_padding, groups, 
 
 @torch.library.register_fake("tconv3d::backward")
 def _(grad_output, input, weight, stride, padding, output_padding, groups, dilation, bias):
-    format = results_format(input, weight)
-    return (_new_result(input.shape, grad_output, format),
-            _grad_weight_like(weight.shape, input, format),
+    memory_format = results_format(input, weight)
+    return (_new_result(input.shape, grad_output, memory_format),
+            _grad_weight_like(weight.shape, input, memory_format),
             grad_output.new_empty([grad_output.shape[-4] if bias else 0]))

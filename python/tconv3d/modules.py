@@ -51,12 +51,21 @@ def revert(model: nn.Module) -> nn.Module:
     `model` by torch.nn.ConvTranspose3d sharing the same parameter tensors,
     and returns the model.  For what needs torch's own layer: ONNX export
     (neither of torch's ONNX exporters can translate tconv3d's operator), or
-    a run on torch's kernels.  Parametrized layers are left, as convert()
-    leaves them."""
+    a run on torch's kernels.  A parametrized layer (weight_norm, ...) stays
+    tconv3d's, with a warning: remove its parametrizations first."""
     return _swap_layers(model, ConvTranspose3d, nn.ConvTranspose3d, "revert", {})
 
 
-def _swap_layers(module: nn.Module, source: type, target: type, name: str, done: dict):
+# What a warning for a parametrized layer of the source type advises.
+_PARAMETRIZED_ADVICE = {
+    "convert": "convert before parametrizing",
+    "revert": "remove its parametrizations (torch.nn.utils.parametrize."
+              "remove_parametrizations) before reverting",
+}
+
+
+def _swap_layers(module: nn.Module, source: type, target: type, name: str,
+                 done: dict) -> nn.Module:
     # `done` maps each module seen to its replacement, so a layer registered
     # under several names (or in several parents) stays one layer.  Not
     # named_children(), which yields such a layer under its first name only.
@@ -67,11 +76,12 @@ def _swap_layers(module: nn.Module, source: type, target: type, name: str, done:
         swapped.__class__ = target
         done[id(module)] = swapped
         return swapped
-    if (isinstance(module, source) and not isinstance(module, target)
-            and parametrize.is_parametrized(module)):
-        warnings.warn(f"tconv3d.{name}: a parametrized {type(module).__name__} (weight_norm, "
-                      f"spectral_norm, ...) is left as it is; {name} before parametrizing",
-                      stacklevel=3)
+    # parametrize makes a subclass of the layer's own class at run time.
+    if parametrize.is_parametrized(module) and type(module).__bases__[0] is source:
+        owner = "tconv3d" if source is ConvTranspose3d else "torch.nn"
+        warnings.warn(f"tconv3d.{name}: a parametrized {owner}.ConvTranspose3d (weight_norm, "
+                      f"spectral_norm, ...) is left as it is; "
+                      f"{_PARAMETRIZED_ADVICE[name]}", stacklevel=3)
     done[id(module)] = module
     for child_name, child in list(module._modules.items()):
         if child is not None:

@@ -12,21 +12,26 @@ from conftest import devices, layer_format, rel_err
 GEOMETRY = ([2, 1, 2], [1, 0, 1], [1, 0, 0], 2, [1, 2, 1])
 
 
-def sample(device, batched=True, channels_last=False):
+def sample(device, batched=True, channels_last=False, weight_channels_last=False):
     x = torch.randn(2, 4, 3, 4, 3, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     if not batched:
         x = x[0]
     w = torch.randn(4, 3, 3, 2, 3, device=device)
+    if weight_channels_last:
+        w = w.contiguous(memory_format=torch.channels_last_3d)
     b = torch.randn(6, device=device)
     return x, w, b
 
 
 @pytest.mark.parametrize("device", devices())
-@pytest.mark.parametrize("variant", ["batched", "unbatched", "channels_last"])
+@pytest.mark.parametrize("variant",
+                         ["batched", "unbatched", "channels_last", "channels_last_weight"])
 def test_opcheck_every_op(device, variant):
-    x, w, b = sample(device, batched=variant != "unbatched", channels_last=variant == "channels_last")
+    x, w, b = sample(device, batched=variant != "unbatched",
+                     channels_last=variant == "channels_last",
+                     weight_channels_last=variant == "channels_last_weight")
     x.requires_grad_()
     w.requires_grad_()
     b.requires_grad_()
@@ -57,34 +62,56 @@ def strides_in(shape, format, device):
     return torch.empty(shape, device=device, memory_format=format).stride()
 
 
+# (x shape, weight shape, stride, groups): six output channels in groups; one
+# output channel, so y and grad_output are dense in both formats; and x of
+# one position, so x and grad-input are.
+LAYER_SHAPES = {
+    "six_channels": ((2, 4, 3, 4, 3), (4, 3, 3, 2, 3), 2, 2),
+    "one_output_channel": ((2, 4, 3, 4, 3), (4, 1, 3, 2, 3), 2, 1),
+    "one_input_position": ((2, 4, 1, 1, 1), (4, 3, 2, 2, 2), 2, 1),
+}
+LAYERS = {"conv_transpose3d": tconv3d.conv_transpose3d,
+          "ConvTranspose3dFunction": tconv3d.ConvTranspose3dFunction.apply,
+          "torch": torch.nn.functional.conv_transpose3d}
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16],
                          ids=str)
+@pytest.mark.parametrize("wanted", ["x", "weight", "both"])
+@pytest.mark.parametrize("shapes", list(LAYER_SHAPES))
 @pytest.mark.parametrize("formats", FORMAT_TRIPLES, ids=lambda t: "x_{}-w_{}-gy_{}".format(*t))
-def test_layer_takes_torchs_memory_formats(formats, dtype, device):
-    """y, grad-input and grad-weight through autograd have the strides torch's
+def test_layer_takes_torchs_memory_formats(formats, shapes, wanted, dtype, device):
+    """y, grad-input and grad-weight through autograd (functional and the
+    Python Function), each gradient alone and both, have the strides torch's
     own layer gives them: channels-last where x or the weight is, whatever
     grad_output's format, contiguous in float64.  torch's CPU float16 has no
     channels-last kernel and stays contiguous (README): there the float32
     layer's strides stand in for torch's."""
     x_format, w_format, gy_format = formats
-    x, w, b = sample(device)
+    x_shape, w_shape, stride, groups = LAYER_SHAPES[shapes]
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(x_shape, generator=g).to(device)
+    w = torch.randn(w_shape, generator=g).to(device)
+    b = torch.randn(w_shape[1] * groups, generator=g).to(device)
+    gy = torch.randn_like(torch.nn.functional.conv_transpose3d(x, w, b, stride, 0, 0, groups))
     theirs_dtype = torch.float32 if (device, dtype) == ("cpu", torch.float16) else dtype
 
-    def strides(conv, dtype):
-        xd = in_format(x.to(dtype), x_format).requires_grad_()
-        wd = in_format(w.to(dtype), w_format).requires_grad_()
-        y = conv(xd, wd, b.to(dtype), *GEOMETRY)
-        gy = in_format(torch.randn_like(y, memory_format=torch.contiguous_format), gy_format)
-        gx, gw = torch.autograd.grad(y, (xd, wd), gy)
-        return y.stride(), gx.stride(), gw.stride()
+    def strides(layer, dtype):
+        xd = in_format(x.to(dtype), x_format).requires_grad_(wanted != "weight")
+        wd = in_format(w.to(dtype), w_format).requires_grad_(wanted != "x")
+        y = LAYERS[layer](xd, wd, b.to(dtype), [stride] * 3, [0] * 3, [0] * 3, groups, [1] * 3)
+        leaves = [t for t in (xd, wd) if t.requires_grad]
+        grads = torch.autograd.grad(y, leaves, in_format(gy.to(dtype), gy_format))
+        return [y.stride(), *(t.stride() for t in grads)]
 
-    ours = strides(tconv3d.conv_transpose3d, dtype)
-    theirs = strides(torch.nn.functional.conv_transpose3d, theirs_dtype)
-    assert ours == theirs
-    # and what the rule says, so a torch that changes its rule is noticed
-    expected = layer_format(dtype, in_format(x, x_format), in_format(w, w_format))
-    assert ours[1:] == (strides_in(x.shape, expected, device), strides_in(w.shape, expected, device))
+    theirs = strides("torch", theirs_dtype)
+    for layer in ("conv_transpose3d", "ConvTranspose3dFunction"):
+        assert strides(layer, dtype) == theirs, layer
+    if shapes == "six_channels":  # and what the rule says, so a torch that changes it is noticed
+        expected = layer_format(dtype, in_format(x, x_format), in_format(w, w_format))
+        shapes = [gy.shape] + [x_shape] * (wanted != "weight") + [w_shape] * (wanted != "x")
+        assert theirs == [strides_in(shape, expected, device) for shape in shapes]
 
 
 @pytest.mark.parametrize("device", devices())
@@ -95,8 +122,8 @@ def test_operators_and_fakes_take_the_results_format(formats, batched, dtype, de
     """Each operator's results in the format the rule gives from its own
     operands (forward: x and w; grad_input: grad_output and w; grad_weight:
     x and grad_output; backward: x and w, the forward's), the same strides
-    from the fakes torch.compile traces with, and the same values as from
-    operands all in that format."""
+    from the fakes torch.compile traces with, and the same values as from x
+    and grad_output in that format beside a contiguous weight."""
     x_format, w_format, gy_format = formats
     x, w, b = sample(device, batched=batched)
     x, w, b = x.to(dtype), w.to(dtype), b.to(dtype)
@@ -224,8 +251,8 @@ def test_torch_compile_inductor():
 def test_torch_compile_dynamic_channels_last_model():
     """A model converted to channels_last_3d, compiled with dynamic shapes and
     fed NCDHW and channels-last inputs of two sizes: the outputs' strides and
-    values, and the gradients, are eager's (the fakes' formats are the
-    operators')."""
+    values, and the gradients of x and of every parameter, are eager's (the
+    fakes' formats are the operators')."""
     torch.manual_seed(0)
     model = Net().to(memory_format=torch.channels_last_3d)
     compiled = torch.compile(model, fullgraph=True, dynamic=True)
@@ -237,9 +264,10 @@ def test_torch_compile_dynamic_channels_last_model():
             assert y.is_contiguous(memory_format=torch.channels_last_3d)
             assert rel_err(y, y_eager) < 1e-5
             gy = torch.randn_like(y)
-            gx, = torch.autograd.grad(y, x, gy)
-            gx_eager, = torch.autograd.grad(y_eager, x, gy)
-            assert gx.stride() == gx_eager.stride() and rel_err(gx, gx_eager) < 1e-5
+            leaves = (x, *model.parameters())
+            grads = torch.autograd.grad(y, leaves, gy)
+            for g, g_eager in zip(grads, torch.autograd.grad(y_eager, leaves, gy)):
+                assert g.stride() == g_eager.stride() and rel_err(g, g_eager) < 1e-5
 
 
 @pytest.mark.parametrize("device", devices())

@@ -64,16 +64,24 @@ def test_per_sample_gradients(device):
 @pytest.mark.parametrize("device", devices())
 def test_per_sample_gradients_of_a_channels_last_layer(device):
     """float32, x and the weight channels-last, a .sum() loss (grad_output of
-    stride 0, which the plain backward copies channels-last, and vmap cannot):
-    the same values as torch's layer under the same transform."""
+    stride 0, which the plain backward copies channels-last, and vmap cannot),
+    through conv_transpose3d and through ConvTranspose3dFunction: the same
+    values as torch's layer under the same transform."""
     x, w, b = (t.float() for t in operands(device))
     x, w = (t.contiguous(memory_format=torch.channels_last_3d) for t in (x, w))
+    geometry = [list(GEOMETRY[k]) for k in ("stride", "padding", "output_padding")]
+
+    def function(x, w, b, **_):  # GEOMETRY's, in the Function's order
+        return tconv3d.ConvTranspose3dFunction.apply(x, w, b, *geometry, 1,
+                                                     list(GEOMETRY["dilation"]))
 
     def transform(conv):
         loss = lambda w, b, xi: conv(xi[None], w, b, **GEOMETRY).sum()
         return vmap(grad(loss, argnums=(0, 1)), in_dims=(None, None, 0))(w, b, x)
-    for ours, theirs in both(transform):
-        assert ours.shape == theirs.shape and rel_err(ours, theirs) < 1e-5
+    theirs = transform(F.conv_transpose3d)
+    for conv in (tconv3d.conv_transpose3d, function):
+        for ours, reference in zip(transform(conv), theirs):
+            assert ours.shape == reference.shape and rel_err(ours, reference) < 1e-5
 
 
 @pytest.mark.parametrize("device", devices())
