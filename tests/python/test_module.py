@@ -1,5 +1,6 @@
-"""tconv3d.ConvTranspose3d and convert() as drop-ins for nn.ConvTranspose3d."""
+"""tconv3d.ConvTranspose3d, convert() and revert() as drop-ins for nn.ConvTranspose3d."""
 import copy
+import warnings
 
 import pytest
 import torch
@@ -194,6 +195,12 @@ def test_convert_warns_of_parametrized_layers_and_parametrizing_after_works():
     y_reference.square().sum().backward()
     for p, q in zip(ours.parameters(), reference.parameters()):
         assert rel_err(p.grad, q.grad) < 1e-5
+    # revert cannot give it torch's class either, and says so; convert leaves it be
+    with pytest.warns(UserWarning, match="remove its parametrizations"):
+        assert tconv3d.revert(ours) is ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tconv3d.convert(ours) is ours
 
 
 def test_convert_on_a_bare_layer():
