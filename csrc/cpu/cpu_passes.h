@@ -1,6 +1,7 @@
-// CPU kernels: forward, grad-input and grad-weight as tiled implicit GEMMs
-// through the CPU BLAS (tap_gemm.h), grad-bias as chunked line sums
-// (grad_bias.cpp); every sum in an order fixed by the shape alone.
+// CPU kernels: forward, grad-input and grad-weight as implicit GEMMs through
+// the CPU BLAS (tap_gemm.h; the forward's over padded slabs of x, forward.cpp),
+// grad-bias as chunked line sums (grad_bias.cpp); every sum in an order fixed
+// by the shape alone.
 #pragma once
 
 #include <cstdint>

@@ -214,10 +214,11 @@ void small_mm(const StridedMatrix<acc>& out, const StridedMatrix<acc>& a,
 }
 
 // out = a · b (or out += a · b) for [M][K] · [K][N] views, by the BLAS or,
-// where M · K is small, by small_mm.
+// where M · K is below `small`, by small_mm.
 template <typename acc>
-void matmul(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate) {
-  if (a.size(0) * a.size(1) < kSmallGemm) {
+void matmul(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
+            int64_t small = kSmallGemm) {
+  if (a.size(0) * a.size(1) < small) {
     small_mm(strided<acc>(out), strided<acc>(a), strided<acc>(b), a.size(0), a.size(1),
              b.size(1), accumulate);
   } else if (accumulate) {

@@ -2156,6 +2156,28 @@ def test_mixed_memory_formats(name, layouts, dtype, device):
         check(what, value, reference, None, dtype)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("shape", [
+    # (x, weight, stride, padding): D rows in three blocks of a phase, the
+    # last ragged (4 · 130 · 130 positions a row: 13 rows a block)
+    ((1, 4, 30, 128, 128), (4, 4, 3, 3, 3), 1, 1),
+    # stride past the kernel: phases no tap reaches store the bias alone
+    ((2, 8, 5, 6, 7), (8, 4, 2, 2, 2), 3, 0),
+], ids=["three_blocks", "phases_without_taps"])
+def test_cpu_forward_padded_slabs(shape, layout):
+    """The CPU forward's padded slabs (forward.cpp; 16 weights a tap and up)
+    where they split a phase's D rows into blocks, and where a phase has no
+    tap: against the float64 reference, results NaN-poisoned first."""
+    x_shape, w_shape, stride, padding = shape
+    g = torch.Generator().manual_seed(41)
+    x = make_tensor(x_shape, layout, torch.float32, "cpu", g)
+    w = make_tensor(w_shape, layout, torch.float32, "cpu", g)
+    b = torch.randn(w_shape[1], generator=g)
+    y = tconv3d.conv_transpose3d(x, w, b, stride=stride, padding=padding)
+    _, _, _, yr = reference_conv(x, w, b, stride=stride, padding=padding)
+    check("output", y, yr, None, torch.float32)
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("channels", [(2, 3), (32, 24)], ids=str)
 def test_strides_past_the_output(channels, device):
