@@ -101,7 +101,7 @@ constexpr int64_t kSmallSlabGemm = 4;  // M · K below which a tap's product run
 // A tap's weights a group (Cin/G · Cout/G) from which the slabs pay: fewer
 // (depthwise: one) do too little a pass over the slab, and the gathered
 // columns' one GEMM over every tap ran 1.3-2x faster; at 16 (groups of 4)
-// the two were even, at 24 (3 → 8) the slabs 1.2-1.4x faster.
+// the two were even, at 24 (3 → 8) the slabs 1.2-1.5x faster.
 constexpr int64_t kSlabMinWeights = 16;
 
 // The slab of sample n, group g, D rows [j0, j0 + S − spread) of a phase:
@@ -120,7 +120,8 @@ void fill_slab(const scalar_t* x, const Strides5& xs, int64_t channels, const Ax
       const int64_t id = origin[0] + sd, ih = origin[1] + sh;
       const bool inside = id >= 0 && id < axis[0].in && ih >= 0 && ih < axis[1].in;
       const int64_t lo = inside ? w0 : Ew, hi = inside ? w1 : Ew;
-      const scalar_t* line = x + id * xs.d + ih * xs.h + (origin[2] + lo) * xs.w;
+      // (Rows outside x read nothing: no pointer is formed past it.)
+      const scalar_t* line = inside ? x + id * xs.d + ih * xs.h + (origin[2] + lo) * xs.w : x;
       for (int64_t c = 0; c < channels; ++c) {
         acc* out = slab + c * S * plane + sd * plane + sh * Ew;
         const scalar_t* in = line + c * xs.c;
