@@ -1,11 +1,10 @@
 #include "ops.h"
 
-#include <algorithm>
 #include <atomic>
 #include <limits>
-#include <vector>
 
 #include <ATen/ATen.h>
+#include <c10/util/strides.h>
 
 #include "cpu/cpu_passes.h"
 #include "problem.h"
@@ -60,15 +59,6 @@ at::MemoryFormat results_format(const at::Tensor& activation, const at::Tensor& 
              : at::MemoryFormat::Contiguous;
 }
 
-std::vector<int64_t> strides_in(at::IntArrayRef sizes, at::MemoryFormat format) {
-  if (format == at::MemoryFormat::ChannelsLast3d) return c10::get_channels_last_strides_3d(sizes);
-  std::vector<int64_t> strides(sizes.size(), 1);
-  for (size_t i = sizes.size() - 1; i-- > 0;) {
-    strides[i] = strides[i + 1] * std::max<int64_t>(sizes[i + 1], 1);
-  }
-  return strides;
-}
-
 // A 5-D activation (x or grad_output) as kernels take it: as it is, at any
 // strides, where it suggests `format`; otherwise copied into `format`, as
 // torch copies it for cuDNN.  So a kernel reads its activations and writes
@@ -80,7 +70,9 @@ at::Tensor in_format(const at::Tensor& t, at::MemoryFormat format) {
   if (dense.suggest_memory_format() == format) return dense;
   // One channel or one position: dense in both formats, so contiguous() kept
   // strides that suggest the other.  The same elements at format's strides.
-  return dense.as_strided(dense.sizes(), strides_in(dense.sizes(), format));
+  return format == at::MemoryFormat::ChannelsLast3d
+             ? dense.as_strided(dense.sizes(), c10::get_channels_last_strides_3d(dense.sizes()))
+             : dense.as_strided(dense.sizes(), c10::contiguous_strides(dense.sizes()));
 }
 
 at::Tensor new_result_in(at::IntArrayRef shape, const at::Tensor& like, at::MemoryFormat format) {
